@@ -1,0 +1,2 @@
+-- parx.array: placeholder until the module lands.
+return require "parx.c.array"

@@ -1,0 +1,2 @@
+-- parx.chan: placeholder until the module lands.
+return require "parx.c.chan"

@@ -1,0 +1,2 @@
+-- parx.dns: placeholder until the module lands.
+return require "parx.c.dns"

@@ -1,0 +1,2 @@
+-- parx.fs: placeholder until the module lands.
+return require "parx.c.fs"

@@ -1,0 +1,2 @@
+-- parx.gpu: placeholder until the module lands.
+return require "parx.c.gpu"

@@ -1,0 +1,2 @@
+-- parx.http: placeholder until the module lands.
+return require "parx.c.http"

@@ -1,0 +1,2 @@
+-- parx.pool: placeholder until the module lands.
+return require "parx.c.pool"

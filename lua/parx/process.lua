@@ -1,0 +1,2 @@
+-- parx.process: placeholder until the module lands.
+return require "parx.c.process"

@@ -1,0 +1,2 @@
+-- parx.signal: placeholder until the module lands.
+return require "parx.c.signal"

@@ -1,0 +1,2 @@
+-- parx.sync: placeholder until the module lands.
+return require "parx.c.sync"

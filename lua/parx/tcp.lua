@@ -1,0 +1,2 @@
+-- parx.tcp: placeholder until the module lands.
+return require "parx.c.tcp"

@@ -1,0 +1,2 @@
+-- parx.timer: placeholder until the module lands.
+return require "parx.c.timer"

@@ -1,0 +1,2 @@
+-- parx.udp: placeholder until the module lands.
+return require "parx.c.udp"

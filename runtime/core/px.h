@@ -1,0 +1,220 @@
+/*
+ * px.h -- the core's internal API, shared by every module in runtime/.
+ *
+ * Nothing here is public: the embedding API is runtime/parx.h.  Layers point
+ * down only: modules (runtime/mod, runtime/io, runtime/gpu) include this file;
+ * the core never includes a module's header.
+ *
+ * Threading model in one paragraph.  A px_runtime owns one main VM (the thread
+ * that opened it) and N worker VMs (one pthread each).  A VM is a lua_State, a
+ * libuv loop and a scheduler of tasks (coroutines).  Only the VM's own thread
+ * touches its lua_State or its loop.  Another thread reaches a VM only through
+ * px_wake() (an inbox under a mutex plus uv_async_send).  Objects that several
+ * VMs use (channels, arrays, task handles, sync primitives) are px_shared:
+ * malloc'd C objects with an atomic reference count, one Lua proxy per VM.
+ */
+#ifndef PX_CORE_H
+#define PX_CORE_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <uv.h>
+
+typedef struct px_runtime px_runtime;
+typedef struct px_vm px_vm;
+typedef struct px_task px_task;
+typedef struct px_wait px_wait;
+
+/* ------------------------------------------------------------------------
+ * Errors.  Negative codes; libuv's codes are reused as they are (UV_ENOENT
+ * ...), parx adds its own below libuv's range.
+ * ---------------------------------------------------------------------- */
+#define PX_ERRNO_MAP(XX)                                                      \
+  XX(CLOSED, "channel or object is closed")                                  \
+  XX(CANCELED_TASK, "task was cancelled")                                    \
+  XX(DEADLOCK, "all tasks are asleep: deadlock")                             \
+  XX(NODEV, "no GPU device")                                                 \
+  XX(CUDA, "CUDA error")                                                     \
+  XX(CUBLAS, "cuBLAS error")                                                 \
+  XX(UNSENDABLE, "value cannot be sent to another VM")                       \
+  XX(HTTP, "HTTP transfer failed")
+
+enum {
+  PX__ERR_BASE = -5000,
+#define XX(code, _) PX_E##code,
+  PX_ERRNO_MAP(XX)
+#undef XX
+  PX__ERR_END
+};
+
+/* Message and symbolic name for any error code (parx's, libuv's, errno's
+ * negated).  Never NULL. */
+const char *px_strerror(int err);
+const char *px_err_name(int err);
+
+/* The one boundary where a failed operation becomes a Lua value: pushes
+ * nil, "NAME: message[: detail]", "NAME" and returns 3.  detail may be NULL.
+ * Misuse (wrong argument types) raises instead, through luaL_argerror. */
+int px_push_error(lua_State *L, int err, const char *detail);
+
+/* ------------------------------------------------------------------------
+ * VMs.  px_vm_of(L) works for the VM's main state and every coroutine in it.
+ * ---------------------------------------------------------------------- */
+px_vm *px_vm_of(lua_State *L);
+px_runtime *px_vm_runtime(px_vm *vm);
+uv_loop_t *px_vm_loop(px_vm *vm);
+lua_State *px_vm_state(px_vm *vm); /* the VM's main lua_State */
+int px_vm_id(px_vm *vm);           /* 0 = main VM, 1..N = workers */
+int px_vm_on_thread(px_vm *vm);    /* 1 if the calling thread runs vm */
+
+/* External work (a GPU stream, a host thread) that will px_wake() a task of
+ * vm later, but holds no libuv handle, must be counted so the VM is not
+ * thought idle (deadlock detection, process exit).  Balanced calls; any
+ * thread. */
+void px_vm_hold(px_vm *vm);
+void px_vm_release(px_vm *vm);
+
+/* ------------------------------------------------------------------------
+ * Tasks, parking and waking.
+ *
+ * A C function called from Lua inside a task parks the task by ending with
+ *     return px_park(L, &obj->wait);
+ * Before that it fills in w->what (a short phrase for deadlock reports, e.g.
+ * "channel recv") and the callbacks below.  Later, exactly once, some thread
+ * calls px_wake(w).  The scheduler then runs, on the VM's thread:
+ *   deliver(co, w): push the wait's results onto co (the task's coroutine)
+ *                   and return how many; they become the C function's
+ *                   return values.  NULL means no results.
+ * If the task is cancelled (or the runtime reports a deadlock) while parked,
+ * the scheduler calls cancel(w) on the VM's thread:
+ *   cancel(w) -> 1: w was detached from its source and will never be woken;
+ *                   the task resumes at once with the cancellation error.
+ *   cancel(w) -> 0: a px_wake(w) is already under way; when it arrives the
+ *                   scheduler calls discard(w) instead of deliver(w).
+ * After deliver, discard or a cancel that returned 1, the scheduler never
+ * touches w again: the module may free it inside those callbacks.
+ *
+ * px_park raises a Lua error instead of parking when L is not a task (for
+ * example a plain coroutine the user created), and raises the cancellation
+ * error at once when the task was already asked to cancel.
+ * ---------------------------------------------------------------------- */
+struct px_wait {
+  px_wait *next;  /* scheduler's link while posted; do not touch */
+  px_task *task;  /* set by px_park */
+  px_vm *vm;      /* set by px_park */
+  const char *what;
+  int (*deliver)(lua_State *co, px_wait *w);
+  void (*discard)(px_wait *w);
+  int (*cancel)(px_wait *w);
+  int external; /* 1: the waker is not a libuv handle of this VM nor another
+                   VM's task (GPU callback, host thread): counts as px_vm_hold */
+};
+
+int px_park(lua_State *L, px_wait *w);
+void px_wake(px_wait *w); /* any thread; exactly once per park */
+
+/* The task whose coroutine L is, or NULL. */
+px_task *px_task_current(lua_State *L);
+
+/* Raise if L cannot park (not inside a task); used by functions that want
+ * to fail early, before they allocate. */
+void px_check_can_park(lua_State *L);
+
+/* ------------------------------------------------------------------------
+ * Shared objects: cross VMs by reference.
+ *
+ * A module embeds px_shared as the FIRST member of its object, registers its
+ * type once with px_shared_register (at process start, from its open
+ * function; idempotent), and makes Lua proxies with px_shared_push.  The
+ * proxy is a full userdata holding one reference; its __gc drops it.  The
+ * marshaller sends the pointer plus a reference and calls type->push on the
+ * other side.
+ *
+ * Types whose Lua face is not a px_shared_push userdata (arrays are FFI
+ * cdata) set `to_shared` in the VM registry instead, see px_marshal.
+ * ---------------------------------------------------------------------- */
+typedef struct px_shared px_shared;
+typedef struct px_shared_type {
+  const char *name;               /* metatable name, e.g. "parx.channel" */
+  void (*free)(px_shared *obj);   /* last reference dropped; any thread */
+  /* push a Lua value for obj onto L, taking over one reference the caller
+   * already holds.  NULL means: px_shared_push (userdata + metatable `name`,
+   * which the module must have created in this VM, see px_shared_meta). */
+  void (*push)(lua_State *L, px_shared *obj);
+  int id; /* set by px_shared_register */
+} px_shared_type;
+
+struct px_shared {
+  const px_shared_type *type;
+  atomic_long refs;
+};
+
+void px_shared_register(px_shared_type *type);
+void px_shared_init(px_shared *obj, const px_shared_type *type); /* refs=1 */
+void px_shared_retain(px_shared *obj);
+void px_shared_release(px_shared *obj);
+
+/* Push a userdata proxy for obj with metatable type->name; takes over one
+ * reference.  The metatable must exist (px_shared_meta). */
+void px_shared_push(lua_State *L, px_shared *obj);
+/* Create (or fetch) the metatable for type in this VM and leave it on the
+ * stack; it gets __gc (release) and __px_shared = true.  Add methods to it. */
+void px_shared_meta(lua_State *L, const px_shared_type *type);
+/* The object behind the proxy at idx if it is of `type` (NULL: any shared
+ * type); NULL if it is not one. */
+px_shared *px_shared_test(lua_State *L, int idx, const px_shared_type *type);
+/* Like px_shared_test but raises a type error naming type->name. */
+px_shared *px_shared_check(lua_State *L, int idx, const px_shared_type *type);
+
+/* ------------------------------------------------------------------------
+ * Messages: values marshalled for another VM.
+ *
+ * Bytes plus the shared references they hold.  A message that is freed
+ * without being unmarshalled releases its references.
+ * ---------------------------------------------------------------------- */
+typedef struct px_msg {
+  char *data;
+  size_t len, cap;
+  px_shared **refs;
+  int nrefs, refcap;
+} px_msg;
+
+void px_msg_init(px_msg *m);
+void px_msg_free(px_msg *m);
+/* Marshal the n values at idx..idx+n-1 (appending to m).  Returns 0, or -1
+ * with an error message pushed on L that names the value's path, e.g.
+ * "cannot send upvalue 'co' of argument #1 (a coroutine) to another VM".
+ * Never raises except on out-of-memory. */
+int px_marshal(lua_State *L, int idx, int n, px_msg *m);
+/* Push the values of m; returns their count, or -1 with an error message
+ * pushed.  Takes over the references (m->nrefs becomes 0).  m still needs
+ * px_msg_free for its bytes. */
+int px_unmarshal(lua_State *L, px_msg *m);
+
+/* Registry key (a light userdata address) under which a VM may store a
+ * function cdata -> lightuserdata(px_shared*) or nil; the marshaller calls it
+ * for every cdata value (arrays are FFI cdata). */
+extern const char px_cdata_hook_key;
+
+/* ------------------------------------------------------------------------
+ * Modules.  Each C module has `int px_open_<name>(lua_State *L)` which
+ * pushes its table and returns 1 (luaopen style); core/modules.c preloads it
+ * as "parx.c.<name>" in every VM.
+ * ---------------------------------------------------------------------- */
+#define PX_MODULES(XX)                                                        \
+  XX(task) XX(pool) XX(chan) XX(sync) XX(array) XX(timer) XX(fs) XX(tcp)     \
+  XX(udp) XX(dns) XX(process) XX(signal) XX(http) XX(gpu) XX(debug)
+
+#define XX(name) int px_open_##name(lua_State *L);
+PX_MODULES(XX)
+#undef XX
+
+/* Runtime facts modules may need. */
+int px_runtime_workers(px_runtime *rt); /* configured worker count */
+px_vm *px_runtime_main(px_runtime *rt);
+
+#endif

@@ -1,0 +1,7 @@
+/* http.c -- placeholder until the module lands. */
+#include "../core/px.h"
+
+int px_open_http(lua_State *L) {
+  lua_newtable(L);
+  return 1;
+}

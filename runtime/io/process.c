@@ -1,0 +1,7 @@
+/* process.c -- placeholder until the module lands. */
+#include "../core/px.h"
+
+int px_open_process(lua_State *L) {
+  lua_newtable(L);
+  return 1;
+}

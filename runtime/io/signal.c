@@ -1,0 +1,7 @@
+/* signal.c -- placeholder until the module lands. */
+#include "../core/px.h"
+
+int px_open_signal(lua_State *L) {
+  lua_newtable(L);
+  return 1;
+}

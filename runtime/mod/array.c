@@ -1,0 +1,7 @@
+/* array.c -- placeholder until the module lands. */
+#include "../core/px.h"
+
+int px_open_array(lua_State *L) {
+  lua_newtable(L);
+  return 1;
+}

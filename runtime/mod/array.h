@@ -1,0 +1,56 @@
+/*
+ * array.h -- shared typed arrays (parx.array), the C side other modules use
+ * (the GPU module reads and writes host arrays through this).
+ *
+ * An array is a px_shared object: a malloc'd header plus a 64-byte aligned
+ * buffer of n elements, row-major.  Lua sees it as an FFI cdata (see
+ * lua/parx/array.lua); the marshaller sends it by reference.
+ */
+#ifndef PX_ARRAY_H
+#define PX_ARRAY_H
+
+#include "../core/px.h"
+
+#define PX_ARRAY_MAXDIM 8
+
+/* The order is part of the FFI declaration in lua/parx/array.lua. */
+typedef enum px_dtype {
+  PX_INT8, PX_INT16, PX_INT32, PX_INT64,
+  PX_UINT8, PX_UINT16, PX_UINT32, PX_UINT64,
+  PX_FLOAT16, PX_BFLOAT16, PX_FLOAT32, PX_FLOAT64,
+  PX_NDTYPES
+} px_dtype;
+
+typedef struct px_array {
+  px_shared hdr;   /* first: shared-object header (type, refs) */
+  void *data;      /* 64-byte aligned, n * px_dtype_size(dtype) bytes */
+  int64_t n;       /* element count (product of shape) */
+  int32_t dtype;   /* px_dtype */
+  int32_t ndim;    /* 1..PX_ARRAY_MAXDIM */
+  int64_t shape[PX_ARRAY_MAXDIM];
+} px_array;
+
+size_t px_dtype_size(int dtype);
+const char *px_dtype_name(int dtype);
+int px_dtype_from_name(const char *name); /* -1 if unknown */
+
+/* A zero-filled array; NULL if out of memory or the shape is invalid
+ * (checked by the caller). */
+px_array *px_array_new(int dtype, int ndim, const int64_t *shape);
+
+/* Push the Lua face of a (takes over one reference). */
+void px_array_push(lua_State *L, px_array *a);
+/* The array at idx (raises a type error if it is not one); no new ref. */
+px_array *px_array_check(lua_State *L, int idx);
+px_array *px_array_test(lua_State *L, int idx); /* NULL if not an array */
+
+/* float16 / bfloat16 <-> float, round to nearest even. */
+uint16_t px_f32_to_f16(float f);
+float px_f16_to_f32(uint16_t h);
+uint16_t px_f32_to_bf16(float f);
+float px_bf16_to_f32(uint16_t h);
+
+/* Number of live arrays in the process (tests check frees). */
+long px_array_live(void);
+
+#endif

@@ -1,0 +1,7 @@
+/* chan.c -- placeholder until the module lands. */
+#include "../core/px.h"
+
+int px_open_chan(lua_State *L) {
+  lua_newtable(L);
+  return 1;
+}

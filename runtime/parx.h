@@ -1,0 +1,123 @@
+/*
+ * parx.h -- embedding API of libparx, the parallel Lua runtime.
+ *
+ * A host opens a runtime, runs Lua code as tasks of the runtime's main VM,
+ * drives the main VM's loop (to completion, or one step at a time from the
+ * host's own event loop), and closes the runtime, which joins every worker
+ * thread and frees every resource.  All functions taking a parx_runtime must
+ * be called from the thread that opened it, except where noted.
+ *
+ * Link with `pkg-config --cflags --libs parx`.
+ */
+#ifndef PARX_H
+#define PARX_H
+
+#include <stddef.h>
+
+#include <lua.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PARX_VERSION "0.1.0"
+
+/* ======================================================================
+ * Types and results
+ * ==================================================================== */
+
+typedef struct parx_runtime parx_runtime;
+
+/* Results of the functions that run or drive code. */
+enum {
+  PARX_OK = 0,        /* finished normally */
+  PARX_ERRRUN = -1,   /* a Lua error escaped the code; see parx_last_error */
+  PARX_ERRSYNTAX = -2, /* the code does not compile */
+  PARX_ERRFILE = -3,  /* the file cannot be read */
+  PARX_ERRMEM = -4,
+  PARX_EXIT = -5,     /* the code called os.exit; see parx_exit_code */
+  PARX_ERRDEADLOCK = -6 /* every task was parked with nothing to wake it */
+};
+
+typedef struct parx_options {
+  int workers;       /* worker threads; 0 = $PARX_WORKERS, else the CPU count */
+  int deadlock_check; /* 1 (default): report a deadlock instead of hanging.
+                        Set 0 when host threads feed channels. */
+} parx_options;
+
+/* ======================================================================
+ * Lifecycle
+ * ==================================================================== */
+
+/* Fill o with the defaults. */
+void parx_options_init(parx_options *o);
+
+/* Open a runtime (o may be NULL for the defaults).  Worker threads start
+ * lazily, at the first spawn or pool call.  Returns NULL when out of memory
+ * or when the loop cannot be created. */
+parx_runtime *parx_open(const parx_options *o);
+
+/* Cancel what is still running, join every thread and free everything. */
+void parx_close(parx_runtime *rt);
+
+/* The main VM's lua_State, for pushing globals or reading results.  Do not
+ * keep Lua values across parx calls without a registry reference. */
+lua_State *parx_state(parx_runtime *rt);
+
+/* Register a C function that every VM (the main VM and every worker) gets
+ * as the global `name` when it starts.  Call before running code. */
+int parx_register(parx_runtime *rt, const char *name, lua_CFunction fn);
+
+/* Set the script's `arg` table like the lua interpreter: argv[script] is
+ * arg[0], the ones after it arg[1..], the ones before it negative. */
+void parx_set_args(parx_runtime *rt, int argc, char **argv, int script);
+
+/* ======================================================================
+ * Running code.  Each of these starts the code as a task of the main VM;
+ * the parx_run_* ones then drive the loop until that task has finished
+ * (other tasks keep running while it waits) and until nothing is left
+ * (tasks, timers, IO) when `drain` is set.
+ * ==================================================================== */
+
+int parx_run_string(parx_runtime *rt, const char *code, const char *chunkname,
+                    int drain);
+/* path NULL reads standard input.  A first line starting with '#' is
+ * skipped (shebang). */
+int parx_run_file(parx_runtime *rt, const char *path, int drain);
+
+/* Start code as a task without driving the loop; drive it with
+ * parx_step. */
+int parx_start_string(parx_runtime *rt, const char *code, const char *chunkname);
+
+/* ======================================================================
+ * Driving the loop from a host
+ * ==================================================================== */
+
+/* Drive until nothing is left to run. */
+int parx_run(parx_runtime *rt);
+
+/* Run ready tasks and one loop iteration.  nowait=1 never blocks.
+ * Returns 1 while there is more to do, 0 when idle, <0 on an error (a task
+ * started with parx_start_string failed). */
+int parx_step(parx_runtime *rt, int nowait);
+
+/* A file descriptor that becomes readable when parx_step has work, and how
+ * long (ms, -1 = forever) the host may wait before calling it anyway. */
+int parx_backend_fd(parx_runtime *rt);
+int parx_backend_timeout(parx_runtime *rt);
+
+/* ======================================================================
+ * Errors
+ * ==================================================================== */
+
+/* The message (with traceback) of the last failure; "" if none.  Valid
+ * until the next parx call. */
+const char *parx_last_error(parx_runtime *rt);
+
+/* The status passed to os.exit after a PARX_EXIT result. */
+int parx_exit_code(parx_runtime *rt);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
