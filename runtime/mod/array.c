@@ -1,7 +1,384 @@
-/* array.c -- placeholder until the module lands. */
-#include "../core/px.h"
+/*
+ * array.c -- shared typed arrays (parx.array): allocation, reference
+ * counting, half-precision conversions and the bridge to the Lua face.
+ *
+ * The Lua face (lua/parx/array.lua) is FFI cdata: a pointer to px_array
+ * with an ffi.metatype, finalized by px_array_release.  Everything the Lua
+ * side calls is a leaf C function reached through the FFI; the Lua C API
+ * part here only registers the constructor and the marshaller's cdata hook,
+ * and turns an array cdata into a light userdata for the marshaller.
+ *
+ * The FFI reaches the C functions through a table of function pointers
+ * (px_array_api, exported as a light userdata) rather than ffi.C, so the
+ * module works the same whether libparx is the parx binary, a shared
+ * library or a static library inside a host that was not linked with -E.
+ * The functions are exported (not static) as well, for C callers.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "array.h"
+
+/* lua.h of LuaJIT has no name for it, but lua_type() returns 10 for cdata. */
+#define PX_LUA_TCDATA 10
+
+static const struct {
+  const char *name;
+  size_t size;
+} dtypes[PX_NDTYPES] = {
+  [PX_INT8] = {"int8", 1},       [PX_INT16] = {"int16", 2},
+  [PX_INT32] = {"int32", 4},     [PX_INT64] = {"int64", 8},
+  [PX_UINT8] = {"uint8", 1},     [PX_UINT16] = {"uint16", 2},
+  [PX_UINT32] = {"uint32", 4},   [PX_UINT64] = {"uint64", 8},
+  [PX_FLOAT16] = {"float16", 2}, [PX_BFLOAT16] = {"bfloat16", 2},
+  [PX_FLOAT32] = {"float32", 4}, [PX_FLOAT64] = {"float64", 8},
+};
+
+size_t px_dtype_size(int dtype) {
+  return dtype >= 0 && dtype < PX_NDTYPES ? dtypes[dtype].size : 0;
+}
+
+const char *px_dtype_name(int dtype) {
+  return dtype >= 0 && dtype < PX_NDTYPES ? dtypes[dtype].name : "?";
+}
+
+int px_dtype_from_name(const char *name) {
+  if (!name) return -1;
+  for (int i = 0; i < PX_NDTYPES; i++)
+    if (strcmp(name, dtypes[i].name) == 0) return i;
+  return -1;
+}
+
+/* ------------------------------------------------------------------------
+ * Allocation and lifetime.
+ * ---------------------------------------------------------------------- */
+
+static atomic_long live_arrays;
+
+long px_array_live(void) {
+  return atomic_load_explicit(&live_arrays, memory_order_relaxed);
+}
+
+static void array_free(px_shared *obj) {
+  px_array *a = (px_array *)obj;
+  free(a->data);
+  free(a);
+  atomic_fetch_sub_explicit(&live_arrays, 1, memory_order_relaxed);
+}
+
+static void array_push_shared(lua_State *L, px_shared *obj);
+
+static px_shared_type array_type = {
+  .name = "parx.array",
+  .free = array_free,
+  .push = array_push_shared,
+};
+
+/* Arrays can be made in C (the GPU module) before any VM opened this
+ * module, so registration happens on first use too. */
+static pthread_once_t array_type_once = PTHREAD_ONCE_INIT;
+
+static void register_array_type(void) { px_shared_register(&array_type); }
+
+/* Lua numbers index elements exactly only below 2^53; the Lua face refuses
+ * larger shapes with a clear message, this is the last line of defence. */
+#define MAX_ELEMENTS ((int64_t)1 << 53)
+
+px_array *px_array_new(int dtype, int ndim, const int64_t *shape) {
+  size_t size = px_dtype_size(dtype);
+  if (size == 0 || ndim < 1 || ndim > PX_ARRAY_MAXDIM || !shape) return NULL;
+  int64_t n = 1;
+  for (int d = 0; d < ndim; d++) {
+    if (shape[d] < 0) return NULL;
+    if (shape[d] != 0 && n > MAX_ELEMENTS / shape[d]) return NULL;
+    n *= shape[d];
+  }
+  if ((uint64_t)n > SIZE_MAX / size - 64) return NULL;
+  /* Round up to the alignment (aligned_alloc wants a multiple) and never
+   * allocate 0 bytes, so data is a valid pointer even for empty arrays. */
+  size_t bytes = ((size_t)n * size + 63) & ~(size_t)63;
+  if (bytes == 0) bytes = 64;
+
+  px_array *a = calloc(1, sizeof *a);
+  if (!a) return NULL;
+  a->data = aligned_alloc(64, bytes);
+  if (!a->data) {
+    free(a);
+    return NULL;
+  }
+  memset(a->data, 0, bytes);
+  a->n = n;
+  a->dtype = dtype;
+  a->ndim = ndim;
+  for (int d = 0; d < ndim; d++) a->shape[d] = shape[d];
+  pthread_once(&array_type_once, register_array_type);
+  px_shared_init(&a->hdr, &array_type);
+  atomic_fetch_add_explicit(&live_arrays, 1, memory_order_relaxed);
+  return a;
+}
+
+void px_array_release(px_array *a) {
+  if (a) px_shared_release(&a->hdr);
+}
+
+void px_array_fill_bytes(px_array *a, const void *elem) {
+  int64_t n = a->n;
+  switch (px_dtype_size(a->dtype)) {
+  case 1:
+    memset(a->data, *(const uint8_t *)elem, (size_t)n);
+    break;
+  case 2: {
+    uint16_t v, *p = a->data;
+    memcpy(&v, elem, sizeof v);
+    for (int64_t i = 0; i < n; i++) p[i] = v;
+    break;
+  }
+  case 4: {
+    uint32_t v, *p = a->data;
+    memcpy(&v, elem, sizeof v);
+    for (int64_t i = 0; i < n; i++) p[i] = v;
+    break;
+  }
+  case 8: {
+    uint64_t v, *p = a->data;
+    memcpy(&v, elem, sizeof v);
+    for (int64_t i = 0; i < n; i++) p[i] = v;
+    break;
+  }
+  }
+}
+
+/* ------------------------------------------------------------------------
+ * Half precision.  One rounding routine for both 16-bit formats: take the
+ * double apart, shift its 53-bit significand down to the target's precision
+ * (fewer bits for subnormals) and round to nearest, ties to even.  A carry
+ * out of the significand ripples into the exponent field, which also turns
+ * the largest finite value plus half an ulp into infinity.
+ * ---------------------------------------------------------------------- */
+
+static uint16_t round_small(double d, int mant_bits, int exp_bits) {
+  uint64_t x;
+  memcpy(&x, &d, sizeof x);
+  uint16_t sign = (uint16_t)((x >> 63) << 15);
+  uint64_t ax = x & ~((uint64_t)1 << 63);
+  uint16_t inf = (uint16_t)(((1u << exp_bits) - 1) << mant_bits);
+  if (ax >= (uint64_t)0x7ff << 52) {
+    if (ax == (uint64_t)0x7ff << 52) return sign | inf;
+    /* NaN: keep it quiet (top significand bit set) and keep the sign. */
+    return sign | inf | (uint16_t)(1u << (mant_bits - 1));
+  }
+  int bias = (1 << (exp_bits - 1)) - 1;
+  int emin = 1 - bias; /* exponent of the smallest normal */
+  int e = (int)(ax >> 52) - 1023;
+  if (e > bias) return sign | inf;
+  uint64_t m = (ax & (((uint64_t)1 << 52) - 1)) | ((uint64_t)1 << 52);
+  int shift = 52 - mant_bits + (e < emin ? emin - e : 0);
+  if (shift > 60) return sign; /* far below half the smallest subnormal */
+  uint64_t q = m >> shift;
+  uint64_t rem = m & (((uint64_t)1 << shift) - 1);
+  uint64_t half = (uint64_t)1 << (shift - 1);
+  if (rem > half || (rem == half && (q & 1))) q++;
+  uint64_t bits = e < emin ? q : ((uint64_t)(e - emin) << mant_bits) + q;
+  return sign | (uint16_t)bits;
+}
+
+static double expand_small(uint16_t h, int mant_bits, int exp_bits) {
+  int bias = (1 << (exp_bits - 1)) - 1;
+  int emax_field = (1 << exp_bits) - 1;
+  int e = (h >> mant_bits) & emax_field;
+  uint64_t m = h & ((1u << mant_bits) - 1);
+  uint64_t bits = (uint64_t)(h >> 15) << 63;
+  if (e == emax_field) {
+    bits |= (uint64_t)0x7ff << 52 | m << (52 - mant_bits);
+  } else if (e != 0) {
+    bits |= (uint64_t)(e - bias + 1023) << 52 | m << (52 - mant_bits);
+  } else if (m != 0) {
+    /* Subnormal: normalize; every one is a normal double. */
+    int shift = 0;
+    while (!(m & (1u << mant_bits))) {
+      m <<= 1;
+      shift++;
+    }
+    m &= (1u << mant_bits) - 1;
+    bits |= (uint64_t)(1 - bias - shift + 1023) << 52 | m << (52 - mant_bits);
+  }
+  double d;
+  memcpy(&d, &bits, sizeof d);
+  return d;
+}
+
+uint16_t px_f64_to_f16(double d) { return round_small(d, 10, 5); }
+double px_f16_to_f64(uint16_t h) { return expand_small(h, 10, 5); }
+uint16_t px_f64_to_bf16(double d) { return round_small(d, 7, 8); }
+double px_bf16_to_f64(uint16_t h) { return expand_small(h, 7, 8); }
+
+/* float widens to double exactly, and every half value is a float. */
+uint16_t px_f32_to_f16(float f) { return px_f64_to_f16(f); }
+float px_f16_to_f32(uint16_t h) { return (float)px_f16_to_f64(h); }
+uint16_t px_f32_to_bf16(float f) { return px_f64_to_bf16(f); }
+float px_bf16_to_f32(uint16_t h) { return (float)px_bf16_to_f64(h); }
+
+/* Decoding tables, built once per process on first use: the Lua face reads
+ * a stored half as table[bits], a plain load, which measured about four
+ * times faster than a call per element (0.8 vs 3.3 ns).  Every float16 and
+ * bfloat16 value, NaN payloads aside, is exactly a float. */
+static float f16_table[65536], bf16_table[65536];
+static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+
+static void build_tables(void) {
+  for (uint32_t h = 0; h < 65536; h++) {
+    f16_table[h] = (float)px_f16_to_f64((uint16_t)h);
+    bf16_table[h] = (float)px_bf16_to_f64((uint16_t)h);
+  }
+}
+
+/* which: 0 = float16, 1 = bfloat16. */
+const float *px_half_table(int which) {
+  pthread_once(&tables_once, build_tables);
+  return which ? bf16_table : f16_table;
+}
+
+/* ------------------------------------------------------------------------
+ * The function table the Lua face reaches through the FFI.  The order is
+ * part of the declaration in lua/parx/array.lua.
+ * ---------------------------------------------------------------------- */
+
+typedef struct px_array_api {
+  px_array *(*array_new)(int dtype, int ndim, const int64_t *shape);
+  void (*release)(px_array *a);
+  void (*fill_bytes)(px_array *a, const void *elem);
+  long (*live)(void);
+  uint16_t (*f64_to_f16)(double d);
+  double (*f16_to_f64)(uint16_t h);
+  uint16_t (*f64_to_bf16)(double d);
+  double (*bf16_to_f64)(uint16_t h);
+  const float *(*half_table)(int which);
+} px_array_api;
+
+static const px_array_api api = {
+  px_array_new,  px_array_release, px_array_fill_bytes, px_array_live,
+  px_f64_to_f16, px_f16_to_f64,    px_f64_to_bf16,      px_bf16_to_f64,
+  px_half_table,
+};
+
+/* ------------------------------------------------------------------------
+ * Crossing VMs.  The Lua face hands us, once per VM, its constructor
+ * (light userdata -> array cdata holding the reference) and the marshaller's
+ * hook (cdata -> light userdata or nil), see init_lua.
+ * ---------------------------------------------------------------------- */
+
+static const char ctor_key;
+
+static void push_ctor(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&ctor_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+}
+
+/* require "parx.array" in a VM that has not loaded it yet; it registers the
+ * constructor.  Protected: returns the status, error message on the stack. */
+static int require_face(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "parx.array");
+  int status = lua_pcall(L, 1, 0, 0);
+  return status;
+}
+
+void px_array_push(lua_State *L, px_array *a) {
+  push_ctor(L);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    if (require_face(L) != 0) {
+      px_array_release(a);
+      lua_error(L);
+    }
+    push_ctor(L);
+    if (lua_isnil(L, -1)) {
+      px_array_release(a);
+      luaL_error(L, "parx.array: the Lua face did not register itself");
+    }
+  }
+  lua_pushlightuserdata(L, a);
+  if (lua_pcall(L, 1, 1, 0) != 0) {
+    /* The constructor failed (out of memory): nobody owns the reference. */
+    px_array_release(a);
+    lua_error(L);
+  }
+}
+
+static void array_push_shared(lua_State *L, px_shared *obj) {
+  px_array_push(L, (px_array *)obj);
+}
+
+px_array *px_array_test(lua_State *L, int idx) {
+  if (lua_type(L, idx) != PX_LUA_TCDATA) return NULL;
+  if (idx < 0 && idx > LUA_REGISTRYINDEX) idx = lua_gettop(L) + idx + 1;
+  lua_pushlightuserdata(L, (void *)&px_cdata_hook_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (!lua_isfunction(L, -1)) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  lua_pushvalue(L, idx);
+  lua_call(L, 1, 1);
+  px_shared *obj = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return obj && obj->type == &array_type ? (px_array *)obj : NULL;
+}
+
+px_array *px_array_check(lua_State *L, int idx) {
+  px_array *a = px_array_test(L, idx);
+  if (!a) {
+    const char *msg =
+        lua_pushfstring(L, "parx.array expected, got %s", luaL_typename(L, idx));
+    luaL_argerror(L, idx, msg);
+  }
+  return a;
+}
+
+/* init(ctor, hook): called once per VM by lua/parx/array.lua. */
+static int init_lua(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_pushlightuserdata(L, (void *)&ctor_key);
+  lua_pushvalue(L, 1);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  lua_pushlightuserdata(L, (void *)&px_cdata_hook_key);
+  lua_pushvalue(L, 2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+/* tolight(cdata): the array pointer a cdata holds, as a light userdata.
+ * The Lua hook checks the cdata's type before it calls this; for a pointer
+ * cdata, lua_topointer gives the address of the pointer it holds. */
+static int tolight_lua(lua_State *L) {
+  if (lua_type(L, 1) != PX_LUA_TCDATA) return 0;
+  void *const *slot = lua_topointer(L, 1);
+  if (!slot || !*slot) return 0;
+  lua_pushlightuserdata(L, *slot);
+  return 1;
+}
+
+static int live_lua(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)px_array_live());
+  return 1;
+}
+
+static const luaL_Reg functions[] = {
+  {"init", init_lua},
+  {"tolight", tolight_lua},
+  {"live", live_lua},
+  {NULL, NULL},
+};
 
 int px_open_array(lua_State *L) {
+  pthread_once(&array_type_once, register_array_type);
   lua_newtable(L);
+  luaL_register(L, NULL, functions);
+  lua_pushlightuserdata(L, (void *)&api);
+  lua_setfield(L, -2, "api");
+  lua_pushinteger(L, PX_ARRAY_MAXDIM);
+  lua_setfield(L, -2, "maxdim");
   return 1;
 }

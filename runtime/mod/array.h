@@ -53,4 +53,22 @@ float px_bf16_to_f32(uint16_t h);
 /* Number of live arrays in the process (tests check frees). */
 long px_array_live(void);
 
+/* ---- additions for the Lua face (lua/parx/array.lua calls these through
+ * the FFI, by the function table that px_open_array exports) ----------- */
+
+/* Lua numbers are doubles: converting through float first would round
+ * twice, so the Lua face uses these direct, correctly rounded ones. */
+uint16_t px_f64_to_f16(double d);
+double px_f16_to_f64(uint16_t h);
+uint16_t px_f64_to_bf16(double d);
+double px_bf16_to_f64(uint16_t h);
+/* 65536-entry decoding table (0: float16, 1: bfloat16), value = table[bits];
+ * built once per process, never freed. */
+const float *px_half_table(int which);
+
+/* Drop one reference (the finalizer of every Lua cdata). */
+void px_array_release(px_array *a);
+/* Set every element to the element-sized bit pattern at elem. */
+void px_array_fill_bytes(px_array *a, const void *elem);
+
 #endif
