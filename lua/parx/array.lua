@@ -85,6 +85,7 @@ local DTYPES = {
 
 local code_of = {}     -- dtype name -> px_dtype code
 local ptr_of = {}      -- px_dtype code -> ctype of the typed array pointer
+local itemsize_of = {} -- px_dtype code -> bytes per element
 local array_ids = {}   -- ctype id of a typed array pointer -> true
 local names = {}
 for i, d in ipairs(DTYPES) do
@@ -198,6 +199,7 @@ typedef struct px_array_%s {
 } px_array_%s;]], name, elem, name))
   local ptr_t = ffi.typeof("px_array_" .. name .. " *")
   ptr_of[code] = ptr_t
+  itemsize_of[code] = ffi.sizeof(elem)
   array_ids[tonumber(ptr_t)] = true
 
   -- decode: stored element -> Lua number; encode: checked number -> element.
@@ -213,9 +215,9 @@ typedef struct px_array_%s {
     encode = name == "float16" and f64_to_f16 or f64_to_bf16
   end
   local check = value_checker(name, kind, bits, signed)
-  local lo = kind == "int" and (signed and -2 ^ (bits - 1) or 0) or -huge
-  local hi = kind == "int" and (signed and 2 ^ (bits - 1) - 1 or 2 ^ bits - 1) or huge
-  local is_int = kind == "int"
+  local is_int = kind == "int" or kind == "int64"
+  local lo = is_int and (signed and -2 ^ (bits - 1) or 0) or -huge
+  local hi = is_int and (signed and 2 ^ (bits - 1) or 2 ^ bits) or huge -- exclusive
   local scratch = ffi.new(elem .. "[1]")
 
   local m = {}
@@ -271,7 +273,7 @@ typedef struct px_array_%s {
     m.set = function(a, i, v, ...)
       if select("#", ...) == 0 and type(i) == "number" and type(v) == "number"
          and i >= 1 and i <= tonumber(a._n) and floor(i) == i
-         and v >= lo and v <= hi and floor(v) == v then
+         and v >= lo and v < hi and floor(v) == v then
         a.data[i - 1] = v
         return
       end
@@ -313,7 +315,7 @@ local common = {}
 function common.dtype(a) return names[a._dtype + 1] end
 function common.ndim(a) return a._ndim end
 function common.size(a) return tonumber(a._n) end
-function common.itemsize(a) return ffi.sizeof(a.data[0]) end
+function common.itemsize(a) return itemsize_of[a._dtype] end
 
 -- The shape as a new table of dimensions, e.g. {2, 3}: `local rows, cols =
 -- unpack(a:shape())`; #a:shape() is the number of dimensions.
@@ -349,7 +351,7 @@ function common.copy(a)
   local p = array_new(a._dtype, a._ndim, shape)
   if p == nil then fail(2, "out of memory copying %s", tostring(a)) end
   local b = ffi.gc(ffi.cast(ptr_of[a._dtype], p), release)
-  ffi.copy(b.data, a.data, tonumber(a._n) * ffi.sizeof(a.data[0]))
+  ffi.copy(b.data, a.data, tonumber(a._n) * itemsize_of[a._dtype])
   return b
 end
 
