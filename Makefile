@@ -48,7 +48,7 @@ luamod = $(patsubst %.init,%,$(subst /,.,$(patsubst lua/%.lua,%,$(1))))
 $(BUILD)/obj/lua/%.o: lua/%.lua
 	@mkdir -p $(dir $@)
 	@echo "  LUAJIT $<"
-	$(Q)$(LUAJIT) -b -n $(call luamod,$<) $< $@
+	$(Q)$(LUAJIT) -b -g -n $(call luamod,$<) $< $@
 
 $(BUILD)/gen/luamods.c: $(LUA_SRC) Makefile
 	@mkdir -p $(dir $@)
@@ -57,7 +57,7 @@ $(BUILD)/gen/luamods.c: $(LUA_SRC) Makefile
 	    s=$$(echo $$m | tr . _); echo "extern const unsigned char luaJIT_BC_$$s[];"; done; \
 	  echo 'const px_luamod px_luamods[] = {'; \
 	  for f in $(LUA_SRC); do m=$$(echo $$f | sed -e 's|^lua/||' -e 's|\.lua$$||' -e 's|/|.|g' -e 's|\.init$$||'); \
-	    s=$$(echo $$m | tr . _); n=$$($(LUAJIT) -b -n $$m $$f - | wc -c); echo "  {\"$$m\", luaJIT_BC_$$s, $$n},"; done; \
+	    s=$$(echo $$m | tr . _); n=$$($(LUAJIT) -b -g -n $$m $$f - | wc -c); echo "  {\"$$m\", luaJIT_BC_$$s, $$n},"; done; \
 	  echo '  {0, 0, 0}};'; } > $@
 
 $(GEN_OBJ): $(BUILD)/gen/luamods.c
@@ -79,11 +79,132 @@ $(BUILD)/parx: $(CLI_OBJ) $(BUILD)/libparx.a
 clean:
 	rm -rf $(BUILD)
 
-help:
+help::
 	@echo "make            build build/parx, build/libparx.a, build/libparx.so"
 	@echo "make clean      remove build/"
 
 # ---- CLI, tests, install, deps (foundation) ---------------------------
+#
+# `make deps` installs the Debian packages parx needs with apt-get, only
+# when one is missing (as root, else through sudo).  `make`, `make test`
+# and `make demo` run it first on a fresh tree: the check leaves
+# $(BUILD)/deps.mk behind, and because that file is included, make re-reads
+# this Makefile after installing, so pkg-config sees the new packages.
+DEB_PKGS := luajit libluajit-5.1-dev libuv1-dev lua-busted libopenblas-dev \
+  libcurl4-openssl-dev libedit-dev libopenmpi-dev openmpi-bin pkg-config \
+  python3 clang libclang-rt-14-dev netcat-openbsd
+BENCH_PKGS := golang-go hyperfine
+
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+SPECS ?= spec
+SPEC_TIMEOUT ?= 300
+
+.PHONY: deps bench-deps test demo install uninstall asan tsan embed-host
+
+# apt_install(packages): install the ones dpkg does not know as installed.
+define apt_install
+	@missing=; for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' \
+	    || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+	  echo "deps: missing$$missing, and no apt-get here: install them by hand" >&2; exit 1; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	echo "  DEPS apt-get install$$missing"; \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing
+endef
+
+deps:
+	$(call apt_install,$(DEB_PKGS))
+
+bench-deps:
+	$(call apt_install,$(BENCH_PKGS))
+
+ifeq ($(filter deps bench-deps clean help,$(MAKECMDGOALS)),)
+-include $(BUILD)/deps.mk
+endif
+$(BUILD)/deps.mk:
+	$(call apt_install,$(DEB_PKGS))
+	@mkdir -p $(BUILD) && echo '# written once `make deps` found every package' > $@
+
+# The embedding example, linked against the static library.
+$(BUILD)/embed-host: scripts/embed/host.c $(BUILD)/libparx.a runtime/parx.h
+	@echo "  LD $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libparx.a -Wl,-E $(LDFLAGS) $(LIBS)
+embed-host: $(BUILD)/embed-host
+
+# Every spec file runs under build/parx in its own process; the runner ends
+# with "N passed, N failed[, N skipped]".  Specs find the build through
+# PARX_BIN / PARX_BUILD, and the sanitizer variants through PARX_CC and
+# PARX_LDFLAGS (to link the embedding host the same way).
+test: all $(BUILD)/embed-host
+	$(Q)PARX_BIN=$(abspath $(BUILD)/parx) PARX_BUILD=$(abspath $(BUILD)) \
+	  PARX_CC='$(CC)' PARX_LDFLAGS='$(LDFLAGS)' SPEC_TIMEOUT=$(SPEC_TIMEOUT) \
+	  scripts/tools/runspecs $(BUILD)/parx $(SPECS)
+
+demo: all
+	$(Q)$(BUILD)/parx scripts/examples/tour.lua
+
+define PARX_PC
+prefix=$(PREFIX)
+libdir=$(LIBDIR)
+includedir=$(INCLUDEDIR)
+
+Name: parx
+Description: parallel runtime for Lua (LuaJIT, libuv)
+Version: 0.1.0
+Requires: luajit
+Requires.private: libuv libcurl
+Cflags: -I$${includedir}
+Libs: -L$${libdir} -lparx
+Libs.private: -lopenblas -ledit -lm -ldl -lpthread
+endef
+export PARX_PC
+
+install: all
+	@echo "  INSTALL $(DESTDIR)$(PREFIX)"
+	$(Q)install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	$(Q)install -m 755 $(BUILD)/parx $(DESTDIR)$(BINDIR)/parx
+	$(Q)install -m 644 $(BUILD)/libparx.a $(DESTDIR)$(LIBDIR)/libparx.a
+	$(Q)install -m 755 $(BUILD)/libparx.so $(DESTDIR)$(LIBDIR)/libparx.so
+	$(Q)install -m 644 runtime/parx.h $(DESTDIR)$(INCLUDEDIR)/parx.h
+	$(Q)printf '%s\n' "$$PARX_PC" > $(DESTDIR)$(PKGCONFIGDIR)/parx.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/parx $(DESTDIR)$(LIBDIR)/libparx.a \
+	  $(DESTDIR)$(LIBDIR)/libparx.so $(DESTDIR)$(INCLUDEDIR)/parx.h \
+	  $(DESTDIR)$(PKGCONFIGDIR)/parx.pc
+
+# Sanitizer builds live in their own trees and run the same specs
+# (SPECS=... to pick some).  LuaJIT itself is not instrumented: ThreadSanitizer
+# learns about it through scripts/tools/tsan.supp, and LeakSanitizer skips
+# what the system libraries keep for the life of the process
+# (scripts/tools/lsan.supp).
+SAN_CC := $(shell command -v clang >/dev/null 2>&1 && echo clang || echo $(CC))
+asan:
+	$(Q)ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  LSAN_OPTIONS=suppressions=$(abspath scripts/tools/lsan.supp):print_suppressions=0 \
+	  $(MAKE) --no-print-directory BUILD=build-asan CC=$(SAN_CC) \
+	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined" \
+	  LDFLAGS="-fsanitize=address,undefined" SPEC_TIMEOUT=600 test
+tsan:
+	$(Q)TSAN_OPTIONS="suppressions=$(abspath scripts/tools/tsan.supp) second_deadlock_stack=1" \
+	  $(MAKE) --no-print-directory BUILD=build-tsan CC=$(SAN_CC) \
+	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=thread" \
+	  LDFLAGS="-fsanitize=thread" SPEC_TIMEOUT=600 test
+
+help::
+	@echo "make deps       install the Debian packages parx needs (apt-get, only if missing)"
+	@echo "make bench-deps install what the benchmarks compare against (Go, hyperfine)"
+	@echo "make test       build and run every spec under build/parx (SPECS=spec/x_spec.lua)"
+	@echo "make demo       build and run scripts/examples/tour.lua"
+	@echo "make install    install parx, libparx, parx.h and parx.pc (PREFIX, DESTDIR)"
+	@echo "make asan       build in build-asan/ with AddressSanitizer+UBSan and run the specs"
+	@echo "make tsan       build in build-tsan/ with ThreadSanitizer and run the specs"
 
 # ---- modules: channels, sync, arrays ----------------------------------
 
@@ -92,3 +213,8 @@ help:
 # ---- GPU ----------------------------------------------------------------
 
 # ---- benchmarks ----------------------------------------------------------
+
+# parx.array: JIT loop over a.data vs the same loop in C at -O2.
+.PHONY: bench-array
+bench-array: all
+	$(Q)scripts/bench/array.sh $(BUILD)

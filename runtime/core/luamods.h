@@ -1,4 +1,4 @@
-/* luamods.h -- the Lua layer (lua/parx/*.lua) compiled to bytecode and linked
+/* luamods.h -- the Lua layer (every lua/parx file) compiled to bytecode and linked
  * in.  The Makefile generates the table (build/gen/luamods.c). */
 #ifndef PX_LUAMODS_H
 #define PX_LUAMODS_H

@@ -98,9 +98,12 @@ void px_vm_release(px_vm *vm);
  * After deliver, discard or a cancel that returned 1, the scheduler never
  * touches w again: the module may free it inside those callbacks.
  *
- * px_park raises a Lua error instead of parking when L is not a task (for
- * example a plain coroutine the user created), and raises the cancellation
- * error at once when the task was already asked to cancel.
+ * px_park raises a Lua error instead of parking when L is not inside a task,
+ * and raises the cancellation error at once when the task was already asked
+ * to cancel.  A px_wait may be reused (embedded in a long-lived object) once
+ * its previous wait was delivered, discarded or detached.  Zero it first.
+ * Waits inside coroutines a task created with coroutine.create/wrap work:
+ * the task's resume forwards the park outwards.
  * ---------------------------------------------------------------------- */
 struct px_wait {
   px_wait *next;  /* scheduler's link while posted; do not touch */
@@ -112,9 +115,17 @@ struct px_wait {
   int (*cancel)(px_wait *w);
   int external; /* 1: the waker is not a libuv handle of this VM nor another
                    VM's task (GPU callback, host thread): counts as px_vm_hold */
+  int armed;    /* scheduler's: set by px_wait_prepare, cleared on delivery */
 };
 
-int px_park(lua_State *L, px_wait *w);
+/* Bind w to the calling task (sets w->task and w->vm) before the wait is
+ * made visible to any waker: call it first, then register w with the source
+ * (a channel's queue, a handle), then `return px_park(L, w)`.  A wake that
+ * arrives before the task has yielded is simply delivered after it.  Raises
+ * (nothing registered yet) when L is not inside a task or when the task was
+ * asked to cancel. */
+void px_wait_prepare(lua_State *L, px_wait *w);
+int px_park(lua_State *L, px_wait *w);   /* calls px_wait_prepare if needed */
 void px_wake(px_wait *w); /* any thread; exactly once per park */
 
 /* The task whose coroutine L is, or NULL. */

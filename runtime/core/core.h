@@ -1,0 +1,164 @@
+/*
+ * core.h -- structures private to the core (runtime/core) and the task
+ * bindings (runtime/mod/task.c).  Modules use px.h only.
+ */
+#ifndef PX_CORE_PRIVATE_H
+#define PX_CORE_PRIVATE_H
+
+#include <pthread.h>
+
+#include "px.h"
+
+typedef struct px_handle px_handle;
+typedef struct px_job px_job;
+
+/* Task states. */
+enum { PX_TASK_READY, PX_TASK_RUNNING, PX_TASK_PARKED, PX_TASK_DONE };
+
+/* A coroutine scheduled by one VM.  Touched only by that VM's thread. */
+struct px_task {
+  px_vm *vm;
+  lua_State *co;
+  int co_ref;          /* registry reference anchoring co */
+  int state;
+  int nargs;           /* values on co's stack for the next resume */
+  px_wait *wait;       /* current wait while parked */
+  int wake_in_flight;  /* cancel() returned 0: discard the wake when it comes */
+  int inject_ref;      /* error to raise at the next resume, or LUA_NOREF */
+  px_handle *handle;   /* one reference, dropped when the task ends */
+  px_task *next_ready;
+  px_task *prev, *next; /* all tasks of the VM (deadlock reports) */
+};
+
+/* A task's handle: what Task objects in any VM point to.  A px_shared. */
+enum { PX_H_QUEUED, PX_H_RUNNING, PX_H_DONE, PX_H_FAILED, PX_H_CANCELLED };
+
+typedef struct px_joiner px_joiner;
+typedef struct px_jlink px_jlink;
+
+struct px_handle {
+  px_shared hdr;
+  pthread_mutex_t lock;  /* guards state, result, joiners, job */
+  int state;
+  atomic_int cancel_requested;
+  px_runtime *rt;
+  px_vm *vm;             /* the VM running the task (NULL while queued) */
+  px_task *task;         /* valid on vm's thread while running */
+  px_job *job;           /* while queued */
+  int local;             /* parx.async: results stay on the coroutine */
+  int co_ref;            /* local: registry ref of the finished coroutine */
+  int nresults;          /* local: values on that coroutine's stack */
+  px_msg result;         /* spawned: results, or the error value */
+  px_jlink *joiners;     /* parked joiners (any VM) */
+  long seq;              /* creation order, for reports */
+  char *errmsg;          /* spawned, failed: message, for an unjoined report */
+  int retrieved;         /* someone read the outcome */
+};
+
+/* A job: a spawned function waiting for a worker. */
+struct px_job {
+  px_job *next, *prev;
+  px_handle *handle; /* one reference */
+  px_msg msg;        /* function and arguments */
+};
+
+struct px_vm {
+  px_runtime *rt;
+  int id;
+  lua_State *L;
+  uv_loop_t loop;
+  uv_async_t async;   /* unreferenced; wakes the loop for the inbox */
+  pthread_t thread;       /* the thread driving this VM now */
+  pthread_t os_thread;    /* a worker's own thread, for joining */
+  int has_thread;
+
+  /* Scheduler (VM thread only). */
+  px_task *ready_head, *ready_tail;
+  px_wait *wakes_head, *wakes_tail; /* local wakes not yet delivered */
+  px_task *current;
+  px_task *tasks;         /* all live tasks */
+  long ntasks, nparked;
+  atomic_int idle_flag;   /* 1: counted out of rt->pending (vm.c) */
+  int hook_ref;           /* pending injected error for the count hook */
+  int cancelled_ref;      /* the CANCELLED error object (task.lua) */
+
+  /* Cross-thread inbox. */
+  pthread_mutex_t inbox_lock; /* guards inbox_head/tail, tasks list reads */
+  px_wait *inbox_head, *inbox_tail;
+
+  atomic_long holds;      /* px_vm_hold */
+  long expect_wakes;      /* teardown: cancels that returned 0 */
+};
+
+struct px_runtime {
+  int nworkers;
+  int deadlock_check;
+  px_vm *main;
+  px_vm **workers;
+  atomic_int workers_started;
+  atomic_int stopping;
+  pthread_barrier_t down; /* shutdown: every VM has quiesced */
+
+  pthread_mutex_t lock;   /* guards jobs, worker start-up, cfuncs */
+  px_job *jobs_head, *jobs_tail;
+  long njobs;
+  atomic_uint next_worker;
+
+  /* Quiescence: busy VMs plus posts and jobs not yet taken (vm.c). */
+  atomic_long pending;
+
+  struct { char *name; lua_CFunction fn; } *cfuncs;
+  int ncfuncs;
+
+  /* Results of the embedding API. */
+  char *last_error;
+  atomic_int exit_code;
+  atomic_int exit_requested;
+  int deadlocked;
+  int main_ref;           /* arg table etc. are set directly on main L */
+  atomic_long seq;
+};
+
+/* ---- vm.c ---- */
+px_vm *px_vm_new(px_runtime *rt, int id);
+void px_vm_free(px_vm *vm);
+void px_vm_post(px_vm *vm, px_wait *w);   /* any thread */
+/* Drive until done(arg) says so, the runtime stops, or (once) a step. */
+enum { PX_DRIVE_UNTIL, PX_DRIVE_STEP, PX_DRIVE_STEP_NOWAIT, PX_DRIVE_WORKER };
+int px_vm_drive(px_vm *vm, int mode, int (*done)(px_vm *, void *), void *arg);
+void px_vm_poke(px_vm *vm);                /* any thread */
+void px_vm_quiesce(px_vm *vm);             /* shutdown phase 1, VM thread */
+extern const char px_park_marker;
+
+/* ---- sched.c ---- */
+px_task *px_task_new(px_vm *vm, lua_State *co, px_handle *h); /* co on top of vm->L; popped */
+int px_sched_run_ready(px_vm *vm);        /* returns tasks resumed */
+void px_sched_deliver(px_vm *vm, px_wait *w);
+void px_task_raise(px_task *t); /* VM thread; error value on top of vm->L */
+void px_sched_free_tasks(px_vm *vm);
+void px_sched_teardown(px_vm *vm);
+void px_sched_report(px_vm *vm, luaL_Buffer *b);
+
+/* ---- runtime.c ---- */
+void px_runtime_push_job(px_runtime *rt, px_job *job);
+px_job *px_runtime_take_job(px_runtime *rt);
+int px_runtime_unqueue_job(px_runtime *rt, px_job *job);
+void px_runtime_quiescent_check(px_runtime *rt, px_vm *vm); /* on idle */
+void px_runtime_start_workers(px_runtime *rt);
+void px_runtime_set_error(px_runtime *rt, const char *msg);
+px_runtime *px_runtime_new(int workers, int deadlock_check);
+void px_runtime_free(px_runtime *rt);
+
+/* ---- task bindings (mod/task.c) ---- */
+px_handle *px_handle_new(px_runtime *rt, int local);
+void px_handle_finish(px_handle *h, px_task *t, int status); /* VM thread */
+void px_job_run(px_vm *vm, px_job *job);
+void px_job_discard(px_job *job);
+extern px_shared_type px_handle_type;
+extern const char px_exit_marker;
+
+/* ---- state.c ---- */
+int px_state_setup(px_vm *vm);  /* libs, preloads, parx global; 0 or -1 */
+int px_traceback(lua_State *L);  /* message handler */
+
+#endif

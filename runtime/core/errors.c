@@ -1,0 +1,40 @@
+/* errors.c -- one table of error codes: parx's own plus libuv's (which are
+ * negated errno values on Unix). */
+#include <string.h>
+
+#include "px.h"
+
+const char *px_strerror(int err) {
+  switch (err) {
+#define XX(code, msg) case PX_E##code: return msg;
+    PX_ERRNO_MAP(XX)
+#undef XX
+  default:
+    break;
+  }
+  if (err < 0 && err > PX__ERR_BASE) return uv_strerror(err);
+  return "unknown error";
+}
+
+const char *px_err_name(int err) {
+  switch (err) {
+#define XX(code, _) case PX_E##code: return #code;
+    PX_ERRNO_MAP(XX)
+#undef XX
+  default:
+    break;
+  }
+  if (err < 0 && err > PX__ERR_BASE) return uv_err_name(err);
+  return "EUNKNOWN";
+}
+
+int px_push_error(lua_State *L, int err, const char *detail) {
+  const char *name = px_err_name(err);
+  lua_pushnil(L);
+  if (detail && *detail)
+    lua_pushfstring(L, "%s: %s: %s", name, px_strerror(err), detail);
+  else
+    lua_pushfstring(L, "%s: %s", name, px_strerror(err));
+  lua_pushstring(L, name);
+  return 3;
+}

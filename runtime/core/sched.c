@@ -1,0 +1,281 @@
+/* sched.c -- tasks: coroutines of one VM, parked and woken.
+ *
+ * A parked task yields the park marker up to px_sched_run_ready, which
+ * resumes it when its px_wait is delivered.  Errors are injected into a
+ * parked task (cancellation, deadlock) with a one-instruction count hook:
+ * the hook fires on the first Lua instruction after the resume and raises
+ * the error there, so the task unwinds through its own pcalls and
+ * finalisers like any other error.  LuaJIT's hooks are per VM, which is
+ * what we want: exactly one coroutine runs next.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+static void make_ready(px_vm *vm, px_task *t) {
+  t->state = PX_TASK_READY;
+  t->next_ready = NULL;
+  if (vm->ready_tail) vm->ready_tail->next_ready = t;
+  else vm->ready_head = t;
+  vm->ready_tail = t;
+}
+
+static px_task *pop_ready(px_vm *vm) {
+  px_task *t = vm->ready_head;
+  if (t) {
+    vm->ready_head = t->next_ready;
+    if (!vm->ready_head) vm->ready_tail = NULL;
+    t->next_ready = NULL;
+  }
+  return t;
+}
+
+px_task *px_task_new(px_vm *vm, lua_State *co, px_handle *h) {
+  px_task *t = calloc(1, sizeof *t);
+  if (!t) return NULL;
+  t->vm = vm;
+  t->co = co;
+  t->co_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX); /* pops co from vm->L */
+  t->inject_ref = LUA_NOREF;
+  t->handle = h;
+  t->nargs = lua_gettop(co) - 1;
+  pthread_mutex_lock(&vm->inbox_lock);
+  t->next = vm->tasks;
+  if (vm->tasks) vm->tasks->prev = t;
+  vm->tasks = t;
+  vm->ntasks++;
+  pthread_mutex_unlock(&vm->inbox_lock);
+  make_ready(vm, t);
+  return t;
+}
+
+static void task_free(px_vm *vm, px_task *t) {
+  pthread_mutex_lock(&vm->inbox_lock);
+  if (t->prev) t->prev->next = t->next;
+  else vm->tasks = t->next;
+  if (t->next) t->next->prev = t->prev;
+  vm->ntasks--;
+  pthread_mutex_unlock(&vm->inbox_lock);
+  luaL_unref(vm->L, LUA_REGISTRYINDEX, t->co_ref);
+  if (t->inject_ref != LUA_NOREF) luaL_unref(vm->L, LUA_REGISTRYINDEX, t->inject_ref);
+  free(t);
+}
+
+/* ---- parking ------------------------------------------------------- */
+
+px_task *px_task_current(lua_State *L) {
+  px_vm *vm = px_vm_of(L);
+  return vm ? vm->current : NULL;
+}
+
+static int raise_cancelled(lua_State *L) {
+  px_vm *vm = px_vm_of(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->cancelled_ref);
+  return lua_error(L);
+}
+
+void px_check_can_park(lua_State *L) {
+  px_vm *vm = px_vm_of(L);
+  px_task *t = vm ? vm->current : NULL;
+  if (!t) luaL_error(L, "cannot wait here: not inside a parx task");
+  if (t->handle && atomic_load(&t->handle->cancel_requested)) raise_cancelled(L);
+}
+
+void px_wait_prepare(lua_State *L, px_wait *w) {
+  px_check_can_park(L);
+  px_vm *vm = px_vm_of(L);
+  w->task = vm->current;
+  w->vm = vm;
+  w->armed = 1;
+  if (w->external) px_vm_hold(vm);
+}
+
+int px_park(lua_State *L, px_wait *w) {
+  if (!w->armed) px_wait_prepare(L, w);
+  w->task->wait = w;
+  lua_pushlightuserdata(L, (void *)&px_park_marker);
+  return lua_yield(L, 1);
+}
+
+/* ---- delivery ------------------------------------------------------ */
+
+void px_sched_deliver(px_vm *vm, px_wait *w) {
+  if (!w->task) {
+    /* A control message (cancel request, poke): run it on this thread. */
+    w->deliver(vm->L, w);
+    return;
+  }
+  px_task *t = w->task;
+  w->armed = 0;
+  if (w->external) px_vm_release(vm);
+  if (t->wake_in_flight || t->state != PX_TASK_PARKED || t->wait != w) {
+    /* Cancelled while the wake was on its way: drop the results. */
+    t->wake_in_flight = 0;
+    if (w->discard) w->discard(w);
+    if (t->state == PX_TASK_PARKED && t->wait == w) {
+      t->wait = NULL;
+      vm->nparked--;
+      make_ready(vm, t);
+    }
+    if (vm->expect_wakes > 0) vm->expect_wakes--;
+    return;
+  }
+  t->wait = NULL;
+  vm->nparked--;
+  t->nargs = w->deliver ? w->deliver(t->co, w) : 0;
+  make_ready(vm, t);
+}
+
+/* ---- error injection ------------------------------------------------ */
+
+static void inject_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  px_vm *vm = px_vm_of(L);
+  lua_sethook(L, NULL, 0, 0);
+  int ref = vm->hook_ref;
+  vm->hook_ref = LUA_NOREF;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  lua_error(L);
+}
+
+/* Make t raise the value on top of vm->L (popped) when it next runs. */
+static void set_inject(px_vm *vm, px_task *t) {
+  if (t->inject_ref != LUA_NOREF) {
+    lua_pop(vm->L, 1); /* the first error wins */
+    return;
+  }
+  t->inject_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX);
+}
+
+/* VM thread.  The error value is on top of vm->L (popped). */
+void px_task_raise(px_task *t) {
+  px_vm *vm = t->vm;
+  set_inject(vm, t);
+  if (t->state == PX_TASK_PARKED && !t->wake_in_flight) {
+    px_wait *w = t->wait;
+    int detached = (w->armed != 2 && w->cancel) ? w->cancel(w) : 0;
+    if (detached) {
+      w->armed = 0;
+      if (w->external) px_vm_release(vm);
+      t->wait = NULL;
+      vm->nparked--;
+      make_ready(vm, t);
+    } else {
+      t->wake_in_flight = 1;
+    }
+  }
+}
+
+/* ---- running ------------------------------------------------------- */
+
+static void resume(px_vm *vm, px_task *t) {
+  lua_State *co = t->co;
+  int nargs = t->nargs;
+  t->nargs = 0;
+  if (t->inject_ref != LUA_NOREF) {
+    vm->hook_ref = t->inject_ref;
+    t->inject_ref = LUA_NOREF;
+    lua_sethook(vm->L, inject_hook, LUA_MASKCOUNT, 1);
+  }
+  t->state = PX_TASK_RUNNING;
+  vm->current = t;
+  int status = lua_resume(co, nargs);
+  vm->current = NULL;
+  if (vm->hook_ref != LUA_NOREF) {
+    /* The task ran no Lua instruction (its body is a C function): the
+     * error was not raised; end the task with it. */
+    lua_sethook(vm->L, NULL, 0, 0);
+    lua_settop(co, 0);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, vm->hook_ref);
+    luaL_unref(vm->L, LUA_REGISTRYINDEX, vm->hook_ref);
+    vm->hook_ref = LUA_NOREF;
+    status = LUA_ERRRUN;
+  }
+  if (status == LUA_YIELD) {
+    int top = lua_gettop(co);
+    if (top >= 1 && lua_touserdata(co, -1) == (void *)&px_park_marker && t->wait) {
+      lua_settop(co, 0);
+      t->state = PX_TASK_PARKED;
+      vm->nparked++;
+    } else {
+      /* coroutine.yield() at a task's top level: let others run. */
+      lua_settop(co, 0);
+      make_ready(vm, t);
+    }
+    return;
+  }
+  t->state = PX_TASK_DONE;
+  if (status != 0 && lua_type(co, -1) == LUA_TSTRING) {
+    /* Attach the task's traceback while its stack is still there. */
+    luaL_traceback(co, co, lua_tostring(co, -1), 0);
+    lua_remove(co, -2);
+  }
+  px_handle_finish(t->handle, t, status);
+  task_free(vm, t);
+}
+
+int px_sched_run_ready(px_vm *vm) {
+  int ran = 0;
+  for (int budget = 4096; budget > 0; budget--) {
+    while (vm->wakes_head) {
+      px_wait *w = vm->wakes_head;
+      vm->wakes_head = w->next;
+      if (!vm->wakes_head) vm->wakes_tail = NULL;
+      px_sched_deliver(vm, w);
+    }
+    px_task *t = pop_ready(vm);
+    if (!t) break;
+    resume(vm, t);
+    ran++;
+  }
+  return ran;
+}
+
+/* ---- reports and teardown ------------------------------------------ */
+
+void px_sched_report(px_vm *vm, luaL_Buffer *b) {
+  pthread_mutex_lock(&vm->inbox_lock);
+  for (px_task *t = vm->tasks; t; t = t->next) {
+    char line[160];
+    const char *what = t->state == PX_TASK_PARKED && t->wait && t->wait->what
+                           ? t->wait->what
+                           : (t->state == PX_TASK_PARKED ? "something" : "nothing (ready)");
+    snprintf(line, sizeof line, "\n  task %ld on %s %d: waiting on %s",
+             t->handle ? t->handle->seq : 0L, vm->id == 0 ? "main VM" : "worker",
+             vm->id, what);
+    luaL_addstring(b, line);
+  }
+  pthread_mutex_unlock(&vm->inbox_lock);
+}
+
+/* Detach every parked task from its wait source so nothing can wake this
+ * VM any more; then free the tasks.  VM thread, at shutdown. */
+void px_sched_teardown(px_vm *vm) {
+  for (px_task *t = vm->tasks; t; t = t->next) {
+    if (t->state == PX_TASK_PARKED && t->wait && !t->wake_in_flight) {
+      px_wait *w = t->wait;
+      if (w->armed != 2 && w->cancel && w->cancel(w)) {
+        w->armed = 0;
+        if (w->external) px_vm_release(vm);
+        t->wait = NULL;
+      } else {
+        t->wake_in_flight = 1;
+        vm->expect_wakes++;
+      }
+    }
+  }
+}
+
+void px_sched_free_tasks(px_vm *vm) {
+  while (vm->tasks) {
+    px_task *t = vm->tasks;
+    if (t->handle) {
+      lua_pushnil(t->co);
+      px_handle_finish(t->handle, t, -1);
+    }
+    task_free(vm, t);
+  }
+  vm->ready_head = vm->ready_tail = NULL;
+}

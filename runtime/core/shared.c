@@ -1,0 +1,114 @@
+/* shared.c -- reference-counted objects that cross VMs by reference.
+ *
+ * Each Lua proxy (a full userdata holding the pointer) owns one reference;
+ * its __gc drops it.  The object's type frees it when the last reference
+ * goes, on whichever thread that happens.
+ */
+#include <pthread.h>
+#include <string.h>
+
+#include "px.h"
+
+#define MAX_TYPES 64
+
+static px_shared_type *types[MAX_TYPES];
+static int ntypes;
+static pthread_mutex_t types_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void px_shared_register(px_shared_type *type) {
+  pthread_mutex_lock(&types_lock);
+  if (type->id == 0) {
+    /* ids start at 1 so 0 means "not registered" */
+    if (ntypes + 1 < MAX_TYPES) {
+      types[++ntypes] = type;
+      type->id = ntypes;
+    }
+  }
+  pthread_mutex_unlock(&types_lock);
+}
+
+void px_shared_init(px_shared *obj, const px_shared_type *type) {
+  obj->type = type;
+  atomic_init(&obj->refs, 1);
+}
+
+void px_shared_retain(px_shared *obj) {
+  atomic_fetch_add_explicit(&obj->refs, 1, memory_order_relaxed);
+}
+
+void px_shared_release(px_shared *obj) {
+  if (atomic_fetch_sub_explicit(&obj->refs, 1, memory_order_acq_rel) == 1)
+    obj->type->free(obj);
+}
+
+typedef struct proxy {
+  px_shared *obj;
+} proxy;
+
+static int proxy_gc(lua_State *L) {
+  proxy *p = lua_touserdata(L, 1);
+  if (p && p->obj) {
+    px_shared *obj = p->obj;
+    p->obj = NULL;
+    px_shared_release(obj);
+  }
+  return 0;
+}
+
+void px_shared_meta(lua_State *L, const px_shared_type *type) {
+  if (luaL_newmetatable(L, type->name)) {
+    lua_pushcfunction(L, proxy_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "__px_shared");
+    lua_pushstring(L, type->name);
+    lua_setfield(L, -2, "__name");
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -2, "__index");
+  }
+}
+
+void px_shared_push(lua_State *L, px_shared *obj) {
+  proxy *p = lua_newuserdata(L, sizeof *p);
+  p->obj = obj;
+  luaL_getmetatable(L, obj->type->name);
+  if (lua_isnil(L, -1)) {
+    /* First proxy of this type in this VM: the module did not open its
+     * metatable yet (it arrives through the marshaller before the module
+     * was required here).  Require it so the methods exist. */
+    lua_pop(L, 1);
+    px_shared_meta(L, obj->type);
+  }
+  lua_setmetatable(L, -2);
+}
+
+px_shared *px_shared_test(lua_State *L, int idx, const px_shared_type *type) {
+  if (lua_type(L, idx) != LUA_TUSERDATA) return NULL;
+  if (!lua_getmetatable(L, idx)) return NULL;
+  px_shared *obj = NULL;
+  if (type) {
+    luaL_getmetatable(L, type->name);
+    int same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (!same) return NULL;
+  } else {
+    lua_getfield(L, -1, "__px_shared");
+    int shared = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+    if (!shared) return NULL;
+  }
+  proxy *p = lua_touserdata(L, idx);
+  obj = p->obj;
+  return obj;
+}
+
+px_shared *px_shared_check(lua_State *L, int idx, const px_shared_type *type) {
+  px_shared *obj = px_shared_test(L, idx, type);
+  if (!obj) {
+    const char *msg = lua_pushfstring(L, "%s expected, got %s",
+                                      type ? type->name : "shared object",
+                                      luaL_typename(L, idx));
+    luaL_argerror(L, idx, msg);
+  }
+  return obj;
+}

@@ -1,0 +1,276 @@
+/* vm.c -- a VM: one lua_State, one libuv loop, one scheduler, one inbox.
+ *
+ * Only the VM's thread touches its state and loop.  Other threads reach it
+ * by appending to the inbox under inbox_lock and calling uv_async_send; the
+ * loop's async callback does nothing itself: the drive loop drains the inbox
+ * after every uv_run, so no Lua ever runs inside a libuv callback.
+ *
+ * Quiescence (for deadlock detection and for knowing when a program is
+ * over) is one counter, rt->pending: the VMs that could still make progress
+ * on their own plus the posts and jobs not yet taken.  A VM counts itself
+ * out when it has nothing ready, nothing on its loop and no external holds.
+ * A post adds one before it is enqueued; the VM that drains it either keeps
+ * that unit as its own (it was idle and becomes busy) or drops it.  So
+ * pending reaches 0 exactly when nothing anywhere can wake anyone, and stays
+ * there: only a busy VM (or a host thread) can post.  The main VM judges.
+ */
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+const char px_park_marker = 0;
+
+static void async_cb(uv_async_t *h) { (void)h; }
+
+px_vm *px_vm_new(px_runtime *rt, int id) {
+  px_vm *vm = calloc(1, sizeof *vm);
+  if (!vm) return NULL;
+  vm->rt = rt;
+  vm->id = id;
+  vm->hook_ref = LUA_NOREF;
+  vm->cancelled_ref = LUA_NOREF;
+  pthread_mutex_init(&vm->inbox_lock, NULL);
+  atomic_init(&vm->holds, 0);
+  atomic_init(&vm->idle_flag, 0);
+  if (uv_loop_init(&vm->loop) != 0) {
+    free(vm);
+    return NULL;
+  }
+  vm->loop.data = vm;
+  uv_async_init(&vm->loop, &vm->async, async_cb);
+  uv_unref((uv_handle_t *)&vm->async);
+  vm->thread = pthread_self();
+  atomic_fetch_add(&rt->pending, 1); /* a new VM is busy until it idles */
+  if (px_state_setup(vm) != 0) {
+    uv_close((uv_handle_t *)&vm->async, NULL);
+    uv_run(&vm->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&vm->loop);
+    atomic_fetch_sub(&rt->pending, 1);
+    pthread_mutex_destroy(&vm->inbox_lock);
+    free(vm);
+    return NULL;
+  }
+  return vm;
+}
+
+static void close_walk(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+void px_vm_free(px_vm *vm) {
+  if (vm->L) lua_close(vm->L);
+  vm->L = NULL;
+  /* Handles of modules were closed by their __gc; close what is left. */
+  uv_walk(&vm->loop, close_walk, NULL);
+  uv_run(&vm->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&vm->loop);
+  pthread_mutex_destroy(&vm->inbox_lock);
+  free(vm);
+}
+
+px_runtime *px_vm_runtime(px_vm *vm) { return vm->rt; }
+uv_loop_t *px_vm_loop(px_vm *vm) { return &vm->loop; }
+lua_State *px_vm_state(px_vm *vm) { return vm->L; }
+int px_vm_id(px_vm *vm) { return vm->id; }
+int px_vm_on_thread(px_vm *vm) { return pthread_equal(vm->thread, pthread_self()); }
+
+void px_vm_hold(px_vm *vm) { atomic_fetch_add(&vm->holds, 1); }
+
+void px_vm_release(px_vm *vm) {
+  atomic_fetch_sub(&vm->holds, 1);
+  /* The release itself is usually followed by a px_wake; if not, make the
+   * VM re-examine its idleness. */
+  if (!px_vm_on_thread(vm)) uv_async_send(&vm->async);
+}
+
+void px_vm_poke(px_vm *vm) { uv_async_send(&vm->async); }
+
+void px_vm_post(px_vm *vm, px_wait *w) {
+  px_runtime *rt = vm->rt;
+  w->next = NULL;
+  atomic_fetch_add(&rt->pending, 1);
+  pthread_mutex_lock(&vm->inbox_lock);
+  if (vm->inbox_tail) vm->inbox_tail->next = w;
+  else __atomic_store_n(&vm->inbox_head, w, __ATOMIC_RELEASE);
+  vm->inbox_tail = w;
+  pthread_mutex_unlock(&vm->inbox_lock);
+  uv_async_send(&vm->async);
+}
+
+void px_wake(px_wait *w) {
+  px_vm *vm = w->vm;
+  if (px_vm_on_thread(vm)) {
+    w->armed = 2; /* woken, delivery pending: a cancel must not detach it */
+    w->next = NULL;
+    if (vm->wakes_tail) vm->wakes_tail->next = w;
+    else vm->wakes_head = w;
+    vm->wakes_tail = w;
+  } else {
+    px_vm_post(vm, w);
+  }
+}
+
+/* Take over n units of rt->pending (posts or jobs just taken). */
+static void take_pending(px_vm *vm, long n) {
+  long drop = n;
+  if (atomic_load_explicit(&vm->idle_flag, memory_order_relaxed)) {
+    atomic_store(&vm->idle_flag, 0);
+    drop--; /* keep one unit as this VM's own */
+  }
+  if (drop) atomic_fetch_sub(&vm->rt->pending, drop);
+}
+
+/* Returns 1 on the main VM when the runtime is quiescent. */
+static int become_idle(px_vm *vm) {
+  px_runtime *rt = vm->rt;
+  if (!atomic_load_explicit(&vm->idle_flag, memory_order_relaxed)) {
+    atomic_store(&vm->idle_flag, 1);
+    if (atomic_fetch_sub(&rt->pending, 1) == 1 && vm != rt->main) {
+      /* Let the main VM judge: it is idle too, so wake it. */
+      px_vm_poke(rt->main);
+    }
+  }
+  return vm == rt->main && atomic_load(&rt->pending) == 0;
+}
+
+static void drain_inbox(px_vm *vm) {
+  pthread_mutex_lock(&vm->inbox_lock);
+  px_wait *w = vm->inbox_head;
+  __atomic_store_n(&vm->inbox_head, NULL, __ATOMIC_RELAXED);
+  vm->inbox_tail = NULL;
+  pthread_mutex_unlock(&vm->inbox_lock);
+  if (!w) return;
+  long n = 0;
+  for (px_wait *p = w; p; p = p->next) n++;
+  take_pending(vm, n);
+  while (w) {
+    px_wait *next = w->next;
+    px_sched_deliver(vm, w);
+    w = next;
+  }
+}
+
+static int has_work(px_vm *vm) {
+  return vm->ready_head || vm->wakes_head;
+}
+
+static int loop_busy(px_vm *vm) {
+  return uv_loop_alive(&vm->loop) || atomic_load(&vm->holds) > 0;
+}
+
+/* Before a thread sleeps, it polls briefly for a post or a job: a futex or
+ * eventfd wake-up costs tens of microseconds on a VM, a spawn + join round
+ * trip needs two of them, and most wake-ups in a busy runtime come within
+ * a few microseconds.  Go's scheduler spins for the same reason.  The cost:
+ * up to SPIN_NS of CPU each time a thread runs out of work; sched_yield
+ * keeps it from stealing a core from a thread that has work. */
+#define SPIN_NS 50000
+
+static int spin_for_work(px_vm *vm) {
+  px_runtime *rt = vm->rt;
+  int worker = vm != rt->main;
+  uint64_t until = uv_hrtime() + SPIN_NS;
+  do {
+    for (int i = 0; i < 200; i++) {
+      if (__atomic_load_n(&vm->inbox_head, __ATOMIC_ACQUIRE)) return 1;
+      if (worker && __atomic_load_n(&rt->jobs_head, __ATOMIC_ACQUIRE)) return 1;
+      if (atomic_load_explicit(&rt->stopping, memory_order_relaxed)) return 1;
+      __builtin_ia32_pause();
+    }
+    sched_yield();
+  } while (uv_hrtime() < until);
+  return 0;
+}
+
+/* Block until the loop has something: IO, a timer, or a post. */
+static void block(px_vm *vm) {
+  if (!uv_loop_alive(&vm->loop)) {
+    uv_ref((uv_handle_t *)&vm->async);
+    uv_run(&vm->loop, UV_RUN_ONCE);
+    uv_unref((uv_handle_t *)&vm->async);
+  } else {
+    uv_run(&vm->loop, UV_RUN_ONCE);
+  }
+}
+
+/*
+ * The one drive loop of every VM.
+ *   PX_DRIVE_WORKER: until the runtime stops; takes jobs when nothing is ready.
+ *   PX_DRIVE_UNTIL: until done(vm, arg) is true, os.exit was called, or the
+ *     runtime is quiescent (returns 1 then, 0 otherwise; the caller decides
+ *     whether that is a deadlock).
+ *   PX_DRIVE_STEP / _NOWAIT: ready tasks, one loop iteration (blocking or
+ *     not), ready tasks again; returns 1 if more work remains.
+ */
+int px_vm_drive(px_vm *vm, int mode, int (*done)(px_vm *, void *), void *arg) {
+  px_runtime *rt = vm->rt;
+  vm->thread = pthread_self();
+  if (atomic_load(&vm->idle_flag)) {
+    atomic_store(&vm->idle_flag, 0);
+    atomic_fetch_add(&rt->pending, 1);
+  }
+  if (mode == PX_DRIVE_STEP || mode == PX_DRIVE_STEP_NOWAIT) {
+    drain_inbox(vm);
+    px_sched_run_ready(vm);
+    uv_run(&vm->loop, (mode == PX_DRIVE_STEP && !has_work(vm)) ? UV_RUN_ONCE : UV_RUN_NOWAIT);
+    drain_inbox(vm);
+    px_sched_run_ready(vm);
+    return has_work(vm) || loop_busy(vm) || vm->ntasks > 0;
+  }
+  for (;;) {
+    drain_inbox(vm);
+    px_sched_run_ready(vm);
+    if (mode == PX_DRIVE_WORKER) {
+      if (atomic_load(&rt->stopping)) return 0;
+    } else {
+      if (rt->exit_requested) return 0;
+      if (done && done(vm, arg)) return 0;
+    }
+    if (has_work(vm)) {
+      /* Keep IO flowing while tasks are busy. */
+      uv_run(&vm->loop, UV_RUN_NOWAIT);
+      continue;
+    }
+    if (mode == PX_DRIVE_WORKER) {
+      px_job *job = px_runtime_take_job(rt);
+      if (job) {
+        take_pending(vm, 1);
+        px_job_run(vm, job);
+        continue;
+      }
+    }
+    if (!loop_busy(vm)) {
+      if (spin_for_work(vm)) continue;
+      int quiet = become_idle(vm);
+      if (quiet && mode == PX_DRIVE_UNTIL) {
+        /* Nothing anywhere can make progress. */
+        atomic_store(&vm->idle_flag, 0);
+        atomic_fetch_add(&rt->pending, 1);
+        return 1;
+      }
+    }
+    block(vm);
+  }
+}
+
+/* Shutdown, phase 1: detach every parked task from its wait source and take
+ * the wakes already on their way, so that no thread will post to this VM
+ * again.  Phase 2 (freeing) starts once every VM has done this. */
+void px_vm_quiesce(px_vm *vm) {
+  vm->thread = pthread_self();
+  px_sched_teardown(vm);
+  for (;;) {
+    while (vm->wakes_head) {
+      px_wait *w = vm->wakes_head;
+      vm->wakes_head = w->next;
+      if (!vm->wakes_head) vm->wakes_tail = NULL;
+      px_sched_deliver(vm, w);
+    }
+    drain_inbox(vm);
+    if (vm->expect_wakes <= 0 && !vm->wakes_head) break;
+    block(vm);
+  }
+}

@@ -1,0 +1,703 @@
+/* task.c -- parx.spawn, parx.async, Task handles, sleep and multi-waits.
+ *
+ * A Task object (in any VM) points to a px_handle.  A spawned function
+ * travels to a worker as a marshalled job; its results come back marshalled
+ * in the handle, and every joiner unmarshals its own copy.  An async task
+ * runs on the calling VM; its results stay on its finished coroutine and are
+ * copied to joiners of that VM directly.
+ *
+ * Joins and parx.wait park on "joiners": one wait record linked into every
+ * handle it waits on.  The first handle to finish claims it with a CAS on
+ * `fired` while holding its own lock, so the record cannot be freed under
+ * it; the woken side then unlinks the record from the other handles.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+#define TASK_MT "parx.task"
+
+px_shared_type px_handle_type;
+
+/* ---- handles ------------------------------------------------------- */
+
+typedef struct px_jlink {
+  struct px_jlink *next;
+  px_joiner *jw;
+  px_handle *h;
+  int index;
+} px_jlink;
+
+struct px_joiner {
+  px_wait wait;
+  atomic_int fired;
+  int index;      /* 1-based index of the handle that fired; 0 = timeout */
+  int mode;       /* JOIN_ONE: push the results; JOIN_ANY: push the index */
+  int n;
+  uv_timer_t timer;
+  int has_timer;
+  px_jlink links[];
+};
+
+enum { JOIN_ONE, JOIN_ANY };
+
+static void handle_free(px_shared *s) {
+  px_handle *h = (px_handle *)s;
+  if (h->state == PX_H_FAILED && !h->retrieved && h->errmsg)
+    fprintf(stderr, "parx: task %ld failed and nobody joined it: %s\n", h->seq, h->errmsg);
+  if (h->local && h->co_ref != LUA_NOREF && h->vm && px_vm_on_thread(h->vm) && h->vm->L)
+    luaL_unref(h->vm->L, LUA_REGISTRYINDEX, h->co_ref);
+  px_msg_free(&h->result);
+  free(h->errmsg);
+  pthread_mutex_destroy(&h->lock);
+  free(h);
+}
+
+px_handle *px_handle_new(px_runtime *rt, int local) {
+  px_handle *h = calloc(1, sizeof *h);
+  if (!h) return NULL;
+  px_shared_init(&h->hdr, &px_handle_type);
+  pthread_mutex_init(&h->lock, NULL);
+  h->rt = rt;
+  h->local = local;
+  h->co_ref = LUA_NOREF;
+  h->state = PX_H_QUEUED;
+  px_msg_init(&h->result);
+  h->seq = atomic_fetch_add(&rt->seq, 1) + 1;
+  return h;
+}
+
+/* Wake every joiner of h.  h->lock held. */
+static void wake_joiners(px_handle *h) {
+  px_jlink *l = h->joiners;
+  h->joiners = NULL;
+  while (l) {
+    px_jlink *next = l->next;
+    l->next = NULL;
+    int expect = 0;
+    if (atomic_compare_exchange_strong(&l->jw->fired, &expect, 1)) {
+      l->jw->index = l->index;
+      px_wake(&l->jw->wait);
+    }
+    l = next;
+  }
+}
+
+/* The task t of h ended (VM thread).  status: 0 returned, LUA_ERR* raised
+ * (error value on top of t->co), -1 abandoned at shutdown. */
+void px_handle_finish(px_handle *h, px_task *t, int status) {
+  if (!h) return;
+  px_vm *vm = t->vm;
+  lua_State *co = t->co;
+  int state = PX_H_DONE;
+  if (status == -1) {
+    state = PX_H_CANCELLED;
+  } else if (status != 0) {
+    state = PX_H_FAILED;
+    lua_rawgeti(co, LUA_REGISTRYINDEX, vm->cancelled_ref);
+    if (lua_rawequal(co, -1, -2)) state = PX_H_CANCELLED;
+    lua_pop(co, 1);
+    /* os.exit unwinding the task: the process is ending, not a failure. */
+    if (lua_touserdata(co, -1) == (void *)&px_exit_marker) state = PX_H_CANCELLED;
+    lua_replace(co, 1);
+    lua_settop(co, 1);
+  }
+  if (h->local) {
+    if (state != PX_H_CANCELLED) {
+      lua_pushthread(co);
+      lua_xmove(co, vm->L, 1);
+      h->co_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX);
+      h->nresults = lua_gettop(co);
+    }
+  } else if (state != PX_H_CANCELLED) {
+    int n = lua_gettop(co);
+    if (px_marshal(co, 1, n, &h->result) != 0) {
+      /* The results (or the error value) cannot cross: report that. */
+      const char *why = lua_tostring(co, -1);
+      lua_pushfstring(co, "%s%s", state == PX_H_FAILED ? "task failed with an error that " : "task results: ", why ? why : "?");
+      px_msg_free(&h->result);
+      px_msg_init(&h->result);
+      px_marshal(co, -1, 1, &h->result);
+      state = PX_H_FAILED;
+    }
+    if (state == PX_H_FAILED) {
+      const char *msg = lua_tostring(co, -1);
+      h->errmsg = strdup(msg ? msg : luaL_typename(co, -1));
+    }
+  }
+  lua_settop(co, lua_gettop(co)); /* results stay for local joiners */
+  pthread_mutex_lock(&h->lock);
+  h->state = state;
+  h->task = NULL;
+  wake_joiners(h);
+  pthread_mutex_unlock(&h->lock);
+  t->handle = NULL;
+  px_shared_release(&h->hdr);
+}
+
+static px_handle *check_handle(lua_State *L, int idx) {
+  return (px_handle *)px_shared_check(L, idx, &px_handle_type);
+}
+
+/* Push the outcome of finished h onto co: true, results... or false, err. */
+static int push_outcome(lua_State *co, px_handle *h) {
+  h->retrieved = 1;
+  if (h->state == PX_H_CANCELLED) {
+    lua_pushboolean(co, 0);
+    px_vm *vm = px_vm_of(co);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, vm->cancelled_ref);
+    return 2;
+  }
+  int ok = h->state == PX_H_DONE;
+  lua_pushboolean(co, ok);
+  if (h->local) {
+    if (!h->vm || !px_vm_on_thread(h->vm)) {
+      lua_pushboolean(co, 0);
+      lua_replace(co, -2);
+      lua_pushliteral(co, "cannot read the results of a parx.async task from another VM (use parx.spawn)");
+      return 2;
+    }
+    lua_rawgeti(co, LUA_REGISTRYINDEX, h->co_ref);
+    lua_State *rco = lua_tothread(co, -1);
+    lua_pop(co, 1);
+    int n = h->nresults;
+    luaL_checkstack(co, n + 2, "too many results");
+    for (int i = 1; i <= n; i++) {
+      lua_pushvalue(rco, i);
+      lua_xmove(rco, co, 1);
+    }
+    return n + 1;
+  }
+  /* Each joiner unmarshals its own copy: the bytes are shared, the
+   * references are retained for it. */
+  px_msg copy = h->result;
+  copy.refs = NULL;
+  copy.refcap = 0;
+  if (h->result.nrefs) {
+    copy.refs = malloc(sizeof *copy.refs * h->result.nrefs);
+    copy.refcap = h->result.nrefs;
+    for (int i = 0; i < h->result.nrefs; i++) {
+      copy.refs[i] = h->result.refs[i];
+      px_shared_retain(copy.refs[i]);
+    }
+  }
+  int n = px_unmarshal(co, &copy);
+  for (int i = 0; i < copy.nrefs; i++) px_shared_release(copy.refs[i]);
+  free(copy.refs);
+  if (n < 0) {
+    lua_pushboolean(co, 0);
+    lua_replace(co, -3);
+    return 2;
+  }
+  return n + 1;
+}
+
+/* ---- joiners --------------------------------------------------------- */
+
+static void joiner_free_cb(uv_handle_t *t) { free(t->data); }
+
+static void joiner_release(px_joiner *jw) {
+  /* Unlink from every handle that may still list it. */
+  for (int i = 0; i < jw->n; i++) {
+    px_handle *h = jw->links[i].h;
+    pthread_mutex_lock(&h->lock);
+    px_jlink **pp = &h->joiners;
+    while (*pp && *pp != &jw->links[i]) pp = &(*pp)->next;
+    if (*pp) *pp = jw->links[i].next;
+    pthread_mutex_unlock(&h->lock);
+    px_shared_release(&h->hdr);
+  }
+  if (jw->has_timer) {
+    uv_timer_stop(&jw->timer);
+    jw->timer.data = jw;
+    uv_close((uv_handle_t *)&jw->timer, joiner_free_cb);
+  } else {
+    free(jw);
+  }
+}
+
+static int joiner_deliver(lua_State *co, px_wait *w) {
+  px_joiner *jw = (px_joiner *)w;
+  int n;
+  if (jw->mode == JOIN_ONE) {
+    n = push_outcome(co, jw->links[0].h);
+  } else if (jw->index > 0) {
+    lua_pushinteger(co, jw->index);
+    n = 1;
+  } else {
+    lua_pushnil(co);
+    n = 1;
+  }
+  joiner_release(jw);
+  return n;
+}
+
+static void joiner_discard(px_wait *w) { joiner_release((px_joiner *)w); }
+
+static int joiner_cancel(px_wait *w) {
+  px_joiner *jw = (px_joiner *)w;
+  int expect = 0;
+  if (!atomic_compare_exchange_strong(&jw->fired, &expect, 1)) return 0;
+  joiner_release(jw);
+  return 1;
+}
+
+static void joiner_timeout(uv_timer_t *t) {
+  px_joiner *jw = t->data;
+  int expect = 0;
+  if (atomic_compare_exchange_strong(&jw->fired, &expect, 1)) {
+    jw->index = 0;
+    px_wake(&jw->wait);
+  }
+}
+
+/* Park until one of the n handles at stack idx..idx+n-1 (or in the table
+ * at idx when tbl) finishes, or timeout seconds (< 0: none). */
+static int join_park(lua_State *L, px_handle **hs, int n, int mode, double timeout) {
+  px_vm *vm = px_vm_of(L);
+  px_check_can_park(L); /* raise before anything is allocated */
+  px_joiner *jw = calloc(1, sizeof *jw + sizeof(px_jlink) * (size_t)n);
+  if (!jw) return luaL_error(L, "out of memory");
+  jw->wait.what = mode == JOIN_ONE ? "a task to finish (join)" : "tasks to finish (wait)";
+  jw->wait.deliver = joiner_deliver;
+  jw->wait.discard = joiner_discard;
+  jw->wait.cancel = joiner_cancel;
+  jw->mode = mode;
+  jw->n = n;
+  atomic_init(&jw->fired, 0);
+  px_wait_prepare(L, &jw->wait);
+  for (int i = 0; i < n; i++) {
+    jw->links[i].jw = jw;
+    jw->links[i].h = hs[i];
+    jw->links[i].index = i + 1;
+    px_shared_retain(&hs[i]->hdr);
+  }
+  if (timeout >= 0) {
+    uv_timer_init(px_vm_loop(vm), &jw->timer);
+    jw->timer.data = jw;
+    jw->has_timer = 1;
+    uint64_t ms = (uint64_t)ceil(timeout * 1000.0);
+    uv_timer_start(&jw->timer, joiner_timeout, ms, 0);
+  }
+  for (int i = 0; i < n; i++) {
+    px_handle *h = hs[i];
+    pthread_mutex_lock(&h->lock);
+    if (h->state >= PX_H_DONE) {
+      int expect = 0;
+      if (atomic_compare_exchange_strong(&jw->fired, &expect, 1)) {
+        jw->index = i + 1;
+        px_wake(&jw->wait);
+      }
+      pthread_mutex_unlock(&h->lock);
+      break;
+    }
+    jw->links[i].next = h->joiners;
+    h->joiners = &jw->links[i];
+    pthread_mutex_unlock(&h->lock);
+  }
+  return px_park(L, &jw->wait);
+}
+
+/* ---- Lua functions ------------------------------------------------- */
+
+static int l_spawn(lua_State *L) {
+  luaL_checkany(L, 1);
+  if (!lua_isfunction(L, 1) && !luaL_getmetafield(L, 1, "__call"))
+    luaL_typerror(L, 1, "function");
+  px_vm *vm = px_vm_of(L);
+  px_runtime *rt = vm->rt;
+  int n = lua_gettop(L);
+  px_job *job = calloc(1, sizeof *job);
+  if (!job) return luaL_error(L, "out of memory");
+  px_msg_init(&job->msg);
+  if (px_marshal(L, 1, n, &job->msg) != 0) {
+    px_msg_free(&job->msg);
+    free(job);
+    return lua_error(L);
+  }
+  px_handle *h = px_handle_new(rt, 0);
+  if (!h) {
+    px_msg_free(&job->msg);
+    free(job);
+    return luaL_error(L, "out of memory");
+  }
+  px_shared_retain(&h->hdr); /* the job's reference */
+  job->handle = h;
+  h->job = job;
+  px_shared_push(L, &h->hdr);
+  px_runtime_push_job(rt, job);
+  return 1;
+}
+
+/* The job's handle ends cancelled without having run.  Any thread. */
+void px_job_discard(px_job *job) {
+  px_handle *h = job->handle;
+  pthread_mutex_lock(&h->lock);
+  h->state = PX_H_CANCELLED;
+  h->job = NULL;
+  wake_joiners(h);
+  pthread_mutex_unlock(&h->lock);
+  px_msg_free(&job->msg);
+  free(job);
+  px_shared_release(&h->hdr);
+}
+
+/* Worker VM thread: turn a job into a task. */
+void px_job_run(px_vm *vm, px_job *job) {
+  px_handle *h = job->handle;
+  lua_State *L = vm->L;
+  lua_State *co = lua_newthread(L);
+  int n = px_unmarshal(co, &job->msg);
+  px_msg_free(&job->msg);
+  pthread_mutex_lock(&h->lock);
+  h->job = NULL;
+  h->vm = vm;
+  h->state = PX_H_RUNNING;
+  pthread_mutex_unlock(&h->lock);
+  free(job);
+  if (n < 0) {
+    /* The function or an argument cannot be rebuilt here: the task's body
+     * becomes error(message, 0), so it fails with that message. */
+    lua_getglobal(co, "error");
+    lua_insert(co, -2);
+    lua_pushinteger(co, 0);
+    int top = lua_gettop(co);
+    for (int i = 1; i <= top - 3; i++) lua_remove(co, 1);
+  }
+  px_task *t = px_task_new(vm, co, h);
+  if (!t) {
+    px_task fake = {.vm = vm, .co = co};
+    lua_pushliteral(co, "out of memory starting a task");
+    px_handle_finish(h, &fake, LUA_ERRMEM);
+    return;
+  }
+  pthread_mutex_lock(&h->lock);
+  h->task = t;
+  pthread_mutex_unlock(&h->lock);
+  if (atomic_load(&h->cancel_requested)) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->cancelled_ref);
+    px_task_raise(t);
+  }
+}
+
+static int l_async(lua_State *L) {
+  luaL_checkany(L, 1);
+  if (!lua_isfunction(L, 1) && !luaL_getmetafield(L, 1, "__call"))
+    luaL_typerror(L, 1, "function");
+  px_vm *vm = px_vm_of(L);
+  int n = lua_gettop(L);
+  px_handle *h = px_handle_new(vm->rt, 1);
+  if (!h) return luaL_error(L, "out of memory");
+  lua_State *co = lua_newthread(L);
+  lua_insert(L, 1);
+  lua_xmove(L, co, n); /* fn and args move to co; co stays at 1 */
+  h->vm = vm;
+  h->state = PX_H_RUNNING;
+  px_shared_retain(&h->hdr); /* the task's reference */
+  /* px_task_new pops co from vm->L: move it there. */
+  lua_pushvalue(L, 1);
+  lua_xmove(L, vm->L, 1);
+  lua_settop(L, 0);
+  px_task *t = px_task_new(vm, co, h);
+  if (!t) {
+    px_shared_release(&h->hdr);
+    px_shared_release(&h->hdr);
+    return luaL_error(L, "out of memory");
+  }
+  h->task = t;
+  px_shared_push(L, &h->hdr);
+  return 1;
+}
+
+/* Control message: cancel the task of h on its VM. */
+typedef struct cancel_msg {
+  px_wait w;
+  px_handle *h;
+} cancel_msg;
+
+static void cancel_on_vm(px_vm *vm, px_handle *h) {
+  px_task *t = NULL;
+  pthread_mutex_lock(&h->lock);
+  if (h->state == PX_H_RUNNING && h->vm == vm) t = h->task;
+  pthread_mutex_unlock(&h->lock);
+  if (t && t->state != PX_TASK_RUNNING) {
+    lua_rawgeti(vm->L, LUA_REGISTRYINDEX, vm->cancelled_ref);
+    px_task_raise(t);
+  }
+}
+
+static int cancel_deliver(lua_State *L, px_wait *w) {
+  cancel_msg *m = (cancel_msg *)w;
+  cancel_on_vm(px_vm_of(L), m->h);
+  px_shared_release(&m->h->hdr);
+  free(m);
+  return 0;
+}
+
+static int l_cancel(lua_State *L) {
+  px_handle *h = check_handle(L, 1);
+  px_vm *vm = px_vm_of(L);
+  pthread_mutex_lock(&h->lock);
+  int state = h->state;
+  px_job *job = h->job;
+  px_vm *target = h->vm;
+  if (state < PX_H_DONE) atomic_store(&h->cancel_requested, 1);
+  pthread_mutex_unlock(&h->lock);
+  if (state >= PX_H_DONE) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (state == PX_H_QUEUED && job && px_runtime_unqueue_job(vm->rt, job)) {
+    px_job_discard(job);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  /* Running (or just taken by a worker, which checks cancel_requested). */
+  if (target == vm) {
+    cancel_on_vm(vm, h);
+  } else if (target) {
+    cancel_msg *m = calloc(1, sizeof *m);
+    if (!m) return luaL_error(L, "out of memory");
+    m->w.deliver = cancel_deliver;
+    m->h = h;
+    px_shared_retain(&h->hdr);
+    px_vm_post(target, &m->w);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* join(t) -> true, results... | false, err (task.lua raises) */
+static int l_join(lua_State *L) {
+  px_handle *h = check_handle(L, 1);
+  pthread_mutex_lock(&h->lock);
+  int done = h->state >= PX_H_DONE;
+  pthread_mutex_unlock(&h->lock);
+  if (done) return push_outcome(L, h);
+  px_vm *vm = px_vm_of(L);
+  if (h->local && h->vm == vm && vm->current && h->task == vm->current)
+    return luaL_error(L, "a task cannot join itself");
+  return join_park(L, &h, 1, JOIN_ONE, -1);
+}
+
+static double opt_timeout(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx)) return -1;
+  double t = luaL_checknumber(L, idx);
+  if (t != t || t < 0) luaL_argerror(L, idx, "timeout must be a non-negative number");
+  return t;
+}
+
+/* wait_any(list, timeout) -> index of a finished task, or nil on timeout */
+static int l_wait_any(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  double timeout = opt_timeout(L, 2);
+  int n = (int)lua_objlen(L, 1);
+  if (n == 0) return luaL_argerror(L, 1, "no tasks to wait for");
+  px_handle *stackbuf[16];
+  px_handle **hs = n <= 16 ? stackbuf : malloc(sizeof *hs * (size_t)n);
+  if (!hs) return luaL_error(L, "out of memory");
+  for (int i = 0; i < n; i++) {
+    lua_rawgeti(L, 1, i + 1);
+    hs[i] = (px_handle *)px_shared_test(L, -1, &px_handle_type);
+    lua_pop(L, 1);
+    if (!hs[i]) {
+      if (hs != stackbuf) free(hs);
+      return luaL_error(L, "bad argument #1 (item %d is not a task)", i + 1);
+    }
+  }
+  for (int i = 0; i < n; i++) {
+    pthread_mutex_lock(&hs[i]->lock);
+    int done = hs[i]->state >= PX_H_DONE;
+    pthread_mutex_unlock(&hs[i]->lock);
+    if (done) {
+      if (hs != stackbuf) free(hs);
+      lua_pushinteger(L, i + 1);
+      return 1;
+    }
+  }
+  if (timeout == 0) {
+    if (hs != stackbuf) free(hs);
+    lua_pushnil(L);
+    return 1;
+  }
+  /* join_park copies what it needs before parking. */
+  px_handle *copy[16];
+  px_handle **use = hs;
+  if (hs == stackbuf) {
+    memcpy(copy, hs, sizeof(px_handle *) * (size_t)n);
+    use = copy;
+  }
+  int r = join_park(L, use, n, JOIN_ANY, timeout);
+  if (hs != stackbuf) free(hs);
+  return r;
+}
+
+static int l_done(lua_State *L) {
+  px_handle *h = check_handle(L, 1);
+  pthread_mutex_lock(&h->lock);
+  int done = h->state >= PX_H_DONE;
+  pthread_mutex_unlock(&h->lock);
+  lua_pushboolean(L, done);
+  return 1;
+}
+
+static int l_status(lua_State *L) {
+  px_handle *h = check_handle(L, 1);
+  static const char *const names[] = {"queued", "running", "done", "failed", "cancelled"};
+  pthread_mutex_lock(&h->lock);
+  int st = h->state;
+  pthread_mutex_unlock(&h->lock);
+  lua_pushstring(L, names[st]);
+  return 1;
+}
+
+static int l_tostring(lua_State *L) {
+  px_handle *h = check_handle(L, 1);
+  lua_pushfstring(L, "parx.task %d (%s)", (int)h->seq, h->local ? "async" : "spawned");
+  return 1;
+}
+
+static int l_eq(lua_State *L) {
+  lua_pushboolean(L, px_shared_test(L, 1, &px_handle_type) == px_shared_test(L, 2, &px_handle_type));
+  return 1;
+}
+
+/* ---- sleep --------------------------------------------------------- */
+
+typedef struct sleeper {
+  px_wait w;
+  uv_timer_t timer;
+} sleeper;
+
+static void sleeper_close(uv_handle_t *h) { free(h->data); }
+
+static void sleeper_fire(uv_timer_t *t) {
+  sleeper *s = t->data;
+  px_wake(&s->w);
+}
+
+static int sleeper_deliver(lua_State *co, px_wait *w) {
+  sleeper *s = (sleeper *)w;
+  uv_close((uv_handle_t *)&s->timer, sleeper_close);
+  return 0;
+}
+
+static void sleeper_discard(px_wait *w) {
+  sleeper *s = (sleeper *)w;
+  uv_close((uv_handle_t *)&s->timer, sleeper_close);
+}
+
+static int sleeper_cancel(px_wait *w) {
+  sleeper *s = (sleeper *)w;
+  uv_timer_stop(&s->timer);
+  uv_close((uv_handle_t *)&s->timer, sleeper_close);
+  return 1;
+}
+
+static int l_sleep(lua_State *L) {
+  double secs = luaL_optnumber(L, 1, 0);
+  if (secs != secs || secs < 0) return luaL_argerror(L, 1, "seconds must be a non-negative number");
+  px_vm *vm = px_vm_of(L);
+  if (!vm->current) return luaL_error(L, "cannot sleep here: not inside a parx task");
+  sleeper *s = calloc(1, sizeof *s);
+  if (!s) return luaL_error(L, "out of memory");
+  s->w.what = "sleep";
+  s->w.deliver = sleeper_deliver;
+  s->w.discard = sleeper_discard;
+  s->w.cancel = sleeper_cancel;
+  px_check_can_park(L);
+  uv_timer_init(px_vm_loop(vm), &s->timer);
+  s->timer.data = s;
+  uv_update_time(px_vm_loop(vm));
+  uv_timer_start(&s->timer, sleeper_fire, (uint64_t)ceil(secs * 1000.0), 0);
+  return px_park(L, &s->w);
+}
+
+static int l_now(lua_State *L) {
+  lua_pushnumber(L, (double)uv_hrtime() / 1e9);
+  return 1;
+}
+
+/* ---- misc ---------------------------------------------------------- */
+
+static int l_current(lua_State *L) {
+  px_vm *vm = px_vm_of(L);
+  if (!vm->current || !vm->current->handle) return 0;
+  px_shared_retain(&vm->current->handle->hdr);
+  px_shared_push(L, &vm->current->handle->hdr);
+  return 1;
+}
+
+static int l_cancelling(lua_State *L) {
+  px_vm *vm = px_vm_of(L);
+  px_task *t = vm->current;
+  lua_pushboolean(L, t && t->handle && atomic_load(&t->handle->cancel_requested));
+  return 1;
+}
+
+static int l_set_cancelled(lua_State *L) {
+  px_vm *vm = px_vm_of(L);
+  lua_settop(L, 1);
+  if (vm->cancelled_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, vm->cancelled_ref);
+  vm->cancelled_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+const char px_exit_marker = 0;
+
+/* os.exit replacement: record the status, stop the runtime from the main
+ * VM, and unwind the calling task with the exit marker (task.lua's pcall
+ * does not catch it). */
+static int l_exit(lua_State *L) {
+  px_vm *vm = px_vm_of(L);
+  int code;
+  if (lua_isnoneornil(L, 1)) code = 0;
+  else if (lua_isboolean(L, 1)) code = lua_toboolean(L, 1) ? 0 : 1;
+  else code = (int)luaL_checkinteger(L, 1);
+  atomic_store(&vm->rt->exit_code, code);
+  atomic_store(&vm->rt->exit_requested, 1);
+  if (vm != vm->rt->main) px_vm_poke(vm->rt->main);
+  lua_pushlightuserdata(L, (void *)&px_exit_marker);
+  return lua_error(L);
+}
+
+static int l_workers(lua_State *L) {
+  lua_pushinteger(L, px_vm_runtime(px_vm_of(L))->nworkers);
+  return 1;
+}
+
+static int l_vm_id(lua_State *L) {
+  lua_pushinteger(L, px_vm_of(L)->id);
+  return 1;
+}
+
+static const luaL_Reg task_methods[] = {
+    {"join", l_join},     {"done", l_done},         {"cancel", l_cancel},
+    {"status", l_status}, {"__tostring", l_tostring}, {"__eq", l_eq},
+    {NULL, NULL}};
+
+static const luaL_Reg funcs[] = {
+    {"spawn", l_spawn},       {"async", l_async},         {"join", l_join},
+    {"wait_any", l_wait_any}, {"sleep", l_sleep},         {"now", l_now},
+    {"current", l_current},   {"cancelling", l_cancelling}, {"set_cancelled", l_set_cancelled},
+    {"exit", l_exit},         {"workers", l_workers},     {"vm_id", l_vm_id},
+    {NULL, NULL}};
+
+int px_open_task(lua_State *L) {
+  px_handle_type.name = TASK_MT;
+  px_handle_type.free = handle_free;
+  px_shared_register(&px_handle_type);
+  lua_newtable(L);
+  luaL_setfuncs(L, funcs, 0);
+  px_shared_meta(L, &px_handle_type);
+  luaL_setfuncs(L, task_methods, 0);
+  lua_setfield(L, -2, "Task");
+  lua_pushlightuserdata(L, (void *)&px_park_marker);
+  lua_setfield(L, -2, "PARK");
+  lua_pushlightuserdata(L, (void *)&px_exit_marker);
+  lua_setfield(L, -2, "EXIT");
+  return 1;
+}
