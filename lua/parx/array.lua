@@ -58,6 +58,9 @@ typedef struct px_array_api {
   uint16_t (*f64_to_bf16)(double d);
   double (*bf16_to_f64)(uint16_t h);
   const float *(*half_table)(int which);
+  int64_t (*atomic_add)(const void *a, int64_t off, int64_t delta);
+  int (*atomic_cas)(const void *a, int64_t off, int64_t expected,
+                    int64_t desired);
 } px_array_api;
 ]]
 assert(MAXDIM == 8, "parx.array: PX_ARRAY_MAXDIM changed; update the cdef")
@@ -65,6 +68,7 @@ assert(MAXDIM == 8, "parx.array: PX_ARRAY_MAXDIM changed; update the cdef")
 local api = ffi.cast("const px_array_api *", C_array.api)
 local array_new, release, fill_bytes = api.array_new, api.release, api.fill_bytes
 local f64_to_f16, f64_to_bf16 = api.f64_to_f16, api.f64_to_bf16
+local atomic_add, atomic_cas = api.atomic_add, api.atomic_cas
 
 -- In px_dtype order (array.h).  kind: "int" (range-checked integers),
 -- "int64" (also 64-bit cdata, read back as numbers), "float", "half".
@@ -287,6 +291,49 @@ typedef struct px_array_%s {
         return
       end
       return set_slow(a, i, v, ...)
+    end
+  end
+
+  -- Atomics on integer elements, safe against every other VM: the way to
+  -- count into a shared array (histograms).  atomic_add(i.., delta) returns
+  -- the new value and wraps around on overflow (like Go's sync/atomic);
+  -- atomic_cas(i.., old, new) returns whether it swapped.
+  if is_int then
+    local to_number = tonumber
+    if name == "uint64" then
+      to_number = function(x) return tonumber(ffi.cast(uint64_t, x)) end
+    end
+    local function offset_of(a, nidx, level, ...)
+      local off -- (no tail calls: the error levels count this frame)
+      if nidx == 1 then
+        off = flat_offset(a, (...), level + 1)
+      else
+        off = nd_offset(a, level + 1, nidx, ...)
+      end
+      return off
+    end
+    m.atomic_add = function(a, ...)
+      local nargs = select("#", ...)
+      if nargs < 2 then fail(2, "atomic_add expects an index and a delta") end
+      local d = select(nargs, ...)
+      if type(d) == "cdata" then d = tonumber(d) end
+      if type(d) ~= "number" or floor(d) ~= d or not (d > -2 ^ 63 and d < 2 ^ 63) then
+        fail(2, "delta must be an integer number, got %s", numstr(d))
+      end
+      local off = offset_of(a, nargs - 1, 2, ...)
+      return to_number(atomic_add(a, off, d))
+    end
+    m.atomic_cas = function(a, ...)
+      local nargs = select("#", ...)
+      if nargs < 3 then fail(2, "atomic_cas expects an index, the old and the new value") end
+      local old = check(select(nargs - 1, ...), 2)
+      local new = check(select(nargs, ...), 2)
+      local off = offset_of(a, nargs - 2, 2, ...)
+      return atomic_cas(a, off, ffi.cast(int64_t, old), ffi.cast(int64_t, new)) == 1
+    end
+    m.atomic_get = function(a, ...)
+      local off = offset_of(a, select("#", ...), 2, ...)
+      return to_number(atomic_add(a, off, 0))
     end
   end
 

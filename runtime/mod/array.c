@@ -149,6 +149,73 @@ void px_array_fill_bytes(px_array *a, const void *elem) {
   }
 }
 
+/* Atomic add on an integer element (0-based offset, checked by the caller);
+ * returns the new value.  Two's complement wrap-around on overflow, like
+ * Go's sync/atomic; the GCC builtins are atomic on plain aligned integers. */
+int64_t px_array_atomic_add(px_array *a, int64_t off, int64_t delta) {
+  switch (a->dtype) {
+  case PX_INT8: case PX_UINT8: {
+    uint8_t *p = (uint8_t *)a->data + off;
+    uint8_t v = __atomic_add_fetch(p, (uint8_t)delta, __ATOMIC_SEQ_CST);
+    return a->dtype == PX_INT8 ? (int64_t)(int8_t)v : (int64_t)v;
+  }
+  case PX_INT16: case PX_UINT16: {
+    uint16_t *p = (uint16_t *)a->data + off;
+    uint16_t v = __atomic_add_fetch(p, (uint16_t)delta, __ATOMIC_SEQ_CST);
+    return a->dtype == PX_INT16 ? (int64_t)(int16_t)v : (int64_t)v;
+  }
+  case PX_INT32: case PX_UINT32: {
+    uint32_t *p = (uint32_t *)a->data + off;
+    uint32_t v = __atomic_add_fetch(p, (uint32_t)delta, __ATOMIC_SEQ_CST);
+    return a->dtype == PX_INT32 ? (int64_t)(int32_t)v : (int64_t)v;
+  }
+  case PX_INT64: case PX_UINT64: {
+    uint64_t *p = (uint64_t *)a->data + off;
+    return (int64_t)__atomic_add_fetch(p, (uint64_t)delta, __ATOMIC_SEQ_CST);
+  }
+  }
+  return 0;
+}
+
+/* Atomic compare-and-swap on an integer element: stores desired if the
+ * element equals expected (both as the element's bit pattern, truncated
+ * from int64); returns 1 if it swapped. */
+int px_array_atomic_cas(px_array *a, int64_t off, int64_t expected,
+                        int64_t desired) {
+  switch (px_dtype_size(a->dtype)) {
+  case 1: {
+    uint8_t e = (uint8_t)expected;
+    return __atomic_compare_exchange_n((uint8_t *)a->data + off, &e,
+                                       (uint8_t)desired, 0, __ATOMIC_SEQ_CST,
+                                       __ATOMIC_SEQ_CST);
+  }
+  case 2: {
+    uint16_t e = (uint16_t)expected;
+    return __atomic_compare_exchange_n((uint16_t *)a->data + off, &e,
+                                       (uint16_t)desired, 0, __ATOMIC_SEQ_CST,
+                                       __ATOMIC_SEQ_CST);
+  }
+  case 4: {
+    uint32_t e = (uint32_t)expected;
+    return __atomic_compare_exchange_n((uint32_t *)a->data + off, &e,
+                                       (uint32_t)desired, 0, __ATOMIC_SEQ_CST,
+                                       __ATOMIC_SEQ_CST);
+  }
+  case 8: {
+    uint64_t e = (uint64_t)expected;
+    return __atomic_compare_exchange_n((uint64_t *)a->data + off, &e,
+                                       (uint64_t)desired, 0, __ATOMIC_SEQ_CST,
+                                       __ATOMIC_SEQ_CST);
+  }
+  }
+  return 0;
+}
+
+/* Atomic load of an integer element, as int64 (sign- or zero-extended). */
+int64_t px_array_atomic_get(px_array *a, int64_t off) {
+  return px_array_atomic_add(a, off, 0);
+}
+
 /* ------------------------------------------------------------------------
  * Half precision.  One rounding routine for both 16-bit formats: take the
  * double apart, shift its 53-bit significand down to the target's precision
@@ -254,12 +321,15 @@ typedef struct px_array_api {
   uint16_t (*f64_to_bf16)(double d);
   double (*bf16_to_f64)(uint16_t h);
   const float *(*half_table)(int which);
+  int64_t (*atomic_add)(px_array *a, int64_t off, int64_t delta);
+  int (*atomic_cas)(px_array *a, int64_t off, int64_t expected,
+                    int64_t desired);
 } px_array_api;
 
 static const px_array_api api = {
   px_array_new,  px_array_release, px_array_fill_bytes, px_array_live,
   px_f64_to_f16, px_f16_to_f64,    px_f64_to_bf16,      px_bf16_to_f64,
-  px_half_table,
+  px_half_table, px_array_atomic_add, px_array_atomic_cas,
 };
 
 /* ------------------------------------------------------------------------

@@ -71,4 +71,13 @@ void px_array_release(px_array *a);
 /* Set every element to the element-sized bit pattern at elem. */
 void px_array_fill_bytes(px_array *a, const void *elem);
 
+/* Atomic operations on integer elements (0-based off, checked by the
+ * caller).  add returns the new value and wraps on overflow; cas compares
+ * and stores bit patterns truncated to the element size, 1 if it swapped;
+ * get is an atomic load (sign- or zero-extended). */
+int64_t px_array_atomic_add(px_array *a, int64_t off, int64_t delta);
+int px_array_atomic_cas(px_array *a, int64_t off, int64_t expected,
+                        int64_t desired);
+int64_t px_array_atomic_get(px_array *a, int64_t off);
+
 #endif
