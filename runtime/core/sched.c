@@ -155,10 +155,17 @@ void px_task_raise(px_task *t) {
   set_inject(vm, t);
   if (t->state == PX_TASK_PARKED && !t->wake_in_flight) {
     px_wait *w = t->wait;
-    int detached = (w->armed != 2 && w->cancel) ? w->cancel(w) : 0;
-    if (detached) {
+    /* A cancel() that returns 1 may free w (px.h): read and reset what we
+     * need before calling it, restore if it did not detach. */
+    int armed = w->armed, external = w->external;
+    int detached = 0;
+    if (armed != 2 && w->cancel) {
       w->armed = 0;
-      if (w->external) px_vm_release(vm);
+      detached = w->cancel(w);
+      if (!detached) w->armed = armed;
+    }
+    if (detached) {
+      if (external) px_vm_release(vm);
       t->wait = NULL;
       vm->nparked--;
       make_ready(vm, t);
@@ -256,9 +263,15 @@ void px_sched_teardown(px_vm *vm) {
   for (px_task *t = vm->tasks; t; t = t->next) {
     if (t->state == PX_TASK_PARKED && t->wait && !t->wake_in_flight) {
       px_wait *w = t->wait;
-      if (w->armed != 2 && w->cancel && w->cancel(w)) {
+      /* cancel() returning 1 may free w: see px_task_raise. */
+      int armed = w->armed, external = w->external, detached = 0;
+      if (armed != 2 && w->cancel) {
         w->armed = 0;
-        if (w->external) px_vm_release(vm);
+        detached = w->cancel(w);
+        if (!detached) w->armed = armed;
+      }
+      if (detached) {
+        if (external) px_vm_release(vm);
         t->wait = NULL;
       } else {
         t->wake_in_flight = 1;
