@@ -1,2 +1,32 @@
--- parx.dns: placeholder until the module lands.
-return require "parx.c.dns"
+-- parx.dns: name resolution on libuv's thread pool.
+--
+--   dns.resolve(host [, opts]) -> {"127.0.0.1", "::1", ...} | nil, msg, code
+--
+-- opts.family: "inet" (IPv4 only), "inet6" (IPv6 only) or nil (both).
+-- A numeric address returns at once without a lookup.
+local C = require "parx.c.dns"
+
+local families = { inet = 4, inet6 = 6, ipv4 = 4, ipv6 = 6, [4] = 4, [6] = 6 }
+
+local M = {}
+
+function M.resolve(host, opts)
+  if type(host) ~= "string" then
+    error("bad argument #1 to 'resolve' (string expected, got " .. type(host) .. ")", 2)
+  end
+  local family = 0
+  if opts ~= nil then
+    if type(opts) ~= "table" then
+      error("bad argument #2 to 'resolve' (table expected, got " .. type(opts) .. ")", 2)
+    end
+    if opts.family ~= nil then
+      family = families[opts.family]
+      if not family then
+        error("bad argument #2 to 'resolve' (family must be \"inet\" or \"inet6\")", 2)
+      end
+    end
+  end
+  return C.resolve(host, family)
+end
+
+return M

@@ -1,2 +1,55 @@
--- parx.http: placeholder until the module lands.
-return require "parx.c.http"
+-- parx.http: an HTTP(S) client on libcurl's multi interface, driven by the
+-- VM's loop: a request parks its task, and hundreds run at once in one VM.
+--
+--   http.request{method, url, headers, body, timeout, follow, verify}
+--     -> {status, headers, body, url} | nil, msg, code
+--   http.get(url [, opts]), http.post(url, body [, opts])
+--
+-- headers: {["Content-Type"] = "text/plain"} (response header names come
+-- back in lower case); timeout in seconds for the whole transfer; follow
+-- (default true) follows redirects; verify (default true) checks TLS
+-- certificates.  An HTTP error status is a response, not an error: check
+-- resp.status.  Errors: nil, msg, code (ECONNREFUSED, ETIMEDOUT,
+-- EAI_NONAME, HTTP for other transfer failures).
+local C = require "parx.c.http"
+
+local M = {}
+
+function M.request(opts)
+  if type(opts) ~= "table" then
+    error("bad argument #1 to 'request' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  return C.request(opts)
+end
+
+local function with(url, opts, fname)
+  if type(url) ~= "string" then
+    error("bad argument #1 to '" .. fname .. "' (string expected, got " .. type(url) .. ")", 3)
+  end
+  local req = { url = url }
+  if opts ~= nil then
+    if type(opts) ~= "table" then
+      error("bad argument #2 to '" .. fname .. "' (table expected, got " .. type(opts) .. ")", 3)
+    end
+    for k, v in pairs(opts) do req[k] = v end
+    req.url = url
+  end
+  return req
+end
+
+function M.get(url, opts)
+  local req = with(url, opts, "get")
+  req.method = req.method or "GET"
+  return C.request(req)
+end
+
+function M.post(url, body, opts)
+  local req = with(url, opts, "post")
+  req.method = req.method or "POST"
+  req.body = body
+  return C.request(req)
+end
+
+M.info = C.info
+
+return M

@@ -1,7 +1,158 @@
-/* dns.c -- placeholder until the module lands. */
+/*
+ * dns.c -- name resolution on libuv's thread pool ("parx.c.dns").
+ *
+ *   resolve(host [, family]) -> {"127.0.0.1", "::1", ...} | nil, msg, code
+ *
+ * family is 0 (any), 4 or 6.  A numeric address comes back at once, without
+ * parking or touching the resolver.  Addresses keep getaddrinfo's order
+ * (RFC 6724 preference) with duplicates removed.
+ */
 #include "../core/px.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum { OP_PARKED, OP_WOKEN, OP_DETACHED };
+
+typedef struct resolve_op {
+  uv_getaddrinfo_t req;
+  px_wait wait;
+  struct addrinfo *res;
+  char *host;
+  int status;
+  int state;
+} resolve_op;
+
+static void op_free(resolve_op *op) {
+  if (op->res) uv_freeaddrinfo(op->res);
+  free(op->host);
+  free(op);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  resolve_op *op = req->data;
+  op->status = status;
+  op->res = res;
+  if (op->state == OP_PARKED) {
+    op->state = OP_WOKEN;
+    px_wake(&op->wait);
+  } else {
+    op_free(op);
+  }
+}
+
+/* Push the list of distinct addresses in res. */
+static void push_addresses(lua_State *L, const struct addrinfo *res) {
+  lua_newtable(L);
+  int n = 0;
+  for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+    char ip[64];
+    if (ai->ai_family == AF_INET)
+      uv_ip4_name((const struct sockaddr_in *)ai->ai_addr, ip, sizeof ip);
+    else if (ai->ai_family == AF_INET6)
+      uv_ip6_name((const struct sockaddr_in6 *)ai->ai_addr, ip, sizeof ip);
+    else
+      continue;
+    int dup = 0;
+    for (int i = 1; i <= n && !dup; i++) {
+      lua_rawgeti(L, -1, i);
+      dup = strcmp(lua_tostring(L, -1), ip) == 0;
+      lua_pop(L, 1);
+    }
+    if (dup) continue;
+    lua_pushstring(L, ip);
+    lua_rawseti(L, -2, ++n);
+  }
+}
+
+static int resolve_deliver(lua_State *co, px_wait *w) {
+  resolve_op *op = (resolve_op *)((char *)w - offsetof(resolve_op, wait));
+  int n;
+  if (op->status < 0) {
+    n = px_push_error(co, op->status, op->host);
+  } else {
+    push_addresses(co, op->res);
+    n = 1;
+  }
+  op_free(op);
+  return n;
+}
+
+static void resolve_discard(px_wait *w) {
+  op_free((resolve_op *)((char *)w - offsetof(resolve_op, wait)));
+}
+
+/* The lookup may already run on a pool thread; then its callback frees. */
+static int resolve_cancel(px_wait *w) {
+  resolve_op *op = (resolve_op *)((char *)w - offsetof(resolve_op, wait));
+  if (op->state == OP_WOKEN) return 0;
+  op->state = OP_DETACHED;
+  uv_cancel((uv_req_t *)&op->req);
+  return 1;
+}
+
+/* Is s a numeric address of the family asked for?  Brackets around an IPv6
+ * address ("[::1]") are accepted and dropped. */
+static int numeric(const char *s, size_t len, int family, char *out, size_t outlen) {
+  if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
+    s++;
+    len -= 2;
+  }
+  if (len == 0 || len >= outlen) return 0;
+  memcpy(out, s, len);
+  out[len] = 0;
+  unsigned char tmp[16];
+  if (family != 6 && uv_inet_pton(AF_INET, out, tmp) == 0) return 1;
+  if (family != 4 && uv_inet_pton(AF_INET6, out, tmp) == 0) return 1;
+  return 0;
+}
+
+static int dns_resolve(lua_State *L) {
+  size_t len;
+  const char *host = luaL_checklstring(L, 1, &len);
+  int family = (int)luaL_optinteger(L, 2, 0);
+  luaL_argcheck(L, family == 0 || family == 4 || family == 6, 2,
+                "family must be 0, 4 or 6");
+  luaL_argcheck(L, len > 0 && strlen(host) == len, 1, "expected a host name");
+  char ip[64];
+  if (numeric(host, len, family, ip, sizeof ip)) {
+    lua_createtable(L, 1, 0);
+    lua_pushstring(L, ip);
+    lua_rawseti(L, -2, 1);
+    return 1;
+  }
+  px_check_can_park(L);
+  resolve_op *op = calloc(1, sizeof *op);
+  char *copy = op ? strdup(host) : NULL;
+  if (!copy) {
+    free(op);
+    return px_push_error(L, UV_ENOMEM, NULL);
+  }
+  op->host = copy;
+  op->req.data = op;
+  op->wait.what = "dns resolve";
+  op->wait.deliver = resolve_deliver;
+  op->wait.discard = resolve_discard;
+  op->wait.cancel = resolve_cancel;
+  px_wait_prepare(L, &op->wait); /* cannot raise: checked above */
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = family == 4 ? AF_INET : family == 6 ? AF_INET6 : AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM; /* one entry per address, not per type */
+  int r = uv_getaddrinfo(px_vm_loop(px_vm_of(L)), &op->req, on_resolved, host,
+                         NULL, &hints);
+  if (r < 0) {
+    op_free(op);
+    return px_push_error(L, r, host);
+  }
+  op->state = OP_PARKED;
+  return px_park(L, &op->wait);
+}
+
+static const luaL_Reg dns_funcs[] = {{"resolve", dns_resolve}, {NULL, NULL}};
 
 int px_open_dns(lua_State *L) {
   lua_newtable(L);
+  luaL_setfuncs(L, dns_funcs, 0);
   return 1;
 }

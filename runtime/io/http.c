@@ -1,7 +1,607 @@
-/* http.c -- placeholder until the module lands. */
+/*
+ * http.c -- an HTTP client on libcurl's multi interface, driven by the
+ * VM's libuv loop ("parx.c.http").
+ *
+ *   request{method, url, headers, body, timeout, follow, verify}
+ *     -> {status, headers, body, url} | nil, msg, code
+ *
+ * One CURLM per VM, made at the first request and kept in the VM's registry
+ * (its __gc tears it down with the VM).  libcurl tells us which sockets to
+ * watch (CURLMOPT_SOCKETFUNCTION: one uv_poll_t per socket) and when to
+ * call it back (CURLMOPT_TIMERFUNCTION: one uv_timer_t); libuv calls
+ * curl_multi_socket_action when they fire; finished transfers wake their
+ * tasks.  No Lua runs in any of these callbacks.  Hundreds of requests in
+ * one VM share one loop, one connection cache and one DNS cache.
+ *
+ * Loop liveness: the polls and the timer are unreferenced, and a uv_async_t
+ * that never fires is referenced exactly while transfers are in flight, so
+ * connections idling in libcurl's cache never keep a script alive.
+ */
 #include "../core/px.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+
+enum { OP_PARKED, OP_WOKEN, OP_DETACHED };
+
+typedef struct membuf {
+  char *data;
+  size_t len, cap;
+} membuf;
+
+typedef struct http_multi http_multi;
+
+typedef struct poll_ctx {
+  uv_poll_t poll;
+  curl_socket_t fd;
+  http_multi *m;
+  struct poll_ctx *prev, *next;
+} poll_ctx;
+
+typedef struct http_req {
+  CURL *easy;
+  http_multi *m;
+  px_wait wait;
+  int state;
+  int done;
+  CURLcode result;
+  struct curl_slist *headers;
+  membuf body, head;
+  struct http_req *prev, *next; /* the multi's transfers in flight */
+  char errbuf[CURL_ERROR_SIZE];
+} http_req;
+
+struct http_multi {
+  CURLM *multi;
+  uv_loop_t *loop;
+  uv_timer_t timer;
+  uv_async_t keepalive;
+  poll_ctx *polls;
+  http_req *reqs;
+  int inflight;
+  int open_handles; /* uv handles whose close callback is still due */
+  int dead;         /* torn down; free at the last close callback */
+};
+
+static const char multi_key = 0;
+
+/* ---- buffers --------------------------------------------------------- */
+
+static int membuf_add(membuf *b, const char *data, size_t n) {
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 16384;
+    while (cap < b->len + n) cap *= 2;
+    char *nd = realloc(b->data, cap);
+    if (!nd) return -1;
+    b->data = nd;
+    b->cap = cap;
+  }
+  memcpy(b->data + b->len, data, n);
+  b->len += n;
+  return 0;
+}
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata) {
+  http_req *r = userdata;
+  size_t n = size * nmemb;
+  return membuf_add(&r->body, ptr, n) == 0 ? n : 0;
+}
+
+/* Keep only the header block of the last response: redirects and
+ * "100 Continue" each start a new one with a status line. */
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata) {
+  http_req *r = userdata;
+  size_t n = size * nmemb;
+  if (n >= 5 && memcmp(ptr, "HTTP/", 5) == 0) r->head.len = 0;
+  return membuf_add(&r->head, ptr, n) == 0 ? n : 0;
+}
+
+/* ---- the multi handle and libuv -------------------------------------- */
+
+static void multi_handle_closed(uv_handle_t *h) {
+  http_multi *m = h->data;
+  if (h->type == UV_POLL) free(h); /* poll_ctx starts with its uv_poll_t */
+  if (--m->open_handles == 0 && m->dead) free(m);
+}
+
+static void poll_close(http_multi *m, poll_ctx *p) {
+  if (p->prev) p->prev->next = p->next;
+  else m->polls = p->next;
+  if (p->next) p->next->prev = p->prev;
+  uv_poll_stop(&p->poll);
+  uv_close((uv_handle_t *)&p->poll, multi_handle_closed);
+}
+
+static void keepalive_update(http_multi *m) {
+  if (m->inflight > 0)
+    uv_ref((uv_handle_t *)&m->keepalive);
+  else
+    uv_unref((uv_handle_t *)&m->keepalive);
+}
+
+static void req_free(http_req *r) {
+  if (r->easy) curl_easy_cleanup(r->easy);
+  curl_slist_free_all(r->headers);
+  free(r->body.data);
+  free(r->head.data);
+  free(r);
+}
+
+static void req_unlink(http_multi *m, http_req *r) {
+  if (r->prev) r->prev->next = r->next;
+  else m->reqs = r->next;
+  if (r->next) r->next->prev = r->prev;
+  r->prev = r->next = NULL;
+  m->inflight--;
+  keepalive_update(m);
+}
+
+/* Collect finished transfers and wake their tasks. */
+static void check_done(http_multi *m) {
+  CURLMsg *msg;
+  int left;
+  while ((msg = curl_multi_info_read(m->multi, &left))) {
+    if (msg->msg != CURLMSG_DONE) continue;
+    CURL *easy = msg->easy_handle;
+    CURLcode result = msg->data.result;
+    http_req *r = NULL;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r);
+    curl_multi_remove_handle(m->multi, easy);
+    if (!r) continue;
+    req_unlink(m, r);
+    r->result = result;
+    r->done = 1;
+    if (r->state == OP_PARKED) {
+      r->state = OP_WOKEN;
+      px_wake(&r->wait);
+    } else {
+      req_free(r);
+    }
+  }
+}
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  poll_ctx *p = (poll_ctx *)h;
+  http_multi *m = p->m;
+  int flags = 0;
+  if (status < 0) {
+    flags = CURL_CSELECT_ERR;
+  } else {
+    if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+  }
+  int running;
+  curl_multi_socket_action(m->multi, p->fd, flags, &running);
+  check_done(m); /* p may be closing now: do not touch it */
+}
+
+static void on_timer(uv_timer_t *t) {
+  http_multi *m = t->data;
+  int running;
+  curl_multi_socket_action(m->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  check_done(m);
+}
+
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
+  (void)easy;
+  http_multi *m = userp;
+  poll_ctx *p = socketp;
+  if (what == CURL_POLL_REMOVE) {
+    if (p) {
+      curl_multi_assign(m->multi, fd, NULL);
+      poll_close(m, p);
+    }
+    return 0;
+  }
+  if (!p) {
+    p = calloc(1, sizeof *p);
+    if (!p) return -1;
+    if (uv_poll_init_socket(m->loop, &p->poll, fd) != 0) {
+      free(p);
+      return -1;
+    }
+    p->poll.data = m;
+    p->fd = fd;
+    p->m = m;
+    p->next = m->polls;
+    if (m->polls) m->polls->prev = p;
+    m->polls = p;
+    m->open_handles++;
+    uv_unref((uv_handle_t *)&p->poll);
+    curl_multi_assign(m->multi, fd, p);
+  }
+  int events = 0;
+  if (what & CURL_POLL_IN) events |= UV_READABLE;
+  if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
+  uv_poll_start(&p->poll, events, on_poll);
+  return 0;
+}
+
+/* libcurl asks to be called back after timeout_ms (-1: never).  A zero
+ * timeout still goes through the loop: libcurl must not be re-entered
+ * from its own callback. */
+static int on_timerfunc(CURLM *multi, long timeout_ms, void *userp) {
+  (void)multi;
+  http_multi *m = userp;
+  if (timeout_ms < 0)
+    uv_timer_stop(&m->timer);
+  else
+    uv_timer_start(&m->timer, on_timer, (uint64_t)timeout_ms, 0);
+  return 0;
+}
+
+static void on_keepalive(uv_async_t *h) { (void)h; }
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+/* __gc of the registry anchor: the VM is closing.  Parked tasks were
+ * cancelled before (their requests removed); anything left is freed. */
+static int multi_gc(lua_State *L) {
+  http_multi **box = lua_touserdata(L, 1);
+  http_multi *m = *box;
+  if (!m) return 0;
+  *box = NULL;
+  while (m->reqs) {
+    http_req *r = m->reqs;
+    curl_multi_remove_handle(m->multi, r->easy);
+    req_unlink(m, r);
+    req_free(r);
+  }
+  curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, NULL);
+  curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, NULL);
+  curl_multi_cleanup(m->multi);
+  while (m->polls) poll_close(m, m->polls);
+  m->dead = 1;
+  uv_close((uv_handle_t *)&m->timer, multi_handle_closed);
+  uv_close((uv_handle_t *)&m->keepalive, multi_handle_closed);
+  return 0;
+}
+
+/* The VM's multi, made on first use. */
+static http_multi *get_multi(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&multi_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  http_multi **box = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (box && *box) return *box;
+
+  pthread_once(&curl_once, curl_init_once);
+  http_multi *m = calloc(1, sizeof *m);
+  if (!m) return NULL;
+  m->multi = curl_multi_init();
+  if (!m->multi) {
+    free(m);
+    return NULL;
+  }
+  m->loop = px_vm_loop(px_vm_of(L));
+  uv_timer_init(m->loop, &m->timer);
+  m->timer.data = m;
+  uv_unref((uv_handle_t *)&m->timer);
+  uv_async_init(m->loop, &m->keepalive, on_keepalive);
+  m->keepalive.data = m;
+  uv_unref((uv_handle_t *)&m->keepalive);
+  m->open_handles = 2;
+  curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+  curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m);
+  curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, on_timerfunc);
+  curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
+
+  lua_pushlightuserdata(L, (void *)&multi_key);
+  box = lua_newuserdata(L, sizeof *box);
+  *box = m;
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, multi_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  return m;
+}
+
+/* ---- results ---------------------------------------------------------- */
+
+/* Parse the last response's header block into a table: names in lower
+ * case, repeated headers joined with ", ". */
+static void push_headers(lua_State *L, const membuf *b) {
+  lua_newtable(L);
+  const char *p = b->data, *end = b->data + b->len;
+  int first = 1;
+  while (p && p < end) {
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    const char *line_end = eol ? eol : end;
+    const char *e = line_end;
+    if (e > p && e[-1] == '\r') e--;
+    if (first) {
+      first = 0; /* the status line */
+    } else {
+      const char *colon = memchr(p, ':', (size_t)(e - p));
+      if (colon && colon > p) {
+        char name[128];
+        size_t nl = (size_t)(colon - p);
+        if (nl >= sizeof name) nl = sizeof name - 1;
+        for (size_t i = 0; i < nl; i++) name[i] = (char)tolower((unsigned char)p[i]);
+        const char *v = colon + 1;
+        while (v < e && (*v == ' ' || *v == '\t')) v++;
+        const char *ve = e;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+        lua_pushlstring(L, name, nl);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, -3);
+        if (lua_isstring(L, -1)) {
+          lua_pushliteral(L, ", ");
+          lua_pushlstring(L, v, (size_t)(ve - v));
+          lua_concat(L, 3);
+        } else {
+          lua_pop(L, 1);
+          lua_pushlstring(L, v, (size_t)(ve - v));
+        }
+        lua_rawset(L, -3);
+      }
+    }
+    p = eol ? eol + 1 : end;
+  }
+}
+
+/* Map a libcurl failure onto parx's error codes (negative errno values are
+ * libuv's codes on Unix). */
+static int curl_error_code(http_req *r, const char **detail) {
+  long os_errno = 0;
+  curl_easy_getinfo(r->easy, CURLINFO_OS_ERRNO, &os_errno);
+  *detail = NULL;
+  switch (r->result) {
+  case CURLE_COULDNT_CONNECT:
+    return os_errno > 0 ? (int)-os_errno : UV_ECONNREFUSED;
+  case CURLE_OPERATION_TIMEDOUT:
+    return UV_ETIMEDOUT;
+  case CURLE_COULDNT_RESOLVE_HOST:
+  case CURLE_COULDNT_RESOLVE_PROXY:
+    return UV_EAI_NONAME;
+  case CURLE_OUT_OF_MEMORY:
+    return UV_ENOMEM;
+  case CURLE_SEND_ERROR:
+  case CURLE_RECV_ERROR:
+    if (os_errno > 0) return (int)-os_errno;
+    break;
+  default:
+    break;
+  }
+  *detail = r->errbuf[0] ? r->errbuf : curl_easy_strerror(r->result);
+  return PX_EHTTP;
+}
+
+static int req_deliver(lua_State *co, px_wait *w) {
+  http_req *r = (http_req *)((char *)w - offsetof(http_req, wait));
+  int n;
+  if (r->result != CURLE_OK) {
+    const char *detail;
+    int err = curl_error_code(r, &detail);
+    n = px_push_error(co, err, detail);
+  } else {
+    long status = 0;
+    char *url = NULL;
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &url);
+    lua_createtable(co, 0, 4);
+    lua_pushinteger(co, status);
+    lua_setfield(co, -2, "status");
+    push_headers(co, &r->head);
+    lua_setfield(co, -2, "headers");
+    lua_pushlstring(co, r->body.data ? r->body.data : "", r->body.len);
+    lua_setfield(co, -2, "body");
+    if (url) {
+      lua_pushstring(co, url);
+      lua_setfield(co, -2, "url");
+    }
+    n = 1;
+  }
+  req_free(r);
+  return n;
+}
+
+static void req_discard(px_wait *w) {
+  req_free((http_req *)((char *)w - offsetof(http_req, wait)));
+}
+
+/* Cancelling a transfer removes it from the multi at once: the
+ * connection is closed or returned to the cache by libcurl. */
+static int req_cancel(px_wait *w) {
+  http_req *r = (http_req *)((char *)w - offsetof(http_req, wait));
+  if (r->state == OP_WOKEN) return 0;
+  http_multi *m = r->m;
+  curl_multi_remove_handle(m->multi, r->easy);
+  req_unlink(m, r);
+  req_free(r);
+  return 1;
+}
+
+/* ---- request ---------------------------------------------------------- */
+
+static const char *opt_string(lua_State *L, const char *field, size_t *len) {
+  lua_getfield(L, 1, field);
+  const char *s = NULL;
+  if (lua_type(L, -1) == LUA_TSTRING)
+    s = lua_tolstring(L, -1, len);
+  else if (!lua_isnil(L, -1))
+    luaL_error(L, "bad field '%s' (string expected, got %s)", field, luaL_typename(L, -1));
+  lua_pop(L, 1); /* the string stays alive: it is referenced by the table */
+  return s;
+}
+
+static int opt_bool(lua_State *L, const char *field, int dflt) {
+  lua_getfield(L, 1, field);
+  int v = lua_isnil(L, -1) ? dflt : lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static int header_ok(const char *s, size_t len) {
+  for (size_t i = 0; i < len; i++)
+    if (s[i] == '\r' || s[i] == '\n' || s[i] == 0) return 0;
+  return 1;
+}
+
+/* headers: {["Name"] = "value", ...} or {"Name: value", ...}. */
+static struct curl_slist *build_headers(lua_State *L, int *has_expect) {
+  struct curl_slist *list = NULL;
+  lua_getfield(L, 1, "headers");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    luaL_error(L, "bad field 'headers' (table expected)");
+  }
+  int t = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    size_t kl, vl;
+    lua_pushvalue(L, -2);
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+      const char *v = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &vl) : NULL;
+      if (!v || !header_ok(v, vl) || !memchr(v, ':', vl)) {
+        curl_slist_free_all(list);
+        luaL_error(L, "bad header entry (\"Name: value\" string expected)");
+      }
+      if (vl >= 7 && strncasecmp(v, "expect:", 7) == 0) *has_expect = 1;
+      list = curl_slist_append(list, v);
+    } else {
+      const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &kl) : NULL;
+      const char *v = lua_isstring(L, -2) ? lua_tolstring(L, -2, &vl) : NULL;
+      if (!k || !v || kl == 0 || !header_ok(k, kl) || memchr(k, ':', kl) ||
+          !header_ok(v, vl)) {
+        curl_slist_free_all(list);
+        luaL_error(L, "bad header (string name and value without CR/LF expected)");
+      }
+      if (strcasecmp(k, "expect") == 0) *has_expect = 1;
+      lua_pushfstring(L, vl ? "%s: %s" : "%s;", k, v);
+      list = curl_slist_append(list, lua_tostring(L, -1));
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 2);
+  }
+  lua_pop(L, 1);
+  return list;
+}
+
+static int http_request(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  size_t url_len, method_len = 0, body_len = 0;
+  const char *url = opt_string(L, "url", &url_len);
+  if (!url || url_len == 0 || strlen(url) != url_len)
+    return luaL_error(L, "bad field 'url' (non-empty string expected)");
+  const char *method = opt_string(L, "method", &method_len);
+  const char *body = opt_string(L, "body", &body_len);
+  if (method && (method_len == 0 || !header_ok(method, method_len) || strchr(method, ' ')))
+    return luaL_error(L, "bad field 'method'");
+  lua_getfield(L, 1, "timeout");
+  double timeout = 0;
+  if (!lua_isnil(L, -1)) {
+    if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) < 0)
+      return luaL_error(L, "bad field 'timeout' (non-negative number expected)");
+    timeout = lua_tonumber(L, -1);
+  }
+  lua_pop(L, 1);
+  int follow = opt_bool(L, "follow", 1);
+  int verify = opt_bool(L, "verify", 1);
+  int has_expect = 0;
+  struct curl_slist *headers = build_headers(L, &has_expect);
+
+  px_check_can_park(L);
+  http_multi *m = get_multi(L);
+  http_req *r = m ? calloc(1, sizeof *r) : NULL;
+  CURL *easy = r ? curl_easy_init() : NULL;
+  if (!easy) {
+    free(r);
+    curl_slist_free_all(headers);
+    return px_push_error(L, UV_ENOMEM, NULL);
+  }
+  if (body && !has_expect) headers = curl_slist_append(headers, "Expect:");
+  r->easy = easy;
+  r->m = m;
+  r->headers = headers;
+  curl_easy_setopt(easy, CURLOPT_URL, url);
+  curl_easy_setopt(easy, CURLOPT_PRIVATE, (char *)r);
+  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, r->errbuf);
+  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(easy, CURLOPT_WRITEDATA, r);
+  curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(easy, CURLOPT_HEADERDATA, r);
+  curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
+  curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, (long)follow);
+  curl_easy_setopt(easy, CURLOPT_MAXREDIRS, 20L);
+  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, (long)verify);
+  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
+  curl_easy_setopt(easy, CURLOPT_USERAGENT, "parx/" "0.1");
+  if (timeout > 0) {
+    long ms = (long)(timeout * 1000.0 + 0.5);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, ms > 0 ? ms : 1L);
+  }
+  if (headers) curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
+  if (body) {
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, body);
+  }
+  if (method) {
+    if (strcmp(method, "GET") == 0 && !body)
+      curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+    else if (strcmp(method, "HEAD") == 0)
+      curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
+    else if (strcmp(method, "POST") == 0 && !body) {
+      curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, 0L);
+      curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, "");
+    } else if (strcmp(method, "POST") != 0)
+      curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
+  }
+
+  r->wait.what = "http request";
+  r->wait.deliver = req_deliver;
+  r->wait.discard = req_discard;
+  r->wait.cancel = req_cancel;
+  px_wait_prepare(L, &r->wait); /* cannot raise: checked above */
+  CURLMcode mc = curl_multi_add_handle(m->multi, easy);
+  if (mc != CURLM_OK) {
+    req_free(r);
+    return px_push_error(L, PX_EHTTP, curl_multi_strerror(mc));
+  }
+  r->next = m->reqs;
+  if (m->reqs) m->reqs->prev = r;
+  m->reqs = r;
+  m->inflight++;
+  keepalive_update(m);
+  r->state = OP_PARKED;
+  return px_park(L, &r->wait);
+}
+
+/* What libcurl can do here: version, ssl backend, protocols. */
+static int http_info(lua_State *L) {
+  pthread_once(&curl_once, curl_init_once);
+  curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+  lua_createtable(L, 0, 3);
+  lua_pushstring(L, v->version);
+  lua_setfield(L, -2, "version");
+  lua_pushstring(L, v->ssl_version ? v->ssl_version : "");
+  lua_setfield(L, -2, "ssl");
+  lua_newtable(L);
+  for (int i = 0; v->protocols && v->protocols[i]; i++) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, v->protocols[i]);
+  }
+  lua_setfield(L, -2, "protocols");
+  return 1;
+}
+
+static const luaL_Reg http_funcs[] = {
+    {"request", http_request}, {"info", http_info}, {NULL, NULL}};
 
 int px_open_http(lua_State *L) {
   lua_newtable(L);
+  luaL_setfuncs(L, http_funcs, 0);
   return 1;
 }

@@ -1,0 +1,560 @@
+/*
+ * stream.c -- buffered, parking streams over uv_stream_t (see stream.h).
+ *
+ * Reading.  The first read starts libuv reading; from then on whatever the
+ * peer sends is appended to the stream's buffer, whether or not a task is
+ * waiting, until READ_HIGH_WATER unread bytes are buffered with no reader
+ * parked: then reading stops and TCP's window pushes back on the peer.  A
+ * read that the buffer can satisfy returns at once without parking, so a
+ * chatty protocol costs one park per network round trip, not per call.
+ * Keeping the read watcher on avoids two epoll_ctl calls per round trip
+ * that a stop/start per read would cost.
+ *
+ * Loop liveness.  A stream's handle is unreferenced (uv_unref) except while
+ * a task is parked reading it: an idle open connection never keeps a script
+ * alive, a parked reader does.  Pending writes and shutdowns are libuv
+ * requests and keep the loop alive by themselves.
+ *
+ * Ownership (STYLE 9).  The userdata holds a pointer to the malloc'd stream.
+ * The stream is freed once the handle's close callback has run and the
+ * userdata is gone.  A parked reader holds a registry reference to the
+ * userdata so that the stream cannot be collected under it.  Write and
+ * shutdown requests are separate allocations that never touch the stream
+ * after libuv completes them, so collecting a stream with a write in flight
+ * is safe: closing the handle completes the write with ECANCELED.
+ */
+#include "stream.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Stop reading from the socket while this many unread bytes are buffered
+ * and nobody is parked on a read. */
+#define READ_HIGH_WATER ((size_t)1 << 20)
+/* A drained buffer larger than this is released rather than kept. */
+#define BUF_KEEP ((size_t)64 << 10)
+#define SCRATCH_SIZE (64 * 1024)
+
+enum { READ_ANY, READ_N, READ_LINE };
+enum { RD_IDLE, RD_PARKED, RD_WOKEN };
+enum { OP_PARKED, OP_WOKEN, OP_DETACHED };
+
+struct px_stream {
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } h;
+  px_vm *vm;
+  char *buf;      /* unread bytes are buf[off .. off+len) */
+  size_t off, len, cap;
+  size_t scanned; /* bytes after off known to hold no '\n' */
+  int eof;        /* the peer sent EOF */
+  int err;        /* a read error (negative), 0 if none */
+  int reading;    /* uv_read_start is active */
+  int closing;    /* uv_close was called */
+  int closed;     /* the close callback ran */
+  int lua_owned;  /* a userdata points here */
+  int lua_gone;   /* ... and it was collected */
+  /* The one task parked reading, if rd_state != RD_IDLE. */
+  px_wait rd;
+  int rd_state, rd_mode, rd_ref;
+  size_t rd_n;
+};
+
+/* A write or shutdown request in flight. */
+typedef struct stream_op {
+  union {
+    uv_write_t write;
+    uv_shutdown_t shutdown;
+  } req;
+  px_wait wait;
+  int state;
+  int status;
+  char data[]; /* the bytes a write still had to send */
+} stream_op;
+
+static _Thread_local char scratch[SCRATCH_SIZE];
+
+void px_io_scratch_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)h;
+  (void)suggested;
+  *buf = uv_buf_init(scratch, sizeof scratch);
+}
+
+/* ---- life cycle ------------------------------------------------------ */
+
+px_stream *px_stream_new(px_vm *vm) {
+  px_stream *s = calloc(1, sizeof *s);
+  if (!s) return NULL;
+  s->vm = vm;
+  s->rd_ref = LUA_NOREF;
+  s->h.handle.data = s;
+  return s;
+}
+
+uv_stream_t *px_stream_handle(px_stream *s) { return &s->h.stream; }
+uv_tcp_t *px_stream_tcp(px_stream *s) { return &s->h.tcp; }
+
+static void stream_free(px_stream *s) {
+  free(s->buf);
+  free(s);
+}
+
+static void on_close(uv_handle_t *h) {
+  px_stream *s = h->data;
+  s->closed = 1;
+  if (!s->lua_owned || s->lua_gone) stream_free(s);
+}
+
+static void reader_wake(px_stream *s) {
+  if (s->rd_state != RD_PARKED) return;
+  s->rd_state = RD_WOKEN;
+  uv_unref(&s->h.handle);
+  px_wake(&s->rd);
+}
+
+static void start_close(px_stream *s) {
+  if (s->closing) return;
+  s->closing = 1;
+  s->h.handle.data = s; /* uv_*_init does not touch data, but be explicit */
+  uv_close(&s->h.handle, on_close);
+  reader_wake(s); /* delivers ECLOSED */
+}
+
+void px_stream_discard(px_stream *s) { start_close(s); }
+
+/* ---- the read buffer ------------------------------------------------- */
+
+static int buf_append(px_stream *s, const char *data, size_t n) {
+  if (s->off + s->len + n > s->cap) {
+    if (s->off > 0) {
+      memmove(s->buf, s->buf + s->off, s->len);
+      s->off = 0;
+    }
+    if (s->len + n > s->cap) {
+      size_t cap = s->cap ? s->cap * 2 : 4096;
+      while (cap < s->len + n) cap *= 2;
+      char *nb = realloc(s->buf, cap);
+      if (!nb) return UV_ENOMEM;
+      s->buf = nb;
+      s->cap = cap;
+    }
+  }
+  memcpy(s->buf + s->off + s->len, data, n);
+  s->len += n;
+  return 0;
+}
+
+static void buf_consume(px_stream *s, size_t n) {
+  s->off += n;
+  s->len -= n;
+  s->scanned = s->scanned > n ? s->scanned - n : 0;
+  if (s->len == 0) {
+    s->off = 0;
+    if (s->cap > BUF_KEEP) {
+      free(s->buf);
+      s->buf = NULL;
+      s->cap = 0;
+    }
+  }
+}
+
+/* The position of the first '\n' among the unread bytes, or NULL.  Scans
+ * each byte once however often it is asked. */
+static const char *line_end(px_stream *s) {
+  if (s->scanned < s->len) {
+    const char *start = s->buf + s->off + s->scanned;
+    const char *p = memchr(start, '\n', s->len - s->scanned);
+    if (p) return p;
+    s->scanned = s->len;
+  }
+  return NULL;
+}
+
+static int reader_ready(px_stream *s) {
+  if (s->closing || s->err || s->eof) return 1;
+  switch (s->rd_mode) {
+  case READ_ANY: return s->len > 0;
+  case READ_N: return s->len >= s->rd_n;
+  default: return line_end(s) != NULL;
+  }
+}
+
+/* Push the result of the reader's request (the buffer can satisfy it, or
+ * the stream ended).  Data comes before the end: a stream that ended with
+ * bytes still buffered returns them first, then nil (or the error). */
+static int produce(lua_State *L, px_stream *s) {
+  if (s->closing) return px_push_error(L, PX_ECLOSED, NULL);
+  const char *start = s->buf + s->off;
+  size_t take = 0;
+  int ended = s->eof || s->err;
+  switch (s->rd_mode) {
+  case READ_ANY:
+    take = s->len;
+    break;
+  case READ_N:
+    take = s->len >= s->rd_n ? s->rd_n : (ended ? s->len : 0);
+    break;
+  default: {
+    const char *nl = line_end(s);
+    if (nl) {
+      size_t k = (size_t)(nl - start);
+      size_t keep = (k > 0 && start[k - 1] == '\r') ? k - 1 : k;
+      lua_pushlstring(L, start, keep);
+      buf_consume(s, k + 1);
+      return 1;
+    }
+    take = ended ? s->len : 0;
+  }
+  }
+  if (take > 0) {
+    lua_pushlstring(L, start, take);
+    buf_consume(s, take);
+    return 1;
+  }
+  if (s->err) return px_push_error(L, s->err, NULL);
+  lua_pushnil(L);
+  return 1;
+}
+
+static void stop_reading(px_stream *s) {
+  if (s->reading) {
+    uv_read_stop(&s->h.stream);
+    s->reading = 0;
+  }
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  px_stream *s = stream->data;
+  if (nread > 0) {
+    int r = buf_append(s, buf->base, (size_t)nread);
+    if (r < 0) {
+      s->err = r;
+      stop_reading(s);
+    } else if (s->len >= READ_HIGH_WATER && s->rd_state != RD_PARKED) {
+      stop_reading(s);
+    }
+  } else if (nread == UV_EOF) {
+    s->eof = 1;
+    stop_reading(s);
+  } else if (nread < 0) {
+    s->err = (int)nread;
+    stop_reading(s);
+  }
+  if (s->rd_state == RD_PARKED && reader_ready(s)) reader_wake(s);
+}
+
+static void start_reading(px_stream *s) {
+  if (s->reading || s->eof || s->err) return;
+  int r = uv_read_start(&s->h.stream, px_io_scratch_alloc, on_read);
+  if (r < 0)
+    s->err = r;
+  else
+    s->reading = 1;
+}
+
+static int reader_deliver(lua_State *co, px_wait *w) {
+  px_stream *s = (px_stream *)((char *)w - offsetof(px_stream, rd));
+  s->rd_state = RD_IDLE;
+  luaL_unref(co, LUA_REGISTRYINDEX, s->rd_ref);
+  s->rd_ref = LUA_NOREF;
+  return produce(co, s);
+}
+
+static void reader_discard(px_wait *w) {
+  px_stream *s = (px_stream *)((char *)w - offsetof(px_stream, rd));
+  s->rd_state = RD_IDLE;
+  luaL_unref(px_vm_state(s->vm), LUA_REGISTRYINDEX, s->rd_ref);
+  s->rd_ref = LUA_NOREF;
+}
+
+/* The buffered data stays for the next reader. */
+static int reader_cancel(px_wait *w) {
+  px_stream *s = (px_stream *)((char *)w - offsetof(px_stream, rd));
+  if (s->rd_state == RD_WOKEN) return 0;
+  uv_unref(&s->h.handle);
+  reader_discard(w);
+  return 1;
+}
+
+/* ---- Lua methods ----------------------------------------------------- */
+
+/* Methods carry the metatable as upvalue 1, so checking a stream is a
+ * pointer comparison, not a registry lookup by name. */
+static px_stream **check_box(lua_State *L) {
+  px_stream **box = lua_touserdata(L, 1);
+  if (!box || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
+    luaL_typerror(L, 1, "parx.stream");
+  lua_pop(L, 1);
+  return box;
+}
+
+static px_stream *check_open(lua_State *L) {
+  px_stream *s = *check_box(L);
+  if (!s || s->closing) luaL_error(L, "attempt to use a closed stream");
+  return s;
+}
+
+px_stream *px_stream_check(lua_State *L, int idx) {
+  px_stream **box = luaL_checkudata(L, idx, "parx.stream");
+  if (!*box || (*box)->closing) luaL_error(L, "attempt to use a closed stream");
+  return *box;
+}
+
+static int read_common(lua_State *L, px_stream *s, int mode, size_t n) {
+  if (s->rd_state != RD_IDLE)
+    return luaL_error(L, "stream is already being read by another task");
+  s->rd_mode = mode;
+  s->rd_n = n;
+  if (reader_ready(s)) return produce(L, s);
+  start_reading(s);
+  if (reader_ready(s)) return produce(L, s);
+  memset(&s->rd, 0, sizeof s->rd);
+  s->rd.what = s->h.handle.type == UV_TCP ? "tcp read" : "stream read";
+  s->rd.deliver = reader_deliver;
+  s->rd.discard = reader_discard;
+  s->rd.cancel = reader_cancel;
+  px_wait_prepare(L, &s->rd); /* raises before anything is registered */
+  lua_pushvalue(L, 1);
+  s->rd_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  s->rd_state = RD_PARKED;
+  uv_ref(&s->h.handle);
+  return px_park(L, &s->rd);
+}
+
+/* stream:read([n]): with n, n bytes (fewer only when the stream ends);
+ * without, whatever is available (at least one byte).  nil at the end. */
+static int stream_read(lua_State *L) {
+  px_stream *s = check_open(L);
+  if (lua_isnoneornil(L, 2)) return read_common(L, s, READ_ANY, 0);
+  lua_Number n = luaL_checknumber(L, 2);
+  luaL_argcheck(L, n >= 0 && n == (lua_Number)(size_t)n, 2,
+                "expected a non-negative integer");
+  if (n == 0) {
+    lua_pushliteral(L, "");
+    return 1;
+  }
+  return read_common(L, s, READ_N, (size_t)n);
+}
+
+/* stream:readline(): the next line without "\n" (or "\r\n"); the last line
+ * may lack one; nil at the end. */
+static int stream_readline(lua_State *L) {
+  px_stream *s = check_open(L);
+  return read_common(L, s, READ_LINE, 0);
+}
+
+static int op_deliver(lua_State *co, px_wait *w) {
+  stream_op *op = (stream_op *)((char *)w - offsetof(stream_op, wait));
+  int status = op->status;
+  free(op);
+  if (status < 0) return px_push_error(co, status, NULL);
+  lua_pushboolean(co, 1);
+  return 1;
+}
+
+static void op_discard(px_wait *w) { free((char *)w - offsetof(stream_op, wait)); }
+
+/* The request stays with libuv; its callback frees it. */
+static int op_cancel(px_wait *w) {
+  stream_op *op = (stream_op *)((char *)w - offsetof(stream_op, wait));
+  if (op->state == OP_WOKEN) return 0;
+  op->state = OP_DETACHED;
+  return 1;
+}
+
+static void op_done(stream_op *op, int status) {
+  op->status = status;
+  if (op->state == OP_PARKED) {
+    op->state = OP_WOKEN;
+    px_wake(&op->wait);
+  } else {
+    free(op);
+  }
+}
+
+static void on_write(uv_write_t *req, int status) {
+  op_done((stream_op *)req, status);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  op_done((stream_op *)req, status);
+}
+
+/* Allocate a request with room for `extra` bytes.  Outside a task (a host
+ * call) the request is detached at once: it finishes in the background and
+ * the caller gets true.  Inside one, the wait is prepared before libuv
+ * sees the request; px_check_can_park first raises, with nothing allocated,
+ * when the task is being cancelled. */
+static stream_op *op_new(lua_State *L, size_t extra, const char *what) {
+  int parks = px_task_current(L) != NULL;
+  if (parks) px_check_can_park(L);
+  stream_op *op = malloc(sizeof *op + extra);
+  if (!op) return NULL;
+  memset(op, 0, sizeof *op);
+  op->state = OP_DETACHED;
+  if (parks) {
+    op->wait.what = what;
+    op->wait.deliver = op_deliver;
+    op->wait.discard = op_discard;
+    op->wait.cancel = op_cancel;
+    px_wait_prepare(L, &op->wait);
+    op->state = OP_PARKED;
+  }
+  return op;
+}
+
+static int op_park(lua_State *L, stream_op *op) {
+  if (op->state == OP_DETACHED) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  return px_park(L, &op->wait);
+}
+
+/* stream:write(data): true once the data is handed to the kernel.  What
+ * the kernel takes at once returns without parking; the rest is copied and
+ * queued, and the writer parks until it has been sent: that is the
+ * back-pressure a fast writer feels from a slow peer. */
+static int stream_write(lua_State *L) {
+  px_stream *s = check_open(L);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  if (len == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  uv_buf_t b = uv_buf_init((char *)data, len > INT32_MAX ? INT32_MAX : (unsigned)len);
+  int r = uv_try_write(&s->h.stream, &b, 1);
+  if (r >= 0 && (size_t)r == len) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (r == UV_EAGAIN || r == UV_ENOSYS) r = 0;
+  if (r < 0) return px_push_error(L, r, NULL);
+  size_t rest = len - (size_t)r;
+  stream_op *op = op_new(L, rest, "stream write");
+  if (!op) return px_push_error(L, UV_ENOMEM, NULL);
+  memcpy(op->data, data + r, rest);
+  b = uv_buf_init(op->data, (unsigned)rest);
+  int e = uv_write(&op->req.write, &s->h.stream, &b, 1, on_write);
+  if (e < 0) {
+    free(op);
+    return px_push_error(L, e, NULL);
+  }
+  return op_park(L, op);
+}
+
+/* stream:shutdown(): send EOF after the queued writes; reading goes on. */
+static int stream_shutdown(lua_State *L) {
+  px_stream *s = check_open(L);
+  stream_op *op = op_new(L, 0, "stream shutdown");
+  if (!op) return px_push_error(L, UV_ENOMEM, NULL);
+  int e = uv_shutdown(&op->req.shutdown, &s->h.stream, on_shutdown);
+  if (e < 0) {
+    free(op);
+    return px_push_error(L, e, NULL);
+  }
+  return op_park(L, op);
+}
+
+/* stream:close(): idempotent.  A task parked reading gets ECLOSED; queued
+ * writes fail with ECANCELED. */
+static int stream_close(lua_State *L) {
+  px_stream *s = *check_box(L);
+  if (s) start_close(s);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int stream_closed(lua_State *L) {
+  px_stream *s = *check_box(L);
+  lua_pushboolean(L, !s || s->closing);
+  return 1;
+}
+
+static int push_addr(lua_State *L, const struct sockaddr_storage *ss) {
+  char ip[64];
+  int port;
+  if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const void *)ss;
+    uv_ip6_name(a, ip, sizeof ip);
+    port = ntohs(a->sin6_port);
+  } else {
+    const struct sockaddr_in *a = (const void *)ss;
+    uv_ip4_name(a, ip, sizeof ip);
+    port = ntohs(a->sin_port);
+  }
+  lua_pushstring(L, ip);
+  lua_pushinteger(L, port);
+  return 2;
+}
+
+/* stream:peername() / stream:sockname() -> ip, port (TCP streams). */
+static int sock_name(lua_State *L, int peer) {
+  px_stream *s = check_open(L);
+  if (s->h.handle.type != UV_TCP) return luaL_error(L, "not a TCP stream");
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  int r = peer ? uv_tcp_getpeername(&s->h.tcp, (struct sockaddr *)&ss, &len)
+               : uv_tcp_getsockname(&s->h.tcp, (struct sockaddr *)&ss, &len);
+  if (r < 0) return px_push_error(L, r, NULL);
+  return push_addr(L, &ss);
+}
+static int stream_peername(lua_State *L) { return sock_name(L, 1); }
+static int stream_sockname(lua_State *L) { return sock_name(L, 0); }
+
+static int stream_gc(lua_State *L) {
+  px_stream **box = lua_touserdata(L, 1);
+  px_stream *s = *box;
+  if (!s) return 0;
+  *box = NULL;
+  s->lua_gone = 1;
+  if (!s->closing)
+    start_close(s);
+  else if (s->closed)
+    stream_free(s);
+  return 0;
+}
+
+static int stream_tostring(lua_State *L) {
+  px_stream *s = *check_box(L);
+  if (!s || s->closing)
+    lua_pushliteral(L, "parx.stream (closed)");
+  else
+    lua_pushfstring(L, "parx.stream (%p)", (void *)s);
+  return 1;
+}
+
+static const luaL_Reg stream_methods[] = {
+    {"read", stream_read},         {"readline", stream_readline},
+    {"write", stream_write},       {"shutdown", stream_shutdown},
+    {"close", stream_close},       {"closed", stream_closed},
+    {"peername", stream_peername}, {"sockname", stream_sockname},
+    {NULL, NULL}};
+
+static const luaL_Reg stream_meta[] = {
+    {"__gc", stream_gc}, {"__tostring", stream_tostring}, {NULL, NULL}};
+
+static void push_meta(lua_State *L) {
+  if (!luaL_newmetatable(L, "parx.stream")) return;
+  lua_pushvalue(L, -1);
+  luaL_setfuncs(L, stream_meta, 1);
+  lua_newtable(L);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, stream_methods, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pushliteral(L, "parx.stream");
+  lua_setfield(L, -2, "__name");
+}
+
+void px_stream_push(lua_State *L, px_stream *s) {
+  px_stream **box = lua_newuserdata(L, sizeof *box);
+  *box = s;
+  s->lua_owned = 1;
+  uv_unref(&s->h.handle);
+  push_meta(L);
+  lua_setmetatable(L, -2);
+}
