@@ -95,6 +95,7 @@ struct px_runtime {
   int deadlock_check;
   px_vm *main;
   px_vm **workers;
+  pthread_t *threads;
   atomic_int workers_started;
   atomic_int stopping;
   pthread_barrier_t down; /* shutdown: every VM has quiesced */

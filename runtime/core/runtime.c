@@ -36,6 +36,7 @@ void px_runtime_start_workers(px_runtime *rt) {
   pthread_mutex_lock(&rt->lock);
   if (!atomic_load(&rt->workers_started)) {
     rt->workers = calloc(rt->nworkers, sizeof *rt->workers);
+    rt->threads = calloc(rt->nworkers, sizeof *rt->threads);
     int n = 0;
     for (int i = 0; i < rt->nworkers; i++) {
       /* The VM is built here and handed to its thread, which from then on
@@ -48,6 +49,7 @@ void px_runtime_start_workers(px_runtime *rt) {
         break;
       }
       vm->has_thread = 1;
+      rt->threads[n] = vm->os_thread;
       rt->workers[n++] = vm;
     }
     rt->nworkers = n;
@@ -161,7 +163,9 @@ void px_runtime_free(px_runtime *rt) {
     px_job_discard(job);
   }
   if (started) {
-    for (int i = 0; i < rt->nworkers; i++) pthread_join(rt->workers[i]->os_thread, NULL);
+    /* Each worker frees its own VM as its last act: join by saved ids. */
+    for (int i = 0; i < rt->nworkers; i++) pthread_join(rt->threads[i], NULL);
+    free(rt->threads);
     pthread_barrier_destroy(&rt->down);
     free(rt->workers);
   }

@@ -55,7 +55,17 @@ static int proxy_gc(lua_State *L) {
   return 0;
 }
 
+/* Metatables are found by the type's address (a light userdata key in the
+ * registry), not by name: no string is interned per call on hot paths. */
+static void push_meta(lua_State *L, const px_shared_type *type) {
+  lua_pushlightuserdata(L, (void *)type);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+}
+
 void px_shared_meta(lua_State *L, const px_shared_type *type) {
+  push_meta(L, type);
+  if (!lua_isnil(L, -1)) return;
+  lua_pop(L, 1);
   if (luaL_newmetatable(L, type->name)) {
     lua_pushcfunction(L, proxy_gc);
     lua_setfield(L, -2, "__gc");
@@ -66,12 +76,15 @@ void px_shared_meta(lua_State *L, const px_shared_type *type) {
     lua_pushvalue(L, -1);
     lua_setfield(L, -2, "__index");
   }
+  lua_pushlightuserdata(L, (void *)type);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
 }
 
 void px_shared_push(lua_State *L, px_shared *obj) {
   proxy *p = lua_newuserdata(L, sizeof *p);
   p->obj = obj;
-  luaL_getmetatable(L, obj->type->name);
+  push_meta(L, obj->type);
   if (lua_isnil(L, -1)) {
     /* First proxy of this type in this VM: the module did not open its
      * metatable yet (it arrives through the marshaller before the module
@@ -87,7 +100,7 @@ px_shared *px_shared_test(lua_State *L, int idx, const px_shared_type *type) {
   if (!lua_getmetatable(L, idx)) return NULL;
   px_shared *obj = NULL;
   if (type) {
-    luaL_getmetatable(L, type->name);
+    push_meta(L, type);
     int same = lua_rawequal(L, -1, -2);
     lua_pop(L, 2);
     if (!same) return NULL;
