@@ -1,7 +1,832 @@
-/* fs.c -- placeholder until the module lands. */
+/*
+ * fs.c -- parx.c.fs: files and directories on libuv's uv_fs_* requests.
+ *
+ * Every operation runs on the calling VM's loop with a callback (the work
+ * itself happens on libuv's thread pool) while the calling task is parked.
+ * One malloc'd fs_op carries a request from start to finish: the request,
+ * the wait the task parks on and whatever buffer the operation needs.  The
+ * libuv callback never touches Lua; it records the result and px_wake()s the
+ * task, and deliver() turns the result into Lua values on the task's thread.
+ *
+ * readfile and writefile are small state machines (open, fstat, read..., close
+ * and open, write..., fsync, close, rename) driven from the callbacks, so a
+ * whole file costs one park and no Lua in between.
+ *
+ * Cancellation: cancel() marks the op cancelled and asks libuv to cancel the
+ * request (which only works while it still waits for a pool thread).  Either
+ * way the callback arrives later; it sees the mark, undoes what the op did
+ * (closes a file it opened, removes an atomic write's temporary file) and
+ * frees the op.  Nothing is leaked and the task resumes at once.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "../core/px.h"
 
+#define FILE_META "parx.fs.file"
+
+/* ------------------------------------------------------------------------
+ * File objects.  The userdata holds a pointer to an fs_file so that the file
+ * can outlive its userdata while operations on it are still in flight (a
+ * task cancelled while parked on a read, then the file collected).
+ * ---------------------------------------------------------------------- */
+typedef struct fs_file {
+  uv_file fd;          /* -1 once really closed */
+  int pending;         /* operations in flight on fd */
+  int closed;          /* close() was called: Lua may not use it any more */
+  int orphaned;        /* the userdata was collected: free when idle */
+  char *path;          /* for error messages */
+} fs_file;
+
+/* Close fd synchronously: used from __gc and from completion callbacks,
+ * where nobody waits for the result; close(2) of a file is cheap. */
+static void close_now(uv_file fd) {
+  uv_fs_t req;
+  uv_fs_close(NULL, &req, fd, NULL);
+  uv_fs_req_cleanup(&req);
+}
+
+/* Called whenever an operation on f finished (or f lost its last user):
+ * performs the close that had to wait, frees f once nobody refers to it. */
+static void file_settle(fs_file *f) {
+  if (f->pending > 0) return;
+  if (f->closed && f->fd >= 0) {
+    close_now(f->fd);
+    f->fd = -1;
+  }
+  if (f->orphaned) {
+    free(f->path);
+    free(f);
+  }
+}
+
+/* ------------------------------------------------------------------------
+ * Operations.
+ * ---------------------------------------------------------------------- */
+enum op_state { OP_RUNNING, OP_WOKEN, OP_CANCELLED };
+
+enum op_kind {
+  OP_SIMPLE,    /* one request; results depend on req.fs_type */
+  OP_OPEN,      /* open: deliver makes a file object */
+  OP_READ,      /* file:read */
+  OP_WRITE,     /* file:write */
+  OP_READFILE,  /* open, fstat, read..., close */
+  OP_WRITEFILE  /* open, write..., [fsync], close, [rename] */
+};
+
+typedef struct fs_op {
+  px_wait wait; /* first member: a px_wait * is an fs_op * */
+  uv_fs_t req;
+  uv_loop_t *loop;
+  int state;
+  int kind;
+  int result;   /* final result: >= 0, or a negative libuv error */
+  fs_file *file; /* file ops: the file, whose pending count we hold */
+  char *path;   /* readfile/writefile target, for errors and rename */
+  char *tmp;    /* atomic writefile: the temporary file (NULL when gone) */
+  uv_file fd;   /* readfile/writefile: our own descriptor, -1 if none */
+  char *buf;
+  size_t len, cap;
+  int64_t offset;
+  int flags, mode, atomic;
+} fs_op;
+
+/* Binds the wait to the calling task first (raises, with nothing
+ * allocated, outside a task or when the task is being cancelled), so that
+ * once the request is started the park cannot fail. */
+static fs_op *op_new(lua_State *L, int kind, const char *what) {
+  px_wait bound;
+  memset(&bound, 0, sizeof bound);
+  px_wait_prepare(L, &bound);
+  fs_op *op = calloc(1, sizeof *op);
+  if (op == NULL) luaL_error(L, "not enough memory");
+  op->wait = bound;
+  op->loop = px_vm_loop(px_vm_of(L));
+  op->kind = kind;
+  op->state = OP_RUNNING;
+  op->fd = -1;
+  op->wait.what = what;
+  op->req.data = op;
+  return op;
+}
+
+static void op_free(fs_op *op) {
+  uv_fs_req_cleanup(&op->req);
+  if (op->fd >= 0) close_now(op->fd);
+  if (op->tmp != NULL) {
+    uv_fs_t req;
+    uv_fs_unlink(NULL, &req, op->tmp, NULL);
+    uv_fs_req_cleanup(&req);
+  }
+  if (op->file != NULL) {
+    op->file->pending--;
+    file_settle(op->file);
+  }
+  free(op->tmp);
+  free(op->path);
+  free(op->buf);
+  free(op);
+}
+
+/* The op's work is over: wake the task, or free the op if nobody waits. */
+static void op_done(fs_op *op, int result) {
+  op->result = result;
+  if (op->state == OP_CANCELLED) {
+    op_free(op);
+    return;
+  }
+  op->state = OP_WOKEN;
+  px_wake(&op->wait);
+}
+
+static int op_cancel(px_wait *w) {
+  fs_op *op = (fs_op *)w;
+  if (op->state == OP_WOKEN) return 0;
+  op->state = OP_CANCELLED;
+  /* Best effort; on success the callback runs with UV_ECANCELED. */
+  uv_cancel((uv_req_t *)&op->req);
+  return 1;
+}
+
+static void op_discard(px_wait *w) { op_free((fs_op *)w); }
+
+static const char *type_name(uint64_t mode) {
+  switch (mode & S_IFMT) {
+  case S_IFREG: return "file";
+  case S_IFDIR: return "directory";
+  case S_IFLNK: return "link";
+  case S_IFIFO: return "fifo";
+  case S_IFSOCK: return "socket";
+  case S_IFCHR: return "char";
+  case S_IFBLK: return "block";
+  default: return "unknown";
+  }
+}
+
+static void set_time(lua_State *L, const char *k, uv_timespec_t t) {
+  lua_pushnumber(L, (double)t.tv_sec + (double)t.tv_nsec * 1e-9);
+  lua_setfield(L, -2, k);
+}
+
+static void set_int(lua_State *L, const char *k, uint64_t v) {
+  lua_pushnumber(L, (double)v);
+  lua_setfield(L, -2, k);
+}
+
+static void push_stat(lua_State *L, const uv_stat_t *s) {
+  lua_createtable(L, 0, 16);
+  set_int(L, "size", s->st_size);
+  set_int(L, "mode", s->st_mode & 07777);
+  lua_pushstring(L, type_name(s->st_mode));
+  lua_setfield(L, -2, "type");
+  set_time(L, "mtime", s->st_mtim);
+  set_time(L, "atime", s->st_atim);
+  set_time(L, "ctime", s->st_ctim);
+  set_time(L, "birthtime", s->st_birthtim);
+  set_int(L, "uid", s->st_uid);
+  set_int(L, "gid", s->st_gid);
+  set_int(L, "nlink", s->st_nlink);
+  set_int(L, "ino", s->st_ino);
+  set_int(L, "dev", s->st_dev);
+  set_int(L, "rdev", s->st_rdev);
+  set_int(L, "blksize", s->st_blksize);
+  set_int(L, "blocks", s->st_blocks);
+}
+
+static int push_file(lua_State *L, uv_file fd, const char *path);
+
+/* Results of an op that succeeded, pushed on the task's coroutine. */
+static int deliver_ok(lua_State *co, fs_op *op) {
+  uv_fs_t *req = &op->req;
+  switch (op->kind) {
+  case OP_OPEN: {
+    uv_file fd = op->fd;
+    op->fd = -1; /* the file object owns it now */
+    return push_file(co, fd, op->path);
+  }
+  case OP_READ:
+  case OP_READFILE:
+    if (op->kind == OP_READ && op->len == 0 && op->cap > 0) {
+      lua_pushnil(co); /* end of file, like io.read(n) */
+      return 1;
+    }
+    lua_pushlstring(co, op->buf ? op->buf : "", op->len);
+    return 1;
+  case OP_WRITE:
+    lua_pushnumber(co, (double)op->len);
+    return 1;
+  case OP_WRITEFILE:
+    lua_pushboolean(co, 1);
+    return 1;
+  default:
+    break;
+  }
+  switch (req->fs_type) {
+  case UV_FS_STAT:
+  case UV_FS_LSTAT:
+  case UV_FS_FSTAT:
+    push_stat(co, &req->statbuf);
+    return 1;
+  case UV_FS_SCANDIR: {
+    uv_dirent_t ent;
+    int i = 0;
+    lua_newtable(co);
+    while (uv_fs_scandir_next(req, &ent) != UV_EOF) {
+      lua_pushstring(co, ent.name);
+      lua_rawseti(co, -2, ++i);
+    }
+    return 1;
+  }
+  case UV_FS_MKDTEMP:
+    lua_pushstring(co, req->path);
+    return 1;
+  case UV_FS_REALPATH:
+    lua_pushstring(co, (const char *)req->ptr);
+    return 1;
+  default:
+    lua_pushboolean(co, 1);
+    return 1;
+  }
+}
+
+static int op_deliver(lua_State *co, px_wait *w) {
+  fs_op *op = (fs_op *)w;
+  int n;
+  if (op->result < 0) {
+    const char *detail = op->path;
+    if (detail == NULL && op->file != NULL) detail = op->file->path;
+    if (detail == NULL) detail = op->req.path;
+    n = px_push_error(co, op->result, detail);
+  } else {
+    n = deliver_ok(co, op);
+  }
+  op_free(op);
+  return n;
+}
+
+static int op_park(lua_State *L, fs_op *op) {
+  op->wait.deliver = op_deliver;
+  op->wait.discard = op_discard;
+  op->wait.cancel = op_cancel;
+  op->wait.external = 0;
+  return px_park(L, &op->wait);
+}
+
+/* A request could not even be started: report it now, nothing is parked. */
+static int op_fail(lua_State *L, fs_op *op, int err, const char *detail) {
+  int n = px_push_error(L, err, detail);
+  op_free(op);
+  return n;
+}
+
+/* ------------------------------------------------------------------------
+ * Single-request operations.
+ * ---------------------------------------------------------------------- */
+static void simple_cb(uv_fs_t *req) {
+  fs_op *op = req->data;
+  op_done(op, (int)req->result);
+}
+
+static int fs_stat(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  fs_op *op = op_new(L, OP_SIMPLE, "fs.stat");
+  int rc = uv_fs_stat(op->loop, &op->req, path, simple_cb);
+  if (rc < 0) return op_fail(L, op, rc, path);
+  return op_park(L, op);
+}
+
+static int fs_lstat(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  fs_op *op = op_new(L, OP_SIMPLE, "fs.lstat");
+  int rc = uv_fs_lstat(op->loop, &op->req, path, simple_cb);
+  if (rc < 0) return op_fail(L, op, rc, path);
+  return op_park(L, op);
+}
+
+/* mkdir(path [, mode = 0777]): one level; parents are the Lua layer's. */
+static int fs_mkdir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  int mode = (int)luaL_optinteger(L, 2, 0777);
+  fs_op *op = op_new(L, OP_SIMPLE, "fs.mkdir");
+  int rc = uv_fs_mkdir(op->loop, &op->req, path, mode, simple_cb);
+  if (rc < 0) return op_fail(L, op, rc, path);
+  return op_park(L, op);
+}
+
+static int fs_rmdir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  fs_op *op = op_new(L, OP_SIMPLE, "fs.rmdir");
+  int rc = uv_fs_rmdir(op->loop, &op->req, path, simple_cb);
+  if (rc < 0) return op_fail(L, op, rc, path);
+  return op_park(L, op);
+}
+
+static int fs_unlink(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  fs_op *op = op_new(L, OP_SIMPLE, "fs.unlink");
+  int rc = uv_fs_unlink(op->loop, &op->req, path, simple_cb);
+  if (rc < 0) return op_fail(L, op, rc, path);
+  return op_park(L, op);
+}
+
+static int fs_rename(lua_State *L) {
+  const char *from = luaL_checkstring(L, 1);
+  const char *to = luaL_checkstring(L, 2);
+  fs_op *op = op_new(L, OP_SIMPLE, "fs.rename");
+  op->path = strdup(from);
+  int rc = uv_fs_rename(op->loop, &op->req, from, to, simple_cb);
+  if (rc < 0) return op_fail(L, op, rc, from);
+  return op_park(L, op);
+}
+
+static int fs_copyfile(lua_State *L) {
+  const char *from = luaL_checkstring(L, 1);
+  const char *to = luaL_checkstring(L, 2);
+  fs_op *op = op_new(L, OP_SIMPLE, "fs.copyfile");
+  op->path = strdup(from);
+  int rc = uv_fs_copyfile(op->loop, &op->req, from, to, 0, simple_cb);
+  if (rc < 0) return op_fail(L, op, rc, from);
+  return op_park(L, op);
+}
+
+/* readdir(path) -> list of names, sorted, without "." and "..". */
+static int fs_readdir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  fs_op *op = op_new(L, OP_SIMPLE, "fs.readdir");
+  int rc = uv_fs_scandir(op->loop, &op->req, path, 0, simple_cb);
+  if (rc < 0) return op_fail(L, op, rc, path);
+  return op_park(L, op);
+}
+
+/* mkdtemp(template): template ends in XXXXXX; returns the created path. */
+static int fs_mkdtemp(lua_State *L) {
+  const char *tpl = luaL_checkstring(L, 1);
+  fs_op *op = op_new(L, OP_SIMPLE, "fs.mkdtemp");
+  int rc = uv_fs_mkdtemp(op->loop, &op->req, tpl, simple_cb);
+  if (rc < 0) return op_fail(L, op, rc, tpl);
+  return op_park(L, op);
+}
+
+static int fs_realpath(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  fs_op *op = op_new(L, OP_SIMPLE, "fs.realpath");
+  int rc = uv_fs_realpath(op->loop, &op->req, path, simple_cb);
+  if (rc < 0) return op_fail(L, op, rc, path);
+  return op_park(L, op);
+}
+
+/* The new descriptor belongs to the op until deliver hands it to a file
+ * object; an op freed before that (cancelled, discarded) closes it. */
+static void open_cb(uv_fs_t *req) {
+  fs_op *op = req->data;
+  if (req->result >= 0) op->fd = (uv_file)req->result;
+  op_done(op, (int)req->result);
+}
+
+/* ------------------------------------------------------------------------
+ * open flags: an fopen-style string ("r", "w", "a", "r+", "w+", "a+", with
+ * "x" for exclusive creation) or the raw integer flags.
+ * ---------------------------------------------------------------------- */
+static int check_flags(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TNUMBER) return (int)lua_tointeger(L, idx);
+  const char *s = luaL_optstring(L, idx, "r");
+  int flags, plus = strchr(s, '+') != NULL;
+  switch (s[0]) {
+  case 'r': flags = plus ? O_RDWR : O_RDONLY; break;
+  case 'w': flags = (plus ? O_RDWR : O_WRONLY) | O_CREAT | O_TRUNC; break;
+  case 'a': flags = (plus ? O_RDWR : O_WRONLY) | O_CREAT | O_APPEND; break;
+  default:
+    return luaL_argerror(L, idx, "invalid mode (expected r, w, a, r+, w+, a+, x)");
+  }
+  for (const char *p = s + 1; *p; p++) {
+    if (*p == 'x') flags |= O_EXCL;
+    else if (*p != '+' && *p != 'b')
+      return luaL_argerror(L, idx, "invalid mode (expected r, w, a, r+, w+, a+, x)");
+  }
+  return flags;
+}
+
+/* open(path [, flags = "r" [, mode = 0666]]) -> file */
+static int fs_open(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  int flags = check_flags(L, 2);
+  int mode = (int)luaL_optinteger(L, 3, 0666);
+  fs_op *op = op_new(L, OP_OPEN, "fs.open");
+  op->path = strdup(path);
+  if (op->path == NULL) return op_fail(L, op, UV_ENOMEM, path);
+  int rc = uv_fs_open(op->loop, &op->req, path, flags | O_CLOEXEC, mode, open_cb);
+  if (rc < 0) return op_fail(L, op, rc, path);
+  return op_park(L, op);
+}
+
+/* ------------------------------------------------------------------------
+ * File object methods.
+ * ---------------------------------------------------------------------- */
+static int push_file(lua_State *L, uv_file fd, const char *path) {
+  fs_file *f = calloc(1, sizeof *f);
+  if (f == NULL) {
+    close_now(fd);
+    return luaL_error(L, "not enough memory");
+  }
+  f->fd = fd;
+  f->path = path ? strdup(path) : NULL;
+  fs_file **box = lua_newuserdata(L, sizeof *box);
+  *box = f;
+  luaL_getmetatable(L, FILE_META);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+static fs_file *check_file(lua_State *L) {
+  fs_file **box = luaL_checkudata(L, 1, FILE_META);
+  if (*box == NULL || (*box)->closed) luaL_error(L, "attempt to use a closed file");
+  return *box;
+}
+
+static int64_t opt_offset(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx)) return -1;
+  lua_Number n = luaL_checknumber(L, idx);
+  luaL_argcheck(L, n >= 0, idx, "offset must be >= 0");
+  return (int64_t)n;
+}
+
+static void rw_cb(uv_fs_t *req) {
+  fs_op *op = req->data;
+  if (req->result >= 0) op->len = (size_t)req->result;
+  op_done(op, (int)req->result);
+}
+
+static fs_op *file_op(lua_State *L, fs_file *f, int kind, const char *what) {
+  fs_op *op = op_new(L, kind, what);
+  op->file = f;
+  f->pending++;
+  return op;
+}
+
+/* file:read(n [, offset]) -> up to n bytes, or nil at the end of the file.
+ * Without offset it reads at (and advances) the current position. */
+static int file_read(lua_State *L) {
+  fs_file *f = check_file(L);
+  lua_Number n = luaL_checknumber(L, 2);
+  luaL_argcheck(L, n >= 1 && n <= (lua_Number)(1u << 31), 2, "size must be between 1 and 2^31");
+  int64_t offset = opt_offset(L, 3);
+  fs_op *op = file_op(L, f, OP_READ, "file read");
+  op->cap = (size_t)n;
+  op->buf = malloc(op->cap);
+  if (op->buf == NULL) return op_fail(L, op, UV_ENOMEM, f->path);
+  uv_buf_t b = uv_buf_init(op->buf, (unsigned)op->cap);
+  int rc = uv_fs_read(op->loop, &op->req, f->fd, &b, 1, offset, rw_cb);
+  if (rc < 0) return op_fail(L, op, rc, f->path);
+  return op_park(L, op);
+}
+
+/* file:write(data [, offset]) -> bytes written.  The data is copied so the
+ * request does not depend on the Lua string staying alive (a cancelled
+ * task's stack is gone while the pool thread may still be writing).
+ * Known cost: one memcpy per write; a registry anchor would avoid it. */
+static int file_write(lua_State *L) {
+  fs_file *f = check_file(L);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  int64_t offset = opt_offset(L, 3);
+  fs_op *op = file_op(L, f, OP_WRITE, "file write");
+  op->buf = malloc(len ? len : 1);
+  if (op->buf == NULL) return op_fail(L, op, UV_ENOMEM, f->path);
+  memcpy(op->buf, data, len);
+  uv_buf_t b = uv_buf_init(op->buf, (unsigned)len);
+  int rc = uv_fs_write(op->loop, &op->req, f->fd, &b, 1, offset, rw_cb);
+  if (rc < 0) return op_fail(L, op, rc, f->path);
+  return op_park(L, op);
+}
+
+static int file_stat(lua_State *L) {
+  fs_file *f = check_file(L);
+  fs_op *op = file_op(L, f, OP_SIMPLE, "file stat");
+  int rc = uv_fs_fstat(op->loop, &op->req, f->fd, simple_cb);
+  if (rc < 0) return op_fail(L, op, rc, f->path);
+  return op_park(L, op);
+}
+
+static int file_sync(lua_State *L) {
+  fs_file *f = check_file(L);
+  fs_op *op = file_op(L, f, OP_SIMPLE, "file sync");
+  int rc = uv_fs_fsync(op->loop, &op->req, f->fd, simple_cb);
+  if (rc < 0) return op_fail(L, op, rc, f->path);
+  return op_park(L, op);
+}
+
+static int file_truncate(lua_State *L) {
+  fs_file *f = check_file(L);
+  lua_Number n = luaL_optnumber(L, 2, 0);
+  luaL_argcheck(L, n >= 0, 2, "size must be >= 0");
+  fs_op *op = file_op(L, f, OP_SIMPLE, "file truncate");
+  int rc = uv_fs_ftruncate(op->loop, &op->req, f->fd, (int64_t)n, simple_cb);
+  if (rc < 0) return op_fail(L, op, rc, f->path);
+  return op_park(L, op);
+}
+
+/* file:close() -> true.  With operations of other tasks still in flight the
+ * descriptor is closed when the last one completes. */
+static int file_close(lua_State *L) {
+  fs_file *f = check_file(L);
+  if (f->pending > 0) {
+    f->closed = 1;
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  fs_op *op = op_new(L, OP_SIMPLE, "file close");
+  f->closed = 1;
+  uv_file fd = f->fd;
+  f->fd = -1;
+  int rc = uv_fs_close(op->loop, &op->req, fd, simple_cb);
+  if (rc < 0) return op_fail(L, op, rc, f->path);
+  return op_park(L, op);
+}
+
+static int file_fileno(lua_State *L) {
+  fs_file *f = check_file(L);
+  lua_pushinteger(L, f->fd);
+  return 1;
+}
+
+static int file_gc(lua_State *L) {
+  fs_file **box = luaL_checkudata(L, 1, FILE_META);
+  fs_file *f = *box;
+  if (f == NULL) return 0;
+  *box = NULL;
+  f->closed = 1;
+  f->orphaned = 1;
+  file_settle(f);
+  return 0;
+}
+
+static int file_tostring(lua_State *L) {
+  fs_file **box = luaL_checkudata(L, 1, FILE_META);
+  fs_file *f = *box;
+  if (f == NULL || f->closed)
+    lua_pushstring(L, "parx.fs.file (closed)");
+  else
+    lua_pushfstring(L, "parx.fs.file (%s, fd %d)", f->path ? f->path : "?", f->fd);
+  return 1;
+}
+
+/* ------------------------------------------------------------------------
+ * readfile(path): open, fstat, read until EOF, close -- one park.
+ * ---------------------------------------------------------------------- */
+static void readfile_step(fs_op *op);
+
+static void readfile_fail(fs_op *op, int err) { op_done(op, err); }
+
+static void readfile_close_cb(uv_fs_t *req) {
+  fs_op *op = req->data;
+  uv_fs_req_cleanup(req);
+  op_done(op, 0);
+}
+
+static void readfile_read_cb(uv_fs_t *req) {
+  fs_op *op = req->data;
+  ssize_t n = req->result;
+  uv_fs_req_cleanup(req);
+  if (op->state == OP_CANCELLED || n < 0) {
+    readfile_fail(op, n < 0 ? (int)n : UV_ECANCELED);
+    return;
+  }
+  if (n == 0) {
+    uv_file fd = op->fd;
+    op->fd = -1;
+    if (uv_fs_close(op->loop, req, fd, readfile_close_cb) < 0) op_done(op, 0);
+    return;
+  }
+  op->len += (size_t)n;
+  readfile_step(op);
+}
+
+/* Read the next piece; grow the buffer when full (sizes from fstat are a
+ * hint only: /proc files report 0, files may grow). */
+static void readfile_step(fs_op *op) {
+  if (op->cap - op->len < 4096) {
+    size_t cap = op->cap < 65536 ? 65536 : op->cap * 2;
+    char *nb = realloc(op->buf, cap);
+    if (nb == NULL) {
+      readfile_fail(op, UV_ENOMEM);
+      return;
+    }
+    op->buf = nb;
+    op->cap = cap;
+  }
+  size_t want = op->cap - op->len;
+  if (want > (1u << 30)) want = 1u << 30;
+  uv_buf_t b = uv_buf_init(op->buf + op->len, (unsigned)want);
+  int rc = uv_fs_read(op->loop, &op->req, op->fd, &b, 1, (int64_t)op->len, readfile_read_cb);
+  if (rc < 0) readfile_fail(op, rc);
+}
+
+static void readfile_fstat_cb(uv_fs_t *req) {
+  fs_op *op = req->data;
+  ssize_t r = req->result;
+  uint64_t size = req->statbuf.st_size;
+  uv_fs_req_cleanup(req);
+  if (op->state == OP_CANCELLED || r < 0) {
+    readfile_fail(op, r < 0 ? (int)r : UV_ECANCELED);
+    return;
+  }
+  /* One spare byte lets a file of exactly the stat'ed size finish with a
+   * single read plus the read that sees EOF, without growing. */
+  if (size > 0 && size < ((uint64_t)1 << 40)) {
+    op->buf = malloc((size_t)size + 4096);
+    if (op->buf == NULL) {
+      readfile_fail(op, UV_ENOMEM);
+      return;
+    }
+    op->cap = (size_t)size + 4096;
+  }
+  readfile_step(op);
+}
+
+static void readfile_open_cb(uv_fs_t *req) {
+  fs_op *op = req->data;
+  ssize_t r = req->result;
+  uv_fs_req_cleanup(req);
+  if (r >= 0) op->fd = (uv_file)r;
+  if (op->state == OP_CANCELLED || r < 0) {
+    readfile_fail(op, r < 0 ? (int)r : UV_ECANCELED);
+    return;
+  }
+  int rc = uv_fs_fstat(op->loop, req, op->fd, readfile_fstat_cb);
+  if (rc < 0) readfile_fail(op, rc);
+}
+
+static int fs_readfile(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  fs_op *op = op_new(L, OP_READFILE, "fs.readfile");
+  op->path = strdup(path);
+  if (op->path == NULL) return op_fail(L, op, UV_ENOMEM, path);
+  int rc = uv_fs_open(op->loop, &op->req, path, O_RDONLY | O_CLOEXEC, 0, readfile_open_cb);
+  if (rc < 0) return op_fail(L, op, rc, path);
+  return op_park(L, op);
+}
+
+/* ------------------------------------------------------------------------
+ * writefile(path, data, append, atomic, mode): open, write..., [fsync],
+ * close, [rename] -- one park.  atomic writes a temporary file next to the
+ * target and renames it over the target, so readers see the old or the new
+ * contents, never a mix; a failure removes the temporary file.
+ * ---------------------------------------------------------------------- */
+static void writefile_fail(fs_op *op, int err) { op_done(op, err); }
+
+static void writefile_rename_cb(uv_fs_t *req) {
+  fs_op *op = req->data;
+  ssize_t r = req->result;
+  uv_fs_req_cleanup(req);
+  if (r >= 0) {
+    free(op->tmp); /* renamed: nothing to remove any more */
+    op->tmp = NULL;
+  }
+  op_done(op, (int)r);
+}
+
+static void writefile_close_cb(uv_fs_t *req) {
+  fs_op *op = req->data;
+  ssize_t r = req->result;
+  uv_fs_req_cleanup(req);
+  if (op->state == OP_CANCELLED || r < 0) {
+    writefile_fail(op, r < 0 ? (int)r : UV_ECANCELED);
+    return;
+  }
+  if (op->tmp == NULL) {
+    op_done(op, 0);
+    return;
+  }
+  int rc = uv_fs_rename(op->loop, req, op->tmp, op->path, writefile_rename_cb);
+  if (rc < 0) writefile_fail(op, rc);
+}
+
+static void writefile_close(fs_op *op) {
+  uv_file fd = op->fd;
+  op->fd = -1;
+  int rc = uv_fs_close(op->loop, &op->req, fd, writefile_close_cb);
+  if (rc < 0) writefile_fail(op, rc);
+}
+
+static void writefile_fsync_cb(uv_fs_t *req) {
+  fs_op *op = req->data;
+  ssize_t r = req->result;
+  uv_fs_req_cleanup(req);
+  if (op->state == OP_CANCELLED || r < 0) {
+    writefile_fail(op, r < 0 ? (int)r : UV_ECANCELED);
+    return;
+  }
+  writefile_close(op);
+}
+
+static void writefile_step(fs_op *op);
+
+static void writefile_write_cb(uv_fs_t *req) {
+  fs_op *op = req->data;
+  ssize_t r = req->result;
+  uv_fs_req_cleanup(req);
+  if (op->state == OP_CANCELLED || r < 0) {
+    writefile_fail(op, r < 0 ? (int)r : UV_ECANCELED);
+    return;
+  }
+  op->offset += r;
+  writefile_step(op);
+}
+
+static void writefile_step(fs_op *op) {
+  size_t left = op->len - (size_t)op->offset;
+  if (left == 0) {
+    if (op->tmp != NULL) {
+      int rc = uv_fs_fsync(op->loop, &op->req, op->fd, writefile_fsync_cb);
+      if (rc < 0) writefile_fail(op, rc);
+    } else {
+      writefile_close(op);
+    }
+    return;
+  }
+  if (left > (1u << 30)) left = 1u << 30;
+  uv_buf_t b = uv_buf_init(op->buf + op->offset, (unsigned)left);
+  int rc = uv_fs_write(op->loop, &op->req, op->fd, &b, 1, -1, writefile_write_cb);
+  if (rc < 0) writefile_fail(op, rc);
+}
+
+static void writefile_open_cb(uv_fs_t *req) {
+  fs_op *op = req->data;
+  ssize_t r = req->result;
+  uv_fs_req_cleanup(req);
+  if (r >= 0) op->fd = (uv_file)r;
+  if (op->state == OP_CANCELLED || r < 0) {
+    writefile_fail(op, r < 0 ? (int)r : UV_ECANCELED);
+    return;
+  }
+  writefile_step(op);
+}
+
+static int fs_writefile(lua_State *L) {
+  static atomic_uint counter;
+  const char *path = luaL_checkstring(L, 1);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  int append = lua_toboolean(L, 3);
+  int is_atomic = lua_toboolean(L, 4);
+  int mode = (int)luaL_optinteger(L, 5, 0666);
+  luaL_argcheck(L, !(append && is_atomic), 4, "append and atomic cannot be combined");
+  fs_op *op = op_new(L, OP_WRITEFILE, "fs.writefile");
+  op->path = strdup(path);
+  op->buf = malloc(len ? len : 1);
+  if (op->path == NULL || op->buf == NULL) return op_fail(L, op, UV_ENOMEM, path);
+  memcpy(op->buf, data, len);
+  op->len = len;
+  const char *target = path;
+  int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC);
+  if (is_atomic) {
+    size_t n = strlen(path) + 64;
+    op->tmp = malloc(n);
+    if (op->tmp == NULL) return op_fail(L, op, UV_ENOMEM, path);
+    snprintf(op->tmp, n, "%s.tmp-%ld-%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
+    target = op->tmp;
+    flags |= O_EXCL;
+  }
+  int rc = uv_fs_open(op->loop, &op->req, target, flags, mode, writefile_open_cb);
+  if (rc < 0) {
+    free(op->tmp); /* never created */
+    op->tmp = NULL;
+    return op_fail(L, op, rc, path);
+  }
+  return op_park(L, op);
+}
+
+/* ------------------------------------------------------------------------
+ * Registration.
+ * ---------------------------------------------------------------------- */
+static const luaL_Reg file_methods[] = {
+  {"read", file_read},   {"write", file_write}, {"stat", file_stat},
+  {"sync", file_sync},   {"truncate", file_truncate}, {"close", file_close},
+  {"fileno", file_fileno}, {NULL, NULL}};
+
+static const luaL_Reg file_meta[] = {
+  {"__gc", file_gc}, {"__tostring", file_tostring}, {NULL, NULL}};
+
+static const luaL_Reg fs_funcs[] = {
+  {"stat", fs_stat},         {"lstat", fs_lstat},       {"mkdir", fs_mkdir},
+  {"rmdir", fs_rmdir},       {"unlink", fs_unlink},     {"rename", fs_rename},
+  {"copyfile", fs_copyfile}, {"readdir", fs_readdir},   {"mkdtemp", fs_mkdtemp},
+  {"realpath", fs_realpath}, {"open", fs_open},         {"readfile", fs_readfile},
+  {"writefile", fs_writefile}, {NULL, NULL}};
+
 int px_open_fs(lua_State *L) {
+  if (luaL_newmetatable(L, FILE_META)) {
+    luaL_register(L, NULL, file_meta);
+    lua_newtable(L);
+    luaL_register(L, NULL, file_methods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
   lua_newtable(L);
+  luaL_register(L, NULL, fs_funcs);
   return 1;
 }
