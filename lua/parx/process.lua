@@ -1,2 +1,95 @@
--- parx.process: placeholder until the module lands.
-return require "parx.c.process"
+-- parx.process: child processes on libuv, from any task in any VM.
+--
+--   process.exec(cmd [, args [, opts]]) -> {status, signal, stdout, stderr}
+--       Runs cmd (looked up in PATH, no shell: use exec("sh", {"-c", s}))
+--       with the list args, reads stdout and stderr to the end and waits for
+--       the exit.  A non-zero status is not an error: check r.status.
+--       r.signal is the number of the signal that killed the child, or nil.
+--       opts.cwd      working directory
+--       opts.env      {NAME = "value" | false}: changes to the current
+--                     environment (false removes a variable)
+--       opts.stdin    a string written to the child's stdin (then closed);
+--                     "inherit" passes ours; default: empty (/dev/null)
+--       opts.timeout  seconds; past it the child gets SIGKILL and exec
+--                     returns nil, "ETIMEDOUT: ...: cmd killed after N s",
+--                     "ETIMEDOUT"
+--       A command that cannot be started returns nil, "ENOENT: no such file
+--       or directory: cmd", "ENOENT" (EACCES, ...).
+--
+--   process.spawn(cmd [, args [, opts]]) -> Process (or nil, err, code)
+--       opts: cwd, env, timeout as above; opts.stdin, opts.stdout,
+--       opts.stderr = "pipe" (default) | "inherit" | "ignore".
+--       p.pid
+--       p.stdin:write(data) -> true  (parks while the pipe is full)
+--       p.stdin:close()              (after the queued writes: child sees EOF)
+--       p.stdout:read()      -> whatever is available, nil at EOF
+--       p.stdout:read(n)     -> n bytes (fewer at EOF), nil at EOF
+--       p.stdout:read("a")   -> everything up to EOF ("" if nothing)
+--       p.stdout:readline()  -> a line without "\n", nil at EOF
+--       p.stdout:lines()     -> iterator over lines
+--       p.stderr: the same as stdout
+--       p:wait()   -> status, signal (nil unless killed); or nil,
+--                     "ETIMEDOUT..." when opts.timeout killed it
+--       p:kill([sig = "term"]) -> true  ("int", "kill", "usr1", 9, ...)
+--       p:exited() -> whether it has exited
+--   Output is read ahead up to 64 KiB per pipe; beyond that the child blocks
+--   until it is read, so read the pipes you asked for before (or while)
+--   waiting.  A Process that is garbage collected closes its pipes but
+--   does not kill the child.
+--
+--   process.kill(pid [, sig]) -> true: signal any process
+--   process.pid()             -> this process's id
+local C = require "parx.c.process"
+
+local setmetatable, type, error = setmetatable, type, error
+
+local M = {exec = C.exec, kill = C.kill, pid = C.pid}
+
+local Reader = {}
+Reader.__index = Reader
+
+function Reader:read(what) return self.h:read(self.i, what) end
+function Reader:readline() return self.h:read(self.i, "l") end
+function Reader:close() return self.h:close(self.i) end
+function Reader:lines()
+  return function() return self.h:read(self.i, "l") end
+end
+
+local Writer = {}
+Writer.__index = Writer
+
+function Writer:write(data) return self.h:write(data) end
+function Writer:close() return self.h:close(0) end
+
+local Process = {}
+Process.__index = Process
+
+function Process:wait() return self.h:wait() end
+function Process:kill(sig) return self.h:kill(sig) end
+function Process:exited() return self.h:exited() end
+Process.__tostring = function(p)
+  return "parx.process (pid " .. tostring(p.pid) .. ")"
+end
+
+local function stream_mode(opts, key)
+  if type(opts) ~= "table" or opts[key] == nil then return "pipe" end
+  return opts[key]
+end
+
+function M.spawn(cmd, args, opts)
+  local h, err, code = C.spawn(cmd, args, opts)
+  if not h then return nil, err, code end
+  local p = setmetatable({h = h, pid = h:pid()}, Process)
+  if stream_mode(opts, "stdin") == "pipe" then
+    p.stdin = setmetatable({h = h, i = 0}, Writer)
+  end
+  if stream_mode(opts, "stdout") == "pipe" then
+    p.stdout = setmetatable({h = h, i = 1}, Reader)
+  end
+  if stream_mode(opts, "stderr") == "pipe" then
+    p.stderr = setmetatable({h = h, i = 2}, Reader)
+  end
+  return p
+end
+
+return M

@@ -1,7 +1,886 @@
-/* process.c -- placeholder until the module lands. */
+/*
+ * process.c -- parx.c.process: child processes on libuv's uv_spawn.
+ *
+ * One malloc'd proc per child: the uv_process_t, up to three pipes, an
+ * optional timeout timer, and the buffers of what the child wrote.  Two uses:
+ *
+ *   exec  (capture mode): both output pipes are read to the end without any
+ *         limit, the stdin string is written and the pipe closed; the task
+ *         parks once and wakes when the child has exited and both pipes are
+ *         at EOF.  No Lua object exists; the proc frees itself once its
+ *         handles are closed and the result was delivered.
+ *   spawn (streaming): a userdata owns the proc; tasks read and write the
+ *         pipes and wait for the exit.  A pipe is read ahead up to
+ *         HIGH_WATER bytes and then left alone until someone reads, so a
+ *         child that writes more than its reader takes is held back by the
+ *         pipe (back-pressure) instead of filling our memory.
+ *
+ * The libuv callbacks only record and px_wake(); the readers' results are
+ * cut from the buffers in deliver(), on the task's side.  Each handle's close
+ * callback counts down open_handles; the proc is freed when no handle is
+ * open, no task waits and no userdata refers to it.
+ *
+ * Timeout (opts.timeout seconds): the child gets SIGKILL and the wait
+ * returns nil, "ETIMEDOUT: ...", "ETIMEDOUT".  A task cancelled while parked
+ * in exec kills the child the same way; one cancelled in spawn's wait or
+ * read only stops waiting.
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "../core/px.h"
+#include "signals.h"
+
+extern char **environ;
+
+#define PROC_META "parx.process"
+#define HIGH_WATER (64 * 1024)
+#define READ_SIZE (64 * 1024)
+
+enum { STDIO_IGNORE, STDIO_PIPE, STDIO_INHERIT };
+enum { READ_CHUNK, READ_N, READ_LINE, READ_ALL };
+
+typedef struct proc proc;
+
+typedef struct pipe_end {
+  uv_pipe_t pipe; /* first member: a uv_stream_t * is a pipe_end * */
+  proc *p;
+  int mode;       /* STDIO_* */
+  int open;       /* initialised and not (being) closed */
+  int eof;        /* read side: no more data will come */
+  int err;        /* read error (< 0) that ended the data */
+  int reading;    /* uv_read_start is active */
+  char *buf;
+  size_t start, len, cap; /* unread data: buf[start, len) */
+  px_wait wait;   /* the parked reader */
+  int waiting;    /* a reader is parked, or woken and not yet delivered */
+  int woken;
+  int read_mode;
+  size_t want;
+} pipe_end;
+
+struct proc {
+  uv_process_t handle;
+  uv_timer_t timer;
+  pipe_end io[3];
+  uv_loop_t *loop;
+  int open_handles;  /* handles whose close callback has not run yet */
+  int timer_open;
+  int exited;
+  int64_t status;
+  int term_signal;
+  int timed_out;
+  double timeout;
+  int capture;       /* exec: read all, complete on exit + EOFs */
+  int lua_gone;      /* no userdata refers to it (exec, or collected) */
+  px_wait exit_wait;
+  int exit_waiting;  /* a task is parked on exit, or woken, not delivered */
+  int exit_woken;
+  char *cmd;
+};
+
+typedef struct write_op {
+  px_wait wait; /* first member */
+  uv_write_t req;
+  int state;    /* 0 running, 1 woken, 2 cancelled */
+  int status;
+  char data[];
+} write_op;
+
+/* ------------------------------------------------------------------------
+ * Lifetime.
+ * ---------------------------------------------------------------------- */
+static void proc_maybe_free(proc *p) {
+  if (!p->lua_gone || p->open_handles > 0 || p->exit_waiting) return;
+  for (int i = 0; i < 3; i++)
+    if (p->io[i].waiting) return;
+  for (int i = 0; i < 3; i++) free(p->io[i].buf);
+  free(p->cmd);
+  free(p);
+}
+
+static void close_cb(uv_handle_t *h) {
+  proc *p = h->data;
+  p->open_handles--;
+  proc_maybe_free(p);
+}
+
+static void pipe_update(pipe_end *e);
+
+/* Close a pipe; a reader waiting on it sees the end of the data. */
+static void pipe_close(pipe_end *e) {
+  if (!e->open) return;
+  e->open = 0;
+  e->eof = 1;
+  e->reading = 0;
+  uv_close((uv_handle_t *)&e->pipe, close_cb);
+  pipe_update(e);
+}
+
+static void timer_close(proc *p) {
+  if (!p->timer_open) return;
+  p->timer_open = 0;
+  uv_timer_stop(&p->timer);
+  uv_close((uv_handle_t *)&p->timer, close_cb);
+}
+
+/* exec completes when the child is gone and its output is complete. */
+static void check_exit(proc *p) {
+  if (!p->exited || !p->exit_waiting || p->exit_woken) return;
+  if (p->capture && !p->timed_out && !(p->io[1].eof && p->io[2].eof)) return;
+  p->exit_woken = 1;
+  px_wake(&p->exit_wait);
+}
+
+/* ------------------------------------------------------------------------
+ * Reading.
+ * ---------------------------------------------------------------------- */
+static size_t buffered(const pipe_end *e) { return e->len - e->start; }
+
+static int satisfied(const pipe_end *e) {
+  if (e->eof) return 1;
+  switch (e->read_mode) {
+  case READ_CHUNK: return buffered(e) > 0;
+  case READ_N: return buffered(e) >= e->want;
+  case READ_LINE: return memchr(e->buf + e->start, '\n', buffered(e)) != NULL;
+  default: return 0; /* READ_ALL waits for EOF */
+  }
+}
+
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b) {
+  pipe_end *e = (pipe_end *)h;
+  if (e->start == e->len) e->start = e->len = 0;
+  if (e->cap - e->len < READ_SIZE && e->start > 0) {
+    memmove(e->buf, e->buf + e->start, e->len - e->start);
+    e->len -= e->start;
+    e->start = 0;
+  }
+  if (e->cap - e->len < READ_SIZE) {
+    size_t cap = e->cap * 2 > e->len + READ_SIZE ? e->cap * 2 : e->len + READ_SIZE;
+    char *nb = realloc(e->buf, cap);
+    if (nb == NULL) {
+      *b = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS */
+      return;
+    }
+    e->buf = nb;
+    e->cap = cap;
+  }
+  *b = uv_buf_init(e->buf + e->len, (unsigned)(e->cap - e->len));
+}
+
+static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+  pipe_end *e = (pipe_end *)s;
+  proc *p = e->p;
+  if (n > 0) {
+    e->len += (size_t)n;
+  } else if (n < 0) {
+    if (n != UV_EOF) e->err = (int)n;
+    pipe_close(e); /* sets eof, wakes a reader */
+  }
+  pipe_update(e);
+  if (p->capture) check_exit(p);
+}
+
+/* Wake a reader whose condition holds; read only while someone wants the
+ * data (capture mode, a parked reader, or less than HIGH_WATER buffered). */
+static void pipe_update(pipe_end *e) {
+  if (e->waiting && !e->woken && satisfied(e)) {
+    e->woken = 1;
+    px_wake(&e->wait);
+  }
+  if (!e->open) return;
+  int want = e->p->capture || (e->waiting && !e->woken) || buffered(e) < HIGH_WATER;
+  if (want && !e->reading) {
+    if (uv_read_start((uv_stream_t *)&e->pipe, alloc_cb, read_cb) == 0) e->reading = 1;
+  } else if (!want && e->reading) {
+    uv_read_stop((uv_stream_t *)&e->pipe);
+    e->reading = 0;
+  }
+}
+
+/* Cut the result of a read in mode/want out of the buffer onto L. */
+static int take_data(lua_State *L, pipe_end *e, int mode, size_t want) {
+  size_t have = buffered(e);
+  const char *data = e->buf ? e->buf + e->start : "";
+  size_t n = 0, skip = 0;
+  switch (mode) {
+  case READ_CHUNK: n = have; break;
+  case READ_N: n = have < want ? have : want; break;
+  case READ_LINE: {
+    const char *nl = memchr(data, '\n', have);
+    if (nl) {
+      n = (size_t)(nl - data);
+      skip = 1;
+    } else {
+      n = have;
+    }
+    break;
+  }
+  default: /* READ_ALL: everything, "" at the end like io.read("a") */
+    lua_pushlstring(L, data, have);
+    e->start = e->len;
+    return 1;
+  }
+  if (n == 0 && skip == 0) {
+    if (e->err < 0 && have == 0) return px_push_error(L, e->err, NULL);
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushlstring(L, data, n);
+  e->start += n + skip;
+  return 1;
+}
+
+static int reader_deliver(lua_State *co, px_wait *w) {
+  pipe_end *e = (pipe_end *)((char *)w - offsetof(pipe_end, wait));
+  int n = take_data(co, e, e->read_mode, e->want);
+  e->waiting = e->woken = 0;
+  pipe_update(e);
+  proc_maybe_free(e->p);
+  return n;
+}
+
+static void reader_discard(px_wait *w) {
+  pipe_end *e = (pipe_end *)((char *)w - offsetof(pipe_end, wait));
+  e->waiting = e->woken = 0;
+  pipe_update(e);
+  proc_maybe_free(e->p);
+}
+
+static int reader_cancel(px_wait *w) {
+  pipe_end *e = (pipe_end *)((char *)w - offsetof(pipe_end, wait));
+  if (e->woken) return 0;
+  e->waiting = 0;
+  pipe_update(e);
+  return 1;
+}
+
+/* ------------------------------------------------------------------------
+ * Exit and timeout.
+ * ---------------------------------------------------------------------- */
+static void exit_cb(uv_process_t *h, int64_t status, int term_signal) {
+  proc *p = h->data;
+  p->exited = 1;
+  p->status = status;
+  p->term_signal = term_signal;
+  uv_close((uv_handle_t *)&p->handle, close_cb);
+  timer_close(p);
+  check_exit(p);
+}
+
+static void timeout_cb(uv_timer_t *t) {
+  proc *p = t->data;
+  timer_close(p);
+  if (p->exited) return;
+  p->timed_out = 1;
+  uv_process_kill(&p->handle, SIGKILL);
+  if (p->capture) {
+    /* A grandchild may hold the pipes open; the output is discarded. */
+    pipe_close(&p->io[1]);
+    pipe_close(&p->io[2]);
+  }
+}
+
+static int push_timeout(lua_State *L, proc *p) {
+  char detail[256];
+  snprintf(detail, sizeof detail, "%s killed after %g s", p->cmd ? p->cmd : "process",
+           p->timeout);
+  return px_push_error(L, UV_ETIMEDOUT, detail);
+}
+
+static int exec_deliver(lua_State *co, px_wait *w) {
+  proc *p = (proc *)((char *)w - offsetof(proc, exit_wait));
+  int n;
+  if (p->timed_out) {
+    n = push_timeout(co, p);
+  } else {
+    lua_createtable(co, 0, 4);
+    lua_pushnumber(co, (double)p->status);
+    lua_setfield(co, -2, "status");
+    if (p->term_signal) {
+      lua_pushinteger(co, p->term_signal);
+      lua_setfield(co, -2, "signal");
+    }
+    for (int i = 1; i <= 2; i++) {
+      pipe_end *e = &p->io[i];
+      lua_pushlstring(co, e->buf ? e->buf + e->start : "", buffered(e));
+      lua_setfield(co, -2, i == 1 ? "stdout" : "stderr");
+    }
+    n = 1;
+  }
+  p->exit_waiting = p->exit_woken = 0;
+  proc_maybe_free(p);
+  return n;
+}
+
+static int wait_deliver(lua_State *co, px_wait *w) {
+  proc *p = (proc *)((char *)w - offsetof(proc, exit_wait));
+  p->exit_waiting = p->exit_woken = 0;
+  if (p->timed_out) return push_timeout(co, p);
+  lua_pushnumber(co, (double)p->status);
+  if (p->term_signal) lua_pushinteger(co, p->term_signal);
+  else lua_pushnil(co);
+  return 2;
+}
+
+static void exit_discard(px_wait *w) {
+  proc *p = (proc *)((char *)w - offsetof(proc, exit_wait));
+  p->exit_waiting = p->exit_woken = 0;
+  proc_maybe_free(p);
+}
+
+/* exec's task was cancelled: the child is not wanted any more. */
+static int exec_cancel(px_wait *w) {
+  proc *p = (proc *)((char *)w - offsetof(proc, exit_wait));
+  if (p->exit_woken) return 0;
+  p->exit_waiting = 0;
+  if (!p->exited) uv_process_kill(&p->handle, SIGKILL);
+  timer_close(p);
+  for (int i = 0; i < 3; i++) pipe_close(&p->io[i]);
+  return 1;
+}
+
+static int wait_cancel(px_wait *w) {
+  proc *p = (proc *)((char *)w - offsetof(proc, exit_wait));
+  if (p->exit_woken) return 0;
+  p->exit_waiting = 0;
+  return 1;
+}
+
+/* ------------------------------------------------------------------------
+ * Starting a child: shared by exec and spawn.
+ * ---------------------------------------------------------------------- */
+static int check_stdio(lua_State *L, int opts, const char *key, int dflt) {
+  if (opts == 0) return dflt;
+  lua_getfield(L, opts, key);
+  int mode = dflt;
+  if (!lua_isnil(L, -1)) {
+    const char *s = lua_tostring(L, -1);
+    if (lua_type(L, -1) != LUA_TSTRING) s = NULL;
+    if (s && strcmp(s, "pipe") == 0) mode = STDIO_PIPE;
+    else if (s && strcmp(s, "inherit") == 0) mode = STDIO_INHERIT;
+    else if (s && strcmp(s, "ignore") == 0) mode = STDIO_IGNORE;
+    else luaL_error(L, "bad option '%s' (expected \"pipe\", \"inherit\" or \"ignore\")", key);
+  }
+  lua_pop(L, 1);
+  return mode;
+}
+
+/* argv (cmd, args...) as a NULL-terminated array in a userdata left on the
+ * stack, pointing into strings the caller's stack keeps alive. */
+static char **build_argv(lua_State *L, const char *cmd, int args) {
+  int n = args ? (int)lua_objlen(L, args) : 0;
+  char **argv = lua_newuserdata(L, sizeof(char *) * (size_t)(n + 2));
+  argv[0] = (char *)cmd;
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, args, i);
+    if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
+      luaL_error(L, "bad argument #2 (args[%d] must be a string, got %s)", i,
+                 luaL_typename(L, -1));
+    lua_tostring(L, -1); /* numbers become strings, in the table too */
+    lua_rawseti(L, args, i);
+    lua_rawgeti(L, args, i);
+    argv[i] = (char *)lua_tostring(L, -1);
+    lua_pop(L, 1); /* the table anchors the string */
+  }
+  argv[n + 1] = NULL;
+  return argv;
+}
+
+/* The environment: the current one with opts.env's entries replacing or
+ * (value false) removing variables.  Left on the stack as a userdata plus a
+ * table anchoring the new "K=V" strings. */
+static char **build_env(lua_State *L, int env) {
+  size_t nenv = 0;
+  while (environ[nenv]) nenv++;
+  size_t extra = 0;
+  lua_pushnil(L);
+  while (lua_next(L, env)) {
+    if (lua_type(L, -2) != LUA_TSTRING)
+      luaL_error(L, "bad option 'env' (keys must be strings)");
+    int t = lua_type(L, -1);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER && !(t == LUA_TBOOLEAN && !lua_toboolean(L, -1)))
+      luaL_error(L, "bad option 'env' (value of '%s' must be a string or false)",
+                 lua_tostring(L, -2));
+    extra++;
+    lua_pop(L, 1);
+  }
+  char **out = lua_newuserdata(L, sizeof(char *) * (nenv + extra + 1));
+  lua_newtable(L); /* anchors */
+  int anchors = lua_gettop(L);
+  size_t k = 0;
+  for (size_t i = 0; i < nenv; i++) {
+    const char *eq = strchr(environ[i], '=');
+    size_t klen = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
+    lua_pushlstring(L, environ[i], klen);
+    lua_rawget(L, env);
+    int overridden = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (!overridden) out[k++] = environ[i];
+  }
+  lua_pushnil(L);
+  while (lua_next(L, env)) {
+    if (lua_type(L, -1) != LUA_TBOOLEAN) {
+      lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
+      out[k++] = (char *)lua_tostring(L, -1);
+      lua_rawseti(L, anchors, (int)k);
+    }
+    lua_pop(L, 1);
+  }
+  out[k] = NULL;
+  return out;
+}
+
+static void pipe_init(proc *p, int i, int mode) {
+  pipe_end *e = &p->io[i];
+  e->p = p;
+  e->mode = mode;
+  if (mode != STDIO_PIPE) return;
+  uv_pipe_init(p->loop, &e->pipe, 0);
+  e->pipe.data = p;
+  e->open = 1;
+  p->open_handles++;
+}
+
+/* Spawn cmd with args (table or nil) and opts (table or nil).  Returns the
+ * proc, or NULL with an error pushed (nil, msg, code: 3 values). */
+static proc *start(lua_State *L, int capture, const char **stdin_data, size_t *stdin_len) {
+  const char *cmd = luaL_checkstring(L, 1);
+  int args = 0, opts = 0;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    args = 2;
+  }
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    opts = 3;
+  }
+  lua_settop(L, 3);
+
+  uv_process_options_t o;
+  memset(&o, 0, sizeof o);
+  o.file = cmd;
+  o.args = build_argv(L, cmd, args);
+  double timeout = 0;
+  int modes[3];
+  *stdin_data = NULL;
+  if (opts) {
+    lua_getfield(L, opts, "cwd");
+    if (!lua_isnil(L, -1)) {
+      if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "bad option 'cwd' (string expected)");
+      o.cwd = lua_tostring(L, -1); /* anchored by opts */
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, opts, "env");
+    if (!lua_isnil(L, -1)) {
+      if (!lua_istable(L, -1)) luaL_error(L, "bad option 'env' (table expected)");
+      o.env = build_env(L, lua_gettop(L)); /* leaves its anchors on the stack */
+    }
+    lua_getfield(L, opts, "timeout");
+    if (!lua_isnil(L, -1)) {
+      if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) > 0))
+        luaL_error(L, "bad option 'timeout' (positive number of seconds expected)");
+      timeout = lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
+  }
+  if (capture) {
+    modes[0] = STDIO_IGNORE;
+    if (opts) {
+      lua_getfield(L, opts, "stdin");
+      if (lua_type(L, -1) == LUA_TSTRING) {
+        size_t len;
+        const char *s = lua_tolstring(L, -1, &len);
+        if (strcmp(s, "inherit") == 0) {
+          modes[0] = STDIO_INHERIT;
+        } else {
+          *stdin_data = s; /* anchored by opts */
+          *stdin_len = len;
+          modes[0] = STDIO_PIPE;
+        }
+      } else if (!lua_isnil(L, -1)) {
+        luaL_error(L, "bad option 'stdin' (string expected)");
+      }
+      lua_pop(L, 1);
+    }
+    modes[1] = modes[2] = STDIO_PIPE;
+  } else {
+    modes[0] = check_stdio(L, opts, "stdin", STDIO_PIPE);
+    modes[1] = check_stdio(L, opts, "stdout", STDIO_PIPE);
+    modes[2] = check_stdio(L, opts, "stderr", STDIO_PIPE);
+  }
+
+  proc *p = calloc(1, sizeof *p);
+  if (p == NULL) luaL_error(L, "not enough memory");
+  p->loop = px_vm_loop(px_vm_of(L));
+  p->capture = capture;
+  p->timeout = timeout;
+  p->lua_gone = 1; /* until a userdata takes it */
+  p->cmd = strdup(cmd);
+  uv_stdio_container_t stdio[3];
+  for (int i = 0; i < 3; i++) {
+    pipe_init(p, i, modes[i]);
+    if (modes[i] == STDIO_PIPE) {
+      stdio[i].flags = UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE);
+      stdio[i].data.stream = (uv_stream_t *)&p->io[i].pipe;
+    } else if (modes[i] == STDIO_INHERIT) {
+      stdio[i].flags = UV_INHERIT_FD;
+      stdio[i].data.fd = i;
+    } else {
+      stdio[i].flags = UV_IGNORE;
+    }
+  }
+  o.stdio = stdio;
+  o.stdio_count = 3;
+  o.exit_cb = exit_cb;
+  p->handle.data = p;
+  int rc = uv_spawn(p->loop, &p->handle, &o);
+  p->open_handles++; /* uv_spawn initialised the handle even on failure */
+  if (rc < 0) {
+    uv_close((uv_handle_t *)&p->handle, close_cb);
+    for (int i = 0; i < 3; i++) pipe_close(&p->io[i]);
+    px_push_error(L, rc, cmd);
+    return NULL;
+  }
+  if (timeout > 0) {
+    uv_timer_init(p->loop, &p->timer);
+    p->timer.data = p;
+    p->timer_open = 1;
+    p->open_handles++;
+    uint64_t ms = (uint64_t)(timeout * 1000.0 + 0.999);
+    uv_timer_start(&p->timer, timeout_cb, ms, 0);
+  }
+  for (int i = 1; i <= 2; i++) pipe_update(&p->io[i]); /* start reading */
+  return p;
+}
+
+/* ------------------------------------------------------------------------
+ * exec(cmd [, args [, opts]]) -> {status, signal, stdout, stderr}
+ * ---------------------------------------------------------------------- */
+static void exec_stdin_cb(uv_write_t *req, int status) {
+  proc *p = req->data;
+  free(req);
+  pipe_close(&p->io[0]);
+}
+
+static int proc_exec(lua_State *L) {
+  px_wait bound;
+  memset(&bound, 0, sizeof bound);
+  px_wait_prepare(L, &bound); /* before anything is started */
+  const char *data;
+  size_t len = 0;
+  proc *p = start(L, 1, &data, &len);
+  if (p == NULL) return 3;
+  p->exit_wait = bound;
+  p->exit_wait.what = "process exec";
+  p->exit_wait.deliver = exec_deliver;
+  p->exit_wait.discard = exit_discard;
+  p->exit_wait.cancel = exec_cancel;
+  p->exit_waiting = 1;
+  if (data != NULL) {
+    /* The child may not read all of it: SIGPIPE is ignored (see
+     * px_open_process), the write just fails and the pipe closes. */
+    uv_write_t *req = malloc(sizeof *req + len);
+    int rc = -1;
+    if (req != NULL) {
+      memcpy((char *)(req + 1), data, len);
+      req->data = p;
+      uv_buf_t b = uv_buf_init((char *)(req + 1), (unsigned)len);
+      rc = uv_write(req, (uv_stream_t *)&p->io[0].pipe, &b, 1, exec_stdin_cb);
+      if (rc < 0) free(req);
+    }
+    if (rc < 0) pipe_close(&p->io[0]);
+  }
+  return px_park(L, &p->exit_wait);
+}
+
+/* ------------------------------------------------------------------------
+ * spawn(cmd [, args [, opts]]) -> process userdata; the Lua layer builds
+ * the stdin/stdout/stderr objects on its methods.
+ * ---------------------------------------------------------------------- */
+static int proc_spawn(lua_State *L) {
+  const char *data;
+  size_t len;
+  proc **box = NULL;
+  proc *p = start(L, 0, &data, &len);
+  if (p == NULL) return 3;
+  box = lua_newuserdata(L, sizeof *box);
+  *box = p;
+  p->lua_gone = 0;
+  luaL_getmetatable(L, PROC_META);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+static proc *check_proc(lua_State *L) {
+  proc **box = luaL_checkudata(L, 1, PROC_META);
+  if (*box == NULL) luaL_argerror(L, 1, "process object is gone");
+  return *box;
+}
+
+static pipe_end *check_pipe(lua_State *L, proc *p, int idx, int want_read) {
+  int i = (int)luaL_checkinteger(L, idx);
+  luaL_argcheck(L, i >= 0 && i <= 2 && (i == 0) != want_read, idx, "bad stream index");
+  pipe_end *e = &p->io[i];
+  if (e->mode != STDIO_PIPE)
+    luaL_error(L, "%s is not a pipe (opts.%s was not \"pipe\")",
+               i == 0 ? "stdin" : i == 1 ? "stdout" : "stderr",
+               i == 0 ? "stdin" : i == 1 ? "stdout" : "stderr");
+  return e;
+}
+
+/* p:read(i, what): what is nil (whatever is available), a byte count,
+ * "l" (a line without its "\n") or "a" (all until EOF).  nil at EOF. */
+static int proc_read(lua_State *L) {
+  proc *p = check_proc(L);
+  pipe_end *e = check_pipe(L, p, 2, 1);
+  int mode = READ_CHUNK;
+  size_t want = 0;
+  if (lua_type(L, 3) == LUA_TNUMBER) {
+    lua_Number n = lua_tonumber(L, 3);
+    luaL_argcheck(L, n >= 1 && n <= (lua_Number)(1u << 31), 3, "size must be between 1 and 2^31");
+    mode = READ_N;
+    want = (size_t)n;
+  } else if (lua_type(L, 3) == LUA_TSTRING) {
+    const char *s = lua_tostring(L, 3);
+    if (*s == '*') s++;
+    if (*s == 'l') mode = READ_LINE;
+    else if (*s == 'a') mode = READ_ALL;
+    else luaL_argerror(L, 3, "invalid format (expected a size, \"l\" or \"a\")");
+  } else if (!lua_isnoneornil(L, 3)) {
+    luaL_argerror(L, 3, "invalid format (expected a size, \"l\" or \"a\")");
+  }
+  if (e->waiting) luaL_error(L, "another task is already reading this pipe");
+  e->read_mode = mode;
+  e->want = want;
+  if (satisfied(e)) {
+    int n = take_data(L, e, mode, want);
+    pipe_update(e);
+    return n;
+  }
+  memset(&e->wait, 0, sizeof e->wait);
+  e->wait.what = "process pipe read";
+  e->wait.deliver = reader_deliver;
+  e->wait.discard = reader_discard;
+  e->wait.cancel = reader_cancel;
+  px_wait_prepare(L, &e->wait);
+  e->waiting = 1;
+  e->woken = 0;
+  pipe_update(e);
+  return px_park(L, &e->wait);
+}
+
+static void write_cb(uv_write_t *req, int status) {
+  write_op *op = req->data;
+  if (op->state == 2) {
+    free(op);
+    return;
+  }
+  op->status = status;
+  op->state = 1;
+  px_wake(&op->wait);
+}
+
+static int write_deliver(lua_State *co, px_wait *w) {
+  write_op *op = (write_op *)w;
+  int n;
+  if (op->status < 0) {
+    n = px_push_error(co, op->status, "stdin");
+  } else {
+    lua_pushboolean(co, 1);
+    n = 1;
+  }
+  free(op);
+  return n;
+}
+
+static void write_discard(px_wait *w) { free(w); }
+
+static int write_cancel(px_wait *w) {
+  write_op *op = (write_op *)w;
+  if (op->state == 1) return 0;
+  op->state = 2; /* the write goes on; write_cb frees */
+  return 1;
+}
+
+/* p:write(data) -> true: parks until the child's pipe took all of it. */
+static int proc_write(lua_State *L) {
+  proc *p = check_proc(L);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  pipe_end *e = &p->io[0];
+  if (e->mode != STDIO_PIPE) luaL_error(L, "stdin is not a pipe (opts.stdin was not \"pipe\")");
+  if (!e->open) return px_push_error(L, UV_EPIPE, "stdin is closed");
+  if (len == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  /* Most writes fit in the pipe: no park, no copy. */
+  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+  int n = uv_try_write((uv_stream_t *)&e->pipe, &b, 1);
+  if (n == (int)len) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (n < 0 && n != UV_EAGAIN) return px_push_error(L, n, "stdin");
+  size_t done = n > 0 ? (size_t)n : 0;
+  px_wait bound;
+  memset(&bound, 0, sizeof bound);
+  px_wait_prepare(L, &bound);
+  write_op *op = malloc(sizeof *op + (len - done));
+  if (op == NULL) return luaL_error(L, "not enough memory");
+  memset(op, 0, sizeof *op);
+  op->wait = bound;
+  op->wait.what = "process stdin write";
+  op->wait.deliver = write_deliver;
+  op->wait.discard = write_discard;
+  op->wait.cancel = write_cancel;
+  memcpy(op->data, data + done, len - done);
+  op->req.data = op;
+  b = uv_buf_init(op->data, (unsigned)(len - done));
+  int rc = uv_write(&op->req, (uv_stream_t *)&e->pipe, &b, 1, write_cb);
+  if (rc < 0) {
+    free(op);
+    return px_push_error(L, rc, "stdin");
+  }
+  return px_park(L, &op->wait);
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status) {
+  pipe_end *e = req->data;
+  free(req);
+  if (!uv_is_closing((uv_handle_t *)&e->pipe))
+    uv_close((uv_handle_t *)&e->pipe, close_cb);
+}
+
+/* p:close(i) -> true: closes one pipe.  stdin is closed after the writes
+ * already queued, so the child reads everything and then EOF. */
+static int proc_close_pipe(lua_State *L) {
+  proc *p = check_proc(L);
+  int i = (int)luaL_checkinteger(L, 2);
+  luaL_argcheck(L, i >= 0 && i <= 2, 2, "bad stream index");
+  pipe_end *e = &p->io[i];
+  if (e->open && i == 0) {
+    uv_shutdown_t *req = malloc(sizeof *req);
+    if (req != NULL) {
+      req->data = e;
+      if (uv_shutdown(req, (uv_stream_t *)&e->pipe, shutdown_cb) == 0) {
+        e->open = 0; /* the shutdown callback closes the handle */
+        e->eof = 1;
+        lua_pushboolean(L, 1);
+        return 1;
+      }
+      free(req);
+    }
+  }
+  pipe_close(e);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* p:wait() -> status, signal (nil when it exited by itself). */
+static int proc_wait(lua_State *L) {
+  proc *p = check_proc(L);
+  if (p->exited) {
+    if (p->timed_out) return push_timeout(L, p);
+    lua_pushnumber(L, (double)p->status);
+    if (p->term_signal) lua_pushinteger(L, p->term_signal);
+    else lua_pushnil(L);
+    return 2;
+  }
+  if (p->exit_waiting) luaL_error(L, "another task is already waiting for this process");
+  memset(&p->exit_wait, 0, sizeof p->exit_wait);
+  p->exit_wait.what = "process wait";
+  p->exit_wait.deliver = wait_deliver;
+  p->exit_wait.discard = exit_discard;
+  p->exit_wait.cancel = wait_cancel;
+  px_wait_prepare(L, &p->exit_wait);
+  p->exit_waiting = 1;
+  p->exit_woken = 0;
+  return px_park(L, &p->exit_wait);
+}
+
+/* p:kill([sig = "term"]) -> true, or nil, "ESRCH: ..." once it exited. */
+static int proc_kill(lua_State *L) {
+  proc *p = check_proc(L);
+  int sig = px_signal_check(L, 2, SIGTERM);
+  if (p->exited) return px_push_error(L, UV_ESRCH, p->cmd);
+  int rc = uv_process_kill(&p->handle, sig);
+  if (rc < 0) return px_push_error(L, rc, p->cmd);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int proc_pid(lua_State *L) {
+  proc *p = check_proc(L);
+  lua_pushinteger(L, p->handle.pid);
+  return 1;
+}
+
+static int proc_exited(lua_State *L) {
+  proc *p = check_proc(L);
+  lua_pushboolean(L, p->exited);
+  return 1;
+}
+
+/* Collected: close the pipes (the child sees EOF / EPIPE) but let it run
+ * (its timeout still applies); its handle closes itself at exit, which
+ * frees the proc. */
+static int proc_gc(lua_State *L) {
+  proc **box = luaL_checkudata(L, 1, PROC_META);
+  proc *p = *box;
+  if (p == NULL) return 0;
+  *box = NULL;
+  p->lua_gone = 1;
+  for (int i = 0; i < 3; i++) pipe_close(&p->io[i]);
+  proc_maybe_free(p);
+  return 0;
+}
+
+static const luaL_Reg proc_methods[] = {
+  {"read", proc_read},   {"write", proc_write}, {"close", proc_close_pipe},
+  {"wait", proc_wait},   {"kill", proc_kill},   {"pid", proc_pid},
+  {"exited", proc_exited}, {NULL, NULL}};
+
+/* kill(pid [, sig = "term"]) -> true: signal any process. */
+static int proc_kill_pid(lua_State *L) {
+  int pid = (int)luaL_checkinteger(L, 1);
+  int sig = px_signal_check(L, 2, SIGTERM);
+  int rc = uv_kill(pid, sig);
+  if (rc < 0) return px_push_error(L, rc, NULL);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int proc_getpid(lua_State *L) {
+  lua_pushinteger(L, uv_os_getpid());
+  return 1;
+}
+
+static const luaL_Reg proc_funcs[] = {
+  {"exec", proc_exec}, {"spawn", proc_spawn}, {"kill", proc_kill_pid},
+  {"pid", proc_getpid}, {NULL, NULL}};
 
 int px_open_process(lua_State *L) {
+  /* A child that exits before reading its stdin must not kill us with
+   * SIGPIPE; the write fails with EPIPE instead.  Only the default action
+   * is replaced, so an embedder's own handler stays. */
+  struct sigaction sa;
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+  }
+  if (luaL_newmetatable(L, PROC_META)) {
+    lua_pushcfunction(L, proc_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_newtable(L);
+    luaL_register(L, NULL, proc_methods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
   lua_newtable(L);
+  luaL_register(L, NULL, proc_funcs);
   return 1;
 }
