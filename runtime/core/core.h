@@ -26,7 +26,7 @@ struct px_task {
   int wake_in_flight;  /* cancel() returned 0: discard the wake when it comes */
   int inject_ref;      /* error to raise at the next resume, or LUA_NOREF */
   px_handle *handle;   /* one reference, dropped when the task ends */
-  px_task *next_ready;
+  px_task *next_ready, *prev_ready;
   px_task *prev, *next; /* all tasks of the VM (deadlock reports) */
 };
 
@@ -78,6 +78,7 @@ struct px_vm {
   px_task *current;
   px_task *tasks;         /* all live tasks */
   long ntasks, nparked;
+  int inline_depth;       /* nested px_sched_run_inline calls */
   atomic_int idle_flag;   /* 1: counted out of rt->pending (vm.c) */
   int hook_ref;           /* pending injected error for the count hook */
   int cancelled_ref;      /* the CANCELLED error object (task.lua) */
@@ -134,6 +135,7 @@ extern const char px_park_marker;
 /* ---- sched.c ---- */
 px_task *px_task_new(px_vm *vm, lua_State *co, px_handle *h); /* co on top of vm->L; popped */
 int px_sched_run_ready(px_vm *vm);        /* returns tasks resumed */
+int px_sched_run_inline(px_vm *vm, px_task *t); /* 1 if t ran now */
 void px_sched_deliver(px_vm *vm, px_wait *w);
 void px_task_raise(px_task *t); /* VM thread; error value on top of vm->L */
 void px_sched_free_tasks(px_vm *vm);

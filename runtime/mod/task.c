@@ -480,6 +480,9 @@ static int l_join(lua_State *L) {
   px_vm *vm = px_vm_of(L);
   if (h->local && h->vm == vm && vm->current && h->task == vm->current)
     return luaL_error(L, "a task cannot join itself");
+  if (h->local && h->vm == vm && h->task && L == vm->current->co &&
+      px_sched_run_inline(vm, h->task) && h->state >= PX_H_DONE)
+    return push_outcome(L, h);
   return join_park(L, &h, 1, JOIN_ONE, -1);
 }
 
