@@ -1,0 +1,180 @@
+-- parx.repl: the Lua half of the REPL (runtime/cli/repl.c is the C half).
+--
+-- The C side reads lines; this module decides whether a chunk is complete,
+-- compiles it (as an expression first, so `1+1` shows 2), runs it inside a
+-- task of the main VM and prints what it returned.  `format` is the pretty
+-- printer, usable on its own: parx.repl.format({a = 1, b = {2, 3}}).
+local repl = {}
+
+local type, tostring, pairs, next, select = type, tostring, pairs, next, select
+local concat, sort = table.concat, table.sort
+local format = string.format
+local getmetatable, rawget = getmetatable, rawget
+
+-- The chunk prepare() compiled, waiting for run_pending() in a task.
+repl.pending = nil
+-- Set by run_pending() when the chunk returned; the C side polls it to know
+-- when the task it started has finished (errors it learns from parx_step).
+repl.finished = true
+
+local keywords = {}
+for w in ([[and break do else elseif end false for function goto if in
+  local nil not or repeat return then true until while]]):gmatch("%a+") do
+  keywords[w] = true
+end
+
+local function is_identifier(s)
+  return type(s) == "string" and s:match("^[%a_][%w_]*$") ~= nil
+    and not keywords[s]
+end
+
+local function quote(s)
+  -- %q writes a real newline as "\<newline>"; a REPL wants "\n".
+  return (format("%q", s):gsub("\\\n", "\\n"):gsub("\r", "\\r"):gsub("%z", "\\0"))
+end
+
+-- Keys sort numbers first (by value), then strings, then anything else by
+-- its type and address, so output is stable from run to run.
+local rank = {number = 1, string = 2, boolean = 3}
+local function key_less(a, b)
+  local ta, tb = type(a), type(b)
+  local ra, rb = rank[ta] or 4, rank[tb] or 4
+  if ra ~= rb then return ra < rb end
+  if ta == "number" or ta == "string" then return a < b end
+  if ta == "boolean" then return (a and 1 or 0) < (b and 1 or 0) end
+  return tostring(a) < tostring(b)
+end
+
+local function has_tostring(v)
+  local mt = getmetatable(v)
+  return type(mt) == "table" and rawget(mt, "__tostring") ~= nil
+end
+
+-- Pretty-print a value.  opts (all optional):
+--   depth  tables nested deeper than this print as {...} (default 4)
+--   items  entries shown per table before "..." (default 100)
+--   width  a table that fits in this many columns stays on one line (80)
+--   indent the indentation unit ("  ")
+-- Strings are quoted; a table reached again while it is being printed
+-- shows as <cycle>; tables with a __tostring metamethod use it.
+function repl.format(value, opts)
+  opts = opts or {}
+  local max_depth = opts.depth or 4
+  local max_items = opts.items or 100
+  local width = opts.width or 80
+  local unit = opts.indent or "  "
+  local open = {} -- tables on the current path, for cycle detection
+
+  local fmt
+
+  local function fmt_key(k, depth)
+    if is_identifier(k) then return k end
+    return "[" .. fmt(k, depth, "") .. "]"
+  end
+
+  local function fmt_table(t, depth, indent)
+    if open[t] then return "<cycle>" end
+    if has_tostring(t) then return tostring(t) end
+    if next(t) == nil then return "{}" end
+    if depth >= max_depth then return "{...}" end
+    open[t] = true
+    local inner = indent .. unit
+    local parts, n = {}, 0
+    local len = #t
+    local truncated = false
+    for i = 1, len do
+      if n >= max_items then truncated = true; break end
+      n = n + 1
+      parts[n] = fmt(t[i], depth + 1, inner)
+    end
+    local keys = {}
+    for k in pairs(t) do
+      if not (type(k) == "number" and k >= 1 and k <= len and k % 1 == 0) then
+        keys[#keys + 1] = k
+      end
+    end
+    sort(keys, key_less)
+    for _, k in ipairs(keys) do
+      if n >= max_items then truncated = true; break end
+      n = n + 1
+      parts[n] = fmt_key(k, depth + 1) .. " = " .. fmt(t[k], depth + 1, inner)
+    end
+    if truncated then parts[n + 1] = "..." end
+    open[t] = nil
+    local one = "{" .. concat(parts, ", ") .. "}"
+    if #one + #indent <= width and not one:find("\n", 1, true) then
+      return one
+    end
+    return "{\n" .. inner .. concat(parts, ",\n" .. inner) .. "\n" .. indent .. "}"
+  end
+
+  fmt = function(v, depth, indent)
+    local tv = type(v)
+    if tv == "string" then return quote(v) end
+    if tv == "table" then return fmt_table(v, depth, indent) end
+    if tv == "number" then
+      if v == math.floor(v) and v > -1e15 and v < 1e15 then
+        return format("%d", v)
+      end
+      return format("%.14g", v)
+    end
+    return tostring(v)
+  end
+
+  return fmt(value, 0, "")
+end
+
+-- Format n values as the REPL shows them: tab-separated on one line.
+function repl.show(...)
+  local n = select("#", ...)
+  local out = {}
+  for i = 1, n do out[i] = repl.format((select(i, ...))) end
+  return concat(out, "\t")
+end
+
+local function incomplete(msg)
+  -- LuaJIT ends the message of a chunk cut short with "near '<eof>'" (or
+  -- "near <eof>" for an unfinished string), whatever the construct was.
+  return msg:find("<eof>'?$") ~= nil
+end
+
+-- Compile a chunk typed at the prompt.  Returns "ok" (the function waits in
+-- repl.pending), "incomplete" (read another line), or "error", message.
+-- An expression is tried first ("return " .. src) so `1+1` prints 2.
+function repl.prepare(src, chunkname)
+  chunkname = chunkname or "=stdin"
+  repl.pending = nil
+  -- The expression is an argument rather than a tail call, so that an
+  -- error it raises still points at stdin:1 and the traceback keeps its
+  -- frame; the newline keeps a trailing comment from eating the ")".
+  local fn = loadstring("return (...)(" .. src .. "\n)", chunkname)
+  if fn then repl.pending = fn; return "ok" end
+  local err
+  fn, err = loadstring(src, chunkname)
+  if fn then repl.pending = fn; return "ok" end
+  if incomplete(err) then return "incomplete" end
+  return "error", err
+end
+
+local function pass(...) return ... end
+
+local function finish(...)
+  repl.finished = true
+  if select("#", ...) > 0 then
+    io.stdout:write(repl.show(...), "\n")
+    io.stdout:flush()
+  end
+end
+
+-- Run the prepared chunk; called as the body of a task of the main VM.
+-- Errors are not caught here: they end the task, and the C side reports
+-- them through parx_last_error like any uncaught error.
+function repl.run_pending()
+  local fn = repl.pending
+  repl.pending = nil
+  repl.finished = false
+  if not fn then repl.finished = true; return end
+  return finish(fn(pass))
+end
+
+return repl

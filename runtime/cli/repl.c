@@ -1,0 +1,344 @@
+/*
+ * repl.c -- the interactive loop of the parx command line.
+ *
+ * One loop serves two masters: the terminal and the runtime.  Between
+ * prompts it polls standard input and the main VM's backend descriptor
+ * together, feeding keystrokes to libedit (its readline-compatible
+ * callback interface, so no call blocks) and calling parx_step whenever the
+ * runtime has work, so spawned and async tasks keep running while the user
+ * types.  Each complete chunk runs as a task of the main VM; its results are
+ * printed by lua/parx/repl.lua, which also decides when a chunk is
+ * incomplete and pretty-prints tables.
+ *
+ * Ctrl-C at the prompt abandons the line; while code runs it interrupts the
+ * Lua code (a hook, as lua.c does), and a second Ctrl-C stops waiting for a
+ * task that is parked, which then carries on in the background.  Ctrl-D
+ * leaves.  When standard input is not a terminal, lines are read plainly
+ * and no prompt is shown, so tests can pipe input in.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <editline/readline.h>
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "cli.h"
+
+#define PROMPT "> "
+#define PROMPT_MORE ">> "
+
+typedef struct repl {
+  parx_runtime *rt;
+  lua_State *L;
+  int module_ref;       /* registry reference to the parx.repl table */
+  char *chunk;          /* lines of an incomplete chunk so far */
+  size_t len, cap;
+  int tty;
+  char *history;        /* history file, NULL for none */
+  int leave;            /* Ctrl-D or end of input */
+  int exit_code;        /* >= 0 once os.exit was called */
+} repl;
+
+/* libedit's line callback has no context pointer; the one REPL lives here. */
+static repl *current;
+static volatile sig_atomic_t interrupted;
+static volatile sig_atomic_t running_code;
+static lua_State *hook_state;
+
+/* ------------------------------------------------------------------------
+ * Ctrl-C
+ * ---------------------------------------------------------------------- */
+
+static void interrupt_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  luaL_error(L, "interrupted!");
+}
+
+/* While code runs, stop the Lua code that runs next, as lua.c does: setting
+ * a hook is what a signal handler may do to a lua_State. */
+static void on_sigint(int sig) {
+  (void)sig;
+  interrupted = 1;
+  if (running_code && hook_state != NULL)
+    lua_sethook(hook_state, interrupt_hook,
+                LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+/* ------------------------------------------------------------------------
+ * The Lua half: lua/parx/repl.lua
+ * ---------------------------------------------------------------------- */
+
+static int load_module(repl *r) {
+  lua_State *L = r->L;
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "parx.repl");
+  if (lua_pcall(L, 1, 1, 0) != 0) {
+    fprintf(stderr, "parx: cannot load the REPL: %s\n", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return -1;
+  }
+  r->module_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+/* repl.prepare(chunk): "ok", "incomplete", or "error" with the message
+ * printed. */
+static const char *prepare(repl *r) {
+  lua_State *L = r->L;
+  static const char *answers[] = {"ok", "incomplete", "error"};
+  const char *answer = "error";
+  int top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->module_ref);
+  lua_getfield(L, -1, "prepare");
+  lua_pushlstring(L, r->chunk, r->len);
+  if (lua_pcall(L, 1, 2, 0) != 0) {
+    fprintf(stderr, "parx: %s\n", lua_tostring(L, -1));
+  } else {
+    const char *s = lua_tostring(L, -2);
+    for (int i = 0; i < 3; i++)
+      if (s != NULL && strcmp(s, answers[i]) == 0) answer = answers[i];
+    if (answer == answers[2]) {
+      const char *msg = lua_tostring(L, -1);
+      fprintf(stderr, "%s\n", msg ? msg : "syntax error");
+    }
+  }
+  lua_settop(L, top);
+  return answer;
+}
+
+static int finished(repl *r) {
+  lua_State *L = r->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->module_ref);
+  lua_getfield(L, -1, "finished");
+  int done = lua_toboolean(L, -1);
+  lua_pop(L, 2);
+  return done;
+}
+
+static void set_unfinished(repl *r) {
+  lua_State *L = r->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->module_ref);
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "finished");
+  lua_pop(L, 1);
+}
+
+/* Wait for the runtime's descriptor (or its timer) up to timeout ms. */
+static void wait_backend(repl *r, int timeout) {
+  struct pollfd fd = {.fd = parx_backend_fd(r->rt), .events = POLLIN};
+  if (fd.fd < 0) return;
+  poll(&fd, 1, timeout);
+}
+
+/* Run the prepared chunk as a task of the main VM and drive the runtime
+ * until it finishes.  We drive with parx_step(nowait) and our own poll so a
+ * Ctrl-C (EINTR) reaches us even when the task is parked. */
+static void evaluate(repl *r) {
+  set_unfinished(r);
+  int result = parx_start_string(r->rt, "require('parx.repl').run_pending()",
+                                 "=stdin");
+  if (result == PARX_OK) {
+    interrupted = 0;
+    running_code = 1;
+    int asked = 0;
+    for (;;) {
+      int s = parx_step(r->rt, 1);
+      if (s < 0) { result = s; break; }
+      if (finished(r)) break;
+      if (interrupted) {
+        interrupted = 0;
+        if (asked) {
+          fputs("parx: stopped waiting; the task goes on in the background\n",
+                stderr);
+          break;
+        }
+        asked = 1;
+      }
+      if (s == 0) {
+        /* Idle with our task unfinished: nothing can wake it. */
+        fputs("parx: the chunk is waiting with nothing left to wake it\n",
+              stderr);
+        break;
+      }
+      wait_backend(r, parx_backend_timeout(r->rt));
+    }
+    running_code = 0;
+    lua_sethook(r->L, NULL, 0, 0);
+  }
+  if (result == PARX_EXIT) {
+    r->exit_code = parx_exit_code(r->rt);
+    r->leave = 1;
+  } else if (result != PARX_OK) {
+    px_cli_report(r->rt, result);
+  }
+  fflush(stdout);
+  fflush(stderr);
+}
+
+/* ------------------------------------------------------------------------
+ * Lines
+ * ---------------------------------------------------------------------- */
+
+static void reset_chunk(repl *r) { r->len = 0; }
+
+static int append_line(repl *r, const char *line) {
+  size_t n = strlen(line);
+  if (r->len + n + 2 > r->cap) {
+    size_t cap = (r->len + n + 2) * 2;
+    char *p = realloc(r->chunk, cap);
+    if (p == NULL) return -1;
+    r->chunk = p;
+    r->cap = cap;
+  }
+  if (r->len > 0) r->chunk[r->len++] = '\n';
+  memcpy(r->chunk + r->len, line, n);
+  r->len += n;
+  r->chunk[r->len] = '\0';
+  return 0;
+}
+
+/* One line typed (NULL at end of input).  Returns the next prompt. */
+static const char *take_line(repl *r, const char *line) {
+  if (line == NULL) { r->leave = 1; return PROMPT; }
+  if (r->len == 0 && line[strspn(line, " \t\r\n")] == '\0') return PROMPT;
+  if (r->tty && r->history != NULL && line[0] != '\0') {
+    add_history(line);
+    write_history(r->history);
+  }
+  if (append_line(r, line) != 0) {
+    fputs("parx: not enough memory\n", stderr);
+    reset_chunk(r);
+    return PROMPT;
+  }
+  const char *answer = prepare(r);
+  if (strcmp(answer, "incomplete") == 0) return PROMPT_MORE;
+  reset_chunk(r);
+  if (strcmp(answer, "ok") == 0) evaluate(r);
+  return PROMPT;
+}
+
+static void on_line(char *line) {
+  repl *r = current;
+  if (line != NULL) {
+    size_t n = strlen(line);
+    if (n > 0 && line[n - 1] == '\n') line[n - 1] = '\0';
+  } else {
+    fputc('\n', stdout);
+  }
+  /* Leave the terminal to the code while it runs. */
+  rl_callback_handler_remove();
+  const char *prompt = take_line(r, line);
+  free(line);
+  if (!r->leave) rl_callback_handler_install(prompt, on_line);
+}
+
+/* ------------------------------------------------------------------------
+ * The loops
+ * ---------------------------------------------------------------------- */
+
+/* A terminal: libedit in callback mode, the runtime stepped in between. */
+static void run_tty(repl *r) {
+  rl_readline_name = "parx";
+  using_history();
+  stifle_history(1000);
+  if (r->history != NULL) read_history(r->history);
+  rl_callback_handler_install(PROMPT, on_line);
+  int busy = parx_step(r->rt, 1);
+  while (!r->leave) {
+    struct pollfd fds[2] = {
+      {.fd = STDIN_FILENO, .events = POLLIN},
+      {.fd = parx_backend_fd(r->rt), .events = POLLIN},
+    };
+    /* When the runtime is idle its loop may report a zero timeout; then
+     * only a wake-up on its descriptor can give it work. */
+    int timeout = busy > 0 ? parx_backend_timeout(r->rt) : -1;
+    int n = poll(fds, fds[1].fd >= 0 ? 2 : 1, timeout);
+    if (n < 0 && errno != EINTR) break;
+    if (interrupted) {
+      interrupted = 0;
+      /* Abandon the line and any incomplete chunk. */
+      fputs("^C\n", stdout);
+      reset_chunk(r);
+      rl_replace_line("", 0);
+      rl_callback_handler_remove();
+      rl_callback_handler_install(PROMPT, on_line);
+      continue;
+    }
+    if (n > 0 && (fds[0].revents & (POLLIN | POLLHUP | POLLERR)))
+      rl_callback_read_char();
+    if (r->leave) break;
+    busy = parx_step(r->rt, 1);
+    if (busy < 0) {
+      if (busy == PARX_EXIT) {
+        r->exit_code = parx_exit_code(r->rt);
+        break;
+      }
+      px_cli_report(r->rt, busy);
+      busy = 1;
+      rl_forced_update_display();
+    }
+  }
+  rl_callback_handler_remove();
+}
+
+/* Not a terminal: plain lines, no prompt. */
+static void run_plain(repl *r) {
+  char *line = NULL;
+  size_t cap = 0;
+  while (!r->leave) {
+    ssize_t n = getline(&line, &cap, stdin);
+    if (n < 0) { take_line(r, NULL); break; }
+    if (n > 0 && line[n - 1] == '\n') line[n - 1] = '\0';
+    take_line(r, line);
+    if (!r->leave) {
+      int s = parx_step(r->rt, 1);
+      if (s == PARX_EXIT) { r->exit_code = parx_exit_code(r->rt); break; }
+      if (s < 0) px_cli_report(r->rt, s);
+    }
+  }
+  free(line);
+}
+
+static char *history_path(void) {
+  const char *env = getenv("PARX_HISTORY");
+  if (env != NULL) return *env ? strdup(env) : NULL;
+  const char *home = getenv("HOME");
+  if (home == NULL || *home == '\0') return NULL;
+  size_t n = strlen(home) + sizeof("/.parx_history");
+  char *p = malloc(n);
+  if (p != NULL) snprintf(p, n, "%s/.parx_history", home);
+  return p;
+}
+
+int px_repl_run(parx_runtime *rt) {
+  repl r = {.rt = rt, .L = parx_state(rt), .exit_code = -1};
+  r.tty = isatty(STDIN_FILENO);
+  if (load_module(&r) != 0) return 1;
+  r.history = r.tty ? history_path() : NULL;
+  current = &r;
+  hook_state = r.L;
+
+  struct sigaction sa = {0}, old;
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, &old); /* no SA_RESTART: poll must see EINTR */
+
+  if (r.tty) run_tty(&r);
+  else run_plain(&r);
+  fflush(stdout);
+
+  sigaction(SIGINT, &old, NULL);
+  hook_state = NULL;
+  current = NULL;
+  luaL_unref(r.L, LUA_REGISTRYINDEX, r.module_ref);
+  free(r.chunk);
+  free(r.history);
+  return r.exit_code;
+}

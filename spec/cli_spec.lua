@@ -1,0 +1,268 @@
+-- The parx command line: lua-compatible flags, the arg table, exit codes,
+-- and one-line messages for bad input.  Runs build/parx (PARX_BIN) as a
+-- child process.
+local PARX = os.getenv("PARX_BIN") or "build/parx"
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function write(path, data)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+  return path
+end
+
+local tmp = os.tmpname()
+os.remove(tmp)
+assert(os.execute("mkdir -p " .. q(tmp)) == 0 or true)
+
+-- run(shell words, opts) -> exit status, stdout, stderr.  opts.input feeds
+-- stdin, opts.env is a prefix like "PARX_WORKERS=2", opts.cd a directory.
+local function run(args, opts)
+  opts = opts or {}
+  local out, err, input = tmp .. "/out", tmp .. "/err", tmp .. "/in"
+  write(input, opts.input or "")
+  local cmd = string.format("%s%s %s %s <%s >%s 2>%s; echo $?",
+    opts.cd and ("cd " .. q(opts.cd) .. " && ") or "",
+    opts.env or "", opts.parx or q(PARX), args, q(input), q(out), q(err))
+  local p = io.popen(cmd)
+  local code = tonumber(p:read("*a"))
+  p:close()
+  return code, slurp(out), slurp(err)
+end
+
+local function lines(s)
+  local n = 0
+  for _ in s:gmatch("[^\n]*\n") do n = n + 1 end
+  return n
+end
+
+describe("parx command line", function()
+  it("runs -e statements in order", function()
+    local code, out = run("-e 'print(1+1)' -e 'print(\"second\")'")
+    assert.are.equal(0, code)
+    assert.are.equal("2\nsecond\n", out)
+  end)
+
+  it("accepts -e with its statement attached", function()
+    local code, out = run("-e'print(7)'")
+    assert.are.equal(0, code)
+    assert.are.equal("7\n", out)
+  end)
+
+  it("gives a script its arg table with negative indices and ...", function()
+    local script = write(tmp .. "/args.lua", [[
+      print(arg[0], arg[1], arg[2], #arg, select('#', ...), ...)
+      print(arg[-1], arg[-2], arg[-3] ~= nil)
+    ]])
+    local code, out = run("-e 'x=1' " .. q(script) .. " a 'b c'")
+    assert.are.equal(0, code)
+    local first, second = out:match("([^\n]*)\n([^\n]*)\n")
+    assert.are.equal(script .. "\ta\tb c\t2\t2\ta\tb c", first)
+    assert.are.equal("x=1\t-e\ttrue", second)
+  end)
+
+  it("stops reading options at --", function()
+    local script = write(tmp .. "/dash.lua", "print(arg[1])")
+    local code, out = run("-- " .. q(script) .. " -v")
+    assert.are.equal(0, code)
+    assert.are.equal("-v\n", out)
+  end)
+
+  it("runs standard input for -", function()
+    local code, out = run("- x", { input = "print('stdin', arg[1])\n" })
+    assert.are.equal(0, code)
+    assert.are.equal("stdin\tx\n", out)
+  end)
+
+  it("runs standard input when it is not a terminal and nothing is given", function()
+    local code, out = run("", { input = "print(6*7)\n" })
+    assert.are.equal(0, code)
+    assert.are.equal("42\n", out)
+  end)
+
+  it("skips a shebang line", function()
+    local script = write(tmp .. "/shebang.lua",
+      "#!/usr/bin/env parx\nprint('after shebang')\n")
+    local code, out = run(q(script))
+    assert.are.equal(0, code)
+    assert.are.equal("after shebang\n", out)
+  end)
+
+  it("requires a module with -l into a global of its name", function()
+    write(tmp .. "/mymod.lua", "return { value = 'from mymod' }")
+    local code, out = run("-l mymod -e 'print(mymod.value)'",
+      { env = "LUA_PATH=" .. q(tmp .. "/?.lua;;") .. " " })
+    assert.are.equal(0, code)
+    assert.are.equal("from mymod\n", out)
+  end)
+
+  it("prints the version with -v", function()
+    local code, out = run("-v")
+    assert.are.equal(0, code)
+    assert.truthy(out:match("^parx %d+%.%d+%.%d+ %(LuaJIT"))
+  end)
+
+  it("prints usage with --help", function()
+    local code, out = run("--help")
+    assert.are.equal(0, code)
+    assert.truthy(out:find("usage: parx", 1, true))
+    assert.truthy(out:find("--workers", 1, true))
+  end)
+
+  it("has the global parx and require 'parx' in any directory", function()
+    local code, out = run("-e 'print(type(parx), require(\"parx\") == parx or type(require(\"parx\")))'",
+      { cd = "/", env = "LUA_PATH= " })
+    assert.are.equal(0, code)
+    assert.truthy(out:match("^table\t"), out)
+  end)
+
+  describe("exit status", function()
+    it("is os.exit's code", function()
+      assert.are.equal(3, (run("-e 'os.exit(3)'")))
+      assert.are.equal(0, (run("-e 'os.exit(true)'")))
+      assert.are.equal(1, (run("-e 'os.exit(false)'")))
+      assert.are.equal(0, (run("-e 'os.exit()'")))
+    end)
+
+    it("flushes output written before os.exit", function()
+      local code, out = run("-e 'io.write(\"no newline\") os.exit(5)'")
+      assert.are.equal(5, code)
+      assert.are.equal("no newline", out)
+    end)
+
+    it("is 1 with a traceback for an uncaught error", function()
+      local script = write(tmp .. "/boom.lua", [[
+        local function inner() error("boom here") end
+        inner()
+      ]])
+      local code, out, err = run(q(script))
+      assert.are.equal(1, code)
+      assert.are.equal("", out)
+      assert.truthy(err:find("boom.lua:1: boom here", 1, true), err)
+      assert.truthy(err:find("stack traceback", 1, true), err)
+      assert.truthy(err:find("inner", 1, true), err)
+    end)
+
+    it("is 1 for an error value that is not a string", function()
+      local code, _, err = run("-e 'error({})'")
+      assert.are.equal(1, code)
+      assert.truthy(#err > 0)
+    end)
+  end)
+
+  describe("bad input", function()
+    local function one_line_error(code, out, err)
+      assert.are_not.equal(0, code)
+      assert.are.equal("", out)
+      assert.are.equal(1, lines(err), err)
+      assert.truthy(err:match("^parx: "), err)
+    end
+
+    it("names a missing script", function()
+      local code, out, err = run(q(tmp .. "/no_such_script.lua"))
+      one_line_error(code, out, err)
+      assert.truthy(err:find("no_such_script.lua", 1, true))
+    end)
+
+    it("names an unknown option", function()
+      local code, out, err = run("--frobnicate")
+      one_line_error(code, out, err)
+      assert.truthy(err:find("--frobnicate", 1, true))
+    end)
+
+    it("names an option missing its argument", function()
+      local code, out, err = run("-e")
+      one_line_error(code, out, err)
+      assert.truthy(err:find("-e", 1, true))
+    end)
+
+    it("reports a syntax error in -e", function()
+      local code, out, err = run("-e 'x = = 1'")
+      one_line_error(code, out, err)
+      assert.truthy(err:find("near", 1, true))
+    end)
+
+    it("reports a syntax error in a script", function()
+      local script = write(tmp .. "/syntax.lua", "local = 1\n")
+      local code, out, err = run(q(script))
+      one_line_error(code, out, err)
+      assert.truthy(err:find("syntax.lua:1:", 1, true), err)
+    end)
+
+    it("names a missing -l module", function()
+      local code, out, err = run("-l no_such_module_xyz")
+      one_line_error(code, out, err)
+      assert.truthy(err:find("module 'no_such_module_xyz' not found", 1, true), err)
+    end)
+
+    it("rejects a bad --workers count", function()
+      for _, v in ipairs({ "0", "-3", "abc", "2x" }) do
+        local code, out, err = run("--workers " .. v .. " -e 'print(1)'")
+        one_line_error(code, out, err)
+        assert.truthy(err:find("workers", 1, true))
+      end
+    end)
+
+    it("rejects a bad PARX_WORKERS", function()
+      local code, out, err = run("-e 'print(1)'", { env = "PARX_WORKERS=lots " })
+      one_line_error(code, out, err)
+      assert.truthy(err:find("PARX_WORKERS", 1, true))
+    end)
+
+    it("reports a directory given as the script", function()
+      local code, out, err = run(q(tmp))
+      assert.are_not.equal(0, code)
+      assert.are.equal("", out)
+      assert.truthy(err:match("^parx: "), err)
+    end)
+  end)
+
+  describe("--workers", function()
+    it("is accepted in both spellings", function()
+      assert.are.equal(0, (run("--workers 2 -e 'print(1)'")))
+      assert.are.equal(0, (run("--workers=3 -e 'print(1)'")))
+    end)
+
+    it("sets the pool size", function()
+      local code, out = run("--workers 3 -e 'print(parx.pool.size())'")
+      if code ~= 0 or not out:match("^%d") then
+        pending("parx.pool.size() is not available yet")
+        return
+      end
+      assert.are.equal("3\n", out)
+    end)
+  end)
+
+  it("runs the REPL on piped input with -i and prints values", function()
+    local code, out = run("-i", { input = "1+1\nx = {a = 1, b = {2, 3}}\nx\n" })
+    assert.are.equal(0, code)
+    assert.are.equal("2\n{a = 1, b = {2, 3}}\n", out)
+  end)
+
+  it("runs busted specs with busted --lua=parx", function()
+    if os.execute("command -v lua >/dev/null 2>&1") ~= 0 then
+      pending("no `lua` on PATH to start busted's outer process")
+      return
+    end
+    local dir = tmp .. "/bustedrun"
+    os.execute("mkdir -p " .. q(dir))
+    write(dir .. "/inner_spec.lua", [[
+      describe("under parx", function()
+        it("has the parx global", function() assert.are.equal("table", type(parx)) end)
+      end)
+    ]])
+    local code, out = run("--lua=" .. q(PARX) .. " -o TAP inner_spec.lua",
+      { parx = "busted", cd = dir })
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("ok 1", 1, true), out)
+  end)
+end)

@@ -1,0 +1,188 @@
+-- The REPL: the pretty printer and chunk handling of parx.repl, and the
+-- interactive loop driven through a pseudo-terminal
+-- (scripts/tools/ptyrun.py).
+local repl = require "parx.repl"
+local PARX = os.getenv("PARX_BIN") or "build/parx"
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local tmp = os.tmpname()
+os.remove(tmp)
+os.execute("mkdir -p " .. q(tmp))
+
+local have_python = os.execute("command -v python3 >/dev/null 2>&1") == 0
+local driver = (debug.getinfo(1, "S").source:match("^@(.*)spec/repl_spec.lua$") or "")
+  .. "scripts/tools/ptyrun.py"
+
+-- Type keys into `parx` (plus args) on a terminal; returns status, output.
+local function session(keys, args, env)
+  local input = tmp .. "/keys"
+  local f = assert(io.open(input, "wb"))
+  f:write(keys)
+  f:close()
+  local out = tmp .. "/screen"
+  local cmd = string.format("%s python3 %s -- %s %s <%s >%s 2>&1; echo $?",
+    env or ("PARX_HISTORY=" .. q(tmp .. "/history")), q(driver), q(PARX),
+    args or "", q(input), q(out))
+  local p = io.popen(cmd)
+  local code = tonumber(p:read("*a"))
+  p:close()
+  return code, slurp(out)
+end
+
+describe("parx.repl.format", function()
+  local fmt = repl.format
+
+  it("prints scalars like Lua source", function()
+    assert.are.equal("2", fmt(2))
+    assert.are.equal("0.5", fmt(0.5))
+    assert.are.equal("nil", fmt(nil))
+    assert.are.equal("true", fmt(true))
+    assert.are.equal('"hi\\n"', fmt("hi\n"))
+  end)
+
+  it("prints arrays and records, keys in a stable order", function()
+    assert.are.equal("{a = 1, b = {2, 3}}", fmt({ a = 1, b = { 2, 3 } }))
+    assert.are.equal("{}", fmt({}))
+    assert.are.equal('{1, 2, [10] = 3, ["not id"] = true, x = "y"}',
+      fmt({ 1, 2, [10] = 3, x = "y", ["not id"] = true }))
+    assert.are.equal('{["end"] = 1}', fmt({ ["end"] = 1 }))
+  end)
+
+  it("marks cycles instead of looping", function()
+    local t = { name = "t" }
+    t.self = t
+    assert.are.equal('{name = "t", self = <cycle>}', fmt(t))
+  end)
+
+  it("prints a table seen twice (not a cycle) both times", function()
+    local shared = { 1 }
+    assert.are.equal("{{1}, {1}}", fmt({ shared, shared }))
+  end)
+
+  it("stops at the depth limit", function()
+    local deep = { { { { { { 1 } } } } } }
+    assert.are.equal("{{{{{...}}}}}", fmt(deep))
+    assert.are.equal("{{{...}}}", fmt(deep, { depth = 2 }))
+  end)
+
+  it("breaks long tables over lines", function()
+    local t = {}
+    for i = 1, 30 do t[i] = "item" .. i end
+    local s = fmt(t)
+    assert.truthy(s:find("\n  \"item1\",", 1, true), s)
+    assert.truthy(s:match("\n}$"), s)
+  end)
+
+  it("limits the items shown", function()
+    local t = {}
+    for i = 1, 10 do t[i] = i end
+    assert.are.equal("{1, 2, 3, ...}", fmt(t, { items = 3 }))
+  end)
+
+  it("uses __tostring", function()
+    local obj = setmetatable({}, { __tostring = function() return "<obj>" end })
+    assert.are.equal("{<obj>}", fmt({ obj }))
+  end)
+end)
+
+describe("parx.repl.prepare", function()
+  it("compiles expressions and statements", function()
+    assert.are.equal("ok", repl.prepare("1+1"))
+    assert.are.equal("ok", repl.prepare("x = 1"))
+    assert.are.equal("ok", repl.prepare("print(1) -- comment"))
+  end)
+
+  it("asks for more input when the chunk is incomplete", function()
+    assert.are.equal("incomplete", repl.prepare("for i = 1, 2 do"))
+    assert.are.equal("incomplete", repl.prepare("x = [[long"))
+    assert.are.equal("incomplete", repl.prepare("f("))
+  end)
+
+  it("reports real syntax errors", function()
+    local status, msg = repl.prepare("x = = 1")
+    assert.are.equal("error", status)
+    assert.truthy(msg:find("stdin:1:", 1, true))
+  end)
+end)
+
+describe("the REPL on a terminal", function()
+  if not have_python then
+    pending("python3 is needed to drive a pseudo-terminal")
+    return
+  end
+
+  it("prints expressions, tables and errors, and survives them", function()
+    local code, screen = session(table.concat({
+      "1+1\n",
+      "{a = 1, b = {2, 3}}\n",
+      "error('oops')\n",
+      "'still here'\n",
+      "\4",
+    }))
+    assert.are.equal(0, code, screen)
+    assert.truthy(screen:find("parx %d"), screen)
+    assert.truthy(screen:find("\n2\n", 1, true), screen)
+    assert.truthy(screen:find("{a = 1, b = {2, 3}}", 1, true), screen)
+    assert.truthy(screen:find("stdin:1: oops", 1, true), screen)
+    assert.truthy(screen:find('"still here"', 1, true), screen)
+  end)
+
+  it("reads multi-line chunks with a continuation prompt", function()
+    local code, screen = session("for i = 1, 3 do\nio.write(i, ' ')\nend\n\4")
+    assert.are.equal(0, code, screen)
+    assert.truthy(screen:find(">> ", 1, true), screen)
+    assert.truthy(screen:find("1 2 3", 1, true), screen)
+  end)
+
+  it("abandons the line on Ctrl-C and leaves on Ctrl-D", function()
+    local code, screen = session("for i = 1, 3 do\nabc\3'fresh'\n\4")
+    assert.are.equal(0, code, screen)
+    assert.truthy(screen:find('"fresh"', 1, true), screen)
+    assert.falsy(screen:find("abc'fresh'", 1, true), screen)
+  end)
+
+  it("interrupts running code on Ctrl-C", function()
+    local code, screen = session("#nowait\nwhile true do end\n\3'alive'\n\4")
+    assert.are.equal(0, code, screen)
+    assert.truthy(screen:find("interrupted", 1, true), screen)
+    assert.truthy(screen:find('"alive"', 1, true), screen)
+  end)
+
+  it("exits with os.exit's status", function()
+    local code = session("os.exit(7)\n")
+    assert.are.equal(7, code)
+  end)
+
+  it("keeps its history across runs", function()
+    local hist = tmp .. "/history2"
+    os.remove(hist)
+    local env = "PARX_HISTORY=" .. q(hist)
+    session("'remember' .. 'me'\n\4", "", env)
+    assert.truthy(slurp(hist):find("remember", 1, true))
+    -- Up-arrow in a new session recalls the line from the file.
+    local code, screen = session("\27[A\n\4", "", env)
+    assert.are.equal(0, code, screen)
+    assert.truthy(screen:find('"rememberme"', 1, true), screen)
+  end)
+
+  it("keeps tasks running between prompts", function()
+    local code, screen = session(table.concat({
+      "parx.async(function() parx.sleep(0.2) print('background ' .. 'done') end)\n",
+      "#wait-for background done\n",
+      "'prompt still works'\n",
+      "\4",
+    }))
+    assert.are.equal(0, code, screen)
+    assert.truthy(screen:find("background done", 1, true), screen)
+    assert.truthy(screen:find('"prompt still works"', 1, true), screen)
+  end)
+end)
