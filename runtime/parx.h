@@ -117,6 +117,66 @@ const char *parx_last_error(parx_runtime *rt);
 /* The status passed to os.exit after a PARX_EXIT result. */
 int parx_exit_code(parx_runtime *rt);
 
+/* ======================================================================
+ * Channels from the host
+ *
+ * The same channels as parx.channel: a host thread (any thread that is not
+ * running a VM) sends and receives while tasks in every VM do.  A host
+ * thread that must wait blocks on a condition variable; calling the
+ * blocking functions from a C function that Lua called would block that
+ * VM's thread, so don't.  With host threads feeding channels, open the
+ * runtime with deadlock_check = 0 (tasks waiting for the host would
+ * otherwise look deadlocked).
+ *
+ * Values a host can read and write are nil, booleans, numbers and strings;
+ * other values (tables, functions, channels) sent by Lua arrive as
+ * PARX_VALUE_OTHER and are dropped.
+ * ==================================================================== */
+
+typedef struct parx_channel parx_channel;
+
+enum { PARX_VALUE_NIL, PARX_VALUE_BOOLEAN, PARX_VALUE_NUMBER, PARX_VALUE_STRING,
+       PARX_VALUE_OTHER };
+
+typedef struct parx_value {
+  int type;         /* PARX_VALUE_* */
+  int boolean;
+  double number;
+  char *string;     /* received strings: malloc'd, NUL-terminated, freed by
+                       parx_value_clear; sent strings: borrowed */
+  size_t len;
+} parx_value;
+
+/* Results of the channel functions. */
+enum { PARX_CHAN_OK = 1, PARX_CHAN_CLOSED = 0, PARX_CHAN_EMPTY = -1, PARX_CHAN_FULL = -2,
+       PARX_CHAN_ERRMEM = -3 };
+
+/* capacity < 0: unbounded; 0: rendezvous.  One reference; NULL if out of
+ * memory.  Any thread, no runtime needed. */
+parx_channel *parx_channel_new(long capacity);
+void parx_channel_retain(parx_channel *ch);
+void parx_channel_release(parx_channel *ch);
+
+/* Blocking send and receive: PARX_CHAN_OK, or PARX_CHAN_CLOSED (send on a
+ * closed channel; receive on a closed and drained one). */
+int parx_channel_send(parx_channel *ch, const parx_value *v);
+int parx_channel_recv(parx_channel *ch, parx_value *out);
+/* Never block: PARX_CHAN_FULL / PARX_CHAN_EMPTY when they would. */
+int parx_channel_try_send(parx_channel *ch, const parx_value *v);
+int parx_channel_try_recv(parx_channel *ch, parx_value *out);
+/* 1 if this call closed it, 0 if it was closed already.  Wakes every
+ * waiter (tasks and host threads). */
+int parx_channel_close(parx_channel *ch);
+long parx_channel_len(parx_channel *ch);
+void parx_value_clear(parx_value *v);
+
+/* Hand a channel to Lua: push it onto L (a state of the runtime, e.g.
+ * parx_state(rt), on its thread); the proxy takes its own reference. */
+void parx_channel_push(lua_State *L, parx_channel *ch);
+/* Take one from Lua: the channel at idx with a new reference (release it),
+ * or NULL if the value is not a channel. */
+parx_channel *parx_channel_get(lua_State *L, int idx);
+
 #ifdef __cplusplus
 }
 #endif

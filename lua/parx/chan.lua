@@ -1,2 +1,74 @@
--- parx.chan: placeholder until the module lands.
-return require "parx.c.chan"
+-- parx.chan: channels and select (the C side is runtime/mod/chan.c and
+-- runtime/mod/select.c, module "parx.c.chan").
+--
+--   local ch = parx.channel()      -- unbounded
+--   local ch = parx.channel(64)    -- bounded: send parks while 64 are queued
+--   local ch = parx.channel(0)     -- rendezvous: send parks until received
+--   ch:send(v); local v, ok = ch:recv()
+--   for v in ch:iter() do ... end  -- until closed and drained
+--   local i, v, ok = parx.select({{a, "recv"}, {b, "send", x}}, {timeout = 1})
+--
+-- A parked operation cannot raise from C once it resumes, so the C
+-- functions report "closed" or "could not unmarshal" as extra results and
+-- the wrappers below turn them into errors.
+local C = require "parx.c.chan"
+
+local error, type = error, type
+local csend, crecv, cselect = C.send, C.recv, C.select
+local mt = C.metatable
+
+-- ch:send(v): parks while the channel is full; raises when it is closed.
+function mt.send(self, v)
+  if csend(self, v) == false then error("send on closed channel", 2) end
+end
+
+-- ch:recv() -> v, true | nil, false once the channel is closed and drained.
+function mt.recv(self)
+  local v, ok, err = crecv(self)
+  if err then error(err, 2) end
+  return v, ok
+end
+
+local function next_value(self)
+  local v, ok, err = crecv(self)
+  if err then error(err, 2) end
+  return v
+end
+
+-- for v in ch:iter() do ... end: receives until the channel is closed and
+-- drained.  (A nil value ends a for loop in Lua: use recv for channels that
+-- carry nil.)
+function mt.iter(self)
+  return next_value, self
+end
+
+mt.__parx_ready = true
+
+local M = {}
+
+-- parx.channel([capacity]): nil or math.huge = unbounded, 0 = rendezvous.
+M.channel = C.new
+
+-- parx.select(cases, opts): cases is a list of {ch, "recv"} and
+-- {ch, "send", v}.  Waits until one case can proceed (at most opts.timeout
+-- seconds; 0 never waits), chosen at random among the ready ones, and
+-- returns its index plus, for a receive, the value and ok flag; on timeout
+-- nil, "timeout".
+function M.select(cases, opts)
+  local timeout
+  if opts ~= nil then
+    if type(opts) == "number" then
+      timeout = opts
+    elseif type(opts) == "table" then
+      timeout = opts.timeout
+    else
+      error("bad argument #2 to 'select' (table expected, got " .. type(opts) .. ")", 2)
+    end
+  end
+  local i, v, ok, err = cselect(cases, timeout)
+  if err then error(err, 2) end
+  if i == nil then return nil, v end
+  return i, v, ok
+end
+
+return M

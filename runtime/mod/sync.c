@@ -1,7 +1,602 @@
-/* sync.c -- placeholder until the module lands. */
+/*
+ * sync.c -- parx.mutex, parx.semaphore, parx.barrier, parx.waitgroup and
+ * parx.atomic: shared objects usable from every VM that park tasks, never
+ * threads.
+ *
+ * The four waiting primitives are one px_sync object (a lock, a FIFO of
+ * parked waiters and a few counters) with different rules.  Whoever
+ * satisfies a waiter unlinks it and grants it what it waited for (the
+ * mutex, a permit, a barrier release) under the lock, and px_wake()s it
+ * after releasing the lock; so wake-ups hand things over directly, without
+ * a retry loop and without letting a newcomer barge past a parked task
+ * (FIFO fairness, as in Go's starving mutex mode).
+ *
+ * A task cancelled while parked: if its waiter is still queued, it leaves
+ * the queue (a barrier party un-arrives); if it was already granted (the
+ * wake is on its way), what it was granted is passed on in discard().
+ *
+ * parx.atomic is a lock-free int64 (C11 atomics).
+ */
+#include <math.h>
+#include <stdlib.h>
+
 #include "../core/px.h"
 
+enum { K_MUTEX, K_SEMAPHORE, K_BARRIER, K_WAITGROUP };
+
+typedef struct swaiter swaiter;
+typedef struct px_sync px_sync;
+
+struct swaiter {
+  px_wait w;              /* first: the scheduler's record */
+  swaiter *prev, *next;   /* in obj's queue; guarded by obj->lock */
+  swaiter *wake_next;     /* the waker's local list */
+  px_sync *obj;           /* one reference while parked */
+  int queued;             /* guarded by obj->lock */
+  long value;             /* barrier: this party's arrival number */
+};
+
+struct px_sync {
+  px_shared hdr;          /* first: shared-object header */
+  pthread_mutex_t lock;   /* guards everything below */
+  int kind;
+  swaiter *first, *last;
+  void *owner;            /* mutex: the holding task (or coroutine) */
+  long count;             /* semaphore permits, waitgroup counter,
+                             barrier arrivals in this round */
+  long parties;           /* barrier */
+};
+
+typedef struct px_atomic {
+  px_shared hdr;
+  _Atomic int64_t value;
+} px_atomic;
+
+static void sync_free(px_shared *obj) {
+  px_sync *s = (px_sync *)obj;
+  pthread_mutex_destroy(&s->lock);
+  free(s);
+}
+
+static void atomic_free(px_shared *obj) { free(obj); }
+static void sync_push(lua_State *L, px_shared *obj);
+
+static px_shared_type types[] = {
+  {"parx.mutex", sync_free, sync_push, 0},
+  {"parx.semaphore", sync_free, sync_push, 0},
+  {"parx.barrier", sync_free, sync_push, 0},
+  {"parx.waitgroup", sync_free, sync_push, 0},
+  {"parx.atomic", atomic_free, sync_push, 0},
+};
+#define T_ATOMIC 4
+
+/* Objects arriving through the marshaller in a VM that never loaded
+ * parx.sync: load it (it installs the methods), then push the proxy. */
+static void sync_push(lua_State *L, px_shared *obj) {
+  luaL_getmetatable(L, obj->type->name);
+  int ready = 0;
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "__parx_ready");
+    ready = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  if (!ready) {
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "parx.sync");
+    if (lua_pcall(L, 1, 0, 0) != 0) lua_pop(L, 1);
+  }
+  px_shared_push(L, obj);
+}
+
+/* Methods are closures with the metatable as upvalue 1: one comparison. */
+static px_shared *check_obj(lua_State *L, int kind) {
+  void *p = lua_touserdata(L, 1);
+  if (p && lua_getmetatable(L, 1)) {
+    int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (same && *(px_shared **)p) return *(px_shared **)p;
+  }
+  return px_shared_check(L, 1, &types[kind]);
+}
+
+static px_sync *check_sync(lua_State *L, int kind) { return (px_sync *)check_obj(L, kind); }
+
+/* ---- the wait queue ---------------------------------------------------- */
+
+static void enqueue(px_sync *s, swaiter *w) {
+  w->next = NULL;
+  w->prev = s->last;
+  if (s->last) s->last->next = w;
+  else s->first = w;
+  s->last = w;
+  w->queued = 1;
+}
+
+static void unlink_waiter(px_sync *s, swaiter *w) {
+  if (w->prev) w->prev->next = w->next;
+  else s->first = w->next;
+  if (w->next) w->next->prev = w->prev;
+  else s->last = w->prev;
+  w->prev = w->next = NULL;
+  w->queued = 0;
+}
+
+/* Pop the first waiter onto the wake list (lock held). */
+static swaiter *grant_first(px_sync *s, swaiter **wake) {
+  swaiter *w = s->first;
+  if (!w) return NULL;
+  unlink_waiter(s, w);
+  w->wake_next = *wake;
+  *wake = w;
+  return w;
+}
+
+static void wake_all(swaiter *list) {
+  while (list) {
+    swaiter *next = list->wake_next; /* list is freed once delivered */
+    px_wake(&list->w);
+    list = next;
+  }
+}
+
+static void waiter_free(swaiter *w) {
+  px_shared_release(&w->obj->hdr);
+  free(w);
+}
+
+/* Pass on what a cancelled waiter was granted (lock held). */
+static void pass_on(px_sync *s, swaiter **wake) {
+  if (s->kind == K_MUTEX) {
+    swaiter *next = grant_first(s, wake);
+    s->owner = next ? (void *)next->w.task : NULL;
+  } else if (s->kind == K_SEMAPHORE) {
+    if (!grant_first(s, wake)) s->count++;
+  }
+  /* barrier, waitgroup: nothing was taken */
+}
+
+static int w_deliver(lua_State *co, px_wait *pw) {
+  swaiter *w = (swaiter *)pw;
+  int n = 0;
+  if (w->obj->kind == K_BARRIER) {
+    lua_pushinteger(co, w->value);
+    n = 1;
+  }
+  waiter_free(w);
+  return n;
+}
+
+static void w_discard(px_wait *pw) {
+  swaiter *w = (swaiter *)pw;
+  px_sync *s = w->obj;
+  swaiter *wake = NULL;
+  pthread_mutex_lock(&s->lock);
+  pass_on(s, &wake);
+  pthread_mutex_unlock(&s->lock);
+  wake_all(wake);
+  waiter_free(w);
+}
+
+static int w_cancel(px_wait *pw) {
+  swaiter *w = (swaiter *)pw;
+  px_sync *s = w->obj;
+  pthread_mutex_lock(&s->lock);
+  if (!w->queued) {
+    pthread_mutex_unlock(&s->lock);
+    return 0; /* granted: the wake is on its way, discard() passes it on */
+  }
+  unlink_waiter(s, w);
+  if (s->kind == K_BARRIER) s->count--; /* this party leaves the round */
+  pthread_mutex_unlock(&s->lock);
+  waiter_free(w);
+  return 1;
+}
+
+static int prepare_call(lua_State *L) {
+  px_wait_prepare(L, lua_touserdata(L, 1));
+  return 0;
+}
+
+/* A waiter for L's task, prepared (so it may be queued and woken at once).
+ * Raises, allocating nothing, when L cannot park. */
+static swaiter *new_waiter(lua_State *L, px_sync *s, const char *what) {
+  swaiter *w = calloc(1, sizeof *w);
+  if (!w) luaL_error(L, "not enough memory");
+  w->w.what = what;
+  w->w.deliver = w_deliver;
+  w->w.discard = w_discard;
+  w->w.cancel = w_cancel;
+  lua_pushcfunction(L, prepare_call);
+  lua_pushlightuserdata(L, &w->w);
+  if (lua_pcall(L, 1, 0, 0) != 0) {
+    free(w);
+    lua_error(L);
+  }
+  px_shared_retain(&s->hdr);
+  w->obj = s;
+  return w;
+}
+
+static void *current_owner(lua_State *L) {
+  px_task *t = px_task_current(L);
+  return t ? (void *)t : (void *)L;
+}
+
+/* ---- mutex ---------------------------------------------------------------- */
+
+static int mutex_lock(lua_State *L) {
+  px_sync *s = check_sync(L, K_MUTEX);
+  void *me = current_owner(L);
+  pthread_mutex_lock(&s->lock);
+  if (!s->owner) {
+    s->owner = me;
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+  }
+  int mine = s->owner == me;
+  pthread_mutex_unlock(&s->lock);
+  if (mine) return luaL_error(L, "mutex is already locked by this task (it is not recursive)");
+  swaiter *w = new_waiter(L, s, "mutex lock");
+  pthread_mutex_lock(&s->lock);
+  if (!s->owner) {
+    s->owner = me;
+    pthread_mutex_unlock(&s->lock);
+    waiter_free(w);
+    return 0;
+  }
+  enqueue(s, w);
+  pthread_mutex_unlock(&s->lock);
+  return px_park(L, &w->w);
+}
+
+static int mutex_try_lock(lua_State *L) {
+  px_sync *s = check_sync(L, K_MUTEX);
+  void *me = current_owner(L);
+  pthread_mutex_lock(&s->lock);
+  int got = s->owner == NULL;
+  if (got) s->owner = me;
+  pthread_mutex_unlock(&s->lock);
+  lua_pushboolean(L, got);
+  return 1;
+}
+
+static int mutex_unlock(lua_State *L) {
+  px_sync *s = check_sync(L, K_MUTEX);
+  void *me = current_owner(L);
+  swaiter *wake = NULL;
+  pthread_mutex_lock(&s->lock);
+  if (s->owner != me) {
+    int locked = s->owner != NULL;
+    pthread_mutex_unlock(&s->lock);
+    return luaL_error(L, locked ? "unlock of a mutex held by another task"
+                                : "unlock of a mutex that is not locked");
+  }
+  swaiter *next = grant_first(s, &wake);
+  s->owner = next ? (void *)next->w.task : NULL; /* handed over, FIFO */
+  pthread_mutex_unlock(&s->lock);
+  wake_all(wake);
+  return 0;
+}
+
+static int mutex_locked(lua_State *L) {
+  px_sync *s = check_sync(L, K_MUTEX);
+  pthread_mutex_lock(&s->lock);
+  int locked = s->owner != NULL;
+  pthread_mutex_unlock(&s->lock);
+  lua_pushboolean(L, locked);
+  return 1;
+}
+
+/* ---- semaphore ------------------------------------------------------------ */
+
+static int sem_acquire(lua_State *L) {
+  px_sync *s = check_sync(L, K_SEMAPHORE);
+  pthread_mutex_lock(&s->lock);
+  if (s->count > 0 && !s->first) {
+    s->count--;
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+  }
+  pthread_mutex_unlock(&s->lock);
+  swaiter *w = new_waiter(L, s, "semaphore acquire");
+  pthread_mutex_lock(&s->lock);
+  if (s->count > 0 && !s->first) {
+    s->count--;
+    pthread_mutex_unlock(&s->lock);
+    waiter_free(w);
+    return 0;
+  }
+  enqueue(s, w);
+  pthread_mutex_unlock(&s->lock);
+  return px_park(L, &w->w);
+}
+
+static int sem_try_acquire(lua_State *L) {
+  px_sync *s = check_sync(L, K_SEMAPHORE);
+  pthread_mutex_lock(&s->lock);
+  int got = s->count > 0 && !s->first;
+  if (got) s->count--;
+  pthread_mutex_unlock(&s->lock);
+  lua_pushboolean(L, got);
+  return 1;
+}
+
+static int sem_release(lua_State *L) {
+  px_sync *s = check_sync(L, K_SEMAPHORE);
+  lua_Number n = luaL_optnumber(L, 2, 1);
+  if (n < 1 || n != floor(n) || n > 1e9) return luaL_argerror(L, 2, "count must be a positive integer");
+  swaiter *wake = NULL;
+  pthread_mutex_lock(&s->lock);
+  for (long i = 0; i < (long)n; i++)
+    if (!grant_first(s, &wake)) s->count++;
+  pthread_mutex_unlock(&s->lock);
+  wake_all(wake);
+  return 0;
+}
+
+static int sem_value(lua_State *L) {
+  px_sync *s = check_sync(L, K_SEMAPHORE);
+  pthread_mutex_lock(&s->lock);
+  long n = s->count;
+  pthread_mutex_unlock(&s->lock);
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+/* ---- barrier -------------------------------------------------------------- */
+
+/* b:wait() -> this party's arrival number, 1..n (n: the last one, which
+ * released the others). */
+static int barrier_wait(lua_State *L) {
+  px_sync *s = check_sync(L, K_BARRIER);
+  swaiter *wake = NULL;
+  pthread_mutex_lock(&s->lock);
+  if (s->count + 1 == s->parties) {
+    long index = s->parties;
+    s->count = 0;
+    swaiter *w;
+    while ((w = grant_first(s, &wake))) {
+    }
+    pthread_mutex_unlock(&s->lock);
+    wake_all(wake);
+    lua_pushinteger(L, index);
+    return 1;
+  }
+  pthread_mutex_unlock(&s->lock);
+  swaiter *w = new_waiter(L, s, "barrier wait");
+  pthread_mutex_lock(&s->lock);
+  if (s->count + 1 == s->parties) { /* the others came meanwhile */
+    long index = s->parties;
+    s->count = 0;
+    swaiter *o;
+    while ((o = grant_first(s, &wake))) {
+    }
+    pthread_mutex_unlock(&s->lock);
+    wake_all(wake);
+    waiter_free(w);
+    lua_pushinteger(L, index);
+    return 1;
+  }
+  w->value = ++s->count;
+  enqueue(s, w);
+  pthread_mutex_unlock(&s->lock);
+  return px_park(L, &w->w);
+}
+
+static int barrier_parties(lua_State *L) {
+  px_sync *s = check_sync(L, K_BARRIER);
+  lua_pushinteger(L, s->parties);
+  return 1;
+}
+
+/* ---- waitgroup ------------------------------------------------------------ */
+
+static int wg_add_n(lua_State *L, px_sync *s, lua_Number d) {
+  if (d != floor(d) || fabs(d) > 1e15) return luaL_argerror(L, 2, "delta must be an integer");
+  swaiter *wake = NULL;
+  pthread_mutex_lock(&s->lock);
+  long n = s->count + (long)d;
+  if (n < 0) {
+    pthread_mutex_unlock(&s->lock);
+    return luaL_error(L, "waitgroup counter would go negative (more done() than add())");
+  }
+  s->count = n;
+  if (n == 0)
+    while (grant_first(s, &wake)) {
+    }
+  pthread_mutex_unlock(&s->lock);
+  wake_all(wake);
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+static int wg_add(lua_State *L) {
+  px_sync *s = check_sync(L, K_WAITGROUP);
+  return wg_add_n(L, s, luaL_optnumber(L, 2, 1));
+}
+
+static int wg_done(lua_State *L) {
+  px_sync *s = check_sync(L, K_WAITGROUP);
+  return wg_add_n(L, s, -1);
+}
+
+static int wg_wait(lua_State *L) {
+  px_sync *s = check_sync(L, K_WAITGROUP);
+  pthread_mutex_lock(&s->lock);
+  long n = s->count;
+  pthread_mutex_unlock(&s->lock);
+  if (n == 0) return 0;
+  swaiter *w = new_waiter(L, s, "waitgroup wait");
+  pthread_mutex_lock(&s->lock);
+  if (s->count == 0) {
+    pthread_mutex_unlock(&s->lock);
+    waiter_free(w);
+    return 0;
+  }
+  enqueue(s, w);
+  pthread_mutex_unlock(&s->lock);
+  return px_park(L, &w->w);
+}
+
+static int wg_count(lua_State *L) {
+  px_sync *s = check_sync(L, K_WAITGROUP);
+  pthread_mutex_lock(&s->lock);
+  long n = s->count;
+  pthread_mutex_unlock(&s->lock);
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+/* ---- atomic --------------------------------------------------------------- */
+
+static px_atomic *check_atomic(lua_State *L) { return (px_atomic *)check_obj(L, T_ATOMIC); }
+
+/* Lua numbers are doubles: integers are exact up to 2^53. */
+static int64_t check_int64(lua_State *L, int idx) {
+  lua_Number n = luaL_checknumber(L, idx);
+  if (n != floor(n) || !(fabs(n) <= 9007199254740992.0))
+    luaL_argerror(L, idx, "integer expected (|n| <= 2^53)");
+  return (int64_t)n;
+}
+
+static int at_get(lua_State *L) {
+  px_atomic *a = check_atomic(L);
+  lua_pushnumber(L, (lua_Number)atomic_load(&a->value));
+  return 1;
+}
+
+static int at_set(lua_State *L) {
+  px_atomic *a = check_atomic(L);
+  atomic_store(&a->value, check_int64(L, 2));
+  return 0;
+}
+
+static int at_add(lua_State *L) {
+  px_atomic *a = check_atomic(L);
+  int64_t d = lua_isnoneornil(L, 2) ? 1 : check_int64(L, 2);
+  lua_pushnumber(L, (lua_Number)(atomic_fetch_add(&a->value, d) + d));
+  return 1;
+}
+
+static int at_cas(lua_State *L) {
+  px_atomic *a = check_atomic(L);
+  int64_t expected = check_int64(L, 2);
+  int64_t desired = check_int64(L, 3);
+  lua_pushboolean(L, atomic_compare_exchange_strong(&a->value, &expected, desired));
+  return 1;
+}
+
+static int at_exchange(lua_State *L) {
+  px_atomic *a = check_atomic(L);
+  lua_pushnumber(L, (lua_Number)atomic_exchange(&a->value, check_int64(L, 2)));
+  return 1;
+}
+
+/* ---- constructors --------------------------------------------------------- */
+
+static long check_count(lua_State *L, int idx, long min, long dflt, const char *what) {
+  if (lua_isnoneornil(L, idx)) return dflt;
+  lua_Number n = luaL_checknumber(L, idx);
+  if (n != floor(n) || n < (lua_Number)min || n > 2147483647.0)
+    luaL_argerror(L, idx, lua_pushfstring(L, "%s must be an integer >= %d", what, (int)min));
+  return (long)n;
+}
+
+static int new_sync(lua_State *L, int kind, long count, long parties) {
+  px_sync *s = calloc(1, sizeof *s);
+  if (!s) return luaL_error(L, "not enough memory");
+  px_shared_init(&s->hdr, &types[kind]);
+  pthread_mutex_init(&s->lock, NULL);
+  s->kind = kind;
+  s->count = count;
+  s->parties = parties;
+  px_shared_push(L, &s->hdr);
+  return 1;
+}
+
+static int l_mutex(lua_State *L) { return new_sync(L, K_MUTEX, 0, 0); }
+
+static int l_semaphore(lua_State *L) {
+  return new_sync(L, K_SEMAPHORE, check_count(L, 1, 0, 1, "semaphore count"), 0);
+}
+
+static int l_barrier(lua_State *L) {
+  if (lua_isnoneornil(L, 1)) return luaL_argerror(L, 1, "number of parties expected");
+  return new_sync(L, K_BARRIER, 0, check_count(L, 1, 1, 1, "barrier parties"));
+}
+
+static int l_waitgroup(lua_State *L) {
+  return new_sync(L, K_WAITGROUP, check_count(L, 1, 0, 0, "waitgroup count"), 0);
+}
+
+static int l_atomic(lua_State *L) {
+  int64_t v = lua_isnoneornil(L, 1) ? 0 : check_int64(L, 1);
+  px_atomic *a = calloc(1, sizeof *a);
+  if (!a) return luaL_error(L, "not enough memory");
+  px_shared_init(&a->hdr, &types[T_ATOMIC]);
+  atomic_init(&a->value, v);
+  px_shared_push(L, &a->hdr);
+  return 1;
+}
+
+static int l_tostring(lua_State *L) {
+  px_shared *obj = px_shared_test(L, 1, NULL);
+  if (!obj) return luaL_argerror(L, 1, "parx sync object expected");
+  if (obj->type == &types[T_ATOMIC]) {
+    lua_pushfstring(L, "parx.atomic(%f): %p", (double)atomic_load(&((px_atomic *)obj)->value),
+                    (void *)obj);
+    return 1;
+  }
+  px_sync *s = (px_sync *)obj;
+  pthread_mutex_lock(&s->lock);
+  long count = s->count;
+  int locked = s->owner != NULL;
+  pthread_mutex_unlock(&s->lock);
+  switch (s->kind) {
+  case K_MUTEX: lua_pushfstring(L, "parx.mutex(%s): %p", locked ? "locked" : "unlocked", (void *)s); break;
+  case K_SEMAPHORE: lua_pushfstring(L, "parx.semaphore(%d): %p", (int)count, (void *)s); break;
+  case K_BARRIER: lua_pushfstring(L, "parx.barrier(%d/%d): %p", (int)count, (int)s->parties, (void *)s); break;
+  default: lua_pushfstring(L, "parx.waitgroup(%d): %p", (int)count, (void *)s); break;
+  }
+  return 1;
+}
+
+static const luaL_Reg mutex_m[] = {{"lock", mutex_lock}, {"unlock", mutex_unlock},
+  {"try_lock", mutex_try_lock}, {"locked", mutex_locked}, {NULL, NULL}};
+static const luaL_Reg sem_m[] = {{"acquire", sem_acquire}, {"release", sem_release},
+  {"try_acquire", sem_try_acquire}, {"value", sem_value}, {NULL, NULL}};
+static const luaL_Reg barrier_m[] = {{"wait", barrier_wait}, {"parties", barrier_parties}, {NULL, NULL}};
+static const luaL_Reg wg_m[] = {{"add", wg_add}, {"done", wg_done}, {"wait", wg_wait},
+  {"count", wg_count}, {NULL, NULL}};
+static const luaL_Reg atomic_m[] = {{"get", at_get}, {"set", at_set}, {"add", at_add},
+  {"cas", at_cas}, {"exchange", at_exchange}, {NULL, NULL}};
+
+/* parx.c.sync: constructors plus `metatables`, name -> metatable, where the
+ * Lua face (lua/parx/sync.lua) adds its methods and sets __parx_ready. */
 int px_open_sync(lua_State *L) {
+  static const luaL_Reg *methods[] = {mutex_m, sem_m, barrier_m, wg_m, atomic_m};
+  static const char *short_names[] = {"mutex", "semaphore", "barrier", "waitgroup", "atomic"};
   lua_newtable(L);
+  lua_newtable(L); /* metatables */
+  for (int k = 0; k <= T_ATOMIC; k++) {
+    px_shared_register(&types[k]);
+    px_shared_meta(L, &types[k]);
+    for (const luaL_Reg *r = methods[k]; r->name; r++) {
+      lua_pushvalue(L, -1);
+      lua_pushcclosure(L, r->func, 1);
+      lua_setfield(L, -2, r->name);
+    }
+    lua_pushcfunction(L, l_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_setfield(L, -2, short_names[k]);
+  }
+  lua_setfield(L, -2, "metatables");
+  static const luaL_Reg ctors[] = {{"mutex", l_mutex}, {"semaphore", l_semaphore},
+    {"barrier", l_barrier}, {"waitgroup", l_waitgroup}, {"atomic", l_atomic}, {NULL, NULL}};
+  for (const luaL_Reg *r = ctors; r->name; r++) {
+    lua_pushcfunction(L, r->func);
+    lua_setfield(L, -2, r->name);
+  }
   return 1;
 }

@@ -1,0 +1,151 @@
+/*
+ * chan.h -- channels, shared by chan.c (the queue and its Lua face),
+ * select.c (parx.select) and chan_host.c (parx.h's host access).
+ *
+ * A channel is a px_shared object: a mutex, a ring buffer of slots and two
+ * queues of parked parties (receivers, senders).  Every operation, from a
+ * task of any VM or from a host thread, is the same three steps under the
+ * channel's lock: match a parked counterpart (direct hand-off, as in Go),
+ * else use the buffer, else park.
+ *
+ * A parked operation is a px_sel ("select record", Go's sudog group): one
+ * px_wait for the scheduler plus one px_entry per case, each entry linked
+ * into one channel's queue.  A plain send or receive is a select of one case.
+ * Only one case may fire: whoever completes an entry first wins the sel's
+ * `fired` flag with a compare-and-swap; later parties find it set and drop
+ * the stale entry.  The winner writes the result into the sel and wakes it
+ * after releasing the channel's lock (px_wake for a task, a condition
+ * variable for a host thread).
+ */
+#ifndef PX_CHAN_H
+#define PX_CHAN_H
+
+#include <pthread.h>
+
+#include "../core/px.h"
+
+/* ---- slots: one value in flight --------------------------------------- */
+
+/* nil, booleans, numbers and strings up to SLOT_INLINE bytes live inside the
+ * slot (no allocation per message); longer strings are one malloc'd buffer;
+ * everything else (tables, functions, shared objects) is a px_msg from the
+ * marshaller. */
+enum { SLOT_NIL, SLOT_FALSE, SLOT_TRUE, SLOT_NUM, SLOT_STR, SLOT_BYTES, SLOT_MSG };
+#define SLOT_INLINE 22
+
+typedef struct px_slot {
+  uint8_t tag;
+  uint8_t len; /* SLOT_STR */
+  char str[SLOT_INLINE];
+  union {
+    double num;
+    px_msg *msg;
+    struct px_bytes *bytes;
+  } u;
+} px_slot;
+
+typedef struct px_bytes {
+  size_t len;
+  char data[];
+} px_bytes;
+
+/* Encode the value at idx into s.  Returns 0, or -1 with an error message
+ * pushed (a value the marshaller cannot send). */
+int px_slot_encode(lua_State *L, int idx, px_slot *s);
+/* Push the value of s and consume s.  Returns 0, or -1 with an error message
+ * pushed (s is consumed either way). */
+int px_slot_decode(lua_State *L, px_slot *s);
+void px_slot_free(px_slot *s);
+
+/* ---- channels ---------------------------------------------------------- */
+
+typedef struct px_sel px_sel;
+typedef struct px_entry px_entry;
+
+typedef struct px_waitq {
+  px_entry *first, *last;
+} px_waitq;
+
+typedef struct px_chan {
+  px_shared hdr;        /* first: shared-object header */
+  pthread_mutex_t lock; /* guards everything below */
+  long cap;             /* -1 unbounded, 0 rendezvous, else bounded */
+  px_slot *ring;
+  size_t ringsize, head, count;
+  int closed;
+  px_waitq recvq, sendq;
+} px_chan;
+
+extern px_shared_type px_chan_type;
+
+px_chan *px_chan_new(long cap); /* NULL when out of memory */
+/* 1 if this call closed ch, 0 if it was closed already.  Any thread. */
+int px_chan_close(px_chan *ch);
+
+/* ---- parked operations ------------------------------------------------- */
+
+struct px_entry {
+  px_entry *prev, *next; /* in ch's recvq or sendq; guarded by ch->lock */
+  px_sel *sel;
+  px_chan *ch;           /* one reference while the sel lives */
+  int index;             /* case index, 0-based */
+  int is_send;
+  int linked;            /* guarded by ch->lock */
+  px_slot val;           /* send: the value offered */
+};
+
+enum { SEL_RECV, SEL_SEND, SEL_SELECT, SEL_HOST };
+
+struct px_sel {
+  px_wait w;             /* first: the scheduler's record */
+  atomic_int fired;      /* 0 waiting, 1 a case (or the timer) won */
+  int kind;              /* SEL_* */
+  int index;             /* the case that fired, -1 for the timeout */
+  int ok;                /* 1 value moved, 0 the channel was closed */
+  px_slot got;           /* recv: the value received */
+  px_sel *wake_next;     /* a waker's local list, after it fired the sel */
+  int queued;            /* entries were put in channel queues */
+  int has_timer;
+  uv_timer_t timer;
+  /* Host waiters block on a condition variable instead of parking. */
+  pthread_mutex_t *host_lock;
+  pthread_cond_t *host_cond;
+  int host_done;
+  int n;
+  px_entry cases[];
+};
+
+/* n cases, all slots nil.  NULL when out of memory. */
+px_sel *px_sel_new(int kind, int n);
+/* Claim the sel for the caller: 1 if it won, 0 if a case already fired. */
+int px_sel_claim(px_sel *sel);
+/* Unlink every entry that is still queued (locking each channel in turn),
+ * free the send values that were not taken and drop the channel references;
+ * then free the sel (or close its timer, which frees it). */
+void px_sel_finish(px_sel *sel);
+
+/* Operations with ch->lock held.  `wake` collects sels to wake once the lock
+ * is released (px_chan_wake_all).  Results: 1 done, 0 would block,
+ * -1 closed (send) or closed and drained (recv).  A send consumes *v only
+ * when it returns 1. */
+int px_chan_send_locked(px_chan *ch, px_slot *v, px_sel **wake);
+int px_chan_recv_locked(px_chan *ch, px_slot *out, px_sel **wake);
+void px_chan_enqueue_locked(px_chan *ch, px_entry *e);
+void px_chan_unlink_locked(px_chan *ch, px_entry *e);
+void px_chan_wake_all(px_sel *list);
+
+/* Park L's task on sel, whose entries the caller enqueued after calling
+ * px_wait_prepare.  Sets the scheduler callbacks. */
+int px_sel_park(lua_State *L, px_sel *sel);
+void px_sel_setup_wait(px_sel *sel);
+
+/* The channel behind the proxy at idx (raises when it is not one).  Fast:
+ * compares the metatable with the upvalue when called as a method. */
+px_chan *px_chan_check(lua_State *L, int idx);
+
+/* Make sure parx.chan's metatable (methods included) exists in L's VM. */
+void px_chan_push(lua_State *L, px_shared *obj);
+
+int px_chan_select(lua_State *L); /* select.c: the C half of parx.select */
+
+#endif

@@ -1,0 +1,173 @@
+/*
+ * chan_host.c -- channels from the host (the "Channels from the host"
+ * section of parx.h).
+ *
+ * A host thread uses the same queue operations as a task.  When it must
+ * wait, its px_sel (kind SEL_HOST, on its own stack) carries a mutex and a
+ * condition variable instead of a px_wait: the party that fires it signals
+ * the condition (px_chan_wake_all), and nothing touches the sel after that,
+ * so it may live on the stack.
+ */
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../parx.h"
+#include "chan.h"
+
+struct parx_channel; /* is a px_chan */
+
+static px_chan *CH(parx_channel *ch) { return (px_chan *)ch; }
+
+parx_channel *parx_channel_new(long capacity) {
+  return (parx_channel *)px_chan_new(capacity < 0 ? -1 : capacity);
+}
+
+void parx_channel_retain(parx_channel *ch) { px_shared_retain(&CH(ch)->hdr); }
+void parx_channel_release(parx_channel *ch) { px_shared_release(&CH(ch)->hdr); }
+int parx_channel_close(parx_channel *ch) { return px_chan_close(CH(ch)); }
+
+long parx_channel_len(parx_channel *ch) {
+  pthread_mutex_lock(&CH(ch)->lock);
+  long n = (long)CH(ch)->count;
+  pthread_mutex_unlock(&CH(ch)->lock);
+  return n;
+}
+
+static int to_slot(const parx_value *v, px_slot *s) {
+  memset(s, 0, sizeof *s);
+  switch (v->type) {
+  case PARX_VALUE_BOOLEAN: s->tag = v->boolean ? SLOT_TRUE : SLOT_FALSE; return 0;
+  case PARX_VALUE_NUMBER: s->tag = SLOT_NUM; s->u.num = v->number; return 0;
+  case PARX_VALUE_STRING:
+    if (v->len <= SLOT_INLINE) {
+      s->tag = SLOT_STR;
+      s->len = (uint8_t)v->len;
+      memcpy(s->str, v->string, v->len);
+      return 0;
+    }
+    s->u.bytes = malloc(sizeof(px_bytes) + v->len);
+    if (!s->u.bytes) return -1;
+    s->u.bytes->len = v->len;
+    memcpy(s->u.bytes->data, v->string, v->len);
+    s->tag = SLOT_BYTES;
+    return 0;
+  default: s->tag = SLOT_NIL; return 0;
+  }
+}
+
+static int from_slot(px_slot *s, parx_value *out) {
+  memset(out, 0, sizeof *out);
+  switch (s->tag) {
+  case SLOT_NIL: out->type = PARX_VALUE_NIL; break;
+  case SLOT_FALSE: case SLOT_TRUE:
+    out->type = PARX_VALUE_BOOLEAN;
+    out->boolean = s->tag == SLOT_TRUE;
+    break;
+  case SLOT_NUM: out->type = PARX_VALUE_NUMBER; out->number = s->u.num; break;
+  case SLOT_STR: case SLOT_BYTES: {
+    size_t len = s->tag == SLOT_STR ? s->len : s->u.bytes->len;
+    const char *src = s->tag == SLOT_STR ? s->str : s->u.bytes->data;
+    out->string = malloc(len + 1);
+    if (!out->string) {
+      px_slot_free(s);
+      return PARX_CHAN_ERRMEM;
+    }
+    memcpy(out->string, src, len);
+    out->string[len] = 0;
+    out->len = len;
+    out->type = PARX_VALUE_STRING;
+    break;
+  }
+  default: out->type = PARX_VALUE_OTHER; break;
+  }
+  px_slot_free(s);
+  return PARX_CHAN_OK;
+}
+
+void parx_value_clear(parx_value *v) {
+  if (v->type == PARX_VALUE_STRING) free(v->string);
+  memset(v, 0, sizeof *v);
+}
+
+/* One operation; block: wait on a condition variable when it would park. */
+static int host_op(px_chan *ch, int is_send, px_slot *v, px_slot *got, int block) {
+  px_sel *wake = NULL;
+  pthread_mutex_lock(&ch->lock);
+  int r = is_send ? px_chan_send_locked(ch, v, &wake) : px_chan_recv_locked(ch, got, &wake);
+  if (r != 0 || !block) {
+    pthread_mutex_unlock(&ch->lock);
+    px_chan_wake_all(wake);
+    if (r == -2) return PARX_CHAN_ERRMEM;
+    if (r == 1) return PARX_CHAN_OK;
+    if (r == -1) return PARX_CHAN_CLOSED;
+    return is_send ? PARX_CHAN_FULL : PARX_CHAN_EMPTY;
+  }
+  /* Park this thread: a sel of one case on the stack. */
+  _Alignas(max_align_t) char rec[sizeof(px_sel) + sizeof(px_entry)];
+  memset(rec, 0, sizeof rec);
+  pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+  pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+  px_sel *sel = (px_sel *)rec;
+  atomic_init(&sel->fired, 0);
+  sel->kind = SEL_HOST;
+  sel->index = -2;
+  sel->n = 1;
+  sel->host_lock = &lock;
+  sel->host_cond = &cond;
+  px_entry *e = &sel->cases[0];
+  e->sel = sel;
+  e->ch = ch;
+  e->is_send = is_send;
+  if (is_send) {
+    e->val = *v;
+    v->tag = SLOT_NIL;
+  }
+  px_chan_enqueue_locked(ch, e);
+  pthread_mutex_unlock(&ch->lock);
+
+  pthread_mutex_lock(&lock);
+  while (!sel->host_done) pthread_cond_wait(&cond, &lock);
+  pthread_mutex_unlock(&lock);
+  pthread_cond_destroy(&cond);
+  pthread_mutex_destroy(&lock);
+  if (is_send) {
+    if (!sel->ok) px_slot_free(&e->val);
+  } else if (sel->ok) {
+    *got = sel->got;
+  }
+  return sel->ok ? PARX_CHAN_OK : PARX_CHAN_CLOSED;
+}
+
+static int send_value(parx_channel *ch, const parx_value *v, int block) {
+  px_slot s;
+  if (to_slot(v, &s) != 0) return PARX_CHAN_ERRMEM;
+  int r = host_op(CH(ch), 1, &s, NULL, block);
+  if (r != PARX_CHAN_OK) px_slot_free(&s);
+  return r;
+}
+
+static int recv_value(parx_channel *ch, parx_value *out, int block) {
+  px_slot got = {0};
+  memset(out, 0, sizeof *out);
+  int r = host_op(CH(ch), 0, NULL, &got, block);
+  if (r != PARX_CHAN_OK) return r;
+  return from_slot(&got, out);
+}
+
+int parx_channel_send(parx_channel *ch, const parx_value *v) { return send_value(ch, v, 1); }
+int parx_channel_try_send(parx_channel *ch, const parx_value *v) { return send_value(ch, v, 0); }
+int parx_channel_recv(parx_channel *ch, parx_value *out) { return recv_value(ch, out, 1); }
+int parx_channel_try_recv(parx_channel *ch, parx_value *out) { return recv_value(ch, out, 0); }
+
+void parx_channel_push(lua_State *L, parx_channel *ch) {
+  px_shared_retain(&CH(ch)->hdr);
+  px_chan_push(L, &CH(ch)->hdr);
+}
+
+parx_channel *parx_channel_get(lua_State *L, int idx) {
+  px_shared *obj = px_shared_test(L, idx, &px_chan_type);
+  if (!obj) return NULL;
+  px_shared_retain(obj);
+  return (parx_channel *)obj;
+}

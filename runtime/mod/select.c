@@ -1,0 +1,243 @@
+/*
+ * select.c -- parx.select(cases, {timeout = s}) over channels.
+ *
+ * Like Go's selectgo: lock every channel of the cases (in address order, so
+ * two selects never deadlock; every other path holds one channel lock at a
+ * time), poll the cases starting at a random one (fairness: no case starves
+ * however often the others are ready), and if none can proceed, queue one
+ * entry per case and park.  The entries share the sel's `fired` flag, so
+ * whichever counterpart (or the timeout timer) claims it first wins and the
+ * others drop their stale entries.  A timeout of 0 never parks.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "chan.h"
+
+/* Per-thread xorshift for the poll order: only needs to be cheap and not
+ * correlated between threads. */
+static _Thread_local uint32_t rng_state;
+
+static uint32_t next_random(void) {
+  uint32_t x = rng_state;
+  if (x == 0) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    x = (uint32_t)ts.tv_nsec ^ (uint32_t)(uintptr_t)&rng_state ^ 0x9e3779b9u;
+    if (x == 0) x = 1;
+  }
+  x ^= x << 13;
+  x ^= x >> 17;
+  x ^= x << 5;
+  rng_state = x;
+  return x;
+}
+
+static int cmp_chan(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t) * (px_chan *const *)a, y = (uintptr_t) * (px_chan *const *)b;
+  return (x > y) - (x < y);
+}
+
+typedef struct lockset {
+  px_chan **chans;
+  int n;
+} lockset;
+
+static void lock_all(lockset *ls) {
+  for (int i = 0; i < ls->n; i++) pthread_mutex_lock(&ls->chans[i]->lock);
+}
+
+static void unlock_all(lockset *ls) {
+  for (int i = ls->n - 1; i >= 0; i--) pthread_mutex_unlock(&ls->chans[i]->lock);
+}
+
+/* Poll the cases once, all locks held.  Returns the case that fired (with
+ * sel->index and sel->ok set) or -1; -2 when out of memory. */
+static int poll_cases(px_sel *sel, px_sel **wake) {
+  int n = sel->n;
+  int start = (int)(next_random() % (uint32_t)n);
+  for (int k = 0; k < n; k++) {
+    int j = start + k < n ? start + k : start + k - n;
+    px_entry *e = &sel->cases[j];
+    int r = e->is_send ? px_chan_send_locked(e->ch, &e->val, wake)
+                       : px_chan_recv_locked(e->ch, &sel->got, wake);
+    if (r == -2) return -2;
+    if (r != 0) {
+      sel->index = j;
+      sel->ok = r == 1;
+      return j;
+    }
+  }
+  return -1;
+}
+
+static void timer_cb(uv_timer_t *t) {
+  px_sel *sel = t->data;
+  if (px_sel_claim(sel)) {
+    sel->index = -1;
+    px_wake(&sel->w);
+  }
+}
+
+static int prepare_call(lua_State *L) {
+  px_wait_prepare(L, lua_touserdata(L, 1));
+  return 0;
+}
+
+/* Results when a case fired without parking; raises on a send to a closed
+ * channel or a value that cannot be unmarshalled. */
+static int push_now(lua_State *L, px_sel *sel) {
+  px_entry *e = &sel->cases[sel->index];
+  lua_pushinteger(L, sel->index + 1);
+  if (e->is_send) {
+    if (!sel->ok) {
+      px_sel_finish(sel);
+      return luaL_error(L, "send on closed channel (select case %d)", sel->index + 1);
+    }
+    px_sel_finish(sel);
+    return 1;
+  }
+  if (!sel->ok) {
+    px_sel_finish(sel);
+    lua_pushnil(L);
+    lua_pushboolean(L, 0);
+    return 3;
+  }
+  int bad = px_slot_decode(L, &sel->got);
+  px_sel_finish(sel);
+  if (bad) return lua_error(L);
+  lua_pushboolean(L, 1);
+  return 3;
+}
+
+/* select(cases, timeout) -> i, v, ok | i | nil, "timeout" | (parked: see
+ * push_outcome in chan.c).  timeout: nil waits forever, 0 never parks. */
+int px_chan_select(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  double timeout = -1;
+  if (!lua_isnoneornil(L, 2)) {
+    timeout = luaL_checknumber(L, 2);
+    if (!(timeout >= 0)) return luaL_argerror(L, 2, "timeout must be >= 0");
+  }
+  int n = (int)lua_objlen(L, 1);
+  if (n == 0 && timeout < 0) return luaL_error(L, "select with no cases and no timeout would wait forever");
+
+  /* Check every case before allocating anything. */
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    if (!lua_istable(L, -1)) return luaL_error(L, "select case %d: table expected, got %s", i, luaL_typename(L, -1));
+    lua_rawgeti(L, -1, 1);
+    if (!px_shared_test(L, -1, &px_chan_type))
+      return luaL_error(L, "select case %d: channel expected, got %s", i, luaL_typename(L, -1));
+    lua_rawgeti(L, -2, 2);
+    const char *op = lua_tostring(L, -1);
+    if (!op || (strcmp(op, "recv") != 0 && strcmp(op, "send") != 0))
+      return luaL_error(L, "select case %d: operation must be \"recv\" or \"send\"", i);
+    lua_pop(L, 3);
+  }
+
+  px_sel *sel = px_sel_new(SEL_SELECT, n);
+  px_chan *stack_chans[16];
+  px_chan **chans = n <= 16 ? stack_chans : malloc((size_t)n * sizeof *chans);
+  if (!sel || !chans) {
+    free(sel);
+    if (chans != stack_chans) free(chans);
+    return luaL_error(L, "not enough memory");
+  }
+  int bad = 0;
+  for (int i = 0; i < n; i++) {
+    px_entry *e = &sel->cases[i];
+    lua_rawgeti(L, 1, i + 1);
+    lua_rawgeti(L, -1, 1);
+    e->ch = (px_chan *)px_shared_test(L, -1, &px_chan_type);
+    px_shared_retain(&e->ch->hdr);
+    chans[i] = e->ch;
+    lua_rawgeti(L, -2, 2);
+    e->is_send = lua_tostring(L, -1)[0] == 's';
+    if (e->is_send) {
+      lua_rawgeti(L, -3, 3);
+      if (px_slot_encode(L, -1, &e->val) != 0) {
+        lua_replace(L, 1); /* keep the message */
+        bad = 1;
+        lua_pop(L, 3);
+        break;
+      }
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 3);
+  }
+  if (bad) {
+    px_sel_finish(sel);
+    if (chans != stack_chans) free(chans);
+    lua_settop(L, 1);
+    return lua_error(L);
+  }
+
+  /* Unique channels in address order. */
+  qsort(chans, (size_t)n, sizeof *chans, cmp_chan);
+  int m = 0;
+  for (int i = 0; i < n; i++)
+    if (m == 0 || chans[m - 1] != chans[i]) chans[m++] = chans[i];
+  lockset ls = {chans, m};
+
+  px_sel *wake = NULL;
+  int fired = -1;
+  if (n > 0) {
+    lock_all(&ls);
+    fired = poll_cases(sel, &wake);
+    unlock_all(&ls);
+    px_chan_wake_all(wake);
+  }
+  if (fired == -1 && timeout != 0) {
+    /* Nothing ready: prepare to park (may raise: free first), look again
+     * with the locks held, then queue every case. */
+    px_sel_setup_wait(sel);
+    lua_pushcfunction(L, prepare_call);
+    lua_pushlightuserdata(L, &sel->w);
+    if (lua_pcall(L, 1, 0, 0) != 0) {
+      px_sel_finish(sel);
+      if (chans != stack_chans) free(chans);
+      return lua_error(L);
+    }
+    wake = NULL;
+    if (n > 0) {
+      lock_all(&ls);
+      fired = poll_cases(sel, &wake);
+      if (fired == -1) {
+        for (int i = 0; i < n; i++) px_chan_enqueue_locked(sel->cases[i].ch, &sel->cases[i]);
+        sel->queued = 1;
+      }
+      unlock_all(&ls);
+      px_chan_wake_all(wake);
+    }
+    if (fired == -1) {
+      if (chans != stack_chans) free(chans);
+      if (timeout > 0) {
+        /* The timer runs on this VM's loop, so its callback cannot run
+         * before the task has yielded. */
+        uv_loop_t *loop = px_vm_loop(px_vm_of(L));
+        uv_update_time(loop); /* the cached loop time may be stale: tasks ran */
+        uv_timer_init(loop, &sel->timer);
+        sel->timer.data = sel;
+        sel->has_timer = 1;
+        double ms = ceil(timeout * 1000.0);
+        uv_timer_start(&sel->timer, timer_cb, ms > 9e15 ? (uint64_t)9e15 : (uint64_t)ms, 0);
+      }
+      return px_sel_park(L, sel);
+    }
+  }
+  if (chans != stack_chans) free(chans);
+  if (fired == -2) {
+    px_sel_finish(sel);
+    return luaL_error(L, "not enough memory");
+  }
+  if (fired == -1) {
+    px_sel_finish(sel);
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+  }
+  return push_now(L, sel);
+}

@@ -1,0 +1,264 @@
+-- parx.channel: unbounded, bounded and rendezvous channels across VMs.
+
+local channel = parx.channel
+
+-- P producers on workers send disjoint ranges of 1..P*per; C consumers on
+-- workers drain until close.  Every message must arrive exactly once:
+-- count, sum and sum of squares of what the consumers saw.
+local function mpmc(cap, P, C, per)
+  local ch = channel(cap)
+  local producers, consumers = {}, {}
+  for p = 1, P do
+    producers[p] = parx.spawn(function(ch, first, last)
+      for i = first, last do ch:send(i) end
+      return last - first + 1
+    end, ch, (p - 1) * per + 1, p * per)
+  end
+  for c = 1, C do
+    consumers[c] = parx.spawn(function(ch)
+      local n, sum, sq = 0, 0, 0
+      for v in ch:iter() do
+        n = n + 1
+        sum = sum + v
+        sq = sq + v * v
+      end
+      return n, sum, sq
+    end, ch)
+  end
+  for _, t in ipairs(producers) do assert.equal(per, t:join()) end
+  ch:close()
+  local n, sum, sq = 0, 0, 0
+  for _, t in ipairs(consumers) do
+    local a, b, c = t:join()
+    n, sum, sq = n + a, sum + b, sq + c
+  end
+  local total = P * per
+  assert.equal(total, n)
+  assert.equal(total * (total + 1) / 2, sum)
+  assert.equal(total * (total + 1) * (2 * total + 1) / 6, sq)
+end
+
+describe("parx.channel", function()
+  describe("construction", function()
+    it("makes unbounded, bounded and rendezvous channels", function()
+      assert.equal(math.huge, channel():capacity())
+      assert.equal(8, channel(8):capacity())
+      assert.equal(0, channel(0):capacity())
+      assert.equal(math.huge, channel(math.huge):capacity())
+    end)
+
+    it("rejects a negative or fractional capacity", function()
+      local ok, err = pcall(channel, -1)
+      assert.is_false(ok)
+      assert.truthy(err:match("capacity must be >= 0"))
+      assert.has_error(function() channel(1.5) end)
+      assert.has_error(function() channel("x") end)
+    end)
+
+    it("prints its kind", function()
+      assert.truthy(tostring(channel(3)):match("^parx.channel%(3, 0 queued%)"))
+      assert.truthy(tostring(channel()):match("unbounded"))
+    end)
+  end)
+
+  describe("on one VM", function()
+    it("keeps FIFO order and counts queued values with #", function()
+      local ch = channel(4)
+      for i = 1, 4 do ch:send(i) end
+      assert.equal(4, #ch)
+      for i = 1, 4 do
+        local v, ok = ch:recv()
+        assert.equal(i, v)
+        assert.is_true(ok)
+      end
+      assert.equal(0, #ch)
+    end)
+
+    it("carries every kind of value", function()
+      local ch = channel()
+      local long = string.rep("x", 1000)
+      local inner = channel(1)
+      ch:send(nil)
+      ch:send(true)
+      ch:send(false)
+      ch:send(3.25)
+      ch:send("short")
+      ch:send(long)
+      ch:send({1, 2, {a = "b"}})
+      ch:send(inner)
+      local function get() local v, ok = ch:recv(); assert.is_true(ok); return v end
+      assert.is_nil(get())
+      assert.is_true(get())
+      assert.is_false(get())
+      assert.equal(3.25, get())
+      assert.equal("short", get())
+      assert.equal(long, get())
+      assert.same({1, 2, {a = "b"}}, get())
+      local got = get()
+      got:send("through")
+      assert.equal("through", inner:recv())
+    end)
+
+    it("try_send and try_recv never park", function()
+      local ch = channel(1)
+      assert.is_true(ch:try_send(1))
+      assert.is_false(ch:try_send(2))
+      assert.same({1, true}, {ch:try_recv()})
+      assert.same({nil, false}, {ch:try_recv()})
+      local r = channel(0)
+      assert.is_false(r:try_send(1)) -- nobody is receiving
+    end)
+
+    it("recv on a closed channel drains it, then returns nil, false", function()
+      local ch = channel()
+      ch:send(1)
+      ch:send(2)
+      assert.is_true(ch:close())
+      assert.is_false(ch:close()) -- closing twice is allowed
+      assert.is_true(ch:closed())
+      assert.same({1, true}, {ch:recv()})
+      assert.same({2, true}, {ch:recv()})
+      assert.same({nil, false}, {ch:recv()})
+      assert.same({nil, false}, {ch:recv()})
+    end)
+
+    it("raises on send to a closed channel", function()
+      local ch = channel(1)
+      ch:close()
+      assert.has_error(function() ch:send(1) end, "send on closed channel")
+      assert.has_error(function() ch:try_send(1) end, "send on closed channel")
+    end)
+
+    it("iterates until closed", function()
+      local ch = channel()
+      for i = 1, 5 do ch:send(i) end
+      ch:close()
+      local got = {}
+      for v in ch:iter() do got[#got + 1] = v end
+      assert.same({1, 2, 3, 4, 5}, got)
+    end)
+
+    it("hands values between async tasks of the same VM", function()
+      local ch = channel(0)
+      local t = parx.async(function()
+        local sum = 0
+        for v in ch:iter() do sum = sum + v end
+        return sum
+      end)
+      for i = 1, 100 do ch:send(i) end
+      ch:close()
+      assert.equal(5050, t:join())
+    end)
+
+    it("refuses values that cannot cross VMs, naming them", function()
+      local ch = channel()
+      local co = coroutine.create(function() end)
+      local ok, err = pcall(ch.send, ch, co)
+      assert.is_false(ok)
+      assert.truthy(tostring(err):match("coroutine"))
+      assert.equal(0, #ch)
+    end)
+  end)
+
+  describe("across workers", function()
+    it("unbounded: 4 producers x 4 consumers, 100,000 messages exactly once", function()
+      mpmc(nil, 4, 4, 25000)
+    end)
+
+    it("bounded: 4 producers x 3 consumers, 100,000 messages exactly once", function()
+      mpmc(16, 4, 3, 25000)
+    end)
+
+    it("rendezvous: 3 producers x 4 consumers, 30,000 messages exactly once", function()
+      mpmc(0, 3, 4, 10000)
+    end)
+
+    it("capacity 1 with one producer and one consumer", function()
+      mpmc(1, 1, 1, 20000)
+    end)
+
+    it("crosses VMs as an upvalue, a spawn argument and inside a message", function()
+      local a, b = channel(), channel()
+      local t = parx.spawn(function()
+        local inner = a:recv() -- a is an upvalue
+        inner:send("hello from " .. tostring(parx.worker_id and parx.worker_id() or "worker"))
+        local box = a:recv()
+        box.reply:send(box.n * 2)
+      end)
+      a:send(b)
+      assert.truthy(b:recv():match("^hello"))
+      local reply = channel(1)
+      a:send({reply = reply, n = 21})
+      assert.equal(42, reply:recv())
+      t:join()
+    end)
+
+    it("ping-pongs over two rendezvous channels", function()
+      local ping, pong = channel(0), channel(0)
+      local t = parx.spawn(function(ping, pong)
+        for v in ping:iter() do pong:send(v + 1) end
+        return "done"
+      end, ping, pong)
+      local v = 0
+      for _ = 1, 1000 do
+        ping:send(v)
+        v = pong:recv()
+      end
+      ping:close()
+      assert.equal(1000, v)
+      assert.equal("done", t:join())
+    end)
+
+    it("close wakes every parked receiver", function()
+      local ch = channel()
+      local started = parx.waitgroup()
+      started:add(6)
+      local tasks = {}
+      for i = 1, 6 do
+        tasks[i] = parx.spawn(function(ch, started)
+          started:done()
+          return ch:recv()
+        end, ch, started)
+      end
+      started:wait()
+      parx.sleep(0.05) -- let them park (the assertions hold either way)
+      ch:close()
+      for i = 1, 6 do
+        local v, ok = tasks[i]:join()
+        assert.is_nil(v)
+        assert.is_false(ok)
+      end
+    end)
+
+    it("close wakes every parked sender, which raises", function()
+      local ch = channel(0)
+      local started = parx.waitgroup()
+      started:add(5)
+      local tasks = {}
+      for i = 1, 5 do
+        tasks[i] = parx.spawn(function(ch, started, i)
+          started:done()
+          ch:send(i)
+        end, ch, started, i)
+      end
+      started:wait()
+      parx.sleep(0.05)
+      ch:close()
+      for i = 1, 5 do
+        local ok, err = pcall(tasks[i].join, tasks[i])
+        assert.is_false(ok)
+        assert.truthy(tostring(err):match("send on closed channel"))
+      end
+    end)
+
+    it("a cancelled receiver leaves the queue and loses no message", function()
+      local ch = channel()
+      local t = parx.async(function() return ch:recv() end)
+      parx.sleep(0.01)
+      t:cancel()
+      pcall(t.join, t)
+      ch:send("kept")
+      assert.same({"kept", true}, {ch:try_recv()})
+    end)
+  end)
+end)

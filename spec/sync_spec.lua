@@ -1,0 +1,204 @@
+-- parx.mutex, semaphore, barrier, waitgroup, atomic across workers.
+
+local function workers()
+  return math.max(2, parx.pool and parx.pool.size and parx.pool.size() or 2)
+end
+
+describe("parx.atomic", function()
+  it("gets, sets, adds and compares-and-swaps", function()
+    local a = parx.atomic(5)
+    assert.equal(5, a:get())
+    a:set(-3)
+    assert.equal(-3, a:get())
+    assert.equal(7, a:add(10))
+    assert.equal(8, a:add())
+    assert.is_true(a:cas(8, 100))
+    assert.is_false(a:cas(8, 200))
+    assert.equal(100, a:get())
+    assert.equal(0, parx.atomic():get())
+    assert.has_error(function() a:set(1.5) end)
+  end)
+
+  it("ends exact under contention from every worker", function()
+    local a = parx.atomic(0)
+    local tasks = {}
+    local n = 2 * workers()
+    for i = 1, n do
+      tasks[i] = parx.spawn(function(a)
+        for _ = 1, 20000 do a:add(1) end
+      end, a)
+    end
+    for i = 1, n do tasks[i]:join() end
+    assert.equal(n * 20000, a:get())
+  end)
+end)
+
+describe("parx.mutex", function()
+  it("protects a read-modify-write under contention from every worker", function()
+    -- counter:set(counter:get() + 1) is not atomic: without the mutex
+    -- updates get lost; the sleep(0) makes tasks interleave inside it.
+    local m, counter = parx.mutex(), parx.atomic(0)
+    local tasks = {}
+    local n = 2 * workers()
+    for i = 1, n do
+      tasks[i] = parx.spawn(function(m, counter)
+        for k = 1, 2000 do
+          m:lock()
+          local v = counter:get()
+          if k % 100 == 0 then parx.sleep(0) end
+          counter:set(v + 1)
+          m:unlock()
+        end
+      end, m, counter)
+    end
+    for i = 1, n do tasks[i]:join() end
+    assert.equal(n * 2000, counter:get())
+  end)
+
+  it("with() unlocks on return and on error", function()
+    local m = parx.mutex()
+    assert.same({1, 2}, {m:with(function(a, b) return a, b end, 1, 2)})
+    assert.is_false(m:locked())
+    local ok, err = pcall(m.with, m, function() error("boom") end)
+    assert.is_false(ok)
+    assert.truthy(tostring(err):match("boom"))
+    assert.is_false(m:locked())
+    assert.is_true(m:try_lock())
+    m:unlock()
+  end)
+
+  it("with() serialises tasks on every worker", function()
+    local m, inside, worst = parx.mutex(), parx.atomic(0), parx.atomic(0)
+    local tasks = {}
+    for i = 1, 6 do
+      tasks[i] = parx.spawn(function(m, inside, worst)
+        for _ = 1, 50 do
+          m:with(function()
+            local now = inside:add(1)
+            if now > worst:get() then worst:set(now) end
+            parx.sleep(0)
+            inside:add(-1)
+          end)
+        end
+      end, m, inside, worst)
+    end
+    for i = 1, 6 do tasks[i]:join() end
+    assert.equal(1, worst:get())
+  end)
+
+  it("raises when unlocking a mutex the task does not hold", function()
+    local m = parx.mutex()
+    assert.has_error(function() m:unlock() end, "unlock of a mutex that is not locked")
+    local t = parx.spawn(function(m) m:lock() end, m)
+    t:join()
+    assert.has_error(function() m:unlock() end, "unlock of a mutex held by another task")
+  end)
+
+  it("is not recursive", function()
+    local m = parx.mutex()
+    m:lock()
+    assert.has_error(function() m:lock() end)
+    m:unlock()
+  end)
+end)
+
+describe("parx.semaphore", function()
+  it("admits at most n holders at once", function()
+    local s, inside, worst = parx.semaphore(2), parx.atomic(0), parx.atomic(0)
+    local tasks = {}
+    for i = 1, 6 do
+      tasks[i] = parx.spawn(function(s, inside, worst)
+        for _ = 1, 20 do
+          s:acquire()
+          local now = inside:add(1)
+          while true do
+            local w = worst:get()
+            if now <= w or worst:cas(w, now) then break end
+          end
+          parx.sleep(0.001)
+          inside:add(-1)
+          s:release()
+        end
+      end, s, inside, worst)
+    end
+    for i = 1, 6 do tasks[i]:join() end
+    assert.is_true(worst:get() <= 2)
+    assert.equal(2, s:value())
+  end)
+
+  it("try_acquire never parks", function()
+    local s = parx.semaphore(1)
+    assert.is_true(s:try_acquire())
+    assert.is_false(s:try_acquire())
+    s:release()
+    assert.is_true(s:try_acquire())
+  end)
+
+  it("rejects a negative count", function()
+    assert.has_error(function() parx.semaphore(-1) end)
+  end)
+end)
+
+describe("parx.barrier", function()
+  it("releases all parties together, round after round", function()
+    local n = 4
+    local b, arrived = parx.barrier(n), parx.atomic(0)
+    local tasks = {}
+    for i = 1, n do
+      tasks[i] = parx.spawn(function(b, arrived, n)
+        local ok = true
+        for round = 1, 10 do
+          arrived:add(1)
+          b:wait()
+          -- nobody passes before all n of this round arrived
+          if arrived:get() < round * n then ok = false end
+          b:wait() -- keep rounds apart
+        end
+        return ok
+      end, b, arrived, n)
+    end
+    for i = 1, n do assert.is_true(tasks[i]:join()) end
+    assert.equal(10 * n, arrived:get())
+  end)
+
+  it("returns each party's arrival number", function()
+    local b = parx.barrier(3)
+    local tasks = {}
+    for i = 1, 3 do tasks[i] = parx.spawn(function(b) return b:wait() end, b) end
+    local seen = {}
+    for i = 1, 3 do seen[tasks[i]:join()] = true end
+    assert.same({true, true, true}, seen)
+  end)
+
+  it("of one party never waits", function()
+    assert.equal(1, parx.barrier(1):wait())
+  end)
+
+  it("rejects 0 parties", function()
+    assert.has_error(function() parx.barrier(0) end)
+    assert.has_error(function() parx.barrier() end)
+  end)
+end)
+
+describe("parx.waitgroup", function()
+  it("waits until every task is done", function()
+    local wg, done = parx.waitgroup(), parx.atomic(0)
+    wg:add(5)
+    for _ = 1, 5 do
+      parx.spawn(function(wg, done)
+        parx.sleep(0.01)
+        done:add(1)
+        wg:done()
+      end, wg, done)
+    end
+    wg:wait()
+    assert.equal(5, done:get())
+    assert.equal(0, wg:count())
+    wg:wait() -- at zero: returns at once
+  end)
+
+  it("raises when done() outnumbers add()", function()
+    local wg = parx.waitgroup()
+    assert.has_error(function() wg:done() end)
+  end)
+end)
