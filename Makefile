@@ -211,6 +211,81 @@ help::
 # ---- IO ----------------------------------------------------------------
 
 # ---- GPU ----------------------------------------------------------------
+#
+# build/parx_cuda.so: kernels/*.cu plus the cuBLAS glue, built by nvcc when
+# the CUDA Toolkit is found (nvcc on PATH, else /usr/local/cuda/bin/nvcc;
+# NVCC=... to choose, NVCC= to skip).  The parx binary never links CUDA: it
+# dlopens the module at run time (runtime/gpu/loader.c).  Machine code for
+# sm_90 (H100/H200) plus PTX for compute_75, which the driver compiles for
+# any newer GPU.  cudart is linked statically; cuBLAS is found through the
+# toolkit's lib64 (rpath) or the loader's path.
+NVCC ?= $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin/nvcc))
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_75,code=compute_75
+NVCC_FLAGS ?= -O3 -std=c++17 $(CUDA_ARCH) -Xcompiler -fPIC,-Wall,-Wextra,-fvisibility=hidden
+KERNEL_SRC := $(sort $(wildcard kernels/*.cu))
+KERNEL_OBJ := $(KERNEL_SRC:%.cu=$(BUILD)/obj/%.o)
+KERNEL_DEPS := $(wildcard kernels/*.h kernels/*.cuh) runtime/gpu/pxcuda.h runtime/gpu/numeric.h
+GPU_SELFTEST_OBJ := $(BUILD)/obj/kernels/selftest.o $(BUILD)/obj/runtime/gpu/cpu_ops.o \
+  $(BUILD)/obj/runtime/gpu/cpu_blas.o
+
+.PHONY: gpu gpu-check gpu-selftest bench-gpu install-gpu
+ifneq ($(NVCC),)
+all: $(BUILD)/parx_cuda.so
+gpu: $(BUILD)/parx_cuda.so $(BUILD)/parx_cuda_selftest $(BUILD)/gpu_cublas_bench
+install: install-gpu
+else
+gpu:
+	@echo "gpu: no nvcc found (PATH or /usr/local/cuda/bin): the CPU path only"
+endif
+
+$(BUILD)/obj/kernels/%.o: kernels/%.cu $(KERNEL_DEPS)
+	@mkdir -p $(dir $@)
+	@echo "  NVCC $<"
+	$(Q)$(NVCC) $(NVCC_FLAGS) -c $< -o $@
+
+$(BUILD)/parx_cuda.so: $(KERNEL_OBJ)
+	@echo "  LD $@"
+	$(Q)$(NVCC) -shared $(CUDA_ARCH) -o $@ $^ -lcublas -Xlinker -rpath,$(CUDA_HOME)/lib64
+
+# Checks every kernel against its C equivalent and the cuBLAS products
+# against OpenBLAS, through the same dlopen path as parx (no Lua needed).
+$(BUILD)/obj/kernels/selftest.o: kernels/selftest.c $(KERNEL_DEPS) $(BUILD)/flags
+	@mkdir -p $(dir $@)
+	@echo "  CC $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+$(BUILD)/parx_cuda_selftest: $(GPU_SELFTEST_OBJ)
+	@echo "  LD $@"
+	$(Q)$(CC) -o $@ $^ -lopenblas -ldl -lm -lpthread
+
+# Direct cuBLAS, for the ratio in the benchmark table.
+$(BUILD)/gpu_cublas_bench: scripts/bench/gpu_cublas.c
+	@echo "  CC $<"
+	$(Q)$(CC) -O2 -Wall -Wextra -I$(CUDA_HOME)/include -o $@ $< -L$(CUDA_HOME)/lib64 \
+	  -lcublas -lcudart -Wl,-rpath,$(CUDA_HOME)/lib64
+
+gpu-selftest: $(BUILD)/parx_cuda_selftest $(BUILD)/parx_cuda.so
+	$(Q)$(BUILD)/parx_cuda_selftest $(BUILD)/parx_cuda.so
+
+# On a GPU machine: build, the module self-test, the GPU specs, the table.
+gpu-check: all gpu
+	$(Q)$(BUILD)/parx_cuda_selftest $(BUILD)/parx_cuda.so
+	$(Q)PARX_GPU=require $(MAKE) --no-print-directory SPECS=spec/gpu_spec.lua test
+	$(Q)scripts/bench/gpu_bench.sh $(BUILD)
+
+# gpu.matmul vs OpenBLAS on the CPU path (PARX_GPU=off), and on a GPU the
+# table against direct cuBLAS.
+bench-gpu: all
+	$(Q)scripts/bench/gpu_bench.sh $(BUILD)
+
+install-gpu: $(BUILD)/parx_cuda.so
+	$(Q)install -d $(DESTDIR)$(LIBDIR)/parx
+	$(Q)install -m 755 $(BUILD)/parx_cuda.so $(DESTDIR)$(LIBDIR)/parx/parx_cuda.so
+
+help::
+	@echo "make gpu        build build/parx_cuda.so, its self-test and the cuBLAS bench (needs nvcc)"
+	@echo "make gpu-check  on a GPU machine: self-test, GPU specs, benchmark table"
+	@echo "make bench-gpu  gpu.matmul vs OpenBLAS (and cuBLAS when a GPU is there)"
 
 # ---- benchmarks ----------------------------------------------------------
 
