@@ -9,6 +9,34 @@ local function collect()
   collectgarbage()
 end
 
+-- Collect garbage in the main VM and in every worker VM (arrays that
+-- crossed are referenced from each VM that saw them, until its GC runs).
+-- Each round keeps every worker busy for a moment so that they all take a
+-- job; a worker reports its id.
+local function collect_everywhere()
+  local ctask = require "parx.c.task"
+  local n = ctask.workers()
+  local seen, count = {}, 0
+  for _ = 1, 100 do
+    local tasks = {}
+    for k = 1, n do
+      tasks[k] = parx.spawn(function()
+        collectgarbage()
+        collectgarbage()
+        local t0 = parx.now()
+        while parx.now() - t0 < 0.002 do end
+        return require("parx.c.task").vm_id()
+      end)
+    end
+    for k = 1, n do
+      local id = tasks[k]:join()
+      if not seen[id] then seen[id], count = true, count + 1 end
+    end
+    if count >= n then break end
+  end
+  collect()
+end
+
 -- float16 / bfloat16 bit patterns as stored (a.data is uint16_t*).
 local function bits(dtype, v)
   local a = array(dtype, 1)
@@ -448,18 +476,46 @@ describe("parx.array", function()
     end)
 
     it("frees an array that crossed VMs once every reference is gone", function()
-      collect()
+      collect_everywhere()
       local base = array.live()
-      local a = array("float32", 1000)
-      parx.spawn(function(x)
-        x:set(1, 1)
-        x = nil
-        collectgarbage()
-        collectgarbage()
-      end, a):join()
-      assert.equal(1, a:get(1))
-      a = nil
-      collect()
+      -- In a function of its own, so that no stale stack slot of this
+      -- frame keeps the array reachable (LuaJIT marks whole frames).
+      local v = (function()
+        local a = array("float32", 1000)
+        parx.spawn(function(x)
+          x:set(1, 1)
+          x = nil
+          collectgarbage()
+          collectgarbage()
+        end, a):join()
+        return a:get(1)
+      end)()
+      assert.equal(1, v)
+      collect_everywhere()
+      assert.equal(base, array.live())
+    end)
+
+    it("frees arrays made in workers and returned", function()
+      collect_everywhere()
+      local base = array.live()
+      local tasks = {}
+      for k = 1, 8 do
+        tasks[k] = parx.spawn(function(i)
+          local t = parx.array("int32", i)
+          t:fill(i)
+          return t, parx.array("int8", 1)
+        end, k)
+      end
+      local got = {}
+      for k = 1, 8 do got[k] = {tasks[k]:join()} end
+      assert.equal(base + 16, array.live())
+      for k = 1, 8 do assert.equal(k * k, (function(t)
+        local s = 0
+        for i = 1, #t do s = s + t:get(i) end
+        return s
+      end)(got[k][1])) end
+      tasks, got = nil, nil
+      collect_everywhere()
       assert.equal(base, array.live())
     end)
   end)

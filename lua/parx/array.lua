@@ -90,7 +90,7 @@ local DTYPES = {
 local code_of = {}     -- dtype name -> px_dtype code
 local ptr_of = {}      -- px_dtype code -> ctype of the typed array pointer
 local itemsize_of = {} -- px_dtype code -> bytes per element
-local array_ids = {}   -- ctype id of a typed array pointer -> true
+local ptr_list = {}    -- the typed array pointer ctypes, most common first
 local names = {}
 for i, d in ipairs(DTYPES) do
   code_of[d[1]] = i - 1
@@ -204,7 +204,6 @@ typedef struct px_array_%s {
   local ptr_t = ffi.typeof("px_array_" .. name .. " *")
   ptr_of[code] = ptr_t
   itemsize_of[code] = ffi.sizeof(elem)
-  array_ids[tonumber(ptr_t)] = true
 
   -- decode: stored element -> Lua number; encode: checked number -> element.
   local decode, encode
@@ -447,6 +446,10 @@ for i, d in ipairs(DTYPES) do
   })
 end
 
+for _, code in ipairs({11, 10, 3, 2, 9, 8, 7, 6, 5, 4, 1, 0}) do
+  ptr_list[#ptr_list + 1] = ptr_of[code]
+end
+
 -- ---- construction ------------------------------------------------------
 
 local shape_buf = ffi.new("int64_t[8]")
@@ -563,20 +566,33 @@ end
 function array.live() return C_array.live() end
 
 -- Whether x is a parx array.
+--
+-- ffi.istype over the twelve pointer types, not a table keyed by
+-- tonumber(ffi.typeof(x)): that would be one lookup instead of up to twelve
+-- calls, but busted memoizes ffi.typeof by its argument and so would keep
+-- every array it is asked about alive.
+local istype = ffi.istype
+local function is_array(x)
+  for k = 1, #ptr_list do
+    if istype(ptr_list[k], x) then return true end
+  end
+  return false
+end
+
 function array.is(x)
-  return type(x) == "cdata" and array_ids[tonumber(ffi.typeof(x))] == true
+  return type(x) == "cdata" and is_array(x)
 end
 
 array.dtypes = names
 
 -- ---- crossing VMs ------------------------------------------------------
 
-local tolight, typeof = C_array.tolight, ffi.typeof
+local tolight = C_array.tolight
 local generic_ptr = ffi.typeof("px_array *")
 
--- The marshaller calls this for every cdata it meets: one type lookup.
+-- The marshaller calls this for every cdata it meets.
 local function cdata_hook(x)
-  if array_ids[tonumber(typeof(x))] then return tolight(x) end
+  if is_array(x) then return tolight(x) end
   return nil
 end
 
