@@ -1,0 +1,209 @@
+-- parx.process: real commands (sh, cat, false, sleep).
+local P = parx.process
+
+local function open_fds()
+  local names = parx.fs.readdir("/proc/self/fd")
+  return names and #names or 0
+end
+
+describe("parx.process.exec", function()
+  it("captures stdout, stderr and the status", function()
+    local r = P.exec("sh", {"-c", "echo out; echo err >&2; exit 0"})
+    assert.same({status = 0, stdout = "out\n", stderr = "err\n"}, r)
+  end)
+
+  it("reports a non-zero exit without failing", function()
+    local r = P.exec("false")
+    assert.equal(1, r.status)
+    assert.is_nil(r.signal)
+    assert.equal(7, P.exec("sh", {"-c", "exit 7"}).status)
+  end)
+
+  it("reports the signal that killed the child", function()
+    local r = P.exec("sh", {"-c", "kill -9 $$"})
+    assert.equal(9, r.signal)
+  end)
+
+  it("returns ENOENT for a command that does not exist", function()
+    local r, err, code = P.exec("parx-no-such-command")
+    assert.is_nil(r)
+    assert.equal("ENOENT", code)
+    assert.equal("ENOENT: no such file or directory: parx-no-such-command", err)
+  end)
+
+  it("feeds stdin and converts number arguments", function()
+    assert.equal("piped\n", P.exec("cat", nil, {stdin = "piped\n"}).stdout)
+    assert.equal("1 2.5 x\n", P.exec("echo", {1, 2.5, "x"}).stdout)
+    -- the child exits without reading a large stdin: no SIGPIPE for us
+    local r = P.exec("true", nil, {stdin = ("x"):rep(1048576)})
+    assert.equal(0, r.status)
+  end)
+
+  it("takes cwd and env", function()
+    assert.equal("/\n", P.exec("pwd", nil, {cwd = "/"}).stdout)
+    local r = P.exec("sh", {"-c", 'echo "$PARX_A|${HOME-unset}"'},
+      {env = {PARX_A = "a b", HOME = false}})
+    assert.equal("a b|unset\n", r.stdout)
+    local bad, _, code = P.exec("pwd", nil, {cwd = "/nonexistent-dir"})
+    assert.is_nil(bad)
+    assert.equal("ENOENT", code)
+  end)
+
+  it("captures large output completely", function()
+    local r = P.exec("sh", {"-c", "head -c 5000000 /dev/zero; head -c 100000 /dev/zero >&2"})
+    assert.equal(5000000, #r.stdout)
+    assert.equal(100000, #r.stderr)
+  end)
+
+  it("kills the child on timeout", function()
+    local t0 = parx.now()
+    local r, err, code = P.exec("sleep", {"30"}, {timeout = 0.2})
+    assert.is_nil(r)
+    assert.equal("ETIMEDOUT", code)
+    assert.truthy(err:find("^ETIMEDOUT: .*sleep killed after 0.2 s"))
+    assert.is_true(parx.now() - t0 < 20)
+  end)
+
+  it("raises on wrong argument types", function()
+    assert.has_error(function() P.exec() end)
+    assert.has_error(function() P.exec("echo", "notatable") end)
+    assert.has_error(function() P.exec("echo", {{}}) end)
+    assert.has_error(function() P.exec("echo", nil, {timeout = -1}) end)
+    assert.has_error(function() P.exec("echo", nil, {env = {A = {}}}) end)
+    assert.has_error(function() P.exec("echo", nil, {cwd = 1}) end)
+  end)
+
+  it("kills the child when the task is cancelled", function()
+    local t = parx.async(function() return P.exec("sleep", {"30"}) end)
+    parx.sleep(0.1)
+    t:cancel()
+    assert.has_error(function() t:join() end)
+    -- nothing of it keeps running: the script after this is not slowed
+  end)
+
+  it("runs from worker VMs, many at once", function()
+    local tasks = {}
+    for i = 1, 8 do
+      tasks[i] = parx.spawn(function(i)
+        return parx.process.exec("sh", {"-c", "echo " .. i}).stdout
+      end, i)
+    end
+    for i = 1, 8 do assert.equal(i .. "\n", tasks[i]:join()) end
+  end)
+end)
+
+describe("parx.process.spawn", function()
+  it("streams stdin and stdout", function()
+    local p = assert(P.spawn("cat"))
+    assert.is_number(p.pid)
+    assert.is_true(p.stdin:write("one\ntwo\n"))
+    assert.equal("one", p.stdout:readline())
+    assert.equal("two", p.stdout:readline())
+    p.stdin:write("three")
+    p.stdin:close()
+    assert.equal("thr", p.stdout:read(3))
+    assert.equal("ee", p.stdout:read("a"))
+    assert.is_nil(p.stdout:read())
+    assert.is_nil(p.stdout:readline())
+    assert.same({0, nil}, {p:wait()})
+    assert.is_true(p:exited())
+  end)
+
+  it("writes more than a pipe holds (back-pressure both ways)", function()
+    local p = assert(P.spawn("cat"))
+    local data = ("0123456789"):rep(100000) -- 1 MB
+    local writer = parx.async(function()
+      assert(p.stdin:write(data))
+      p.stdin:close()
+    end)
+    local got = p.stdout:read("a")
+    writer:join()
+    assert.equal(#data, #got)
+    assert.equal(data, got)
+    assert.equal(0, (p:wait()))
+  end)
+
+  it("iterates lines and reads stderr separately", function()
+    local p = assert(P.spawn("sh", {"-c", "printf 'a\\nb\\nc'; echo oops >&2; exit 4"}))
+    local lines = {}
+    for l in p.stdout:lines() do lines[#lines + 1] = l end
+    assert.same({"a", "b", "c"}, lines)
+    assert.equal("oops\n", p.stderr:read("a"))
+    assert.equal(4, (p:wait()))
+  end)
+
+  it("kills with a signal and reports it", function()
+    local p = assert(P.spawn("sleep", {"30"}))
+    assert.is_true(p:kill("term"))
+    local status, sig = p:wait()
+    assert.equal(0, status)
+    assert.equal(15, sig)
+    local ok, _, code = p:kill()
+    assert.is_nil(ok)
+    assert.equal("ESRCH", code)
+    assert.has_error(function() p:kill("nosuchsignal") end)
+  end)
+
+  it("times out", function()
+    local p = assert(P.spawn("sleep", {"30"}, {timeout = 0.1}))
+    local ok, err, code = p:wait()
+    assert.is_nil(ok)
+    assert.equal("ETIMEDOUT", code)
+    assert.truthy(err:find("killed after"))
+  end)
+
+  it("returns ENOENT for a missing command and leaks no descriptor", function()
+    local before = open_fds()
+    for _ = 1, 20 do
+      local p, _, code = P.spawn("parx-no-such-command")
+      assert.is_nil(p)
+      assert.equal("ENOENT", code)
+    end
+    parx.sleep(0.01)
+    assert.equal(before, open_fds())
+  end)
+
+  it("honours inherit and ignore, and refuses to read an unpiped stream", function()
+    local p = assert(P.spawn("true", nil, {stdin = "ignore", stdout = "ignore", stderr = "inherit"}))
+    assert.is_nil(p.stdout)
+    assert.has_error(function() p.h:read(1) end)
+    assert.equal(0, (p:wait()))
+    assert.has_error(function() P.spawn("true", nil, {stdout = "file"}) end)
+  end)
+
+  it("lets a cancelled reader go and the pipe still works", function()
+    local p = assert(P.spawn("cat"))
+    local t = parx.async(function() return p.stdout:read() end)
+    parx.sleep(0.05)
+    t:cancel()
+    assert.has_error(function() t:join() end)
+    p.stdin:write("after\n")
+    assert.equal("after", p.stdout:readline())
+    p.stdin:close()
+    assert.equal(0, (p:wait()))
+  end)
+
+  it("closes its pipes when collected", function()
+    collectgarbage()
+    parx.sleep(0.05)
+    local before = open_fds()
+    for _ = 1, 10 do
+      local p = P.spawn("cat")
+      p.stdin:write("x")
+    end
+    collectgarbage()
+    collectgarbage()
+    parx.sleep(0.05) -- the close callbacks run on the loop
+    assert.is_true(open_fds() <= before)
+  end)
+end)
+
+describe("parx.process helpers", function()
+  it("knows its pid and signals processes", function()
+    assert.is_number(P.pid())
+    local p = assert(P.spawn("sleep", {"30"}))
+    assert.is_true(P.kill(p.pid, "kill"))
+    local _, sig = p:wait()
+    assert.equal(9, sig)
+  end)
+end)
