@@ -89,9 +89,14 @@ static void check_elementwise(uint64_t seed) {
         if (x != y) differ++;
         if (fabs(x - y) > maxdiff) maxdiff = fabs(x - y);
       }
-      /* uniform: identical; normal: libm and CUDA may differ in a last
-       * bit, rarely */
-      CHECK(normal ? differ < n / 10000 + 1 && maxdiff < 1e-2 : differ == 0,
+      /* uniform: identical.  normal: CUDA's log/sin/cos and libm's differ
+       * in the last bit of a float64 now and then, which survives in
+       * float64 results and, rarely, flips a rounding to the smaller
+       * types. */
+      int ok = !normal ? differ == 0
+               : dt == PX_FLOAT64 ? maxdiff < 1e-13
+                                  : differ < n / 10000 + 1 && maxdiff < 1e-2;
+      CHECK(ok,
             "rand %s %s: %lld of %lld differ (max %g)", names[dt], normal ? "normal" : "uniform",
             (long long)differ, (long long)n, maxdiff);
       if (normal) {
