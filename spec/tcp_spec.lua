@@ -1,0 +1,329 @@
+-- parx.tcp against real peers on 127.0.0.1 / ::1: parx servers answering
+-- python3 and nc clients, parx clients talking to parx servers in this VM
+-- and on workers, refused and timed-out connects, peers that close
+-- mid-read, cancelled readers, back-pressure and garbage collection.
+local tcp = parx.tcp
+local process = parx.process
+local PARX = arg and arg[-1] or "build/parx"
+
+-- A server that upper-cases each line it gets.
+local function upper_server()
+  return assert(tcp.listen("127.0.0.1", 0, function(s)
+    for line in function() return s:readline() end do
+      assert(s:write(line:upper() .. "\n"))
+    end
+  end))
+end
+
+-- A port on which nothing listens (bound then closed).
+local function dead_port()
+  local srv = assert(tcp.listen("127.0.0.1", 0, function() end))
+  local port = srv.port
+  srv:close()
+  parx.sleep(0.01) -- let the close reach the kernel
+  return port
+end
+
+describe("parx.tcp", function()
+  describe("a parx server", function()
+    it("answers a python3 socket client", function()
+      local srv = upper_server()
+      local code = [[
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"hello\nworld\n")
+f = s.makefile("rb")
+print(f.readline().decode().strip(), f.readline().decode().strip())
+]]
+      local r = assert(process.exec("python3", {"-c", code, tostring(srv.port)}, {timeout = 20}))
+      srv:close()
+      assert.equal(0, r.status)
+      assert.equal("HELLO WORLD\n", r.stdout)
+    end)
+
+    it("answers nc, which sends EOF after its input", function()
+      local srv = upper_server()
+      local r = assert(process.exec("nc", {"-N", "127.0.0.1", tostring(srv.port)},
+                                    {stdin = "one\r\ntwo\nthree", timeout = 20}))
+      srv:close()
+      assert.equal(0, r.status)
+      -- "\r\n" ends a line like "\n"; the last line needs no end of line.
+      assert.equal("ONE\nTWO\nTHREE\n", r.stdout)
+    end)
+
+    it("binds an ephemeral port, reports it and stops on close", function()
+      local srv = upper_server()
+      assert.is_true(srv.port > 0)
+      assert.equal("127.0.0.1", srv.host)
+      assert.is_false(srv.closed)
+      srv:close()
+      assert.is_true(srv.closed)
+      srv:close() -- idempotent
+      local c, msg, code = tcp.connect("127.0.0.1", srv.port)
+      assert.is_nil(c)
+      assert.equal("ECONNREFUSED", code)
+    end)
+
+    it("serves 50 clients at once, one task per connection", function()
+      local srv = upper_server()
+      local tasks = {}
+      for i = 1, 50 do
+        tasks[i] = parx.async(function()
+          local c = assert(tcp.connect("127.0.0.1", srv.port))
+          for j = 1, 20 do
+            assert(c:write("c" .. i .. "-" .. j .. "\n"))
+            assert.equal("C" .. i .. "-" .. j, c:readline())
+          end
+          c:close()
+          return i
+        end)
+      end
+      local results = parx.gather(tasks)
+      srv:close()
+      assert.equal(50, #results)
+      assert.equal(50, results[50])
+    end)
+
+    it("listens and connects over IPv6", function()
+      local srv, msg, code = tcp.listen("::1", 0, function(s) s:write("six\n") end)
+      if not srv then
+        pending("no IPv6 loopback here: " .. tostring(msg))
+        return
+      end
+      assert.equal("::1", srv.host)
+      local c = assert(tcp.connect("::1", srv.port))
+      assert.equal("six", c:readline())
+      local ip = c:peername()
+      assert.equal("::1", ip)
+      c:close()
+      srv:close()
+    end)
+
+    it("keeps running when a handler fails", function()
+      local n = 0
+      local srv = assert(tcp.listen("127.0.0.1", 0, function(s)
+        n = n + 1
+        if n == 1 then error("handler failure") end
+        s:write("ok\n")
+      end))
+      local a = assert(tcp.connect("127.0.0.1", srv.port))
+      assert.is_nil(a:read()) -- the failed handler's stream was closed
+      local b = assert(tcp.connect("127.0.0.1", srv.port))
+      assert.equal("ok", b:readline())
+      a:close(); b:close(); srv:close()
+    end)
+  end)
+
+  describe("streams", function()
+    it("read(n) returns n bytes across segments, read() what is there", function()
+      local srv = assert(tcp.listen("127.0.0.1", 0, function(s)
+        s:write("abc"); parx.sleep(0.02); s:write("defgh"); parx.sleep(0.02)
+        s:write("tail")
+      end))
+      local c = assert(tcp.connect("localhost", srv.port))
+      assert.equal("", c:read(0))
+      assert.equal("abcdef", c:read(6))
+      assert.equal("gh", c:read())
+      assert.equal("tail", c:read(100)) -- fewer only at the end
+      assert.is_nil(c:read())
+      assert.is_nil(c:readline())
+      c:close(); srv:close()
+    end)
+
+    it("returns what came before a peer closed mid-read, then nil", function()
+      local srv = assert(tcp.listen("127.0.0.1", 0, function(s)
+        s:write("line one\npartial")
+        -- the handler returns: the stream closes without finishing the line
+      end))
+      local c = assert(tcp.connect("127.0.0.1", srv.port))
+      assert.equal("line one", c:readline())
+      assert.equal("partial", c:readline())
+      assert.is_nil(c:readline())
+      assert.is_nil(c:read(10))
+      c:close(); srv:close()
+    end)
+
+    it("shutdown() sends EOF and keeps reading", function()
+      local srv = assert(tcp.listen("127.0.0.1", 0, function(s)
+        local got = {}
+        for chunk in function() return s:read() end do got[#got + 1] = chunk end
+        s:write("got " .. #table.concat(got) .. " bytes\n")
+      end))
+      local c = assert(tcp.connect("127.0.0.1", srv.port))
+      assert(c:write(string.rep("x", 1000)))
+      assert.is_true(c:shutdown())
+      assert.equal("got 1000 bytes", c:readline())
+      c:close(); srv:close()
+    end)
+
+    it("parks a writer while the peer does not read (back-pressure)", function()
+      local release = false
+      local received = 0
+      local srv = assert(tcp.listen("127.0.0.1", 0, function(s)
+        while not release do parx.sleep(0.01) end
+        for chunk in function() return s:read() end do received = received + #chunk end
+      end))
+      local c = assert(tcp.connect("127.0.0.1", srv.port))
+      local big = string.rep("0123456789abcdef", 4 * 1024 * 1024) -- 64 MiB
+      local writer = parx.async(function() return c:write(big) end)
+      parx.sleep(0.2)
+      assert.is_false(writer:done()) -- the kernel cannot take 64 MiB
+      release = true
+      assert.is_true(writer:join())
+      c:close()
+      while received < #big do parx.sleep(0.01) end
+      assert.equal(#big, received)
+      srv:close()
+    end)
+
+    it("a task cancelled while parked on a read releases the stream", function()
+      local go = parx.channel()
+      local srv = assert(tcp.listen("127.0.0.1", 0, function(s)
+        go:recv()
+        s:write("late\n")
+        go:recv()
+      end))
+      local c = assert(tcp.connect("127.0.0.1", srv.port))
+      local reader = parx.async(function() return c:readline() end)
+      parx.sleep(0.02)
+      reader:cancel()
+      assert.has_error(function() reader:join() end)
+      -- The stream is free again and nothing was lost.
+      go:send(true)
+      assert.equal("late", c:readline())
+      go:send(true)
+      c:close(); srv:close()
+    end)
+
+    it("parx.timeout around a read cancels it", function()
+      local srv = assert(tcp.listen("127.0.0.1", 0, function(s) s:read() end))
+      local c = assert(tcp.connect("127.0.0.1", srv.port))
+      local v, why = parx.timeout(0.05, function() return c:read() end)
+      assert.is_nil(v)
+      assert.equal("timeout", why)
+      c:close(); srv:close()
+    end)
+
+    it("close() wakes a parked reader with ECLOSED; later use raises", function()
+      local srv = assert(tcp.listen("127.0.0.1", 0, function(s) s:read() end))
+      local c = assert(tcp.connect("127.0.0.1", srv.port))
+      local reader = parx.async(function() return c:read() end)
+      parx.sleep(0.02)
+      c:close()
+      local v, msg, code = reader:join()
+      assert.is_nil(v)
+      assert.equal("CLOSED", code)
+      assert.is_true(c:closed())
+      assert.has_error(function() c:read() end, "attempt to use a closed stream")
+      assert.has_error(function() c:write("x") end, "attempt to use a closed stream")
+      assert.is_true(c:close()) -- idempotent
+      srv:close()
+    end)
+
+    it("a second concurrent reader is misuse", function()
+      local srv = assert(tcp.listen("127.0.0.1", 0, function(s) s:read() end))
+      local c = assert(tcp.connect("127.0.0.1", srv.port))
+      local reader = parx.async(function() return c:read() end)
+      parx.sleep(0.01)
+      assert.has_error(function() c:read() end, "stream is already being read by another task")
+      c:close()
+      reader:join()
+      srv:close()
+    end)
+
+    it("an unreachable stream is closed by the garbage collector", function()
+      local eof = parx.channel(1)
+      local srv = assert(tcp.listen("127.0.0.1", 0, function(s)
+        eof:send(s:read() == nil)
+      end))
+      do
+        local c = assert(tcp.connect("127.0.0.1", srv.port))
+        c = nil
+      end
+      collectgarbage(); collectgarbage()
+      assert.is_true(eof:recv())
+      srv:close()
+    end)
+  end)
+
+  describe("connect", function()
+    it("reports a refused connection", function()
+      local c, msg, code = tcp.connect("127.0.0.1", dead_port())
+      assert.is_nil(c)
+      assert.equal("ECONNREFUSED", code)
+      assert.equal("ECONNREFUSED: connection refused", msg)
+    end)
+
+    it("times out when the peer's accept queue is full", function()
+      local C = require "parx.c.tcp"
+      local srv = assert(C.listen("127.0.0.1", 0, 1)) -- never accepts
+      local held, code = {}, nil
+      for i = 1, 16 do
+        local c, _, err = tcp.connect("127.0.0.1", srv.port, {timeout = 0.2})
+        if not c then code = err break end
+        held[#held + 1] = c
+      end
+      assert.equal("ETIMEDOUT", code)
+      for _, c in ipairs(held) do c:close() end
+      srv:close()
+    end)
+
+    it("works from tasks on worker VMs", function()
+      local srv = upper_server()
+      local t = parx.spawn(function(port)
+        local c = assert(parx.tcp.connect("127.0.0.1", port))
+        c:write("from a worker\n")
+        local line = c:readline()
+        c:close()
+        return line
+      end, srv.port)
+      assert.equal("FROM A WORKER", t:join())
+      -- and a server on a worker, a client here
+      local ports = parx.channel(1)
+      local w = parx.spawn(function(ch)
+        local s = assert(parx.tcp.listen("127.0.0.1", 0, function(c)
+          c:write("worker says hi\n")
+        end))
+        ch:send(s.port)
+        parx.sleep(0.3)
+        s:close()
+        return true
+      end, ports)
+      local port = ports:recv()
+      local c = assert(tcp.connect("127.0.0.1", port))
+      assert.equal("worker says hi", c:readline())
+      c:close()
+      assert.is_true(w:join())
+      srv:close()
+    end)
+
+    it("raises on misuse", function()
+      assert.has_error(function() tcp.connect(42, 80) end)
+      assert.has_error(function() tcp.connect("127.0.0.1", 70000) end)
+      assert.has_error(function() tcp.connect("127.0.0.1", 80, {timeout = "soon"}) end)
+      assert.has_error(function() tcp.listen("127.0.0.1", 0, "not a function") end)
+      local srv = upper_server()
+      local c = assert(tcp.connect("127.0.0.1", srv.port))
+      assert.has_error(function() c:read(-1) end)
+      assert.has_error(function() c:write({}) end)
+      assert.has_error(function() c.read(42) end)
+      c:close(); srv:close()
+    end)
+  end)
+
+  it("leaves nothing open: a script with idle and cancelled streams ends", function()
+    local script = [[
+      local srv = parx.tcp.listen("127.0.0.1", 0, function(s) parx.sleep(0.1) end)
+      local idle = parx.tcp.connect("127.0.0.1", srv.port)
+      local c = parx.tcp.connect("127.0.0.1", srv.port)
+      local t = parx.async(function() return c:read() end)
+      parx.sleep(0.02)
+      t:cancel()
+      srv:close()
+      print("ended")
+    ]]
+    local r = assert(process.exec(PARX, {"-e", script}, {timeout = 20}))
+    assert.equal("ended\n", r.stdout)
+    assert.equal(0, r.status)
+  end)
+end)
