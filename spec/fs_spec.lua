@@ -288,4 +288,31 @@ describe("parx.fs", function()
       end
     end)
   end)
+
+  describe("the checksum example", function()
+    it("matches zlib's adler32 end to end", function()
+      local bin = os.getenv("PARX_BIN") or "build/parx"
+      local blob = {}
+      for i = 1, 3000 do blob[i] = string.char((i * 7919) % 256) end
+      blob = table.concat(blob)
+      fs.writefile(path("one"), blob:rep(700)) -- 2.1 MB: several chunks
+      fs.writefile(path("two"), "Wikipedia")
+      fs.writefile(path("empty"), "")
+      local r = parx.process.exec(bin, {"scripts/examples/checksum.lua", dir}, {timeout = 60})
+      assert.is_table(r)
+      assert.equal(0, r.status)
+      local mine = {}
+      for sum, name in r.stdout:gmatch("(%x+)%s+%d+%s+%S+/(%S+)\n") do mine[name] = sum end
+      assert.equal("11e60398", mine.two)
+      assert.equal("00000001", mine.empty)
+      local py = parx.process.exec("python3", {"-c", [[
+import sys, zlib
+print("%08x" % zlib.adler32(open(sys.argv[1], "rb").read()))]], path("one")})
+      if py and py.status == 0 then
+        assert.equal(py.stdout:gsub("%s+$", ""), mine.one)
+      else
+        pending("python3 not available to cross-check")
+      end
+    end)
+  end)
 end)
