@@ -17,6 +17,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "chan.h"
 
@@ -256,9 +259,10 @@ void px_chan_wake_all(px_sel *list) {
       list->host_done = 1;
       pthread_cond_signal(list->host_cond);
       pthread_mutex_unlock(list->host_lock);
-    } else {
+    } else if (atomic_load_explicit(&list->spin, memory_order_acquire) == 0 ||
+               atomic_exchange(&list->spin, 2) != 1) {
       px_wake(&list->w);
-    }
+    } /* else the owner is still spinning: it sees 2 and needs no wake */
     list = next;
   }
 }
@@ -269,6 +273,7 @@ px_sel *px_sel_new(int kind, int n) {
   px_sel *sel = calloc(1, sizeof *sel + (size_t)n * sizeof(px_entry));
   if (!sel) return NULL;
   atomic_init(&sel->fired, 0);
+  atomic_init(&sel->spin, 0);
   sel->kind = kind;
   sel->index = -2;
   sel->n = n;
@@ -435,6 +440,8 @@ px_chan *px_chan_new(long cap) {
   pthread_mutex_init(&ch->lock, &attr);
   pthread_mutexattr_destroy(&attr);
   ch->cap = cap;
+  atomic_init(&ch->spin_credit, 4);
+  atomic_init(&ch->spin_probe, 0);
   return ch;
 }
 
@@ -475,8 +482,80 @@ static int raise_status(lua_State *L, int r) {
   return luaL_error(L, "not enough memory");
 }
 
+/* ---- spinning before parking ------------------------------------------------ */
+
+/* A wake-up across threads costs a write to the VM's eventfd and an epoll
+ * round trip on the other side, 10-30 us; a counterpart running on another
+ * worker usually acts sooner than that (a producer's next send, the other
+ * end of a ping-pong).  So a task about to park first spins, up to
+ * SPIN_NS, watching its sel: a waker that finds it spinning completes the
+ * hand-off and swaps sel->spin from 1 to 2 instead of calling px_wake, and
+ * the task goes on without ever parking.  Whoever swaps first decides: the
+ * task's own swap to 0 when it gives up means a px_wake is coming.
+ *
+ * Spinning is wasted when the counterpart cannot run meanwhile (an async
+ * task of the same VM, an idle producer), so each channel keeps a credit:
+ * a spin that ends in a hand-off refills it, one that times out costs one,
+ * and at zero only one park in 32 tries spinning again: a futile spin costs
+ * SPIN_NS 16 times, then SPIN_NS/32 per park.  Never on one CPU. */
+#define SPIN_NS 50000
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+static int ncpus(void) {
+  static atomic_int n;
+  int v = atomic_load_explicit(&n, memory_order_relaxed);
+  if (!v) {
+    long c = sysconf(_SC_NPROCESSORS_ONLN);
+    v = c > 0 ? (int)c : 1;
+    atomic_store_explicit(&n, v, memory_order_relaxed);
+  }
+  return v;
+}
+
+static int should_spin(px_chan *ch) {
+  if (ncpus() < 2) return 0;
+  if (atomic_load_explicit(&ch->spin_credit, memory_order_relaxed) > 0) return 1;
+  return (atomic_fetch_add_explicit(&ch->spin_probe, 1, memory_order_relaxed) & 31) == 0;
+}
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Spin until a waker completed sel or SPIN_NS passed.  1: completed, no
+ * wake-up will come; 0: park (a wake-up will come). */
+static int spin_wait(px_chan *ch, px_sel *sel) {
+  uint64_t start = now_ns();
+  for (unsigned i = 1;; i++) {
+    if (atomic_load_explicit(&sel->spin, memory_order_acquire) == 2) break;
+    cpu_relax();
+    if ((i & 63) == 0) {
+      uint64_t spent = now_ns() - start;
+      if (spent > SPIN_NS) break;
+      /* Past a few microseconds the counterpart may be waiting for a CPU
+       * (more runnable threads than cores): offer ours. */
+      if (spent > 3000) sched_yield();
+    }
+  }
+  int done = atomic_exchange(&sel->spin, 0) == 2;
+  int credit = atomic_load_explicit(&ch->spin_credit, memory_order_relaxed);
+  if (done) credit = 16;
+  else if (credit > 0) credit--;
+  atomic_store_explicit(&ch->spin_credit, credit, memory_order_relaxed);
+  return done;
+}
+
 /* The slow path of send and recv: prepare, look again (someone may have
- * come while the lock was released), then queue and park. */
+ * come while the lock was released), then queue, spin a little, park. */
 static int park_op(lua_State *L, px_chan *ch, int kind, px_slot *v) {
   px_sel *sel = px_sel_new(kind, 1);
   if (!sel) {
@@ -500,7 +579,14 @@ static int park_op(lua_State *L, px_chan *ch, int kind, px_slot *v) {
   if (r == 0) {
     px_chan_enqueue_locked(ch, e);
     sel->queued = 1;
+    int spin = should_spin(ch);
+    if (spin) atomic_store_explicit(&sel->spin, 1, memory_order_relaxed);
     pthread_mutex_unlock(&ch->lock);
+    if (spin && spin_wait(ch, sel)) {
+      int n = push_outcome(L, sel);
+      px_sel_finish(sel);
+      return n;
+    }
     return px_park(L, &sel->w);
   }
   pthread_mutex_unlock(&ch->lock);

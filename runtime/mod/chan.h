@@ -74,6 +74,8 @@ typedef struct px_chan {
   size_t ringsize, head, count;
   int closed;
   px_waitq recvq, sendq;
+  atomic_int spin_credit; /* adaptive spinning before parking (chan.c) */
+  atomic_uint spin_probe;
 } px_chan;
 
 extern px_shared_type px_chan_type;
@@ -105,6 +107,8 @@ struct px_sel {
   px_slot got;           /* recv: the value received */
   px_sel *wake_next;     /* a waker's local list, after it fired the sel */
   int queued;            /* entries were put in channel queues */
+  atomic_int spin;       /* 1: the owner spins before parking; a waker
+                            that swaps in 2 skips px_wake (chan.c) */
   int has_timer;
   uv_timer_t timer;
   /* Host waiters block on a condition variable instead of parking. */
