@@ -94,7 +94,9 @@ px_array *px_array_new(int dtype, int ndim, const int64_t *shape) {
     if (shape[d] != 0 && n > MAX_ELEMENTS / shape[d]) return NULL;
     n *= shape[d];
   }
-  if ((uint64_t)n > SIZE_MAX / size - 64) return NULL;
+  /* Nothing beyond a 47-bit user address space can succeed; refusing it
+   * here also keeps sanitizer allocators from aborting on absurd sizes. */
+  if ((uint64_t)n > (((uint64_t)1 << 47) - 64) / size) return NULL;
   /* Round up to the alignment (aligned_alloc wants a multiple) and never
    * allocate 0 bytes, so data is a valid pointer even for empty arrays. */
   size_t bytes = ((size_t)n * size + 63) & ~(size_t)63;
