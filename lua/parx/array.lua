@@ -7,6 +7,24 @@
 --   local d = a.data  -- double*, 0-based: d[0] .. d[#a - 1], C speed
 --   parx.array.from("int32", {{1, 2}, {3, 4}})
 --
+-- The whole face:
+--   parx.array(dtype, shape)      shape: a number or a table of 1..8 dims >= 0
+--   parx.array.from(dtype, tbl)   nested tables -> N-D (shape from tbl[1]...)
+--   parx.array.live()             live arrays in the process (all VMs)
+--   parx.array.is(x)              whether x is an array
+--   parx.array.dtypes             the dtype names
+--   a:get(i) / a:get(i1, ..., iN)          a:set(i, v) / a:set(i1, ..., iN, v)
+--   a:shape() -> new table {d1, ..., dN}   a:ndim()   a:dtype() -> "float64"
+--   #a, a:size() -> element count          a:itemsize() -> bytes per element
+--   a:fill(v) -> a   a:totable() -> nested tables   a:copy() -> new array
+--   tostring(a) -> "parx.array(int32, 2x2) {{1, 2}, {3, 4}}" (long dims cut)
+--   integer dtypes only: a:atomic_add(i.., delta) -> new value (wraps),
+--   a:atomic_cas(i.., old, new) -> swapped?, a:atomic_get(i..)
+--   a.data            0-based pointer of the element type (uint16_t* for
+--                     float16/bfloat16), no bounds checks
+-- Indices are 1-based: one flat index (row-major order) or exactly ndim
+-- indices; anything else (out of range, fractional, wrong count) raises.
+--
 -- An array is FFI cdata: a pointer to the C struct px_array (see
 -- runtime/mod/array.h) with an ffi.metatype.  Each dtype has its own struct
 -- type of the same layout, so that `a.data` is already a pointer of the
