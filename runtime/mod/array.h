@@ -38,9 +38,13 @@ int px_dtype_from_name(const char *name); /* -1 if unknown */
  * (checked by the caller). */
 px_array *px_array_new(int dtype, int ndim, const int64_t *shape);
 
-/* Push the Lua face of a (takes over one reference). */
+/* Push the Lua face of a (takes over one reference).  Loads parx.array in
+ * L's VM if needed; may raise (out of memory), releasing the reference
+ * first. */
 void px_array_push(lua_State *L, px_array *a);
-/* The array at idx (raises a type error if it is not one); no new ref. */
+/* The array at idx (raises a type error if it is not one); no new ref.
+ * Both call the Lua cdata hook of L's VM, so use them from Lua C functions
+ * on the VM's thread (not from callbacks). */
 px_array *px_array_check(lua_State *L, int idx);
 px_array *px_array_test(lua_State *L, int idx); /* NULL if not an array */
 
