@@ -33,6 +33,27 @@ describe("parx.timer", function()
     assert.same({0, 10, 20, 30}, order)
   end)
 
+  it("does not let a parking callback delay the others", function()
+    local log = {}
+    parx.timer(0, function()
+      log[#log + 1] = "a start"
+      parx.sleep(0.1)
+      log[#log + 1] = "a end"
+    end)
+    parx.timer(0, function() log[#log + 1] = "b" end)
+    parx.timer(0.01, function() log[#log + 1] = "c" end)
+    assert.is_true(wait_until(function() return #log == 4 end))
+    assert.same({"a start", "b", "c", "a end"}, log)
+  end)
+
+  it("keeps firing after a callback raised", function()
+    local n = 0
+    parx.timer(0, function() error("boom") end)
+    parx.timer(0, function() n = n + 1 end)
+    parx.timer(0.005, function() n = n + 1 end)
+    assert.is_true(wait_until(function() return n == 2 end))
+  end)
+
   it("does not fire once stopped", function()
     local fired = false
     local t = parx.timer(0.02, function() fired = true end)
