@@ -85,6 +85,13 @@ px_devarray *px_devarray_new(lua_State *L, int dtype, int ndim, const int64_t *s
   size_t bytes = px_devarray_bytes(d);
   if (b->cuda) {
     int rc = b->cuda->alloc(&d->ptr, bytes);
+    if (rc == PXC_ENOMEM) {
+      /* Lua's collector does not know how much device memory a proxy
+       * holds, so garbage arrays may be what fills the GPU: collect this
+       * VM's garbage (their frees are queued) and try once more. */
+      lua_gc(L, LUA_GCCOLLECT, 0);
+      rc = b->cuda->alloc(&d->ptr, bytes);
+    }
     if (rc) {
       free(d);
       px_gpu_raise(L, "gpu array", NULL);
@@ -208,8 +215,7 @@ static int devarray_download(lua_State *L) {
   } else {
     px_shared_retain(&out->hdr);
   }
-  op->result = &out->hdr; /* the op owns this reference */
-  op->result_is_array = 1;
+  px_gpu_op_set_result(L, op, &out->hdr, 1); /* takes the reference */
   px_gpu_op_hold(op, &d->hdr);
   int rc = px_gpu_backend_get()->cuda->download(out->data, d->ptr, bytes);
   if (rc) return px_gpu_raise(L, "download", op);
@@ -271,7 +277,7 @@ static int gpu_upload(lua_State *L) {
     return 1;
   }
   px_gpu_op *op = px_gpu_op_new(L);
-  op->result = &d->hdr;
+  px_gpu_op_set_result(L, op, &d->hdr, 0);
   px_gpu_op_hold(op, &a->hdr);
   int rc = px_gpu_backend_get()->cuda->upload(d->ptr, a->data, bytes);
   if (rc) return px_gpu_raise(L, "upload", op);

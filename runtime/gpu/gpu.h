@@ -84,9 +84,12 @@ struct px_gpu_op {
   px_wait wait;
   px_shared *holds[PX_GPU_MAXHOLD];
   int nholds;
-  px_shared *result;      /* pushed on delivery (one more reference), or */
-  int result_is_array;    /* 1: host px_array, 0: device array */
-  double number;          /* pushed when result is NULL and has_number */
+  /* The result value, made before parking (px_gpu_op_set_result) and
+   * anchored in the registry: delivery only moves it onto the task's
+   * stack, since nothing may be called on a suspended coroutine. */
+  int result_ref;         /* LUA_NOREF: none */
+  lua_State *vm_state;    /* whose registry holds result_ref */
+  double number;          /* pushed when there is no result and has_number */
   int has_number;
   /* CPU work for the libuv thread pool (NULL for GPU ops); it may set
    * error, which the task then raises. */
@@ -98,6 +101,9 @@ struct px_gpu_op {
 
 px_gpu_op *px_gpu_op_new(lua_State *L);
 void px_gpu_op_hold(px_gpu_op *op, px_shared *obj);
+/* Make obj (one reference, taken over) the op's result: a host px_array
+ * when is_array, else a device array. */
+void px_gpu_op_set_result(lua_State *L, px_gpu_op *op, px_shared *obj, int is_array);
 /* Queue the completion after the GPU work queued so far and park the
  * calling task (or block the thread when not inside a task).  Returns the
  * number of results for the C function to return. */

@@ -153,8 +153,7 @@ static int gpu_matmul(lua_State *L) {
     g.b = B.ptr;
     g.c = out_ptr;
     px_gpu_op *op = px_gpu_op_new(L);
-    op->result = out;
-    op->result_is_array = !A.is_device;
+    px_gpu_op_set_result(L, op, out, !A.is_device);
     op->work = cpu_gemm_work;
     op->gemm = g;
     px_gpu_op_hold(op, A.obj);
@@ -180,14 +179,13 @@ static int gpu_matmul(lua_State *L) {
       return 1;
     }
     px_gpu_op *op = px_gpu_op_new(L);
-    op->result = out;
+    px_gpu_op_set_result(L, op, out, 0);
     return px_gpu_op_finish(L, op);
   }
 
   /* ---- host arrays on the GPU: staged through device temporaries ---- */
   px_gpu_op *op = px_gpu_op_new(L);
-  op->result = out;
-  op->result_is_array = 1;
+  px_gpu_op_set_result(L, op, out, 1);
   px_gpu_op_hold(op, A.obj);
   px_gpu_op_hold(op, B.obj);
   size_t esize = px_dtype_size(dtype);

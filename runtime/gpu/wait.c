@@ -25,6 +25,7 @@ px_gpu_op *px_gpu_op_new(lua_State *L) {
   if (px_task_current(L)) px_check_can_park(L);
   px_gpu_op *op = calloc(1, sizeof *op);
   if (!op) luaL_error(L, "out of memory");
+  op->result_ref = LUA_NOREF;
   return op;
 }
 
@@ -35,21 +36,27 @@ void px_gpu_op_hold(px_gpu_op *op, px_shared *obj) {
   }
 }
 
+void px_gpu_op_set_result(lua_State *L, px_gpu_op *op, px_shared *obj, int is_array) {
+  if (is_array)
+    px_array_push(L, (px_array *)obj);
+  else
+    px_devarray_push(L, (px_devarray *)obj);
+  op->vm_state = px_vm_state(px_vm_of(L));
+  op->result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* VM thread (any state of the VM). */
 void px_gpu_op_abandon(px_gpu_op *op) {
   for (int i = 0; i < op->nholds; i++) px_shared_release(op->holds[i]);
-  if (op->result) px_shared_release(op->result);
+  if (op->result_ref != LUA_NOREF) luaL_unref(op->vm_state, LUA_REGISTRYINDEX, op->result_ref);
   free(op);
 }
 
 /* Push the op's result on L and free the op. */
 static int push_result(lua_State *L, px_gpu_op *op) {
   int nresults = 0;
-  if (op->result) {
-    if (op->result_is_array)
-      px_array_push(L, (px_array *)op->result);
-    else
-      px_devarray_push(L, (px_devarray *)op->result);
-    op->result = NULL; /* pushed: the reference went to the Lua value */
+  if (op->result_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, op->result_ref);
     nresults = 1;
   } else if (op->has_number) {
     lua_pushnumber(L, op->number);
