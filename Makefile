@@ -210,6 +210,13 @@ help::
 
 # ---- IO ----------------------------------------------------------------
 
+# 100,000 timers of 0..10 ms: parx vs Node.js and Python asyncio.
+.PHONY: bench-io-timers
+bench-io-timers: all
+	$(Q)scripts/bench/timers.sh $(BUILD)
+help::
+	@echo "make bench-io-timers  100,000 timers: parx vs Node.js and asyncio"
+
 # ---- GPU ----------------------------------------------------------------
 #
 # build/parx_cuda.so: kernels/*.cu plus the cuBLAS glue, built by nvcc when
