@@ -1,0 +1,264 @@
+-- parx.http against real servers on 127.0.0.1: python3 -m http.server
+-- (started by the spec on a free port and killed after), python3 serving
+-- HTTPS with a throwaway self-signed certificate, and a small HTTP/1.1
+-- server written with parx.tcp for what http.server cannot do (echoing
+-- requests, never answering, hundreds of clients at once).
+local http = parx.http
+local tcp = parx.tcp
+
+local function sh(cmd)
+  local f = assert(io.popen(cmd))
+  local out = f:read("*a")
+  f:close()
+  return (out:gsub("%s+$", ""))
+end
+
+local function free_port()
+  local srv = assert(tcp.listen("127.0.0.1", 0, function() end))
+  local port = srv.port
+  srv:close()
+  return port
+end
+
+-- Wait until something accepts connections on port (at most ~10 s).
+local function wait_ready(port)
+  for _ = 1, 200 do
+    local c = tcp.connect("127.0.0.1", port)
+    if c then c:close() return true end
+    parx.sleep(0.05)
+  end
+  error("server on port " .. port .. " did not start")
+end
+
+-- Start cmd in the background; returns its pid.
+local function background(cmd)
+  return sh(cmd .. " >/dev/null 2>&1 & echo $!")
+end
+
+-- A parx HTTP/1.1 server, one request per connection (with keep-alive,
+-- libcurl's connection cache would hold the handlers' streams open, and
+-- so the script, until the VM closes), Content-Length bodies.
+--   /hello     -> 200 "hello"
+--   /echo      -> 200, the method, x-test header and body, as text
+--   /redirect  -> 302 to /hello
+--   /silent    -> reads the request and never answers
+local function parx_http_server()
+  return assert(tcp.listen("127.0.0.1", 0, function(s)
+    do
+      local line = s:readline()
+      if not line or line == "" then return end
+      local method, path = line:match("^(%S+) (%S+)")
+      local headers = {}
+      for h in function() return s:readline() end do
+        if h == "" then break end
+        local k, v = h:match("^([^:]+):%s*(.*)$")
+        if k then headers[k:lower()] = v end
+      end
+      local body = ""
+      local len = tonumber(headers["content-length"] or 0)
+      if len > 0 then body = s:read(len) end
+      if path == "/silent" then
+        s:read() -- until the client goes away
+        return
+      end
+      local status, extra, out = "200 OK", "", ""
+      if path == "/hello" then
+        out = "hello"
+      elseif path == "/echo" then
+        out = method .. "|" .. (headers["x-test"] or "") .. "|" .. body
+      elseif path == "/redirect" then
+        status, extra = "302 Found", "Location: /hello\r\n"
+      else
+        status, out = "404 Not Found", "no such path"
+      end
+      s:write("HTTP/1.1 " .. status .. "\r\n" .. extra ..
+              "Content-Type: text/plain\r\nX-Multi: a\r\nX-Multi: b\r\n" ..
+              "Connection: close\r\n" ..
+              "Content-Length: " .. #out .. "\r\n\r\n" .. out)
+      return
+    end
+  end))
+end
+
+describe("parx.http", function()
+  describe("against python3 -m http.server", function()
+    local dir, pid, base
+
+    setup(function()
+      dir = sh("mktemp -d")
+      local f = assert(io.open(dir .. "/a.txt", "w"))
+      f:write("hello from a file\n")
+      f:close()
+      os.execute("mkdir -p " .. dir .. "/sub")
+      local port = free_port()
+      pid = background("exec python3 -m http.server " .. port ..
+                       " --bind 127.0.0.1 --directory " .. dir)
+      wait_ready(port)
+      base = "http://127.0.0.1:" .. port
+    end)
+
+    teardown(function()
+      if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
+      if dir then os.execute("rm -rf " .. dir) end
+    end)
+
+    it("gets a file with status, headers and body", function()
+      local r = assert(http.get(base .. "/a.txt"))
+      assert.equal(200, r.status)
+      assert.equal("hello from a file\n", r.body)
+      assert.equal("18", r.headers["content-length"])
+      assert.equal("text/plain", r.headers["content-type"])
+      assert.equal(base .. "/a.txt", r.url)
+    end)
+
+    it("returns error statuses as responses", function()
+      local r = assert(http.get(base .. "/missing"))
+      assert.equal(404, r.status)
+      local r2 = assert(http.request{method = "DELETE", url = base .. "/a.txt"})
+      assert.equal(501, r2.status)
+    end)
+
+    it("follows redirects unless told not to", function()
+      local r = assert(http.get(base .. "/sub"))
+      assert.equal(200, r.status)
+      assert.equal(base .. "/sub/", r.url)
+      local r2 = assert(http.get(base .. "/sub", {follow = false}))
+      assert.equal(301, r2.status)
+      assert.equal("/sub/", r2.headers["location"])
+    end)
+
+    it("does HEAD requests", function()
+      local r = assert(http.request{method = "HEAD", url = base .. "/a.txt"})
+      assert.equal(200, r.status)
+      assert.equal("", r.body)
+      assert.equal("18", r.headers["content-length"])
+    end)
+
+    it("fetches concurrently with async + gather, and from a worker", function()
+      local tasks = {}
+      for i = 1, 20 do tasks[i] = parx.async(http.get, base .. "/a.txt") end
+      for _, r in ipairs(parx.gather(tasks)) do
+        assert.equal("hello from a file\n", r.body)
+      end
+      local t = parx.spawn(function(url) return parx.http.get(url).status end, base .. "/a.txt")
+      assert.equal(200, t:join())
+    end)
+  end)
+
+  describe("against a parx server", function()
+    local srv, base
+    setup(function()
+      srv = parx_http_server()
+      base = "http://127.0.0.1:" .. srv.port
+    end)
+    teardown(function() srv:close() end)
+
+    it("sends methods, headers and bodies", function()
+      local r = assert(http.request{
+        method = "PUT", url = base .. "/echo",
+        headers = {["X-Test"] = "yes"}, body = "payload",
+      })
+      assert.equal(200, r.status)
+      assert.equal("PUT|yes|payload", r.body)
+      local p = assert(http.post(base .. "/echo", string.rep("b", 5000),
+                                 {headers = {"X-Test: list form"}}))
+      assert.equal("POST|list form|" .. string.rep("b", 5000), p.body)
+      assert.equal("a, b", p.headers["x-multi"])
+    end)
+
+    it("runs 200 requests at once in one VM", function()
+      local tasks = {}
+      for i = 1, 200 do tasks[i] = parx.async(http.get, base .. "/hello") end
+      local ok = 0
+      for _, r in ipairs(parx.gather(tasks)) do
+        if r.status == 200 and r.body == "hello" then ok = ok + 1 end
+      end
+      assert.equal(200, ok)
+    end)
+
+    it("follows a redirect to the same server", function()
+      local r = assert(http.get(base .. "/redirect"))
+      assert.equal("hello", r.body)
+      assert.equal(base .. "/hello", r.url)
+    end)
+
+    it("times out with ETIMEDOUT", function()
+      local r, msg, code = http.get(base .. "/silent", {timeout = 0.2})
+      assert.is_nil(r)
+      assert.equal("ETIMEDOUT", code)
+      assert.is_truthy(msg:match("^ETIMEDOUT: "))
+    end)
+
+    it("a cancelled request frees its transfer", function()
+      local v, why = parx.timeout(0.1, http.get, base .. "/silent")
+      assert.is_nil(v)
+      assert.equal("timeout", why)
+      assert.equal("hello", http.get(base .. "/hello").body)
+    end)
+  end)
+
+  it("reports a refused connection", function()
+    local r, msg, code = http.get("http://127.0.0.1:" .. free_port() .. "/")
+    assert.is_nil(r)
+    assert.equal("ECONNREFUSED", code)
+    assert.equal("ECONNREFUSED: connection refused", msg)
+  end)
+
+  it("reports a malformed URL as an HTTP error", function()
+    local r, msg, code = http.get("nosuchscheme://127.0.0.1/")
+    assert.is_nil(r)
+    assert.equal("HTTP", code)
+    assert.is_string(msg)
+  end)
+
+  it("speaks HTTPS where libcurl has TLS", function()
+    if http.info().ssl == "" then pending("libcurl has no TLS") return end
+    if sh("command -v openssl") == "" then pending("no openssl to make a certificate") return end
+    local dir = sh("mktemp -d")
+    os.execute("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost" ..
+               " -keyout " .. dir .. "/key.pem -out " .. dir .. "/cert.pem >/dev/null 2>&1")
+    local f = assert(io.open(dir .. "/index.html", "w"))
+    f:write("secure\n")
+    f:close()
+    local port = free_port()
+    local code = table.concat({
+      "import http.server, ssl, functools, sys",
+      "h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[2])",
+      "s = http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), h)",
+      "c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)",
+      "c.load_cert_chain(sys.argv[2] + '/cert.pem', sys.argv[2] + '/key.pem')",
+      "s.socket = c.wrap_socket(s.socket, server_side=True)",
+      "s.serve_forever()",
+    }, "\n")
+    local pyfile = dir .. "/serve.py"
+    f = assert(io.open(pyfile, "w"))
+    f:write(code)
+    f:close()
+    local pid = background("exec python3 " .. pyfile .. " " .. port .. " " .. dir)
+    local ok, err = pcall(function()
+      wait_ready(port)
+      local url = "https://127.0.0.1:" .. port .. "/index.html"
+      local r, msg, c = http.get(url) -- self-signed: refused by default
+      assert.is_nil(r)
+      assert.equal("HTTP", c)
+      r = assert(http.get(url, {verify = false}))
+      assert.equal(200, r.status)
+      assert.equal("secure\n", r.body)
+    end)
+    os.execute("kill " .. pid .. " 2>/dev/null")
+    os.execute("rm -rf " .. dir)
+    assert(ok, err)
+  end)
+
+  it("raises on misuse", function()
+    assert.has_error(function() http.get(42) end)
+    assert.has_error(function() http.get("http://127.0.0.1/", "opts") end)
+    assert.has_error(function() http.request("http://127.0.0.1/") end)
+    assert.has_error(function() http.request{} end)
+    assert.has_error(function() http.request{url = "http://x/", timeout = -1} end)
+    assert.has_error(function() http.request{url = "http://x/", headers = "x"} end)
+    assert.has_error(function()
+      http.request{url = "http://x/", headers = {["X-Evil"] = "a\r\nInjected: yes"}}
+    end)
+  end)
+end)
