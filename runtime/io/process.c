@@ -144,7 +144,7 @@ static int satisfied(const pipe_end *e) {
   switch (e->read_mode) {
   case READ_CHUNK: return buffered(e) > 0;
   case READ_N: return buffered(e) >= e->want;
-  case READ_LINE: return memchr(e->buf + e->start, '\n', buffered(e)) != NULL;
+  case READ_LINE: return buffered(e) > 0 && memchr(e->buf + e->start, '\n', buffered(e)) != NULL;
   default: return 0; /* READ_ALL waits for EOF */
   }
 }
