@@ -1,2 +1,377 @@
--- parx.pool: placeholder until the module lands.
-return require "parx.c.pool"
+-- parx.pool: map, imap, imap_unordered, starmap, reduce and parallel_for
+-- over the runtime's workers.
+--
+-- Every call is one job (runtime/mod/pool.c): the function is marshalled
+-- once, the input is cut into chunks that the caller marshals and publishes
+-- one by one, and one runner task per worker claims chunks until none are
+-- left.  The caller parks on the job until the chunk it reads next is done.
+--
+-- Results keep their positions, nil included: map returns the result table
+-- and the item count (`local r, n = pool.map(f, xs)`); the iterators yield
+-- `index, value` pairs so a nil value does not end a for loop.
+--
+-- A runner whose caller stops reading (an error, a timeout, a loop left
+-- early) finishes the chunk in hand and stops; chunks nobody claimed are
+-- dropped.  Tasks the mapped function itself spawned are not cancelled with
+-- it (like any spawned task they run to the end unless cancelled).
+local c = require "parx.c.pool"
+local task = require "parx.task"
+local tnew = require "table.new"
+
+local spawn, now = task.spawn, task.now
+local put, ready, wait, take = c.put, c.ready, c.wait, c.take
+local claim, finish, fail = c.claim, c.finish, c.fail
+local ceil, floor, min, max = math.ceil, math.floor, math.min, math.max
+local error, type, select, tostring, unpack = error, type, select, tostring, unpack
+local traceback = debug.traceback
+local MAP, STARMAP, REDUCE, FOR = c.MAP, c.STARMAP, c.REDUCE, c.FOR
+
+local M = {}
+
+M.submit = task.spawn
+
+-- size() -> the number of worker threads
+M.size = c.workers
+
+-- ---------------------------------------------------------------------------
+-- Runners (worker side).
+--
+-- The loop bodies are compiled afresh for every runner: a job's function is
+-- a new prototype in each worker, and a loop shared by all jobs would
+-- collect one side trace per job until LuaJIT gave up compiling it.
+
+local BODIES = {
+  [MAP] = [[
+    local tnew = ...
+    return function(fn, items, n)
+      local out = tnew(n, 0)
+      for i = 1, n do out[i] = fn(items[i]) end
+      return out
+    end]],
+  [STARMAP] = [[
+    local tnew, unpack = ...
+    return function(fn, items, n)
+      local out = tnew(n, 0)
+      for i = 1, n do
+        local args = items[i]
+        out[i] = fn(unpack(args, 1, args.n or #args))
+      end
+      return out
+    end]],
+  [REDUCE] = [[
+    return function(fn, items, n)
+      local acc = items[1]
+      for i = 2, n do acc = fn(acc, items[i]) end
+      return acc
+    end]],
+  [FOR] = [[
+    return function(fn, lo, hi) return (fn(lo, hi)) end]],
+}
+local body_code = {}
+for mode, src in pairs(BODIES) do
+  body_code[mode] = string.dump(assert(loadstring(src, "=parx.pool")))
+end
+
+-- The message handler: the worker's traceback travels with the message.
+local function handler(e)
+  if type(e) == "string" then return traceback(e, 2) end
+  return e
+end
+
+-- The body of a runner task: claim chunks until the job has none left.
+function M._run(job)
+  local ok, fn, mode = pcall(c.fn, job)
+  if not ok then
+    c.abort(job, "parx.pool: cannot start the function on a worker: " .. tostring(fn))
+    return
+  end
+  local body = loadstring(body_code[mode], "=parx.pool")(tnew, unpack)
+  while true do
+    local k, a, b = claim(job)
+    while k == false do k, a, b = claim(job) end
+    if not k then return end
+    local done, r = xpcall(body, handler, fn, a, b)
+    if done then finish(job, k, r) else fail(job, k, r) end
+  end
+end
+
+-- What parx.spawn sends: no upvalues, so it marshals in a few bytes.
+local function runner_main(job)
+  return require("parx.pool")._run(job)
+end
+
+-- ---------------------------------------------------------------------------
+-- Caller side.
+
+local function callable(v)
+  if type(v) == "function" then return true end
+  local mt = getmetatable(v)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
+local function check_opts(name, opts, argn)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    error(("bad argument #%d to '%s' (table expected, got %s)"):format(argn, name, type(opts)), 3)
+  end
+  local cs = opts.chunksize
+  if cs ~= nil and (type(cs) ~= "number" or cs < 1 or cs ~= floor(cs)) then
+    error(("%s: opts.chunksize must be a positive integer"):format(name), 3)
+  end
+  local t = opts.timeout
+  if t ~= nil and (type(t) ~= "number" or t ~= t or t < 0) then
+    error(("%s: opts.timeout must be a non-negative number of seconds"):format(name), 3)
+  end
+  return opts
+end
+
+-- Python's rule, about four chunks per worker, capped at MAX_CHUNK items:
+-- LuaJIT maps arrays over 128 KiB straight from the system, so a bigger
+-- chunk table is fresh memory to fault in on every chunk in every VM, which
+-- costs more than the extra chunks.
+local MAX_CHUNK = 8192
+local function default_chunksize(n, workers)
+  local per = workers * 4
+  local cs = floor(n / per)
+  if n % per ~= 0 then cs = cs + 1 end
+  return min(max(cs, 1), MAX_CHUNK)
+end
+
+-- The progress bar: count, rate and ETA on stderr, only on a terminal.
+local function bar_new(name, total, opts)
+  if not opts.progress or total == 0 or not c.isatty(2) then return nil end
+  return {name = type(opts.progress) == "string" and opts.progress or name,
+          total = total, start = now(), last = 0}
+end
+
+local function bar_draw(bar, done, final)
+  local t = now()
+  if not final and t - bar.last < 0.1 then return end
+  bar.last = t
+  local el = t - bar.start
+  local rate = el > 0 and done / el or 0
+  local eta = rate > 0 and (bar.total - done) / rate or 0
+  local width = 30
+  local fill = floor(width * done / bar.total)
+  local function si(x)
+    if x >= 1e6 then return ("%.1fM"):format(x / 1e6) end
+    if x >= 1e3 then return ("%.1fk"):format(x / 1e3) end
+    return ("%.0f"):format(x)
+  end
+  io.stderr:write(("\r%s [%s%s] %d/%d %3d%% %s/s ETA %.1fs%s"):format(
+    bar.name, ("#"):rep(fill), ("-"):rep(width - fill), done, bar.total,
+    floor(100 * done / bar.total), si(rate), final and 0 or eta, final and "\n" or " "))
+  io.stderr:flush()
+end
+
+-- A running job as the caller sees it.
+local function start(name, mode, fn, nchunks, opts, total, ...)
+  local ok, owner = pcall(c.new, mode, fn, nchunks, ...)
+  if not ok then
+    error(("%s: cannot send the function to the workers: %s"):format(name, tostring(owner)), 3)
+  end
+  local share = c.share(owner)
+  local runners = {}
+  for i = 1, min(c.workers(), nchunks) do runners[i] = spawn(runner_main, share) end
+  local st = {name = name, owner = owner, runners = runners, nchunks = nchunks,
+              deadline = opts.timeout and now() + opts.timeout,
+              bar = bar_new(name, total, opts)}
+  return st
+end
+
+local function stop(st)
+  c.cancel(st.owner)
+  for _, t in ipairs(st.runners) do t:cancel() end
+end
+
+-- Publish every chunk of list (items 1..n, cs per chunk).  Workers start on
+-- the first while the caller writes the next.  starmap checks its items.
+local function publish(st, list, n, cs, check_args)
+  local owner = st.owner
+  local ok, err = pcall(function()
+    -- One staging table for every chunk: the marshaller copies it out, and
+    -- a fresh table per chunk would be fresh memory to fault in each time.
+    local sub = tnew(min(cs, n), 0)
+    for k = 1, st.nchunks do
+      local lo = (k - 1) * cs
+      local m = min(cs, n - lo)
+      if check_args then
+        for i = 1, m do
+          local v = list[lo + i]
+          if type(v) ~= "table" then
+            error(("item %d is not a table of arguments (got %s)"):format(lo + i, type(v)), 0)
+          end
+          sub[i] = v
+        end
+      else
+        for i = 1, m do sub[i] = list[lo + i] end
+      end
+      if m < cs then
+        for i = m + 1, cs do sub[i] = nil end
+      end
+      local sent, why = pcall(put, owner, sub, m)
+      if not sent then
+        -- The marshaller names the item inside the chunk: name it in list.
+        why = tostring(why):gsub("%[(%d+)%]", function(i) return "[" .. (lo + tonumber(i)) .. "]" end, 1)
+        error("cannot send an item of the list: " .. why, 0)
+      end
+    end
+  end)
+  if not ok then
+    stop(st)
+    error(("%s: %s"):format(st.name, tostring(err)), 3)
+  end
+end
+
+-- The next chunk: `want` is its index (0: whichever finishes first).
+-- Returns index, value, count; nil on timeout; raises a worker's error.
+local function next_chunk(st, want)
+  local owner, bar = st.owner, st.bar
+  local j = ready(owner, want)
+  while not j do
+    local left = st.deadline and max(0, st.deadline - now())
+    if bar then left = min(left or 0.2, 0.2) end
+    if not wait(owner, want, left) then
+      if bar then bar_draw(bar, (c.progress(owner))) end
+      if st.deadline and now() >= st.deadline then
+        stop(st)
+        return nil
+      end
+    end
+    j = ready(owner, want)
+  end
+  local ok, v, m = take(owner, j)
+  if not ok then
+    stop(st)
+    if bar then io.stderr:write("\n") end
+    error(v, 0)
+  end
+  if bar then bar_draw(bar, (c.progress(owner)), false) end
+  return j, v, m
+end
+
+local function done(st)
+  if st.bar then bar_draw(st.bar, st.bar.total, true) end
+end
+
+local function prepare(name, fn, list, opts)
+  if not callable(fn) then
+    error(("bad argument #1 to '%s' (function expected, got %s)"):format(name, type(fn)), 3)
+  end
+  if type(list) ~= "table" then
+    error(("bad argument #2 to '%s' (table expected, got %s)"):format(name, type(list)), 3)
+  end
+  opts = check_opts(name, opts, 3)
+  local n = #list
+  local cs = opts.chunksize or default_chunksize(n, c.workers())
+  return opts, n, cs, ceil(n / cs)
+end
+
+local function map_mode(name, mode, fn, list, opts)
+  local n, cs, nchunks
+  opts, n, cs, nchunks = prepare(name, fn, list, opts)
+  local res = tnew(n, 0)
+  if n == 0 then return res, 0 end
+  local st = start(name, mode, fn, nchunks, opts, n)
+  publish(st, list, n, cs, mode == STARMAP)
+  for k = 1, nchunks do
+    local j, r, m = next_chunk(st, k)
+    if not j then return nil, "timeout" end
+    local base = (k - 1) * cs
+    for i = 1, m do res[base + i] = r[i] end
+  end
+  done(st)
+  return res, n
+end
+
+-- map(fn, list, opts) -> results, n
+function M.map(fn, list, opts) return map_mode("pool.map", MAP, fn, list, opts) end
+
+-- starmap(fn, list_of_arg_lists, opts) -> results, n: fn(unpack(args))
+function M.starmap(fn, list, opts) return map_mode("pool.starmap", STARMAP, fn, list, opts) end
+
+local function iterate(name, ordered, fn, list, opts)
+  local n, cs, nchunks
+  opts, n, cs, nchunks = prepare(name, fn, list, opts)
+  if n == 0 then return function() return nil end end
+  local st = start(name, MAP, fn, nchunks, opts, n)
+  publish(st, list, n, cs, false)
+  local taken, r, m, base, i = 0, nil, 0, 0, 0
+  return function()
+    while i >= m do
+      if taken >= nchunks then return nil end
+      taken = taken + 1
+      local j
+      j, r, m = next_chunk(st, ordered and taken or 0)
+      if not j then error(name .. ": timeout", 2) end
+      base, i = (j - 1) * cs, 0
+      if taken == nchunks then done(st) end
+    end
+    i = i + 1
+    return base + i, r[i]
+  end
+end
+
+-- for i, v in pool.imap(fn, list, opts) do ... end: results in order.
+function M.imap(fn, list, opts) return iterate("pool.imap", true, fn, list, opts) end
+
+-- for i, v in pool.imap_unordered(fn, list, opts) do ... end: results as
+-- they finish; i is the item's index in list.
+function M.imap_unordered(fn, list, opts)
+  return iterate("pool.imap_unordered", false, fn, list, opts)
+end
+
+-- reduce(fn, list, init, opts) -> fn folded over list (left to right when
+-- fn is associative): each worker folds whole chunks, the caller folds the
+-- chunks' results in order, starting from init when given.
+function M.reduce(fn, list, init, opts)
+  local n, cs, nchunks
+  opts, n, cs, nchunks = prepare("pool.reduce", fn, list, opts)
+  if n == 0 then
+    if init == nil then error("pool.reduce: empty list and no initial value", 2) end
+    return init
+  end
+  local st = start("pool.reduce", REDUCE, fn, nchunks, opts, n)
+  publish(st, list, n, cs, false)
+  local acc, have = init, init ~= nil
+  for k = 1, nchunks do
+    local j, v = next_chunk(st, k)
+    if not j then return nil, "timeout" end
+    if have then acc = fn(acc, v) else acc, have = v, true end
+  end
+  done(st)
+  return acc
+end
+
+-- parallel_for(first, last, fn, opts) -> the first result of each call, in
+-- range order, and the number of ranges.  fn(lo, hi) is called on ranges
+-- that cover first..last (inclusive, like a numeric for); opts.chunksize is
+-- the range length (default: about four ranges per worker).
+function M.parallel_for(first, last, fn, opts)
+  local name = "pool.parallel_for"
+  if type(first) ~= "number" or first ~= floor(first) then
+    error(("bad argument #1 to '%s' (integer expected, got %s)"):format(name, type(first)), 2)
+  end
+  if type(last) ~= "number" or last ~= floor(last) then
+    error(("bad argument #2 to '%s' (integer expected, got %s)"):format(name, type(last)), 2)
+  end
+  if not callable(fn) then
+    error(("bad argument #3 to '%s' (function expected, got %s)"):format(name, type(fn)), 2)
+  end
+  opts = check_opts(name, opts, 4)
+  local count = last - first + 1
+  if count <= 0 then return {}, 0 end
+  local per = opts.chunksize or default_chunksize(count, c.workers())
+  local nchunks = ceil(count / per)
+  local st = start(name, FOR, fn, nchunks, opts, count, first, last, per)
+  local out = tnew(nchunks, 0)
+  for k = 1, nchunks do
+    local j, v = next_chunk(st, k)
+    if not j then return nil, "timeout" end
+    out[k] = v
+  end
+  done(st)
+  return out, nchunks
+end
+
+return M

@@ -1,7 +1,688 @@
-/* pool.c -- placeholder until the module lands. */
+/* pool.c -- the map job behind parx.pool.
+ *
+ * One pool call (map, imap, starmap, reduce, parallel_for) is one job: a
+ * px_shared object holding the function marshalled ONCE and an array of
+ * chunk slots.  The caller marshals the input chunk by chunk into the slots
+ * and publishes each one as soon as it is written, so the workers start on
+ * chunk 1 while the caller is still writing chunk 2.  One long-lived runner
+ * task per worker (lua/parx/pool.lua spawns them) unmarshals the function
+ * once, claims chunk after chunk (an index under the job's lock), runs the
+ * function over every item in a plain Lua loop the JIT compiles, and
+ * marshals the chunk's results into the slot.  The caller parks on the job
+ * and is woken only when a result it waits for is ready; it never spins.
+ *
+ * Two Lua faces:
+ *   - the owner: a plain userdata held by the caller only.  When it is
+ *     collected (a caller that broke out of an imap loop, an error) the job
+ *     is cancelled, so runners stop claiming work nobody will read.
+ *   - the job proxy: a px_shared proxy; it is what the runners receive.
+ *
+ * Cost, written down: the input and the results each cross one marshal and
+ * one unmarshal per chunk, and the caller copies them from and into the
+ * user's tables with JIT-compiled loops.  For lists of numbers the
+ * marshaller copies the table's array part in bulk, so a chunk of numbers
+ * costs about a memcpy each way.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "../core/px.h"
 
+#define JOB_MT "parx.pool.job"
+#define OWNER_MT "parx.pool.owner"
+
+enum { MODE_MAP, MODE_STARMAP, MODE_REDUCE, MODE_FOR };
+
+/* Chunk states. */
+enum { CH_EMPTY, CH_PUBLISHED, CH_CLAIMED, CH_DONE, CH_FAILED, CH_TAKEN };
+
+typedef struct chunk {
+  px_msg in;  /* the input items (a table); unused by MODE_FOR */
+  px_msg out; /* the result value, or the error value */
+  long count; /* items in the chunk */
+  int state;
+} chunk;
+
+typedef struct pool_job pool_job;
+
+/* A parked task: the caller waiting for results, or a runner waiting for
+ * the caller to publish work.  Allocated per park. */
+typedef struct pool_waiter {
+  px_wait wait;
+  struct pool_waiter *next;
+  int timed_out;
+  int has_timer;
+  pool_job *job; /* for the timer callback; the parked task holds a ref */
+  uv_timer_t timer;
+} pool_waiter;
+
+struct pool_job {
+  px_shared hdr;
+  int mode;
+  px_msg fn;         /* the function, marshalled once; read-only after new */
+  long nchunks;
+  chunk *chunks;
+  int64_t first, last, per; /* MODE_FOR ranges */
+
+  /* lock guards everything below and every chunk's state, in and out. */
+  pthread_mutex_t lock;
+  long published;    /* chunks [0, published) may be claimed */
+  long next;         /* the next chunk to claim */
+  long ndone;        /* chunks done or failed */
+  long items_done;
+  long failed;       /* index + 1 of the first failed chunk not taken, or 0 */
+  int sealed;        /* the caller will publish nothing more */
+  int stopped;       /* cancelled or failed: claim nothing more */
+  pool_waiter *caller;
+  long caller_want;  /* chunk index the caller waits for; -1: any */
+  pool_waiter *idle; /* runners parked until a publish */
+  long *doneq;       /* finished chunks not yet taken, in finishing order */
+  long dq_head, dq_tail;
+};
+
+typedef struct owner {
+  pool_job *job; /* one reference */
+} owner;
+
+static px_shared_type job_type;
+
+/* ---- the job --------------------------------------------------------- */
+
+static void job_free(px_shared *s) {
+  pool_job *job = (pool_job *)s;
+  px_msg_free(&job->fn);
+  for (long i = 0; i < job->nchunks; i++) {
+    px_msg_free(&job->chunks[i].in);
+    px_msg_free(&job->chunks[i].out);
+  }
+  free(job->chunks);
+  free(job->doneq);
+  pthread_mutex_destroy(&job->lock);
+  free(job);
+}
+
+/* Unlink every parked runner.  lock held; wake them after unlocking. */
+static pool_waiter *take_idle(pool_job *job) {
+  pool_waiter *w = job->idle;
+  job->idle = NULL;
+  return w;
+}
+
+static void wake_list(pool_waiter *w) {
+  while (w) {
+    pool_waiter *next = w->next;
+    w->next = NULL;
+    px_wake(&w->wait);
+    w = next;
+  }
+}
+
+/* Stop handing out chunks; parked runners wake and end. */
+static void job_stop(pool_job *job) {
+  pthread_mutex_lock(&job->lock);
+  job->stopped = 1;
+  pool_waiter *idle = take_idle(job);
+  pthread_mutex_unlock(&job->lock);
+  wake_list(idle);
+}
+
+/* Whether the caller waiting for `want` has something to read.  lock held. */
+static int caller_can_go(pool_job *job, long want) {
+  if (job->failed) return 1;
+  if (want < 0) return job->dq_head < job->dq_tail;
+  return job->chunks[want].state >= CH_DONE;
+}
+
+/* A chunk finished (lock held): queue it and pick the caller to wake. */
+static pool_waiter *chunk_finished(pool_job *job, long k, int state) {
+  chunk *c = &job->chunks[k];
+  c->state = state;
+  job->ndone++;
+  if (state == CH_DONE) job->items_done += c->count;
+  job->doneq[job->dq_tail++] = k;
+  if (state == CH_FAILED && !job->failed) job->failed = k + 1;
+  pool_waiter *w = NULL;
+  if (job->caller && caller_can_go(job, job->caller_want)) {
+    w = job->caller;
+    job->caller = NULL;
+  }
+  return w;
+}
+
+static pool_job *check_job(lua_State *L, int idx) {
+  return (pool_job *)px_shared_check(L, idx, &job_type);
+}
+
+static pool_job *check_owner(lua_State *L, int idx) {
+  owner *o = luaL_checkudata(L, idx, OWNER_MT);
+  if (!o->job) luaL_argerror(L, idx, "pool job is closed");
+  return o->job;
+}
+
+/* Unmarshal a copy of m (whose bytes stay for the next reader).  Returns
+ * the number of values pushed, or -1 with a message pushed. */
+static int unmarshal_copy(lua_State *L, const px_msg *m) {
+  px_msg copy = *m;
+  copy.refs = NULL;
+  copy.refcap = 0;
+  copy.nrefs = 0;
+  if (m->nrefs) {
+    copy.refs = malloc(sizeof *copy.refs * (size_t)m->nrefs);
+    if (!copy.refs) {
+      lua_pushliteral(L, "out of memory");
+      return -1;
+    }
+    copy.refcap = copy.nrefs = m->nrefs;
+    for (int i = 0; i < m->nrefs; i++) {
+      copy.refs[i] = m->refs[i];
+      px_shared_retain(copy.refs[i]);
+    }
+  }
+  int n = px_unmarshal(L, &copy);
+  for (int i = 0; i < copy.nrefs; i++) px_shared_release(copy.refs[i]);
+  free(copy.refs);
+  return n;
+}
+
+/* ---- caller side ----------------------------------------------------- */
+
+static int owner_gc(lua_State *L) {
+  owner *o = lua_touserdata(L, 1);
+  if (o && o->job) {
+    pool_job *job = o->job;
+    o->job = NULL;
+    job_stop(job);
+    px_shared_release(&job->hdr);
+  }
+  return 0;
+}
+
+/* new(mode, fn, nchunks [, first, last, per]) -> owner.  MODE_FOR jobs are
+ * published and sealed at once: their chunks are index ranges. */
+static int l_new(lua_State *L) {
+  int mode = (int)luaL_checkinteger(L, 1);
+  luaL_checkany(L, 2);
+  lua_Number nch = luaL_checknumber(L, 3);
+  if (mode < MODE_MAP || mode > MODE_FOR) return luaL_argerror(L, 1, "bad mode");
+  if (!(nch >= 0 && nch < 1e9)) return luaL_argerror(L, 3, "bad chunk count");
+  long nchunks = (long)nch;
+  pool_job *job = calloc(1, sizeof *job);
+  if (!job) return luaL_error(L, "out of memory");
+  px_shared_init(&job->hdr, &job_type);
+  pthread_mutex_init(&job->lock, NULL);
+  job->mode = mode;
+  job->nchunks = nchunks;
+  px_msg_init(&job->fn);
+  job->chunks = calloc((size_t)(nchunks ? nchunks : 1), sizeof *job->chunks);
+  job->doneq = calloc((size_t)(nchunks ? nchunks : 1), sizeof *job->doneq);
+  /* The owner anchors the job at once, so an error below frees it. */
+  owner *o = lua_newuserdata(L, sizeof *o);
+  o->job = job;
+  luaL_getmetatable(L, OWNER_MT);
+  lua_setmetatable(L, -2);
+  if (!job->chunks || !job->doneq) return luaL_error(L, "out of memory");
+  for (long i = 0; i < nchunks; i++) {
+    px_msg_init(&job->chunks[i].in);
+    px_msg_init(&job->chunks[i].out);
+  }
+  if (px_marshal(L, 2, 1, &job->fn) != 0) return lua_error(L);
+  if (mode == MODE_FOR) {
+    job->first = (int64_t)luaL_checknumber(L, 4);
+    job->last = (int64_t)luaL_checknumber(L, 5);
+    job->per = (int64_t)luaL_checknumber(L, 6);
+    if (job->per < 1) return luaL_argerror(L, 6, "range size must be at least 1");
+    for (long i = 0; i < nchunks; i++) {
+      int64_t lo = job->first + (int64_t)i * job->per;
+      int64_t hi = lo + job->per - 1;
+      job->chunks[i].count = (long)((hi < job->last ? hi : job->last) - lo + 1);
+      job->chunks[i].state = CH_PUBLISHED;
+    }
+    job->published = nchunks;
+    job->sealed = 1;
+  }
+  return 1;
+}
+
+/* share(owner) -> a job proxy to hand to runners */
+static int l_share(lua_State *L) {
+  pool_job *job = check_owner(L, 1);
+  px_shared_retain(&job->hdr);
+  px_shared_push(L, &job->hdr);
+  return 1;
+}
+
+/* put(owner, items, count): publish the next chunk. */
+static int l_put(lua_State *L) {
+  pool_job *job = check_owner(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  long count = (long)luaL_checkinteger(L, 3);
+  pthread_mutex_lock(&job->lock);
+  long k = job->published;
+  int full = job->sealed || k >= job->nchunks;
+  pthread_mutex_unlock(&job->lock);
+  if (full) return luaL_error(L, "pool job: no chunk left to publish");
+  /* Only the caller writes chunk k before it is published: no lock. */
+  chunk *c = &job->chunks[k];
+  if (px_marshal(L, 2, 1, &c->in) != 0) {
+    px_msg_free(&c->in);
+    px_msg_init(&c->in);
+    return lua_error(L);
+  }
+  c->count = count;
+  pthread_mutex_lock(&job->lock);
+  c->state = CH_PUBLISHED;
+  job->published = k + 1;
+  pool_waiter *w = job->idle;
+  if (w) job->idle = w->next;
+  if (job->published == job->nchunks) {
+    /* Every chunk is out: runners still parked will find nothing more. */
+    job->sealed = 1;
+    if (w) w->next = take_idle(job);
+  } else if (w) {
+    w->next = NULL;
+  }
+  pthread_mutex_unlock(&job->lock);
+  wake_list(w);
+  return 0;
+}
+
+/* seal(owner): nothing more will be published. */
+static int l_seal(lua_State *L) {
+  pool_job *job = check_owner(L, 1);
+  pthread_mutex_lock(&job->lock);
+  job->sealed = 1;
+  pool_waiter *idle = take_idle(job);
+  pthread_mutex_unlock(&job->lock);
+  wake_list(idle);
+  return 0;
+}
+
+static int l_cancel(lua_State *L) {
+  job_stop(check_owner(L, 1));
+  return 0;
+}
+
+/* Index (0-based) of a chunk the caller can take for `want` (-1: any),
+ * failures first; -1 if none.  lock held. */
+static long readable(pool_job *job, long want) {
+  if (job->failed) return job->failed - 1;
+  if (want >= 0) return job->chunks[want].state >= CH_DONE && job->chunks[want].state != CH_TAKEN ? want : -1;
+  while (job->dq_head < job->dq_tail) {
+    long k = job->doneq[job->dq_head];
+    if (job->chunks[k].state != CH_TAKEN) return k;
+    job->dq_head++;
+  }
+  return -1;
+}
+
+static long check_want(lua_State *L, pool_job *job, int idx) {
+  long k = (long)luaL_checkinteger(L, idx);
+  if (k < 0 || k > job->nchunks) luaL_argerror(L, idx, "no such chunk");
+  return k - 1; /* 0 -> -1: any */
+}
+
+/* ready(owner, k) -> index of a chunk to take (k itself, or a failed one),
+ * or nil.  k = 0: any finished chunk (unordered). */
+static int l_ready(lua_State *L) {
+  pool_job *job = check_owner(L, 1);
+  long want = check_want(L, job, 2);
+  pthread_mutex_lock(&job->lock);
+  long k = readable(job, want);
+  pthread_mutex_unlock(&job->lock);
+  if (k < 0) return 0;
+  lua_pushinteger(L, k + 1);
+  return 1;
+}
+
+static void waiter_closed(uv_handle_t *h) { free(h->data); }
+
+static void waiter_free(pool_waiter *w) {
+  if (w->has_timer) {
+    uv_timer_stop(&w->timer);
+    w->timer.data = w;
+    uv_close((uv_handle_t *)&w->timer, waiter_closed);
+  } else {
+    free(w);
+  }
+}
+
+static int caller_deliver(lua_State *co, px_wait *wait) {
+  pool_waiter *w = (pool_waiter *)wait;
+  lua_pushboolean(co, !w->timed_out);
+  waiter_free(w);
+  return 1;
+}
+
+static void waiter_discard(px_wait *wait) { waiter_free((pool_waiter *)wait); }
+
+/* The caller was cancelled while parked: nobody will read the results. */
+static int caller_cancel(px_wait *wait) {
+  pool_waiter *w = (pool_waiter *)wait;
+  pool_job *job = w->job;
+  pthread_mutex_lock(&job->lock);
+  int attached = job->caller == w;
+  if (attached) job->caller = NULL;
+  pthread_mutex_unlock(&job->lock);
+  if (!attached) return 0; /* a wake is on its way: discard frees w */
+  job_stop(job);
+  waiter_free(w);
+  return 1;
+}
+
+static void caller_timeout(uv_timer_t *t) {
+  pool_waiter *w = t->data;
+  pool_job *job = w->job;
+  pthread_mutex_lock(&job->lock);
+  int attached = job->caller == w;
+  if (attached) job->caller = NULL;
+  pthread_mutex_unlock(&job->lock);
+  if (attached) {
+    w->timed_out = 1;
+    px_wake(&w->wait);
+  }
+}
+
+/* wait(owner, k, timeout) -> true once ready(owner, k) would answer, false
+ * when timeout seconds (nil: none) passed first.  Parks the caller. */
+static int l_wait(lua_State *L) {
+  pool_job *job = check_owner(L, 1);
+  long want = check_want(L, job, 2);
+  double timeout = -1;
+  if (!lua_isnoneornil(L, 3)) {
+    timeout = luaL_checknumber(L, 3);
+    if (timeout != timeout || timeout < 0) return luaL_argerror(L, 3, "timeout must be a non-negative number");
+  }
+  px_check_can_park(L);
+  pthread_mutex_lock(&job->lock);
+  int go = readable(job, want) >= 0;
+  pthread_mutex_unlock(&job->lock);
+  if (go) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (timeout == 0) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  pool_waiter *w = calloc(1, sizeof *w);
+  if (!w) return luaL_error(L, "out of memory");
+  w->wait.what = "pool results";
+  w->wait.deliver = caller_deliver;
+  w->wait.discard = waiter_discard;
+  w->wait.cancel = caller_cancel;
+  w->job = job;
+  px_wait_prepare(L, &w->wait);
+  if (timeout > 0) {
+    px_vm *vm = px_vm_of(L);
+    uv_timer_init(px_vm_loop(vm), &w->timer);
+    w->timer.data = w;
+    w->has_timer = 1;
+    uv_update_time(px_vm_loop(vm));
+    uv_timer_start(&w->timer, caller_timeout, (uint64_t)ceil(timeout * 1000.0), 0);
+  }
+  pthread_mutex_lock(&job->lock);
+  if (readable(job, want) >= 0) {
+    pthread_mutex_unlock(&job->lock);
+    px_wake(&w->wait); /* finished between the check and here */
+  } else {
+    job->caller = w;
+    job->caller_want = want;
+    pthread_mutex_unlock(&job->lock);
+  }
+  return px_park(L, &w->wait);
+}
+
+/* take(owner, k) -> true, value, count | false, error.  k must be what
+ * ready() answered. */
+static int l_take(lua_State *L) {
+  pool_job *job = check_owner(L, 1);
+  long k = check_want(L, job, 2);
+  if (k < 0) return luaL_argerror(L, 2, "no such chunk");
+  pthread_mutex_lock(&job->lock);
+  chunk *c = &job->chunks[k];
+  int state = c->state;
+  if (state == CH_DONE || state == CH_FAILED) {
+    c->state = CH_TAKEN;
+    if (job->failed == k + 1) job->failed = 0;
+  }
+  pthread_mutex_unlock(&job->lock);
+  if (state != CH_DONE && state != CH_FAILED) return luaL_error(L, "pool job: chunk %d is not ready", (int)k + 1);
+  /* The chunk is ours now: no runner touches its out message again. */
+  lua_pushboolean(L, state == CH_DONE);
+  int n = px_unmarshal(L, &c->out);
+  px_msg_free(&c->out);
+  px_msg_init(&c->out);
+  if (n < 0) {
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 2;
+  }
+  if (n == 0) lua_pushnil(L);
+  else if (n > 1) lua_pop(L, n - 1);
+  lua_pushinteger(L, c->count);
+  return 3;
+}
+
+/* progress(owner) -> items done, chunks done */
+static int l_progress(lua_State *L) {
+  pool_job *job = check_owner(L, 1);
+  pthread_mutex_lock(&job->lock);
+  long items = job->items_done, chunks = job->ndone;
+  pthread_mutex_unlock(&job->lock);
+  lua_pushinteger(L, items);
+  lua_pushinteger(L, chunks);
+  return 2;
+}
+
+/* ---- runner side ----------------------------------------------------- */
+
+/* fn(job) -> the job's function and mode, unmarshalled in this VM */
+static int l_fn(lua_State *L) {
+  pool_job *job = check_job(L, 1);
+  int n = unmarshal_copy(L, &job->fn);
+  if (n < 0) return lua_error(L);
+  if (n != 1) return luaL_error(L, "pool job: bad function message");
+  lua_pushinteger(L, job->mode);
+  return 2;
+}
+
+static int runner_deliver(lua_State *co, px_wait *wait) {
+  free(wait);
+  lua_pushboolean(co, 0); /* claim again */
+  return 1;
+}
+
+static void runner_discard(px_wait *wait) { free(wait); }
+
+static int runner_cancel(px_wait *wait) {
+  pool_waiter *w = (pool_waiter *)wait;
+  pool_job *job = w->job;
+  pthread_mutex_lock(&job->lock);
+  pool_waiter **pp = &job->idle;
+  while (*pp && *pp != w) pp = &(*pp)->next;
+  int attached = *pp == w;
+  if (attached) *pp = w->next;
+  pthread_mutex_unlock(&job->lock);
+  if (!attached) return 0;
+  free(w);
+  return 1;
+}
+
+/* Record a failure of chunk k with the value on top of L (popped). */
+static void fail_chunk(lua_State *L, pool_job *job, long k) {
+  chunk *c = &job->chunks[k];
+  px_msg_free(&c->out);
+  px_msg_init(&c->out);
+  if (px_marshal(L, -1, 1, &c->out) != 0) {
+    /* The error value itself cannot cross: send its description. */
+    const char *why = lua_tostring(L, -1);
+    lua_pushfstring(L, "pool: the error raised by the function cannot be sent back: %s", why ? why : "?");
+    px_msg_free(&c->out);
+    px_msg_init(&c->out);
+    px_marshal(L, -1, 1, &c->out);
+    lua_pop(L, 2);
+  }
+  lua_pop(L, 1);
+  pthread_mutex_lock(&job->lock);
+  job->stopped = 1;
+  pool_waiter *w = chunk_finished(job, k, CH_FAILED);
+  pool_waiter *idle = take_idle(job);
+  pthread_mutex_unlock(&job->lock);
+  if (w) px_wake(&w->wait);
+  wake_list(idle);
+}
+
+/* claim(job) -> k, items, count (map modes) | k, lo, hi (MODE_FOR)
+ *             | false (parked meanwhile: claim again) | nil (no more work) */
+static int l_claim(lua_State *L) {
+  pool_job *job = check_job(L, 1);
+  pthread_mutex_lock(&job->lock);
+  if (job->stopped || job->next >= job->nchunks) {
+    pthread_mutex_unlock(&job->lock);
+    return 0;
+  }
+  if (job->next >= job->published) {
+    if (job->sealed) {
+      pthread_mutex_unlock(&job->lock);
+      return 0;
+    }
+    pthread_mutex_unlock(&job->lock);
+    /* Nothing published yet: park until the caller publishes. */
+    px_check_can_park(L); /* raise before allocating */
+    pool_waiter *w = calloc(1, sizeof *w);
+    if (!w) return luaL_error(L, "out of memory");
+    w->wait.what = "pool work (the caller has not published it yet)";
+    w->wait.deliver = runner_deliver;
+    w->wait.discard = runner_discard;
+    w->wait.cancel = runner_cancel;
+    w->job = job;
+    px_wait_prepare(L, &w->wait);
+    pthread_mutex_lock(&job->lock);
+    if (job->stopped || job->next < job->published || job->sealed) {
+      pthread_mutex_unlock(&job->lock);
+      px_wake(&w->wait);
+    } else {
+      w->next = job->idle;
+      job->idle = w;
+      pthread_mutex_unlock(&job->lock);
+    }
+    return px_park(L, &w->wait);
+  }
+  long k = job->next++;
+  chunk *c = &job->chunks[k];
+  c->state = CH_CLAIMED;
+  pthread_mutex_unlock(&job->lock);
+  lua_pushinteger(L, k + 1);
+  if (job->mode == MODE_FOR) {
+    int64_t lo = job->first + (int64_t)k * job->per;
+    lua_pushnumber(L, (lua_Number)lo);
+    lua_pushnumber(L, (lua_Number)(lo + c->count - 1));
+    return 3;
+  }
+  int n = px_unmarshal(L, &c->in);
+  px_msg_free(&c->in);
+  px_msg_init(&c->in);
+  if (n != 1) {
+    if (n >= 0) lua_pushliteral(L, "pool job: bad chunk message");
+    fail_chunk(L, job, k);
+    return 0;
+  }
+  lua_pushinteger(L, c->count);
+  return 3;
+}
+
+/* finish(job, k, value): the chunk's result. */
+static int l_finish(lua_State *L) {
+  pool_job *job = check_job(L, 1);
+  long k = (long)luaL_checkinteger(L, 2) - 1;
+  if (k < 0 || k >= job->nchunks) return luaL_argerror(L, 2, "no such chunk");
+  lua_settop(L, 3);
+  chunk *c = &job->chunks[k];
+  if (c->state != CH_CLAIMED) return luaL_error(L, "pool job: chunk %d was not claimed", (int)k + 1);
+  if (px_marshal(L, 3, 1, &c->out) != 0) {
+    lua_pushfstring(L, "pool: a result cannot be sent back: %s", lua_tostring(L, -1));
+    fail_chunk(L, job, k);
+    return 0;
+  }
+  pthread_mutex_lock(&job->lock);
+  pool_waiter *w = chunk_finished(job, k, CH_DONE);
+  pthread_mutex_unlock(&job->lock);
+  if (w) px_wake(&w->wait);
+  return 0;
+}
+
+/* fail(job, k, err) */
+static int l_fail(lua_State *L) {
+  pool_job *job = check_job(L, 1);
+  long k = (long)luaL_checkinteger(L, 2) - 1;
+  if (k < 0 || k >= job->nchunks) return luaL_argerror(L, 2, "no such chunk");
+  if (job->chunks[k].state != CH_CLAIMED) return luaL_error(L, "pool job: chunk %d was not claimed", (int)k + 1);
+  lua_settop(L, 3);
+  fail_chunk(L, job, k);
+  return 0;
+}
+
+/* abort(job, err): the runner cannot work at all (its function cannot be
+ * rebuilt in this VM): fail the next chunk with err so the caller hears. */
+static int l_abort(lua_State *L) {
+  pool_job *job = check_job(L, 1);
+  lua_settop(L, 2);
+  pthread_mutex_lock(&job->lock);
+  long k = -1;
+  if (!job->stopped && job->next < job->published) {
+    k = job->next++;
+    job->chunks[k].state = CH_CLAIMED;
+  }
+  pthread_mutex_unlock(&job->lock);
+  if (k >= 0) fail_chunk(L, job, k);
+  return 0;
+}
+
+/* ---- misc ------------------------------------------------------------ */
+
+static int l_isatty(lua_State *L) {
+  lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+  return 1;
+}
+
+static int l_workers(lua_State *L) {
+  lua_pushinteger(L, px_runtime_workers(px_vm_runtime(px_vm_of(L))));
+  return 1;
+}
+
+static const luaL_Reg funcs[] = {
+    {"new", l_new},       {"share", l_share},   {"put", l_put},
+    {"seal", l_seal},     {"cancel", l_cancel}, {"ready", l_ready},
+    {"wait", l_wait},     {"take", l_take},     {"progress", l_progress},
+    {"fn", l_fn},         {"claim", l_claim},   {"finish", l_finish},
+    {"fail", l_fail},     {"abort", l_abort},   {"isatty", l_isatty},
+    {"workers", l_workers}, {NULL, NULL}};
+
 int px_open_pool(lua_State *L) {
+  job_type.name = JOB_MT;
+  job_type.free = job_free;
+  px_shared_register(&job_type);
+  px_shared_meta(L, &job_type);
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, OWNER_MT)) {
+    lua_pushcfunction(L, owner_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushliteral(L, OWNER_MT);
+    lua_setfield(L, -2, "__name");
+  }
+  lua_pop(L, 1);
   lua_newtable(L);
+  luaL_setfuncs(L, funcs, 0);
+  lua_pushinteger(L, MODE_MAP);
+  lua_setfield(L, -2, "MAP");
+  lua_pushinteger(L, MODE_STARMAP);
+  lua_setfield(L, -2, "STARMAP");
+  lua_pushinteger(L, MODE_REDUCE);
+  lua_setfield(L, -2, "REDUCE");
+  lua_pushinteger(L, MODE_FOR);
+  lua_setfield(L, -2, "FOR");
   return 1;
 }

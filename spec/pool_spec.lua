@@ -1,0 +1,339 @@
+-- parx.pool: map, imap, imap_unordered, starmap, reduce, parallel_for,
+-- submit and size over the runtime's workers.
+
+local pool = parx.pool
+
+local function serial_map(fn, list)
+  local out = {}
+  for i = 1, #list do out[i] = fn(list[i]) end
+  return out
+end
+
+local function range(n)
+  local t = {}
+  for i = 1, n do t[i] = i end
+  return t
+end
+
+local function square(x) return x * x end
+
+describe("pool.size and pool.submit", function()
+  it("size is the worker count and submit is parx.spawn", function()
+    assert.is_true(pool.size() >= 1)
+    assert.equal(parx.spawn, pool.submit)
+    assert.equal(42, pool.submit(function(a, b) return a * b end, 6, 7):join())
+  end)
+end)
+
+describe("pool.map", function()
+  for _, n in ipairs({0, 1, 7, 100000}) do
+    it("equals the serial map for " .. n .. " items", function()
+      local xs = range(n)
+      local r, count = pool.map(square, xs)
+      assert.equal(n, count)
+      assert.equal(n, #r)
+      assert.same(serial_map(square, xs), r)
+    end)
+  end
+
+  it("gives the serial result for every chunk size", function()
+    local xs = range(103)
+    local want = serial_map(square, xs)
+    for _, cs in ipairs({1, 2, 3, 10, 50, 102, 103, 104, 1000}) do
+      assert.same(want, (pool.map(square, xs, {chunksize = cs})))
+    end
+  end)
+
+  it("maps nil-free mixed values and keeps integers, doubles and binary strings", function()
+    local xs = {1, -2.5, 2^53, 0.1, "text", "bin\0ary\255", true, false,
+                {1, 2, {3, {4}}}, {a = 1, b = {c = "d"}}, 1e300, -0.0, 3}
+    local id = function(v) return v end
+    local r = pool.map(id, xs)
+    assert.same(xs, r)
+    assert.equal("bin\0ary\255", r[6])
+    assert.equal(2^53, r[3])
+    local kinds = pool.map(function(v) return type(v) end, xs)
+    assert.same(serial_map(function(v) return type(v) end, xs), kinds)
+  end)
+
+  it("keeps nil results in position", function()
+    local xs = range(50)
+    local r, n = pool.map(function(x) if x % 3 == 0 then return nil end return x end, xs,
+                          {chunksize = 4})
+    assert.equal(50, n)
+    for i = 1, 50 do
+      if i % 3 == 0 then assert.is_nil(r[i]) else assert.equal(i, r[i]) end
+    end
+  end)
+
+  it("keeps only the first result of fn", function()
+    assert.same({1, 2}, (pool.map(function(x) return x, "extra" end, {1, 2})))
+  end)
+
+  it("sends upvalues, tables with cycles and top-level helpers with fn", function()
+    local offset = 10
+    local shared = {k = 5}
+    shared.self = shared
+    local r = pool.map(function(x)
+      assert(shared.self == shared)
+      return x + offset + shared.k
+    end, {1, 2, 3})
+    assert.same({16, 17, 18}, r)
+    -- a standard C function is sent by name
+    assert.same({1, 2, 3}, (pool.map(math.sqrt, {1, 4, 9})))
+  end)
+
+  it("works on a shared parx.array by reference", function()
+    local a = parx.array("float64", {100})
+    for i = 1, 100 do a:set(i, i) end
+    local r = pool.map(function(i) return a:get(i) * 2 end, range(100), {chunksize = 7})
+    assert.same(serial_map(function(i) return 2 * i end, range(100)), r)
+  end)
+
+  it("re-raises an error of fn with the worker's traceback, and the pool still works", function()
+    local ok, err = pcall(pool.map, function(x)
+      if x == 77 then error("bad item " .. x) end
+      return x
+    end, range(200), {chunksize = 5})
+    assert.is_false(ok)
+    assert.matches("bad item 77", err)
+    assert.matches("stack traceback", err)
+    assert.matches("pool_spec", err)
+    -- the pool is fine afterwards
+    assert.same(serial_map(square, range(1000)), (pool.map(square, range(1000))))
+  end)
+
+  it("re-raises a non-string error value as it is", function()
+    local ok, err = pcall(pool.map, function(x) error({code = x}) end, {5})
+    assert.is_false(ok)
+    assert.same({code = 5}, err)
+  end)
+
+  it("names an item that cannot be sent", function()
+    local xs = range(20)
+    xs[13] = coroutine.create(function() end)
+    local ok, err = pcall(pool.map, square, xs, {chunksize = 5})
+    assert.is_false(ok)
+    assert.matches("pool.map", err)
+    assert.matches("coroutine", err)
+    assert.matches("13", err)
+    assert.same({1, 4}, (pool.map(square, {1, 2})))
+  end)
+
+  it("names an upvalue of fn that cannot be sent", function()
+    local co = coroutine.create(function() end)
+    local ok, err = pcall(pool.map, function(x) return co end, {1})
+    assert.is_false(ok)
+    assert.matches("co", err)
+    assert.matches("coroutine", err)
+  end)
+
+  it("reports a result that cannot be sent back", function()
+    local ok, err = pcall(pool.map, function(x) return coroutine.create(function() end) end, {1})
+    assert.is_false(ok)
+    assert.matches("cannot be sent back", err)
+  end)
+
+  it("rejects bad arguments", function()
+    assert.has_error(function() pool.map(nil, {}) end)
+    assert.has_error(function() pool.map(square, 5) end)
+    assert.has_error(function() pool.map(square, {1}, {chunksize = 0}) end)
+    assert.has_error(function() pool.map(square, {1}, {chunksize = 1.5}) end)
+    assert.has_error(function() pool.map(square, {1}, {timeout = -1}) end)
+    assert.has_error(function() pool.map(square, {1}, "opts") end)
+  end)
+
+  it("returns nil, 'timeout' when opts.timeout passes, and the pool still works", function()
+    local r, why = pool.map(function(x) parx.sleep(5); return x end, range(4),
+                            {timeout = 0.05, chunksize = 1})
+    assert.is_nil(r)
+    assert.equal("timeout", why)
+    assert.same({1, 4, 9}, (pool.map(square, {1, 2, 3})))
+  end)
+
+  it("accepts opts.progress (no bar when stderr is not a terminal)", function()
+    assert.same(serial_map(square, range(300)), (pool.map(square, range(300), {progress = true})))
+  end)
+
+  it("can be called from inside a mapped function", function()
+    local r = pool.map(function(x)
+      local inner = parx.pool.map(function(y) return y + 1 end, {x, x})
+      return inner[1] + inner[2]
+    end, range(6), {chunksize = 1})
+    assert.same({4, 6, 8, 10, 12, 14}, r)
+  end)
+
+  it("lets fn park (sleep) without blocking the other items", function()
+    local r = pool.map(function(x) parx.sleep(0.001); return -x end, range(20), {chunksize = 1})
+    assert.same(serial_map(function(x) return -x end, range(20)), r)
+  end)
+end)
+
+describe("pool.starmap", function()
+  it("calls fn with each argument list", function()
+    local args = {}
+    for i = 1, 50 do args[i] = {i, i + 1} end
+    local r = pool.starmap(function(a, b) return a * b end, args)
+    for i = 1, 50 do assert.equal(i * (i + 1), r[i]) end
+    assert.same({}, (pool.starmap(function() end, {})))
+  end)
+
+  it("passes nil arguments kept by an n field", function()
+    local r = pool.starmap(function(a, b, c) return tostring(a) .. tostring(b) .. tostring(c) end,
+                           {{1, nil, 3, n = 3}, {n = 0}})
+    assert.same({"1nil3", "nilnilnil"}, r)
+  end)
+
+  it("rejects an item that is not an argument list", function()
+    local ok, err = pcall(pool.starmap, function() end, {{1}, 2})
+    assert.is_false(ok)
+    assert.matches("item 2", err)
+  end)
+end)
+
+describe("pool.imap", function()
+  it("streams index, value pairs in order", function()
+    local xs = range(1000)
+    local seen = 0
+    for i, v in pool.imap(square, xs, {chunksize = 13}) do
+      seen = seen + 1
+      assert.equal(seen, i)
+      assert.equal(i * i, v)
+    end
+    assert.equal(1000, seen)
+  end)
+
+  it("does not stop at a nil value", function()
+    local got = {}
+    for i, v in pool.imap(function(x) if x == 2 then return nil end return x end, {1, 2, 3}) do
+      got[#got + 1] = {i, v}
+    end
+    assert.same({{1, 1}, {2, nil}, {3, 3}}, got)
+  end)
+
+  it("yields nothing for an empty list", function()
+    for _ in pool.imap(square, {}) do error("unreachable") end
+  end)
+
+  it("raises a worker's error from the loop", function()
+    assert.has_error(function()
+      for _ in pool.imap(function(x) if x == 5 then error("five") end return x end, range(10)) do end
+    end)
+    assert.same({1, 4}, (pool.map(square, {1, 2})))
+  end)
+
+  it("can be left early, and the pool still works", function()
+    for i in pool.imap(square, range(10000), {chunksize = 10}) do
+      if i == 3 then break end
+    end
+    collectgarbage()
+    assert.same({1, 4}, (pool.map(square, {1, 2})))
+  end)
+end)
+
+describe("pool.imap_unordered", function()
+  it("yields every index exactly once with its value", function()
+    local n = 5000
+    local seen, count = {}, 0
+    for i, v in pool.imap_unordered(square, range(n), {chunksize = 7}) do
+      assert.is_nil(seen[i])
+      seen[i] = true
+      assert.equal(i * i, v)
+      count = count + 1
+    end
+    assert.equal(n, count)
+  end)
+
+  it("yields results as they finish", function()
+    local order = {}
+    for i in pool.imap_unordered(function(x) parx.sleep(x); return x end, {0.3, 0.01},
+                                 {chunksize = 1}) do
+      order[#order + 1] = i
+    end
+    assert.same({2, 1}, order)
+  end)
+end)
+
+describe("pool.reduce", function()
+  it("sums like a serial fold", function()
+    local xs = range(100000)
+    local want = 0
+    for i = 1, #xs do want = want + xs[i] end
+    assert.equal(want, pool.reduce(function(a, b) return a + b end, xs))
+    assert.equal(want + 10, pool.reduce(function(a, b) return a + b end, xs, 10))
+  end)
+
+  it("keeps the order of an associative, non-commutative fn", function()
+    local xs = {}
+    for i = 1, 300 do xs[i] = string.char(65 + i % 26) end
+    local concat = function(a, b) return a .. b end
+    assert.equal(table.concat(xs), pool.reduce(concat, xs, nil, {chunksize = 7}))
+    assert.equal(">" .. table.concat(xs), pool.reduce(concat, xs, ">"))
+  end)
+
+  it("handles one item, and an empty list with or without init", function()
+    local add = function(a, b) return a + b end
+    assert.equal(5, pool.reduce(add, {5}))
+    assert.equal(7, pool.reduce(add, {}, 7))
+    assert.has_error(function() pool.reduce(add, {}) end)
+  end)
+
+  it("re-raises an error of fn", function()
+    local ok, err = pcall(pool.reduce, function(a, b) if b == 50 then error("at fifty") end return a + b end,
+                          range(100))
+    assert.is_false(ok)
+    assert.matches("at fifty", err)
+  end)
+end)
+
+describe("pool.parallel_for", function()
+  it("covers first..last exactly once with ranges, results in range order", function()
+    local parts, n = pool.parallel_for(1, 1000, function(lo, hi) return {lo, hi} end, {chunksize = 64})
+    assert.equal(#parts, n)
+    local expect = 1
+    for k = 1, n do
+      assert.equal(expect, parts[k][1])
+      assert.is_true(parts[k][2] >= parts[k][1])
+      expect = parts[k][2] + 1
+    end
+    assert.equal(1001, expect)
+  end)
+
+  it("sums in place over a shared array like a serial loop", function()
+    local n = 100000
+    local a = parx.array("float64", {n})
+    local d = a.data
+    for i = 0, n - 1 do d[i] = i end
+    local parts = pool.parallel_for(0, n - 1, function(lo, hi)
+      local p = a.data
+      local s = 0
+      for i = lo, hi do s = s + p[i] end
+      return s
+    end)
+    local total = 0
+    for _, s in ipairs(parts) do total = total + s end
+    assert.equal(n * (n - 1) / 2, total)
+  end)
+
+  it("writes in place into a shared array", function()
+    local n = 5000
+    local a = parx.array("int64", {n})
+    pool.parallel_for(1, n, function(lo, hi)
+      for i = lo, hi do a:set(i, i * 3) end
+    end, {chunksize = 100})
+    for i = 1, n do assert.equal(i * 3, a:get(i)) end
+  end)
+
+  it("does nothing on an empty range and handles a single index", function()
+    local parts, n = pool.parallel_for(5, 4, function() error("called") end)
+    assert.same({}, parts)
+    assert.equal(0, n)
+    assert.same({{7, 7}}, (pool.parallel_for(7, 7, function(lo, hi) return {lo, hi} end)))
+  end)
+
+  it("re-raises an error of fn and rejects bad arguments", function()
+    assert.has_error(function() pool.parallel_for(1, 10, function() error("nope") end) end)
+    assert.has_error(function() pool.parallel_for(1.5, 10, function() end) end)
+    assert.has_error(function() pool.parallel_for(1, 10, 5) end)
+  end)
+end)
