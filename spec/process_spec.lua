@@ -74,11 +74,27 @@ describe("parx.process.exec", function()
   end)
 
   it("kills the child when the task is cancelled", function()
-    local t = parx.async(function() return P.exec("sleep", {"30"}) end)
-    parx.sleep(0.1)
+    local pidfile = os.tmpname()
+    local t = parx.async(function()
+      return P.exec("sh", {"-c", "echo $$ > " .. pidfile .. "; exec sleep 30"})
+    end)
+    local pid
+    for _ = 1, 200 do
+      pid = tonumber(parx.fs.readfile(pidfile) or "")
+      if pid then break end
+      parx.sleep(0.01)
+    end
+    assert.is_number(pid)
     t:cancel()
     assert.has_error(function() t:join() end)
-    -- nothing of it keeps running: the script after this is not slowed
+    local alive = true
+    for _ = 1, 200 do
+      alive = P.exec("kill", {"-0", tostring(pid)}, {}).status == 0
+      if not alive then break end
+      parx.sleep(0.01)
+    end
+    parx.fs.unlink(pidfile)
+    assert.is_false(alive)
   end)
 
   it("runs from worker VMs, many at once", function()
