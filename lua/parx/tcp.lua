@@ -39,7 +39,17 @@ function M.connect(host, port, opts)
     end
   end
   local deadline = timeout and C.clock() + timeout
-  local addrs, msg, code = dns.resolve(host)
+  local addrs, msg, code
+  if timeout then
+    -- The lookup counts against the timeout too (a resolver that does not
+    -- answer would otherwise hold the caller for its own retries).
+    addrs, msg, code = task.timeout(timeout, dns.resolve, host)
+    if not addrs and msg == "timeout" and code == nil then
+      return C.connect("127.0.0.1", port, 0) -- nil, "ETIMEDOUT: ...", "ETIMEDOUT"
+    end
+  else
+    addrs, msg, code = dns.resolve(host)
+  end
   if not addrs then return nil, msg, code end
   for i, ip in ipairs(addrs) do
     local left = deadline and deadline - C.clock()
