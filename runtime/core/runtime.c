@@ -1,6 +1,7 @@
 /* runtime.c -- the runtime: the main VM, the worker threads (started on the
  * first spawn), the queue of spawned functions waiting for a worker, and
  * shutdown. */
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -135,6 +136,11 @@ px_runtime *px_runtime_new(int workers, int deadlock_check) {
   if (workers > 1024) workers = 1024;
   rt->nworkers = workers;
   rt->deadlock_check = deadlock_check;
+  /* A peer that goes away (a closed socket, a child that stopped reading)
+   * must give EPIPE to the writer, not kill the process.  Only when the
+   * host left SIGPIPE at its default. */
+  struct sigaction sa;
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
   pthread_mutex_init(&rt->lock, NULL);
   rt->main = px_vm_new(rt, 0);
   if (!rt->main) {

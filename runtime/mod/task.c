@@ -105,6 +105,11 @@ void px_handle_finish(px_handle *h, px_task *t, int status) {
     lua_replace(co, 1);
     lua_settop(co, 1);
   }
+  if (state == PX_H_FAILED && !h->errmsg) {
+    /* Kept to report a failure nobody ever looked at (handle_free). */
+    const char *msg = lua_tostring(co, -1);
+    h->errmsg = strdup(msg ? msg : luaL_typename(co, -1));
+  }
   if (h->local) {
     if (state != PX_H_CANCELLED) {
       lua_pushthread(co);
@@ -123,7 +128,7 @@ void px_handle_finish(px_handle *h, px_task *t, int status) {
       px_marshal(co, -1, 1, &h->result);
       state = PX_H_FAILED;
     }
-    if (state == PX_H_FAILED) {
+    if (state == PX_H_FAILED && !h->errmsg) {
       const char *msg = lua_tostring(co, -1);
       h->errmsg = strdup(msg ? msg : luaL_typename(co, -1));
     }
