@@ -217,6 +217,19 @@ bench-io-timers: all
 help::
 	@echo "make bench-io-timers  100,000 timers: parx vs Node.js and asyncio"
 
+# TCP echo round trips (50 connections) and 200 concurrent HTTP GETs:
+# parx vs Node.js, Python asyncio/uvloop, LuaJIT+luv and Go on 127.0.0.1.
+.PHONY: bench-io-tcp bench-io-http bench-io-net
+bench-io-tcp: all
+	$(Q)scripts/bench/net.sh $(BUILD) echo
+bench-io-http: all
+	$(Q)scripts/bench/net.sh $(BUILD) http
+bench-io-net: all
+	$(Q)scripts/bench/net.sh $(BUILD) all
+help::
+	@echo "make bench-io-tcp     TCP echo, 50 connections: parx vs Node, asyncio, uvloop, luv, Go"
+	@echo "make bench-io-http    200 concurrent HTTP GETs: parx vs asyncio+urllib and Node fetch"
+
 # ---- GPU ----------------------------------------------------------------
 #
 # build/parx_cuda.so: kernels/*.cu plus the cuBLAS glue, built by nvcc when
