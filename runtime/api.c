@@ -18,7 +18,7 @@ parx_runtime *parx_open(const parx_options *o) {
     parx_options_init(&def);
     o = &def;
   }
-  return (parx_runtime *)px_runtime_new(o->workers, o->deadlock_check);
+  return (parx_runtime *)px_runtime_new(o->workers, o->deadlock_check, o->trace);
 }
 
 void parx_close(parx_runtime *rt) {

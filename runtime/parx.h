@@ -41,6 +41,8 @@ enum {
 
 typedef struct parx_options {
   int workers;       /* worker threads; 0 = $PARX_WORKERS, else the CPU count */
+  const char *trace; /* write a Chrome trace-event JSON file here at close
+                        (tasks per VM, waits, pool chunks, GPU work), or NULL */
   int deadlock_check; /* 1 (default): report a deadlock instead of hanging.
                         Set 0 when host threads feed channels. */
 } parx_options;

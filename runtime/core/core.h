@@ -11,6 +11,7 @@
 
 typedef struct px_handle px_handle;
 typedef struct px_job px_job;
+typedef struct px_trace px_trace;
 
 /* Task states. */
 enum { PX_TASK_READY, PX_TASK_RUNNING, PX_TASK_PARKED, PX_TASK_DONE };
@@ -24,6 +25,8 @@ struct px_task {
   int nargs;           /* values on co's stack for the next resume */
   px_wait *wait;       /* current wait while parked */
   int wake_in_flight;  /* cancel() returned 0: discard the wake when it comes */
+  uint64_t park_ts;    /* --trace: when it parked */
+  const char *park_what;
   int inject_ref;      /* error to raise at the next resume, or LUA_NOREF */
   px_handle *handle;   /* one reference, dropped when the task ends */
   px_task *next_ready, *prev_ready;
@@ -89,6 +92,7 @@ struct px_vm {
 
   atomic_long holds;      /* px_vm_hold */
   long expect_wakes;      /* teardown: cancels that returned 0 */
+  px_trace *trace;        /* --trace: this VM's events, or NULL */
 };
 
 struct px_runtime {
@@ -119,6 +123,12 @@ struct px_runtime {
   int deadlocked;
   int main_ref;           /* arg table etc. are set directly on main L */
   atomic_long seq;
+
+  /* --trace (trace.c) */
+  char *trace_path;
+  uint64_t trace_t0;
+  px_trace **trace_bufs;
+  int ntrace, trace_truncated;
 };
 
 /* ---- vm.c ---- */
@@ -149,7 +159,7 @@ int px_runtime_unqueue_job(px_runtime *rt, px_job *job);
 void px_runtime_quiescent_check(px_runtime *rt, px_vm *vm); /* on idle */
 void px_runtime_start_workers(px_runtime *rt);
 void px_runtime_set_error(px_runtime *rt, const char *msg);
-px_runtime *px_runtime_new(int workers, int deadlock_check);
+px_runtime *px_runtime_new(int workers, int deadlock_check, const char *trace_path);
 void px_runtime_free(px_runtime *rt);
 
 /* ---- task bindings (mod/task.c) ---- */
@@ -159,6 +169,12 @@ void px_job_run(px_vm *vm, px_job *job);
 void px_job_discard(px_job *job);
 extern px_shared_type px_handle_type;
 extern const char px_exit_marker;
+
+/* ---- trace.c ---- */
+void px_trace_vm_start(px_vm *vm);
+void px_trace_vm_end(px_vm *vm);
+int px_trace_write(px_runtime *rt);
+void px_trace_wait(px_vm *vm, long seq, const char *what, uint64_t t0, uint64_t t1);
 
 /* ---- state.c ---- */
 int px_state_setup(px_vm *vm);  /* libs, preloads, parx global; 0 or -1 */

@@ -224,6 +224,12 @@ extern const char px_cdata_hook_key;
 PX_MODULES(XX)
 #undef XX
 
+/* --trace: modules add slices (pool chunks, GPU work) to the VM's track.
+ * Times from px_trace_now (ns).  Cheap no-ops when tracing is off. */
+int px_trace_on(px_vm *vm);
+uint64_t px_trace_now(void);
+void px_trace_slice(px_vm *vm, const char *cat, const char *name, uint64_t t0, uint64_t t1);
+
 /* Runtime facts modules may need. */
 int px_runtime_workers(px_runtime *rt); /* configured worker count */
 px_vm *px_runtime_main(px_runtime *rt);

@@ -125,7 +125,7 @@ static int cpu_count(void) {
   return n > 0 ? (int)n : 1;
 }
 
-px_runtime *px_runtime_new(int workers, int deadlock_check) {
+px_runtime *px_runtime_new(int workers, int deadlock_check, const char *trace_path) {
   px_runtime *rt = calloc(1, sizeof *rt);
   if (!rt) return NULL;
   if (workers <= 0) {
@@ -142,8 +142,13 @@ px_runtime *px_runtime_new(int workers, int deadlock_check) {
   struct sigaction sa;
   if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
   pthread_mutex_init(&rt->lock, NULL);
+  if (trace_path && *trace_path) {
+    rt->trace_path = strdup(trace_path);
+    rt->trace_t0 = uv_hrtime();
+  }
   rt->main = px_vm_new(rt, 0);
   if (!rt->main) {
+    free(rt->trace_path);
     pthread_mutex_destroy(&rt->lock);
     free(rt->last_error);
     free(rt);
@@ -176,6 +181,8 @@ void px_runtime_free(px_runtime *rt) {
     free(rt->workers);
   }
   px_vm_free(rt->main);
+  if (px_trace_write(rt) != 0) perror(rt->trace_path);
+  free(rt->trace_path);
   for (int i = 0; i < rt->ncfuncs; i++) free(rt->cfuncs[i].name);
   free(rt->cfuncs);
   free(rt->last_error);

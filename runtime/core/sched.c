@@ -8,6 +8,7 @@
  * finalisers like any other error.  LuaJIT's hooks are per VM, which is
  * what we want: exactly one coroutine runs next.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -128,6 +129,7 @@ void px_sched_deliver(px_vm *vm, px_wait *w) {
   }
   t->wait = NULL;
   vm->nparked--;
+  if (vm->trace) px_trace_wait(vm, t->handle ? t->handle->seq : 0, t->park_what, t->park_ts, uv_hrtime());
   t->nargs = w->deliver ? w->deliver(t->co, w) : 0;
   make_ready(vm, t);
 }
@@ -193,8 +195,17 @@ static void resume(px_vm *vm, px_task *t) {
   }
   t->state = PX_TASK_RUNNING;
   vm->current = t;
+  uint64_t t0 = vm->trace ? uv_hrtime() : 0;
   int status = lua_resume(co, nargs);
   vm->current = NULL;
+  if (vm->trace) {
+    uint64_t t1 = uv_hrtime();
+    char name[48];
+    snprintf(name, sizeof name, "task %ld", t->handle ? t->handle->seq : 0L);
+    px_trace_slice(vm, "task", name, t0, t1);
+    t->park_ts = t1;
+    t->park_what = t->wait ? t->wait->what : NULL;
+  }
   if (vm->hook_ref != LUA_NOREF) {
     /* The task ran no Lua instruction (its body is a C function): the
      * error was not raised; end the task with it. */

@@ -43,11 +43,13 @@ px_vm *px_vm_new(px_runtime *rt, int id) {
   uv_unref((uv_handle_t *)&vm->async);
   vm->thread = pthread_self();
   atomic_fetch_add(&rt->pending, 1); /* a new VM is busy until it idles */
+  px_trace_vm_start(vm);
   if (px_state_setup(vm) != 0) {
     uv_close((uv_handle_t *)&vm->async, NULL);
     uv_run(&vm->loop, UV_RUN_DEFAULT);
     uv_loop_close(&vm->loop);
     atomic_fetch_sub(&rt->pending, 1);
+    px_trace_vm_end(vm);
     pthread_mutex_destroy(&vm->inbox_lock);
     free(vm);
     return NULL;
@@ -62,6 +64,7 @@ static void close_walk(uv_handle_t *h, void *arg) {
 
 void px_vm_free(px_vm *vm) {
   if (vm->L) lua_close(vm->L);
+  px_trace_vm_end(vm);
   vm->L = NULL;
   /* Handles of modules were closed by their __gc; close what is left. */
   uv_walk(&vm->loop, close_walk, NULL);
