@@ -147,8 +147,8 @@ static int gpu_matmul(lua_State *L) {
     out_ptr = a->data;
   }
 
-  /* ---- on the CPU ---- */
-  if (A.on_host && (!A.is_device || !cuda)) {
+  /* ---- on the CPU: no GPU (device arrays are then host memory too) ---- */
+  if (!cuda) {
     g.a = A.ptr;
     g.b = B.ptr;
     g.c = out_ptr;
