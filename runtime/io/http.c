@@ -460,7 +460,7 @@ static struct curl_slist *build_headers(lua_State *L, int *has_expect) {
   int t = lua_gettop(L);
   lua_pushnil(L);
   while (lua_next(L, t)) {
-    size_t kl, vl;
+    size_t kl = 0, vl = 0;
     lua_pushvalue(L, -2);
     if (lua_type(L, -1) == LUA_TNUMBER) {
       const char *v = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &vl) : NULL;
