@@ -50,11 +50,16 @@ int pxc_check_launch(const char *what) {
 int pxc_enter(void) {
   if (!pxc_g.ready) return pxc_fail(PXC_ENODEV, "GPU module not initialised");
   pthread_mutex_lock(&pxc_g.lock);
-  /* The current device is per host thread; parx calls from many. */
-  cudaError_t err = cudaSetDevice(pxc_g.device);
-  if (err != cudaSuccess) {
-    pthread_mutex_unlock(&pxc_g.lock);
-    return pxc_cuda_error(err, "cudaSetDevice");
+  /* The current device is per host thread and parx calls from many; set
+   * it once per thread rather than on every call. */
+  static __thread int current = -1;
+  if (current != pxc_g.device) {
+    cudaError_t err = cudaSetDevice(pxc_g.device);
+    if (err != cudaSuccess) {
+      pthread_mutex_unlock(&pxc_g.lock);
+      return pxc_cuda_error(err, "cudaSetDevice");
+    }
+    current = pxc_g.device;
   }
   return 0;
 }

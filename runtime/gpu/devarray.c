@@ -205,7 +205,7 @@ static int devarray_download(lua_State *L) {
     }
     return 1;
   }
-  px_gpu_op *op = px_gpu_op_new(L);
+  px_gpu_op *op = px_gpu_op_new(L, "gpu download");
   if (!out) {
     out = px_array_new(d->dtype, d->ndim, d->shape);
     if (!out) {
@@ -276,7 +276,7 @@ static int gpu_upload(lua_State *L) {
     px_devarray_push(L, d);
     return 1;
   }
-  px_gpu_op *op = px_gpu_op_new(L);
+  px_gpu_op *op = px_gpu_op_new(L, "gpu upload");
   px_gpu_op_set_result(L, op, &d->hdr, 0);
   px_gpu_op_hold(op, &a->hdr);
   int rc = px_gpu_backend_get()->cuda->upload(d->ptr, a->data, bytes);

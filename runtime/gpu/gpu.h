@@ -96,10 +96,12 @@ struct px_gpu_op {
   void (*work)(px_gpu_op *op);
   pxc_gemm gemm;
   const char *error;
+  uint64_t t0; /* px_trace_now() when parked, for the --trace slice */
   uv_work_t req;
 };
 
-px_gpu_op *px_gpu_op_new(lua_State *L);
+/* what: the wait's name in deadlock reports and --trace slices. */
+px_gpu_op *px_gpu_op_new(lua_State *L, const char *what);
 void px_gpu_op_hold(px_gpu_op *op, px_shared *obj);
 /* Make obj (one reference, taken over) the op's result: a host px_array
  * when is_array, else a device array. */

@@ -101,19 +101,21 @@ static int gpu_matmul(lua_State *L) {
   /* opts.out: same kind, dtype and shape as the result would have. */
   px_gpu_operand C;
   memset(&C, 0, sizeof C);
-  int have_out = 0;
+  int have_out = 0, out_idx = 0;
   if (has_opts) {
     lua_getfield(L, 3, "out");
     if (!lua_isnil(L, -1)) {
-      px_gpu_check_operand(L, lua_gettop(L), &C);
+      out_idx = lua_gettop(L); /* stays on the stack: returned as is */
+      px_gpu_check_operand(L, out_idx, &C);
       int ok = C.is_device == A.is_device && C.dtype == dtype && C.ndim == out_ndim;
       for (int i = 0; ok && i < out_ndim; i++) ok = C.shape[i] == out_shape[i];
       if (!ok)
         return luaL_error(L, "matmul: opts.out must be a %s %s array of the result's shape",
                           A.is_device ? "device" : "host", px_dtype_name(dtype));
       have_out = 1;
+    } else {
+      lua_pop(L, 1);
     }
-    lua_pop(L, 1);
   }
   if (g.beta != 0.0 && !have_out) return luaL_error(L, "matmul: opts.beta needs opts.out");
   int64_t dims[4] = {g.m, g.n, g.k, g.batch};
@@ -152,7 +154,7 @@ static int gpu_matmul(lua_State *L) {
     g.a = A.ptr;
     g.b = B.ptr;
     g.c = out_ptr;
-    px_gpu_op *op = px_gpu_op_new(L);
+    px_gpu_op *op = px_gpu_op_new(L, "cpu matmul");
     px_gpu_op_set_result(L, op, out, !A.is_device);
     op->work = cpu_gemm_work;
     op->gemm = g;
@@ -175,16 +177,23 @@ static int gpu_matmul(lua_State *L) {
       return px_gpu_raise(L, "matmul", NULL);
     }
     if (!sync) {
-      px_devarray_push(L, (px_devarray *)out);
+      /* No new proxy per call: back-to-back products on the same out make
+       * no garbage. */
+      if (have_out) {
+        px_shared_release(out);
+        lua_pushvalue(L, out_idx);
+      } else {
+        px_devarray_push(L, (px_devarray *)out);
+      }
       return 1;
     }
-    px_gpu_op *op = px_gpu_op_new(L);
+    px_gpu_op *op = px_gpu_op_new(L, "gpu matmul");
     px_gpu_op_set_result(L, op, out, 0);
     return px_gpu_op_finish(L, op);
   }
 
   /* ---- host arrays on the GPU: staged through device temporaries ---- */
-  px_gpu_op *op = px_gpu_op_new(L);
+  px_gpu_op *op = px_gpu_op_new(L, "gpu matmul (host arrays)");
   px_gpu_op_set_result(L, op, out, 1);
   px_gpu_op_hold(op, A.obj);
   px_gpu_op_hold(op, B.obj);

@@ -119,7 +119,7 @@ static int gpu_sum(lua_State *L) {
     lua_pushnumber(L, px_cpu_sum(a.ptr, a.dtype, a.n));
     return 1;
   }
-  px_gpu_op *op = px_gpu_op_new(L);
+  px_gpu_op *op = px_gpu_op_new(L, "gpu sum");
   op->has_number = 1;
   px_gpu_op_hold(op, a.obj);
   if (cuda()->sum(a.ptr, a.dtype, a.n, &op->number)) return px_gpu_raise(L, "sum", op);
@@ -130,7 +130,7 @@ static int gpu_sum(lua_State *L) {
  * raises the error an asynchronous launch left, if any. */
 static int gpu_synchronize(lua_State *L) {
   if (!cuda()) return 0;
-  px_gpu_op *op = px_gpu_op_new(L);
+  px_gpu_op *op = px_gpu_op_new(L, "gpu synchronize");
   return px_gpu_op_finish(L, op);
 }
 

@@ -20,12 +20,13 @@
 
 #include "gpu.h"
 
-px_gpu_op *px_gpu_op_new(lua_State *L) {
+px_gpu_op *px_gpu_op_new(lua_State *L, const char *what) {
   /* Fail before anything is queued if this task cannot wait. */
   if (px_task_current(L)) px_check_can_park(L);
   px_gpu_op *op = calloc(1, sizeof *op);
   if (!op) luaL_error(L, "out of memory");
   op->result_ref = LUA_NOREF;
+  op->wait.what = what;
   return op;
 }
 
@@ -79,6 +80,7 @@ static int push_stream_error(lua_State *L, px_gpu_op *op) {
 
 static int op_deliver(lua_State *co, px_wait *w) {
   px_gpu_op *op = (px_gpu_op *)w;
+  if (px_trace_on(w->vm)) px_trace_slice(w->vm, "gpu", w->what, op->t0, px_trace_now());
   if (op->error) {
     lua_pushnil(co);
     lua_pushstring(co, op->error);
@@ -108,12 +110,12 @@ int px_gpu_op_finish(lua_State *L, px_gpu_op *op) {
     if (rc) return px_gpu_raise(L, "gpu", op);
     return push_result(L, op);
   }
-  op->wait.what = "GPU stream";
   op->wait.deliver = op_deliver;
   op->wait.discard = op_discard;
   op->wait.cancel = op_cancel;
   op->wait.external = 1;
   px_wait_prepare(L, &op->wait);
+  op->t0 = px_trace_now();
   int rc = cuda->notify(op_ready, op);
   if (rc) {
     /* Not parked after all: undo the hold that prepare took. */
@@ -148,12 +150,12 @@ int px_gpu_op_run_inline(lua_State *L, px_gpu_op *op) {
 
 int px_gpu_op_run_cpu(lua_State *L, px_gpu_op *op) {
   if (!px_task_current(L)) return px_gpu_op_run_inline(L, op);
-  op->wait.what = "CPU matmul";
   op->wait.deliver = op_deliver;
   op->wait.discard = op_discard;
   op->wait.cancel = op_cancel;
   op->wait.external = 0; /* a uv_work_t of this VM's loop keeps it alive */
   px_wait_prepare(L, &op->wait);
+  op->t0 = px_trace_now();
   op->req.data = op;
   int rc = uv_queue_work(px_vm_loop(px_vm_of(L)), &op->req, cpu_work, cpu_after);
   if (rc) {
