@@ -151,10 +151,24 @@ describe("the REPL on a terminal", function()
   end)
 
   it("interrupts running code on Ctrl-C", function()
-    local code, screen = session("#nowait\nwhile true do end\n\3'alive'\n\4")
+    -- Hooks reach interpreted code only; LuaJIT's traces never call them.
+    local code, screen = session("#nowait\njit.off() while true do end\n\3'alive'\n\4")
     assert.are.equal(0, code, screen)
     assert.truthy(screen:find("interrupted", 1, true), screen)
     assert.truthy(screen:find('"alive"', 1, true), screen)
+  end)
+
+  it("stops waiting for a parked chunk on a second Ctrl-C", function()
+    local code, screen = session("#nowait\nparx.sleep(1000)\n#nowait\n\3\3'back'\n\4")
+    assert.are.equal(0, code, screen)
+    assert.truthy(screen:find("stopped waiting", 1, true), screen)
+    assert.truthy(screen:find('"back"', 1, true), screen)
+  end)
+
+  it("ends on a third Ctrl-C when compiled code cannot be interrupted", function()
+    local code, screen = session("#nowait\nwhile true do end\n#nowait\n\3#nowait\n\3#nowait\n\3")
+    assert.are_not.equal(0, code, screen)
+    assert.are_not.equal(124, code, screen)
   end)
 
   it("exits with os.exit's status", function()

@@ -11,9 +11,10 @@
  * incomplete and pretty-prints tables.
  *
  * Ctrl-C at the prompt abandons the line; while code runs it interrupts the
- * Lua code (a hook, as lua.c does), and a second Ctrl-C stops waiting for a
- * task that is parked, which then carries on in the background.  Ctrl-D
- * leaves.  When standard input is not a terminal, lines are read plainly
+ * Lua code (a hook, as lua.c does), a second Ctrl-C stops waiting for a
+ * task that is parked, which then carries on in the background, and a
+ * third ends parx (for JIT-compiled loops, which hooks cannot reach).
+ * Ctrl-D leaves.  When standard input is not a terminal, lines are read plainly
  * and no prompt is shown, so tests can pipe input in.
  */
 #include <errno.h>
@@ -49,6 +50,7 @@ typedef struct repl {
 static repl *current;
 static volatile sig_atomic_t interrupted;
 static volatile sig_atomic_t running_code;
+static volatile sig_atomic_t interrupts_while_running;
 static lua_State *hook_state;
 
 /* ------------------------------------------------------------------------
@@ -62,11 +64,19 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar) {
 }
 
 /* While code runs, stop the Lua code that runs next, as lua.c does: setting
- * a hook is what a signal handler may do to a lua_State. */
+ * a hook is what a signal handler may do to a lua_State.  LuaJIT never calls
+ * hooks from compiled traces, so a hot loop like `while true do end` cannot
+ * be stopped that way; the third Ctrl-C while code runs therefore ends the
+ * process the default way (history is already saved line by line). */
 static void on_sigint(int sig) {
-  (void)sig;
   interrupted = 1;
-  if (running_code && hook_state != NULL)
+  if (!running_code) return;
+  if (++interrupts_while_running >= 3) {
+    signal(sig, SIG_DFL);
+    raise(sig);
+    return;
+  }
+  if (hook_state != NULL)
     lua_sethook(hook_state, interrupt_hook,
                 LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
@@ -146,6 +156,7 @@ static void evaluate(repl *r) {
                                  "=stdin");
   if (result == PARX_OK) {
     interrupted = 0;
+    interrupts_while_running = 0;
     running_code = 1;
     int asked = 0;
     for (;;) {
