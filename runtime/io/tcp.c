@@ -179,13 +179,21 @@ static int tcp_connect(lua_State *L) {
 
 /* ---- listen and accept ---------------------------------------------- */
 
+#define ACCEPT_QUEUE 64
+
 typedef struct server {
   uv_tcp_t handle;
   px_vm *vm;
   px_wait wait;    /* the acceptor task, while state != OP_DETACHED */
   int state;       /* OP_PARKED / OP_WOKEN / OP_DETACHED (= none parked) */
   int ref;         /* registry ref to the userdata while parked */
-  int pending;     /* connections libuv announced and we did not accept */
+  /* Connections accepted from the connection callback and not yet taken
+   * by accept(): libuv accepts a whole burst per loop iteration this way.
+   * Once the queue is full, connections wait in the kernel (libuv stops
+   * watching the socket until we take one): `pending` counts that one. */
+  px_stream *queue[ACCEPT_QUEUE];
+  int qhead, qlen;
+  int pending;
   int err;         /* an error from the connection callback */
   int port;
   int closing, closed, lua_gone;
@@ -204,37 +212,59 @@ static void acceptor_wake(server *sv) {
   px_wake(&sv->wait);
 }
 
-static void on_connection(uv_stream_t *h, int status) {
-  server *sv = h->data;
-  if (status < 0)
-    sv->err = status;
-  else
-    sv->pending++;
-  acceptor_wake(sv);
-}
-
-/* Accept one pending connection (or report why not). */
-static int do_accept(lua_State *L, server *sv) {
-  if (sv->closing) return px_push_error(L, PX_ECLOSED, NULL);
-  if (sv->pending == 0) {
-    int err = sv->err ? sv->err : UV_EAGAIN;
-    sv->err = 0;
-    return px_push_error(L, err, NULL);
-  }
-  sv->pending--;
+/* Take the connection libuv holds for sv; 0 or a libuv error. */
+static int accept_one(server *sv, px_stream **out) {
   px_stream *s = px_stream_new(sv->vm);
-  if (!s) return px_push_error(L, UV_ENOMEM, NULL);
+  if (!s) return UV_ENOMEM;
   int r = uv_tcp_init(px_vm_loop(sv->vm), px_stream_tcp(s));
   if (r < 0) {
     free(s);
-    return px_push_error(L, r, NULL);
+    return r;
   }
   r = uv_accept((uv_stream_t *)&sv->handle, px_stream_handle(s));
   if (r < 0) {
     px_stream_discard(s);
-    return px_push_error(L, r, NULL);
+    return r;
   }
   uv_tcp_nodelay(px_stream_tcp(s), 1);
+  *out = s;
+  return 0;
+}
+
+static void on_connection(uv_stream_t *h, int status) {
+  server *sv = h->data;
+  px_stream *s;
+  if (status < 0) {
+    sv->err = status;
+  } else if (sv->qlen < ACCEPT_QUEUE && sv->pending == 0) {
+    int r = accept_one(sv, &s);
+    if (r < 0)
+      sv->err = r;
+    else
+      sv->queue[(sv->qhead + sv->qlen++) % ACCEPT_QUEUE] = s;
+  } else {
+    sv->pending++;
+  }
+  acceptor_wake(sv);
+}
+
+/* Hand out the oldest connection (or report why there is none). */
+static int do_accept(lua_State *L, server *sv) {
+  if (sv->closing) return px_push_error(L, PX_ECLOSED, NULL);
+  px_stream *s = NULL;
+  if (sv->qlen > 0) {
+    s = sv->queue[sv->qhead];
+    sv->qhead = (sv->qhead + 1) % ACCEPT_QUEUE;
+    sv->qlen--;
+  } else if (sv->pending > 0) {
+    sv->pending--;
+    int r = accept_one(sv, &s);
+    if (r < 0) return px_push_error(L, r, NULL);
+  } else {
+    int err = sv->err ? sv->err : UV_EAGAIN;
+    sv->err = 0;
+    return px_push_error(L, err, NULL);
+  }
   px_stream_push(L, s);
   return 1;
 }
@@ -279,7 +309,7 @@ static int server_accept(lua_State *L) {
   if (!sv || sv->closing) return px_push_error(L, PX_ECLOSED, NULL);
   if (sv->state != OP_DETACHED)
     return luaL_error(L, "server is already being accepted on by another task");
-  if (sv->pending > 0 || sv->err) return do_accept(L, sv);
+  if (sv->qlen > 0 || sv->pending > 0 || sv->err) return do_accept(L, sv);
   memset(&sv->wait, 0, sizeof sv->wait);
   sv->wait.what = "tcp accept";
   sv->wait.deliver = acceptor_deliver;
@@ -295,6 +325,10 @@ static int server_accept(lua_State *L) {
 static void server_start_close(server *sv) {
   if (sv->closing) return;
   sv->closing = 1;
+  for (; sv->qlen > 0; sv->qlen--) {
+    px_stream_discard(sv->queue[sv->qhead]);
+    sv->qhead = (sv->qhead + 1) % ACCEPT_QUEUE;
+  }
   uv_close((uv_handle_t *)&sv->handle, on_server_close);
   acceptor_wake(sv);
 }
