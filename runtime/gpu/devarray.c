@@ -6,6 +6,7 @@
  * operation runs the C equivalent of its kernel, so a script written for the
  * GPU runs unchanged without one.
  */
+#include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,7 @@ int px_gpu_check_float_dtype(lua_State *L, int idx) {
 int px_gpu_check_shape(lua_State *L, int idx, int64_t *shape) {
   if (lua_type(L, idx) == LUA_TNUMBER) {
     lua_Number v = lua_tonumber(L, idx);
-    if (v < 0 || v != (lua_Number)(int64_t)v)
+    if (!(v >= 0 && v <= 4e18) || v != floor(v))
       luaL_argerror(L, idx, "shape: non-negative integers expected");
     shape[0] = (int64_t)v;
     return 1;
@@ -59,7 +60,7 @@ int px_gpu_check_shape(lua_State *L, int idx, int64_t *shape) {
   for (int i = 0; i < ndim; i++) {
     lua_rawgeti(L, idx, i + 1);
     lua_Number v = lua_tonumber(L, -1);
-    if (lua_type(L, -1) != LUA_TNUMBER || v < 0 || v != (lua_Number)(int64_t)v || v > 4e18)
+    if (lua_type(L, -1) != LUA_TNUMBER || !(v >= 0 && v <= 4e18) || v != floor(v))
       luaL_argerror(L, idx, "shape: non-negative integers expected");
     shape[i] = (int64_t)v;
     lua_pop(L, 1);
@@ -324,7 +325,7 @@ static void rand_opts(lua_State *L, int idx, uint64_t *seed, int *normal, int *h
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TNUMBER) luaL_argerror(L, idx, "opts.seed: integer expected");
     lua_Number s = lua_tonumber(L, -1);
-    if (s < 0 || s != (lua_Number)(uint64_t)s || s >= 18446744073709551616.0)
+    if (!(s >= 0 && s < 18446744073709551616.0) || s != floor(s))
       luaL_argerror(L, idx, "opts.seed: non-negative integer expected");
     *seed = (uint64_t)s;
   }

@@ -112,6 +112,8 @@ static int gpu_matmul(lua_State *L) {
       if (!ok)
         return luaL_error(L, "matmul: opts.out must be a %s %s array of the result's shape",
                           A.is_device ? "device" : "host", px_dtype_name(dtype));
+      if (C.ptr == A.ptr || C.ptr == B.ptr)
+        return luaL_error(L, "matmul: opts.out must not be A or B");
       have_out = 1;
     } else {
       lua_pop(L, 1);
