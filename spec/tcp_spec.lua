@@ -4,7 +4,7 @@
 -- mid-read, cancelled readers, back-pressure and garbage collection.
 local tcp = parx.tcp
 local process = parx.process
-local PARX = arg and arg[-1] or "build/parx"
+local PARX = os.getenv("PARX_BIN") or (arg and arg[-1]) or "build/parx"
 
 -- A server that upper-cases each line it gets.
 local function upper_server()
