@@ -72,7 +72,10 @@ void px_runtime_push_job(px_runtime *rt, px_job *job) {
   rt->njobs++;
   pthread_mutex_unlock(&rt->lock);
   if (rt->nworkers == 0) return;
-  /* Wake an idle worker if there is one, else the next in turn. */
+  /* Wake an idle worker if there is one, else every worker: one busy in a
+   * long task cannot take the job, and one blocked on its own timers or IO
+   * is not flagged idle.  A poke to a worker whose loop was already poked
+   * costs an atomic, not a syscall. */
   unsigned start = atomic_fetch_add(&rt->next_worker, 1);
   for (int i = 0; i < rt->nworkers; i++) {
     px_vm *w = rt->workers[(start + i) % rt->nworkers];
@@ -81,7 +84,7 @@ void px_runtime_push_job(px_runtime *rt, px_job *job) {
       return;
     }
   }
-  px_vm_poke(rt->workers[start % rt->nworkers]);
+  for (int i = 0; i < rt->nworkers; i++) px_vm_poke(rt->workers[(start + i) % rt->nworkers]);
 }
 
 px_job *px_runtime_take_job(px_runtime *rt) {

@@ -254,6 +254,10 @@ int px_vm_drive(px_vm *vm, int mode, int (*done)(px_vm *, void *), void *arg) {
         atomic_fetch_add(&rt->pending, 1);
         return 1;
       }
+      /* A job pushed after the spin but before idle_flag was set found no
+       * idle worker to poke (px_runtime_push_job): look again now that
+       * this worker shows as idle, or the job waits for the next poke. */
+      if (mode == PX_DRIVE_WORKER && __atomic_load_n(&rt->jobs_head, __ATOMIC_SEQ_CST)) continue;
     }
     block(vm);
   }
