@@ -183,16 +183,20 @@ uninstall:
 # (SPECS=... to pick some).  LuaJIT itself is not instrumented: ThreadSanitizer
 # learns about it through scripts/tools/tsan.supp, and LeakSanitizer skips
 # what the system libraries keep for the life of the process
-# (scripts/tools/lsan.supp).
+# (scripts/tools/lsan.supp).  Specs see PARX_SANITIZER=address|thread and
+# may skip what a sanitizer cannot do (TSan holds signal handlers back while
+# uninstrumented LuaJIT code runs, so Ctrl-C cannot interrupt a loop).
 SAN_CC := $(shell command -v clang >/dev/null 2>&1 && echo clang || echo $(CC))
 asan:
 	$(Q)ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  PARX_SANITIZER=address \
 	  LSAN_OPTIONS=suppressions=$(abspath scripts/tools/lsan.supp):print_suppressions=0 \
 	  $(MAKE) --no-print-directory BUILD=build-asan CC=$(SAN_CC) \
 	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined" \
 	  LDFLAGS="-fsanitize=address,undefined" SPEC_TIMEOUT=600 test
 tsan:
 	$(Q)TSAN_OPTIONS="suppressions=$(abspath scripts/tools/tsan.supp) second_deadlock_stack=1" \
+	  PARX_SANITIZER=thread \
 	  $(MAKE) --no-print-directory BUILD=build-tsan CC=$(SAN_CC) \
 	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=thread" \
 	  LDFLAGS="-fsanitize=thread" SPEC_TIMEOUT=600 test

@@ -150,7 +150,12 @@ describe("the REPL on a terminal", function()
     assert.falsy(screen:find("abc'fresh'", 1, true), screen)
   end)
 
+  -- ThreadSanitizer delivers a signal only when the thread reaches
+  -- instrumented code, which a loop inside LuaJIT never does.
+  local tsan = os.getenv("PARX_SANITIZER") == "thread"
+
   it("interrupts running code on Ctrl-C", function()
+    if tsan then pending("ThreadSanitizer holds SIGINT back inside LuaJIT") return end
     -- Hooks reach interpreted code only; LuaJIT's traces never call them.
     local code, screen = session("#nowait\njit.off() while true do end\n\3'alive'\n\4")
     assert.are.equal(0, code, screen)
@@ -166,6 +171,7 @@ describe("the REPL on a terminal", function()
   end)
 
   it("ends on a third Ctrl-C when compiled code cannot be interrupted", function()
+    if tsan then pending("ThreadSanitizer holds SIGINT back inside LuaJIT") return end
     local code, screen = session("#nowait\nwhile true do end\n#nowait\n\3#nowait\n\3#nowait\n\3")
     assert.are_not.equal(0, code, screen)
     assert.are_not.equal(124, code, screen)

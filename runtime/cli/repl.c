@@ -217,7 +217,11 @@ static int append_line(repl *r, const char *line) {
 
 /* One line typed (NULL at end of input).  Returns the next prompt. */
 static const char *take_line(repl *r, const char *line) {
-  if (line == NULL) { r->leave = 1; return PROMPT; }
+  if (line == NULL) {
+    if (r->len > 0) fputs("parx: input ended inside an unfinished chunk\n", stderr);
+    r->leave = 1;
+    return PROMPT;
+  }
   if (r->len == 0 && line[strspn(line, " \t\r\n")] == '\0') return PROMPT;
   if (r->tty && r->history != NULL && line[0] != '\0') {
     add_history(line);
