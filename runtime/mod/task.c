@@ -102,7 +102,9 @@ void px_handle_finish(px_handle *h, px_task *t, int status) {
     lua_pop(co, 1);
     /* os.exit unwinding the task: the process is ending, not a failure. */
     if (lua_touserdata(co, -1) == (void *)&px_exit_marker) state = PX_H_CANCELLED;
-    lua_replace(co, 1);
+    /* insert, not replace: after error(v, 0) or a table error LuaJIT
+     * leaves the value alone at index 1, where lua_replace would pop it. */
+    lua_insert(co, 1);
     lua_settop(co, 1);
   }
   if (state == PX_H_FAILED && !h->errmsg) {
