@@ -88,12 +88,23 @@ static void load(void) {
     sibling(candidates[count++], PATH_MAX, exe, "parx_cuda.so");
   }
 
-  char why[512] = "no parx_cuda.so found (built only where nvcc is installed)";
-  for (int i = 0; i < count; i++) {
+  char why[512] = "", looked[1024] = "";
+  int found = 0;
+  for (int i = 0; i < count && !found; i++) {
     /* An explicit $PARX_CUDA_MODULE is the only candidate when given. */
     if (i > 0 && env && *env) break;
-    if (try_module(candidates[i], why, sizeof why)) break;
+    int seen = 0;
+    for (int j = 0; j < i; j++) seen |= strcmp(candidates[i], candidates[j]) == 0;
+    if (seen) continue;
+    if (access(candidates[i], R_OK) != 0) {
+      size_t len = strlen(looked);
+      snprintf(looked + len, sizeof looked - len, "%s%.300s", len ? ", " : "", candidates[i]);
+      continue;
+    }
+    found = try_module(candidates[i], why, sizeof why);
   }
+  if (!found && !why[0])
+    snprintf(why, sizeof why, "no parx_cuda.so (built where nvcc is installed) at %.450s", looked);
   if (!backend.cuda) snprintf(backend.reason, sizeof backend.reason, "%s", why);
 }
 
