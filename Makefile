@@ -100,7 +100,7 @@ LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 SPECS ?= spec
-SPEC_TIMEOUT ?= 300
+SPEC_TIMEOUT ?= 180
 
 .PHONY: deps bench-deps test demo install uninstall asan tsan embed-host
 
