@@ -140,6 +140,30 @@ static void set_unfinished(repl *r) {
   lua_pop(L, 1);
 }
 
+/* Report an error of a chunk without the REPL's own frames: the traceback
+ * ends at the chunk, which shows as "in main chunk" as it would in lua. */
+static void report_chunk_error(repl *r, int result) {
+  const char *msg = parx_last_error(r->rt);
+  const char *own = msg != NULL ? strstr(msg, "parx/repl.lua:") : NULL;
+  if (result != PARX_ERRRUN || own == NULL) {
+    px_cli_report(r->rt, result);
+    return;
+  }
+  while (own > msg && own[-1] != '\n') own--; /* start of that line */
+  int len = (int)(own - msg);
+  if (len > 0 && msg[len - 1] == '\n') len--;
+  static const char fn[] = "in function 'fn'";
+  const char *last = msg + len;
+  while (last > msg && last[-1] != '\n') last--; /* the chunk's line */
+  const char *name = strstr(last, fn);
+  if (name != NULL && name < msg + len) {
+    fprintf(stderr, "parx: %.*sin main chunk%.*s\n", (int)(name - msg), msg,
+            (int)(msg + len - (name + sizeof fn - 1)), name + sizeof fn - 1);
+  } else {
+    fprintf(stderr, "parx: %.*s\n", len, msg);
+  }
+}
+
 /* Wait for the runtime's descriptor (or its timer) up to timeout ms. */
 static void wait_backend(repl *r, int timeout) {
   struct pollfd fd = {.fd = parx_backend_fd(r->rt), .events = POLLIN};
@@ -187,7 +211,7 @@ static void evaluate(repl *r) {
     r->exit_code = parx_exit_code(r->rt);
     r->leave = 1;
   } else if (result != PARX_OK) {
-    px_cli_report(r->rt, result);
+    report_chunk_error(r, result);
   }
   fflush(stdout);
   fflush(stderr);
