@@ -12,12 +12,14 @@ LUAJIT ?= luajit
 # ---- flags ------------------------------------------------------------
 CFLAGS ?= -O2 -g
 WARN := -Wall -Wextra -Wno-unused-parameter
-PKGS := luajit libuv libcurl
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+# libcurl and OpenBLAS are opened on first use (runtime/platform/): only
+# their headers are needed at build time.
+PKGS := luajit libuv
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) libcurl 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 ALL_CFLAGS := -std=gnu11 -fPIC -pthread $(WARN) $(CFLAGS) $(PKG_CFLAGS) \
   -I/usr/include/x86_64-linux-gnu -Iruntime -Iruntime/core $(EXTRA_CFLAGS)
-LIBS := $(PKG_LIBS) -lopenblas -ledit -lm -ldl -lpthread $(EXTRA_LIBS)
+LIBS := $(PKG_LIBS) -ledit -lm -ldl -lpthread $(EXTRA_LIBS)
 LDFLAGS ?=
 
 # ---- sources ----------------------------------------------------------
@@ -158,10 +160,10 @@ Name: parx
 Description: parallel runtime for Lua (LuaJIT, libuv)
 Version: 0.1.0
 Requires: luajit
-Requires.private: libuv libcurl
+Requires.private: libuv
 Cflags: -I$${includedir}
 Libs: -L$${libdir} -lparx
-Libs.private: -lopenblas -ledit -lm -ldl -lpthread
+Libs.private: -ledit -lm -ldl -lpthread
 endef
 export PARX_PC
 

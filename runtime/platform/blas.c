@@ -1,0 +1,81 @@
+/* blas.c -- OpenBLAS, loaded on first use.
+ *
+ * OpenBLAS starts its thread pool when it is loaded; linking it would make
+ * every `parx -e ''` pay for that (and map libgfortran).  The CPU path of
+ * gpu.matmul calls these, defined with cblas.h's prototypes, which open the
+ * library the first time.  If it cannot be opened, a plain C loop gives the
+ * same results slowly, after one warning on stderr.
+ */
+#include <cblas.h>
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+
+static struct {
+  void (*sgemm)(CBLAS_ORDER, CBLAS_TRANSPOSE, CBLAS_TRANSPOSE, blasint, blasint, blasint,
+                float, const float *, blasint, const float *, blasint, float, float *, blasint);
+  void (*dgemm)(CBLAS_ORDER, CBLAS_TRANSPOSE, CBLAS_TRANSPOSE, blasint, blasint, blasint,
+                double, const double *, blasint, const double *, blasint, double, double *,
+                blasint);
+  int (*threads)(void);
+} lib;
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void load(void) {
+  void *h = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
+  if (h) {
+    *(void **)&lib.sgemm = dlsym(h, "cblas_sgemm");
+    *(void **)&lib.dgemm = dlsym(h, "cblas_dgemm");
+    *(void **)&lib.threads = dlsym(h, "openblas_get_num_threads");
+  }
+  if (!lib.sgemm || !lib.dgemm)
+    fprintf(stderr, "parx: libopenblas.so.0 not found (%s); CPU matmul uses a slow fallback\n",
+            h ? "symbols missing" : dlerror());
+}
+
+/* Row-major C = alpha * op(A) op(B) + beta * C, the unoptimised way. */
+#define NAIVE(T)                                                                \
+  for (blasint i = 0; i < M; i++)                                              \
+    for (blasint j = 0; j < N; j++) {                                          \
+      double acc = 0;                                                          \
+      for (blasint k = 0; k < K; k++) {                                        \
+        T a = ta == CblasNoTrans ? A[i * lda + k] : A[k * lda + i];            \
+        T b = tb == CblasNoTrans ? B[k * ldb + j] : B[j * ldb + k];            \
+        acc += (double)a * (double)b;                                          \
+      }                                                                        \
+      C[i * ldc + j] = (T)(alpha * acc + (beta == 0 ? 0 : beta * C[i * ldc + j])); \
+    }
+
+void cblas_sgemm(OPENBLAS_CONST CBLAS_ORDER order, OPENBLAS_CONST CBLAS_TRANSPOSE ta,
+                 OPENBLAS_CONST CBLAS_TRANSPOSE tb, OPENBLAS_CONST blasint M,
+                 OPENBLAS_CONST blasint N, OPENBLAS_CONST blasint K, OPENBLAS_CONST float alpha,
+                 OPENBLAS_CONST float *A, OPENBLAS_CONST blasint lda, OPENBLAS_CONST float *B,
+                 OPENBLAS_CONST blasint ldb, OPENBLAS_CONST float beta, float *C,
+                 OPENBLAS_CONST blasint ldc) {
+  pthread_once(&once, load);
+  if (lib.sgemm) {
+    lib.sgemm(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  NAIVE(float)
+}
+
+void cblas_dgemm(OPENBLAS_CONST CBLAS_ORDER order, OPENBLAS_CONST CBLAS_TRANSPOSE ta,
+                 OPENBLAS_CONST CBLAS_TRANSPOSE tb, OPENBLAS_CONST blasint M,
+                 OPENBLAS_CONST blasint N, OPENBLAS_CONST blasint K, OPENBLAS_CONST double alpha,
+                 OPENBLAS_CONST double *A, OPENBLAS_CONST blasint lda, OPENBLAS_CONST double *B,
+                 OPENBLAS_CONST blasint ldb, OPENBLAS_CONST double beta, double *C,
+                 OPENBLAS_CONST blasint ldc) {
+  pthread_once(&once, load);
+  if (lib.dgemm) {
+    lib.dgemm(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  NAIVE(double)
+}
+
+int openblas_get_num_threads(void) {
+  pthread_once(&once, load);
+  return lib.threads ? lib.threads() : 1;
+}
