@@ -114,6 +114,21 @@ describe("parx.repl.prepare", function()
   end)
 end)
 
+describe("parx.repl.complete", function()
+  it("completes globals, fields and methods", function()
+    assert.are.same({ "string.format" }, repl.complete("string.form"))
+    assert.truthy(#repl.complete("pri") >= 1)
+    assert.are.equal("print", repl.complete("pri")[1])
+    local found = false
+    for _, w in ipairs(repl.complete("io.stdout:wr")) do
+      if w == "io.stdout:write" then found = true end
+    end
+    assert.is_true(found)
+    assert.are.same({}, repl.complete("no_such_global_xyz.f"))
+    assert.are.same({}, repl.complete(":x"))
+  end)
+end)
+
 describe("the REPL on a terminal", function()
   if not have_python then
     pending("python3 is needed to drive a pseudo-terminal")
@@ -175,6 +190,12 @@ describe("the REPL on a terminal", function()
     local code, screen = session("#nowait\nwhile true do end\n#nowait\n\3#nowait\n\3#nowait\n\3")
     assert.are_not.equal(0, code, screen)
     assert.are_not.equal(124, code, screen)
+  end)
+
+  it("completes names with Tab", function()
+    local code, screen = session("string.for\t\n\4")
+    assert.are.equal(0, code, screen)
+    assert.truthy(screen:find("function: builtin", 1, true), screen)
   end)
 
   it("exits with os.exit's status", function()

@@ -156,6 +156,51 @@ function repl.prepare(src, chunkname)
   return "error", err
 end
 
+-- Completions for the word before the cursor: global names, fields after
+-- "a.b." and methods after "obj:" (including those of its metatable's
+-- __index table).  Returns the full words, sorted.
+function repl.complete(word)
+  local path, sep, partial = word:match("^(.-)([.:]?)([%w_]*)$")
+  local scope = _G
+  if sep ~= "" and path == "" then return {} end
+  if sep ~= "" then
+    for name in path:gmatch("[^.:]+") do
+      if not is_identifier(name) then return {} end
+      local ok, v = pcall(function() return scope[name] end)
+      if not ok or v == nil then return {} end
+      scope = v
+    end
+  end
+  local seen, out = {}, {}
+  local function add_keys(t, depth)
+    if type(t) ~= "table" or depth > 3 then return end
+    for k, v in pairs(t) do
+      if type(k) == "string" and not seen[k] and k:sub(1, #partial) == partial
+        and (k:match("^[%a_][%w_]*$")) and (sep ~= ":" or type(v) == "function") then
+        seen[k] = true
+        out[#out + 1] = path .. sep .. k
+      end
+    end
+    local mt = getmetatable(t)
+    if type(mt) == "table" and type(rawget(mt, "__index")) == "table" then
+      add_keys(rawget(mt, "__index"), depth + 1)
+    end
+  end
+  if type(scope) == "table" then
+    add_keys(scope, 0)
+  else
+    local mt = getmetatable(scope)
+    if type(mt) == "table" then add_keys(rawget(mt, "__index"), 0) end
+  end
+  if sep == "" then
+    for k in pairs(keywords) do
+      if k:sub(1, #partial) == partial and not seen[k] then out[#out + 1] = k end
+    end
+  end
+  sort(out)
+  return out
+end
+
 local function pass(...) return ... end
 
 local function finish(...)

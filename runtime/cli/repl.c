@@ -14,7 +14,7 @@
  * Lua code (a hook, as lua.c does), a second Ctrl-C stops waiting for a
  * task that is parked, which then carries on in the background, and a
  * third ends parx (for JIT-compiled loops, which hooks cannot reach).
- * Ctrl-D leaves.  When standard input is not a terminal, lines are read plainly
+ * Ctrl-D leaves.  Tab completes global names, fields and methods.  When standard input is not a terminal, lines are read plainly
  * and no prompt is shown, so tests can pipe input in.
  */
 #include <errno.h>
@@ -38,6 +38,7 @@ typedef struct repl {
   parx_runtime *rt;
   lua_State *L;
   int module_ref;       /* registry reference to the parx.repl table */
+  int completions_ref;  /* the candidates of the current completion */
   char *chunk;          /* lines of an incomplete chunk so far */
   size_t len, cap;
   int tty;
@@ -218,6 +219,45 @@ static void evaluate(repl *r) {
 }
 
 /* ------------------------------------------------------------------------
+ * Tab completion: parx.repl.complete(word) gives the candidates.
+ * ---------------------------------------------------------------------- */
+
+static char *next_completion(const char *text, int state) {
+  repl *r = current;
+  lua_State *L = r->L;
+  static int index;
+  if (state == 0) {
+    index = 0;
+    if (r->completions_ref != LUA_NOREF)
+      luaL_unref(L, LUA_REGISTRYINDEX, r->completions_ref);
+    r->completions_ref = LUA_NOREF;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->module_ref);
+    lua_getfield(L, -1, "complete");
+    lua_pushstring(L, text);
+    if (lua_pcall(L, 1, 1, 0) != 0 || !lua_istable(L, -1)) {
+      lua_pop(L, 2);
+      return NULL;
+    }
+    r->completions_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1);
+  }
+  if (r->completions_ref == LUA_NOREF) return NULL;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->completions_ref);
+  lua_rawgeti(L, -1, ++index);
+  const char *word = lua_tostring(L, -1);
+  char *copy = word != NULL ? strdup(word) : NULL;
+  lua_pop(L, 2);
+  return copy;
+}
+
+static char **complete(const char *text, int start, int end) {
+  (void)start;
+  (void)end;
+  rl_attempted_completion_over = 1; /* no file names */
+  return rl_completion_matches(text, next_completion);
+}
+
+/* ------------------------------------------------------------------------
  * Lines
  * ---------------------------------------------------------------------- */
 
@@ -285,6 +325,12 @@ static void on_line(char *line) {
 /* A terminal: libedit in callback mode, the runtime stepped in between. */
 static void run_tty(repl *r) {
   rl_readline_name = "parx";
+  /* '.' and ':' stay inside a word so "string.fo<Tab>" completes fields. */
+  static char breaks[] = " \t\n\"\\'`><=;+-*/%^~#&|{}()[],";
+  rl_basic_word_break_characters = breaks;
+  rl_completer_word_break_characters = breaks;
+  rl_attempted_completion_function = complete;
+  rl_completion_append_character = '\0';
   using_history();
   stifle_history(1000);
   if (r->history != NULL) read_history(r->history);
@@ -357,7 +403,8 @@ static char *history_path(void) {
 }
 
 int px_repl_run(parx_runtime *rt) {
-  repl r = {.rt = rt, .L = parx_state(rt), .exit_code = -1};
+  repl r = {.rt = rt, .L = parx_state(rt), .exit_code = -1,
+            .completions_ref = LUA_NOREF};
   r.tty = isatty(STDIN_FILENO);
   if (load_module(&r) != 0) return 1;
   r.history = r.tty ? history_path() : NULL;
@@ -377,6 +424,8 @@ int px_repl_run(parx_runtime *rt) {
   hook_state = NULL;
   current = NULL;
   luaL_unref(r.L, LUA_REGISTRYINDEX, r.module_ref);
+  if (r.completions_ref != LUA_NOREF)
+    luaL_unref(r.L, LUA_REGISTRYINDEX, r.completions_ref);
   free(r.chunk);
   free(r.history);
   return r.exit_code;

@@ -96,7 +96,7 @@ def main():
             continue
         os.write(fd, g)
         # A partial line shows no new prompt: wait for its echo to settle.
-        partial = not g.endswith(b"\n") and len(g) > 1 or g == b"\x1b" or nowait
+        partial = not g.endswith(b"\n") and len(g) > 1 or g in (b"\x1b", b"\t") or nowait
         nowait = False
         ok = pump(not partial, 0.3 if partial else None)
     # Wait for the program to end (it should, after the last keys).
