@@ -56,6 +56,22 @@ describe("pool.map", function()
     assert.same(serial_map(function(v) return type(v) end, xs), kinds)
   end)
 
+  it("carries long strings, infinities, nan and -0.0 in small and big chunks", function()
+    local long = ("x"):rep(1000) .. "\0end"
+    local xs = {long, 1 / 0, -1 / 0, -0.0, 0 / 0, "", "short", 2^-1074}
+    for _, cs in ipairs({1, 3, 100}) do
+      local r = pool.map(function(v) return v end, xs, {chunksize = cs})
+      assert.equal(long, r[1])
+      assert.equal(1 / 0, r[2])
+      assert.equal(-1 / 0, r[3])
+      assert.equal(-1 / 0, 1 / r[4]) -- the sign of zero survives
+      assert.is_true(r[5] ~= r[5])
+      assert.equal("", r[6])
+      assert.equal("short", r[7])
+      assert.equal(2^-1074, r[8])
+    end
+  end)
+
   it("keeps nil results in position", function()
     local xs = range(50)
     local r, n = pool.map(function(x) if x % 3 == 0 then return nil end return x end, xs,

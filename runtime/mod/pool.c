@@ -44,6 +44,8 @@ typedef struct chunk {
   px_msg out; /* the result value, or the error value */
   long count; /* items in the chunk */
   int state;
+  unsigned char in_fast;  /* in holds the fast lane's list (see below) */
+  unsigned char out_fast; /* 0: marshalled, FAST_LIST or FAST_VALUE */
 } chunk;
 
 typedef struct pool_job pool_job;
@@ -187,6 +189,150 @@ static int unmarshal_copy(lua_State *L, const px_msg *m) {
   return n;
 }
 
+/* ---- the scalar fast lane -------------------------------------------- */
+
+/* Small chunks of plain scalars (nil, booleans, numbers, short strings)
+ * skip the marshaller.  Its fixed cost per call (it refreshes its map of
+ * loaded modules and clears its tables of seen objects, about a
+ * microsecond) is most of what a chunk of one number costs, and
+ * chunksize = 1 pays it four times per item.  Big chunks go through the
+ * marshaller, which copies runs of numbers in bulk.  Format: per value a
+ * tag byte, then 8 bytes of double or a u32 length and the bytes. */
+#define FAST_MAX_ITEMS 32
+#define FAST_MAX_STR 256
+enum { FAST_LIST = 1, FAST_VALUE = 2 };
+enum { F_NIL, F_FALSE, F_TRUE, F_NUM, F_STR };
+
+static int fast_put(px_msg *m, const void *p, size_t n) {
+  if (m->len + n > m->cap) {
+    size_t cap = m->cap ? m->cap : 64;
+    while (cap < m->len + n) cap *= 2;
+    char *d = realloc(m->data, cap);
+    if (!d) return -1;
+    m->data = d;
+    m->cap = cap;
+  }
+  memcpy(m->data + m->len, p, n);
+  m->len += n;
+  return 0;
+}
+
+/* Append the value at idx; -1 if it is not a plain scalar. */
+static int fast_encode_value(lua_State *L, int idx, px_msg *m) {
+  unsigned char tag;
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL:
+    tag = F_NIL;
+    return fast_put(m, &tag, 1);
+  case LUA_TBOOLEAN:
+    tag = lua_toboolean(L, idx) ? F_TRUE : F_FALSE;
+    return fast_put(m, &tag, 1);
+  case LUA_TNUMBER: {
+    unsigned char buf[9];
+    double d = lua_tonumber(L, idx);
+    buf[0] = F_NUM;
+    memcpy(buf + 1, &d, 8);
+    return fast_put(m, buf, 9);
+  }
+  case LUA_TSTRING: {
+    size_t len;
+    const char *str = lua_tolstring(L, idx, &len);
+    if (len > FAST_MAX_STR) return -1;
+    unsigned char buf[5];
+    uint32_t n32 = (uint32_t)len;
+    buf[0] = F_STR;
+    memcpy(buf + 1, &n32, 4);
+    return fast_put(m, buf, 5) || fast_put(m, str, len) ? -1 : 0;
+  }
+  default:
+    return -1;
+  }
+}
+
+/* Items 1..count of the table at t; -1 if one is not a plain scalar. */
+static int fast_encode_list(lua_State *L, int t, long count, px_msg *m) {
+  if (count > FAST_MAX_ITEMS) return -1;
+  for (long i = 1; i <= count; i++) {
+    lua_rawgeti(L, t, (int)i);
+    int rc = fast_encode_value(L, -1, m);
+    lua_pop(L, 1);
+    if (rc) return -1;
+  }
+  return 0;
+}
+
+/* Push the value at *p (written by fast_encode_value in this process). */
+static void fast_decode_value(lua_State *L, const char **p) {
+  unsigned char tag = (unsigned char)**p;
+  (*p)++;
+  switch (tag) {
+  case F_NIL: lua_pushnil(L); break;
+  case F_FALSE: lua_pushboolean(L, 0); break;
+  case F_TRUE: lua_pushboolean(L, 1); break;
+  case F_NUM: {
+    double d;
+    memcpy(&d, *p, 8);
+    *p += 8;
+    lua_pushnumber(L, d);
+    break;
+  }
+  default: {
+    uint32_t n32;
+    memcpy(&n32, *p, 4);
+    *p += 4;
+    lua_pushlstring(L, *p, n32);
+    *p += n32;
+    break;
+  }
+  }
+}
+
+static void fast_decode_list(lua_State *L, const px_msg *m, long count) {
+  const char *p = m->data;
+  lua_createtable(L, (int)count, 0);
+  for (long i = 1; i <= count; i++) {
+    fast_decode_value(L, &p);
+    if (lua_isnil(L, -1)) lua_pop(L, 1);
+    else lua_rawseti(L, -2, (int)i);
+  }
+}
+
+/* Encode the value at idx into m for the other side: the fast lane when
+ * it can (as a list of count items when list), else the marshaller.
+ * Returns 0, FAST_LIST or FAST_VALUE for chunk.out_fast / in_fast, or -1
+ * with the marshaller's message pushed. */
+static int encode_for_chunk(lua_State *L, int idx, int list, long count, px_msg *m) {
+  int rc = list ? fast_encode_list(L, idx, count, m) : fast_encode_value(L, idx, m);
+  if (rc == 0) return list ? FAST_LIST : FAST_VALUE;
+  m->len = 0;
+  if (px_marshal(L, idx, 1, m) != 0) {
+    px_msg_free(m);
+    px_msg_init(m);
+    return -1;
+  }
+  return 0;
+}
+
+/* Push the value encoded by encode_for_chunk and free m's contents.
+ * Returns 1, or -1 with a message pushed. */
+static int decode_for_chunk(lua_State *L, px_msg *m, int fast, long count) {
+  int n = 1;
+  if (fast == FAST_LIST) {
+    fast_decode_list(L, m, count);
+  } else if (fast == FAST_VALUE) {
+    const char *p = m->data;
+    fast_decode_value(L, &p);
+  } else {
+    n = px_unmarshal(L, m);
+    if (n == 0) lua_pushnil(L);
+    else if (n > 1) lua_pop(L, n - 1);
+    if (n > 1) n = 1;
+  }
+  px_msg_free(m);
+  px_msg_init(m);
+  return n < 0 ? -1 : 1;
+}
+
 /* ---- caller side ----------------------------------------------------- */
 
 static int owner_gc(lua_State *L) {
@@ -266,11 +412,9 @@ static int l_put(lua_State *L) {
   if (full) return luaL_error(L, "pool job: no chunk left to publish");
   /* Only the caller writes chunk k before it is published: no lock. */
   chunk *c = &job->chunks[k];
-  if (px_marshal(L, 2, 1, &c->in) != 0) {
-    px_msg_free(&c->in);
-    px_msg_init(&c->in);
-    return lua_error(L);
-  }
+  int fast = encode_for_chunk(L, 2, 1, count, &c->in);
+  if (fast < 0) return lua_error(L);
+  c->in_fast = (unsigned char)fast;
   c->count = count;
   pthread_mutex_lock(&job->lock);
   c->state = CH_PUBLISHED;
@@ -452,16 +596,11 @@ static int l_take(lua_State *L) {
   if (state != CH_DONE && state != CH_FAILED) return luaL_error(L, "pool job: chunk %d is not ready", (int)k + 1);
   /* The chunk is ours now: no runner touches its out message again. */
   lua_pushboolean(L, state == CH_DONE);
-  int n = px_unmarshal(L, &c->out);
-  px_msg_free(&c->out);
-  px_msg_init(&c->out);
-  if (n < 0) {
+  if (decode_for_chunk(L, &c->out, c->out_fast, c->count) < 0) {
     lua_pushboolean(L, 0);
     lua_insert(L, -2);
     return 2;
   }
-  if (n == 0) lua_pushnil(L);
-  else if (n > 1) lua_pop(L, n - 1);
   lua_pushinteger(L, c->count);
   return 3;
 }
@@ -516,6 +655,7 @@ static void fail_chunk(lua_State *L, pool_job *job, long k) {
   chunk *c = &job->chunks[k];
   px_msg_free(&c->out);
   px_msg_init(&c->out);
+  c->out_fast = 0;
   if (px_marshal(L, -1, 1, &c->out) != 0) {
     /* The error value itself cannot cross: send its description. */
     const char *why = lua_tostring(L, -1);
@@ -582,11 +722,7 @@ static int l_claim(lua_State *L) {
     lua_pushnumber(L, (lua_Number)(lo + c->count - 1));
     return 3;
   }
-  int n = px_unmarshal(L, &c->in);
-  px_msg_free(&c->in);
-  px_msg_init(&c->in);
-  if (n != 1) {
-    if (n >= 0) lua_pushliteral(L, "pool job: bad chunk message");
+  if (decode_for_chunk(L, &c->in, c->in_fast, c->count) < 0) {
     fail_chunk(L, job, k);
     return 0;
   }
@@ -602,11 +738,14 @@ static int l_finish(lua_State *L) {
   lua_settop(L, 3);
   chunk *c = &job->chunks[k];
   if (c->state != CH_CLAIMED) return luaL_error(L, "pool job: chunk %d was not claimed", (int)k + 1);
-  if (px_marshal(L, 3, 1, &c->out) != 0) {
+  int list = job->mode == MODE_MAP || job->mode == MODE_STARMAP;
+  int fast = encode_for_chunk(L, 3, list && lua_istable(L, 3), c->count, &c->out);
+  if (fast < 0) {
     lua_pushfstring(L, "pool: a result cannot be sent back: %s", lua_tostring(L, -1));
     fail_chunk(L, job, k);
     return 0;
   }
+  c->out_fast = (unsigned char)fast;
   pthread_mutex_lock(&job->lock);
   pool_waiter *w = chunk_finished(job, k, CH_DONE);
   pthread_mutex_unlock(&job->lock);
