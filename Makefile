@@ -315,6 +315,21 @@ help::
 
 # ---- benchmarks ----------------------------------------------------------
 
+# `make bench`: every benchmark driver (scripts/bench/*.sh, each taking the
+# build directory) in one run, each printing its peers side by side with
+# ratios.  BENCH="pool chan" runs only scripts/bench/pool.sh and chan.sh.
+# A driver that fails is reported and the others still run.
+BENCH_DRIVERS = $(if $(BENCH),$(patsubst %,scripts/bench/%.sh,$(BENCH)),$(sort $(wildcard scripts/bench/*.sh)))
+.PHONY: bench
+bench: all
+	$(Q)status=0; for d in $(BENCH_DRIVERS); do \
+	  echo "== $$d"; if [ -x "$$d" ]; then run="$$d"; else run="sh $$d"; fi; \
+	  $$run $(BUILD) || { echo "!! $$d failed" >&2; status=1; }; \
+	done; exit $$status
+
+help::
+	@echo "make bench      run every scripts/bench/*.sh driver (BENCH=\"pool chan\" for some)"
+
 # parx.array: JIT loop over a.data vs the same loop in C at -O2.
 .PHONY: bench-array
 bench-array: all

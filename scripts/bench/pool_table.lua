@@ -1,0 +1,49 @@
+-- pool_table.lua -- formats scripts/bench/pool.sh's results (lines of
+-- "impl.what seconds") as a Markdown table with ratios and the goals of
+-- issue 3.
+local r = {}
+for line in io.lines(arg[1]) do
+  local k, v = line:match("^(%S+)%s+(%S+)$")
+  if k then r[k] = tonumber(v) end
+end
+
+local function ns(s) return s and ("%.1f ns"):format(s * 1e9) or "n/a" end
+local function us(s) return s and ("%.2f µs"):format(s * 1e6) or "n/a" end
+local function ms(s) return s and ("%.1f ms"):format(s * 1e3) or "n/a" end
+local function ratio(a, b) return (a and b) and ("%.2fx"):format(a / b) or "n/a" end
+local function verdict(ok) if ok == nil then return "" end return ok and " (met)" or " (not met)" end
+
+local rows = {}
+local function row(...) rows[#rows + 1] = "| " .. table.concat({...}, " | ") .. " |" end
+
+local m, pm = r["parx.map"], r["python.map"]
+row("`pool.map(x*x)`, 1e6 numbers, per item", ns(m), "Python `Pool(2).map`: " .. ns(pm),
+    ratio(pm, m) .. " faster", ">= 20x" .. verdict(m and pm and pm / m >= 20))
+local m1, pm1 = r["parx.map1"], r["python.map1"]
+row("`pool.map`, `chunksize=1`, 1e5 items, per item", us(m1),
+    "Python `Pool(2).map(chunksize=1)`: " .. us(pm1), ratio(pm1, m1) .. " faster",
+    ">= 10x" .. verdict(m1 and pm1 and pm1 / m1 >= 10))
+local c1, c2, go = r["parx.cpu_w1"], r["parx.cpu_w2"], r["go.cpu"]
+row("CPU-bound map, 64 items of " .. ms(r["parx.cpu_item"]) .. ", 2 workers vs 1",
+    ms(c2) .. " (1 worker: " .. ms(c1) .. ")", "Go, 64 goroutines, GOMAXPROCS=2: " .. ms(go),
+    "speedup " .. ratio(c1, c2) .. "; " .. ratio(go, c2) .. " of Go's speed",
+    ">= 1.85x speedup" .. verdict(c1 and c2 and c1 / c2 >= 1.85))
+local sp = r["parx.spawn"]
+row("`parx.spawn(f):join()`, empty f, median", us(sp), "pthread create+join: " .. us(r["pthread.spawn"]),
+    ratio(r["pthread.spawn"], sp) .. " faster", "<= 10 µs" .. verdict(sp and sp <= 10e-6))
+row("", "", "Python `threading.Thread` start+join: " .. us(r["python.spawn"]),
+    ratio(r["python.spawn"], sp) .. " faster", "")
+row("", "", "Go `go f()` + channel: " .. us(r["go.spawn"]),
+    ratio(r["go.spawn"], sp) .. " (Go/parx time)", "")
+local as = r["parx.async"]
+row("`parx.async(f):join()`, empty f, median", us(as), "", "", "<= 1 µs" .. verdict(as and as <= 1e-6))
+local pf, cf = r["parx.pfor"], r["c_omp.pfor"]
+row("`parallel_for` sum of sqrt(a[i]), 5e7 float64", ms(pf), "C -O2 OpenMP, 2 threads: " .. ms(cf),
+    ratio(cf, pf) .. " of C's speed", ">= 0.7x" .. verdict(pf and cf and cf / pf >= 0.7))
+local pf2 = r["parx.pfor2"]
+row("the same loop with 2 accumulators", ms(pf2), "", ratio(cf, pf2) .. " of C's speed",
+    ">= 0.7x" .. verdict(pf2 and cf and cf / pf2 >= 0.7))
+
+print("| benchmark | parx | peer | ratio | goal |")
+print("|---|---|---|---|---|")
+for _, l in ipairs(rows) do print(l) end
