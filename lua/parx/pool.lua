@@ -129,12 +129,13 @@ end
 -- LuaJIT maps arrays over 128 KiB straight from the system, so a bigger
 -- chunk table is fresh memory to fault in on every chunk in every VM, which
 -- costs more than the extra chunks.
+-- parallel_for's ranges carry no items, so they are not capped.
 local MAX_CHUNK = 8192
-local function default_chunksize(n, workers)
+local function default_chunksize(n, workers, cap)
   local per = workers * 4
   local cs = floor(n / per)
   if n % per ~= 0 then cs = cs + 1 end
-  return min(max(cs, 1), MAX_CHUNK)
+  return min(max(cs, 1), cap or MAX_CHUNK)
 end
 
 -- The progress bar: count, rate and ETA on stderr, only on a terminal.
@@ -361,7 +362,7 @@ function M.parallel_for(first, last, fn, opts)
   opts = check_opts(name, opts, 4)
   local count = last - first + 1
   if count <= 0 then return {}, 0 end
-  local per = opts.chunksize or default_chunksize(count, c.workers())
+  local per = opts.chunksize or default_chunksize(count, c.workers(), math.huge)
   local nchunks = ceil(count / per)
   local st = start(name, FOR, fn, nchunks, opts, count, first, last, per)
   local out = tnew(nchunks, 0)
