@@ -45,6 +45,7 @@ typedef struct repl {
   char *history;        /* history file, NULL for none */
   int leave;            /* Ctrl-D or end of input */
   int exit_code;        /* >= 0 once os.exit was called */
+  int backoff;          /* ms to poll when the runtime says 0, see poll_timeout */
 } repl;
 
 /* libedit's line callback has no context pointer; the one REPL lives here. */
@@ -165,11 +166,27 @@ static void report_chunk_error(repl *r, int result) {
   }
 }
 
-/* Wait for the runtime's descriptor (or its timer) up to timeout ms. */
-static void wait_backend(repl *r, int timeout) {
+/* How long to poll, given parx_backend_timeout's answer.  It can say 0
+ * while nothing is ready (a task parked on a worker, a loop with no live
+ * handle), and polling with 0 again and again would spin a core; so after a
+ * zero-time poll that found nothing, the wait grows 1, 2, 4 ... 16 ms.  Any
+ * event resets it, and wake-ups still arrive through the descriptor. */
+static int poll_timeout(repl *r, int timeout) {
+  if (timeout != 0) {
+    r->backoff = 0;
+    return timeout;
+  }
+  int t = r->backoff;
+  r->backoff = t == 0 ? 1 : (t >= 8 ? 16 : t * 2);
+  return t;
+}
+
+/* Wait for the runtime's descriptor (or its timer). */
+static void wait_backend(repl *r) {
   struct pollfd fd = {.fd = parx_backend_fd(r->rt), .events = POLLIN};
   if (fd.fd < 0) return;
-  poll(&fd, 1, timeout);
+  if (poll(&fd, 1, poll_timeout(r, parx_backend_timeout(r->rt))) > 0)
+    r->backoff = 0;
 }
 
 /* Run the prepared chunk as a task of the main VM and drive the runtime
@@ -203,7 +220,7 @@ static void evaluate(repl *r) {
               stderr);
         break;
       }
-      wait_backend(r, parx_backend_timeout(r->rt));
+      wait_backend(r);
     }
     running_code = 0;
     lua_sethook(r->L, NULL, 0, 0);
@@ -343,9 +360,10 @@ static void run_tty(repl *r) {
     };
     /* When the runtime is idle its loop may report a zero timeout; then
      * only a wake-up on its descriptor can give it work. */
-    int timeout = busy > 0 ? parx_backend_timeout(r->rt) : -1;
+    int timeout = busy > 0 ? poll_timeout(r, parx_backend_timeout(r->rt)) : -1;
     int n = poll(fds, fds[1].fd >= 0 ? 2 : 1, timeout);
     if (n < 0 && errno != EINTR) break;
+    if (n > 0) r->backoff = 0;
     if (interrupted) {
       interrupted = 0;
       /* Abandon the line and any incomplete chunk. */
