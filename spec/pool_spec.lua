@@ -99,6 +99,14 @@ describe("pool.map", function()
     assert.same({1, 2, 3}, (pool.map(math.sqrt, {1, 4, 9})))
   end)
 
+  it("lets fn use pcall", function()
+    local r = pool.map(function(x)
+      local ok = pcall(function() if x % 2 == 0 then error("even") end end)
+      return ok
+    end, {1, 2, 3})
+    assert.same({true, false, true}, r)
+  end)
+
   it("works on a shared parx.array by reference", function()
     local a = parx.array("float64", {100})
     for i = 1, 100 do a:set(i, i) end

@@ -97,11 +97,18 @@ describe("parx.spawn", function()
     assert.matches("coroutine", err)
   end)
 
-  it("lets a spawned function use pcall", function()
-    local t = parx.spawn(function() return pcall(error, "caught") end)
-    local ok, msg = t:join()
+  it("lets a spawned function use pcall and xpcall", function()
+    -- regression: the runtime's own pcall (a Lua function) could not be sent
+    local t = parx.spawn(function()
+      local ok, msg = pcall(function() error("caught") end)
+      local ok2, msg2 = xpcall(function() error("again") end, function(e) return "handled " .. e end)
+      return ok, msg, ok2, msg2
+    end)
+    local ok, msg, ok2, msg2 = t:join()
     assert.is_false(ok)
     assert.matches("caught", msg)
+    assert.is_false(ok2)
+    assert.matches("handled .*again", msg2)
   end)
 end)
 

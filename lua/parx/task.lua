@@ -128,6 +128,9 @@ function xpcall(f, handler, ...)
     return handler(e)
   end, ...))
 end
+-- Every VM has its own: the marshaller sends a value of package.loaded by
+-- name, so a function sent to a worker that calls pcall gets the worker's.
+package.loaded["parx.pcall"], package.loaded["parx.xpcall"] = pcall, xpcall
 
 local raw_resume, raw_yield, co_status = coroutine.resume, coroutine.yield, coroutine.status
 local function forward(co, ok, a, ...)
