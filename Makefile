@@ -214,6 +214,23 @@ help::
 
 # ---- modules: channels, sync, arrays ----------------------------------
 
+# Channels, select and sync.  `make tsan-chan` is `make tsan` on their specs
+# (the ones that exercise cross-thread hand-offs); `make bench-chan` runs
+# scripts/bench/chan.sh (parx vs Go channels, queue.Queue, mp.Queue).
+CHAN_SPECS := spec/chan_spec.lua spec/select_spec.lua spec/sync_spec.lua
+.PHONY: test-chan tsan-chan bench-chan
+test-chan:
+	$(Q)$(MAKE) --no-print-directory test SPECS="$(CHAN_SPECS)"
+tsan-chan:
+	$(Q)$(MAKE) --no-print-directory tsan SPECS="$(CHAN_SPECS)"
+bench-chan: all
+	$(Q)scripts/bench/chan.sh $(BUILD)
+
+help::
+	@echo "make test-chan  run the channel, select and sync specs"
+	@echo "make tsan-chan  the same specs under ThreadSanitizer"
+	@echo "make bench-chan channels vs Go channels and Python queues"
+
 # ---- IO ----------------------------------------------------------------
 
 # 100,000 timers of 0..10 ms: parx vs Node.js and Python asyncio.
