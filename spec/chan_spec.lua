@@ -262,3 +262,29 @@ describe("parx.channel", function()
     end)
   end)
 end)
+
+-- parx.h's host access: spec/chan_host.c, built against libparx.so.
+describe("channels from the host", function()
+  it("pass numbers, strings and booleans between a host thread and a worker task", function()
+    local build = os.getenv("PARX_BUILD") or "build"
+    local cc = os.getenv("PARX_CC") or "cc"
+    local ldflags = os.getenv("PARX_LDFLAGS") or ""
+    local f = io.open(build .. "/libparx.so")
+    if not f then
+      pending("no " .. build .. "/libparx.so (run through make test)")
+      return
+    end
+    f:close()
+    local exe = os.tmpname()
+    local cmd = string.format(
+      "%s -std=gnu11 -O1 -g -Iruntime $(pkg-config --cflags luajit) -o %s spec/chan_host.c "
+        .. "-L%s -lparx -Wl,-rpath,%s $(pkg-config --libs luajit) -lpthread %s 2>&1 && %s 2>&1",
+      cc, exe, build, build, ldflags, exe)
+    local p = io.popen(cmd)
+    local out = p:read("*a")
+    local ok = p:close()
+    os.remove(exe)
+    assert.truthy(out:find("chan host ok", 1, true), out)
+    assert.truthy(ok, out)
+  end)
+end)
