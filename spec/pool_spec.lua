@@ -72,6 +72,39 @@ describe("pool.map", function()
     end
   end)
 
+  it("switches between numbers and other values inside a chunk, both ways", function()
+    -- numeric inputs, results that stop being numbers halfway through a chunk
+    local xs = range(1000)
+    local f = function(x) if x % 100 > 50 then return "s" .. x end return x * 2 end
+    assert.same(serial_map(f, xs), (pool.map(f, xs, {chunksize = 300})))
+    -- inputs that stop being numbers halfway through a chunk
+    local ys = range(1000)
+    ys[450] = "str"
+    ys[451] = true
+    local g = function(v) return type(v) == "number" and v + 1 or v end
+    assert.same(serial_map(g, ys), (pool.map(g, ys, {chunksize = 300})))
+    -- and the iterators
+    local got = {}
+    for i, v in pool.imap(f, xs, {chunksize = 64}) do got[i] = v end
+    assert.same(serial_map(f, xs), got)
+    got = {}
+    for i, v in pool.imap_unordered(g, ys, {chunksize = 64}) do got[i] = v end
+    assert.same(serial_map(g, ys), got)
+  end)
+
+  it("gives the right results when many maps run at once", function()
+    local tasks = {}
+    for t = 1, 6 do
+      tasks[t] = parx.async(function()
+        local xs = range(20000 + t)
+        local r = pool.map(function(x) return x * t end, xs)
+        for i = 1, #xs do if r[i] ~= i * t then return false end end
+        return #r == #xs
+      end)
+    end
+    for t = 1, 6 do assert.is_true(tasks[t]:join()) end
+  end)
+
   it("keeps nil results in position", function()
     local xs = range(50)
     local r, n = pool.map(function(x) if x % 3 == 0 then return nil end return x end, xs,

@@ -17,10 +17,11 @@
 local c = require "parx.c.pool"
 local task = require "parx.task"
 local tnew = require "table.new"
+local ffi = require "ffi"
 
 local spawn, now = task.spawn, task.now
 local put, ready, wait, take = c.put, c.ready, c.wait, c.take
-local claim, finish, fail = c.claim, c.finish, c.fail
+local claim, finish, fail, finish_num = c.claim, c.finish, c.fail, c.finish_num
 local ceil, floor, min, max = math.ceil, math.floor, math.min, math.max
 local error, type, select, tostring, unpack = error, type, select, tostring, unpack
 local traceback = debug.traceback
@@ -41,11 +42,43 @@ M.size = c.workers
 -- collect one side trace per job until LuaJIT gave up compiling it.
 
 local BODIES = {
+  -- MAP with the numeric lane: items come from the table or, when it is
+  -- nil, from inbuf[base ..]; numeric results go to outbuf[base ..] and the
+  -- body returns true.  At the first result that is not a number it
+  -- switches to a table of results for the rest of the chunk.
   [MAP] = [[
-    local tnew = ...
-    return function(fn, items, n)
+    local tnew, unpack, type = ...
+    return function(fn, items, n, base, inbuf, outbuf)
+      if not outbuf then
+        local out = tnew(n, 0)
+        for i = 1, n do out[i] = fn(items[i]) end
+        return out
+      end
+      local i, v = 0, nil
+      if items then
+        while i < n do
+          v = fn(items[i + 1])
+          if type(v) ~= "number" then break end
+          outbuf[base + i] = v
+          i = i + 1
+        end
+      else
+        while i < n do
+          v = fn(inbuf[base + i])
+          if type(v) ~= "number" then break end
+          outbuf[base + i] = v
+          i = i + 1
+        end
+      end
+      if i == n then return true end
       local out = tnew(n, 0)
-      for i = 1, n do out[i] = fn(items[i]) end
+      for j = 1, i do out[j] = outbuf[base + j - 1] end
+      out[i + 1] = v
+      for j = i + 2, n do
+        local x
+        if items then x = items[j] else x = inbuf[base + j - 1] end
+        out[j] = fn(x)
+      end
       return out
     end]],
   [STARMAP] = [[
@@ -85,13 +118,19 @@ function M._run(job)
     c.abort(job, "parx.pool: cannot start the function on a worker: " .. tostring(fn))
     return
   end
-  local body = loadstring(body_code[mode], "=parx.pool")(tnew, unpack)
+  local body = loadstring(body_code[mode], "=parx.pool")(tnew, unpack, type)
+  local inbuf, outbuf = c.buffers(job)
+  if inbuf then
+    inbuf, outbuf = ffi.cast("double *", inbuf), ffi.cast("double *", outbuf)
+  end
   while true do
-    local k, a, b = claim(job)
-    while k == false do k, a, b = claim(job) end
+    local k, a, b, base = claim(job)
+    while k == false do k, a, b, base = claim(job) end
     if not k then return end
-    local done, r = xpcall(body, handler, fn, a, b)
-    if done then finish(job, k, r) else fail(job, k, r) end
+    local done, r = xpcall(body, handler, fn, a, b, base, inbuf, outbuf)
+    if not done then fail(job, k, r)
+    elseif r == true and outbuf then finish_num(job, k)
+    else finish(job, k, r) end
   end
 end
 
@@ -171,10 +210,15 @@ local function start(name, mode, fn, nchunks, opts, total, ...)
   if not ok then
     error(("%s: cannot send the function to the workers: %s"):format(name, tostring(owner)), 3)
   end
+  local inbuf, outbuf = c.buffers(owner)
+  if inbuf then
+    inbuf, outbuf = ffi.cast("double *", inbuf), ffi.cast("double *", outbuf)
+  end
   local share = c.share(owner)
   local runners = {}
   for i = 1, min(c.workers(), nchunks) do runners[i] = spawn(runner_main, share) end
   local st = {name = name, owner = owner, runners = runners, nchunks = nchunks,
+              inbuf = inbuf, outbuf = outbuf,
               deadline = opts.timeout and now() + opts.timeout,
               bar = bar_new(name, total, opts)}
   return st
@@ -193,10 +237,23 @@ local function publish(st, list, n, cs, check_args)
     -- One staging table for every chunk: the marshaller copies it out, and
     -- a fresh table per chunk would be fresh memory to fault in each time.
     local sub = tnew(min(cs, n), 0)
+    local inbuf = st.inbuf
     for k = 1, st.nchunks do
       local lo = (k - 1) * cs
       local m = min(cs, n - lo)
-      if check_args then
+      -- A chunk of numbers goes through the numeric lane; the first item
+      -- that is not a number sends the chunk as a message instead.
+      local numeric = inbuf ~= nil
+      if numeric then
+        for i = 1, m do
+          local v = list[lo + i]
+          if type(v) ~= "number" then numeric = false; break end
+          inbuf[lo + i - 1] = v
+        end
+      end
+      if numeric then
+        put(owner, nil, m, true)
+      elseif check_args then
         for i = 1, m do
           local v = list[lo + i]
           if type(v) ~= "table" then
@@ -207,14 +264,16 @@ local function publish(st, list, n, cs, check_args)
       else
         for i = 1, m do sub[i] = list[lo + i] end
       end
-      if m < cs then
-        for i = m + 1, cs do sub[i] = nil end
-      end
-      local sent, why = pcall(put, owner, sub, m)
-      if not sent then
-        -- The marshaller names the item inside the chunk: name it in list.
-        why = tostring(why):gsub("%[(%d+)%]", function(i) return "[" .. (lo + tonumber(i)) .. "]" end, 1)
-        error("cannot send an item of the list: " .. why, 0)
+      if not numeric then
+        if m < cs then
+          for i = m + 1, cs do sub[i] = nil end
+        end
+        local sent, why = pcall(put, owner, sub, m)
+        if not sent then
+          -- The marshaller names the item inside the chunk: name it in list.
+          why = tostring(why):gsub("%[(%d+)%]", function(i) return "[" .. (lo + tonumber(i)) .. "]" end, 1)
+          error("cannot send an item of the list: " .. why, 0)
+        end
       end
     end
   end)
@@ -225,7 +284,9 @@ local function publish(st, list, n, cs, check_args)
 end
 
 -- The next chunk: `want` is its index (0: whichever finishes first).
--- Returns index, value, count; nil on timeout; raises a worker's error.
+-- Returns index, value, count, base, in_lane (the results are
+-- st.outbuf[base .. base + count - 1]); nil on timeout; raises a worker's
+-- error.
 local function next_chunk(st, want)
   local owner, bar = st.owner, st.bar
   local j = ready(owner, want)
@@ -241,17 +302,18 @@ local function next_chunk(st, want)
     end
     j = ready(owner, want)
   end
-  local ok, v, m = take(owner, j)
+  local ok, v, m, base, lane = take(owner, j)
   if not ok then
     stop(st)
     if bar then io.stderr:write("\n") end
     error(v, 0)
   end
   if bar then bar_draw(bar, (c.progress(owner)), false) end
-  return j, v, m
+  return j, v, m, base, lane
 end
 
 local function done(st)
+  c.close(st.owner)
   if st.bar then bar_draw(st.bar, st.bar.total, true) end
 end
 
@@ -273,13 +335,17 @@ local function map_mode(name, mode, fn, list, opts)
   opts, n, cs, nchunks = prepare(name, fn, list, opts)
   local res = tnew(n, 0)
   if n == 0 then return res, 0 end
-  local st = start(name, mode, fn, nchunks, opts, n)
+  local st = start(name, mode, fn, nchunks, opts, n, mode == MAP and n or nil)
   publish(st, list, n, cs, mode == STARMAP)
+  local outbuf = st.outbuf
   for k = 1, nchunks do
-    local j, r, m = next_chunk(st, k)
+    local j, r, m, base, lane = next_chunk(st, k)
     if not j then return nil, "timeout" end
-    local base = (k - 1) * cs
-    for i = 1, m do res[base + i] = r[i] end
+    if lane then
+      for i = 1, m do res[base + i] = outbuf[base + i - 1] end
+    else
+      for i = 1, m do res[base + i] = r[i] end
+    end
   end
   done(st)
   return res, n
@@ -295,20 +361,25 @@ local function iterate(name, ordered, fn, list, opts)
   local n, cs, nchunks
   opts, n, cs, nchunks = prepare(name, fn, list, opts)
   if n == 0 then return function() return nil end end
-  local st = start(name, MAP, fn, nchunks, opts, n)
+  local st = start(name, MAP, fn, nchunks, opts, n, n)
   publish(st, list, n, cs, false)
-  local taken, r, m, base, i = 0, nil, 0, 0, 0
+  local outbuf = st.outbuf
+  local taken, r, m, base, i, lane = 0, nil, 0, 0, 0, false
   return function()
     while i >= m do
-      if taken >= nchunks then return nil end
+      if taken >= nchunks then
+        -- after the last item was read: done() hands the lane back
+        if st then done(st); st = nil end
+        return nil
+      end
       taken = taken + 1
       local j
-      j, r, m = next_chunk(st, ordered and taken or 0)
+      j, r, m, base, lane = next_chunk(st, ordered and taken or 0)
       if not j then error(name .. ": timeout", 2) end
-      base, i = (j - 1) * cs, 0
-      if taken == nchunks then done(st) end
+      i = 0
     end
     i = i + 1
+    if lane then return base + i, outbuf[base + i - 1] end
     return base + i, r[i]
   end
 end

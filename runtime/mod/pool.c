@@ -46,6 +46,9 @@ typedef struct chunk {
   int state;
   unsigned char in_fast;  /* in holds the fast lane's list (see below) */
   unsigned char out_fast; /* 0: marshalled, FAST_LIST or FAST_VALUE */
+  unsigned char in_num;   /* the items are in job->in_nums (numeric lane) */
+  unsigned char out_num;  /* the results are in job->out_nums */
+  long base;              /* index of the chunk's first item, 0-based */
 } chunk;
 
 typedef struct pool_job pool_job;
@@ -68,6 +71,14 @@ struct pool_job {
   long nchunks;
   chunk *chunks;
   int64_t first, last, per; /* MODE_FOR ranges */
+  /* The numeric lane (MODE_MAP): one double per item, each way.  The
+   * caller writes a chunk's numbers straight into in_nums and a runner its
+   * numeric results into out_nums, both from JIT-compiled FFI loops in
+   * pool.lua; no marshalling, no table per chunk.  A chunk holding anything
+   * else goes through its messages.  Each chunk's slice is written by one
+   * side before the publish or finish (under lock) that hands it over. */
+  double *in_nums, *out_nums;
+  size_t lane_cap; /* doubles in each */
 
   /* lock guards everything below and every chunk's state, in and out. */
   pthread_mutex_t lock;
@@ -91,11 +102,67 @@ typedef struct owner {
 
 static px_shared_type job_type;
 
+/* ---- numeric lane buffers -------------------------------------------- */
+
+/* Freed lane buffers are kept for the next job: a fresh buffer is fresh
+ * memory, and faulting in 8 MB (a million items) costs the caller more
+ * than writing it.  At most LANE_KEEP buffers of LANE_KEEP_MAX doubles
+ * each (64 MiB in all) stay cached for the life of the process. */
+#define LANE_KEEP 4
+#define LANE_KEEP_MAX ((size_t)2 << 20)
+static pthread_mutex_t lane_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct { double *p; size_t cap; } lane_cache[LANE_KEEP];
+
+/* A buffer of at least n doubles; *cap gets its size. */
+static double *lane_get(size_t n, size_t *cap) {
+  int best = -1;
+  pthread_mutex_lock(&lane_lock);
+  for (int i = 0; i < LANE_KEEP; i++)
+    if (lane_cache[i].p && lane_cache[i].cap >= n && (best < 0 || lane_cache[i].cap < lane_cache[best].cap))
+      best = i;
+  double *p = NULL;
+  if (best >= 0) {
+    p = lane_cache[best].p;
+    *cap = lane_cache[best].cap;
+    lane_cache[best].p = NULL;
+  }
+  pthread_mutex_unlock(&lane_lock);
+  if (!p) {
+    p = malloc(sizeof(double) * n);
+    *cap = n;
+  }
+  return p;
+}
+
+static void lane_put(double *p, size_t cap) {
+  if (!p) return;
+  if (cap <= LANE_KEEP_MAX) {
+    int slot = -1;
+    pthread_mutex_lock(&lane_lock);
+    for (int i = 0; i < LANE_KEEP; i++) {
+      if (!lane_cache[i].p) { slot = i; break; }
+      if (lane_cache[i].cap < cap && (slot < 0 || lane_cache[i].cap < lane_cache[slot].cap)) slot = i;
+    }
+    double *evict = NULL;
+    if (slot >= 0) {
+      evict = lane_cache[slot].p;
+      lane_cache[slot].p = p;
+      lane_cache[slot].cap = cap;
+      p = NULL;
+    }
+    pthread_mutex_unlock(&lane_lock);
+    free(evict);
+  }
+  free(p);
+}
+
 /* ---- the job --------------------------------------------------------- */
 
 static void job_free(px_shared *s) {
   pool_job *job = (pool_job *)s;
   px_msg_free(&job->fn);
+  lane_put(job->in_nums, job->lane_cap);
+  lane_put(job->out_nums, job->lane_cap);
   for (long i = 0; i < job->nchunks; i++) {
     px_msg_free(&job->chunks[i].in);
     px_msg_free(&job->chunks[i].out);
@@ -346,8 +413,9 @@ static int owner_gc(lua_State *L) {
   return 0;
 }
 
-/* new(mode, fn, nchunks [, first, last, per]) -> owner.  MODE_FOR jobs are
- * published and sealed at once: their chunks are index ranges. */
+/* new(mode, fn, nchunks [, first, last, per]) -> owner; for MODE_MAP
+ * new(mode, fn, nchunks, nitems) sets up the numeric lane.  MODE_FOR jobs
+ * are published and sealed at once: their chunks are index ranges. */
 static int l_new(lua_State *L) {
   int mode = (int)luaL_checkinteger(L, 1);
   luaL_checkany(L, 2);
@@ -375,6 +443,18 @@ static int l_new(lua_State *L) {
     px_msg_init(&job->chunks[i].out);
   }
   if (px_marshal(L, 2, 1, &job->fn) != 0) return lua_error(L);
+  if (mode == MODE_MAP && lua_isnumber(L, 4)) {
+    lua_Number nitems = lua_tonumber(L, 4);
+    if (nitems >= 1 && nitems < 1e10) {
+      size_t cap_in = 0, cap_out = 0;
+      job->in_nums = lane_get((size_t)nitems, &cap_in);
+      job->out_nums = lane_get((size_t)nitems, &cap_out);
+      /* Both are at least nitems; the smaller capacity is what is known
+       * to be safe to hand back for either. */
+      job->lane_cap = cap_in < cap_out ? cap_in : cap_out;
+      if (!job->in_nums || !job->out_nums) return luaL_error(L, "out of memory");
+    }
+  }
   if (mode == MODE_FOR) {
     job->first = (int64_t)luaL_checknumber(L, 4);
     job->last = (int64_t)luaL_checknumber(L, 5);
@@ -392,6 +472,20 @@ static int l_new(lua_State *L) {
   return 1;
 }
 
+/* buffers(owner or job) -> in_nums, out_nums as light userdata, or nothing */
+static int l_buffers(lua_State *L) {
+  owner *o = luaL_testudata(L, 1, OWNER_MT);
+  pool_job *job = o ? o->job : check_job(L, 1);
+  if (!job) return 0;
+  pthread_mutex_lock(&job->lock);
+  double *in = job->in_nums, *out = job->out_nums;
+  pthread_mutex_unlock(&job->lock);
+  if (!in) return 0;
+  lua_pushlightuserdata(L, in);
+  lua_pushlightuserdata(L, out);
+  return 2;
+}
+
 /* share(owner) -> a job proxy to hand to runners */
 static int l_share(lua_State *L) {
   pool_job *job = check_owner(L, 1);
@@ -400,10 +494,13 @@ static int l_share(lua_State *L) {
   return 1;
 }
 
-/* put(owner, items, count): publish the next chunk. */
+/* put(owner, items, count): publish the next chunk.
+ * put(owner, nil, count, true): its items are in the numeric lane. */
 static int l_put(lua_State *L) {
   pool_job *job = check_owner(L, 1);
-  luaL_checktype(L, 2, LUA_TTABLE);
+  int num = lua_toboolean(L, 4);
+  if (num && !job->in_nums) return luaL_argerror(L, 4, "no numeric lane");
+  if (!num) luaL_checktype(L, 2, LUA_TTABLE);
   long count = (long)luaL_checkinteger(L, 3);
   pthread_mutex_lock(&job->lock);
   long k = job->published;
@@ -412,9 +509,14 @@ static int l_put(lua_State *L) {
   if (full) return luaL_error(L, "pool job: no chunk left to publish");
   /* Only the caller writes chunk k before it is published: no lock. */
   chunk *c = &job->chunks[k];
-  int fast = encode_for_chunk(L, 2, 1, count, &c->in);
-  if (fast < 0) return lua_error(L);
-  c->in_fast = (unsigned char)fast;
+  c->base = k ? job->chunks[k - 1].base + job->chunks[k - 1].count : 0;
+  if (num) {
+    c->in_num = 1;
+  } else {
+    int fast = encode_for_chunk(L, 2, 1, count, &c->in);
+    if (fast < 0) return lua_error(L);
+    c->in_fast = (unsigned char)fast;
+  }
   c->count = count;
   pthread_mutex_lock(&job->lock);
   c->state = CH_PUBLISHED;
@@ -441,6 +543,26 @@ static int l_seal(lua_State *L) {
   pool_waiter *idle = take_idle(job);
   pthread_mutex_unlock(&job->lock);
   wake_list(idle);
+  return 0;
+}
+
+/* close(owner): the caller took every chunk.  The lane buffers go back to
+ * the cache now instead of when the last VM collects its proxy: no runner
+ * touches them once every chunk is done. */
+static int l_close(lua_State *L) {
+  pool_job *job = check_owner(L, 1);
+  pthread_mutex_lock(&job->lock);
+  int all = job->ndone == job->nchunks && !job->failed;
+  double *in = NULL, *out = NULL;
+  if (all) {
+    in = job->in_nums;
+    out = job->out_nums;
+    job->in_nums = job->out_nums = NULL;
+    job->stopped = 1;
+  }
+  pthread_mutex_unlock(&job->lock);
+  lane_put(in, job->lane_cap);
+  lane_put(out, job->lane_cap);
   return 0;
 }
 
@@ -579,8 +701,9 @@ static int l_wait(lua_State *L) {
   return px_park(L, &w->wait);
 }
 
-/* take(owner, k) -> true, value, count | false, error.  k must be what
- * ready() answered. */
+/* take(owner, k) -> true, value, count, base, in_lane | false, error.  k
+ * must be what ready() answered; in_lane: the results are out_nums[base ..
+ * base + count - 1] (value is nil). */
 static int l_take(lua_State *L) {
   pool_job *job = check_owner(L, 1);
   long k = check_want(L, job, 2);
@@ -596,13 +719,17 @@ static int l_take(lua_State *L) {
   if (state != CH_DONE && state != CH_FAILED) return luaL_error(L, "pool job: chunk %d is not ready", (int)k + 1);
   /* The chunk is ours now: no runner touches its out message again. */
   lua_pushboolean(L, state == CH_DONE);
-  if (decode_for_chunk(L, &c->out, c->out_fast, c->count) < 0) {
+  if (state == CH_DONE && c->out_num) {
+    lua_pushnil(L);
+  } else if (decode_for_chunk(L, &c->out, c->out_fast, c->count) < 0) {
     lua_pushboolean(L, 0);
     lua_insert(L, -2);
     return 2;
   }
   lua_pushinteger(L, c->count);
-  return 3;
+  lua_pushinteger(L, c->base);
+  lua_pushboolean(L, state == CH_DONE && c->out_num);
+  return 5;
 }
 
 /* progress(owner) -> items done, chunks done */
@@ -675,7 +802,8 @@ static void fail_chunk(lua_State *L, pool_job *job, long k) {
   wake_list(idle);
 }
 
-/* claim(job) -> k, items, count (map modes) | k, lo, hi (MODE_FOR)
+/* claim(job) -> k, items, count, base (map modes; items is nil when they
+ *                 are in the numeric lane) | k, lo, hi (MODE_FOR)
  *             | false (parked meanwhile: claim again) | nil (no more work) */
 static int l_claim(lua_State *L) {
   pool_job *job = check_job(L, 1);
@@ -722,12 +850,15 @@ static int l_claim(lua_State *L) {
     lua_pushnumber(L, (lua_Number)(lo + c->count - 1));
     return 3;
   }
-  if (decode_for_chunk(L, &c->in, c->in_fast, c->count) < 0) {
+  if (c->in_num) {
+    lua_pushnil(L);
+  } else if (decode_for_chunk(L, &c->in, c->in_fast, c->count) < 0) {
     fail_chunk(L, job, k);
     return 0;
   }
   lua_pushinteger(L, c->count);
-  return 3;
+  lua_pushinteger(L, c->base);
+  return 4;
 }
 
 /* finish(job, k, value): the chunk's result. */
@@ -746,6 +877,21 @@ static int l_finish(lua_State *L) {
     return 0;
   }
   c->out_fast = (unsigned char)fast;
+  pthread_mutex_lock(&job->lock);
+  pool_waiter *w = chunk_finished(job, k, CH_DONE);
+  pthread_mutex_unlock(&job->lock);
+  if (w) px_wake(&w->wait);
+  return 0;
+}
+
+/* finish_num(job, k): the chunk's results are in out_nums. */
+static int l_finish_num(lua_State *L) {
+  pool_job *job = check_job(L, 1);
+  long k = (long)luaL_checkinteger(L, 2) - 1;
+  if (k < 0 || k >= job->nchunks || !job->out_nums) return luaL_argerror(L, 2, "no such chunk");
+  chunk *c = &job->chunks[k];
+  if (c->state != CH_CLAIMED) return luaL_error(L, "pool job: chunk %d was not claimed", (int)k + 1);
+  c->out_num = 1;
   pthread_mutex_lock(&job->lock);
   pool_waiter *w = chunk_finished(job, k, CH_DONE);
   pthread_mutex_unlock(&job->lock);
@@ -794,10 +940,12 @@ static int l_workers(lua_State *L) {
 
 static const luaL_Reg funcs[] = {
     {"new", l_new},       {"share", l_share},   {"put", l_put},
+    {"close", l_close},
     {"seal", l_seal},     {"cancel", l_cancel}, {"ready", l_ready},
     {"wait", l_wait},     {"take", l_take},     {"progress", l_progress},
     {"fn", l_fn},         {"claim", l_claim},   {"finish", l_finish},
     {"fail", l_fail},     {"abort", l_abort},   {"isatty", l_isatty},
+    {"buffers", l_buffers}, {"finish_num", l_finish_num},
     {"workers", l_workers}, {NULL, NULL}};
 
 int px_open_pool(lua_State *L) {
