@@ -776,10 +776,11 @@ int px_open_chan(lua_State *L) {
     lua_setfield(L, -4, r->name); /* module table: the raw C functions */
     lua_setfield(L, -2, r->name); /* metatable: methods until chan.lua wraps */
   }
-  lua_setfield(L, -2, "metatable");
+  lua_pushcclosure(L, px_chan_select, 1); /* upvalue: the metatable */
+  lua_setfield(L, -2, "select");
   lua_pushcfunction(L, l_new);
   lua_setfield(L, -2, "new");
-  lua_pushcfunction(L, px_chan_select);
-  lua_setfield(L, -2, "select");
+  luaL_getmetatable(L, px_chan_type.name);
+  lua_setfield(L, -2, "metatable");
   return 1;
 }

@@ -1,11 +1,12 @@
 /*
  * select.c -- parx.select(cases, {timeout = s}) over channels.
  *
- * Like Go's selectgo: lock every channel of the cases (in address order, so
- * two selects never deadlock; every other path holds one channel lock at a
- * time), poll the cases starting at a random one (fairness: no case starves
- * however often the others are ready), and if none can proceed, queue one
- * entry per case and park.  The entries share the sel's `fired` flag, so
+ * First a fast pass that allocates nothing: try the cases one channel lock
+ * at a time, starting at a random one (fairness: no case starves however
+ * often the others are ready).  If none can proceed, do as Go's selectgo:
+ * lock every channel of the cases (in address order, so two selects never
+ * deadlock; every other path holds one channel lock at a time), poll again,
+ * and if still none can proceed, queue one entry per case and park.  The entries share the sel's `fired` flag, so
  * whichever counterpart (or the timeout timer) claims it first wins and the
  * others drop their stale entries.  A timeout of 0 never parks.
  */
@@ -81,6 +82,16 @@ static void timer_cb(uv_timer_t *t) {
   }
 }
 
+/* The channel at idx or NULL.  px_chan_select is a closure whose upvalue
+ * is the channel metatable (chan.c), so this is one comparison. */
+static px_chan *test_chan(lua_State *L, int idx) {
+  void *p = lua_touserdata(L, idx);
+  if (!p || !lua_getmetatable(L, idx)) return NULL;
+  int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+  lua_pop(L, 1);
+  return same ? *(px_chan **)p : NULL;
+}
+
 static int prepare_call(lua_State *L) {
   px_wait_prepare(L, lua_touserdata(L, 1));
   return 0;
@@ -93,8 +104,9 @@ static int push_now(lua_State *L, px_sel *sel) {
   lua_pushinteger(L, sel->index + 1);
   if (e->is_send) {
     if (!sel->ok) {
+      int index = sel->index;
       px_sel_finish(sel);
-      return luaL_error(L, "send on closed channel (select case %d)", sel->index + 1);
+      return luaL_error(L, "send on closed channel (select case %d)", index + 1);
     }
     px_sel_finish(sel);
     return 1;
@@ -129,13 +141,62 @@ int px_chan_select(lua_State *L) {
     lua_rawgeti(L, 1, i);
     if (!lua_istable(L, -1)) return luaL_error(L, "select case %d: table expected, got %s", i, luaL_typename(L, -1));
     lua_rawgeti(L, -1, 1);
-    if (!px_shared_test(L, -1, &px_chan_type))
+    if (!test_chan(L, -1))
       return luaL_error(L, "select case %d: channel expected, got %s", i, luaL_typename(L, -1));
     lua_rawgeti(L, -2, 2);
     const char *op = lua_tostring(L, -1);
     if (!op || (strcmp(op, "recv") != 0 && strcmp(op, "send") != 0))
       return luaL_error(L, "select case %d: operation must be \"recv\" or \"send\"", i);
     lua_pop(L, 3);
+  }
+
+  /* Fast pass, one channel lock at a time and nothing allocated: try the
+   * cases starting at a random one; the first that can proceed fires.  (Only
+   * queueing on several channels needs them all locked at once.) */
+  int start = n ? (int)(next_random() % (uint32_t)n) : 0;
+  for (int k = 0; k < n; k++) {
+    int i = (start + k < n ? start + k : start + k - n) + 1;
+    lua_rawgeti(L, 1, i);
+    lua_rawgeti(L, -1, 1);
+    px_chan *ch = test_chan(L, -1);
+    lua_rawgeti(L, -2, 2);
+    int is_send = lua_tostring(L, -1)[0] == 's';
+    px_slot v;
+    px_sel *wake = NULL;
+    int r;
+    if (is_send) {
+      lua_rawgeti(L, -3, 3);
+      if (px_slot_encode(L, -1, &v) != 0) return lua_error(L);
+      pthread_mutex_lock(&ch->lock);
+      r = px_chan_send_locked(ch, &v, &wake);
+      pthread_mutex_unlock(&ch->lock);
+      lua_pop(L, 4);
+      if (r != 1) px_slot_free(&v);
+      if (r == -1) return luaL_error(L, "send on closed channel (select case %d)", i);
+    } else {
+      pthread_mutex_lock(&ch->lock);
+      r = px_chan_recv_locked(ch, &v, &wake);
+      pthread_mutex_unlock(&ch->lock);
+      lua_pop(L, 3);
+    }
+    px_chan_wake_all(wake);
+    if (r == -2) return luaL_error(L, "not enough memory");
+    if (r == 0) continue;
+    lua_pushinteger(L, i);
+    if (is_send) return 1;
+    if (r < 0) {
+      lua_pushnil(L);
+      lua_pushboolean(L, 0);
+      return 3;
+    }
+    if (px_slot_decode(L, &v) != 0) return lua_error(L);
+    lua_pushboolean(L, 1);
+    return 3;
+  }
+  if (timeout == 0) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
   }
 
   px_sel *sel = px_sel_new(SEL_SELECT, n);
@@ -151,7 +212,7 @@ int px_chan_select(lua_State *L) {
     px_entry *e = &sel->cases[i];
     lua_rawgeti(L, 1, i + 1);
     lua_rawgeti(L, -1, 1);
-    e->ch = (px_chan *)px_shared_test(L, -1, &px_chan_type);
+    e->ch = test_chan(L, -1);
     px_shared_retain(&e->ch->hdr);
     chans[i] = e->ch;
     lua_rawgeti(L, -2, 2);
@@ -182,62 +243,44 @@ int px_chan_select(lua_State *L) {
     if (m == 0 || chans[m - 1] != chans[i]) chans[m++] = chans[i];
   lockset ls = {chans, m};
 
+  /* Nothing was ready: prepare to park (may raise: free first), look again
+   * with every lock held, then queue every case. */
+  px_sel_setup_wait(sel);
+  lua_pushcfunction(L, prepare_call);
+  lua_pushlightuserdata(L, &sel->w);
+  if (lua_pcall(L, 1, 0, 0) != 0) {
+    px_sel_finish(sel);
+    if (chans != stack_chans) free(chans);
+    return lua_error(L);
+  }
   px_sel *wake = NULL;
   int fired = -1;
   if (n > 0) {
     lock_all(&ls);
     fired = poll_cases(sel, &wake);
+    if (fired == -1) {
+      for (int i = 0; i < n; i++) px_chan_enqueue_locked(sel->cases[i].ch, &sel->cases[i]);
+      sel->queued = 1;
+    }
     unlock_all(&ls);
     px_chan_wake_all(wake);
-  }
-  if (fired == -1 && timeout != 0) {
-    /* Nothing ready: prepare to park (may raise: free first), look again
-     * with the locks held, then queue every case. */
-    px_sel_setup_wait(sel);
-    lua_pushcfunction(L, prepare_call);
-    lua_pushlightuserdata(L, &sel->w);
-    if (lua_pcall(L, 1, 0, 0) != 0) {
-      px_sel_finish(sel);
-      if (chans != stack_chans) free(chans);
-      return lua_error(L);
-    }
-    wake = NULL;
-    if (n > 0) {
-      lock_all(&ls);
-      fired = poll_cases(sel, &wake);
-      if (fired == -1) {
-        for (int i = 0; i < n; i++) px_chan_enqueue_locked(sel->cases[i].ch, &sel->cases[i]);
-        sel->queued = 1;
-      }
-      unlock_all(&ls);
-      px_chan_wake_all(wake);
-    }
-    if (fired == -1) {
-      if (chans != stack_chans) free(chans);
-      if (timeout > 0) {
-        /* The timer runs on this VM's loop, so its callback cannot run
-         * before the task has yielded. */
-        uv_loop_t *loop = px_vm_loop(px_vm_of(L));
-        uv_update_time(loop); /* the cached loop time may be stale: tasks ran */
-        uv_timer_init(loop, &sel->timer);
-        sel->timer.data = sel;
-        sel->has_timer = 1;
-        double ms = ceil(timeout * 1000.0);
-        uv_timer_start(&sel->timer, timer_cb, ms > 9e15 ? (uint64_t)9e15 : (uint64_t)ms, 0);
-      }
-      return px_sel_park(L, sel);
-    }
   }
   if (chans != stack_chans) free(chans);
   if (fired == -2) {
     px_sel_finish(sel);
     return luaL_error(L, "not enough memory");
   }
-  if (fired == -1) {
-    px_sel_finish(sel);
-    lua_pushnil(L);
-    lua_pushliteral(L, "timeout");
-    return 2;
+  if (fired >= 0) return push_now(L, sel);
+  if (timeout > 0) {
+    /* The timer runs on this VM's loop, so its callback cannot run before
+     * the task has yielded. */
+    uv_loop_t *loop = px_vm_loop(px_vm_of(L));
+    uv_update_time(loop); /* the cached loop time may be stale: tasks ran */
+    uv_timer_init(loop, &sel->timer);
+    sel->timer.data = sel;
+    sel->has_timer = 1;
+    double ms = ceil(timeout * 1000.0);
+    uv_timer_start(&sel->timer, timer_cb, ms > 9e15 ? (uint64_t)9e15 : (uint64_t)ms, 0);
   }
-  return push_now(L, sel);
+  return px_sel_park(L, sel);
 }
