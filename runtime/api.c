@@ -259,6 +259,25 @@ static int check_started(px_runtime *rt) {
   return r;
 }
 
+static int report_started_deadlock(px_runtime *rt) {
+  if (!rt->deadlock_check) return 0;
+  lua_State *L = rt->main->L;
+  int any = 0;
+  lua_getfield(L, LUA_REGISTRYINDEX, "parx.started");
+  int n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    px_handle *h = (px_handle *)px_shared_test(L, -1, &px_handle_type);
+    lua_pop(L, 1);
+    if (h && h->state < PX_H_DONE && h->task) {
+      deadlock_report(rt, h);
+      any = 1;
+    }
+  }
+  lua_pop(L, 1);
+  return any;
+}
+
 int parx_run(parx_runtime *prt) {
   px_runtime *rt = RT(prt);
   int r = drain(rt);
@@ -272,7 +291,13 @@ int parx_step(parx_runtime *prt, int nowait) {
   if (atomic_load(&rt->exit_requested)) return PARX_EXIT;
   int s = check_started(rt);
   if (s != PARX_OK) return s;
-  return more ? 1 : (atomic_load(&rt->pending) > 1 ? 1 : 0);
+  if (more < 0) {
+    /* Quiescent with parked tasks: the chunks started through this API
+     * that are still waiting fail with the deadlock report; background
+     * tasks nobody waits for stay parked. */
+    more = report_started_deadlock(rt);
+  }
+  return more;
 }
 
 int parx_backend_fd(parx_runtime *rt) { return uv_backend_fd(&RT(rt)->main->loop); }

@@ -28,6 +28,8 @@ static const char usage_text[] =
   "  -i            enter interactive mode after executing 'script'\n"
   "  -v            show version information\n"
   "  --workers N   run N worker threads (default: $PARX_WORKERS, else the CPU count)\n"
+  "  --trace FILE  write a Chrome trace-event JSON of tasks, waits, pool chunks\n"
+  "                and GPU work to FILE at exit (open it in Perfetto)\n"
   "  -h, --help    show this help\n"
   "  --            stop handling options\n"
   "  -             execute stdin and stop handling options\n"
@@ -45,6 +47,7 @@ typedef struct cli {
   int version;     /* -v */
   int has_exec;    /* some -e was given */
   int workers;     /* --workers, 0 = runtime default */
+  const char *trace; /* --trace FILE */
   action *actions;
   int nactions;
 } cli;
@@ -109,6 +112,12 @@ static int parse_args(int argc, char **argv, cli *c) {
       c->workers = parse_workers(v);
       if (c->workers == 0)
         return bad_usage("--workers needs a positive integer, not '%s'", v);
+      continue;
+    }
+    if (strncmp(a, "--trace", 7) == 0 && (a[7] == '\0' || a[7] == '=')) {
+      const char *v = a[7] == '=' ? a + 8 : (i + 1 < argc ? argv[++i] : NULL);
+      if (v == NULL || *v == '\0') return bad_usage("'%s' needs a file name", "--trace");
+      c->trace = v;
       continue;
     }
     if ((a[1] == 'e' || a[1] == 'l') && a[0] == '-') {
@@ -193,6 +202,7 @@ int main(int argc, char **argv) {
   parx_options o;
   parx_options_init(&o);
   if (c.workers > 0) o.workers = c.workers;
+  o.trace = c.trace;
   parx_runtime *rt = parx_open(&o);
   if (rt == NULL) {
     fputs("parx: cannot start the runtime\n", stderr);

@@ -206,7 +206,9 @@ static void block(px_vm *vm) {
  *     runtime is quiescent (returns 1 then, 0 otherwise; the caller decides
  *     whether that is a deadlock).
  *   PX_DRIVE_STEP / _NOWAIT: ready tasks, one loop iteration (blocking or
- *     not), ready tasks again; returns 1 if more work remains.
+ *     not), ready tasks again; returns 1 if more work may come, 0 if
+ *     nothing is left anywhere, -1 if tasks of this VM are parked and the
+ *     runtime is quiescent (nothing can wake them).
  */
 int px_vm_drive(px_vm *vm, int mode, int (*done)(px_vm *, void *), void *arg) {
   px_runtime *rt = vm->rt;
@@ -221,7 +223,16 @@ int px_vm_drive(px_vm *vm, int mode, int (*done)(px_vm *, void *), void *arg) {
     uv_run(&vm->loop, (mode == PX_DRIVE_STEP && !has_work(vm)) ? UV_RUN_ONCE : UV_RUN_NOWAIT);
     drain_inbox(vm);
     px_sched_run_ready(vm);
-    return has_work(vm) || loop_busy(vm) || vm->ntasks > 0;
+    if (has_work(vm) || loop_busy(vm)) return 1;
+    /* Nothing here can progress on its own: count this VM out so the host
+     * can wait on the backend fd for a post.  If that makes the whole
+     * runtime quiet, parked tasks can never wake: say so with -1. */
+    if (become_idle(vm)) {
+      atomic_store(&vm->idle_flag, 0);
+      atomic_fetch_add(&rt->pending, 1);
+      return vm->ntasks > 0 ? -1 : 0;
+    }
+    return 1;
   }
   for (;;) {
     drain_inbox(vm);
