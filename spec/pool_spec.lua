@@ -105,6 +105,16 @@ describe("pool.map", function()
     for t = 1, 6 do assert.is_true(tasks[t]:join()) end
   end)
 
+  it("keeps nan, -0.0, infinities and big integers in a list of numbers", function()
+    local r = pool.map(function(v) return v end, {0 / 0, -0.0, 1 / 0, -1 / 0, 2^53 + 2, 5e-324})
+    assert.is_true(r[1] ~= r[1])
+    assert.equal(-1 / 0, 1 / r[2])
+    assert.equal(1 / 0, r[3])
+    assert.equal(-1 / 0, r[4])
+    assert.equal(2^53 + 2, r[5])
+    assert.equal(5e-324, r[6])
+  end)
+
   it("keeps nil results in position", function()
     local xs = range(50)
     local r, n = pool.map(function(x) if x % 3 == 0 then return nil end return x end, xs,
