@@ -52,6 +52,7 @@ if has go go; then
   step "Go: goroutines (GOMAXPROCS=2)"
   export GOCACHE="${GOCACHE:-$out/gocache}"
   go build -o "$out/pool_bench_go" "$here/pool_bench.go"
+  GOMAXPROCS=1 "$out/pool_bench_go" cpu 3 >> "$results"
   GOMAXPROCS=2 "$out/pool_bench_go" cpu 3 >> "$results"
   GOMAXPROCS=2 "$out/pool_bench_go" spawn >> "$results"
 fi

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"sync"
@@ -63,7 +64,7 @@ func main() {
 			run()
 			ts[r] = time.Since(t0).Seconds()
 		}
-		fmt.Printf("go.cpu %.9g\n", median(ts))
+		fmt.Printf("go.cpu_w%d %.9g\n", runtime.GOMAXPROCS(0), median(ts))
 	case "spawn":
 		done := make(chan struct{})
 		ts := make([]float64, 0, 2000)
