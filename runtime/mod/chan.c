@@ -323,7 +323,7 @@ void px_sel_finish(px_sel *sel) {
  *   send:   (nothing) | false                       (false: closed)
  *   select: i, v, ok | i | i, nil, nil, err | nil, "timeout"
  * The Lua face raises when err is present (deliver cannot raise). */
-static int push_outcome(lua_State *co, px_sel *sel) {
+int px_sel_outcome(lua_State *co, px_sel *sel) {
   if (sel->kind == SEL_SEND) {
     if (sel->ok) return 0;
     lua_pushboolean(co, 0);
@@ -364,7 +364,7 @@ static int push_outcome(lua_State *co, px_sel *sel) {
 
 static int sel_deliver(lua_State *co, px_wait *w) {
   px_sel *sel = (px_sel *)w;
-  int n = push_outcome(co, sel);
+  int n = px_sel_outcome(co, sel);
   px_sel_finish(sel);
   return n;
 }
@@ -519,7 +519,7 @@ static int ncpus(void) {
   return v;
 }
 
-static int should_spin(px_chan *ch) {
+int px_chan_should_spin(px_chan *ch) {
   if (ncpus() < 2) return 0;
   if (atomic_load_explicit(&ch->spin_credit, memory_order_relaxed) > 0) return 1;
   return (atomic_fetch_add_explicit(&ch->spin_probe, 1, memory_order_relaxed) & 31) == 0;
@@ -533,7 +533,7 @@ static uint64_t now_ns(void) {
 
 /* Spin until a waker completed sel or SPIN_NS passed.  1: completed, no
  * wake-up will come; 0: park (a wake-up will come). */
-static int spin_wait(px_chan *ch, px_sel *sel) {
+int px_sel_spin(px_chan *ch, px_sel *sel) {
   uint64_t start = now_ns();
   for (unsigned i = 1;; i++) {
     if (atomic_load_explicit(&sel->spin, memory_order_acquire) == 2) break;
@@ -579,11 +579,11 @@ static int park_op(lua_State *L, px_chan *ch, int kind, px_slot *v) {
   if (r == 0) {
     px_chan_enqueue_locked(ch, e);
     sel->queued = 1;
-    int spin = should_spin(ch);
+    int spin = px_chan_should_spin(ch);
     if (spin) atomic_store_explicit(&sel->spin, 1, memory_order_relaxed);
     pthread_mutex_unlock(&ch->lock);
-    if (spin && spin_wait(ch, sel)) {
-      int n = push_outcome(L, sel);
+    if (spin && px_sel_spin(ch, sel)) {
+      int n = px_sel_outcome(L, sel);
       px_sel_finish(sel);
       return n;
     }
@@ -597,7 +597,7 @@ static int park_op(lua_State *L, px_chan *ch, int kind, px_slot *v) {
     px_sel_finish(sel);
     return raise_status(L, r);
   }
-  int n = push_outcome(L, sel);
+  int n = px_sel_outcome(L, sel);
   px_sel_finish(sel);
   return n;
 }

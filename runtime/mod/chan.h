@@ -138,6 +138,14 @@ void px_chan_enqueue_locked(px_chan *ch, px_entry *e);
 void px_chan_unlink_locked(px_chan *ch, px_entry *e);
 void px_chan_wake_all(px_sel *list);
 
+/* Push the outcome of a fired sel (see chan.c for the shapes). */
+int px_sel_outcome(lua_State *L, px_sel *sel);
+/* Spinning before parking (chan.c): whether to, and the spin itself, after
+ * sel->spin was set to 1 with the entries queued.  1: sel fired meanwhile
+ * and no wake will come; 0: park. */
+int px_chan_should_spin(px_chan *ch);
+int px_sel_spin(px_chan *ch, px_sel *sel);
+
 /* Park L's task on sel, whose entries the caller enqueued after calling
  * px_wait_prepare.  Sets the scheduler callbacks. */
 int px_sel_park(lua_State *L, px_sel *sel);

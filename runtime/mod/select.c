@@ -125,7 +125,7 @@ static int push_now(lua_State *L, px_sel *sel) {
 }
 
 /* select(cases, timeout) -> i, v, ok | i | nil, "timeout" | (parked: see
- * push_outcome in chan.c).  timeout: nil waits forever, 0 never parks. */
+ * px_sel_outcome in chan.c).  timeout: nil waits forever, 0 never parks. */
 int px_chan_select(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   double timeout = -1;
@@ -261,6 +261,9 @@ int px_chan_select(lua_State *L) {
     if (fired == -1) {
       for (int i = 0; i < n; i++) px_chan_enqueue_locked(sel->cases[i].ch, &sel->cases[i]);
       sel->queued = 1;
+      /* Spin before parking, as send and recv do (chan.c); the first
+       * case's channel keeps the credit. */
+      if (px_chan_should_spin(sel->cases[0].ch)) atomic_store(&sel->spin, 1);
     }
     unlock_all(&ls);
     px_chan_wake_all(wake);
@@ -271,6 +274,11 @@ int px_chan_select(lua_State *L) {
     return luaL_error(L, "not enough memory");
   }
   if (fired >= 0) return push_now(L, sel);
+  if (atomic_load_explicit(&sel->spin, memory_order_relaxed) && px_sel_spin(sel->cases[0].ch, sel)) {
+    int nres = px_sel_outcome(L, sel);
+    px_sel_finish(sel);
+    return nres;
+  }
   if (timeout > 0) {
     /* The timer runs on this VM's loop, so its callback cannot run before
      * the task has yielded. */
