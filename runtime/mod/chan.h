@@ -1,6 +1,7 @@
 /*
  * chan.h -- channels, shared by chan.c (the queue and its Lua face),
- * select.c (parx.select) and chan_host.c (parx.h's host access).
+ * slot.c (values in flight), select.c (parx.select) and chan_host.c
+ * (parx.h's host access).
  *
  * A channel is a px_shared object: a mutex, a ring buffer of slots and two
  * queues of parked parties (receivers, senders).  Every operation, from a
@@ -24,7 +25,7 @@
 
 #include "../core/px.h"
 
-/* ---- slots: one value in flight --------------------------------------- */
+/* ---- slots: one value in flight (slot.c) -------------------------------- */
 
 /* nil, booleans, numbers and strings up to SLOT_INLINE bytes live inside the
  * slot (no allocation per message); longer strings are one malloc'd buffer;
