@@ -464,6 +464,20 @@ int px_sel_spin(px_chan *ch, px_sel *sel) {
   return done;
 }
 
+/* Wake what an operation of L's task fired.  A parked party on the same VM
+ * cannot have been spinning for this hand-off (one thread runs both), and
+ * will not be next time either: spinning on this channel is futile for
+ * now, so its credit goes to zero.  A later spin that succeeds (a party on
+ * another worker) refills it. */
+static void wake_from(lua_State *L, px_chan *ch, px_sel *wake) {
+  if (!wake) return;
+  px_vm *vm = px_vm_of(L);
+  for (px_sel *s = wake; s; s = s->wake_next)
+    if (s->kind != SEL_HOST && s->w.vm == vm)
+      atomic_store_explicit(&ch->spin_credit, 0, memory_order_relaxed);
+  px_chan_wake_all(wake);
+}
+
 /* The slow path of send and recv: prepare, look again (someone may have
  * come while the lock was released), then queue, spin a little, park. */
 static int park_op(lua_State *L, px_chan *ch, int kind, px_slot *v) {
@@ -500,7 +514,7 @@ static int park_op(lua_State *L, px_chan *ch, int kind, px_slot *v) {
     return px_park(L, &sel->w);
   }
   pthread_mutex_unlock(&ch->lock);
-  px_chan_wake_all(wake);
+  wake_from(L, ch, wake);
   sel->index = 0;
   sel->ok = r == 1;
   if (r < -1 || (r == -1 && e->is_send)) {
@@ -523,7 +537,7 @@ static int l_send(lua_State *L) {
   int r = px_chan_send_locked(ch, &v, &wake);
   pthread_mutex_unlock(&ch->lock);
   if (r == 1) {
-    px_chan_wake_all(wake);
+    wake_from(L, ch, wake);
     return 0;
   }
   if (r < 0) {
@@ -542,7 +556,7 @@ static int l_recv(lua_State *L) {
   int r = px_chan_recv_locked(ch, &v, &wake);
   pthread_mutex_unlock(&ch->lock);
   if (r == 1) {
-    px_chan_wake_all(wake);
+    wake_from(L, ch, wake);
     if (px_slot_decode(L, &v) != 0) return lua_error(L);
     lua_pushboolean(L, 1);
     return 2;
@@ -563,7 +577,7 @@ static int l_try_send(lua_State *L) {
   pthread_mutex_lock(&ch->lock);
   int r = px_chan_send_locked(ch, &v, &wake);
   pthread_mutex_unlock(&ch->lock);
-  px_chan_wake_all(wake);
+  wake_from(L, ch, wake);
   if (r < 0) {
     px_slot_free(&v);
     return raise_status(L, r);
@@ -580,7 +594,7 @@ static int l_try_recv(lua_State *L) {
   pthread_mutex_lock(&ch->lock);
   int r = px_chan_recv_locked(ch, &v, &wake);
   pthread_mutex_unlock(&ch->lock);
-  px_chan_wake_all(wake);
+  wake_from(L, ch, wake);
   if (r == 1) {
     if (px_slot_decode(L, &v) != 0) return lua_error(L);
     lua_pushboolean(L, 1);
