@@ -33,6 +33,7 @@
  */
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -58,6 +59,7 @@ typedef struct chunk {
   unsigned char in_num;   /* the items are in job->in_nums (numeric lane) */
   unsigned char out_num;  /* the results are in job->out_nums */
   long base;              /* index of the chunk's first item, 0-based */
+  uint64_t claimed_at;    /* --trace: when a runner claimed it */
 } chunk;
 
 typedef struct pool_job pool_job;
@@ -588,9 +590,22 @@ static int runner_cancel(px_wait *wait) {
   return 1;
 }
 
+static const char *const mode_names[] = {"map", "starmap", "reduce", "parallel_for"};
+
+/* --trace: a slice for chunk k from its claim to now, on this VM's track. */
+static void trace_chunk(lua_State *L, pool_job *job, long k, const char *how) {
+  chunk *c = &job->chunks[k];
+  if (!c->claimed_at) return;
+  char name[96];
+  snprintf(name, sizeof name, "pool.%s chunk %ld (%ld items)%s", mode_names[job->mode], k + 1,
+           c->count, how);
+  px_trace_slice(px_vm_of(L), "pool", name, c->claimed_at, px_trace_now());
+}
+
 /* Record a failure of chunk k with the value on top of L (popped). */
 static void fail_chunk(lua_State *L, pool_job *job, long k) {
   chunk *c = &job->chunks[k];
+  trace_chunk(L, job, k, " failed");
   px_msg_free(&c->out);
   px_msg_init(&c->out);
   c->out_fast = 0;
@@ -654,6 +669,8 @@ static int l_claim(lua_State *L) {
   chunk *c = &job->chunks[k];
   c->state = CH_CLAIMED;
   pthread_mutex_unlock(&job->lock);
+  px_vm *vm = px_vm_of(L);
+  c->claimed_at = px_trace_on(vm) ? px_trace_now() : 0;
   lua_pushinteger(L, k + 1);
   if (job->mode == MODE_FOR) {
     int64_t lo = job->first + (int64_t)k * job->per;
@@ -688,6 +705,7 @@ static int l_finish(lua_State *L) {
     return 0;
   }
   c->out_fast = (unsigned char)fast;
+  trace_chunk(L, job, k, "");
   pthread_mutex_lock(&job->lock);
   pool_waiter *w = chunk_finished(job, k, CH_DONE);
   pthread_mutex_unlock(&job->lock);
@@ -703,6 +721,7 @@ static int l_finish_num(lua_State *L) {
   chunk *c = &job->chunks[k];
   if (c->state != CH_CLAIMED) return luaL_error(L, "pool job: chunk %d was not claimed", (int)k + 1);
   c->out_num = 1;
+  trace_chunk(L, job, k, "");
   pthread_mutex_lock(&job->lock);
   pool_waiter *w = chunk_finished(job, k, CH_DONE);
   pthread_mutex_unlock(&job->lock);
