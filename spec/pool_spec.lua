@@ -253,6 +253,23 @@ describe("pool.map", function()
   end)
 end)
 
+describe("pool and --trace", function()
+  it("records a slice per chunk on the worker that ran it", function()
+    local bin = os.getenv("PARX_BIN") or "build/parx"
+    local out = os.tmpname()
+    local cmd = ("%s --workers 2 --trace %s -e 'parx.pool.map(function(x) return x end, {1, 2, 3, 4}, {chunksize = 2})'"):format(bin, out)
+    local rc = os.execute(cmd)
+    assert.is_true(rc == 0 or rc == true)
+    local f = assert(io.open(out))
+    local json = f:read("*a")
+    f:close()
+    os.remove(out)
+    assert.matches('"cat":"pool"', json)
+    assert.matches("pool.map chunk 1 %(2 items%)", json)
+    assert.matches("pool.map chunk 2 %(2 items%)", json)
+  end)
+end)
+
 describe("pool.starmap", function()
   it("calls fn with each argument list", function()
     local args = {}
