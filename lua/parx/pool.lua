@@ -2,9 +2,14 @@
 -- over the runtime's workers.
 --
 -- Every call is one job (runtime/mod/pool.c): the function is marshalled
--- once, the input is cut into chunks that the caller marshals and publishes
--- one by one, and one runner task per worker claims chunks until none are
--- left.  The caller parks on the job until the chunk it reads next is done.
+-- once, the input is cut into chunks that the caller publishes one by one
+-- (numbers through the job's array of doubles, anything else marshalled),
+-- and one runner task per worker claims chunks until none are left.  The
+-- caller parks on the job until the chunk it reads next is done.
+--
+-- Chunk sizes: opts.chunksize, else about four chunks per worker like
+-- Python's Pool.map, at most 8192 items (parallel_for's ranges: no cap).
+-- The list is list[1 .. #list].
 --
 -- Results keep their positions, nil included: map returns the result table
 -- and the item count (`local r, n = pool.map(f, xs)`); the iterators yield
