@@ -438,3 +438,29 @@ describe("pool.parallel_for", function()
     assert.has_error(function() pool.parallel_for(1, 10, 5) end)
   end)
 end)
+
+describe("the seed examples (scripts/examples)", function()
+  local bin = os.getenv("PARX_BIN") or "build/parx"
+  local function run(name)
+    local p = io.popen(("%s --workers 2 scripts/examples/%s.lua 2>&1"):format(bin, name))
+    local out = p:read("*a")
+    p:close()
+    return out
+  end
+
+  it("factorials prints what the Python original prints", function()
+    assert.equal("[6, 120, 3628800]\n[6, 120, 3628800]\n", run("factorials"))
+  end)
+
+  it("sum_squares prints the exact sum", function()
+    assert.equal("1 到 100 万的平方和为:333333833333500000\n", run("sum_squares"))
+  end)
+
+  it("submit_as_completed prints results as they complete", function()
+    assert.equal("结果: 0\n结果: 1\n结果: 4\n结果: 9\n", run("submit_as_completed"))
+  end)
+
+  it("map_reduce prints the sum of squares", function()
+    assert.equal("Sum of squares: 285\n", run("map_reduce"))
+  end)
+end)
