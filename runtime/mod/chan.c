@@ -148,7 +148,7 @@ int px_chan_recv_locked(px_chan *ch, px_slot *out, px_sel **wake) {
  * receiver, else to the head of the buffer, so no message is lost. */
 static void unreceive(px_chan *ch, px_slot *v) {
   px_sel *wake = NULL;
-  pthread_mutex_lock(&ch->lock);
+  px_chan_lock(ch);
   px_entry *e = claim_first(ch, &ch->recvq);
   if (e) {
     e->sel->got = *v;
@@ -157,7 +157,7 @@ static void unreceive(px_chan *ch, px_slot *v) {
   } else if (ring_push_front(ch, v) != 0) {
     px_slot_free(v); /* out of memory: the value is lost */
   }
-  pthread_mutex_unlock(&ch->lock);
+  px_chan_unlock(ch);
   px_chan_wake_all(wake);
 }
 
@@ -211,9 +211,9 @@ void px_sel_finish(px_sel *sel) {
      * may still sit in its queue, where a concurrent party may be looking
      * at it, so it is unlinked under its channel's lock. */
     if (sel->queued && i != sel->index) {
-      pthread_mutex_lock(&e->ch->lock);
+      px_chan_lock(e->ch);
       if (e->linked) px_chan_unlink_locked(e->ch, e);
-      pthread_mutex_unlock(&e->ch->lock);
+      px_chan_unlock(e->ch);
     }
     px_slot_free(&e->val);
     px_shared_release(&e->ch->hdr);
@@ -330,7 +330,6 @@ static void chan_free(px_shared *obj) {
     px_slot_free(&v);
   }
   free(ch->ring);
-  pthread_mutex_destroy(&ch->lock);
   free(ch);
 }
 
@@ -341,14 +340,7 @@ px_chan *px_chan_new(long cap) {
   px_chan *ch = calloc(1, sizeof *ch);
   if (!ch) return NULL;
   px_shared_init(&ch->hdr, &px_chan_type);
-  pthread_mutexattr_t attr;
-  pthread_mutexattr_init(&attr);
-#ifdef PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
-  /* Critical sections are a few dozen instructions: spin before sleeping. */
-  pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
-#endif
-  pthread_mutex_init(&ch->lock, &attr);
-  pthread_mutexattr_destroy(&attr);
+  atomic_init(&ch->lock, 0);
   ch->cap = cap;
   atomic_init(&ch->spin_credit, 4);
   atomic_init(&ch->spin_probe, 0);
@@ -410,14 +402,6 @@ static int raise_status(lua_State *L, int r) {
  * SPIN_NS 16 times, then SPIN_NS/32 per park.  Never on one CPU. */
 #define SPIN_NS 50000
 
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  __asm__ __volatile__("yield");
-#endif
-}
-
 static int ncpus(void) {
   static atomic_int n;
   int v = atomic_load_explicit(&n, memory_order_relaxed);
@@ -447,7 +431,7 @@ int px_sel_spin(px_chan *ch, px_sel *sel) {
   uint64_t start = now_ns();
   for (unsigned i = 1;; i++) {
     if (atomic_load_explicit(&sel->spin, memory_order_acquire) == 2) break;
-    cpu_relax();
+    px_cpu_relax();
     if ((i & 63) == 0) {
       uint64_t spent = now_ns() - start;
       if (spent > SPIN_NS) break;
@@ -497,7 +481,7 @@ static int park_op(lua_State *L, px_chan *ch, int kind, px_slot *v) {
     return lua_error(L);
   }
   px_sel *wake = NULL;
-  pthread_mutex_lock(&ch->lock);
+  px_chan_lock(ch);
   int r = e->is_send ? px_chan_send_locked(ch, &e->val, &wake)
                      : px_chan_recv_locked(ch, &sel->got, &wake);
   if (r == 0) {
@@ -505,7 +489,7 @@ static int park_op(lua_State *L, px_chan *ch, int kind, px_slot *v) {
     sel->queued = 1;
     int spin = px_chan_should_spin(ch);
     if (spin) atomic_store_explicit(&sel->spin, 1, memory_order_relaxed);
-    pthread_mutex_unlock(&ch->lock);
+    px_chan_unlock(ch);
     if (spin && px_sel_spin(ch, sel)) {
       int n = px_sel_outcome(L, sel);
       px_sel_finish(sel);
@@ -513,7 +497,7 @@ static int park_op(lua_State *L, px_chan *ch, int kind, px_slot *v) {
     }
     return px_park(L, &sel->w);
   }
-  pthread_mutex_unlock(&ch->lock);
+  px_chan_unlock(ch);
   wake_from(L, ch, wake);
   sel->index = 0;
   sel->ok = r == 1;
@@ -533,9 +517,9 @@ static int l_send(lua_State *L) {
   px_slot v;
   if (px_slot_encode(L, 2, &v) != 0) return lua_error(L);
   px_sel *wake = NULL;
-  pthread_mutex_lock(&ch->lock);
+  px_chan_lock(ch);
   int r = px_chan_send_locked(ch, &v, &wake);
-  pthread_mutex_unlock(&ch->lock);
+  px_chan_unlock(ch);
   if (r == 1) {
     wake_from(L, ch, wake);
     return 0;
@@ -552,9 +536,9 @@ static int l_recv(lua_State *L) {
   px_chan *ch = px_chan_check(L, 1);
   px_slot v;
   px_sel *wake = NULL;
-  pthread_mutex_lock(&ch->lock);
+  px_chan_lock(ch);
   int r = px_chan_recv_locked(ch, &v, &wake);
-  pthread_mutex_unlock(&ch->lock);
+  px_chan_unlock(ch);
   if (r == 1) {
     wake_from(L, ch, wake);
     if (px_slot_decode(L, &v) != 0) return lua_error(L);
@@ -574,9 +558,9 @@ static int l_try_send(lua_State *L) {
   px_slot v;
   if (px_slot_encode(L, 2, &v) != 0) return lua_error(L);
   px_sel *wake = NULL;
-  pthread_mutex_lock(&ch->lock);
+  px_chan_lock(ch);
   int r = px_chan_send_locked(ch, &v, &wake);
-  pthread_mutex_unlock(&ch->lock);
+  px_chan_unlock(ch);
   wake_from(L, ch, wake);
   if (r < 0) {
     px_slot_free(&v);
@@ -591,9 +575,9 @@ static int l_try_recv(lua_State *L) {
   px_chan *ch = px_chan_check(L, 1);
   px_slot v;
   px_sel *wake = NULL;
-  pthread_mutex_lock(&ch->lock);
+  px_chan_lock(ch);
   int r = px_chan_recv_locked(ch, &v, &wake);
-  pthread_mutex_unlock(&ch->lock);
+  px_chan_unlock(ch);
   wake_from(L, ch, wake);
   if (r == 1) {
     if (px_slot_decode(L, &v) != 0) return lua_error(L);
@@ -610,16 +594,16 @@ static int l_try_recv(lua_State *L) {
  * returns false (a pipeline stage and its error path may both close). */
 int px_chan_close(px_chan *ch) {
   px_sel *wake = NULL;
-  pthread_mutex_lock(&ch->lock);
+  px_chan_lock(ch);
   if (ch->closed) {
-    pthread_mutex_unlock(&ch->lock);
+    px_chan_unlock(ch);
     return 0;
   }
   ch->closed = 1;
   px_entry *e;
   while ((e = claim_first(ch, &ch->recvq))) fired(e, 0, &wake);
   while ((e = claim_first(ch, &ch->sendq))) fired(e, 0, &wake);
-  pthread_mutex_unlock(&ch->lock);
+  px_chan_unlock(ch);
   px_chan_wake_all(wake);
   return 1;
 }
@@ -631,9 +615,9 @@ static int l_close(lua_State *L) {
 
 static int l_len(lua_State *L) {
   px_chan *ch = px_chan_check(L, 1);
-  pthread_mutex_lock(&ch->lock);
+  px_chan_lock(ch);
   size_t n = ch->count;
-  pthread_mutex_unlock(&ch->lock);
+  px_chan_unlock(ch);
   lua_pushinteger(L, (lua_Integer)n);
   return 1;
 }
@@ -647,19 +631,19 @@ static int l_capacity(lua_State *L) {
 
 static int l_closed(lua_State *L) {
   px_chan *ch = px_chan_check(L, 1);
-  pthread_mutex_lock(&ch->lock);
+  px_chan_lock(ch);
   int closed = ch->closed;
-  pthread_mutex_unlock(&ch->lock);
+  px_chan_unlock(ch);
   lua_pushboolean(L, closed);
   return 1;
 }
 
 static int l_tostring(lua_State *L) {
   px_chan *ch = px_chan_check(L, 1);
-  pthread_mutex_lock(&ch->lock);
+  px_chan_lock(ch);
   size_t n = ch->count;
   int closed = ch->closed;
-  pthread_mutex_unlock(&ch->lock);
+  px_chan_unlock(ch);
   if (ch->cap < 0)
     lua_pushfstring(L, "parx.channel(unbounded, %d queued%s): %p", (int)n, closed ? ", closed" : "",
                     (void *)ch);

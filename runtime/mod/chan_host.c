@@ -28,9 +28,9 @@ void parx_channel_release(parx_channel *ch) { px_shared_release(&CH(ch)->hdr); }
 int parx_channel_close(parx_channel *ch) { return px_chan_close(CH(ch)); }
 
 long parx_channel_len(parx_channel *ch) {
-  pthread_mutex_lock(&CH(ch)->lock);
+  px_chan_lock(CH(ch));
   long n = (long)CH(ch)->count;
-  pthread_mutex_unlock(&CH(ch)->lock);
+  px_chan_unlock(CH(ch));
   return n;
 }
 
@@ -93,10 +93,10 @@ void parx_value_clear(parx_value *v) {
 /* One operation; block: wait on a condition variable when it would park. */
 static int host_op(px_chan *ch, int is_send, px_slot *v, px_slot *got, int block) {
   px_sel *wake = NULL;
-  pthread_mutex_lock(&ch->lock);
+  px_chan_lock(ch);
   int r = is_send ? px_chan_send_locked(ch, v, &wake) : px_chan_recv_locked(ch, got, &wake);
   if (r != 0 || !block) {
-    pthread_mutex_unlock(&ch->lock);
+    px_chan_unlock(ch);
     px_chan_wake_all(wake);
     if (r == -2) return PARX_CHAN_ERRMEM;
     if (r == 1) return PARX_CHAN_OK;
@@ -124,7 +124,7 @@ static int host_op(px_chan *ch, int is_send, px_slot *v, px_slot *got, int block
     v->tag = SLOT_NIL;
   }
   px_chan_enqueue_locked(ch, e);
-  pthread_mutex_unlock(&ch->lock);
+  px_chan_unlock(ch);
 
   pthread_mutex_lock(&lock);
   while (!sel->host_done) pthread_cond_wait(&cond, &lock);

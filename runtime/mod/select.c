@@ -47,11 +47,11 @@ typedef struct lockset {
 } lockset;
 
 static void lock_all(lockset *ls) {
-  for (int i = 0; i < ls->n; i++) pthread_mutex_lock(&ls->chans[i]->lock);
+  for (int i = 0; i < ls->n; i++) px_chan_lock(ls->chans[i]);
 }
 
 static void unlock_all(lockset *ls) {
-  for (int i = ls->n - 1; i >= 0; i--) pthread_mutex_unlock(&ls->chans[i]->lock);
+  for (int i = ls->n - 1; i >= 0; i--) px_chan_unlock(ls->chans[i]);
 }
 
 /* Poll the cases once, all locks held.  Returns the case that fired (with
@@ -167,16 +167,16 @@ int px_chan_select(lua_State *L) {
     if (is_send) {
       lua_rawgeti(L, -3, 3);
       if (px_slot_encode(L, -1, &v) != 0) return lua_error(L);
-      pthread_mutex_lock(&ch->lock);
+      px_chan_lock(ch);
       r = px_chan_send_locked(ch, &v, &wake);
-      pthread_mutex_unlock(&ch->lock);
+      px_chan_unlock(ch);
       lua_pop(L, 4);
       if (r != 1) px_slot_free(&v);
       if (r == -1) return luaL_error(L, "send on closed channel (select case %d)", i);
     } else {
-      pthread_mutex_lock(&ch->lock);
+      px_chan_lock(ch);
       r = px_chan_recv_locked(ch, &v, &wake);
-      pthread_mutex_unlock(&ch->lock);
+      px_chan_unlock(ch);
       lua_pop(L, 3);
     }
     px_chan_wake_all(wake);
