@@ -129,6 +129,19 @@ describe("parx.channel", function()
       assert.has_error(function() ch:try_send(1) end, "send on closed channel")
     end)
 
+    it("a sender parked on a full channel proceeds after a single receive", function()
+      local ch = channel(2)
+      ch:send(1)
+      ch:send(2)
+      local t = parx.async(function() ch:send(3); return "sent" end)
+      parx.sleep(0.01)
+      assert.is_false(t:done())
+      assert.equal(1, ch:recv())
+      assert.equal("sent", t:join()) -- needs no second receive
+      assert.equal(2, #ch)
+      assert.same({2, 3}, {ch:recv(), (ch:recv())})
+    end)
+
     it("iterates until closed", function()
       local ch = channel()
       for i = 1, 5 do ch:send(i) end
