@@ -164,10 +164,22 @@ print(f.readline().decode().strip(), f.readline().decode().strip())
         for chunk in function() return s:read() end do received = received + #chunk end
       end))
       local c = assert(tcp.connect("127.0.0.1", srv.port))
-      local big = string.rep("0123456789abcdef", 4 * 1024 * 1024) -- 64 MiB
+      -- More than the kernel buffers between a writer and a reader that
+      -- does not read: the sender's largest buffer plus the receiver's
+      -- initial one (the receive window only grows as the peer reads).
+      local function sysctl(name, field)
+        local f = io.open("/proc/sys/net/ipv4/" .. name)
+        local line = f and f:read("*l")
+        if f then f:close() end
+        local values = {}
+        for v in (line or ""):gmatch("%d+") do values[#values + 1] = tonumber(v) end
+        return values[field] or 0
+      end
+      local size = math.max(16 * 2^20, 2 * (sysctl("tcp_wmem", 3) + sysctl("tcp_rmem", 2)))
+      local big = string.rep("0123456789abcdef", math.ceil(size / 16))
       local writer = parx.async(function() return c:write(big) end)
       parx.sleep(0.2)
-      assert.is_false(writer:done()) -- the kernel cannot take 64 MiB
+      assert.is_false(writer:done()) -- the kernel cannot take it all
       release = true
       assert.is_true(writer:join())
       c:close()
