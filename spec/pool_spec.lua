@@ -150,6 +150,24 @@ describe("pool.map", function()
     assert.same({true, false, true}, r)
   end)
 
+  it("passes shared objects (arrays, channels) as items, upvalues and results", function()
+    local made = pool.map(function(i)
+      local a = parx.array("int32", {2})
+      a:set(1, i * 10)
+      return a
+    end, {1, 2, 3})
+    assert.same({10, 20, 30}, {made[1]:get(1), made[2]:get(1), made[3]:get(1)})
+    local chans = {parx.channel(1), parx.channel(1)}
+    pool.map(function(ch) ch:send("hi") end, chans, {chunksize = 1})
+    assert.equal("hi", (chans[1]:recv()))
+    assert.equal("hi", (chans[2]:recv()))
+    local out = parx.channel()
+    pool.map(function(i) out:send(i) end, {1, 2, 3, 4})
+    local sum = 0
+    for _ = 1, 4 do sum = sum + out:recv() end
+    assert.equal(10, sum)
+  end)
+
   it("works on a shared parx.array by reference", function()
     local a = parx.array("float64", {100})
     for i = 1, 100 do a:set(i, i) end
