@@ -475,7 +475,9 @@ static int at_set(lua_State *L) {
 static int at_add(lua_State *L) {
   px_atomic *a = check_atomic(L);
   int64_t d = lua_isnoneornil(L, 2) ? 1 : check_int64(L, 2);
-  lua_pushnumber(L, (lua_Number)(atomic_fetch_add(&a->value, d) + d));
+  /* Wraps around like the atomic add itself (no signed overflow). */
+  int64_t now = (int64_t)((uint64_t)atomic_fetch_add(&a->value, d) + (uint64_t)d);
+  lua_pushnumber(L, (lua_Number)now);
   return 1;
 }
 
