@@ -6,6 +6,9 @@
 --
 -- A stream has read([n]), readline(), write(data), shutdown(), close(),
 -- peername(), sockname(); reads return nil at the end of the stream.
+-- read(n) returns n bytes (fewer only at the end), read() whatever has
+-- arrived; readline() strips "\n" or "\r\n" and refuses lines over 8 MiB
+-- (ENOBUFS).  write() parks while the peer is not taking the data.
 -- listen() runs handler(stream) in a new task of this VM for every
 -- connection and closes the stream when the handler returns; server.port is
 -- the bound port (useful with port 0), server:close() stops accepting.

@@ -34,6 +34,10 @@
 /* A drained buffer larger than this is released rather than kept. */
 #define BUF_KEEP ((size_t)64 << 10)
 #define SCRATCH_SIZE (64 * 1024)
+/* readline() gives up (ENOBUFS) on a line longer than this rather than
+ * buffer without bound for a peer that never sends "\n"; the bytes stay
+ * buffered for read(). */
+#define LINE_MAX_BYTES ((size_t)8 << 20)
 
 enum { READ_ANY, READ_N, READ_LINE };
 enum { RD_IDLE, RD_PARKED, RD_WOKEN };
@@ -178,7 +182,7 @@ static int reader_ready(px_stream *s) {
   switch (s->rd_mode) {
   case READ_ANY: return s->len > 0;
   case READ_N: return s->len >= s->rd_n;
-  default: return line_end(s) != NULL;
+  default: return line_end(s) != NULL || s->len >= LINE_MAX_BYTES;
   }
 }
 
@@ -206,6 +210,8 @@ static int produce(lua_State *L, px_stream *s) {
       buf_consume(s, k + 1);
       return 1;
     }
+    if (!ended && s->len >= LINE_MAX_BYTES)
+      return px_push_error(L, UV_ENOBUFS, "line longer than 8 MiB");
     take = ended ? s->len : 0;
   }
   }
@@ -340,7 +346,7 @@ static int stream_read(lua_State *L) {
 }
 
 /* stream:readline(): the next line without "\n" (or "\r\n"); the last line
- * may lack one; nil at the end. */
+ * may lack one; nil at the end; ENOBUFS past LINE_MAX_BYTES. */
 static int stream_readline(lua_State *L) {
   px_stream *s = check_open(L);
   return read_common(L, s, READ_LINE, 0);
