@@ -8,8 +8,9 @@
  *   socket:close(), socket.port, socket.host
  *
  * Receiving starts with the first recv() and goes on in the background:
- * datagrams that arrive while nobody waits are queued, up to QUEUE_MAX;
- * beyond that they are dropped, as the kernel would drop them.  The handle
+ * datagrams that arrive while nobody waits are queued, up to QUEUE_MAX
+ * datagrams or QUEUE_BYTES bytes; beyond that they are dropped, as the
+ * kernel would drop them.  The handle
  * is unreferenced except while a task is parked on recv(), so an idle
  * socket does not keep a script alive.
  */
@@ -19,6 +20,7 @@
 #include <string.h>
 
 #define QUEUE_MAX 4096
+#define QUEUE_BYTES ((size_t)8 << 20)
 
 enum { OP_PARKED, OP_WOKEN, OP_DETACHED };
 
@@ -34,6 +36,7 @@ typedef struct udp_sock {
   px_vm *vm;
   dgram *head, *tail;
   int count;
+  size_t bytes;
   int err;
   int receiving;
   px_wait wait; /* the receiver, while state != OP_DETACHED */
@@ -74,6 +77,7 @@ static void queue_free(udp_sock *u) {
   }
   u->tail = NULL;
   u->count = 0;
+  u->bytes = 0;
 }
 
 static void on_close(uv_handle_t *h) {
@@ -103,7 +107,7 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
   (void)flags;
   if (nread < 0) {
     u->err = (int)nread;
-  } else if (addr && u->count < QUEUE_MAX) {
+  } else if (addr && u->count < QUEUE_MAX && u->bytes + (size_t)nread <= QUEUE_BYTES) {
     dgram *d = malloc(sizeof *d + (size_t)nread);
     if (!d) {
       u->err = UV_ENOMEM;
@@ -120,6 +124,7 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
         u->head = d;
       u->tail = d;
       u->count++;
+      u->bytes += (size_t)nread;
     }
   } else {
     return; /* nothing read (nread 0, no addr) or the queue is full */
@@ -139,6 +144,7 @@ static int produce(lua_State *L, udp_sock *u) {
   u->head = d->next;
   if (!u->head) u->tail = NULL;
   u->count--;
+  u->bytes -= d->len;
   lua_pushlstring(L, d->data, d->len);
   char ip[64];
   int port;
