@@ -99,6 +99,29 @@ print(f.readline().decode().strip(), f.readline().decode().strip())
       srv:close()
     end)
 
+    it("listens on every worker too with {workers = true}", function()
+      local srv = assert(tcp.listen("127.0.0.1", 0, function(s)
+        s:write(tostring(require("parx.c.task").vm_id()) .. "\n")
+      end, {workers = true}))
+      assert.is_true(srv.port > 0)
+      assert.is_false(srv.closed)
+      local vms = {}
+      for _ = 1, 40 do
+        local c = assert(tcp.connect("127.0.0.1", srv.port))
+        vms[assert(c:readline())] = true
+        c:close()
+      end
+      srv:close()
+      assert.is_true(srv.closed)
+      local n = 0
+      for _ in pairs(vms) do n = n + 1 end
+      assert.is_true(n >= 1)
+      parx.sleep(0.05) -- the workers close their sockets
+      local c, _, code = tcp.connect("127.0.0.1", srv.port)
+      assert.is_nil(c)
+      assert.equal("ECONNREFUSED", code)
+    end)
+
     it("keeps running when a handler fails", function()
       local n = 0
       local srv = assert(tcp.listen("127.0.0.1", 0, function(s)

@@ -73,6 +73,77 @@ local function serve(handler, stream)
   if not ok then error(err, 0) end
 end
 
+-- Bind ip:port in this VM and run the accept loop in a task of its own.
+local function listen_here(ip, port, handler, backlog, reuseport)
+  local server, msg, code = C.listen(ip, port, backlog, reuseport)
+  if not server then return nil, msg, code end
+  task.async(function()
+    while true do
+      local stream, _, err = server:accept()
+      if stream then
+        task.async(serve, handler, stream)
+      elseif err == "CLOSED" then
+        return
+      end
+      -- Other accept errors (EMFILE...) concern one connection: go on.
+    end
+  end)
+  return server
+end
+M._listen_here = listen_here
+
+-- A listener in this VM plus one on each of n workers, all bound to the
+-- same address with SO_REUSEPORT: the kernel spreads the connections.
+local Group = {}
+Group.__index = Group
+
+function Group:close()
+  if not self.closed then
+    self.closed = true
+    self._server:close()
+    self._stop:close() -- each worker's listener task closes its socket
+  end
+  return true
+end
+
+Group.__tostring = function(self)
+  return ("parx.tcp.server (%s port %d, this VM and %d workers%s)"):format(
+    self.host, self.port, self.workers, self.closed and ", closed" or "")
+end
+
+local function worker_listener(ip, port, handler, backlog, stop, ready)
+  local s, msg, code = require("parx.tcp")._listen_here(ip, port, handler, backlog, true)
+  ready:send({s ~= nil, msg, code})
+  if not s then return end
+  stop:recv() -- until the group is closed
+  s:close()
+end
+
+local function listen_everywhere(ip, port, handler, backlog, n)
+  local chan = require "parx.chan"
+  local server, msg, code = listen_here(ip, port, handler, backlog, true)
+  if not server then return nil, msg, code end
+  local stop, ready = chan.channel(), chan.channel()
+  for _ = 1, n do
+    task.spawn(worker_listener, ip, server.port, handler, backlog, stop, ready)
+  end
+  local failed
+  for _ = 1, n do
+    local r = ready:recv()
+    if not r[1] then failed = failed or r end
+  end
+  local group = setmetatable({port = server.port, host = server.host, workers = n,
+                              closed = false, _server = server, _stop = stop}, Group)
+  if failed then
+    group:close()
+    return nil, failed[2], failed[3]
+  end
+  return group
+end
+
+-- opts.workers: true (every worker) or a count: also listen on that many
+-- worker VMs (SO_REUSEPORT); the handler is then copied to those VMs like
+-- a function given to parx.spawn.
 function M.listen(host, port, handler, opts)
   check_host_port("listen", host, port)
   if type(handler) ~= "function" then
@@ -81,7 +152,7 @@ function M.listen(host, port, handler, opts)
       error("bad argument #3 to 'listen' (function expected, got " .. type(handler) .. ")", 2)
     end
   end
-  local backlog
+  local backlog, workers
   if opts ~= nil then
     if type(opts) ~= "table" then
       error("bad argument #4 to 'listen' (table expected, got " .. type(opts) .. ")", 2)
@@ -90,26 +161,22 @@ function M.listen(host, port, handler, opts)
     if backlog ~= nil and (type(backlog) ~= "number" or backlog < 1) then
       error("bad argument #4 to 'listen' (backlog must be a positive number)", 2)
     end
+    workers = opts.workers
+    if workers == true then
+      workers = require("parx.pool").size()
+    elseif workers ~= nil and workers ~= false and
+           (type(workers) ~= "number" or workers < 0 or workers ~= math.floor(workers)) then
+      error("bad argument #4 to 'listen' (workers must be true or a count)", 2)
+    end
   end
   local bindhost = host
   if host == "*" or host == "" then bindhost = "0.0.0.0" end
   local addrs, msg, code = dns.resolve(bindhost)
   if not addrs then return nil, msg, code end
-  local server
-  server, msg, code = C.listen(addrs[1], port, backlog)
-  if not server then return nil, msg, code end
-  task.async(function()
-    while true do
-      local stream, _, code = server:accept()
-      if stream then
-        task.async(serve, handler, stream)
-      elseif code == "CLOSED" then
-        return
-      end
-      -- Other accept errors (EMFILE...) concern one connection: go on.
-    end
-  end)
-  return server
+  if workers and workers > 0 then
+    return listen_everywhere(addrs[1], port, handler, backlog, workers)
+  end
+  return listen_here(addrs[1], port, handler, backlog, false)
 end
 
 return M

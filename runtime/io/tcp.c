@@ -15,8 +15,10 @@
  */
 #include "stream.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 enum { OP_PARKED, OP_WOKEN, OP_DETACHED };
 
@@ -400,11 +402,14 @@ static void push_server_meta(lua_State *L) {
   lua_setfield(L, -2, "__index");
 }
 
-/* listen(ip, port [, backlog]) -> server */
+/* listen(ip, port [, backlog [, reuseport]]) -> server
+ * reuseport: several sockets (one per worker VM) share the address and the
+ * kernel spreads connections over them. */
 static int tcp_listen(lua_State *L) {
   const char *ip = luaL_checkstring(L, 1);
   int port = check_port(L, 2);
   lua_Number backlog = luaL_optnumber(L, 3, 511);
+  int reuseport = lua_toboolean(L, 4);
   luaL_argcheck(L, backlog >= 1 && backlog <= 65535, 3, "backlog must be in 1..65535");
   struct sockaddr_storage ss;
   if (parse_addr(ip, port, &ss) < 0)
@@ -416,13 +421,27 @@ static int tcp_listen(lua_State *L) {
   sv->vm = vm;
   sv->state = OP_DETACHED;
   sv->ref = LUA_NOREF;
-  int r = uv_tcp_init(px_vm_loop(vm), &sv->handle);
+  /* With reuseport the socket must exist before bind to get the option
+   * (libuv 1.44 has no UV_TCP_REUSEPORT flag). */
+  int r = reuseport ? uv_tcp_init_ex(px_vm_loop(vm), &sv->handle, ss.ss_family)
+                    : uv_tcp_init(px_vm_loop(vm), &sv->handle);
   if (r < 0) {
     free(sv);
     return px_push_error(L, r, NULL);
   }
   sv->handle.data = sv;
   sv->lua_gone = 1; /* until the userdata exists, closing frees */
+  if (reuseport) {
+    uv_os_fd_t fd;
+    int one = 1;
+    r = uv_fileno((uv_handle_t *)&sv->handle, &fd);
+    if (r == 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+      r = uv_translate_sys_error(errno);
+    if (r < 0) {
+      server_start_close(sv);
+      return px_push_error(L, r, NULL);
+    }
+  }
   r = uv_tcp_bind(&sv->handle, (struct sockaddr *)&ss, 0);
   if (r == 0) r = uv_listen((uv_stream_t *)&sv->handle, (int)backlog, on_connection);
   struct sockaddr_storage bound;

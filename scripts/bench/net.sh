@@ -3,7 +3,8 @@
 #
 # echo: TCP echo round trips, CONNS connections of SIZE-byte messages for
 #   SECONDS each; every peer runs its echo server and its clients in one
-#   process (one event loop where the runtime has one): parx (one VM), Node.js
+#   process (one event loop where the runtime has one): parx (one VM, and
+#   with the server also listening on every worker VM), Node.js
 #   net, Python asyncio (and uvloop where python3-uvloop is installed),
 #   LuaJIT + luv (lua-luv), Go net on one core (GOMAXPROCS=1) and on all.
 # http: CONC concurrent GETs, PER each, against one Go net/http server:
@@ -50,6 +51,7 @@ if [ "$what" = echo ] || [ "$what" = all ]; then
   out=$build/bench/net_echo.out
   : > "$out"
   echo "parx_(one_VM) $("$build/parx" "$here/net_echo.lua" "$CONNS" "$SECS" "$SIZE" | cut -d' ' -f1) -" >> "$out"
+  echo "parx_(server_on_all_VMs,_clients_main) $("$build/parx" "$here/net_echo.lua" "$CONNS" "$SECS" "$SIZE" workers | cut -d' ' -f1) -" >> "$out"
   if have node; then
     echo "Node.js_net $(node "$here/net_echo.js" "$CONNS" "$SECS" "$SIZE" | cut -d' ' -f1) -" >> "$out"
   else skip "Node.js" "node not found"; fi

@@ -2,10 +2,13 @@
 -- CONNS clients (tasks) in the same VM on 127.0.0.1, each client writing
 -- SIZE bytes and reading them back, for SECONDS.  Prints
 -- "<round trips per second> <connections>".
--- Usage: parx net_echo.lua [conns=50] [seconds=5] [size=64]
+-- Usage: parx net_echo.lua [conns=50] [seconds=5] [size=64] [workers]
+--   "workers": the server also listens on every worker VM (SO_REUSEPORT),
+--   the clients stay in the main VM.
 local CONNS = tonumber(arg[1]) or 50
 local SECONDS = tonumber(arg[2]) or 5
 local SIZE = tonumber(arg[3]) or 64
+local WORKERS = arg[4] == "workers"
 local tcp = parx.tcp
 
 local server = assert(tcp.listen("127.0.0.1", 0, function(s)
@@ -14,7 +17,7 @@ local server = assert(tcp.listen("127.0.0.1", 0, function(s)
     if not data then return end
     s:write(data)
   end
-end, {backlog = 1024}))
+end, {backlog = 1024, workers = WORKERS}))
 
 local running = true
 local msg = string.rep("x", SIZE)
