@@ -83,6 +83,7 @@ struct px_vm {
   long ntasks, nparked;
   int inline_depth;       /* nested px_sched_run_inline calls */
   atomic_int idle_flag;   /* 1: counted out of rt->pending (vm.c) */
+  atomic_int sleeping;    /* worker about to block or blocked in its loop */
   int hook_ref;           /* pending injected error for the count hook */
   int cancelled_ref;      /* the CANCELLED error object (task.lua) */
 

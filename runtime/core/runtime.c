@@ -72,10 +72,12 @@ void px_runtime_push_job(px_runtime *rt, px_job *job) {
   rt->njobs++;
   pthread_mutex_unlock(&rt->lock);
   if (rt->nworkers == 0) return;
-  /* Wake an idle worker if there is one, else every worker: one busy in a
-   * long task cannot take the job, and one blocked on its own timers or IO
-   * is not flagged idle.  A poke to a worker whose loop was already poked
-   * costs an atomic, not a syscall. */
+  /* Pairs with the worker's store of `sleeping` and its second look at
+   * the queue (vm.c): one of the two sees the other. */
+  atomic_thread_fence(memory_order_seq_cst);
+  /* Wake an idle worker if there is one, else one blocked in its loop (it
+   * has timers or IO, so it is not flagged idle), else the next in turn: a
+   * worker busy with a task takes the job when it runs out of tasks. */
   unsigned start = atomic_fetch_add(&rt->next_worker, 1);
   for (int i = 0; i < rt->nworkers; i++) {
     px_vm *w = rt->workers[(start + i) % rt->nworkers];
@@ -84,7 +86,14 @@ void px_runtime_push_job(px_runtime *rt, px_job *job) {
       return;
     }
   }
-  for (int i = 0; i < rt->nworkers; i++) px_vm_poke(rt->workers[(start + i) % rt->nworkers]);
+  for (int i = 0; i < rt->nworkers; i++) {
+    px_vm *w = rt->workers[(start + i) % rt->nworkers];
+    if (atomic_load(&w->sleeping)) {
+      px_vm_poke(w);
+      return;
+    }
+  }
+  px_vm_poke(rt->workers[start % rt->nworkers]);
 }
 
 px_job *px_runtime_take_job(px_runtime *rt) {

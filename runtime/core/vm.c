@@ -265,10 +265,19 @@ int px_vm_drive(px_vm *vm, int mode, int (*done)(px_vm *, void *), void *arg) {
         atomic_fetch_add(&rt->pending, 1);
         return 1;
       }
-      /* A job pushed after the spin but before idle_flag was set found no
-       * idle worker to poke (px_runtime_push_job): look again now that
-       * this worker shows as idle, or the job waits for the next poke. */
-      if (mode == PX_DRIVE_WORKER && __atomic_load_n(&rt->jobs_head, __ATOMIC_SEQ_CST)) continue;
+    }
+    if (mode == PX_DRIVE_WORKER) {
+      /* px_runtime_push_job pokes an idle or a sleeping worker.  A job
+       * pushed before the flag was set found none to poke: look again
+       * after setting it, or the job would wait for the next poke. */
+      atomic_store(&vm->sleeping, 1);
+      if (__atomic_load_n(&rt->jobs_head, __ATOMIC_SEQ_CST)) {
+        atomic_store(&vm->sleeping, 0);
+        continue;
+      }
+      block(vm);
+      atomic_store(&vm->sleeping, 0);
+      continue;
     }
     block(vm);
   }
