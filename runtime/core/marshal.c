@@ -50,7 +50,8 @@
  *   functions') for GGET and sends the values of the globals it reads,
  *   except the standard ones (base functions, standard libraries, `parx`).
  *   The reader stores them as globals of the receiving VM (last one wins).
- *   Values are read with rawget from the function's environment.
+ *   Values are read from the function's environment with rawget, then
+ *   through its __index chain (see get_global).
  * - The writer caches the dump and the global names of each function in a
  *   weak table.  The reader loads bytecode each time (a fresh closure with
  *   fresh upvalues is required and LuaJIT has no API to make one from a
@@ -330,6 +331,9 @@ enum {
   S_MODULES,     /* module value -> package.loaded name (sender) */
   S_FCACHE,      /* Lua function -> {bytecode, global names...} (weak keys) */
   S_BYNAME,      /* "module.field" -> C function (receiver) */
+  S_DIRTY,       /* true: package.loaded may have new modules since the last
+                    refresh of S_MODULES */
+  S_TRACKED,     /* true: package.loaded's __newindex sets S_DIRTY */
   S_NSLOTS
 };
 
@@ -388,6 +392,18 @@ static void build_cfuncs(lua_State *L, int state) {
   lua_rawseti(L, state, S_CFUNCS);
 }
 
+/* __newindex of package.loaded (upvalue 1: the state): a new module makes
+ * the sender refresh its map of modules.  require() first stores a sentinel
+ * under a new name (which lands here) and overwrites it when the module has
+ * loaded; refresh_modules keeps S_DIRTY set while a sentinel is present. */
+static int loaded_newindex(lua_State *L) {
+  lua_settop(L, 3);
+  lua_rawset(L, 1);
+  lua_pushboolean(L, 1);
+  lua_rawseti(L, lua_upvalueindex(1), S_DIRTY);
+  return 0;
+}
+
 /* Push the marshal state of L's VM, creating it on first use. */
 static int push_state(lua_State *L) {
   lua_pushlightuserdata(L, (void *)&state_key);
@@ -409,6 +425,23 @@ static int push_state(lua_State *L) {
   lua_newtable(L);
   lua_rawseti(L, state, S_BYNAME);
   build_cfuncs(L, state);
+  lua_pushboolean(L, 1);
+  lua_rawseti(L, state, S_DIRTY);
+  /* Watch package.loaded for new modules, unless someone else already gave
+   * it a metatable (then the map is refreshed on every send that needs it). */
+  int tracked = 0;
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+  if (lua_type(L, -1) == LUA_TTABLE && !lua_getmetatable(L, -1)) {
+    lua_createtable(L, 0, 1);
+    lua_pushvalue(L, state);
+    lua_pushcclosure(L, loaded_newindex, 1);
+    lua_setfield(L, -2, "__newindex");
+    lua_setmetatable(L, -2);
+    tracked = 1;
+  }
+  lua_settop(L, state);
+  lua_pushboolean(L, tracked);
+  lua_rawseti(L, state, S_TRACKED);
   lua_pushlightuserdata(L, (void *)&state_key);
   lua_pushvalue(L, state);
   lua_rawset(L, LUA_REGISTRYINDEX);
@@ -437,6 +470,8 @@ enum { P_ARG, P_FIELD, P_KEY, P_UPVAL, P_GLOBAL };
 typedef struct path_seg {
   int kind;
   int keytype;      /* P_FIELD: LUA_TSTRING, LUA_TNUMBER or other */
+  int keyidx;       /* P_FIELD/P_KEY: stack slot of the key, read only when
+                       an error is described (0: keytype/num are set) */
   const char *name; /* string key, upvalue or global name */
   size_t len;
   double num;       /* number key, argument index */
@@ -591,8 +626,14 @@ static void sb_add(sbuf *b, const char *s, size_t n) {
 }
 static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
 
-static void sb_field(sbuf *b, const path_seg *s, int first) {
+static void sb_field(lua_State *L, sbuf *b, const path_seg *seg, int first) {
   char num[64];
+  path_seg resolved = *seg, *s = &resolved;
+  if (s->keyidx) {
+    s->keytype = lua_type(L, s->keyidx);
+    if (s->keytype == LUA_TSTRING) s->name = lua_tolstring(L, s->keyidx, &s->len);
+    else if (s->keytype == LUA_TNUMBER) s->num = lua_tonumber(L, s->keyidx);
+  }
   if (s->keytype == LUA_TSTRING && ident_like(s->name, s->len)) {
     if (!first) sb_str(b, ".");
     sb_add(b, s->name, s->len > 60 ? 60 : s->len);
@@ -634,7 +675,13 @@ static void describe_path(writer *w, sbuf *b) {
       int j = i;
       while (j > 0 && w->path[j - 1].kind == P_FIELD) j--;
       sb_str(b, "field '");
-      for (int k = j; k <= i; k++) sb_field(b, &w->path[k], k == j);
+      for (int k = j; k <= i; k++) {
+        if (i - j > 12 && k == j + 4) { /* a long chain: the ends tell most */
+          sb_str(b, "...");
+          k = i - 4;
+        }
+        sb_field(w->L, b, &w->path[k], k == j);
+      }
       sb_str(b, "'");
       i = j - 1;
       continue;
@@ -674,20 +721,25 @@ static inline void path_push(writer *w, int kind) {
   path_seg *s = &w->path[w->npath++];
   s->kind = kind;
   s->keytype = LUA_TNIL;
+  s->keyidx = 0;
 }
 
 static void path_key(writer *w, int kind, int keyidx) {
   path_push(w, kind);
-  path_seg *s = &w->path[w->npath - 1];
-  s->keytype = lua_type(w->L, keyidx);
-  if (s->keytype == LUA_TSTRING) s->name = lua_tolstring(w->L, keyidx, &s->len);
-  else if (s->keytype == LUA_TNUMBER) s->num = lua_tonumber(w->L, keyidx);
+  w->path[w->npath - 1].keyidx = keyidx;
 }
 
 /* ---- modules and C functions by name --------------------------------- */
 
 static void refresh_modules(writer *w) {
   lua_State *L = w->L;
+  int loading = 0;
+  w->modules_fresh = 1;
+  lua_rawgeti(L, w->state, S_TRACKED);
+  lua_rawgeti(L, w->state, S_DIRTY);
+  int skip = lua_toboolean(L, -2) && !lua_toboolean(L, -1);
+  lua_pop(L, 2);
+  if (skip) return;
   lua_rawgeti(L, w->state, S_MODULES);
   int map = lua_gettop(L);
   lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
@@ -696,6 +748,7 @@ static void refresh_modules(writer *w) {
     lua_pushnil(L);
     while (lua_next(L, loaded)) {
       int t = lua_type(L, -1);
+      if (t == LUA_TLIGHTUSERDATA) loading = 1;
       if (lua_type(L, -2) == LUA_TSTRING &&
           (t == LUA_TTABLE || t == LUA_TFUNCTION || t == LUA_TUSERDATA)) {
         lua_pushvalue(L, -1);
@@ -712,7 +765,8 @@ static void refresh_modules(writer *w) {
     }
   }
   lua_settop(L, map - 1);
-  w->modules_fresh = 1;
+  lua_pushboolean(L, loading);
+  lua_rawseti(L, w->state, S_DIRTY);
 }
 
 /* If the value at idx is a module (a value of package.loaded), push its
@@ -976,6 +1030,44 @@ static void function_entry(writer *w, int idx) {
   lua_remove(L, entry - 1);
 }
 
+static int gettable_cf(lua_State *L) {
+  lua_gettable(L, 1);
+  return 1;
+}
+
+/* Push env[name]: rawget, then along a chain of __index tables (sandboxed
+ * environments such as setmetatable(env, {__index = _G})).  An __index
+ * function (busted's environments, strict mode) is called in a protected
+ * call; an error there counts as nil. */
+static void get_global(lua_State *L, int env, int nameidx) {
+  lua_pushvalue(L, env);
+  for (int hops = 0;; hops++) {
+    lua_pushvalue(L, nameidx);
+    lua_rawget(L, -2);
+    if (!lua_isnil(L, -1) || hops == 16 || !lua_getmetatable(L, -2)) break;
+    lua_getfield(L, -1, "__index");
+    if (lua_type(L, -1) != LUA_TTABLE) {
+      int call = lua_isfunction(L, -1);
+      lua_pop(L, 3);
+      if (call) {
+        lua_pushcfunction(L, gettable_cf);
+        lua_pushvalue(L, -2);
+        lua_pushvalue(L, nameidx);
+        if (lua_pcall(L, 2, 1, 0) != 0) {
+          lua_pop(L, 1);
+          lua_pushnil(L);
+        }
+      } else {
+        lua_pushnil(L);
+      }
+      break;
+    }
+    lua_replace(L, -4); /* the __index table replaces the table searched */
+    lua_pop(L, 2);
+  }
+  lua_remove(L, -2);
+}
+
 static int encode_globals(writer *w, int fidx, int entry) {
   lua_State *L = w->L;
   int top = lua_gettop(L);
@@ -1001,8 +1093,7 @@ static int encode_globals(writer *w, int fidx, int entry) {
       name = lua_tolstring(L, -1, &len);
     }
     int nameidx = lua_gettop(L);
-    lua_pushvalue(L, nameidx);
-    lua_rawget(L, env);
+    get_global(L, env, nameidx);
     int t = lua_type(L, -1);
     int skip = t == LUA_TNIL;
     if (!skip && std) {

@@ -1,0 +1,393 @@
+-- The marshaller (runtime/core/marshal.c): what crosses between VMs and what
+-- does not.  Runs without the scheduler through parx.c.debug:
+--   roundtrip(...)        there and back within this VM
+--   roundtrip_fresh(...)  through a separate, fresh lua_State
+--   call_fresh(fn, ...)   call fn in a fresh lua_State, results come back
+local dbg = require "parx.c.debug"
+
+local function bits_equal(a, b)
+  if a ~= a then return b ~= b end
+  return a == b and 1 / a == 1 / b
+end
+
+-- Module-level helpers: globals that sent functions read.
+function marshal_spec_helper(x) return x * 3 end
+marshal_spec_config = {offset = 7, names = {"a", "b"}}
+
+describe("marshal", function()
+  for _, mode in ipairs{"roundtrip", "roundtrip_fresh"} do
+    local rt = dbg[mode]
+
+    describe(mode, function()
+      it("keeps nil, booleans and the count of values", function()
+        local n = select("#", rt(nil, true, false, nil))
+        assert.equal(4, n)
+        local a, b, c, d = rt(nil, true, false, nil)
+        assert.is_nil(a); assert.is_true(b); assert.is_false(c); assert.is_nil(d)
+        assert.equal(0, select("#", rt()))
+      end)
+
+      it("keeps numbers bit for bit", function()
+        local xs = {0, -0.0, 1, -1, 127, 128, 255, 256, 32767, -32768, 32768,
+          2^31 - 1, -2^31, 2^31, 2^32, 2^53, 2^53 + 2, -2^53, 2^63, 0.1, 1 / 3,
+          1e308, -1e308, 5e-324, 2.2250738585072014e-308, math.huge,
+          -math.huge, 0 / 0, math.pi}
+        local back = {rt(unpack(xs))}
+        for i, x in ipairs(xs) do
+          assert.is_true(bits_equal(x, back[i]), "number #" .. i .. " " .. tostring(x))
+        end
+        assert.equal(math.huge, (rt(math.huge)))
+        assert.equal(-math.huge, 1 / rt(-0.0))
+        local nan = rt(0 / 0)
+        assert.is_true(nan ~= nan)
+      end)
+
+      it("keeps the same numbers inside tables (array runs and hash values)", function()
+        local t = {}
+        for i = 1, 1000 do t[i] = (i % 7 == 0) and -0.0 or i * 0.5 end
+        t[500] = 2^53; t[501] = 0 / 0; t[502] = math.huge
+        t.k = -0.0
+        local r = rt(t)
+        for i = 1, 1000 do assert.is_true(bits_equal(t[i], r[i]), "index " .. i) end
+        assert.is_true(bits_equal(-0.0, r.k))
+      end)
+
+      it("keeps strings binary-safe", function()
+        local bin = {}
+        for i = 0, 255 do bin[#bin + 1] = string.char(i) end
+        bin = table.concat(bin)
+        local s = bin:rep(40) -- long string, varint length
+        local a, b, c, d = rt("", "\0", bin, s)
+        assert.equal("", a); assert.equal("\0", b); assert.equal(bin, c); assert.equal(s, d)
+        local t = rt({[bin] = bin, ["a\0b"] = "c\0d"})
+        assert.equal(bin, t[bin]); assert.equal("c\0d", t["a\0b"])
+      end)
+
+      it("copies nested tables with mixed keys", function()
+        local t = {1, 2, "three", {4, {5}}, x = {y = {z = "deep"}}, [true] = "yes",
+          [0] = "zero", [-1] = "neg", [1.5] = "half", [100] = "far"}
+        local r = rt(t)
+        assert.are_not.equal(t, r)
+        assert.same(t, r)
+        assert.equal("deep", r.x.y.z)
+        assert.equal("yes", r[true])
+        assert.equal("zero", r[0])
+        assert.equal("half", r[1.5])
+      end)
+
+      it("keeps holes in arrays", function()
+        local t = {1, nil, 3, nil, 5}
+        local r = rt(t)
+        assert.equal(1, r[1]); assert.is_nil(r[2]); assert.equal(3, r[3])
+        assert.is_nil(r[4]); assert.equal(5, r[5])
+      end)
+
+      it("keeps tables as keys", function()
+        local k = {name = "key"}
+        local t = {[k] = "value", k = k}
+        local r = rt(t)
+        assert.equal("value", r[r.k])
+      end)
+
+      it("keeps shared sub-tables shared", function()
+        local shared = {v = 1}
+        local t = {a = shared, b = shared, list = {shared, shared}}
+        local r = rt(t)
+        assert.equal(r.a, r.b)
+        assert.equal(r.a, r.list[1])
+        assert.equal(r.a, r.list[2])
+        r.a.v = 2
+        assert.equal(2, r.b.v)
+        -- across arguments of one message too
+        local x, y = rt(shared, shared)
+        assert.equal(x, y)
+      end)
+
+      it("keeps cycles", function()
+        local t = {name = "root"}
+        t.self = t
+        t.child = {parent = t}
+        t.child.child = t.child
+        local r = rt(t)
+        assert.equal(r, r.self)
+        assert.equal(r, r.child.parent)
+        assert.equal(r.child, r.child.child)
+        assert.equal("root", r.name)
+      end)
+
+      it("sends Lua functions with their upvalues by value", function()
+        local base, tbl = 10, {k = 5}
+        local function f(x) return x + base + tbl.k end
+        local g = rt(f)
+        assert.are_not.equal(f, g)
+        assert.equal(16, g(1))
+        base = 100
+        assert.equal(16, g(1)) -- a copy, not the same upvalue
+      end)
+
+      it("sends functions whose upvalues are functions and tables of functions", function()
+        local function sq(x) return x * x end
+        local ops = {inc = function(x) return x + 1 end, sq = sq}
+        local function compose(x) return ops.inc(sq(x)) end
+        local c = rt(compose)
+        assert.equal(10, c(3))
+        local r = rt(ops)
+        assert.equal(16, r.sq(4))
+        assert.equal(5, r.inc(4))
+      end)
+
+      it("sends recursive local functions", function()
+        local function fact(n) if n <= 1 then return 1 end return n * fact(n - 1) end
+        local f = rt(fact)
+        assert.equal(3628800, f(10))
+        local even, odd
+        function even(n) if n == 0 then return true end return odd(n - 1) end
+        function odd(n) if n == 0 then return false end return even(n - 1) end
+        local e = rt(even)
+        assert.is_true(e(10)); assert.is_false(e(7))
+      end)
+
+      it("keeps an upvalue shared between two sent closures", function()
+        local n = 0
+        local function inc() n = n + 1; return n end
+        local function get() return n end
+        local i2, g2 = rt(inc, get)
+        i2(); i2()
+        assert.equal(2, g2())
+        assert.equal(0, n)
+      end)
+
+      it("sends the same function twice as one function", function()
+        local function f() return 1 end
+        local a, b = rt(f, {f, f})
+        assert.equal(a, b[1]); assert.equal(a, b[2])
+      end)
+
+      it("sends standard C functions by name", function()
+        local sqrt, fmt, pr, tins = rt(math.sqrt, string.format, print, table.insert)
+        assert.equal(4, sqrt(16))
+        assert.equal("07", fmt("%02d", 7))
+        assert.equal("function", type(pr))
+        local t = {}; tins(t, 1); assert.same({1}, t)
+        local lib = rt({f = math.floor, cs = {coroutine.wrap}})
+        assert.equal(2, lib.f(2.5))
+      end)
+
+      it("sends modules by name", function()
+        local s, m, t = rt(string, math, table)
+        assert.equal(string, s); assert.equal(math, m); assert.equal(table, t)
+        local function f(x) return string.rep(x, 2) .. math.floor(1.5) end
+        assert.equal("aa1", rt(f)("a"))
+      end)
+    end)
+  end
+
+  describe("roundtrip in the same VM", function()
+    it("sends a loaded module by name, keeping its identity", function()
+      package.loaded["marshal_spec_mod"] = {value = 42}
+      local mod = require "marshal_spec_mod"
+      local back = dbg.roundtrip({m = mod})
+      assert.equal(mod, back.m)
+      package.loaded["marshal_spec_mod"] = nil
+      -- no longer a module: copied
+      local copy = dbg.roundtrip(mod)
+      assert.are_not.equal(mod, copy)
+      assert.equal(42, copy.value)
+    end)
+
+    it("keeps a metatable that is a module and drops any other", function()
+      local class = {}
+      class.__index = class
+      function class.get(self) return self.v end
+      package.loaded["marshal_spec_class"] = class
+      local obj = setmetatable({v = 3}, class)
+      local r = dbg.roundtrip(obj)
+      assert.equal(class, getmetatable(r))
+      assert.equal(3, r:get())
+      package.loaded["marshal_spec_class"] = nil
+      local plain = dbg.roundtrip(setmetatable({v = 1}, {__index = function() return 0 end}))
+      assert.is_nil(getmetatable(plain))
+      assert.equal(1, plain.v)
+    end)
+
+    it("sends the parx table by name", function()
+      if not rawget(_G, "parx") then return end
+      assert.equal(parx, (dbg.roundtrip(parx)))
+    end)
+  end)
+
+  describe("in another VM", function()
+    it("runs a sent function with its upvalues", function()
+      local k = 5
+      local ok, v = dbg.call_fresh(function(x) return x * k end, 3)
+      assert.is_true(ok); assert.equal(15, v)
+    end)
+
+    it("takes along the non-standard globals a function reads", function()
+      local ok, a, b, c = dbg.call_fresh(function(x)
+        return marshal_spec_helper(x) + marshal_spec_config.offset,
+          marshal_spec_config.names[2], type(marshal_spec_helper)
+      end, 2)
+      assert.is_true(ok, a)
+      assert.equal(13, a); assert.equal("b", b); assert.equal("function", c)
+    end)
+
+    it("finds globals read by nested functions", function()
+      local ok, v = dbg.call_fresh(function()
+        local function inner() return marshal_spec_helper(1) end
+        return inner()
+      end)
+      assert.is_true(ok, v); assert.equal(3, v)
+    end)
+
+    it("does not copy standard globals", function()
+      local ok, same = dbg.call_fresh(function()
+        return type(print) == "function" and math.sqrt(4) == 2 and string.rep("a", 2) == "aa"
+      end)
+      assert.is_true(ok, same); assert.is_true(same)
+    end)
+
+    it("uses standard C functions of the receiving VM", function()
+      local ok, v = dbg.call_fresh(math.sqrt, 81)
+      assert.is_true(ok); assert.equal(9, v)
+      local ok2, s = dbg.call_fresh(string.format, "%d-%s", 4, "x")
+      assert.is_true(ok2); assert.equal("4-x", s)
+    end)
+
+    it("re-requires a module by name on the other side", function()
+      local dir = os.tmpname()
+      os.remove(dir)
+      local path = dir .. "_marshal_spec_fmod.lua"
+      local fh = assert(io.open(path, "w"))
+      fh:write("local M = {loads = (marshal_spec_loads or 0) + 1}\n",
+        "function M.twice(x) return 2 * x end\n",
+        "M.id = tostring(M)\n", "return M\n")
+      fh:close()
+      local name = path:match("([^/]+)%.lua$"):gsub("%.lua$", "")
+      local dirpart = path:match("^(.*)/[^/]+$")
+      local saved = package.path
+      package.path = dirpart .. "/?.lua;" .. package.path
+      local mod = require(name)
+      local ok, v, id = dbg.call_fresh(function(x) return mod.twice(x), mod.id end, 21)
+      package.path = saved
+      package.loaded[name] = nil
+      os.remove(path)
+      assert.is_true(ok, v)
+      assert.equal(42, v)
+      assert.are_not.equal(mod.id, id) -- loaded afresh there, not copied
+    end)
+
+    it("reports a module the other side cannot load", function()
+      package.loaded["marshal_spec_nowhere"] = {}
+      local m = package.loaded["marshal_spec_nowhere"]
+      local ok, err = pcall(dbg.call_fresh, function() return m end)
+      package.loaded["marshal_spec_nowhere"] = nil
+      assert.is_false(ok)
+      assert.matches("marshal_spec_nowhere", err)
+    end)
+
+    it("returns errors raised there", function()
+      local ok, err = dbg.call_fresh(function() error("boom") end)
+      assert.is_false(ok); assert.matches("boom", err)
+    end)
+  end)
+
+  describe("unsendable values", function()
+    local function fails(pattern, ...)
+      local ok, err = pcall(dbg.roundtrip, ...)
+      assert.is_false(ok)
+      assert.matches(pattern, err, 1, true)
+    end
+
+    it("name the argument", function()
+      fails("cannot send argument #1 (a coroutine) to another VM", coroutine.create(print))
+      fails("cannot send argument #3 (a userdata)", 1, 2, io.stdout)
+    end)
+
+    it("name the field", function()
+      fails("cannot send field 'x.y' of argument #2 (a userdata)", 1, {x = {y = io.stdout}})
+      fails("field 'list[2]' of argument #1", {list = {1, coroutine.create(print)}})
+      fails("field '[\"a b\"]' of argument #1", {["a b"] = coroutine.create(print)})
+    end)
+
+    it("name the upvalue", function()
+      local co = coroutine.create(print)
+      fails("cannot send upvalue 'co' of argument #1 (a coroutine)", function() return co end)
+      local t = {h = io.stderr}
+      fails("field 'h' of upvalue 't' of argument #1", function() return t end)
+    end)
+
+    it("name the global", function()
+      marshal_spec_bad_global = coroutine.create(print)
+      fails("global 'marshal_spec_bad_global' of argument #1",
+        function() return marshal_spec_bad_global end)
+      marshal_spec_bad_global = nil
+    end)
+
+    it("name a table key", function()
+      fails("a key of argument #1", {[coroutine.create(print)] = 1})
+    end)
+
+    it("reject C functions that are not in a loaded module", function()
+      local iter = string.gmatch("a", "a") -- a C closure
+      fails("(a C function)", iter)
+    end)
+
+    it("reject light userdata and foreign cdata", function()
+      local ffi = require "ffi"
+      fails("(a cdata)", ffi.new("int[1]"))
+    end)
+
+    it("leave the sender usable", function()
+      pcall(dbg.roundtrip, {1, 2, coroutine.create(print)})
+      assert.same({1, 2}, dbg.roundtrip({1, 2}))
+    end)
+
+    it("stop at very deep nesting instead of overflowing", function()
+      local t = {}
+      local cur = t
+      for _ = 1, 10000 do cur.next = {}; cur = cur.next end
+      local ok, err = pcall(dbg.roundtrip, t)
+      assert.is_false(ok)
+      assert.matches("nested too deeply", err, 1, true)
+    end)
+  end)
+
+  describe("messages", function()
+    it("are versioned bytes that unmarshal back", function()
+      local s = dbg.marshal(1, "two", {3})
+      assert.equal(0xB7, s:byte(1))
+      assert.equal(1, s:byte(2))
+      local a, b, c = dbg.unmarshal(s)
+      assert.equal(1, a); assert.equal("two", b); assert.same({3}, c)
+    end)
+
+    it("encode small integers compactly and arrays of numbers as raw doubles", function()
+      assert.is_true(#dbg.marshal(5) <= 5)
+      local t = {}
+      for i = 1, 1000 do t[i] = i + 0.5 end
+      local n = #dbg.marshal(t)
+      assert.is_true(n >= 8000 and n < 8100, n)
+    end)
+
+    it("reject truncated or foreign bytes without crashing", function()
+      local s = dbg.marshal({1, "two", {3, 4.5}, function() return 1 end})
+      for cut = 1, #s - 1 do
+        local ok = pcall(dbg.unmarshal, s:sub(1, cut))
+        assert.is_false(ok, "cut at " .. cut)
+      end
+      assert.is_false((pcall(dbg.unmarshal, "garbage")))
+      assert.is_false((pcall(dbg.unmarshal, "\183\99\0\1\0")))
+    end)
+
+    it("survive random corruption without crashing", function()
+      local s = dbg.marshal({1, "two", {3, 4.5, x = {y = true}}, -0.0, 2^40})
+      math.randomseed(7)
+      for _ = 1, 2000 do
+        local i = math.random(4, #s)
+        local c = s:sub(1, i - 1) .. string.char(math.random(0, 255)) .. s:sub(i + 1)
+        pcall(dbg.unmarshal, c)
+      end
+    end)
+  end)
+end)
