@@ -39,10 +39,10 @@ ratio_table() { # title unit; reads "name value [extra]" lines, parx first
     { name[NR] = $1; val[NR] = $2; extra[NR] = $3 }
     END {
       print title
-      printf "  %-28s %14s %10s %10s\n", "implementation", unit, "seconds", "parx/peer"
+      printf "  %-40s %14s %10s %10s\n", "implementation", unit, "seconds", "parx/peer"
       for (i = 1; i <= NR; i++) {
         n = name[i]; gsub(/_/, " ", n)
-        printf "  %-28s %14d %10s %9.2fx\n", n, val[i], extra[i], base / val[i]
+        printf "  %-40s %14d %10s %9.2fx\n", n, val[i], extra[i], base / val[i]
       }
     }'
 }
