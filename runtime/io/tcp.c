@@ -5,7 +5,7 @@
  * addresses only.
  *
  *   connect(ip, port [, timeout]) -> stream | nil, msg, code
- *   listen(ip, port [, backlog])  -> server | nil, msg, code
+ *   listen(ip, port [, backlog [, reuseport]]) -> server | nil, msg, code
  *   server:accept() -> stream | nil, msg, code   (ECLOSED once closed)
  *   server:close(), server.port, server.host
  *
