@@ -250,6 +250,16 @@ describe("parx.http", function()
     assert(ok, err)
   end)
 
+  it("runs the download example (serial vs async + gather)", function()
+    local parx_bin = os.getenv("PARX_BIN") or (arg and arg[-1]) or "build/parx"
+    local r = assert(parx.process.exec(parx_bin, {"scripts/examples/download.lua", "4", "0.05"},
+                                       {timeout = 30}))
+    assert.equal(0, r.status)
+    assert.truthy(r.stdout:find("serial: 4 downloads", 1, true))
+    assert.truthy(r.stdout:find("parx.async + parx.gather: 4 downloads", 1, true))
+    assert.truthy(r.stdout:find("speed-up:", 1, true))
+  end)
+
   it("raises on misuse", function()
     assert.has_error(function() http.get(42) end)
     assert.has_error(function() http.get("http://127.0.0.1/", "opts") end)

@@ -361,6 +361,14 @@ print(f.readline().decode().strip(), f.readline().decode().strip())
     end)
   end)
 
+  it("runs the echo client example against the echo server example", function()
+    local r = assert(process.exec(PARX, {"scripts/examples/echo_client.lua", "ping", "pong"},
+                                  {timeout = 30}))
+    assert.equal(0, r.status)
+    assert.truthy(r.stdout:find("client 3 got: echo: [3] pong", 1, true))
+    assert.truthy(r.stdout:find("server said: bye", 1, true))
+  end)
+
   it("leaves nothing open: a script with idle and cancelled streams ends", function()
     local script = [[
       local srv = parx.tcp.listen("127.0.0.1", 0, function(s) parx.sleep(0.1) end)
