@@ -1,10 +1,20 @@
 -- pool_table.lua -- formats scripts/bench/pool.sh's results (lines of
 -- "impl.what seconds") as a Markdown table with ratios and the goals of
 -- issue 3.
-local r = {}
+-- Every key may appear once per round: the table shows the median.
+local all = {}
 for line in io.lines(arg[1]) do
   local k, v = line:match("^(%S+)%s+(%S+)$")
-  if k then r[k] = tonumber(v) end
+  if k and tonumber(v) then
+    all[k] = all[k] or {}
+    table.insert(all[k], tonumber(v))
+  end
+end
+local r = {}
+for k, vs in pairs(all) do
+  table.sort(vs)
+  local n = #vs
+  r[k] = n % 2 == 1 and vs[(n + 1) / 2] or (vs[n / 2] + vs[n / 2 + 1]) / 2
 end
 
 local function ns(s) return s and ("%.1f ns"):format(s * 1e9) or "n/a" end
