@@ -191,7 +191,7 @@ static int reader_ready(px_stream *s) {
  * bytes still buffered returns them first, then nil (or the error). */
 static int produce(lua_State *L, px_stream *s) {
   if (s->closing) return px_push_error(L, PX_ECLOSED, NULL);
-  const char *start = s->buf + s->off;
+  const char *start = s->len ? s->buf + s->off : "";
   size_t take = 0;
   int ended = s->eof || s->err;
   switch (s->rd_mode) {
