@@ -334,6 +334,7 @@ enum {
   S_DIRTY,       /* true: package.loaded may have new modules since the last
                     refresh of S_MODULES */
   S_TRACKED,     /* true: package.loaded's __newindex sets S_DIRTY */
+  S_MODPTRS,     /* userdata modset: the addresses of S_MODULES' keys */
   S_NSLOTS
 };
 
@@ -486,7 +487,8 @@ typedef struct writer {
   lua_State *L;
   px_msg *m;
   int state;
-  int modules_fresh; /* S_MODULES rebuilt during this call */
+  int modules_fresh; /* S_MODULES checked for new modules during this call */
+  struct modset *modptrs;
   int cfuncs_fresh;  /* S_CFUNCS rebuilt during this call */
   int nobj, nbc, backrefs, depth;
   seen_slot *seen;
@@ -731,10 +733,47 @@ static void path_key(writer *w, int kind, int keyidx) {
 
 /* ---- modules and C functions by name --------------------------------- */
 
+/* The addresses of the values in S_MODULES, open addressing. */
+typedef struct modset { size_t cap; const void *p[]; } modset;
+
+static int modset_has(const modset *set, const void *p) {
+  if (!set || !set->cap) return 0;
+  size_t mask = set->cap - 1, i = ptr_hash(p) >> 32 & mask;
+  for (;; i = (i + 1) & mask) {
+    if (set->p[i] == p) return 1;
+    if (!set->p[i]) return 0;
+  }
+}
+
+static modset *build_modset(lua_State *L, int state) {
+  lua_rawgeti(L, state, S_MODULES);
+  size_t n = 0, cap = 8;
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    n++;
+    lua_pop(L, 1);
+  }
+  while (cap < 2 * n + 2) cap *= 2;
+  modset *set = lua_newuserdata(L, sizeof *set + cap * sizeof set->p[0]);
+  set->cap = cap;
+  memset(set->p, 0, cap * sizeof set->p[0]);
+  lua_pushnil(L);
+  while (lua_next(L, -3)) {
+    lua_pop(L, 1);
+    const void *p = lua_topointer(L, -1);
+    size_t i = ptr_hash(p) >> 32 & (cap - 1);
+    while (set->p[i]) i = (i + 1) & (cap - 1);
+    set->p[i] = p;
+  }
+  lua_rawseti(L, state, S_MODPTRS);
+  lua_pop(L, 1);
+  return set;
+}
+
 static void refresh_modules(writer *w) {
   lua_State *L = w->L;
   int loading = 0;
-  w->modules_fresh = 1;
+  w->modules_fresh = 1; /* at most once per px_marshal */
   lua_rawgeti(L, w->state, S_TRACKED);
   lua_rawgeti(L, w->state, S_DIRTY);
   int skip = lua_toboolean(L, -2) && !lua_toboolean(L, -1);
@@ -767,41 +806,47 @@ static void refresh_modules(writer *w) {
   lua_settop(L, map - 1);
   lua_pushboolean(L, loading);
   lua_rawseti(L, w->state, S_DIRTY);
+  build_modset(L, w->state);
 }
 
 /* If the value at idx is a module (a value of package.loaded), push its
  * name and return 1. */
+/* If the value at idx is a module (a value of package.loaded), push its
+ * name and return 1.  Most values are not: a C set of the modules' addresses
+ * (S_MODPTRS) answers that without touching Lua tables. */
 static int module_name(writer *w, int idx) {
   lua_State *L = w->L;
-  for (;;) {
-    lua_rawgeti(L, w->state, S_MODULES);
-    lua_pushvalue(L, idx);
-    lua_rawget(L, -2);
-    if (lua_type(L, -1) == LUA_TSTRING) {
-      /* Still loaded under that name? (modules can be unloaded) */
-      lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
-      lua_pushvalue(L, -2);
-      lua_rawget(L, -2);
-      int same = lua_rawequal(L, -1, idx);
-      lua_pop(L, 2);
-      if (same) {
-        lua_remove(L, -2);
-        return 1;
-      }
-      /* Stale: forget it and look again after a refresh. */
-      lua_pop(L, 1);
-      lua_pushvalue(L, idx);
-      lua_pushnil(L);
-      lua_rawset(L, -3);
-      lua_pop(L, 1);
-      if (w->modules_fresh) return 0;
-      refresh_modules(w);
-      continue;
-    }
-    lua_pop(L, 2);
-    if (w->modules_fresh) return 0;
+  if (!w->modules_fresh) {
     refresh_modules(w);
+    lua_rawgeti(L, w->state, S_MODPTRS);
+    w->modptrs = lua_touserdata(L, -1);
+    lua_pop(L, 1);
   }
+  const void *p = lua_topointer(L, idx);
+  if (!modset_has(w->modptrs, p)) return 0;
+  lua_rawgeti(L, w->state, S_MODULES);
+  lua_pushvalue(L, idx);
+  lua_rawget(L, -2);
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    /* Still loaded under that name?  (modules can be unloaded) */
+    lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+    lua_pushvalue(L, -2);
+    lua_rawget(L, -2);
+    int same = lua_rawequal(L, -1, idx);
+    lua_pop(L, 2);
+    if (same) {
+      lua_remove(L, -2);
+      return 1;
+    }
+  }
+  /* Stale: forget it. */
+  lua_pop(L, 1);
+  lua_pushvalue(L, idx);
+  lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+  w->modptrs = build_modset(L, w->state);
+  return 0;
 }
 
 static int cfunc_name(writer *w, int idx) {
