@@ -15,9 +15,9 @@ local function pair(a, b, ...)
   end
   local ta = parx.spawn(function(start, a, go, ...) start(go); return a(...) end, start, a, go, ...)
   local tb = parx.spawn(function(start, b, go, ...) start(go); return b(...) end, start, b, go, ...)
-  -- A worker that was just going idle can miss the poke for tb while the
-  -- other one spins in ta (a lost wake-up in the core's job queue,
-  -- reported); each extra job pokes the next worker in turn.
+  -- Both must be running before either starts: keep poking the workers
+  -- with empty jobs until they are (cheap insurance against a worker that
+  -- sleeps through the poke for tb while the other spins in ta).
   while go:get() < 2 do
     parx.spawn(function() end)
     parx.sleep(0.001)
