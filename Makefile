@@ -8,6 +8,7 @@ CC ?= cc
 BUILD ?= build
 PREFIX ?= /usr/local
 LUAJIT ?= luajit
+LUAJIT_FLAGS := -b -g
 
 # ---- flags ------------------------------------------------------------
 CFLAGS ?= -O2 -g
@@ -37,7 +38,7 @@ all: $(BUILD)/parx $(BUILD)/libparx.a $(BUILD)/libparx.so
 # Rebuild everything when the flags change.
 $(BUILD)/flags: FORCE
 	@mkdir -p $(BUILD)
-	@echo '$(CC) $(ALL_CFLAGS) $(LIBS) $(LDFLAGS)' | cmp -s - $@ || echo '$(CC) $(ALL_CFLAGS) $(LIBS) $(LDFLAGS)' > $@
+	@echo '$(CC) $(ALL_CFLAGS) $(LIBS) $(LDFLAGS) $(LUAJIT_FLAGS)' | cmp -s - $@ || echo '$(CC) $(ALL_CFLAGS) $(LIBS) $(LDFLAGS) $(LUAJIT_FLAGS)' > $@
 FORCE:
 
 $(BUILD)/obj/%.o: %.c $(BUILD)/flags $(shell find runtime -name '*.h')
@@ -47,10 +48,10 @@ $(BUILD)/obj/%.o: %.c $(BUILD)/flags $(shell find runtime -name '*.h')
 
 # lua/parx/x.lua -> module "parx.x" (init.lua -> "parx"), as a bytecode object.
 luamod = $(patsubst %.init,%,$(subst /,.,$(patsubst lua/%.lua,%,$(1))))
-$(BUILD)/obj/lua/%.o: lua/%.lua
+$(BUILD)/obj/lua/%.o: lua/%.lua $(BUILD)/flags
 	@mkdir -p $(dir $@)
 	@echo "  LUAJIT $<"
-	$(Q)$(LUAJIT) -b -g -n $(call luamod,$<) $< $@
+	$(Q)$(LUAJIT) $(LUAJIT_FLAGS) -n $(call luamod,$<) $< $@
 
 $(BUILD)/gen/luamods.c: $(LUA_SRC) Makefile
 	@mkdir -p $(dir $@)
@@ -59,7 +60,7 @@ $(BUILD)/gen/luamods.c: $(LUA_SRC) Makefile
 	    s=$$(echo $$m | tr . _); echo "extern const unsigned char luaJIT_BC_$$s[];"; done; \
 	  echo 'const px_luamod px_luamods[] = {'; \
 	  for f in $(LUA_SRC); do m=$$(echo $$f | sed -e 's|^lua/||' -e 's|\.lua$$||' -e 's|/|.|g' -e 's|\.init$$||'); \
-	    s=$$(echo $$m | tr . _); n=$$($(LUAJIT) -b -g -n $$m $$f - | wc -c); echo "  {\"$$m\", luaJIT_BC_$$s, $$n},"; done; \
+	    s=$$(echo $$m | tr . _); n=$$($(LUAJIT) $(LUAJIT_FLAGS) -n $$m $$f - | wc -c); echo "  {\"$$m\", luaJIT_BC_$$s, $$n},"; done; \
 	  echo '  {0, 0, 0}};'; } > $@
 
 $(GEN_OBJ): $(BUILD)/gen/luamods.c
