@@ -125,6 +125,18 @@ describe("marshal", function()
         assert.equal(16, g(1)) -- a copy, not the same upvalue
       end)
 
+      it("makes a new closure with new upvalues for every receipt", function()
+        local n = 0
+        local function counter() n = n + 1; return n end
+        local c1, c2 = rt(counter), rt(counter)
+        assert.are_not.equal(c1, c2)
+        c1(); c1()
+        assert.equal(3, c1())
+        assert.equal(1, c2())
+        for _ = 1, 5 do assert.equal(1, rt(counter)()) end
+        assert.equal(0, n)
+      end)
+
       it("sends functions whose upvalues are functions and tables of functions", function()
         local function sq(x) return x * x end
         local ops = {inc = function(x) return x + 1 end, sq = sq}

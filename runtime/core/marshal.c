@@ -53,9 +53,8 @@
  *   Values are read from the function's environment with rawget, then
  *   through its __index chain (see get_global).
  * - The writer caches the dump and the global names of each function in a
- *   weak table.  The reader loads bytecode each time (a fresh closure with
- *   fresh upvalues is required and LuaJIT has no API to make one from a
- *   loaded prototype; loading a small function costs about 250 ns).
+ *   weak table.  The reader caches, per distinct bytecode, a factory that
+ *   makes fresh closures without reloading (see push_closure).
  * - Arrays of numbers are copied straight out of and into LuaJIT's table
  *   array part.  That reads the layout of LuaJIT's GCtab, which is not part
  *   of its API, so the layout is verified on real tables once per process
@@ -322,6 +321,204 @@ static void probe_gget(lua_State *L) {
 }
 
 /* ------------------------------------------------------------------------
+ * Fresh closures without reloading: a factory per received prototype.
+ *
+ * A received function must be a new closure with new upvalues every time,
+ * and LuaJIT's API makes closures only by loading bytecode (about 250 ns for
+ * a small function, more for a big one).  So the reader loads, once per
+ * distinct bytecode, a factory: the same dump with one more prototype
+ * appended as its main function,
+ *     KNIL 0, n-1;  FNEW n, <the function>;  UCLO 0;  RET1 n, 2
+ * whose n locals become the function's upvalues (its upvalue descriptors are
+ * rewritten to point at them).  Each call of the factory returns a new
+ * closure with n new upvalues, as loading would.  The opcodes are read from
+ * a probe compiled by this LuaJIT, and the whole scheme is checked once per
+ * process (probe_factory); if anything differs the reader loads bytecode
+ * every time instead.
+ * ---------------------------------------------------------------------- */
+
+static _Atomic int g_factory_state; /* 0 unknown, 1 usable, -1 unusable */
+static uint32_t g_fac_knil, g_fac_fnew, g_fac_uclo, g_fac_ret1;
+
+/* Where the prototypes of a dump are: the end of the header, and for the
+ * last (main) prototype the offset of its upvalue descriptors and their
+ * count.  Returns the offset of the terminating 0, or 0 if not understood. */
+static size_t dump_main(const uint8_t *bc, size_t len, size_t *uv_off,
+                        uint32_t *sizeuv, int *strip, const uint8_t **ins,
+                        uint32_t *nins) {
+  bcr r = {bc, bc + len};
+  uint32_t flags, v;
+  if (len < 5 || bc[0] != 0x1b || bc[1] != 'L' || bc[2] != 'J') return 0;
+  r.p += 4;
+  if (uleb(&r, &flags) || (flags & 1)) return 0;
+  *strip = (flags & 2) != 0;
+  if (!*strip && (uleb(&r, &v) || skip(&r, v))) return 0;
+  int found = 0;
+  for (;;) {
+    uint32_t plen;
+    size_t at = (size_t)(r.p - bc);
+    if (uleb(&r, &plen)) return 0;
+    if (plen == 0) return found && r.p == r.end ? at : 0;
+    if ((size_t)(r.end - r.p) < plen) return 0;
+    bcr p = {r.p, r.p + plen};
+    r.p += plen;
+    uint32_t sizekgc, sizekn, sizebc, sizedbg = 0;
+    if (skip(&p, 3)) return 0;
+    *sizeuv = *p.p++;
+    if (uleb(&p, &sizekgc) || uleb(&p, &sizekn) || uleb(&p, &sizebc)) return 0;
+    if (!*strip) {
+      if (uleb(&p, &sizedbg)) return 0;
+      if (sizedbg && (uleb(&p, &v) || uleb(&p, &v))) return 0;
+    }
+    *ins = p.p;
+    *nins = sizebc;
+    if (skip(&p, (size_t)sizebc * 4)) return 0;
+    *uv_off = (size_t)(p.p - bc);
+    if (skip(&p, (size_t)*sizeuv * 2)) return 0;
+    found = 1;
+  }
+}
+
+static uint32_t ins_ad(uint32_t op, uint32_t a, uint32_t d) {
+  return op | a << 8 | d << 16;
+}
+
+/* Push the factory's bytecode for the dump bc (a string), or return 0. */
+static int push_factory_code(lua_State *L, const uint8_t *bc, size_t len) {
+  size_t uv_off;
+  uint32_t nuv, nins;
+  int strip;
+  const uint8_t *ins;
+  size_t end = dump_main(bc, len, &uv_off, &nuv, &strip, &ins, &nins);
+  if (!end || nuv > 200) return 0;
+  uint32_t code[4];
+  int n = 0;
+  if (nuv) code[n++] = ins_ad(g_fac_knil, 0, nuv - 1);
+  code[n++] = ins_ad(g_fac_fnew, nuv, 0);
+  code[n++] = g_fac_uclo;
+  code[n++] = ins_ad(g_fac_ret1, nuv, 2);
+  uint8_t body[64];
+  size_t b = 0;
+  body[b++] = 0x01;           /* PROTO_CHILD */
+  body[b++] = 0;              /* numparams */
+  body[b++] = (uint8_t)(nuv + 1); /* framesize */
+  body[b++] = 0;              /* sizeuv */
+  body[b++] = 1;              /* sizekgc: the function */
+  body[b++] = 0;              /* sizekn */
+  body[b++] = (uint8_t)n;     /* sizebc (without the header instruction) */
+  if (!strip) body[b++] = 0;  /* sizedbg */
+  memcpy(body + b, code, (size_t)n * 4);
+  b += (size_t)n * 4;
+  body[b++] = 0;              /* kgc 0: BCDUMP_KGC_CHILD */
+  luaL_Buffer buf;
+  luaL_buffinit(L, &buf);
+  luaL_addlstring(&buf, (const char *)bc, uv_off);
+  for (uint32_t i = 0; i < nuv; i++) {
+    uint16_t ref;
+    memcpy(&ref, bc + uv_off + 2 * i, 2);
+    ref = (uint16_t)(0x8000 | (ref & 0x4000) | i); /* local slot i */
+    luaL_addlstring(&buf, (const char *)&ref, 2);
+  }
+  luaL_addlstring(&buf, (const char *)bc + uv_off + 2 * nuv, end - uv_off - 2 * nuv);
+  char blen = (char)b; /* < 128: a one-byte uleb */
+  luaL_addlstring(&buf, &blen, 1);
+  luaL_addlstring(&buf, (const char *)body, b);
+  luaL_addchar(&buf, 0);
+  luaL_pushresult(&buf);
+  return 1;
+}
+
+/* Push the factory for the dump bc, or return 0 (then load bc itself). */
+static int load_factory(lua_State *L, const uint8_t *bc, size_t len) {
+  if (!push_factory_code(L, bc, len)) return 0;
+  size_t flen;
+  const char *f = lua_tolstring(L, -1, &flen);
+  int rc = luaL_loadbuffer(L, f, flen, "=?");
+  lua_remove(L, -2);
+  if (rc != 0) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  return 1;
+}
+
+static void probe_factory(lua_State *L) {
+  if (g_factory_state) return;
+  int top = lua_gettop(L), ok = 0;
+  /* The opcodes, from what this LuaJIT's parser emits for a factory. */
+  if (luaL_loadstring(L, "local a, b return function() return a, b end") == 0) {
+    dump_function(L);
+    size_t len, uv_off;
+    uint32_t nuv, nins;
+    int strip;
+    const uint8_t *ins;
+    const uint8_t *bc = (const uint8_t *)lua_tolstring(L, -1, &len);
+    if (dump_main(bc, len, &uv_off, &nuv, &strip, &ins, &nins) && nins == 4 && nuv == 0) {
+      uint32_t w[4];
+      memcpy(w, ins, 16);
+      g_fac_knil = w[0] & 0xff;
+      g_fac_fnew = w[1] & 0xff;
+      g_fac_uclo = w[2];
+      g_fac_ret1 = w[3] & 0xff;
+      ok = w[0] == ins_ad(g_fac_knil, 0, 1) && w[1] == ins_ad(g_fac_fnew, 2, 0) &&
+           (w[2] & 0xff00) == 0 && w[3] == ins_ad(g_fac_ret1, 2, 2);
+    }
+  }
+  lua_settop(L, top);
+  /* The scheme, end to end: two closures from one factory are distinct,
+   * with upvalues of their own. */
+  if (ok && luaL_loadstring(L, "local x, y = 1, 2 return function(a) x = x + a return x * 10 + y end") == 0) {
+    lua_call(L, 0, 1);
+    dump_function(L);
+    size_t len;
+    const uint8_t *bc = (const uint8_t *)lua_tolstring(L, -1, &len);
+    ok = 0;
+    g_factory_state = 1; /* provisionally, for load_factory */
+    if (load_factory(L, bc, len)) {
+      int fac = lua_gettop(L);
+      lua_pushvalue(L, fac);
+      lua_call(L, 0, 1);
+      lua_pushvalue(L, fac);
+      lua_call(L, 0, 1);
+      int f1 = fac + 1, f2 = fac + 2;
+      lua_pushnumber(L, 3); lua_setupvalue(L, f1, 1);
+      lua_pushnumber(L, 4); lua_setupvalue(L, f1, 2);
+      lua_pushnumber(L, 5); lua_setupvalue(L, f2, 1);
+      lua_pushnumber(L, 6); lua_setupvalue(L, f2, 2);
+      lua_pushvalue(L, f1); lua_pushnumber(L, 1); lua_call(L, 1, 1);
+      lua_pushvalue(L, f2); lua_pushnumber(L, 2); lua_call(L, 1, 1);
+      lua_pushvalue(L, f1); lua_pushnumber(L, 1); lua_call(L, 1, 1);
+      ok = !lua_rawequal(L, f1, f2) && lua_upvalueid(L, f1, 1) != lua_upvalueid(L, f2, 1) &&
+           lua_tonumber(L, -3) == 44 && lua_tonumber(L, -2) == 76 && lua_tonumber(L, -1) == 54;
+    }
+  }
+  lua_settop(L, top);
+  g_factory_state = ok ? 1 : -1;
+}
+
+/* A cheap 64-bit hash of the bytecode: its length and at most 32 words
+ * spread over it.  A collision only costs a reload: the cache compares the
+ * whole bytecode before it uses a factory. */
+static uint64_t bc_hash(const uint8_t *p, size_t len) {
+  uint64_t h = 0x9E3779B97F4A7C15ull ^ len;
+  if (len < 8) {
+    for (size_t i = 0; i < len; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+  }
+  size_t step = len / 32 > 8 ? len / 32 : 8;
+  for (size_t i = 0; i + 8 <= len; i += step) {
+    uint64_t v;
+    memcpy(&v, p + i, 8);
+    h = (h ^ v) * 0xff51afd7ed558ccdull;
+    h ^= h >> 32;
+  }
+  uint64_t last;
+  memcpy(&last, p + len - 8, 8);
+  h = (h ^ last) * 0xff51afd7ed558ccdull;
+  return h ^ (h >> 29);
+}
+
+/* ------------------------------------------------------------------------
  * Per-VM state: a registry table with the caches below.
  * ---------------------------------------------------------------------- */
 
@@ -335,6 +532,8 @@ enum {
                     refresh of S_MODULES */
   S_TRACKED,     /* true: package.loaded's __newindex sets S_DIRTY */
   S_MODPTRS,     /* userdata modset: the addresses of S_MODULES' keys */
+  S_PROTOS,      /* bytecode hash -> {factory, bytecode} (receiver) */
+  S_NPROTOS,     /* entries in S_PROTOS */
   S_NSLOTS
 };
 
@@ -413,6 +612,7 @@ static int push_state(lua_State *L) {
   lua_pop(L, 1);
   probe_layout(L);
   probe_gget(L);
+  probe_factory(L);
   lua_createtable(L, S_NSLOTS, 0);
   int state = lua_gettop(L);
   lua_newtable(L);
@@ -425,6 +625,10 @@ static int push_state(lua_State *L) {
   lua_rawseti(L, state, S_FCACHE);
   lua_newtable(L);
   lua_rawseti(L, state, S_BYNAME);
+  lua_newtable(L);
+  lua_rawseti(L, state, S_PROTOS);
+  lua_pushnumber(L, 0);
+  lua_rawseti(L, state, S_NPROTOS);
   build_cfuncs(L, state);
   lua_pushboolean(L, 1);
   lua_rawseti(L, state, S_DIRTY);
@@ -1563,6 +1767,63 @@ static int decode_table(reader *r, int with_mt) {
   return 0;
 }
 
+#define MAX_PROTOS 256 /* factories kept per VM; the cache restarts when full */
+
+/* Push a fresh closure for bytecode bc from the VM's factory cache, making
+ * the factory on first use; 0 if there is no factory (load bc instead). */
+static int push_closure(reader *r, const uint8_t *bc, size_t len) {
+  lua_State *L = r->L;
+  if (g_factory_state <= 0) return 0;
+  lua_Number key = (lua_Number)(bc_hash(bc, len) >> 11);
+  lua_rawgeti(L, r->state, S_PROTOS);
+  int cache = lua_gettop(L);
+  lua_pushnumber(L, key);
+  lua_rawget(L, cache);
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    lua_rawgeti(L, -1, 2);
+    size_t clen;
+    const char *cbc = lua_tolstring(L, -1, &clen);
+    int same = cbc && clen == len && !memcmp(cbc, bc, len);
+    lua_pop(L, 1);
+    if (same) {
+      lua_rawgeti(L, -1, 1);
+      lua_call(L, 0, 1);
+      lua_replace(L, cache);
+      lua_settop(L, cache);
+      return 1;
+    }
+  }
+  lua_pop(L, 1);
+  if (!load_factory(L, bc, len)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_rawgeti(L, r->state, S_NPROTOS);
+  lua_Number n = lua_tonumber(L, -1) + 1;
+  lua_pop(L, 1);
+  if (n > MAX_PROTOS) {
+    lua_newtable(L);
+    lua_replace(L, cache);
+    lua_pushvalue(L, cache);
+    lua_rawseti(L, r->state, S_PROTOS);
+    n = 1;
+  }
+  lua_pushnumber(L, n);
+  lua_rawseti(L, r->state, S_NPROTOS);
+  lua_createtable(L, 2, 0);
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, 1);
+  lua_pushlstring(L, (const char *)bc, len);
+  lua_rawseti(L, -2, 2);
+  lua_pushnumber(L, key);
+  lua_insert(L, -2);
+  lua_rawset(L, cache);
+  lua_call(L, 0, 1);
+  lua_replace(L, cache);
+  lua_settop(L, cache);
+  return 1;
+}
+
 static int decode_function(reader *r) {
   lua_State *L = r->L;
   uint64_t bcid, len;
@@ -1590,7 +1851,9 @@ static int decode_function(reader *r) {
     bc = sub.p;
   }
   if (len < 4 || bc[0] != 0x1b) return bad(r, "bad bytecode");
-  if (luaL_loadbuffer(L, (const char *)bc, (size_t)len, "=?") != 0) {
+  if (push_closure(r, bc, (size_t)len)) {
+    /* a fresh closure from the cached factory */
+  } else if (luaL_loadbuffer(L, (const char *)bc, (size_t)len, "=?") != 0) {
     snprintf(r->err, sizeof r->err, "cannot load a function here: %s",
              lua_isstring(L, -1) ? lua_tostring(L, -1) : "error");
     return -1;
