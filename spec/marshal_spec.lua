@@ -304,6 +304,53 @@ describe("marshal", function()
     end)
   end)
 
+  describe("shared objects", function()
+    local has_parx = rawget(_G, "parx") ~= nil
+    local function need_parx()
+      if not has_parx then
+        pending("needs the parx runtime (run under build/parx)")
+        return false
+      end
+      return true
+    end
+
+    it("cross by reference: a channel", function()
+      if not need_parx() then return end
+      local ch = parx.channel()
+      local copy, again = dbg.roundtrip_fresh(ch, ch)
+      assert.equal(copy, again) -- one object, one proxy
+      ch:send("hello")
+      assert.equal("hello", copy:recv())
+    end)
+
+    it("cross by reference: an array (cdata through the hook)", function()
+      if not need_parx() then return end
+      local a = parx.array("float64", {4})
+      a:set(1, 5)
+      local b = dbg.roundtrip_fresh(a)
+      assert.equal(5, b:get(1))
+      b:set(2, 7)
+      assert.equal(7, a:get(2))
+      local t = dbg.roundtrip({x = a, y = a})
+      assert.equal(t.x, t.y)
+    end)
+
+    it("are released when a send fails half-way", function()
+      if not need_parx() then return end
+      local live = require("parx.c.array").live
+      collectgarbage(); collectgarbage()
+      local before = live()
+      do
+        local a = parx.array("int32", {8})
+        local ok = pcall(dbg.roundtrip, {a, a, coroutine.create(print)})
+        assert.is_false(ok)
+        a = nil
+      end
+      collectgarbage(); collectgarbage()
+      assert.equal(before, live())
+    end)
+  end)
+
   describe("unsendable values", function()
     local function fails(pattern, ...)
       local ok, err = pcall(dbg.roundtrip, ...)

@@ -61,6 +61,7 @@
  *   (probe_layout); if the check fails every table goes through the API.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,24 +102,35 @@ static _Atomic int g_layout_state; /* 0 unknown, 1 usable, -1 unusable */
 static inline int slot_is_num(uint64_t v) { return v < 0xfff9800000000000ull; }
 static inline int slot_is_nil(uint64_t v) { return (v >> 32) == 0xffffffffu; }
 
-static inline uint64_t *tab_array(const void *t, uint32_t *asize) {
+static inline uint64_t *layout_array(const tab_layout *lay, const void *t,
+                                     uint32_t *asize) {
   const char *p = t;
   uint64_t *arr;
-  memcpy(asize, p + g_layout.asize, sizeof *asize);
-  if (g_layout.array == 16) {
+  memcpy(asize, p + lay->asize, sizeof *asize);
+  if (lay->array == 16) {
     uint64_t ref;
     memcpy(&ref, p + 16, 8);
     arr = (uint64_t *)(uintptr_t)ref;
   } else {
     uint32_t ref;
-    memcpy(&ref, p + g_layout.array, 4);
+    memcpy(&ref, p + lay->array, 4);
     arr = (uint64_t *)(uintptr_t)ref;
   }
   return arr;
 }
 
-static int layout_ok(lua_State *L, tab_layout lay) {
-  g_layout = lay;
+/* The array part of the table t and its size, with the verified layout
+ * (only when g_layout_state > 0). */
+static inline uint64_t *tab_array(const void *t, uint32_t *asize) {
+  return layout_array(&g_layout, t, asize);
+}
+
+/* Probes run in every VM's first use of the marshaller, possibly on several
+ * threads at once; each computes on its own and publishes under this lock
+ * (no Lua call is made while it is held). */
+static pthread_mutex_t probe_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int layout_ok(lua_State *L, const tab_layout *lay) {
   int top = lua_gettop(L), ok = 1;
   uint32_t asize, hmask;
   double d15 = 1.5, dm2 = -2.0;
@@ -132,20 +144,20 @@ static int layout_ok(lua_State *L, tab_layout lay) {
   lua_pushnumber(L, -2.0); lua_rawseti(L, -2, 3);
   lua_pushboolean(L, 1); lua_rawseti(L, -2, 4);
   const void *t = lua_topointer(L, -1);
-  memcpy(&hmask, (const char *)t + lay.hmask, 4);
-  uint64_t *a = tab_array(t, &asize);
+  memcpy(&hmask, (const char *)t + lay->hmask, 4);
+  uint64_t *a = layout_array(lay, t, &asize);
   ok = ok && asize == 8 && hmask == 0 && a;
   ok = ok && a[1] == b15 && a[3] == bm2 && slot_is_num(a[1]) &&
        !slot_is_num(a[2]) && !slot_is_num(a[4]) && slot_is_nil(a[5]) &&
        !slot_is_nil(a[1]) && !slot_is_nil(a[2]);
   lua_createtable(L, 0, 5);
   t = lua_topointer(L, -1);
-  memcpy(&hmask, (const char *)t + lay.hmask, 4);
-  tab_array(t, &asize);
+  memcpy(&hmask, (const char *)t + lay->hmask, 4);
+  layout_array(lay, t, &asize);
   ok = ok && asize == 0 && hmask == 7;
   lua_createtable(L, 100, 0);
   t = lua_topointer(L, -1);
-  a = tab_array(t, &asize);
+  a = layout_array(lay, t, &asize);
   if (ok && asize == 101 && a) {
     double d = 42.0;
     memcpy(&a[50], &d, 8);
@@ -161,13 +173,15 @@ static int layout_ok(lua_State *L, tab_layout lay) {
 static void probe_layout(lua_State *L) {
   if (g_layout_state) return;
   static const tab_layout candidates[] = {{16, 48, 52}, {8, 24, 28}};
-  for (size_t i = 0; i < sizeof candidates / sizeof *candidates; i++) {
-    if (layout_ok(L, candidates[i])) {
-      g_layout_state = 1;
-      return;
-    }
+  const tab_layout *found = NULL;
+  for (size_t i = 0; i < sizeof candidates / sizeof *candidates && !found; i++)
+    if (layout_ok(L, &candidates[i])) found = &candidates[i];
+  pthread_mutex_lock(&probe_lock);
+  if (!g_layout_state) {
+    if (found) g_layout = *found;
+    g_layout_state = found ? 1 : -1; /* after g_layout: readers test this */
   }
-  g_layout_state = -1;
+  pthread_mutex_unlock(&probe_lock);
 }
 
 /* ------------------------------------------------------------------------
@@ -317,7 +331,9 @@ static void probe_gget(lua_State *L) {
       op = first;
   }
   lua_settop(L, top);
-  g_gget_op = op;
+  pthread_mutex_lock(&probe_lock);
+  if (g_gget_op == -1) g_gget_op = op;
+  pthread_mutex_unlock(&probe_lock);
 }
 
 /* ------------------------------------------------------------------------
@@ -337,8 +353,9 @@ static void probe_gget(lua_State *L) {
  * every time instead.
  * ---------------------------------------------------------------------- */
 
+typedef struct fac_ops { uint32_t knil, fnew, uclo, ret1; } fac_ops;
 static _Atomic int g_factory_state; /* 0 unknown, 1 usable, -1 unusable */
-static uint32_t g_fac_knil, g_fac_fnew, g_fac_uclo, g_fac_ret1;
+static fac_ops g_fac;
 
 /* Where the prototypes of a dump are: the end of the header, and for the
  * last (main) prototype the offset of its upvalue descriptors and their
@@ -384,7 +401,8 @@ static uint32_t ins_ad(uint32_t op, uint32_t a, uint32_t d) {
 }
 
 /* Push the factory's bytecode for the dump bc (a string), or return 0. */
-static int push_factory_code(lua_State *L, const uint8_t *bc, size_t len) {
+static int push_factory_code(lua_State *L, const fac_ops *ops, const uint8_t *bc,
+                             size_t len) {
   size_t uv_off;
   uint32_t nuv, nins;
   int strip;
@@ -393,10 +411,10 @@ static int push_factory_code(lua_State *L, const uint8_t *bc, size_t len) {
   if (!end || nuv > 200) return 0;
   uint32_t code[4];
   int n = 0;
-  if (nuv) code[n++] = ins_ad(g_fac_knil, 0, nuv - 1);
-  code[n++] = ins_ad(g_fac_fnew, nuv, 0);
-  code[n++] = g_fac_uclo;
-  code[n++] = ins_ad(g_fac_ret1, nuv, 2);
+  if (nuv) code[n++] = ins_ad(ops->knil, 0, nuv - 1);
+  code[n++] = ins_ad(ops->fnew, nuv, 0);
+  code[n++] = ops->uclo;
+  code[n++] = ins_ad(ops->ret1, nuv, 2);
   uint8_t body[64];
   size_t b = 0;
   body[b++] = 0x01;           /* PROTO_CHILD */
@@ -429,8 +447,9 @@ static int push_factory_code(lua_State *L, const uint8_t *bc, size_t len) {
 }
 
 /* Push the factory for the dump bc, or return 0 (then load bc itself). */
-static int load_factory(lua_State *L, const uint8_t *bc, size_t len) {
-  if (!push_factory_code(L, bc, len)) return 0;
+static int load_factory(lua_State *L, const fac_ops *ops, const uint8_t *bc,
+                        size_t len) {
+  if (!push_factory_code(L, ops, bc, len)) return 0;
   size_t flen;
   const char *f = lua_tolstring(L, -1, &flen);
   int rc = luaL_loadbuffer(L, f, flen, "=?");
@@ -445,6 +464,7 @@ static int load_factory(lua_State *L, const uint8_t *bc, size_t len) {
 static void probe_factory(lua_State *L) {
   if (g_factory_state) return;
   int top = lua_gettop(L), ok = 0;
+  fac_ops ops;
   /* The opcodes, from what this LuaJIT's parser emits for a factory. */
   if (luaL_loadstring(L, "local a, b return function() return a, b end") == 0) {
     dump_function(L);
@@ -456,12 +476,12 @@ static void probe_factory(lua_State *L) {
     if (dump_main(bc, len, &uv_off, &nuv, &strip, &ins, &nins) && nins == 4 && nuv == 0) {
       uint32_t w[4];
       memcpy(w, ins, 16);
-      g_fac_knil = w[0] & 0xff;
-      g_fac_fnew = w[1] & 0xff;
-      g_fac_uclo = w[2];
-      g_fac_ret1 = w[3] & 0xff;
-      ok = w[0] == ins_ad(g_fac_knil, 0, 1) && w[1] == ins_ad(g_fac_fnew, 2, 0) &&
-           (w[2] & 0xff00) == 0 && w[3] == ins_ad(g_fac_ret1, 2, 2);
+      ops.knil = w[0] & 0xff;
+      ops.fnew = w[1] & 0xff;
+      ops.uclo = w[2];
+      ops.ret1 = w[3] & 0xff;
+      ok = w[0] == ins_ad(ops.knil, 0, 1) && w[1] == ins_ad(ops.fnew, 2, 0) &&
+           (w[2] & 0xff00) == 0 && w[3] == ins_ad(ops.ret1, 2, 2);
     }
   }
   lua_settop(L, top);
@@ -473,8 +493,7 @@ static void probe_factory(lua_State *L) {
     size_t len;
     const uint8_t *bc = (const uint8_t *)lua_tolstring(L, -1, &len);
     ok = 0;
-    g_factory_state = 1; /* provisionally, for load_factory */
-    if (load_factory(L, bc, len)) {
+    if (load_factory(L, &ops, bc, len)) {
       int fac = lua_gettop(L);
       lua_pushvalue(L, fac);
       lua_call(L, 0, 1);
@@ -493,7 +512,12 @@ static void probe_factory(lua_State *L) {
     }
   }
   lua_settop(L, top);
-  g_factory_state = ok ? 1 : -1;
+  pthread_mutex_lock(&probe_lock);
+  if (!g_factory_state) {
+    if (ok) g_fac = ops;
+    g_factory_state = ok ? 1 : -1;
+  }
+  pthread_mutex_unlock(&probe_lock);
 }
 
 /* A cheap 64-bit hash of the bytecode: its length and at most 32 words
@@ -1794,7 +1818,7 @@ static int push_closure(reader *r, const uint8_t *bc, size_t len) {
     }
   }
   lua_pop(L, 1);
-  if (!load_factory(L, bc, len)) {
+  if (!load_factory(L, &g_fac, bc, len)) {
     lua_pop(L, 1);
     return 0;
   }

@@ -5,8 +5,8 @@
  *   roundtrip(...)        marshal the arguments and unmarshal them back into
  *                         the same VM; returns the copies.
  *   roundtrip_fresh(...)  the same through a fresh, separate lua_State (its
- *                         own standard libraries and package.path): there and
- *                         back again.
+ *                         own standard libraries, this VM's package.path and
+ *                         package.preload, no scheduler): there and back.
  *   call_fresh(fn, ...)   send fn and the arguments to a fresh lua_State,
  *                         call fn there and bring the results back; returns
  *                         true, results... or false, message (like pcall).
@@ -58,12 +58,49 @@ static void copy_package_field(lua_State *from, lua_State *to, const char *key) 
   lua_pop(to, 1);
 }
 
+/* Copy package.preload's C functions (parx's own modules are preloaded as
+ * C functions, the Lua layer as C closures over a light userdata), so that
+ * shared objects and parx modules can be received there. */
+static void copy_preload(lua_State *from, lua_State *to) {
+  lua_getglobal(from, "package");
+  lua_getglobal(to, "package");
+  if (lua_istable(from, -1) && lua_istable(to, -1)) {
+    lua_getfield(from, -1, "preload");
+    lua_getfield(to, -1, "preload");
+    if (lua_istable(from, -1) && lua_istable(to, -1)) {
+      lua_pushnil(from);
+      while (lua_next(from, -2)) {
+        lua_CFunction fn = lua_tocfunction(from, -1);
+        if (fn && lua_type(from, -2) == LUA_TSTRING) {
+          int n = 0;
+          while (n < 4 && lua_getupvalue(from, -1, n + 1)) {
+            if (lua_type(from, -1) == LUA_TLIGHTUSERDATA)
+              lua_pushlightuserdata(to, lua_touserdata(from, -1));
+            else
+              lua_pushnil(to);
+            lua_pop(from, 1);
+            n++;
+          }
+          lua_pushcclosure(to, fn, n);
+          lua_setfield(to, -2, lua_tostring(from, -2));
+        }
+        lua_pop(from, 1);
+      }
+    }
+    lua_pop(to, 1);
+    lua_pop(from, 1);
+  }
+  lua_pop(to, 1);
+  lua_pop(from, 1);
+}
+
 static lua_State *fresh_state(lua_State *L) {
   lua_State *F = luaL_newstate();
   if (!F) luaL_error(L, "cannot create a lua_State");
   luaL_openlibs(F);
   copy_package_field(L, F, "path");
   copy_package_field(L, F, "cpath");
+  copy_preload(L, F);
   return F;
 }
 
