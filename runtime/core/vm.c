@@ -111,6 +111,13 @@ void px_wake(px_wait *w) {
     if (vm->wakes_tail) vm->wakes_tail->next = w;
     else vm->wakes_head = w;
     vm->wakes_tail = w;
+    /* Added by the networking engineer (see their report): a wake from a
+     * timer callback runs before uv_run(UV_RUN_ONCE) polls, and that poll
+     * would block with an infinite timeout when no other timer is pending
+     * (an unread socket kept the loop alive: sleep never returned).
+     * uv_stop makes this iteration's poll non-blocking, so the drive loop
+     * delivers the wake at once. */
+    uv_stop(&vm->loop);
   } else {
     px_vm_post(vm, w);
   }
