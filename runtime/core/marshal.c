@@ -155,6 +155,25 @@ static int layout_ok(lua_State *L, const tab_layout *lay) {
   memcpy(&hmask, (const char *)t + lay->hmask, 4);
   layout_array(lay, t, &asize);
   ok = ok && asize == 0 && hmask == 7;
+  /* lua_next from the last array slot (nil) goes on with the hash part;
+   * encode_table relies on it to skip the array part. */
+  lua_createtable(L, 4, 1);
+  lua_pushnumber(L, 1); lua_rawseti(L, -2, 1);
+  lua_pushnumber(L, 2); lua_setfield(L, -2, "k");
+  int tk = lua_gettop(L);
+  t = lua_topointer(L, tk);
+  layout_array(lay, t, &asize);
+  if (ok && asize == 5) {
+    lua_pushnumber(L, 4);
+    ok = lua_next(L, tk) && lua_type(L, -2) == LUA_TSTRING && lua_tonumber(L, -1) == 2;
+    if (ok) {
+      lua_pop(L, 1);
+      ok = !lua_next(L, tk); /* and that was the last key */
+    }
+    lua_settop(L, tk);
+  } else {
+    ok = 0;
+  }
   lua_createtable(L, 100, 0);
   t = lua_topointer(L, -1);
   a = layout_array(lay, t, &asize);
@@ -1244,65 +1263,6 @@ done:
   return rc;
 }
 
-typedef struct names_ctx { lua_State *L; int set, list, n; } names_ctx;
-static void add_global(const char *s, size_t len, void *ud) {
-  names_ctx *c = ud;
-  lua_State *L = c->L;
-  lua_pushlstring(L, s, len);
-  if (is_std_global(lua_tostring(L, -1))) {
-    /* Standard names are sent only when the script replaced them with
-     * something that is not a C function or a module; that is checked at
-     * send time, so they are flagged with a leading '\1'. */
-    lua_pushfstring(L, "\1%s", lua_tostring(L, -1));
-    lua_remove(L, -2);
-  }
-  lua_pushvalue(L, -1);
-  lua_rawget(L, c->set);
-  int have = !lua_isnil(L, -1);
-  lua_pop(L, 1);
-  if (have) {
-    lua_pop(L, 1);
-    return;
-  }
-  lua_pushvalue(L, -1);
-  lua_pushboolean(L, 1);
-  lua_rawset(L, c->set);
-  lua_rawseti(L, c->list, 2 + c->n++);
-}
-
-/* Push the cache entry {bytecode, global names...} of the Lua function at
- * idx, making it on first use. */
-static void function_entry(writer *w, int idx) {
-  lua_State *L = w->L;
-  lua_rawgeti(L, w->state, S_FCACHE);
-  lua_pushvalue(L, idx);
-  lua_rawget(L, -2);
-  if (lua_type(L, -1) == LUA_TTABLE) {
-    lua_remove(L, -2);
-    return;
-  }
-  lua_pop(L, 1);
-  lua_newtable(L);
-  int entry = lua_gettop(L);
-  lua_pushvalue(L, idx);
-  dump_function(L);
-  lua_rawseti(L, entry, 1);
-  lua_pop(L, 1);
-  if (g_gget_op >= 0) {
-    lua_rawgeti(L, entry, 1);
-    size_t len;
-    const uint8_t *bc = (const uint8_t *)lua_tolstring(L, -1, &len);
-    lua_newtable(L);
-    names_ctx c = {L, lua_gettop(L), entry, 0};
-    scan_dump(bc, len, g_gget_op, NULL, add_global, &c);
-    lua_pop(L, 2);
-  }
-  lua_pushvalue(L, idx);
-  lua_pushvalue(L, entry);
-  lua_rawset(L, entry - 1);
-  lua_remove(L, entry - 1);
-}
-
 static int gettable_cf(lua_State *L) {
   lua_gettable(L, 1);
   return 1;
@@ -1341,6 +1301,87 @@ static void get_global(lua_State *L, int env, int nameidx) {
   lua_remove(L, -2);
 }
 
+typedef struct names_ctx { writer *w; int env, set, list, n; } names_ctx;
+
+/* Is the value on top a standard library's: a C function or a module? */
+static int is_std_value(writer *w) {
+  lua_State *L = w->L;
+  if (lua_iscfunction(L, -1)) return 1;
+  int t = lua_type(L, -1);
+  if ((t == LUA_TTABLE || t == LUA_TFUNCTION) && module_name(w, lua_gettop(L))) {
+    lua_pop(L, 1);
+    return 1;
+  }
+  return 0;
+}
+
+static void add_global(const char *s, size_t len, void *ud) {
+  names_ctx *c = ud;
+  lua_State *L = c->w->L;
+  lua_pushlstring(L, s, len);
+  lua_pushvalue(L, -1);
+  lua_rawget(L, c->set);
+  int have = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  if (have) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pushvalue(L, -1);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, c->set);
+  if (is_std_global(lua_tostring(L, -1))) {
+    /* A standard name is left out if it holds its standard value now (a
+     * script that replaces print later keeps the worker's own), else it is
+     * flagged with a leading '\1' and checked again at send time. */
+    get_global(L, c->env, lua_gettop(L));
+    int std = is_std_value(c->w);
+    lua_pop(L, 1);
+    if (std) {
+      lua_pop(L, 1);
+      return;
+    }
+    lua_pushfstring(L, "\1%s", lua_tostring(L, -1));
+    lua_remove(L, -2);
+  }
+  lua_rawseti(L, c->list, 2 + c->n++);
+}
+
+/* Push the cache entry {bytecode, global names...} of the Lua function at
+ * idx, making it on first use. */
+static void function_entry(writer *w, int idx) {
+  lua_State *L = w->L;
+  lua_rawgeti(L, w->state, S_FCACHE);
+  lua_pushvalue(L, idx);
+  lua_rawget(L, -2);
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    lua_remove(L, -2);
+    return;
+  }
+  lua_pop(L, 1);
+  lua_newtable(L);
+  int entry = lua_gettop(L);
+  lua_pushvalue(L, idx);
+  dump_function(L);
+  lua_rawseti(L, entry, 1);
+  lua_pop(L, 1);
+  if (g_gget_op >= 0) {
+    lua_rawgeti(L, entry, 1);
+    size_t len;
+    const uint8_t *bc = (const uint8_t *)lua_tolstring(L, -1, &len);
+    lua_getfenv(L, idx);
+    lua_newtable(L);
+    names_ctx c = {w, lua_gettop(L) - 1, lua_gettop(L), entry, 0};
+    if (lua_type(L, c.env) == LUA_TTABLE)
+      scan_dump(bc, len, g_gget_op, NULL, add_global, &c);
+    lua_pop(L, 3);
+  }
+  lua_pushvalue(L, idx);
+  lua_pushvalue(L, entry);
+  lua_rawset(L, entry - 1);
+  lua_remove(L, entry - 1);
+}
+
 static int encode_globals(writer *w, int fidx, int entry) {
   lua_State *L = w->L;
   int top = lua_gettop(L);
@@ -1368,15 +1409,7 @@ static int encode_globals(writer *w, int fidx, int entry) {
     int nameidx = lua_gettop(L);
     get_global(L, env, nameidx);
     int t = lua_type(L, -1);
-    int skip = t == LUA_TNIL;
-    if (!skip && std) {
-      if (lua_iscfunction(L, -1)) {
-        skip = 1;
-      } else if (t == LUA_TTABLE || t == LUA_TFUNCTION) {
-        skip = module_name(w, lua_gettop(L));
-        if (skip) lua_pop(L, 1);
-      }
-    }
+    int skip = t == LUA_TNIL || (std && is_std_value(w));
     if (!skip) {
       if (count == UINT16_MAX) break;
       if (put_string(w, name, len)) return -1;
@@ -1770,7 +1803,10 @@ static int decode_table(reader *r, int with_mt) {
   size_t left = (size_t)(r->end - r->p);
   if (narr > left || nhash > left / 2 || narr > INT32_MAX)
     return bad(r, "bad table size");
-  lua_createtable(L, (int)narr, (int)nhash);
+  /* Size hints only: LuaJIT raises above 2^27 array slots or 2^26 hash
+   * slots, and the fast path below checks the real array size. */
+  lua_createtable(L, narr > (1 << 26) ? 1 << 26 : (int)narr,
+                  nhash > (1 << 24) ? 1 << 24 : (int)nhash);
   int t = lua_gettop(L);
   reg(r, t);
   if (decode_items(r, t, narr)) return -1;
