@@ -1166,6 +1166,10 @@ static int encode_items(writer *w, int idx, size_t narr) {
     int rc;
     if (t == LUA_TNUMBER) {
       rc = put_number(w, lua_tonumber(L, -1));
+    } else if (t == LUA_TSTRING) {
+      size_t len;
+      const char *str = lua_tolstring(L, -1, &len);
+      rc = put_string(w, str, len);
     } else {
       path_push(w, P_FIELD);
       w->path[w->npath - 1].keytype = LUA_TNUMBER;
@@ -1226,17 +1230,18 @@ static int encode_table(writer *w, int idx) {
   uint32_t count = 0;
   if (g_layout_state > 0) {
     uint32_t asize;
-    tab_array(lua_topointer(L, idx), &asize);
+    uint64_t *arr = tab_array(lua_topointer(L, idx), &asize);
     for (size_t k = 0; k < asize; k++) {
       if (k == 1) k = narr + 1;
       if (k >= asize) break;
-      uint64_t *arr = tab_array(lua_topointer(L, idx), &asize);
-      if (k >= asize || slot_is_nil(arr[k])) continue;
+      if (slot_is_nil(arr[k])) continue;
       lua_pushnumber(L, (double)k);
       lua_rawgeti(L, idx, (int)k);
       if (encode_pair(w, top + 1, top + 2)) goto done;
       lua_settop(L, top);
       count++;
+      /* Encoding may run Lua (the cdata hook), which may resize t. */
+      arr = tab_array(lua_topointer(L, idx), &asize);
     }
     if (asize > 0) lua_pushnumber(L, (double)(asize - 1));
     else lua_pushnil(L);
