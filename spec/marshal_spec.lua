@@ -169,6 +169,15 @@ describe("marshal", function()
         assert.equal(0, n)
       end)
 
+      it("sends closures of one prototype with their own upvalues", function()
+        local function mk(i) return function() return i end end
+        local fs = {}
+        for i = 1, 5 do fs[i] = mk(i) end
+        local r = rt(fs)
+        for i = 1, 5 do assert.equal(i, r[i]()) end
+        assert.are_not.equal(r[1], r[2])
+      end)
+
       it("sends the same function twice as one function", function()
         local function f() return 1 end
         local a, b = rt(f, {f, f})

@@ -16,6 +16,8 @@ local ints, doubles = {}, {}
 for i = 1, N do ints[i] = i; doubles[i] = i * 0.37 end
 row("ints_" .. N, ints, N, 20)
 row("doubles_" .. N, doubles, N, 20)
+ints, doubles = nil, nil -- keep the collector from marking them in later rows
+collectgarbage(); collectgarbage()
 local chunk = {}
 for i = 1, 10000 do chunk[i] = i end
 row("ints_chunk10000", chunk, 10000, 2000)
