@@ -103,8 +103,10 @@ elseif what == "pfor" then
   io.stderr:write(("parx parallel_for sum: %.6e\n"):format(total))
   -- The same sum with two accumulators.  LuaJIT emits `sqrtsd xmm0, [mem]`,
   -- which keeps xmm0's upper half and so waits for the previous sqrt: the
-  -- plain loop is bound by sqrt latency, not throughput.  Two independent
-  -- chains hide it (gcc breaks the dependency itself).
+  -- plain loop is bound by sqrt latency, not throughput (gcc breaks the
+  -- dependency itself).  Two chains hide it when LuaJIT gives them two
+  -- registers, which it does for this exact shape (a pair loop with no
+  -- tail statement after it), hence ranges of even length.
   report("pfor2", timed(function()
     local parts = pool.parallel_for(0, n - 1, function(lo, hi)
       local d, s1, s2 = a.data, 0.0, 0.0
@@ -112,9 +114,8 @@ elseif what == "pfor" then
       while i < hi do
         s1 = s1 + sqrt(d[i]); s2 = s2 + sqrt(d[i + 1]); i = i + 2
       end
-      if i == hi then s1 = s1 + sqrt(d[i]) end
       return s1 + s2
-    end)
+    end, {chunksize = n / 8})
     total = 0
     for _, p in ipairs(parts) do total = total + p end
   end))
