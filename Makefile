@@ -96,7 +96,7 @@ help::
 DEB_PKGS := luajit libluajit-5.1-dev libuv1-dev lua-busted libopenblas-dev \
   libcurl4-openssl-dev libedit-dev libopenmpi-dev openmpi-bin pkg-config \
   python3 clang libclang-rt-14-dev netcat-openbsd
-BENCH_PKGS := golang-go hyperfine
+BENCH_PKGS := golang-go hyperfine python3-uvloop lua-luv nodejs
 
 BINDIR ?= $(PREFIX)/bin
 LIBDIR ?= $(PREFIX)/lib

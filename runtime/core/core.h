@@ -82,6 +82,7 @@ struct px_vm {
   px_task *tasks;         /* all live tasks */
   long ntasks, nparked;
   int inline_depth;       /* nested px_sched_run_inline calls */
+  int in_uv_run;          /* inside uv_run: local wakes uv_stop it */
   atomic_int idle_flag;   /* 1: counted out of rt->pending (vm.c) */
   atomic_int sleeping;    /* worker about to block or blocked in its loop */
   int hook_ref;           /* pending injected error for the count hook */

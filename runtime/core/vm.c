@@ -111,13 +111,13 @@ void px_wake(px_wait *w) {
     if (vm->wakes_tail) vm->wakes_tail->next = w;
     else vm->wakes_head = w;
     vm->wakes_tail = w;
-    /* Added by the networking engineer (see their report): a wake from a
-     * timer callback runs before uv_run(UV_RUN_ONCE) polls, and that poll
-     * would block with an infinite timeout when no other timer is pending
-     * (an unread socket kept the loop alive: sleep never returned).
-     * uv_stop makes this iteration's poll non-blocking, so the drive loop
-     * delivers the wake at once. */
-    uv_stop(&vm->loop);
+    /* A wake from a libuv callback that runs before this iteration's poll
+     * (timers run first) must not let the poll block: with no other timer
+     * pending and a socket keeping the loop alive it would block forever.
+     * uv_stop makes the poll non-blocking and ends uv_run after this
+     * iteration; libuv clears the flag when uv_run returns.  Only inside
+     * uv_run: a stale flag would cut the next run short. */
+    if (vm->in_uv_run) uv_stop(&vm->loop);
   } else {
     px_vm_post(vm, w);
   }
@@ -196,13 +196,19 @@ static int spin_for_work(px_vm *vm) {
 }
 
 /* Block until the loop has something: IO, a timer, or a post. */
+static void run_loop(px_vm *vm, uv_run_mode mode) {
+  vm->in_uv_run = 1;
+  uv_run(&vm->loop, mode);
+  vm->in_uv_run = 0;
+}
+
 static void block(px_vm *vm) {
   if (!uv_loop_alive(&vm->loop)) {
     uv_ref((uv_handle_t *)&vm->async);
-    uv_run(&vm->loop, UV_RUN_ONCE);
+    run_loop(vm, UV_RUN_ONCE);
     uv_unref((uv_handle_t *)&vm->async);
   } else {
-    uv_run(&vm->loop, UV_RUN_ONCE);
+    run_loop(vm, UV_RUN_ONCE);
   }
 }
 
@@ -227,7 +233,7 @@ int px_vm_drive(px_vm *vm, int mode, int (*done)(px_vm *, void *), void *arg) {
   if (mode == PX_DRIVE_STEP || mode == PX_DRIVE_STEP_NOWAIT) {
     drain_inbox(vm);
     px_sched_run_ready(vm);
-    uv_run(&vm->loop, (mode == PX_DRIVE_STEP && !has_work(vm)) ? UV_RUN_ONCE : UV_RUN_NOWAIT);
+    run_loop(vm, (mode == PX_DRIVE_STEP && !has_work(vm)) ? UV_RUN_ONCE : UV_RUN_NOWAIT);
     drain_inbox(vm);
     px_sched_run_ready(vm);
     if (has_work(vm) || loop_busy(vm)) return 1;
@@ -252,7 +258,7 @@ int px_vm_drive(px_vm *vm, int mode, int (*done)(px_vm *, void *), void *arg) {
     }
     if (has_work(vm)) {
       /* Keep IO flowing while tasks are busy. */
-      uv_run(&vm->loop, UV_RUN_NOWAIT);
+      run_loop(vm, UV_RUN_NOWAIT);
       continue;
     }
     if (mode == PX_DRIVE_WORKER) {
