@@ -17,8 +17,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 reps=${REPS:-5}
 rounds=${ROUNDS:-3}
 skip=${SKIP:-}
-out="$build/bench"
-mkdir -p "$out"
+mkdir -p "$build/bench"
+out=$(cd "$build/bench" && pwd) # absolute: GOCACHE must be
 results="$out/pool_results.txt"
 : > "$results"
 
