@@ -172,15 +172,22 @@ static int run_loaded(px_runtime *rt, int nargs, int do_drain) {
   return r;
 }
 
-int parx_run_string(parx_runtime *prt, const char *code, const char *chunkname, int do_drain) {
-  px_runtime *rt = RT(prt);
+/* Compile code onto the main VM's stack; PARX_ERRSYNTAX with the message
+ * kept as the last error when it does not compile. */
+static int load_string(px_runtime *rt, const char *code, const char *chunkname) {
   lua_State *L = rt->main->L;
   if (luaL_loadbuffer(L, code, strlen(code), chunkname ? chunkname : code) != 0) {
     px_runtime_set_error(rt, lua_tostring(L, -1));
     lua_pop(L, 1);
     return PARX_ERRSYNTAX;
   }
-  return run_loaded(rt, 0, do_drain);
+  return PARX_OK;
+}
+
+int parx_run_string(parx_runtime *prt, const char *code, const char *chunkname, int do_drain) {
+  px_runtime *rt = RT(prt);
+  int r = load_string(rt, code, chunkname);
+  return r != PARX_OK ? r : run_loaded(rt, 0, do_drain);
 }
 
 int parx_run_file(parx_runtime *prt, const char *path, int do_drain) {
@@ -209,11 +216,8 @@ int parx_run_file(parx_runtime *prt, const char *path, int do_drain) {
 int parx_start_string(parx_runtime *prt, const char *code, const char *chunkname) {
   px_runtime *rt = RT(prt);
   lua_State *L = rt->main->L;
-  if (luaL_loadbuffer(L, code, strlen(code), chunkname ? chunkname : code) != 0) {
-    px_runtime_set_error(rt, lua_tostring(L, -1));
-    lua_pop(L, 1);
-    return PARX_ERRSYNTAX;
-  }
+  int r = load_string(rt, code, chunkname);
+  if (r != PARX_OK) return r;
   px_handle *h = start_main_task(rt, 0);
   if (!h) return PARX_ERRMEM;
   /* Keep the handle in a registry list to report its failure later. */

@@ -156,30 +156,34 @@ static void set_inject(px_vm *vm, px_task *t) {
   t->inject_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX);
 }
 
+/* Detach parked t from its wait source.  Returns 1 if it no longer waits,
+ * 0 if a wake is already on its way (t->wake_in_flight is then set and the
+ * wake will be discarded).  A cancel() that returns 1 may free w (px.h):
+ * what is needed afterwards is read before calling it. */
+static int detach_wait(px_vm *vm, px_task *t) {
+  px_wait *w = t->wait;
+  int armed = w->armed, external = w->external, detached = 0;
+  if (armed != 2 && w->cancel) {
+    w->armed = 0;
+    detached = w->cancel(w);
+    if (!detached) w->armed = armed;
+  }
+  if (!detached) {
+    t->wake_in_flight = 1;
+    return 0;
+  }
+  if (external) px_vm_release(vm);
+  t->wait = NULL;
+  vm->nparked--;
+  return 1;
+}
+
 /* VM thread.  The error value is on top of vm->L (popped). */
 void px_task_raise(px_task *t) {
   px_vm *vm = t->vm;
   set_inject(vm, t);
-  if (t->state == PX_TASK_PARKED && !t->wake_in_flight) {
-    px_wait *w = t->wait;
-    /* A cancel() that returns 1 may free w (px.h): read and reset what we
-     * need before calling it, restore if it did not detach. */
-    int armed = w->armed, external = w->external;
-    int detached = 0;
-    if (armed != 2 && w->cancel) {
-      w->armed = 0;
-      detached = w->cancel(w);
-      if (!detached) w->armed = armed;
-    }
-    if (detached) {
-      if (external) px_vm_release(vm);
-      t->wait = NULL;
-      vm->nparked--;
-      make_ready(vm, t);
-    } else {
-      t->wake_in_flight = 1;
-    }
-  }
+  if (t->state == PX_TASK_PARKED && !t->wake_in_flight && detach_wait(vm, t))
+    make_ready(vm, t);
 }
 
 /* ---- running ------------------------------------------------------- */
@@ -292,25 +296,9 @@ void px_sched_report(px_vm *vm, luaL_Buffer *b) {
 /* Detach every parked task from its wait source so nothing can wake this
  * VM any more; then free the tasks.  VM thread, at shutdown. */
 void px_sched_teardown(px_vm *vm) {
-  for (px_task *t = vm->tasks; t; t = t->next) {
-    if (t->state == PX_TASK_PARKED && t->wait && !t->wake_in_flight) {
-      px_wait *w = t->wait;
-      /* cancel() returning 1 may free w: see px_task_raise. */
-      int armed = w->armed, external = w->external, detached = 0;
-      if (armed != 2 && w->cancel) {
-        w->armed = 0;
-        detached = w->cancel(w);
-        if (!detached) w->armed = armed;
-      }
-      if (detached) {
-        if (external) px_vm_release(vm);
-        t->wait = NULL;
-      } else {
-        t->wake_in_flight = 1;
-        vm->expect_wakes++;
-      }
-    }
-  }
+  for (px_task *t = vm->tasks; t; t = t->next)
+    if (t->state == PX_TASK_PARKED && t->wait && !t->wake_in_flight && !detach_wait(vm, t))
+      vm->expect_wakes++;
 }
 
 void px_sched_free_tasks(px_vm *vm) {

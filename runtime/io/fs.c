@@ -283,6 +283,13 @@ static int op_fail(lua_State *L, fs_op *op, int err, const char *detail) {
   return n;
 }
 
+/* The tail of every request: park on it, or fail at once if libuv refused
+ * to start it (rc < 0). */
+static int op_submit(lua_State *L, fs_op *op, int rc, const char *path) {
+  if (rc < 0) return op_fail(L, op, rc, path);
+  return op_park(L, op);
+}
+
 /* ------------------------------------------------------------------------
  * Single-request operations.
  * ---------------------------------------------------------------------- */
@@ -294,17 +301,13 @@ static void simple_cb(uv_fs_t *req) {
 static int fs_stat(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   fs_op *op = op_new(L, OP_SIMPLE, "fs.stat");
-  int rc = uv_fs_stat(op->loop, &op->req, path, simple_cb);
-  if (rc < 0) return op_fail(L, op, rc, path);
-  return op_park(L, op);
+  return op_submit(L, op, uv_fs_stat(op->loop, &op->req, path, simple_cb), path);
 }
 
 static int fs_lstat(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   fs_op *op = op_new(L, OP_SIMPLE, "fs.lstat");
-  int rc = uv_fs_lstat(op->loop, &op->req, path, simple_cb);
-  if (rc < 0) return op_fail(L, op, rc, path);
-  return op_park(L, op);
+  return op_submit(L, op, uv_fs_lstat(op->loop, &op->req, path, simple_cb), path);
 }
 
 /* mkdir(path [, mode = 0777]): one level; parents are the Lua layer's. */
@@ -312,25 +315,19 @@ static int fs_mkdir(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   int mode = (int)luaL_optinteger(L, 2, 0777);
   fs_op *op = op_new(L, OP_SIMPLE, "fs.mkdir");
-  int rc = uv_fs_mkdir(op->loop, &op->req, path, mode, simple_cb);
-  if (rc < 0) return op_fail(L, op, rc, path);
-  return op_park(L, op);
+  return op_submit(L, op, uv_fs_mkdir(op->loop, &op->req, path, mode, simple_cb), path);
 }
 
 static int fs_rmdir(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   fs_op *op = op_new(L, OP_SIMPLE, "fs.rmdir");
-  int rc = uv_fs_rmdir(op->loop, &op->req, path, simple_cb);
-  if (rc < 0) return op_fail(L, op, rc, path);
-  return op_park(L, op);
+  return op_submit(L, op, uv_fs_rmdir(op->loop, &op->req, path, simple_cb), path);
 }
 
 static int fs_unlink(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   fs_op *op = op_new(L, OP_SIMPLE, "fs.unlink");
-  int rc = uv_fs_unlink(op->loop, &op->req, path, simple_cb);
-  if (rc < 0) return op_fail(L, op, rc, path);
-  return op_park(L, op);
+  return op_submit(L, op, uv_fs_unlink(op->loop, &op->req, path, simple_cb), path);
 }
 
 static int fs_rename(lua_State *L) {
@@ -338,9 +335,7 @@ static int fs_rename(lua_State *L) {
   const char *to = luaL_checkstring(L, 2);
   fs_op *op = op_new(L, OP_SIMPLE, "fs.rename");
   op->path = strdup(from);
-  int rc = uv_fs_rename(op->loop, &op->req, from, to, simple_cb);
-  if (rc < 0) return op_fail(L, op, rc, from);
-  return op_park(L, op);
+  return op_submit(L, op, uv_fs_rename(op->loop, &op->req, from, to, simple_cb), from);
 }
 
 static int fs_copyfile(lua_State *L) {
@@ -348,35 +343,27 @@ static int fs_copyfile(lua_State *L) {
   const char *to = luaL_checkstring(L, 2);
   fs_op *op = op_new(L, OP_SIMPLE, "fs.copyfile");
   op->path = strdup(from);
-  int rc = uv_fs_copyfile(op->loop, &op->req, from, to, 0, simple_cb);
-  if (rc < 0) return op_fail(L, op, rc, from);
-  return op_park(L, op);
+  return op_submit(L, op, uv_fs_copyfile(op->loop, &op->req, from, to, 0, simple_cb), from);
 }
 
 /* readdir(path) -> list of names, sorted, without "." and "..". */
 static int fs_readdir(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   fs_op *op = op_new(L, OP_SIMPLE, "fs.readdir");
-  int rc = uv_fs_scandir(op->loop, &op->req, path, 0, simple_cb);
-  if (rc < 0) return op_fail(L, op, rc, path);
-  return op_park(L, op);
+  return op_submit(L, op, uv_fs_scandir(op->loop, &op->req, path, 0, simple_cb), path);
 }
 
 /* mkdtemp(template): template ends in XXXXXX; returns the created path. */
 static int fs_mkdtemp(lua_State *L) {
   const char *tpl = luaL_checkstring(L, 1);
   fs_op *op = op_new(L, OP_SIMPLE, "fs.mkdtemp");
-  int rc = uv_fs_mkdtemp(op->loop, &op->req, tpl, simple_cb);
-  if (rc < 0) return op_fail(L, op, rc, tpl);
-  return op_park(L, op);
+  return op_submit(L, op, uv_fs_mkdtemp(op->loop, &op->req, tpl, simple_cb), tpl);
 }
 
 static int fs_realpath(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   fs_op *op = op_new(L, OP_SIMPLE, "fs.realpath");
-  int rc = uv_fs_realpath(op->loop, &op->req, path, simple_cb);
-  if (rc < 0) return op_fail(L, op, rc, path);
-  return op_park(L, op);
+  return op_submit(L, op, uv_fs_realpath(op->loop, &op->req, path, simple_cb), path);
 }
 
 /* The new descriptor belongs to the op until deliver hands it to a file
@@ -418,9 +405,7 @@ static int fs_open(lua_State *L) {
   fs_op *op = op_new(L, OP_OPEN, "fs.open");
   op->path = strdup(path);
   if (op->path == NULL) return op_fail(L, op, UV_ENOMEM, path);
-  int rc = uv_fs_open(op->loop, &op->req, path, flags | O_CLOEXEC, mode, open_cb);
-  if (rc < 0) return op_fail(L, op, rc, path);
-  return op_park(L, op);
+  return op_submit(L, op, uv_fs_open(op->loop, &op->req, path, flags | O_CLOEXEC, mode, open_cb), path);
 }
 
 /* ------------------------------------------------------------------------
@@ -665,9 +650,7 @@ static int fs_readfile(lua_State *L) {
   fs_op *op = op_new(L, OP_READFILE, "fs.readfile");
   op->path = strdup(path);
   if (op->path == NULL) return op_fail(L, op, UV_ENOMEM, path);
-  int rc = uv_fs_open(op->loop, &op->req, path, O_RDONLY | O_CLOEXEC, 0, readfile_open_cb);
-  if (rc < 0) return op_fail(L, op, rc, path);
-  return op_park(L, op);
+  return op_submit(L, op, uv_fs_open(op->loop, &op->req, path, O_RDONLY | O_CLOEXEC, 0, readfile_open_cb), path);
 }
 
 /* ------------------------------------------------------------------------
