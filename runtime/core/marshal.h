@@ -1,0 +1,99 @@
+/*
+ * marshal.h -- private to the marshaller (marshal.c writes, unmarshal.c
+ * reads, marshal_lj.c holds what depends on LuaJIT's internals).  The wire
+ * format is documented at the top of marshal.c.
+ */
+#ifndef PX_MARSHAL_H
+#define PX_MARSHAL_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "px.h"
+
+#define FORMAT_VERSION 1
+#define SEG_MAGIC 0xB7
+#define SEG_BACKREFS 1
+#define MAX_DEPTH 200
+#define RUN_MIN 8 /* shortest run of numbers worth a DOUBLES block */
+#define LUA_TCDATA_ 10 /* LuaJIT's type number for FFI cdata */
+
+enum {
+  T_NIL = 0x00, T_FALSE = 0x01, T_TRUE = 0x02,
+  T_INT16 = 0x03, T_INT32 = 0x04, T_DOUBLE = 0x05,
+  T_STR = 0x06, T_TABLE = 0x07, T_TABLE_MT = 0x08, T_DOUBLES = 0x09,
+  T_REF = 0x0a, T_FUNC = 0x0b, T_UPJOIN = 0x0c, T_CFUNC = 0x0d,
+  T_MODULE = 0x0e, T_SHARED = 0x0f,
+  T_SHORTSTR = 0x40, T_TINYINT = 0x80
+};
+
+/* Slots of the per-VM state table (a registry table, px_mr_state). */
+enum {
+  S_CFUNCS = 1,  /* C function -> "module.field" (sender) */
+  S_MODULES,     /* module value -> package.loaded name (sender) */
+  S_FCACHE,      /* Lua function -> {bytecode, global names...} (weak keys) */
+  S_BYNAME,      /* "module.field" -> C function (receiver) */
+  S_DIRTY,       /* true: package.loaded may have new modules since the last
+                    refresh of S_MODULES */
+  S_TRACKED,     /* true: package.loaded's __newindex sets S_DIRTY */
+  S_MODPTRS,     /* userdata modset: the addresses of S_MODULES' keys */
+  S_PROTOS,      /* bytecode hash -> {factory, bytecode} (receiver) */
+  S_NPROTOS,     /* entries in S_PROTOS */
+  S_NSLOTS
+};
+
+/* Push this VM's state table (made on first use) and return its index. */
+int px_mr_state(lua_State *L);
+
+/* ---- marshal_lj.c: LuaJIT internals, each verified once per process --- */
+
+/* Offsets of GCtab.array, .asize and .hmask; 0 = unusable. */
+typedef struct tab_layout { int array, asize, hmask; } tab_layout;
+extern tab_layout px_mr_layout;
+extern _Atomic int px_mr_layout_state; /* 0 unknown, 1 usable, -1 unusable */
+
+/* A slot holds a plain number iff its bits are not a tagged value.  Tagged
+ * values live in the NaN space above 0xfff98...; LuaJIT's canonical NaN
+ * (0xfff8...) is below, so every number passes.  Holds in both GC64 and the
+ * 32-bit-reference layout. */
+static inline int slot_is_num(uint64_t v) { return v < 0xfff9800000000000ull; }
+static inline int slot_is_nil(uint64_t v) { return (v >> 32) == 0xffffffffu; }
+
+static inline uint64_t *layout_array(const tab_layout *lay, const void *t,
+                                     uint32_t *asize) {
+  const char *p = t;
+  uint64_t *arr;
+  memcpy(asize, p + lay->asize, sizeof *asize);
+  if (lay->array == 16) {
+    uint64_t ref;
+    memcpy(&ref, p + 16, 8);
+    arr = (uint64_t *)(uintptr_t)ref;
+  } else {
+    uint32_t ref;
+    memcpy(&ref, p + lay->array, 4);
+    arr = (uint64_t *)(uintptr_t)ref;
+  }
+  return arr;
+}
+
+/* The array part of the table t and its size, with the verified layout
+ * (only when px_mr_layout_state > 0). */
+static inline uint64_t *tab_array(const void *t, uint32_t *asize) {
+  return layout_array(&px_mr_layout, t, asize);
+}
+
+void px_mr_probe(lua_State *L);
+/* The GGET opcode number: -1 not probed yet, -2 bytecode scanning unusable. */
+extern _Atomic int px_mr_gget_op;
+/* Call found(name) for the operand of every `op` instruction in the dumped
+ * bytecode (nested prototypes included); -1 if the dump cannot be parsed. */
+int px_mr_scan_dump(const uint8_t *bc, size_t len, int op, int *first,
+                    void (*found)(const char *, size_t, void *), void *ud);
+/* Replace the function on top of L with its string.dump. */
+void px_mr_dump_function(lua_State *L);
+/* Push a fresh closure of bytecode bc from the VM's factory cache (state:
+ * the state table's index); 0, with nothing pushed, if factories are not
+ * usable here (load bc instead). */
+int px_mr_push_closure(lua_State *L, int state, const uint8_t *bc, size_t len);
+
+#endif

@@ -1,0 +1,463 @@
+/*
+ * unmarshal.c -- rebuild values marshalled by marshal.c (format at its
+ * top) in the receiving VM.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "marshal.h"
+
+/* ------------------------------------------------------------------------
+ * Reader.
+ * ---------------------------------------------------------------------- */
+
+typedef struct reader {
+  lua_State *L;
+  px_msg *m;
+  const uint8_t *base, *p, *end;
+  int state;
+  int refs; /* stack slot of the id table; 0 when the segment needs none */
+  int nobj, nbc, depth, next_ref;
+  char err[512];
+} reader;
+
+static int bad(reader *r, const char *what) {
+  snprintf(r->err, sizeof r->err, "cannot receive a value: %s", what);
+  return -1;
+}
+#define NEED(r, n) \
+  if ((size_t)((r)->end - (r)->p) < (size_t)(n)) return bad(r, "truncated message")
+
+static int get_varint(reader *r, uint64_t *out) {
+  uint64_t v = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    NEED(r, 1);
+    uint8_t b = *r->p++;
+    v |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80)) {
+      *out = v;
+      return 0;
+    }
+  }
+  return bad(r, "bad varint");
+}
+
+static int decode(reader *r);
+
+static void reg(reader *r, int idx) {
+  r->nobj++;
+  if (r->refs) {
+    lua_pushvalue(r->L, idx);
+    lua_rawseti(r->L, r->refs, r->nobj);
+  }
+}
+
+/* Decode a value that must be a string; leaves it on the stack. */
+static int decode_string(reader *r) {
+  if (decode(r)) return -1;
+  if (lua_type(r->L, -1) != LUA_TSTRING) return bad(r, "expected a name");
+  return 0;
+}
+
+/* Push package.loaded[name] (the name is on top, replaced), requiring the
+ * module if needed. */
+static int resolve_module(reader *r) {
+  lua_State *L = r->L;
+  int nameidx = lua_gettop(L);
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    lua_pushvalue(L, nameidx);
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+  } else {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+  }
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_getfield(L, LUA_GLOBALSINDEX, "require");
+    lua_pushvalue(L, nameidx);
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+      snprintf(r->err, sizeof r->err, "cannot load module '%s' here: %s",
+               lua_tostring(L, nameidx),
+               lua_isstring(L, -1) ? lua_tostring(L, -1) : "error");
+      return -1;
+    }
+  }
+  lua_replace(L, nameidx);
+  return 0;
+}
+
+static int resolve_cfunc(reader *r) {
+  lua_State *L = r->L;
+  int nameidx = lua_gettop(L);
+  lua_rawgeti(L, r->state, S_BYNAME);
+  lua_pushvalue(L, nameidx);
+  lua_rawget(L, -2);
+  if (lua_isfunction(L, -1)) {
+    lua_replace(L, nameidx);
+    lua_settop(L, nameidx);
+    return 0;
+  }
+  lua_pop(L, 1);
+  size_t len;
+  const char *name = lua_tolstring(L, nameidx, &len);
+  const char *dot = NULL;
+  for (const char *s = name; s < name + len; s++)
+    if (*s == '.') dot = s;
+  if (!dot) return bad(r, "bad C function name");
+  lua_pushlstring(L, name, (size_t)(dot - name));
+  if (resolve_module(r)) return -1;
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    lua_getfield(L, -1, dot + 1);
+  } else {
+    lua_pushnil(L);
+  }
+  if (!lua_isfunction(L, -1)) {
+    snprintf(r->err, sizeof r->err, "cannot find function '%s' here", name);
+    return -1;
+  }
+  lua_pushvalue(L, nameidx);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, nameidx + 1);
+  lua_replace(L, nameidx);
+  lua_settop(L, nameidx);
+  return 0;
+}
+
+static int decode_items(reader *r, int t, uint64_t narr) {
+  lua_State *L = r->L;
+  uint64_t i = 1;
+  while (i <= narr) {
+    NEED(r, 1);
+    if (*r->p == T_DOUBLES) {
+      r->p++;
+      NEED(r, 4);
+      uint32_t run;
+      memcpy(&run, r->p, 4);
+      r->p += 4;
+      while ((size_t)(r->p - r->base) & 7) {
+        NEED(r, 1);
+        r->p++;
+      }
+      if (run > narr - i + 1) return bad(r, "bad array run");
+      NEED(r, (size_t)run * 8);
+      uint32_t asize = 0;
+      uint64_t *arr = px_mr_layout_state > 0 ? tab_array(lua_topointer(L, t), &asize) : NULL;
+      if (arr && i + run <= asize) {
+        for (uint32_t k = 0; k < run; k++) {
+          uint64_t v;
+          double d;
+          memcpy(&v, r->p + 8 * k, 8);
+          memcpy(&d, &v, 8);
+          if (d != d) v = 0xfff8000000000000ull; /* LuaJIT's canonical NaN */
+          arr[i + k] = v;
+        }
+      } else {
+        for (uint32_t k = 0; k < run; k++) {
+          double d;
+          memcpy(&d, r->p + 8 * k, 8);
+          lua_pushnumber(L, d);
+          lua_rawseti(L, t, (int)(i + k));
+        }
+      }
+      r->p += (size_t)run * 8;
+      i += run;
+      continue;
+    }
+    if (*r->p == T_NIL) {
+      r->p++;
+    } else {
+      if (decode(r)) return -1;
+      lua_rawseti(L, t, (int)i);
+    }
+    i++;
+  }
+  return 0;
+}
+
+static int decode_table(reader *r, int with_mt) {
+  lua_State *L = r->L;
+  int top = lua_gettop(L);
+  if (with_mt) {
+    if (decode_string(r) || resolve_module(r)) return -1;
+  }
+  uint64_t narr;
+  uint32_t nhash;
+  if (get_varint(r, &narr)) return -1;
+  NEED(r, 4);
+  memcpy(&nhash, r->p, 4);
+  r->p += 4;
+  size_t left = (size_t)(r->end - r->p);
+  if (narr > left || nhash > left / 2 || narr > INT32_MAX)
+    return bad(r, "bad table size");
+  /* Size hints only: LuaJIT raises above 2^27 array slots or 2^26 hash
+   * slots, and the fast path below checks the real array size. */
+  lua_createtable(L, narr > (1 << 26) ? 1 << 26 : (int)narr,
+                  nhash > (1 << 24) ? 1 << 24 : (int)nhash);
+  int t = lua_gettop(L);
+  reg(r, t);
+  if (decode_items(r, t, narr)) return -1;
+  for (uint32_t i = 0; i < nhash; i++) {
+    if (decode(r) || decode(r)) return -1;
+    int kt = lua_type(L, -2);
+    if (kt == LUA_TNIL || (kt == LUA_TNUMBER && lua_tonumber(L, -2) != lua_tonumber(L, -2)))
+      return bad(r, "bad table key");
+    lua_rawset(L, t);
+  }
+  if (with_mt) {
+    if (lua_type(L, top + 1) == LUA_TTABLE) {
+      lua_pushvalue(L, top + 1);
+      lua_setmetatable(L, t);
+    }
+    lua_replace(L, top + 1);
+  }
+  return 0;
+}
+
+static int decode_function(reader *r) {
+  lua_State *L = r->L;
+  uint64_t bcid, len;
+  const uint8_t *bc;
+  if (get_varint(r, &bcid)) return -1;
+  if (bcid == 0) {
+    size_t at = (size_t)(r->p - r->base);
+    if (get_varint(r, &len)) return -1;
+    NEED(r, len);
+    bc = r->p;
+    r->p += len;
+    r->nbc++;
+    if (r->refs) {
+      lua_pushnumber(L, (double)at);
+      lua_rawseti(L, r->refs, -r->nbc);
+    }
+  } else {
+    if (!r->refs || bcid > (uint64_t)r->nbc) return bad(r, "bad bytecode reference");
+    lua_rawgeti(L, r->refs, -(int)bcid);
+    size_t at = (size_t)lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    reader sub = *r;
+    sub.p = r->base + at;
+    if (get_varint(&sub, &len)) return -1;
+    bc = sub.p;
+  }
+  if (len < 4 || bc[0] != 0x1b) return bad(r, "bad bytecode");
+  if (px_mr_push_closure(r->L, r->state, bc, (size_t)len)) {
+    /* a fresh closure from the cached factory */
+  } else if (luaL_loadbuffer(L, (const char *)bc, (size_t)len, "=?") != 0) {
+    snprintf(r->err, sizeof r->err, "cannot load a function here: %s",
+             lua_isstring(L, -1) ? lua_tostring(L, -1) : "error");
+    return -1;
+  }
+  int f = lua_gettop(L);
+  reg(r, f);
+
+  NEED(r, 2);
+  uint16_t nglobals;
+  memcpy(&nglobals, r->p, 2);
+  r->p += 2;
+  if (nglobals) {
+    lua_getfenv(L, f);
+    int env = f + 1;
+    for (int i = 0; i < nglobals; i++) {
+      if (decode_string(r) || decode(r)) return -1;
+      if (lua_type(L, env) == LUA_TTABLE) lua_rawset(L, env);
+      else lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+  }
+
+  NEED(r, 1);
+  int nups = *r->p++;
+  for (int i = 1; i <= nups; i++) {
+    NEED(r, 1);
+    if (*r->p == T_UPJOIN) {
+      r->p++;
+      uint64_t other;
+      if (get_varint(r, &other)) return -1;
+      NEED(r, 1);
+      int n = *r->p++;
+      if (!r->refs || other == 0 || other > (uint64_t)r->nobj) return bad(r, "bad upvalue reference");
+      lua_rawgeti(L, r->refs, (int)other);
+      if (!lua_isfunction(L, -1) || lua_iscfunction(L, -1) ||
+          !lua_getupvalue(L, -1, n))
+        return bad(r, "bad upvalue reference");
+      lua_pop(L, 1);
+      if (!lua_getupvalue(L, f, i)) return bad(r, "bad upvalue index");
+      lua_pop(L, 1);
+      lua_upvaluejoin(L, f, i, lua_gettop(L), n);
+      lua_pop(L, 1);
+    } else {
+      if (decode(r)) return -1;
+      if (!lua_setupvalue(L, f, i)) return bad(r, "bad upvalue index");
+    }
+  }
+  return 0;
+}
+
+static int push_shared_cf(lua_State *L) {
+  px_shared *obj = lua_touserdata(L, 1);
+  lua_settop(L, 0);
+  if (obj->type->push) obj->type->push(L, obj);
+  else px_shared_push(L, obj);
+  return 1;
+}
+
+static int decode_shared(reader *r) {
+  lua_State *L = r->L;
+  if (r->next_ref >= r->m->nrefs) return bad(r, "missing shared reference");
+  px_shared *obj = r->m->refs[r->next_ref++];
+  /* The push takes over the reference, also when it fails (a failed push
+   * leaks one reference rather than risk a double release). */
+  lua_pushcfunction(L, push_shared_cf);
+  lua_pushlightuserdata(L, obj);
+  if (lua_pcall(L, 1, 1, 0) != 0) {
+    snprintf(r->err, sizeof r->err, "cannot receive a %s: %s", obj->type->name,
+             lua_isstring(L, -1) ? lua_tostring(L, -1) : "error");
+    return -1;
+  }
+  reg(r, lua_gettop(L));
+  return 0;
+}
+
+static int decode(reader *r) {
+  lua_State *L = r->L;
+  NEED(r, 1);
+  unsigned tag = *r->p++;
+  if (tag >= T_TINYINT) {
+    lua_pushnumber(L, (double)(tag - T_TINYINT));
+    return 0;
+  }
+  if (tag >= T_SHORTSTR) {
+    size_t len = tag - T_SHORTSTR;
+    NEED(r, len);
+    lua_pushlstring(L, (const char *)r->p, len);
+    r->p += len;
+    return 0;
+  }
+  switch (tag) {
+  case T_NIL: lua_pushnil(L); return 0;
+  case T_FALSE: lua_pushboolean(L, 0); return 0;
+  case T_TRUE: lua_pushboolean(L, 1); return 0;
+  case T_INT16: {
+    int16_t v;
+    NEED(r, 2);
+    memcpy(&v, r->p, 2);
+    r->p += 2;
+    lua_pushnumber(L, v);
+    return 0;
+  }
+  case T_INT32: {
+    int32_t v;
+    NEED(r, 4);
+    memcpy(&v, r->p, 4);
+    r->p += 4;
+    lua_pushnumber(L, v);
+    return 0;
+  }
+  case T_DOUBLE: {
+    double v;
+    NEED(r, 8);
+    memcpy(&v, r->p, 8);
+    r->p += 8;
+    lua_pushnumber(L, v);
+    return 0;
+  }
+  case T_STR: {
+    uint64_t len;
+    if (get_varint(r, &len)) return -1;
+    NEED(r, len);
+    lua_pushlstring(L, (const char *)r->p, (size_t)len);
+    r->p += len;
+    return 0;
+  }
+  case T_REF: {
+    uint64_t id;
+    if (get_varint(r, &id)) return -1;
+    if (!r->refs || id == 0 || id > (uint64_t)r->nobj) return bad(r, "bad reference");
+    lua_rawgeti(L, r->refs, (int)id);
+    return 0;
+  }
+  case T_CFUNC:
+    if (!lua_checkstack(L, 8)) return bad(r, "stack overflow");
+    return decode_string(r) || resolve_cfunc(r) ? -1 : 0;
+  case T_MODULE:
+    if (!lua_checkstack(L, 8)) return bad(r, "stack overflow");
+    return decode_string(r) || resolve_module(r) ? -1 : 0;
+  case T_SHARED:
+    if (!lua_checkstack(L, 8)) return bad(r, "stack overflow");
+    return decode_shared(r);
+  case T_TABLE:
+  case T_TABLE_MT:
+  case T_FUNC: {
+    if (r->depth >= MAX_DEPTH + 2) return bad(r, "nested too deeply");
+    if (!lua_checkstack(L, 12)) return bad(r, "stack overflow");
+    r->depth++;
+    int rc = tag == T_FUNC ? decode_function(r) : decode_table(r, tag == T_TABLE_MT);
+    r->depth--;
+    return rc;
+  }
+  default: return bad(r, "unknown tag");
+  }
+}
+
+int px_unmarshal(lua_State *L, px_msg *m) {
+  int base = lua_gettop(L), total = 0, rc = 0;
+  reader rd, *r = &rd;
+  memset(r, 0, sizeof *r);
+  r->L = L;
+  r->m = m;
+  r->base = (const uint8_t *)m->data;
+  r->p = r->base;
+  r->end = r->base + m->len;
+  r->state = px_mr_state(L);
+  while (r->p < r->end && !rc) {
+    if ((size_t)(r->end - r->p) < 4 || r->p[0] != SEG_MAGIC) {
+      rc = bad(r, "not a parx message");
+      break;
+    }
+    if (r->p[1] != FORMAT_VERSION) {
+      rc = bad(r, "unsupported message version");
+      break;
+    }
+    int flags = r->p[2];
+    r->p += 3;
+    uint64_t n;
+    if (get_varint(r, &n)) {
+      rc = -1;
+      break;
+    }
+    if (n > (uint64_t)(r->end - r->p) || !lua_checkstack(L, (int)n + 16)) {
+      rc = bad(r, "too many values");
+      break;
+    }
+    r->refs = 0;
+    r->nobj = r->nbc = 0;
+    int seg = lua_gettop(L);
+    if (flags & SEG_BACKREFS) {
+      lua_newtable(L);
+      r->refs = lua_gettop(L);
+    }
+    for (uint64_t i = 0; i < n && !rc; i++) rc = decode(r);
+    if (rc) break;
+    if (r->refs) lua_remove(L, r->refs);
+    (void)seg;
+    total += (int)n;
+  }
+  if (!rc && r->next_ref != m->nrefs) rc = bad(r, "unused shared references");
+  if (rc) {
+    lua_settop(L, base);
+    lua_pushstring(L, r->err[0] ? r->err : "cannot receive a value");
+  } else {
+    /* The state table sits below the values. */
+    lua_remove(L, base + 1);
+  }
+  /* Every reference not handed to a proxy is dropped. */
+  for (int i = r->next_ref; i < m->nrefs; i++) px_shared_release(m->refs[i]);
+  m->nrefs = 0;
+  return rc ? -1 : total;
+}
+
