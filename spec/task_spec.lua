@@ -338,3 +338,33 @@ describe("deadlocks", function()
     assert.matches("pool results", out)
   end)
 end)
+
+describe("workers' search paths", function()
+  -- DESIGN.md: workers search the same package.path and package.cpath as
+  -- the sender, so a module found through a path the script added loads
+  -- on a worker too.
+  it("follow the package.path of the VM that sends code", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir) == 0 or true)
+    local name = "parx_paths_probe_" .. tostring(math.random(1e9))
+    local f = assert(io.open(dir .. "/" .. name .. ".lua", "w"))
+    f:write("return {hello = function() return 'found on the worker' end}")
+    f:close()
+    local saved = package.path
+    package.path = dir .. "/?.lua;" .. package.path
+    local ok, a, b = pcall(function()
+      local via_upvalue = require(name)
+      local t1 = parx.spawn(function() return via_upvalue.hello() end)
+      local t2 = parx.spawn(function(n) return require(n).hello() end, name)
+      return t1:join(), t2:join()
+    end)
+    package.path = saved
+    package.loaded[name] = nil
+    os.remove(dir .. "/" .. name .. ".lua")
+    os.remove(dir)
+    assert.is_true(ok, a)
+    assert.are.equal("found on the worker", a)
+    assert.are.equal("found on the worker", b)
+  end)
+end)

@@ -95,6 +95,11 @@ struct px_vm {
   atomic_long holds;      /* px_vm_hold */
   long expect_wakes;      /* teardown: cancels that returned 0 */
   px_trace *trace;        /* --trace: this VM's events, or NULL */
+
+  /* Search paths last published or adopted (paths.c). */
+  const char *seen_path_ptr, *seen_cpath_ptr;
+  char *path, *cpath;
+  long paths_gen;
 };
 
 struct px_runtime {
@@ -125,6 +130,10 @@ struct px_runtime {
   int deadlocked;
   int main_ref;           /* arg table etc. are set directly on main L */
   atomic_long seq;
+
+  /* The search paths of the last VM that sent code (paths.c). */
+  char *path, *cpath;
+  atomic_long paths_gen;
 
   /* --trace (trace.c) */
   char *trace_path;
@@ -171,6 +180,9 @@ void px_job_run(px_vm *vm, px_job *job);
 void px_job_discard(px_job *job);
 extern px_shared_type px_handle_type;
 extern const char px_exit_marker;
+
+/* ---- paths.c ---- */
+void px_paths_free(px_vm *vm);
 
 /* ---- trace.c ---- */
 void px_trace_vm_start(px_vm *vm);

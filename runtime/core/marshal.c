@@ -257,6 +257,7 @@ typedef struct writer {
   struct modset *modptrs;
   int cfuncs_fresh;  /* S_CFUNCS rebuilt during this call */
   int nobj, nbc, backrefs, depth;
+  int code; /* a function or a module reference was written (paths.c) */
   seen_slot *seen;
   size_t seen_cap, seen_len;
   int seen_ud; /* stack slot reserved for the userdata that holds `seen`
@@ -720,7 +721,7 @@ static int encode_table(writer *w, int idx) {
   int64_t id = seen_get(w, ptr);
   if (id) return put_ref(w, id & 0xffffffff);
   if (module_name(w, idx)) {
-    int rc = reserve(w, 1) ? -1 : (put_u8(w, T_MODULE), encode(w, lua_gettop(L)));
+    int rc = reserve(w, 1) ? -1 : (put_u8(w, T_MODULE), w->code = 1, encode(w, lua_gettop(L)));
     lua_pop(L, 1);
     return rc;
   }
@@ -958,7 +959,7 @@ static int encode_function(writer *w, int idx) {
   int64_t id = seen_get(w, ptr);
   if (id) return put_ref(w, id & 0xffffffff);
   if (module_name(w, idx)) {
-    int rc = reserve(w, 1) ? -1 : (put_u8(w, T_MODULE), encode(w, lua_gettop(L)));
+    int rc = reserve(w, 1) ? -1 : (put_u8(w, T_MODULE), w->code = 1, encode(w, lua_gettop(L)));
     lua_pop(L, 1);
     return rc;
   }
@@ -979,6 +980,7 @@ static int encode_function(writer *w, int idx) {
   int64_t bcid = seen_get(w, bc);
   if (reserve(w, 1 + 10 + 10 + len)) goto done;
   put_u8(w, T_FUNC);
+  w->code = 1;
   if (bcid) {
     put_varint(w, (uint64_t)(bcid & 0xffffffff));
     w->backrefs = 1;
@@ -1053,7 +1055,7 @@ static int encode_shared(writer *w, int idx) {
   px_shared *obj = NULL;
   if (lua_type(L, idx) == LUA_TUSERDATA) {
     if (module_name(w, idx)) {
-      int rc = reserve(w, 1) ? -1 : (put_u8(w, T_MODULE), encode(w, lua_gettop(L)));
+      int rc = reserve(w, 1) ? -1 : (put_u8(w, T_MODULE), w->code = 1, encode(w, lua_gettop(L)));
       lua_pop(L, 1);
       return rc;
     }
@@ -1134,6 +1136,7 @@ int px_marshal(lua_State *L, int idx, int n, px_msg *m) {
   }
   if (!rc && w->backrefs) m->data[flags_at] |= SEG_BACKREFS;
   lua_settop(L, base);
+  if (!rc && w->code) px_paths_publish(L);
   if (rc) {
     for (int i = nrefs0; i < m->nrefs; i++) px_shared_release(m->refs[i]);
     m->nrefs = nrefs0;

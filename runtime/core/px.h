@@ -206,6 +206,12 @@ int px_marshal(lua_State *L, int idx, int n, px_msg *m);
  * px_msg_free for its bytes. */
 int px_unmarshal(lua_State *L, px_msg *m);
 
+/* The marshaller keeps every VM's package.path/cpath in step with the VM
+ * that sends code (paths.c): publish after marshalling a function or a
+ * module reference, sync before unmarshalling one. */
+void px_paths_publish(lua_State *L);
+void px_paths_sync(lua_State *L);
+
 /* Registry key (a light userdata address) under which a VM may store a
  * function cdata -> lightuserdata(px_shared*) or nil; the marshaller calls it
  * for every cdata value (arrays are FFI cdata). */

@@ -195,6 +195,8 @@ void px_runtime_free(px_runtime *rt) {
   px_vm_free(rt->main);
   if (px_trace_write(rt) != 0) perror(rt->trace_path);
   free(rt->trace_path);
+  free(rt->path);
+  free(rt->cpath);
   for (int i = 0; i < rt->ncfuncs; i++) free(rt->cfuncs[i].name);
   free(rt->cfuncs);
   free(rt->last_error);

@@ -66,6 +66,7 @@ static int decode_string(reader *r) {
  * module if needed. */
 static int resolve_module(reader *r) {
   lua_State *L = r->L;
+  px_paths_sync(L);
   int nameidx = lua_gettop(L);
   lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
   if (lua_type(L, -1) == LUA_TTABLE) {
@@ -220,6 +221,7 @@ static int decode_table(reader *r, int with_mt) {
 
 static int decode_function(reader *r) {
   lua_State *L = r->L;
+  px_paths_sync(L);
   uint64_t bcid, len;
   const uint8_t *bc;
   if (get_varint(r, &bcid)) return -1;

@@ -65,6 +65,7 @@ static void close_walk(uv_handle_t *h, void *arg) {
 void px_vm_free(px_vm *vm) {
   if (vm->L) lua_close(vm->L);
   px_trace_vm_end(vm);
+  px_paths_free(vm);
   vm->L = NULL;
   /* Handles of modules were closed by their __gc; close what is left. */
   uv_walk(&vm->loop, close_walk, NULL);
