@@ -41,6 +41,7 @@ static void keep(char **slot, const char *s) {
 
 void px_paths_publish(lua_State *L) {
   px_vm *vm = px_vm_of(L);
+  if (!vm) return; /* a lua_State that is not a parx VM (tests, hosts) */
   push_paths(L);
   const char *path = lua_tostring(L, -2), *cpath = lua_tostring(L, -1);
   if (path == vm->seen_path_ptr && cpath == vm->seen_cpath_ptr) {
@@ -64,6 +65,7 @@ void px_paths_publish(lua_State *L) {
 
 void px_paths_sync(lua_State *L) {
   px_vm *vm = px_vm_of(L);
+  if (!vm) return;
   px_runtime *rt = vm->rt;
   if (atomic_load_explicit(&rt->paths_gen, memory_order_acquire) == vm->paths_gen) return;
   pthread_mutex_lock(&rt->lock);
