@@ -308,7 +308,7 @@ int parx_backend_fd(parx_runtime *rt) { return uv_backend_fd(&RT(rt)->main->loop
 
 int parx_backend_timeout(parx_runtime *prt) {
   px_vm *vm = RT(prt)->main;
-  if (vm->ready_head || vm->wakes_head) return 0;
+  if (vm->ready_head || vm->wakes_head || __atomic_load_n(&vm->inbox_head, __ATOMIC_SEQ_CST)) return 0;
   uv_ref((uv_handle_t *)&vm->async); /* posts must wake the host's poll */
   int t = uv_backend_timeout(&vm->loop);
   uv_unref((uv_handle_t *)&vm->async);

@@ -84,6 +84,8 @@ struct px_vm {
   int inline_depth;       /* nested px_sched_run_inline calls */
   int in_uv_run;          /* inside uv_run: local wakes uv_stop it */
   atomic_int idle_flag;   /* 1: counted out of rt->pending (vm.c) */
+  atomic_int asleep;      /* blocked in its loop (or its host polls): posts
+                             must uv_async_send (vm.c) */
   atomic_int sleeping;    /* worker about to block or blocked in its loop */
   int hook_ref;           /* pending injected error for the count hook */
   int cancelled_ref;      /* the CANCELLED error object (task.lua) */

@@ -101,7 +101,12 @@ void px_vm_post(px_vm *vm, px_wait *w) {
   else __atomic_store_n(&vm->inbox_head, w, __ATOMIC_RELEASE);
   vm->inbox_tail = w;
   pthread_mutex_unlock(&vm->inbox_lock);
-  uv_async_send(&vm->async);
+  /* A VM that is running or spinning drains its inbox by itself; only one
+   * that sleeps in its loop needs the eventfd write (a syscall, and the
+   * other thread's epoll wake-up).  Pairs with block(): either it sees the
+   * post before sleeping, or this sees it asleep. */
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load(&vm->asleep)) uv_async_send(&vm->async);
 }
 
 void px_wake(px_wait *w) {
@@ -204,6 +209,11 @@ static void run_loop(px_vm *vm, uv_run_mode mode) {
 }
 
 static void block(px_vm *vm) {
+  atomic_store(&vm->asleep, 1);
+  if (__atomic_load_n(&vm->inbox_head, __ATOMIC_SEQ_CST)) {
+    atomic_store(&vm->asleep, 0);
+    return;
+  }
   if (!uv_loop_alive(&vm->loop)) {
     uv_ref((uv_handle_t *)&vm->async);
     run_loop(vm, UV_RUN_ONCE);
@@ -211,6 +221,33 @@ static void block(px_vm *vm) {
   } else {
     run_loop(vm, UV_RUN_ONCE);
   }
+  atomic_store(&vm->asleep, 0);
+}
+
+/* One step for a host driving the main VM (parx_step). */
+static int step(px_vm *vm, int mode) {
+  px_runtime *rt = vm->rt;
+  drain_inbox(vm);
+  px_sched_run_ready(vm);
+  if (mode == PX_DRIVE_STEP && !has_work(vm) && uv_loop_alive(&vm->loop)) {
+    atomic_store(&vm->asleep, 1); /* it may block: posts must wake it */
+    if (!__atomic_load_n(&vm->inbox_head, __ATOMIC_SEQ_CST)) run_loop(vm, UV_RUN_ONCE);
+    atomic_store(&vm->asleep, 0);
+  } else {
+    run_loop(vm, UV_RUN_NOWAIT);
+  }
+  drain_inbox(vm);
+  px_sched_run_ready(vm);
+  if (has_work(vm) || loop_busy(vm)) return 1;
+  /* Nothing here can progress on its own: count this VM out so the host
+   * can wait on the backend fd for a post.  If that makes the whole
+   * runtime quiet, parked tasks can never wake: say so with -1. */
+  if (become_idle(vm)) {
+    atomic_store(&vm->idle_flag, 0);
+    atomic_fetch_add(&rt->pending, 1);
+    return vm->ntasks > 0 ? -1 : 0;
+  }
+  return 1;
 }
 
 /*
@@ -232,22 +269,15 @@ int px_vm_drive(px_vm *vm, int mode, int (*done)(px_vm *, void *), void *arg) {
     atomic_fetch_add(&rt->pending, 1);
   }
   if (mode == PX_DRIVE_STEP || mode == PX_DRIVE_STEP_NOWAIT) {
-    drain_inbox(vm);
-    px_sched_run_ready(vm);
-    run_loop(vm, (mode == PX_DRIVE_STEP && !has_work(vm)) ? UV_RUN_ONCE : UV_RUN_NOWAIT);
-    drain_inbox(vm);
-    px_sched_run_ready(vm);
-    if (has_work(vm) || loop_busy(vm)) return 1;
-    /* Nothing here can progress on its own: count this VM out so the host
-     * can wait on the backend fd for a post.  If that makes the whole
-     * runtime quiet, parked tasks can never wake: say so with -1. */
-    if (become_idle(vm)) {
-      atomic_store(&vm->idle_flag, 0);
-      atomic_fetch_add(&rt->pending, 1);
-      return vm->ntasks > 0 ? -1 : 0;
-    }
-    return 1;
+    /* Between steps the host, not this VM, waits: posts must write the
+     * eventfd it polls (asleep stays set outside parx_step). */
+    atomic_store(&vm->asleep, 0);
+    int more = step(vm, mode);
+    atomic_store(&vm->asleep, 1);
+    if (__atomic_load_n(&vm->inbox_head, __ATOMIC_SEQ_CST) && more == 0) more = 1;
+    return more;
   }
+  atomic_store(&vm->asleep, 0);
   for (;;) {
     drain_inbox(vm);
     px_sched_run_ready(vm);
