@@ -124,7 +124,15 @@ void px_handle_finish(px_handle *h, px_task *t, int status) {
     if (px_marshal(co, 1, n, &h->result) != 0) {
       /* The results (or the error value) cannot cross: report that. */
       const char *why = lua_tostring(co, -1);
-      lua_pushfstring(co, "%s%s", state == PX_H_FAILED ? "task failed with an error that " : "task results: ", why ? why : "?");
+      if (!why) why = "?";
+      /* The marshaller names what it was given ("argument #1"): say what
+       * that was here. */
+      if (state == PX_H_FAILED)
+        lua_pushfstring(co, "task failed and its error cannot be sent back: %s",
+                        luaL_gsub(co, why, "argument #1", "the error value"));
+      else
+        lua_pushfstring(co, "task results cannot be sent back: %s",
+                        luaL_gsub(co, why, "argument #", "result #"));
       px_msg_free(&h->result);
       px_msg_init(&h->result);
       px_marshal(co, -1, 1, &h->result);
