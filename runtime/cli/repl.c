@@ -224,6 +224,10 @@ static void evaluate(repl *r) {
     }
     running_code = 0;
     lua_sethook(r->L, NULL, 0, 0);
+    /* A Ctrl-C that arrived while the chunk ran was spent on it: it must
+     * not also abandon the next line (that reset raced with type-ahead
+     * and could leave libedit mid-line, so a later Ctrl-D was not EOF). */
+    interrupted = 0;
   }
   if (result == PARX_EXIT) {
     r->exit_code = parx_exit_code(r->rt);
