@@ -73,7 +73,6 @@ struct px_vm {
   uv_async_t async;   /* unreferenced; wakes the loop for the inbox */
   pthread_t thread;       /* the thread driving this VM now */
   pthread_t os_thread;    /* a worker's own thread, for joining */
-  int has_thread;
 
   /* Scheduler (VM thread only). */
   px_task *ready_head, *ready_tail;
@@ -130,7 +129,6 @@ struct px_runtime {
   atomic_int exit_code;
   atomic_int exit_requested;
   int deadlocked;
-  int main_ref;           /* arg table etc. are set directly on main L */
   atomic_long seq;
 
   /* The search paths of the last VM that sent code (paths.c). */
@@ -169,7 +167,6 @@ void px_sched_report(px_vm *vm, luaL_Buffer *b);
 void px_runtime_push_job(px_runtime *rt, px_job *job);
 px_job *px_runtime_take_job(px_runtime *rt);
 int px_runtime_unqueue_job(px_runtime *rt, px_job *job);
-void px_runtime_quiescent_check(px_runtime *rt, px_vm *vm); /* on idle */
 void px_runtime_start_workers(px_runtime *rt);
 void px_runtime_set_error(px_runtime *rt, const char *msg);
 px_runtime *px_runtime_new(int workers, int deadlock_check, const char *trace_path);

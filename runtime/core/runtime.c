@@ -49,7 +49,6 @@ void px_runtime_start_workers(px_runtime *rt) {
         atomic_fetch_sub(&rt->pending, 1);
         break;
       }
-      vm->has_thread = 1;
       rt->threads[n] = vm->os_thread;
       rt->workers[n++] = vm;
     }

@@ -143,7 +143,6 @@ void px_handle_finish(px_handle *h, px_task *t, int status) {
       h->errmsg = strdup(msg ? msg : luaL_typename(co, -1));
     }
   }
-  lua_settop(co, lua_gettop(co)); /* results stay for local joiners */
   pthread_mutex_lock(&h->lock);
   h->state = state;
   h->task = NULL;
