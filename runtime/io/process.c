@@ -25,74 +25,14 @@
  * in exec kills the child the same way; one cancelled in spawn's wait or
  * read only stops waiting.
  */
-#include <signal.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
-#include "../core/px.h"
-#include "signals.h"
+#include "process.h"
 
 extern char **environ;
-
-#define PROC_META "parx.process"
-#define HIGH_WATER (64 * 1024)
-#define READ_SIZE (64 * 1024)
-
-enum { STDIO_IGNORE, STDIO_PIPE, STDIO_INHERIT };
-enum { READ_CHUNK, READ_N, READ_LINE, READ_ALL };
-
-typedef struct proc proc;
-
-typedef struct pipe_end {
-  uv_pipe_t pipe; /* first member: a uv_stream_t * is a pipe_end * */
-  proc *p;
-  int mode;       /* STDIO_* */
-  int open;       /* initialised and not (being) closed */
-  int eof;        /* read side: no more data will come */
-  int err;        /* read error (< 0) that ended the data */
-  int reading;    /* uv_read_start is active */
-  char *buf;
-  size_t start, len, cap; /* unread data: buf[start, len) */
-  px_wait wait;   /* the parked reader */
-  int waiting;    /* a reader is parked, or woken and not yet delivered */
-  int woken;
-  int read_mode;
-  size_t want;
-} pipe_end;
-
-struct proc {
-  uv_process_t handle;
-  uv_timer_t timer;
-  pipe_end io[3];
-  uv_loop_t *loop;
-  int open_handles;  /* handles whose close callback has not run yet */
-  int timer_open;
-  int exited;
-  int64_t status;
-  int term_signal;
-  int timed_out;
-  double timeout;
-  int capture;       /* exec: read all, complete on exit + EOFs */
-  int lua_gone;      /* no userdata refers to it (exec, or collected) */
-  px_wait exit_wait;
-  int exit_waiting;  /* a task is parked on exit, or woken, not delivered */
-  int exit_woken;
-  char *cmd;
-};
-
-typedef struct write_op {
-  px_wait wait; /* first member */
-  uv_write_t req;
-  int state;    /* 0 running, 1 woken, 2 cancelled */
-  int status;
-  char data[];
-} write_op;
 
 /* ------------------------------------------------------------------------
  * Lifetime.
  * ---------------------------------------------------------------------- */
-static void proc_maybe_free(proc *p) {
+void px_proc_maybe_free(proc *p) {
   if (!p->lua_gone || p->open_handles > 0 || p->exit_waiting) return;
   for (int i = 0; i < 3; i++)
     if (p->io[i].waiting) return;
@@ -101,160 +41,35 @@ static void proc_maybe_free(proc *p) {
   free(p);
 }
 
-static void close_cb(uv_handle_t *h) {
+void px_proc_close_cb(uv_handle_t *h) {
   proc *p = h->data;
   p->open_handles--;
-  proc_maybe_free(p);
+  px_proc_maybe_free(p);
 }
 
-static void pipe_update(pipe_end *e);
-
 /* Close a pipe; a reader waiting on it sees the end of the data. */
-static void pipe_close(pipe_end *e) {
+void px_proc_pipe_close(pipe_end *e) {
   if (!e->open) return;
   e->open = 0;
   e->eof = 1;
   e->reading = 0;
-  uv_close((uv_handle_t *)&e->pipe, close_cb);
-  pipe_update(e);
+  uv_close((uv_handle_t *)&e->pipe, px_proc_close_cb);
+  px_proc_pipe_update(e);
 }
 
 static void timer_close(proc *p) {
   if (!p->timer_open) return;
   p->timer_open = 0;
   uv_timer_stop(&p->timer);
-  uv_close((uv_handle_t *)&p->timer, close_cb);
+  uv_close((uv_handle_t *)&p->timer, px_proc_close_cb);
 }
 
 /* exec completes when the child is gone and its output is complete. */
-static void check_exit(proc *p) {
+void px_proc_check_exit(proc *p) {
   if (!p->exited || !p->exit_waiting || p->exit_woken) return;
   if (p->capture && !p->timed_out && !(p->io[1].eof && p->io[2].eof)) return;
   p->exit_woken = 1;
   px_wake(&p->exit_wait);
-}
-
-/* ------------------------------------------------------------------------
- * Reading.
- * ---------------------------------------------------------------------- */
-static size_t buffered(const pipe_end *e) { return e->len - e->start; }
-
-static int satisfied(const pipe_end *e) {
-  if (e->eof) return 1;
-  switch (e->read_mode) {
-  case READ_CHUNK: return buffered(e) > 0;
-  case READ_N: return buffered(e) >= e->want;
-  case READ_LINE: return buffered(e) > 0 && memchr(e->buf + e->start, '\n', buffered(e)) != NULL;
-  default: return 0; /* READ_ALL waits for EOF */
-  }
-}
-
-static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b) {
-  pipe_end *e = (pipe_end *)h;
-  if (e->start == e->len) e->start = e->len = 0;
-  if (e->cap - e->len < READ_SIZE && e->start > 0) {
-    memmove(e->buf, e->buf + e->start, e->len - e->start);
-    e->len -= e->start;
-    e->start = 0;
-  }
-  if (e->cap - e->len < READ_SIZE) {
-    size_t cap = e->cap * 2 > e->len + READ_SIZE ? e->cap * 2 : e->len + READ_SIZE;
-    char *nb = realloc(e->buf, cap);
-    if (nb == NULL) {
-      *b = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS */
-      return;
-    }
-    e->buf = nb;
-    e->cap = cap;
-  }
-  *b = uv_buf_init(e->buf + e->len, (unsigned)(e->cap - e->len));
-}
-
-static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
-  pipe_end *e = (pipe_end *)s;
-  proc *p = e->p;
-  if (n > 0) {
-    e->len += (size_t)n;
-  } else if (n < 0) {
-    if (n != UV_EOF) e->err = (int)n;
-    pipe_close(e); /* sets eof, wakes a reader */
-  }
-  pipe_update(e);
-  if (p->capture) check_exit(p);
-}
-
-/* Wake a reader whose condition holds; read only while someone wants the
- * data (capture mode, a parked reader, or less than HIGH_WATER buffered). */
-static void pipe_update(pipe_end *e) {
-  if (e->waiting && !e->woken && satisfied(e)) {
-    e->woken = 1;
-    px_wake(&e->wait);
-  }
-  if (!e->open) return;
-  int want = e->p->capture || (e->waiting && !e->woken) || buffered(e) < HIGH_WATER;
-  if (want && !e->reading) {
-    if (uv_read_start((uv_stream_t *)&e->pipe, alloc_cb, read_cb) == 0) e->reading = 1;
-  } else if (!want && e->reading) {
-    uv_read_stop((uv_stream_t *)&e->pipe);
-    e->reading = 0;
-  }
-}
-
-/* Cut the result of a read in mode/want out of the buffer onto L. */
-static int take_data(lua_State *L, pipe_end *e, int mode, size_t want) {
-  size_t have = buffered(e);
-  const char *data = e->buf ? e->buf + e->start : "";
-  size_t n = 0, skip = 0;
-  switch (mode) {
-  case READ_CHUNK: n = have; break;
-  case READ_N: n = have < want ? have : want; break;
-  case READ_LINE: {
-    const char *nl = memchr(data, '\n', have);
-    if (nl) {
-      n = (size_t)(nl - data);
-      skip = 1;
-    } else {
-      n = have;
-    }
-    break;
-  }
-  default: /* READ_ALL: everything, "" at the end like io.read("a") */
-    lua_pushlstring(L, data, have);
-    e->start = e->len;
-    return 1;
-  }
-  if (n == 0 && skip == 0) {
-    if (e->err < 0 && have == 0) return px_push_error(L, e->err, NULL);
-    lua_pushnil(L);
-    return 1;
-  }
-  lua_pushlstring(L, data, n);
-  e->start += n + skip;
-  return 1;
-}
-
-static int reader_deliver(lua_State *co, px_wait *w) {
-  pipe_end *e = (pipe_end *)((char *)w - offsetof(pipe_end, wait));
-  int n = take_data(co, e, e->read_mode, e->want);
-  e->waiting = e->woken = 0;
-  pipe_update(e);
-  proc_maybe_free(e->p);
-  return n;
-}
-
-static void reader_discard(px_wait *w) {
-  pipe_end *e = (pipe_end *)((char *)w - offsetof(pipe_end, wait));
-  e->waiting = e->woken = 0;
-  pipe_update(e);
-  proc_maybe_free(e->p);
-}
-
-static int reader_cancel(px_wait *w) {
-  pipe_end *e = (pipe_end *)((char *)w - offsetof(pipe_end, wait));
-  if (e->woken) return 0;
-  e->waiting = 0;
-  pipe_update(e);
-  return 1;
 }
 
 /* ------------------------------------------------------------------------
@@ -265,9 +80,9 @@ static void exit_cb(uv_process_t *h, int64_t status, int term_signal) {
   p->exited = 1;
   p->status = status;
   p->term_signal = term_signal;
-  uv_close((uv_handle_t *)&p->handle, close_cb);
+  uv_close((uv_handle_t *)&p->handle, px_proc_close_cb);
   timer_close(p);
-  check_exit(p);
+  px_proc_check_exit(p);
 }
 
 static void timeout_cb(uv_timer_t *t) {
@@ -278,8 +93,8 @@ static void timeout_cb(uv_timer_t *t) {
   uv_process_kill(&p->handle, SIGKILL);
   if (p->capture) {
     /* A grandchild may hold the pipes open; the output is discarded. */
-    pipe_close(&p->io[1]);
-    pipe_close(&p->io[2]);
+    px_proc_pipe_close(&p->io[1]);
+    px_proc_pipe_close(&p->io[2]);
   }
 }
 
@@ -305,13 +120,13 @@ static int exec_deliver(lua_State *co, px_wait *w) {
     }
     for (int i = 1; i <= 2; i++) {
       pipe_end *e = &p->io[i];
-      lua_pushlstring(co, e->buf ? e->buf + e->start : "", buffered(e));
+      lua_pushlstring(co, e->buf ? e->buf + e->start : "", px_proc_buffered(e));
       lua_setfield(co, -2, i == 1 ? "stdout" : "stderr");
     }
     n = 1;
   }
   p->exit_waiting = p->exit_woken = 0;
-  proc_maybe_free(p);
+  px_proc_maybe_free(p);
   return n;
 }
 
@@ -328,7 +143,7 @@ static int wait_deliver(lua_State *co, px_wait *w) {
 static void exit_discard(px_wait *w) {
   proc *p = (proc *)((char *)w - offsetof(proc, exit_wait));
   p->exit_waiting = p->exit_woken = 0;
-  proc_maybe_free(p);
+  px_proc_maybe_free(p);
 }
 
 /* exec's task was cancelled: the child is not wanted any more. */
@@ -338,7 +153,7 @@ static int exec_cancel(px_wait *w) {
   p->exit_waiting = 0;
   if (!p->exited) uv_process_kill(&p->handle, SIGKILL);
   timer_close(p);
-  for (int i = 0; i < 3; i++) pipe_close(&p->io[i]);
+  for (int i = 0; i < 3; i++) px_proc_pipe_close(&p->io[i]);
   return 1;
 }
 
@@ -539,8 +354,8 @@ static proc *start(lua_State *L, int capture, const char **stdin_data, size_t *s
   int rc = uv_spawn(p->loop, &p->handle, &o);
   p->open_handles++; /* uv_spawn initialised the handle even on failure */
   if (rc < 0) {
-    uv_close((uv_handle_t *)&p->handle, close_cb);
-    for (int i = 0; i < 3; i++) pipe_close(&p->io[i]);
+    uv_close((uv_handle_t *)&p->handle, px_proc_close_cb);
+    for (int i = 0; i < 3; i++) px_proc_pipe_close(&p->io[i]);
     px_push_error(L, rc, cmd);
     return NULL;
   }
@@ -552,7 +367,7 @@ static proc *start(lua_State *L, int capture, const char **stdin_data, size_t *s
     uint64_t ms = (uint64_t)(timeout * 1000.0 + 0.999);
     uv_timer_start(&p->timer, timeout_cb, ms, 0);
   }
-  for (int i = 1; i <= 2; i++) pipe_update(&p->io[i]); /* start reading */
+  for (int i = 1; i <= 2; i++) px_proc_pipe_update(&p->io[i]); /* start reading */
   return p;
 }
 
@@ -562,7 +377,7 @@ static proc *start(lua_State *L, int capture, const char **stdin_data, size_t *s
 static void exec_stdin_cb(uv_write_t *req, int status) {
   proc *p = req->data;
   free(req);
-  pipe_close(&p->io[0]);
+  px_proc_pipe_close(&p->io[0]);
 }
 
 static int proc_exec(lua_State *L) {
@@ -591,7 +406,7 @@ static int proc_exec(lua_State *L) {
       rc = uv_write(req, (uv_stream_t *)&p->io[0].pipe, &b, 1, exec_stdin_cb);
       if (rc < 0) free(req);
     }
-    if (rc < 0) pipe_close(&p->io[0]);
+    if (rc < 0) px_proc_pipe_close(&p->io[0]);
   }
   return px_park(L, &p->exit_wait);
 }
@@ -614,175 +429,14 @@ static int proc_spawn(lua_State *L) {
   return 1;
 }
 
-static proc *check_proc(lua_State *L) {
+proc *px_proc_check(lua_State *L) {
   proc **box = luaL_checkudata(L, 1, PROC_META);
   if (*box == NULL) luaL_argerror(L, 1, "process object is gone");
   return *box;
 }
 
-static pipe_end *check_pipe(lua_State *L, proc *p, int idx, int want_read) {
-  int i = (int)luaL_checkinteger(L, idx);
-  luaL_argcheck(L, i >= 0 && i <= 2 && (i == 0) != want_read, idx, "bad stream index");
-  pipe_end *e = &p->io[i];
-  if (e->mode != STDIO_PIPE)
-    luaL_error(L, "%s is not a pipe (opts.%s was not \"pipe\")",
-               i == 0 ? "stdin" : i == 1 ? "stdout" : "stderr",
-               i == 0 ? "stdin" : i == 1 ? "stdout" : "stderr");
-  return e;
-}
-
-/* p:read(i, what): what is nil (whatever is available), a byte count,
- * "l" (a line without its "\n") or "a" (all until EOF).  nil at EOF. */
-static int proc_read(lua_State *L) {
-  proc *p = check_proc(L);
-  pipe_end *e = check_pipe(L, p, 2, 1);
-  int mode = READ_CHUNK;
-  size_t want = 0;
-  if (lua_type(L, 3) == LUA_TNUMBER) {
-    lua_Number n = lua_tonumber(L, 3);
-    luaL_argcheck(L, n >= 1 && n <= (lua_Number)(1u << 31), 3, "size must be between 1 and 2^31");
-    mode = READ_N;
-    want = (size_t)n;
-  } else if (lua_type(L, 3) == LUA_TSTRING) {
-    const char *s = lua_tostring(L, 3);
-    if (*s == '*') s++;
-    if (*s == 'l') mode = READ_LINE;
-    else if (*s == 'a') mode = READ_ALL;
-    else luaL_argerror(L, 3, "invalid format (expected a size, \"l\" or \"a\")");
-  } else if (!lua_isnoneornil(L, 3)) {
-    luaL_argerror(L, 3, "invalid format (expected a size, \"l\" or \"a\")");
-  }
-  if (e->waiting) luaL_error(L, "another task is already reading this pipe");
-  e->read_mode = mode;
-  e->want = want;
-  if (satisfied(e)) {
-    int n = take_data(L, e, mode, want);
-    pipe_update(e);
-    return n;
-  }
-  memset(&e->wait, 0, sizeof e->wait);
-  e->wait.what = "process pipe read";
-  e->wait.deliver = reader_deliver;
-  e->wait.discard = reader_discard;
-  e->wait.cancel = reader_cancel;
-  px_wait_prepare(L, &e->wait);
-  e->waiting = 1;
-  e->woken = 0;
-  pipe_update(e);
-  return px_park(L, &e->wait);
-}
-
-static void write_cb(uv_write_t *req, int status) {
-  write_op *op = req->data;
-  if (op->state == 2) {
-    free(op);
-    return;
-  }
-  op->status = status;
-  op->state = 1;
-  px_wake(&op->wait);
-}
-
-static int write_deliver(lua_State *co, px_wait *w) {
-  write_op *op = (write_op *)w;
-  int n;
-  if (op->status < 0) {
-    n = px_push_error(co, op->status, "stdin");
-  } else {
-    lua_pushboolean(co, 1);
-    n = 1;
-  }
-  free(op);
-  return n;
-}
-
-static void write_discard(px_wait *w) { free(w); }
-
-static int write_cancel(px_wait *w) {
-  write_op *op = (write_op *)w;
-  if (op->state == 1) return 0;
-  op->state = 2; /* the write goes on; write_cb frees */
-  return 1;
-}
-
-/* p:write(data) -> true: parks until the child's pipe took all of it. */
-static int proc_write(lua_State *L) {
-  proc *p = check_proc(L);
-  size_t len;
-  const char *data = luaL_checklstring(L, 2, &len);
-  pipe_end *e = &p->io[0];
-  if (e->mode != STDIO_PIPE) luaL_error(L, "stdin is not a pipe (opts.stdin was not \"pipe\")");
-  if (!e->open) return px_push_error(L, UV_EPIPE, "stdin is closed");
-  if (len == 0) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  /* Most writes fit in the pipe: no park, no copy. */
-  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-  int n = uv_try_write((uv_stream_t *)&e->pipe, &b, 1);
-  if (n == (int)len) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  if (n < 0 && n != UV_EAGAIN) return px_push_error(L, n, "stdin");
-  size_t done = n > 0 ? (size_t)n : 0;
-  px_wait bound;
-  memset(&bound, 0, sizeof bound);
-  px_wait_prepare(L, &bound);
-  write_op *op = malloc(sizeof *op + (len - done));
-  if (op == NULL) return luaL_error(L, "not enough memory");
-  memset(op, 0, sizeof *op);
-  op->wait = bound;
-  op->wait.what = "process stdin write";
-  op->wait.deliver = write_deliver;
-  op->wait.discard = write_discard;
-  op->wait.cancel = write_cancel;
-  memcpy(op->data, data + done, len - done);
-  op->req.data = op;
-  b = uv_buf_init(op->data, (unsigned)(len - done));
-  int rc = uv_write(&op->req, (uv_stream_t *)&e->pipe, &b, 1, write_cb);
-  if (rc < 0) {
-    free(op);
-    return px_push_error(L, rc, "stdin");
-  }
-  return px_park(L, &op->wait);
-}
-
-static void shutdown_cb(uv_shutdown_t *req, int status) {
-  pipe_end *e = req->data;
-  free(req);
-  if (!uv_is_closing((uv_handle_t *)&e->pipe))
-    uv_close((uv_handle_t *)&e->pipe, close_cb);
-}
-
-/* p:close(i) -> true: closes one pipe.  stdin is closed after the writes
- * already queued, so the child reads everything and then EOF. */
-static int proc_close_pipe(lua_State *L) {
-  proc *p = check_proc(L);
-  int i = (int)luaL_checkinteger(L, 2);
-  luaL_argcheck(L, i >= 0 && i <= 2, 2, "bad stream index");
-  pipe_end *e = &p->io[i];
-  if (e->open && i == 0) {
-    uv_shutdown_t *req = malloc(sizeof *req);
-    if (req != NULL) {
-      req->data = e;
-      if (uv_shutdown(req, (uv_stream_t *)&e->pipe, shutdown_cb) == 0) {
-        e->open = 0; /* the shutdown callback closes the handle */
-        e->eof = 1;
-        lua_pushboolean(L, 1);
-        return 1;
-      }
-      free(req);
-    }
-  }
-  pipe_close(e);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-/* p:wait() -> status, signal (nil when it exited by itself). */
 static int proc_wait(lua_State *L) {
-  proc *p = check_proc(L);
+  proc *p = px_proc_check(L);
   if (p->exited) {
     if (p->timed_out) return push_timeout(L, p);
     lua_pushnumber(L, (double)p->status);
@@ -804,7 +458,7 @@ static int proc_wait(lua_State *L) {
 
 /* p:kill([sig = "term"]) -> true, or nil, "ESRCH: ..." once it exited. */
 static int proc_kill(lua_State *L) {
-  proc *p = check_proc(L);
+  proc *p = px_proc_check(L);
   int sig = px_signal_check(L, 2, SIGTERM);
   if (p->exited) return px_push_error(L, UV_ESRCH, p->cmd);
   int rc = uv_process_kill(&p->handle, sig);
@@ -814,13 +468,13 @@ static int proc_kill(lua_State *L) {
 }
 
 static int proc_pid(lua_State *L) {
-  proc *p = check_proc(L);
+  proc *p = px_proc_check(L);
   lua_pushinteger(L, p->handle.pid);
   return 1;
 }
 
 static int proc_exited(lua_State *L) {
-  proc *p = check_proc(L);
+  proc *p = px_proc_check(L);
   lua_pushboolean(L, p->exited);
   return 1;
 }
@@ -834,13 +488,13 @@ static int proc_gc(lua_State *L) {
   if (p == NULL) return 0;
   *box = NULL;
   p->lua_gone = 1;
-  for (int i = 0; i < 3; i++) pipe_close(&p->io[i]);
-  proc_maybe_free(p);
+  for (int i = 0; i < 3; i++) px_proc_pipe_close(&p->io[i]);
+  px_proc_maybe_free(p);
   return 0;
 }
 
 static const luaL_Reg proc_methods[] = {
-  {"read", proc_read},   {"write", proc_write}, {"close", proc_close_pipe},
+  {"read", px_proc_read},   {"write", px_proc_write}, {"close", px_proc_close_pipe},
   {"wait", proc_wait},   {"kill", proc_kill},   {"pid", proc_pid},
   {"exited", proc_exited}, {NULL, NULL}};
 
@@ -884,3 +538,4 @@ int px_open_process(lua_State *L) {
   luaL_register(L, NULL, proc_funcs);
   return 1;
 }
+
