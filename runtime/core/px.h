@@ -62,6 +62,24 @@ const char *px_err_name(int err);
 int px_push_error(lua_State *L, int err, const char *detail);
 
 /* ------------------------------------------------------------------------
+ * Protected entry into Lua.  Every call from C into Lua that is not already
+ * inside a protected frame (a loop callback, a wait's deliver, a job's
+ * unmarshal, the embedding API, the REPL) goes through one of these, never
+ * a bare lua_call: an error there (a failing __gc, out of memory, a
+ * replaced standard global) comes back as a status, never unwinds through
+ * C frames of libuv or pthreads and never reaches the panic handler.
+ * ---------------------------------------------------------------------- */
+/* lua_pcall of the function below its nargs arguments, with px_traceback
+ * as message handler (a string error gets the traceback appended).
+ * Returns 0, or a LUA_ERR* status with the error value in place of the
+ * function and its arguments. */
+int px_pcall(lua_State *L, int nargs, int nresults);
+/* Run fn(L) protected, with ud as its one (light userdata) argument;
+ * returns 0 with fn's nresults results on the stack (LUA_MULTRET: all),
+ * or a LUA_ERR* status with the error value on top. */
+int px_cpcall(lua_State *L, lua_CFunction fn, void *ud, int nresults);
+
+/* ------------------------------------------------------------------------
  * VMs.  px_vm_of(L) works for the VM's main state and every coroutine in it.
  * ---------------------------------------------------------------------- */
 px_vm *px_vm_of(lua_State *L);

@@ -27,6 +27,21 @@ int px_traceback(lua_State *L) {
   return 1; /* non-string error objects pass through untouched */
 }
 
+int px_pcall(lua_State *L, int nargs, int nresults) {
+  int base = lua_gettop(L) - nargs; /* the function's slot */
+  lua_pushcfunction(L, px_traceback);
+  lua_insert(L, base);
+  int status = lua_pcall(L, nargs, nresults, base);
+  lua_remove(L, base);
+  return status;
+}
+
+int px_cpcall(lua_State *L, lua_CFunction fn, void *ud, int nresults) {
+  lua_pushcfunction(L, fn);
+  lua_pushlightuserdata(L, ud);
+  return px_pcall(L, 1, nresults);
+}
+
 static int load_luamod(lua_State *L) {
   const px_luamod *m = lua_touserdata(L, lua_upvalueindex(1));
   char chunkname[128];
