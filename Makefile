@@ -337,7 +337,7 @@ help::
 # build directory) in one run, each printing its peers side by side with
 # ratios.  BENCH="pool chan" runs only scripts/bench/pool.sh and chan.sh.
 # A driver that fails is reported and the others still run.
-BENCH_DRIVERS = $(if $(BENCH),$(patsubst %,scripts/bench/%.sh,$(BENCH)),$(sort $(wildcard scripts/bench/*.sh)))
+BENCH_DRIVERS = $(if $(BENCH),$(patsubst %,scripts/bench/%.sh,$(BENCH)),$(filter-out scripts/bench/versus.sh,$(sort $(wildcard scripts/bench/*.sh))))
 .PHONY: bench
 bench: all
 	$(Q)status=0; for d in $(BENCH_DRIVERS); do \
@@ -345,8 +345,15 @@ bench: all
 	  $$run $(BUILD) || { echo "!! $$d failed" >&2; status=1; }; \
 	done; exit $$status
 
+# `make bench-versus OLD=/path/to/old/build`: this build against an earlier
+# one, every parx workload of the tables, interleaved (scripts/bench/versus.sh).
+.PHONY: bench-versus
+bench-versus: all
+	$(Q)scripts/bench/versus.sh $(or $(OLD),$(error OLD=old-build-dir is required)) $(BUILD)
+
 help::
 	@echo "make bench      run every scripts/bench/*.sh driver (BENCH=\"pool chan\" for some)"
+	@echo "make bench-versus OLD=dir  this build against an earlier build, as speed ratios"
 
 # parx.array: JIT loop over a.data vs the same loop in C at -O2.
 .PHONY: bench-array
