@@ -70,10 +70,20 @@ function M.gather(...)
   return unpack(out, 1, n)
 end
 
+-- A timeout in seconds, checked as px_timeout_ms does (runtime/core/px.h):
+-- nil or math.huge = no limit, NaN raises, negative counts as 0.
+local function check_timeout(v, fname)
+  if v == nil then return nil end
+  if type(v) ~= "number" then error(fname .. ": timeout must be a number", 3) end
+  if v ~= v then error(fname .. ": timeout is NaN (use math.huge for no limit)", 3) end
+  return v
+end
+
 -- wait(tasks, {timeout = s, any = bool}) -> done, pending (lists of tasks)
 function M.wait(tasks, opts)
   opts = opts or {}
-  local deadline = opts.timeout and (c.now() + opts.timeout)
+  local timeout = check_timeout(opts.timeout, "parx.wait")
+  local deadline = timeout and (c.now() + timeout)
   local done, pending = {}, {}
   for i = 1, #tasks do pending[i] = tasks[i] end
   while #pending > 0 do
@@ -90,7 +100,7 @@ end
 function M.as_completed(tasks, opts)
   local pending = {}
   for i = 1, #tasks do pending[i] = tasks[i] end
-  local timeout = opts and opts.timeout
+  local timeout = check_timeout(opts and opts.timeout, "parx.as_completed")
   local deadline = timeout and (c.now() + timeout)
   return function()
     if #pending == 0 then return nil end
@@ -103,6 +113,7 @@ end
 -- timeout(seconds, fn, ...) -> fn's results, or nil, "timeout" (fn is
 -- then cancelled).  fn runs as an async task of this VM.
 function M.timeout(seconds, fn, ...)
+  check_timeout(seconds, "parx.timeout")
   local t = c.async(fn, ...)
   if wait_any({t}, seconds) == nil then
     t:cancel()

@@ -154,6 +154,26 @@ px_task *px_task_current(lua_State *L);
 void px_check_can_park(lua_State *L);
 
 /* ------------------------------------------------------------------------
+ * Timeouts.  Every API that takes a timeout in seconds turns it into whole
+ * milliseconds for a libuv timer with these, never with a bare cast (a
+ * double -> uint64_t conversion out of range is undefined: math.huge and
+ * 1e300 used to end at once).  The rule, the same everywhere:
+ *   - NaN is an error;
+ *   - a negative number counts as 0 (-math.huge too);
+ *   - math.huge, or any finite value too large for a timer (2^53 ms or
+ *     more, about 285,000 years), means no limit;
+ *   - otherwise the milliseconds rounded up (0.0001 s waits 1 ms).
+ * px_seconds_to_ms returns 1 with *ms set (a limit), 0 for no limit (*ms
+ * is then UINT64_MAX), or -1 for NaN (*ms untouched).  px_timeout_ms reads
+ * the argument at idx the same way: nil or none means no limit, NaN or a
+ * non-number raises luaL_argerror naming the argument.  A caller whose
+ * default is not "no limit" checks lua_isnoneornil first; an options
+ * field (opts.timeout) is pushed and read at -1.
+ * ---------------------------------------------------------------------- */
+int px_seconds_to_ms(double secs, uint64_t *ms);
+int px_timeout_ms(lua_State *L, int idx, uint64_t *ms);
+
+/* ------------------------------------------------------------------------
  * Shared objects: cross VMs by reference.
  *
  * A module embeds px_shared as the FIRST member of its object, registers its

@@ -268,9 +268,9 @@ static void joiner_timeout(uv_timer_t *t) {
   }
 }
 
-/* Park until one of the n handles at stack idx..idx+n-1 (or in the table
- * at idx when tbl) finishes, or timeout seconds (< 0: none). */
-static int join_park(lua_State *L, px_handle **hs, int n, int mode, double timeout) {
+/* Park until one of the n handles hs finishes, or for ms milliseconds
+ * when limited (px_timeout_ms). */
+static int join_park(lua_State *L, px_handle **hs, int n, int mode, int limited, uint64_t ms) {
   px_vm *vm = px_vm_of(L);
   px_check_can_park(L); /* raise before anything is allocated */
   px_joiner *jw = calloc(1, sizeof *jw + sizeof(px_jlink) * (size_t)n);
@@ -289,11 +289,10 @@ static int join_park(lua_State *L, px_handle **hs, int n, int mode, double timeo
     jw->links[i].index = i + 1;
     px_shared_retain(&hs[i]->hdr);
   }
-  if (timeout >= 0) {
+  if (limited) {
     uv_timer_init(px_vm_loop(vm), &jw->timer);
     jw->timer.data = jw;
     jw->has_timer = 1;
-    uint64_t ms = (uint64_t)ceil(timeout * 1000.0);
     uv_timer_start(&jw->timer, joiner_timeout, ms, 0);
   }
   for (int i = 0; i < n; i++) {
@@ -497,20 +496,14 @@ static int l_join(lua_State *L) {
   if (h->local && h->vm == vm && h->task && L == vm->current->co &&
       px_sched_run_inline(vm, h->task) && h->state >= PX_H_DONE)
     return push_outcome(L, h);
-  return join_park(L, &h, 1, JOIN_ONE, -1);
-}
-
-static double opt_timeout(lua_State *L, int idx) {
-  if (lua_isnoneornil(L, idx)) return -1;
-  double t = luaL_checknumber(L, idx);
-  if (t != t || t < 0) luaL_argerror(L, idx, "timeout must be a non-negative number");
-  return t;
+  return join_park(L, &h, 1, JOIN_ONE, 0, 0);
 }
 
 /* wait_any(list, timeout) -> index of a finished task, or nil on timeout */
 static int l_wait_any(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  double timeout = opt_timeout(L, 2);
+  uint64_t ms;
+  int limited = px_timeout_ms(L, 2, &ms);
   int n = (int)lua_objlen(L, 1);
   if (n == 0) return luaL_argerror(L, 1, "no tasks to wait for");
   px_handle *stackbuf[16];
@@ -535,7 +528,7 @@ static int l_wait_any(lua_State *L) {
       return 1;
     }
   }
-  if (timeout == 0) {
+  if (limited && ms == 0) {
     if (hs != stackbuf) free(hs);
     lua_pushnil(L);
     return 1;
@@ -547,7 +540,7 @@ static int l_wait_any(lua_State *L) {
     memcpy(copy, hs, sizeof(px_handle *) * (size_t)n);
     use = copy;
   }
-  int r = join_park(L, use, n, JOIN_ANY, timeout);
+  int r = join_park(L, use, n, JOIN_ANY, limited, ms);
   if (hs != stackbuf) free(hs);
   return r;
 }
@@ -614,22 +607,28 @@ static int sleeper_cancel(px_wait *w) {
   return 1;
 }
 
+/* sleep(seconds): nil is 0, math.huge parks with no timer (until
+ * cancelled); px_timeout_ms has the rule for NaN and negatives. */
 static int l_sleep(lua_State *L) {
-  double secs = luaL_optnumber(L, 1, 0);
-  if (secs != secs || secs < 0) return luaL_argerror(L, 1, "seconds must be a non-negative number");
+  uint64_t ms = 0;
+  int limited = lua_isnoneornil(L, 1) ? 1 : px_timeout_ms(L, 1, &ms);
   px_vm *vm = px_vm_of(L);
   if (!vm->current) return luaL_error(L, "cannot sleep here: not inside a parx task");
+  /* Before the allocation: a cancelled task raises here, and s would leak
+   * (the ~230 bytes per cancelled-then-sleeping task of issue 9). */
+  px_check_can_park(L);
   sleeper *s = calloc(1, sizeof *s);
   if (!s) return luaL_error(L, "out of memory");
   s->w.what = "sleep";
   s->w.deliver = sleeper_deliver;
   s->w.discard = sleeper_discard;
   s->w.cancel = sleeper_cancel;
-  px_check_can_park(L);
   uv_timer_init(px_vm_loop(vm), &s->timer);
   s->timer.data = s;
-  uv_update_time(px_vm_loop(vm));
-  uv_timer_start(&s->timer, sleeper_fire, (uint64_t)ceil(secs * 1000.0), 0);
+  if (limited) {
+    uv_update_time(px_vm_loop(vm));
+    uv_timer_start(&s->timer, sleeper_fire, ms, 0);
+  }
   return px_park(L, &s->w);
 }
 
