@@ -33,7 +33,8 @@ struct swaiter {
   swaiter *wake_next;     /* the waker's local list */
   px_sync *obj;           /* one reference while parked */
   int queued;             /* guarded by obj->lock */
-  long value;             /* barrier: this party's arrival number */
+  long value;             /* barrier: this party's arrival number;
+                             semaphore: the permits it waits for */
 };
 
 struct px_sync {
@@ -145,15 +146,25 @@ static void waiter_free(swaiter *w) {
   free(w);
 }
 
+/* Hand permits to the waiters at the head of a semaphore's queue while
+ * there are enough for the first one (lock held).  FIFO: a waiter that
+ * wants more permits than are free holds back the smaller requests behind
+ * it, so a large acquire(n) cannot starve (as Go's semaphore.Weighted). */
+static void sem_grant(px_sync *s, swaiter **wake) {
+  while (s->first && s->count >= s->first->value) {
+    s->count -= s->first->value;
+    grant_first(s, wake);
+  }
+}
+
 /* Pass on what a cancelled waiter was granted (lock held). */
 static void pass_on(px_sync *s, swaiter **wake) {
   if (s->kind == K_MUTEX) {
     swaiter *next = grant_first(s, wake);
     s->owner = next ? (void *)next->w.task : NULL;
-  } else if (s->kind == K_SEMAPHORE) {
-    if (!grant_first(s, wake)) s->count++;
   }
-  /* barrier, waitgroup: nothing was taken */
+  /* semaphore: the caller gives the permits back (sem_grant);
+   * barrier, waitgroup: nothing was taken */
 }
 
 static int w_deliver(lua_State *co, px_wait *pw) {
@@ -172,7 +183,12 @@ static void w_discard(px_wait *pw) {
   px_sync *s = w->obj;
   swaiter *wake = NULL;
   pthread_mutex_lock(&s->lock);
-  pass_on(s, &wake);
+  if (s->kind == K_SEMAPHORE) {
+    s->count += w->value; /* the permits it was granted */
+    sem_grant(s, &wake);
+  } else {
+    pass_on(s, &wake);
+  }
   pthread_mutex_unlock(&s->lock);
   wake_all(wake);
   waiter_free(w);
@@ -188,7 +204,11 @@ static int w_cancel(px_wait *pw) {
   }
   unlink_waiter(s, w);
   if (s->kind == K_BARRIER) s->count--; /* this party leaves the round */
+  /* A large request leaving the head may let smaller ones behind it go. */
+  swaiter *wake = NULL;
+  if (s->kind == K_SEMAPHORE) sem_grant(s, &wake);
   pthread_mutex_unlock(&s->lock);
+  wake_all(wake);
   waiter_free(w);
   return 1;
 }
@@ -290,19 +310,37 @@ static int mutex_locked(lua_State *L) {
 
 /* ---- semaphore ------------------------------------------------------------ */
 
+/* Permits are counted in a long; a count beyond 2^53 could not be read back
+ * exactly from Lua, so no request or total may exceed it. */
+#define SEM_MAX 9007199254740992.0
+
+/* The permit count at idx (default 1): an integer 1..2^53, or raise. */
+static long check_permits(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx)) return 1;
+  lua_Number n = luaL_checknumber(L, idx);
+  if (!(n >= 1 && n <= SEM_MAX) || n != floor(n))
+    luaL_argerror(L, idx, lua_pushfstring(L, "number of permits must be an integer "
+                                             "from 1 to 2^53, got %s",
+                                          lua_tostring(L, idx)));
+  return (long)n;
+}
+
+/* s:acquire([n]): take n permits (default 1), parking until n are free. */
 static int sem_acquire(lua_State *L) {
   px_sync *s = check_sync(L, K_SEMAPHORE);
+  long n = check_permits(L, 2);
   pthread_mutex_lock(&s->lock);
-  if (s->count > 0 && !s->first) {
-    s->count--;
+  if (s->count >= n && !s->first) {
+    s->count -= n;
     pthread_mutex_unlock(&s->lock);
     return 0;
   }
   pthread_mutex_unlock(&s->lock);
   swaiter *w = new_waiter(L, s, "semaphore acquire");
+  w->value = n;
   pthread_mutex_lock(&s->lock);
-  if (s->count > 0 && !s->first) {
-    s->count--;
+  if (s->count >= n && !s->first) {
+    s->count -= n;
     pthread_mutex_unlock(&s->lock);
     waiter_free(w);
     return 0;
@@ -312,24 +350,30 @@ static int sem_acquire(lua_State *L) {
   return px_park(L, &w->w);
 }
 
+/* s:try_acquire([n]) -> whether it took n permits (never parks). */
 static int sem_try_acquire(lua_State *L) {
   px_sync *s = check_sync(L, K_SEMAPHORE);
+  long n = check_permits(L, 2);
   pthread_mutex_lock(&s->lock);
-  int got = s->count > 0 && !s->first;
-  if (got) s->count--;
+  int got = s->count >= n && !s->first;
+  if (got) s->count -= n;
   pthread_mutex_unlock(&s->lock);
   lua_pushboolean(L, got);
   return 1;
 }
 
+/* s:release([n]): give back n permits (default 1). */
 static int sem_release(lua_State *L) {
   px_sync *s = check_sync(L, K_SEMAPHORE);
-  lua_Number n = luaL_optnumber(L, 2, 1);
-  if (n < 1 || n != floor(n) || n > 1e9) return luaL_argerror(L, 2, "count must be a positive integer");
+  long n = check_permits(L, 2);
   swaiter *wake = NULL;
   pthread_mutex_lock(&s->lock);
-  for (long i = 0; i < (long)n; i++)
-    if (!grant_first(s, &wake)) s->count++;
+  if (s->count > (long)SEM_MAX - n) {
+    pthread_mutex_unlock(&s->lock);
+    return luaL_error(L, "semaphore count would exceed 2^53");
+  }
+  s->count += n;
+  sem_grant(s, &wake);
   pthread_mutex_unlock(&s->lock);
   wake_all(wake);
   return 0;
