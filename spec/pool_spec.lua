@@ -228,6 +228,48 @@ describe("pool.map", function()
     assert.has_error(function() pool.map(square, {1}, "opts") end)
   end)
 
+  it("pool.map over a list with holes raises", function()
+    local holey = {1, 2}
+    holey[10] = 10                  -- #holey is 2: item 10 would be dropped
+    assert.equal(2, #holey)
+    local ok, err = pcall(pool.map, square, holey)
+    assert.is_false(ok)
+    assert.matches("hole", err)
+    assert.matches("list%[10%]", err)
+    assert.has_error(function() for _ in pool.imap(square, holey) do end end)
+    assert.has_error(function() pool.reduce(function(a, b) return a + b end, holey) end)
+    local empty_but_4 = {}
+    empty_but_4[4] = 1              -- #t is 0
+    assert.has_error(function() pool.map(square, empty_but_4) end)
+    -- other keys are not items: no error
+    local named = {1, 2, 3, n = 3, name = "x", [0] = 0, [-1] = 1, [2.5] = 1}
+    assert.same({1, 4, 9}, (pool.map(square, named)))
+  end)
+
+  it("pool.map maps items 1..opts.n, nils included", function()
+    local holey = {1, 2}
+    holey[4] = 4
+    local r, n = pool.map(function(x) return x and x * x or -1 end, holey, {n = 4})
+    assert.equal(4, n)
+    assert.same({1, 4, -1, 16}, r)
+    assert.same({1}, (pool.map(square, {1, 2, 3}, {n = 1})))
+    assert.has_error(function() pool.map(square, {1}, {n = -1}) end)
+    assert.has_error(function() pool.map(square, {1}, {n = 0 / 0}) end)
+    assert.has_error(function() pool.map(square, {1}, {n = 1.5}) end)
+  end)
+
+  it("a chunksize beyond the list's length is one chunk", function()
+    assert.same({1, 4, 9}, (pool.map(square, {1, 2, 3}, {chunksize = 1e15})))
+    assert.same({{1, 3}}, (pool.parallel_for(1, 3, function(lo, hi) return {lo, hi} end,
+                                             {chunksize = 2 ^ 53})))
+    assert.has_error(function() pool.map(square, {1}, {chunksize = math.huge}) end)
+    assert.has_error(function() pool.map(square, {1}, {chunksize = 0 / 0}) end)
+  end)
+
+  it("opts.timeout = math.huge means no limit", function()
+    assert.same({1, 4, 9}, (pool.map(square, {1, 2, 3}, {timeout = math.huge})))
+  end)
+
   it("returns nil, 'timeout' when opts.timeout passes, and the pool still works", function()
     local r, why = pool.map(function(x) parx.sleep(5); return x end, range(4),
                             {timeout = 0.05, chunksize = 1})
@@ -454,6 +496,25 @@ describe("pool.parallel_for", function()
     assert.has_error(function() pool.parallel_for(1, 10, function() error("nope") end) end)
     assert.has_error(function() pool.parallel_for(1.5, 10, function() end) end)
     assert.has_error(function() pool.parallel_for(1, 10, 5) end)
+  end)
+
+  it("parallel_for(1, 1e300) raises a clear error", function()
+    local function fn() end
+    local ok, err = pcall(pool.parallel_for, 1, 1e300, fn)
+    assert.is_false(ok)
+    assert.matches("bad argument #2 to 'pool.parallel_for' %(1e%+300 is not an integer", err)
+    ok, err = pcall(pool.parallel_for, 0 / 0, 10, fn)
+    assert.matches("bad argument #1 .*nan is not an integer", err)
+    ok, err = pcall(pool.parallel_for, 1, 2.5, fn)
+    assert.matches("bad argument #2 .*2.5 is not an integer", err)
+    ok, err = pcall(pool.parallel_for, -math.huge, 1, fn)
+    assert.matches("bad argument #1 .*inf is not an integer", err)
+    ok, err = pcall(pool.parallel_for, -2 ^ 53, 2 ^ 53, fn)
+    assert.matches("more than 2%^53 indices", err)
+    -- the largest exact bounds still work
+    assert.same({{2 ^ 53 - 1, 2 ^ 53}},
+                (pool.parallel_for(2 ^ 53 - 1, 2 ^ 53, function(lo, hi) return {lo, hi} end,
+                                       {chunksize = 2})))
   end)
 end)
 

@@ -9,7 +9,8 @@
 --
 -- Chunk sizes: opts.chunksize, else about four chunks per worker like
 -- Python's Pool.map, at most 8192 items (parallel_for's ranges: no cap).
--- The list is list[1 .. #list].
+-- The list is list[1 .. #list]; a list with holes (a positive integer key
+-- beyond #list) raises unless opts.n says how many items to map.
 --
 -- Results keep their positions, nil included: map returns the result table
 -- and the item count (`local r, n = pool.map(f, xs)`); the iterators yield
@@ -27,8 +28,8 @@ local ffi = require "ffi"
 local spawn, now = task.spawn, task.now
 local put, ready, wait, take = c.put, c.ready, c.wait, c.take
 local claim, finish, fail, finish_num = c.claim, c.finish, c.fail, c.finish_num
-local ceil, floor, min, max = math.ceil, math.floor, math.min, math.max
-local error, type, select, tostring, unpack = error, type, select, tostring, unpack
+local ceil, floor, min, max, huge = math.ceil, math.floor, math.min, math.max, math.huge
+local error, type, select, tostring, unpack, next = error, type, select, tostring, unpack, next
 local traceback = debug.traceback
 local MAP, STARMAP, REDUCE, FOR = c.MAP, c.STARMAP, c.REDUCE, c.FOR
 
@@ -153,20 +154,68 @@ local function callable(v)
   return type(mt) == "table" and mt.__call ~= nil
 end
 
+-- Integers beyond 2^53 are not exact as Lua numbers.
+local MAX_INT = 2 ^ 53
+
+-- Whether v is an integer from lo to 2^53 (false for NaN and infinities).
+local function is_count(v, lo)
+  return type(v) == "number" and v >= lo and v <= MAX_INT and v == floor(v)
+end
+
+-- A number as a user would write it in a message (1e+300, nan, 3).
+local function numstr(v)
+  if type(v) == "number" and v == floor(v) and v >= -MAX_INT and v <= MAX_INT then
+    return ("%d"):format(v)
+  end
+  return tostring(v)
+end
+
 local function check_opts(name, opts, argn)
   if opts == nil then return {} end
   if type(opts) ~= "table" then
     error(("bad argument #%d to '%s' (table expected, got %s)"):format(argn, name, type(opts)), 3)
   end
   local cs = opts.chunksize
-  if cs ~= nil and (type(cs) ~= "number" or cs < 1 or cs ~= floor(cs)) then
-    error(("%s: opts.chunksize must be a positive integer"):format(name), 3)
+  if cs ~= nil and not is_count(cs, 1) then
+    error(("%s: opts.chunksize must be an integer from 1 to 2^53, got %s"):format(name, tostring(cs)), 3)
   end
   local t = opts.timeout
   if t ~= nil and (type(t) ~= "number" or t ~= t or t < 0) then
     error(("%s: opts.timeout must be a non-negative number of seconds"):format(name), 3)
   end
+  local n = opts.n
+  if n ~= nil and not is_count(n, 0) then
+    error(("%s: opts.n must be an integer from 0 to 2^53, got %s"):format(name, tostring(n)), 3)
+  end
   return opts
+end
+
+-- The deadline of a call with opts.timeout: math.huge means no limit.
+local function deadline_of(opts)
+  local t = opts.timeout
+  if t == nil or t == huge then return nil end
+  return now() + t
+end
+
+-- The length of list: opts.n when given (items 1..n, nil ones included),
+-- else #list, which must be all of it.  For a list with holes #list is any
+-- border, e.g. 1 for {1, nil, 3}, and mapping 1..#list would silently drop
+-- the rest: so a positive integer key beyond #list raises instead.
+-- next(list, n) resumes the traversal after key n (list[n] is not nil), so
+-- the check walks only the array part's slack and the hash part.
+local function list_length(name, list, opts)
+  local n = opts.n
+  if n then return n end
+  n = #list
+  local k = next(list, n > 0 and n or nil)
+  while k ~= nil do
+    if type(k) == "number" and k > n and k == floor(k) then
+      error(("%s: the list has a hole: #list is %d but list[%s] is set "
+             .. "(pass opts.n to map items 1..n, nils included)"):format(name, n, numstr(k)), 4)
+    end
+    k = next(list, k)
+  end
+  return n
 end
 
 -- Python's rule, about four chunks per worker, capped at MAX_CHUNK items:
@@ -224,7 +273,7 @@ local function start(name, mode, fn, nchunks, opts, total, ...)
   for i = 1, min(c.workers(), nchunks) do runners[i] = spawn(runner_main, share) end
   local st = {name = name, owner = owner, runners = runners, nchunks = nchunks,
               inbuf = inbuf, outbuf = outbuf,
-              deadline = opts.timeout and now() + opts.timeout,
+              deadline = deadline_of(opts),
               bar = bar_new(name, total, opts)}
   return st
 end
@@ -330,8 +379,9 @@ local function prepare(name, fn, list, opts)
     error(("bad argument #2 to '%s' (table expected, got %s)"):format(name, type(list)), 3)
   end
   opts = check_opts(name, opts, 3)
-  local n = #list
-  local cs = opts.chunksize or default_chunksize(n, c.workers())
+  local n = list_length(name, list, opts)
+  -- A chunk is never longer than the list (chunksize = 1e15 is one chunk).
+  local cs = min(opts.chunksize or default_chunksize(n, c.workers()), max(n, 1))
   return opts, n, cs, ceil(n / cs)
 end
 
@@ -426,11 +476,17 @@ end
 -- the range length (default: about four ranges per worker).
 function M.parallel_for(first, last, fn, opts)
   local name = "pool.parallel_for"
-  if type(first) ~= "number" or first ~= floor(first) then
-    error(("bad argument #1 to '%s' (integer expected, got %s)"):format(name, type(first)), 2)
-  end
-  if type(last) ~= "number" or last ~= floor(last) then
-    error(("bad argument #2 to '%s' (integer expected, got %s)"):format(name, type(last)), 2)
+  -- Bounds are indices: integers that a double holds exactly, so that every
+  -- lo and hi handed to fn is exact and the range arithmetic in pool.c
+  -- stays within int64.
+  for argn, v in ipairs({first, last}) do
+    if type(v) ~= "number" then
+      error(("bad argument #%d to '%s' (integer expected, got %s)"):format(argn, name, type(v)), 2)
+    end
+    if not (v >= -MAX_INT and v <= MAX_INT) or v ~= floor(v) then
+      error(("bad argument #%d to '%s' (%s is not an integer from -2^53 to 2^53)")
+            :format(argn, name, numstr(v)), 2)
+    end
   end
   if not callable(fn) then
     error(("bad argument #3 to '%s' (function expected, got %s)"):format(name, type(fn)), 2)
@@ -438,6 +494,9 @@ function M.parallel_for(first, last, fn, opts)
   opts = check_opts(name, opts, 4)
   local count = last - first + 1
   if count <= 0 then return {}, 0 end
+  if count > MAX_INT then
+    error(("%s: the range %s..%s has more than 2^53 indices"):format(name, numstr(first), numstr(last)), 2)
+  end
   local per = opts.chunksize or default_chunksize(count, c.workers(), math.huge)
   local nchunks = ceil(count / per)
   local st = start(name, FOR, fn, nchunks, opts, count, first, last, per)

@@ -111,7 +111,12 @@ typedef struct owner {
   pool_job *job; /* one reference */
 } owner;
 
-static px_shared_type job_type;
+static void job_free(px_shared *s);
+
+/* Initialized here, never written after: every VM's px_open_pool used to
+ * fill in the name and the free function while other threads read them
+ * through the jobs they release (a data race TSan reports). */
+static px_shared_type job_type = {.name = JOB_MT, .free = job_free};
 
 /* ---- the job --------------------------------------------------------- */
 
@@ -269,10 +274,23 @@ static int l_new(lua_State *L) {
     }
   }
   if (mode == MODE_FOR) {
-    job->first = (int64_t)luaL_checknumber(L, 4);
-    job->last = (int64_t)luaL_checknumber(L, 5);
-    job->per = (int64_t)luaL_checknumber(L, 6);
-    if (job->per < 1) return luaL_argerror(L, 6, "range size must be at least 1");
+    /* pool.lua checks these for the user; this keeps a direct call of
+     * parx.c.pool from converting out-of-range doubles (undefined) or
+     * overflowing the range arithmetic below. */
+    lua_Number first = luaL_checknumber(L, 4), last = luaL_checknumber(L, 5);
+    lua_Number per = luaL_checknumber(L, 6);
+    const lua_Number max = 9007199254740992.0; /* 2^53 */
+    if (!(first >= -max && first <= max) || first != floor(first))
+      return luaL_argerror(L, 4, "first must be an integer within 2^53");
+    if (!(last >= first && last <= max) || last != floor(last))
+      return luaL_argerror(L, 5, "last must be an integer from first to 2^53");
+    if (!(per >= 1 && per <= max) || per != floor(per))
+      return luaL_argerror(L, 6, "range size must be an integer from 1 to 2^53");
+    job->first = (int64_t)first;
+    job->last = (int64_t)last;
+    job->per = (int64_t)per;
+    if (nchunks != (job->last - job->first + job->per) / job->per)
+      return luaL_argerror(L, 3, "chunk count does not match the range");
     for (long i = 0; i < nchunks; i++) {
       int64_t lo = job->first + (int64_t)i * job->per;
       int64_t hi = lo + job->per - 1;
@@ -473,6 +491,7 @@ static int l_wait(lua_State *L) {
   if (!lua_isnoneornil(L, 3)) {
     timeout = luaL_checknumber(L, 3);
     if (timeout != timeout || timeout < 0) return luaL_argerror(L, 3, "timeout must be a non-negative number");
+    if (timeout > 3e12) timeout = -1; /* math.huge: no limit (and no timer) */
   }
   px_check_can_park(L);
   pthread_mutex_lock(&job->lock);
@@ -779,8 +798,6 @@ static const luaL_Reg funcs[] = {
     {"workers", l_workers}, {NULL, NULL}};
 
 int px_open_pool(lua_State *L) {
-  job_type.name = JOB_MT;
-  job_type.free = job_free;
   px_shared_register(&job_type);
   px_shared_meta(L, &job_type);
   lua_pop(L, 1);

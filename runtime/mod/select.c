@@ -132,6 +132,9 @@ int px_chan_select(lua_State *L) {
   if (!lua_isnoneornil(L, 2)) {
     timeout = luaL_checknumber(L, 2);
     if (!(timeout >= 0)) return luaL_argerror(L, 2, "timeout must be >= 0");
+    /* math.huge (and anything past 100,000 years) means no limit: no timer,
+     * so a select that can never fire is still reported as a deadlock. */
+    if (timeout > 3e12) timeout = -1;
   }
   int n = (int)lua_objlen(L, 1);
   if (n == 0 && timeout < 0) return luaL_error(L, "select with no cases and no timeout would wait forever");
