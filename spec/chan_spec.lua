@@ -264,6 +264,43 @@ describe("parx.channel", function()
       end
     end)
 
+    it("a channel that holds itself in its buffer is freed", function()
+      local live = require("parx.c.chan").live
+      collectgarbage(); collectgarbage()
+      local before = live()
+      for _ = 1, 20000 do
+        local c = channel(1)
+        c:send(c)
+      end
+      for _ = 1, 1000 do
+        local c = channel()
+        c:send({c, {again = c}})      -- inside a table, twice
+        c:send(c)
+      end
+      collectgarbage(); collectgarbage()
+      assert.is_true(live() <= before + 1, ("%d channels still alive"):format(live() - before))
+    end)
+
+    it("a channel received from its own buffer works and is freed after", function()
+      local live = require("parx.c.chan").live
+      collectgarbage(); collectgarbage()
+      local before = live()
+      local function addr(x) return tostring(x):match("0x%x+") end
+      do
+        local c = channel(2)
+        c:send(c)
+        c:send({me = c})
+        local got = c:recv()
+        assert.equal(addr(c), addr(got))
+        got:send("through the received proxy")
+        assert.equal(addr(c), addr(c:recv().me))
+        assert.equal("through the received proxy", (c:recv()))
+        c:send(c)                      -- left in the buffer
+      end
+      collectgarbage(); collectgarbage()
+      assert.equal(before, live())
+    end)
+
     it("a cancelled receiver leaves the queue and loses no message", function()
       local ch = channel()
       local t = parx.async(function() return ch:recv() end)

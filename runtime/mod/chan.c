@@ -15,6 +15,7 @@
  * a parked consumer is followed by a whole buffer's worth of receives that
  * need no wake-up.
  */
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,10 +44,48 @@ static int ring_grow(px_chan *ch) {
   return 0;
 }
 
+/* A buffered message that holds its own channel.
+ *
+ * `c:send(c)` on a buffered channel leaves a message in c's buffer that
+ * holds a reference to c: counted like any other, it would keep c alive
+ * after every proxy is gone, and c, its buffer and everything in it would
+ * never be freed (a reference cycle; 200,000 such channels were 350 MB).
+ * So while a message sits in its channel's buffer, its references to that
+ * channel are not counted: ring_push gives them back (never the last one:
+ * whoever pushes holds a reference of its own) and ring_pop takes them
+ * again before anyone can unmarshal the message.  When the last counted
+ * reference goes, chan_free frees the buffer without releasing them.
+ * Longer cycles (a in b's buffer, b in a's) are still not collected: the
+ * README says so.  A message holds at most one reference per proxy it
+ * met, so more than 255 to one channel is a pathological case; those
+ * beyond 255 stay counted (the channel then leaks, as before). */
+static void weaken_self(px_chan *ch, px_slot *v) {
+  if (v->tag != SLOT_MSG) return; /* (weak_self shares a byte with len) */
+  v->weak_self = 0;
+  px_msg *m = v->u.msg;
+  int n = 0;
+  for (int i = 0; i < m->nrefs && n < 255; i++)
+    if (m->refs[i] == &ch->hdr) n++;
+  if (n) {
+    long before = atomic_fetch_sub_explicit(&ch->hdr.refs, n, memory_order_relaxed);
+    assert(before > n); /* the pusher's own reference remains */
+    (void)before;
+  }
+  v->weak_self = (uint8_t)n;
+}
+
+static void strengthen_self(px_chan *ch, px_slot *v) {
+  if (v->tag != SLOT_MSG) return;
+  if (v->weak_self)
+    atomic_fetch_add_explicit(&ch->hdr.refs, v->weak_self, memory_order_relaxed);
+  v->weak_self = 0;
+}
+
 static int ring_push(px_chan *ch, px_slot *v) {
   if (ch->count == ch->ringsize && ring_grow(ch) != 0) return -1;
   size_t tail = ch->head + ch->count;
   if (tail >= ch->ringsize) tail -= ch->ringsize;
+  weaken_self(ch, v);
   ch->ring[tail] = *v;
   ch->count++;
   v->tag = SLOT_NIL;
@@ -58,16 +97,19 @@ static int ring_push(px_chan *ch, px_slot *v) {
 static int ring_push_front(px_chan *ch, px_slot *v) {
   if (ch->count == ch->ringsize && ring_grow(ch) != 0) return -1;
   ch->head = ch->head ? ch->head - 1 : ch->ringsize - 1;
+  weaken_self(ch, v);
   ch->ring[ch->head] = *v;
   ch->count++;
   v->tag = SLOT_NIL;
   return 0;
 }
 
+/* The popper holds a reference to ch, so the ones given back are safe. */
 static void ring_pop(px_chan *ch, px_slot *out) {
   *out = ch->ring[ch->head];
   if (++ch->head == ch->ringsize) ch->head = 0;
   ch->count--;
+  strengthen_self(ch, out);
 }
 
 /* ---- wait queues ---------------------------------------------------------- */
@@ -322,15 +364,32 @@ int px_sel_park(lua_State *L, px_sel *sel) { return px_park(L, &sel->w); }
 
 /* ---- channels --------------------------------------------------------------- */
 
+static atomic_long live_channels;
+
+long px_chan_live(void) { return atomic_load_explicit(&live_channels, memory_order_relaxed); }
+
+/* The last counted reference went: free what is buffered, except the
+ * uncounted references its messages hold to ch itself (see weaken_self). */
 static void chan_free(px_shared *obj) {
   px_chan *ch = (px_chan *)obj;
   while (ch->count) {
-    px_slot v;
-    ring_pop(ch, &v);
+    px_slot v = ch->ring[ch->head];
+    if (++ch->head == ch->ringsize) ch->head = 0;
+    ch->count--;
+    if (v.tag == SLOT_MSG && v.weak_self) {
+      px_msg *m = v.u.msg;
+      int kept = 0, dropped = 0;
+      for (int i = 0; i < m->nrefs; i++) {
+        if (m->refs[i] == obj && dropped < v.weak_self) dropped++;
+        else m->refs[kept++] = m->refs[i];
+      }
+      m->nrefs = kept;
+    }
     px_slot_free(&v);
   }
   free(ch->ring);
   free(ch);
+  atomic_fetch_sub_explicit(&live_channels, 1, memory_order_relaxed);
 }
 
 px_shared_type px_chan_type = {"parx.channel", chan_free, px_chan_push, 0};
@@ -344,6 +403,7 @@ px_chan *px_chan_new(long cap) {
   ch->cap = cap;
   atomic_init(&ch->spin_credit, 4);
   atomic_init(&ch->spin_probe, 0);
+  atomic_fetch_add_explicit(&live_channels, 1, memory_order_relaxed);
   return ch;
 }
 
@@ -653,6 +713,12 @@ static int l_tostring(lua_State *L) {
   return 1;
 }
 
+/* live() -> channels alive in the process, all VMs (a debug counter). */
+static int l_live(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)px_chan_live());
+  return 1;
+}
+
 /* parx.channel([capacity]): none or math.huge = unbounded, 0 = rendezvous. */
 static int l_new(lua_State *L) {
   long cap = -1;
@@ -688,6 +754,8 @@ int px_open_chan(lua_State *L) {
   lua_setfield(L, -2, "select");
   lua_pushcfunction(L, l_new);
   lua_setfield(L, -2, "new");
+  lua_pushcfunction(L, l_live);
+  lua_setfield(L, -2, "live");
   luaL_getmetatable(L, px_chan_type.name);
   lua_setfield(L, -2, "metatable");
   return 1;

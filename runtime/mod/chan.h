@@ -37,7 +37,12 @@ enum { SLOT_NIL, SLOT_FALSE, SLOT_TRUE, SLOT_NUM, SLOT_STR, SLOT_BYTES, SLOT_MSG
 
 typedef struct px_slot {
   uint8_t tag;
-  uint8_t len; /* SLOT_STR */
+  union {
+    uint8_t len;       /* SLOT_STR */
+    uint8_t weak_self; /* SLOT_MSG in a channel's buffer: the references to
+                          that channel the message holds but does not count
+                          (chan.c: ring_push) */
+  };
   char str[SLOT_INLINE];
   union {
     double num;
@@ -114,6 +119,8 @@ static inline void px_chan_unlock(px_chan *ch) {
 }
 
 px_chan *px_chan_new(long cap); /* NULL when out of memory */
+/* Channels alive in the process (specs check that they are freed). */
+long px_chan_live(void);
 /* 1 if this call closed ch, 0 if it was closed already.  Any thread. */
 int px_chan_close(px_chan *ch);
 
