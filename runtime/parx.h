@@ -36,7 +36,11 @@ enum {
   PARX_ERRFILE = -3,  /* the file cannot be read */
   PARX_ERRMEM = -4,
   PARX_EXIT = -5,     /* the code called os.exit; see parx_exit_code */
-  PARX_ERRDEADLOCK = -6 /* every task was parked with nothing to wake it */
+  PARX_ERRDEADLOCK = -6, /* every task was parked with nothing to wake it */
+  PARX_ERRPANIC = -7  /* a VM hit an error no protected call could catch (a
+                         bug in parx or in a C function): the message went
+                         to stderr and parx_last_error, the runtime stopped,
+                         and every later call returns this; close it */
 };
 
 typedef struct parx_options {
@@ -59,8 +63,22 @@ void parx_options_init(parx_options *o);
  * or when the loop cannot be created. */
 parx_runtime *parx_open(const parx_options *o);
 
-/* Cancel what is still running, join every thread and free everything. */
+/* Cancel what is still running, join every thread and free everything.
+ * Waits for tasks that are running on workers: a task only stops at a
+ * point where it parks (or ends), and a JIT-compiled loop has none. */
 void parx_close(parx_runtime *rt);
+
+/* Like parx_close, but waits at most timeout_ms for the workers to stop.
+ * Workers still running Lua code then are abandoned: their threads are
+ * detached and stop on their own at their next park point, and the
+ * runtime's memory is left allocated (they may still touch it), as is
+ * the --trace file unwritten.  Returns 0 when everything was joined and
+ * freed, 1 when workers were abandoned.  For a host that is about to end
+ * its process (after PARX_EXIT, or an error it will not recover from):
+ * the parx command line calls it with 100 ms so that os.exit and an
+ * uncaught error end the process at once.  A host that goes on should use
+ * parx_close. */
+int parx_close_timeout(parx_runtime *rt, int timeout_ms);
 
 /* The main VM's lua_State, for pushing globals or reading results.  Do not
  * keep Lua values across parx calls without a registry reference. */
@@ -90,6 +108,11 @@ int parx_run_file(parx_runtime *rt, const char *path, int drain);
 /* Start code as a task without driving the loop; drive it with
  * parx_step. */
 int parx_start_string(parx_runtime *rt, const char *code, const char *chunkname);
+
+/* The same for a function: pushed on parx_state(rt), then its nargs
+ * arguments (as for lua_pcall); all popped.  It runs as a task of the main
+ * VM; its failure surfaces in parx_step. */
+int parx_start_function(parx_runtime *rt, int nargs);
 
 /* ======================================================================
  * Driving the loop from a host

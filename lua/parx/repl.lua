@@ -6,10 +6,17 @@
 -- printer, usable on its own: parx.repl.format({a = 1, b = {2, 3}}).
 local repl = {}
 
-local type, tostring, pairs, next, select = type, tostring, pairs, next, select
+-- Every global this module uses is taken once, when it loads: code typed
+-- at the prompt may set `table`, `string`, `io`, `tostring` ... to nil or
+-- replace them, and the REPL must still print and report what it runs.
+local type, tostring, pairs, ipairs, next, select = type, tostring, pairs, ipairs, next, select
+local pcall, loadstring = pcall, loadstring
 local concat, sort = table.concat, table.sort
-local format = string.format
+local format, match, find, gsub, sub, gmatch =
+  string.format, string.match, string.find, string.gsub, string.sub, string.gmatch
+local floor = math.floor
 local getmetatable, rawget = getmetatable, rawget
+local stdout = io.stdout
 
 -- The chunk prepare() compiled, waiting for run_pending() in a task.
 repl.pending = nil
@@ -18,19 +25,19 @@ repl.pending = nil
 repl.finished = true
 
 local keywords = {}
-for w in ([[and break do else elseif end false for function goto if in
-  local nil not or repeat return then true until while]]):gmatch("%a+") do
+for w in gmatch([[and break do else elseif end false for function goto if in
+  local nil not or repeat return then true until while]], "%a+") do
   keywords[w] = true
 end
 
 local function is_identifier(s)
-  return type(s) == "string" and s:match("^[%a_][%w_]*$") ~= nil
+  return type(s) == "string" and match(s, "^[%a_][%w_]*$") ~= nil
     and not keywords[s]
 end
 
 local function quote(s)
   -- %q writes a real newline as "\<newline>"; a REPL wants "\n".
-  return (format("%q", s):gsub("\\\n", "\\n"):gsub("\r", "\\r"):gsub("%z", "\\0"))
+  return (gsub(gsub(gsub(format("%q", s), "\\\n", "\\n"), "\r", "\\r"), "%z", "\\0"))
 end
 
 -- Keys sort numbers first (by value), then strings, then anything else by
@@ -102,7 +109,7 @@ function repl.format(value, opts)
     if truncated then parts[n + 1] = "..." end
     open[t] = nil
     local one = "{" .. concat(parts, ", ") .. "}"
-    if #one + #indent <= width and not one:find("\n", 1, true) then
+    if #one + #indent <= width and not find(one, "\n", 1, true) then
       return one
     end
     return "{\n" .. inner .. concat(parts, ",\n" .. inner) .. "\n" .. indent .. "}"
@@ -113,7 +120,7 @@ function repl.format(value, opts)
     if tv == "string" then return quote(v) end
     if tv == "table" then return fmt_table(v, depth, indent) end
     if tv == "number" then
-      if v == math.floor(v) and v > -1e15 and v < 1e15 then
+      if v == floor(v) and v > -1e15 and v < 1e15 then
         return format("%d", v)
       end
       return format("%.14g", v)
@@ -135,7 +142,7 @@ end
 local function incomplete(msg)
   -- LuaJIT ends the message of a chunk cut short with "near '<eof>'" (or
   -- "near <eof>" for an unfinished string), whatever the construct was.
-  return msg:find("<eof>'?$") ~= nil
+  return find(msg, "<eof>'?$") ~= nil
 end
 
 -- Compile a chunk typed at the prompt.  Returns "ok" (the function waits in
@@ -160,11 +167,11 @@ end
 -- "a.b." and methods after "obj:" (including those of its metatable's
 -- __index table).  Returns the full words, sorted.
 function repl.complete(word)
-  local path, sep, partial = word:match("^(.-)([.:]?)([%w_]*)$")
+  local path, sep, partial = match(word, "^(.-)([.:]?)([%w_]*)$")
   local scope = _G
   if sep ~= "" and path == "" then return {} end
   if sep ~= "" then
-    for name in path:gmatch("[^.:]+") do
+    for name in gmatch(path, "[^.:]+") do
       if not is_identifier(name) then return {} end
       local ok, v = pcall(function() return scope[name] end)
       if not ok or v == nil then return {} end
@@ -175,8 +182,8 @@ function repl.complete(word)
   local function add_keys(t, depth)
     if type(t) ~= "table" or depth > 3 then return end
     for k, v in pairs(t) do
-      if type(k) == "string" and not seen[k] and k:sub(1, #partial) == partial
-        and (k:match("^[%a_][%w_]*$")) and (sep ~= ":" or type(v) == "function") then
+      if type(k) == "string" and not seen[k] and sub(k, 1, #partial) == partial
+        and (match(k, "^[%a_][%w_]*$")) and (sep ~= ":" or type(v) == "function") then
         seen[k] = true
         out[#out + 1] = path .. sep .. k
       end
@@ -194,7 +201,7 @@ function repl.complete(word)
   end
   if sep == "" then
     for k in pairs(keywords) do
-      if k:sub(1, #partial) == partial and not seen[k] then out[#out + 1] = k end
+      if sub(k, 1, #partial) == partial and not seen[k] then out[#out + 1] = k end
     end
   end
   sort(out)
@@ -206,8 +213,8 @@ local function pass(...) return ... end
 local function finish(...)
   repl.finished = true
   if select("#", ...) > 0 then
-    io.stdout:write(repl.show(...), "\n")
-    io.stdout:flush()
+    stdout:write(repl.show(...), "\n")
+    stdout:flush()
   end
 end
 

@@ -18,4 +18,18 @@ void px_cli_report(parx_runtime *rt, int result);
  * exit status that os.exit asked for. */
 int px_repl_run(parx_runtime *rt);
 
+/* Load the REPL's Lua half now, before -e, -l and the script run: its
+ * module takes the standard functions it uses when it loads, and user code
+ * may replace them.  0, or -1 with the reason on stderr. */
+int px_repl_load(parx_runtime *rt);
+
+/* exit.c: catch SIGINT, SIGTERM and SIGHUP (those at their default) so
+ * that stdout and stderr are flushed before the process dies by them. */
+void px_cli_signals_init(void);
+/* Close the runtime on the way out with status: waits briefly for the
+ * workers, and when some are still busy (a JIT-compiled loop) flushes
+ * every stream and ends the process with _exit(status) at once.  Returns
+ * only when everything was closed. */
+void px_cli_exit(parx_runtime *rt, int status);
+
 #endif

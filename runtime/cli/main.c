@@ -175,11 +175,12 @@ static int require_module(parx_runtime *rt, const char *name) {
       return PARX_ERRFILE; /* already reported */
     }
   }
-  if (r != PARX_OK && r != PARX_EXIT) { px_cli_report(rt, r); return PARX_ERRFILE; }
+  if (r != PARX_OK && r != PARX_EXIT && r != PARX_ERRPANIC) { px_cli_report(rt, r); return PARX_ERRFILE; }
   return r;
 }
 
-/* The status to exit with after result r (already reported unless EXIT). */
+/* The status to exit with after result r (already reported unless EXIT;
+ * a panic was reported by the runtime). */
 static int finish(parx_runtime *rt, int r) {
   if (r == PARX_EXIT) return parx_exit_code(rt);
   return r == PARX_OK ? 0 : 1;
@@ -199,6 +200,7 @@ int main(int argc, char **argv) {
     return 1;
   }
 
+  px_cli_signals_init();
   parx_options o;
   parx_options_init(&o);
   if (c.workers > 0) o.workers = c.workers;
@@ -212,6 +214,12 @@ int main(int argc, char **argv) {
   parx_set_args(rt, argc, argv, c.script);
 
   int interactive_default = c.script == 0 && !c.has_exec && !c.version;
+  if ((c.interactive || interactive_default) && (c.interactive || isatty(0)) &&
+      px_repl_load(rt) != 0) {
+    px_cli_exit(rt, 1);
+    free(c.actions);
+    return 1;
+  }
   if (c.version && !(c.interactive && !isatty(0))) px_cli_version(stdout);
   fflush(stdout);
 
@@ -221,14 +229,14 @@ int main(int argc, char **argv) {
       r = require_module(rt, c.actions[i].value);
     } else {
       r = parx_run_string(rt, c.actions[i].value, "=(command line)", 0);
-      if (r != PARX_OK && r != PARX_EXIT) px_cli_report(rt, r);
+      if (r != PARX_OK && r != PARX_EXIT && r != PARX_ERRPANIC) px_cli_report(rt, r);
     }
   }
 
   if (r == PARX_OK && c.script > 0) {
     const char *path = strcmp(argv[c.script], "-") == 0 ? NULL : argv[c.script];
     r = parx_run_file(rt, path, 0);
-    if (r != PARX_OK && r != PARX_EXIT) px_cli_report(rt, r);
+    if (r != PARX_OK && r != PARX_EXIT && r != PARX_ERRPANIC) px_cli_report(rt, r);
   }
 
   if (r == PARX_OK && (c.interactive || interactive_default)) {
@@ -236,22 +244,22 @@ int main(int argc, char **argv) {
       if (interactive_default) px_cli_version(stdout);
       int code = px_repl_run(rt);
       if (code >= 0) {
-        parx_close(rt);
+        px_cli_exit(rt, code);
         free(c.actions);
         return code;
       }
     } else {
       r = parx_run_file(rt, NULL, 0); /* `parx < script.lua` */
-      if (r != PARX_OK && r != PARX_EXIT) px_cli_report(rt, r);
+      if (r != PARX_OK && r != PARX_EXIT && r != PARX_ERRPANIC) px_cli_report(rt, r);
     }
   } else if (r == PARX_OK) {
     /* Let tasks the code left behind (async IO, timers) finish. */
     r = parx_run(rt);
-    if (r != PARX_OK && r != PARX_EXIT) px_cli_report(rt, r);
+    if (r != PARX_OK && r != PARX_EXIT && r != PARX_ERRPANIC) px_cli_report(rt, r);
   }
 
   int status = finish(rt, r);
-  parx_close(rt);
+  px_cli_exit(rt, status);
   free(c.actions);
   return status;
 }

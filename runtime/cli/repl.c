@@ -54,13 +54,16 @@ static volatile sig_atomic_t interrupted;
 static volatile sig_atomic_t running_code;
 static volatile sig_atomic_t interrupts_while_running;
 static lua_State *hook_state;
+static struct sigaction sigint_before; /* the command line's (exit.c) */
 
 /* ------------------------------------------------------------------------
  * Ctrl-C
  * ---------------------------------------------------------------------- */
 
 static void interrupt_hook(lua_State *L, lua_Debug *ar) {
-  (void)ar;
+  /* Only Lua code is interrupted: the runtime's own protected calls into
+   * C functions (parx_step's bookkeeping) must not fail for it. */
+  if (ar->event != LUA_HOOKCOUNT && lua_getinfo(L, "S", ar) && ar->what[0] == 'C') return;
   lua_sethook(L, NULL, 0, 0);
   luaL_error(L, "interrupted!");
 }
@@ -74,7 +77,10 @@ static void on_sigint(int sig) {
   interrupted = 1;
   if (!running_code) return;
   if (++interrupts_while_running >= 3) {
-    signal(sig, SIG_DFL);
+    /* Die by the signal through the command line's handler, which
+     * flushes stdout first (exit.c), or by the default action. */
+    if (sigint_before.sa_handler == SIG_IGN) signal(sig, SIG_DFL);
+    else sigaction(sig, &sigint_before, NULL);
     raise(sig);
     return;
   }
@@ -87,16 +93,44 @@ static void on_sigint(int sig) {
  * The Lua half: lua/parx/repl.lua
  * ---------------------------------------------------------------------- */
 
-static int load_module(repl *r) {
-  lua_State *L = r->L;
-  lua_getglobal(L, "require");
-  lua_pushstring(L, "parx.repl");
-  if (lua_pcall(L, 1, 1, 0) != 0) {
-    fprintf(stderr, "parx: cannot load the REPL: %s\n", lua_tostring(L, -1));
+/* Protected: the parx.repl table, taken from the registry's copies of
+ * package.loaded and package.preload rather than through the global
+ * `require`, which code run by -e or the script may have replaced. */
+static int open_module(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "parx.repl");
+    if (lua_istable(L, -1)) return 1;
+  }
+  lua_getfield(L, LUA_REGISTRYINDEX, "_PRELOAD");
+  if (lua_istable(L, -1)) lua_getfield(L, -1, "parx.repl");
+  if (!lua_isfunction(L, -1)) return luaL_error(L, "module 'parx.repl' is missing");
+  lua_pushliteral(L, "parx.repl");
+  lua_call(L, 1, 1);
+  if (!lua_istable(L, -1)) return luaL_error(L, "module 'parx.repl' did not load");
+  return 1;
+}
+
+/* The module, loaded by px_repl_load before any user code ran. */
+static int module_ref = LUA_NOREF;
+
+int px_repl_load(parx_runtime *rt) {
+  if (module_ref != LUA_NOREF) return 0;
+  lua_State *L = parx_state(rt);
+  lua_pushcfunction(L, open_module);
+  if (lua_pcall(L, 0, 1, 0) != 0) {
+    fprintf(stderr, "parx: cannot load the REPL: %s\n",
+            lua_isstring(L, -1) ? lua_tostring(L, -1) : "(error object is not a string)");
     lua_pop(L, 1);
     return -1;
   }
-  r->module_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  module_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+static int load_module(repl *r) {
+  if (px_repl_load(r->rt) != 0) return -1;
+  r->module_ref = module_ref;
   return 0;
 }
 
@@ -128,7 +162,8 @@ static const char *prepare(repl *r) {
 static int finished(repl *r) {
   lua_State *L = r->L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->module_ref);
-  lua_getfield(L, -1, "finished");
+  lua_pushliteral(L, "finished");
+  lua_rawget(L, -2);
   int done = lua_toboolean(L, -1);
   lua_pop(L, 2);
   return done;
@@ -137,8 +172,9 @@ static int finished(repl *r) {
 static void set_unfinished(repl *r) {
   lua_State *L = r->L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->module_ref);
+  lua_pushliteral(L, "finished");
   lua_pushboolean(L, 0);
-  lua_setfield(L, -2, "finished");
+  lua_rawset(L, -3);
   lua_pop(L, 1);
 }
 
@@ -194,8 +230,15 @@ static void wait_backend(repl *r) {
  * Ctrl-C (EINTR) reaches us even when the task is parked. */
 static void evaluate(repl *r) {
   set_unfinished(r);
-  int result = parx_start_string(r->rt, "require('parx.repl').run_pending()",
-                                 "=stdin");
+  /* The chunk runs through the module's run_pending, started as a
+   * function: no global (require, table ...) that the user may have
+   * replaced stands between the REPL and its own code. */
+  lua_State *L = r->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->module_ref);
+  lua_pushliteral(L, "run_pending");
+  lua_rawget(L, -2);
+  lua_remove(L, -2);
+  int result = parx_start_function(r->rt, 0);
   if (result == PARX_OK) {
     interrupted = 0;
     interrupts_while_running = 0;
@@ -231,6 +274,10 @@ static void evaluate(repl *r) {
   }
   if (result == PARX_EXIT) {
     r->exit_code = parx_exit_code(r->rt);
+    r->leave = 1;
+  } else if (result == PARX_ERRPANIC) {
+    /* Reported by the runtime; its main VM is gone. */
+    r->exit_code = 1;
     r->leave = 1;
   } else if (result != PARX_OK) {
     report_chunk_error(r, result);
@@ -383,8 +430,8 @@ static void run_tty(repl *r) {
     if (r->leave) break;
     busy = parx_step(r->rt, 1);
     if (busy < 0) {
-      if (busy == PARX_EXIT) {
-        r->exit_code = parx_exit_code(r->rt);
+      if (busy == PARX_EXIT || busy == PARX_ERRPANIC) {
+        r->exit_code = busy == PARX_EXIT ? parx_exit_code(r->rt) : 1;
         break;
       }
       px_cli_report(r->rt, busy);
@@ -407,6 +454,7 @@ static void run_plain(repl *r) {
     if (!r->leave) {
       int s = parx_step(r->rt, 1);
       if (s == PARX_EXIT) { r->exit_code = parx_exit_code(r->rt); break; }
+      if (s == PARX_ERRPANIC) { r->exit_code = 1; break; }
       if (s < 0) px_cli_report(r->rt, s);
     }
   }
@@ -433,19 +481,20 @@ int px_repl_run(parx_runtime *rt) {
   current = &r;
   hook_state = r.L;
 
-  struct sigaction sa = {0}, old;
+  struct sigaction sa = {0};
   sa.sa_handler = on_sigint;
   sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, &old); /* no SA_RESTART: poll must see EINTR */
+  sigaction(SIGINT, &sa, &sigint_before); /* no SA_RESTART: poll must see EINTR */
 
   if (r.tty) run_tty(&r);
   else run_plain(&r);
   fflush(stdout);
 
-  sigaction(SIGINT, &old, NULL);
+  sigaction(SIGINT, &sigint_before, NULL);
   hook_state = NULL;
   current = NULL;
-  luaL_unref(r.L, LUA_REGISTRYINDEX, r.module_ref);
+  luaL_unref(r.L, LUA_REGISTRYINDEX, module_ref);
+  module_ref = LUA_NOREF;
   if (r.completions_ref != LUA_NOREF)
     luaL_unref(r.L, LUA_REGISTRYINDEX, r.completions_ref);
   free(r.chunk);

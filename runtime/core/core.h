@@ -6,6 +6,7 @@
 #define PX_CORE_PRIVATE_H
 
 #include <pthread.h>
+#include <setjmp.h>
 
 #include "px.h"
 
@@ -87,6 +88,8 @@ struct px_vm {
                              must uv_async_send (vm.c) */
   atomic_int sleeping;    /* worker about to block or blocked in its loop */
   int hook_ref;           /* pending injected error for the count hook */
+  int dead;               /* its lua_State panicked: never touched again
+                             (state.c on_panic) */
   int cancelled_ref;      /* the CANCELLED error object (task.lua) */
 
   /* Cross-thread inbox. */
@@ -111,7 +114,9 @@ struct px_runtime {
   pthread_t *threads;
   atomic_int workers_started;
   atomic_int stopping;
-  pthread_barrier_t down; /* shutdown: every VM has quiesced */
+  /* Shutdown rendezvous (runtime.c), under `lock`. */
+  pthread_cond_t down_cond;
+  int arrived[2], released, abandoned;
 
   pthread_mutex_t lock;   /* guards jobs, worker start-up, cfuncs */
   px_job *jobs_head, *jobs_tail;
@@ -130,6 +135,8 @@ struct px_runtime {
   atomic_int exit_requested;
   int deadlocked;
   atomic_long seq;
+  atomic_int panicked;    /* a VM panicked: the runtime stopped (state.c) */
+  char *_Atomic panic_msg;
 
   /* The search paths of the last VM that sent code (paths.c). */
   char *path, *cpath;
@@ -143,7 +150,7 @@ struct px_runtime {
 };
 
 /* ---- vm.c ---- */
-px_vm *px_vm_new(px_runtime *rt, int id);
+int px_vm_new(px_runtime *rt, int id, px_vm **out); /* 0 or UV_E* */
 void px_vm_free(px_vm *vm);
 void px_vm_post(px_vm *vm, px_wait *w);   /* any thread */
 /* Drive until done(arg) says so, the runtime stops, or (once) a step. */
@@ -164,11 +171,15 @@ void px_sched_teardown(px_vm *vm);
 void px_sched_report(px_vm *vm, luaL_Buffer *b);
 
 /* ---- runtime.c ---- */
-void px_runtime_push_job(px_runtime *rt, px_job *job);
 px_job *px_runtime_take_job(px_runtime *rt);
 int px_runtime_unqueue_job(px_runtime *rt, px_job *job);
-void px_runtime_start_workers(px_runtime *rt);
+int px_runtime_start_workers(px_runtime *rt);        /* 0 or UV_E* */
+int px_runtime_push_job(px_runtime *rt, px_job *job); /* 0 or UV_E*: not queued */
 void px_runtime_set_error(px_runtime *rt, const char *msg);
+void px_runtime_panic(px_runtime *rt, const char *msg); /* any thread */
+/* Stop and free; timeout_ms >= 0: abandon workers still busy after that
+ * long (returns 1, nothing freed).  See parx_close_timeout. */
+int px_runtime_close(px_runtime *rt, int timeout_ms);
 px_runtime *px_runtime_new(int workers, int deadlock_check, const char *trace_path);
 void px_runtime_free(px_runtime *rt);
 
@@ -186,11 +197,22 @@ void px_paths_free(px_vm *vm);
 /* ---- trace.c ---- */
 void px_trace_vm_start(px_vm *vm);
 void px_trace_vm_end(px_vm *vm);
+void px_trace_vm_discard(px_vm *vm); /* a VM that never ran; no lock taken */
 int px_trace_write(px_runtime *rt);
 void px_trace_wait(px_vm *vm, long seq, const char *what, uint64_t t0, uint64_t t1);
 
 /* ---- state.c ---- */
-int px_state_setup(px_vm *vm);  /* libs, preloads, parx global; 0 or -1 */
+int px_state_setup(px_vm *vm);  /* libs, preloads, parx global; 0 or UV_E* */
+/* A recovery point for the panic handler on this thread: set up with
+ *   px_rescue r; if (sigsetjmp(r.buf, 0)) { ...the VM died... } px_rescue_push(&r);
+ *   ... px_rescue_pop(&r);
+ * The handler pops it itself before jumping back. */
+typedef struct px_rescue {
+  sigjmp_buf buf;
+  struct px_rescue *prev;
+} px_rescue;
+void px_rescue_push(px_rescue *r);
+void px_rescue_pop(px_rescue *r);
 int px_traceback(lua_State *L);  /* message handler */
 
 #endif

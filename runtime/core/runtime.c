@@ -1,7 +1,10 @@
 /* runtime.c -- the runtime: the main VM, the worker threads (started on the
  * first spawn), the queue of spawned functions waiting for a worker, and
  * shutdown. */
+#include <errno.h>
 #include <signal.h>
+#include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -16,51 +19,139 @@ void px_runtime_set_error(px_runtime *rt, const char *msg) {
   rt->last_error = strdup(msg ? msg : "");
 }
 
+/* A VM panicked (state.c, any thread): keep the first message, stop the
+ * runtime as os.exit would (the main VM's drive returns at once), and let
+ * the API report PARX_ERRPANIC. */
+void px_runtime_panic(px_runtime *rt, const char *msg) {
+  char *copy = strdup(msg ? msg : "PANIC");
+  char *expect = NULL;
+  if (!atomic_compare_exchange_strong(&rt->panic_msg, &expect, copy)) free(copy);
+  atomic_store(&rt->panicked, 1);
+  if (!atomic_exchange(&rt->exit_requested, 1)) atomic_store(&rt->exit_code, 1);
+  if (rt->main && !rt->main->dead) px_vm_poke(rt->main);
+}
+
+/* ---- shutdown rendezvous -------------------------------------------
+ *
+ * Shutdown has two phases that every VM passes together: 1. quiesce
+ * (detach parked tasks, so nothing posts any more), 2. free the tasks
+ * (their handles' joiners may point into other VMs).  A barrier would do,
+ * but the main thread must be able to stop waiting: a worker inside a
+ * JIT-compiled loop reaches no point where it could be told to stop, and
+ * after os.exit the process must end anyway (px_runtime_close with a
+ * timeout).  So: a count per phase and a condition variable, rt->lock
+ * held throughout. */
+enum { PHASE_QUIET = 0, PHASE_FREED = 1 };
+
+/* Worker: arrived at phase; wait until the main thread releases it.
+ * Returns 1 when the runtime was abandoned instead: touch nothing. */
+static int arrive(px_runtime *rt, int phase) {
+  pthread_mutex_lock(&rt->lock);
+  rt->arrived[phase]++;
+  pthread_cond_broadcast(&rt->down_cond);
+  while (rt->released <= phase && !rt->abandoned) pthread_cond_wait(&rt->down_cond, &rt->lock);
+  int abandoned = rt->released <= phase;
+  pthread_mutex_unlock(&rt->lock);
+  return abandoned;
+}
+
+/* Main: wait until every worker arrived at phase (at most timeout_ms when
+ * >= 0), then release them.  Returns 1 on a timeout: the workers are then
+ * abandoned (detached; they stop touching anything at their next
+ * arrive()). */
+static int gather(px_runtime *rt, int phase, int timeout_ms) {
+  struct timespec deadline;
+  clock_gettime(CLOCK_MONOTONIC, &deadline);
+  if (timeout_ms > 0) {
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+      deadline.tv_sec++;
+      deadline.tv_nsec -= 1000000000L;
+    }
+  }
+  int late = 0;
+  pthread_mutex_lock(&rt->lock);
+  while (rt->arrived[phase] < rt->nworkers) {
+    if (timeout_ms < 0) {
+      pthread_cond_wait(&rt->down_cond, &rt->lock);
+    } else if (pthread_cond_timedwait(&rt->down_cond, &rt->lock, &deadline) == ETIMEDOUT &&
+               rt->arrived[phase] < rt->nworkers) {
+      late = 1;
+      break;
+    }
+  }
+  if (late) rt->abandoned = 1;
+  else rt->released = phase + 1;
+  pthread_cond_broadcast(&rt->down_cond);
+  pthread_mutex_unlock(&rt->lock);
+  return late;
+}
+
 static void *worker_main(void *arg) {
   px_vm *vm = arg;
   px_runtime *rt = vm->rt;
   vm->thread = pthread_self();
   px_vm_drive(vm, PX_DRIVE_WORKER, NULL, NULL);
   px_vm_quiesce(vm);
-  pthread_barrier_wait(&rt->down);
-  px_sched_free_tasks(vm);
-  /* Wait until every VM has freed its tasks: their handles' joiners may
-   * point into other VMs. */
-  pthread_barrier_wait(&rt->down);
+  if (arrive(rt, PHASE_QUIET)) return NULL;
+  if (!vm->dead) px_sched_free_tasks(vm);
+  if (arrive(rt, PHASE_FREED)) return NULL;
   px_vm_free(vm);
   return NULL;
 }
 
-/* Start the workers; idempotent, any VM thread (under rt->lock). */
-void px_runtime_start_workers(px_runtime *rt) {
-  if (atomic_load(&rt->workers_started)) return;
+/* Start the workers; idempotent, any VM thread (under rt->lock).  Returns
+ * 0, or the error that kept every worker from starting (UV_EMFILE when no
+ * file descriptor is left for a worker's loop, UV_EAGAIN when no thread
+ * can be created, UV_ENOMEM); the runtime then has no workers yet and the
+ * next call tries again.  When only some start, the runtime goes on with
+ * those (parx.workers() says how many). */
+int px_runtime_start_workers(px_runtime *rt) {
+  if (atomic_load(&rt->workers_started)) return 0;
+  int err = 0;
   pthread_mutex_lock(&rt->lock);
   if (!atomic_load(&rt->workers_started)) {
-    rt->workers = calloc(rt->nworkers, sizeof *rt->workers);
-    rt->threads = calloc(rt->nworkers, sizeof *rt->threads);
+    int want = rt->nworkers;
+    px_vm **workers = calloc((size_t)want, sizeof *workers);
+    pthread_t *threads = calloc((size_t)want, sizeof *threads);
     int n = 0;
-    for (int i = 0; i < rt->nworkers; i++) {
+    if (!workers || !threads) err = UV_ENOMEM;
+    for (int i = 0; i < want && !err; i++) {
       /* The VM is built here and handed to its thread, which from then on
        * is the only one to touch it. */
-      px_vm *vm = px_vm_new(rt, i + 1);
-      if (!vm) break;
-      if (pthread_create(&vm->os_thread, NULL, worker_main, vm) != 0) {
+      px_vm *vm;
+      err = px_vm_new(rt, i + 1, &vm);
+      if (err) break;
+      int e = pthread_create(&vm->os_thread, NULL, worker_main, vm);
+      if (e != 0) {
+        err = -e;
+        px_trace_vm_discard(vm); /* px_trace_vm_end would take rt->lock */
         px_vm_free(vm);
         atomic_fetch_sub(&rt->pending, 1);
         break;
       }
-      rt->threads[n] = vm->os_thread;
-      rt->workers[n++] = vm;
+      threads[n] = vm->os_thread;
+      workers[n++] = vm;
     }
-    rt->nworkers = n;
-    pthread_barrier_init(&rt->down, NULL, (unsigned)n + 1);
-    atomic_store(&rt->workers_started, 1);
+    if (n > 0) {
+      rt->workers = workers;
+      rt->threads = threads;
+      rt->nworkers = n;
+      atomic_store(&rt->workers_started, 1);
+      err = 0;
+    } else {
+      free(workers);
+      free(threads);
+    }
   }
   pthread_mutex_unlock(&rt->lock);
+  return err;
 }
 
-void px_runtime_push_job(px_runtime *rt, px_job *job) {
-  px_runtime_start_workers(rt);
+int px_runtime_push_job(px_runtime *rt, px_job *job) {
+  int err = px_runtime_start_workers(rt);
+  if (err) return err;
   atomic_fetch_add(&rt->pending, 1);
   pthread_mutex_lock(&rt->lock);
   job->next = NULL;
@@ -70,7 +161,6 @@ void px_runtime_push_job(px_runtime *rt, px_job *job) {
   rt->jobs_tail = job;
   rt->njobs++;
   pthread_mutex_unlock(&rt->lock);
-  if (rt->nworkers == 0) return;
   /* Pairs with the worker's store of `sleeping` and its second look at
    * the queue (vm.c): one of the two sees the other. */
   atomic_thread_fence(memory_order_seq_cst);
@@ -82,17 +172,18 @@ void px_runtime_push_job(px_runtime *rt, px_job *job) {
     px_vm *w = rt->workers[(start + i) % rt->nworkers];
     if (atomic_load(&w->idle_flag)) {
       px_vm_poke(w);
-      return;
+      return 0;
     }
   }
   for (int i = 0; i < rt->nworkers; i++) {
     px_vm *w = rt->workers[(start + i) % rt->nworkers];
     if (atomic_load(&w->sleeping)) {
       px_vm_poke(w);
-      return;
+      return 0;
     }
   }
   px_vm_poke(rt->workers[start % rt->nworkers]);
+  return 0;
 }
 
 px_job *px_runtime_take_job(px_runtime *rt) {
@@ -153,13 +244,18 @@ px_runtime *px_runtime_new(int workers, int deadlock_check, const char *trace_pa
   struct sigaction sa;
   if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
   pthread_mutex_init(&rt->lock, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&rt->down_cond, &ca);
+  pthread_condattr_destroy(&ca);
   if (trace_path && *trace_path) {
     rt->trace_path = strdup(trace_path);
     rt->trace_t0 = uv_hrtime();
   }
-  rt->main = px_vm_new(rt, 0);
-  if (!rt->main) {
+  if (px_vm_new(rt, 0, &rt->main) != 0) {
     free(rt->trace_path);
+    pthread_cond_destroy(&rt->down_cond);
     pthread_mutex_destroy(&rt->lock);
     free(rt->last_error);
     free(rt);
@@ -168,16 +264,26 @@ px_runtime *px_runtime_new(int workers, int deadlock_check, const char *trace_pa
   return rt;
 }
 
-void px_runtime_free(px_runtime *rt) {
+/* Stop every VM and free everything.  timeout_ms < 0 waits for every
+ * worker to stop; >= 0 waits at most that long for the workers to reach a
+ * point where they can stop (a task running JIT-compiled code reaches none
+ * until it parks or ends) and then abandons them: their threads are
+ * detached and stop at their next chance, and nothing is freed (they may
+ * still touch the runtime).  Returns 1 when workers were abandoned, else 0.
+ * The main VM's thread. */
+int px_runtime_close(px_runtime *rt, int timeout_ms) {
   atomic_store(&rt->stopping, 1);
   int started = atomic_load(&rt->workers_started);
   if (started) {
     for (int i = 0; i < rt->nworkers; i++) px_vm_poke(rt->workers[i]);
   }
   px_vm_quiesce(rt->main);
-  if (started) pthread_barrier_wait(&rt->down);
-  px_sched_free_tasks(rt->main);
-  if (started) pthread_barrier_wait(&rt->down);
+  if (started && gather(rt, PHASE_QUIET, timeout_ms)) {
+    for (int i = 0; i < rt->nworkers; i++) pthread_detach(rt->threads[i]);
+    return 1;
+  }
+  if (!rt->main->dead) px_sched_free_tasks(rt->main);
+  if (started) gather(rt, PHASE_FREED, -1);
   /* Jobs nobody took: their handles end as cancelled. */
   px_job *job;
   while ((job = px_runtime_take_job(rt))) {
@@ -188,7 +294,6 @@ void px_runtime_free(px_runtime *rt) {
     /* Each worker frees its own VM as its last act: join by saved ids. */
     for (int i = 0; i < rt->nworkers; i++) pthread_join(rt->threads[i], NULL);
     free(rt->threads);
-    pthread_barrier_destroy(&rt->down);
     free(rt->workers);
   }
   px_vm_free(rt->main);
@@ -199,6 +304,11 @@ void px_runtime_free(px_runtime *rt) {
   for (int i = 0; i < rt->ncfuncs; i++) free(rt->cfuncs[i].name);
   free(rt->cfuncs);
   free(rt->last_error);
+  free(atomic_load(&rt->panic_msg));
+  pthread_cond_destroy(&rt->down_cond);
   pthread_mutex_destroy(&rt->lock);
   free(rt);
+  return 0;
 }
+
+void px_runtime_free(px_runtime *rt) { px_runtime_close(rt, -1); }

@@ -1,6 +1,8 @@
 /* state.c -- a VM's lua_State: standard libraries, the C modules and the
  * bytecode of the Lua layer preloaded, host-registered functions, and the
- * global `parx`. */
+ * global `parx`; the protected entry into Lua; the panic handler. */
+#include <setjmp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,6 +51,8 @@ static int load_luamod(lua_State *L) {
   if (luaL_loadbuffer(L, (const char *)m->code, m->size, chunkname))
     return lua_error(L);
   lua_pushstring(L, m->name);
+  /* Called by require, inside the caller's protected frame: an error in
+   * the module's body is require's error. */
   lua_call(L, 1, 1);
   return 1;
 }
@@ -62,6 +66,8 @@ static const struct {
 #undef XX
 };
 
+/* Run protected (px_cpcall), so the calls below need no frame of their
+ * own: an error in them (out of memory) fails the VM's start-up. */
 static int setup(lua_State *L) {
   px_vm *vm = lua_touserdata(L, 1);
   luaL_openlibs(L);
@@ -98,20 +104,76 @@ static int setup(lua_State *L) {
   return 0;
 }
 
+/* ---- panics ----------------------------------------------------------
+ *
+ * LuaJIT calls the panic function when an error is raised with no LuaJIT
+ * frame on the C stack that could catch it (a bare lua_call or an
+ * allocation whose GC step runs an erroring __gc, from C code outside any
+ * lua_pcall or lua_resume), and calls exit(EXIT_FAILURE) when it returns.
+ * Every entry into Lua is meant to be protected (px_pcall), so a panic is a
+ * bug; this handler makes it an error of the runtime instead of a silent
+ * exit of the host process:
+ *
+ *   - it writes "parx: PANIC: ..." on stderr and records the message as the
+ *     runtime's error (px_runtime_panic), which stops the runtime: the API
+ *     calls then return PARX_ERRPANIC;
+ *   - it marks the VM dead: its lua_State is left inconsistent by the
+ *     aborted throw (stack, C frame chain, GC state), so nothing touches it
+ *     again, not even lua_close; a dead VM's state, loop and tasks are
+ *     abandoned (leaked) at close;
+ *   - it siglongjmps to the innermost recovery point of the thread
+ *     (px_rescue_push: px_vm_drive, the API's entry points), which returns
+ *     as if the VM had stopped.
+ *
+ * With no recovery point on the thread (a host's own unprotected call on
+ * parx_state, outside any parx call) there is nowhere safe to go: the
+ * handler reports and returns, and LuaJIT ends the process as it always
+ * does.  The recovery points are per thread (thread-local: the panic
+ * function receives no context but the lua_State). */
+static _Thread_local px_rescue *rescue_top;
+
+void px_rescue_push(px_rescue *r) {
+  r->prev = rescue_top;
+  rescue_top = r;
+}
+
+void px_rescue_pop(px_rescue *r) { rescue_top = r->prev; }
+
+static int on_panic(lua_State *L) {
+  px_vm *vm = px_vm_of(L);
+  /* Read the message without converting it: a conversion allocates, and
+   * an allocation may raise again. */
+  const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+  char line[1024];
+  snprintf(line, sizeof line, "PANIC: unprotected error in %s %d: %s",
+           vm && vm->id > 0 ? "worker" : "the main VM", vm ? vm->id : 0,
+           msg ? msg : "(error object is not a string)");
+  fprintf(stderr, "parx: %s\n", line);
+  fflush(stderr);
+  if (!vm) return 0;
+  vm->dead = 1;
+  px_runtime_panic(vm->rt, line);
+  px_rescue *r = rescue_top;
+  if (!r) return 0; /* LuaJIT exits; see above */
+  rescue_top = r->prev;
+  siglongjmp(r->buf, 1);
+}
+
+/* Returns 0, or a negative error code (the message, if any, is the
+ * runtime's error). */
 int px_state_setup(px_vm *vm) {
   lua_State *L = luaL_newstate();
-  if (!L) return -1;
+  if (!L) return UV_ENOMEM;
   vm->L = L;
-  lua_pushcfunction(L, px_traceback);
-  lua_pushcfunction(L, setup);
-  lua_pushlightuserdata(L, vm);
-  if (lua_pcall(L, 1, 0, 1) != 0) {
-    px_runtime_set_error(vm->rt, lua_tostring(L, -1));
-    if (getenv("PARX_DEBUG")) fprintf(stderr, "parx: VM start-up failed: %s\n", lua_tostring(L, -1));
+  lua_atpanic(L, on_panic);
+  int status = px_cpcall(L, setup, vm, 0);
+  if (status != 0) {
+    const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "VM start-up failed";
+    px_runtime_set_error(vm->rt, msg);
+    if (getenv("PARX_DEBUG")) fprintf(stderr, "parx: VM start-up failed: %s\n", msg);
     lua_close(L);
     vm->L = NULL;
-    return -1;
+    return status == LUA_ERRMEM ? UV_ENOMEM : UV_EINVAL;
   }
-  lua_pop(L, 1);
   return 0;
 }

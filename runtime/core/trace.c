@@ -120,6 +120,15 @@ void px_trace_vm_end(px_vm *vm) {
   }
 }
 
+void px_trace_vm_discard(px_vm *vm) {
+  px_trace *tr = vm->trace;
+  vm->trace = NULL;
+  if (tr) {
+    free(tr->buf);
+    free(tr);
+  }
+}
+
 /* Write the file; returns 0 or -1 (errno set). */
 int px_trace_write(px_runtime *rt) {
   if (!rt->trace_path) return 0;

@@ -24,37 +24,51 @@ const char px_park_marker = 0;
 
 static void async_cb(uv_async_t *h) { (void)h; }
 
-px_vm *px_vm_new(px_runtime *rt, int id) {
+/* Build VM `id` on the calling thread.  Returns 0 with *out set, or a
+ * negative error code (UV_EMFILE when no file descriptor is left for the
+ * loop or its wake-up eventfd, UV_ENOMEM) with nothing left behind: every
+ * step that can fail is checked, so a runtime out of descriptors reports it
+ * instead of counting a VM that will never run. */
+int px_vm_new(px_runtime *rt, int id, px_vm **out) {
+  *out = NULL;
   px_vm *vm = calloc(1, sizeof *vm);
-  if (!vm) return NULL;
+  if (!vm) return UV_ENOMEM;
   vm->rt = rt;
   vm->id = id;
   vm->hook_ref = LUA_NOREF;
   vm->cancelled_ref = LUA_NOREF;
-  pthread_mutex_init(&vm->inbox_lock, NULL);
   atomic_init(&vm->holds, 0);
   atomic_init(&vm->idle_flag, 0);
-  if (uv_loop_init(&vm->loop) != 0) {
+  int err = uv_loop_init(&vm->loop);
+  if (err != 0) {
     free(vm);
-    return NULL;
+    return err;
   }
   vm->loop.data = vm;
-  uv_async_init(&vm->loop, &vm->async, async_cb);
+  err = uv_async_init(&vm->loop, &vm->async, async_cb);
+  if (err != 0) {
+    uv_loop_close(&vm->loop);
+    free(vm);
+    return err;
+  }
   uv_unref((uv_handle_t *)&vm->async);
+  pthread_mutex_init(&vm->inbox_lock, NULL);
   vm->thread = pthread_self();
   atomic_fetch_add(&rt->pending, 1); /* a new VM is busy until it idles */
   px_trace_vm_start(vm);
-  if (px_state_setup(vm) != 0) {
+  err = px_state_setup(vm);
+  if (err != 0) {
     uv_close((uv_handle_t *)&vm->async, NULL);
     uv_run(&vm->loop, UV_RUN_DEFAULT);
     uv_loop_close(&vm->loop);
     atomic_fetch_sub(&rt->pending, 1);
-    px_trace_vm_end(vm);
+    px_trace_vm_discard(vm); /* the caller may hold rt->lock */
     pthread_mutex_destroy(&vm->inbox_lock);
     free(vm);
-    return NULL;
+    return err;
   }
-  return vm;
+  *out = vm;
+  return 0;
 }
 
 static void close_walk(uv_handle_t *h, void *arg) {
@@ -63,6 +77,13 @@ static void close_walk(uv_handle_t *h, void *arg) {
 }
 
 void px_vm_free(px_vm *vm) {
+  if (vm->dead) {
+    /* Its state panicked (state.c): neither the lua_State nor the loop
+     * (left inside uv_run by the jump) can be closed safely.  Abandon
+     * them, and the VM with them. */
+    px_trace_vm_end(vm);
+    return;
+  }
   if (vm->L) lua_close(vm->L);
   px_trace_vm_end(vm);
   px_paths_free(vm);
@@ -261,7 +282,7 @@ static int step(px_vm *vm, int mode) {
  *     nothing is left anywhere, -1 if tasks of this VM are parked and the
  *     runtime is quiescent (nothing can wake them).
  */
-int px_vm_drive(px_vm *vm, int mode, int (*done)(px_vm *, void *), void *arg) {
+static int drive(px_vm *vm, int mode, int (*done)(px_vm *, void *), void *arg) {
   px_runtime *rt = vm->rt;
   vm->thread = pthread_self();
   if (atomic_load(&vm->idle_flag)) {
@@ -327,11 +348,26 @@ int px_vm_drive(px_vm *vm, int mode, int (*done)(px_vm *, void *), void *arg) {
   }
 }
 
+/* Every drive is a recovery point for a panic of this VM (state.c): the
+ * handler marks the VM dead and jumps back here, and the drive returns as
+ * if the runtime had stopped (px_runtime_panic stopped it).  A dead VM is
+ * never driven again.  sigsetjmp without the signal mask: no syscall. */
+int px_vm_drive(px_vm *vm, int mode, int (*done)(px_vm *, void *), void *arg) {
+  if (vm->dead) return 0;
+  px_rescue rescue;
+  if (sigsetjmp(rescue.buf, 0)) return 0;
+  px_rescue_push(&rescue);
+  int r = drive(vm, mode, done, arg);
+  px_rescue_pop(&rescue);
+  return r;
+}
+
 /* Shutdown, phase 1: detach every parked task from its wait source and take
  * the wakes already on their way, so that no thread will post to this VM
  * again.  Phase 2 (freeing) starts once every VM has done this. */
 void px_vm_quiesce(px_vm *vm) {
   vm->thread = pthread_self();
+  if (vm->dead) return; /* abandoned: nothing of it runs again */
   px_sched_teardown(vm);
   for (;;) {
     while (vm->wakes_head) {

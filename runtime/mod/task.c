@@ -340,8 +340,18 @@ static int l_spawn(lua_State *L) {
   px_shared_retain(&h->hdr); /* the job's reference */
   job->handle = h;
   h->job = job;
+  int err = px_runtime_push_job(rt, job);
+  if (err) {
+    /* No worker could start (no file descriptor or thread left): the job
+     * was not queued; fail the spawn rather than wait forever. */
+    h->job = NULL;
+    px_shared_release(&h->hdr); /* the job's */
+    px_shared_release(&h->hdr);
+    px_msg_free(&job->msg);
+    free(job);
+    return luaL_error(L, "%s: %s (cannot start a worker)", px_err_name(err), px_strerror(err));
+  }
   px_shared_push(L, &h->hdr);
-  px_runtime_push_job(rt, job);
   return 1;
 }
 
