@@ -25,14 +25,18 @@ os.remove(tmp)
 assert(os.execute("mkdir -p " .. q(tmp)) == 0 or true)
 
 -- run(shell words, opts) -> exit status, stdout, stderr.  opts.input feeds
--- stdin, opts.env is a prefix like "PARX_WORKERS=2", opts.cd a directory.
+-- stdin, opts.env is a prefix like "PARX_WORKERS=2", opts.cd a directory,
+-- opts.timeout a hang guard in seconds (status 124 when it fired),
+-- opts.ulimit a limit on open files.
 local function run(args, opts)
   opts = opts or {}
   local out, err, input = tmp .. "/out", tmp .. "/err", tmp .. "/in"
   write(input, opts.input or "")
-  local cmd = string.format("%s%s %s %s <%s >%s 2>%s; echo $?",
+  local cmd = string.format("%s%s%s %s%s %s <%s >%s 2>%s; echo $?",
     opts.cd and ("cd " .. q(opts.cd) .. " && ") or "",
-    opts.env or "", opts.parx or q(PARX), args, q(input), q(out), q(err))
+    opts.ulimit and ("ulimit -n " .. opts.ulimit .. "; ") or "",
+    opts.env or "", opts.timeout and ("timeout " .. opts.timeout .. " ") or "",
+    opts.parx or q(PARX), args, q(input), q(out), q(err))
   local p = io.popen(cmd)
   local code = tonumber(p:read("*a"))
   p:close()
@@ -264,5 +268,80 @@ describe("parx command line", function()
       { parx = "busted", cd = dir })
     assert.are.equal(0, code, out)
     assert.truthy(out:find("ok 1", 1, true), out)
+  end)
+end)
+
+describe("parx command line exits", function()
+  -- A worker busy in a JIT-compiled loop that never parks.
+  local busy = "parx.spawn(function() local x = 0 for i = 1, 1e12 do x = x + i end return x end) parx.sleep(0.1) "
+
+  it("os.exit ends the process while a worker runs a compiled loop", function()
+    local code, out = run("-e " .. q(busy .. "io.write('bye') os.exit(3)"), { timeout = 20 })
+    assert.are.equal(3, code)
+    assert.are.equal("bye", out)
+  end)
+
+  it("an uncaught error in the main chunk ends the process while a worker runs a compiled loop", function()
+    local code, out, err = run("-e " .. q(busy .. "io.write('before') error('boom')"), { timeout = 20 })
+    assert.are.equal(1, code, err)
+    assert.are.equal("before", out)
+    assert.truthy(err:find("boom", 1, true), err)
+  end)
+
+  it("os.exit in a worker ends the process while another worker runs a compiled loop", function()
+    local code, out = run("--workers 2 -e " .. q(busy
+      .. "parx.spawn(function() io.write('from worker') os.exit(4) end) parx.sleep(30) print('not reached')"),
+      { timeout = 20 })
+    assert.are.equal(4, code)
+    assert.are.equal("from worker", out)
+  end)
+
+  -- Start parx, send it sig once it has written, return status and stdout
+  -- (read through a pipe, where stdout is fully buffered).
+  local function stopped_by(sig, script)
+    local pid, out, status = tmp .. "/sig.pid", tmp .. "/sig.out", tmp .. "/sig.status"
+    os.remove(pid)
+    -- parx itself gets the pid (exec), so the signal reaches it directly.
+    local starter = write(tmp .. "/sig.sh", string.format("ulimit -t 30\necho $$ > %s\nexec %s -e %s\n",
+      q(pid), q(PARX), q(script)))
+    local cmd = string.format(
+      "(for i in $(seq 200); do [ -s %s ] && break; sleep 0.05; done; sleep 0.5; kill -%s $(cat %s)) & "
+      .. "{ sh %s; echo $? > %s; } | cat > %s; wait",
+      q(pid), sig, q(pid), q(starter), q(status), q(out))
+    local p = io.popen(cmd)
+    p:read("*a")
+    p:close()
+    return tonumber(slurp(status)), slurp(out)
+  end
+
+  it("stdout written to a pipe is flushed when parx is stopped by SIGTERM", function()
+    local code, out = stopped_by("TERM", "io.write('hello') parx.sleep(30)")
+    assert.are.equal("hello", out)
+    assert.are.equal(128 + 15, code) -- died by the signal, as the shell sees it
+  end)
+
+  it("stdout written to a pipe is flushed when parx is stopped by SIGTERM during a compiled loop", function()
+    local code, out = stopped_by("TERM", "io.write('hello') local x = 0 for i = 1, 1e12 do x = x + i end")
+    assert.are.equal("hello", out)
+    assert.are.equal(128 + 15, code)
+  end)
+
+  it("a spawn with no file descriptors left fails with EMFILE instead of hanging", function()
+    local script = [[
+      local files = {}
+      while true do
+        local f = io.open("/dev/null")
+        if not f then break end
+        files[#files + 1] = f
+      end
+      local ok, err = pcall(parx.spawn, function() return 1 end)
+      print(ok, err)
+      for _, f in ipairs(files) do f:close() end
+      print(parx.spawn(function() return "started later" end):join())
+    ]]
+    local code, out, err = run("--workers 2 -e " .. q(script), { ulimit = 64, timeout = 20 })
+    assert.are.equal(0, code, err)
+    assert.truthy(out:find("^false\t[^\n]*EMFILE: too many open files"), out)
+    assert.truthy(out:find("\nstarted later\n", 1, true), out)
   end)
 end)

@@ -32,6 +32,14 @@ describe("embedding libparx", function()
     check_host_output(out)
   end)
 
+  it("parx_run returns PARX_EXIT and the host can close at once while a worker runs a compiled loop", function()
+    local host = BUILD .. "/embed-host"
+    local code, out = capture("timeout 20 " .. q(host) .. " exit")
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("run result PARX_EXIT, exit code 5", 1, true), out)
+    assert.truthy(out:find("close: worker abandoned", 1, true), out)
+  end)
+
   it("builds the host with pkg-config after make install", function()
     if os.execute("command -v pkg-config >/dev/null 2>&1") ~= 0 then
       pending("pkg-config is not installed")

@@ -227,3 +227,49 @@ describe("the REPL on a terminal", function()
     assert.truthy(screen:find('"prompt still works"', 1, true), screen)
   end)
 end)
+
+-- Lines piped into `parx -i` (no terminal): status, stdout, stderr.
+local function piped(input, args)
+  local inp, out, err = tmp .. "/pin", tmp .. "/pout", tmp .. "/perr"
+  local f = assert(io.open(inp, "wb"))
+  f:write(input)
+  f:close()
+  local p = io.popen(string.format("timeout 20 %s %s -i <%s >%s 2>%s; echo $?",
+    q(PARX), args or "", q(inp), q(out), q(err)))
+  local code = tonumber(p:read("*a"))
+  p:close()
+  return code, slurp(out), slurp(err)
+end
+
+describe("the REPL and replaced globals", function()
+  it("a replaced standard global in the REPL gives an error, not a panic", function()
+    for _, name in ipairs({ "table", "string", "debug", "require", "print",
+                            "tostring", "io", "ipairs", "pairs", "type" }) do
+      local code, out, err = piped(name .. " = nil\nprint(1)\n'alive'\n{1, 2}\n")
+      assert.are.equal(0, code, name .. ": " .. err)
+      assert.falsy(err:find("PANIC", 1, true), name .. ": " .. err)
+      assert.truthy(out:find('"alive"\n{1, 2}\n', 1, true), name .. ": " .. out .. err)
+    end
+    -- Replaced rather than removed: a tostring that raises, a strict _G.
+    local code, out, err = piped(table.concat({
+      "tostring = function() error('no tostring today') end\n",
+      "print(1)\n",
+      "setmetatable(_G, {__index = function(_, k) error('undefined ' .. k) end,",
+      " __newindex = function(_, k) error('no new global ' .. k) end}) == nil\n",
+      "zz = 1\n",
+      "'alive'\n",
+    }))
+    assert.are.equal(0, code, err)
+    assert.falsy(err:find("PANIC", 1, true), err)
+    assert.truthy(err:find("no tostring today", 1, true), err)
+    assert.truthy(err:find("no new global zz", 1, true), err)
+    assert.truthy(out:find('"alive"', 1, true), out .. err)
+  end)
+
+  it("a REPL after -e code that removed standard globals still starts", function()
+    local code, out, err = piped("1 + 1\n",
+      "-e 'require = nil table = nil string = nil io = nil print = nil'")
+    assert.are.equal(0, code, err)
+    assert.are.equal("2\n", out, err)
+  end)
+end)

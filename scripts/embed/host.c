@@ -13,6 +13,8 @@
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <parx.h>
@@ -25,7 +27,31 @@ static int host_add(lua_State *L) {
   return 1;
 }
 
+/* `host exit`: os.exit while a worker runs a JIT-compiled loop.  parx_run_*
+ * returns PARX_EXIT at once; the worker cannot be stopped, so the host
+ * closes with a timeout, which abandons it, and ends its process. */
+static int exit_while_busy(void) {
+  parx_options opts;
+  parx_options_init(&opts);
+  opts.workers = 2;
+  parx_runtime *rt = parx_open(&opts);
+  if (rt == NULL) return 1;
+  int r = parx_run_string(rt,
+      "parx.spawn(function() local x = 0 for i = 1, 1e12 do x = x + i end return x end)\n"
+      "parx.sleep(0.1)\n"
+      "os.exit(5)", "=host-exit", 1);
+  printf("run result %s, exit code %d\n", r == PARX_EXIT ? "PARX_EXIT" : "other",
+         parx_exit_code(rt));
+  int abandoned = parx_close_timeout(rt, 100);
+  printf("close: %s\n", abandoned ? "worker abandoned" : "all joined");
+  fflush(stdout);
+  /* Abandoned workers still run: end the process without exit()'s
+   * handlers (the runtime's memory stays allocated, as documented). */
+  _exit(0);
+}
+
 int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "exit") == 0) return exit_while_busy();
   parx_options opts;
   parx_options_init(&opts);
   opts.workers = 2;
@@ -79,7 +105,5 @@ int main(int argc, char **argv) {
 
   parx_close(rt);
   printf("host closed the runtime\n");
-  (void)argc;
-  (void)argv;
   return 0;
 }
