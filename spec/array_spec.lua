@@ -432,6 +432,53 @@ describe("parx.array", function()
       assert.equal(base, array.live())
     end)
 
+    it("a.data keeps its array alive after the array is collected", function()
+      collect()
+      local base = array.live()
+      local d = array("float64", 1e6).data
+      collect()
+      assert.equal(base + 1, array.live())   -- still there: d holds it
+      d[0], d[1e6 - 1] = 1.5, 2.5
+      local junk = {}
+      for i = 1, 1000 do junk[i] = array("float64", 1000) end  -- reuse freed memory, if any
+      junk = nil
+      assert.equal(1.5, d[0])
+      assert.equal(2.5, d[1e6 - 1])
+      d = nil
+      collect()
+      assert.equal(base, array.live())       -- and freed once d goes
+    end)
+
+    it("a.data is one pointer per array, and the array is freed with it", function()
+      collect()
+      local base = array.live()
+      do
+        local a = array("int32", 3)
+        assert.is_true(rawequal(a.data, a.data))
+        a.data[2] = 7
+        assert.equal(7, a:get(3))
+        assert.is_true(ffi.istype("int32_t *", a.data))
+      end
+      for _ = 1, 200 do local _ = array("uint8", 10).data[0] end
+      collect()
+      assert.equal(base, array.live())
+    end)
+
+    it("an array's header cannot be written from Lua", function()
+      local a = array("float64", 4)
+      assert.has_error(function() a.hdr.refs = 1 end)
+      assert.has_error(function() return a.hdr end)
+      assert.has_error(function() a._hdr[8] = 1 end)
+      assert.has_error(function() a.data = ffi.new("double[4]") end)
+      assert.has_error(function() a._data = nil end)
+      assert.has_error(function() a._n = 100 end)
+      assert.has_error(function() a._shape[0] = 100 end)
+      assert.has_error(function() a._dtype = 0 end)
+      assert.equal(4, #a)
+      a:set(4, 1)
+      assert.equal(1, a:get(4))
+    end)
+
     it("counts copies and from as arrays too", function()
       collect()
       local base = array.live()
@@ -485,6 +532,26 @@ describe("parx.array", function()
       local ch = parx.channel(1)
       assert.has_error(function() ch:send(ffi.new("double[2]")) end)
       assert.has_error(function() parx.spawn(function(x) return x end, ffi.new("int64_t", 1)) end)
+      assert.has_error(function() ch:send(array("float64", 2).data) end)
+    end)
+
+    it("a forged array cannot cross VMs", function()
+      local ch = parx.channel(4)
+      local a = array("int32", 4)
+      local T = ffi.typeof(a)
+      -- a struct of the same layout, even with the real header's bytes
+      local buf = ffi.new("char[256]")
+      ffi.copy(buf, ffi.cast("void *", a), 128)
+      assert.has_error(function() ch:send(ffi.cast(T, buf)) end)
+      -- any memory cast to an array type
+      assert.has_error(function() ch:send(ffi.cast(T, ffi.new("int[64]"))) end)
+      assert.has_error(function() parx.spawn(function(x) return x end, ffi.cast(T, buf)) end)
+      -- a copy of the pointer that holds no reference (it could dangle)
+      local copy = ffi.cast(T, ffi.cast("void *", a))
+      assert.has_error(function() ch:send(copy) end)
+      -- the real one still crosses
+      ch:send(a)
+      assert.equal(4, #ch:recv())
     end)
 
     it("every worker sees the same memory", function()

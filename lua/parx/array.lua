@@ -21,16 +21,20 @@
 --   integer dtypes only: a:atomic_add(i.., delta) -> new value (wraps),
 --   a:atomic_cas(i.., old, new) -> swapped?, a:atomic_get(i..)
 --   a.data            0-based pointer of the element type (uint16_t* for
---                     float16/bfloat16), no bounds checks
+--                     float16/bfloat16), no bounds checks; it keeps the
+--                     array alive as long as it lives itself
 -- Indices are 1-based: one flat index (row-major order) or exactly ndim
 -- indices; anything else (out of range, fractional, wrong count) raises.
 --
 -- An array is FFI cdata: a pointer to the C struct px_array (see
 -- runtime/mod/array.h) with an ffi.metatype.  Each dtype has its own struct
--- type of the same layout, so that `a.data` is already a pointer of the
+-- type of the same layout, so that `a._data` is already a pointer of the
 -- element type and get/set are specialized per dtype without a dispatch.
--- The struct fields other than `data` carry a leading underscore in Lua
--- (`_n`, `_dtype`, `_ndim`, `_shape`) because the plain names are methods.
+-- The struct fields are read-only and carry a leading underscore in Lua
+-- (`_data`, `_n`, `_dtype`, `_ndim`, `_shape`) because the plain names are
+-- methods; the header (`_hdr`: type and reference count) is opaque bytes.
+-- They are internal: `a._data` does not keep the array alive, `a.data`
+-- does (see "a.data" below).
 --
 -- Values.  Integer dtypes take numbers that are integers within the dtype's
 -- range; anything else raises (no silent wrap-around; `a.data[k] = v`
@@ -42,7 +46,8 @@
 --
 -- Lifetime.  Each cdata holds one reference, dropped by its finalizer
 -- (ffi.gc); the memory goes when the last reference in any VM is dropped.
--- Do not keep a bare `a.data` pointer beyond the life of `a`.
+-- `a.data` holds a reference too, so `local d = a.data` may outlive `a`;
+-- pointers derived from it (`a.data + k`, ffi.cast) hold none.
 --
 -- Crossing VMs.  The marshaller asks the cdata hook registered below for the
 -- px_shared behind a cdata, and makes the receiving VM's cdata through the
@@ -56,14 +61,17 @@ local error, concat, format = error, table.concat, string.format
 
 local MAXDIM = C_array.maxdim
 
+-- The header (the shared-object type and the reference count) is opaque
+-- and read-only from Lua: writing the count would free the buffer under
+-- its users.  C checks the layout (data_offset, struct_size below).
 ffi.cdef [[
 typedef struct px_array {
-  struct { const void *type; long refs; } hdr;
-  void *data;
-  int64_t n;
-  int32_t dtype;
-  int32_t ndim;
-  int64_t shape[8];
+  const uint8_t _hdr[16];
+  void *const _data;
+  const int64_t _n;
+  const int32_t _dtype;
+  const int32_t _ndim;
+  const int64_t _shape[8];
 } px_array;
 
 typedef struct px_array_api {
@@ -79,12 +87,17 @@ typedef struct px_array_api {
   int64_t (*atomic_add)(const void *a, int64_t off, int64_t delta);
   int (*atomic_cas)(const void *a, int64_t off, int64_t expected,
                     int64_t desired);
+  void (*retain)(const void *a);
 } px_array_api;
 ]]
 assert(MAXDIM == 8, "parx.array: PX_ARRAY_MAXDIM changed; update the cdef")
+assert(ffi.offsetof("px_array", "_data") == C_array.data_offset
+       and ffi.sizeof("px_array") == C_array.struct_size,
+       "parx.array: struct px_array changed; update the cdef")
 
 local api = ffi.cast("const px_array_api *", C_array.api)
 local array_new, release, fill_bytes = api.array_new, api.release, api.fill_bytes
+local retain = api.retain
 local f64_to_f16, f64_to_bf16 = api.f64_to_f16, api.f64_to_bf16
 local atomic_add, atomic_cas = api.atomic_add, api.atomic_cas
 
@@ -212,8 +225,8 @@ end
 local function make_type(code, name, elem, kind, bits, signed)
   ffi.cdef(format([[
 typedef struct px_array_%s {
-  struct { const void *type; long refs; } hdr;
-  %s *const data;
+  const uint8_t _hdr[16];
+  %s *const _data;
   const int64_t _n;
   const int32_t _dtype;
   const int32_t _ndim;
@@ -250,19 +263,19 @@ typedef struct px_array_%s {
     get = function(a, i, ...)
       if select("#", ...) == 0 and type(i) == "number" and i >= 1
          and i <= tonumber(a._n) and floor(i) == i then
-        return decode(a.data[i - 1])
+        return decode(a._data[i - 1])
       end
-      if select("#", ...) == 0 then return decode(a.data[flat_offset(a, i, 2)]) end
-      return decode(a.data[nd_offset(a, 2, select("#", ...) + 1, i, ...)])
+      if select("#", ...) == 0 then return decode(a._data[flat_offset(a, i, 2)]) end
+      return decode(a._data[nd_offset(a, 2, select("#", ...) + 1, i, ...)])
     end
   else
     get = function(a, i, ...)
       if select("#", ...) == 0 and type(i) == "number" and i >= 1
          and i <= tonumber(a._n) and floor(i) == i then
-        return a.data[i - 1]
+        return a._data[i - 1]
       end
-      if select("#", ...) == 0 then return a.data[flat_offset(a, i, 2)] end
-      return a.data[nd_offset(a, 2, select("#", ...) + 1, i, ...)]
+      if select("#", ...) == 0 then return a._data[flat_offset(a, i, 2)] end
+      return a._data[nd_offset(a, 2, select("#", ...) + 1, i, ...)]
     end
   end
   m.get = get
@@ -279,13 +292,13 @@ typedef struct px_array_%s {
       off = nd_offset(a, 2, nargs - 1, ...)
     end
     if encode then v = encode(v) end
-    a.data[off] = v
+    a._data[off] = v
   end
   if encode then
     m.set = function(a, i, v, ...)
       if select("#", ...) == 0 and type(i) == "number" and type(v) == "number"
          and i >= 1 and i <= tonumber(a._n) and floor(i) == i then
-        a.data[i - 1] = encode(v)
+        a._data[i - 1] = encode(v)
         return
       end
       return set_slow(a, i, v, ...)
@@ -295,7 +308,7 @@ typedef struct px_array_%s {
       if select("#", ...) == 0 and type(i) == "number" and type(v) == "number"
          and i >= 1 and i <= tonumber(a._n) and floor(i) == i
          and v >= lo and v < hi and floor(v) == v then
-        a.data[i - 1] = v
+        a._data[i - 1] = v
         return
       end
       return set_slow(a, i, v, ...)
@@ -304,7 +317,7 @@ typedef struct px_array_%s {
     m.set = function(a, i, v, ...)
       if select("#", ...) == 0 and type(i) == "number" and type(v) == "number"
          and i >= 1 and i <= tonumber(a._n) and floor(i) == i then
-        a.data[i - 1] = v
+        a._data[i - 1] = v
         return
       end
       return set_slow(a, i, v, ...)
@@ -366,13 +379,14 @@ typedef struct px_array_%s {
   m._store = function(a, off, v, level)
     v = check(v, level + 1)
     if encode then v = encode(v) end
-    a.data[off] = v
+    a._data[off] = v
   end
   m._decode = decode or function(x) return x end
   return ptr_t, m
 end
 
 local methods_of = {}  -- px_dtype code -> method table
+local own              -- (defined with the constructors below)
 
 local common = {}
 
@@ -391,7 +405,7 @@ end
 
 -- Nested Lua tables (a plain list for 1-D arrays).
 function common.totable(a)
-  local ndim, data = a._ndim, a.data
+  local ndim, data = a._ndim, a._data
   local decode = methods_of[a._dtype]._decode
   local dims = common.shape(a)
   local off = 0
@@ -414,8 +428,8 @@ function common.copy(a)
   for d = 0, a._ndim - 1 do shape[d] = a._shape[d] end
   local p = array_new(a._dtype, a._ndim, shape)
   if p == nil then fail(2, "out of memory copying %s", tostring(a)) end
-  local b = ffi.gc(ffi.cast(ptr_of[a._dtype], p), release)
-  ffi.copy(b.data, a.data, tonumber(a._n) * itemsize_of[a._dtype])
+  local b = own(ffi.cast(ptr_of[a._dtype], p))
+  ffi.copy(b._data, a._data, tonumber(a._n) * itemsize_of[a._dtype])
   return b
 end
 
@@ -428,7 +442,7 @@ end
 -- their first and last three entries around "...".
 local function tostr(a)
   local dims = common.shape(a)
-  local ndim, data = a._ndim, a.data
+  local ndim, data = a._ndim, a._data
   local decode = methods_of[a._dtype]._decode
   local strides = {}
   local s = 1
@@ -452,13 +466,48 @@ local function tostr(a)
                 concat(dims, "x"), show(1, 0))
 end
 
+-- ---- a.data -------------------------------------------------------------
+--
+-- The struct's own pointer field is `_data`; `a.data` is a separate
+-- pointer cdata of the element type that holds a reference of its own to
+-- the array (dropped by its finalizer), so it stays valid after `a` is
+-- collected: `local d = parx.array("float64", n).data` is safe.  One such
+-- pointer per array cdata, made on first use and cached: `a.data[i]` in a
+-- loop costs a table lookup, and `local d = a.data` then d[i] is exactly
+-- the C-speed loop it always was.  The cache has weak keys and its values
+-- do not refer back to `a` (the finalizer holds the C pointer, not the
+-- cdata), so neither keeps the other alive.  Pointer arithmetic on it
+-- (`a.data + k`) makes plain pointers again, which do not anchor.
+local data_cache = setmetatable({}, {__mode = "k"})
+local elem_ptr_of = {} -- px_dtype code -> ctype of the element pointer
+
+local function anchored_data(a)
+  local d = data_cache[a]
+  if d == nil then
+    local owner = ffi.cast("const void *", a)
+    retain(owner)
+    d = ffi.gc(ffi.cast(elem_ptr_of[a._dtype], a._data),
+               function() release(owner) end)
+    data_cache[a] = d
+  end
+  return d
+end
+
 for i, d in ipairs(DTYPES) do
   local code = i - 1
   local ptr_t, m = make_type(code, d[1], d[2], d[3], d[4], d[5])
   for k, f in pairs(common) do m[k] = f end
   methods_of[code] = m
+  elem_ptr_of[code] = ffi.typeof(d[2] .. " *")
   ffi.metatype(ffi.typeof("px_array_" .. d[1]), {
-    __index = m,
+    -- Methods first: a:get(i) costs one table load more than before.
+    __index = function(a, k)
+      local f = m[k]
+      if f ~= nil then return f end
+      if k == "data" then return anchored_data(a) end
+      -- as the FFI does for a missing field (and a.hdr, now opaque)
+      error(format("parx.array has no field or method '%s'", tostring(k)), 2)
+    end,
     __len = function(a) return tonumber(a._n) end,
     __tostring = tostr,
   })
@@ -469,6 +518,18 @@ for _, code in ipairs({11, 10, 3, 2, 9, 8, 7, 6, 5, 4, 1, 0}) do
 end
 
 -- ---- construction ------------------------------------------------------
+
+-- Every array cdata this module makes holds one reference (dropped by its
+-- finalizer) and is registered here; only these may cross VMs.  A cdata
+-- cast to an array type (ffi.cast(ffi.typeof(a), p)) holds no reference
+-- and may point to anything, so the marshaller's hook refuses it.
+local owned = setmetatable({}, {__mode = "k"})
+
+own = function(p)
+  local a = ffi.gc(p, release)
+  owned[a] = true
+  return a
+end
 
 local shape_buf = ffi.new("int64_t[8]")
 
@@ -520,7 +581,7 @@ local function alloc(code, ndim, n, level)
     fail(level + 1, "cannot allocate %s elements of %s (out of memory)",
          numstr(n), names[code + 1])
   end
-  return ffi.gc(ffi.cast(ptr_of[code], p), release)
+  return own(ffi.cast(ptr_of[code], p))
 end
 
 local array = {}
@@ -608,16 +669,19 @@ array.dtypes = names
 local tolight = C_array.tolight
 local generic_ptr = ffi.typeof("px_array *")
 
--- The marshaller calls this for every cdata it meets.
+-- The marshaller calls this for every cdata it meets.  An array it may
+-- send is one of ours (made here, holding a reference) and, checked in C,
+-- a live array allocated by array.c: a cdata of another type, a struct of
+-- the same layout or a pointer to a freed array is not one.
 local function cdata_hook(x)
-  if is_array(x) then return tolight(x) end
+  if owned[x] and is_array(x) then return tolight(x) end
   return nil
 end
 
 -- The receiving side: a light userdata carrying one reference.
 local function construct(p)
-  local code = ffi.cast(generic_ptr, p).dtype
-  return ffi.gc(ffi.cast(ptr_of[code], p), release)
+  local code = ffi.cast(generic_ptr, p)._dtype
+  return own(ffi.cast(ptr_of[code], p))
 end
 
 C_array.init(construct, cdata_hook)

@@ -14,7 +14,10 @@
  * library or a static library inside a host that was not linked with -E.
  * The functions are exported (not static) as well, for C callers.
  */
+#include <assert.h>
 #include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,8 +63,102 @@ long px_array_live(void) {
   return atomic_load_explicit(&live_arrays, memory_order_relaxed);
 }
 
+/* The set of live arrays (their addresses), so that a pointer handed to
+ * the marshaller by the cdata hook is checked against what this file
+ * allocated: the FFI can cast any memory to an array's type (a forged
+ * struct of the same layout, a dangling copy of a freed array), and
+ * sending that would hand garbage to another VM.  An open-addressing hash
+ * set with linear probing and backward-shift deletion, under one mutex;
+ * touched once per allocation, free and send of an array. */
+static pthread_mutex_t set_lock = PTHREAD_MUTEX_INITIALIZER;
+static px_array **set_slots; /* set_cap slots, NULL = empty */
+static size_t set_cap, set_count;
+
+static size_t set_hash(const px_array *a, size_t mask) {
+  uint64_t h = (uint64_t)(uintptr_t)a;
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  return (size_t)h & mask;
+}
+
+/* set_lock held.  Returns -1 when out of memory. */
+static int set_grow(void) {
+  size_t cap = set_cap ? set_cap * 2 : 64;
+  px_array **slots = calloc(cap, sizeof *slots);
+  if (!slots) return -1;
+  for (size_t i = 0; i < set_cap; i++) {
+    px_array *a = set_slots[i];
+    if (!a) continue;
+    size_t j = set_hash(a, cap - 1);
+    while (slots[j]) j = (j + 1) & (cap - 1);
+    slots[j] = a;
+  }
+  free(set_slots);
+  set_slots = slots;
+  set_cap = cap;
+  return 0;
+}
+
+static int set_add(px_array *a) {
+  pthread_mutex_lock(&set_lock);
+  /* mutex held from here: the load factor stays at most 1/2 */
+  if ((set_count + 1) * 2 > set_cap && set_grow() != 0) {
+    pthread_mutex_unlock(&set_lock);
+    return -1;
+  }
+  size_t mask = set_cap - 1, i = set_hash(a, mask);
+  while (set_slots[i]) i = (i + 1) & mask;
+  set_slots[i] = a;
+  set_count++;
+  pthread_mutex_unlock(&set_lock);
+  return 0;
+}
+
+/* set_lock held: the slot of a, or SIZE_MAX. */
+static size_t set_find(const px_array *a) {
+  if (!set_cap) return SIZE_MAX;
+  size_t mask = set_cap - 1;
+  for (size_t i = set_hash(a, mask); set_slots[i]; i = (i + 1) & mask)
+    if (set_slots[i] == a) return i;
+  return SIZE_MAX;
+}
+
+static void set_remove(px_array *a) {
+  pthread_mutex_lock(&set_lock);
+  size_t i = set_find(a);
+  assert(i != SIZE_MAX);
+  if (i != SIZE_MAX) {
+    /* Backward-shift deletion: move up every later entry of the probe run
+     * whose home slot is not cyclically within (i, j]. */
+    size_t mask = set_cap - 1;
+    set_slots[i] = NULL;
+    for (size_t j = (i + 1) & mask; set_slots[j]; j = (j + 1) & mask) {
+      size_t home = set_hash(set_slots[j], mask);
+      int stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+      if (stays) continue;
+      set_slots[i] = set_slots[j];
+      set_slots[j] = NULL;
+      i = j;
+    }
+    set_count--;
+  }
+  pthread_mutex_unlock(&set_lock);
+}
+
+/* Whether p is an array allocated here and still referenced. */
+static int set_holds(const void *p) {
+  pthread_mutex_lock(&set_lock);
+  const px_array *a = p;
+  int live = set_find(a) != SIZE_MAX &&
+             atomic_load_explicit(&a->hdr.refs, memory_order_acquire) > 0;
+  pthread_mutex_unlock(&set_lock);
+  return live;
+}
+
 static void array_free(px_shared *obj) {
   px_array *a = (px_array *)obj;
+  set_remove(a);
   free(a->data);
   free(a);
   atomic_fetch_sub_explicit(&live_arrays, 1, memory_order_relaxed);
@@ -116,6 +213,11 @@ px_array *px_array_new(int dtype, int ndim, const int64_t *shape) {
   for (int d = 0; d < ndim; d++) a->shape[d] = shape[d];
   pthread_once(&array_type_once, register_array_type);
   px_shared_init(&a->hdr, &array_type);
+  if (set_add(a) != 0) {
+    free(a->data);
+    free(a);
+    return NULL;
+  }
   atomic_fetch_add_explicit(&live_arrays, 1, memory_order_relaxed);
   return a;
 }
@@ -123,6 +225,9 @@ px_array *px_array_new(int dtype, int ndim, const int64_t *shape) {
 void px_array_release(px_array *a) {
   if (a) px_shared_release(&a->hdr);
 }
+
+/* One more reference: what anchors a.data (lua/parx/array.lua). */
+static void array_retain(px_array *a) { px_shared_retain(&a->hdr); }
 
 void px_array_fill_bytes(px_array *a, const void *elem) {
   int64_t n = a->n;
@@ -326,12 +431,13 @@ typedef struct px_array_api {
   int64_t (*atomic_add)(px_array *a, int64_t off, int64_t delta);
   int (*atomic_cas)(px_array *a, int64_t off, int64_t expected,
                     int64_t desired);
+  void (*retain)(px_array *a);
 } px_array_api;
 
 static const px_array_api api = {
   px_array_new,  px_array_release, px_array_fill_bytes, px_array_live,
   px_f64_to_f16, px_f16_to_f64,    px_f64_to_bf16,      px_bf16_to_f64,
-  px_half_table, px_array_atomic_add, px_array_atomic_cas,
+  px_half_table, px_array_atomic_add, px_array_atomic_cas, array_retain,
 };
 
 /* ------------------------------------------------------------------------
@@ -421,13 +527,15 @@ static int init_lua(lua_State *L) {
   return 0;
 }
 
-/* tolight(cdata): the array pointer a cdata holds, as a light userdata.
- * The Lua hook checks the cdata's type before it calls this; for a pointer
- * cdata, lua_topointer gives the address of the pointer it holds. */
+/* tolight(cdata): the array pointer a cdata holds, as a light userdata, or
+ * nothing when it does not point to a live array of ours.  The Lua hook
+ * checks the cdata's type and that it is one of the array cdata it made
+ * before it calls this; for a pointer cdata, lua_topointer gives the
+ * address of the pointer it holds. */
 static int tolight_lua(lua_State *L) {
   if (lua_type(L, 1) != PX_LUA_TCDATA) return 0;
   void *const *slot = lua_topointer(L, 1);
-  if (!slot || !*slot) return 0;
+  if (!slot || !*slot || !set_holds(*slot)) return 0;
   lua_pushlightuserdata(L, *slot);
   return 1;
 }
@@ -452,5 +560,10 @@ int px_open_array(lua_State *L) {
   lua_setfield(L, -2, "api");
   lua_pushinteger(L, PX_ARRAY_MAXDIM);
   lua_setfield(L, -2, "maxdim");
+  /* The Lua face declares the header as opaque bytes: it checks these. */
+  lua_pushinteger(L, (lua_Integer)offsetof(px_array, data));
+  lua_setfield(L, -2, "data_offset");
+  lua_pushinteger(L, (lua_Integer)sizeof(px_array));
+  lua_setfield(L, -2, "struct_size");
   return 1;
 }
