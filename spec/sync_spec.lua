@@ -266,6 +266,11 @@ describe("parx.barrier", function()
 
   it("rejects 0 parties", function()
     assert.has_error(function() parx.barrier(0) end)
+    for _, n in ipairs({0 / 0, 1.5, math.huge, 2 ^ 31, 1e300}) do
+      assert.has_error(function() parx.barrier(n) end)
+      assert.has_error(function() parx.semaphore(n) end)
+      assert.has_error(function() parx.waitgroup(n) end)
+    end
     assert.has_error(function() parx.barrier() end)
   end)
 end)

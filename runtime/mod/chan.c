@@ -685,7 +685,7 @@ static int l_len(lua_State *L) {
 static int l_capacity(lua_State *L) {
   px_chan *ch = px_chan_check(L, 1);
   if (ch->cap < 0) lua_pushnumber(L, HUGE_VAL);
-  else lua_pushinteger(L, (lua_Integer)ch->cap);
+  else lua_pushnumber(L, (lua_Number)ch->cap);
   return 1;
 }
 
@@ -705,10 +705,10 @@ static int l_tostring(lua_State *L) {
   int closed = ch->closed;
   px_chan_unlock(ch);
   if (ch->cap < 0)
-    lua_pushfstring(L, "parx.channel(unbounded, %d queued%s): %p", (int)n, closed ? ", closed" : "",
+    lua_pushfstring(L, "parx.channel(unbounded, %f queued%s): %p", (double)n, closed ? ", closed" : "",
                     (void *)ch);
   else
-    lua_pushfstring(L, "parx.channel(%d, %d queued%s): %p", (int)ch->cap, (int)n,
+    lua_pushfstring(L, "parx.channel(%f, %f queued%s): %p", (double)ch->cap, (double)n,
                     closed ? ", closed" : "", (void *)ch);
   return 1;
 }
@@ -726,7 +726,11 @@ static int l_new(lua_State *L) {
     double c = luaL_checknumber(L, 1);
     if (c < 0) return luaL_argerror(L, 1, "capacity must be >= 0");
     if (c != floor(c)) return luaL_argerror(L, 1, "capacity must be an integer");
-    if (c < 2147483647.0) cap = (long)c;
+    /* Any capacity a Lua number holds exactly is kept as it is (the buffer
+     * grows lazily); beyond 2^53 only math.huge, which means unbounded. */
+    if (c <= 9007199254740992.0) cap = (long)c;
+    else if (c != HUGE_VAL)
+      return luaL_argerror(L, 1, "capacity must be at most 2^53 (math.huge: unbounded)");
   }
   px_chan *ch = px_chan_new(cap);
   if (!ch) return luaL_error(L, "not enough memory");

@@ -545,7 +545,8 @@ static long check_count(lua_State *L, int idx, long min, long dflt, const char *
   if (lua_isnoneornil(L, idx)) return dflt;
   lua_Number n = luaL_checknumber(L, idx);
   if (n != floor(n) || n < (lua_Number)min || n > 2147483647.0)
-    luaL_argerror(L, idx, lua_pushfstring(L, "%s must be an integer >= %d", what, (int)min));
+    luaL_argerror(L, idx, lua_pushfstring(L, "%s must be an integer from %d to 2^31-1, got %s",
+                                          what, (int)min, lua_tostring(L, idx)));
   return (long)n;
 }
 
