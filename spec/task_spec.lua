@@ -197,16 +197,22 @@ describe("Task methods", function()
   end)
 
   it("a pcall inside the task cannot swallow its cancellation", function()
-    local after = false
+    -- pcall returns false, CANCELLED (cleanup runs), and the next park
+    -- raises it again at once: the task still ends cancelled.
+    local after, caught
     local t = parx.async(function()
-      pcall(parx.sleep, 30)
+      local ok, err = pcall(parx.sleep, 30)
+      caught = {ok, err}
       after = true
       parx.sleep(30)
+      after = "slept"
     end)
     parx.sleep(0.01)
     t:cancel()
+    assert.is_true(t:wait(5))
     assert.has_error(function() t:join() end)
-    assert.is_false(after)
+    assert.same({false, parx.CANCELLED}, caught)
+    assert.is_true(after)
     assert.equal("cancelled", t:status())
   end)
 
@@ -437,5 +443,246 @@ describe("timeouts out of a timer's range (issue 9)", function()
     assert.is_nil((t:result(-5)))
     assert.is_true(parx.now() - t0 < 5)
     t:join()
+  end)
+end)
+
+describe("cancellation (issue 9)", function()
+  -- The model of Trio and asyncio: the cancellation is an error raised at
+  -- the task's park point; it unwinds through pcall/xpcall (which return
+  -- false, parx.CANCELLED), cleanup runs, every later park point raises it
+  -- again, and the task ends cancelled whatever its function returns.
+
+  -- Start fn as a task (spawned or async), wait until it is parked.
+  local function started(kind, fn, ...)
+    local t = parx[kind](fn, ...)
+    while t:status() ~= "running" do parx.sleep(0.001) end
+    parx.sleep(0.02)
+    return t
+  end
+
+  for _, kind in ipairs({"spawn", "async"}) do
+    it("a cancelled task's pcall returns false, parx.CANCELLED and its cleanup runs (" .. kind .. ")", function()
+      local log = parx.channel()
+      local t = started(kind, function(log)
+        local ok, err = pcall(function() parx.sleep(30) end)
+        log:send({ok, err == parx.CANCELLED, tostring(err)})
+        local ok2, err2 = pcall(parx.sleep, 30) -- a C function called by pcall itself
+        log:send({ok2, err2 == parx.CANCELLED})
+        local ok3, err3 = xpcall(function() parx.sleep(30) end, function(e) return "handled" end)
+        log:send({ok3, err3 == parx.CANCELLED})
+        log:send("cleanup ran")
+        return "returned"
+      end, log)
+      assert.is_true(t:cancel())
+      assert.is_true(t:wait(10))
+      assert.same({false, true, "parx: task was cancelled"}, log:recv())
+      assert.same({false, true}, log:recv())
+      assert.same({false, true}, log:recv())
+      assert.equal("cleanup ran", log:recv())
+      assert.equal("cancelled", t:status())
+      local ok, err = pcall(t.join, t)
+      assert.is_false(ok)
+      assert.equal(parx.CANCELLED, err)
+    end)
+  end
+
+  it("m:with releases the mutex when its task is cancelled", function()
+    local m = parx.mutex()
+    local t = started("spawn", function(m) m:with(function() parx.sleep(30) end) end, m)
+    t:cancel()
+    assert.is_true(t:wait(10))
+    assert.equal("cancelled", t:status())
+    -- Was left locked forever before: this lock would wait for ever.
+    local got = parx.async(function() m:lock(); m:unlock(); return true end)
+    assert.is_true(got:wait(5))
+    assert.is_true(got:join())
+  end)
+
+  it("s:with releases its permit when its task is cancelled", function()
+    local s = parx.semaphore(1)
+    local t = started("async", function() s:with(function() parx.sleep(30) end) end)
+    t:cancel()
+    assert.is_true(t:wait(10))
+    assert.equal("cancelled", t:status())
+    assert.is_true(s:try_acquire())
+    s:release()
+  end)
+
+  it("a task that swallows the cancellation still ends cancelled", function()
+    local t = started("spawn", function()
+      pcall(parx.sleep, 30)
+      return "swallowed"
+    end)
+    t:cancel()
+    assert.is_true(t:wait(10))
+    assert.equal("cancelled", t:status())
+    local ok, err = pcall(t.join, t)
+    assert.is_false(ok)
+    assert.equal(parx.CANCELLED, err)
+    -- Asked to cancel while running, it returns before any park point.
+    local flag = parx.atomic(0)
+    local busy = parx.spawn(function(flag)
+      flag:set(1)
+      while flag:get() == 1 do end
+      return "finished"
+    end, flag)
+    while flag:get() == 0 do parx.sleep(0.001) end
+    assert.is_true(busy:cancel())
+    flag:set(2)
+    assert.is_true(busy:wait(10))
+    assert.equal("cancelled", busy:status())
+    -- A task that cancels itself and returns.
+    local self_cancel = parx.async(function()
+      parx.current():cancel()
+      return "returned"
+    end)
+    assert.is_true(self_cancel:wait(5))
+    assert.equal("cancelled", self_cancel:status())
+  end)
+
+  it("every park point after a cancellation raises it again", function()
+    local results = parx.channel()
+    local t = started("async", function()
+      pcall(parx.sleep, 30)
+      local ch = parx.channel()
+      local m, s = parx.mutex(), parx.semaphore(0)
+      local other = parx.async(function() parx.sleep(30) end)
+      local function again(name, f, ...)
+        local t0 = parx.now()
+        local ok, err = pcall(f, ...)
+        results:send({name, ok, err == parx.CANCELLED, parx.now() - t0 < 5})
+      end
+      again("sleep", parx.sleep, 30)
+      again("sleep(0)", parx.sleep, 0)
+      again("recv", ch.recv, ch)
+      again("select", parx.select, {{ch, "recv"}})
+      again("join", other.join, other)
+      again("wait", other.wait, other, 30)
+      again("parx.wait", parx.wait, {other})
+      again("acquire", s.acquire, s)
+      again("yield", coroutine.yield)
+      again("wrapped", coroutine.wrap(function() parx.sleep(30) end))
+      m:lock() -- does not park: free
+      again("lock held", m.lock, parx.mutex()) -- free mutex: no park either
+      m:unlock()
+      other:cancel()
+      results:close()
+    end)
+    t:cancel()
+    assert.is_true(t:wait(10))
+    assert.equal("cancelled", t:status())
+    local seen = {}
+    for r in results:iter() do seen[#seen + 1] = r end
+    for _, r in ipairs(seen) do
+      if r[1] == "lock held" then
+        assert.is_true(r[2])
+      elseif r[1] == "yield" then
+        -- coroutine.yield at a task's top level returns, and the
+        -- cancellation comes at the next resume: caught by this pcall.
+        assert.same({"yield", false, true, true}, r)
+      else
+        assert.same({r[1], false, true, true}, r)
+      end
+    end
+    assert.equal(11, #seen)
+  end)
+
+  it("cancelling keeps the user's debug hook", function()
+    local out = run_script([[
+      local count = 0
+      local function hook() count = count + 1 end
+      local sibling = parx.async(function() parx.sleep(30) end)
+      local t = parx.async(function()
+        debug.sethook(hook, "", 100)
+        parx.sleep(30)
+      end)
+      parx.sleep(0.05)
+      t:cancel()
+      sibling:cancel()
+      print("cancelled", pcall(t.join, t) == false, pcall(sibling.join, sibling) == false)
+      print("installed", debug.gethook() == hook)
+      local before = count
+      for i = 1, 100000 do local x = {} end
+      print("fires", count > before)
+    ]])
+    assert.matches("cancelled\ttrue\ttrue", out)
+    assert.matches("installed\ttrue", out)
+    assert.matches("fires\ttrue", out)
+  end)
+
+  it("parx.timeout's cancelled function runs its cleanup", function()
+    local cleaned = false
+    local r, why = parx.timeout(0.05, function()
+      local ok = pcall(parx.sleep, 30)
+      cleaned = not ok
+    end)
+    assert.is_nil(r)
+    assert.equal("timeout", why)
+    -- timeout waits for the cancelled function to end.
+    assert.is_true(cleaned)
+  end)
+
+  it("a failing gather's cancelled tasks run their cleanup", function()
+    local cleaned = parx.atomic(0)
+    local slow = parx.spawn(function(cleaned)
+      local ok = pcall(parx.sleep, 30)
+      if not ok then cleaned:add(1) end
+    end, cleaned)
+    local slow2 = parx.async(function()
+      local ok = pcall(parx.sleep, 30)
+      if not ok then cleaned:add(1) end
+    end)
+    local bad = parx.spawn(function() parx.sleep(0.05); error("gather failure") end)
+    local ok, err = pcall(parx.gather, slow, slow2, bad)
+    assert.is_false(ok)
+    assert.matches("gather failure", err)
+    -- gather waits for the tasks it cancelled.
+    assert.equal(2, cleaned:get())
+    assert.equal("cancelled", slow:status())
+    assert.equal("cancelled", slow2:status())
+  end)
+
+  it("a coroutine inside a cancelled task gets the cancellation where it parked", function()
+    local log = {}
+    local t = started("async", function()
+      local co = coroutine.wrap(function()
+        local ok, err = pcall(parx.sleep, 30)
+        log[#log + 1] = {"inner", ok, err == parx.CANCELLED}
+        return "inner done"
+      end)
+      local r = co()
+      log[#log + 1] = {"outer", r}
+      parx.sleep(30)
+    end)
+    t:cancel()
+    assert.is_true(t:wait(10))
+    assert.same({{"inner", false, true}, {"outer", "inner done"}}, log)
+    assert.equal("cancelled", t:status())
+  end)
+
+  it("cancel() removes an async task that has not started", function()
+    local ran = false
+    local t = parx.async(function() ran = true end)
+    assert.is_true(t:cancel())
+    assert.equal("cancelled", t:status())
+    parx.sleep(0.01)
+    assert.is_false(ran)
+  end)
+
+  it("os.exit in a pcall of a cancelled task still exits", function()
+    local out, status = run_script([[
+      local t = parx.async(function()
+        pcall(parx.sleep, 30)
+        pcall(os.exit, 7)
+        print("after exit")
+      end)
+      parx.sleep(0.02)
+      t:cancel()
+      parx.sleep(1)
+      print("main went on")
+    ]])
+    assert.equal(7, status)
+    assert.is_nil(out:match("after exit"))
+    assert.is_nil(out:match("main went on"))
   end)
 end)

@@ -7,8 +7,7 @@ local cjoin, wait_any, cancelling = c.join, c.wait_any, c.cancelling
 local PARK, EXIT = c.PARK, c.EXIT
 local error, select, type, unpack = error, select, type, unpack
 
--- The error a cancelled task unwinds with.  Only the task being cancelled
--- cannot catch it; a joiner can.
+-- The error a cancelled task unwinds with (see "Cancellation" at the end).
 local CANCELLED = setmetatable({}, {
   __tostring = function() return "parx: task was cancelled" end,
 })
@@ -43,6 +42,16 @@ M.current = c.current
 
 local function is_task(v) return getmetatable(v) == Task end
 
+-- Cancel the tasks and wait until each has ended, so that their cleanup
+-- has run (as Trio's nurseries and asyncio's wait_for do).  When the
+-- caller is cancelled meanwhile, it stops waiting at once.
+local function cancel_and_wait(tasks)
+  for _, t in ipairs(tasks) do t:cancel() end
+  for _, t in ipairs(tasks) do
+    if not t:done() then wait_any({t}) end
+  end
+end
+
 -- gather(t1, t2, ...) -> the first result of each, in order; or
 -- gather({t1, t2, ...}) -> a list of them.  The first error raised by any
 -- task is raised here and the tasks still running are cancelled.
@@ -52,17 +61,22 @@ function M.gather(...)
     list, as_table = list[1], true
   end
   local n = #list
-  local pending, idx = {}, {}
-  for i = 1, n do pending[i] = list[i]; idx[i] = i end
+  local pending = {}
+  for i = 1, n do pending[i] = list[i] end
   while #pending > 0 do
-    local k = wait_any(pending)
+    local ok, k = pcall(wait_any, pending)
+    if not ok then
+      -- gather itself was cancelled (or failed): so are its tasks.
+      for _, other in ipairs(pending) do other:cancel() end
+      error(k, 0)
+    end
     local t = pending[k]
     if t:status() ~= "done" then
-      for _, other in ipairs(pending) do if other ~= t then other:cancel() end end
+      table.remove(pending, k)
+      cancel_and_wait(pending)
       raise_if(cjoin(t))
     end
     table.remove(pending, k)
-    table.remove(idx, k)
   end
   local out = {}
   for i = 1, n do out[i] = (raise_if(cjoin(list[i]))) end
@@ -112,43 +126,73 @@ end
 
 -- timeout(seconds, fn, ...) -> fn's results, or nil, "timeout" (fn is
 -- then cancelled).  fn runs as an async task of this VM.
+-- The cancelled fn has ended (its cleanup ran) when timeout returns; an
+-- error its cleanup raised is raised here.  When the caller is cancelled
+-- while it waits, fn is cancelled too.
 function M.timeout(seconds, fn, ...)
   check_timeout(seconds, "parx.timeout")
   local t = c.async(fn, ...)
-  if wait_any({t}, seconds) == nil then
+  local ok, k = pcall(wait_any, {t}, seconds)
+  if not ok then
     t:cancel()
+    error(k, 0)
+  end
+  if k == nil then
+    cancel_and_wait({t})
+    if t:status() == "failed" then raise_if(cjoin(t)) end
     return nil, "timeout"
   end
   return raise_if(cjoin(t))
 end
 
--- Every VM: pcall/xpcall cannot swallow the cancellation of the running
--- task or os.exit; coroutines created inside a task forward parks to it.
+-- Cancellation (as in Trio and asyncio).  A cancelled task gets CANCELLED
+-- raised at its park point (or, when it was not parked, at its next one).
+-- It unwinds like any error: pcall and xpcall return false, CANCELLED, so
+-- cleanup code after them runs (m:with, s:with, a stream's close).  Every
+-- later park point of the task raises it again at once (px_check_can_park),
+-- and the task ends cancelled whatever its function returns (sched.c).
+-- os.exit's EXIT marker is different: no pcall in any VM catches it.
+--
+-- When a task parked in a C function that pcall called itself
+-- (pcall(parx.sleep, 1)), the resume returns from that function straight
+-- out of pcall: the injection hook (sched.c) sees it is in a wrapper below
+-- and leaves the error in `caught`, which check returns instead.
 local raw_pcall, raw_xpcall = pcall, xpcall
-local function special(e)
-  return e == EXIT or (e == CANCELLED and cancelling())
-end
+local caught = {}
 local function check(ok, ...)
-  if not ok and special((...)) then error((...), 0) end
+  if ok then
+    local e = caught[1]
+    if e == nil then return ok, ... end
+    caught[1] = nil
+    return false, e
+  end
+  if (...) == EXIT then error(EXIT, 0) end
   return ok, ...
 end
-function pcall(f, ...) return check(raw_pcall(f, ...)) end
-function xpcall(f, handler, ...)
+local function wrapped_pcall(f, ...) return check(raw_pcall(f, ...)) end
+local function wrapped_xpcall(f, handler, ...)
   return check(raw_xpcall(f, function(e)
-    if special(e) then return e end
+    -- The task's own cancellation comes back as itself, like pcall's.
+    if e == EXIT or (e == CANCELLED and cancelling()) then return e end
     return handler(e)
   end, ...))
 end
+pcall, xpcall = wrapped_pcall, wrapped_xpcall
 -- Every VM has its own: the marshaller sends a value of package.loaded by
 -- name, so a function sent to a worker that calls pcall gets the worker's.
 package.loaded["parx.pcall"], package.loaded["parx.xpcall"] = pcall, xpcall
 
+-- Coroutines created inside a task: a park inside one is forwarded out to
+-- the task's own coroutine, and the resume that comes back is forwarded in,
+-- so an error injected into the task (the hook waits while it runs here)
+-- is raised inside the coroutine that parked.  coroutine.resume is a
+-- protected call like pcall: it returns false, CANCELLED; wrap re-raises.
 local raw_resume, raw_yield, co_status = coroutine.resume, coroutine.yield, coroutine.status
 local function forward(co, ok, a, ...)
   if ok and a == PARK and co_status(co) == "suspended" then
     return forward(co, raw_resume(co, raw_yield(PARK)))
   end
-  if not ok and special(a) then error(a, 0) end
+  if not ok and a == EXIT then error(a, 0) end
   return ok, a, ...
 end
 function coroutine.resume(co, ...) return forward(co, raw_resume(co, ...)) end
@@ -158,6 +202,12 @@ function coroutine.wrap(f)
     return raise_if(coroutine.resume(co, ...))
   end
 end
+
+c.set_cancelled(CANCELLED, {
+  [forward] = 1,          -- WRAP_SKIP
+  [wrapped_pcall] = 2,    -- WRAP_CATCH
+  [wrapped_xpcall] = 2,
+}, caught)
 
 os.exit = c.exit
 

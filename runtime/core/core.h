@@ -91,6 +91,13 @@ struct px_vm {
   int dead;               /* its lua_State panicked: never touched again
                              (state.c on_panic) */
   int cancelled_ref;      /* the CANCELLED error object (task.lua) */
+  /* Error injection (sched.c): the user's hook, put back when the
+   * injection fires; task.lua's wrappers the hook treats apart and the
+   * table where it leaves an error for pcall; the protected trampoline
+   * for deliver() and job start-up.  Refs are 0 until task.lua ran. */
+  lua_Hook saved_hook;
+  int saved_mask, saved_count;
+  int wrappers_ref, caught_ref, call_ref;
 
   /* Cross-thread inbox. */
   pthread_mutex_t inbox_lock; /* guards inbox_head/tail, tasks list reads */
@@ -166,6 +173,12 @@ int px_sched_run_ready(px_vm *vm);        /* returns tasks resumed */
 int px_sched_run_inline(px_vm *vm, px_task *t); /* 1 if t ran now */
 void px_sched_deliver(px_vm *vm, px_wait *w);
 void px_task_raise(px_task *t); /* VM thread; error value on top of vm->L */
+/* Run fn(vm->L, ud) protected through the VM's anchored trampoline (no
+ * allocation per call), with the nargs values on top of vm->L as its
+ * stack; 0, or a LUA_ERR* status with the error on top of vm->L.  fn
+ * returns how many values it leaves (kept on vm->L on success). */
+int px_sched_protect(px_vm *vm, int (*fn)(lua_State *L, void *ud), void *ud, int nargs);
+int px_sched_setup(lua_State *L); /* task.lua's set_cancelled(CANCELLED, wrappers, caught) */
 void px_sched_free_tasks(px_vm *vm);
 void px_sched_teardown(px_vm *vm);
 void px_sched_report(px_vm *vm, luaL_Buffer *b);

@@ -1,12 +1,25 @@
 /* sched.c -- tasks: coroutines of one VM, parked and woken.
  *
  * A parked task yields the park marker up to px_sched_run_ready, which
- * resumes it when its px_wait is delivered.  Errors are injected into a
- * parked task (cancellation, deadlock) with a one-instruction count hook:
- * the hook fires on the first Lua instruction after the resume and raises
- * the error there, so the task unwinds through its own pcalls and
- * finalisers like any other error.  LuaJIT's hooks are per VM, which is
- * what we want: exactly one coroutine runs next.
+ * resumes it when its px_wait is delivered.  deliver() runs protected, on
+ * the VM's main state (a suspended coroutine has no protected frame: an
+ * error thrown on it, by a failing __gc during an allocation or by running
+ * out of memory, would reach the panic handler); its results are then
+ * moved to the task, and an error there becomes the task's error.
+ *
+ * Errors are injected into a parked task (cancellation, deadlock) with a
+ * one-instruction count hook: the hook fires on the first Lua instruction
+ * after the resume and raises the error there, so the task unwinds through
+ * its own pcalls and finalisers like any other error.  LuaJIT's hooks are
+ * per VM, which is what we want: exactly one coroutine runs next.  The
+ * user's own hook (luacov, a debugger) is saved when the injection is
+ * armed and put back when it fires, so it keeps running.  Two of
+ * task.lua's wrappers are treated apart (px_sched_setup): in the
+ * coroutine forwarder the hook waits, so the error reaches the innermost
+ * coroutine, where the task really parked; in the pcall/xpcall wrappers,
+ * just after pcall returned (it called the parking C function itself:
+ * pcall(parx.sleep, 1)), the error is left in a table the wrapper reads,
+ * so pcall returns false and the error as if it had been raised inside.
  */
 #include <math.h>
 #include <stdio.h>
@@ -39,11 +52,16 @@ static px_task *pop_ready(px_vm *vm) {
 }
 
 px_task *px_task_new(px_vm *vm, lua_State *co, px_handle *h) {
+  /* The reference first: it may raise (memory), and nothing is owned yet. */
+  int co_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX); /* pops co from vm->L */
   px_task *t = calloc(1, sizeof *t);
-  if (!t) return NULL;
+  if (!t) {
+    luaL_unref(vm->L, LUA_REGISTRYINDEX, co_ref);
+    return NULL;
+  }
   t->vm = vm;
   t->co = co;
-  t->co_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX); /* pops co from vm->L */
+  t->co_ref = co_ref;
   t->inject_ref = LUA_NOREF;
   t->handle = h;
   t->nargs = lua_gettop(co) - 1;
@@ -105,12 +123,60 @@ int px_park(lua_State *L, px_wait *w) {
   return lua_yield(L, 1);
 }
 
+/* ---- protected calls ------------------------------------------------ */
+
+typedef struct protect_call {
+  int (*fn)(lua_State *L, void *ud);
+  void *ud;
+} protect_call;
+
+static int protect_trampoline(lua_State *L) {
+  protect_call *pc = lua_touserdata(L, 1);
+  lua_remove(L, 1);
+  return pc->fn(L, pc->ud);
+}
+
+/* The trampoline is anchored once per VM (px_sched_setup): pushing a C
+ * function allocates in LuaJIT, and this runs for every wake. */
+int px_sched_protect(px_vm *vm, int (*fn)(lua_State *, void *), void *ud, int nargs) {
+  lua_State *L = vm->L;
+  protect_call pc = {fn, ud};
+  if (vm->call_ref > 0) lua_rawgeti(L, LUA_REGISTRYINDEX, vm->call_ref);
+  else lua_pushcfunction(L, protect_trampoline); /* start-up, before task.lua */
+  lua_pushlightuserdata(L, &pc);
+  if (nargs) {
+    lua_insert(L, -(nargs + 2));
+    lua_insert(L, -(nargs + 2));
+  }
+  return lua_pcall(L, nargs + 1, LUA_MULTRET, 0);
+}
+
+
 /* ---- delivery ------------------------------------------------------ */
+
+static int deliver_call(lua_State *L, void *ud) {
+  px_wait *w = ud;
+  return w->deliver(L, w);
+}
+
+static int control_call(lua_State *L, void *ud) {
+  px_wait *w = ud;
+  w->deliver(L, w);
+  return 0;
+}
+
+static void set_inject(px_vm *vm, px_task *t);
 
 void px_sched_deliver(px_vm *vm, px_wait *w) {
   if (!w->task) {
-    /* A control message (cancel request, poke): run it on this thread. */
-    w->deliver(vm->L, w);
+    /* A control message (cancel request, poke): run it on this thread.
+     * Nobody waits for it: a failure is a line on stderr. */
+    int base = lua_gettop(vm->L);
+    if (px_sched_protect(vm, control_call, w, 0) != 0) {
+      const char *msg = lua_tostring(vm->L, -1);
+      fprintf(stderr, "parx: a control message failed on VM %d: %s\n", vm->id, msg ? msg : "?");
+    }
+    lua_settop(vm->L, base);
     return;
   }
   px_task *t = w->task;
@@ -131,21 +197,106 @@ void px_sched_deliver(px_vm *vm, px_wait *w) {
   t->wait = NULL;
   vm->nparked--;
   if (vm->trace) px_trace_wait(vm, t->handle ? t->handle->seq : 0, t->park_what, t->park_ts, uv_hrtime());
-  t->nargs = w->deliver ? w->deliver(t->co, w) : 0;
+  t->nargs = 0;
+  if (w->deliver) {
+    lua_State *L = vm->L;
+    int base = lua_gettop(L);
+    if (px_sched_protect(vm, deliver_call, w, 0) == 0) {
+      int n = lua_gettop(L) - base;
+      /* The parked C function's frame guarantees LUA_MINSTACK slots; only
+       * more than that needs growing co's stack (which can fail only for
+       * want of memory, unprotected: a known limit). */
+      if (n >= LUA_MINSTACK && !lua_checkstack(t->co, n + 1)) {
+        lua_settop(L, base);
+        lua_pushliteral(L, "parx: too many results to resume a task with");
+        set_inject(vm, t);
+      } else {
+        lua_xmove(L, t->co, n);
+        t->nargs = n;
+      }
+    } else {
+      /* The task resumes with the error (a failing __gc, no memory). */
+      set_inject(vm, t);
+    }
+  }
   make_ready(vm, t);
 }
 
 /* ---- error injection ------------------------------------------------ */
 
+enum { WRAP_NONE, WRAP_SKIP, WRAP_CATCH };
+
+/* What the hook does in the function running at ar: task.lua registers
+ * its coroutine forwarder (WRAP_SKIP) and pcall/xpcall (WRAP_CATCH). */
+static int wrapper_kind(px_vm *vm, lua_State *L, lua_Debug *ar) {
+  if (vm->wrappers_ref <= 0 || !lua_getinfo(L, "f", ar)) return WRAP_NONE;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->wrappers_ref);
+  lua_insert(L, -2);
+  lua_rawget(L, -2);
+  int kind = (int)lua_tointeger(L, -1);
+  lua_pop(L, 2);
+  return kind;
+}
+
+static void restore_hook(px_vm *vm) {
+  lua_sethook(vm->L, vm->saved_hook, vm->saved_mask, vm->saved_count);
+  vm->saved_hook = NULL;
+  vm->saved_mask = vm->saved_count = 0;
+}
+
 static void inject_hook(lua_State *L, lua_Debug *ar) {
-  (void)ar;
   px_vm *vm = px_vm_of(L);
-  lua_sethook(L, NULL, 0, 0);
+  int kind = wrapper_kind(vm, L, ar);
+  if (kind == WRAP_SKIP) return; /* stay armed: the next instruction */
+  restore_hook(vm);
   int ref = vm->hook_ref;
   vm->hook_ref = LUA_NOREF;
+  if (kind == WRAP_CATCH) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->caught_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    lua_rawseti(L, -2, 1);
+    lua_pop(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    return;
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
   luaL_unref(L, LUA_REGISTRYINDEX, ref);
   lua_error(L);
+}
+
+static void arm_inject(px_vm *vm, px_task *t) {
+  lua_State *L = vm->L;
+  vm->hook_ref = t->inject_ref;
+  t->inject_ref = LUA_NOREF;
+  lua_Hook h = lua_gethook(L);
+  if (h == inject_hook) h = NULL; /* never: disarmed before any resume */
+  vm->saved_hook = h;
+  vm->saved_mask = h ? lua_gethookmask(L) : 0;
+  vm->saved_count = h ? lua_gethookcount(L) : 0;
+  lua_sethook(L, inject_hook, LUA_MASKCOUNT, 1);
+}
+
+/* task.lua, once per VM: set_cancelled(CANCELLED, wrappers, caught). */
+int px_sched_setup(lua_State *L) {
+  px_vm *vm = px_vm_of(L);
+  if (!vm) return 0;
+  lua_settop(L, 3);
+  if (!lua_isnil(L, 3)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    if (vm->caught_ref > 0) luaL_unref(L, LUA_REGISTRYINDEX, vm->caught_ref);
+    vm->caught_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (vm->wrappers_ref > 0) luaL_unref(L, LUA_REGISTRYINDEX, vm->wrappers_ref);
+    vm->wrappers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_settop(L, 1);
+  if (vm->cancelled_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, vm->cancelled_ref);
+  vm->cancelled_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (vm->call_ref <= 0) {
+    lua_pushcfunction(L, protect_trampoline);
+    vm->call_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  return 0;
 }
 
 /* Make t raise the value on top of vm->L (popped) when it next runs. */
@@ -179,9 +330,20 @@ static int detach_wait(px_vm *vm, px_task *t) {
   return 1;
 }
 
-/* VM thread.  The error value is on top of vm->L (popped). */
+/* VM thread.  The error value is on top of vm->L (popped).  A task that
+ * never ran ends at once with it, without running a line. */
 void px_task_raise(px_task *t) {
   px_vm *vm = t->vm;
+  if (t->state == PX_TASK_READY && t->inject_ref == LUA_NOREF && vm->current != t &&
+      lua_status(t->co) == 0) {
+    unlink_ready(vm, t);
+    lua_settop(t->co, 0);
+    lua_xmove(vm->L, t->co, 1);
+    t->state = PX_TASK_DONE;
+    px_handle_finish(t->handle, t, LUA_ERRRUN);
+    task_free(vm, t);
+    return;
+  }
   set_inject(vm, t);
   if (t->state == PX_TASK_PARKED && !t->wake_in_flight && detach_wait(vm, t))
     make_ready(vm, t);
@@ -193,11 +355,7 @@ static void resume(px_vm *vm, px_task *t) {
   lua_State *co = t->co;
   int nargs = t->nargs;
   t->nargs = 0;
-  if (t->inject_ref != LUA_NOREF) {
-    vm->hook_ref = t->inject_ref;
-    t->inject_ref = LUA_NOREF;
-    lua_sethook(vm->L, inject_hook, LUA_MASKCOUNT, 1);
-  }
+  if (t->inject_ref != LUA_NOREF) arm_inject(vm, t);
   t->state = PX_TASK_RUNNING;
   vm->current = t;
   uint64_t t0 = vm->trace ? uv_hrtime() : 0;
@@ -212,9 +370,9 @@ static void resume(px_vm *vm, px_task *t) {
     t->park_what = t->wait ? t->wait->what : NULL;
   }
   if (vm->hook_ref != LUA_NOREF) {
-    /* The task ran no Lua instruction (its body is a C function): the
-     * error was not raised; end the task with it. */
-    lua_sethook(vm->L, NULL, 0, 0);
+    /* The task ran no Lua instruction outside parx's forwarder (its body
+     * is a C function): the error was not raised; end the task with it. */
+    restore_hook(vm);
     lua_settop(co, 0);
     lua_rawgeti(co, LUA_REGISTRYINDEX, vm->hook_ref);
     luaL_unref(vm->L, LUA_REGISTRYINDEX, vm->hook_ref);
@@ -228,11 +386,23 @@ static void resume(px_vm *vm, px_task *t) {
       t->state = PX_TASK_PARKED;
       vm->nparked++;
     } else {
-      /* coroutine.yield() at a task's top level: let others run. */
+      /* coroutine.yield() at a task's top level: let others run.  It is a
+       * park point too: a cancelled task gets the cancellation back. */
       lua_settop(co, 0);
       make_ready(vm, t);
+      if (t->handle && t->inject_ref == LUA_NOREF && atomic_load(&t->handle->cancel_requested)) {
+        lua_rawgeti(vm->L, LUA_REGISTRYINDEX, vm->cancelled_ref);
+        set_inject(vm, t);
+      }
     }
     return;
+  }
+  if (status == 0 && t->handle && atomic_load(&t->handle->cancel_requested)) {
+    /* Asked to cancel, and it returned anyway (it caught the cancellation,
+     * or never reached a park point): it ends cancelled all the same. */
+    lua_settop(co, 0);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, vm->cancelled_ref);
+    status = LUA_ERRRUN;
   }
   t->state = PX_TASK_DONE;
   if (status != 0 && lua_type(co, -1) == LUA_TSTRING) {

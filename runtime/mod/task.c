@@ -368,35 +368,91 @@ void px_job_discard(px_job *job) {
   px_shared_release(&h->hdr);
 }
 
-/* Worker VM thread: turn a job into a task. */
+/* The body of a job whose function or arguments cannot be rebuilt: it
+ * raises its one argument as it is (the marshaller's message). */
+static int raise_value(lua_State *L) {
+  lua_settop(L, 1);
+  return lua_error(L);
+}
+
+typedef struct job_start {
+  px_vm *vm;
+  px_job *job;
+  px_task *task;
+} job_start;
+
+/* Protected (px_sched_protect): rebuild the job's function and arguments on
+ * the VM's main state, where an error (a failing __gc run by one of the
+ * allocations, no memory) is caught, then move them to a new coroutine and
+ * make it a task. */
+static int job_start_call(lua_State *L, void *ud) {
+  job_start *s = ud;
+  int base = lua_gettop(L);
+  int n = px_unmarshal(L, &s->job->msg);
+  if (n < 0) {
+    lua_insert(L, base + 1); /* the message; drop what was rebuilt */
+    lua_settop(L, base + 1);
+    lua_pushcfunction(L, raise_value);
+    lua_insert(L, base + 1);
+    n = 2;
+  }
+  lua_State *co = lua_newthread(L);
+  lua_insert(L, base + 1);
+  if (n >= LUA_MINSTACK && !lua_checkstack(co, n + 1))
+    return luaL_error(L, "too many arguments to start a task with");
+  lua_xmove(L, co, n);
+  s->task = px_task_new(s->vm, co, s->job->handle); /* pops co */
+  if (!s->task) return luaL_error(L, "out of memory starting a task");
+  return 0;
+}
+
+/* Protected: the job's handle ends failed with the error at 1. */
+static int job_fail_call(lua_State *L, void *ud) {
+  job_start *s = ud;
+  lua_State *co = lua_newthread(L);
+  lua_pushvalue(L, 1);
+  lua_xmove(L, co, 1);
+  px_task fake = {.vm = s->vm, .co = co};
+  px_handle_finish(s->job->handle, &fake, LUA_ERRRUN);
+  return 0;
+}
+
+/* Worker VM thread: turn a job into a task.  Whatever fails here becomes
+ * the job's error (its joiners see it); the worker carries on. */
 void px_job_run(px_vm *vm, px_job *job) {
   px_handle *h = job->handle;
   lua_State *L = vm->L;
-  lua_State *co = lua_newthread(L);
-  int n = px_unmarshal(co, &job->msg);
-  px_msg_free(&job->msg);
   pthread_mutex_lock(&h->lock);
   h->job = NULL;
   h->vm = vm;
   h->state = PX_H_RUNNING;
   pthread_mutex_unlock(&h->lock);
-  free(job);
-  if (n < 0) {
-    /* The function or an argument cannot be rebuilt here: the task's body
-     * becomes error(message, 0), so it fails with that message. */
-    lua_getglobal(co, "error");
-    lua_insert(co, -2);
-    lua_pushinteger(co, 0);
-    int top = lua_gettop(co);
-    for (int i = 1; i <= top - 3; i++) lua_remove(co, 1);
-  }
-  px_task *t = px_task_new(vm, co, h);
-  if (!t) {
-    px_task fake = {.vm = vm, .co = co};
-    lua_pushliteral(co, "out of memory starting a task");
-    px_handle_finish(h, &fake, LUA_ERRMEM);
+  job_start s = {vm, job, NULL};
+  int base = lua_gettop(L);
+  if (px_sched_protect(vm, job_start_call, &s, 0) != 0) {
+    if (px_sched_protect(vm, job_fail_call, &s, 1) != 0) {
+      /* Not even the error can be kept (no memory): end it cancelled. */
+      const char *msg = lua_tostring(L, -1);
+      fprintf(stderr, "parx: task %ld could not start: %s\n", h->seq, msg ? msg : "?");
+      pthread_mutex_lock(&h->lock);
+      int finished = h->state >= PX_H_DONE;
+      if (!finished) {
+        h->state = PX_H_CANCELLED;
+        h->task = NULL;
+        wake_joiners(h);
+      }
+      pthread_mutex_unlock(&h->lock);
+      if (!finished) px_shared_release(&h->hdr);
+    }
+    lua_settop(L, base);
+    px_msg_free(&job->msg);
+    free(job);
     return;
   }
+  lua_settop(L, base);
+  px_msg_free(&job->msg);
+  free(job);
+  px_task *t = s.task;
   pthread_mutex_lock(&h->lock);
   h->task = t;
   pthread_mutex_unlock(&h->lock);
@@ -664,13 +720,6 @@ static int l_cancelling(lua_State *L) {
   return 1;
 }
 
-static int l_set_cancelled(lua_State *L) {
-  px_vm *vm = px_vm_of(L);
-  lua_settop(L, 1);
-  if (vm->cancelled_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, vm->cancelled_ref);
-  vm->cancelled_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  return 0;
-}
 
 const char px_exit_marker = 0;
 
@@ -708,7 +757,7 @@ static const luaL_Reg task_methods[] = {
 static const luaL_Reg funcs[] = {
     {"spawn", l_spawn},       {"async", l_async},         {"join", l_join},
     {"wait_any", l_wait_any}, {"sleep", l_sleep},         {"now", l_now},
-    {"current", l_current},   {"cancelling", l_cancelling}, {"set_cancelled", l_set_cancelled},
+    {"current", l_current},   {"cancelling", l_cancelling}, {"set_cancelled", px_sched_setup},
     {"exit", l_exit},         {"workers", l_workers},     {"vm_id", l_vm_id},
     {NULL, NULL}};
 
