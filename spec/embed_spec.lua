@@ -40,6 +40,26 @@ describe("embedding libparx", function()
     assert.truthy(out:find("close: worker abandoned", 1, true), out)
   end)
 
+  -- spec/panic_host.c breaks the rule on purpose (an unprotected error in
+  -- a loop callback): the runtime reports it and stops, the host goes on.
+  for _, where in ipairs({ "main", "worker" }) do
+    it("a panic on the " .. where .. " VM is reported and stops the runtime instead of exiting the process", function()
+      local exe = os.tmpname()
+      local build = capture(string.format(
+        "%s -std=gnu11 -O1 -g -pthread -Iruntime -Iruntime/core $(pkg-config --cflags luajit libuv) "
+          .. "-o %s spec/panic_host.c %s/libparx.a -Wl,-E $(pkg-config --libs luajit libuv) "
+          .. "-ledit -lm -ldl -lpthread %s",
+        CC, q(exe), q(BUILD), LDFLAGS))
+      assert.are.equal(0, build)
+      local code, out = capture("timeout 20 " .. q(exe) .. " " .. where)
+      os.remove(exe)
+      assert.are.equal(0, code, out)
+      assert.truthy(out:find("parx: PANIC: unprotected error in", 1, true), out)
+      assert.truthy(out:find("host survived the panic: PANIC", 1, true), out)
+      assert.truthy(out:find("host closed the runtime", 1, true), out)
+    end)
+  end
+
   it("builds the host with pkg-config after make install", function()
     if os.execute("command -v pkg-config >/dev/null 2>&1") ~= 0 then
       pending("pkg-config is not installed")

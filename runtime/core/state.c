@@ -144,9 +144,10 @@ static int on_panic(lua_State *L) {
   /* Read the message without converting it: a conversion allocates, and
    * an allocation may raise again. */
   const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-  char line[1024];
-  snprintf(line, sizeof line, "PANIC: unprotected error in %s %d: %s",
-           vm && vm->id > 0 ? "worker" : "the main VM", vm ? vm->id : 0,
+  char where[32], line[1024];
+  if (vm && vm->id > 0) snprintf(where, sizeof where, "worker %d", vm->id);
+  else snprintf(where, sizeof where, "the main VM");
+  snprintf(line, sizeof line, "PANIC: unprotected error in %s: %s", where,
            msg ? msg : "(error object is not a string)");
   fprintf(stderr, "parx: %s\n", line);
   fflush(stderr);
