@@ -366,3 +366,49 @@ help::
 .PHONY: bench-array
 bench-array: all
 	$(Q)scripts/bench/array.sh $(BUILD)
+
+# ---- fuzz ------------------------------------------------------------------
+#
+# `make fuzz`: the unmarshaller under libFuzzer with ASan and UBSan
+# (fuzz/fuzz_unmarshal.c; clang and libclang-rt-14-dev from `make deps`),
+# FUZZ_TIME seconds (default 60), both modes (the first input byte picks
+# one).  It starts from seeds that fuzz/seeds.lua writes with the real
+# marshaller into $(BUILD)/fuzz/seeds, keeps what it learns in
+# $(BUILD)/fuzz/corpus and any crashing input in $(BUILD)/fuzz/artifacts
+# (all under build/, never committed).  FUZZ_ARGS adds libFuzzer options
+# (e.g. FUZZ_ARGS=-jobs=2).  spec/fuzz_spec.lua runs it for a minute as part
+# of `make test`.  Only the marshaller's files are linked: the fuzzer's
+# lua_State is not a parx VM, and fuzz/load_stub.c stands in for the
+# bytecode loader (runtime/core/marshal_load.c).
+FUZZ_CC ?= clang
+FUZZ_TIME ?= 60
+FUZZ_OUT := $(BUILD)/fuzz
+FUZZ_SRC := runtime/core/marshal.c runtime/core/unmarshal.c runtime/core/marshal_lj.c \
+  runtime/core/shared.c runtime/core/paths.c fuzz/stubs.c fuzz/load_stub.c fuzz/fuzz_unmarshal.c
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -fno-omit-frame-pointer -pthread \
+  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+  $(WARN) $(PKG_CFLAGS) -Iruntime -Iruntime/core
+
+.PHONY: fuzz fuzz-build
+$(FUZZ_OUT)/unmarshal_fuzzer: $(FUZZ_SRC) $(wildcard runtime/core/*.h) Makefile
+	@mkdir -p $(dir $@)
+	@echo "  FUZZCC $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(FUZZ_SRC) $(PKG_LIBS) -lm -ldl
+
+$(FUZZ_OUT)/seeds/.done: fuzz/seeds.lua $(BUILD)/parx
+	$(Q)rm -rf $(FUZZ_OUT)/seeds && mkdir -p $(FUZZ_OUT)/seeds
+	$(Q)$(BUILD)/parx fuzz/seeds.lua $(FUZZ_OUT)/seeds >/dev/null
+	$(Q)touch $@
+
+fuzz-build: $(FUZZ_OUT)/unmarshal_fuzzer $(FUZZ_OUT)/seeds/.done
+
+fuzz: fuzz-build
+	$(Q)mkdir -p $(FUZZ_OUT)/corpus $(FUZZ_OUT)/artifacts
+	$(Q)UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(FUZZ_OUT)/unmarshal_fuzzer -max_total_time=$(FUZZ_TIME) -max_len=65536 \
+	  -rss_limit_mb=2048 -print_final_stats=1 \
+	  -artifact_prefix=$(FUZZ_OUT)/artifacts/ $(FUZZ_ARGS) \
+	  $(FUZZ_OUT)/corpus $(FUZZ_OUT)/seeds
+
+help::
+	@echo "make fuzz       libFuzzer+ASan+UBSan on the unmarshaller, both modes (FUZZ_TIME=60 s)"

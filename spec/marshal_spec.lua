@@ -4,6 +4,24 @@
 --   roundtrip_fresh(...)  through a separate, fresh lua_State
 --   call_fresh(fn, ...)   call fn in a fresh lua_State, results come back
 local dbg = require "parx.c.debug"
+local PARX = os.getenv("PARX_BIN") or "build/parx"
+
+-- Run a script in its own parx process (what used to crash a process must
+-- fail one spec, not the file).  Returns its output and exit status.
+local function run_script(code, args)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(code)
+  f:close()
+  local p = io.popen(("timeout -k 5 60 %s %s %s 2>&1; echo \"exit=$?\""):format(PARX, args or "", path))
+  local out = p:read("*a")
+  p:close()
+  os.remove(path)
+  return out, tonumber(out:match("exit=(%d+)%s*$"))
+end
+
+-- A message of one value: the segment header, then the value's bytes.
+local function message(value_bytes) return "\183\1\0\1" .. value_bytes end
 
 local function bits_equal(a, b)
   if a ~= a then return b ~= b end
@@ -456,6 +474,168 @@ describe("marshal", function()
         local c = s:sub(1, i - 1) .. string.char(math.random(0, 255)) .. s:sub(i + 1)
         pcall(dbg.unmarshal, c)
       end
+    end)
+  end)
+  describe("from untrusted bytes (data-only mode)", function()
+    it("100 KB of nested module names is rejected without overflowing the C stack", function()
+      local out, status = run_script([[
+        local dbg = require "parx.c.debug"
+        for _, tag in ipairs{"\14", "\13", "\8"} do
+          local ok, err = pcall(dbg.unmarshal, "\183\1\0\1" .. tag:rep(100000))
+          print(ok, err)
+        end
+      ]])
+      assert.equal(0, status, out)
+      local _, n = out:gsub("false\tcannot receive a value", "")
+      assert.equal(3, n, out)
+    end)
+
+    it("a 34-byte forged function message is rejected in data-only mode", function()
+      local out, status = run_script([[
+        local dbg = require "parx.c.debug"
+        local bc = string.dump(loadstring("return x"), true)
+        -- GGET with a constant index far out of range
+        local forged = bc:sub(1, 14) .. "\54\0\255\255" .. bc:sub(19)
+        local msg = "\183\1\0\1\11\0" .. string.char(#forged) .. forged .. "\0\0\0"
+        local ok, err = pcall(dbg.unmarshal, msg)
+        print(#msg, ok, err)
+      ]])
+      assert.equal(0, status, out)
+      assert.matches("34\tfalse\t[^\n]*a function in a data%-only message", out)
+    end)
+
+    it("functions, C functions, modules and metatables by name raise a clear error", function()
+      local cases = {
+        {function() return 1 end, "a function"},
+        {math.sqrt, "a C function"},
+        {string, "a module reference"},
+        {setmetatable({}, string), "a metatable by module name"},
+        {{1, {2, {f = print}}}, "a C function"},
+      }
+      for _, c in ipairs(cases) do
+        local ok, err = pcall(dbg.unmarshal, dbg.marshal(c[1]))
+        assert.is_false(ok)
+        assert.matches(c[2] .. " in a data-only message", err, 1, true)
+      end
+      -- plain data still comes back
+      local t = dbg.unmarshal(dbg.marshal({1, "x", {y = true}, 2.5}))
+      assert.same({1, "x", {y = true}, 2.5}, t)
+    end)
+
+    it("a module name in a data-only message never reaches require", function()
+      local loaded = false
+      package.preload.marshal_spec_evil = function() loaded = true; return {} end
+      local name = "marshal_spec_evil"
+      local ok, err = pcall(dbg.unmarshal, message("\14" .. string.char(0x40 + #name) .. name))
+      package.preload.marshal_spec_evil = nil
+      assert.is_false(ok)
+      assert.matches("data-only", err, 1, true)
+      assert.is_false(loaded)
+    end)
+
+    it("a 1 MB message cannot allocate more than a small multiple of its size", function()
+      -- Each nested table claims 900,000 array slots (the bytes that remain
+      -- allowed that), 200 deep: 1.4 GB if sizes were trusted.
+      local level = "\7" .. "\160\247\54" .. "\0\0\0\0" -- narr = 900000
+      assert.equal(900000, 0x20 + 0x77 * 128 + 54 * 16384)
+      local body = level:rep(210)
+      local msg = message(body .. ("\0"):rep(2^20 - #body - 4))
+      assert.equal(2^20, #msg)
+      collectgarbage()
+      collectgarbage("stop")
+      local before = collectgarbage("count")
+      local ok = pcall(dbg.unmarshal, msg)
+      local grown = (collectgarbage("count") - before) * 1024
+      collectgarbage("restart")
+      collectgarbage()
+      assert.is_false(ok)
+      assert.is_true(grown < 40 * #msg, ("grew by %.0f MB"):format(grown / 2^20))
+    end)
+
+    it("big plain data still comes back", function()
+      local t = {}
+      for i = 1, 100000 do t[i] = i * 0.5 end
+      local r = dbg.unmarshal(dbg.marshal(t, {nested = t}))
+      assert.equal(100000, #r)
+      assert.equal(50000, r[100000])
+    end)
+  end)
+  describe("shared objects", function()
+    it("a forged __px_shared proxy cannot be sent", function()
+      local out, status = run_script([[
+        local dbg = require "parx.c.debug"
+        local p = newproxy(true)
+        getmetatable(p).__px_shared = true
+        print(pcall(dbg.roundtrip, p))
+        local mt = getmetatable(io.stdout)
+        mt.__px_shared = true
+        print(pcall(dbg.roundtrip, io.stdout))
+        local ok, err = pcall(function() return parx.spawn(function(x) return x end, p):join() end)
+        print(ok, err)
+      ]])
+      assert.equal(0, status, out)
+      local _, n = out:gsub("false\tcannot send argument #%d %(a userdata%)", "")
+      assert.equal(3, n, out)
+    end)
+
+    it("parx metatables cannot be read or replaced by scripts", function()
+      local ch, m = parx.channel(), parx.mutex()
+      assert.equal("parx.channel", getmetatable(ch))
+      assert.equal("parx.mutex", getmetatable(m))
+      assert.equal("parx.task", getmetatable(parx.spawn(function() end)))
+      assert.is_false((pcall(setmetatable, ch, {})))
+      -- and they still work, and still cross
+      ch:send(1)
+      assert.equal(1, ch:recv())
+      local back = dbg.roundtrip(ch)
+      back:send(2)
+      assert.equal(2, ch:recv())
+    end)
+  end)
+
+  describe("globals sent with a function", function()
+    it("globals sent with task A are not seen by task B on the same worker", function()
+      local out, status = run_script([[
+        local ch = parx.channel()
+        CONFIG = "A"
+        local a = parx.spawn(function() ch:recv(); return CONFIG end)
+        CONFIG = "B"
+        local b = parx.spawn(function() return CONFIG end)
+        print("b", b:join())
+        ch:send(true)
+        print("a", a:join())
+      ]], "--workers 1")
+      assert.equal(0, status, out)
+      assert.matches("b\tB\n", out)
+      assert.matches("a\tA\n", out)
+    end)
+
+    it("a global a task assigns does not leak into the next task on the worker", function()
+      local out, status = run_script([[
+        parx.spawn(function() LEAKED = "yes" end):join()
+        print("next", parx.spawn(function() return LEAKED end):join())
+        print("main", LEAKED)
+      ]], "--workers 1")
+      assert.equal(0, status, out)
+      assert.matches("next\tnil\n", out)
+      assert.matches("main\tnil\n", out)
+    end)
+
+    it("functions sent in one message share their globals", function()
+      local function read() return marshal_spec_shared_g end
+      local ok, a, b = dbg.call_fresh(function()
+        local before = read()
+        marshal_spec_shared_g = "set"
+        return before, read()
+      end)
+      assert.is_true(ok, a)
+      assert.is_nil(a)
+      assert.equal("set", b)
+    end)
+
+    it("a received function still reads the worker's standard globals", function()
+      local v = parx.spawn(function() return type(print) .. math.floor(2.5) end):join()
+      assert.equal("function2", v)
     end)
   end)
 end)

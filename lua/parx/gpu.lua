@@ -57,7 +57,7 @@ end
 -- parks, so it gets the same treatment as the functions above.
 do
   local probe = C.empty("float32", {0})
-  local mt = getmetatable(probe)
+  local mt = debug.getmetatable(probe) -- behind __metatable (shared.c)
   if mt and rawget(mt, "download") and not rawget(mt, "__px_download_wrapped") then
     mt.download = raising(mt.download, "download")
     mt.__px_download_wrapped = true

@@ -15,7 +15,8 @@ local concat, sort = table.concat, table.sort
 local format, match, find, gsub, sub, gmatch =
   string.format, string.match, string.find, string.gsub, string.sub, string.gmatch
 local floor = math.floor
-local getmetatable, rawget = getmetatable, rawget
+-- debug.getmetatable: parx objects hide theirs behind __metatable.
+local getmetatable, rawget = debug.getmetatable, rawget
 local stdout = io.stdout
 
 -- The chunk prepare() compiled, waiting for run_pending() in a task.

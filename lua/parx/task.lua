@@ -40,7 +40,9 @@ M.sleep = c.sleep
 M.now = c.now
 M.current = c.current
 
-local function is_task(v) return getmetatable(v) == Task end
+-- debug.getmetatable: parx metatables hide behind __metatable (shared.c).
+local rawmeta = debug.getmetatable
+local function is_task(v) return rawmeta(v) == Task end
 
 -- Cancel the tasks and wait until each has ended, so that their cleanup
 -- has run (as Trio's nurseries and asyncio's wait_for do).  When the

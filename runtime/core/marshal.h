@@ -39,6 +39,7 @@ enum {
   S_MODPTRS,     /* userdata modset: the addresses of S_MODULES' keys */
   S_PROTOS,      /* bytecode hash -> {factory, bytecode} (receiver) */
   S_NPROTOS,     /* entries in S_PROTOS */
+  S_ENVMT,       /* {__index = _G}: metatable of received functions' envs */
   S_NSLOTS
 };
 
@@ -95,5 +96,13 @@ void px_mr_dump_function(lua_State *L);
  * the state table's index); 0, with nothing pushed, if factories are not
  * usable here (load bc instead). */
 int px_mr_push_closure(lua_State *L, int state, const uint8_t *bc, size_t len);
+
+/* ---- marshal_load.c (replaced by fuzz/load_stub.c in the fuzz build) -- */
+
+/* Push a closure of the received bytecode bc (trusted messages only:
+ * LuaJIT does not verify bytecode).  Returns 0, or -1 with a message in
+ * err and nothing pushed. */
+int px_mr_load_function(lua_State *L, int state, const uint8_t *bc, size_t len,
+                        char *err, size_t errlen);
 
 #endif

@@ -211,7 +211,10 @@ void px_shared_release(px_shared *obj);
  * reference.  The metatable must exist (px_shared_meta). */
 void px_shared_push(lua_State *L, px_shared *obj);
 /* Create (or fetch) the metatable for type in this VM and leave it on the
- * stack; it gets __gc (release) and __px_shared = true.  Add methods to it. */
+ * stack; it gets __gc (release), __index (itself) and __metatable (the type
+ * name: scripts cannot get or change it through getmetatable; the Lua layer
+ * gets it from its C module).  Proxies are recognised by this metatable's
+ * identity (px_shared_test), never by a field.  Add methods to it. */
 void px_shared_meta(lua_State *L, const px_shared_type *type);
 /* The object behind the proxy at idx if it is of `type` (NULL: any shared
  * type); NULL if it is not one. */
@@ -241,8 +244,20 @@ void px_msg_free(px_msg *m);
 int px_marshal(lua_State *L, int idx, int n, px_msg *m);
 /* Push the values of m; returns their count, or -1 with an error message
  * pushed.  Takes over the references (m->nrefs becomes 0).  m still needs
- * px_msg_free for its bytes. */
+ * px_msg_free for its bytes.  Both are safe on any bytes (bounded nesting
+ * and allocation); they differ in what they accept:
+ *   px_unmarshal       trusted: only for messages px_marshal made in this
+ *                      process (another VM's task, result, channel message).
+ *                      Lua functions (raw bytecode, which LuaJIT never
+ *                      verifies), C functions and modules by name (required
+ *                      when absent) are accepted.
+ *   px_unmarshal_data  data-only: for bytes from a file, a socket or a
+ *                      script.  Functions, C functions, module references
+ *                      and metatables by module name raise "... in a
+ *                      data-only message"; nothing is loaded or required.
+ * Out of memory raises (call them in a protected frame). */
 int px_unmarshal(lua_State *L, px_msg *m);
+int px_unmarshal_data(lua_State *L, px_msg *m);
 
 /* The marshaller keeps every VM's package.path/cpath in step with the VM
  * that sends code (paths.c): publish after marshalling a function or a

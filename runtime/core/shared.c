@@ -3,6 +3,13 @@
  * Each Lua proxy (a full userdata holding the pointer) owns one reference;
  * its __gc drops it.  The object's type frees it when the last reference
  * goes, on whichever thread that happens.
+ *
+ * A proxy is recognised by its metatable's identity: each VM keeps the set
+ * of metatables px_shared_meta made (a registry table), never a field a
+ * script could set on its own metatable.  Those metatables carry
+ * `__metatable = type name`, so getmetatable(obj) gives "parx.channel" and
+ * plain Lua can neither read nor replace the real one.  (The debug and ffi
+ * libraries can forge anything; they are outside this guarantee.)
  */
 #include <pthread.h>
 #include <string.h>
@@ -55,6 +62,9 @@ static int proxy_gc(lua_State *L) {
   return 0;
 }
 
+/* The VM's set of parx metatables: registry[&meta_set_key] = {mt = true}. */
+static const char meta_set_key = 0;
+
 /* Metatables are found by the type's address (a light userdata key in the
  * registry), not by name: no string is interned per call on hot paths. */
 static void push_meta(lua_State *L, const px_shared_type *type) {
@@ -69,16 +79,29 @@ void px_shared_meta(lua_State *L, const px_shared_type *type) {
   if (luaL_newmetatable(L, type->name)) {
     lua_pushcfunction(L, proxy_gc);
     lua_setfield(L, -2, "__gc");
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "__px_shared");
     lua_pushstring(L, type->name);
     lua_setfield(L, -2, "__name");
+    lua_pushstring(L, type->name);
+    lua_setfield(L, -2, "__metatable");
     lua_pushvalue(L, -1);
     lua_setfield(L, -2, "__index");
   }
   lua_pushlightuserdata(L, (void *)type);
   lua_pushvalue(L, -2);
   lua_rawset(L, LUA_REGISTRYINDEX);
+  lua_pushlightuserdata(L, (void *)&meta_set_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushlightuserdata(L, (void *)&meta_set_key);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+  }
+  lua_pushvalue(L, -2);
+  lua_pushlightuserdata(L, (void *)type);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
 }
 
 void px_shared_push(lua_State *L, px_shared *obj) {
@@ -97,22 +120,32 @@ void px_shared_push(lua_State *L, px_shared *obj) {
 
 px_shared *px_shared_test(lua_State *L, int idx, const px_shared_type *type) {
   if (lua_type(L, idx) != LUA_TUSERDATA) return NULL;
+  /* Only px_shared_push makes userdata of a parx metatable, all of this
+   * size; anything else is not read. */
+  if (lua_objlen(L, idx) != sizeof(proxy)) return NULL;
   if (!lua_getmetatable(L, idx)) return NULL;
-  px_shared *obj = NULL;
   if (type) {
     push_meta(L, type);
     int same = lua_rawequal(L, -1, -2);
     lua_pop(L, 2);
     if (!same) return NULL;
   } else {
-    lua_getfield(L, -1, "__px_shared");
-    int shared = lua_toboolean(L, -1);
+    /* Identity, not a field: a script can put `__px_shared` or anything
+     * else on a newproxy's or io.stdout's metatable. */
+    lua_pushlightuserdata(L, (void *)&meta_set_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    int shared = 0;
+    if (lua_istable(L, -1)) {
+      lua_pushvalue(L, -2);
+      lua_rawget(L, -2);
+      shared = lua_type(L, -1) == LUA_TLIGHTUSERDATA;
+      lua_pop(L, 1);
+    }
     lua_pop(L, 2);
     if (!shared) return NULL;
   }
   proxy *p = lua_touserdata(L, idx);
-  obj = p->obj;
-  return obj;
+  return p->obj;
 }
 
 px_shared *px_shared_check(lua_State *L, int idx, const px_shared_type *type) {

@@ -1,9 +1,32 @@
 /*
  * unmarshal.c -- rebuild values marshalled by marshal.c (format at its
  * top) in the receiving VM.
+ *
+ * The reader is safe on any byte string: every read is bounds-checked,
+ * nesting is bounded (MAX_DEPTH tables and functions; names are plain
+ * strings, never nested values), and what it allocates is bounded by the
+ * input: a table is presized from its declared counts only while the
+ * message's allocation budget (ALLOC_FACTOR bytes per input byte) lasts,
+ * after that it grows from what is actually read.
+ *
+ * Two modes (px.h):
+ * - trusted (px_unmarshal): messages made by px_marshal in a VM of this
+ *   process.  Lua functions (bytecode, which LuaJIT never verifies), C
+ *   functions and modules by name (`require`d when absent) are accepted.
+ * - data-only (px_unmarshal_data): anything read from a file, a socket or
+ *   a script.  Functions, C functions, module references and metatables by
+ *   module name are rejected with an error; nothing is required, nothing
+ *   is loaded, no Lua code runs.
+ *
+ * Received functions: the globals sent with them, and any global they
+ * assign, live in one environment per message (shared by every function of
+ * that message, so they see each other's globals), whose __index is the
+ * receiving VM's globals.  Nothing is written into the receiver's _G, so two
+ * tasks on one worker never see each other's globals.
  */
 #include <math.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +44,18 @@ typedef struct reader {
   int state;
   int refs; /* stack slot of the id table; 0 when the segment needs none */
   int nobj, nbc, depth, next_ref;
+  int trusted; /* functions and module references allowed (px_unmarshal) */
+  int env;     /* stack slot of the received functions' environment, 0: none yet */
+  size_t budget; /* bytes of presized table slots still allowed */
   char err[512];
 } reader;
+
+/* Presized table slots may cost at most this many bytes per message byte
+ * (an array slot is 8 bytes, a hash node 24 to 40).  Beyond the budget a
+ * table grows from what is actually read, which costs at most about as much
+ * again: each slot filled consumes at least one byte of input. */
+#define ALLOC_FACTOR 16
+#define HASH_NODE_BYTES 40
 
 static int bad(reader *r, const char *what) {
   snprintf(r->err, sizeof r->err, "cannot receive a value: %s", what);
@@ -55,11 +88,19 @@ static void reg(reader *r, int idx) {
   }
 }
 
-/* Decode a value that must be a string; leaves it on the stack. */
+/* Read a name (a module, a C function, a global): always a string value,
+ * never a nested one, so names cannot recurse.  Leaves it on the stack. */
 static int decode_string(reader *r) {
-  if (decode(r)) return -1;
-  if (lua_type(r->L, -1) != LUA_TSTRING) return bad(r, "expected a name");
-  return 0;
+  NEED(r, 1);
+  unsigned tag = *r->p;
+  if (tag == T_STR || (tag >= T_SHORTSTR && tag < T_TINYINT)) return decode(r);
+  return bad(r, "expected a name");
+}
+
+static int untrusted(reader *r, const char *what) {
+  snprintf(r->err, sizeof r->err,
+           "cannot receive a value: %s in a data-only message", what);
+  return -1;
 }
 
 /* Push package.loaded[name] (the name is on top, replaced), requiring the
@@ -184,6 +225,7 @@ static int decode_table(reader *r, int with_mt) {
   lua_State *L = r->L;
   int top = lua_gettop(L);
   if (with_mt) {
+    if (!r->trusted) return untrusted(r, "a metatable by module name");
     if (decode_string(r) || resolve_module(r)) return -1;
   }
   uint64_t narr;
@@ -195,10 +237,17 @@ static int decode_table(reader *r, int with_mt) {
   size_t left = (size_t)(r->end - r->p);
   if (narr > left || nhash > left / 2 || narr > INT32_MAX)
     return bad(r, "bad table size");
-  /* Size hints only: LuaJIT raises above 2^27 array slots or 2^26 hash
-   * slots, and the fast path below checks the real array size. */
-  lua_createtable(L, narr > (1 << 26) ? 1 << 26 : (int)narr,
-                  nhash > (1 << 24) ? 1 << 24 : (int)nhash);
+  /* Size hints only, and only while the budget lasts: every nested table
+   * may claim the bytes that remain, so counts are not trusted beyond it.
+   * LuaJIT raises above 2^27 array slots or 2^26 hash slots, and the fast
+   * path in decode_items checks the real array size. */
+  size_t hint_arr = narr, hint_hash = nhash;
+  if (hint_arr > r->budget / 8) hint_arr = r->budget / 8;
+  r->budget -= hint_arr * 8;
+  if (hint_hash > r->budget / HASH_NODE_BYTES) hint_hash = r->budget / HASH_NODE_BYTES;
+  r->budget -= hint_hash * HASH_NODE_BYTES;
+  lua_createtable(L, hint_arr > (1 << 26) ? 1 << 26 : (int)hint_arr,
+                  hint_hash > (1 << 24) ? 1 << 24 : (int)hint_hash);
   int t = lua_gettop(L);
   reg(r, t);
   if (decode_items(r, t, narr)) return -1;
@@ -219,8 +268,32 @@ static int decode_table(reader *r, int with_mt) {
   return 0;
 }
 
+/* The environment of the functions of this message (made on first use):
+ * the globals sent with them, then the receiving VM's globals through
+ * __index.  Assignments land in it too, so nothing leaks into _G. */
+static int push_env(reader *r) {
+  lua_State *L = r->L;
+  if (!r->env) return bad(r, "no environment slot");
+  if (lua_type(L, r->env) != LUA_TTABLE) {
+    lua_newtable(L);
+    lua_rawgeti(L, r->state, S_ENVMT);
+    if (lua_type(L, -1) != LUA_TTABLE) {
+      lua_pop(L, 1);
+      lua_createtable(L, 0, 1);
+      lua_pushvalue(L, LUA_GLOBALSINDEX);
+      lua_setfield(L, -2, "__index");
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, r->state, S_ENVMT);
+    }
+    lua_setmetatable(L, -2);
+    lua_replace(L, r->env);
+  }
+  return 0;
+}
+
 static int decode_function(reader *r) {
   lua_State *L = r->L;
+  if (!r->trusted) return untrusted(r, "a function");
   px_paths_sync(L);
   uint64_t bcid, len;
   const uint8_t *bc;
@@ -247,29 +320,21 @@ static int decode_function(reader *r) {
     bc = sub.p;
   }
   if (len < 4 || bc[0] != 0x1b) return bad(r, "bad bytecode");
-  if (px_mr_push_closure(r->L, r->state, bc, (size_t)len)) {
-    /* a fresh closure from the cached factory */
-  } else if (luaL_loadbuffer(L, (const char *)bc, (size_t)len, "=?") != 0) {
-    snprintf(r->err, sizeof r->err, "cannot load a function here: %s",
-             lua_isstring(L, -1) ? lua_tostring(L, -1) : "error");
+  if (push_env(r)) return -1;
+  if (px_mr_load_function(L, r->state, bc, (size_t)len, r->err, sizeof r->err))
     return -1;
-  }
   int f = lua_gettop(L);
+  lua_pushvalue(L, r->env);
+  lua_setfenv(L, f);
   reg(r, f);
 
   NEED(r, 2);
   uint16_t nglobals;
   memcpy(&nglobals, r->p, 2);
   r->p += 2;
-  if (nglobals) {
-    lua_getfenv(L, f);
-    int env = f + 1;
-    for (int i = 0; i < nglobals; i++) {
-      if (decode_string(r) || decode(r)) return -1;
-      if (lua_type(L, env) == LUA_TTABLE) lua_rawset(L, env);
-      else lua_pop(L, 2);
-    }
-    lua_pop(L, 1);
+  for (int i = 0; i < nglobals; i++) {
+    if (decode_string(r) || decode(r)) return -1;
+    lua_rawset(L, r->env);
   }
 
   NEED(r, 1);
@@ -384,9 +449,11 @@ static int decode(reader *r) {
     return 0;
   }
   case T_CFUNC:
+    if (!r->trusted) return untrusted(r, "a C function");
     if (!lua_checkstack(L, 8)) return bad(r, "stack overflow");
     return decode_string(r) || resolve_cfunc(r) ? -1 : 0;
   case T_MODULE:
+    if (!r->trusted) return untrusted(r, "a module reference");
     if (!lua_checkstack(L, 8)) return bad(r, "stack overflow");
     return decode_string(r) || resolve_module(r) ? -1 : 0;
   case T_SHARED:
@@ -406,16 +473,21 @@ static int decode(reader *r) {
   }
 }
 
-int px_unmarshal(lua_State *L, px_msg *m) {
+static int unmarshal(lua_State *L, px_msg *m, int trusted) {
   int base = lua_gettop(L), total = 0, rc = 0;
   reader rd, *r = &rd;
-  memset(r, 0, sizeof *r);
+  memset(r, 0, offsetof(reader, err));
+  r->err[0] = 0;
   r->L = L;
   r->m = m;
+  r->trusted = trusted;
   r->base = (const uint8_t *)m->data;
   r->p = r->base;
   r->end = r->base + m->len;
+  r->budget = m->len < SIZE_MAX / ALLOC_FACTOR ? m->len * ALLOC_FACTOR : SIZE_MAX;
   r->state = px_mr_state(L);
+  lua_pushnil(L); /* the environment of received functions, made on demand */
+  r->env = lua_gettop(L);
   while (r->p < r->end && !rc) {
     if ((size_t)(r->end - r->p) < 4 || r->p[0] != SEG_MAGIC) {
       rc = bad(r, "not a parx message");
@@ -438,7 +510,6 @@ int px_unmarshal(lua_State *L, px_msg *m) {
     }
     r->refs = 0;
     r->nobj = r->nbc = 0;
-    int seg = lua_gettop(L);
     if (flags & SEG_BACKREFS) {
       lua_newtable(L);
       r->refs = lua_gettop(L);
@@ -446,7 +517,6 @@ int px_unmarshal(lua_State *L, px_msg *m) {
     for (uint64_t i = 0; i < n && !rc; i++) rc = decode(r);
     if (rc) break;
     if (r->refs) lua_remove(L, r->refs);
-    (void)seg;
     total += (int)n;
   }
   if (!rc && r->next_ref != m->nrefs) rc = bad(r, "unused shared references");
@@ -454,7 +524,8 @@ int px_unmarshal(lua_State *L, px_msg *m) {
     lua_settop(L, base);
     lua_pushstring(L, r->err[0] ? r->err : "cannot receive a value");
   } else {
-    /* The state table sits below the values. */
+    /* The state table and the environment sit below the values. */
+    lua_remove(L, base + 1);
     lua_remove(L, base + 1);
   }
   /* Every reference not handed to a proxy is dropped. */
@@ -463,3 +534,6 @@ int px_unmarshal(lua_State *L, px_msg *m) {
   return rc ? -1 : total;
 }
 
+int px_unmarshal(lua_State *L, px_msg *m) { return unmarshal(L, m, 1); }
+
+int px_unmarshal_data(lua_State *L, px_msg *m) { return unmarshal(L, m, 0); }

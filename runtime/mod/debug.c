@@ -11,7 +11,11 @@
  *                         call fn there and bring the results back; returns
  *                         true, results... or false, message (like pcall).
  *   marshal(...)          the message bytes as a string (no shared objects);
- *   unmarshal(s)          the values of such a string.
+ *   unmarshal(s)          the values of such a string, data-only
+ *                         (px_unmarshal_data): the bytes come from a script,
+ *                         so functions, C functions and module references
+ *                         are refused.  No entry here unmarshals bytes a
+ *                         script chose in the trusted mode.
  *   bench(v, reps)        marshal v and unmarshal the message, reps times in
  *                         5 batches; returns the best batch's seconds per
  *                         marshal and per unmarshal, and the message size.
@@ -172,7 +176,7 @@ static int unmarshal_lua(lua_State *L) {
   if (len) memcpy(m.data, s, len);
   m.len = m.cap = len;
   lua_settop(L, 0);
-  int got = px_unmarshal(L, &m);
+  int got = px_unmarshal_data(L, &m);
   if (got < 0) return raise_msg(L, &m);
   px_msg_free(&m);
   return got;
