@@ -475,6 +475,12 @@ static int decode(reader *r) {
 
 static int unmarshal(lua_State *L, px_msg *m, int trusted) {
   int base = lua_gettop(L), total = 0, rc = 0;
+  if (!lua_checkstack(L, 24)) {
+    for (int i = 0; i < m->nrefs; i++) px_shared_release(m->refs[i]);
+    m->nrefs = 0;
+    lua_pushliteral(L, "cannot receive a value: stack overflow");
+    return -1;
+  }
   reader rd, *r = &rd;
   memset(r, 0, offsetof(reader, err));
   r->err[0] = 0;
