@@ -289,6 +289,64 @@ describe("parx.fs", function()
     end)
   end)
 
+  describe("bounds (issue 9)", function()
+    it("fs.readfile of a file over 2 GiB returns nil, EFBIG", function()
+      -- Sparse: 3 GiB long, no blocks on disk, and EFBIG comes from fstat
+      -- before anything is read.
+      local f = assert(fs.open(path("big"), "w"))
+      assert(f:truncate(3 * 2^30))
+      assert(f:close())
+      local data, err, code = fs.readfile(path("big"))
+      assert.is_nil(data)
+      assert.equal("EFBIG", code)
+      assert.truthy(err:find("^EFBIG: "))
+      assert.truthy(err:find(path("big"), 1, true))
+    end)
+
+    it("fs.readfile that grows past the string limit returns EFBIG (limit lowered for the test)", function()
+      -- A FIFO has no size to check up front: the limit is met while
+      -- reading.  PARX_TEST_MAX_STRING lowers it so 2 MB are enough.
+      local bin = os.getenv("PARX_BIN") or "build/parx"
+      assert.equal(0, parx.process.exec("mkfifo", {path("fifo")}).status)
+      local code = ("print(parx.fs.readfile(%q))"):format(path("fifo"))
+      local r = assert(parx.process.exec("sh", {"-c",
+        'head -c 2000000 /dev/zero > "$1" & "$2" -e "$3"; wait',
+        "sh", path("fifo"), bin, code}, {env = {PARX_TEST_MAX_STRING = "1000000"}, timeout = 60}))
+      assert.equal(0, r.status)
+      assert.truthy(r.stdout:find("^nil\tEFBIG: "), r.stdout .. r.stderr)
+    end)
+
+    it("four readers of a FIFO do not starve other fs calls or DNS, and cancelling them frees their descriptors", function()
+      assert.equal(0, parx.process.exec("mkfifo", {path("fifo")}).status)
+      local before = open_fds()
+      -- More readers than libuv has pool threads (4), none with a writer.
+      local readers = {}
+      for i = 1, 6 do readers[i] = parx.async(fs.readfile, path("fifo")) end
+      parx.sleep(0.2)
+      local st, addrs = parx.timeout(10, function()
+        return fs.stat(dir), parx.dns.resolve("localhost")
+      end)
+      -- Whatever happened, let blocked readers go: a writer that opens and
+      -- closes the FIFO ends every read (so the old code cannot hang here).
+      local function release()
+        parx.process.exec("sh", {"-c", 'exec 3>"$1"; sleep 0.2', "sh", path("fifo")}, {timeout = 10})
+      end
+      if type(st) ~= "table" then release() end
+      assert.is_table(st, "fs.stat starved by FIFO readers")
+      assert.equal("directory", st.type)
+      assert.is_table(addrs)
+      for _, t in ipairs(readers) do t:cancel() end
+      for _, t in ipairs(readers) do pcall(t.join, t) end
+      assert.equal(before, open_fds())
+      -- A reader with a writer still gets what was written, to the end.
+      local t = parx.async(fs.readfile, path("fifo"))
+      parx.sleep(0.05)
+      parx.process.exec("sh", {"-c", 'printf "one\ntwo\n" > "$1"', "sh", path("fifo")}, {timeout = 10})
+      assert.equal("one\ntwo\n", parx.timeout(10, function() return t:join() end))
+      assert.equal(before, open_fds())
+    end)
+  end)
+
   describe("the checksum example", function()
     it("matches zlib's adler32 end to end", function()
       local bin = os.getenv("PARX_BIN") or "build/parx"

@@ -204,11 +204,78 @@ describe("parx.http", function()
     assert.equal("ECONNREFUSED: connection refused", msg)
   end)
 
-  it("reports a malformed URL as an HTTP error", function()
+  it("reports an unknown URL scheme as EPROTONOSUPPORT", function()
     local r, msg, code = http.get("nosuchscheme://127.0.0.1/")
     assert.is_nil(r)
-    assert.equal("HTTP", code)
+    assert.equal("EPROTONOSUPPORT", code)
     assert.is_string(msg)
+  end)
+
+  describe("bounds and schemes (issue 9)", function()
+    local srv, base, bomb
+    setup(function()
+      -- 50 MB of zeros, gzip'd to about 50 KB.
+      local f = assert(io.popen("head -c 50000000 /dev/zero | gzip -1"))
+      bomb = f:read("*a")
+      f:close()
+      srv = assert(tcp.listen("127.0.0.1", 0, function(s)
+        local line = s:readline()
+        if not line then return end
+        local path = line:match("^%S+ (%S+)")
+        repeat local h = s:readline() until not h or h == ""
+        local head, body = "HTTP/1.1 200 OK\r\n", "hello"
+        if path == "/slow" then
+          parx.sleep(0.3)
+        elseif path == "/bomb" then
+          head, body = head .. "Content-Encoding: gzip\r\n", bomb
+        elseif path == "/tofile" then
+          head, body = "HTTP/1.1 302 Found\r\nLocation: file:///etc/hostname\r\n", ""
+        end
+        s:write(head .. "Connection: close\r\nContent-Length: " .. #body ..
+                "\r\n\r\n" .. body)
+      end))
+      base = "http://127.0.0.1:" .. srv.port
+    end)
+    teardown(function() srv:close() end)
+
+    it("a gzip bomb ends in EFBIG within max_size", function()
+      assert.is_true(#bomb < 1000000)
+      local r, msg, code = http.get(base .. "/bomb", {max_size = 1000000})
+      assert.is_nil(r)
+      assert.equal("EFBIG", code)
+      assert.equal("EFBIG: file too large: response body over max_size (1000000 bytes)", msg)
+      -- within the limit the body is decoded as before
+      local ok = assert(http.get(base .. "/bomb", {max_size = 50000000}))
+      assert.equal(50000000, #ok.body)
+      assert.has_error(function() http.get(base .. "/", {max_size = 0}) end)
+      assert.has_error(function() http.get(base .. "/", {max_size = 0/0}) end)
+    end)
+
+    it("http refuses file:// URLs and redirects to them", function()
+      local r, msg, code = http.get("file:///etc/hostname")
+      assert.is_nil(r, "file:// was read")
+      assert.equal("EPROTONOSUPPORT", code)
+      assert.is_string(msg)
+      local r2, _, code2 = http.get(base .. "/tofile")
+      assert.is_nil(r2, "a redirect reached file://")
+      assert.equal("EPROTONOSUPPORT", code2)
+      -- even when file is asked for, a redirect does not go there
+      local r3, _, code3 = http.get(base .. "/tofile", {protocols = {"http", "file"}})
+      assert.is_nil(r3, "a redirect reached file://")
+      assert.equal("EPROTONOSUPPORT", code3)
+      -- asked for, a file:// URL itself is allowed
+      local f = assert(http.get("file:///etc/hostname", {protocols = {"file"}}))
+      assert.is_string(f.body)
+      assert.has_error(function() http.get(base, {protocols = {"http,file"}}) end)
+      assert.has_error(function() http.get(base, {protocols = "http"}) end)
+    end)
+
+    it("http with timeout = math.huge means no limit", function()
+      local r, msg = http.get(base .. "/slow", {timeout = math.huge})
+      assert.is_table(r, msg)
+      assert.equal("hello", r.body)
+      assert.has_error(function() http.get(base .. "/", {timeout = 0/0}) end)
+    end)
   end)
 
   it("speaks HTTPS where libcurl has TLS", function()

@@ -151,9 +151,10 @@ describe("parx.process.spawn", function()
   it("kills with a signal and reports it", function()
     local p = assert(P.spawn("sleep", {"30"}))
     assert.is_true(p:kill("term"))
-    local status, sig = p:wait()
-    assert.equal(0, status)
+    local status, sig, name = p:wait()
+    assert.is_nil(status)
     assert.equal(15, sig)
+    assert.equal("term", name)
     local ok, _, code = p:kill()
     assert.is_nil(ok)
     assert.equal("ESRCH", code)
@@ -221,5 +222,118 @@ describe("parx.process helpers", function()
     assert.is_true(P.kill(p.pid, "kill"))
     local _, sig = p:wait()
     assert.equal(9, sig)
+  end)
+end)
+
+describe("parx.process bounds and bad input (issue 9)", function()
+  local PARX = os.getenv("PARX_BIN") or "build/parx"
+
+  it("process.kill rejects pid 2^40 without signalling anything", function()
+    -- The first value truncates to a pid that cannot exist, so a build
+    -- without the check returns ESRCH here instead of raising, fails, and
+    -- never reaches the values that would become 0 (our process group) or
+    -- -1 (every process).  winch is ignored by default, in case.
+    assert.has_error(function() P.kill(2^40 + 2^31 - 2, "winch") end,
+      "bad argument #1 to 'kill' (pid must be a positive integer that fits a pid_t)")
+    for _, pid in ipairs({2^40, 2^32 - 1, 2^32, 0, -1, -2^31, 1.5, 0/0, math.huge, 2^31}) do
+      assert.has_error(function() P.kill(pid, "winch") end)
+    end
+  end)
+
+  it("a NUL byte in a command, an argument or the environment raises", function()
+    assert.has_error(function() P.exec("ec\0ho", {"x"}) end,
+      "bad argument #1 (the command contains a NUL byte)")
+    assert.has_error(function() P.exec("echo", {"a\0b"}) end,
+      "bad argument #2 (args[1] contains a NUL byte)")
+    assert.has_error(function() P.exec("echo", nil, {env = {A = "x\0y"}}) end,
+      "bad option 'env' (value of 'A' contains a NUL byte)")
+    assert.has_error(function() P.exec("echo", nil, {env = {["A\0B"] = "x"}}) end)
+    assert.has_error(function() P.exec("echo", nil, {cwd = "/\0tmp"}) end)
+    assert.has_error(function() P.spawn("echo", {"a\0b"}) end)
+  end)
+
+  it("an '=' in an environment name raises", function()
+    assert.has_error(function() P.exec("echo", nil, {env = {["A=B"] = "x"}}) end,
+      "bad option 'env' (name 'A=B' is empty or contains '=' or a NUL byte)")
+    assert.has_error(function() P.exec("echo", nil, {env = {[""] = "x"}}) end)
+  end)
+
+  it("a missing cwd is reported as ENOENT for the cwd", function()
+    local r, err, code = P.exec("pwd", nil, {cwd = "/nonexistent-parx-dir"})
+    assert.is_nil(r)
+    assert.equal("ENOENT", code)
+    assert.equal("ENOENT: no such file or directory: cwd '/nonexistent-parx-dir' (for pwd)", err)
+    local _, err2, code2 = P.exec("pwd", nil, {cwd = "/etc/hostname"})
+    assert.equal("ENOTDIR", code2)
+    assert.truthy(err2:find("cwd '/etc/hostname'", 1, true))
+    -- a missing command in a good cwd still names the command
+    local _, err3 = P.exec("parx-no-such-command", nil, {cwd = "/"})
+    assert.equal("ENOENT: no such file or directory: parx-no-such-command", err3)
+  end)
+
+  it("a child killed by SIGKILL reports status nil and signal 9", function()
+    local r = P.exec("sh", {"-c", "kill -9 $$"})
+    assert.is_nil(r.status)
+    assert.equal(9, r.signal)
+    assert.equal("kill", r.signame)
+    local p = assert(P.spawn("sh", {"-c", "kill -9 $$"}))
+    local status, sig, name = p:wait()
+    assert.is_nil(status)
+    assert.equal(9, sig)
+    assert.equal("kill", name)
+    -- exiting by itself: a status and no signal
+    local ok = P.exec("true")
+    assert.equal(0, ok.status)
+    assert.is_nil(ok.signal)
+    assert.is_nil(ok.signame)
+  end)
+
+  it("exec and spawn with timeout = math.huge mean no limit", function()
+    local r, err = P.exec("sleep", {"0.3"}, {timeout = math.huge})
+    assert.is_table(r, err)
+    assert.equal(0, r.status)
+    local p = assert(P.spawn("sleep", {"0.3"}, {timeout = math.huge}))
+    assert.equal(0, (p:wait()))
+    assert.has_error(function() P.exec("true", nil, {timeout = 0/0}) end)
+  end)
+
+  -- The string limit (about 2 GiB) is lowered with PARX_TEST_MAX_STRING in
+  -- a child parx, so that 2 MB of output are enough to pass it.
+  local function run_limited(code)
+    local r = assert(P.exec(PARX, {"-e", code}, {env = {PARX_TEST_MAX_STRING = "1000000"}, timeout = 60}))
+    assert.equal(0, r.status, r.stderr)
+    return r.stdout
+  end
+
+  it("exec output too big for a Lua string returns nil, EFBIG", function()
+    local out = run_limited([[
+      local P = parx.process
+      print(P.exec("head", {"-c", "2000000", "/dev/zero"}))
+      print(P.exec("sh", {"-c", "head -c 2000000 /dev/zero >&2"}))
+      print(#P.exec("head", {"-c", "900000", "/dev/zero"}).stdout)
+      -- a child that never stops writing ends (EPIPE) instead of filling memory
+      print(P.exec("yes"))
+    ]])
+    assert.equal(
+      "nil\tEFBIG: file too large: stdout of head\tEFBIG\n" ..
+      "nil\tEFBIG: file too large: stderr of sh\tEFBIG\n" ..
+      "900000\n" ..
+      "nil\tEFBIG: file too large: stdout of yes\tEFBIG\n", out)
+  end)
+
+  it("a pipe's read('a') too big for a Lua string returns nil, EFBIG and keeps the data", function()
+    local out = run_limited([[
+      local p = parx.process.spawn("head", {"-c", "2500000", "/dev/zero"})
+      print(p.stdout:read("a"))
+      local n = 0
+      while true do
+        local s = p.stdout:read(500000)
+        if not s then break end
+        n = n + #s
+      end
+      print(n, (p:wait()))
+    ]])
+    assert.equal("nil\tEFBIG: file too large: more than one Lua string can hold\tEFBIG\n" ..
+                 "2500000\t0\n", out)
   end)
 end)

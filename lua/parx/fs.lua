@@ -6,6 +6,10 @@
 -- types raise.
 --
 --   fs.readfile(path)                     -> contents
+--       nil, "EFBIG: ...", "EFBIG" for a file too big for one Lua string
+--       (about 2 GiB).  A FIFO, socket or character device is read on the
+--       loop, not on libuv's thread pool, so readers waiting for a writer
+--       hold no pool thread; cancelling one closes its descriptor at once.
 --   fs.writefile(path, data [, opts])     -> true
 --       opts.append = true  appends instead of replacing
 --       opts.atomic = true  writes path.tmp-<pid>-<n>, fsyncs it and renames

@@ -1,16 +1,23 @@
 -- parx.http: an HTTP(S) client on libcurl's multi interface, driven by the
 -- VM's loop: a request parks its task, and hundreds run at once in one VM.
 --
---   http.request{method, url, headers, body, timeout, follow, verify}
+--   http.request{method, url, headers, body, timeout, follow, verify,
+--                max_size, protocols}
 --     -> {status, headers, body, url} | nil, msg, code
 --   http.get(url [, opts]), http.post(url, body [, opts])
 --
 -- headers: {["Content-Type"] = "text/plain"} (response header names come
--- back in lower case); timeout in seconds for the whole transfer; follow
--- (default true) follows redirects; verify (default true) checks TLS
--- certificates.  An HTTP error status is a response, not an error: check
--- resp.status.  Errors: nil, msg, code (ECONNREFUSED, ETIMEDOUT,
--- EAI_NONAME, HTTP for other transfer failures).
+-- back in lower case); timeout in seconds for the whole transfer
+-- (math.huge or absent: no limit); follow (default true) follows
+-- redirects; verify (default true) checks TLS certificates; max_size
+-- (default 1 GiB, at most the Lua string limit of about 2 GiB) bounds the
+-- body after decompression: past it the transfer stops and the request
+-- returns nil, "EFBIG: ...", "EFBIG"; protocols (default {"http",
+-- "https"}) lists the URL schemes allowed, for the URL and redirects, and
+-- a redirect never goes to file://.  An HTTP error status is a response,
+-- not an error: check resp.status.  Errors: nil, msg, code (ECONNREFUSED,
+-- ETIMEDOUT, EAI_NONAME, EFBIG, EPROTONOSUPPORT for a scheme not allowed,
+-- HTTP for other transfer failures).
 local C = require "parx.c.http"
 
 local M = {}

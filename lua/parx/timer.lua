@@ -4,6 +4,8 @@
 --                                    from now, in a task of this VM
 --   parx.every(interval, fn, ...) -> Timer: runs fn(...) every interval
 --                                    seconds (first after one interval)
+--   A delay or interval of math.huge means never (the timer stays pending
+--   until stopped); NaN or a negative number raises.
 --   timer:stop()   -> true if it was still pending; it will not fire again
 --   timer:active() -> whether it will still fire
 --
@@ -152,7 +154,7 @@ function M.timer(delay, fn, ...)
 end
 
 function M.every(interval, fn, ...)
-  if type(interval) ~= "number" or interval <= 0 then
+  if type(interval) ~= "number" or not (interval > 0) then
     error("bad argument #1 to 'every' (interval must be a number of seconds > 0)", 2)
   end
   return start("every", interval, interval, fn, ...)

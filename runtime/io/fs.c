@@ -17,7 +17,17 @@
  * way the callback arrives later; it sees the mark, undoes what the op did
  * (closes a file it opened, removes an atomic write's temporary file) and
  * frees the op.  Nothing is leaked and the task resumes at once.
+ *
+ * FIFOs, sockets and character devices.  A read (or a blocking open) of a
+ * FIFO waits for a writer for as long as it likes; on the pool it would hold
+ * one of libuv's few threads the whole time, and four such readers stop every
+ * fs call and DNS lookup of the process.  So readfile opens with O_NONBLOCK
+ * (an open that never waits), and when fstat says the file is one of these
+ * and the kernel can poll it, reads it on the loop through a uv_poll_t
+ * instead of the pool.  Cancelling such a read closes the descriptor at once.
+ * Devices that cannot be polled (/dev/zero) never block and use the pool.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +36,7 @@
 #include <unistd.h>
 
 #include "../core/px.h"
+#include "bounds.h"
 
 #define FILE_META "parx.fs.file"
 
@@ -91,6 +102,7 @@ typedef struct fs_op {
   uv_file fd;   /* readfile/writefile: our own descriptor, -1 if none */
   char *buf;
   size_t len, cap;
+  uv_poll_t *poll; /* readfile of a FIFO, socket or device: read on the loop */
   int64_t offset;
   int flags, mode, atomic;
 } fs_op;
@@ -114,7 +126,18 @@ static fs_op *op_new(lua_State *L, int kind, const char *what) {
   return op;
 }
 
+static void poll_closed(uv_handle_t *h) { free(h); }
+
+/* Stop reading on the loop; uv_close takes the descriptor out of epoll at
+ * once, so the descriptor may be closed right after. */
+static void poll_stop(fs_op *op) {
+  if (op->poll == NULL) return;
+  uv_close((uv_handle_t *)op->poll, poll_closed);
+  op->poll = NULL;
+}
+
 static void op_free(fs_op *op) {
+  poll_stop(op);
   uv_fs_req_cleanup(&op->req);
   if (op->fd >= 0) close_now(op->fd);
   if (op->tmp != NULL) {
@@ -146,6 +169,12 @@ static void op_done(fs_op *op, int result) {
 static int op_cancel(px_wait *w) {
   fs_op *op = (fs_op *)w;
   if (op->state == OP_WOKEN) return 0;
+  if (op->poll != NULL) {
+    /* Reading on the loop: no request is in flight, nothing will call
+     * back; the descriptor and the buffer go now. */
+    op_free(op);
+    return 1;
+  }
   op->state = OP_CANCELLED;
   /* Best effort; on success the callback runs with UV_ECANCELED. */
   uv_cancel((uv_req_t *)&op->req);
@@ -214,6 +243,7 @@ static int deliver_ok(lua_State *co, fs_op *op) {
       lua_pushnil(co); /* end of file, like io.read(n) */
       return 1;
     }
+    if (op->len > px_io_max_string()) return px_push_error(co, UV_EFBIG, op->path);
     lua_pushlstring(co, op->buf ? op->buf : "", op->len);
     return 1;
   case OP_WRITE:
@@ -435,7 +465,7 @@ static fs_file *check_file(lua_State *L) {
 static int64_t opt_offset(lua_State *L, int idx) {
   if (lua_isnoneornil(L, idx)) return -1;
   lua_Number n = luaL_checknumber(L, idx);
-  luaL_argcheck(L, n >= 0, idx, "offset must be >= 0");
+  luaL_argcheck(L, n >= 0 && n < 0x1p63, idx, "offset must be >= 0 and below 2^63");
   return (int64_t)n;
 }
 
@@ -507,7 +537,7 @@ static int file_sync(lua_State *L) {
 static int file_truncate(lua_State *L) {
   fs_file *f = check_file(L);
   lua_Number n = luaL_optnumber(L, 2, 0);
-  luaL_argcheck(L, n >= 0, 2, "size must be >= 0");
+  luaL_argcheck(L, n >= 0 && n < 0x1p63, 2, "size must be >= 0 and below 2^63");
   fs_op *op = file_op(L, f, OP_SIMPLE, "file truncate");
   int rc = uv_fs_ftruncate(op->loop, &op->req, f->fd, (int64_t)n, simple_cb);
   if (rc < 0) return op_fail(L, op, rc, f->path);
@@ -587,21 +617,34 @@ static void readfile_read_cb(uv_fs_t *req) {
     return;
   }
   op->len += (size_t)n;
+  if (op->len > px_io_max_string()) {
+    readfile_fail(op, UV_EFBIG);
+    return;
+  }
   readfile_step(op);
+}
+
+/* Make room for at least 4096 more bytes.  Never grows past the string
+ * limit plus that margin: one byte over the limit is enough to know. */
+static int readfile_grow(fs_op *op) {
+  if (op->cap - op->len >= 4096) return 0;
+  size_t limit = px_io_max_string() + 4096;
+  size_t cap = op->cap < 65536 ? 65536 : op->cap * 2;
+  if (cap > limit) cap = limit;
+  char *nb = realloc(op->buf, cap);
+  if (nb == NULL) return UV_ENOMEM;
+  op->buf = nb;
+  op->cap = cap;
+  return 0;
 }
 
 /* Read the next piece; grow the buffer when full (sizes from fstat are a
  * hint only: /proc files report 0, files may grow). */
 static void readfile_step(fs_op *op) {
-  if (op->cap - op->len < 4096) {
-    size_t cap = op->cap < 65536 ? 65536 : op->cap * 2;
-    char *nb = realloc(op->buf, cap);
-    if (nb == NULL) {
-      readfile_fail(op, UV_ENOMEM);
-      return;
-    }
-    op->buf = nb;
-    op->cap = cap;
+  int err = readfile_grow(op);
+  if (err < 0) {
+    readfile_fail(op, err);
+    return;
   }
   size_t want = op->cap - op->len;
   if (want > (1u << 30)) want = 1u << 30;
@@ -610,18 +653,70 @@ static void readfile_step(fs_op *op) {
   if (rc < 0) readfile_fail(op, rc);
 }
 
+/* The descriptor is readable (or at its end): read what is there without
+ * blocking.  At most 1 MiB per call, so that a fast device does not hold
+ * the loop; epoll is level-triggered and calls again. */
+static void readfile_poll_cb(uv_poll_t *h, int status, int events) {
+  (void)events;
+  fs_op *op = h->data;
+  int err = status;
+  size_t budget = (size_t)1 << 20;
+  while (err == 0) {
+    if ((err = readfile_grow(op)) < 0) break;
+    ssize_t n = read(op->fd, op->buf + op->len, op->cap - op->len);
+    if (n > 0) {
+      op->len += (size_t)n;
+      if (op->len > px_io_max_string()) err = UV_EFBIG;
+      else if ((size_t)n >= budget) return;
+      else budget -= (size_t)n;
+    } else if (n == 0) {
+      break; /* end of file: every writer is gone */
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      return; /* wait for more */
+    } else if (errno != EINTR) {
+      err = -errno;
+    }
+  }
+  poll_stop(op);
+  op_done(op, err);
+}
+
+/* A FIFO, socket or character device that epoll can watch is read on the
+ * loop; returns 0 when it is, < 0 when the pool must read it. */
+static int readfile_poll_start(fs_op *op) {
+  uv_poll_t *p = malloc(sizeof *p);
+  if (p == NULL) return UV_ENOMEM;
+  int rc = uv_poll_init(op->loop, p, op->fd);
+  if (rc < 0) {
+    free(p); /* not pollable (/dev/zero, /dev/null): reads never block */
+    return rc;
+  }
+  p->data = op;
+  op->poll = p;
+  rc = uv_poll_start(p, UV_READABLE, readfile_poll_cb);
+  if (rc < 0) poll_stop(op);
+  return rc;
+}
+
 static void readfile_fstat_cb(uv_fs_t *req) {
   fs_op *op = req->data;
   ssize_t r = req->result;
   uint64_t size = req->statbuf.st_size;
+  uint64_t mode = req->statbuf.st_mode;
   uv_fs_req_cleanup(req);
   if (op->state == OP_CANCELLED || r < 0) {
     readfile_fail(op, r < 0 ? (int)r : UV_ECANCELED);
     return;
   }
+  if (size > px_io_max_string()) {
+    readfile_fail(op, UV_EFBIG);
+    return;
+  }
+  if ((S_ISFIFO(mode) || S_ISSOCK(mode) || S_ISCHR(mode)) && readfile_poll_start(op) == 0)
+    return;
   /* One spare byte lets a file of exactly the stat'ed size finish with a
    * single read plus the read that sees EOF, without growing. */
-  if (size > 0 && size < ((uint64_t)1 << 40)) {
+  if (size > 0) {
     op->buf = malloc((size_t)size + 4096);
     if (op->buf == NULL) {
       readfile_fail(op, UV_ENOMEM);
@@ -650,7 +745,7 @@ static int fs_readfile(lua_State *L) {
   fs_op *op = op_new(L, OP_READFILE, "fs.readfile");
   op->path = strdup(path);
   if (op->path == NULL) return op_fail(L, op, UV_ENOMEM, path);
-  return op_submit(L, op, uv_fs_open(op->loop, &op->req, path, O_RDONLY | O_CLOEXEC, 0, readfile_open_cb), path);
+  return op_submit(L, op, uv_fs_open(op->loop, &op->req, path, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0, readfile_open_cb), path);
 }
 
 /* ------------------------------------------------------------------------

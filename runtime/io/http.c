@@ -2,8 +2,16 @@
  * http.c -- an HTTP client on libcurl's multi interface, driven by the
  * VM's libuv loop ("parx.c.http").
  *
- *   request{method, url, headers, body, timeout, follow, verify}
+ *   request{method, url, headers, body, timeout, follow, verify, max_size,
+ *           protocols}
  *     -> {status, headers, body, url} | nil, msg, code
+ *
+ * Bounds.  The body (after libcurl decoded a Content-Encoding) may not pass
+ * max_size bytes (default DEFAULT_MAX_SIZE, at most the Lua string limit):
+ * the transfer stops there and ends in nil, "EFBIG: ...", "EFBIG", so a
+ * small gzip bomb costs max_size bytes, not what it expands to.  Only
+ * http and https are spoken unless opts.protocols names others, and a
+ * redirect never leads to file://.
  *
  * One CURLM per VM, made at the first request and kept in the VM's registry
  * (its __gc tears it down with the VM).  libcurl tells us which sockets to
@@ -18,9 +26,11 @@
  * connections idling in libcurl's cache never keep a script alive.
  */
 #include "../core/px.h"
+#include "bounds.h"
 
 #include <ctype.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -28,6 +38,11 @@
 #include <curl/curl.h>
 
 enum { OP_PARKED, OP_WOKEN, OP_DETACHED };
+
+/* The body limit when opts.max_size is absent: large enough for any
+ * response a script holds in one string, small enough to live through a
+ * decompression bomb. */
+#define DEFAULT_MAX_SIZE ((size_t)1 << 30)
 
 typedef struct membuf {
   char *data;
@@ -52,6 +67,8 @@ typedef struct http_req {
   CURLcode result;
   struct curl_slist *headers;
   membuf body, head;
+  size_t max_size;   /* the body's limit */
+  int too_big;       /* the body passed it: the transfer was stopped */
   struct http_req *prev, *next; /* the multi's transfers in flight */
   char errbuf[CURL_ERROR_SIZE];
 } http_req;
@@ -72,10 +89,14 @@ static const char multi_key = 0;
 
 /* ---- buffers --------------------------------------------------------- */
 
-static int membuf_add(membuf *b, const char *data, size_t n) {
+/* Append, keeping b->len <= limit: -2 when the data would pass it, -1
+ * when out of memory.  The buffer never grows past limit. */
+static int membuf_add(membuf *b, const char *data, size_t n, size_t limit) {
+  if (n > limit - b->len) return -2;
   if (b->len + n > b->cap) {
     size_t cap = b->cap ? b->cap * 2 : 16384;
     while (cap < b->len + n) cap *= 2;
+    if (cap > limit) cap = limit;
     char *nd = realloc(b->data, cap);
     if (!nd) return -1;
     b->data = nd;
@@ -89,7 +110,9 @@ static int membuf_add(membuf *b, const char *data, size_t n) {
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata) {
   http_req *r = userdata;
   size_t n = size * nmemb;
-  return membuf_add(&r->body, ptr, n) == 0 ? n : 0;
+  int rc = membuf_add(&r->body, ptr, n, r->max_size);
+  if (rc == -2) r->too_big = 1;
+  return rc == 0 ? n : 0; /* 0 stops the transfer (CURLE_WRITE_ERROR) */
 }
 
 /* Keep only the header block of the last response: redirects and
@@ -98,7 +121,7 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata) {
   http_req *r = userdata;
   size_t n = size * nmemb;
   if (n >= 5 && memcmp(ptr, "HTTP/", 5) == 0) r->head.len = 0;
-  return membuf_add(&r->head, ptr, n) == 0 ? n : 0;
+  return membuf_add(&r->head, ptr, n, px_io_max_string()) == 0 ? n : 0;
 }
 
 /* ---- the multi handle and libuv -------------------------------------- */
@@ -353,7 +376,15 @@ static int curl_error_code(http_req *r, const char **detail) {
   long os_errno = 0;
   curl_easy_getinfo(r->easy, CURLINFO_OS_ERRNO, &os_errno);
   *detail = NULL;
+  if (r->too_big) {
+    snprintf(r->errbuf, sizeof r->errbuf, "response body over max_size (%zu bytes)", r->max_size);
+    *detail = r->errbuf;
+    return UV_EFBIG;
+  }
   switch (r->result) {
+  case CURLE_UNSUPPORTED_PROTOCOL:
+    *detail = r->errbuf[0] ? r->errbuf : curl_easy_strerror(r->result);
+    return UV_EPROTONOSUPPORT;
   case CURLE_COULDNT_CONNECT:
     return os_errno > 0 ? (int)-os_errno : UV_ECONNREFUSED;
   case CURLE_OPERATION_TIMEDOUT:
@@ -445,48 +476,161 @@ static int header_ok(const char *s, size_t len) {
   return 1;
 }
 
-/* headers: {["Name"] = "value", ...} or {"Name: value", ...}. */
-static struct curl_slist *build_headers(lua_State *L, int *has_expect) {
-  struct curl_slist *list = NULL;
+/* Checks opts.headers: {["Name"] = "value", ...} or {"Name: value", ...}.
+ * Raises on a bad entry; allocates nothing, so nothing can leak. */
+static void check_headers(lua_State *L, int *has_expect) {
   lua_getfield(L, 1, "headers");
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
-    return NULL;
+    return;
   }
-  if (!lua_istable(L, -1)) {
-    lua_pop(L, 1);
-    luaL_error(L, "bad field 'headers' (table expected)");
-  }
+  if (!lua_istable(L, -1)) luaL_error(L, "bad field 'headers' (table expected)");
   int t = lua_gettop(L);
   lua_pushnil(L);
   while (lua_next(L, t)) {
     size_t kl = 0, vl = 0;
-    lua_pushvalue(L, -2);
-    if (lua_type(L, -1) == LUA_TNUMBER) {
-      const char *v = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &vl) : NULL;
-      if (!v || !header_ok(v, vl) || !memchr(v, ':', vl)) {
-        curl_slist_free_all(list);
+    if (lua_type(L, -2) == LUA_TNUMBER) {
+      const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &vl) : NULL;
+      if (!v || !header_ok(v, vl) || !memchr(v, ':', vl))
         luaL_error(L, "bad header entry (\"Name: value\" string expected)");
-      }
       if (vl >= 7 && strncasecmp(v, "expect:", 7) == 0) *has_expect = 1;
-      list = curl_slist_append(list, v);
     } else {
-      const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &kl) : NULL;
-      const char *v = lua_isstring(L, -2) ? lua_tolstring(L, -2, &vl) : NULL;
+      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &kl) : NULL;
+      int vt = lua_type(L, -1);
+      const char *v = vt == LUA_TSTRING ? lua_tolstring(L, -1, &vl) : NULL;
+      if (vt == LUA_TNUMBER) v = ""; /* converted in build_headers */
       if (!k || !v || kl == 0 || !header_ok(k, kl) || memchr(k, ':', kl) ||
-          !header_ok(v, vl)) {
-        curl_slist_free_all(list);
+          !header_ok(v, vl))
         luaL_error(L, "bad header (string name and value without CR/LF expected)");
-      }
       if (strcasecmp(k, "expect") == 0) *has_expect = 1;
-      lua_pushfstring(L, vl ? "%s: %s" : "%s;", k, v);
-      list = curl_slist_append(list, lua_tostring(L, -1));
-      lua_pop(L, 1);
     }
-    lua_pop(L, 2);
+    lua_pop(L, 1);
   }
   lua_pop(L, 1);
-  return list;
+}
+
+/* curl_slist_append that keeps the list when it fails (it returns NULL
+ * then, and the usual `l = append(l, s)` would lose, and leak, the list). */
+static int slist_add(struct curl_slist **list, const char *s) {
+  struct curl_slist *n = curl_slist_append(*list, s);
+  if (n == NULL) return -1;
+  *list = n;
+  return 0;
+}
+
+/* The checked headers as a curl_slist (*out), built without any Lua call
+ * that could raise: a number value is formatted here, not converted on the
+ * stack.  Returns -1 when out of memory, with nothing allocated. */
+static int build_headers(lua_State *L, struct curl_slist **out) {
+  struct curl_slist *list = NULL;
+  *out = NULL;
+  lua_getfield(L, 1, "headers");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  int t = lua_gettop(L), rc = 0;
+  lua_pushnil(L);
+  while (rc == 0 && lua_next(L, t)) {
+    if (lua_type(L, -2) == LUA_TNUMBER) {
+      rc = slist_add(&list, lua_tostring(L, -1));
+    } else {
+      size_t kl = 0, vl = 0;
+      const char *k = lua_tolstring(L, -2, &kl);
+      char num[64];
+      const char *v = num;
+      if (lua_type(L, -1) == LUA_TSTRING) {
+        v = lua_tolstring(L, -1, &vl);
+      } else {
+        vl = (size_t)snprintf(num, sizeof num, "%.14g", lua_tonumber(L, -1));
+      }
+      /* "Name;" sends an empty header; "Name:" would remove it. */
+      char *line = malloc(kl + vl + 3);
+      if (line == NULL) {
+        rc = -1;
+      } else {
+        memcpy(line, k, kl);
+        if (vl) {
+          memcpy(line + kl, ": ", 2);
+          memcpy(line + kl + 2, v, vl + 1);
+        } else {
+          memcpy(line + kl, ";", 2);
+        }
+        rc = slist_add(&list, line);
+        free(line);
+      }
+    }
+    lua_pop(L, 1);
+  }
+  if (rc != 0) {
+    lua_pop(L, 1); /* the key lua_next left */
+    curl_slist_free_all(list);
+    list = NULL;
+  }
+  lua_pop(L, 1);
+  *out = list;
+  return rc;
+}
+
+/* opts.timeout: nil or 0 (none), math.huge (none), or seconds > 0. */
+static long opt_timeout_ms(lua_State *L) {
+  lua_getfield(L, 1, "timeout");
+  long ms = 0;
+  if (!lua_isnil(L, -1)) {
+    lua_Number t = lua_tonumber(L, -1);
+    if (lua_type(L, -1) != LUA_TNUMBER || !(t >= 0))
+      luaL_error(L, "bad field 'timeout' (non-negative number of seconds expected)");
+    if (t > 0) ms = (long)px_io_timeout_ms(t);
+  }
+  lua_pop(L, 1);
+  return ms;
+}
+
+/* opts.max_size: bytes > 0, math.huge for the string limit itself. */
+static size_t opt_max_size(lua_State *L) {
+  lua_getfield(L, 1, "max_size");
+  size_t max = DEFAULT_MAX_SIZE;
+  if (!lua_isnil(L, -1)) {
+    lua_Number n = lua_tonumber(L, -1);
+    if (lua_type(L, -1) != LUA_TNUMBER || !(n >= 1))
+      luaL_error(L, "bad field 'max_size' (positive number of bytes expected)");
+    max = n >= (lua_Number)PX_IO_MAX_STRING ? PX_IO_MAX_STRING : (size_t)n;
+  }
+  if (max > px_io_max_string()) max = px_io_max_string();
+  lua_pop(L, 1);
+  return max;
+}
+
+/* opts.protocols: a list of scheme names, default {"http", "https"}.
+ * Written as libcurl's comma-separated list into allow; redirects may use
+ * the same schemes except file (into redir). */
+static void opt_protocols(lua_State *L, char *allow, char *redir, size_t size) {
+  strcpy(allow, "http,https");
+  strcpy(redir, "http,https");
+  lua_getfield(L, 1, "protocols");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return;
+  }
+  if (!lua_istable(L, -1)) luaL_error(L, "bad field 'protocols' (list of scheme names expected)");
+  size_t na = 0, nr = 0;
+  int n = (int)lua_objlen(L, -1);
+  if (n == 0) luaL_error(L, "bad field 'protocols' (empty list)");
+  allow[0] = redir[0] = 0;
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    size_t len;
+    const char *p = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+    int ok = p != NULL && len > 0 && len < 16;
+    for (size_t j = 0; ok && j < len; j++) ok = isalnum((unsigned char)p[j]);
+    if (!ok || na + len + 2 > size) luaL_error(L, "bad field 'protocols' (entry %d is not a scheme name)", i);
+    na += (size_t)snprintf(allow + na, size - na, "%s%s", na ? "," : "", p);
+    if (strcasecmp(p, "file") != 0)
+      nr += (size_t)snprintf(redir + nr, size - nr, "%s%s", nr ? "," : "", p);
+    lua_pop(L, 1);
+  }
+  if (nr == 0) strcpy(redir, "http,https"); /* file alone never redirects */
+  lua_pop(L, 1);
 }
 
 static int http_request(lua_State *L) {
@@ -499,32 +643,32 @@ static int http_request(lua_State *L) {
   const char *body = opt_string(L, "body", &body_len);
   if (method && (method_len == 0 || !header_ok(method, method_len) || strchr(method, ' ')))
     return luaL_error(L, "bad field 'method'");
-  lua_getfield(L, 1, "timeout");
-  double timeout = 0;
-  if (!lua_isnil(L, -1)) {
-    if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) < 0)
-      return luaL_error(L, "bad field 'timeout' (non-negative number expected)");
-    timeout = lua_tonumber(L, -1);
-  }
-  lua_pop(L, 1);
+  long timeout_ms = opt_timeout_ms(L);
+  size_t max_size = opt_max_size(L);
+  char protocols[256], redir_protocols[256];
+  opt_protocols(L, protocols, redir_protocols, sizeof protocols);
   int follow = opt_bool(L, "follow", 1);
   int verify = opt_bool(L, "verify", 1);
   int has_expect = 0;
-  struct curl_slist *headers = build_headers(L, &has_expect);
+  check_headers(L, &has_expect);
 
+  /* Everything that may raise comes before the first allocation. */
   px_check_can_park(L);
   http_multi *m = get_multi(L);
   http_req *r = m ? calloc(1, sizeof *r) : NULL;
   CURL *easy = r ? curl_easy_init() : NULL;
-  if (!easy) {
+  struct curl_slist *headers = NULL;
+  if (!easy || build_headers(L, &headers) < 0 ||
+      (body && !has_expect && slist_add(&headers, "Expect:") < 0)) {
+    if (easy) curl_easy_cleanup(easy);
     free(r);
     curl_slist_free_all(headers);
     return px_push_error(L, UV_ENOMEM, NULL);
   }
-  if (body && !has_expect) headers = curl_slist_append(headers, "Expect:");
   r->easy = easy;
   r->m = m;
   r->headers = headers;
+  r->max_size = max_size;
   curl_easy_setopt(easy, CURLOPT_URL, url);
   curl_easy_setopt(easy, CURLOPT_PRIVATE, (char *)r);
   curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
@@ -539,10 +683,12 @@ static int http_request(lua_State *L) {
   curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, (long)verify);
   curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
   curl_easy_setopt(easy, CURLOPT_USERAGENT, "parx/" "0.1");
-  if (timeout > 0) {
-    long ms = (long)(timeout * 1000.0 + 0.5);
-    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, ms > 0 ? ms : 1L);
+  if (curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, protocols) != CURLE_OK ||
+      curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, redir_protocols) != CURLE_OK) {
+    req_free(r);
+    return px_push_error(L, UV_EPROTONOSUPPORT, protocols);
   }
+  if (timeout_ms > 0) curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
   if (headers) curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
   if (body) {
     curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);

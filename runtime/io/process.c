@@ -20,12 +20,21 @@
  * callback counts down open_handles; the proc is freed when no handle is
  * open, no task waits and no userdata refers to it.
  *
- * Timeout (opts.timeout seconds): the child gets SIGKILL and the wait
- * returns nil, "ETIMEDOUT: ...", "ETIMEDOUT".  A task cancelled while parked
+ * Timeout (opts.timeout seconds; math.huge means none): the child gets
+ * SIGKILL and the wait returns nil, "ETIMEDOUT: ...", "ETIMEDOUT".
+ *
+ * A child killed by a signal has no exit status: status is nil, and the
+ * signal's number and name come with it (never status 0, which would read
+ * as success).  exec output over the Lua string limit (bounds.h) closes
+ * that pipe, drops what it held and ends in nil, "EFBIG: ...", "EFBIG".  A task cancelled while parked
  * in exec kills the child the same way; one cancelled in spawn's wait or
  * read only stops waiting.
  */
 #include "process.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <sys/stat.h>
 
 extern char **environ;
 
@@ -98,6 +107,23 @@ static void timeout_cb(uv_timer_t *t) {
   }
 }
 
+/* The exit as Lua values: status (nil when a signal killed the child),
+ * signal number (nil when it exited by itself), signal name. */
+static int push_exit(lua_State *L, proc *p) {
+  if (p->term_signal) {
+    const char *name = px_signal_name(p->term_signal);
+    lua_pushnil(L);
+    lua_pushinteger(L, p->term_signal);
+    if (name) lua_pushstring(L, name);
+    else lua_pushnil(L);
+  } else {
+    lua_pushnumber(L, (double)p->status);
+    lua_pushnil(L);
+    lua_pushnil(L);
+  }
+  return 3;
+}
+
 static int push_timeout(lua_State *L, proc *p) {
   char detail[256];
   snprintf(detail, sizeof detail, "%s killed after %g s", p->cmd ? p->cmd : "process",
@@ -110,14 +136,17 @@ static int exec_deliver(lua_State *co, px_wait *w) {
   int n;
   if (p->timed_out) {
     n = push_timeout(co, p);
+  } else if (p->io[1].too_big || p->io[2].too_big) {
+    char detail[256];
+    snprintf(detail, sizeof detail, "%s of %s", p->io[1].too_big ? "stdout" : "stderr",
+             p->cmd ? p->cmd : "process");
+    n = px_push_error(co, UV_EFBIG, detail);
   } else {
-    lua_createtable(co, 0, 4);
-    lua_pushnumber(co, (double)p->status);
+    lua_createtable(co, 0, 5);
+    push_exit(co, p);
+    lua_setfield(co, -4, "signame");
+    lua_setfield(co, -3, "signal");
     lua_setfield(co, -2, "status");
-    if (p->term_signal) {
-      lua_pushinteger(co, p->term_signal);
-      lua_setfield(co, -2, "signal");
-    }
     for (int i = 1; i <= 2; i++) {
       pipe_end *e = &p->io[i];
       lua_pushlstring(co, e->buf ? e->buf + e->start : "", px_proc_buffered(e));
@@ -134,10 +163,7 @@ static int wait_deliver(lua_State *co, px_wait *w) {
   proc *p = (proc *)((char *)w - offsetof(proc, exit_wait));
   p->exit_waiting = p->exit_woken = 0;
   if (p->timed_out) return push_timeout(co, p);
-  lua_pushnumber(co, (double)p->status);
-  if (p->term_signal) lua_pushinteger(co, p->term_signal);
-  else lua_pushnil(co);
-  return 2;
+  return push_exit(co, p);
 }
 
 static void exit_discard(px_wait *w) {
@@ -183,6 +209,15 @@ static int check_stdio(lua_State *L, int opts, const char *key, int dflt) {
   return mode;
 }
 
+/* A string that goes to exec(2) as a C string: an embedded NUL would cut
+ * it short without a word, so it raises with message. */
+static const char *check_cstring(lua_State *L, int idx, const char *message) {
+  size_t len;
+  const char *s = lua_tolstring(L, idx, &len);
+  if (s != NULL && strlen(s) != len) luaL_error(L, "%s", message);
+  return s;
+}
+
 /* argv (cmd, args...) as a NULL-terminated array in a userdata left on the
  * stack, pointing into strings the caller's stack keeps alive. */
 static char **build_argv(lua_State *L, const char *cmd, int args) {
@@ -197,6 +232,8 @@ static char **build_argv(lua_State *L, const char *cmd, int args) {
     lua_tostring(L, -1); /* numbers become strings, in the table too */
     lua_rawseti(L, args, i);
     lua_rawgeti(L, args, i);
+    if (strlen(lua_tostring(L, -1)) != lua_objlen(L, -1))
+      luaL_error(L, "bad argument #2 (args[%d] contains a NUL byte)", i);
     argv[i] = (char *)lua_tostring(L, -1);
     lua_pop(L, 1); /* the table anchors the string */
   }
@@ -219,6 +256,12 @@ static char **build_env(lua_State *L, int env) {
     if (t != LUA_TSTRING && t != LUA_TNUMBER && !(t == LUA_TBOOLEAN && !lua_toboolean(L, -1)))
       luaL_error(L, "bad option 'env' (value of '%s' must be a string or false)",
                  lua_tostring(L, -2));
+    size_t klen;
+    const char *k = lua_tolstring(L, -2, &klen);
+    if (klen == 0 || strlen(k) != klen || strchr(k, '=') != NULL)
+      luaL_error(L, "bad option 'env' (name '%s' is empty or contains '=' or a NUL byte)", k);
+    if (t == LUA_TSTRING && strlen(lua_tostring(L, -1)) != lua_objlen(L, -1))
+      luaL_error(L, "bad option 'env' (value of '%s' contains a NUL byte)", k);
     extra++;
     lua_pop(L, 1);
   }
@@ -248,6 +291,25 @@ static char **build_env(lua_State *L, int env) {
   return out;
 }
 
+/* uv_spawn reports a child that could not chdir to cwd with the same
+ * errno as a command that could not be found.  Only after a failure (the
+ * fast path stays one uv_spawn) the cwd is looked at: when it is what is
+ * wrong, the error says so. */
+static int push_spawn_error(lua_State *L, int rc, const char *cmd, const char *cwd) {
+  int cwd_err = 0;
+  if (cwd != NULL && (rc == UV_ENOENT || rc == UV_ENOTDIR || rc == UV_EACCES)) {
+    struct stat st;
+    if (stat(cwd, &st) != 0) cwd_err = -errno;
+    else if (!S_ISDIR(st.st_mode)) cwd_err = UV_ENOTDIR;
+    else if (access(cwd, X_OK) != 0) cwd_err = -errno;
+  }
+  if (cwd_err == 0) return px_push_error(L, rc, cmd);
+  lua_pushfstring(L, "cwd '%s' (for %s)", cwd, cmd);
+  int n = px_push_error(L, cwd_err, lua_tostring(L, -1));
+  lua_remove(L, -n - 1);
+  return n;
+}
+
 static void pipe_init(proc *p, int i, int mode) {
   pipe_end *e = &p->io[i];
   e->p = p;
@@ -263,6 +325,7 @@ static void pipe_init(proc *p, int i, int mode) {
  * proc, or NULL with an error pushed (nil, msg, code: 3 values). */
 static proc *start(lua_State *L, int capture, const char **stdin_data, size_t *stdin_len) {
   const char *cmd = luaL_checkstring(L, 1);
+  check_cstring(L, 1, "bad argument #1 (the command contains a NUL byte)");
   int args = 0, opts = 0;
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -285,7 +348,7 @@ static proc *start(lua_State *L, int capture, const char **stdin_data, size_t *s
     lua_getfield(L, opts, "cwd");
     if (!lua_isnil(L, -1)) {
       if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "bad option 'cwd' (string expected)");
-      o.cwd = lua_tostring(L, -1); /* anchored by opts */
+      o.cwd = check_cstring(L, -1, "bad option 'cwd' (contains a NUL byte)"); /* anchored by opts */
     }
     lua_pop(L, 1);
     lua_getfield(L, opts, "env");
@@ -298,6 +361,7 @@ static proc *start(lua_State *L, int capture, const char **stdin_data, size_t *s
       if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) > 0))
         luaL_error(L, "bad option 'timeout' (positive number of seconds expected)");
       timeout = lua_tonumber(L, -1);
+      if (px_io_timeout_ms(timeout) == 0) timeout = 0; /* math.huge: no limit */
     }
     lua_pop(L, 1);
   }
@@ -356,7 +420,7 @@ static proc *start(lua_State *L, int capture, const char **stdin_data, size_t *s
   if (rc < 0) {
     uv_close((uv_handle_t *)&p->handle, px_proc_close_cb);
     for (int i = 0; i < 3; i++) px_proc_pipe_close(&p->io[i]);
-    px_push_error(L, rc, cmd);
+    push_spawn_error(L, rc, cmd, o.cwd);
     return NULL;
   }
   if (timeout > 0) {
@@ -364,8 +428,7 @@ static proc *start(lua_State *L, int capture, const char **stdin_data, size_t *s
     p->timer.data = p;
     p->timer_open = 1;
     p->open_handles++;
-    uint64_t ms = (uint64_t)(timeout * 1000.0 + 0.999);
-    uv_timer_start(&p->timer, timeout_cb, ms, 0);
+    uv_timer_start(&p->timer, timeout_cb, px_io_timeout_ms(timeout), 0);
   }
   for (int i = 1; i <= 2; i++) px_proc_pipe_update(&p->io[i]); /* start reading */
   return p;
@@ -439,10 +502,7 @@ static int proc_wait(lua_State *L) {
   proc *p = px_proc_check(L);
   if (p->exited) {
     if (p->timed_out) return push_timeout(L, p);
-    lua_pushnumber(L, (double)p->status);
-    if (p->term_signal) lua_pushinteger(L, p->term_signal);
-    else lua_pushnil(L);
-    return 2;
+    return push_exit(L, p);
   }
   if (p->exit_waiting) luaL_error(L, "another task is already waiting for this process");
   memset(&p->exit_wait, 0, sizeof p->exit_wait);
@@ -498,9 +558,15 @@ static const luaL_Reg proc_methods[] = {
   {"wait", proc_wait},   {"kill", proc_kill},   {"pid", proc_pid},
   {"exited", proc_exited}, {NULL, NULL}};
 
-/* kill(pid [, sig = "term"]) -> true: signal any process. */
+/* kill(pid [, sig = "term"]) -> true: signal any process.  pid must be a
+ * positive integer that fits a pid_t, checked before anything is sent: a
+ * plain cast made 2^40 into 0 (our own process group) and 2^32-1 into -1
+ * (every process we may signal). */
 static int proc_kill_pid(lua_State *L) {
-  int pid = (int)luaL_checkinteger(L, 1);
+  lua_Number n = luaL_checknumber(L, 1);
+  luaL_argcheck(L, n >= 1 && n <= (lua_Number)INT_MAX && n == (lua_Number)(int)n, 1,
+                "pid must be a positive integer that fits a pid_t");
+  int pid = (int)n;
   int sig = px_signal_check(L, 2, SIGTERM);
   int rc = uv_kill(pid, sig);
   if (rc < 0) return px_push_error(L, rc, NULL);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../core/px.h"
+#include "bounds.h"
 #include "signals.h"
 
 #define PROC_META "parx.process"
@@ -30,6 +31,7 @@ typedef struct pipe_end {
   int open;       /* initialised and not (being) closed */
   int eof;        /* read side: no more data will come */
   int err;        /* read error (< 0) that ended the data */
+  int too_big;    /* exec: the output passed the string limit; dropped */
   int reading;    /* uv_read_start is active */
   char *buf;
   size_t start, len, cap; /* unread data: buf[start, len) */

@@ -16,8 +16,10 @@ static int satisfied(const pipe_end *e) {
   switch (e->read_mode) {
   case READ_CHUNK: return px_proc_buffered(e) > 0;
   case READ_N: return px_proc_buffered(e) >= e->want;
-  case READ_LINE: return px_proc_buffered(e) > 0 && memchr(e->buf + e->start, '\n', px_proc_buffered(e)) != NULL;
-  default: return 0; /* READ_ALL waits for EOF */
+  case READ_LINE:
+    return px_proc_buffered(e) > px_io_max_string() ||
+           (px_proc_buffered(e) > 0 && memchr(e->buf + e->start, '\n', px_proc_buffered(e)) != NULL);
+  default: return px_proc_buffered(e) > px_io_max_string(); /* READ_ALL: EOF, or too much */
   }
 }
 
@@ -31,6 +33,10 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b) {
   }
   if (e->cap - e->len < READ_SIZE) {
     size_t cap = e->cap * 2 > e->len + READ_SIZE ? e->cap * 2 : e->len + READ_SIZE;
+    /* Doubling stops near the string limit: one chunk past it is enough
+     * to know that no Lua string can hold the data. */
+    size_t limit = px_io_max_string() + 2 * READ_SIZE;
+    if (cap > limit && limit >= e->len + READ_SIZE) cap = limit;
     char *nb = realloc(e->buf, cap);
     if (nb == NULL) {
       *b = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS */
@@ -47,6 +53,14 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
   proc *p = e->p;
   if (n > 0) {
     e->len += (size_t)n;
+    if (p->capture && px_proc_buffered(e) > px_io_max_string()) {
+      /* exec cannot return it: drop it, and let the child see EPIPE. */
+      e->too_big = 1;
+      free(e->buf);
+      e->buf = NULL;
+      e->start = e->len = e->cap = 0;
+      px_proc_pipe_close(e);
+    }
   } else if (n < 0) {
     if (n != UV_EOF) e->err = (int)n;
     px_proc_pipe_close(e); /* sets eof, wakes a reader */
@@ -78,7 +92,7 @@ static int take_data(lua_State *L, pipe_end *e, int mode, size_t want) {
   const char *data = e->buf ? e->buf + e->start : "";
   size_t n = 0, skip = 0;
   switch (mode) {
-  case READ_CHUNK: n = have; break;
+  case READ_CHUNK: n = have < px_io_max_string() ? have : px_io_max_string(); break;
   case READ_N: n = have < want ? have : want; break;
   case READ_LINE: {
     const char *nl = memchr(data, '\n', have);
@@ -91,10 +105,13 @@ static int take_data(lua_State *L, pipe_end *e, int mode, size_t want) {
     break;
   }
   default: /* READ_ALL: everything, "" at the end like io.read("a") */
+    if (have > px_io_max_string()) /* the data stays for smaller reads */
+      return px_push_error(L, UV_EFBIG, "more than one Lua string can hold");
     lua_pushlstring(L, data, have);
     e->start = e->len;
     return 1;
   }
+  if (n > px_io_max_string()) return px_push_error(L, UV_EFBIG, "more than one Lua string can hold");
   if (n == 0 && skip == 0) {
     if (e->err < 0 && have == 0) return px_push_error(L, e->err, NULL);
     lua_pushnil(L);
@@ -152,6 +169,8 @@ int px_proc_read(lua_State *L) {
     luaL_argcheck(L, n >= 1 && n <= (lua_Number)(1u << 31), 3, "size must be between 1 and 2^31");
     mode = READ_N;
     want = (size_t)n;
+    /* One byte past the string limit is enough to say EFBIG. */
+    if (want > px_io_max_string()) want = px_io_max_string() + 1;
   } else if (lua_type(L, 3) == LUA_TSTRING) {
     const char *s = lua_tostring(L, 3);
     if (*s == '*') s++;

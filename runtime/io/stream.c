@@ -24,6 +24,7 @@
  * is safe: closing the handle completes the write with ECANCELED.
  */
 #include "stream.h"
+#include "bounds.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -196,10 +197,12 @@ static int produce(lua_State *L, px_stream *s) {
   int ended = s->eof || s->err;
   switch (s->rd_mode) {
   case READ_ANY:
-    take = s->len;
+    take = s->len < px_io_max_string() ? s->len : px_io_max_string();
     break;
   case READ_N:
     take = s->len >= s->rd_n ? s->rd_n : (ended ? s->len : 0);
+    if (take > px_io_max_string()) /* the bytes stay for smaller reads */
+      return px_push_error(L, UV_EFBIG, "more than one Lua string can hold");
     break;
   default: {
     const char *nl = line_end(s);
@@ -336,13 +339,15 @@ static int stream_read(lua_State *L) {
   px_stream *s = check_open(L);
   if (lua_isnoneornil(L, 2)) return read_common(L, s, READ_ANY, 0);
   lua_Number n = luaL_checknumber(L, 2);
-  luaL_argcheck(L, n >= 0 && n == (lua_Number)(size_t)n, 2,
+  luaL_argcheck(L, n >= 0 && n < 0x1p63 && n == (lua_Number)(size_t)n, 2,
                 "expected a non-negative integer");
   if (n == 0) {
     lua_pushliteral(L, "");
     return 1;
   }
-  return read_common(L, s, READ_N, (size_t)n);
+  /* One byte past the string limit is enough to say EFBIG. */
+  size_t want = n > (lua_Number)px_io_max_string() ? px_io_max_string() + 1 : (size_t)n;
+  return read_common(L, s, READ_N, want);
 }
 
 /* stream:readline(): the next line without "\n" (or "\r\n"); the last line

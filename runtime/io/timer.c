@@ -277,10 +277,14 @@ static int timer_next(lua_State *L) {
  * ---------------------------------------------------------------------- */
 
 /* Seconds to libuv's milliseconds, rounding a positive delay up so that a
- * timer never fires early. */
+ * timer never fires early.  NaN and negatives raise; math.huge (anything
+ * past 1e12 s, over 30,000 years) means never and becomes NEVER_MS, which
+ * leaves room for now + delay in 64 bits. */
+#define NEVER_MS ((uint64_t)1e15)
 static uint64_t to_ms(lua_State *L, int idx, const char *what) {
   lua_Number s = luaL_checknumber(L, idx);
-  if (!(s >= 0) || s > 1e12) luaL_argerror(L, idx, what);
+  if (!(s >= 0)) luaL_argerror(L, idx, what);
+  if (s > 1e12) return NEVER_MS;
   return (uint64_t)ceil(s * 1000.0);
 }
 
