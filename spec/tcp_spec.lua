@@ -385,3 +385,31 @@ print(f.readline().decode().strip(), f.readline().decode().strip())
     assert.equal(0, r.status)
   end)
 end)
+
+describe("parx.tcp bounds (issue 9)", function()
+  it("a stream read(n) past the string limit returns nil, EFBIG and keeps the data", function()
+    -- The limit (about 2 GiB) is lowered with PARX_TEST_MAX_STRING in a
+    -- child parx, so that 1.5 MB are enough to pass it.
+    local bin = os.getenv("PARX_BIN") or "build/parx"
+    local code = [[
+      local srv = parx.tcp.listen("127.0.0.1", 0, function(s)
+        s:write(string.rep("x", 1500000))
+      end)
+      local c = parx.tcp.connect("127.0.0.1", srv.port)
+      print(c:read(1200000))
+      local n = 0
+      while true do
+        local s = c:read(500000)
+        if not s then break end
+        n = n + #s
+      end
+      print(n)
+      c:close()
+      srv:close()
+    ]]
+    local r = assert(parx.process.exec(bin, {"-e", code},
+      {env = {PARX_TEST_MAX_STRING = "1000000"}, timeout = 60}))
+    assert.equal(0, r.status, r.stderr)
+    assert.equal("nil\tEFBIG: file too large: more than one Lua string can hold\tEFBIG\n1500000\n", r.stdout)
+  end)
+end)
