@@ -347,6 +347,46 @@ describe("parx.fs", function()
     end)
   end)
 
+  describe("FIFOs through fs.open (issue 9)", function()
+    it("readers of FIFOs opened with fs.open do not starve other fs calls, and cancelling them frees the pool", function()
+      assert.equal(0, parx.process.exec("mkfifo", {path("fifo")}).status)
+      local function release()
+        parx.process.exec("sh", {"-c", 'exec 3>"$1"; sleep 0.2', "sh", path("fifo")}, {timeout = 10})
+      end
+      -- Opening and reading: neither may wait on a pool thread for a writer.
+      local readers = {}
+      for i = 1, 6 do
+        readers[i] = parx.async(function()
+          local f = assert(fs.open(path("fifo")))
+          return f:read(100)
+        end)
+      end
+      parx.sleep(0.2)
+      local st = parx.timeout(10, fs.stat, dir)
+      if type(st) ~= "table" then release() end
+      assert.is_table(st, "fs.stat starved by FIFO readers")
+      for _, t in ipairs(readers) do t:cancel() end
+      for _, t in ipairs(readers) do pcall(t.join, t) end
+      collectgarbage()
+      -- One reader, then a writer: the data arrives, then the end.
+      local f = assert(fs.open(path("fifo")))
+      local t = parx.async(function()
+        local got = {}
+        while true do
+          local s = f:read(100)
+          if not s then break end
+          got[#got + 1] = s
+        end
+        f:close()
+        return table.concat(got)
+      end)
+      parx.sleep(0.05)
+      assert.has_error(function() f:read(1) end, "another task is already reading this file")
+      parx.process.exec("sh", {"-c", 'printf "abc" > "$1"', "sh", path("fifo")}, {timeout = 10})
+      assert.equal("abc", parx.timeout(10, function() return t:join() end))
+    end)
+  end)
+
   describe("the checksum example", function()
     it("matches zlib's adler32 end to end", function()
       local bin = os.getenv("PARX_BIN") or "build/parx"

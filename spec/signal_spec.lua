@@ -83,9 +83,9 @@ describe("parx.signal", function()
     assert.equal("ready", p.stdout:readline())
     p:kill("int")
     local status, sig = p:wait()
-    -- ended by the signal's default action (or by a runtime that turns
-    -- SIGINT into exit status 130); not by the timeout (which returns nil)
-    assert.is_number(status)
-    assert.is_true(sig == 2 or status == 130)
+    -- ended by the signal's default action (no status, signal 2) or by a
+    -- runtime that turns SIGINT into exit status 130; not by the timeout
+    -- (which returns nil, "ETIMEDOUT: ...")
+    assert.is_true((status == nil and sig == 2) or status == 130, tostring(sig))
   end)
 end)

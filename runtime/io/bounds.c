@@ -1,7 +1,6 @@
 /* bounds.c -- see bounds.h. */
 #include "bounds.h"
 
-#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -19,10 +18,4 @@ static void read_max(void) {
 size_t px_io_max_string(void) {
   pthread_once(&max_once, read_max);
   return max_string;
-}
-
-unsigned long long px_io_timeout_ms(double s) {
-  if (!(s <= 1e12)) return 0; /* math.huge: no limit */
-  double ms = ceil(s * 1000.0);
-  return ms < 1 ? 1 : (unsigned long long)ms;
 }

@@ -21,10 +21,7 @@
  * limit with megabytes instead of gigabytes.  It can only lower the limit. */
 size_t px_io_max_string(void);
 
-/* Seconds (a Lua number) to whole milliseconds for a timeout option:
- * returns 0 for "no limit" (math.huge, or anything beyond 1e12 s, which
- * is over 30,000 years), else at least 1.  The caller has checked that
- * s > 0 and is not NaN; the conversion never overflows. */
-unsigned long long px_io_timeout_ms(double s);
+/* Timeouts (math.huge is no limit) go through the core's checked
+ * px_seconds_to_ms (px.h). */
 
 #endif

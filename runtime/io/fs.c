@@ -26,6 +26,8 @@
  * and the kernel can poll it, reads it on the loop through a uv_poll_t
  * instead of the pool.  Cancelling such a read closes the descriptor at once.
  * Devices that cannot be polled (/dev/zero) never block and use the pool.
+ * fs.open does the same for read-only opens: file:read on such a file waits
+ * on the loop until there is data, then reads it there.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -50,6 +52,8 @@ typedef struct fs_file {
   int pending;         /* operations in flight on fd */
   int closed;          /* close() was called: Lua may not use it any more */
   int orphaned;        /* the userdata was collected: free when idle */
+  int poll_reads;      /* a FIFO, socket or device: reads wait on the loop */
+  int polling;         /* a read is waiting on the loop (one at a time) */
   char *path;          /* for error messages */
 } fs_file;
 
@@ -137,6 +141,7 @@ static void poll_stop(fs_op *op) {
 }
 
 static void op_free(fs_op *op) {
+  if (op->poll != NULL && op->file != NULL) op->file->polling = 0;
   poll_stop(op);
   uv_fs_req_cleanup(&op->req);
   if (op->fd >= 0) close_now(op->fd);
@@ -227,6 +232,7 @@ static void push_stat(lua_State *L, const uv_stat_t *s) {
 }
 
 static int push_file(lua_State *L, uv_file fd, const char *path);
+static int poll_start(fs_op *op, uv_file fd, uv_poll_cb cb);
 
 /* Results of an op that succeeded, pushed on the task's coroutine. */
 static int deliver_ok(lua_State *co, fs_op *op) {
@@ -435,6 +441,8 @@ static int fs_open(lua_State *L) {
   fs_op *op = op_new(L, OP_OPEN, "fs.open");
   op->path = strdup(path);
   if (op->path == NULL) return op_fail(L, op, UV_ENOMEM, path);
+  /* Read-only: an open of a FIFO must not wait for a writer on the pool. */
+  if ((flags & O_ACCMODE) == O_RDONLY) flags |= O_NONBLOCK;
   return op_submit(L, op, uv_fs_open(op->loop, &op->req, path, flags | O_CLOEXEC, mode, open_cb), path);
 }
 
@@ -449,6 +457,10 @@ static int push_file(lua_State *L, uv_file fd, const char *path) {
   }
   f->fd = fd;
   f->path = path ? strdup(path) : NULL;
+  /* fstat never blocks: decide once how this file is read. */
+  struct stat st;
+  if (fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || S_ISCHR(st.st_mode)))
+    f->poll_reads = (fcntl(fd, F_GETFL) & O_NONBLOCK) != 0;
   fs_file **box = lua_newuserdata(L, sizeof *box);
   *box = f;
   luaL_getmetatable(L, FILE_META);
@@ -475,6 +487,26 @@ static void rw_cb(uv_fs_t *req) {
   op_done(op, (int)req->result);
 }
 
+/* A file read waiting on the loop: the descriptor is readable (or at its
+ * end, or in error); read without blocking. */
+static void file_read_poll_cb(uv_poll_t *h, int status, int events) {
+  (void)events;
+  fs_op *op = h->data;
+  uv_file fd = op->file->fd;
+  ssize_t n = status;
+  if (status == 0) {
+    do {
+      n = op->offset >= 0 ? pread(fd, op->buf, op->cap, op->offset) : read(fd, op->buf, op->cap);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return; /* not yet */
+    if (n < 0) n = -errno;
+  }
+  op->file->polling = 0;
+  poll_stop(op);
+  if (n >= 0) op->len = (size_t)n;
+  op_done(op, (int)n);
+}
+
 static fs_op *file_op(lua_State *L, fs_file *f, int kind, const char *what) {
   fs_op *op = op_new(L, kind, what);
   op->file = f;
@@ -489,10 +521,16 @@ static int file_read(lua_State *L) {
   lua_Number n = luaL_checknumber(L, 2);
   luaL_argcheck(L, n >= 1 && n <= (lua_Number)(1u << 31), 2, "size must be between 1 and 2^31");
   int64_t offset = opt_offset(L, 3);
+  if (f->polling) return luaL_error(L, "another task is already reading this file");
   fs_op *op = file_op(L, f, OP_READ, "file read");
   op->cap = (size_t)n;
   op->buf = malloc(op->cap);
   if (op->buf == NULL) return op_fail(L, op, UV_ENOMEM, f->path);
+  op->offset = offset;
+  if (f->poll_reads && poll_start(op, f->fd, file_read_poll_cb) == 0) {
+    f->polling = 1;
+    return op_park(L, op);
+  }
   uv_buf_t b = uv_buf_init(op->buf, (unsigned)op->cap);
   int rc = uv_fs_read(op->loop, &op->req, f->fd, &b, 1, offset, rw_cb);
   if (rc < 0) return op_fail(L, op, rc, f->path);
@@ -683,17 +721,17 @@ static void readfile_poll_cb(uv_poll_t *h, int status, int events) {
 
 /* A FIFO, socket or character device that epoll can watch is read on the
  * loop; returns 0 when it is, < 0 when the pool must read it. */
-static int readfile_poll_start(fs_op *op) {
+static int poll_start(fs_op *op, uv_file fd, uv_poll_cb cb) {
   uv_poll_t *p = malloc(sizeof *p);
   if (p == NULL) return UV_ENOMEM;
-  int rc = uv_poll_init(op->loop, p, op->fd);
+  int rc = uv_poll_init(op->loop, p, fd);
   if (rc < 0) {
     free(p); /* not pollable (/dev/zero, /dev/null): reads never block */
     return rc;
   }
   p->data = op;
   op->poll = p;
-  rc = uv_poll_start(p, UV_READABLE, readfile_poll_cb);
+  rc = uv_poll_start(p, UV_READABLE, cb);
   if (rc < 0) poll_stop(op);
   return rc;
 }
@@ -712,7 +750,8 @@ static void readfile_fstat_cb(uv_fs_t *req) {
     readfile_fail(op, UV_EFBIG);
     return;
   }
-  if ((S_ISFIFO(mode) || S_ISSOCK(mode) || S_ISCHR(mode)) && readfile_poll_start(op) == 0)
+  if ((S_ISFIFO(mode) || S_ISSOCK(mode) || S_ISCHR(mode)) &&
+      poll_start(op, op->fd, readfile_poll_cb) == 0)
     return;
   /* One spare byte lets a file of exactly the stat'ed size finish with a
    * single read plus the read that sees EOF, without growing. */

@@ -580,7 +580,8 @@ static long opt_timeout_ms(lua_State *L) {
     lua_Number t = lua_tonumber(L, -1);
     if (lua_type(L, -1) != LUA_TNUMBER || !(t >= 0))
       luaL_error(L, "bad field 'timeout' (non-negative number of seconds expected)");
-    if (t > 0) ms = (long)px_io_timeout_ms(t);
+    uint64_t checked;
+    if (t > 0 && px_seconds_to_ms(t, &checked) == 1) ms = (long)checked; /* else no limit */
   }
   lua_pop(L, 1);
   return ms;

@@ -342,6 +342,7 @@ static proc *start(lua_State *L, int capture, const char **stdin_data, size_t *s
   o.file = cmd;
   o.args = build_argv(L, cmd, args);
   double timeout = 0;
+  uint64_t timeout_ms = 0;
   int modes[3];
   *stdin_data = NULL;
   if (opts) {
@@ -361,7 +362,7 @@ static proc *start(lua_State *L, int capture, const char **stdin_data, size_t *s
       if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) > 0))
         luaL_error(L, "bad option 'timeout' (positive number of seconds expected)");
       timeout = lua_tonumber(L, -1);
-      if (px_io_timeout_ms(timeout) == 0) timeout = 0; /* math.huge: no limit */
+      if (px_seconds_to_ms(timeout, &timeout_ms) == 0) timeout = 0; /* math.huge: no limit */
     }
     lua_pop(L, 1);
   }
@@ -428,7 +429,7 @@ static proc *start(lua_State *L, int capture, const char **stdin_data, size_t *s
     p->timer.data = p;
     p->timer_open = 1;
     p->open_handles++;
-    uv_timer_start(&p->timer, timeout_cb, px_io_timeout_ms(timeout), 0);
+    uv_timer_start(&p->timer, timeout_cb, timeout_ms, 0);
   }
   for (int i = 1; i <= 2; i++) px_proc_pipe_update(&p->io[i]); /* start reading */
   return p;

@@ -24,7 +24,6 @@
  * counted by its timers and marked closing, so no finalizer touches freed
  * memory.  A list's handle is closed when the VM state is collected.
  */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -279,13 +278,15 @@ static int timer_next(lua_State *L) {
 /* Seconds to libuv's milliseconds, rounding a positive delay up so that a
  * timer never fires early.  NaN and negatives raise; math.huge (anything
  * past 1e12 s, over 30,000 years) means never and becomes NEVER_MS, which
- * leaves room for now + delay in 64 bits. */
+ * leaves room for now + delay in 64 bits.  The conversion is the core's
+ * checked px_seconds_to_ms. */
 #define NEVER_MS ((uint64_t)1e15)
 static uint64_t to_ms(lua_State *L, int idx, const char *what) {
   lua_Number s = luaL_checknumber(L, idx);
   if (!(s >= 0)) luaL_argerror(L, idx, what);
-  if (s > 1e12) return NEVER_MS;
-  return (uint64_t)ceil(s * 1000.0);
+  uint64_t ms;
+  if (px_seconds_to_ms(s, &ms) != 1 || ms > NEVER_MS) return NEVER_MS;
+  return ms;
 }
 
 /* new(delay, interval) -> timer, id.  interval nil: one-shot. */
