@@ -271,6 +271,17 @@ describe("parx command line", function()
   end)
 end)
 
+describe("parx command line and replaced globals", function()
+  it("a script after -e code that made the globals strict runs instead of panicking", function()
+    local script = write(tmp .. "/strict.lua", "print('script ran', select('#', ...))")
+    local code, out, err = run("-e " .. q("arg = nil setmetatable(_G, {__index = function(_, k) "
+      .. "error('strict: ' .. k) end})") .. " " .. q(script) .. " a b", { timeout = 20 })
+    assert.are.equal(0, code, err)
+    assert.falsy(err:find("PANIC", 1, true), err)
+    assert.are.equal("script ran\t0\n", out)
+  end)
+end)
+
 describe("parx command line exits", function()
   -- A worker busy in a JIT-compiled loop that never parks.
   local busy = "parx.spawn(function() local x = 0 for i = 1, 1e12 do x = x + i end return x end) parx.sleep(0.1) "
