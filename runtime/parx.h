@@ -60,7 +60,8 @@ void parx_options_init(parx_options *o);
 
 /* Open a runtime (o may be NULL for the defaults).  Worker threads start
  * lazily, at the first spawn or pool call.  Returns NULL when out of memory
- * or when the loop cannot be created. */
+ * or when the loop cannot be created, with errno saying why (ENOMEM,
+ * EMFILE when no file descriptor is left). */
 parx_runtime *parx_open(const parx_options *o);
 
 /* Cancel what is still running, join every thread and free everything.

@@ -32,7 +32,8 @@ local function run(args, opts)
   opts = opts or {}
   local out, err, input = tmp .. "/out", tmp .. "/err", tmp .. "/in"
   write(input, opts.input or "")
-  local cmd = string.format("%s%s%s %s%s %s <%s >%s 2>%s; echo $?",
+  -- The limit applies inside the group, after its redirections are open.
+  local cmd = string.format("%s{ %s%s %s%s %s; } <%s >%s 2>%s; echo $?",
     opts.cd and ("cd " .. q(opts.cd) .. " && ") or "",
     opts.ulimit and ("ulimit -n " .. opts.ulimit .. "; ") or "",
     opts.env or "", opts.timeout and ("timeout " .. opts.timeout .. " ") or "",
@@ -335,6 +336,13 @@ describe("parx command line exits", function()
     local code, out = stopped_by("TERM", "io.write('hello') local x = 0 for i = 1, 1e12 do x = x + i end")
     assert.are.equal("hello", out)
     assert.are.equal(128 + 15, code)
+  end)
+
+  it("parx started with no file descriptor left for its loop says why", function()
+    local code, out, err = run("-e 'print(1)'", { ulimit = 5 })
+    assert.are.equal(1, code, err)
+    assert.are.equal("", out)
+    assert.truthy(err:find("parx: cannot start the runtime: Too many open files", 1, true), err)
   end)
 
   it("a spawn with no file descriptors left fails with EMFILE instead of hanging", function()

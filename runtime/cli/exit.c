@@ -27,7 +27,9 @@
  *
  *   - the normal end: exit() flushes.
  */
+#define _GNU_SOURCE /* pipe2 */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -92,7 +94,9 @@ static void *flusher(void *arg) {
 }
 
 void px_cli_signals_init(void) {
-  if (pipe(sig_pipe) != 0) return;
+  /* Close-on-exec: child processes (parx.process, io.popen) must not
+   * inherit it. */
+  if (pipe2(sig_pipe, O_CLOEXEC) != 0) return;
   /* The flusher must not take these signals itself while it waits. */
   sigset_t set, old;
   sigemptyset(&set);

@@ -207,7 +207,7 @@ int main(int argc, char **argv) {
   o.trace = c.trace;
   parx_runtime *rt = parx_open(&o);
   if (rt == NULL) {
-    fputs("parx: cannot start the runtime\n", stderr);
+    fprintf(stderr, "parx: cannot start the runtime: %s\n", strerror(errno));
     free(c.actions);
     return 1;
   }

@@ -253,12 +253,14 @@ px_runtime *px_runtime_new(int workers, int deadlock_check, const char *trace_pa
     rt->trace_path = strdup(trace_path);
     rt->trace_t0 = uv_hrtime();
   }
-  if (px_vm_new(rt, 0, &rt->main) != 0) {
+  int err = px_vm_new(rt, 0, &rt->main);
+  if (err != 0) {
     free(rt->trace_path);
     pthread_cond_destroy(&rt->down_cond);
     pthread_mutex_destroy(&rt->lock);
     free(rt->last_error);
     free(rt);
+    errno = -err; /* libuv's codes are negated errno values on Unix */
     return NULL;
   }
   return rt;
