@@ -98,6 +98,8 @@ struct px_vm {
   lua_Hook saved_hook;
   int saved_mask, saved_count;
   int wrappers_ref, caught_ref, call_ref;
+  uint64_t *gc_threshold;  /* sched_lj.c: LuaJIT's gc.threshold, or NULL */
+  uint64_t gc_stopped;     /* its value that holds off GC steps */
 
   /* Cross-thread inbox. */
   pthread_mutex_t inbox_lock; /* guards inbox_head/tail, tasks list reads */
@@ -179,6 +181,9 @@ void px_task_raise(px_task *t); /* VM thread; error value on top of vm->L */
  * returns how many values it leaves (kept on vm->L on success). */
 int px_sched_protect(px_vm *vm, int (*fn)(lua_State *L, void *ud), void *ud, int nargs);
 int px_sched_setup(lua_State *L); /* task.lua's set_cancelled(CANCELLED, wrappers, caught) */
+/* sched_lj.c: the address of L's GC threshold (L a main state) and the
+ * value that holds off GC steps, or NULL when the probe fails. */
+uint64_t *px_sched_lj_threshold(lua_State *L, uint64_t *stopped);
 void px_sched_free_tasks(px_vm *vm);
 void px_sched_teardown(px_vm *vm);
 void px_sched_report(px_vm *vm, luaL_Buffer *b);

@@ -198,7 +198,14 @@ void px_sched_deliver(px_vm *vm, px_wait *w) {
   vm->nparked--;
   if (vm->trace) px_trace_wait(vm, t->handle ? t->handle->seq : 0, t->park_what, t->park_ts, uv_hrtime());
   t->nargs = 0;
-  if (w->deliver) {
+  if (w->deliver && vm->gc_threshold) {
+    /* The fast way (sched_lj.c): no GC step, so no __gc, can run while
+     * deliver() pushes onto the suspended coroutine. */
+    uint64_t threshold = *vm->gc_threshold;
+    *vm->gc_threshold = vm->gc_stopped;
+    t->nargs = w->deliver(t->co, w);
+    *vm->gc_threshold = threshold;
+  } else if (w->deliver) {
     lua_State *L = vm->L;
     int base = lua_gettop(L);
     if (px_sched_protect(vm, deliver_call, w, 0) == 0) {
@@ -295,6 +302,8 @@ int px_sched_setup(lua_State *L) {
   if (vm->call_ref <= 0) {
     lua_pushcfunction(L, protect_trampoline);
     vm->call_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    vm->gc_threshold = px_sched_lj_threshold(vm->L, &vm->gc_stopped);
+    if (getenv("PARX_DEBUG")) fprintf(stderr, "parx: VM %d GC threshold %s\n", vm->id, vm->gc_threshold ? "found" : "not found (deliver() uses a protected call)");
   }
   return 0;
 }

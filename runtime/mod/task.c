@@ -430,7 +430,15 @@ void px_job_run(px_vm *vm, px_job *job) {
   job_start s = {vm, job, NULL};
   int base = lua_gettop(L);
   if (px_sched_protect(vm, job_start_call, &s, 0) != 0) {
-    if (px_sched_protect(vm, job_fail_call, &s, 1) != 0) {
+    /* Keeping the error allocates too, and another failing __gc may run
+     * then: each failure uses one up, so try a few times. */
+    int failed = 1;
+    for (int tries = 0; failed && tries < 8; tries++) {
+      lua_pushvalue(L, -1); /* the first error is the one kept */
+      failed = px_sched_protect(vm, job_fail_call, &s, 1) != 0;
+      if (failed) lua_pop(L, 1);
+    }
+    if (failed) {
       /* Not even the error can be kept (no memory): end it cancelled. */
       const char *msg = lua_tostring(L, -1);
       fprintf(stderr, "parx: task %ld could not start: %s\n", h->seq, msg ? msg : "?");
