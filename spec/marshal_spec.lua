@@ -578,6 +578,17 @@ describe("marshal", function()
       assert.equal(3, n, out)
     end)
 
+    it("a replaced cdata hook cannot make the marshaller read a forged pointer", function()
+      local out, status = run_script([[
+        local A = require "parx.c.array"
+        local marker = require("parx.c.task").PARK -- a light userdata to a static
+        A.init(function(x) return x end, function() return marker end)
+        print(pcall(parx.spawn, function(x) return x end, 1LL))
+      ]])
+      assert.equal(0, status, out)
+      assert.matches("false\tcannot send argument #2 %(a cdata%)", out)
+    end)
+
     it("parx metatables cannot be read or replaced by scripts", function()
       local ch, m = parx.channel(), parx.mutex()
       assert.equal("parx.channel", getmetatable(ch))

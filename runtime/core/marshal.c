@@ -1067,6 +1067,8 @@ static int encode_shared(writer *w, int idx) {
       lua_pushvalue(L, idx);
       if (lua_pcall(L, 1, 1, 0) == 0 && lua_type(L, -1) == LUA_TLIGHTUSERDATA)
         obj = lua_touserdata(L, -1);
+      /* The hook is Lua, and replaceable: check what it hands over. */
+      if (obj && !px_shared_known(obj)) obj = NULL;
     }
     lua_pop(L, 1);
   }

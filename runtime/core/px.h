@@ -219,6 +219,9 @@ void px_shared_meta(lua_State *L, const px_shared_type *type);
 /* The object behind the proxy at idx if it is of `type` (NULL: any shared
  * type); NULL if it is not one. */
 px_shared *px_shared_test(lua_State *L, int idx, const px_shared_type *type);
+/* 1 if obj looks like a live shared object of a registered type (aligned,
+ * known type, references held); for pointers that came through Lua. */
+int px_shared_known(const px_shared *obj);
 /* Like px_shared_test but raises a type error naming type->name. */
 px_shared *px_shared_check(lua_State *L, int idx, const px_shared_type *type);
 

@@ -12,6 +12,7 @@
  * libraries can forge anything; they are outside this guarantee.)
  */
 #include <pthread.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "px.h"
@@ -19,19 +20,36 @@
 #define MAX_TYPES 64
 
 static px_shared_type *types[MAX_TYPES];
-static int ntypes;
+static _Atomic int ntypes; /* types[1..ntypes] are set before ntypes grows */
 static pthread_mutex_t types_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void px_shared_register(px_shared_type *type) {
   pthread_mutex_lock(&types_lock);
   if (type->id == 0) {
     /* ids start at 1 so 0 means "not registered" */
-    if (ntypes + 1 < MAX_TYPES) {
-      types[++ntypes] = type;
-      type->id = ntypes;
+    int n = atomic_load(&ntypes) + 1;
+    if (n < MAX_TYPES) {
+      types[n] = type;
+      type->id = n;
+      atomic_store(&ntypes, n);
     }
   }
   pthread_mutex_unlock(&types_lock);
+}
+
+/* A pointer that a Lua hook handed over (the array cdata hook, which a
+ * script can replace through parx.c.array.init) may point anywhere a light
+ * userdata can: a static marker, NULL.  Accept it only if it is aligned, its
+ * type is a registered one and it holds references.  (A pointer into
+ * unmapped memory can only come from the ffi library, which can crash the
+ * process by itself anyway.) */
+int px_shared_known(const px_shared *obj) {
+  if (!obj || ((uintptr_t)obj & (_Alignof(px_shared) - 1))) return 0;
+  const px_shared_type *type = obj->type;
+  int n = atomic_load(&ntypes);
+  for (int i = 1; i <= n; i++)
+    if (types[i] == type) return atomic_load_explicit(&obj->refs, memory_order_relaxed) > 0;
+  return 0;
 }
 
 void px_shared_init(px_shared *obj, const px_shared_type *type) {
