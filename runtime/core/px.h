@@ -203,6 +203,12 @@ struct px_shared {
 };
 
 void px_shared_register(px_shared_type *type);
+/* Types whose Lua face is not a px_shared_push userdata (arrays are FFI
+ * cdata) register `holds`: 1 if p is a live object of the type, decided
+ * without reading *p (a lookup in the type's own set of live objects).
+ * The marshaller accepts a pointer from the cdata hook only if some type
+ * holds it (px_shared_known).  After px_shared_register. */
+void px_shared_register_holds(const px_shared_type *type, int (*holds)(const void *p));
 void px_shared_init(px_shared *obj, const px_shared_type *type); /* refs=1 */
 void px_shared_retain(px_shared *obj);
 void px_shared_release(px_shared *obj);
@@ -219,8 +225,8 @@ void px_shared_meta(lua_State *L, const px_shared_type *type);
 /* The object behind the proxy at idx if it is of `type` (NULL: any shared
  * type); NULL if it is not one. */
 px_shared *px_shared_test(lua_State *L, int idx, const px_shared_type *type);
-/* 1 if obj looks like a live shared object of a registered type (aligned,
- * known type, references held); for pointers that came through Lua. */
+/* 1 if a registered `holds` vouches for obj; for pointers that came through
+ * Lua (obj is never dereferenced). */
 int px_shared_known(const px_shared *obj);
 /* Like px_shared_test but raises a type error naming type->name. */
 px_shared *px_shared_check(lua_State *L, int idx, const px_shared_type *type);

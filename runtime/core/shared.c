@@ -12,7 +12,6 @@
  * libraries can forge anything; they are outside this guarantee.)
  */
 #include <pthread.h>
-#include <stdint.h>
 #include <string.h>
 
 #include "px.h"
@@ -21,6 +20,7 @@
 
 static px_shared_type *types[MAX_TYPES];
 static _Atomic int ntypes; /* types[1..ntypes] are set before ntypes grows */
+static int (*_Atomic holds[MAX_TYPES])(const void *p); /* by type id */
 static pthread_mutex_t types_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void px_shared_register(px_shared_type *type) {
@@ -39,17 +39,20 @@ void px_shared_register(px_shared_type *type) {
 
 /* A pointer that a Lua hook handed over (the array cdata hook, which a
  * script can replace through parx.c.array.init) may point anywhere a light
- * userdata can: a static marker, NULL.  Accept it only if it is aligned, its
- * type is a registered one and it holds references.  (A pointer into
- * unmapped memory can only come from the ffi library, which can crash the
- * process by itself anyway.) */
+ * userdata can: a static marker, NULL.  It is never read here: only a type
+ * that keeps a set of its live objects (`holds`) can vouch for it. */
 int px_shared_known(const px_shared *obj) {
-  if (!obj || ((uintptr_t)obj & (_Alignof(px_shared) - 1))) return 0;
-  const px_shared_type *type = obj->type;
+  if (!obj) return 0;
   int n = atomic_load(&ntypes);
-  for (int i = 1; i <= n; i++)
-    if (types[i] == type) return atomic_load_explicit(&obj->refs, memory_order_relaxed) > 0;
+  for (int i = 1; i <= n; i++) {
+    int (*h)(const void *) = atomic_load(&holds[i]);
+    if (h && h(obj)) return 1;
+  }
   return 0;
+}
+
+void px_shared_register_holds(const px_shared_type *type, int (*fn)(const void *p)) {
+  if (type->id > 0 && type->id < MAX_TYPES) atomic_store(&holds[type->id], fn);
 }
 
 void px_shared_init(px_shared *obj, const px_shared_type *type) {

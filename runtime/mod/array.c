@@ -176,7 +176,10 @@ static px_shared_type array_type = {
  * module, so registration happens on first use too. */
 static pthread_once_t array_type_once = PTHREAD_ONCE_INIT;
 
-static void register_array_type(void) { px_shared_register(&array_type); }
+static void register_array_type(void) {
+  px_shared_register(&array_type);
+  px_shared_register_holds(&array_type, set_holds); /* checks the cdata hook */
+}
 
 /* Lua numbers index elements exactly only below 2^53; the Lua face refuses
  * larger shapes with a clear message, this is the last line of defence. */
