@@ -266,6 +266,30 @@ describe("pool.map", function()
     assert.has_error(function() pool.map(square, {1}, {chunksize = 0 / 0}) end)
   end)
 
+  it("pool.map rejects unknown option names", function()
+    local ok, err = pcall(pool.map, square, {1}, {chunk_size = 2})
+    assert.is_false(ok)
+    assert.matches("unknown option 'chunk_size'", err)
+    assert.has_error(function() pool.parallel_for(1, 2, function() end, {timout = 1}) end)
+    assert.has_error(function() pool.map(square, {1}, {workers = 0}) end)
+  end)
+
+  it("opts.workers caps how many items run at once", function()
+    local inside, worst = parx.atomic(0), parx.atomic(0)
+    local r = pool.map(function(x)
+      local now = inside:add(1)
+      while true do
+        local w = worst:get()
+        if now <= w or worst:cas(w, now) then break end
+      end
+      parx.sleep(0.005)
+      inside:add(-1)
+      return x
+    end, range(8), {workers = 1, chunksize = 1})
+    assert.same(range(8), r)
+    assert.equal(1, worst:get())
+  end)
+
   it("opts.timeout = math.huge means no limit", function()
     assert.same({1, 4, 9}, (pool.map(square, {1, 2, 3}, {timeout = math.huge})))
   end)

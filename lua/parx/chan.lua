@@ -61,6 +61,11 @@ function M.select(cases, opts)
       timeout = opts
     elseif type(opts) == "table" then
       timeout = opts.timeout
+      for k in pairs(opts) do
+        if k ~= "timeout" then
+          error("select: unknown option '" .. tostring(k) .. "' (known: timeout)", 2)
+        end
+      end
     else
       error("bad argument #2 to 'select' (table expected, got " .. type(opts) .. ")", 2)
     end

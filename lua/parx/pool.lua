@@ -170,10 +170,22 @@ local function numstr(v)
   return tostring(v)
 end
 
+local KNOWN_OPTS = {chunksize = true, progress = true, timeout = true, n = true, workers = true}
+
 local function check_opts(name, opts, argn)
   if opts == nil then return {} end
   if type(opts) ~= "table" then
     error(("bad argument #%d to '%s' (table expected, got %s)"):format(argn, name, type(opts)), 3)
+  end
+  for k in pairs(opts) do
+    if not KNOWN_OPTS[k] then
+      error(("%s: unknown option '%s' (known: chunksize, n, progress, timeout, workers)")
+            :format(name, tostring(k)), 3)
+    end
+  end
+  local w = opts.workers
+  if w ~= nil and not is_count(w, 1) then
+    error(("%s: opts.workers must be an integer from 1 to 2^53, got %s"):format(name, tostring(w)), 3)
   end
   local cs = opts.chunksize
   if cs ~= nil and not is_count(cs, 1) then
@@ -270,7 +282,10 @@ local function start(name, mode, fn, nchunks, opts, total, ...)
   end
   local share = c.share(owner)
   local runners = {}
-  for i = 1, min(c.workers(), nchunks) do runners[i] = spawn(runner_main, share) end
+  -- opts.workers: at most that many chunks run at once (one per runner).
+  for i = 1, min(opts.workers or c.workers(), c.workers(), nchunks) do
+    runners[i] = spawn(runner_main, share)
+  end
   local st = {name = name, owner = owner, runners = runners, nchunks = nchunks,
               inbuf = inbuf, outbuf = outbuf,
               deadline = deadline_of(opts),
