@@ -541,7 +541,7 @@ describe("parx.array", function()
       local T = ffi.typeof(a)
       -- a struct of the same layout, even with the real header's bytes
       local buf = ffi.new("char[256]")
-      ffi.copy(buf, ffi.cast("void *", a), 128)
+      ffi.copy(buf, ffi.cast("void *", a), ffi.sizeof("px_array"))
       assert.has_error(function() ch:send(ffi.cast(T, buf)) end)
       -- any memory cast to an array type
       assert.has_error(function() ch:send(ffi.cast(T, ffi.new("int[64]"))) end)
