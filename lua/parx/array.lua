@@ -481,15 +481,21 @@ end
 local data_cache = setmetatable({}, {__mode = "k"})
 local elem_ptr_of = {} -- px_dtype code -> ctype of the element pointer
 
+-- (A function of its own: the closure would make anchored_data end in a
+-- UCLO, which the JIT does not compile, and `a.data[i]` loops would run
+-- interpreted.)
+local function new_anchor(a)
+  local owner = ffi.cast("const void *", a)
+  retain(owner)
+  local d = ffi.gc(ffi.cast(elem_ptr_of[a._dtype], a._data),
+                   function() release(owner) end)
+  data_cache[a] = d
+  return d
+end
+
 local function anchored_data(a)
   local d = data_cache[a]
-  if d == nil then
-    local owner = ffi.cast("const void *", a)
-    retain(owner)
-    d = ffi.gc(ffi.cast(elem_ptr_of[a._dtype], a._data),
-               function() release(owner) end)
-    data_cache[a] = d
-  end
+  if d == nil then d = new_anchor(a) end
   return d
 end
 
