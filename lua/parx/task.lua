@@ -41,8 +41,7 @@ M.now = c.now
 M.current = c.current
 
 -- debug.getmetatable: parx metatables hide behind __metatable (shared.c).
-local rawmeta = debug.getmetatable
-local function is_task(v) return rawmeta(v) == Task end
+local is_task = c.is_task -- C-side: parx's metatables are protected
 
 -- Cancel the tasks and wait until each has ended, so that their cleanup
 -- has run (as Trio's nurseries and asyncio's wait_for do).  When the

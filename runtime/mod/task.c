@@ -638,6 +638,12 @@ static int l_status(lua_State *L) {
   return 1;
 }
 
+/* is_task(v): whether v is a Task (C-side: metatables may be protected). */
+static int l_is_task(lua_State *L) {
+  lua_pushboolean(L, px_shared_test(L, 1, &px_handle_type) != NULL);
+  return 1;
+}
+
 static int l_tostring(lua_State *L) {
   px_handle *h = check_handle(L, 1);
   lua_pushfstring(L, "parx.task %d (%s)", (int)h->seq, h->local ? "async" : "spawned");
@@ -766,7 +772,7 @@ static const luaL_Reg funcs[] = {
     {"spawn", l_spawn},       {"async", l_async},         {"join", l_join},
     {"wait_any", l_wait_any}, {"sleep", l_sleep},         {"now", l_now},
     {"current", l_current},   {"cancelling", l_cancelling}, {"set_cancelled", px_sched_setup},
-    {"exit", l_exit},         {"workers", l_workers},     {"vm_id", l_vm_id},
+    {"is_task", l_is_task},   {"exit", l_exit},         {"workers", l_workers},     {"vm_id", l_vm_id},
     {NULL, NULL}};
 
 int px_open_task(lua_State *L) {
