@@ -8,9 +8,9 @@
  * libuv callback never touches Lua; it records the result and px_wake()s the
  * task, and deliver() turns the result into Lua values on the task's thread.
  *
- * readfile and writefile are small state machines (open, fstat, read..., close
- * and open, write..., fsync, close, rename) driven from the callbacks, so a
- * whole file costs one park and no Lua in between.
+ * readfile and writefile (fs_whole.c) are small state machines (open, fstat,
+ * read..., close and open, write..., fsync, close, rename) driven from the
+ * callbacks, so a whole file costs one park and no Lua in between.
  *
  * Cancellation: cancel() marks the op cancelled and asks libuv to cancel the
  * request (which only works while it still waits for a pool thread).  Either
@@ -29,16 +29,7 @@
  * fs.open does the same for read-only opens: file:read on such a file waits
  * on the loop until there is data, then reads it there.
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include "../core/px.h"
-#include "bounds.h"
+#include "fs.h"
 
 #define FILE_META "parx.fs.file"
 
@@ -47,19 +38,10 @@
  * can outlive its userdata while operations on it are still in flight (a
  * task cancelled while parked on a read, then the file collected).
  * ---------------------------------------------------------------------- */
-typedef struct fs_file {
-  uv_file fd;          /* -1 once really closed */
-  int pending;         /* operations in flight on fd */
-  int closed;          /* close() was called: Lua may not use it any more */
-  int orphaned;        /* the userdata was collected: free when idle */
-  int poll_reads;      /* a FIFO, socket or device: reads wait on the loop */
-  int polling;         /* a read is waiting on the loop (one at a time) */
-  char *path;          /* for error messages */
-} fs_file;
 
 /* Close fd synchronously: used from __gc and from completion callbacks,
  * where nobody waits for the result; close(2) of a file is cheap. */
-static void close_now(uv_file fd) {
+void px_fs_close_now(uv_file fd) {
   uv_fs_t req;
   uv_fs_close(NULL, &req, fd, NULL);
   uv_fs_req_cleanup(&req);
@@ -70,7 +52,7 @@ static void close_now(uv_file fd) {
 static void file_settle(fs_file *f) {
   if (f->pending > 0) return;
   if (f->closed && f->fd >= 0) {
-    close_now(f->fd);
+    px_fs_close_now(f->fd);
     f->fd = -1;
   }
   if (f->orphaned) {
@@ -82,39 +64,11 @@ static void file_settle(fs_file *f) {
 /* ------------------------------------------------------------------------
  * Operations.
  * ---------------------------------------------------------------------- */
-enum op_state { OP_RUNNING, OP_WOKEN, OP_CANCELLED };
-
-enum op_kind {
-  OP_SIMPLE,    /* one request; results depend on req.fs_type */
-  OP_OPEN,      /* open: deliver makes a file object */
-  OP_READ,      /* file:read */
-  OP_WRITE,     /* file:write */
-  OP_READFILE,  /* open, fstat, read..., close */
-  OP_WRITEFILE  /* open, write..., [fsync], close, [rename] */
-};
-
-typedef struct fs_op {
-  px_wait wait; /* first member: a px_wait * is an fs_op * */
-  uv_fs_t req;
-  uv_loop_t *loop;
-  int state;
-  int kind;
-  int result;   /* final result: >= 0, or a negative libuv error */
-  fs_file *file; /* file ops: the file, whose pending count we hold */
-  char *path;   /* readfile/writefile target, for errors and rename */
-  char *tmp;    /* atomic writefile: the temporary file (NULL when gone) */
-  uv_file fd;   /* readfile/writefile: our own descriptor, -1 if none */
-  char *buf;
-  size_t len, cap;
-  uv_poll_t *poll; /* readfile of a FIFO, socket or device: read on the loop */
-  int64_t offset;
-  int flags, mode, atomic;
-} fs_op;
 
 /* Binds the wait to the calling task first (raises, with nothing
  * allocated, outside a task or when the task is being cancelled), so that
  * once the request is started the park cannot fail. */
-static fs_op *op_new(lua_State *L, int kind, const char *what) {
+fs_op *px_fs_op_new(lua_State *L, int kind, const char *what) {
   px_wait bound;
   memset(&bound, 0, sizeof bound);
   px_wait_prepare(L, &bound);
@@ -134,17 +88,34 @@ static void poll_closed(uv_handle_t *h) { free(h); }
 
 /* Stop reading on the loop; uv_close takes the descriptor out of epoll at
  * once, so the descriptor may be closed right after. */
-static void poll_stop(fs_op *op) {
+void px_fs_poll_stop(fs_op *op) {
   if (op->poll == NULL) return;
   uv_close((uv_handle_t *)op->poll, poll_closed);
   op->poll = NULL;
 }
 
-static void op_free(fs_op *op) {
+/* A FIFO, socket or character device that epoll can watch is read on the
+ * loop; returns 0 when it is, < 0 when the pool must read it. */
+int px_fs_poll_start(fs_op *op, uv_file fd, uv_poll_cb cb) {
+  uv_poll_t *p = malloc(sizeof *p);
+  if (p == NULL) return UV_ENOMEM;
+  int rc = uv_poll_init(op->loop, p, fd);
+  if (rc < 0) {
+    free(p); /* not pollable (/dev/zero, /dev/null): reads never block */
+    return rc;
+  }
+  p->data = op;
+  op->poll = p;
+  rc = uv_poll_start(p, UV_READABLE, cb);
+  if (rc < 0) px_fs_poll_stop(op);
+  return rc;
+}
+
+void px_fs_op_free(fs_op *op) {
   if (op->poll != NULL && op->file != NULL) op->file->polling = 0;
-  poll_stop(op);
+  px_fs_poll_stop(op);
   uv_fs_req_cleanup(&op->req);
-  if (op->fd >= 0) close_now(op->fd);
+  if (op->fd >= 0) px_fs_close_now(op->fd);
   if (op->tmp != NULL) {
     uv_fs_t req;
     uv_fs_unlink(NULL, &req, op->tmp, NULL);
@@ -161,10 +132,10 @@ static void op_free(fs_op *op) {
 }
 
 /* The op's work is over: wake the task, or free the op if nobody waits. */
-static void op_done(fs_op *op, int result) {
+void px_fs_op_done(fs_op *op, int result) {
   op->result = result;
   if (op->state == OP_CANCELLED) {
-    op_free(op);
+    px_fs_op_free(op);
     return;
   }
   op->state = OP_WOKEN;
@@ -177,7 +148,7 @@ static int op_cancel(px_wait *w) {
   if (op->poll != NULL) {
     /* Reading on the loop: no request is in flight, nothing will call
      * back; the descriptor and the buffer go now. */
-    op_free(op);
+    px_fs_op_free(op);
     return 1;
   }
   op->state = OP_CANCELLED;
@@ -186,7 +157,7 @@ static int op_cancel(px_wait *w) {
   return 1;
 }
 
-static void op_discard(px_wait *w) { op_free((fs_op *)w); }
+static void op_discard(px_wait *w) { px_fs_op_free((fs_op *)w); }
 
 static const char *type_name(uint64_t mode) {
   switch (mode & S_IFMT) {
@@ -232,7 +203,6 @@ static void push_stat(lua_State *L, const uv_stat_t *s) {
 }
 
 static int push_file(lua_State *L, uv_file fd, const char *path);
-static int poll_start(fs_op *op, uv_file fd, uv_poll_cb cb);
 
 /* Results of an op that succeeded, pushed on the task's coroutine. */
 static int deliver_ok(lua_State *co, fs_op *op) {
@@ -300,11 +270,11 @@ static int op_deliver(lua_State *co, px_wait *w) {
   } else {
     n = deliver_ok(co, op);
   }
-  op_free(op);
+  px_fs_op_free(op);
   return n;
 }
 
-static int op_park(lua_State *L, fs_op *op) {
+int px_fs_op_park(lua_State *L, fs_op *op) {
   op->wait.deliver = op_deliver;
   op->wait.discard = op_discard;
   op->wait.cancel = op_cancel;
@@ -313,17 +283,17 @@ static int op_park(lua_State *L, fs_op *op) {
 }
 
 /* A request could not even be started: report it now, nothing is parked. */
-static int op_fail(lua_State *L, fs_op *op, int err, const char *detail) {
+int px_fs_op_fail(lua_State *L, fs_op *op, int err, const char *detail) {
   int n = px_push_error(L, err, detail);
-  op_free(op);
+  px_fs_op_free(op);
   return n;
 }
 
 /* The tail of every request: park on it, or fail at once if libuv refused
  * to start it (rc < 0). */
-static int op_submit(lua_State *L, fs_op *op, int rc, const char *path) {
-  if (rc < 0) return op_fail(L, op, rc, path);
-  return op_park(L, op);
+int px_fs_op_submit(lua_State *L, fs_op *op, int rc, const char *path) {
+  if (rc < 0) return px_fs_op_fail(L, op, rc, path);
+  return px_fs_op_park(L, op);
 }
 
 /* ------------------------------------------------------------------------
@@ -331,75 +301,75 @@ static int op_submit(lua_State *L, fs_op *op, int rc, const char *path) {
  * ---------------------------------------------------------------------- */
 static void simple_cb(uv_fs_t *req) {
   fs_op *op = req->data;
-  op_done(op, (int)req->result);
+  px_fs_op_done(op, (int)req->result);
 }
 
 static int fs_stat(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  fs_op *op = op_new(L, OP_SIMPLE, "fs.stat");
-  return op_submit(L, op, uv_fs_stat(op->loop, &op->req, path, simple_cb), path);
+  fs_op *op = px_fs_op_new(L, OP_SIMPLE, "fs.stat");
+  return px_fs_op_submit(L, op, uv_fs_stat(op->loop, &op->req, path, simple_cb), path);
 }
 
 static int fs_lstat(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  fs_op *op = op_new(L, OP_SIMPLE, "fs.lstat");
-  return op_submit(L, op, uv_fs_lstat(op->loop, &op->req, path, simple_cb), path);
+  fs_op *op = px_fs_op_new(L, OP_SIMPLE, "fs.lstat");
+  return px_fs_op_submit(L, op, uv_fs_lstat(op->loop, &op->req, path, simple_cb), path);
 }
 
 /* mkdir(path [, mode = 0777]): one level; parents are the Lua layer's. */
 static int fs_mkdir(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   int mode = (int)luaL_optinteger(L, 2, 0777);
-  fs_op *op = op_new(L, OP_SIMPLE, "fs.mkdir");
-  return op_submit(L, op, uv_fs_mkdir(op->loop, &op->req, path, mode, simple_cb), path);
+  fs_op *op = px_fs_op_new(L, OP_SIMPLE, "fs.mkdir");
+  return px_fs_op_submit(L, op, uv_fs_mkdir(op->loop, &op->req, path, mode, simple_cb), path);
 }
 
 static int fs_rmdir(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  fs_op *op = op_new(L, OP_SIMPLE, "fs.rmdir");
-  return op_submit(L, op, uv_fs_rmdir(op->loop, &op->req, path, simple_cb), path);
+  fs_op *op = px_fs_op_new(L, OP_SIMPLE, "fs.rmdir");
+  return px_fs_op_submit(L, op, uv_fs_rmdir(op->loop, &op->req, path, simple_cb), path);
 }
 
 static int fs_unlink(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  fs_op *op = op_new(L, OP_SIMPLE, "fs.unlink");
-  return op_submit(L, op, uv_fs_unlink(op->loop, &op->req, path, simple_cb), path);
+  fs_op *op = px_fs_op_new(L, OP_SIMPLE, "fs.unlink");
+  return px_fs_op_submit(L, op, uv_fs_unlink(op->loop, &op->req, path, simple_cb), path);
 }
 
 static int fs_rename(lua_State *L) {
   const char *from = luaL_checkstring(L, 1);
   const char *to = luaL_checkstring(L, 2);
-  fs_op *op = op_new(L, OP_SIMPLE, "fs.rename");
+  fs_op *op = px_fs_op_new(L, OP_SIMPLE, "fs.rename");
   op->path = strdup(from);
-  return op_submit(L, op, uv_fs_rename(op->loop, &op->req, from, to, simple_cb), from);
+  return px_fs_op_submit(L, op, uv_fs_rename(op->loop, &op->req, from, to, simple_cb), from);
 }
 
 static int fs_copyfile(lua_State *L) {
   const char *from = luaL_checkstring(L, 1);
   const char *to = luaL_checkstring(L, 2);
-  fs_op *op = op_new(L, OP_SIMPLE, "fs.copyfile");
+  fs_op *op = px_fs_op_new(L, OP_SIMPLE, "fs.copyfile");
   op->path = strdup(from);
-  return op_submit(L, op, uv_fs_copyfile(op->loop, &op->req, from, to, 0, simple_cb), from);
+  return px_fs_op_submit(L, op, uv_fs_copyfile(op->loop, &op->req, from, to, 0, simple_cb), from);
 }
 
 /* readdir(path) -> list of names, sorted, without "." and "..". */
 static int fs_readdir(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  fs_op *op = op_new(L, OP_SIMPLE, "fs.readdir");
-  return op_submit(L, op, uv_fs_scandir(op->loop, &op->req, path, 0, simple_cb), path);
+  fs_op *op = px_fs_op_new(L, OP_SIMPLE, "fs.readdir");
+  return px_fs_op_submit(L, op, uv_fs_scandir(op->loop, &op->req, path, 0, simple_cb), path);
 }
 
 /* mkdtemp(template): template ends in XXXXXX; returns the created path. */
 static int fs_mkdtemp(lua_State *L) {
   const char *tpl = luaL_checkstring(L, 1);
-  fs_op *op = op_new(L, OP_SIMPLE, "fs.mkdtemp");
-  return op_submit(L, op, uv_fs_mkdtemp(op->loop, &op->req, tpl, simple_cb), tpl);
+  fs_op *op = px_fs_op_new(L, OP_SIMPLE, "fs.mkdtemp");
+  return px_fs_op_submit(L, op, uv_fs_mkdtemp(op->loop, &op->req, tpl, simple_cb), tpl);
 }
 
 static int fs_realpath(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  fs_op *op = op_new(L, OP_SIMPLE, "fs.realpath");
-  return op_submit(L, op, uv_fs_realpath(op->loop, &op->req, path, simple_cb), path);
+  fs_op *op = px_fs_op_new(L, OP_SIMPLE, "fs.realpath");
+  return px_fs_op_submit(L, op, uv_fs_realpath(op->loop, &op->req, path, simple_cb), path);
 }
 
 /* The new descriptor belongs to the op until deliver hands it to a file
@@ -407,7 +377,7 @@ static int fs_realpath(lua_State *L) {
 static void open_cb(uv_fs_t *req) {
   fs_op *op = req->data;
   if (req->result >= 0) op->fd = (uv_file)req->result;
-  op_done(op, (int)req->result);
+  px_fs_op_done(op, (int)req->result);
 }
 
 /* ------------------------------------------------------------------------
@@ -438,12 +408,12 @@ static int fs_open(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   int flags = check_flags(L, 2);
   int mode = (int)luaL_optinteger(L, 3, 0666);
-  fs_op *op = op_new(L, OP_OPEN, "fs.open");
+  fs_op *op = px_fs_op_new(L, OP_OPEN, "fs.open");
   op->path = strdup(path);
-  if (op->path == NULL) return op_fail(L, op, UV_ENOMEM, path);
+  if (op->path == NULL) return px_fs_op_fail(L, op, UV_ENOMEM, path);
   /* Read-only: an open of a FIFO must not wait for a writer on the pool. */
   if ((flags & O_ACCMODE) == O_RDONLY) flags |= O_NONBLOCK;
-  return op_submit(L, op, uv_fs_open(op->loop, &op->req, path, flags | O_CLOEXEC, mode, open_cb), path);
+  return px_fs_op_submit(L, op, uv_fs_open(op->loop, &op->req, path, flags | O_CLOEXEC, mode, open_cb), path);
 }
 
 /* ------------------------------------------------------------------------
@@ -452,7 +422,7 @@ static int fs_open(lua_State *L) {
 static int push_file(lua_State *L, uv_file fd, const char *path) {
   fs_file *f = calloc(1, sizeof *f);
   if (f == NULL) {
-    close_now(fd);
+    px_fs_close_now(fd);
     return luaL_error(L, "not enough memory");
   }
   f->fd = fd;
@@ -484,7 +454,7 @@ static int64_t opt_offset(lua_State *L, int idx) {
 static void rw_cb(uv_fs_t *req) {
   fs_op *op = req->data;
   if (req->result >= 0) op->len = (size_t)req->result;
-  op_done(op, (int)req->result);
+  px_fs_op_done(op, (int)req->result);
 }
 
 /* A file read waiting on the loop: the descriptor is readable (or at its
@@ -502,13 +472,13 @@ static void file_read_poll_cb(uv_poll_t *h, int status, int events) {
     if (n < 0) n = -errno;
   }
   op->file->polling = 0;
-  poll_stop(op);
+  px_fs_poll_stop(op);
   if (n >= 0) op->len = (size_t)n;
-  op_done(op, (int)n);
+  px_fs_op_done(op, (int)n);
 }
 
 static fs_op *file_op(lua_State *L, fs_file *f, int kind, const char *what) {
-  fs_op *op = op_new(L, kind, what);
+  fs_op *op = px_fs_op_new(L, kind, what);
   op->file = f;
   f->pending++;
   return op;
@@ -525,16 +495,16 @@ static int file_read(lua_State *L) {
   fs_op *op = file_op(L, f, OP_READ, "file read");
   op->cap = (size_t)n;
   op->buf = malloc(op->cap);
-  if (op->buf == NULL) return op_fail(L, op, UV_ENOMEM, f->path);
+  if (op->buf == NULL) return px_fs_op_fail(L, op, UV_ENOMEM, f->path);
   op->offset = offset;
-  if (f->poll_reads && poll_start(op, f->fd, file_read_poll_cb) == 0) {
+  if (f->poll_reads && px_fs_poll_start(op, f->fd, file_read_poll_cb) == 0) {
     f->polling = 1;
-    return op_park(L, op);
+    return px_fs_op_park(L, op);
   }
   uv_buf_t b = uv_buf_init(op->buf, (unsigned)op->cap);
   int rc = uv_fs_read(op->loop, &op->req, f->fd, &b, 1, offset, rw_cb);
-  if (rc < 0) return op_fail(L, op, rc, f->path);
-  return op_park(L, op);
+  if (rc < 0) return px_fs_op_fail(L, op, rc, f->path);
+  return px_fs_op_park(L, op);
 }
 
 /* file:write(data [, offset]) -> bytes written.  The data is copied so the
@@ -548,28 +518,28 @@ static int file_write(lua_State *L) {
   int64_t offset = opt_offset(L, 3);
   fs_op *op = file_op(L, f, OP_WRITE, "file write");
   op->buf = malloc(len ? len : 1);
-  if (op->buf == NULL) return op_fail(L, op, UV_ENOMEM, f->path);
+  if (op->buf == NULL) return px_fs_op_fail(L, op, UV_ENOMEM, f->path);
   memcpy(op->buf, data, len);
   uv_buf_t b = uv_buf_init(op->buf, (unsigned)len);
   int rc = uv_fs_write(op->loop, &op->req, f->fd, &b, 1, offset, rw_cb);
-  if (rc < 0) return op_fail(L, op, rc, f->path);
-  return op_park(L, op);
+  if (rc < 0) return px_fs_op_fail(L, op, rc, f->path);
+  return px_fs_op_park(L, op);
 }
 
 static int file_stat(lua_State *L) {
   fs_file *f = check_file(L);
   fs_op *op = file_op(L, f, OP_SIMPLE, "file stat");
   int rc = uv_fs_fstat(op->loop, &op->req, f->fd, simple_cb);
-  if (rc < 0) return op_fail(L, op, rc, f->path);
-  return op_park(L, op);
+  if (rc < 0) return px_fs_op_fail(L, op, rc, f->path);
+  return px_fs_op_park(L, op);
 }
 
 static int file_sync(lua_State *L) {
   fs_file *f = check_file(L);
   fs_op *op = file_op(L, f, OP_SIMPLE, "file sync");
   int rc = uv_fs_fsync(op->loop, &op->req, f->fd, simple_cb);
-  if (rc < 0) return op_fail(L, op, rc, f->path);
-  return op_park(L, op);
+  if (rc < 0) return px_fs_op_fail(L, op, rc, f->path);
+  return px_fs_op_park(L, op);
 }
 
 static int file_truncate(lua_State *L) {
@@ -578,8 +548,8 @@ static int file_truncate(lua_State *L) {
   luaL_argcheck(L, n >= 0 && n < 0x1p63, 2, "size must be >= 0 and below 2^63");
   fs_op *op = file_op(L, f, OP_SIMPLE, "file truncate");
   int rc = uv_fs_ftruncate(op->loop, &op->req, f->fd, (int64_t)n, simple_cb);
-  if (rc < 0) return op_fail(L, op, rc, f->path);
-  return op_park(L, op);
+  if (rc < 0) return px_fs_op_fail(L, op, rc, f->path);
+  return px_fs_op_park(L, op);
 }
 
 /* file:close() -> true.  With operations of other tasks still in flight the
@@ -591,13 +561,13 @@ static int file_close(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  fs_op *op = op_new(L, OP_SIMPLE, "file close");
+  fs_op *op = px_fs_op_new(L, OP_SIMPLE, "file close");
   f->closed = 1;
   uv_file fd = f->fd;
   f->fd = -1;
   int rc = uv_fs_close(op->loop, &op->req, fd, simple_cb);
-  if (rc < 0) return op_fail(L, op, rc, f->path);
-  return op_park(L, op);
+  if (rc < 0) return px_fs_op_fail(L, op, rc, f->path);
+  return px_fs_op_park(L, op);
 }
 
 static int file_fileno(lua_State *L) {
@@ -628,296 +598,6 @@ static int file_tostring(lua_State *L) {
 }
 
 /* ------------------------------------------------------------------------
- * readfile(path): open, fstat, read until EOF, close -- one park.
- * ---------------------------------------------------------------------- */
-static void readfile_step(fs_op *op);
-
-static void readfile_fail(fs_op *op, int err) { op_done(op, err); }
-
-static void readfile_close_cb(uv_fs_t *req) {
-  fs_op *op = req->data;
-  uv_fs_req_cleanup(req);
-  op_done(op, 0);
-}
-
-static void readfile_read_cb(uv_fs_t *req) {
-  fs_op *op = req->data;
-  ssize_t n = req->result;
-  uv_fs_req_cleanup(req);
-  if (op->state == OP_CANCELLED || n < 0) {
-    readfile_fail(op, n < 0 ? (int)n : UV_ECANCELED);
-    return;
-  }
-  if (n == 0) {
-    uv_file fd = op->fd;
-    op->fd = -1;
-    if (uv_fs_close(op->loop, req, fd, readfile_close_cb) < 0) op_done(op, 0);
-    return;
-  }
-  op->len += (size_t)n;
-  if (op->len > px_io_max_string()) {
-    readfile_fail(op, UV_EFBIG);
-    return;
-  }
-  readfile_step(op);
-}
-
-/* Make room for at least 4096 more bytes.  Never grows past the string
- * limit plus that margin: one byte over the limit is enough to know. */
-static int readfile_grow(fs_op *op) {
-  if (op->cap - op->len >= 4096) return 0;
-  size_t limit = px_io_max_string() + 4096;
-  size_t cap = op->cap < 65536 ? 65536 : op->cap * 2;
-  if (cap > limit) cap = limit;
-  char *nb = realloc(op->buf, cap);
-  if (nb == NULL) return UV_ENOMEM;
-  op->buf = nb;
-  op->cap = cap;
-  return 0;
-}
-
-/* Read the next piece; grow the buffer when full (sizes from fstat are a
- * hint only: /proc files report 0, files may grow). */
-static void readfile_step(fs_op *op) {
-  int err = readfile_grow(op);
-  if (err < 0) {
-    readfile_fail(op, err);
-    return;
-  }
-  size_t want = op->cap - op->len;
-  if (want > (1u << 30)) want = 1u << 30;
-  uv_buf_t b = uv_buf_init(op->buf + op->len, (unsigned)want);
-  int rc = uv_fs_read(op->loop, &op->req, op->fd, &b, 1, (int64_t)op->len, readfile_read_cb);
-  if (rc < 0) readfile_fail(op, rc);
-}
-
-/* The descriptor is readable (or at its end): read what is there without
- * blocking.  At most 1 MiB per call, so that a fast device does not hold
- * the loop; epoll is level-triggered and calls again. */
-static void readfile_poll_cb(uv_poll_t *h, int status, int events) {
-  (void)events;
-  fs_op *op = h->data;
-  int err = status;
-  size_t budget = (size_t)1 << 20;
-  while (err == 0) {
-    if ((err = readfile_grow(op)) < 0) break;
-    ssize_t n = read(op->fd, op->buf + op->len, op->cap - op->len);
-    if (n > 0) {
-      op->len += (size_t)n;
-      if (op->len > px_io_max_string()) err = UV_EFBIG;
-      else if ((size_t)n >= budget) return;
-      else budget -= (size_t)n;
-    } else if (n == 0) {
-      break; /* end of file: every writer is gone */
-    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      return; /* wait for more */
-    } else if (errno != EINTR) {
-      err = -errno;
-    }
-  }
-  poll_stop(op);
-  op_done(op, err);
-}
-
-/* A FIFO, socket or character device that epoll can watch is read on the
- * loop; returns 0 when it is, < 0 when the pool must read it. */
-static int poll_start(fs_op *op, uv_file fd, uv_poll_cb cb) {
-  uv_poll_t *p = malloc(sizeof *p);
-  if (p == NULL) return UV_ENOMEM;
-  int rc = uv_poll_init(op->loop, p, fd);
-  if (rc < 0) {
-    free(p); /* not pollable (/dev/zero, /dev/null): reads never block */
-    return rc;
-  }
-  p->data = op;
-  op->poll = p;
-  rc = uv_poll_start(p, UV_READABLE, cb);
-  if (rc < 0) poll_stop(op);
-  return rc;
-}
-
-static void readfile_fstat_cb(uv_fs_t *req) {
-  fs_op *op = req->data;
-  ssize_t r = req->result;
-  uint64_t size = req->statbuf.st_size;
-  uint64_t mode = req->statbuf.st_mode;
-  uv_fs_req_cleanup(req);
-  if (op->state == OP_CANCELLED || r < 0) {
-    readfile_fail(op, r < 0 ? (int)r : UV_ECANCELED);
-    return;
-  }
-  if (size > px_io_max_string()) {
-    readfile_fail(op, UV_EFBIG);
-    return;
-  }
-  if ((S_ISFIFO(mode) || S_ISSOCK(mode) || S_ISCHR(mode)) &&
-      poll_start(op, op->fd, readfile_poll_cb) == 0)
-    return;
-  /* One spare byte lets a file of exactly the stat'ed size finish with a
-   * single read plus the read that sees EOF, without growing. */
-  if (size > 0) {
-    op->buf = malloc((size_t)size + 4096);
-    if (op->buf == NULL) {
-      readfile_fail(op, UV_ENOMEM);
-      return;
-    }
-    op->cap = (size_t)size + 4096;
-  }
-  readfile_step(op);
-}
-
-static void readfile_open_cb(uv_fs_t *req) {
-  fs_op *op = req->data;
-  ssize_t r = req->result;
-  uv_fs_req_cleanup(req);
-  if (r >= 0) op->fd = (uv_file)r;
-  if (op->state == OP_CANCELLED || r < 0) {
-    readfile_fail(op, r < 0 ? (int)r : UV_ECANCELED);
-    return;
-  }
-  int rc = uv_fs_fstat(op->loop, req, op->fd, readfile_fstat_cb);
-  if (rc < 0) readfile_fail(op, rc);
-}
-
-static int fs_readfile(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  fs_op *op = op_new(L, OP_READFILE, "fs.readfile");
-  op->path = strdup(path);
-  if (op->path == NULL) return op_fail(L, op, UV_ENOMEM, path);
-  return op_submit(L, op, uv_fs_open(op->loop, &op->req, path, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0, readfile_open_cb), path);
-}
-
-/* ------------------------------------------------------------------------
- * writefile(path, data, append, atomic, mode): open, write..., [fsync],
- * close, [rename] -- one park.  atomic writes a temporary file next to the
- * target and renames it over the target, so readers see the old or the new
- * contents, never a mix; a failure removes the temporary file.
- * ---------------------------------------------------------------------- */
-static void writefile_fail(fs_op *op, int err) { op_done(op, err); }
-
-static void writefile_rename_cb(uv_fs_t *req) {
-  fs_op *op = req->data;
-  ssize_t r = req->result;
-  uv_fs_req_cleanup(req);
-  if (r >= 0) {
-    free(op->tmp); /* renamed: nothing to remove any more */
-    op->tmp = NULL;
-  }
-  op_done(op, (int)r);
-}
-
-static void writefile_close_cb(uv_fs_t *req) {
-  fs_op *op = req->data;
-  ssize_t r = req->result;
-  uv_fs_req_cleanup(req);
-  if (op->state == OP_CANCELLED || r < 0) {
-    writefile_fail(op, r < 0 ? (int)r : UV_ECANCELED);
-    return;
-  }
-  if (op->tmp == NULL) {
-    op_done(op, 0);
-    return;
-  }
-  int rc = uv_fs_rename(op->loop, req, op->tmp, op->path, writefile_rename_cb);
-  if (rc < 0) writefile_fail(op, rc);
-}
-
-static void writefile_close(fs_op *op) {
-  uv_file fd = op->fd;
-  op->fd = -1;
-  int rc = uv_fs_close(op->loop, &op->req, fd, writefile_close_cb);
-  if (rc < 0) writefile_fail(op, rc);
-}
-
-static void writefile_fsync_cb(uv_fs_t *req) {
-  fs_op *op = req->data;
-  ssize_t r = req->result;
-  uv_fs_req_cleanup(req);
-  if (op->state == OP_CANCELLED || r < 0) {
-    writefile_fail(op, r < 0 ? (int)r : UV_ECANCELED);
-    return;
-  }
-  writefile_close(op);
-}
-
-static void writefile_step(fs_op *op);
-
-static void writefile_write_cb(uv_fs_t *req) {
-  fs_op *op = req->data;
-  ssize_t r = req->result;
-  uv_fs_req_cleanup(req);
-  if (op->state == OP_CANCELLED || r < 0) {
-    writefile_fail(op, r < 0 ? (int)r : UV_ECANCELED);
-    return;
-  }
-  op->offset += r;
-  writefile_step(op);
-}
-
-static void writefile_step(fs_op *op) {
-  size_t left = op->len - (size_t)op->offset;
-  if (left == 0) {
-    if (op->tmp != NULL) {
-      int rc = uv_fs_fsync(op->loop, &op->req, op->fd, writefile_fsync_cb);
-      if (rc < 0) writefile_fail(op, rc);
-    } else {
-      writefile_close(op);
-    }
-    return;
-  }
-  if (left > (1u << 30)) left = 1u << 30;
-  uv_buf_t b = uv_buf_init(op->buf + op->offset, (unsigned)left);
-  int rc = uv_fs_write(op->loop, &op->req, op->fd, &b, 1, -1, writefile_write_cb);
-  if (rc < 0) writefile_fail(op, rc);
-}
-
-static void writefile_open_cb(uv_fs_t *req) {
-  fs_op *op = req->data;
-  ssize_t r = req->result;
-  uv_fs_req_cleanup(req);
-  if (r >= 0) op->fd = (uv_file)r;
-  if (op->state == OP_CANCELLED || r < 0) {
-    writefile_fail(op, r < 0 ? (int)r : UV_ECANCELED);
-    return;
-  }
-  writefile_step(op);
-}
-
-static int fs_writefile(lua_State *L) {
-  static atomic_uint counter;
-  const char *path = luaL_checkstring(L, 1);
-  size_t len;
-  const char *data = luaL_checklstring(L, 2, &len);
-  int append = lua_toboolean(L, 3);
-  int is_atomic = lua_toboolean(L, 4);
-  int mode = (int)luaL_optinteger(L, 5, 0666);
-  luaL_argcheck(L, !(append && is_atomic), 4, "append and atomic cannot be combined");
-  fs_op *op = op_new(L, OP_WRITEFILE, "fs.writefile");
-  op->path = strdup(path);
-  op->buf = malloc(len ? len : 1);
-  if (op->path == NULL || op->buf == NULL) return op_fail(L, op, UV_ENOMEM, path);
-  memcpy(op->buf, data, len);
-  op->len = len;
-  const char *target = path;
-  int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC);
-  if (is_atomic) {
-    size_t n = strlen(path) + 64;
-    op->tmp = malloc(n);
-    if (op->tmp == NULL) return op_fail(L, op, UV_ENOMEM, path);
-    snprintf(op->tmp, n, "%s.tmp-%ld-%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
-    target = op->tmp;
-    flags |= O_EXCL;
-  }
-  int rc = uv_fs_open(op->loop, &op->req, target, flags, mode, writefile_open_cb);
-  if (rc < 0) {
-    free(op->tmp); /* never created */
-    op->tmp = NULL;
-    return op_fail(L, op, rc, path);
-  }
-  return op_park(L, op);
-}
-
-/* ------------------------------------------------------------------------
  * Registration.
  * ---------------------------------------------------------------------- */
 static const luaL_Reg file_methods[] = {
@@ -932,8 +612,8 @@ static const luaL_Reg fs_funcs[] = {
   {"stat", fs_stat},         {"lstat", fs_lstat},       {"mkdir", fs_mkdir},
   {"rmdir", fs_rmdir},       {"unlink", fs_unlink},     {"rename", fs_rename},
   {"copyfile", fs_copyfile}, {"readdir", fs_readdir},   {"mkdtemp", fs_mkdtemp},
-  {"realpath", fs_realpath}, {"open", fs_open},         {"readfile", fs_readfile},
-  {"writefile", fs_writefile}, {NULL, NULL}};
+  {"realpath", fs_realpath}, {"open", fs_open},         {"readfile", px_fs_readfile},
+  {"writefile", px_fs_writefile}, {NULL, NULL}};
 
 int px_open_fs(lua_State *L) {
   if (luaL_newmetatable(L, FILE_META)) {
