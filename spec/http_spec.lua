@@ -273,19 +273,25 @@ describe("parx.http", function()
     it("a request that cannot park does not leak its header list (valgrind)", function()
       -- A finalizer run at exit is no task: the request raises "cannot wait
       -- here"; the header list used to be built before that check.
-      if os.execute("command -v valgrind >/dev/null 2>&1") ~= 0 then
+      local bin = os.getenv("PARX_BIN") or "build/parx"
+      local cmd, args = "valgrind", {"-q", "--leak-check=full", "--errors-for-leak-kinds=definite",
+                                     "--error-exitcode=9", bin, "-e"}
+      if os.getenv("PARX_SANITIZER") then
+        -- valgrind cannot run a sanitized binary; LeakSanitizer watches it
+        -- instead (its report fails the run: exit status 23).
+        cmd, args = bin, {"-e"}
+      elseif os.execute("command -v valgrind >/dev/null 2>&1") ~= 0 then
         pending("valgrind is not installed")
         return
       end
-      local bin = os.getenv("PARX_BIN") or "build/parx"
       local code = [[
         KEEP = newproxy(true)
         getmetatable(KEEP).__gc = function()
           local ok, err = pcall(parx.http.get, "http://127.0.0.1:1/", {headers = {["X-A"] = "1", "X-B: 2"}})
           io.stderr:write(tostring(err), "\n")
         end]]
-      local r = assert(parx.process.exec("valgrind", {"-q", "--leak-check=full",
-        "--errors-for-leak-kinds=definite", "--error-exitcode=9", bin, "-e", code}, {timeout = 120}))
+      args[#args + 1] = code
+      local r = assert(parx.process.exec(cmd, args, {timeout = 120}))
       assert.truthy(r.stderr:find("not inside a parx task", 1, true), r.stderr)
       assert.equal(0, r.status, r.stderr)
     end)
