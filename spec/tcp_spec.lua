@@ -387,6 +387,15 @@ print(f.readline().decode().strip(), f.readline().decode().strip())
 end)
 
 describe("parx.tcp bounds (issue 9)", function()
+  it("tcp.connect with timeout = math.huge means no limit, and a NaN timeout raises", function()
+    local srv = assert(parx.tcp.listen("127.0.0.1", 0, function(s) s:write("hi\n") end))
+    local c = assert(parx.tcp.connect("127.0.0.1", srv.port, {timeout = math.huge}))
+    assert.equal("hi", c:readline())
+    c:close()
+    assert.has_error(function() parx.tcp.connect("127.0.0.1", srv.port, {timeout = 0/0}) end)
+    srv:close()
+  end)
+
   it("a stream read(n) past the string limit returns nil, EFBIG and keeps the data", function()
     -- The limit (about 2 GiB) is lowered with PARX_TEST_MAX_STRING in a
     -- child parx, so that 1.5 MB are enough to pass it.

@@ -37,9 +37,10 @@ function M.connect(host, port, opts)
       error("bad argument #3 to 'connect' (table expected, got " .. type(opts) .. ")", 2)
     end
     timeout = opts.timeout
-    if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
+    if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then
       error("bad argument #3 to 'connect' (timeout must be a non-negative number)", 2)
     end
+    if timeout == math.huge then timeout = nil end -- no limit
   end
   local deadline = timeout and C.clock() + timeout
   local addrs, msg, code

@@ -133,8 +133,12 @@ static int tcp_connect(lua_State *L) {
   struct sockaddr_storage ss;
   if (parse_addr(ip, port, &ss) < 0)
     return luaL_argerror(L, 1, "expected a numeric IPv4 or IPv6 address");
+  luaL_argcheck(L, timeout == timeout, 3, "timeout is NaN");
   if (lua_gettop(L) >= 3 && !lua_isnil(L, 3) && timeout <= 0)
     return px_push_error(L, UV_ETIMEDOUT, NULL);
+  /* math.huge (or any timeout too long for a timer) is no limit. */
+  uint64_t ms = 0;
+  if (timeout > 0 && px_seconds_to_ms(timeout, &ms) != 1) timeout = -1;
   px_check_can_park(L);
 
   px_vm *vm = px_vm_of(L);
@@ -172,7 +176,6 @@ static int tcp_connect(lua_State *L) {
     c->timer.data = c;
     c->has_timer = 1;
     c->parts++;
-    uint64_t ms = (uint64_t)(timeout * 1000.0 + 0.5);
     uv_timer_start(&c->timer, on_timeout, ms ? ms : 1, 0);
   }
   c->state = OP_PARKED;
