@@ -142,6 +142,22 @@ describe("parx.every", function()
 end)
 
 describe("parx.timer bounds (issue 9)", function()
+  it("a repeating timer stopped while its tick is queued does not run again", function()
+    -- c, b and a expire in one batch (the VM is busy past their due time);
+    -- c parks, so the dispatcher queues b and a before b runs; b stops a,
+    -- whose tick is then already in the queue.
+    local ran = false
+    local a
+    parx.timer(0.01, function() parx.sleep(0) end)
+    parx.timer(0.01, function() a:stop() end)
+    a = parx.every(0.01, function() ran = true end)
+    local t0 = os.clock()
+    while os.clock() - t0 < 0.05 do end
+    parx.sleep(0.1)
+    assert.is_false(ran)
+    assert.is_false(a:active())
+  end)
+
   it("a timer or an interval of math.huge never fires and can be stopped", function()
     local fired = false
     local t = parx.timer(math.huge, function() fired = true end)

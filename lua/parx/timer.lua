@@ -58,9 +58,14 @@ local function runner()
     local e = queue[qhead]
     queue[qhead] = nil
     qhead = qhead + 1
+    -- A repeating timer is queued by id: stopped after it was queued, its
+    -- entry is gone and the tick is dropped (stop means no more calls).
+    if type(e) == "number" then e = entries[e] end
     available = available - 1
-    local ok, err = xpcall(call, traceback, e)
-    if not ok then fail(err) end
+    if e ~= nil then
+      local ok, err = xpcall(call, traceback, e)
+      if not ok then fail(err) end
+    end
     available = available + 1
   end
   available = available - 1
@@ -74,7 +79,7 @@ local function push(id, repeating)
     anchors[id] = nil
   end
   qtail = qtail + 1
-  queue[qtail] = e
+  queue[qtail] = repeating and id or e
 end
 
 local function dispatch_loop()
