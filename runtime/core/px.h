@@ -106,7 +106,12 @@ void px_vm_release(px_vm *vm);
  * calls px_wake(w).  The scheduler then runs, on the VM's thread:
  *   deliver(co, w): push the wait's results onto co (the task's coroutine)
  *                   and return how many; they become the C function's
- *                   return values.  NULL means no results.
+ *                   return values.  NULL means no results.  It runs with
+ *                   GC steps held off (no __gc can run in it), or, where
+ *                   LuaJIT's layout is not the one known (sched_lj.c), in
+ *                   a protected call on the VM's main state; an error in it
+ *                   (out of memory) becomes the task's error, and what w
+ *                   still held then is lost: free before pushing.
  * If the task is cancelled (or the runtime reports a deadlock) while parked,
  * the scheduler calls cancel(w) on the VM's thread:
  *   cancel(w) -> 1: w was detached from its source and will never be woken;
