@@ -256,6 +256,7 @@ describe("pool.map", function()
     assert.has_error(function() pool.map(square, {1}, {n = -1}) end)
     assert.has_error(function() pool.map(square, {1}, {n = 0 / 0}) end)
     assert.has_error(function() pool.map(square, {1}, {n = 1.5}) end)
+    assert.has_error(function() pool.map(square, {}, {n = 2 ^ 40}) end)
   end)
 
   it("a chunksize beyond the list's length is one chunk", function()
@@ -535,6 +536,8 @@ describe("pool.parallel_for", function()
     assert.matches("bad argument #1 .*inf is not an integer", err)
     ok, err = pcall(pool.parallel_for, -2 ^ 53, 2 ^ 53, fn)
     assert.matches("more than 2%^53 indices", err)
+    ok, err = pcall(pool.parallel_for, 1, 2 ^ 40, fn, {chunksize = 1})
+    assert.matches("pass a larger opts.chunksize", err)
     -- the largest exact bounds still work
     assert.same({{2 ^ 53 - 1, 2 ^ 53}},
                 (pool.parallel_for(2 ^ 53 - 1, 2 ^ 53, function(lo, hi) return {lo, hi} end,

@@ -195,9 +195,11 @@ local function check_opts(name, opts, argn)
   if t ~= nil and (type(t) ~= "number" or t ~= t or t < 0) then
     error(("%s: opts.timeout must be a non-negative number of seconds"):format(name), 3)
   end
+  -- No Lua table holds 2^31 items (LuaJIT's arrays stop well below), and a
+  -- results table that large could not be built either.
   local n = opts.n
-  if n ~= nil and not is_count(n, 0) then
-    error(("%s: opts.n must be an integer from 0 to 2^53, got %s"):format(name, tostring(n)), 3)
+  if n ~= nil and not (is_count(n, 0) and n < 2 ^ 31) then
+    error(("%s: opts.n must be an integer from 0 to 2^31-1, got %s"):format(name, tostring(n)), 3)
   end
   return opts
 end
@@ -271,7 +273,14 @@ local function bar_draw(bar, done, final)
 end
 
 -- A running job as the caller sees it.
+local MAX_CHUNKS = 1e9 -- pool.c's limit on the chunks of one job
+
 local function start(name, mode, fn, nchunks, opts, total, ...)
+  if nchunks >= MAX_CHUNKS then
+    error(("%s: %s items in chunks of %s make %s chunks (at most 10^9; "
+           .. "pass a larger opts.chunksize)"):format(name, numstr(total),
+           numstr(ceil(total / nchunks)), numstr(nchunks)), 3)
+  end
   local ok, owner = pcall(c.new, mode, fn, nchunks, ...)
   if not ok then
     error(("%s: cannot send the function to the workers: %s"):format(name, tostring(owner)), 3)
