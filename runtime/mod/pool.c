@@ -90,6 +90,7 @@ struct pool_job {
    * side before the publish or finish (under lock) that hands it over. */
   double *in_nums, *out_nums;
   size_t lane_cap; /* doubles in each */
+  long nitems;     /* items the lane was made for (put checks against it) */
 
   /* lock guards everything below and every chunk's state, in and out. */
   pthread_mutex_t lock;
@@ -270,6 +271,7 @@ static int l_new(lua_State *L) {
       /* Both are at least nitems; the smaller capacity is what is known
        * to be safe to hand back for either. */
       job->lane_cap = cap_in < cap_out ? cap_in : cap_out;
+      job->nitems = (long)nitems;
       if (!job->in_nums || !job->out_nums) return luaL_error(L, "out of memory");
     }
   }
@@ -332,7 +334,9 @@ static int l_put(lua_State *L) {
   int num = lua_toboolean(L, 4);
   if (num && !job->in_nums) return luaL_argerror(L, 4, "no numeric lane");
   if (!num) luaL_checktype(L, 2, LUA_TTABLE);
-  long count = (long)luaL_checkinteger(L, 3);
+  lua_Number cnt = luaL_checknumber(L, 3);
+  if (!(cnt >= 0 && cnt <= 1e9) || cnt != floor(cnt)) return luaL_argerror(L, 3, "bad item count");
+  long count = (long)cnt;
   pthread_mutex_lock(&job->lock);
   long k = job->published;
   int full = job->sealed || k >= job->nchunks;
@@ -341,6 +345,10 @@ static int l_put(lua_State *L) {
   /* Only the caller writes chunk k before it is published: no lock. */
   chunk *c = &job->chunks[k];
   c->base = k ? job->chunks[k - 1].base + job->chunks[k - 1].count : 0;
+  /* With a numeric lane the runners read in_nums and write out_nums at
+   * [base .. base + count - 1], whatever the chunk holds: stay inside. */
+  if (job->in_nums && c->base + count > job->nitems)
+    return luaL_argerror(L, 3, "more items than the numeric lane holds");
   if (num) {
     c->in_num = 1;
   } else {
