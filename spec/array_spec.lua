@@ -464,6 +464,34 @@ describe("parx.array", function()
       assert.equal(base, array.live())
     end)
 
+    it("a loop over a.data[i] is compiled by the JIT (the anchor does not stop it)", function()
+      if not (jit and jit.status()) then
+        pending("the JIT is off")
+        return
+      end
+      local function sum(a)
+        local s = 0
+        for i = 0, #a - 1 do s = s + a.data[i] end
+        return s
+      end
+      local compiled = false
+      local function on_trace(what, _, func)
+        if what == "stop" and func == sum then compiled = true end
+      end
+      jit.attach(on_trace, "trace")
+      local a = array("float64", 1000)
+      a:fill(1)
+      local ok, total = pcall(function()
+        local t = 0
+        for _ = 1, 200 do t = t + sum(a) end
+        return t
+      end)
+      jit.attach(on_trace) -- detach
+      assert.is_true(ok)
+      assert.equal(200000, total)
+      assert.is_true(compiled)
+    end)
+
     it("an array's header cannot be written from Lua", function()
       local a = array("float64", 4)
       assert.has_error(function() a.hdr.refs = 1 end)
