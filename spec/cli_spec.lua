@@ -339,6 +339,10 @@ describe("parx command line exits", function()
   end)
 
   it("parx started with no file descriptor left for its loop says why", function()
+    if os.getenv("PARX_SANITIZER") then
+      pending("the sanitizer's own runtime needs file descriptors at exit")
+      return
+    end
     local code, out, err = run("-e 'print(1)'", { ulimit = 5 })
     assert.are.equal(1, code, err)
     assert.are.equal("", out)
