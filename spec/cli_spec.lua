@@ -333,6 +333,12 @@ describe("parx command line exits", function()
   end)
 
   it("stdout written to a pipe is flushed when parx is stopped by SIGTERM during a compiled loop", function()
+    if os.getenv("PARX_SANITIZER") == "thread" then
+      -- TSan defers a signal to the thread's next intercepted call, which
+      -- a compiled LuaJIT loop never makes: the handler would never run.
+      pending("TSan holds signals back during uninstrumented LuaJIT code")
+      return
+    end
     local code, out = stopped_by("TERM", "io.write('hello') local x = 0 for i = 1, 1e12 do x = x + i end")
     assert.are.equal("hello", out)
     assert.are.equal(128 + 15, code)
