@@ -310,6 +310,9 @@ describe("parx command line exits", function()
 
   -- Start parx, send it sig once it has written, return status and stdout
   -- (read through a pipe, where stdout is fully buffered).
+  -- The signal must come after parx installed its handlers: a sanitizer
+  -- build on a loaded machine can take seconds to start.
+  local settle = os.getenv("PARX_SANITIZER") and 3 or 0.5
   local function stopped_by(sig, script)
     local pid, out, status = tmp .. "/sig.pid", tmp .. "/sig.out", tmp .. "/sig.status"
     os.remove(pid)
@@ -317,9 +320,9 @@ describe("parx command line exits", function()
     local starter = write(tmp .. "/sig.sh", string.format("ulimit -t 30\necho $$ > %s\nexec %s -e %s\n",
       q(pid), q(PARX), q(script)))
     local cmd = string.format(
-      "(for i in $(seq 200); do [ -s %s ] && break; sleep 0.05; done; sleep 0.5; kill -%s $(cat %s)) & "
+      "(for i in $(seq 200); do [ -s %s ] && break; sleep 0.05; done; sleep %s; kill -%s $(cat %s)) & "
       .. "{ sh %s; echo $? > %s; } | cat > %s; wait",
-      q(pid), sig, q(pid), q(starter), q(status), q(out))
+      q(pid), settle, sig, q(pid), q(starter), q(status), q(out))
     local p = io.popen(cmd)
     p:read("*a")
     p:close()
