@@ -13,6 +13,9 @@
  *   segment  = 0xB7 version:u8 flags:u8 count:varint value*count
  *              flags bit 0: the segment holds back-references (REF, UPJOIN
  *              or a bytecode ref); without it the reader keeps no id table.
+ *              bit 1: a function here reads sent globals or assigns
+ *              globals: the reader gives the segment's functions an
+ *              environment of their own (see unmarshal.c).
  *   value    = tag:u8 payload
  *     0x00 nil   0x01 false   0x02 true
  *     0x80..0xff        integer 0..127 (tag - 0x80)
@@ -49,7 +52,8 @@
  * - Globals: the writer scans each function's bytecode (and its nested
  *   functions') for GGET and sends the values of the globals it reads,
  *   except the standard ones (base functions, standard libraries, `parx`).
- *   The reader stores them as globals of the receiving VM (last one wins).
+ *   The reader stores them in an environment of the message's own, never
+ *   in the receiving VM's _G (unmarshal.c).
  *   Values are read from the function's environment with rawget, then
  *   through its __index chain (see get_global).
  * - The writer caches the dump and the global names of each function in a
@@ -258,6 +262,7 @@ typedef struct writer {
   int cfuncs_fresh;  /* S_CFUNCS rebuilt during this call */
   int nobj, nbc, backrefs, depth;
   int code; /* a function or a module reference was written (paths.c) */
+  int env;  /* a function reads sent globals or assigns globals (SEG_ENV) */
   seen_slot *seen;
   size_t seen_cap, seen_len;
   int seen_ud; /* stack slot reserved for the userdata that holds `seen`
@@ -872,6 +877,8 @@ static void add_global(const char *s, size_t len, void *ud) {
   lua_rawseti(L, c->list, 2 + c->n++);
 }
 
+static void found_gset(const char *s, size_t len, void *ud) { *(int *)ud = 1; }
+
 /* Push the cache entry {bytecode, global names...} of the Lua function at
  * idx, making it on first use. */
 static void function_entry(writer *w, int idx) {
@@ -900,6 +907,21 @@ static void function_entry(writer *w, int idx) {
     if (lua_type(L, c.env) == LUA_TTABLE)
       px_mr_scan_dump(bc, len, px_mr_gget_op, NULL, add_global, &c);
     lua_pop(L, 3);
+  }
+  /* entry[0] = true: the function (or one nested in it) assigns globals,
+   * so the receiver gives it an environment of its own. */
+  int assigns = 1;
+  if (px_mr_gset_op >= 0) {
+    lua_rawgeti(L, entry, 1);
+    size_t len;
+    const uint8_t *bc = (const uint8_t *)lua_tolstring(L, -1, &len);
+    assigns = 0;
+    if (px_mr_scan_dump(bc, len, px_mr_gset_op, NULL, found_gset, &assigns) != 0) assigns = 1;
+    lua_pop(L, 1);
+  }
+  if (assigns) {
+    lua_pushboolean(L, 1);
+    lua_rawseti(L, entry, 0);
   }
   lua_pushvalue(L, idx);
   lua_pushvalue(L, entry);
@@ -949,6 +971,7 @@ static int encode_globals(writer *w, int fidx, int entry) {
     lua_settop(L, env);
   }
   memcpy(w->m->data + count_at, &count, 2);
+  if (count) w->env = 1;
   lua_settop(L, top);
   return 0;
 }
@@ -974,6 +997,9 @@ static int encode_function(writer *w, int idx) {
   seen_put(w, ptr, (int64_t)K_OBJ << 32 | fid);
   function_entry(w, idx);
   int entry = top + 1;
+  lua_rawgeti(L, entry, 0);
+  if (lua_toboolean(L, -1)) w->env = 1;
+  lua_pop(L, 1);
   lua_rawgeti(L, entry, 1);
   size_t len;
   const char *bc = lua_tolstring(L, -1, &len);
@@ -1137,6 +1163,7 @@ int px_marshal(lua_State *L, int idx, int n, px_msg *m) {
     rc = encode(w, idx + i);
   }
   if (!rc && w->backrefs) m->data[flags_at] |= SEG_BACKREFS;
+  if (!rc && w->env) m->data[flags_at] |= SEG_ENV;
   lua_settop(L, base);
   if (!rc && w->code) px_paths_publish(L);
   if (rc) {

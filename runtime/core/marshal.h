@@ -14,6 +14,7 @@
 #define FORMAT_VERSION 1
 #define SEG_MAGIC 0xB7
 #define SEG_BACKREFS 1
+#define SEG_ENV 2 /* functions here read sent globals or assign globals */
 #define MAX_DEPTH 200
 #define RUN_MIN 8 /* shortest run of numbers worth a DOUBLES block */
 #define LUA_TCDATA_ 10 /* LuaJIT's type number for FFI cdata */
@@ -86,6 +87,8 @@ static inline uint64_t *tab_array(const void *t, uint32_t *asize) {
 void px_mr_probe(lua_State *L);
 /* The GGET opcode number: -1 not probed yet, -2 bytecode scanning unusable. */
 extern _Atomic int px_mr_gget_op;
+/* The GSET opcode number, the same way (-2: assume every function assigns). */
+extern _Atomic int px_mr_gset_op;
 /* Call found(name) for the operand of every `op` instruction in the dumped
  * bytecode (nested prototypes included); -1 if the dump cannot be parsed. */
 int px_mr_scan_dump(const uint8_t *bc, size_t len, int op, int *first,

@@ -104,6 +104,7 @@ static void probe_layout(lua_State *L) {
  * ---------------------------------------------------------------------- */
 
 _Atomic int px_mr_gget_op = -1; /* -2: scanning unavailable */
+_Atomic int px_mr_gset_op = -1;
 
 typedef struct bcr { const uint8_t *p, *end; } bcr;
 
@@ -246,8 +247,23 @@ static void probe_gget(lua_State *L) {
       op = first;
   }
   lua_settop(L, top);
+  /* GSET follows GGET in LuaJIT's opcode list; checked the same way. */
+  int setop = -2;
+  if (op >= 0 && luaL_loadstring(L, "local s = 'px_probe_s' px_probe_a = s") == 0) {
+    px_mr_dump_function(L);
+    size_t len;
+    const uint8_t *bc = (const uint8_t *)lua_tolstring(L, -1, &len);
+    probe_names pn = {0, 0};
+    if (px_mr_scan_dump(bc, len, op + 1, NULL, probe_found, &pn) == 0 && pn.n == 1 &&
+        pn.ok == 1)
+      setop = op + 1;
+  }
+  lua_settop(L, top);
   pthread_mutex_lock(&probe_lock);
-  if (px_mr_gget_op == -1) px_mr_gget_op = op;
+  if (px_mr_gget_op == -1) {
+    px_mr_gset_op = setop;
+    px_mr_gget_op = op;
+  }
   pthread_mutex_unlock(&probe_lock);
 }
 

@@ -22,7 +22,11 @@
  * assign, live in one environment per message (shared by every function of
  * that message, so they see each other's globals), whose __index is the
  * receiving VM's globals.  Nothing is written into the receiver's _G, so two
- * tasks on one worker never see each other's globals.
+ * tasks on one worker never see each other's globals.  The writer flags
+ * (SEG_ENV) the segments that need it: when no function reads a sent global
+ * or assigns one (no GSET in its bytecode, nested functions included; most
+ * spawns), the functions keep the receiver's globals, which reads the same,
+ * and the message costs no table.
  */
 #include <math.h>
 #include <pthread.h>
@@ -45,6 +49,7 @@ typedef struct reader {
   int refs; /* stack slot of the id table; 0 when the segment needs none */
   int nobj, nbc, depth, next_ref;
   int trusted; /* functions and module references allowed (px_unmarshal) */
+  int seg_env; /* this segment's functions get the environment (SEG_ENV) */
   int env;     /* stack slot of the received functions' environment, 0: none yet */
   size_t budget; /* bytes of presized table slots still allowed */
   char err[512];
@@ -271,11 +276,11 @@ static int decode_table(reader *r, int with_mt) {
 /* The environment of the functions of this message (made on first use):
  * the globals sent with them, then the receiving VM's globals through
  * __index.  Assignments land in it too, so nothing leaks into _G. */
-static int push_env(reader *r) {
+static int push_env(reader *r, int nglobals) {
   lua_State *L = r->L;
   if (!r->env) return bad(r, "no environment slot");
   if (lua_type(L, r->env) != LUA_TTABLE) {
-    lua_newtable(L);
+    lua_createtable(L, 0, nglobals); /* sized: no rehash while they arrive */
     lua_rawgeti(L, r->state, S_ENVMT);
     if (lua_type(L, -1) != LUA_TTABLE) {
       lua_pop(L, 1);
@@ -320,18 +325,22 @@ static int decode_function(reader *r) {
     bc = sub.p;
   }
   if (len < 4 || bc[0] != 0x1b) return bad(r, "bad bytecode");
-  if (push_env(r)) return -1;
   if (px_mr_load_function(L, r->state, bc, (size_t)len, r->err, sizeof r->err))
     return -1;
   int f = lua_gettop(L);
-  lua_pushvalue(L, r->env);
-  lua_setfenv(L, f);
   reg(r, f);
 
   NEED(r, 2);
   uint16_t nglobals;
   memcpy(&nglobals, r->p, 2);
   r->p += 2;
+  if (r->seg_env) {
+    if (push_env(r, nglobals)) return -1;
+    lua_pushvalue(L, r->env);
+    lua_setfenv(L, f);
+  } else if (nglobals) {
+    return bad(r, "globals without an environment");
+  }
   for (int i = 0; i < nglobals; i++) {
     if (decode_string(r) || decode(r)) return -1;
     lua_rawset(L, r->env);
@@ -516,6 +525,7 @@ static int unmarshal(lua_State *L, px_msg *m, int trusted) {
     }
     r->refs = 0;
     r->nobj = r->nbc = 0;
+    r->seg_env = (flags & SEG_ENV) != 0;
     if (flags & SEG_BACKREFS) {
       lua_newtable(L);
       r->refs = lua_gettop(L);
