@@ -375,7 +375,8 @@ bench-array: all
 # one).  It starts from seeds that fuzz/seeds.lua writes with the real
 # marshaller into $(BUILD)/fuzz/seeds, keeps what it learns in
 # $(BUILD)/fuzz/corpus and any crashing input in $(BUILD)/fuzz/artifacts
-# (all under build/, never committed).  FUZZ_ARGS adds libFuzzer options
+# (all under build/, never committed); fuzz/regress holds the few inputs
+# that once failed (each named after its bug).  FUZZ_ARGS adds libFuzzer options
 # (e.g. FUZZ_ARGS=-jobs=2).  spec/fuzz_spec.lua runs it for a minute as part
 # of `make test`.  Only the marshaller's files are linked: the fuzzer's
 # lua_State is not a parx VM, and fuzz/load_stub.c stands in for the
@@ -408,7 +409,7 @@ fuzz: fuzz-build
 	  $(FUZZ_OUT)/unmarshal_fuzzer -max_total_time=$(FUZZ_TIME) -max_len=65536 \
 	  -rss_limit_mb=2048 -print_final_stats=1 \
 	  -artifact_prefix=$(FUZZ_OUT)/artifacts/ $(FUZZ_ARGS) \
-	  $(FUZZ_OUT)/corpus $(FUZZ_OUT)/seeds
+	  $(FUZZ_OUT)/corpus $(FUZZ_OUT)/seeds fuzz/regress
 
 help::
 	@echo "make fuzz       libFuzzer+ASan+UBSan on the unmarshaller, both modes (FUZZ_TIME=60 s)"

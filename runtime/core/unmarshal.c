@@ -280,7 +280,12 @@ static int push_env(reader *r, int nglobals) {
   lua_State *L = r->L;
   if (!r->env) return bad(r, "no environment slot");
   if (lua_type(L, r->env) != LUA_TTABLE) {
-    lua_createtable(L, 0, nglobals); /* sized: no rehash while they arrive */
+    /* Sized for the first function's globals, within the budget (the
+     * count is the message's word, see decode_table). */
+    size_t hint = (size_t)nglobals;
+    if (hint > r->budget / HASH_NODE_BYTES) hint = r->budget / HASH_NODE_BYTES;
+    r->budget -= hint * HASH_NODE_BYTES;
+    lua_createtable(L, 0, (int)hint);
     lua_rawgeti(L, r->state, S_ENVMT);
     if (lua_type(L, -1) != LUA_TTABLE) {
       lua_pop(L, 1);
