@@ -97,11 +97,13 @@ void px_cli_signals_init(void) {
   /* Close-on-exec: child processes (parx.process, io.popen) must not
    * inherit it. */
   if (pipe2(sig_pipe, O_CLOEXEC) != 0) return;
-  /* The flusher must not take these signals itself while it waits. */
+  /* The flusher must not take these signals itself while it waits, nor
+   * any other: a signal the kernel hands to a thread blocked in read() is
+   * run there, and under ThreadSanitizer only at that thread's next
+   * intercepted call, which never comes (libuv's SIGCHLD was lost and
+   * process.exec hung in make tsan).  It unblocks its own before raise. */
   sigset_t set, old;
-  sigemptyset(&set);
-  for (size_t i = 0; i < sizeof flushed_signals / sizeof flushed_signals[0]; i++)
-    sigaddset(&set, flushed_signals[i]);
+  sigfillset(&set);
   pthread_sigmask(SIG_BLOCK, &set, &old);
   pthread_t t;
   int started = pthread_create(&t, NULL, flusher, NULL) == 0;
