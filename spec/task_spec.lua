@@ -793,3 +793,22 @@ describe("leaks (issue 9)", function()
     assert.is_true(per < 50, out)
   end)
 end)
+
+describe("a task that overflows its Lua stack", function()
+  -- The dead coroutine's stack is full: attaching the traceback there
+  -- used to grow it unprotected, and the process died with a PANIC.
+  it("fails with 'stack overflow' on a worker and on this VM, and the process lives", function()
+    local out, status = run_script([[
+      local function overflow() local function f() return f() + 1 end return f() end
+      for _, start in ipairs({parx.spawn, parx.async}) do
+        local t = start(overflow)
+        local ok, err = pcall(t.join, t)
+        print(ok, t:status(), tostring(err):find("stack overflow", 1, true) ~= nil,
+              tostring(err):find("stack traceback", 1, true) ~= nil)
+      end
+      print(parx.spawn(function() return 2 + 2 end):join())
+    ]])
+    assert.equal(0, status, out)
+    assert.equal("false\tfailed\ttrue\ttrue\nfalse\tfailed\ttrue\ttrue\n4\n", (out:gsub("exit=%d+%s*$", "")))
+  end)
+end)

@@ -360,6 +360,12 @@ void px_task_raise(px_task *t) {
 
 /* ---- running ------------------------------------------------------- */
 
+static int traceback_call(lua_State *L, void *ud) {
+  lua_State *co = ud;
+  luaL_traceback(L, co, lua_tostring(co, -1), 0);
+  return 1;
+}
+
 static void resume(px_vm *vm, px_task *t) {
   lua_State *co = t->co;
   int nargs = t->nargs;
@@ -415,9 +421,20 @@ static void resume(px_vm *vm, px_task *t) {
   }
   t->state = PX_TASK_DONE;
   if (status != 0 && lua_type(co, -1) == LUA_TSTRING) {
-    /* Attach the task's traceback while its stack is still there. */
-    luaL_traceback(co, co, lua_tostring(co, -1), 0);
-    lua_remove(co, -2);
+    /* Attach the task's traceback while its stack is still there.  Built
+     * on the VM's main state, protected: the dead coroutine may have no
+     * free stack slot (a stack overflow), and building the
+     * string allocates (a failing __gc, no memory).  On failure the
+     * message stays as it was. */
+    lua_State *L = vm->L;
+    int base = lua_gettop(L);
+    if (px_sched_protect(vm, traceback_call, co, 0) == 0 && lua_gettop(L) == base + 1) {
+      /* Into the message's own slot: no stack growth on co, which throws
+       * when co died of a stack overflow. */
+      lua_pop(co, 1);
+      lua_xmove(L, co, 1);
+    }
+    lua_settop(L, base);
   }
   px_handle_finish(t->handle, t, status);
   task_free(vm, t);

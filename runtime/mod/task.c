@@ -20,7 +20,10 @@
 
 #define TASK_MT "parx.task"
 
-px_shared_type px_handle_type;
+static void handle_free(px_shared *s);
+/* Initialised statically: every VM's px_open_task registers it, and a
+ * store there while other threads read the type would be a data race. */
+px_shared_type px_handle_type = {.name = TASK_MT, .free = handle_free};
 
 /* ---- handles ------------------------------------------------------- */
 
@@ -776,8 +779,6 @@ static const luaL_Reg funcs[] = {
     {NULL, NULL}};
 
 int px_open_task(lua_State *L) {
-  px_handle_type.name = TASK_MT;
-  px_handle_type.free = handle_free;
   px_shared_register(&px_handle_type);
   lua_newtable(L);
   luaL_setfuncs(L, funcs, 0);
