@@ -26,6 +26,8 @@ struct px_task {
   int nargs;           /* values on co's stack for the next resume */
   px_wait *wait;       /* current wait while parked */
   int wake_in_flight;  /* cancel() returned 0: discard the wake when it comes */
+  int stale_wakes;     /* wakes still to come for parks that failed; the
+                          struct outlives the task until they came */
   uint64_t park_ts;    /* --trace: when it parked */
   const char *park_what;
   int inject_ref;      /* error to raise at the next resume, or LUA_NOREF */
@@ -107,6 +109,7 @@ struct px_vm {
 
   atomic_long holds;      /* px_vm_hold */
   long expect_wakes;      /* teardown: cancels that returned 0 */
+  long stale_wakes;       /* sum of the tasks' stale_wakes (teardown) */
   px_trace *trace;        /* --trace: this VM's events, or NULL */
 
   /* Search paths last published or adopted (paths.c). */

@@ -84,7 +84,40 @@ static void task_free(px_vm *vm, px_task *t) {
   pthread_mutex_unlock(&vm->inbox_lock);
   luaL_unref(vm->L, LUA_REGISTRYINDEX, t->co_ref);
   if (t->inject_ref != LUA_NOREF) luaL_unref(vm->L, LUA_REGISTRYINDEX, t->inject_ref);
+  t->inject_ref = LUA_NOREF;
+  if (t->stale_wakes > 0) {
+    /* A wake of a failed park still points here: px_sched_deliver frees
+     * the struct when the last one came. */
+    t->state = PX_TASK_DONE;
+    t->co = NULL;
+    t->handle = NULL;
+    return;
+  }
   free(t);
+}
+
+/* A park that never happened.  px_park's lua_yield raises when the task
+ * waits where LuaJIT cannot yield (inside a C call: a table.sort
+ * comparator, a string.gsub callback, a metamethod or __gc called from C),
+ * after the wait was registered with its source: the error unwinds into
+ * the task, which runs on (or ends) with t->wait still set.  Detach that
+ * wait as a cancel would; a wake already on its way is dropped when it
+ * comes (px_sched_deliver), and the task's struct waits for it. */
+static void drop_failed_park(px_vm *vm, px_task *t) {
+  px_wait *w = t->wait;
+  t->wait = NULL;
+  int armed = w->armed, external = w->external, detached = 0;
+  if (armed != 2 && w->cancel) {
+    w->armed = 0;
+    detached = w->cancel(w); /* may free w */
+    if (!detached) w->armed = armed;
+  }
+  if (detached) {
+    if (external) px_vm_release(vm);
+  } else {
+    t->stale_wakes++;
+    vm->stale_wakes++;
+  }
 }
 
 /* ---- parking ------------------------------------------------------- */
@@ -110,6 +143,7 @@ void px_check_can_park(lua_State *L) {
 void px_wait_prepare(lua_State *L, px_wait *w) {
   px_check_can_park(L);
   px_vm *vm = px_vm_of(L);
+  if (vm->current->wait) drop_failed_park(vm, vm->current);
   w->task = vm->current;
   w->vm = vm;
   w->armed = 1;
@@ -182,6 +216,14 @@ void px_sched_deliver(px_vm *vm, px_wait *w) {
   px_task *t = w->task;
   w->armed = 0;
   if (w->external) px_vm_release(vm);
+  if (t->stale_wakes > 0 && t->wait != w) {
+    /* The wake of a park that failed (drop_failed_park). */
+    if (w->discard) w->discard(w);
+    vm->stale_wakes--;
+    if (vm->expect_wakes > 0) vm->expect_wakes--;
+    if (--t->stale_wakes == 0 && t->state == PX_TASK_DONE && !t->co) free(t);
+    return;
+  }
   if (t->wake_in_flight || t->state != PX_TASK_PARKED || t->wait != w) {
     /* Cancelled while the wake was on its way: drop the results. */
     t->wake_in_flight = 0;
@@ -394,9 +436,11 @@ static void resume(px_vm *vm, px_task *t) {
     vm->hook_ref = LUA_NOREF;
     status = LUA_ERRRUN;
   }
+  int parked = status == LUA_YIELD && lua_gettop(co) >= 1 &&
+               lua_touserdata(co, -1) == (void *)&px_park_marker && t->wait;
+  if (!parked && t->wait) drop_failed_park(vm, t);
   if (status == LUA_YIELD) {
-    int top = lua_gettop(co);
-    if (top >= 1 && lua_touserdata(co, -1) == (void *)&px_park_marker && t->wait) {
+    if (parked) {
       lua_settop(co, 0);
       t->state = PX_TASK_PARKED;
       vm->nparked++;
@@ -528,6 +572,7 @@ void px_sched_teardown(px_vm *vm) {
   for (px_task *t = vm->tasks; t; t = t->next)
     if (t->state == PX_TASK_PARKED && t->wait && !t->wake_in_flight && !detach_wait(vm, t))
       vm->expect_wakes++;
+  vm->expect_wakes += vm->stale_wakes; /* failed parks' wakes on their way */
 }
 
 void px_sched_free_tasks(px_vm *vm) {
