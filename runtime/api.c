@@ -146,7 +146,7 @@ static int start_task_p(lua_State *L) {
   lua_xmove(L, co, nargs + 1);
   /* co alone on this frame: px_task_new takes it (luaL_ref pops it). */
   px_task *t = px_task_new(a->rt->main, co, a->h);
-  if (!t) return luaL_error(L, "not enough memory");
+  if (!t) return px_oom(L, "starting a task");
   a->h->task = t;
   return 0;
 }

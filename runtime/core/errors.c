@@ -38,3 +38,12 @@ int px_push_error(lua_State *L, int err, const char *detail) {
   lua_pushstring(L, name);
   return 3;
 }
+
+int px_oom(lua_State *L, const char *what) {
+  if (what)
+    lua_pushfstring(L, "%s: %s", what, px_strerror(UV_ENOMEM));
+  else
+    lua_pushstring(L, px_strerror(UV_ENOMEM));
+  lua_error(L);
+  __builtin_unreachable();
+}

@@ -61,6 +61,14 @@ const char *px_err_name(int err);
  * Misuse (wrong argument types) raises instead, through luaL_argerror. */
 int px_push_error(lua_State *L, int err, const char *detail);
 
+/* The one out-of-memory path for a C function called from Lua: raises the
+ * string "<what>: not enough memory" (what names the operation or object,
+ * e.g. "channel"; NULL: "not enough memory", Lua's own message).  Never
+ * returns; written `return px_oom(L, "channel")` like luaL_error.  An IO
+ * operation whose libuv request reports UV_ENOMEM returns it like any other
+ * code through px_push_error instead. */
+__attribute__((noreturn)) int px_oom(lua_State *L, const char *what);
+
 /* ------------------------------------------------------------------------
  * Protected entry into Lua.  Every call from C into Lua that is not already
  * inside a protected frame (a loop callback, a wait's deliver, a job's

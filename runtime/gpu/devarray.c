@@ -77,7 +77,7 @@ px_devarray *px_devarray_new(lua_State *L, int dtype, int ndim, const int64_t *s
     n *= shape[i];
   }
   px_devarray *d = calloc(1, sizeof *d);
-  if (!d) luaL_error(L, "out of memory");
+  if (!d) px_oom(L, "gpu array");
   px_shared_init(&d->hdr, &px_devarray_type);
   d->dtype = dtype;
   d->ndim = ndim;
@@ -102,7 +102,7 @@ px_devarray *px_devarray_new(lua_State *L, int dtype, int ndim, const int64_t *s
     d->ptr = aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
     if (!d->ptr) {
       free(d);
-      luaL_error(L, "gpu array: out of memory (%d bytes)", (int)bytes);
+      px_oom(L, "gpu array");
     }
   }
   return d;
@@ -197,7 +197,7 @@ static int devarray_download(lua_State *L) {
   if (d->on_host) {
     if (!out) {
       out = px_array_new(d->dtype, d->ndim, d->shape);
-      if (!out) return luaL_error(L, "download: out of memory");
+      if (!out) return px_oom(L, "download");
       memcpy(out->data, d->ptr, bytes);
       px_array_push(L, out);
     } else {
@@ -211,7 +211,7 @@ static int devarray_download(lua_State *L) {
     out = px_array_new(d->dtype, d->ndim, d->shape);
     if (!out) {
       px_gpu_op_abandon(op);
-      return luaL_error(L, "download: out of memory");
+      return px_oom(L, "download");
     }
   } else {
     px_shared_retain(&out->hdr);
@@ -352,7 +352,7 @@ static int gpu_rand(lua_State *L) {
   rand_opts(L, 3, &seed, &normal, &host);
   if (host) {
     px_array *a = px_array_new(dtype, ndim, shape);
-    if (!a) return luaL_error(L, "rand: out of memory");
+    if (!a) return px_oom(L, "rand");
     px_cpu_rand(a->data, dtype, a->n, seed, normal);
     px_array_push(L, a);
     return 1;

@@ -146,7 +146,7 @@ static int gpu_matmul(lua_State *L) {
     out_ptr = d->ptr;
   } else {
     px_array *a = px_array_new(dtype, out_ndim, out_shape);
-    if (!a) return luaL_error(L, "matmul: out of memory");
+    if (!a) return px_oom(L, "matmul");
     out = &a->hdr;
     out_ptr = a->data;
   }

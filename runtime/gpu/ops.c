@@ -38,7 +38,7 @@ static void result_operand(lua_State *L, int idx, const px_gpu_operand *like, in
     px_devarray_push(L, px_devarray_new(L, dtype, like->ndim, like->shape));
   } else {
     px_array *a = px_array_new(dtype, like->ndim, like->shape);
-    if (!a) luaL_error(L, "out of memory");
+    if (!a) px_oom(L, "gpu result");
     px_array_push(L, a);
   }
   px_gpu_check_operand(L, lua_gettop(L), out);

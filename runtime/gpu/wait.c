@@ -24,7 +24,7 @@ px_gpu_op *px_gpu_op_new(lua_State *L, const char *what) {
   /* Fail before anything is queued if this task cannot wait. */
   if (px_task_current(L)) px_check_can_park(L);
   px_gpu_op *op = calloc(1, sizeof *op);
-  if (!op) luaL_error(L, "out of memory");
+  if (!op) px_oom(L, "gpu operation");
   op->result_ref = LUA_NOREF;
   op->wait.what = what;
   return op;

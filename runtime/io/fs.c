@@ -73,7 +73,7 @@ fs_op *px_fs_op_new(lua_State *L, int kind, const char *what) {
   memset(&bound, 0, sizeof bound);
   px_wait_prepare(L, &bound);
   fs_op *op = calloc(1, sizeof *op);
-  if (op == NULL) luaL_error(L, "not enough memory");
+  if (op == NULL) px_oom(L, "fs");
   op->wait = bound;
   op->loop = px_vm_loop(px_vm_of(L));
   op->kind = kind;
@@ -423,7 +423,7 @@ static int push_file(lua_State *L, uv_file fd, const char *path) {
   fs_file *f = calloc(1, sizeof *f);
   if (f == NULL) {
     px_fs_close_now(fd);
-    return luaL_error(L, "not enough memory");
+    return px_oom(L, "fs file");
   }
   f->fd = fd;
   f->path = path ? strdup(path) : NULL;

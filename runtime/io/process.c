@@ -393,7 +393,7 @@ static proc *start(lua_State *L, int capture, const char **stdin_data, size_t *s
   }
 
   proc *p = calloc(1, sizeof *p);
-  if (p == NULL) luaL_error(L, "not enough memory");
+  if (p == NULL) px_oom(L, "process");
   p->loop = px_vm_loop(px_vm_of(L));
   p->capture = capture;
   p->timeout = timeout;

@@ -258,7 +258,7 @@ int px_proc_write(lua_State *L) {
   memset(&bound, 0, sizeof bound);
   px_wait_prepare(L, &bound);
   write_op *op = malloc(sizeof *op + (len - done));
-  if (op == NULL) return luaL_error(L, "not enough memory");
+  if (op == NULL) return px_oom(L, "process write");
   memset(op, 0, sizeof *op);
   op->wait = bound;
   op->wait.what = "process stdin write";

@@ -188,7 +188,7 @@ static int signal_new(lua_State *L) {
   luaL_getmetatable(L, SIGNAL_META);
   lua_setmetatable(L, -2);
   px_sig *s = calloc(1, sizeof *s);
-  if (s == NULL) return luaL_error(L, "not enough memory");
+  if (s == NULL) return px_oom(L, "signal");
   int rc = uv_signal_init(svm->loop, &s->handle);
   if (rc < 0) {
     free(s);
@@ -287,7 +287,7 @@ int px_open_signal(lua_State *L) {
 
   signal_vm **box = lua_newuserdata(L, sizeof *box);
   *box = calloc(1, sizeof **box);
-  if (*box == NULL) return luaL_error(L, "not enough memory");
+  if (*box == NULL) return px_oom(L, "signal");
   (*box)->loop = px_vm_loop(px_vm_of(L));
   lua_newtable(L);
   lua_pushcfunction(L, svm_gc);

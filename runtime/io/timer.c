@@ -299,7 +299,7 @@ static int timer_new(lua_State *L) {
     if (interval == 0) luaL_argerror(L, 2, "interval must be a number of seconds > 0");
   }
   timer_list *l = list_for(tvm, delay);
-  if (l == NULL) return luaL_error(L, "not enough memory");
+  if (l == NULL) return px_oom(L, "timer");
   px_timer *t = lua_newuserdata(L, sizeof *t);
   memset(t, 0, sizeof *t);
   luaL_getmetatable(L, TIMER_META);
@@ -434,7 +434,7 @@ int px_open_timer(lua_State *L) {
 
   timer_vm **box = lua_newuserdata(L, sizeof *box);
   *box = calloc(1, sizeof **box);
-  if (*box == NULL) return luaL_error(L, "not enough memory");
+  if (*box == NULL) return px_oom(L, "timer");
   (*box)->loop = px_vm_loop(px_vm_of(L));
   (*box)->refs = 1;
   lua_newtable(L);

@@ -441,7 +441,7 @@ px_chan *px_chan_check(lua_State *L, int idx) {
 
 static int raise_status(lua_State *L, int r) {
   if (r == -1) return luaL_error(L, "send on closed channel");
-  return luaL_error(L, "not enough memory");
+  return px_oom(L, "channel");
 }
 
 /* ---- spinning before parking ------------------------------------------------ */
@@ -528,7 +528,7 @@ static int park_op(lua_State *L, px_chan *ch, int kind, px_slot *v) {
   px_sel *sel = px_sel_new(kind, 1);
   if (!sel) {
     if (v) px_slot_free(v);
-    return luaL_error(L, "not enough memory");
+    return px_oom(L, "channel");
   }
   px_entry *e = &sel->cases[0];
   px_shared_retain(&ch->hdr);
@@ -733,7 +733,7 @@ static int l_new(lua_State *L) {
       return luaL_argerror(L, 1, "capacity must be at most 2^53 (math.huge: unbounded)");
   }
   px_chan *ch = px_chan_new(cap);
-  if (!ch) return luaL_error(L, "not enough memory");
+  if (!ch) return px_oom(L, "channel");
   px_shared_push(L, &ch->hdr);
   return 1;
 }

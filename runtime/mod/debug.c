@@ -172,7 +172,7 @@ static int unmarshal_lua(lua_State *L) {
   px_msg m;
   px_msg_init(&m);
   m.data = len ? malloc(len) : NULL;
-  if (len && !m.data) return luaL_error(L, "not enough memory");
+  if (len && !m.data) return px_oom(L, "unmarshal");
   if (len) memcpy(m.data, s, len);
   m.len = m.cap = len;
   lua_settop(L, 0);

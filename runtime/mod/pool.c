@@ -204,7 +204,7 @@ static int unmarshal_copy(lua_State *L, const px_msg *m) {
   if (m->nrefs) {
     copy.refs = malloc(sizeof *copy.refs * (size_t)m->nrefs);
     if (!copy.refs) {
-      lua_pushliteral(L, "out of memory");
+      lua_pushliteral(L, "not enough memory");
       return -1;
     }
     copy.refcap = copy.nrefs = m->nrefs;
@@ -243,7 +243,7 @@ static int l_new(lua_State *L) {
   if (!(nch >= 0 && nch < 1e9)) return luaL_argerror(L, 3, "bad chunk count");
   long nchunks = (long)nch;
   pool_job *job = calloc(1, sizeof *job);
-  if (!job) return luaL_error(L, "out of memory");
+  if (!job) return px_oom(L, "pool job");
   px_shared_init(&job->hdr, &job_type);
   pthread_mutex_init(&job->lock, NULL);
   job->mode = mode;
@@ -256,7 +256,7 @@ static int l_new(lua_State *L) {
   o->job = job;
   luaL_getmetatable(L, OWNER_MT);
   lua_setmetatable(L, -2);
-  if (!job->chunks || !job->doneq) return luaL_error(L, "out of memory");
+  if (!job->chunks || !job->doneq) return px_oom(L, "pool job");
   for (long i = 0; i < nchunks; i++) {
     px_msg_init(&job->chunks[i].in);
     px_msg_init(&job->chunks[i].out);
@@ -272,7 +272,7 @@ static int l_new(lua_State *L) {
        * to be safe to hand back for either. */
       job->lane_cap = cap_in < cap_out ? cap_in : cap_out;
       job->nitems = (long)nitems;
-      if (!job->in_nums || !job->out_nums) return luaL_error(L, "out of memory");
+      if (!job->in_nums || !job->out_nums) return px_oom(L, "pool job");
     }
   }
   if (mode == MODE_FOR) {
@@ -514,7 +514,7 @@ static int l_wait(lua_State *L) {
     return 1;
   }
   pool_waiter *w = calloc(1, sizeof *w);
-  if (!w) return luaL_error(L, "out of memory");
+  if (!w) return px_oom(L, "pool wait");
   w->wait.what = "pool results";
   w->wait.deliver = caller_deliver;
   w->wait.discard = waiter_discard;
@@ -674,7 +674,7 @@ static int l_claim(lua_State *L) {
     /* Nothing published yet: park until the caller publishes. */
     px_check_can_park(L); /* raise before allocating */
     pool_waiter *w = calloc(1, sizeof *w);
-    if (!w) return luaL_error(L, "out of memory");
+    if (!w) return px_oom(L, "pool wait");
     w->wait.what = "pool work (the caller has not published it yet)";
     w->wait.deliver = runner_deliver;
     w->wait.discard = runner_discard;

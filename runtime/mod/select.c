@@ -183,7 +183,7 @@ int px_chan_select(lua_State *L) {
       lua_pop(L, 3);
     }
     px_chan_wake_all(wake);
-    if (r == -2) return luaL_error(L, "not enough memory");
+    if (r == -2) return px_oom(L, "select");
     if (r == 0) continue;
     lua_pushinteger(L, i);
     if (is_send) return 1;
@@ -208,7 +208,7 @@ int px_chan_select(lua_State *L) {
   if (!sel || !chans) {
     free(sel);
     if (chans != stack_chans) free(chans);
-    return luaL_error(L, "not enough memory");
+    return px_oom(L, "select");
   }
   int bad = 0;
   for (int i = 0; i < n; i++) {
@@ -274,7 +274,7 @@ int px_chan_select(lua_State *L) {
   if (chans != stack_chans) free(chans);
   if (fired == -2) {
     px_sel_finish(sel);
-    return luaL_error(L, "not enough memory");
+    return px_oom(L, "select");
   }
   if (fired >= 0) return push_now(L, sel);
   if (atomic_load_explicit(&sel->spin, memory_order_relaxed) && px_sel_spin(sel->cases[0].ch, sel)) {

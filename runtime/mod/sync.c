@@ -222,7 +222,7 @@ static int prepare_call(lua_State *L) {
  * Raises, allocating nothing, when L cannot park. */
 static swaiter *new_waiter(lua_State *L, px_sync *s, const char *what) {
   swaiter *w = calloc(1, sizeof *w);
-  if (!w) luaL_error(L, "not enough memory");
+  if (!w) px_oom(L, "sync wait");
   w->w.what = what;
   w->w.deliver = w_deliver;
   w->w.discard = w_discard;
@@ -552,7 +552,7 @@ static long check_count(lua_State *L, int idx, long min, long dflt, const char *
 
 static int new_sync(lua_State *L, int kind, long count, long parties) {
   px_sync *s = calloc(1, sizeof *s);
-  if (!s) return luaL_error(L, "not enough memory");
+  if (!s) return px_oom(L, "sync object");
   px_shared_init(&s->hdr, &types[kind]);
   pthread_mutex_init(&s->lock, NULL);
   s->kind = kind;
@@ -580,7 +580,7 @@ static int l_waitgroup(lua_State *L) {
 static int l_atomic(lua_State *L) {
   int64_t v = lua_isnoneornil(L, 1) ? 0 : check_int64(L, 1);
   px_atomic *a = calloc(1, sizeof *a);
-  if (!a) return luaL_error(L, "not enough memory");
+  if (!a) return px_oom(L, "atomic");
   px_shared_init(&a->hdr, &types[T_ATOMIC]);
   atomic_init(&a->value, v);
   px_shared_push(L, &a->hdr);

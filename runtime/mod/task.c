@@ -277,7 +277,7 @@ static int join_park(lua_State *L, px_handle **hs, int n, int mode, int limited,
   px_vm *vm = px_vm_of(L);
   px_check_can_park(L); /* raise before anything is allocated */
   px_joiner *jw = calloc(1, sizeof *jw + sizeof(px_jlink) * (size_t)n);
-  if (!jw) return luaL_error(L, "out of memory");
+  if (!jw) return px_oom(L, "join");
   jw->wait.what = mode == JOIN_ONE ? "a task to finish (join)" : "tasks to finish (wait)";
   jw->wait.deliver = joiner_deliver;
   jw->wait.discard = joiner_discard;
@@ -327,7 +327,7 @@ static int l_spawn(lua_State *L) {
   px_runtime *rt = vm->rt;
   int n = lua_gettop(L);
   px_job *job = calloc(1, sizeof *job);
-  if (!job) return luaL_error(L, "out of memory");
+  if (!job) return px_oom(L, "spawn");
   px_msg_init(&job->msg);
   if (px_marshal(L, 1, n, &job->msg) != 0) {
     px_msg_free(&job->msg);
@@ -338,7 +338,7 @@ static int l_spawn(lua_State *L) {
   if (!h) {
     px_msg_free(&job->msg);
     free(job);
-    return luaL_error(L, "out of memory");
+    return px_oom(L, "spawn");
   }
   px_shared_retain(&h->hdr); /* the job's reference */
   job->handle = h;
@@ -405,7 +405,7 @@ static int job_start_call(lua_State *L, void *ud) {
     return luaL_error(L, "too many arguments to start a task with");
   lua_xmove(L, co, n);
   s->task = px_task_new(s->vm, co, s->job->handle); /* pops co */
-  if (!s->task) return luaL_error(L, "out of memory starting a task");
+  if (!s->task) return px_oom(L, "starting a task");
   return 0;
 }
 
@@ -480,7 +480,7 @@ static int l_async(lua_State *L) {
   px_vm *vm = px_vm_of(L);
   int n = lua_gettop(L);
   px_handle *h = px_handle_new(vm->rt, 1);
-  if (!h) return luaL_error(L, "out of memory");
+  if (!h) return px_oom(L, "async");
   lua_State *co = lua_newthread(L);
   lua_insert(L, 1);
   lua_xmove(L, co, n); /* fn and args move to co; co stays at 1 */
@@ -495,7 +495,7 @@ static int l_async(lua_State *L) {
   if (!t) {
     px_shared_release(&h->hdr);
     px_shared_release(&h->hdr);
-    return luaL_error(L, "out of memory");
+    return px_oom(L, "async");
   }
   h->task = t;
   px_shared_push(L, &h->hdr);
@@ -550,7 +550,7 @@ static int l_cancel(lua_State *L) {
     cancel_on_vm(vm, h);
   } else if (target) {
     cancel_msg *m = calloc(1, sizeof *m);
-    if (!m) return luaL_error(L, "out of memory");
+    if (!m) return px_oom(L, "cancel");
     m->w.deliver = cancel_deliver;
     m->h = h;
     px_shared_retain(&h->hdr);
@@ -585,7 +585,7 @@ static int l_wait_any(lua_State *L) {
   if (n == 0) return luaL_argerror(L, 1, "no tasks to wait for");
   px_handle *stackbuf[16];
   px_handle **hs = n <= 16 ? stackbuf : malloc(sizeof *hs * (size_t)n);
-  if (!hs) return luaL_error(L, "out of memory");
+  if (!hs) return px_oom(L, "wait");
   for (int i = 0; i < n; i++) {
     lua_rawgeti(L, 1, i + 1);
     hs[i] = (px_handle *)px_shared_test(L, -1, &px_handle_type);
@@ -701,7 +701,7 @@ static int l_sleep(lua_State *L) {
    * (the ~230 bytes per cancelled-then-sleeping task of issue 9). */
   px_check_can_park(L);
   sleeper *s = calloc(1, sizeof *s);
-  if (!s) return luaL_error(L, "out of memory");
+  if (!s) return px_oom(L, "sleep");
   s->w.what = "sleep";
   s->w.deliver = sleeper_deliver;
   s->w.discard = sleeper_discard;
