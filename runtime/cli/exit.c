@@ -7,16 +7,22 @@
  *
  *   - SIGINT, SIGTERM, SIGHUP at their default disposition kill the process
  *     without flushing.  We catch them (only those still at SIG_DFL: a
- *     signal the parent ignored stays ignored), and a small thread flushes
- *     stdout and stderr and then dies by the same signal with the default
- *     action restored, so the parent sees the status it expects (a shell's
- *     128+n, WIFSIGNALED).  The handler itself only writes the signal's
- *     number to a pipe (async-signal-safe); flushing needs the stdio locks,
- *     which the interrupted thread may hold, so it happens on the thread,
- *     which waits for a lock at most FLUSH_WAIT_MS (a writer blocked on a
- *     full pipe holds it for ever) and then dies anyway.  A second signal
- *     while that happens kills at once.  A script that handles one of these
- *     signals itself (parx.signal) replaces our handler for that signal.
+ *     signal the parent ignored stays ignored); the handler writes out what
+ *     the stdout and stderr buffers hold and then dies by the same signal
+ *     with the default action restored, so the parent sees the status it
+ *     expects (a shell's 128+n, WIFSIGNALED).  It calls no stdio function
+ *     (none is async-signal-safe, and the interrupted code may be inside
+ *     one): it waits at most FLUSH_WAIT_MS for another thread to leave the
+ *     stream (ftrylockfile), then writes the bytes between the buffer's
+ *     start and its write pointer with write(2).  glibc moves that pointer
+ *     only after the bytes are in the buffer, so what it writes is always
+ *     output the script produced, even when the handler interrupted an
+ *     fwrite on its own thread; a signal landing inside a flush's write(2),
+ *     before the pointer is reset, can repeat those bytes (the window is one
+ *     system call).  No thread waits for signals: one made every start-up
+ *     about 1 ms slower.  A second signal while the handler waits kills at
+ *     once.  A script that handles one of these signals itself (parx.signal)
+ *     replaces our handler for that signal.
  *
  *   - os.exit or an uncaught error while a worker runs a JIT-compiled loop:
  *     the runtime cannot stop that worker (it reaches no point where it
@@ -27,10 +33,9 @@
  *
  *   - the normal end: exit() flushes.
  */
-#define _GNU_SOURCE /* pipe2 */
 #include <errno.h>
-#include <fcntl.h>
-#include <pthread.h>
+#include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <time.h>
@@ -40,88 +45,66 @@
 
 #define FLUSH_WAIT_MS 500
 
-static int sig_pipe[2] = {-1, -1};
 static volatile sig_atomic_t caught;
 static const int flushed_signals[] = {SIGINT, SIGTERM, SIGHUP};
 
-static void on_signal(int sig) {
-  if (caught) {
-    /* The flush is stuck or slow: die now. */
-    signal(sig, SIG_DFL);
-    raise(sig);
-    return;
+/* Write n bytes of p to fd, waiting at most FLUSH_WAIT_MS in all for room
+ * (a reader that stopped reading must not keep the process alive).  Pieces
+ * of PIPE_BUF: after POLLOUT a pipe takes that much without blocking. */
+static void write_bounded(int fd, const char *p, size_t n) {
+  int left_ms = FLUSH_WAIT_MS;
+  while (n > 0) {
+    struct pollfd pfd = {fd, POLLOUT, 0};
+    int r = poll(&pfd, 1, left_ms);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0 || (pfd.revents & (POLLERR | POLLNVAL))) return;
+    ssize_t w = write(fd, p, n < PIPE_BUF ? n : PIPE_BUF);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;
+    p += w;
+    n -= (size_t)w;
   }
-  caught = sig;
-  int saved = errno;
-  unsigned char b = (unsigned char)sig;
-  if (write(sig_pipe[1], &b, 1) != 1) {
-    signal(sig, SIG_DFL);
-    raise(sig);
-  }
-  errno = saved;
 }
 
-/* Flush f if its lock can be had within FLUSH_WAIT_MS. */
-static void flush_bounded(FILE *f) {
-  for (int i = 0; i < FLUSH_WAIT_MS; i++) {
-    if (ftrylockfile(f) == 0) {
-      fflush(f);
-      funlockfile(f);
-      return;
+/* Write out what f's buffer holds to fd, without stdio (see the top). */
+static void flush_raw(FILE *f, int fd) {
+  int locked = 0;
+  for (int i = 0; i < FLUSH_WAIT_MS && !locked; i++) {
+    locked = ftrylockfile(f) == 0;
+    if (!locked) {
+      struct timespec ms = {0, 1000000L};
+      nanosleep(&ms, NULL);
     }
-    struct timespec ms = {0, 1000000L};
-    nanosleep(&ms, NULL);
   }
+  const char *base = f->_IO_write_base, *ptr = f->_IO_write_ptr;
+  if (base != NULL && ptr > base) write_bounded(fd, base, (size_t)(ptr - base));
+  /* Left locked: the process dies next, and no other thread may write
+   * these bytes again in the meantime. */
 }
 
-static void *flusher(void *arg) {
-  (void)arg;
-  unsigned char b;
-  ssize_t n;
-  while ((n = read(sig_pipe[0], &b, 1)) < 0 && errno == EINTR) {
+static void on_signal(int sig) {
+  if (!caught) {
+    caught = sig;
+    int saved = errno;
+    flush_raw(stdout, STDOUT_FILENO);
+    flush_raw(stderr, STDERR_FILENO);
+    errno = saved;
   }
-  if (n != 1) return NULL;
-  int sig = b;
-  flush_bounded(stdout);
-  flush_bounded(stderr);
+  /* The first signal after flushing, or a second one while the first
+   * waits: die by it. */
   signal(sig, SIG_DFL);
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, sig);
-  pthread_sigmask(SIG_UNBLOCK, &set, NULL);
   raise(sig);
-  _exit(128 + sig); /* not reached: the default action ends the process */
 }
 
 void px_cli_signals_init(void) {
-  /* Close-on-exec: child processes (parx.process, io.popen) must not
-   * inherit it. */
-  if (pipe2(sig_pipe, O_CLOEXEC) != 0) return;
-  /* The flusher must not take these signals itself while it waits, nor
-   * any other: a signal the kernel hands to a thread blocked in read() is
-   * run there, and under ThreadSanitizer only at that thread's next
-   * intercepted call, which never comes (libuv's SIGCHLD was lost and
-   * process.exec hung in make tsan).  It unblocks its own before raise. */
-  sigset_t set, old;
-  sigfillset(&set);
-  pthread_sigmask(SIG_BLOCK, &set, &old);
-  /* A small stack: the flusher only reads a byte and flushes, and a
-   * default 8 MiB stack made every start-up measurably slower. */
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setstacksize(&attr, 128 * 1024);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  pthread_t t;
-  int started = pthread_create(&t, &attr, flusher, NULL) == 0;
-  pthread_attr_destroy(&attr);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (!started) return;
   for (size_t i = 0; i < sizeof flushed_signals / sizeof flushed_signals[0]; i++) {
     struct sigaction sa, prev;
     if (sigaction(flushed_signals[i], NULL, &prev) != 0 || prev.sa_handler != SIG_DFL) continue;
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
+    /* SA_NODEFER: the raise at the end, and a second signal while the
+     * first waits, are delivered at once. */
+    sa.sa_flags = SA_RESTART | SA_NODEFER;
     sigaction(flushed_signals[i], &sa, NULL);
   }
 }

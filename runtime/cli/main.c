@@ -179,6 +179,21 @@ static int require_module(parx_runtime *rt, const char *name) {
   return r;
 }
 
+/* Whether the runtime's first loop can get its descriptors: libuv aborts
+ * the process when the first uv_loop_init cannot make its signal pipe
+ * (after the epoll descriptor), so with three descriptors or fewer left
+ * parx_open would not fail but abort. */
+static int descriptors_left(void) {
+  int p[2];
+  if (pipe(p) != 0) return 0;
+  int d = dup(p[0]);
+  close(p[0]);
+  close(p[1]);
+  if (d < 0) return 0;
+  close(d);
+  return 1;
+}
+
 /* The status to exit with after result r (already reported unless EXIT;
  * a panic was reported by the runtime). */
 static int finish(parx_runtime *rt, int r) {
@@ -201,6 +216,11 @@ int main(int argc, char **argv) {
   }
 
   px_cli_signals_init();
+  if (!descriptors_left()) {
+    fprintf(stderr, "parx: cannot start the runtime: %s\n", strerror(EMFILE));
+    free(c.actions);
+    return 1;
+  }
   parx_options o;
   parx_options_init(&o);
   if (c.workers > 0) o.workers = c.workers;
