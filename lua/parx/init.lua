@@ -15,6 +15,7 @@ local lazy = {
   mutex = "parx.sync", semaphore = "parx.sync", barrier = "parx.sync",
   waitgroup = "parx.sync", atomic = "parx.sync",
   array = "parx.array",
+  dict = "parx.dict",
   timer = "parx.timer", every = "parx.timer",
   fs = "parx.fs", tcp = "parx.tcp", udp = "parx.udp", dns = "parx.dns",
   process = "parx.process", signal = "parx.signal", http = "parx.http",

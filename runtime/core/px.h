@@ -299,7 +299,7 @@ extern const char px_cdata_hook_key;
  * ---------------------------------------------------------------------- */
 #define PX_MODULES(XX)                                                        \
   XX(task) XX(pool) XX(chan) XX(sync) XX(array) XX(timer) XX(fs) XX(tcp)     \
-  XX(udp) XX(dns) XX(process) XX(signal) XX(http) XX(gpu) XX(debug)
+  XX(udp) XX(dns) XX(process) XX(signal) XX(http) XX(gpu) XX(debug) XX(dict)
 
 #define XX(name) int px_open_##name(lua_State *L);
 PX_MODULES(XX)
