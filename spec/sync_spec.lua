@@ -297,3 +297,149 @@ describe("parx.waitgroup", function()
     assert.has_error(function() wg:done() end)
   end)
 end)
+
+describe("parx.event", function()
+  it("wakes every waiter on set, from another worker", function()
+    local ev = parx.event()
+    assert.is_false(ev:is_set())
+    local tasks = {}
+    for i = 1, 4 do tasks[i] = parx.spawn(function(ev) return ev:wait() end, ev) end
+    parx.sleep(0.02)
+    ev:set()
+    for i = 1, 4 do assert.is_true(tasks[i]:join()) end
+    assert.is_true(ev:is_set())
+  end)
+
+  it("lets waits through while set; clear makes them park again", function()
+    local ev = parx.event()
+    ev:set()
+    assert.is_true(ev:wait())
+    assert.is_true(ev:wait(0))
+    ev:clear()
+    assert.is_false(ev:is_set())
+    assert.is_false(ev:wait(0))
+  end)
+
+  it("wait(timeout) returns false when the timeout passes first", function()
+    local ev = parx.event()
+    assert.is_false(ev:wait(0.02))
+    local t = parx.spawn(function(ev) return ev:wait(10) end, ev)
+    parx.sleep(0.02)
+    ev:set()
+    assert.is_true(t:join())
+  end)
+
+  it("a cancelled waiter leaves the queue and its cleanup runs", function()
+    local ev = parx.event()
+    local cleaned = parx.atomic(0)
+    local t = parx.async(function()
+      local ok, err = pcall(ev.wait, ev, 5)
+      cleaned:add(1)
+      error(err, 0)
+    end)
+    parx.sleep(0.02)
+    t:cancel()
+    assert.is_false(pcall(t.join, t))
+    assert.equal(1, cleaned:get())
+    assert.truthy(tostring(ev):match("^parx%.event%(clear%)"))
+    ev:set() -- nobody left to wake
+  end)
+
+  it("is shared by reference with another worker", function()
+    local ev = parx.event()
+    parx.spawn(function(ev) ev:set() end, ev):join()
+    assert.is_true(ev:is_set())
+  end)
+end)
+
+describe("parx.condition", function()
+  it("wait releases the mutex and holds it again when notified", function()
+    local c = parx.condition()
+    local d = parx.dict()
+    local consumers = {}
+    for i = 1, 4 do
+      consumers[i] = parx.spawn(function(c, d)
+        return c:with(function()
+          c:wait_for(function() return (d.items or 0) > 0 end)
+          assert(c:mutex():owned())
+          d.items = d.items - 1
+          return true
+        end)
+      end, c, d)
+    end
+    parx.sleep(0.02)
+    for _ = 1, 4 do
+      c:with(function()
+        d.items = (d.items or 0) + 1
+        c:notify()
+      end)
+    end
+    for i = 1, 4 do assert.is_true(consumers[i]:join()) end
+    assert.equal(0, d.items)
+    assert.is_false(c:mutex():locked())
+  end)
+
+  it("notify_all wakes every waiter; notify(n) at most n", function()
+    local m = parx.mutex()
+    local c = parx.condition(m)
+    local woke = parx.atomic(0)
+    local tasks = {}
+    for i = 1, 3 do
+      tasks[i] = parx.spawn(function(c, woke)
+        c:with(function() c:wait() end)
+        woke:add(1)
+      end, c, woke)
+    end
+    local function waiting() return tonumber(tostring(c):match("%((%d+) waiting")) end
+    while waiting() < 3 do parx.sleep(0.005) end
+    assert.equal(1, c:with(function() return c:notify(1) end))
+    assert.equal(2, c:with(function() return c:notify_all() end))
+    for i = 1, 3 do tasks[i]:join() end
+    assert.equal(3, woke:get())
+    assert.equal(0, m:with(function() return c:notify_all() end))
+  end)
+
+  it("wait(timeout) returns false and holds the mutex again", function()
+    local c = parx.condition()
+    c:lock()
+    assert.is_false(c:wait(0.01))
+    assert.is_true(c:mutex():owned())
+    c:unlock()
+  end)
+
+  it("wait and notify without the mutex raise", function()
+    local c = parx.condition()
+    assert.has_error(function() c:wait() end,
+      "wait on a condition whose mutex this task does not hold (lock it first, or use c:with(fn))")
+    assert.has_error(function() c:notify() end)
+    assert.has_error(function() parx.condition(parx.semaphore()) end)
+  end)
+
+  it("a cancelled waiter's with() re-raises the cancellation, not an unlock error", function()
+    local c = parx.condition()
+    local cleaned = parx.atomic(0)
+    local t = parx.async(function()
+      local ok, err = pcall(c.with, c, function() c:wait() end)
+      cleaned:add(1)
+      error(err, 0)
+    end)
+    parx.sleep(0.02)
+    t:cancel()
+    local ok, err = pcall(t.join, t)
+    assert.is_false(ok)
+    assert.equal(parx.CANCELLED, err)
+    assert.equal(1, cleaned:get())
+    assert.is_false(c:mutex():locked())
+  end)
+end)
+
+describe("parx.mutex owned", function()
+  it("tells whether the calling task holds it", function()
+    local m = parx.mutex()
+    assert.is_false(m:owned())
+    m:lock()
+    assert.is_true(m:owned())
+    assert.is_false(parx.spawn(function(m) return m:owned() end, m):join())
+    m:unlock()
+  end)
+end)

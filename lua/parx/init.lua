@@ -14,6 +14,7 @@ local lazy = {
   channel = "parx.chan", select = "parx.chan",
   mutex = "parx.sync", semaphore = "parx.sync", barrier = "parx.sync",
   waitgroup = "parx.sync", atomic = "parx.sync",
+  event = "parx.sync", condition = "parx.sync",
   array = "parx.array",
   dict = "parx.dict",
   timer = "parx.timer", every = "parx.timer",

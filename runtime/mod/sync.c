@@ -20,60 +20,34 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "../core/px.h"
-
-enum { K_MUTEX, K_SEMAPHORE, K_BARRIER, K_WAITGROUP };
-
-typedef struct swaiter swaiter;
-typedef struct px_sync px_sync;
-
-struct swaiter {
-  px_wait w;              /* first: the scheduler's record */
-  swaiter *prev, *next;   /* in obj's queue; guarded by obj->lock */
-  swaiter *wake_next;     /* the waker's local list */
-  px_sync *obj;           /* one reference while parked */
-  int queued;             /* guarded by obj->lock */
-  long value;             /* barrier: this party's arrival number;
-                             semaphore: the permits it waits for */
-};
-
-struct px_sync {
-  px_shared hdr;          /* first: shared-object header */
-  pthread_mutex_t lock;   /* guards everything below */
-  int kind;
-  swaiter *first, *last;
-  void *owner;            /* mutex: the holding task (or coroutine) */
-  long count;             /* semaphore permits, waitgroup counter,
-                             barrier arrivals in this round */
-  long parties;           /* barrier */
-};
+#include "sync.h"
 
 typedef struct px_atomic {
   px_shared hdr;
   _Atomic int64_t value;
 } px_atomic;
 
-static void sync_free(px_shared *obj) {
+void px_sync_free(px_shared *obj) {
   px_sync *s = (px_sync *)obj;
+  if (s->mutex) px_shared_release(&s->mutex->hdr);
   pthread_mutex_destroy(&s->lock);
   free(s);
 }
 
 static void atomic_free(px_shared *obj) { free(obj); }
-static void sync_push(lua_State *L, px_shared *obj);
 
 static px_shared_type types[] = {
-  {"parx.mutex", sync_free, sync_push, 0},
-  {"parx.semaphore", sync_free, sync_push, 0},
-  {"parx.barrier", sync_free, sync_push, 0},
-  {"parx.waitgroup", sync_free, sync_push, 0},
-  {"parx.atomic", atomic_free, sync_push, 0},
+  {"parx.mutex", px_sync_free, px_sync_push, 0},
+  {"parx.semaphore", px_sync_free, px_sync_push, 0},
+  {"parx.barrier", px_sync_free, px_sync_push, 0},
+  {"parx.waitgroup", px_sync_free, px_sync_push, 0},
+  {"parx.atomic", atomic_free, px_sync_push, 0},
 };
 #define T_ATOMIC 4
 
 /* Objects arriving through the marshaller in a VM that never loaded
  * parx.sync: load it (it installs the methods), then push the proxy. */
-static void sync_push(lua_State *L, px_shared *obj) {
+void px_sync_push(lua_State *L, px_shared *obj) {
   luaL_getmetatable(L, obj->type->name);
   int ready = 0;
   if (lua_istable(L, -1)) {
@@ -91,21 +65,25 @@ static void sync_push(lua_State *L, px_shared *obj) {
 }
 
 /* Methods are closures with the metatable as upvalue 1: one comparison. */
-static px_shared *check_obj(lua_State *L, int kind) {
+static px_shared *check_obj(lua_State *L, const px_shared_type *type) {
   void *p = lua_touserdata(L, 1);
   if (p && lua_getmetatable(L, 1)) {
     int same = lua_rawequal(L, -1, lua_upvalueindex(1));
     lua_pop(L, 1);
     if (same && *(px_shared **)p) return *(px_shared **)p;
   }
-  return px_shared_check(L, 1, &types[kind]);
+  return px_shared_check(L, 1, type);
 }
 
-static px_sync *check_sync(lua_State *L, int kind) { return (px_sync *)check_obj(L, kind); }
+px_sync *px_sync_check(lua_State *L, const px_shared_type *type) {
+  return (px_sync *)check_obj(L, type);
+}
+
+static px_sync *check_sync(lua_State *L, int kind) { return px_sync_check(L, &types[kind]); }
 
 /* ---- the wait queue ---------------------------------------------------- */
 
-static void enqueue(px_sync *s, swaiter *w) {
+void px_sync_enqueue(px_sync *s, swaiter *w) {
   w->next = NULL;
   w->prev = s->last;
   if (s->last) s->last->next = w;
@@ -124,7 +102,7 @@ static void unlink_waiter(px_sync *s, swaiter *w) {
 }
 
 /* Pop the first waiter onto the wake list (lock held). */
-static swaiter *grant_first(px_sync *s, swaiter **wake) {
+swaiter *px_sync_grant_first(px_sync *s, swaiter **wake) {
   swaiter *w = s->first;
   if (!w) return NULL;
   unlink_waiter(s, w);
@@ -133,7 +111,7 @@ static swaiter *grant_first(px_sync *s, swaiter **wake) {
   return w;
 }
 
-static void wake_all(swaiter *list) {
+void px_sync_wake_all(swaiter *list) {
   while (list) {
     swaiter *next = list->wake_next; /* list is freed once delivered */
     px_wake(&list->w);
@@ -141,7 +119,20 @@ static void wake_all(swaiter *list) {
   }
 }
 
-static void waiter_free(swaiter *w) {
+static void timer_closed(uv_handle_t *h) {
+  swaiter *w = h->data;
+  px_shared_release(&w->obj->hdr);
+  free(w);
+}
+
+/* On the waiting task's VM thread whenever the waiter parked with a timer
+ * (deliver, discard and cancel run there). */
+void px_sync_waiter_free(swaiter *w) {
+  if (w->has_timer) {
+    w->timer.data = w;
+    uv_close((uv_handle_t *)&w->timer, timer_closed);
+    return;
+  }
   px_shared_release(&w->obj->hdr);
   free(w);
 }
@@ -153,18 +144,20 @@ static void waiter_free(swaiter *w) {
 static void sem_grant(px_sync *s, swaiter **wake) {
   while (s->first && s->count >= s->first->value) {
     s->count -= s->first->value;
-    grant_first(s, wake);
+    px_sync_grant_first(s, wake);
   }
 }
 
 /* Pass on what a cancelled waiter was granted (lock held). */
 static void pass_on(px_sync *s, swaiter **wake) {
   if (s->kind == K_MUTEX) {
-    swaiter *next = grant_first(s, wake);
+    swaiter *next = px_sync_grant_first(s, wake);
     s->owner = next ? (void *)next->w.task : NULL;
+  } else if (s->kind == K_COND) {
+    px_sync_grant_first(s, wake); /* a notify is not lost on it */
   }
   /* semaphore: the caller gives the permits back (sem_grant);
-   * barrier, waitgroup: nothing was taken */
+   * barrier, waitgroup, event: nothing was taken */
 }
 
 static int w_deliver(lua_State *co, px_wait *pw) {
@@ -173,8 +166,11 @@ static int w_deliver(lua_State *co, px_wait *pw) {
   if (w->obj->kind == K_BARRIER) {
     lua_pushinteger(co, w->value);
     n = 1;
+  } else if (w->obj->kind >= K_EVENT) {
+    lua_pushboolean(co, !w->timed_out);
+    n = 1;
   }
-  waiter_free(w);
+  px_sync_waiter_free(w);
   return n;
 }
 
@@ -183,15 +179,17 @@ static void w_discard(px_wait *pw) {
   px_sync *s = w->obj;
   swaiter *wake = NULL;
   pthread_mutex_lock(&s->lock);
-  if (s->kind == K_SEMAPHORE) {
+  if (w->timed_out) {
+    /* the timer unqueued it: it was granted nothing */
+  } else if (s->kind == K_SEMAPHORE) {
     s->count += w->value; /* the permits it was granted */
     sem_grant(s, &wake);
   } else {
     pass_on(s, &wake);
   }
   pthread_mutex_unlock(&s->lock);
-  wake_all(wake);
-  waiter_free(w);
+  px_sync_wake_all(wake);
+  px_sync_waiter_free(w);
 }
 
 static int w_cancel(px_wait *pw) {
@@ -200,7 +198,8 @@ static int w_cancel(px_wait *pw) {
   pthread_mutex_lock(&s->lock);
   if (!w->queued) {
     pthread_mutex_unlock(&s->lock);
-    return 0; /* granted: the wake is on its way, discard() passes it on */
+    return 0; /* granted or timed out: the wake is on its way, discard()
+                 passes on what was granted */
   }
   unlink_waiter(s, w);
   if (s->kind == K_BARRIER) s->count--; /* this party leaves the round */
@@ -208,9 +207,36 @@ static int w_cancel(px_wait *pw) {
   swaiter *wake = NULL;
   if (s->kind == K_SEMAPHORE) sem_grant(s, &wake);
   pthread_mutex_unlock(&s->lock);
-  wake_all(wake);
-  waiter_free(w);
+  px_sync_wake_all(wake);
+  px_sync_waiter_free(w);
   return 1;
+}
+
+static void timer_fired(uv_timer_t *t) {
+  swaiter *w = t->data;
+  px_sync *s = w->obj;
+  pthread_mutex_lock(&s->lock);
+  int queued = w->queued;
+  if (queued) {
+    unlink_waiter(s, w);
+    w->timed_out = 1;
+  }
+  pthread_mutex_unlock(&s->lock);
+  if (queued) px_wake(&w->w);
+}
+
+int px_sync_park(lua_State *L, swaiter *w, uint64_t timeout_ms) {
+  if (timeout_ms != UINT64_MAX) {
+    /* The timer runs on this VM's loop, so it cannot fire before the task
+     * has yielded; deliver, discard or cancel close it (waiter_free). */
+    uv_loop_t *loop = px_vm_loop(px_vm_of(L));
+    uv_update_time(loop);
+    uv_timer_init(loop, &w->timer);
+    w->timer.data = w;
+    w->has_timer = 1;
+    uv_timer_start(&w->timer, timer_fired, timeout_ms, 0);
+  }
+  return px_park(L, &w->w);
 }
 
 static int prepare_call(lua_State *L) {
@@ -220,7 +246,7 @@ static int prepare_call(lua_State *L) {
 
 /* A waiter for L's task, prepared (so it may be queued and woken at once).
  * Raises, allocating nothing, when L cannot park. */
-static swaiter *new_waiter(lua_State *L, px_sync *s, const char *what) {
+swaiter *px_sync_new_waiter(lua_State *L, px_sync *s, const char *what) {
   swaiter *w = calloc(1, sizeof *w);
   if (!w) px_oom(L, "sync wait");
   w->w.what = what;
@@ -238,16 +264,15 @@ static swaiter *new_waiter(lua_State *L, px_sync *s, const char *what) {
   return w;
 }
 
-static void *current_owner(lua_State *L) {
+void *px_sync_owner(lua_State *L) {
   px_task *t = px_task_current(L);
   return t ? (void *)t : (void *)L;
 }
 
 /* ---- mutex ---------------------------------------------------------------- */
 
-static int mutex_lock(lua_State *L) {
-  px_sync *s = check_sync(L, K_MUTEX);
-  void *me = current_owner(L);
+int px_sync_mutex_lock(lua_State *L, px_sync *s) {
+  void *me = px_sync_owner(L);
   pthread_mutex_lock(&s->lock);
   if (!s->owner) {
     s->owner = me;
@@ -257,22 +282,24 @@ static int mutex_lock(lua_State *L) {
   int mine = s->owner == me;
   pthread_mutex_unlock(&s->lock);
   if (mine) return luaL_error(L, "mutex is already locked by this task (it is not recursive)");
-  swaiter *w = new_waiter(L, s, "mutex lock");
+  swaiter *w = px_sync_new_waiter(L, s, "mutex lock");
   pthread_mutex_lock(&s->lock);
   if (!s->owner) {
     s->owner = me;
     pthread_mutex_unlock(&s->lock);
-    waiter_free(w);
+    px_sync_waiter_free(w);
     return 0;
   }
-  enqueue(s, w);
+  px_sync_enqueue(s, w);
   pthread_mutex_unlock(&s->lock);
   return px_park(L, &w->w);
 }
 
+static int mutex_lock(lua_State *L) { return px_sync_mutex_lock(L, check_sync(L, K_MUTEX)); }
+
 static int mutex_try_lock(lua_State *L) {
   px_sync *s = check_sync(L, K_MUTEX);
-  void *me = current_owner(L);
+  void *me = px_sync_owner(L);
   pthread_mutex_lock(&s->lock);
   int got = s->owner == NULL;
   if (got) s->owner = me;
@@ -281,22 +308,38 @@ static int mutex_try_lock(lua_State *L) {
   return 1;
 }
 
-static int mutex_unlock(lua_State *L) {
-  px_sync *s = check_sync(L, K_MUTEX);
-  void *me = current_owner(L);
+int px_sync_mutex_unlock(px_sync *s, void *me) {
   swaiter *wake = NULL;
   pthread_mutex_lock(&s->lock);
   if (s->owner != me) {
     int locked = s->owner != NULL;
     pthread_mutex_unlock(&s->lock);
-    return luaL_error(L, locked ? "unlock of a mutex held by another task"
-                                : "unlock of a mutex that is not locked");
+    return locked ? -2 : -1;
   }
-  swaiter *next = grant_first(s, &wake);
+  swaiter *next = px_sync_grant_first(s, &wake);
   s->owner = next ? (void *)next->w.task : NULL; /* handed over, FIFO */
   pthread_mutex_unlock(&s->lock);
-  wake_all(wake);
+  px_sync_wake_all(wake);
   return 0;
+}
+
+static int mutex_unlock(lua_State *L) {
+  px_sync *s = check_sync(L, K_MUTEX);
+  int rc = px_sync_mutex_unlock(s, px_sync_owner(L));
+  if (rc == -2) return luaL_error(L, "unlock of a mutex held by another task");
+  if (rc == -1) return luaL_error(L, "unlock of a mutex that is not locked");
+  return 0;
+}
+
+/* m:owned(): whether the calling task holds m. */
+static int mutex_owned(lua_State *L) {
+  px_sync *s = check_sync(L, K_MUTEX);
+  void *me = px_sync_owner(L);
+  pthread_mutex_lock(&s->lock);
+  int mine = s->owner == me;
+  pthread_mutex_unlock(&s->lock);
+  lua_pushboolean(L, mine);
+  return 1;
 }
 
 static int mutex_locked(lua_State *L) {
@@ -336,16 +379,16 @@ static int sem_acquire(lua_State *L) {
     return 0;
   }
   pthread_mutex_unlock(&s->lock);
-  swaiter *w = new_waiter(L, s, "semaphore acquire");
+  swaiter *w = px_sync_new_waiter(L, s, "semaphore acquire");
   w->value = n;
   pthread_mutex_lock(&s->lock);
   if (s->count >= n && !s->first) {
     s->count -= n;
     pthread_mutex_unlock(&s->lock);
-    waiter_free(w);
+    px_sync_waiter_free(w);
     return 0;
   }
-  enqueue(s, w);
+  px_sync_enqueue(s, w);
   pthread_mutex_unlock(&s->lock);
   return px_park(L, &w->w);
 }
@@ -375,7 +418,7 @@ static int sem_release(lua_State *L) {
   s->count += n;
   sem_grant(s, &wake);
   pthread_mutex_unlock(&s->lock);
-  wake_all(wake);
+  px_sync_wake_all(wake);
   return 0;
 }
 
@@ -400,30 +443,30 @@ static int barrier_wait(lua_State *L) {
     long index = s->parties;
     s->count = 0;
     swaiter *w;
-    while ((w = grant_first(s, &wake))) {
+    while ((w = px_sync_grant_first(s, &wake))) {
     }
     pthread_mutex_unlock(&s->lock);
-    wake_all(wake);
+    px_sync_wake_all(wake);
     lua_pushinteger(L, index);
     return 1;
   }
   pthread_mutex_unlock(&s->lock);
-  swaiter *w = new_waiter(L, s, "barrier wait");
+  swaiter *w = px_sync_new_waiter(L, s, "barrier wait");
   pthread_mutex_lock(&s->lock);
   if (s->count + 1 == s->parties) { /* the others came meanwhile */
     long index = s->parties;
     s->count = 0;
     swaiter *o;
-    while ((o = grant_first(s, &wake))) {
+    while ((o = px_sync_grant_first(s, &wake))) {
     }
     pthread_mutex_unlock(&s->lock);
-    wake_all(wake);
-    waiter_free(w);
+    px_sync_wake_all(wake);
+    px_sync_waiter_free(w);
     lua_pushinteger(L, index);
     return 1;
   }
   w->value = ++s->count;
-  enqueue(s, w);
+  px_sync_enqueue(s, w);
   pthread_mutex_unlock(&s->lock);
   return px_park(L, &w->w);
 }
@@ -447,10 +490,10 @@ static int wg_add_n(lua_State *L, px_sync *s, lua_Number d) {
   }
   s->count = n;
   if (n == 0)
-    while (grant_first(s, &wake)) {
+    while (px_sync_grant_first(s, &wake)) {
     }
   pthread_mutex_unlock(&s->lock);
-  wake_all(wake);
+  px_sync_wake_all(wake);
   lua_pushinteger(L, n);
   return 1;
 }
@@ -471,14 +514,14 @@ static int wg_wait(lua_State *L) {
   long n = s->count;
   pthread_mutex_unlock(&s->lock);
   if (n == 0) return 0;
-  swaiter *w = new_waiter(L, s, "waitgroup wait");
+  swaiter *w = px_sync_new_waiter(L, s, "waitgroup wait");
   pthread_mutex_lock(&s->lock);
   if (s->count == 0) {
     pthread_mutex_unlock(&s->lock);
-    waiter_free(w);
+    px_sync_waiter_free(w);
     return 0;
   }
-  enqueue(s, w);
+  px_sync_enqueue(s, w);
   pthread_mutex_unlock(&s->lock);
   return px_park(L, &w->w);
 }
@@ -494,7 +537,7 @@ static int wg_count(lua_State *L) {
 
 /* ---- atomic --------------------------------------------------------------- */
 
-static px_atomic *check_atomic(lua_State *L) { return (px_atomic *)check_obj(L, T_ATOMIC); }
+static px_atomic *check_atomic(lua_State *L) { return (px_atomic *)check_obj(L, &types[T_ATOMIC]); }
 
 /* Lua numbers are doubles: integers are exact up to 2^53. */
 static int64_t check_int64(lua_State *L, int idx) {
@@ -550,15 +593,21 @@ static long check_count(lua_State *L, int idx, long min, long dflt, const char *
   return (long)n;
 }
 
-static int new_sync(lua_State *L, int kind, long count, long parties) {
+px_sync *px_sync_new(lua_State *L, const px_shared_type *type, int kind, long count,
+                     long parties) {
   px_sync *s = calloc(1, sizeof *s);
-  if (!s) return px_oom(L, "sync object");
-  px_shared_init(&s->hdr, &types[kind]);
+  if (!s) px_oom(L, "sync object");
+  px_shared_init(&s->hdr, type);
   pthread_mutex_init(&s->lock, NULL);
   s->kind = kind;
   s->count = count;
   s->parties = parties;
   px_shared_push(L, &s->hdr);
+  return s;
+}
+
+static int new_sync(lua_State *L, int kind, long count, long parties) {
+  px_sync_new(L, &types[kind], kind, count, parties);
   return 1;
 }
 
@@ -610,7 +659,7 @@ static int l_tostring(lua_State *L) {
 }
 
 static const luaL_Reg mutex_m[] = {{"lock", mutex_lock}, {"unlock", mutex_unlock},
-  {"try_lock", mutex_try_lock}, {"locked", mutex_locked}, {NULL, NULL}};
+  {"try_lock", mutex_try_lock}, {"locked", mutex_locked}, {"owned", mutex_owned}, {NULL, NULL}};
 static const luaL_Reg sem_m[] = {{"acquire", sem_acquire}, {"release", sem_release},
   {"try_acquire", sem_try_acquire}, {"value", sem_value}, {NULL, NULL}};
 static const luaL_Reg barrier_m[] = {{"wait", barrier_wait}, {"parties", barrier_parties}, {NULL, NULL}};
@@ -639,6 +688,7 @@ int px_open_sync(lua_State *L) {
     lua_setfield(L, -2, short_names[k]);
   }
   lua_setfield(L, -2, "metatables");
+  px_sync_open_events(L);
   static const luaL_Reg ctors[] = {{"mutex", l_mutex}, {"semaphore", l_semaphore},
     {"barrier", l_barrier}, {"waitgroup", l_waitgroup}, {"atomic", l_atomic}, {NULL, NULL}};
   for (const luaL_Reg *r = ctors; r->name; r++) {
