@@ -17,6 +17,7 @@ local lazy = {
   event = "parx.sync", condition = "parx.sync",
   array = "parx.array",
   dict = "parx.dict",
+  scope = "parx.scope", is_error_group = "parx.scope",
   timer = "parx.timer", every = "parx.timer",
   fs = "parx.fs", tcp = "parx.tcp", udp = "parx.udp", dns = "parx.dns",
   process = "parx.process", signal = "parx.signal", http = "parx.http",

@@ -57,6 +57,11 @@ end
 -- gather({t1, t2, ...}) -> a list of them.  The first error raised by any
 -- task is raised here and the tasks still running are cancelled.
 function M.gather(...)
+  local nargs = select("#", ...)
+  local opts = nargs > 1 and select(nargs, ...)
+  if type(opts) == "table" and not is_task(opts) and opts[1] == nil then
+    return require("parx.scope").gather(opts, unpack({...}, 1, nargs - 1))
+  end
   local list, as_table = {...}, false
   if select("#", ...) == 1 and not is_task(list[1]) and type(list[1]) == "table" then
     list, as_table = list[1], true
