@@ -263,7 +263,7 @@ static int encode(lua_State *L, int idx, dval *v) {
     v->tag = V_MSG;
     return 0;
   }
-  lua_pushliteral(L, "not enough memory");
+  lua_pushliteral(L, "dict: not enough memory");
   return -1;
 }
 
@@ -442,7 +442,7 @@ static int raise_encode(lua_State *L) {
 }
 
 static void check_write(lua_State *L, int rc) {
-  if (rc < 0) luaL_error(L, "not enough memory");
+  if (rc < 0) px_oom(L, "dict");
 }
 
 /* d:get(k[, default]): k's value (a copy), or default (nil) when absent. */
@@ -452,7 +452,7 @@ static int l_get(lua_State *L) {
   check_key(L, 2, &k);
   dval v;
   uint64_t version;
-  if (read_entry(d, &k, &v, &version) != 0) return luaL_error(L, "not enough memory");
+  if (read_entry(d, &k, &v, &version) != 0) return px_oom(L, "dict");
   if (v.tag == V_NONE) {
     lua_settop(L, 3);
     return 1;
@@ -492,7 +492,7 @@ static int l_pop(lua_State *L) {
   for (;;) {
     dval v;
     uint64_t version;
-    if (read_entry(d, &k, &v, &version) != 0) return luaL_error(L, "not enough memory");
+    if (read_entry(d, &k, &v, &version) != 0) return px_oom(L, "dict");
     if (v.tag == V_NONE) {
       lua_settop(L, 3);
       return 1;
@@ -514,7 +514,7 @@ static int l_getv(lua_State *L) {
   check_key(L, 2, &k);
   dval v;
   uint64_t version;
-  if (read_entry(d, &k, &v, &version) != 0) return luaL_error(L, "not enough memory");
+  if (read_entry(d, &k, &v, &version) != 0) return px_oom(L, "dict");
   push_dval(L, &v);
   lua_pushnumber(L, (lua_Number)version); /* < 2^53 writes per shard */
   return 2;
@@ -654,7 +654,7 @@ static int l_keys(lua_State *L) {
   keyset ks;
   if (collect(d, &ks) != 0) {
     keyset_free(&ks);
-    return luaL_error(L, "not enough memory");
+    return px_oom(L, "dict");
   }
   int status = px_cpcall(L, push_keys, &ks, 1);
   keyset_free(&ks);
@@ -670,7 +670,7 @@ static int l_tostring(lua_State *L) {
 
 static int l_new(lua_State *L) {
   px_dict *d = calloc(1, sizeof *d);
-  if (!d) return luaL_error(L, "not enough memory");
+  if (!d) return px_oom(L, "dict");
   px_shared_init(&d->hdr, &dict_type);
   for (int i = 0; i < SHARDS; i++) pthread_mutex_init(&d->shards[i].lock, NULL);
   atomic_init(&d->seq, 1);
