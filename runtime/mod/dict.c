@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/px.h"
+#include "sync.h" /* px_sync_push_face */
 
 #define SHARDS 16
 #define SMALL 64 /* values up to this many bytes are copied on the stack */
@@ -106,22 +106,7 @@ static px_shared_type dict_type = {"parx.dict", dict_free, dict_push, 0};
 
 /* Objects arriving through the marshaller in a VM that never loaded
  * parx.dict: load it (it installs the Lua methods), then push the proxy. */
-static void dict_push(lua_State *L, px_shared *obj) {
-  luaL_getmetatable(L, dict_type.name);
-  int ready = 0;
-  if (lua_istable(L, -1)) {
-    lua_getfield(L, -1, "__parx_ready");
-    ready = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  if (!ready) {
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "parx.dict");
-    if (lua_pcall(L, 1, 0, 0) != 0) lua_pop(L, 1);
-  }
-  px_shared_push(L, obj);
-}
+static void dict_push(lua_State *L, px_shared *obj) { px_sync_push_face(L, obj, "parx.dict"); }
 
 /* Methods are closures with the metatable as upvalue 1: one comparison. */
 static px_dict *check_dict(lua_State *L) {
@@ -445,14 +430,20 @@ static void check_write(lua_State *L, int rc) {
   if (rc < 0) px_oom(L, "dict");
 }
 
+/* The dict at 1 and a copy of the value of key 2, or raise. */
+static px_dict *read_arg(lua_State *L, dkey *k, dval *v, uint64_t *version) {
+  px_dict *d = check_dict(L);
+  check_key(L, 2, k);
+  if (read_entry(d, k, v, version) != 0) px_oom(L, "dict");
+  return d;
+}
+
 /* d:get(k[, default]): k's value (a copy), or default (nil) when absent. */
 static int l_get(lua_State *L) {
-  px_dict *d = check_dict(L);
   dkey k;
-  check_key(L, 2, &k);
   dval v;
   uint64_t version;
-  if (read_entry(d, &k, &v, &version) != 0) return px_oom(L, "dict");
+  read_arg(L, &k, &v, &version);
   if (v.tag == V_NONE) {
     lua_settop(L, 3);
     return 1;
@@ -486,13 +477,11 @@ static int l_set(lua_State *L) {
 
 /* d:pop(k[, default]): remove k and return its value (default if absent). */
 static int l_pop(lua_State *L) {
-  px_dict *d = check_dict(L);
-  dkey k;
-  check_key(L, 2, &k);
   for (;;) {
+    dkey k;
     dval v;
     uint64_t version;
-    if (read_entry(d, &k, &v, &version) != 0) return px_oom(L, "dict");
+    px_dict *d = read_arg(L, &k, &v, &version);
     if (v.tag == V_NONE) {
       lua_settop(L, 3);
       return 1;
@@ -509,12 +498,10 @@ static int l_pop(lua_State *L) {
 
 /* _getv(d, k) -> value (nil: absent), version: the read half of update. */
 static int l_getv(lua_State *L) {
-  px_dict *d = check_dict(L);
   dkey k;
-  check_key(L, 2, &k);
   dval v;
   uint64_t version;
-  if (read_entry(d, &k, &v, &version) != 0) return px_oom(L, "dict");
+  read_arg(L, &k, &v, &version);
   push_dval(L, &v);
   lua_pushnumber(L, (lua_Number)version); /* < 2^53 writes per shard */
   return 2;

@@ -206,21 +206,10 @@ void px_sync_open_events(lua_State *L) {
   static const luaL_Reg cond_m[] = {{"_wait", cond_wait}, {"_relock", cond_relock},
     {"notify", cond_notify}, {"notify_all", cond_notify_all}, {"mutex", cond_mutex},
     {NULL, NULL}};
-  static const luaL_Reg *methods[] = {event_m, cond_m};
-  static const char *names[] = {"event", "condition"};
+  static const luaL_Reg *const methods[] = {event_m, cond_m};
+  static const char *const names[] = {"event", "condition"};
   lua_getfield(L, -1, "metatables");
-  for (int k = 0; k <= T_COND; k++) {
-    px_shared_register(&types[k]);
-    px_shared_meta(L, &types[k]);
-    for (const luaL_Reg *r = methods[k]; r->name; r++) {
-      lua_pushvalue(L, -1);
-      lua_pushcclosure(L, r->func, 1);
-      lua_setfield(L, -2, r->name);
-    }
-    lua_pushcfunction(L, l_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_setfield(L, -2, names[k]);
-  }
+  px_sync_add_types(L, types, methods, names, T_COND + 1, l_tostring);
   lua_pop(L, 1);
   lua_pushcfunction(L, l_event);
   lua_setfield(L, -2, "event");

@@ -45,9 +45,10 @@ static px_shared_type types[] = {
 };
 #define T_ATOMIC 4
 
-/* Objects arriving through the marshaller in a VM that never loaded
- * parx.sync: load it (it installs the methods), then push the proxy. */
-void px_sync_push(lua_State *L, px_shared *obj) {
+/* Objects arriving through the marshaller in a VM that never loaded their
+ * Lua face (`module`): load it (it installs the methods), then push the
+ * proxy. */
+void px_sync_push_face(lua_State *L, px_shared *obj, const char *module) {
   luaL_getmetatable(L, obj->type->name);
   int ready = 0;
   if (lua_istable(L, -1)) {
@@ -58,11 +59,13 @@ void px_sync_push(lua_State *L, px_shared *obj) {
   lua_pop(L, 1);
   if (!ready) {
     lua_getglobal(L, "require");
-    lua_pushliteral(L, "parx.sync");
+    lua_pushstring(L, module);
     if (lua_pcall(L, 1, 0, 0) != 0) lua_pop(L, 1);
   }
   px_shared_push(L, obj);
 }
+
+void px_sync_push(lua_State *L, px_shared *obj) { px_sync_push_face(L, obj, "parx.sync"); }
 
 /* Methods are closures with the metatable as upvalue 1: one comparison. */
 static px_shared *check_obj(lua_State *L, const px_shared_type *type) {
@@ -668,14 +671,9 @@ static const luaL_Reg wg_m[] = {{"add", wg_add}, {"done", wg_done}, {"wait", wg_
 static const luaL_Reg atomic_m[] = {{"get", at_get}, {"set", at_set}, {"add", at_add},
   {"cas", at_cas}, {"exchange", at_exchange}, {NULL, NULL}};
 
-/* parx.c.sync: constructors plus `metatables`, name -> metatable, where the
- * Lua face (lua/parx/sync.lua) adds its methods and sets __parx_ready. */
-int px_open_sync(lua_State *L) {
-  static const luaL_Reg *methods[] = {mutex_m, sem_m, barrier_m, wg_m, atomic_m};
-  static const char *short_names[] = {"mutex", "semaphore", "barrier", "waitgroup", "atomic"};
-  lua_newtable(L);
-  lua_newtable(L); /* metatables */
-  for (int k = 0; k <= T_ATOMIC; k++) {
+void px_sync_add_types(lua_State *L, px_shared_type *types, const luaL_Reg *const *methods,
+                       const char *const *names, int n, lua_CFunction tostring) {
+  for (int k = 0; k < n; k++) {
     px_shared_register(&types[k]);
     px_shared_meta(L, &types[k]);
     for (const luaL_Reg *r = methods[k]; r->name; r++) {
@@ -683,10 +681,20 @@ int px_open_sync(lua_State *L) {
       lua_pushcclosure(L, r->func, 1);
       lua_setfield(L, -2, r->name);
     }
-    lua_pushcfunction(L, l_tostring);
+    lua_pushcfunction(L, tostring);
     lua_setfield(L, -2, "__tostring");
-    lua_setfield(L, -2, short_names[k]);
+    lua_setfield(L, -2, names[k]);
   }
+}
+
+/* parx.c.sync: constructors plus `metatables`, name -> metatable, where the
+ * Lua face (lua/parx/sync.lua) adds its methods and sets __parx_ready. */
+int px_open_sync(lua_State *L) {
+  static const luaL_Reg *const methods[] = {mutex_m, sem_m, barrier_m, wg_m, atomic_m};
+  static const char *const short_names[] = {"mutex", "semaphore", "barrier", "waitgroup", "atomic"};
+  lua_newtable(L);
+  lua_newtable(L); /* metatables */
+  px_sync_add_types(L, types, methods, short_names, T_ATOMIC + 1, l_tostring);
   lua_setfield(L, -2, "metatables");
   px_sync_open_events(L);
   static const luaL_Reg ctors[] = {{"mutex", l_mutex}, {"semaphore", l_semaphore},

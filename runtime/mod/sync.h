@@ -52,6 +52,13 @@ px_sync *px_sync_new(lua_State *L, const px_shared_type *type, int kind, long co
 /* The px_shared_type push for every sync object: loads parx.sync first. */
 void px_sync_push(lua_State *L, px_shared *obj);
 void px_sync_free(px_shared *obj);
+/* The same for any module whose Lua face `module` finishes its metatable
+ * and sets __parx_ready on it (parx.dict too). */
+void px_sync_push_face(lua_State *L, px_shared *obj, const char *module);
+/* Register n types and make their metatables (methods[k] as closures over
+ * the metatable, __tostring) into the table on top of L, under names[k]. */
+void px_sync_add_types(lua_State *L, px_shared_type *types, const luaL_Reg *const *methods,
+                       const char *const *names, int n, lua_CFunction tostring);
 
 void px_sync_enqueue(px_sync *s, swaiter *w);                  /* lock held */
 swaiter *px_sync_grant_first(px_sync *s, swaiter **wake);      /* lock held */
