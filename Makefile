@@ -18,7 +18,9 @@ WARN := -Wall -Wextra -Wno-unused-parameter
 PKGS := luajit libuv
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) libcurl 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-ALL_CFLAGS := -std=gnu11 -fPIC -pthread $(WARN) $(CFLAGS) $(PKG_CFLAGS) \
+# Symbols are hidden unless parx.h declares them (its visibility pragma);
+# libparx.so exports only what runtime/parx.map lists.
+ALL_CFLAGS := -std=gnu11 -fPIC -fvisibility=hidden -pthread $(WARN) $(CFLAGS) $(PKG_CFLAGS) \
   -I/usr/include/x86_64-linux-gnu -Iruntime -Iruntime/core $(EXTRA_CFLAGS)
 LIBS := $(PKG_LIBS) -ledit -lm -ldl -lpthread $(EXTRA_LIBS)
 LDFLAGS ?=
@@ -71,9 +73,10 @@ $(BUILD)/libparx.a: $(LIB_OBJ) $(LUA_OBJ) $(GEN_OBJ)
 	@echo "  AR $@"
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/libparx.so: $(LIB_OBJ) $(LUA_OBJ) $(GEN_OBJ)
+$(BUILD)/libparx.so: $(LIB_OBJ) $(LUA_OBJ) $(GEN_OBJ) runtime/parx.map
 	@echo "  LD $@"
-	$(Q)$(CC) -shared -o $@ $^ $(LDFLAGS) $(LIBS)
+	$(Q)$(CC) -shared -o $@ $(LIB_OBJ) $(LUA_OBJ) $(GEN_OBJ) -Wl,--version-script=runtime/parx.map \
+	  $(LDFLAGS) $(LIBS)
 
 $(BUILD)/parx: $(CLI_OBJ) $(BUILD)/libparx.a
 	@echo "  LD $@"
@@ -278,7 +281,7 @@ KERNEL_SRC := $(sort $(wildcard kernels/*.cu))
 KERNEL_OBJ := $(KERNEL_SRC:%.cu=$(BUILD)/obj/%.o)
 KERNEL_DEPS := $(wildcard kernels/*.h kernels/*.cuh) runtime/gpu/pxcuda.h runtime/gpu/numeric.h
 GPU_SELFTEST_OBJ := $(BUILD)/obj/kernels/selftest.o $(BUILD)/obj/runtime/gpu/cpu_ops.o \
-  $(BUILD)/obj/runtime/gpu/cpu_blas.o
+  $(BUILD)/obj/runtime/gpu/cpu_blas.o $(BUILD)/obj/runtime/platform/blas.o
 
 .PHONY: gpu gpu-check gpu-selftest bench-gpu install-gpu
 ifneq ($(NVCC),)

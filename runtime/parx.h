@@ -20,6 +20,11 @@
 extern "C" {
 #endif
 
+/* libparx is built with -fvisibility=hidden and an export list
+ * (runtime/parx.map): what this header declares is all a host can link to.
+ * Everything declared between here and the matching pop is exported. */
+#pragma GCC visibility push(default)
+
 #define PARX_VERSION "0.1.0"
 
 /* ======================================================================
@@ -202,6 +207,8 @@ void parx_channel_push(lua_State *L, parx_channel *ch);
 /* Take one from Lua: the channel at idx with a new reference (release it),
  * or NULL if the value is not a channel. */
 parx_channel *parx_channel_get(lua_State *L, int idx);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

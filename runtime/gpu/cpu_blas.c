@@ -1,23 +1,23 @@
 /*
- * cpu_blas.c -- gpu.matmul without a GPU: OpenBLAS (cblas_sgemm/dgemm, all
+ * cpu_blas.c -- gpu.matmul without a GPU: OpenBLAS (px_blas_sgemm/dgemm, all
  * cores through OpenBLAS's own threads).  The half types go through float32
  * (exact widening; products accumulate in float32 as on the GPU) and round
  * back once.  Batches are a loop of single products: each one already uses
  * every core.
  */
-#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gpu.h"
+#include "platform/blas.h"
 
 static void gemm_float(const pxc_gemm *g, const float *a, const float *b, float *c) {
   int lda = g->transa ? (int)g->m : (int)g->k, ldb = g->transb ? (int)g->k : (int)g->n;
   for (int64_t i = 0; i < g->batch; i++)
-    cblas_sgemm(CblasRowMajor, g->transa ? CblasTrans : CblasNoTrans,
-                g->transb ? CblasTrans : CblasNoTrans, (int)g->m, (int)g->n, (int)g->k,
-                (float)g->alpha, a + i * g->stride_a, lda, b + i * g->stride_b, ldb,
-                (float)g->beta, c + i * g->stride_c, (int)g->n);
+    px_blas_sgemm(CblasRowMajor, g->transa ? CblasTrans : CblasNoTrans,
+                  g->transb ? CblasTrans : CblasNoTrans, (int)g->m, (int)g->n, (int)g->k,
+                  (float)g->alpha, a + i * g->stride_a, lda, b + i * g->stride_b, ldb,
+                  (float)g->beta, c + i * g->stride_c, (int)g->n);
 }
 
 static void gemm_double(const pxc_gemm *g) {
@@ -25,10 +25,10 @@ static void gemm_double(const pxc_gemm *g) {
   const double *a = g->a, *b = g->b;
   double *c = g->c;
   for (int64_t i = 0; i < g->batch; i++)
-    cblas_dgemm(CblasRowMajor, g->transa ? CblasTrans : CblasNoTrans,
-                g->transb ? CblasTrans : CblasNoTrans, (int)g->m, (int)g->n, (int)g->k,
-                g->alpha, a + i * g->stride_a, lda, b + i * g->stride_b, ldb, g->beta,
-                c + i * g->stride_c, (int)g->n);
+    px_blas_dgemm(CblasRowMajor, g->transa ? CblasTrans : CblasNoTrans,
+                  g->transb ? CblasTrans : CblasNoTrans, (int)g->m, (int)g->n, (int)g->k,
+                  g->alpha, a + i * g->stride_a, lda, b + i * g->stride_b, ldb, g->beta,
+                  c + i * g->stride_c, (int)g->n);
 }
 
 /* Elements that batch matrices of `stride` span (a stride of 0 is one). */

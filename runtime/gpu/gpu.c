@@ -3,10 +3,10 @@
  * gpu.device().  The other functions live in devarray.c, ops.c and
  * matmul.c; lua/parx/gpu.lua is the Lua face.
  */
-#include <cblas.h>
 #include <stdio.h>
 
 #include "gpu.h"
+#include "platform/blas.h"
 
 static int gpu_available(lua_State *L) {
   const px_gpu_backend *b = px_gpu_backend_get();
@@ -38,10 +38,10 @@ static int gpu_device(lua_State *L) {
   lua_newtable(L);
   if (!b->cuda) {
     char name[64];
-    snprintf(name, sizeof name, "CPU (OpenBLAS, %d threads)", openblas_get_num_threads());
+    snprintf(name, sizeof name, "CPU (OpenBLAS, %d threads)", px_blas_threads());
     set_string(L, "name", name);
     set_string(L, "backend", "cpu");
-    set_number(L, "threads", openblas_get_num_threads());
+    set_number(L, "threads", px_blas_threads());
     set_string(L, "reason", b->reason);
     return 1;
   }

@@ -35,7 +35,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include <curl/curl.h>
+#include "platform/curl.h" /* libcurl under px_curl_* names */
 
 enum { OP_PARKED, OP_WOKEN, OP_DETACHED };
 

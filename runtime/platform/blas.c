@@ -2,11 +2,13 @@
  *
  * OpenBLAS starts its thread pool when it is loaded; linking it would make
  * every `parx -e ''` pay for that (and map libgfortran).  The CPU path of
- * gpu.matmul calls these, defined with cblas.h's prototypes, which open the
- * library the first time.  If it cannot be opened, a plain C loop gives the
- * same results slowly, after one warning on stderr.
+ * gpu.matmul calls px_blas_* (blas.h: cblas.h's arguments under parx's
+ * names, so that libparx exports no BLAS symbol), which open the library
+ * the first time.  If it cannot be opened, a plain C loop gives the same
+ * results slowly, after one warning on stderr.
  */
-#include <cblas.h>
+#include "blas.h"
+
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -47,12 +49,9 @@ static void load(void) {
       C[i * ldc + j] = (T)(alpha * acc + (beta == 0 ? 0 : beta * C[i * ldc + j])); \
     }
 
-void cblas_sgemm(OPENBLAS_CONST CBLAS_ORDER order, OPENBLAS_CONST CBLAS_TRANSPOSE ta,
-                 OPENBLAS_CONST CBLAS_TRANSPOSE tb, OPENBLAS_CONST blasint M,
-                 OPENBLAS_CONST blasint N, OPENBLAS_CONST blasint K, OPENBLAS_CONST float alpha,
-                 OPENBLAS_CONST float *A, OPENBLAS_CONST blasint lda, OPENBLAS_CONST float *B,
-                 OPENBLAS_CONST blasint ldb, OPENBLAS_CONST float beta, float *C,
-                 OPENBLAS_CONST blasint ldc) {
+void px_blas_sgemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M,
+                   blasint N, blasint K, float alpha, const float *A, blasint lda,
+                   const float *B, blasint ldb, float beta, float *C, blasint ldc) {
   pthread_once(&once, load);
   if (lib.sgemm) {
     lib.sgemm(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -61,12 +60,9 @@ void cblas_sgemm(OPENBLAS_CONST CBLAS_ORDER order, OPENBLAS_CONST CBLAS_TRANSPOS
   NAIVE(float)
 }
 
-void cblas_dgemm(OPENBLAS_CONST CBLAS_ORDER order, OPENBLAS_CONST CBLAS_TRANSPOSE ta,
-                 OPENBLAS_CONST CBLAS_TRANSPOSE tb, OPENBLAS_CONST blasint M,
-                 OPENBLAS_CONST blasint N, OPENBLAS_CONST blasint K, OPENBLAS_CONST double alpha,
-                 OPENBLAS_CONST double *A, OPENBLAS_CONST blasint lda, OPENBLAS_CONST double *B,
-                 OPENBLAS_CONST blasint ldb, OPENBLAS_CONST double beta, double *C,
-                 OPENBLAS_CONST blasint ldc) {
+void px_blas_dgemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M,
+                   blasint N, blasint K, double alpha, const double *A, blasint lda,
+                   const double *B, blasint ldb, double beta, double *C, blasint ldc) {
   pthread_once(&once, load);
   if (lib.dgemm) {
     lib.dgemm(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -75,7 +71,7 @@ void cblas_dgemm(OPENBLAS_CONST CBLAS_ORDER order, OPENBLAS_CONST CBLAS_TRANSPOS
   NAIVE(double)
 }
 
-int openblas_get_num_threads(void) {
+int px_blas_threads(void) {
   pthread_once(&once, load);
   return lib.threads ? lib.threads() : 1;
 }

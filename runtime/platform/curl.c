@@ -3,15 +3,17 @@
  * Linking libcurl pulls some forty shared libraries (TLS, Kerberos, LDAP,
  * ...) into every process; the dynamic loader then spends most of
  * `parx -e ''` mapping them.  Only parx.http needs curl, so the functions it
- * calls are defined here with curl's own prototypes and forward to the
- * library, opened with dlopen the first time one is called.
+ * calls are defined here with curl's own prototypes, under parx's names
+ * (curl.h maps curl_x to px_curl_x: libparx exports no curl_* symbol), and
+ * forward to the library, opened with dlopen the first time one is called
+ * (dlsym looks up curl's own names: #name is not macro-expanded).
  *
  * The variadic setopt/getinfo functions take exactly one argument whose
  * type curl encodes in the option number (CURLOPTTYPE_*): the argument is
  * read as that type and passed on, as curl itself reads it.
  */
-#define CURL_DISABLE_TYPECHECK 1
-#include <curl/curl.h>
+#include "curl.h"
+
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdarg.h>
