@@ -107,6 +107,16 @@ describe("parx.repl.prepare", function()
     assert.are.equal("incomplete", repl.prepare("f("))
   end)
 
+  it("asks for more input after an unfinished expression", function()
+    assert.are.equal("incomplete", repl.prepare("1 +"))
+    assert.are.equal("incomplete", repl.prepare("x = 1 +"))
+  end)
+
+  it("compiles =expr as return expr, as the Lua 5.1 REPL does", function()
+    assert.are.equal("ok", repl.prepare("=1+1"))
+    assert.are.equal(2, select(2, pcall(repl.pending, function(...) return ... end)))
+  end)
+
   it("reports real syntax errors", function()
     local status, msg = repl.prepare("x = = 1")
     assert.are.equal("error", status)
@@ -126,6 +136,40 @@ describe("parx.repl.complete", function()
     assert.is_true(found)
     assert.are.same({}, repl.complete("no_such_global_xyz.f"))
     assert.are.same({}, repl.complete(":x"))
+  end)
+
+  it("lists the whole parx API, modules loaded on first use included", function()
+    local words = {}
+    for _, w in ipairs(repl.complete("parx.")) do words[w] = true end
+    for _, name in ipairs({ "spawn", "async", "channel", "select", "pool", "mutex", "fs",
+                            "tcp", "http", "gpu", "timer", "array" }) do
+      assert.is_true(words["parx." .. name], name)
+    end
+    assert.are.same({ "parx.channel" }, repl.complete("parx.ch"))
+  end)
+
+  it("hides metamethods and underscore names unless the word starts with _", function()
+    _G.repl_spec_t = setmetatable({ visible = 1, _hidden = 2, __call = 3 }, { __index = { __index = 4 } })
+    assert.are.same({ "repl_spec_t.visible" }, repl.complete("repl_spec_t."))
+    assert.are.same({ "repl_spec_t.__call", "repl_spec_t.__index", "repl_spec_t._hidden" },
+      repl.complete("repl_spec_t._"))
+    for _, w in ipairs(repl.complete("parx.")) do
+      assert.falsy(w:find("parx._", 1, true), w)
+    end
+    _G.repl_spec_t = nil
+  end)
+end)
+
+describe("parx.repl.format of tasks", function()
+  it("shows a task with its state", function()
+    local t = parx.async(function() parx.sleep(0.05) end)
+    assert.truthy(repl.format(t):find("^parx%.task %d+ %(async%): running$"), repl.format(t))
+    t:join()
+    assert.truthy(repl.format(t):find(": done$"), repl.format(t))
+    local f = parx.async(error, "x")
+    f:wait()
+    assert.truthy(repl.format(f):find(": failed$"), repl.format(f))
+    pcall(f.join, f)
   end)
 end)
 
@@ -178,11 +222,30 @@ describe("the REPL on a terminal", function()
     assert.truthy(screen:find('"alive"', 1, true), screen)
   end)
 
-  it("stops waiting for a parked chunk on a second Ctrl-C", function()
-    local code, screen = session("#nowait\nparx.sleep(1000)\n#nowait\n\3\3'back'\n\4")
+  it("Ctrl-C interrupts a parked parx.sleep at once with 'interrupted' and the prompt back", function()
+    local code, screen = session("#nowait\nparx.sleep(1000)\n\3'back'\n\4")
     assert.are.equal(0, code, screen)
-    assert.truthy(screen:find("stopped waiting", 1, true), screen)
+    assert.truthy(screen:find("parx: interrupted", 1, true), screen)
     assert.truthy(screen:find('"back"', 1, true), screen)
+    assert.falsy(screen:find("stopped waiting", 1, true), screen)
+  end)
+
+  it("Ctrl-C interrupts a chunk parked in a channel recv and in a join", function()
+    local code, screen = session(table.concat({
+      -- A sender that sleeps, so the recv waits without a deadlock.
+      "ch = parx.channel() t = parx.async(function() parx.sleep(1000) ch:send(1) end)\n",
+      "#nowait\n", "ch:recv()\n", "\3",
+      "'after recv'\n",
+      "#nowait\n", "t:join()\n", "\3",
+      "'after join'\n",
+      "t:cancel()\n",
+      "\4",
+    }))
+    assert.are.equal(0, code, screen)
+    assert.truthy(screen:find('"after recv"', 1, true), screen)
+    assert.truthy(screen:find('"after join"', 1, true), screen)
+    local _, n = screen:gsub("parx: interrupted", "")
+    assert.are.equal(2, n, screen)
   end)
 
   it("ends on a third Ctrl-C when compiled code cannot be interrupted", function()
@@ -196,6 +259,72 @@ describe("the REPL on a terminal", function()
     local code, screen = session("string.for\t\n\4")
     assert.are.equal(0, code, screen)
     assert.truthy(screen:find("function: builtin", 1, true), screen)
+  end)
+
+  it("completes lazily loaded parx names with Tab", function()
+    local code, screen = session("parx.chann\t\n\4")
+    assert.are.equal(0, code, screen)
+    assert.truthy(screen:find("function: ", 1, true), screen)
+    assert.falsy(screen:find("\nnil\n", 1, true), screen)
+  end)
+
+  it("prints =expr and a runtime error of a statement at stdin:1", function()
+    local code, screen = session("=6*7\nx = nil + 1\n\4")
+    assert.are.equal(0, code, screen)
+    assert.truthy(screen:find("\n42\n", 1, true), screen)
+    assert.truthy(screen:find("stdin:1: attempt to perform arithmetic", 1, true), screen)
+  end)
+
+  it("honours _PROMPT and _PROMPT2", function()
+    local code, screen = session("_PROMPT = 'P> ' _PROMPT2 = 'Q>> '\nfor i = 1, 1 do\nend\n\4")
+    assert.are.equal(0, code, screen)
+    assert.truthy(screen:find("P> for i = 1, 1 do", 1, true), screen)
+    assert.truthy(screen:find("Q>> end", 1, true), screen)
+  end)
+
+  it("reports a background task that failed at the next prompt", function()
+    local code, screen = session(table.concat({
+      "t = parx.async(function() parx.sleep(0.1) error('bg' .. 'fail') end)\n",
+      "#wait-for bgfail\n",
+      "t\n",
+      "\4",
+    }))
+    assert.are.equal(0, code, screen)
+    assert.truthy(screen:find("parx: parx.task %d+ %(async%) failed: stdin:1: bgfail"), screen)
+    assert.truthy(screen:find("parx.task %d+ %(async%): failed"), screen)
+  end)
+
+  it("Ctrl-D with a pending task says what is pending and waits for it", function()
+    local code, screen = session(table.concat({
+      "parx.async(function() parx.sleep(0.5) print('late ' .. 'work done') end) == nil\n",
+      "\4",
+    }))
+    assert.are.equal(0, code, screen)
+    assert.truthy(screen:find("parx: waiting for parx.task %d+ %(async%) to finish"), screen)
+    assert.truthy(screen:find("late work done", 1, true), screen)
+  end)
+
+  it("a second Ctrl-D leaves without waiting for pending tasks", function()
+    local code, screen = session(table.concat({
+      "parx.async(function() parx.sleep(1000) end) == nil\n",
+      "#nowait\n", "\4", "\4",
+    }))
+    assert.are.equal(0, code, screen)
+    assert.truthy(screen:find("waiting for", 1, true), screen)
+  end)
+
+  it("output from a background task does not garble the line being typed", function()
+    local code, screen = session(table.concat({
+      "parx.async(function() parx.sleep(0.5) print('from ' .. 'background') end) == nil\n",
+      "abc\t", -- nothing to complete: the line stays "abc"
+      "#wait-for from background\n",
+      "\n\4",
+    }))
+    assert.are.equal(0, code, screen)
+    assert.falsy(screen:find("abcfrom background", 1, true), screen)
+    -- The line is erased, the output printed, the prompt and line drawn again.
+    assert.truthy(screen:find("\27%[Kfrom background\n"), screen)
+    assert.truthy(screen:find("from background\n[^\n]*> abc"), screen)
   end)
 
   it("exits with os.exit's status", function()

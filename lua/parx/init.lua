@@ -34,6 +34,7 @@ setmetatable(parx, {
     rawset(t, k, v)
     return v
   end,
+  __lazy = lazy, -- the names above, for the REPL's completion
 })
 
 parx.version = "0.1.0"

@@ -10,14 +10,17 @@ local repl = {}
 -- at the prompt may set `table`, `string`, `io`, `tostring` ... to nil or
 -- replace them, and the REPL must still print and report what it runs.
 local type, tostring, pairs, ipairs, next, select = type, tostring, pairs, ipairs, next, select
-local pcall, loadstring = pcall, loadstring
+local pcall, loadstring, setmetatable = pcall, loadstring, setmetatable
 local concat, sort = table.concat, table.sort
 local format, match, find, gsub, sub, gmatch =
   string.format, string.match, string.find, string.gsub, string.sub, string.gmatch
 local floor = math.floor
 -- debug.getmetatable: parx objects hide theirs behind __metatable.
 local getmetatable, rawget = debug.getmetatable, rawget
-local stdout = io.stdout
+local stdout, stderr = io.stdout, io.stderr
+local task = require "parx.task"
+local parx = require "parx"
+local current, spawn, async = task.current, task.spawn, task.async
 
 -- The chunk prepare() compiled, waiting for run_pending() in a task.
 repl.pending = nil
@@ -51,6 +54,17 @@ local function key_less(a, b)
   if ta == "number" or ta == "string" then return a < b end
   if ta == "boolean" then return (a and 1 or 0) < (b and 1 or 0) end
   return tostring(a) < tostring(b)
+end
+
+local function is_task(v)
+  local mt = getmetatable(v)
+  return type(mt) == "table" and rawget(mt, "__name") == "parx.task"
+end
+
+-- A task with its state: "parx.task 2 (async): running".
+local function show_task(t)
+  local ok, status = pcall(t.status, t)
+  return tostring(t) .. ": " .. (ok and status or "?")
 end
 
 local function has_tostring(v)
@@ -119,6 +133,7 @@ function repl.format(value, opts)
   fmt = function(v, depth, indent)
     local tv = type(v)
     if tv == "string" then return quote(v) end
+    if tv == "userdata" and is_task(v) then return show_task(v) end
     if tv == "table" then return fmt_table(v, depth, indent) end
     if tv == "number" then
       if v == floor(v) and v > -1e15 and v < 1e15 then
@@ -152,6 +167,8 @@ end
 function repl.prepare(src, chunkname)
   chunkname = chunkname or "=stdin"
   repl.pending = nil
+  -- "=expr" prints expr, as in the Lua 5.1 REPL.
+  if sub(src, 1, 1) == "=" then src = "return " .. sub(src, 2) end
   -- The expression is an argument rather than a tail call, so that an
   -- error it raises still points at stdin:1 and the traceback keeps its
   -- frame; the newline keeps a trailing comment from eating the ")".
@@ -161,6 +178,9 @@ function repl.prepare(src, chunkname)
   fn, err = loadstring(src, chunkname)
   if fn then repl.pending = fn; return "ok" end
   if incomplete(err) then return "incomplete" end
+  -- An unfinished expression ("1 +") fails as a statement before its end.
+  local _, experr = loadstring("return " .. src, chunkname)
+  if experr and incomplete(experr) then return "incomplete" end
   return "error", err
 end
 
@@ -184,7 +204,8 @@ function repl.complete(word)
     if type(t) ~= "table" or depth > 3 then return end
     for k, v in pairs(t) do
       if type(k) == "string" and not seen[k] and sub(k, 1, #partial) == partial
-        and (match(k, "^[%a_][%w_]*$")) and (sep ~= ":" or type(v) == "function") then
+        and (match(k, "^[%a_][%w_]*$")) and (sep ~= ":" or type(v) == "function")
+        and (sub(k, 1, 1) ~= "_" or sub(partial, 1, 1) == "_") then
         seen[k] = true
         out[#out + 1] = path .. sep .. k
       end
@@ -192,6 +213,17 @@ function repl.complete(word)
     local mt = getmetatable(t)
     if type(mt) == "table" and type(rawget(mt, "__index")) == "table" then
       add_keys(rawget(mt, "__index"), depth + 1)
+    end
+    -- Names loaded on first use (parx.channel): the table lists them in
+    -- its metatable's __lazy, as lua/parx/init.lua does.
+    if type(mt) == "table" and type(rawget(mt, "__lazy")) == "table" then
+      for k in pairs(rawget(mt, "__lazy")) do
+        if type(k) == "string" and not seen[k] and sub(k, 1, #partial) == partial
+          and sep ~= ":" then
+          seen[k] = true
+          out[#out + 1] = path .. sep .. k
+        end
+      end
     end
   end
   if type(scope) == "table" then
@@ -226,8 +258,70 @@ function repl.run_pending()
   local fn = repl.pending
   repl.pending = nil
   repl.finished = false
+  repl.task = current()
   if not fn then repl.finished = true; return end
   return finish(fn(pass))
+end
+
+-- Ctrl-C while the chunk's task is parked (a sleep, a recv, a join):
+-- cancel it, so the wait ends at once.  Called by the C side between two
+-- steps of the loop.  Returns whether there was a task to interrupt.
+function repl.interrupt()
+  local t = repl.task
+  if t == nil or t:done() then return false end
+  return (t:cancel())
+end
+
+-- Tasks started at the prompt, to report their failures at the next prompt
+-- and to say at Ctrl-D what is still running.  Weak: a task the user
+-- dropped and that finished well is forgotten.
+local started = setmetatable({}, {__mode = "k"})
+local order = 0
+
+local function track(t)
+  order = order + 1
+  started[t] = order
+  return t
+end
+
+-- From the REPL's start on, parx.spawn and parx.async of the main VM
+-- remember what they start (the script before it ran without this).
+function repl.start()
+  parx.spawn = function(...) return track(spawn(...)) end
+  parx.async = function(...) return track(async(...)) end
+end
+
+local function tracked()
+  local list = {}
+  for t in pairs(started) do list[#list + 1] = t end
+  sort(list, function(a, b) return started[a] < started[b] end)
+  return list
+end
+
+-- Print each tracked task that failed since the last prompt, once, with its
+-- error (joining it here: it is done, so the join does not wait).
+function repl.report_failed()
+  for _, t in ipairs(tracked()) do
+    if t:done() then
+      started[t] = nil
+      if t:status() == "failed" then
+        local _, err = pcall(t.join, t)
+        stderr:write("parx: ", tostring(t), " failed: ", tostring(err), "\n")
+      end
+    end
+  end
+  stderr:flush()
+end
+
+-- The tasks started at the prompt that have not finished, as one line
+-- ("parx.task 3 (async), parx.task 4 (spawned)"), or nil.
+function repl.pending_tasks()
+  local names = {}
+  for _, t in ipairs(tracked()) do
+    if not t:done() then names[#names + 1] = tostring(t) end
+  end
+  if #names == 0 then return nil end
+  return concat(names, ", ")
 end
 
 return repl

@@ -15,9 +15,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <luajit.h>
-#include <uv.h>
-
 #include "cli.h"
 
 static const char usage_text[] =
@@ -51,22 +48,6 @@ typedef struct cli {
   action *actions;
   int nactions;
 } cli;
-
-void px_cli_version(FILE *f) {
-  fprintf(f, "parx %s (%s, libuv %s)\n", PARX_VERSION, LUAJIT_VERSION,
-          uv_version_string());
-}
-
-void px_cli_report(parx_runtime *rt, int result) {
-  const char *msg = NULL;
-  if (result == PARX_ERRMEM)
-    msg = "not enough memory";
-  else
-    msg = parx_last_error(rt);
-  if (msg == NULL || *msg == '\0') msg = "unknown error";
-  fprintf(stderr, "parx: %s\n", msg);
-  fflush(stderr);
-}
 
 /* A one-line complaint about the command line itself. */
 static int bad_usage(const char *fmt, const char *what) {

@@ -11,11 +11,15 @@
  * incomplete and pretty-prints tables.
  *
  * Ctrl-C at the prompt abandons the line; while code runs it interrupts the
- * Lua code (a hook, as lua.c does), a second Ctrl-C stops waiting for a
- * task that is parked, which then carries on in the background, and a
- * third ends parx (for JIT-compiled loops, which hooks cannot reach).
- * Ctrl-D leaves.  Tab completes global names, fields and methods.  When standard input is not a terminal, lines are read plainly
- * and no prompt is shown, so tests can pipe input in.
+ * Lua code (a hook, as lua.c does), and a chunk parked in a wait is
+ * cancelled at once (parx.repl.interrupt); a second Ctrl-C stops waiting
+ * for a chunk that still has not finished, which then carries on in the
+ * background, and a third ends parx (for JIT-compiled loops, which hooks
+ * cannot reach).  Ctrl-D leaves, after waiting for pending work unless it
+ * is pressed twice.  Tab completes global names, fields and methods.
+ * Output of background tasks is printed above the line being typed, which
+ * is drawn again.  When standard input is not a terminal, lines are read
+ * plainly and no prompt is shown, so tests can pipe input in.
  */
 #include <errno.h>
 #include <poll.h>
@@ -33,6 +37,7 @@
 
 #define PROMPT "> "
 #define PROMPT_MORE ">> "
+#define PROMPT_MAX 256
 
 typedef struct repl {
   parx_runtime *rt;
@@ -44,6 +49,10 @@ typedef struct repl {
   int tty;
   char *history;        /* history file, NULL for none */
   int leave;            /* Ctrl-D or end of input */
+  int ending;           /* Ctrl-D once, waiting for pending work */
+  int more;             /* the next prompt continues a chunk */
+  int busy;             /* parx_step's last answer: 1 while work is left */
+  char prompt[PROMPT_MAX];
   int exit_code;        /* >= 0 once os.exit was called */
   int backoff;          /* ms to poll when the runtime says 0, see poll_timeout */
 } repl;
@@ -178,6 +187,35 @@ static void set_unfinished(repl *r) {
   lua_pop(L, 1);
 }
 
+/* Call the module's function name with no arguments, protected; its
+ * nresults results are left on the stack.  0, or -1 with nothing pushed
+ * (the error is reported). */
+static int call_module(repl *r, const char *name, int nresults) {
+  lua_State *L = r->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->module_ref);
+  lua_getfield(L, -1, name);
+  lua_remove(L, -2);
+  if (lua_pcall(L, 0, nresults, 0) != 0) {
+    fprintf(stderr, "parx: %s\n", lua_isstring(L, -1) ? lua_tostring(L, -1) : "error in the REPL");
+    lua_pop(L, 1);
+    return -1;
+  }
+  return 0;
+}
+
+/* The prompt to show: the global _PROMPT (or _PROMPT2 inside a chunk) when
+ * it is a string or a number, as lua.c does; read raw, so a strict _G
+ * cannot fail here. */
+static const char *prompt(repl *r) {
+  lua_State *L = r->L;
+  lua_pushstring(L, r->more ? "_PROMPT2" : "_PROMPT");
+  lua_rawget(L, LUA_GLOBALSINDEX);
+  const char *p = lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;
+  snprintf(r->prompt, sizeof r->prompt, "%s", p != NULL ? p : r->more ? PROMPT_MORE : PROMPT);
+  lua_pop(L, 1);
+  return r->prompt;
+}
+
 /* Report an error of a chunk without the REPL's own frames: the traceback
  * ends at the chunk, which shows as "in main chunk" as it would in lua. */
 static void report_chunk_error(repl *r, int result) {
@@ -229,6 +267,7 @@ static void wait_backend(repl *r) {
  * until it finishes.  We drive with parx_step(nowait) and our own poll so a
  * Ctrl-C (EINTR) reaches us even when the task is parked. */
 static void evaluate(repl *r) {
+  int interrupted_by_cancel = 0;
   set_unfinished(r);
   /* The chunk runs through the module's run_pending, started as a
    * function: no global (require, table ...) that the user may have
@@ -243,7 +282,7 @@ static void evaluate(repl *r) {
     interrupted = 0;
     interrupts_while_running = 0;
     running_code = 1;
-    int asked = 0;
+    int asked = 0, cancelled = 0;
     for (;;) {
       int s = parx_step(r->rt, 1);
       if (s < 0) { result = s; break; }
@@ -256,6 +295,15 @@ static void evaluate(repl *r) {
           break;
         }
         asked = 1;
+        /* Here, between two steps, the chunk's task is not running Lua:
+         * it is parked (a sleep, a recv, a join) or about to run.  Cancel
+         * it, so the wait ends now rather than when the sleep would; the
+         * hook the signal set is not needed for that. */
+        lua_sethook(r->L, NULL, 0, 0);
+        if (call_module(r, "interrupt", 1) == 0) {
+          cancelled = lua_toboolean(r->L, -1);
+          lua_pop(r->L, 1);
+        }
       }
       if (s == 0) {
         /* Idle with our task unfinished: nothing can wake it. */
@@ -266,6 +314,7 @@ static void evaluate(repl *r) {
       wait_backend(r);
     }
     running_code = 0;
+    interrupted_by_cancel = cancelled;
     lua_sethook(r->L, NULL, 0, 0);
     /* A Ctrl-C that arrived while the chunk ran was spent on it: it must
      * not also abandon the next line (that reset raced with type-ahead
@@ -279,6 +328,8 @@ static void evaluate(repl *r) {
     /* Reported by the runtime; its main VM is gone. */
     r->exit_code = 1;
     r->leave = 1;
+  } else if (result != PARX_OK && interrupted_by_cancel) {
+    fputs(r->tty ? "\nparx: interrupted\n" : "parx: interrupted\n", stderr);
   } else if (result != PARX_OK) {
     report_chunk_error(r, result);
   }
@@ -347,14 +398,35 @@ static int append_line(repl *r, const char *line) {
   return 0;
 }
 
-/* One line typed (NULL at end of input).  Returns the next prompt. */
-static const char *take_line(repl *r, const char *line) {
+/* Ctrl-D, or the end of input, on a terminal: with work pending (tasks,
+ * timers, IO), say what and wait for it as a script would; a second Ctrl-D
+ * leaves at once.  Returns whether to leave now. */
+static int leave_now(repl *r) {
+  if (!r->tty || r->ending || r->busy <= 0) return 1;
+  const char *what = NULL;
+  if (call_module(r, "pending_tasks", 1) == 0) {
+    what = lua_tostring(r->L, -1);
+    fprintf(stdout, "parx: waiting for %s to finish (Ctrl-D again leaves now)\n",
+            what != NULL ? what : "timers and IO");
+    lua_pop(r->L, 1);
+  }
+  fflush(stdout);
+  r->ending = 1;
+  return 0;
+}
+
+/* One line typed (NULL at end of input); r->more says which prompt
+ * comes next. */
+static void take_line(repl *r, const char *line) {
   if (line == NULL) {
     if (r->len > 0) fputs("parx: input ended inside an unfinished chunk\n", stderr);
-    r->leave = 1;
-    return PROMPT;
+    reset_chunk(r);
+    r->more = 0;
+    if (leave_now(r)) r->leave = 1;
+    return;
   }
-  if (r->len == 0 && line[strspn(line, " \t\r\n")] == '\0') return PROMPT;
+  r->more = 0;
+  if (r->len == 0 && line[strspn(line, " \t\r\n")] == '\0') return;
   if (r->tty && r->history != NULL && line[0] != '\0') {
     add_history(line);
     write_history(r->history);
@@ -362,13 +434,18 @@ static const char *take_line(repl *r, const char *line) {
   if (append_line(r, line) != 0) {
     fputs("parx: not enough memory\n", stderr);
     reset_chunk(r);
-    return PROMPT;
+    return;
   }
   const char *answer = prepare(r);
-  if (strcmp(answer, "incomplete") == 0) return PROMPT_MORE;
+  if (strcmp(answer, "incomplete") == 0) { r->more = 1; return; }
   reset_chunk(r);
   if (strcmp(answer, "ok") == 0) evaluate(r);
-  return PROMPT;
+}
+
+/* Tasks started at the prompt that failed since the last look: reported
+ * now, not when their handles are collected. */
+static void report_failed(repl *r) {
+  if (call_module(r, "report_failed", 0) != 0) return;
 }
 
 static void on_line(char *line) {
@@ -381,14 +458,34 @@ static void on_line(char *line) {
   }
   /* Leave the terminal to the code while it runs. */
   rl_callback_handler_remove();
-  const char *prompt = take_line(r, line);
+  take_line(r, line);
   free(line);
-  if (!r->leave) rl_callback_handler_install(prompt, on_line);
+  report_failed(r);
+  fflush(stdout);
+  if (!r->leave) rl_callback_handler_install(r->ending ? "" : prompt(r), on_line);
 }
 
 /* ------------------------------------------------------------------------
  * The loops
  * ---------------------------------------------------------------------- */
+
+/* Step the runtime while the user edits a line.  What background tasks
+ * print would land in the middle of that line, so the line is erased
+ * first and drawn again (prompt and text, cursor where it was) after. */
+static void step_under_line(repl *r) {
+  if (r->ending) {
+    r->busy = parx_step(r->rt, 1);
+    report_failed(r);
+    return;
+  }
+  fputs("\r\033[K", stdout);
+  fflush(stdout);
+  r->busy = parx_step(r->rt, 1);
+  report_failed(r);
+  fflush(stdout);
+  fflush(stderr);
+  rl_forced_update_display();
+}
 
 /* A terminal: libedit in callback mode, the runtime stepped in between. */
 static void run_tty(repl *r) {
@@ -402,16 +499,17 @@ static void run_tty(repl *r) {
   using_history();
   stifle_history(1000);
   if (r->history != NULL) read_history(r->history);
-  rl_callback_handler_install(PROMPT, on_line);
-  int busy = parx_step(r->rt, 1);
+  rl_callback_handler_install(prompt(r), on_line);
+  r->busy = parx_step(r->rt, 1);
   while (!r->leave) {
+    if (r->ending && r->busy == 0) break; /* what Ctrl-D waited for is done */
     struct pollfd fds[2] = {
       {.fd = STDIN_FILENO, .events = POLLIN},
       {.fd = parx_backend_fd(r->rt), .events = POLLIN},
     };
     /* When the runtime is idle its loop may report a zero timeout; then
      * only a wake-up on its descriptor can give it work. */
-    int timeout = busy > 0 ? poll_timeout(r, parx_backend_timeout(r->rt)) : -1;
+    int timeout = r->busy > 0 ? poll_timeout(r, parx_backend_timeout(r->rt)) : -1;
     int n = poll(fds, fds[1].fd >= 0 ? 2 : 1, timeout);
     if (n < 0 && errno != EINTR) break;
     if (n > 0) r->backoff = 0;
@@ -420,22 +518,28 @@ static void run_tty(repl *r) {
       /* Abandon the line and any incomplete chunk. */
       fputs("^C\n", stdout);
       reset_chunk(r);
+      r->more = 0;
+      r->ending = 0;
       rl_replace_line("", 0);
       rl_callback_handler_remove();
-      rl_callback_handler_install(PROMPT, on_line);
+      rl_callback_handler_install(prompt(r), on_line);
       continue;
     }
     if (n > 0 && (fds[0].revents & (POLLIN | POLLHUP | POLLERR)))
       rl_callback_read_char();
     if (r->leave) break;
-    busy = parx_step(r->rt, 1);
-    if (busy < 0) {
-      if (busy == PARX_EXIT || busy == PARX_ERRPANIC) {
-        r->exit_code = busy == PARX_EXIT ? parx_exit_code(r->rt) : 1;
+    /* The runtime has work when its descriptor is readable or its timer
+     * is due; keystrokes alone need no step (nor a redraw). */
+    int work = n == 0 || (n > 0 && fds[1].revents != 0);
+    if (work) step_under_line(r);
+    else r->busy = parx_step(r->rt, 1);
+    if (r->busy < 0) {
+      if (r->busy == PARX_EXIT || r->busy == PARX_ERRPANIC) {
+        r->exit_code = r->busy == PARX_EXIT ? parx_exit_code(r->rt) : 1;
         break;
       }
-      px_cli_report(r->rt, busy);
-      busy = 1;
+      px_cli_report(r->rt, r->busy);
+      r->busy = 1;
       rl_forced_update_display();
     }
   }
@@ -456,6 +560,7 @@ static void run_plain(repl *r) {
       if (s == PARX_EXIT) { r->exit_code = parx_exit_code(r->rt); break; }
       if (s == PARX_ERRPANIC) { r->exit_code = 1; break; }
       if (s < 0) px_cli_report(r->rt, s);
+      report_failed(r);
     }
   }
   free(line);
@@ -477,6 +582,7 @@ int px_repl_run(parx_runtime *rt) {
             .completions_ref = LUA_NOREF};
   r.tty = isatty(STDIN_FILENO);
   if (load_module(&r) != 0) return 1;
+  if (call_module(&r, "start", 0) != 0) return 1;
   r.history = r.tty ? history_path() : NULL;
   current = &r;
   hook_state = r.L;
