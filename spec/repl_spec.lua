@@ -38,6 +38,17 @@ local function session(keys, args, env)
   return code, slurp(out)
 end
 
+-- Type keys; the session must end with status 0 and its screen show each
+-- of the plain strings in `shown`.  Returns the screen.
+local function shows(keys, shown)
+  local code, screen = session(type(keys) == "table" and table.concat(keys) or keys)
+  assert.are.equal(0, code, screen)
+  for _, text in ipairs(shown) do
+    assert.truthy(screen:find(text, 1, true), screen)
+  end
+  return screen
+end
+
 describe("parx.repl.format", function()
   local fmt = repl.format
 
@@ -196,10 +207,7 @@ describe("the REPL on a terminal", function()
   end)
 
   it("reads multi-line chunks with a continuation prompt", function()
-    local code, screen = session("for i = 1, 3 do\nio.write(i, ' ')\nend\n\4")
-    assert.are.equal(0, code, screen)
-    assert.truthy(screen:find(">> ", 1, true), screen)
-    assert.truthy(screen:find("1 2 3", 1, true), screen)
+    shows("for i = 1, 3 do\nio.write(i, ' ')\nend\n\4", { ">> ", "1 2 3" })
   end)
 
   it("abandons the line on Ctrl-C and leaves on Ctrl-D", function()
@@ -223,15 +231,12 @@ describe("the REPL on a terminal", function()
   end)
 
   it("Ctrl-C interrupts a parked parx.sleep at once with 'interrupted' and the prompt back", function()
-    local code, screen = session("#nowait\nparx.sleep(1000)\n\3'back'\n\4")
-    assert.are.equal(0, code, screen)
-    assert.truthy(screen:find("parx: interrupted", 1, true), screen)
-    assert.truthy(screen:find('"back"', 1, true), screen)
+    local screen = shows("#nowait\nparx.sleep(1000)\n\3'back'\n\4", { "parx: interrupted", '"back"' })
     assert.falsy(screen:find("stopped waiting", 1, true), screen)
   end)
 
   it("Ctrl-C interrupts a chunk parked in a channel recv and in a join", function()
-    local code, screen = session(table.concat({
+    local screen = shows({
       -- A sender that sleeps, so the recv waits without a deadlock.
       "ch = parx.channel() t = parx.async(function() parx.sleep(1000) ch:send(1) end)\n",
       "#nowait\n", "ch:recv()\n", "\3",
@@ -240,10 +245,7 @@ describe("the REPL on a terminal", function()
       "'after join'\n",
       "t:cancel()\n",
       "\4",
-    }))
-    assert.are.equal(0, code, screen)
-    assert.truthy(screen:find('"after recv"', 1, true), screen)
-    assert.truthy(screen:find('"after join"', 1, true), screen)
+    }, { '"after recv"', '"after join"' })
     local _, n = screen:gsub("parx: interrupted", "")
     assert.are.equal(2, n, screen)
   end)
@@ -262,65 +264,48 @@ describe("the REPL on a terminal", function()
   end)
 
   it("completes lazily loaded parx names with Tab", function()
-    local code, screen = session("parx.chann\t\n\4")
-    assert.are.equal(0, code, screen)
-    assert.truthy(screen:find("function: ", 1, true), screen)
+    local screen = shows("parx.chann\t\n\4", { "function: " })
     assert.falsy(screen:find("\nnil\n", 1, true), screen)
   end)
 
   it("prints =expr and a runtime error of a statement at stdin:1", function()
-    local code, screen = session("=6*7\nx = nil + 1\n\4")
-    assert.are.equal(0, code, screen)
-    assert.truthy(screen:find("\n42\n", 1, true), screen)
-    assert.truthy(screen:find("stdin:1: attempt to perform arithmetic", 1, true), screen)
+    shows("=6*7\nx = nil + 1\n\4", { "\n42\n", "stdin:1: attempt to perform arithmetic" })
   end)
 
   it("honours _PROMPT and _PROMPT2", function()
-    local code, screen = session("_PROMPT = 'P> ' _PROMPT2 = 'Q>> '\nfor i = 1, 1 do\nend\n\4")
-    assert.are.equal(0, code, screen)
-    assert.truthy(screen:find("P> for i = 1, 1 do", 1, true), screen)
-    assert.truthy(screen:find("Q>> end", 1, true), screen)
+    shows("_PROMPT = 'P> ' _PROMPT2 = 'Q>> '\nfor i = 1, 1 do\nend\n\4", { "P> for i = 1, 1 do", "Q>> end" })
   end)
 
   it("reports a background task that failed at the next prompt", function()
-    local code, screen = session(table.concat({
+    local screen = shows({
       "t = parx.async(function() parx.sleep(0.1) error('bg' .. 'fail') end)\n",
-      "#wait-for bgfail\n",
-      "t\n",
-      "\4",
-    }))
-    assert.are.equal(0, code, screen)
-    assert.truthy(screen:find("parx: parx.task %d+ %(async%) failed: stdin:1: bgfail"), screen)
+      "#wait-for bgfail\n", "t\n", "\4",
+    }, { "(async) failed: stdin:1: bgfail" })
     assert.truthy(screen:find("parx.task %d+ %(async%): failed"), screen)
   end)
 
   it("Ctrl-D with a pending task says what is pending and waits for it", function()
-    local code, screen = session(table.concat({
+    local screen = shows({
       "parx.async(function() parx.sleep(0.5) print('late ' .. 'work done') end) == nil\n",
       "\4",
-    }))
-    assert.are.equal(0, code, screen)
+    }, { "late work done" })
     assert.truthy(screen:find("parx: waiting for parx.task %d+ %(async%) to finish"), screen)
-    assert.truthy(screen:find("late work done", 1, true), screen)
   end)
 
   it("a second Ctrl-D leaves without waiting for pending tasks", function()
-    local code, screen = session(table.concat({
+    shows({
       "parx.async(function() parx.sleep(1000) end) == nil\n",
       "#nowait\n", "\4", "\4",
-    }))
-    assert.are.equal(0, code, screen)
-    assert.truthy(screen:find("waiting for", 1, true), screen)
+    }, { "waiting for" })
   end)
 
   it("output from a background task does not garble the line being typed", function()
-    local code, screen = session(table.concat({
+    local screen = shows({
       "parx.async(function() parx.sleep(0.5) print('from ' .. 'background') end) == nil\n",
       "abc\t", -- nothing to complete: the line stays "abc"
       "#wait-for from background\n",
       "\n\4",
-    }))
-    assert.are.equal(0, code, screen)
+    }, { "from background" })
     assert.falsy(screen:find("abcfrom background", 1, true), screen)
     -- The line is erased, the output printed, the prompt and line drawn again.
     assert.truthy(screen:find("\27%[Kfrom background\n"), screen)
