@@ -133,7 +133,7 @@ static int stopped(px_runtime *rt) { return panicked(rt) ? PARX_ERRPANIC : PARX_
 
 typedef struct start_args {
   px_runtime *rt;
-  px_handle *h;
+  px_future *h;
 } start_args;
 
 /* Protected: ud, fn, args... -> a task of the main VM running fn(args). */
@@ -154,17 +154,17 @@ static int start_task_p(lua_State *L) {
 /* Start the function on top of main L (below it nargs arguments; all
  * popped) as a task.  Returns the task's handle (one ref), or NULL with
  * the last error set. */
-static px_handle *start_main_task(px_runtime *rt, int nargs) {
+static px_future *start_main_task(px_runtime *rt, int nargs) {
   px_vm *vm = rt->main;
   lua_State *L = vm->L;
-  px_handle *h = px_handle_new(rt, 1);
+  px_future *h = px_future_new(rt, 1);
   if (!h) {
     lua_pop(L, nargs + 1);
     px_runtime_set_error(rt, "not enough memory");
     return NULL;
   }
   h->vm = vm;
-  h->state = PX_H_RUNNING;
+  h->state = PX_FUTURE_RUNNING;
   px_shared_retain(&h->hdr); /* the task's */
   start_args a = {rt, h};
   lua_pushcfunction(L, start_task_p);
@@ -182,15 +182,15 @@ static px_handle *start_main_task(px_runtime *rt, int nargs) {
   return h;
 }
 
-static int handle_done(px_vm *vm, void *arg) {
+static int future_done(px_vm *vm, void *arg) {
   (void)vm;
-  px_handle *h = arg;
-  return h->state >= PX_H_DONE;
+  px_future *h = arg;
+  return h->state >= PX_FUTURE_DONE;
 }
 
 /* Protected: fail the task of handle ud with the deadlock report. */
 static int deadlock_report_p(lua_State *L) {
-  px_handle *h = lua_touserdata(L, 1);
+  px_future *h = lua_touserdata(L, 1);
   px_runtime *rt = h->rt;
   luaL_Buffer b;
   luaL_buffinit(L, &b);
@@ -204,16 +204,16 @@ static int deadlock_report_p(lua_State *L) {
   return 0;
 }
 
-static int deadlock_report(px_runtime *rt, px_handle *h) {
+static int deadlock_report(px_runtime *rt, px_future *h) {
   return protect(rt, deadlock_report_p, h);
 }
 
 /* Drive the main VM until h is done; report deadlocks into h's task.
  * Returns 0, or PARX_ERRRUN when the report itself failed. */
-static int drive_until(px_runtime *rt, px_handle *h) {
+static int drive_until(px_runtime *rt, px_future *h) {
   for (;;) {
-    int quiet = px_vm_drive(rt->main, PX_DRIVE_UNTIL, handle_done, h);
-    if (atomic_load(&rt->exit_requested) || h->state >= PX_H_DONE) return 0;
+    int quiet = px_vm_drive(rt->main, PX_DRIVE_UNTIL, future_done, h);
+    if (atomic_load(&rt->exit_requested) || h->state >= PX_FUTURE_DONE) return 0;
     if (quiet) {
       if (!rt->deadlock_check) continue;
       if (deadlock_report(rt, h) != 0) return PARX_ERRRUN;
@@ -236,11 +236,11 @@ static int drain(px_runtime *rt) {
 /* Protected: the error of finished task ud (its coroutine's first value)
  * as the last error. */
 static int error_message_p(lua_State *L) {
-  px_handle *h = lua_touserdata(L, 1);
+  px_future *h = lua_touserdata(L, 1);
   lua_rawgeti(L, LUA_REGISTRYINDEX, h->co_ref);
   lua_State *co = lua_tothread(L, -1);
   if (!co) return luaL_error(L, "(error object is a nil value)");
-  lua_settop(co, 1); /* the error value (px_handle_finish left it alone) */
+  lua_settop(co, 1); /* the error value (px_future_finish left it alone) */
   lua_xmove(co, L, 1);
   lua_pushvalue(L, -1);
   lua_xmove(L, co, 1); /* put it back for joiners */
@@ -256,10 +256,10 @@ static int error_message_p(lua_State *L) {
 }
 
 /* The outcome of finished main-VM task h. */
-static int outcome(px_runtime *rt, px_handle *h) {
+static int outcome(px_runtime *rt, px_future *h) {
   if (atomic_load(&rt->exit_requested)) return stopped(rt);
-  if (h->state == PX_H_DONE) return PARX_OK;
-  if (h->state == PX_H_CANCELLED) {
+  if (h->state == PX_FUTURE_DONE) return PARX_OK;
+  if (h->state == PX_FUTURE_CANCELLED) {
     px_runtime_set_error(rt, "the main task was cancelled");
     return PARX_ERRRUN;
   }
@@ -274,12 +274,12 @@ static int outcome(px_runtime *rt, px_handle *h) {
 }
 
 static int run_loaded(px_runtime *rt, int nargs, int do_drain) {
-  px_handle *h = start_main_task(rt, nargs);
+  px_future *h = start_main_task(rt, nargs);
   if (!h) return PARX_ERRMEM;
   int r = drive_until(rt, h);
   if (r == PARX_OK) {
     if (panicked(rt)) r = PARX_ERRPANIC;
-    else if (h->state >= PX_H_DONE) r = outcome(rt, h);
+    else if (h->state >= PX_FUTURE_DONE) r = outcome(rt, h);
     else r = atomic_load(&rt->exit_requested) ? stopped(rt) : PARX_ERRRUN;
   }
   px_shared_release(&h->hdr);
@@ -342,7 +342,7 @@ int parx_run_file(parx_runtime *prt, const char *path, int do_drain) {
 
 /* Keep h in a registry list to report its failure in parx_step. */
 static int keep_started_p(lua_State *L) {
-  px_handle *h = lua_touserdata(L, 1);
+  px_future *h = lua_touserdata(L, 1);
   lua_getfield(L, LUA_REGISTRYINDEX, "parx.started");
   if (!lua_istable(L, -1)) {
     lua_pop(L, 1);
@@ -359,7 +359,7 @@ static int keep_started_p(lua_State *L) {
 int parx_start_function(parx_runtime *prt, int nargs) {
   px_runtime *rt = RT(prt);
   if (panicked(rt)) return PARX_ERRPANIC;
-  px_handle *h = start_main_task(rt, nargs);
+  px_future *h = start_main_task(rt, nargs);
   if (!h) return PARX_ERRMEM;
   int r = protect(rt, keep_started_p, h) != 0 ? PARX_ERRMEM : PARX_OK;
   px_shared_release(&h->hdr);
@@ -389,8 +389,8 @@ static int check_started_p(lua_State *L) {
   int n = (int)lua_objlen(L, list), kept = 0;
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, list, i);
-    px_handle *h = (px_handle *)px_shared_test(L, -1, &px_handle_type);
-    if (h && h->state >= PX_H_DONE) {
+    px_future *h = (px_future *)px_shared_test(L, -1, &px_future_type);
+    if (h && h->state >= PX_FUTURE_DONE) {
       lua_pop(L, 1);
       int o = outcome(a->rt, h);
       if (o != PARX_OK && a->result == PARX_OK) a->result = o;
@@ -424,9 +424,9 @@ static int report_started_p(lua_State *L) {
   int n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, 2, i);
-    px_handle *h = (px_handle *)px_shared_test(L, -1, &px_handle_type);
+    px_future *h = (px_future *)px_shared_test(L, -1, &px_future_type);
     lua_pop(L, 1);
-    if (h && h->state < PX_H_DONE && h->task) {
+    if (h && h->state < PX_FUTURE_DONE && h->task) {
       lua_pushcfunction(L, deadlock_report_p);
       lua_pushlightuserdata(L, h);
       lua_call(L, 1, 0);

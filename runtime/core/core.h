@@ -10,7 +10,7 @@
 
 #include "px.h"
 
-typedef struct px_handle px_handle;
+typedef struct px_future px_future;
 typedef struct px_job px_job;
 typedef struct px_trace px_trace;
 
@@ -31,18 +31,18 @@ struct px_task {
   uint64_t park_ts;    /* --trace: when it parked */
   const char *park_what;
   int inject_ref;      /* error to raise at the next resume, or LUA_NOREF */
-  px_handle *handle;   /* one reference, dropped when the task ends */
+  px_future *future;   /* one reference, dropped when the task ends */
   px_task *next_ready, *prev_ready;
   px_task *prev, *next; /* all tasks of the VM (deadlock reports) */
 };
 
-/* A task's handle: what Task objects in any VM point to.  A px_shared. */
-enum { PX_H_QUEUED, PX_H_RUNNING, PX_H_DONE, PX_H_FAILED, PX_H_CANCELLED };
+/* A task's future (its outcome): what Task objects in any VM point to.  A px_shared. */
+enum { PX_FUTURE_QUEUED, PX_FUTURE_RUNNING, PX_FUTURE_DONE, PX_FUTURE_FAILED, PX_FUTURE_CANCELLED };
 
 typedef struct px_joiner px_joiner;
 typedef struct px_jlink px_jlink;
 
-struct px_handle {
+struct px_future {
   px_shared hdr;
   pthread_mutex_t lock;  /* guards state, result, joiners, job */
   int state;
@@ -64,7 +64,7 @@ struct px_handle {
 /* A job: a spawned function waiting for a worker. */
 struct px_job {
   px_job *next, *prev;
-  px_handle *handle; /* one reference */
+  px_future *future; /* one reference */
   px_msg msg;        /* function and arguments */
 };
 
@@ -173,7 +173,7 @@ void px_vm_quiesce(px_vm *vm);             /* shutdown phase 1, VM thread */
 extern const char px_park_marker;
 
 /* ---- sched.c ---- */
-px_task *px_task_new(px_vm *vm, lua_State *co, px_handle *h); /* co on top of vm->L; popped */
+px_task *px_task_new(px_vm *vm, lua_State *co, px_future *h); /* co on top of vm->L; popped */
 int px_sched_run_ready(px_vm *vm);        /* returns tasks resumed */
 int px_sched_run_inline(px_vm *vm, px_task *t); /* 1 if t ran now */
 void px_sched_deliver(px_vm *vm, px_wait *w);
@@ -205,11 +205,11 @@ px_runtime *px_runtime_new(int workers, int deadlock_check, const char *trace_pa
 void px_runtime_free(px_runtime *rt);
 
 /* ---- task bindings (mod/task.c) ---- */
-px_handle *px_handle_new(px_runtime *rt, int local);
-void px_handle_finish(px_handle *h, px_task *t, int status); /* VM thread */
+px_future *px_future_new(px_runtime *rt, int local);
+void px_future_finish(px_future *h, px_task *t, int status); /* VM thread */
 void px_job_run(px_vm *vm, px_job *job);
 void px_job_discard(px_job *job);
-extern px_shared_type px_handle_type;
+extern px_shared_type px_future_type;
 extern const char px_exit_marker;
 
 /* ---- paths.c ---- */

@@ -51,7 +51,7 @@ static px_task *pop_ready(px_vm *vm) {
   return t;
 }
 
-px_task *px_task_new(px_vm *vm, lua_State *co, px_handle *h) {
+px_task *px_task_new(px_vm *vm, lua_State *co, px_future *h) {
   /* The reference first: it may raise (memory), and nothing is owned yet. */
   int co_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX); /* pops co from vm->L */
   px_task *t = calloc(1, sizeof *t);
@@ -63,7 +63,7 @@ px_task *px_task_new(px_vm *vm, lua_State *co, px_handle *h) {
   t->co = co;
   t->co_ref = co_ref;
   t->inject_ref = LUA_NOREF;
-  t->handle = h;
+  t->future = h;
   t->nargs = lua_gettop(co) - 1;
   pthread_mutex_lock(&vm->inbox_lock);
   t->next = vm->tasks;
@@ -90,7 +90,7 @@ static void task_free(px_vm *vm, px_task *t) {
      * the struct when the last one came. */
     t->state = PX_TASK_DONE;
     t->co = NULL;
-    t->handle = NULL;
+    t->future = NULL;
     return;
   }
   free(t);
@@ -137,7 +137,7 @@ void px_check_can_park(lua_State *L) {
   px_vm *vm = px_vm_of(L);
   px_task *t = vm ? vm->current : NULL;
   if (!t) luaL_error(L, "cannot wait here: not inside a parx task");
-  if (t->handle && atomic_load(&t->handle->cancel_requested)) raise_cancelled(L);
+  if (t->future && atomic_load(&t->future->cancel_requested)) raise_cancelled(L);
 }
 
 void px_wait_prepare(lua_State *L, px_wait *w) {
@@ -238,7 +238,7 @@ void px_sched_deliver(px_vm *vm, px_wait *w) {
   }
   t->wait = NULL;
   vm->nparked--;
-  if (vm->trace) px_trace_wait(vm, t->handle ? t->handle->seq : 0, t->park_what, t->park_ts, uv_hrtime());
+  if (vm->trace) px_trace_wait(vm, t->future ? t->future->seq : 0, t->park_what, t->park_ts, uv_hrtime());
   t->nargs = 0;
   if (w->deliver && vm->gc_threshold) {
     /* The fast way (sched_lj.c): no GC step, so no __gc, can run while
@@ -391,7 +391,7 @@ void px_task_raise(px_task *t) {
     lua_settop(t->co, 0);
     lua_xmove(vm->L, t->co, 1);
     t->state = PX_TASK_DONE;
-    px_handle_finish(t->handle, t, LUA_ERRRUN);
+    px_future_finish(t->future, t, LUA_ERRRUN);
     task_free(vm, t);
     return;
   }
@@ -421,7 +421,7 @@ static void resume(px_vm *vm, px_task *t) {
   if (vm->trace) {
     uint64_t t1 = uv_hrtime();
     char name[48];
-    snprintf(name, sizeof name, "task %ld", t->handle ? t->handle->seq : 0L);
+    snprintf(name, sizeof name, "task %ld", t->future ? t->future->seq : 0L);
     px_trace_slice(vm, "task", name, t0, t1);
     t->park_ts = t1;
     t->park_what = t->wait ? t->wait->what : NULL;
@@ -449,14 +449,14 @@ static void resume(px_vm *vm, px_task *t) {
        * park point too: a cancelled task gets the cancellation back. */
       lua_settop(co, 0);
       make_ready(vm, t);
-      if (t->handle && t->inject_ref == LUA_NOREF && atomic_load(&t->handle->cancel_requested)) {
+      if (t->future && t->inject_ref == LUA_NOREF && atomic_load(&t->future->cancel_requested)) {
         lua_rawgeti(vm->L, LUA_REGISTRYINDEX, vm->cancelled_ref);
         set_inject(vm, t);
       }
     }
     return;
   }
-  if (status == 0 && t->handle && atomic_load(&t->handle->cancel_requested)) {
+  if (status == 0 && t->future && atomic_load(&t->future->cancel_requested)) {
     /* Asked to cancel, and it returned anyway (it caught the cancellation,
      * or never reached a park point): it ends cancelled all the same. */
     lua_settop(co, 0);
@@ -480,7 +480,7 @@ static void resume(px_vm *vm, px_task *t) {
     }
     lua_settop(L, base);
   }
-  px_handle_finish(t->handle, t, status);
+  px_future_finish(t->future, t, status);
   task_free(vm, t);
 }
 
@@ -559,7 +559,7 @@ void px_sched_report(px_vm *vm, luaL_Buffer *b) {
                            ? t->wait->what
                            : (t->state == PX_TASK_PARKED ? "something" : "nothing (ready)");
     snprintf(line, sizeof line, "\n  task %ld on %s %d: waiting on %s",
-             t->handle ? t->handle->seq : 0L, vm->id == 0 ? "main VM" : "worker",
+             t->future ? t->future->seq : 0L, vm->id == 0 ? "main VM" : "worker",
              vm->id, what);
     luaL_addstring(b, line);
   }
@@ -578,9 +578,9 @@ void px_sched_teardown(px_vm *vm) {
 void px_sched_free_tasks(px_vm *vm) {
   while (vm->tasks) {
     px_task *t = vm->tasks;
-    if (t->handle) {
+    if (t->future) {
       lua_pushnil(t->co);
-      px_handle_finish(t->handle, t, -1);
+      px_future_finish(t->future, t, -1);
     }
     task_free(vm, t);
   }

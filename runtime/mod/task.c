@@ -1,6 +1,6 @@
 /* task.c -- parx.spawn, parx.async, Task handles, sleep and multi-waits.
  *
- * A Task object (in any VM) points to a px_handle.  A spawned function
+ * A Task object (in any VM) points to a px_future.  A spawned function
  * travels to a worker as a marshalled job; its results come back marshalled
  * in the handle, and every joiner unmarshals its own copy.  An async task
  * runs on the calling VM; its results stay on its finished coroutine and are
@@ -23,14 +23,14 @@
 static void handle_free(px_shared *s);
 /* Initialised statically: every VM's px_open_task registers it, and a
  * store there while other threads read the type would be a data race. */
-px_shared_type px_handle_type = {.name = TASK_MT, .free = handle_free};
+px_shared_type px_future_type = {.name = TASK_MT, .free = handle_free};
 
 /* ---- handles ------------------------------------------------------- */
 
 typedef struct px_jlink {
   struct px_jlink *next;
   px_joiner *jw;
-  px_handle *h;
+  px_future *h;
   int index;
 } px_jlink;
 
@@ -48,8 +48,8 @@ struct px_joiner {
 enum { JOIN_ONE, JOIN_ANY };
 
 static void handle_free(px_shared *s) {
-  px_handle *h = (px_handle *)s;
-  if (h->state == PX_H_FAILED && !h->retrieved && h->errmsg)
+  px_future *h = (px_future *)s;
+  if (h->state == PX_FUTURE_FAILED && !h->retrieved && h->errmsg)
     fprintf(stderr, "parx: task %ld failed and nobody joined it: %s\n", h->seq, h->errmsg);
   if (h->local && h->co_ref != LUA_NOREF && h->vm && px_vm_on_thread(h->vm) && h->vm->L)
     luaL_unref(h->vm->L, LUA_REGISTRYINDEX, h->co_ref);
@@ -59,22 +59,22 @@ static void handle_free(px_shared *s) {
   free(h);
 }
 
-px_handle *px_handle_new(px_runtime *rt, int local) {
-  px_handle *h = calloc(1, sizeof *h);
+px_future *px_future_new(px_runtime *rt, int local) {
+  px_future *h = calloc(1, sizeof *h);
   if (!h) return NULL;
-  px_shared_init(&h->hdr, &px_handle_type);
+  px_shared_init(&h->hdr, &px_future_type);
   pthread_mutex_init(&h->lock, NULL);
   h->rt = rt;
   h->local = local;
   h->co_ref = LUA_NOREF;
-  h->state = PX_H_QUEUED;
+  h->state = PX_FUTURE_QUEUED;
   px_msg_init(&h->result);
   h->seq = atomic_fetch_add(&rt->seq, 1) + 1;
   return h;
 }
 
 /* Wake every joiner of h.  h->lock held. */
-static void wake_joiners(px_handle *h) {
+static void wake_joiners(px_future *h) {
   px_jlink *l = h->joiners;
   h->joiners = NULL;
   while (l) {
@@ -91,38 +91,38 @@ static void wake_joiners(px_handle *h) {
 
 /* The task t of h ended (VM thread).  status: 0 returned, LUA_ERR* raised
  * (error value on top of t->co), -1 abandoned at shutdown. */
-void px_handle_finish(px_handle *h, px_task *t, int status) {
+void px_future_finish(px_future *h, px_task *t, int status) {
   if (!h) return;
   px_vm *vm = t->vm;
   lua_State *co = t->co;
-  int state = PX_H_DONE;
+  int state = PX_FUTURE_DONE;
   if (status == -1) {
-    state = PX_H_CANCELLED;
+    state = PX_FUTURE_CANCELLED;
   } else if (status != 0) {
-    state = PX_H_FAILED;
+    state = PX_FUTURE_FAILED;
     lua_rawgeti(co, LUA_REGISTRYINDEX, vm->cancelled_ref);
-    if (lua_rawequal(co, -1, -2)) state = PX_H_CANCELLED;
+    if (lua_rawequal(co, -1, -2)) state = PX_FUTURE_CANCELLED;
     lua_pop(co, 1);
     /* os.exit unwinding the task: the process is ending, not a failure. */
-    if (lua_touserdata(co, -1) == (void *)&px_exit_marker) state = PX_H_CANCELLED;
+    if (lua_touserdata(co, -1) == (void *)&px_exit_marker) state = PX_FUTURE_CANCELLED;
     /* insert, not replace: after error(v, 0) or a table error LuaJIT
      * leaves the value alone at index 1, where lua_replace would pop it. */
     lua_insert(co, 1);
     lua_settop(co, 1);
   }
-  if (state == PX_H_FAILED && !h->errmsg) {
+  if (state == PX_FUTURE_FAILED && !h->errmsg) {
     /* Kept to report a failure nobody ever looked at (handle_free). */
     const char *msg = lua_tostring(co, -1);
     h->errmsg = strdup(msg ? msg : luaL_typename(co, -1));
   }
   if (h->local) {
-    if (state != PX_H_CANCELLED) {
+    if (state != PX_FUTURE_CANCELLED) {
       lua_pushthread(co);
       lua_xmove(co, vm->L, 1);
       h->co_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX);
       h->nresults = lua_gettop(co);
     }
-  } else if (state != PX_H_CANCELLED) {
+  } else if (state != PX_FUTURE_CANCELLED) {
     int n = lua_gettop(co);
     if (px_marshal(co, 1, n, &h->result) != 0) {
       /* The results (or the error value) cannot cross: report that. */
@@ -130,7 +130,7 @@ void px_handle_finish(px_handle *h, px_task *t, int status) {
       if (!why) why = "?";
       /* The marshaller names what it was given ("argument #1"): say what
        * that was here. */
-      if (state == PX_H_FAILED)
+      if (state == PX_FUTURE_FAILED)
         lua_pushfstring(co, "task failed and its error cannot be sent back: %s",
                         luaL_gsub(co, why, "argument #1", "the error value"));
       else
@@ -139,9 +139,9 @@ void px_handle_finish(px_handle *h, px_task *t, int status) {
       px_msg_free(&h->result);
       px_msg_init(&h->result);
       px_marshal(co, -1, 1, &h->result);
-      state = PX_H_FAILED;
+      state = PX_FUTURE_FAILED;
     }
-    if (state == PX_H_FAILED && !h->errmsg) {
+    if (state == PX_FUTURE_FAILED && !h->errmsg) {
       const char *msg = lua_tostring(co, -1);
       h->errmsg = strdup(msg ? msg : luaL_typename(co, -1));
     }
@@ -151,24 +151,24 @@ void px_handle_finish(px_handle *h, px_task *t, int status) {
   h->task = NULL;
   wake_joiners(h);
   pthread_mutex_unlock(&h->lock);
-  t->handle = NULL;
+  t->future = NULL;
   px_shared_release(&h->hdr);
 }
 
-static px_handle *check_handle(lua_State *L, int idx) {
-  return (px_handle *)px_shared_check(L, idx, &px_handle_type);
+static px_future *check_handle(lua_State *L, int idx) {
+  return (px_future *)px_shared_check(L, idx, &px_future_type);
 }
 
 /* Push the outcome of finished h onto co: true, results... or false, err. */
-static int push_outcome(lua_State *co, px_handle *h) {
+static int push_outcome(lua_State *co, px_future *h) {
   h->retrieved = 1;
-  if (h->state == PX_H_CANCELLED) {
+  if (h->state == PX_FUTURE_CANCELLED) {
     lua_pushboolean(co, 0);
     px_vm *vm = px_vm_of(co);
     lua_rawgeti(co, LUA_REGISTRYINDEX, vm->cancelled_ref);
     return 2;
   }
-  int ok = h->state == PX_H_DONE;
+  int ok = h->state == PX_FUTURE_DONE;
   lua_pushboolean(co, ok);
   if (h->local) {
     if (!h->vm || !px_vm_on_thread(h->vm)) {
@@ -219,7 +219,7 @@ static void joiner_free_cb(uv_handle_t *t) { free(t->data); }
 static void joiner_release(px_joiner *jw) {
   /* Unlink from every handle that may still list it. */
   for (int i = 0; i < jw->n; i++) {
-    px_handle *h = jw->links[i].h;
+    px_future *h = jw->links[i].h;
     pthread_mutex_lock(&h->lock);
     px_jlink **pp = &h->joiners;
     while (*pp && *pp != &jw->links[i]) pp = &(*pp)->next;
@@ -273,7 +273,7 @@ static void joiner_timeout(uv_timer_t *t) {
 
 /* Park until one of the n handles hs finishes, or for ms milliseconds
  * when limited (px_timeout_ms). */
-static int join_park(lua_State *L, px_handle **hs, int n, int mode, int limited, uint64_t ms) {
+static int join_park(lua_State *L, px_future **hs, int n, int mode, int limited, uint64_t ms) {
   px_vm *vm = px_vm_of(L);
   px_check_can_park(L); /* raise before anything is allocated */
   px_joiner *jw = calloc(1, sizeof *jw + sizeof(px_jlink) * (size_t)n);
@@ -299,9 +299,9 @@ static int join_park(lua_State *L, px_handle **hs, int n, int mode, int limited,
     uv_timer_start(&jw->timer, joiner_timeout, ms, 0);
   }
   for (int i = 0; i < n; i++) {
-    px_handle *h = hs[i];
+    px_future *h = hs[i];
     pthread_mutex_lock(&h->lock);
-    if (h->state >= PX_H_DONE) {
+    if (h->state >= PX_FUTURE_DONE) {
       int expect = 0;
       if (atomic_compare_exchange_strong(&jw->fired, &expect, 1)) {
         jw->index = i + 1;
@@ -334,14 +334,14 @@ static int l_spawn(lua_State *L) {
     free(job);
     return lua_error(L);
   }
-  px_handle *h = px_handle_new(rt, 0);
+  px_future *h = px_future_new(rt, 0);
   if (!h) {
     px_msg_free(&job->msg);
     free(job);
     return px_oom(L, "spawn");
   }
   px_shared_retain(&h->hdr); /* the job's reference */
-  job->handle = h;
+  job->future = h;
   h->job = job;
   int err = px_runtime_push_job(rt, job);
   if (err) {
@@ -360,9 +360,9 @@ static int l_spawn(lua_State *L) {
 
 /* The job's handle ends cancelled without having run.  Any thread. */
 void px_job_discard(px_job *job) {
-  px_handle *h = job->handle;
+  px_future *h = job->future;
   pthread_mutex_lock(&h->lock);
-  h->state = PX_H_CANCELLED;
+  h->state = PX_FUTURE_CANCELLED;
   h->job = NULL;
   wake_joiners(h);
   pthread_mutex_unlock(&h->lock);
@@ -404,7 +404,7 @@ static int job_start_call(lua_State *L, void *ud) {
   if (n >= LUA_MINSTACK && !lua_checkstack(co, n + 1))
     return luaL_error(L, "too many arguments to start a task with");
   lua_xmove(L, co, n);
-  s->task = px_task_new(s->vm, co, s->job->handle); /* pops co */
+  s->task = px_task_new(s->vm, co, s->job->future); /* pops co */
   if (!s->task) return px_oom(L, "starting a task");
   return 0;
 }
@@ -416,19 +416,19 @@ static int job_fail_call(lua_State *L, void *ud) {
   lua_pushvalue(L, 1);
   lua_xmove(L, co, 1);
   px_task fake = {.vm = s->vm, .co = co};
-  px_handle_finish(s->job->handle, &fake, LUA_ERRRUN);
+  px_future_finish(s->job->future, &fake, LUA_ERRRUN);
   return 0;
 }
 
 /* Worker VM thread: turn a job into a task.  Whatever fails here becomes
  * the job's error (its joiners see it); the worker carries on. */
 void px_job_run(px_vm *vm, px_job *job) {
-  px_handle *h = job->handle;
+  px_future *h = job->future;
   lua_State *L = vm->L;
   pthread_mutex_lock(&h->lock);
   h->job = NULL;
   h->vm = vm;
-  h->state = PX_H_RUNNING;
+  h->state = PX_FUTURE_RUNNING;
   pthread_mutex_unlock(&h->lock);
   job_start s = {vm, job, NULL};
   int base = lua_gettop(L);
@@ -446,9 +446,9 @@ void px_job_run(px_vm *vm, px_job *job) {
       const char *msg = lua_tostring(L, -1);
       fprintf(stderr, "parx: task %ld could not start: %s\n", h->seq, msg ? msg : "?");
       pthread_mutex_lock(&h->lock);
-      int finished = h->state >= PX_H_DONE;
+      int finished = h->state >= PX_FUTURE_DONE;
       if (!finished) {
-        h->state = PX_H_CANCELLED;
+        h->state = PX_FUTURE_CANCELLED;
         h->task = NULL;
         wake_joiners(h);
       }
@@ -479,13 +479,13 @@ static int l_async(lua_State *L) {
     luaL_typerror(L, 1, "function");
   px_vm *vm = px_vm_of(L);
   int n = lua_gettop(L);
-  px_handle *h = px_handle_new(vm->rt, 1);
+  px_future *h = px_future_new(vm->rt, 1);
   if (!h) return px_oom(L, "async");
   lua_State *co = lua_newthread(L);
   lua_insert(L, 1);
   lua_xmove(L, co, n); /* fn and args move to co; co stays at 1 */
   h->vm = vm;
-  h->state = PX_H_RUNNING;
+  h->state = PX_FUTURE_RUNNING;
   px_shared_retain(&h->hdr); /* the task's reference */
   /* px_task_new pops co from vm->L: move it there. */
   lua_pushvalue(L, 1);
@@ -505,13 +505,13 @@ static int l_async(lua_State *L) {
 /* Control message: cancel the task of h on its VM. */
 typedef struct cancel_msg {
   px_wait w;
-  px_handle *h;
+  px_future *h;
 } cancel_msg;
 
-static void cancel_on_vm(px_vm *vm, px_handle *h) {
+static void cancel_on_vm(px_vm *vm, px_future *h) {
   px_task *t = NULL;
   pthread_mutex_lock(&h->lock);
-  if (h->state == PX_H_RUNNING && h->vm == vm) t = h->task;
+  if (h->state == PX_FUTURE_RUNNING && h->vm == vm) t = h->task;
   pthread_mutex_unlock(&h->lock);
   if (t && t->state != PX_TASK_RUNNING) {
     lua_rawgeti(vm->L, LUA_REGISTRYINDEX, vm->cancelled_ref);
@@ -528,19 +528,19 @@ static int cancel_deliver(lua_State *L, px_wait *w) {
 }
 
 static int l_cancel(lua_State *L) {
-  px_handle *h = check_handle(L, 1);
+  px_future *h = check_handle(L, 1);
   px_vm *vm = px_vm_of(L);
   pthread_mutex_lock(&h->lock);
   int state = h->state;
   px_job *job = h->job;
   px_vm *target = h->vm;
-  if (state < PX_H_DONE) atomic_store(&h->cancel_requested, 1);
+  if (state < PX_FUTURE_DONE) atomic_store(&h->cancel_requested, 1);
   pthread_mutex_unlock(&h->lock);
-  if (state >= PX_H_DONE) {
+  if (state >= PX_FUTURE_DONE) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  if (state == PX_H_QUEUED && job && px_runtime_unqueue_job(vm->rt, job)) {
+  if (state == PX_FUTURE_QUEUED && job && px_runtime_unqueue_job(vm->rt, job)) {
     px_job_discard(job);
     lua_pushboolean(L, 1);
     return 1;
@@ -562,16 +562,16 @@ static int l_cancel(lua_State *L) {
 
 /* join(t) -> true, results... | false, err (task.lua raises) */
 static int l_join(lua_State *L) {
-  px_handle *h = check_handle(L, 1);
+  px_future *h = check_handle(L, 1);
   pthread_mutex_lock(&h->lock);
-  int done = h->state >= PX_H_DONE;
+  int done = h->state >= PX_FUTURE_DONE;
   pthread_mutex_unlock(&h->lock);
   if (done) return push_outcome(L, h);
   px_vm *vm = px_vm_of(L);
   if (h->local && h->vm == vm && vm->current && h->task == vm->current)
     return luaL_error(L, "a task cannot join itself");
   if (h->local && h->vm == vm && h->task && L == vm->current->co &&
-      px_sched_run_inline(vm, h->task) && h->state >= PX_H_DONE)
+      px_sched_run_inline(vm, h->task) && h->state >= PX_FUTURE_DONE)
     return push_outcome(L, h);
   return join_park(L, &h, 1, JOIN_ONE, 0, 0);
 }
@@ -583,12 +583,12 @@ static int l_wait_any(lua_State *L) {
   int limited = px_timeout_ms(L, 2, &ms);
   int n = (int)lua_objlen(L, 1);
   if (n == 0) return luaL_argerror(L, 1, "no tasks to wait for");
-  px_handle *stackbuf[16];
-  px_handle **hs = n <= 16 ? stackbuf : malloc(sizeof *hs * (size_t)n);
+  px_future *stackbuf[16];
+  px_future **hs = n <= 16 ? stackbuf : malloc(sizeof *hs * (size_t)n);
   if (!hs) return px_oom(L, "wait");
   for (int i = 0; i < n; i++) {
     lua_rawgeti(L, 1, i + 1);
-    hs[i] = (px_handle *)px_shared_test(L, -1, &px_handle_type);
+    hs[i] = (px_future *)px_shared_test(L, -1, &px_future_type);
     lua_pop(L, 1);
     if (!hs[i]) {
       if (hs != stackbuf) free(hs);
@@ -597,7 +597,7 @@ static int l_wait_any(lua_State *L) {
   }
   for (int i = 0; i < n; i++) {
     pthread_mutex_lock(&hs[i]->lock);
-    int done = hs[i]->state >= PX_H_DONE;
+    int done = hs[i]->state >= PX_FUTURE_DONE;
     pthread_mutex_unlock(&hs[i]->lock);
     if (done) {
       if (hs != stackbuf) free(hs);
@@ -611,10 +611,10 @@ static int l_wait_any(lua_State *L) {
     return 1;
   }
   /* join_park copies what it needs before parking. */
-  px_handle *copy[16];
-  px_handle **use = hs;
+  px_future *copy[16];
+  px_future **use = hs;
   if (hs == stackbuf) {
-    memcpy(copy, hs, sizeof(px_handle *) * (size_t)n);
+    memcpy(copy, hs, sizeof(px_future *) * (size_t)n);
     use = copy;
   }
   int r = join_park(L, use, n, JOIN_ANY, limited, ms);
@@ -623,16 +623,16 @@ static int l_wait_any(lua_State *L) {
 }
 
 static int l_done(lua_State *L) {
-  px_handle *h = check_handle(L, 1);
+  px_future *h = check_handle(L, 1);
   pthread_mutex_lock(&h->lock);
-  int done = h->state >= PX_H_DONE;
+  int done = h->state >= PX_FUTURE_DONE;
   pthread_mutex_unlock(&h->lock);
   lua_pushboolean(L, done);
   return 1;
 }
 
 static int l_status(lua_State *L) {
-  px_handle *h = check_handle(L, 1);
+  px_future *h = check_handle(L, 1);
   static const char *const names[] = {"queued", "running", "done", "failed", "cancelled"};
   pthread_mutex_lock(&h->lock);
   int st = h->state;
@@ -643,18 +643,18 @@ static int l_status(lua_State *L) {
 
 /* is_task(v): whether v is a Task (C-side: metatables may be protected). */
 static int l_is_task(lua_State *L) {
-  lua_pushboolean(L, px_shared_test(L, 1, &px_handle_type) != NULL);
+  lua_pushboolean(L, px_shared_test(L, 1, &px_future_type) != NULL);
   return 1;
 }
 
 static int l_tostring(lua_State *L) {
-  px_handle *h = check_handle(L, 1);
+  px_future *h = check_handle(L, 1);
   lua_pushfstring(L, "parx.task %d (%s)", (int)h->seq, h->local ? "async" : "spawned");
   return 1;
 }
 
 static int l_eq(lua_State *L) {
-  lua_pushboolean(L, px_shared_test(L, 1, &px_handle_type) == px_shared_test(L, 2, &px_handle_type));
+  lua_pushboolean(L, px_shared_test(L, 1, &px_future_type) == px_shared_test(L, 2, &px_future_type));
   return 1;
 }
 
@@ -724,16 +724,16 @@ static int l_now(lua_State *L) {
 
 static int l_current(lua_State *L) {
   px_vm *vm = px_vm_of(L);
-  if (!vm->current || !vm->current->handle) return 0;
-  px_shared_retain(&vm->current->handle->hdr);
-  px_shared_push(L, &vm->current->handle->hdr);
+  if (!vm->current || !vm->current->future) return 0;
+  px_shared_retain(&vm->current->future->hdr);
+  px_shared_push(L, &vm->current->future->hdr);
   return 1;
 }
 
 static int l_cancelling(lua_State *L) {
   px_vm *vm = px_vm_of(L);
   px_task *t = vm->current;
-  lua_pushboolean(L, t && t->handle && atomic_load(&t->handle->cancel_requested));
+  lua_pushboolean(L, t && t->future && atomic_load(&t->future->cancel_requested));
   return 1;
 }
 
@@ -779,10 +779,10 @@ static const luaL_Reg funcs[] = {
     {NULL, NULL}};
 
 int px_open_task(lua_State *L) {
-  px_shared_register(&px_handle_type);
+  px_shared_register(&px_future_type);
   lua_newtable(L);
   luaL_setfuncs(L, funcs, 0);
-  px_shared_meta(L, &px_handle_type);
+  px_shared_meta(L, &px_future_type);
   luaL_setfuncs(L, task_methods, 0);
   lua_setfield(L, -2, "Task");
   lua_pushlightuserdata(L, (void *)&px_park_marker);
