@@ -1,8 +1,10 @@
-/* api.c -- the embedding API (parx.h) over the core. */
+/* api.c -- the embedding API (parx.h) over the core's accessors
+ * (core/runtime.h): a face, it sees no structure of the core. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/runtime.h"
+#include "modules.h"
 #include "parx.h"
 
 #define RT(p) ((px_runtime *)(p))
@@ -18,7 +20,7 @@ parx_runtime *parx_open(const parx_options *o) {
     parx_options_init(&def);
     o = &def;
   }
-  return (parx_runtime *)px_runtime_new(o->workers, o->deadlock_check, o->trace);
+  return (parx_runtime *)px_runtime_new(o->workers, o->deadlock_check, o->trace, px_modules);
 }
 
 void parx_close(parx_runtime *rt) {
@@ -30,64 +32,20 @@ int parx_close_timeout(parx_runtime *rt, int timeout_ms) {
   return px_runtime_close(RT(rt), timeout_ms < 0 ? 0 : timeout_ms);
 }
 
-lua_State *parx_state(parx_runtime *rt) { return RT(rt)->main->L; }
+lua_State *parx_state(parx_runtime *rt) { return px_runtime_state(RT(rt)); }
 
-/* ---- protected bookkeeping -------------------------------------------
- *
- * Everything this file does on the main VM's lua_State runs inside
- * px_cpcall: a replaced standard global, a failing __tostring, a __gc
- * that errors during an allocation or running out of memory becomes the
- * last error and a result code, never a panic.  After a panic (state.c)
- * the main VM is dead and nothing here touches it: every call returns
- * PARX_ERRPANIC. */
+/* Everything this file does on the main VM's lua_State runs protected
+ * (px_runtime_protect): an error there becomes the last error and a
+ * result code, never a panic.  After a panic (state.c) the main VM is
+ * dead and nothing here touches it: every call returns PARX_ERRPANIC. */
 
-static int panicked(px_runtime *rt) { return atomic_load(&rt->panicked); }
-
-/* Run fn(L) protected with ud; on an error keep its message as the last
- * error.  Returns the Lua status. */
-static int protect(px_runtime *rt, lua_CFunction fn, void *ud) {
-  lua_State *L = rt->main->L;
-  int top = lua_gettop(L);
-  int status = px_cpcall(L, fn, ud, 0);
-  if (status != 0) {
-    px_runtime_set_error(rt, lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
-                             : status == LUA_ERRMEM ? "not enough memory"
-                                                    : "error in the runtime's bookkeeping");
-  }
-  lua_settop(L, top);
-  return status;
-}
-
-typedef struct reg_args {
-  const char *name;
-  lua_CFunction fn;
-} reg_args;
-
-static int register_p(lua_State *L) {
-  reg_args *a = lua_touserdata(L, 1);
-  lua_pushcfunction(L, a->fn);
-  lua_setglobal(L, a->name);
-  return 0;
-}
+static int panicked(px_runtime *rt) { return px_runtime_panicked(rt); }
 
 int parx_register(parx_runtime *prt, const char *name, lua_CFunction fn) {
   px_runtime *rt = RT(prt);
   if (panicked(rt)) return PARX_ERRPANIC;
-  if (atomic_load(&rt->workers_started)) return PARX_ERRRUN;
-  void *p = realloc(rt->cfuncs, sizeof *rt->cfuncs * (size_t)(rt->ncfuncs + 1));
-  if (!p) return PARX_ERRMEM;
-  rt->cfuncs = p;
-  char *copy = strdup(name);
-  if (!copy) return PARX_ERRMEM;
-  reg_args a = {name, fn};
-  if (protect(rt, register_p, &a) != 0) {
-    free(copy);
-    return PARX_ERRRUN;
-  }
-  rt->cfuncs[rt->ncfuncs].name = copy;
-  rt->cfuncs[rt->ncfuncs].fn = fn;
-  rt->ncfuncs++;
-  return PARX_OK;
+  int err = px_runtime_register(rt, name, fn);
+  return err == 0 ? PARX_OK : err == UV_ENOMEM ? PARX_ERRMEM : PARX_ERRRUN;
 }
 
 typedef struct args_args {
@@ -111,178 +69,44 @@ void parx_set_args(parx_runtime *prt, int argc, char **argv, int script) {
   px_runtime *rt = RT(prt);
   if (panicked(rt)) return;
   args_args a = {argc, argv, script};
-  protect(rt, set_args_p, &a);
+  px_runtime_protect(rt, set_args_p, &a);
 }
 
-const char *parx_last_error(parx_runtime *prt) {
-  px_runtime *rt = RT(prt);
-  if (panicked(rt)) {
-    const char *m = atomic_load(&rt->panic_msg);
-    if (m) return m;
-  }
-  const char *e = rt->last_error;
-  return e ? e : "";
-}
+const char *parx_last_error(parx_runtime *prt) { return px_runtime_last_error(RT(prt)); }
 
-int parx_exit_code(parx_runtime *rt) { return atomic_load(&RT(rt)->exit_code); }
+int parx_exit_code(parx_runtime *rt) { return px_runtime_exit_code(RT(rt)); }
 
 /* ---- running ------------------------------------------------------- */
 
 /* The result of a run that the runtime stopped: os.exit, or a panic. */
 static int stopped(px_runtime *rt) { return panicked(rt) ? PARX_ERRPANIC : PARX_EXIT; }
 
-typedef struct start_args {
-  px_runtime *rt;
-  px_future *h;
-} start_args;
-
-/* Protected: ud, fn, args... -> a task of the main VM running fn(args). */
-static int start_task_p(lua_State *L) {
-  start_args *a = lua_touserdata(L, 1);
-  lua_remove(L, 1);
-  int nargs = lua_gettop(L) - 1;
-  lua_State *co = lua_newthread(L);
-  lua_insert(L, 1);
-  lua_xmove(L, co, nargs + 1);
-  /* co alone on this frame: px_task_new takes it (luaL_ref pops it). */
-  px_task *t = px_task_new(a->rt->main, co, a->h);
-  if (!t) return px_oom(L, "starting a task");
-  a->h->task = t;
-  return 0;
-}
-
-/* Start the function on top of main L (below it nargs arguments; all
- * popped) as a task.  Returns the task's handle (one ref), or NULL with
- * the last error set. */
-static px_future *start_main_task(px_runtime *rt, int nargs) {
-  px_vm *vm = rt->main;
-  lua_State *L = vm->L;
-  px_future *h = px_future_new(rt, 1);
-  if (!h) {
-    lua_pop(L, nargs + 1);
-    px_runtime_set_error(rt, "not enough memory");
-    return NULL;
+/* The outcome of ended main-VM task f, as a result code. */
+static int outcome(px_runtime *rt, px_future *f) {
+  switch (px_host_outcome(rt, f)) {
+  case PX_OUTCOME_DONE: return PARX_OK;
+  case PX_OUTCOME_STOPPED: return stopped(rt);
+  case PX_OUTCOME_DEADLOCK: return PARX_ERRDEADLOCK;
+  default: return PARX_ERRRUN;
   }
-  h->vm = vm;
-  h->state = PX_FUTURE_RUNNING;
-  px_shared_retain(&h->hdr); /* the task's */
-  start_args a = {rt, h};
-  lua_pushcfunction(L, start_task_p);
-  lua_insert(L, -(nargs + 2));
-  lua_pushlightuserdata(L, &a);
-  lua_insert(L, -(nargs + 2));
-  int status = px_pcall(L, nargs + 2, 0);
-  if (status != 0) {
-    px_runtime_set_error(rt, lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "not enough memory");
-    lua_pop(L, 1);
-    if (!h->task) px_shared_release(&h->hdr); /* the task's, never started */
-    px_shared_release(&h->hdr);
-    return NULL;
-  }
-  return h;
-}
-
-static int future_done(px_vm *vm, void *arg) {
-  (void)vm;
-  px_future *h = arg;
-  return h->state >= PX_FUTURE_DONE;
-}
-
-/* Protected: fail the task of handle ud with the deadlock report. */
-static int deadlock_report_p(lua_State *L) {
-  px_future *h = lua_touserdata(L, 1);
-  px_runtime *rt = h->rt;
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  luaL_addstring(&b, "deadlock: all tasks are asleep, nothing can wake them:");
-  px_sched_report(rt->main, &b);
-  if (atomic_load(&rt->workers_started))
-    for (int i = 0; i < rt->nworkers; i++) px_sched_report(rt->workers[i], &b);
-  luaL_pushresult(&b);
-  rt->deadlocked = 1;
-  if (h->task) px_task_raise(h->task);
-  return 0;
-}
-
-static int deadlock_report(px_runtime *rt, px_future *h) {
-  return protect(rt, deadlock_report_p, h);
-}
-
-/* Drive the main VM until h is done; report deadlocks into h's task.
- * Returns 0, or PARX_ERRRUN when the report itself failed. */
-static int drive_until(px_runtime *rt, px_future *h) {
-  for (;;) {
-    int quiet = px_vm_drive(rt->main, PX_DRIVE_UNTIL, future_done, h);
-    if (atomic_load(&rt->exit_requested) || h->state >= PX_FUTURE_DONE) return 0;
-    if (quiet) {
-      if (!rt->deadlock_check) continue;
-      if (deadlock_report(rt, h) != 0) return PARX_ERRRUN;
-    }
-  }
-}
-
-static int never_done(px_vm *vm, void *arg) {
-  (void)vm;
-  (void)arg;
-  return 0;
 }
 
 static int drain(px_runtime *rt) {
-  if (atomic_load(&rt->exit_requested)) return stopped(rt);
-  px_vm_drive(rt->main, PX_DRIVE_UNTIL, never_done, NULL);
-  return atomic_load(&rt->exit_requested) ? stopped(rt) : PARX_OK;
-}
-
-/* Protected: the error of finished task ud (its coroutine's first value)
- * as the last error. */
-static int error_message_p(lua_State *L) {
-  px_future *h = lua_touserdata(L, 1);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, h->co_ref);
-  lua_State *co = lua_tothread(L, -1);
-  if (!co) return luaL_error(L, "(error object is a nil value)");
-  lua_settop(co, 1); /* the error value (px_future_finish left it alone) */
-  lua_xmove(co, L, 1);
-  lua_pushvalue(L, -1);
-  lua_xmove(L, co, 1); /* put it back for joiners */
-  if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
-    lua_tostring(L, -1);
-  } else if (luaL_callmeta(L, -1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) {
-    /* its __tostring */
-  } else {
-    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, -1));
-  }
-  px_runtime_set_error(h->rt, lua_tostring(L, -1));
-  return 0;
-}
-
-/* The outcome of finished main-VM task h. */
-static int outcome(px_runtime *rt, px_future *h) {
-  if (atomic_load(&rt->exit_requested)) return stopped(rt);
-  if (h->state == PX_FUTURE_DONE) return PARX_OK;
-  if (h->state == PX_FUTURE_CANCELLED) {
-    px_runtime_set_error(rt, "the main task was cancelled");
-    return PARX_ERRRUN;
-  }
-  if (protect(rt, error_message_p, h) != 0) {
-    /* Its __tostring failed: say what the value was. */
-    px_runtime_set_error(rt, "(error object cannot be converted to a string)");
-  }
-  h->retrieved = 1;
-  int dead = rt->deadlocked;
-  rt->deadlocked = 0;
-  return dead ? PARX_ERRDEADLOCK : PARX_ERRRUN;
+  if (px_runtime_stopped(rt)) return stopped(rt);
+  px_host_drain(rt);
+  return px_runtime_stopped(rt) ? stopped(rt) : PARX_OK;
 }
 
 static int run_loaded(px_runtime *rt, int nargs, int do_drain) {
-  px_future *h = start_main_task(rt, nargs);
-  if (!h) return PARX_ERRMEM;
-  int r = drive_until(rt, h);
+  px_future *f = px_host_start(rt, nargs);
+  if (!f) return PARX_ERRMEM;
+  int r = px_host_wait(rt, f) == 0 ? PARX_OK : PARX_ERRRUN;
   if (r == PARX_OK) {
     if (panicked(rt)) r = PARX_ERRPANIC;
-    else if (h->state >= PX_FUTURE_DONE) r = outcome(rt, h);
-    else r = atomic_load(&rt->exit_requested) ? stopped(rt) : PARX_ERRRUN;
+    else if (px_future_done(f)) r = outcome(rt, f);
+    else r = px_runtime_stopped(rt) ? stopped(rt) : PARX_ERRRUN;
   }
-  px_shared_release(&h->hdr);
+  px_future_release(f);
   if (r == PARX_OK && do_drain) r = drain(rt);
   return r;
 }
@@ -291,7 +115,7 @@ static int run_loaded(px_runtime *rt, int nargs, int do_drain) {
  * kept as the last error when it does not compile.  (luaL_loadbuffer is
  * protected itself.) */
 static int load_string(px_runtime *rt, const char *code, const char *chunkname) {
-  lua_State *L = rt->main->L;
+  lua_State *L = px_runtime_state(rt);
   int st = luaL_loadbuffer(L, code, strlen(code), chunkname ? chunkname : code);
   if (st != 0) {
     px_runtime_set_error(rt, lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "not enough memory");
@@ -323,7 +147,7 @@ static int script_args_p(lua_State *L) {
 int parx_run_file(parx_runtime *prt, const char *path, int do_drain) {
   px_runtime *rt = RT(prt);
   if (panicked(rt)) return PARX_ERRPANIC;
-  lua_State *L = rt->main->L;
+  lua_State *L = px_runtime_state(rt);
   int st = luaL_loadfile(L, path);
   if (st != 0) {
     px_runtime_set_error(rt, lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "not enough memory");
@@ -340,9 +164,9 @@ int parx_run_file(parx_runtime *prt, const char *path, int do_drain) {
   return run_loaded(rt, lua_gettop(L) - top, do_drain);
 }
 
-/* Keep h in a registry list to report its failure in parx_step. */
+/* Keep f in a registry list to report its failure in parx_step. */
 static int keep_started_p(lua_State *L) {
-  px_future *h = lua_touserdata(L, 1);
+  px_future *f = lua_touserdata(L, 1);
   lua_getfield(L, LUA_REGISTRYINDEX, "parx.started");
   if (!lua_istable(L, -1)) {
     lua_pop(L, 1);
@@ -350,8 +174,7 @@ static int keep_started_p(lua_State *L) {
     lua_pushvalue(L, -1);
     lua_setfield(L, LUA_REGISTRYINDEX, "parx.started");
   }
-  px_shared_retain(&h->hdr);
-  px_shared_push(L, &h->hdr);
+  px_future_push(L, f);
   lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
   return 0;
 }
@@ -359,10 +182,10 @@ static int keep_started_p(lua_State *L) {
 int parx_start_function(parx_runtime *prt, int nargs) {
   px_runtime *rt = RT(prt);
   if (panicked(rt)) return PARX_ERRPANIC;
-  px_future *h = start_main_task(rt, nargs);
-  if (!h) return PARX_ERRMEM;
-  int r = protect(rt, keep_started_p, h) != 0 ? PARX_ERRMEM : PARX_OK;
-  px_shared_release(&h->hdr);
+  px_future *f = px_host_start(rt, nargs);
+  if (!f) return PARX_ERRMEM;
+  int r = px_runtime_protect(rt, keep_started_p, f) != 0 ? PARX_ERRMEM : PARX_OK;
+  px_future_release(f);
   return r;
 }
 
@@ -389,10 +212,10 @@ static int check_started_p(lua_State *L) {
   int n = (int)lua_objlen(L, list), kept = 0;
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, list, i);
-    px_future *h = (px_future *)px_shared_test(L, -1, &px_future_type);
-    if (h && h->state >= PX_FUTURE_DONE) {
+    px_future *f = px_future_test(L, -1);
+    if (f && px_future_done(f)) {
       lua_pop(L, 1);
-      int o = outcome(a->rt, h);
+      int o = outcome(a->rt, f);
       if (o != PARX_OK && a->result == PARX_OK) a->result = o;
     } else {
       lua_rawseti(L, list, ++kept);
@@ -407,7 +230,7 @@ static int check_started_p(lua_State *L) {
 
 static int check_started(px_runtime *rt) {
   check_args a = {rt, PARX_OK};
-  if (protect(rt, check_started_p, &a) != 0) return PARX_ERRRUN;
+  if (px_runtime_protect(rt, check_started_p, &a) != 0) return PARX_ERRRUN;
   return a.result;
 }
 
@@ -424,22 +247,20 @@ static int report_started_p(lua_State *L) {
   int n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, 2, i);
-    px_future *h = (px_future *)px_shared_test(L, -1, &px_future_type);
+    px_future *f = px_future_test(L, -1);
     lua_pop(L, 1);
-    if (h && h->state < PX_FUTURE_DONE && h->task) {
-      lua_pushcfunction(L, deadlock_report_p);
-      lua_pushlightuserdata(L, h);
-      lua_call(L, 1, 0);
-      a->any = 1;
+    if (f) {
+      int r = px_host_report_deadlock(a->rt, f);
+      if (r < 0) return luaL_error(L, "%s", px_runtime_last_error(a->rt));
+      if (r > 0) a->any = 1;
     }
   }
   return 0;
 }
 
 static int report_started_deadlock(px_runtime *rt) {
-  if (!rt->deadlock_check) return 0;
   report_args a = {rt, 0};
-  if (protect(rt, report_started_p, &a) != 0) return PARX_ERRRUN;
+  if (px_runtime_protect(rt, report_started_p, &a) != 0) return PARX_ERRRUN;
   return a.any;
 }
 
@@ -455,8 +276,8 @@ int parx_run(parx_runtime *prt) {
 int parx_step(parx_runtime *prt, int nowait) {
   px_runtime *rt = RT(prt);
   if (panicked(rt)) return PARX_ERRPANIC;
-  int more = px_vm_drive(rt->main, nowait ? PX_DRIVE_STEP_NOWAIT : PX_DRIVE_STEP, NULL, NULL);
-  if (atomic_load(&rt->exit_requested)) return stopped(rt);
+  int more = px_host_step(rt, nowait);
+  if (px_runtime_stopped(rt)) return stopped(rt);
   int s = check_started(rt);
   if (s != PARX_OK) return s;
   if (more < 0) {
@@ -468,13 +289,6 @@ int parx_step(parx_runtime *prt, int nowait) {
   return more;
 }
 
-int parx_backend_fd(parx_runtime *rt) { return uv_backend_fd(&RT(rt)->main->loop); }
+int parx_backend_fd(parx_runtime *rt) { return px_host_backend_fd(RT(rt)); }
 
-int parx_backend_timeout(parx_runtime *prt) {
-  px_vm *vm = RT(prt)->main;
-  if (vm->ready_head || vm->wakes_head || __atomic_load_n(&vm->inbox_head, __ATOMIC_SEQ_CST)) return 0;
-  uv_ref((uv_handle_t *)&vm->async); /* posts must wake the host's poll */
-  int t = uv_backend_timeout(&vm->loop);
-  uv_unref((uv_handle_t *)&vm->async);
-  return t;
-}
+int parx_backend_timeout(parx_runtime *rt) { return px_host_backend_timeout(RT(rt)); }

@@ -1,6 +1,7 @@
 /*
- * core.h -- structures private to the core (runtime/core) and the task
- * bindings (runtime/mod/task.c).  Modules use px.h only.
+ * core.h -- structures private to the core (runtime/core): the VM, the
+ * task, the runtime.  The task module (mod/task.c) reads a VM's current
+ * task through it; other modules use px.h only, the faces runtime.h.
  */
 #ifndef PX_CORE_PRIVATE_H
 #define PX_CORE_PRIVATE_H
@@ -9,6 +10,7 @@
 #include <setjmp.h>
 
 #include "px.h"
+#include "runtime.h"
 
 typedef struct px_future px_future;
 typedef struct px_job px_job;
@@ -34,38 +36,6 @@ struct px_task {
   px_future *future;   /* one reference, dropped when the task ends */
   px_task *next_ready, *prev_ready;
   px_task *prev, *next; /* all tasks of the VM (deadlock reports) */
-};
-
-/* A task's future (its outcome): what Task objects in any VM point to.  A px_shared. */
-enum { PX_FUTURE_QUEUED, PX_FUTURE_RUNNING, PX_FUTURE_DONE, PX_FUTURE_FAILED, PX_FUTURE_CANCELLED };
-
-typedef struct px_joiner px_joiner;
-typedef struct px_jlink px_jlink;
-
-struct px_future {
-  px_shared hdr;
-  pthread_mutex_t lock;  /* guards state, result, joiners, job */
-  int state;
-  atomic_int cancel_requested;
-  px_runtime *rt;
-  px_vm *vm;             /* the VM running the task (NULL while queued) */
-  px_task *task;         /* valid on vm's thread while running */
-  px_job *job;           /* while queued */
-  int local;             /* parx.async: results stay on the coroutine */
-  int co_ref;            /* local: registry ref of the finished coroutine */
-  int nresults;          /* local: values on that coroutine's stack */
-  px_msg result;         /* spawned: results, or the error value */
-  px_jlink *joiners;     /* parked joiners (any VM) */
-  long seq;              /* creation order, for reports */
-  char *errmsg;          /* spawned, failed: message, for an unjoined report */
-  int retrieved;         /* someone read the outcome */
-};
-
-/* A job: a spawned function waiting for a worker. */
-struct px_job {
-  px_job *next, *prev;
-  px_future *future; /* one reference */
-  px_msg msg;        /* function and arguments */
 };
 
 struct px_vm {
@@ -138,6 +108,7 @@ struct px_runtime {
   /* Quiescence: busy VMs plus posts and jobs not yet taken (vm.c). */
   atomic_long pending;
 
+  const px_module *modules; /* preloaded in every VM (state.c); the faces' list */
   struct { char *name; lua_CFunction fn; } *cfuncs;
   int ncfuncs;
 
@@ -191,26 +162,21 @@ void px_sched_free_tasks(px_vm *vm);
 void px_sched_teardown(px_vm *vm);
 void px_sched_report(px_vm *vm, luaL_Buffer *b);
 
-/* ---- runtime.c ---- */
+/* ---- runtime.c (and runtime.h) ---- */
 px_job *px_runtime_take_job(px_runtime *rt);
 int px_runtime_unqueue_job(px_runtime *rt, px_job *job);
 int px_runtime_start_workers(px_runtime *rt);        /* 0 or UV_E* */
 int px_runtime_push_job(px_runtime *rt, px_job *job); /* 0 or UV_E*: not queued */
-void px_runtime_set_error(px_runtime *rt, const char *msg);
 void px_runtime_panic(px_runtime *rt, const char *msg); /* any thread */
-/* Stop and free; timeout_ms >= 0: abandon workers still busy after that
- * long (returns 1, nothing freed).  See parx_close_timeout. */
-int px_runtime_close(px_runtime *rt, int timeout_ms);
-px_runtime *px_runtime_new(int workers, int deadlock_check, const char *trace_path);
-void px_runtime_free(px_runtime *rt);
+/* os.exit(code) from any VM: record it and stop the runtime. */
+void px_runtime_exit(px_runtime *rt, int code);
+/* What a task unwinds with after os.exit (no pcall catches it). */
+extern const char px_exit_marker;
 
-/* ---- task bindings (mod/task.c) ---- */
-px_future *px_future_new(px_runtime *rt, int local);
-void px_future_finish(px_future *h, px_task *t, int status); /* VM thread */
+/* ---- future.c (future.h), job.c (job.h) ---- */
+void px_future_finish(px_future *f, px_task *t, int status); /* VM thread */
 void px_job_run(px_vm *vm, px_job *job);
 void px_job_discard(px_job *job);
-extern px_shared_type px_future_type;
-extern const char px_exit_marker;
 
 /* ---- paths.c ---- */
 void px_paths_free(px_vm *vm);

@@ -294,16 +294,12 @@ extern const char px_cdata_hook_key;
 
 /* ------------------------------------------------------------------------
  * Modules.  Each C module has `int px_open_<name>(lua_State *L)` which
- * pushes its table and returns 1 (luaopen style); core/modules.c preloads it
- * as "parx.c.<name>" in every VM.
+ * pushes its table and returns 1 (luaopen style).  The core knows none of
+ * them: the faces list them (runtime/modules.c, as Lua's linit.c lists its
+ * libraries) and pass the list to px_runtime_new (runtime.h); every VM
+ * preloads each as "parx.c.<name>".  A new module is a file of its own and
+ * one line there.
  * ---------------------------------------------------------------------- */
-#define PX_MODULES(XX)                                                        \
-  XX(task) XX(pool) XX(chan) XX(sync) XX(array) XX(timer) XX(fs) XX(tcp)     \
-  XX(udp) XX(dns) XX(process) XX(signal) XX(http) XX(gpu) XX(debug) XX(dict)
-
-#define XX(name) int px_open_##name(lua_State *L);
-PX_MODULES(XX)
-#undef XX
 
 /* --trace: modules add slices (pool chunks, GPU work) to the VM's track.
  * Times from px_trace_now (ns).  Cheap no-ops when tracing is off. */

@@ -9,14 +9,80 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core.h"
+#include "job.h"
 
 int px_runtime_workers(px_runtime *rt) { return rt->nworkers; }
 px_vm *px_runtime_main(px_runtime *rt) { return rt->main; }
+lua_State *px_runtime_state(px_runtime *rt) { return rt->main->L; }
 
 void px_runtime_set_error(px_runtime *rt, const char *msg) {
   free(rt->last_error);
   rt->last_error = strdup(msg ? msg : "");
+}
+
+const char *px_runtime_last_error(px_runtime *rt) {
+  if (atomic_load(&rt->panicked)) {
+    const char *m = atomic_load(&rt->panic_msg);
+    if (m) return m;
+  }
+  return rt->last_error ? rt->last_error : "";
+}
+
+int px_runtime_panicked(px_runtime *rt) { return atomic_load(&rt->panicked); }
+int px_runtime_stopped(px_runtime *rt) { return atomic_load(&rt->exit_requested); }
+int px_runtime_exit_code(px_runtime *rt) { return atomic_load(&rt->exit_code); }
+
+const char px_exit_marker = 0;
+
+void px_runtime_exit(px_runtime *rt, int code) {
+  atomic_store(&rt->exit_code, code);
+  atomic_store(&rt->exit_requested, 1);
+  px_vm_poke(rt->main);
+}
+
+int px_runtime_protect(px_runtime *rt, lua_CFunction fn, void *ud) {
+  lua_State *L = rt->main->L;
+  int top = lua_gettop(L);
+  int status = px_cpcall(L, fn, ud, 0);
+  if (status != 0) {
+    px_runtime_set_error(rt, lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                             : status == LUA_ERRMEM ? "not enough memory"
+                                                    : "error in the runtime's bookkeeping");
+  }
+  lua_settop(L, top);
+  return status;
+}
+
+typedef struct register_args {
+  const char *name;
+  lua_CFunction fn;
+} register_args;
+
+static int register_p(lua_State *L) {
+  register_args *a = lua_touserdata(L, 1);
+  lua_pushcfunction(L, a->fn);
+  lua_setglobal(L, a->name);
+  return 0;
+}
+
+/* Registered before any worker exists, so no lock: the list no longer
+ * changes once workers read it (state.c). */
+int px_runtime_register(px_runtime *rt, const char *name, lua_CFunction fn) {
+  if (atomic_load(&rt->workers_started)) return UV_EBUSY;
+  void *p = realloc(rt->cfuncs, sizeof *rt->cfuncs * (size_t)(rt->ncfuncs + 1));
+  if (!p) return UV_ENOMEM;
+  rt->cfuncs = p;
+  char *copy = strdup(name);
+  if (!copy) return UV_ENOMEM;
+  register_args a = {name, fn};
+  if (px_runtime_protect(rt, register_p, &a) != 0) {
+    free(copy);
+    return UV_EINVAL;
+  }
+  rt->cfuncs[rt->ncfuncs].name = copy;
+  rt->cfuncs[rt->ncfuncs].fn = fn;
+  rt->ncfuncs++;
+  return 0;
 }
 
 /* A VM panicked (state.c, any thread): keep the first message, stop the
@@ -227,7 +293,8 @@ static int cpu_count(void) {
   return n > 0 ? (int)n : 1;
 }
 
-px_runtime *px_runtime_new(int workers, int deadlock_check, const char *trace_path) {
+px_runtime *px_runtime_new(int workers, int deadlock_check, const char *trace_path,
+                           const px_module *modules) {
   px_runtime *rt = calloc(1, sizeof *rt);
   if (!rt) return NULL;
   if (workers <= 0) {
@@ -238,6 +305,7 @@ px_runtime *px_runtime_new(int workers, int deadlock_check, const char *trace_pa
   if (workers > 1024) workers = 1024;
   rt->nworkers = workers;
   rt->deadlock_check = deadlock_check;
+  rt->modules = modules;
   /* A peer that goes away (a closed socket, a child that stopped reading)
    * must give EPIPE to the writer, not kill the process.  Only when the
    * host left SIGPIPE at its default. */
@@ -286,7 +354,7 @@ int px_runtime_close(px_runtime *rt, int timeout_ms) {
   }
   if (!rt->main->dead) px_sched_free_tasks(rt->main);
   if (started) gather(rt, PHASE_FREED, -1);
-  /* Jobs nobody took: their handles end as cancelled. */
+  /* Jobs nobody took: their futures end as cancelled. */
   px_job *job;
   while ((job = px_runtime_take_job(rt))) {
     atomic_fetch_sub(&rt->pending, 1);
@@ -313,4 +381,3 @@ int px_runtime_close(px_runtime *rt, int timeout_ms) {
   return 0;
 }
 
-void px_runtime_free(px_runtime *rt) { px_runtime_close(rt, -1); }

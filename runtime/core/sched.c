@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
+#include "future.h"
 
 static void make_ready(px_vm *vm, px_task *t) {
   t->state = PX_TASK_READY;

@@ -1,5 +1,6 @@
-/* state.c -- a VM's lua_State: standard libraries, the C modules and the
- * bytecode of the Lua layer preloaded, host-registered functions, and the
+/* state.c -- a VM's lua_State: standard libraries, the C modules (the
+ * list the runtime was opened with) and the bytecode of the Lua layer
+ * preloaded, host-registered functions, and the
  * global `parx`; the protected entry into Lua; the panic handler. */
 #include <setjmp.h>
 #include <stdio.h>
@@ -57,15 +58,6 @@ static int load_luamod(lua_State *L) {
   return 1;
 }
 
-static const struct {
-  const char *name;
-  lua_CFunction open;
-} cmods[] = {
-#define XX(name) {"parx.c." #name, px_open_##name},
-    PX_MODULES(XX)
-#undef XX
-};
-
 /* Run protected (px_cpcall), so the calls below need no frame of their
  * own: an error in them (out of memory) fails the VM's start-up. */
 static int setup(lua_State *L) {
@@ -78,9 +70,11 @@ static int setup(lua_State *L) {
 
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "preload");
-  for (size_t i = 0; i < sizeof cmods / sizeof cmods[0]; i++) {
-    lua_pushcfunction(L, cmods[i].open);
-    lua_setfield(L, -2, cmods[i].name);
+  /* The C modules the faces listed (runtime/modules.c): the core knows
+   * none of them by name. */
+  for (const px_module *m = vm->rt->modules; m && m->name; m++) {
+    lua_pushcfunction(L, m->open);
+    lua_setfield(L, -2, m->name);
   }
   for (const px_luamod *m = px_luamods; m->name; m++) {
     lua_pushlightuserdata(L, (void *)m);

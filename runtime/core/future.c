@@ -1,0 +1,218 @@
+/* future.c -- a task's future: created with its task (or its job), ended
+ * by the scheduler (px_future_finish), read by joiners in any VM.
+ *
+ * A spawned task's results come back marshalled in the future, and every
+ * joiner unmarshals its own copy.  An async task's results stay on its
+ * finished coroutine and are copied to joiners of that VM directly.
+ *
+ * Joins and parx.wait park on a px_join: one wait record linked into every
+ * future it waits on.  The first future to end claims it with a CAS on
+ * `fired` while holding its own lock, so the record cannot be freed under
+ * it; the woken side then unlinks the record from the other futures
+ * (join.c).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "future.h"
+
+static void future_free(px_shared *s);
+/* Initialised statically: every VM's task module registers it, and a
+ * store there while other threads read the type would be a data race. */
+px_shared_type px_future_type = {.name = "parx.task", .free = future_free};
+
+static void future_free(px_shared *s) {
+  px_future *f = (px_future *)s;
+  if (f->state == PX_FUTURE_FAILED && !f->retrieved && f->errmsg)
+    fprintf(stderr, "parx: task %ld failed and nobody joined it: %s\n", f->seq, f->errmsg);
+  if (f->local && f->co_ref != LUA_NOREF && f->vm && px_vm_on_thread(f->vm) && f->vm->L)
+    luaL_unref(f->vm->L, LUA_REGISTRYINDEX, f->co_ref);
+  px_msg_free(&f->result);
+  free(f->errmsg);
+  pthread_mutex_destroy(&f->lock);
+  free(f);
+}
+
+px_future *px_future_new(px_runtime *rt, int local) {
+  px_future *f = calloc(1, sizeof *f);
+  if (!f) return NULL;
+  px_shared_init(&f->hdr, &px_future_type);
+  pthread_mutex_init(&f->lock, NULL);
+  f->rt = rt;
+  f->local = local;
+  f->co_ref = LUA_NOREF;
+  f->state = local ? PX_FUTURE_RUNNING : PX_FUTURE_QUEUED;
+  px_msg_init(&f->result);
+  f->seq = atomic_fetch_add(&rt->seq, 1) + 1;
+  return f;
+}
+
+void px_join_fire(px_join *j, int index) {
+  int expect = 0;
+  if (atomic_compare_exchange_strong(&j->fired, &expect, 1)) {
+    j->index = index;
+    px_wake(&j->wait);
+  }
+}
+
+/* Wake every joiner of f.  f->lock held. */
+static void wake_joiners(px_future *f) {
+  px_join_link *l = f->joiners;
+  f->joiners = NULL;
+  while (l) {
+    px_join_link *next = l->next;
+    l->next = NULL;
+    px_join_fire(l->join, l->index);
+    l = next;
+  }
+}
+
+/* Keep the message of a failure nobody may ever look at (future_free). */
+static void keep_errmsg(px_future *f, lua_State *co) {
+  if (f->errmsg) return;
+  const char *msg = lua_tostring(co, -1);
+  f->errmsg = strdup(msg ? msg : luaL_typename(co, -1));
+}
+
+void px_future_finish(px_future *f, px_task *t, int status) {
+  if (!f) return;
+  px_vm *vm = t->vm;
+  lua_State *co = t->co;
+  int state = PX_FUTURE_DONE;
+  if (status == -1) {
+    state = PX_FUTURE_CANCELLED;
+  } else if (status != 0) {
+    state = PX_FUTURE_FAILED;
+    lua_rawgeti(co, LUA_REGISTRYINDEX, vm->cancelled_ref);
+    if (lua_rawequal(co, -1, -2)) state = PX_FUTURE_CANCELLED;
+    lua_pop(co, 1);
+    /* os.exit unwinding the task: the process is ending, not a failure. */
+    if (lua_touserdata(co, -1) == (void *)&px_exit_marker) state = PX_FUTURE_CANCELLED;
+    /* insert, not replace: after error(v, 0) or a table error LuaJIT
+     * leaves the value alone at index 1, where lua_replace would pop it. */
+    lua_insert(co, 1);
+    lua_settop(co, 1);
+  }
+  if (state == PX_FUTURE_FAILED) keep_errmsg(f, co);
+  if (f->local) {
+    if (state != PX_FUTURE_CANCELLED) {
+      lua_pushthread(co);
+      lua_xmove(co, vm->L, 1);
+      f->co_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX);
+      f->nresults = lua_gettop(co);
+    }
+  } else if (state != PX_FUTURE_CANCELLED) {
+    int n = lua_gettop(co);
+    if (px_marshal(co, 1, n, &f->result) != 0) {
+      /* The results (or the error value) cannot cross: report that. */
+      const char *why = lua_tostring(co, -1);
+      if (!why) why = "?";
+      /* The marshaller names what it was given ("argument #1"): say what
+       * that was here. */
+      if (state == PX_FUTURE_FAILED)
+        lua_pushfstring(co, "task failed and its error cannot be sent back: %s",
+                        luaL_gsub(co, why, "argument #1", "the error value"));
+      else
+        lua_pushfstring(co, "task results cannot be sent back: %s",
+                        luaL_gsub(co, why, "argument #", "result #"));
+      px_msg_free(&f->result);
+      px_msg_init(&f->result);
+      px_marshal(co, -1, 1, &f->result);
+      state = PX_FUTURE_FAILED;
+    }
+    if (state == PX_FUTURE_FAILED) keep_errmsg(f, co);
+  }
+  pthread_mutex_lock(&f->lock);
+  f->state = state;
+  f->task = NULL;
+  wake_joiners(f);
+  pthread_mutex_unlock(&f->lock);
+  t->future = NULL;
+  px_shared_release(&f->hdr);
+}
+
+int px_future_end_cancelled(px_future *f) {
+  pthread_mutex_lock(&f->lock);
+  int ended = f->state >= PX_FUTURE_DONE;
+  if (!ended) {
+    f->state = PX_FUTURE_CANCELLED;
+    f->job = NULL;
+    f->task = NULL;
+    wake_joiners(f);
+  }
+  pthread_mutex_unlock(&f->lock);
+  return !ended;
+}
+
+int px_future_push_outcome(lua_State *co, px_future *f) {
+  f->retrieved = 1;
+  if (f->state == PX_FUTURE_CANCELLED) {
+    lua_pushboolean(co, 0);
+    px_vm *vm = px_vm_of(co);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, vm->cancelled_ref);
+    return 2;
+  }
+  int ok = f->state == PX_FUTURE_DONE;
+  lua_pushboolean(co, ok);
+  if (f->local) {
+    if (!f->vm || !px_vm_on_thread(f->vm)) {
+      lua_pushboolean(co, 0);
+      lua_replace(co, -2);
+      lua_pushliteral(co, "cannot read the results of a parx.async task from another VM (use parx.spawn)");
+      return 2;
+    }
+    lua_rawgeti(co, LUA_REGISTRYINDEX, f->co_ref);
+    lua_State *rco = lua_tothread(co, -1);
+    lua_pop(co, 1);
+    int n = f->nresults;
+    luaL_checkstack(co, n + 2, "too many results");
+    for (int i = 1; i <= n; i++) {
+      lua_pushvalue(rco, i);
+      lua_xmove(rco, co, 1);
+    }
+    return n + 1;
+  }
+  /* Each joiner unmarshals its own copy: the bytes are shared, the
+   * references are retained for it. */
+  px_msg copy = f->result;
+  copy.refs = NULL;
+  copy.refcap = 0;
+  if (f->result.nrefs) {
+    copy.refs = malloc(sizeof *copy.refs * f->result.nrefs);
+    copy.refcap = f->result.nrefs;
+    for (int i = 0; i < f->result.nrefs; i++) {
+      copy.refs[i] = f->result.refs[i];
+      px_shared_retain(copy.refs[i]);
+    }
+  }
+  int n = px_unmarshal(co, &copy);
+  for (int i = 0; i < copy.nrefs; i++) px_shared_release(copy.refs[i]);
+  free(copy.refs);
+  if (n < 0) {
+    lua_pushboolean(co, 0);
+    lua_replace(co, -3);
+    return 2;
+  }
+  return n + 1;
+}
+
+/* ---- as the host holds them (runtime.h) ------------------------------ */
+
+int px_future_done(px_future *f) {
+  pthread_mutex_lock(&f->lock);
+  int done = f->state >= PX_FUTURE_DONE;
+  pthread_mutex_unlock(&f->lock);
+  return done;
+}
+
+void px_future_release(px_future *f) { px_shared_release(&f->hdr); }
+
+void px_future_push(lua_State *L, px_future *f) {
+  px_shared_retain(&f->hdr);
+  px_shared_push(L, &f->hdr);
+}
+
+px_future *px_future_test(lua_State *L, int idx) {
+  return (px_future *)px_shared_test(L, idx, &px_future_type);
+}

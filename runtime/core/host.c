@@ -1,0 +1,162 @@
+/* host.c -- the main VM as its host drives it (runtime.h): a chunk runs
+ * as a task of the main VM, the host drives the VM until that task ended,
+ * a deadlock fails the task with a report of every VM's tasks, and the
+ * outcome becomes the host's error message.  The embedding API (api.c)
+ * maps all this to parx.h's codes; nothing here knows them.
+ *
+ * Everything done on the main VM's lua_State runs protected
+ * (px_runtime_protect): a replaced standard global, a failing __tostring,
+ * a __gc that errors during an allocation or running out of memory
+ * becomes the last error, never a panic. */
+#include <stdlib.h>
+
+#include "future.h"
+
+typedef struct start_args {
+  px_runtime *rt;
+  px_future *f;
+} start_args;
+
+/* Protected: ud, fn, args... -> a task of the main VM running fn(args). */
+static int start_task_p(lua_State *L) {
+  start_args *a = lua_touserdata(L, 1);
+  lua_remove(L, 1);
+  int nargs = lua_gettop(L) - 1;
+  lua_State *co = lua_newthread(L);
+  lua_insert(L, 1);
+  lua_xmove(L, co, nargs + 1);
+  /* co alone on this frame: px_task_new takes it (luaL_ref pops it). */
+  px_task *t = px_task_new(a->rt->main, co, a->f);
+  if (!t) return px_oom(L, "starting a task");
+  a->f->task = t;
+  return 0;
+}
+
+px_future *px_host_start(px_runtime *rt, int nargs) {
+  px_vm *vm = rt->main;
+  lua_State *L = vm->L;
+  px_future *f = px_future_new(rt, 1);
+  if (!f) {
+    lua_pop(L, nargs + 1);
+    px_runtime_set_error(rt, "not enough memory");
+    return NULL;
+  }
+  f->vm = vm;
+  px_shared_retain(&f->hdr); /* the task's */
+  start_args a = {rt, f};
+  lua_pushcfunction(L, start_task_p);
+  lua_insert(L, -(nargs + 2));
+  lua_pushlightuserdata(L, &a);
+  lua_insert(L, -(nargs + 2));
+  int status = px_pcall(L, nargs + 2, 0);
+  if (status != 0) {
+    px_runtime_set_error(rt, lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "not enough memory");
+    lua_pop(L, 1);
+    if (!f->task) px_shared_release(&f->hdr); /* the task's, never started */
+    px_shared_release(&f->hdr);
+    return NULL;
+  }
+  return f;
+}
+
+static int future_ended(px_vm *vm, void *arg) {
+  (void)vm;
+  px_future *f = arg;
+  return f->state >= PX_FUTURE_DONE;
+}
+
+/* Protected: fail the task of future ud with the deadlock report. */
+static int deadlock_report_p(lua_State *L) {
+  px_future *f = lua_touserdata(L, 1);
+  px_runtime *rt = f->rt;
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, "deadlock: all tasks are asleep, nothing can wake them:");
+  px_sched_report(rt->main, &b);
+  if (atomic_load(&rt->workers_started))
+    for (int i = 0; i < rt->nworkers; i++) px_sched_report(rt->workers[i], &b);
+  luaL_pushresult(&b);
+  rt->deadlocked = 1;
+  if (f->task) px_task_raise(f->task);
+  return 0;
+}
+
+int px_host_report_deadlock(px_runtime *rt, px_future *f) {
+  if (!rt->deadlock_check || f->state >= PX_FUTURE_DONE || !f->task) return 0;
+  return px_runtime_protect(rt, deadlock_report_p, f) != 0 ? -1 : 1;
+}
+
+int px_host_wait(px_runtime *rt, px_future *f) {
+  for (;;) {
+    int quiet = px_vm_drive(rt->main, PX_DRIVE_UNTIL, future_ended, f);
+    if (atomic_load(&rt->exit_requested) || f->state >= PX_FUTURE_DONE) return 0;
+    if (quiet) {
+      if (!rt->deadlock_check) continue;
+      if (px_runtime_protect(rt, deadlock_report_p, f) != 0) return -1;
+    }
+  }
+}
+
+static int never_done(px_vm *vm, void *arg) {
+  (void)vm;
+  (void)arg;
+  return 0;
+}
+
+void px_host_drain(px_runtime *rt) {
+  if (!atomic_load(&rt->exit_requested)) px_vm_drive(rt->main, PX_DRIVE_UNTIL, never_done, NULL);
+}
+
+int px_host_step(px_runtime *rt, int nowait) {
+  return px_vm_drive(rt->main, nowait ? PX_DRIVE_STEP_NOWAIT : PX_DRIVE_STEP, NULL, NULL);
+}
+
+/* Protected: the error of ended future ud (its coroutine's first value)
+ * as the last error. */
+static int error_message_p(lua_State *L) {
+  px_future *f = lua_touserdata(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, f->co_ref);
+  lua_State *co = lua_tothread(L, -1);
+  if (!co) return luaL_error(L, "(error object is a nil value)");
+  lua_settop(co, 1); /* the error value (px_future_finish left it alone) */
+  lua_xmove(co, L, 1);
+  lua_pushvalue(L, -1);
+  lua_xmove(L, co, 1); /* put it back for joiners */
+  if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
+    lua_tostring(L, -1);
+  } else if (luaL_callmeta(L, -1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) {
+    /* its __tostring */
+  } else {
+    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, -1));
+  }
+  px_runtime_set_error(f->rt, lua_tostring(L, -1));
+  return 0;
+}
+
+int px_host_outcome(px_runtime *rt, px_future *f) {
+  if (atomic_load(&rt->exit_requested)) return PX_OUTCOME_STOPPED;
+  if (f->state == PX_FUTURE_DONE) return PX_OUTCOME_DONE;
+  if (f->state == PX_FUTURE_CANCELLED) {
+    px_runtime_set_error(rt, "the main task was cancelled");
+    return PX_OUTCOME_CANCELLED;
+  }
+  if (px_runtime_protect(rt, error_message_p, f) != 0) {
+    /* Its __tostring failed: say what the value was. */
+    px_runtime_set_error(rt, "(error object cannot be converted to a string)");
+  }
+  f->retrieved = 1;
+  int dead = rt->deadlocked;
+  rt->deadlocked = 0;
+  return dead ? PX_OUTCOME_DEADLOCK : PX_OUTCOME_FAILED;
+}
+
+int px_host_backend_fd(px_runtime *rt) { return uv_backend_fd(&rt->main->loop); }
+
+int px_host_backend_timeout(px_runtime *rt) {
+  px_vm *vm = rt->main;
+  if (vm->ready_head || vm->wakes_head || __atomic_load_n(&vm->inbox_head, __ATOMIC_SEQ_CST)) return 0;
+  uv_ref((uv_handle_t *)&vm->async); /* posts must wake the host's poll */
+  int t = uv_backend_timeout(&vm->loop);
+  uv_unref((uv_handle_t *)&vm->async);
+  return t;
+}
