@@ -7,20 +7,17 @@
  * parking or touching the resolver.  Addresses keep getaddrinfo's order
  * (RFC 6724 preference) with duplicates removed.
  */
-#include "../core/px.h"
+#include "../core/ioreq.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-enum { OP_PARKED, OP_WOKEN, OP_DETACHED };
-
 typedef struct resolve_op {
-  uv_getaddrinfo_t req;
-  px_wait wait;
+  px_req req;
+  uv_getaddrinfo_t getaddrinfo;
   struct addrinfo *res;
   char *host;
   int status;
-  int state;
 } resolve_op;
 
 static void op_free(resolve_op *op) {
@@ -33,12 +30,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   resolve_op *op = req->data;
   op->status = status;
   op->res = res;
-  if (op->state == OP_PARKED) {
-    op->state = OP_WOKEN;
-    px_wake(&op->wait);
-  } else {
-    op_free(op);
-  }
+  if (!px_req_done(&op->req)) op_free(op); /* abandoned */
 }
 
 /* Push the list of distinct addresses in res. */
@@ -65,8 +57,8 @@ static void push_addresses(lua_State *L, const struct addrinfo *res) {
   }
 }
 
-static int resolve_deliver(lua_State *co, px_wait *w) {
-  resolve_op *op = (resolve_op *)((char *)w - offsetof(resolve_op, wait));
+static int resolve_done(lua_State *co, px_req *req) {
+  resolve_op *op = px_container_of(req, resolve_op, req);
   int n;
   if (op->status < 0) {
     n = px_push_error(co, op->status, op->host);
@@ -78,18 +70,15 @@ static int resolve_deliver(lua_State *co, px_wait *w) {
   return n;
 }
 
-static void resolve_discard(px_wait *w) {
-  op_free((resolve_op *)((char *)w - offsetof(resolve_op, wait)));
-}
+static void resolve_drop(px_req *req) { op_free(px_container_of(req, resolve_op, req)); }
 
 /* The lookup may already run on a pool thread; then its callback frees. */
-static int resolve_cancel(px_wait *w) {
-  resolve_op *op = (resolve_op *)((char *)w - offsetof(resolve_op, wait));
-  if (op->state == OP_WOKEN) return 0;
-  op->state = OP_DETACHED;
-  uv_cancel((uv_req_t *)&op->req);
-  return 1;
+static void resolve_abandon(px_req *req) {
+  uv_cancel((uv_req_t *)&px_container_of(req, resolve_op, req)->getaddrinfo);
 }
+
+static const px_req_type resolve_type = {
+    .done = resolve_done, .drop = resolve_drop, .abandon = resolve_abandon};
 
 /* Is s a numeric address of the family asked for?  Brackets around an IPv6
  * address ("[::1]") are accepted and dropped. */
@@ -129,24 +118,20 @@ static int dns_resolve(lua_State *L) {
     return px_push_error(L, UV_ENOMEM, NULL);
   }
   op->host = copy;
-  op->req.data = op;
-  op->wait.what = "dns resolve";
-  op->wait.deliver = resolve_deliver;
-  op->wait.discard = resolve_discard;
-  op->wait.cancel = resolve_cancel;
-  px_wait_prepare(L, &op->wait); /* cannot raise: checked above */
+  op->getaddrinfo.data = op;
+  px_req_init(&op->req, &resolve_type, "dns resolve");
+  px_req_start(L, &op->req); /* cannot raise: checked above */
   struct addrinfo hints;
   memset(&hints, 0, sizeof hints);
   hints.ai_family = family == 4 ? AF_INET : family == 6 ? AF_INET6 : AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM; /* one entry per address, not per type */
-  int r = uv_getaddrinfo(px_vm_loop(px_vm_of(L)), &op->req, on_resolved, host,
+  int r = uv_getaddrinfo(px_vm_loop(px_vm_of(L)), &op->getaddrinfo, on_resolved, host,
                          NULL, &hints);
   if (r < 0) {
     op_free(op);
     return px_push_error(L, r, host);
   }
-  op->state = OP_PARKED;
-  return px_park(L, &op->wait);
+  return px_req_park(L, &op->req);
 }
 
 static const luaL_Reg dns_funcs[] = {{"resolve", dns_resolve}, {NULL, NULL}};

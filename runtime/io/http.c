@@ -25,7 +25,7 @@
  * that never fires is referenced exactly while transfers are in flight, so
  * connections idling in libcurl's cache never keep a script alive.
  */
-#include "../core/px.h"
+#include "../core/ioreq.h"
 #include "bounds.h"
 
 #include <ctype.h>
@@ -36,8 +36,6 @@
 #include <strings.h>
 
 #include "platform/curl.h" /* libcurl under px_curl_* names */
-
-enum { OP_PARKED, OP_WOKEN, OP_DETACHED };
 
 /* The body limit when opts.max_size is absent: large enough for any
  * response a script holds in one string, small enough to live through a
@@ -55,21 +53,19 @@ typedef struct poll_ctx {
   uv_poll_t poll;
   curl_socket_t fd;
   http_multi *m;
-  struct poll_ctx *prev, *next;
+  px_queue link; /* on the multi's polls */
 } poll_ctx;
 
 typedef struct http_req {
+  px_req req;
   CURL *easy;
   http_multi *m;
-  px_wait wait;
-  int state;
-  int done;
   CURLcode result;
   struct curl_slist *headers;
   membuf body, head;
   size_t max_size;   /* the body's limit */
   int too_big;       /* the body passed it: the transfer was stopped */
-  struct http_req *prev, *next; /* the multi's transfers in flight */
+  px_queue link;     /* on the multi's transfers in flight */
   char errbuf[CURL_ERROR_SIZE];
 } http_req;
 
@@ -78,8 +74,8 @@ struct http_multi {
   uv_loop_t *loop;
   uv_timer_t timer;
   uv_async_t keepalive;
-  poll_ctx *polls;
-  http_req *reqs;
+  px_queue polls;   /* poll_ctx.link */
+  px_queue reqs;    /* http_req.link: transfers in flight */
   int inflight;
   int open_handles; /* uv handles whose close callback is still due */
   int dead;         /* torn down; free at the last close callback */
@@ -132,10 +128,8 @@ static void multi_handle_closed(uv_handle_t *h) {
   if (--m->open_handles == 0 && m->dead) free(m);
 }
 
-static void poll_close(http_multi *m, poll_ctx *p) {
-  if (p->prev) p->prev->next = p->next;
-  else m->polls = p->next;
-  if (p->next) p->next->prev = p->prev;
+static void poll_close(poll_ctx *p) {
+  px_queue_remove(&p->link);
   uv_poll_stop(&p->poll);
   uv_close((uv_handle_t *)&p->poll, multi_handle_closed);
 }
@@ -156,10 +150,7 @@ static void req_free(http_req *r) {
 }
 
 static void req_unlink(http_multi *m, http_req *r) {
-  if (r->prev) r->prev->next = r->next;
-  else m->reqs = r->next;
-  if (r->next) r->next->prev = r->prev;
-  r->prev = r->next = NULL;
+  px_queue_remove(&r->link);
   m->inflight--;
   keepalive_update(m);
 }
@@ -178,13 +169,7 @@ static void check_done(http_multi *m) {
     if (!r) continue;
     req_unlink(m, r);
     r->result = result;
-    r->done = 1;
-    if (r->state == OP_PARKED) {
-      r->state = OP_WOKEN;
-      px_wake(&r->wait);
-    } else {
-      req_free(r);
-    }
+    if (!px_req_done(&r->req)) req_free(r);
   }
 }
 
@@ -217,7 +202,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
   if (what == CURL_POLL_REMOVE) {
     if (p) {
       curl_multi_assign(m->multi, fd, NULL);
-      poll_close(m, p);
+      poll_close(p);
     }
     return 0;
   }
@@ -231,9 +216,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
     p->poll.data = m;
     p->fd = fd;
     p->m = m;
-    p->next = m->polls;
-    if (m->polls) m->polls->prev = p;
-    m->polls = p;
+    px_queue_insert_tail(&m->polls, &p->link);
     m->open_handles++;
     uv_unref((uv_handle_t *)&p->poll);
     curl_multi_assign(m->multi, fd, p);
@@ -270,8 +253,8 @@ static int multi_gc(lua_State *L) {
   http_multi *m = *box;
   if (!m) return 0;
   *box = NULL;
-  while (m->reqs) {
-    http_req *r = m->reqs;
+  while (!px_queue_empty(&m->reqs)) {
+    http_req *r = px_container_of(px_queue_head(&m->reqs), http_req, link);
     curl_multi_remove_handle(m->multi, r->easy);
     req_unlink(m, r);
     req_free(r);
@@ -279,7 +262,8 @@ static int multi_gc(lua_State *L) {
   curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, NULL);
   curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, NULL);
   curl_multi_cleanup(m->multi);
-  while (m->polls) poll_close(m, m->polls);
+  while (!px_queue_empty(&m->polls))
+    poll_close(px_container_of(px_queue_head(&m->polls), poll_ctx, link));
   m->dead = 1;
   uv_close((uv_handle_t *)&m->timer, multi_handle_closed);
   uv_close((uv_handle_t *)&m->keepalive, multi_handle_closed);
@@ -302,6 +286,8 @@ static http_multi *get_multi(lua_State *L) {
     free(m);
     return NULL;
   }
+  px_queue_init(&m->polls);
+  px_queue_init(&m->reqs);
   m->loop = px_vm_loop(px_vm_of(L));
   uv_timer_init(m->loop, &m->timer);
   m->timer.data = m;
@@ -405,8 +391,8 @@ static int curl_error_code(http_req *r, const char **detail) {
   return PX_EHTTP;
 }
 
-static int req_deliver(lua_State *co, px_wait *w) {
-  http_req *r = (http_req *)((char *)w - offsetof(http_req, wait));
+static int req_done(lua_State *co, px_req *req) {
+  http_req *r = px_container_of(req, http_req, req);
   int n;
   if (r->result != CURLE_OK) {
     const char *detail;
@@ -434,21 +420,19 @@ static int req_deliver(lua_State *co, px_wait *w) {
   return n;
 }
 
-static void req_discard(px_wait *w) {
-  req_free((http_req *)((char *)w - offsetof(http_req, wait)));
-}
+static void req_drop(px_req *req) { req_free(px_container_of(req, http_req, req)); }
 
 /* Cancelling a transfer removes it from the multi at once: the
  * connection is closed or returned to the cache by libcurl. */
-static int req_cancel(px_wait *w) {
-  http_req *r = (http_req *)((char *)w - offsetof(http_req, wait));
-  if (r->state == OP_WOKEN) return 0;
-  http_multi *m = r->m;
-  curl_multi_remove_handle(m->multi, r->easy);
-  req_unlink(m, r);
+static void req_abandon(px_req *req) {
+  http_req *r = px_container_of(req, http_req, req);
+  curl_multi_remove_handle(r->m->multi, r->easy);
+  req_unlink(r->m, r);
   req_free(r);
-  return 1;
 }
+
+static const px_req_type http_req_type = {
+    .done = req_done, .drop = req_drop, .abandon = req_abandon};
 
 /* ---- request ---------------------------------------------------------- */
 
@@ -668,6 +652,7 @@ static int http_request(lua_State *L) {
   }
   r->easy = easy;
   r->m = m;
+  px_queue_init(&r->link);
   r->headers = headers;
   r->max_size = max_size;
   curl_easy_setopt(easy, CURLOPT_URL, url);
@@ -707,23 +692,17 @@ static int http_request(lua_State *L) {
       curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
   }
 
-  r->wait.what = "http request";
-  r->wait.deliver = req_deliver;
-  r->wait.discard = req_discard;
-  r->wait.cancel = req_cancel;
-  px_wait_prepare(L, &r->wait); /* cannot raise: checked above */
+  px_req_init(&r->req, &http_req_type, "http request");
+  px_req_start(L, &r->req); /* cannot raise: checked above */
   CURLMcode mc = curl_multi_add_handle(m->multi, easy);
   if (mc != CURLM_OK) {
     req_free(r);
     return px_push_error(L, PX_EHTTP, curl_multi_strerror(mc));
   }
-  r->next = m->reqs;
-  if (m->reqs) m->reqs->prev = r;
-  m->reqs = r;
+  px_queue_insert_tail(&m->reqs, &r->link);
   m->inflight++;
   keepalive_update(m);
-  r->state = OP_PARKED;
-  return px_park(L, &r->wait);
+  return px_req_park(L, &r->req);
 }
 
 /* What libcurl can do here: version, ssl backend, protocols. */

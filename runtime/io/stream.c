@@ -41,10 +41,9 @@
 #define LINE_MAX_BYTES ((size_t)8 << 20)
 
 enum { READ_ANY, READ_N, READ_LINE };
-enum { RD_IDLE, RD_PARKED, RD_WOKEN };
-enum { OP_PARKED, OP_WOKEN, OP_DETACHED };
 
 struct px_stream {
+  px_iohandle base; /* first: the userdata's pointer is the stream's */
   union {
     uv_handle_t handle;
     uv_stream_t stream;
@@ -58,27 +57,11 @@ struct px_stream {
   int eof;        /* the peer sent EOF */
   int err;        /* a read error (negative), 0 if none */
   int reading;    /* uv_read_start is active */
-  int closing;    /* uv_close was called */
-  int closed;     /* the close callback ran */
-  int lua_owned;  /* a userdata points here */
-  int lua_gone;   /* ... and it was collected */
-  /* The one task parked reading, if rd_state != RD_IDLE. */
-  px_wait rd;
-  int rd_state, rd_mode, rd_ref;
+  /* The one task reading, while rd is busy; what it asked for. */
+  px_req rd;
+  int rd_mode;
   size_t rd_n;
 };
-
-/* A write or shutdown request in flight. */
-typedef struct stream_op {
-  union {
-    uv_write_t write;
-    uv_shutdown_t shutdown;
-  } req;
-  px_wait wait;
-  int state;
-  int status;
-  char data[]; /* the bytes a write still had to send */
-} stream_op;
 
 static _Thread_local char scratch[SCRATCH_SIZE];
 
@@ -90,11 +73,14 @@ void px_io_scratch_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 
 /* ---- life cycle ------------------------------------------------------ */
 
+static const px_iohandle_type stream_type; /* at the end, with the methods */
+
 px_stream *px_stream_new(px_vm *vm) {
   px_stream *s = calloc(1, sizeof *s);
   if (!s) return NULL;
+  px_iohandle_init(&s->base, &stream_type);
   s->vm = vm;
-  s->rd_ref = LUA_NOREF;
+  s->rd.state = PX_REQ_IDLE;
   s->h.handle.data = s;
   return s;
 }
@@ -102,33 +88,32 @@ px_stream *px_stream_new(px_vm *vm) {
 uv_stream_t *px_stream_handle(px_stream *s) { return &s->h.stream; }
 uv_tcp_t *px_stream_tcp(px_stream *s) { return &s->h.tcp; }
 
-static void stream_free(px_stream *s) {
+static void stream_free(px_iohandle *h) {
+  px_stream *s = (px_stream *)h;
   free(s->buf);
   free(s);
 }
 
 static void on_close(uv_handle_t *h) {
   px_stream *s = h->data;
-  s->closed = 1;
-  if (!s->lua_owned || s->lua_gone) stream_free(s);
+  px_iohandle_closed(&s->base);
 }
 
+/* A parked reader is due: its handle no longer keeps the loop alive. */
 static void reader_wake(px_stream *s) {
-  if (s->rd_state != RD_PARKED) return;
-  s->rd_state = RD_WOKEN;
+  if (!px_req_active(&s->rd)) return;
   uv_unref(&s->h.handle);
-  px_wake(&s->rd);
+  px_req_done(&s->rd);
 }
 
-static void start_close(px_stream *s) {
-  if (s->closing) return;
-  s->closing = 1;
+static void stream_close(px_iohandle *h) {
+  px_stream *s = (px_stream *)h;
   s->h.handle.data = s; /* uv_*_init does not touch data, but be explicit */
   uv_close(&s->h.handle, on_close);
   reader_wake(s); /* delivers ECLOSED */
 }
 
-void px_stream_discard(px_stream *s) { start_close(s); }
+void px_stream_discard(px_stream *s) { px_iohandle_close(&s->base); }
 
 /* ---- the read buffer ------------------------------------------------- */
 
@@ -179,7 +164,7 @@ static const char *line_end(px_stream *s) {
 }
 
 static int reader_ready(px_stream *s) {
-  if (s->closing || s->err || s->eof) return 1;
+  if (s->base.closing || s->err || s->eof) return 1;
   switch (s->rd_mode) {
   case READ_ANY: return s->len > 0;
   case READ_N: return s->len >= s->rd_n;
@@ -191,7 +176,7 @@ static int reader_ready(px_stream *s) {
  * the stream ended).  Data comes before the end: a stream that ended with
  * bytes still buffered returns them first, then nil (or the error). */
 static int produce(lua_State *L, px_stream *s) {
-  if (s->closing) return px_push_error(L, PX_ECLOSED, NULL);
+  if (s->base.closing) return px_push_error(L, PX_ECLOSED, NULL);
   const char *start = s->len ? s->buf + s->off : "";
   size_t take = 0;
   int ended = s->eof || s->err;
@@ -242,7 +227,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     if (r < 0) {
       s->err = r;
       stop_reading(s);
-    } else if (s->len >= READ_HIGH_WATER && s->rd_state != RD_PARKED) {
+    } else if (s->len >= READ_HIGH_WATER && !px_req_active(&s->rd)) {
       stop_reading(s);
     }
   } else if (nread == UV_EOF) {
@@ -252,7 +237,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     s->err = (int)nread;
     stop_reading(s);
   }
-  if (s->rd_state == RD_PARKED && reader_ready(s)) reader_wake(s);
+  if (px_req_active(&s->rd) && reader_ready(s)) reader_wake(s);
 }
 
 static void start_reading(px_stream *s) {
@@ -264,79 +249,38 @@ static void start_reading(px_stream *s) {
     s->reading = 1;
 }
 
-static int reader_deliver(lua_State *co, px_wait *w) {
-  px_stream *s = (px_stream *)((char *)w - offsetof(px_stream, rd));
-  s->rd_state = RD_IDLE;
-  luaL_unref(co, LUA_REGISTRYINDEX, s->rd_ref);
-  s->rd_ref = LUA_NOREF;
-  return produce(co, s);
+static int reader_done(lua_State *co, px_req *req) {
+  return produce(co, px_container_of(req, px_stream, rd));
 }
 
-static void reader_discard(px_wait *w) {
-  px_stream *s = (px_stream *)((char *)w - offsetof(px_stream, rd));
-  s->rd_state = RD_IDLE;
-  luaL_unref(px_vm_state(s->vm), LUA_REGISTRYINDEX, s->rd_ref);
-  s->rd_ref = LUA_NOREF;
+/* Cancelled: the buffered data stays for the next reader. */
+static void reader_abandon(px_req *req) {
+  uv_unref(&px_container_of(req, px_stream, rd)->h.handle);
 }
 
-/* The buffered data stays for the next reader. */
-static int reader_cancel(px_wait *w) {
-  px_stream *s = (px_stream *)((char *)w - offsetof(px_stream, rd));
-  if (s->rd_state == RD_WOKEN) return 0;
-  uv_unref(&s->h.handle);
-  reader_discard(w);
-  return 1;
-}
+static const px_req_type reader_type = {.done = reader_done, .abandon = reader_abandon};
 
 /* ---- Lua methods ----------------------------------------------------- */
 
-/* Methods carry the metatable as upvalue 1, so checking a stream is a
- * pointer comparison, not a registry lookup by name. */
-static px_stream **check_box(lua_State *L) {
-  px_stream **box = lua_touserdata(L, 1);
-  if (!box || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
-    luaL_typerror(L, 1, "parx.stream");
-  lua_pop(L, 1);
-  return box;
-}
-
-static px_stream *check_open(lua_State *L) {
-  px_stream *s = *check_box(L);
-  if (!s || s->closing) luaL_error(L, "attempt to use a closed stream");
-  return s;
-}
-
-px_stream *px_stream_check(lua_State *L, int idx) {
-  px_stream **box = luaL_checkudata(L, idx, "parx.stream");
-  if (!*box || (*box)->closing) luaL_error(L, "attempt to use a closed stream");
-  return *box;
-}
-
 static int read_common(lua_State *L, px_stream *s, int mode, size_t n) {
-  if (s->rd_state != RD_IDLE)
+  if (px_req_busy(&s->rd))
     return luaL_error(L, "stream is already being read by another task");
   s->rd_mode = mode;
   s->rd_n = n;
   if (reader_ready(s)) return produce(L, s);
   start_reading(s);
   if (reader_ready(s)) return produce(L, s);
-  memset(&s->rd, 0, sizeof s->rd);
-  s->rd.what = s->h.handle.type == UV_TCP ? "tcp read" : "stream read";
-  s->rd.deliver = reader_deliver;
-  s->rd.discard = reader_discard;
-  s->rd.cancel = reader_cancel;
-  px_wait_prepare(L, &s->rd); /* raises before anything is registered */
-  lua_pushvalue(L, 1);
-  s->rd_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  s->rd_state = RD_PARKED;
+  px_req_init(&s->rd, &reader_type, s->h.handle.type == UV_TCP ? "tcp read" : "stream read");
+  px_req_start(L, &s->rd); /* raises before anything is registered */
+  px_req_anchor(L, &s->rd, 1);
   uv_ref(&s->h.handle);
-  return px_park(L, &s->rd);
+  return px_req_park(L, &s->rd);
 }
 
 /* stream:read([n]): with n, n bytes (fewer only when the stream ends);
  * without, whatever is available (at least one byte).  nil at the end. */
 static int stream_read(lua_State *L) {
-  px_stream *s = check_open(L);
+  px_stream *s = (px_stream *)px_iohandle_check(L);
   if (lua_isnoneornil(L, 2)) return read_common(L, s, READ_ANY, 0);
   lua_Number n = luaL_checknumber(L, 2);
   luaL_argcheck(L, n >= 0 && n < 0x1p63 && n == (lua_Number)(size_t)n, 2,
@@ -353,76 +297,54 @@ static int stream_read(lua_State *L) {
 /* stream:readline(): the next line without "\n" (or "\r\n"); the last line
  * may lack one; nil at the end; ENOBUFS past LINE_MAX_BYTES. */
 static int stream_readline(lua_State *L) {
-  px_stream *s = check_open(L);
+  px_stream *s = (px_stream *)px_iohandle_check(L);
   return read_common(L, s, READ_LINE, 0);
 }
 
-static int op_deliver(lua_State *co, px_wait *w) {
-  stream_op *op = (stream_op *)((char *)w - offsetof(stream_op, wait));
-  int status = op->status;
-  free(op);
+static int write_done(lua_State *co, px_req *req) {
+  px_write_req *w = px_container_of(req, px_write_req, req);
+  int status = w->status;
+  free(w);
   if (status < 0) return px_push_error(co, status, NULL);
   lua_pushboolean(co, 1);
   return 1;
 }
 
-static void op_discard(px_wait *w) { free((char *)w - offsetof(stream_op, wait)); }
+static void write_drop(px_req *req) { free(px_container_of(req, px_write_req, req)); }
 
-/* The request stays with libuv; its callback frees it. */
-static int op_cancel(px_wait *w) {
-  stream_op *op = (stream_op *)((char *)w - offsetof(stream_op, wait));
-  if (op->state == OP_WOKEN) return 0;
-  op->state = OP_DETACHED;
-  return 1;
-}
+/* Cancelled: the request stays with libuv; its callback frees it. */
+static const px_req_type write_type = {.done = write_done, .drop = write_drop};
 
-static void op_done(stream_op *op, int status) {
-  op->status = status;
-  if (op->state == OP_PARKED) {
-    op->state = OP_WOKEN;
-    px_wake(&op->wait);
-  } else {
-    free(op);
-  }
-}
-
-static void on_write(uv_write_t *req, int status) {
-  op_done((stream_op *)req, status);
-}
-
-static void on_shutdown(uv_shutdown_t *req, int status) {
-  op_done((stream_op *)req, status);
-}
-
-/* Allocate a request with room for `extra` bytes.  Outside a task (a host
- * call) the request is detached at once: it finishes in the background and
- * the caller gets true.  Inside one, the wait is prepared before libuv
- * sees the request; px_check_can_park first raises, with nothing allocated,
- * when the task is being cancelled. */
-static stream_op *op_new(lua_State *L, size_t extra, const char *what) {
+px_write_req *px_write_req_new(lua_State *L, size_t extra, const char *what) {
   int parks = px_task_current(L) != NULL;
   if (parks) px_check_can_park(L);
-  stream_op *op = malloc(sizeof *op + extra);
-  if (!op) return NULL;
-  memset(op, 0, sizeof *op);
-  op->state = OP_DETACHED;
-  if (parks) {
-    op->wait.what = what;
-    op->wait.deliver = op_deliver;
-    op->wait.discard = op_discard;
-    op->wait.cancel = op_cancel;
-    px_wait_prepare(L, &op->wait);
-    op->state = OP_PARKED;
-  }
-  return op;
+  px_write_req *w = malloc(sizeof *w + extra);
+  if (!w) return NULL;
+  memset(w, 0, sizeof *w);
+  px_req_init(&w->req, &write_type, what);
+  if (parks) px_req_start(L, &w->req); /* cannot raise: checked above */
+  return w;
 }
 
-static int op_park(lua_State *L, stream_op *op) {
-  if (op->state == OP_DETACHED) {
+void px_write_req_done(px_write_req *w, int status) {
+  w->status = status;
+  if (!px_req_done(&w->req)) free(w);
+}
+
+int px_write_req_park(lua_State *L, px_write_req *w) {
+  if (!px_req_active(&w->req)) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  return px_park(L, &op->wait);
+  return px_req_park(L, &w->req);
+}
+
+static void on_write(uv_write_t *req, int status) {
+  px_write_req_done(px_container_of(req, px_write_req, uv.write), status);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  px_write_req_done(px_container_of(req, px_write_req, uv.shutdown), status);
 }
 
 /* stream:write(data): true once the data is handed to the kernel.  What
@@ -430,7 +352,7 @@ static int op_park(lua_State *L, stream_op *op) {
  * queued, and the writer parks until it has been sent: that is the
  * back-pressure a fast writer feels from a slow peer. */
 static int stream_write(lua_State *L) {
-  px_stream *s = check_open(L);
+  px_stream *s = (px_stream *)px_iohandle_check(L);
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
   if (len == 0) {
@@ -446,126 +368,66 @@ static int stream_write(lua_State *L) {
   if (r == UV_EAGAIN || r == UV_ENOSYS) r = 0;
   if (r < 0) return px_push_error(L, r, NULL);
   size_t rest = len - (size_t)r;
-  stream_op *op = op_new(L, rest, "stream write");
-  if (!op) return px_push_error(L, UV_ENOMEM, NULL);
-  memcpy(op->data, data + r, rest);
-  b = uv_buf_init(op->data, (unsigned)rest);
-  int e = uv_write(&op->req.write, &s->h.stream, &b, 1, on_write);
+  px_write_req *w = px_write_req_new(L, rest, "stream write");
+  if (!w) return px_push_error(L, UV_ENOMEM, NULL);
+  memcpy(w->data, data + r, rest);
+  b = uv_buf_init(w->data, (unsigned)rest);
+  int e = uv_write(&w->uv.write, &s->h.stream, &b, 1, on_write);
   if (e < 0) {
-    free(op);
+    free(w);
     return px_push_error(L, e, NULL);
   }
-  return op_park(L, op);
+  return px_write_req_park(L, w);
 }
 
 /* stream:shutdown(): send EOF after the queued writes; reading goes on. */
 static int stream_shutdown(lua_State *L) {
-  px_stream *s = check_open(L);
-  stream_op *op = op_new(L, 0, "stream shutdown");
-  if (!op) return px_push_error(L, UV_ENOMEM, NULL);
-  int e = uv_shutdown(&op->req.shutdown, &s->h.stream, on_shutdown);
+  px_stream *s = (px_stream *)px_iohandle_check(L);
+  px_write_req *w = px_write_req_new(L, 0, "stream shutdown");
+  if (!w) return px_push_error(L, UV_ENOMEM, NULL);
+  int e = uv_shutdown(&w->uv.shutdown, &s->h.stream, on_shutdown);
   if (e < 0) {
-    free(op);
+    free(w);
     return px_push_error(L, e, NULL);
   }
-  return op_park(L, op);
-}
-
-/* stream:close(): idempotent.  A task parked reading gets ECLOSED; queued
- * writes fail with ECANCELED. */
-static int stream_close(lua_State *L) {
-  px_stream *s = *check_box(L);
-  if (s) start_close(s);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-static int stream_closed(lua_State *L) {
-  px_stream *s = *check_box(L);
-  lua_pushboolean(L, !s || s->closing);
-  return 1;
-}
-
-static int push_addr(lua_State *L, const struct sockaddr_storage *ss) {
-  char ip[64];
-  int port;
-  if (ss->ss_family == AF_INET6) {
-    const struct sockaddr_in6 *a = (const void *)ss;
-    uv_ip6_name(a, ip, sizeof ip);
-    port = ntohs(a->sin6_port);
-  } else {
-    const struct sockaddr_in *a = (const void *)ss;
-    uv_ip4_name(a, ip, sizeof ip);
-    port = ntohs(a->sin_port);
-  }
-  lua_pushstring(L, ip);
-  lua_pushinteger(L, port);
-  return 2;
+  return px_write_req_park(L, w);
 }
 
 /* stream:peername() / stream:sockname() -> ip, port (TCP streams). */
 static int sock_name(lua_State *L, int peer) {
-  px_stream *s = check_open(L);
+  px_stream *s = (px_stream *)px_iohandle_check(L);
   if (s->h.handle.type != UV_TCP) return luaL_error(L, "not a TCP stream");
   struct sockaddr_storage ss;
   int len = sizeof ss;
   int r = peer ? uv_tcp_getpeername(&s->h.tcp, (struct sockaddr *)&ss, &len)
                : uv_tcp_getsockname(&s->h.tcp, (struct sockaddr *)&ss, &len);
   if (r < 0) return px_push_error(L, r, NULL);
-  return push_addr(L, &ss);
+  return px_inet_push(L, &ss);
 }
 static int stream_peername(lua_State *L) { return sock_name(L, 1); }
 static int stream_sockname(lua_State *L) { return sock_name(L, 0); }
 
-static int stream_gc(lua_State *L) {
-  px_stream **box = lua_touserdata(L, 1);
-  px_stream *s = *box;
-  if (!s) return 0;
-  *box = NULL;
-  s->lua_gone = 1;
-  if (!s->closing)
-    start_close(s);
-  else if (s->closed)
-    stream_free(s);
-  return 0;
-}
-
-static int stream_tostring(lua_State *L) {
-  px_stream *s = *check_box(L);
-  if (!s || s->closing)
-    lua_pushliteral(L, "parx.stream (closed)");
-  else
-    lua_pushfstring(L, "parx.stream (%p)", (void *)s);
-  return 1;
-}
-
+/* stream:close(): idempotent.  A task parked reading gets ECLOSED; queued
+ * writes fail with ECANCELED. */
 static const luaL_Reg stream_methods[] = {
-    {"read", stream_read},         {"readline", stream_readline},
-    {"write", stream_write},       {"shutdown", stream_shutdown},
-    {"close", stream_close},       {"closed", stream_closed},
-    {"peername", stream_peername}, {"sockname", stream_sockname},
+    {"read", stream_read},
+    {"readline", stream_readline},
+    {"write", stream_write},
+    {"shutdown", stream_shutdown},
+    {"close", px_iohandle_close_method},
+    {"closed", px_iohandle_closed_method},
+    {"peername", stream_peername},
+    {"sockname", stream_sockname},
     {NULL, NULL}};
 
-static const luaL_Reg stream_meta[] = {
-    {"__gc", stream_gc}, {"__tostring", stream_tostring}, {NULL, NULL}};
-
-static void push_meta(lua_State *L) {
-  if (!luaL_newmetatable(L, "parx.stream")) return;
-  lua_pushvalue(L, -1);
-  luaL_setfuncs(L, stream_meta, 1);
-  lua_newtable(L);
-  lua_pushvalue(L, -2);
-  luaL_setfuncs(L, stream_methods, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pushliteral(L, "parx.stream");
-  lua_setfield(L, -2, "__name");
-}
+static const px_iohandle_type stream_type = {
+    .name = "parx.stream",
+    .methods = stream_methods,
+    .close = stream_close,
+    .free = stream_free,
+};
 
 void px_stream_push(lua_State *L, px_stream *s) {
-  px_stream **box = lua_newuserdata(L, sizeof *box);
-  *box = s;
-  s->lua_owned = 1;
   uv_unref(&s->h.handle);
-  push_meta(L);
-  lua_setmetatable(L, -2);
+  px_iohandle_push(L, &s->base);
 }

@@ -2,16 +2,17 @@
  * stream.h -- buffered, parking streams over libuv's uv_stream_t (TCP
  * connections today; pipes can use it too).
  *
- * A px_stream is a malloc'd C object owning its libuv handle.  Its Lua face
- * is a userdata holding a pointer to it, metatable "parx.stream", with the
- * methods read([n]), readline(), write(data), shutdown(), close().  The object
- * lives until both the handle's close callback has run and the userdata has
- * been collected (or the creator discarded it without ever pushing it).
+ * A px_stream is a px_iohandle (core/iohandle.h) owning its libuv handle.
+ * Its Lua face is a userdata holding a pointer to it, metatable
+ * "parx.stream", with the methods read([n]), readline(), write(data),
+ * shutdown(), close(), closed(), peername(), sockname().  The object lives
+ * until both the handle's close callback has run and the userdata has been
+ * collected (or the creator discarded it without ever pushing it).
  */
 #ifndef PX_IO_STREAM_H
 #define PX_IO_STREAM_H
 
-#include "../core/px.h"
+#include "inet.h"
 
 typedef struct px_stream px_stream;
 
@@ -29,8 +30,30 @@ void px_stream_push(lua_State *L, px_stream *s);
  * initialised. */
 void px_stream_discard(px_stream *s);
 
-/* The stream at idx (raises when it is not a stream or is closed). */
-px_stream *px_stream_check(lua_State *L, int idx);
+/* A write-like request: a stream's write or shutdown, a UDP send.  The
+ * bytes still to send are copied after the struct (they must not depend on
+ * a Lua string that a cancelled task no longer anchors).  Inside a task the
+ * task parks until libuv is done and gets true or nil, msg, code; outside
+ * one (a host call) the request runs in the background and the caller gets
+ * true at once. */
+typedef struct px_write_req {
+  px_req req;
+  union {
+    uv_write_t write;
+    uv_shutdown_t shutdown;
+    uv_udp_send_t send;
+  } uv;
+  int status;
+  char data[];
+} px_write_req;
+
+/* NULL when out of memory.  Raises, with nothing allocated, when the task is
+ * being cancelled.  If libuv refuses the request, free() it. */
+px_write_req *px_write_req_new(lua_State *L, size_t extra, const char *what);
+/* From the libuv callback. */
+void px_write_req_done(px_write_req *w, int status);
+/* return px_write_req_park(L, w) once libuv has the request. */
+int px_write_req_park(lua_State *L, px_write_req *w);
 
 /* A scratch buffer for libuv alloc callbacks of this thread: each VM runs
  * on its own thread, and libuv calls read_cb right after alloc_cb, so one

@@ -14,28 +14,12 @@
  * callback here.
  */
 #include "stream.h"
+#include "inet.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-
-enum { OP_PARKED, OP_WOKEN, OP_DETACHED };
-
-/* Parse ip:port into ss; returns 0 or a libuv error. */
-static int parse_addr(const char *ip, int port, struct sockaddr_storage *ss) {
-  memset(ss, 0, sizeof *ss);
-  if (uv_ip4_addr(ip, port, (struct sockaddr_in *)ss) == 0) return 0;
-  if (uv_ip6_addr(ip, port, (struct sockaddr_in6 *)ss) == 0) return 0;
-  return UV_EINVAL;
-}
-
-static int check_port(lua_State *L, int idx) {
-  lua_Number p = luaL_checknumber(L, idx);
-  luaL_argcheck(L, p >= 0 && p <= 65535 && p == (int)p, idx,
-                "port must be an integer in 0..65535");
-  return (int)p;
-}
 
 /* ---- connect ---------------------------------------------------------
  *
@@ -44,19 +28,23 @@ static int check_port(lua_State *L, int idx) {
  * connect request, the timer's close and the waiting task (delivered,
  * discarded or detached by a cancel).  `parts` counts what is left. */
 typedef struct connect_op {
-  uv_connect_t req;
+  px_req req;
+  uv_connect_t connect;
   uv_timer_t timer;
-  px_wait wait;
   px_stream *stream;
   int status;
   int timed_out;
   int has_timer;
-  int state;
   int parts;
 } connect_op;
 
 static void connect_unref(connect_op *c) {
   if (--c->parts == 0) free(c);
+}
+
+static void drop_stream(connect_op *c) {
+  if (c->stream) px_stream_discard(c->stream);
+  c->stream = NULL;
 }
 
 static void on_timer_close(uv_handle_t *h) { connect_unref(h->data); }
@@ -68,14 +56,7 @@ static void on_connect(uv_connect_t *req, int status) {
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, on_timer_close);
   }
-  if (c->state == OP_PARKED) {
-    c->state = OP_WOKEN;
-    px_wake(&c->wait);
-  } else if (c->stream) {
-    /* Detached by a cancel: nobody wants the connection. */
-    px_stream_discard(c->stream);
-    c->stream = NULL;
-  }
+  if (!px_req_done(&c->req)) drop_stream(c); /* abandoned: nobody wants it */
   connect_unref(c);
 }
 
@@ -84,55 +65,46 @@ static void on_connect(uv_connect_t *req, int status) {
 static void on_timeout(uv_timer_t *t) {
   connect_op *c = t->data;
   c->timed_out = 1;
-  if (c->stream) {
-    px_stream_discard(c->stream);
-    c->stream = NULL;
-  }
+  drop_stream(c);
 }
 
-static int connect_deliver(lua_State *co, px_wait *w) {
-  connect_op *c = (connect_op *)((char *)w - offsetof(connect_op, wait));
+static int connect_done(lua_State *co, px_req *req) {
+  connect_op *c = px_container_of(req, connect_op, req);
   int n;
   if (c->status == 0 && c->stream) {
     px_stream_push(co, c->stream);
+    c->stream = NULL;
     n = 1;
   } else {
-    if (c->stream) px_stream_discard(c->stream);
+    drop_stream(c);
     n = px_push_error(co, c->status ? c->status : UV_ECANCELED, NULL);
   }
-  c->stream = NULL;
   connect_unref(c);
   return n;
 }
 
-static void connect_discard(px_wait *w) {
-  connect_op *c = (connect_op *)((char *)w - offsetof(connect_op, wait));
-  if (c->stream) px_stream_discard(c->stream);
-  c->stream = NULL;
+static void connect_drop(px_req *req) {
+  connect_op *c = px_container_of(req, connect_op, req);
+  drop_stream(c);
   connect_unref(c);
 }
 
-static int connect_cancel(px_wait *w) {
-  connect_op *c = (connect_op *)((char *)w - offsetof(connect_op, wait));
-  if (c->state == OP_WOKEN) return 0;
-  c->state = OP_DETACHED;
+static void connect_abandon(px_req *req) {
+  connect_op *c = px_container_of(req, connect_op, req);
   if (c->has_timer) uv_timer_stop(&c->timer); /* on_connect closes it */
-  if (c->stream) {
-    px_stream_discard(c->stream); /* on_connect runs with ECANCELED */
-    c->stream = NULL;
-  }
+  drop_stream(c); /* on_connect runs with ECANCELED */
   connect_unref(c);
-  return 1;
 }
+
+static const px_req_type connect_type = {
+    .done = connect_done, .drop = connect_drop, .abandon = connect_abandon};
 
 /* connect(ip, port [, timeout_seconds]) */
 static int tcp_connect(lua_State *L) {
-  const char *ip = luaL_checkstring(L, 1);
-  int port = check_port(L, 2);
+  int port = px_inet_check_port(L, 2);
   double timeout = luaL_optnumber(L, 3, -1);
   struct sockaddr_storage ss;
-  if (parse_addr(ip, port, &ss) < 0)
-    return luaL_argerror(L, 1, "expected a numeric IPv4 or IPv6 address");
+  px_inet_check_addr(L, 1, port, &ss);
   luaL_argcheck(L, timeout == timeout, 3, "timeout is NaN");
   if (lua_gettop(L) >= 3 && !lua_isnil(L, 3) && timeout <= 0)
     return px_push_error(L, UV_ETIMEDOUT, NULL);
@@ -157,14 +129,11 @@ static int tcp_connect(lua_State *L) {
   }
   uv_unref((uv_handle_t *)px_stream_tcp(s));
   uv_tcp_nodelay(px_stream_tcp(s), 1);
-  c->req.data = c;
+  c->connect.data = c;
   c->stream = s;
-  c->wait.what = "tcp connect";
-  c->wait.deliver = connect_deliver;
-  c->wait.discard = connect_discard;
-  c->wait.cancel = connect_cancel;
-  px_wait_prepare(L, &c->wait); /* cannot raise: checked above */
-  r = uv_tcp_connect(&c->req, px_stream_tcp(s), (struct sockaddr *)&ss, on_connect);
+  px_req_init(&c->req, &connect_type, "tcp connect");
+  px_req_start(L, &c->req); /* cannot raise: checked above */
+  r = uv_tcp_connect(&c->connect, px_stream_tcp(s), (struct sockaddr *)&ss, on_connect);
   if (r < 0) {
     px_stream_discard(s);
     free(c);
@@ -178,8 +147,7 @@ static int tcp_connect(lua_State *L) {
     c->parts++;
     uv_timer_start(&c->timer, on_timeout, ms ? ms : 1, 0);
   }
-  c->state = OP_PARKED;
-  return px_park(L, &c->wait);
+  return px_req_park(L, &c->req);
 }
 
 /* ---- listen and accept ---------------------------------------------- */
@@ -187,11 +155,10 @@ static int tcp_connect(lua_State *L) {
 #define ACCEPT_QUEUE 64
 
 typedef struct server {
+  px_socket sock;  /* first: the userdata's pointer is the server's */
   uv_tcp_t handle;
   px_vm *vm;
-  px_wait wait;    /* the acceptor task, while state != OP_DETACHED */
-  int state;       /* OP_PARKED / OP_WOKEN / OP_DETACHED (= none parked) */
-  int ref;         /* registry ref to the userdata while parked */
+  px_req acceptor; /* the one task waiting in accept() */
   /* Connections accepted from the connection callback and not yet taken
    * by accept(): libuv accepts a whole burst per loop iteration this way.
    * Once the queue is full, connections wait in the kernel (libuv stops
@@ -200,21 +167,11 @@ typedef struct server {
   int qhead, qlen;
   int pending;
   int err;         /* an error from the connection callback */
-  int port;
-  int closing, closed, lua_gone;
-  char host[64];
 } server;
 
 static void on_server_close(uv_handle_t *h) {
   server *sv = h->data;
-  sv->closed = 1;
-  if (sv->lua_gone) free(sv);
-}
-
-static void acceptor_wake(server *sv) {
-  if (sv->state != OP_PARKED) return;
-  sv->state = OP_WOKEN;
-  px_wake(&sv->wait);
+  px_iohandle_closed(&sv->sock.h);
 }
 
 /* Take the connection libuv holds for sv; 0 or a libuv error. */
@@ -250,12 +207,12 @@ static void on_connection(uv_stream_t *h, int status) {
   } else {
     sv->pending++;
   }
-  acceptor_wake(sv);
+  px_req_done(&sv->acceptor);
 }
 
 /* Hand out the oldest connection (or report why there is none). */
 static int do_accept(lua_State *L, server *sv) {
-  if (sv->closing) return px_push_error(L, PX_ECLOSED, NULL);
+  if (sv->sock.h.closing) return px_push_error(L, PX_ECLOSED, NULL);
   px_stream *s = NULL;
   if (sv->qlen > 0) {
     s = sv->queue[sv->qhead];
@@ -274,156 +231,66 @@ static int do_accept(lua_State *L, server *sv) {
   return 1;
 }
 
-static void acceptor_release(lua_State *L, server *sv) {
-  sv->state = OP_DETACHED;
-  luaL_unref(L, LUA_REGISTRYINDEX, sv->ref);
-  sv->ref = LUA_NOREF;
+static int acceptor_done(lua_State *co, px_req *req) {
+  return do_accept(co, px_container_of(req, server, acceptor));
 }
 
-static int acceptor_deliver(lua_State *co, px_wait *w) {
-  server *sv = (server *)((char *)w - offsetof(server, wait));
-  acceptor_release(co, sv);
-  return do_accept(co, sv);
-}
-
-static void acceptor_discard(px_wait *w) {
-  server *sv = (server *)((char *)w - offsetof(server, wait));
-  acceptor_release(px_vm_state(sv->vm), sv);
-}
-
-static int acceptor_cancel(px_wait *w) {
-  server *sv = (server *)((char *)w - offsetof(server, wait));
-  if (sv->state == OP_WOKEN) return 0;
-  acceptor_release(px_vm_state(sv->vm), sv);
-  return 1;
-}
-
-static server *check_server(lua_State *L, int open) {
-  server **box = lua_touserdata(L, 1);
-  if (!box || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
-    luaL_typerror(L, 1, "parx.tcp.server");
-  lua_pop(L, 1);
-  if (open && (!*box || (*box)->closing))
-    luaL_error(L, "attempt to use a closed server");
-  return *box;
-}
+static const px_req_type acceptor_type = {.done = acceptor_done};
 
 /* server:accept() -> stream, or nil, msg, code; ECLOSED once closed. */
 static int server_accept(lua_State *L) {
-  server *sv = check_server(L, 0);
-  if (!sv || sv->closing) return px_push_error(L, PX_ECLOSED, NULL);
-  if (sv->state != OP_DETACHED)
+  px_iohandle *h = px_iohandle_get(L);
+  if (!px_iohandle_is_open(h)) return px_push_error(L, PX_ECLOSED, NULL);
+  server *sv = (server *)h;
+  if (px_req_busy(&sv->acceptor))
     return luaL_error(L, "server is already being accepted on by another task");
   if (sv->qlen > 0 || sv->pending > 0 || sv->err) return do_accept(L, sv);
-  memset(&sv->wait, 0, sizeof sv->wait);
-  sv->wait.what = "tcp accept";
-  sv->wait.deliver = acceptor_deliver;
-  sv->wait.discard = acceptor_discard;
-  sv->wait.cancel = acceptor_cancel;
-  px_wait_prepare(L, &sv->wait); /* raises before anything is registered */
-  lua_pushvalue(L, 1);
-  sv->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  sv->state = OP_PARKED;
-  return px_park(L, &sv->wait);
+  px_req_init(&sv->acceptor, &acceptor_type, "tcp accept");
+  px_req_start(L, &sv->acceptor); /* raises before anything is registered */
+  px_req_anchor(L, &sv->acceptor, 1);
+  return px_req_park(L, &sv->acceptor);
 }
 
-static void server_start_close(server *sv) {
-  if (sv->closing) return;
-  sv->closing = 1;
+static void server_close(px_iohandle *h) {
+  server *sv = (server *)h;
   for (; sv->qlen > 0; sv->qlen--) {
     px_stream_discard(sv->queue[sv->qhead]);
     sv->qhead = (sv->qhead + 1) % ACCEPT_QUEUE;
   }
   uv_close((uv_handle_t *)&sv->handle, on_server_close);
-  acceptor_wake(sv);
+  px_req_done(&sv->acceptor); /* delivers ECLOSED */
 }
 
-static int server_close(lua_State *L) {
-  server *sv = check_server(L, 0);
-  if (sv) server_start_close(sv);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-static int server_gc(lua_State *L) {
-  server **box = lua_touserdata(L, 1);
-  server *sv = *box;
-  if (!sv) return 0;
-  *box = NULL;
-  sv->lua_gone = 1;
-  if (!sv->closing)
-    server_start_close(sv);
-  else if (sv->closed)
-    free(sv);
-  return 0;
-}
-
-static int server_tostring(lua_State *L) {
-  server *sv = check_server(L, 0);
-  if (!sv || sv->closing)
-    lua_pushliteral(L, "parx.tcp.server (closed)");
-  else
-    lua_pushfstring(L, "parx.tcp.server (%s port %d)", sv->host, sv->port);
-  return 1;
-}
-
-/* __index: methods, then the fields `port`, `host` and `closed`. */
-static int server_index(lua_State *L) {
-  server *sv = check_server(L, 0);
-  lua_pushvalue(L, 2);
-  lua_rawget(L, lua_upvalueindex(2));
-  if (!lua_isnil(L, -1)) return 1;
-  const char *k = lua_tostring(L, 2);
-  if (!k) return 1;
-  if (strcmp(k, "port") == 0) {
-    lua_pushinteger(L, sv ? sv->port : 0);
-  } else if (strcmp(k, "host") == 0) {
-    lua_pushstring(L, sv ? sv->host : "");
-  } else if (strcmp(k, "closed") == 0) {
-    lua_pushboolean(L, !sv || sv->closing);
-  } else {
-    lua_pushnil(L);
-  }
-  return 1;
-}
+static void server_free(px_iohandle *h) { free(h); }
 
 static const luaL_Reg server_methods[] = {
-    {"accept", server_accept}, {"close", server_close}, {NULL, NULL}};
+    {"accept", server_accept}, {"close", px_iohandle_close_method}, {NULL, NULL}};
 
-static void push_server_meta(lua_State *L) {
-  if (!luaL_newmetatable(L, "parx.tcp.server")) return;
-  lua_pushvalue(L, -1);
-  lua_pushcfunction(L, server_gc);
-  lua_setfield(L, -3, "__gc");
-  lua_pushcclosure(L, server_tostring, 1);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushvalue(L, -1); /* upvalue 1: the metatable */
-  lua_newtable(L);      /* upvalue 2: the methods */
-  lua_pushvalue(L, -3);
-  luaL_setfuncs(L, server_methods, 1);
-  lua_pushcclosure(L, server_index, 2);
-  lua_setfield(L, -2, "__index");
-}
+static const px_iohandle_type server_type = {
+    .name = "parx.tcp.server",
+    .methods = server_methods,
+    .close = server_close,
+    .free = server_free,
+    .describe = px_socket_describe,
+    .field = px_socket_field,
+};
 
 /* listen(ip, port [, backlog [, reuseport]]) -> server
  * reuseport: several sockets (one per worker VM) share the address and the
  * kernel spreads connections over them. */
 static int tcp_listen(lua_State *L) {
-  const char *ip = luaL_checkstring(L, 1);
-  int port = check_port(L, 2);
+  int port = px_inet_check_port(L, 2);
   lua_Number backlog = luaL_optnumber(L, 3, 511);
   int reuseport = lua_toboolean(L, 4);
   luaL_argcheck(L, backlog >= 1 && backlog <= 65535, 3, "backlog must be in 1..65535");
   struct sockaddr_storage ss;
-  if (parse_addr(ip, port, &ss) < 0)
-    return luaL_argerror(L, 1, "expected a numeric IPv4 or IPv6 address");
+  px_inet_check_addr(L, 1, port, &ss);
 
   px_vm *vm = px_vm_of(L);
   server *sv = calloc(1, sizeof *sv);
   if (!sv) return px_push_error(L, UV_ENOMEM, NULL);
+  px_iohandle_init(&sv->sock.h, &server_type);
   sv->vm = vm;
-  sv->state = OP_DETACHED;
-  sv->ref = LUA_NOREF;
   /* With reuseport the socket must exist before bind to get the option
    * (libuv 1.44 has no UV_TCP_REUSEPORT flag). */
   int r = reuseport ? uv_tcp_init_ex(px_vm_loop(vm), &sv->handle, ss.ss_family)
@@ -432,8 +299,7 @@ static int tcp_listen(lua_State *L) {
     free(sv);
     return px_push_error(L, r, NULL);
   }
-  sv->handle.data = sv;
-  sv->lua_gone = 1; /* until the userdata exists, closing frees */
+  sv->handle.data = sv; /* until the userdata exists, closing frees */
   if (reuseport) {
     uv_os_fd_t fd;
     int one = 1;
@@ -441,7 +307,7 @@ static int tcp_listen(lua_State *L) {
     if (r == 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
       r = uv_translate_sys_error(errno);
     if (r < 0) {
-      server_start_close(sv);
+      px_iohandle_close(&sv->sock.h);
       return px_push_error(L, r, NULL);
     }
   }
@@ -451,23 +317,11 @@ static int tcp_listen(lua_State *L) {
   int blen = sizeof bound;
   if (r == 0) r = uv_tcp_getsockname(&sv->handle, (struct sockaddr *)&bound, &blen);
   if (r < 0) {
-    server_start_close(sv);
+    px_iohandle_close(&sv->sock.h);
     return px_push_error(L, r, NULL);
   }
-  if (bound.ss_family == AF_INET6) {
-    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&bound;
-    uv_ip6_name(a, sv->host, sizeof sv->host);
-    sv->port = ntohs(a->sin6_port);
-  } else {
-    struct sockaddr_in *a = (struct sockaddr_in *)&bound;
-    uv_ip4_name(a, sv->host, sizeof sv->host);
-    sv->port = ntohs(a->sin_port);
-  }
-  server **box = lua_newuserdata(L, sizeof *box);
-  *box = sv;
-  sv->lua_gone = 0;
-  push_server_meta(L);
-  lua_setmetatable(L, -2);
+  px_socket_set_name(&sv->sock, &bound);
+  px_iohandle_push(L, &sv->sock.h);
   return 1;
 }
 
