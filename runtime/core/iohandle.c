@@ -2,6 +2,7 @@
 #include "iohandle.h"
 
 #include <assert.h>
+#include <stdlib.h>
 #include <string.h>
 
 void px_iohandle_init(px_iohandle *h, const px_iohandle_type *type) {
@@ -10,7 +11,11 @@ void px_iohandle_init(px_iohandle *h, const px_iohandle_type *type) {
 }
 
 static void maybe_free(px_iohandle *h) {
-  if (h->closed && (!h->lua_owned || h->lua_gone)) h->type->free(h);
+  if (!h->closed || (h->lua_owned && !h->lua_gone)) return;
+  if (h->type->free)
+    h->type->free(h);
+  else
+    free(h);
 }
 
 void px_iohandle_close(px_iohandle *h) {

@@ -51,7 +51,9 @@ typedef struct px_iohandle_type {
   /* Start closing (uv_close, wake waiting tasks); called once.  The close
    * callback must end in px_iohandle_closed(h). */
   void (*close)(px_iohandle *h);
-  void (*free)(px_iohandle *h); /* closed and no userdata left */
+  /* Closed and no userdata left: free the object.  NULL: free(h), for
+   * objects that embed px_iohandle first and own nothing else. */
+  void (*free)(px_iohandle *h);
   /* Optional.  Push the detail of an open object's __tostring, e.g.
    * "127.0.0.1 port 80"; NULL: its address. */
   void (*describe)(lua_State *L, px_iohandle *h);

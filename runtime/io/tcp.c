@@ -261,8 +261,6 @@ static void server_close(px_iohandle *h) {
   px_req_done(&sv->acceptor); /* delivers ECLOSED */
 }
 
-static void server_free(px_iohandle *h) { free(h); }
-
 static const luaL_Reg server_methods[] = {
     {"accept", server_accept}, {"close", px_iohandle_close_method}, {NULL, NULL}};
 
@@ -270,7 +268,6 @@ static const px_iohandle_type server_type = {
     .name = "parx.tcp.server",
     .methods = server_methods,
     .close = server_close,
-    .free = server_free,
     .describe = px_socket_describe,
     .field = px_socket_field,
 };

@@ -68,8 +68,6 @@ static void sock_close(px_iohandle *h) {
   receiver_wake(u); /* delivers ECLOSED */
 }
 
-static void sock_free(px_iohandle *h) { free(h); }
-
 static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
                     const struct sockaddr *addr, unsigned flags) {
   udp_sock *u = h->data;
@@ -188,7 +186,6 @@ static const px_iohandle_type sock_type = {
     .name = "parx.udp.socket",
     .methods = sock_methods,
     .close = sock_close,
-    .free = sock_free,
     .describe = px_socket_describe,
     .field = px_socket_field,
 };
