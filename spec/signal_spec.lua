@@ -73,6 +73,36 @@ describe("parx.signal", function()
     assert.is_nil(sig)
   end)
 
+  it("keeps a handler installed when its Signal object is dropped", function()
+    local got = 0
+    parx.signal("usr1", function() got = got + 1 end)
+    collectgarbage()
+    collectgarbage()
+    assert.is_true(P.kill(P.pid(), "usr1"))
+    assert.is_true(wait_until(function() return got == 1 end))
+  end)
+
+  it("runs the next delivery while an earlier handler is still parked", function()
+    local first, second = false, false
+    local release = parx.channel()
+    local n = 0
+    local s = parx.signal("usr2", function()
+      n = n + 1
+      if n == 1 then
+        first = true
+        release:recv() -- parks until the second delivery has run
+      else
+        second = true
+        release:send(true)
+      end
+    end)
+    P.kill(P.pid(), "usr2")
+    assert.is_true(wait_until(function() return first end))
+    P.kill(P.pid(), "usr2")
+    assert.is_true(wait_until(function() return second end))
+    s:stop()
+  end)
+
   it("lets Ctrl-C end a script without a handler, workers included", function()
     local p = assert(P.spawn(bin, {"-e", [[
       local t = parx.spawn(function() parx.sleep(60) end)

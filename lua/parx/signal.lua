@@ -14,36 +14,31 @@
 -- process as usual.  SIGKILL and SIGSTOP cannot be handled.
 local C = require "parx.c.signal"
 
-local async = require("parx.task").async
-local type, error, pcall = type, error, pcall
+local dispatch = require "parx.dispatch"
+local type, error = type, error
 
-local entries = {} -- id -> {sig = Signal, fn = handler, name = name}
-local running = false
+-- id -> {handler, n = 1, name}: the installed handlers, as dispatch entries
+-- (each delivery runs handler(name) as a task of its own).
+local entries = {}
+-- id -> Signal userdata: an installed handler stays installed when the
+-- script drops its Signal object.
+local anchors = {}
 
-local function dispatch_loop()
-  local next_id = C.next
-  while true do
-    local id = next_id()
-    if id == nil then return end
-    if id then
-      local e = entries[id]
-      if e ~= nil then async(e.fn, e.name) end
-    end
-  end
+-- Queued by id: a handler stopped before its turn does not run.
+local function take(id)
+  if entries[id] ~= nil then return id end
 end
 
-local function dispatcher()
-  local ok, err = pcall(dispatch_loop)
-  running = false
-  if not ok then error(err, 0) end
-end
+local start_dispatcher = dispatch(C.next, C.poll, take, entries)
 
 local Signal = C.methods
 local cstop = Signal.stop
 
 function Signal.stop(s)
   local was = cstop(s)
-  entries[s:id()] = nil
+  local id = s:id()
+  entries[id] = nil
+  anchors[id] = nil
   return was
 end
 
@@ -58,11 +53,9 @@ function M.signal(name, handler)
   end
   local s, id, signame = C.new(name)
   if s == nil then return nil, id, signame end
-  entries[id] = {sig = s, fn = handler, name = signame}
-  if not running then
-    running = true
-    async(dispatcher)
-  end
+  entries[id] = {handler, n = 1, signame}
+  anchors[id] = s
+  start_dispatcher()
   return s
 end
 

@@ -19,101 +19,34 @@
 -- the script end.  An active timer runs even when its Timer object is
 -- dropped.  Resolution: 1 ms.  (parx.sleep and parx.timeout are the core's.)
 --
--- How callbacks become tasks cheaply.  A libuv callback may not call Lua, so
--- fired timers queue in C and one dispatcher task per VM (alive only while
--- timers are pending) moves them to a Lua queue.  Runner tasks call the
--- queued callbacks one after the other; a callback that parks keeps its
--- runner, and the dispatcher starts another runner for the rest of the
--- queue.  So every callback runs in a task that nothing else waits on, yet
--- 100,000 callbacks that do not park cost one task, not 100,000.
+-- Callbacks run as tasks through the dispatcher that signal handlers use
+-- too (lua/parx/dispatch.lua): 100,000 callbacks that do not park cost one
+-- task, not 100,000.
 local C = require "parx.c.timer"
 
-local async = require("parx.task").async
-local unpack, select, type, error, xpcall = unpack, select, type, error, xpcall
-local traceback, yield = debug.traceback, coroutine.yield
+local dispatch = require "parx.dispatch"
+local select, type, error = select, type, error
 
 -- id -> fn, or {fn, n = #args, args...}: the callbacks of pending timers.
 local entries = {}
 -- id -> Timer userdata: anchors the pending timers.
 local anchors = {}
 
--- The queue of fired callbacks, and the runners that may still take one
--- (started and not yet running, or between two callbacks).
-local queue, qhead, qtail = {}, 1, 0
-local available = 0
-local dispatching = false
-
-local function call(e)
-  if type(e) == "function" then return e() end
-  return e[1](unpack(e, 2, e.n + 1))
-end
-
-local function fail(err)
-  -- Surface the error the way a failed parx.async task does.
-  async(error, err, 0)
-end
-
-local function runner()
-  while qhead <= qtail do
-    local e = queue[qhead]
-    queue[qhead] = nil
-    qhead = qhead + 1
-    -- A repeating timer is queued by id: stopped after it was queued, its
-    -- entry is gone and the tick is dropped (stop means no more calls).
-    if type(e) == "number" then e = entries[e] end
-    available = available - 1
-    if e ~= nil then
-      local ok, err = xpcall(call, traceback, e)
-      if not ok then fail(err) end
-    end
-    available = available + 1
-  end
-  available = available - 1
-end
-
-local function push(id, repeating)
+-- A fired timer: a one-shot timer is done, its callback queued as it is; a
+-- repeating one is queued by id, so that a stop after the tick was queued
+-- drops it (stop means no more calls).
+local function take(id, repeating)
   local e = entries[id]
-  if e == nil then return end -- stopped meanwhile
+  if e == nil then return nil end -- stopped meanwhile
   if not repeating then
     entries[id] = nil
     anchors[id] = nil
+    return e
   end
-  qtail = qtail + 1
-  queue[qtail] = repeating and id or e
+  return id
 end
 
-local function dispatch_loop()
-  local next_id, poll = C.next, C.poll
-  while true do
-    if qhead <= qtail then
-      -- Callbacks are waiting: make sure a runner will take them, let the
-      -- runners go, and pick up what fired meanwhile without parking.
-      if available == 0 then
-        available = available + 1
-        async(runner)
-      end
-      yield()
-      local id, repeating = poll()
-      while id do
-        push(id, repeating)
-        id, repeating = poll()
-      end
-    else
-      local id, repeating = next_id()
-      if id == nil then return end
-      if id then push(id, repeating) end
-    end
-  end
-end
-
--- The dispatcher task exists only while timers are pending or callbacks
--- queued; it ends (and the next timer starts a new one) so that it never
--- keeps the VM alive.
-local function dispatcher()
-  local ok, err = pcall(dispatch_loop)
-  dispatching = false
-  if not ok then error(err, 0) end
-end
+local start_dispatcher = dispatch(C.next, C.poll, take, entries)
 
 local Timer = C.methods
 local cstop = Timer.stop
@@ -145,10 +78,7 @@ local function start(name, delay, interval, fn, ...)
     entries[id] = {fn, n = n, ...}
   end
   anchors[id] = t
-  if not dispatching then
-    dispatching = true
-    async(dispatcher)
-  end
+  start_dispatcher()
   return t
 end
 

@@ -1,11 +1,9 @@
 /*
  * signal.c -- parx.c.signal: Unix signals delivered to Lua handlers.
  *
- * Same shape as timer.c: a handler is Lua code that runs as a new task, and a
- * libuv callback may not call Lua, so the uv_signal callback queues the
- * handler on the VM's fired queue and wakes the VM's dispatcher task
- * (lua/parx/signal.lua), which starts one task per delivery.  The dispatcher
- * exists only while handlers are installed.
+ A handler is Lua code that runs as a task; the uv_signal callback fires it
+ * onto the VM's fired queue and wakes the dispatcher task (dispatch.h, as
+ * for timers) that lua/parx/signal.lua runs while handlers are installed.
  *
  * The signal handles are unreferenced: an installed handler does not keep a
  * script running (like Node's process.on('SIGINT')).  Signals that arrive
@@ -19,7 +17,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "../core/px.h"
+#include "dispatch.h"
 #include "signals.h"
 
 #define SIGNAL_META "parx.signal"
@@ -62,43 +60,18 @@ int px_signal_check(lua_State *L, int idx, int dflt) {
 /* ------------------------------------------------------------------------
  * Handlers.
  * ---------------------------------------------------------------------- */
-typedef struct px_sig px_sig;
-
 typedef struct signal_vm {
-  px_sig *head, *tail; /* delivered, not yet dispatched */
-  long active;         /* installed handlers */
-  px_wait wait;        /* the dispatcher's park */
-  int parked, woken;
-  double next_id;
+  px_dispatcher dispatcher; /* active: installed handlers */
   uv_loop_t *loop;
 } signal_vm;
 
-struct px_sig {
+typedef struct px_sig {
+  px_source source; /* id, and the link on the fired queue */
   uv_signal_t handle;
   signal_vm *svm;
-  px_sig *prev, *next;
-  double id;
   int signum;
-  int queued, active, closed, close_done, orphaned;
-};
-
-static void queue_push(signal_vm *svm, px_sig *s) {
-  s->queued = 1;
-  s->next = NULL;
-  s->prev = svm->tail;
-  if (svm->tail) svm->tail->next = s;
-  else svm->head = s;
-  svm->tail = s;
-}
-
-static void queue_remove(signal_vm *svm, px_sig *s) {
-  if (s->prev) s->prev->next = s->next;
-  else svm->head = s->next;
-  if (s->next) s->next->prev = s->prev;
-  else svm->tail = s->prev;
-  s->prev = s->next = NULL;
-  s->queued = 0;
-}
+  int active, closed, close_done, orphaned;
+} px_sig;
 
 static void close_cb(uv_handle_t *h) {
   px_sig *s = h->data;
@@ -112,48 +85,14 @@ static void sig_close(px_sig *s) {
   uv_close((uv_handle_t *)&s->handle, close_cb);
 }
 
-static void dispatcher_poke(signal_vm *svm) {
-  if (!svm->parked || svm->woken) return;
-  if (svm->head == NULL && svm->active > 0) return;
-  svm->woken = 1;
-  px_wake(&svm->wait);
-}
-
 static void signal_cb(uv_signal_t *h, int signum) {
+  (void)signum;
   px_sig *s = h->data;
-  if (!s->queued) queue_push(s->svm, s);
-  dispatcher_poke(s->svm);
+  px_dispatcher_fire(&s->svm->dispatcher, &s->source);
 }
 
-static int take(lua_State *L, signal_vm *svm) {
-  px_sig *s = svm->head;
-  if (s != NULL) {
-    queue_remove(svm, s);
-    lua_pushnumber(L, s->id);
-    return 1;
-  }
-  if (svm->active > 0) lua_pushboolean(L, 0);
-  else lua_pushnil(L);
-  return 1;
-}
-
-#define SVM_OF(w) ((signal_vm *)((char *)(w) - offsetof(signal_vm, wait)))
-
-static int dispatcher_deliver(lua_State *co, px_wait *w) {
-  signal_vm *svm = SVM_OF(w);
-  svm->parked = svm->woken = 0;
-  return take(co, svm);
-}
-
-static void dispatcher_discard(px_wait *w) {
-  signal_vm *svm = SVM_OF(w);
-  svm->parked = svm->woken = 0;
-}
-
-static int dispatcher_cancel(px_wait *w) {
-  signal_vm *svm = SVM_OF(w);
-  if (svm->woken) return 0;
-  svm->parked = 0;
+static int push_fired(lua_State *L, px_source *src) {
+  lua_pushnumber(L, src->id);
   return 1;
 }
 
@@ -161,20 +100,9 @@ static signal_vm *check_svm(lua_State *L) {
   return *(signal_vm **)lua_touserdata(L, lua_upvalueindex(1));
 }
 
-/* next() -> id | false | nil, like timer.c's. */
+/* next() -> id | false | nil (dispatch.h). */
 static int signal_next(lua_State *L) {
-  signal_vm *svm = check_svm(L);
-  if (svm->head != NULL || svm->active == 0) return take(L, svm);
-  if (svm->parked) return luaL_error(L, "signal dispatcher already running");
-  memset(&svm->wait, 0, sizeof svm->wait);
-  svm->wait.what = "signal dispatch";
-  svm->wait.deliver = dispatcher_deliver;
-  svm->wait.discard = dispatcher_discard;
-  svm->wait.cancel = dispatcher_cancel;
-  px_wait_prepare(L, &svm->wait);
-  svm->parked = 1;
-  svm->woken = 0;
-  return px_park(L, &svm->wait);
+  return px_dispatcher_next(L, &check_svm(L)->dispatcher);
 }
 
 /* new(sig) -> handler userdata, id, name; or nil, err, code. */
@@ -195,6 +123,7 @@ static int signal_new(lua_State *L) {
     return px_push_error(L, rc, NULL);
   }
   s->handle.data = s;
+  px_source_init(&svm->dispatcher, &s->source);
   s->svm = svm;
   s->signum = signum;
   *box = s;
@@ -204,10 +133,9 @@ static int signal_new(lua_State *L) {
     return px_push_error(L, rc, px_signal_name(signum));
   }
   uv_unref((uv_handle_t *)&s->handle);
-  s->id = ++svm->next_id;
   s->active = 1;
-  svm->active++;
-  lua_pushnumber(L, s->id);
+  svm->dispatcher.active++;
+  lua_pushnumber(L, s->source.id);
   const char *name = px_signal_name(signum);
   if (name) lua_pushstring(L, name);
   else lua_pushinteger(L, signum);
@@ -225,13 +153,13 @@ static int signal_stop(lua_State *L) {
   px_sig *s = check_sig(L);
   signal_vm *svm = s->svm;
   int was = s->active;
-  if (s->queued) queue_remove(svm, s);
+  px_dispatcher_unqueue(&s->source);
   if (s->active) {
     s->active = 0;
-    svm->active--;
+    svm->dispatcher.active--;
   }
   sig_close(s);
-  dispatcher_poke(svm);
+  px_dispatcher_poke(&svm->dispatcher);
   lua_pushboolean(L, was);
   return 1;
 }
@@ -244,7 +172,7 @@ static int signal_is_active(lua_State *L) {
 
 static int signal_id(lua_State *L) {
   px_sig *s = check_sig(L);
-  lua_pushnumber(L, s->id);
+  lua_pushnumber(L, s->source.id);
   return 1;
 }
 
@@ -269,8 +197,13 @@ static int svm_gc(lua_State *L) {
 static const luaL_Reg signal_methods[] = {
   {"stop", signal_stop}, {"active", signal_is_active}, {"id", signal_id}, {NULL, NULL}};
 
+/* poll() -> like next() but never parks. */
+static int signal_poll(lua_State *L) {
+  return px_dispatcher_poll(L, &check_svm(L)->dispatcher);
+}
+
 static const luaL_Reg signal_funcs[] = {
-  {"new", signal_new}, {"next", signal_next}, {NULL, NULL}};
+  {"new", signal_new}, {"next", signal_next}, {"poll", signal_poll}, {NULL, NULL}};
 
 int px_open_signal(lua_State *L) {
   lua_newtable(L);
@@ -289,6 +222,7 @@ int px_open_signal(lua_State *L) {
   *box = calloc(1, sizeof **box);
   if (*box == NULL) return px_oom(L, "signal");
   (*box)->loop = px_vm_loop(px_vm_of(L));
+  px_dispatcher_init(&(*box)->dispatcher, "signal dispatch", push_fired);
   lua_newtable(L);
   lua_pushcfunction(L, svm_gc);
   lua_setfield(L, -2, "__gc");

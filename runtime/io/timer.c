@@ -11,12 +11,9 @@
  * and an O(log n) heap removal per firing, a third of the run time with
  * 100,000 timers.)
  *
- * Dispatch.  A timer's callback is Lua code that must run in a task, but a
- * libuv callback may not call Lua.  So the list callback moves expired
- * timers to the VM's fired queue and wakes the VM's dispatcher task (started
- * by lua/parx/timer.lua while timers exist), which takes their ids off the
- * queue.  The dispatcher returns when no timer is active, so it never keeps
- * a script alive nor looks like a deadlock.
+ Dispatch (dispatch.h, shared with signal handlers).  The list callback
+ * fires expired timers onto the VM's fired queue and wakes the dispatcher
+ * task that lua/parx/timer.lua runs while timers exist.
  *
  * Lifetime.  The Lua layer anchors a timer's userdata while it is active or
  * queued, so __gc only meets finished timers -- except at lua_close, where
@@ -27,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/px.h"
+#include "dispatch.h"
 
 #define TIMER_META "parx.timer"
 
@@ -38,16 +35,12 @@ typedef struct timer_list {
   uv_timer_t handle;     /* due at the head's due time; stopped when empty */
   timer_vm *tvm;
   uint64_t ms;           /* the duration of every timer on the list */
-  px_timer *head, *tail; /* pending timers, in due order */
+  px_queue pending;      /* px_timer.pending, in due order */
 } timer_list;
 
 struct timer_vm {
   uv_loop_t *loop;
-  px_timer *head, *tail; /* fired, not yet dispatched */
-  long active;           /* timers started and neither stopped nor finished */
-  px_wait wait;          /* the dispatcher's park */
-  int parked, woken;
-  double next_id;
+  px_dispatcher dispatcher; /* active: timers started, not stopped nor finished */
   timer_list **lists;    /* open addressing by ms; never shrinks */
   size_t nlists, cap;
   long refs;             /* the module's userdata + live timers + lists */
@@ -55,19 +48,23 @@ struct timer_vm {
 };
 
 struct px_timer {
+  px_source source;      /* id, and the link on the fired queue */
   timer_vm *tvm;
   timer_list *list;      /* while pending on a list */
-  px_timer *lprev, *lnext;
-  px_timer *prev, *next; /* on the fired queue */
+  px_queue pending;      /* on list->pending */
   uint64_t due, interval;
-  double id;
-  int queued, active;
+  int active;
 };
 
 static void tvm_unref(timer_vm *tvm) {
   if (--tvm->refs > 0) return;
   free(tvm->lists);
   free(tvm);
+}
+
+static px_timer *list_head(timer_list *l) {
+  if (px_queue_empty(&l->pending)) return NULL;
+  return px_container_of(px_queue_head(&l->pending), px_timer, pending);
 }
 
 /* ------------------------------------------------------------------------
@@ -109,6 +106,7 @@ static timer_list *list_for(timer_vm *tvm, uint64_t ms) {
     return NULL;
   }
   l->handle.data = l;
+  px_queue_init(&l->pending);
   l->tvm = tvm;
   l->ms = ms;
   tvm->refs++;
@@ -122,32 +120,27 @@ static timer_list *list_for(timer_vm *tvm, uint64_t ms) {
 /* Arm the list's handle for its head, or stop it when the list is empty
  * (an empty list holds no active handle: it does not keep the loop alive). */
 static void list_arm(timer_list *l) {
-  if (l->head == NULL) {
+  px_timer *head = list_head(l);
+  if (head == NULL) {
     uv_timer_stop(&l->handle);
     return;
   }
   uint64_t now = uv_now(l->tvm->loop);
-  uint64_t due = l->head->due;
-  uv_timer_start(&l->handle, list_cb, due > now ? due - now : 0, 0);
+  uv_timer_start(&l->handle, list_cb, head->due > now ? head->due - now : 0, 0);
 }
 
 static void list_append(timer_list *l, px_timer *t) {
   t->list = l;
-  t->lnext = NULL;
-  t->lprev = l->tail;
-  if (l->tail) l->tail->lnext = t;
-  else l->head = t;
-  l->tail = t;
+  px_queue_insert_tail(&l->pending, &t->pending);
 }
 
+/* Take t off its list, re-arming the list when t was its head. */
 static void list_unlink(px_timer *t) {
   timer_list *l = t->list;
-  if (t->lprev) t->lprev->lnext = t->lnext;
-  else l->head = t->lnext;
-  if (t->lnext) t->lnext->lprev = t->lprev;
-  else l->tail = t->lprev;
-  t->lprev = t->lnext = NULL;
+  int was_head = list_head(l) == t;
+  px_queue_remove(&t->pending);
   t->list = NULL;
+  if (was_head) list_arm(l);
 }
 
 static void list_close_cb(uv_handle_t *h) {
@@ -158,93 +151,40 @@ static void list_close_cb(uv_handle_t *h) {
 }
 
 /* ------------------------------------------------------------------------
- * The fired queue and the dispatcher.
+ * Firing.
  * ---------------------------------------------------------------------- */
-static void queue_push(timer_vm *tvm, px_timer *t) {
-  t->queued = 1;
-  t->next = NULL;
-  t->prev = tvm->tail;
-  if (tvm->tail) tvm->tail->next = t;
-  else tvm->head = t;
-  tvm->tail = t;
-}
 
-static void queue_remove(timer_vm *tvm, px_timer *t) {
-  if (t->prev) t->prev->next = t->next;
-  else tvm->head = t->next;
-  if (t->next) t->next->prev = t->prev;
-  else tvm->tail = t->prev;
-  t->prev = t->next = NULL;
-  t->queued = 0;
-}
-
-/* Wake the dispatcher when it has something to do: a fired timer, or
- * nothing left to wait for (so that it returns). */
-static void dispatcher_poke(timer_vm *tvm) {
-  if (!tvm->parked || tvm->woken) return;
-  if (tvm->head == NULL && tvm->active > 0) return;
-  tvm->woken = 1;
-  px_wake(&tvm->wait);
-}
-
-/* The list's head is due: move every expired timer to the fired queue.  A
- * repeating timer goes back to the tail with its next due time; ticks it
- * missed while the loop was busy are merged (it stays queued once). */
+/* The list's head is due: fire every expired timer.  A repeating timer goes
+ * back to the tail with its next due time; ticks it missed while the loop
+ * was busy are merged (it stays queued once). */
 static void list_cb(uv_timer_t *h) {
   timer_list *l = h->data;
   timer_vm *tvm = l->tvm;
   uint64_t now = uv_now(tvm->loop);
-  while (l->head != NULL && l->head->due <= now) {
-    px_timer *t = l->head;
-    list_unlink(t);
+  px_timer *t;
+  while ((t = list_head(l)) != NULL && t->due <= now) {
+    px_queue_remove(&t->pending);
     if (t->interval > 0) {
       t->due += t->interval;
       if (t->due <= now) t->due = now + t->interval;
-      list_append(l, t);
+      px_queue_insert_tail(&l->pending, &t->pending);
     } else {
+      t->list = NULL;
       t->active = 0;
-      tvm->active--;
+      tvm->dispatcher.active--;
     }
-    if (!t->queued) queue_push(tvm, t);
+    px_dispatcher_fire(&tvm->dispatcher, &t->source);
   }
   list_arm(l);
-  dispatcher_poke(tvm);
+  px_dispatcher_poke(&tvm->dispatcher);
 }
 
-/* Take the next fired timer: pushes its id and whether it repeats, or false
- * when there is none but timers are still active, or nil when nothing is
- * left. */
-static int take(lua_State *L, timer_vm *tvm) {
-  px_timer *t = tvm->head;
-  if (t != NULL) {
-    queue_remove(tvm, t);
-    lua_pushnumber(L, t->id);
-    lua_pushboolean(L, t->interval > 0);
-    return 2;
-  }
-  if (tvm->active > 0) lua_pushboolean(L, 0);
-  else lua_pushnil(L);
-  return 1;
-}
-
-#define TVM_OF(w) ((timer_vm *)((char *)(w) - offsetof(timer_vm, wait)))
-
-static int dispatcher_deliver(lua_State *co, px_wait *w) {
-  timer_vm *tvm = TVM_OF(w);
-  tvm->parked = tvm->woken = 0;
-  return take(co, tvm);
-}
-
-static void dispatcher_discard(px_wait *w) {
-  timer_vm *tvm = TVM_OF(w);
-  tvm->parked = tvm->woken = 0;
-}
-
-static int dispatcher_cancel(px_wait *w) {
-  timer_vm *tvm = TVM_OF(w);
-  if (tvm->woken) return 0;
-  tvm->parked = 0;
-  return 1;
+/* A fired timer for the Lua layer: its id and whether it repeats. */
+static int push_fired(lua_State *L, px_source *src) {
+  px_timer *t = px_container_of(src, px_timer, source);
+  lua_pushnumber(L, src->id);
+  lua_pushboolean(L, t->interval > 0);
+  return 2;
 }
 
 static timer_vm *check_tvm(lua_State *L) {
@@ -252,23 +192,13 @@ static timer_vm *check_tvm(lua_State *L) {
 }
 
 /* poll() -> like next() but never parks. */
-static int timer_poll(lua_State *L) { return take(L, check_tvm(L)); }
+static int timer_poll(lua_State *L) {
+  return px_dispatcher_poll(L, &check_tvm(L)->dispatcher);
+}
 
-/* next() -> id, repeating | false | nil: the dispatcher's wait for work.
- * Parks only while timers are active and none has fired. */
+/* next() -> id, repeating | false | nil: the dispatcher's wait for work. */
 static int timer_next(lua_State *L) {
-  timer_vm *tvm = check_tvm(L);
-  if (tvm->head != NULL || tvm->active == 0) return take(L, tvm);
-  if (tvm->parked) return luaL_error(L, "timer dispatcher already running");
-  memset(&tvm->wait, 0, sizeof tvm->wait);
-  tvm->wait.what = "timer dispatch";
-  tvm->wait.deliver = dispatcher_deliver;
-  tvm->wait.discard = dispatcher_discard;
-  tvm->wait.cancel = dispatcher_cancel;
-  px_wait_prepare(L, &tvm->wait);
-  tvm->parked = 1;
-  tvm->woken = 0;
-  return px_park(L, &tvm->wait);
+  return px_dispatcher_next(L, &check_tvm(L)->dispatcher);
 }
 
 /* ------------------------------------------------------------------------
@@ -306,18 +236,19 @@ static int timer_new(lua_State *L) {
   lua_setmetatable(L, -2);
   t->tvm = tvm;
   tvm->refs++;
-  t->id = ++tvm->next_id;
+  px_source_init(&tvm->dispatcher, &t->source);
+  px_queue_init(&t->pending);
   t->interval = interval;
   /* The loop's cached time may be stale after a long stretch of Lua code;
    * one clock read keeps the delay relative to now. */
   uv_update_time(tvm->loop);
   t->due = uv_now(tvm->loop) + delay;
-  int was_empty = l->head == NULL;
+  int was_empty = list_head(l) == NULL;
   list_append(l, t);
   if (was_empty) list_arm(l);
   t->active = 1;
-  tvm->active++;
-  lua_pushnumber(L, t->id);
+  tvm->dispatcher.active++;
+  lua_pushnumber(L, t->source.id);
   return 2;
 }
 
@@ -325,37 +256,38 @@ static px_timer *check_timer(lua_State *L) {
   return luaL_checkudata(L, 1, TIMER_META);
 }
 
+/* Take t off its list and the fired queue. */
+static void timer_detach(px_timer *t) {
+  px_dispatcher_unqueue(&t->source);
+  if (t->list) list_unlink(t);
+  if (t->active) {
+    t->active = 0;
+    t->tvm->dispatcher.active--;
+  }
+}
+
+static int timer_pending(px_timer *t) {
+  return t->active || px_queue_linked(&t->source.fired);
+}
+
 /* timer:stop() -> true if the timer was still pending (it will not fire
  * again, a queued tick is dropped), false if it had already finished. */
 static int timer_stop(lua_State *L) {
   px_timer *t = check_timer(L);
-  timer_vm *tvm = t->tvm;
-  int was = t->active || t->queued;
-  if (t->queued) queue_remove(tvm, t);
-  if (t->list) {
-    timer_list *l = t->list;
-    int was_head = l->head == t;
-    list_unlink(t);
-    if (was_head) list_arm(l);
-  }
-  if (t->active) {
-    t->active = 0;
-    tvm->active--;
-  }
-  dispatcher_poke(tvm);
+  int was = timer_pending(t);
+  timer_detach(t);
+  px_dispatcher_poke(&t->tvm->dispatcher);
   lua_pushboolean(L, was);
   return 1;
 }
 
 static int timer_is_active(lua_State *L) {
-  px_timer *t = check_timer(L);
-  lua_pushboolean(L, t->active || t->queued);
+  lua_pushboolean(L, timer_pending(check_timer(L)));
   return 1;
 }
 
 static int timer_id(lua_State *L) {
-  px_timer *t = check_timer(L);
-  lua_pushnumber(L, t->id);
+  lua_pushnumber(L, check_timer(L)->source.id);
   return 1;
 }
 
@@ -363,24 +295,15 @@ static int timer_gc(lua_State *L) {
   px_timer *t = check_timer(L);
   timer_vm *tvm = t->tvm;
   if (tvm == NULL) return 0;
+  if (!tvm->closing) timer_detach(t);
   t->tvm = NULL;
-  if (!tvm->closing) {
-    if (t->queued) queue_remove(tvm, t);
-    if (t->list) {
-      timer_list *l = t->list;
-      int was_head = l->head == t;
-      list_unlink(t);
-      if (was_head) list_arm(l);
-    }
-    if (t->active) tvm->active--;
-  }
   tvm_unref(tvm);
   return 0;
 }
 
 static int timer_tostring(lua_State *L) {
   px_timer *t = check_timer(L);
-  lua_pushfstring(L, "parx.timer (%s)", (t->active || t->queued) ? "active" : "finished");
+  lua_pushfstring(L, "parx.timer (%s)", timer_pending(t) ? "active" : "finished");
   return 1;
 }
 
@@ -405,7 +328,7 @@ static int tvm_gc(lua_State *L) {
 /* active_count() -> timers pending in this VM (for tests and debugging). */
 static int timer_active_count(lua_State *L) {
   timer_vm *tvm = check_tvm(L);
-  lua_pushnumber(L, (double)tvm->active);
+  lua_pushnumber(L, (double)tvm->dispatcher.active);
   return 1;
 }
 
@@ -437,6 +360,7 @@ int px_open_timer(lua_State *L) {
   if (*box == NULL) return px_oom(L, "timer");
   (*box)->loop = px_vm_loop(px_vm_of(L));
   (*box)->refs = 1;
+  px_dispatcher_init(&(*box)->dispatcher, "timer dispatch", push_fired);
   lua_newtable(L);
   lua_pushcfunction(L, tvm_gc);
   lua_setfield(L, -2, "__gc");

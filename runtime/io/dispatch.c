@@ -1,0 +1,59 @@
+/* dispatch.c -- see dispatch.h. */
+#include "dispatch.h"
+
+static int dispatcher_done(lua_State *co, px_req *req) {
+  return px_dispatcher_poll(co, px_container_of(req, px_dispatcher, req));
+}
+
+static const px_req_type dispatcher_type = {.done = dispatcher_done};
+
+void px_dispatcher_init(px_dispatcher *d, const char *what,
+                        int (*push)(lua_State *L, px_source *src)) {
+  px_queue_init(&d->fired);
+  d->active = 0;
+  d->next_id = 0;
+  d->what = what;
+  d->push = push;
+  px_req_init(&d->req, &dispatcher_type, what);
+}
+
+void px_source_init(px_dispatcher *d, px_source *src) {
+  px_queue_init(&src->fired);
+  src->id = ++d->next_id;
+}
+
+void px_dispatcher_poke(px_dispatcher *d) {
+  if (!px_req_active(&d->req)) return;
+  if (px_queue_empty(&d->fired) && d->active > 0) return;
+  px_req_done(&d->req);
+}
+
+void px_dispatcher_fire(px_dispatcher *d, px_source *src) {
+  if (!px_queue_linked(&src->fired)) px_queue_insert_tail(&d->fired, &src->fired);
+  px_dispatcher_poke(d);
+}
+
+void px_dispatcher_unqueue(px_source *src) {
+  if (px_queue_linked(&src->fired)) px_queue_remove(&src->fired);
+}
+
+int px_dispatcher_poll(lua_State *L, px_dispatcher *d) {
+  if (!px_queue_empty(&d->fired)) {
+    px_queue *q = px_queue_head(&d->fired);
+    px_queue_remove(q);
+    return d->push(L, px_container_of(q, px_source, fired));
+  }
+  if (d->active > 0)
+    lua_pushboolean(L, 0);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+int px_dispatcher_next(lua_State *L, px_dispatcher *d) {
+  if (!px_queue_empty(&d->fired) || d->active == 0) return px_dispatcher_poll(L, d);
+  if (px_req_busy(&d->req)) return luaL_error(L, "%s already running", d->what);
+  px_req_init(&d->req, &dispatcher_type, d->what);
+  px_req_start(L, &d->req);
+  return px_req_park(L, &d->req);
+}

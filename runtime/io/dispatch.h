@@ -1,0 +1,58 @@
+/*
+ * dispatch.h -- fired sources and the dispatcher task: what timers
+ * (timer.c) and signal handlers (signal.c) share.
+ *
+ * A timer's or a signal handler's callback is Lua code that must run in a
+ * task, but a libuv callback may not call Lua.  So the libuv callback puts
+ * the source that fired on its module's fired queue (px_dispatcher_fire)
+ * and wakes the module's dispatcher: one task per module and VM, started by
+ * the Lua layer (lua/parx/dispatch.lua) while sources are active, which
+ * takes the ids of fired sources off the queue (next(), poll()) and runs
+ * their callbacks as tasks.  next() parks only while sources are active and
+ * none has fired, and returns nil once none is active, so the dispatcher
+ * never keeps a script alive nor looks like a deadlock.
+ *
+ * A source that fires again while still queued stays queued once: the
+ * firings merge (a repeating timer's missed ticks, repeated signals).
+ */
+#ifndef PX_IO_DISPATCH_H
+#define PX_IO_DISPATCH_H
+
+#include "../core/ioreq.h"
+
+typedef struct px_source {
+  px_queue fired; /* on the dispatcher's fired queue while linked */
+  double id;      /* the Lua layer's key for the callback */
+} px_source;
+
+typedef struct px_dispatcher {
+  px_queue fired; /* px_source.fired: fired, not yet taken */
+  long active;    /* sources that may still fire */
+  double next_id;
+  px_req req;     /* the dispatcher task's park */
+  const char *what;
+  /* Push what the Lua layer gets for a taken source: its id first. */
+  int (*push)(lua_State *L, px_source *src);
+} px_dispatcher;
+
+void px_dispatcher_init(px_dispatcher *d, const char *what,
+                        int (*push)(lua_State *L, px_source *src));
+/* A new source of d, with a fresh id; not active yet. */
+void px_source_init(px_dispatcher *d, px_source *src);
+
+/* src fired: queue it (once) and wake the dispatcher. */
+void px_dispatcher_fire(px_dispatcher *d, px_source *src);
+/* Drop src's queued firing, if any (stopped, collected). */
+void px_dispatcher_unqueue(px_source *src);
+/* Wake the dispatcher if it has work or nothing is left to wait for: call
+ * after d->active went down. */
+void px_dispatcher_poke(px_dispatcher *d);
+
+/* Lua: next() -> id, ... | false | nil.  The next fired source (what push
+ * gives), false when none but sources are active, nil when none is
+ * active.  Parks only while sources are active and none has fired. */
+int px_dispatcher_next(lua_State *L, px_dispatcher *d);
+/* Lua: poll() -> like next() but never parks. */
+int px_dispatcher_poll(lua_State *L, px_dispatcher *d);
+
+#endif
