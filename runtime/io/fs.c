@@ -68,18 +68,17 @@ static void file_settle(fs_file *f) {
 /* Binds the wait to the calling task first (raises, with nothing
  * allocated, outside a task or when the task is being cancelled), so that
  * once the request is started the park cannot fail. */
+static const px_req_type fs_op_type;
+
 fs_op *px_fs_op_new(lua_State *L, int kind, const char *what) {
-  px_wait bound;
-  memset(&bound, 0, sizeof bound);
-  px_wait_prepare(L, &bound);
+  px_check_can_park(L);
   fs_op *op = calloc(1, sizeof *op);
   if (op == NULL) px_oom(L, "fs");
-  op->wait = bound;
+  px_req_init(&op->wait, &fs_op_type, what);
+  px_req_start(L, &op->wait); /* cannot raise: checked above */
   op->loop = px_vm_loop(px_vm_of(L));
   op->kind = kind;
-  op->state = OP_RUNNING;
   op->fd = -1;
-  op->wait.what = what;
   op->req.data = op;
   return op;
 }
@@ -134,30 +133,22 @@ void px_fs_op_free(fs_op *op) {
 /* The op's work is over: wake the task, or free the op if nobody waits. */
 void px_fs_op_done(fs_op *op, int result) {
   op->result = result;
-  if (op->state == OP_CANCELLED) {
-    px_fs_op_free(op);
-    return;
-  }
-  op->state = OP_WOKEN;
-  px_wake(&op->wait);
+  if (!px_req_done(&op->wait)) px_fs_op_free(op);
 }
 
-static int op_cancel(px_wait *w) {
-  fs_op *op = (fs_op *)w;
-  if (op->state == OP_WOKEN) return 0;
+static void op_abandon(px_req *req) {
+  fs_op *op = px_container_of(req, fs_op, wait);
   if (op->poll != NULL) {
     /* Reading on the loop: no request is in flight, nothing will call
      * back; the descriptor and the buffer go now. */
     px_fs_op_free(op);
-    return 1;
+    return;
   }
-  op->state = OP_CANCELLED;
   /* Best effort; on success the callback runs with UV_ECANCELED. */
   uv_cancel((uv_req_t *)&op->req);
-  return 1;
 }
 
-static void op_discard(px_wait *w) { px_fs_op_free((fs_op *)w); }
+static void op_drop(px_req *req) { px_fs_op_free(px_container_of(req, fs_op, wait)); }
 
 static const char *type_name(uint64_t mode) {
   switch (mode & S_IFMT) {
@@ -208,24 +199,24 @@ static int push_file(lua_State *L, uv_file fd, const char *path);
 static int deliver_ok(lua_State *co, fs_op *op) {
   uv_fs_t *req = &op->req;
   switch (op->kind) {
-  case OP_OPEN: {
+  case FS_OPEN: {
     uv_file fd = op->fd;
     op->fd = -1; /* the file object owns it now */
     return push_file(co, fd, op->path);
   }
-  case OP_READ:
-  case OP_READFILE:
-    if (op->kind == OP_READ && op->len == 0 && op->cap > 0) {
+  case FS_READ:
+  case FS_READFILE:
+    if (op->kind == FS_READ && op->len == 0 && op->cap > 0) {
       lua_pushnil(co); /* end of file, like io.read(n) */
       return 1;
     }
     if (op->len > px_io_max_string()) return px_push_error(co, UV_EFBIG, op->path);
     lua_pushlstring(co, op->buf ? op->buf : "", op->len);
     return 1;
-  case OP_WRITE:
+  case FS_WRITE:
     lua_pushnumber(co, (double)op->len);
     return 1;
-  case OP_WRITEFILE:
+  case FS_WRITEFILE:
     lua_pushboolean(co, 1);
     return 1;
   default:
@@ -259,8 +250,8 @@ static int deliver_ok(lua_State *co, fs_op *op) {
   }
 }
 
-static int op_deliver(lua_State *co, px_wait *w) {
-  fs_op *op = (fs_op *)w;
+static int op_done(lua_State *co, px_req *req) {
+  fs_op *op = px_container_of(req, fs_op, wait);
   int n;
   if (op->result < 0) {
     const char *detail = op->path;
@@ -274,12 +265,10 @@ static int op_deliver(lua_State *co, px_wait *w) {
   return n;
 }
 
+static const px_req_type fs_op_type = {.done = op_done, .drop = op_drop, .abandon = op_abandon};
+
 int px_fs_op_park(lua_State *L, fs_op *op) {
-  op->wait.deliver = op_deliver;
-  op->wait.discard = op_discard;
-  op->wait.cancel = op_cancel;
-  op->wait.external = 0;
-  return px_park(L, &op->wait);
+  return px_req_park(L, &op->wait);
 }
 
 /* A request could not even be started: report it now, nothing is parked. */
@@ -306,13 +295,13 @@ static void simple_cb(uv_fs_t *req) {
 
 static int fs_stat(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  fs_op *op = px_fs_op_new(L, OP_SIMPLE, "fs.stat");
+  fs_op *op = px_fs_op_new(L, FS_SIMPLE, "fs.stat");
   return px_fs_op_submit(L, op, uv_fs_stat(op->loop, &op->req, path, simple_cb), path);
 }
 
 static int fs_lstat(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  fs_op *op = px_fs_op_new(L, OP_SIMPLE, "fs.lstat");
+  fs_op *op = px_fs_op_new(L, FS_SIMPLE, "fs.lstat");
   return px_fs_op_submit(L, op, uv_fs_lstat(op->loop, &op->req, path, simple_cb), path);
 }
 
@@ -320,26 +309,26 @@ static int fs_lstat(lua_State *L) {
 static int fs_mkdir(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   int mode = (int)luaL_optinteger(L, 2, 0777);
-  fs_op *op = px_fs_op_new(L, OP_SIMPLE, "fs.mkdir");
+  fs_op *op = px_fs_op_new(L, FS_SIMPLE, "fs.mkdir");
   return px_fs_op_submit(L, op, uv_fs_mkdir(op->loop, &op->req, path, mode, simple_cb), path);
 }
 
 static int fs_rmdir(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  fs_op *op = px_fs_op_new(L, OP_SIMPLE, "fs.rmdir");
+  fs_op *op = px_fs_op_new(L, FS_SIMPLE, "fs.rmdir");
   return px_fs_op_submit(L, op, uv_fs_rmdir(op->loop, &op->req, path, simple_cb), path);
 }
 
 static int fs_unlink(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  fs_op *op = px_fs_op_new(L, OP_SIMPLE, "fs.unlink");
+  fs_op *op = px_fs_op_new(L, FS_SIMPLE, "fs.unlink");
   return px_fs_op_submit(L, op, uv_fs_unlink(op->loop, &op->req, path, simple_cb), path);
 }
 
 static int fs_rename(lua_State *L) {
   const char *from = luaL_checkstring(L, 1);
   const char *to = luaL_checkstring(L, 2);
-  fs_op *op = px_fs_op_new(L, OP_SIMPLE, "fs.rename");
+  fs_op *op = px_fs_op_new(L, FS_SIMPLE, "fs.rename");
   op->path = strdup(from);
   return px_fs_op_submit(L, op, uv_fs_rename(op->loop, &op->req, from, to, simple_cb), from);
 }
@@ -347,7 +336,7 @@ static int fs_rename(lua_State *L) {
 static int fs_copyfile(lua_State *L) {
   const char *from = luaL_checkstring(L, 1);
   const char *to = luaL_checkstring(L, 2);
-  fs_op *op = px_fs_op_new(L, OP_SIMPLE, "fs.copyfile");
+  fs_op *op = px_fs_op_new(L, FS_SIMPLE, "fs.copyfile");
   op->path = strdup(from);
   return px_fs_op_submit(L, op, uv_fs_copyfile(op->loop, &op->req, from, to, 0, simple_cb), from);
 }
@@ -355,20 +344,20 @@ static int fs_copyfile(lua_State *L) {
 /* readdir(path) -> list of names, sorted, without "." and "..". */
 static int fs_readdir(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  fs_op *op = px_fs_op_new(L, OP_SIMPLE, "fs.readdir");
+  fs_op *op = px_fs_op_new(L, FS_SIMPLE, "fs.readdir");
   return px_fs_op_submit(L, op, uv_fs_scandir(op->loop, &op->req, path, 0, simple_cb), path);
 }
 
 /* mkdtemp(template): template ends in XXXXXX; returns the created path. */
 static int fs_mkdtemp(lua_State *L) {
   const char *tpl = luaL_checkstring(L, 1);
-  fs_op *op = px_fs_op_new(L, OP_SIMPLE, "fs.mkdtemp");
+  fs_op *op = px_fs_op_new(L, FS_SIMPLE, "fs.mkdtemp");
   return px_fs_op_submit(L, op, uv_fs_mkdtemp(op->loop, &op->req, tpl, simple_cb), tpl);
 }
 
 static int fs_realpath(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  fs_op *op = px_fs_op_new(L, OP_SIMPLE, "fs.realpath");
+  fs_op *op = px_fs_op_new(L, FS_SIMPLE, "fs.realpath");
   return px_fs_op_submit(L, op, uv_fs_realpath(op->loop, &op->req, path, simple_cb), path);
 }
 
@@ -408,7 +397,7 @@ static int fs_open(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   int flags = check_flags(L, 2);
   int mode = (int)luaL_optinteger(L, 3, 0666);
-  fs_op *op = px_fs_op_new(L, OP_OPEN, "fs.open");
+  fs_op *op = px_fs_op_new(L, FS_OPEN, "fs.open");
   op->path = strdup(path);
   if (op->path == NULL) return px_fs_op_fail(L, op, UV_ENOMEM, path);
   /* Read-only: an open of a FIFO must not wait for a writer on the pool. */
@@ -492,7 +481,7 @@ static int file_read(lua_State *L) {
   luaL_argcheck(L, n >= 1 && n <= (lua_Number)(1u << 31), 2, "size must be between 1 and 2^31");
   int64_t offset = opt_offset(L, 3);
   if (f->polling) return luaL_error(L, "another task is already reading this file");
-  fs_op *op = file_op(L, f, OP_READ, "file read");
+  fs_op *op = file_op(L, f, FS_READ, "file read");
   op->cap = (size_t)n;
   op->buf = malloc(op->cap);
   if (op->buf == NULL) return px_fs_op_fail(L, op, UV_ENOMEM, f->path);
@@ -516,7 +505,7 @@ static int file_write(lua_State *L) {
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
   int64_t offset = opt_offset(L, 3);
-  fs_op *op = file_op(L, f, OP_WRITE, "file write");
+  fs_op *op = file_op(L, f, FS_WRITE, "file write");
   op->buf = malloc(len ? len : 1);
   if (op->buf == NULL) return px_fs_op_fail(L, op, UV_ENOMEM, f->path);
   memcpy(op->buf, data, len);
@@ -528,7 +517,7 @@ static int file_write(lua_State *L) {
 
 static int file_stat(lua_State *L) {
   fs_file *f = check_file(L);
-  fs_op *op = file_op(L, f, OP_SIMPLE, "file stat");
+  fs_op *op = file_op(L, f, FS_SIMPLE, "file stat");
   int rc = uv_fs_fstat(op->loop, &op->req, f->fd, simple_cb);
   if (rc < 0) return px_fs_op_fail(L, op, rc, f->path);
   return px_fs_op_park(L, op);
@@ -536,7 +525,7 @@ static int file_stat(lua_State *L) {
 
 static int file_sync(lua_State *L) {
   fs_file *f = check_file(L);
-  fs_op *op = file_op(L, f, OP_SIMPLE, "file sync");
+  fs_op *op = file_op(L, f, FS_SIMPLE, "file sync");
   int rc = uv_fs_fsync(op->loop, &op->req, f->fd, simple_cb);
   if (rc < 0) return px_fs_op_fail(L, op, rc, f->path);
   return px_fs_op_park(L, op);
@@ -546,7 +535,7 @@ static int file_truncate(lua_State *L) {
   fs_file *f = check_file(L);
   lua_Number n = luaL_optnumber(L, 2, 0);
   luaL_argcheck(L, n >= 0 && n < 0x1p63, 2, "size must be >= 0 and below 2^63");
-  fs_op *op = file_op(L, f, OP_SIMPLE, "file truncate");
+  fs_op *op = file_op(L, f, FS_SIMPLE, "file truncate");
   int rc = uv_fs_ftruncate(op->loop, &op->req, f->fd, (int64_t)n, simple_cb);
   if (rc < 0) return px_fs_op_fail(L, op, rc, f->path);
   return px_fs_op_park(L, op);
@@ -561,7 +550,7 @@ static int file_close(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  fs_op *op = px_fs_op_new(L, OP_SIMPLE, "file close");
+  fs_op *op = px_fs_op_new(L, FS_SIMPLE, "file close");
   f->closed = 1;
   uv_file fd = f->fd;
   f->fd = -1;

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../core/px.h"
+#include "../core/ioreq.h"
 #include "bounds.h"
 
 /* ------------------------------------------------------------------------
@@ -31,22 +31,19 @@ typedef struct fs_file {
   char *path;          /* for error messages */
 } fs_file;
 
-enum op_state { OP_RUNNING, OP_WOKEN, OP_CANCELLED };
-
-enum op_kind {
-  OP_SIMPLE,    /* one request; results depend on req.fs_type */
-  OP_OPEN,      /* open: deliver makes a file object */
-  OP_READ,      /* file:read */
-  OP_WRITE,     /* file:write */
-  OP_READFILE,  /* open, fstat, read..., close */
-  OP_WRITEFILE  /* open, write..., [fsync], close, [rename] */
+enum fs_op_kind {
+  FS_SIMPLE,    /* one request; results depend on req.fs_type */
+  FS_OPEN,      /* open: deliver makes a file object */
+  FS_READ,      /* file:read */
+  FS_WRITE,     /* file:write */
+  FS_READFILE,  /* open, fstat, read..., close */
+  FS_WRITEFILE  /* open, write..., [fsync], close, [rename] */
 };
 
 typedef struct fs_op {
-  px_wait wait; /* first member: a px_wait * is an fs_op * */
+  px_req wait;  /* the task's; IDLE once the task was cancelled */
   uv_fs_t req;
   uv_loop_t *loop;
-  int state;
   int kind;
   int result;   /* final result: >= 0, or a negative libuv error */
   fs_file *file; /* file ops: the file, whose pending count we hold */
@@ -59,6 +56,9 @@ typedef struct fs_op {
   int64_t offset;
   int flags, mode, atomic;
 } fs_op;
+
+/* The task was cancelled: a callback undoes what the op did and frees it. */
+static inline int px_fs_op_abandoned(const fs_op *op) { return !px_req_active(&op->wait); }
 
 /* fs.c */
 void px_fs_close_now(uv_file fd);

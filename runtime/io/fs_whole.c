@@ -21,7 +21,7 @@ static void readfile_read_cb(uv_fs_t *req) {
   fs_op *op = req->data;
   ssize_t n = req->result;
   uv_fs_req_cleanup(req);
-  if (op->state == OP_CANCELLED || n < 0) {
+  if (px_fs_op_abandoned(op) || n < 0) {
     readfile_fail(op, n < 0 ? (int)n : UV_ECANCELED);
     return;
   }
@@ -103,7 +103,7 @@ static void readfile_fstat_cb(uv_fs_t *req) {
   uint64_t size = req->statbuf.st_size;
   uint64_t mode = req->statbuf.st_mode;
   uv_fs_req_cleanup(req);
-  if (op->state == OP_CANCELLED || r < 0) {
+  if (px_fs_op_abandoned(op) || r < 0) {
     readfile_fail(op, r < 0 ? (int)r : UV_ECANCELED);
     return;
   }
@@ -132,7 +132,7 @@ static void readfile_open_cb(uv_fs_t *req) {
   ssize_t r = req->result;
   uv_fs_req_cleanup(req);
   if (r >= 0) op->fd = (uv_file)r;
-  if (op->state == OP_CANCELLED || r < 0) {
+  if (px_fs_op_abandoned(op) || r < 0) {
     readfile_fail(op, r < 0 ? (int)r : UV_ECANCELED);
     return;
   }
@@ -142,7 +142,7 @@ static void readfile_open_cb(uv_fs_t *req) {
 
 int px_fs_readfile(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  fs_op *op = px_fs_op_new(L, OP_READFILE, "fs.readfile");
+  fs_op *op = px_fs_op_new(L, FS_READFILE, "fs.readfile");
   op->path = strdup(path);
   if (op->path == NULL) return px_fs_op_fail(L, op, UV_ENOMEM, path);
   return px_fs_op_submit(L, op, uv_fs_open(op->loop, &op->req, path, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0, readfile_open_cb), path);
@@ -171,7 +171,7 @@ static void writefile_close_cb(uv_fs_t *req) {
   fs_op *op = req->data;
   ssize_t r = req->result;
   uv_fs_req_cleanup(req);
-  if (op->state == OP_CANCELLED || r < 0) {
+  if (px_fs_op_abandoned(op) || r < 0) {
     writefile_fail(op, r < 0 ? (int)r : UV_ECANCELED);
     return;
   }
@@ -194,7 +194,7 @@ static void writefile_fsync_cb(uv_fs_t *req) {
   fs_op *op = req->data;
   ssize_t r = req->result;
   uv_fs_req_cleanup(req);
-  if (op->state == OP_CANCELLED || r < 0) {
+  if (px_fs_op_abandoned(op) || r < 0) {
     writefile_fail(op, r < 0 ? (int)r : UV_ECANCELED);
     return;
   }
@@ -207,7 +207,7 @@ static void writefile_write_cb(uv_fs_t *req) {
   fs_op *op = req->data;
   ssize_t r = req->result;
   uv_fs_req_cleanup(req);
-  if (op->state == OP_CANCELLED || r < 0) {
+  if (px_fs_op_abandoned(op) || r < 0) {
     writefile_fail(op, r < 0 ? (int)r : UV_ECANCELED);
     return;
   }
@@ -237,7 +237,7 @@ static void writefile_open_cb(uv_fs_t *req) {
   ssize_t r = req->result;
   uv_fs_req_cleanup(req);
   if (r >= 0) op->fd = (uv_file)r;
-  if (op->state == OP_CANCELLED || r < 0) {
+  if (px_fs_op_abandoned(op) || r < 0) {
     writefile_fail(op, r < 0 ? (int)r : UV_ECANCELED);
     return;
   }
@@ -253,7 +253,7 @@ int px_fs_writefile(lua_State *L) {
   int is_atomic = lua_toboolean(L, 4);
   int mode = (int)luaL_optinteger(L, 5, 0666);
   luaL_argcheck(L, !(append && is_atomic), 4, "append and atomic cannot be combined");
-  fs_op *op = px_fs_op_new(L, OP_WRITEFILE, "fs.writefile");
+  fs_op *op = px_fs_op_new(L, FS_WRITEFILE, "fs.writefile");
   op->path = strdup(path);
   op->buf = malloc(len ? len : 1);
   if (op->path == NULL || op->buf == NULL) return px_fs_op_fail(L, op, UV_ENOMEM, path);
