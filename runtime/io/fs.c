@@ -293,16 +293,25 @@ static void simple_cb(uv_fs_t *req) {
   px_fs_op_done(op, (int)req->result);
 }
 
-static int fs_stat(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  fs_op *op = px_fs_op_new(L, FS_SIMPLE, "fs.stat");
-  return px_fs_op_submit(L, op, uv_fs_stat(op->loop, &op->req, path, simple_cb), path);
-}
+/* The operations on one path and nothing else: one function, with the
+ * libuv call (and the wait's name) as its upvalue. */
+typedef struct path_op {
+  const char *name, *what;
+  int (*start)(uv_loop_t *loop, uv_fs_t *req, const char *path, uv_fs_cb cb);
+} path_op;
 
-static int fs_lstat(lua_State *L) {
+static const path_op path_ops[] = {
+  {"stat", "fs.stat", uv_fs_stat},          {"lstat", "fs.lstat", uv_fs_lstat},
+  {"rmdir", "fs.rmdir", uv_fs_rmdir},       {"unlink", "fs.unlink", uv_fs_unlink},
+  /* mkdtemp(template): template ends in XXXXXX; returns the created path. */
+  {"mkdtemp", "fs.mkdtemp", uv_fs_mkdtemp}, {"realpath", "fs.realpath", uv_fs_realpath},
+  {NULL, NULL, NULL}};
+
+static int fs_path_op(lua_State *L) {
+  const path_op *po = lua_touserdata(L, lua_upvalueindex(1));
   const char *path = luaL_checkstring(L, 1);
-  fs_op *op = px_fs_op_new(L, FS_SIMPLE, "fs.lstat");
-  return px_fs_op_submit(L, op, uv_fs_lstat(op->loop, &op->req, path, simple_cb), path);
+  fs_op *op = px_fs_op_new(L, FS_SIMPLE, po->what);
+  return px_fs_op_submit(L, op, po->start(op->loop, &op->req, path, simple_cb), path);
 }
 
 /* mkdir(path [, mode = 0777]): one level; parents are the Lua layer's. */
@@ -311,18 +320,6 @@ static int fs_mkdir(lua_State *L) {
   int mode = (int)luaL_optinteger(L, 2, 0777);
   fs_op *op = px_fs_op_new(L, FS_SIMPLE, "fs.mkdir");
   return px_fs_op_submit(L, op, uv_fs_mkdir(op->loop, &op->req, path, mode, simple_cb), path);
-}
-
-static int fs_rmdir(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  fs_op *op = px_fs_op_new(L, FS_SIMPLE, "fs.rmdir");
-  return px_fs_op_submit(L, op, uv_fs_rmdir(op->loop, &op->req, path, simple_cb), path);
-}
-
-static int fs_unlink(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  fs_op *op = px_fs_op_new(L, FS_SIMPLE, "fs.unlink");
-  return px_fs_op_submit(L, op, uv_fs_unlink(op->loop, &op->req, path, simple_cb), path);
 }
 
 static int fs_rename(lua_State *L) {
@@ -346,19 +343,6 @@ static int fs_readdir(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   fs_op *op = px_fs_op_new(L, FS_SIMPLE, "fs.readdir");
   return px_fs_op_submit(L, op, uv_fs_scandir(op->loop, &op->req, path, 0, simple_cb), path);
-}
-
-/* mkdtemp(template): template ends in XXXXXX; returns the created path. */
-static int fs_mkdtemp(lua_State *L) {
-  const char *tpl = luaL_checkstring(L, 1);
-  fs_op *op = px_fs_op_new(L, FS_SIMPLE, "fs.mkdtemp");
-  return px_fs_op_submit(L, op, uv_fs_mkdtemp(op->loop, &op->req, tpl, simple_cb), tpl);
-}
-
-static int fs_realpath(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  fs_op *op = px_fs_op_new(L, FS_SIMPLE, "fs.realpath");
-  return px_fs_op_submit(L, op, uv_fs_realpath(op->loop, &op->req, path, simple_cb), path);
 }
 
 /* The new descriptor belongs to the op until deliver hands it to a file
@@ -598,10 +582,8 @@ static const luaL_Reg file_meta[] = {
   {"__gc", file_gc}, {"__tostring", file_tostring}, {NULL, NULL}};
 
 static const luaL_Reg fs_funcs[] = {
-  {"stat", fs_stat},         {"lstat", fs_lstat},       {"mkdir", fs_mkdir},
-  {"rmdir", fs_rmdir},       {"unlink", fs_unlink},     {"rename", fs_rename},
-  {"copyfile", fs_copyfile}, {"readdir", fs_readdir},   {"mkdtemp", fs_mkdtemp},
-  {"realpath", fs_realpath}, {"open", fs_open},         {"readfile", px_fs_readfile},
+  {"mkdir", fs_mkdir},       {"rename", fs_rename},     {"copyfile", fs_copyfile},
+  {"readdir", fs_readdir},   {"open", fs_open},         {"readfile", px_fs_readfile},
   {"writefile", px_fs_writefile}, {NULL, NULL}};
 
 int px_open_fs(lua_State *L) {
@@ -614,5 +596,10 @@ int px_open_fs(lua_State *L) {
   lua_pop(L, 1);
   lua_newtable(L);
   luaL_register(L, NULL, fs_funcs);
+  for (const path_op *po = path_ops; po->name; po++) {
+    lua_pushlightuserdata(L, (void *)po);
+    lua_pushcclosure(L, fs_path_op, 1);
+    lua_setfield(L, -2, po->name);
+  }
   return 1;
 }

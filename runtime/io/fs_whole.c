@@ -4,12 +4,28 @@
  */
 #include "fs.h"
 
+/* Every step's callback starts here: it cleans up req and gives the step's
+ * result.  When the step failed or the task went away (cancelled), the op
+ * is finished -- with the error, or ECANCELED -- and NULL comes back: the
+ * chain stops there.  A descriptor an open returned belongs to the op
+ * either way (freeing the op closes it). */
+static fs_op *step_done(uv_fs_t *req, ssize_t *result) {
+  fs_op *op = req->data;
+  ssize_t r = req->result;
+  uv_fs_req_cleanup(req);
+  if (r >= 0 && req->fs_type == UV_FS_OPEN) op->fd = (uv_file)r;
+  if (!px_fs_op_abandoned(op) && r >= 0) {
+    *result = r;
+    return op;
+  }
+  px_fs_op_done(op, r < 0 ? (int)r : UV_ECANCELED);
+  return NULL;
+}
+
 /* ------------------------------------------------------------------------
  * readfile(path): open, fstat, read until EOF, close -- one park.
  * ---------------------------------------------------------------------- */
 static void readfile_step(fs_op *op);
-
-static void readfile_fail(fs_op *op, int err) { px_fs_op_done(op, err); }
 
 static void readfile_close_cb(uv_fs_t *req) {
   fs_op *op = req->data;
@@ -18,13 +34,9 @@ static void readfile_close_cb(uv_fs_t *req) {
 }
 
 static void readfile_read_cb(uv_fs_t *req) {
-  fs_op *op = req->data;
-  ssize_t n = req->result;
-  uv_fs_req_cleanup(req);
-  if (px_fs_op_abandoned(op) || n < 0) {
-    readfile_fail(op, n < 0 ? (int)n : UV_ECANCELED);
-    return;
-  }
+  ssize_t n;
+  fs_op *op = step_done(req, &n);
+  if (op == NULL) return;
   if (n == 0) {
     uv_file fd = op->fd;
     op->fd = -1;
@@ -33,7 +45,7 @@ static void readfile_read_cb(uv_fs_t *req) {
   }
   op->len += (size_t)n;
   if (op->len > px_io_max_string()) {
-    readfile_fail(op, UV_EFBIG);
+    px_fs_op_done(op, UV_EFBIG);
     return;
   }
   readfile_step(op);
@@ -58,14 +70,14 @@ static int readfile_grow(fs_op *op) {
 static void readfile_step(fs_op *op) {
   int err = readfile_grow(op);
   if (err < 0) {
-    readfile_fail(op, err);
+    px_fs_op_done(op, err);
     return;
   }
   size_t want = op->cap - op->len;
   if (want > (1u << 30)) want = 1u << 30;
   uv_buf_t b = uv_buf_init(op->buf + op->len, (unsigned)want);
   int rc = uv_fs_read(op->loop, &op->req, op->fd, &b, 1, (int64_t)op->len, readfile_read_cb);
-  if (rc < 0) readfile_fail(op, rc);
+  if (rc < 0) px_fs_op_done(op, rc);
 }
 
 /* The descriptor is readable (or at its end): read what is there without
@@ -98,17 +110,13 @@ static void readfile_poll_cb(uv_poll_t *h, int status, int events) {
 
 
 static void readfile_fstat_cb(uv_fs_t *req) {
-  fs_op *op = req->data;
-  ssize_t r = req->result;
+  ssize_t r;
+  fs_op *op = step_done(req, &r);
+  if (op == NULL) return;
   uint64_t size = req->statbuf.st_size;
   uint64_t mode = req->statbuf.st_mode;
-  uv_fs_req_cleanup(req);
-  if (px_fs_op_abandoned(op) || r < 0) {
-    readfile_fail(op, r < 0 ? (int)r : UV_ECANCELED);
-    return;
-  }
   if (size > px_io_max_string()) {
-    readfile_fail(op, UV_EFBIG);
+    px_fs_op_done(op, UV_EFBIG);
     return;
   }
   if ((S_ISFIFO(mode) || S_ISSOCK(mode) || S_ISCHR(mode)) &&
@@ -119,7 +127,7 @@ static void readfile_fstat_cb(uv_fs_t *req) {
   if (size > 0) {
     op->buf = malloc((size_t)size + 4096);
     if (op->buf == NULL) {
-      readfile_fail(op, UV_ENOMEM);
+      px_fs_op_done(op, UV_ENOMEM);
       return;
     }
     op->cap = (size_t)size + 4096;
@@ -128,16 +136,11 @@ static void readfile_fstat_cb(uv_fs_t *req) {
 }
 
 static void readfile_open_cb(uv_fs_t *req) {
-  fs_op *op = req->data;
-  ssize_t r = req->result;
-  uv_fs_req_cleanup(req);
-  if (r >= 0) op->fd = (uv_file)r;
-  if (px_fs_op_abandoned(op) || r < 0) {
-    readfile_fail(op, r < 0 ? (int)r : UV_ECANCELED);
-    return;
-  }
+  ssize_t r;
+  fs_op *op = step_done(req, &r);
+  if (op == NULL) return;
   int rc = uv_fs_fstat(op->loop, req, op->fd, readfile_fstat_cb);
-  if (rc < 0) readfile_fail(op, rc);
+  if (rc < 0) px_fs_op_done(op, rc);
 }
 
 int px_fs_readfile(lua_State *L) {
@@ -154,8 +157,6 @@ int px_fs_readfile(lua_State *L) {
  * target and renames it over the target, so readers see the old or the new
  * contents, never a mix; a failure removes the temporary file.
  * ---------------------------------------------------------------------- */
-static void writefile_fail(fs_op *op, int err) { px_fs_op_done(op, err); }
-
 static void writefile_rename_cb(uv_fs_t *req) {
   fs_op *op = req->data;
   ssize_t r = req->result;
@@ -168,49 +169,37 @@ static void writefile_rename_cb(uv_fs_t *req) {
 }
 
 static void writefile_close_cb(uv_fs_t *req) {
-  fs_op *op = req->data;
-  ssize_t r = req->result;
-  uv_fs_req_cleanup(req);
-  if (px_fs_op_abandoned(op) || r < 0) {
-    writefile_fail(op, r < 0 ? (int)r : UV_ECANCELED);
-    return;
-  }
+  ssize_t r;
+  fs_op *op = step_done(req, &r);
+  if (op == NULL) return;
   if (op->tmp == NULL) {
     px_fs_op_done(op, 0);
     return;
   }
   int rc = uv_fs_rename(op->loop, req, op->tmp, op->path, writefile_rename_cb);
-  if (rc < 0) writefile_fail(op, rc);
+  if (rc < 0) px_fs_op_done(op, rc);
 }
 
 static void writefile_close(fs_op *op) {
   uv_file fd = op->fd;
   op->fd = -1;
   int rc = uv_fs_close(op->loop, &op->req, fd, writefile_close_cb);
-  if (rc < 0) writefile_fail(op, rc);
+  if (rc < 0) px_fs_op_done(op, rc);
 }
 
 static void writefile_fsync_cb(uv_fs_t *req) {
-  fs_op *op = req->data;
-  ssize_t r = req->result;
-  uv_fs_req_cleanup(req);
-  if (px_fs_op_abandoned(op) || r < 0) {
-    writefile_fail(op, r < 0 ? (int)r : UV_ECANCELED);
-    return;
-  }
+  ssize_t r;
+  fs_op *op = step_done(req, &r);
+  if (op == NULL) return;
   writefile_close(op);
 }
 
 static void writefile_step(fs_op *op);
 
 static void writefile_write_cb(uv_fs_t *req) {
-  fs_op *op = req->data;
-  ssize_t r = req->result;
-  uv_fs_req_cleanup(req);
-  if (px_fs_op_abandoned(op) || r < 0) {
-    writefile_fail(op, r < 0 ? (int)r : UV_ECANCELED);
-    return;
-  }
+  ssize_t r;
+  fs_op *op = step_done(req, &r);
+  if (op == NULL) return;
   op->offset += r;
   writefile_step(op);
 }
@@ -220,7 +209,7 @@ static void writefile_step(fs_op *op) {
   if (left == 0) {
     if (op->tmp != NULL) {
       int rc = uv_fs_fsync(op->loop, &op->req, op->fd, writefile_fsync_cb);
-      if (rc < 0) writefile_fail(op, rc);
+      if (rc < 0) px_fs_op_done(op, rc);
     } else {
       writefile_close(op);
     }
@@ -229,18 +218,13 @@ static void writefile_step(fs_op *op) {
   if (left > (1u << 30)) left = 1u << 30;
   uv_buf_t b = uv_buf_init(op->buf + op->offset, (unsigned)left);
   int rc = uv_fs_write(op->loop, &op->req, op->fd, &b, 1, -1, writefile_write_cb);
-  if (rc < 0) writefile_fail(op, rc);
+  if (rc < 0) px_fs_op_done(op, rc);
 }
 
 static void writefile_open_cb(uv_fs_t *req) {
-  fs_op *op = req->data;
-  ssize_t r = req->result;
-  uv_fs_req_cleanup(req);
-  if (r >= 0) op->fd = (uv_file)r;
-  if (px_fs_op_abandoned(op) || r < 0) {
-    writefile_fail(op, r < 0 ? (int)r : UV_ECANCELED);
-    return;
-  }
+  ssize_t r;
+  fs_op *op = step_done(req, &r);
+  if (op == NULL) return;
   writefile_step(op);
 }
 
