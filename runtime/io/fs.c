@@ -476,8 +476,7 @@ static int file_read(lua_State *L) {
   }
   uv_buf_t b = uv_buf_init(op->buf, (unsigned)op->cap);
   int rc = uv_fs_read(op->loop, &op->req, f->fd, &b, 1, offset, rw_cb);
-  if (rc < 0) return px_fs_op_fail(L, op, rc, f->path);
-  return px_fs_op_park(L, op);
+  return px_fs_op_submit(L, op, rc, f->path);
 }
 
 /* file:write(data [, offset]) -> bytes written.  The data is copied so the
@@ -495,24 +494,21 @@ static int file_write(lua_State *L) {
   memcpy(op->buf, data, len);
   uv_buf_t b = uv_buf_init(op->buf, (unsigned)len);
   int rc = uv_fs_write(op->loop, &op->req, f->fd, &b, 1, offset, rw_cb);
-  if (rc < 0) return px_fs_op_fail(L, op, rc, f->path);
-  return px_fs_op_park(L, op);
+  return px_fs_op_submit(L, op, rc, f->path);
 }
 
 static int file_stat(lua_State *L) {
   fs_file *f = check_file(L);
   fs_op *op = file_op(L, f, FS_SIMPLE, "file stat");
   int rc = uv_fs_fstat(op->loop, &op->req, f->fd, simple_cb);
-  if (rc < 0) return px_fs_op_fail(L, op, rc, f->path);
-  return px_fs_op_park(L, op);
+  return px_fs_op_submit(L, op, rc, f->path);
 }
 
 static int file_sync(lua_State *L) {
   fs_file *f = check_file(L);
   fs_op *op = file_op(L, f, FS_SIMPLE, "file sync");
   int rc = uv_fs_fsync(op->loop, &op->req, f->fd, simple_cb);
-  if (rc < 0) return px_fs_op_fail(L, op, rc, f->path);
-  return px_fs_op_park(L, op);
+  return px_fs_op_submit(L, op, rc, f->path);
 }
 
 static int file_truncate(lua_State *L) {
@@ -521,8 +517,7 @@ static int file_truncate(lua_State *L) {
   luaL_argcheck(L, n >= 0 && n < 0x1p63, 2, "size must be >= 0 and below 2^63");
   fs_op *op = file_op(L, f, FS_SIMPLE, "file truncate");
   int rc = uv_fs_ftruncate(op->loop, &op->req, f->fd, (int64_t)n, simple_cb);
-  if (rc < 0) return px_fs_op_fail(L, op, rc, f->path);
-  return px_fs_op_park(L, op);
+  return px_fs_op_submit(L, op, rc, f->path);
 }
 
 /* file:close() -> true.  With operations of other tasks still in flight the
@@ -539,8 +534,7 @@ static int file_close(lua_State *L) {
   uv_file fd = f->fd;
   f->fd = -1;
   int rc = uv_fs_close(op->loop, &op->req, fd, simple_cb);
-  if (rc < 0) return px_fs_op_fail(L, op, rc, f->path);
-  return px_fs_op_park(L, op);
+  return px_fs_op_submit(L, op, rc, f->path);
 }
 
 static int file_fileno(lua_State *L) {

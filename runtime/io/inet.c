@@ -1,7 +1,9 @@
 /* inet.c -- see inet.h. */
 #include "inet.h"
 
+#include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 
 int px_inet_check_port(lua_State *L, int idx) {
   lua_Number p = luaL_checknumber(L, idx);
@@ -38,8 +40,20 @@ int px_inet_push(lua_State *L, const struct sockaddr_storage *ss) {
   return 2;
 }
 
-void px_socket_set_name(px_socket *s, const struct sockaddr_storage *bound) {
-  s->port = inet_name(bound, s->host, sizeof s->host);
+int px_socket_bound(lua_State *L, px_socket *s, uv_handle_t *handle, int r) {
+  struct sockaddr_storage bound;
+  socklen_t len = sizeof bound;
+  uv_os_fd_t fd;
+  if (r == 0) r = uv_fileno(handle, &fd);
+  if (r == 0 && getsockname(fd, (struct sockaddr *)&bound, &len) != 0)
+    r = uv_translate_sys_error(errno);
+  if (r < 0) {
+    px_iohandle_close(&s->h);
+    return px_push_error(L, r, NULL);
+  }
+  s->port = inet_name(&bound, s->host, sizeof s->host);
+  px_iohandle_push(L, &s->h);
+  return 1;
 }
 
 void px_socket_describe(lua_State *L, px_iohandle *h) {

@@ -29,8 +29,10 @@ void px_inet_check_addr(lua_State *L, int ip_idx, int port, struct sockaddr_stor
 /* Push ss's numeric host and port (2 values). */
 int px_inet_push(lua_State *L, const struct sockaddr_storage *ss);
 
-/* Record the address the socket is bound to. */
-void px_socket_set_name(px_socket *s, const struct sockaddr_storage *bound);
+/* The end of bind or listen, whose result is r (0 or a libuv error) on
+ * handle, s's libuv handle: pushes s's userdata, with the address it is
+ * bound to, and returns 1; or closes s and pushes nil, msg, code (3). */
+int px_socket_bound(lua_State *L, px_socket *s, uv_handle_t *handle, int r);
 
 void px_socket_describe(lua_State *L, px_iohandle *h);
 void px_socket_field(lua_State *L, px_iohandle *h, const char *key);

@@ -310,16 +310,7 @@ static int tcp_listen(lua_State *L) {
   }
   r = uv_tcp_bind(&sv->handle, (struct sockaddr *)&ss, 0);
   if (r == 0) r = uv_listen((uv_stream_t *)&sv->handle, (int)backlog, on_connection);
-  struct sockaddr_storage bound;
-  int blen = sizeof bound;
-  if (r == 0) r = uv_tcp_getsockname(&sv->handle, (struct sockaddr *)&bound, &blen);
-  if (r < 0) {
-    px_iohandle_close(&sv->sock.h);
-    return px_push_error(L, r, NULL);
-  }
-  px_socket_set_name(&sv->sock, &bound);
-  px_iohandle_push(L, &sv->sock.h);
-  return 1;
+  return px_socket_bound(L, &sv->sock, (uv_handle_t *)&sv->handle, r);
 }
 
 /* A monotonic clock in seconds, for deadlines across several attempts. */

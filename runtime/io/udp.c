@@ -207,16 +207,7 @@ static int udp_bind(lua_State *L) {
   u->handle.data = u; /* until the userdata exists, closing frees */
   uv_unref((uv_handle_t *)&u->handle);
   r = uv_udp_bind(&u->handle, (struct sockaddr *)&ss, 0);
-  struct sockaddr_storage bound;
-  int blen = sizeof bound;
-  if (r == 0) r = uv_udp_getsockname(&u->handle, (struct sockaddr *)&bound, &blen);
-  if (r < 0) {
-    px_iohandle_close(&u->sock.h);
-    return px_push_error(L, r, NULL);
-  }
-  px_socket_set_name(&u->sock, &bound);
-  px_iohandle_push(L, &u->sock.h);
-  return 1;
+  return px_socket_bound(L, &u->sock, (uv_handle_t *)&u->handle, r);
 }
 
 /* The socket methods table, for the Lua layer to extend. */
