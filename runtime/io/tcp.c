@@ -265,12 +265,8 @@ static const luaL_Reg server_methods[] = {
     {"accept", server_accept}, {"close", px_iohandle_close_method}, {NULL, NULL}};
 
 static const px_iohandle_type server_type = {
-    .name = "parx.tcp.server",
-    .methods = server_methods,
-    .close = server_close,
-    .describe = px_socket_describe,
-    .field = px_socket_field,
-};
+    .name = "parx.tcp.server", .methods = server_methods, .close = server_close,
+    .describe = px_socket_describe, .field = px_socket_field};
 
 /* listen(ip, port [, backlog [, reuseport]]) -> server
  * reuseport: several sockets (one per worker VM) share the address and the

@@ -183,12 +183,8 @@ static const luaL_Reg sock_methods[] = {{"sendto", sock_sendto},
                                         {NULL, NULL}};
 
 static const px_iohandle_type sock_type = {
-    .name = "parx.udp.socket",
-    .methods = sock_methods,
-    .close = sock_close,
-    .describe = px_socket_describe,
-    .field = px_socket_field,
-};
+    .name = "parx.udp.socket", .methods = sock_methods, .close = sock_close,
+    .describe = px_socket_describe, .field = px_socket_field};
 
 /* bind(ip, port) */
 static int udp_bind(lua_State *L) {
