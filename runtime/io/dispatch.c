@@ -1,6 +1,8 @@
 /* dispatch.c -- see dispatch.h. */
 #include "dispatch.h"
 
+#include <stdlib.h>
+
 static int dispatcher_done(lua_State *co, px_req *req) {
   return px_dispatcher_poll(co, px_container_of(req, px_dispatcher, req));
 }
@@ -56,4 +58,27 @@ int px_dispatcher_next(lua_State *L, px_dispatcher *d) {
   px_req_init(&d->req, &dispatcher_type, d->what);
   px_req_start(L, &d->req);
   return px_req_park(L, &d->req);
+}
+
+px_dispatcher *px_dispatcher_open(lua_State *L, size_t size, const char *what,
+                                  int (*push)(lua_State *L, px_source *src),
+                                  const luaL_Reg *funcs, lua_CFunction gc) {
+  lua_newtable(L); /* the module */
+  px_dispatcher **box = lua_newuserdata(L, sizeof *box);
+  *box = NULL; /* gc meets NULL if the state cannot be allocated */
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  px_dispatcher *d = calloc(1, size);
+  if (d == NULL) px_oom(L, what);
+  *box = d;
+  px_dispatcher_init(d, what, push);
+  for (const luaL_Reg *r = funcs; r->name; r++) {
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, r->func, 1);
+    lua_setfield(L, -3, r->name);
+  }
+  lua_pop(L, 1);
+  return d;
 }

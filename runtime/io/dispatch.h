@@ -37,6 +37,19 @@ typedef struct px_dispatcher {
 
 void px_dispatcher_init(px_dispatcher *d, const char *what,
                         int (*push)(lua_State *L, px_source *src));
+
+/* Open a module whose functions share one per-VM state that starts with a
+ * px_dispatcher (timer_vm, signal_vm): pushes the module table holding
+ * funcs, each with upvalue 1 a userdata that points at the state (size
+ * bytes, zeroed, its dispatcher initialised), whose __gc is gc (the VM is
+ * closing; it must not assume the sources are gone).  Returns the state. */
+px_dispatcher *px_dispatcher_open(lua_State *L, size_t size, const char *what,
+                                  int (*push)(lua_State *L, px_source *src),
+                                  const luaL_Reg *funcs, lua_CFunction gc);
+/* In one of those functions: the state. */
+static inline px_dispatcher *px_dispatcher_state(lua_State *L) {
+  return *(px_dispatcher **)lua_touserdata(L, lua_upvalueindex(1));
+}
 /* A new source of d, with a fresh id; not active yet. */
 void px_source_init(px_dispatcher *d, px_source *src);
 

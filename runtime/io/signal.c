@@ -17,10 +17,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../core/iohandle.h"
 #include "dispatch.h"
 #include "signals.h"
 
-#define SIGNAL_META "parx.signal"
 
 /* ------------------------------------------------------------------------
  * Names.
@@ -61,28 +61,28 @@ int px_signal_check(lua_State *L, int idx, int dflt) {
  * Handlers.
  * ---------------------------------------------------------------------- */
 typedef struct signal_vm {
-  px_dispatcher dispatcher; /* active: installed handlers */
+  px_dispatcher dispatcher; /* first; active: installed handlers */
   uv_loop_t *loop;
 } signal_vm;
 
+/* An installed handler: a px_iohandle over its uv_signal_t. */
 typedef struct px_sig {
+  px_iohandle base; /* first: the userdata's pointer is the handler's */
   px_source source; /* id, and the link on the fired queue */
   uv_signal_t handle;
   signal_vm *svm;
-  int signum;
-  int active, closed, close_done, orphaned;
+  int active;
 } px_sig;
 
-static void close_cb(uv_handle_t *h) {
+static void on_close(uv_handle_t *h) {
   px_sig *s = h->data;
-  s->close_done = 1;
-  if (s->orphaned) free(s);
+  px_iohandle_closed(&s->base);
 }
 
-static void sig_close(px_sig *s) {
-  if (s->closed) return;
-  s->closed = 1;
-  uv_close((uv_handle_t *)&s->handle, close_cb);
+/* Only the handle: __gc at lua_close may come after the VM's state. */
+static void sig_close(px_iohandle *h) {
+  px_sig *s = (px_sig *)h;
+  uv_close((uv_handle_t *)&s->handle, on_close);
 }
 
 static void signal_cb(uv_signal_t *h, int signum) {
@@ -96,14 +96,50 @@ static int push_fired(lua_State *L, px_source *src) {
   return 1;
 }
 
-static signal_vm *check_svm(lua_State *L) {
-  return *(signal_vm **)lua_touserdata(L, lua_upvalueindex(1));
-}
+static signal_vm *check_svm(lua_State *L) { return (signal_vm *)px_dispatcher_state(L); }
 
 /* next() -> id | false | nil (dispatch.h). */
 static int signal_next(lua_State *L) {
   return px_dispatcher_next(L, &check_svm(L)->dispatcher);
 }
+
+/* poll() -> like next() but never parks. */
+static int signal_poll(lua_State *L) {
+  return px_dispatcher_poll(L, &check_svm(L)->dispatcher);
+}
+
+/* handler:stop() -> true if it was installed. */
+static int signal_stop(lua_State *L) {
+  px_sig *s = (px_sig *)px_iohandle_get(L);
+  int was = s != NULL && s->active;
+  if (was) {
+    s->active = 0;
+    s->svm->dispatcher.active--;
+    px_dispatcher_unqueue(&s->source);
+    px_dispatcher_poke(&s->svm->dispatcher);
+    px_iohandle_close(&s->base);
+  }
+  lua_pushboolean(L, was);
+  return 1;
+}
+
+static int signal_is_active(lua_State *L) {
+  px_sig *s = (px_sig *)px_iohandle_get(L);
+  lua_pushboolean(L, s != NULL && s->active);
+  return 1;
+}
+
+static int signal_id(lua_State *L) {
+  px_sig *s = (px_sig *)px_iohandle_get(L);
+  lua_pushnumber(L, s ? s->source.id : 0);
+  return 1;
+}
+
+static const luaL_Reg signal_methods[] = {
+  {"stop", signal_stop}, {"active", signal_is_active}, {"id", signal_id}, {NULL, NULL}};
+
+static const px_iohandle_type signal_type = {
+  .name = "parx.signal", .methods = signal_methods, .close = sig_close};
 
 /* new(sig) -> handler userdata, id, name; or nil, err, code. */
 static int signal_new(lua_State *L) {
@@ -111,80 +147,32 @@ static int signal_new(lua_State *L) {
   int signum = px_signal_check(L, 1, 0);
   if (signum == SIGKILL || signum == SIGSTOP)
     return luaL_argerror(L, 1, "SIGKILL and SIGSTOP cannot be handled");
-  px_sig **box = lua_newuserdata(L, sizeof *box);
-  *box = NULL;
-  luaL_getmetatable(L, SIGNAL_META);
-  lua_setmetatable(L, -2);
+  px_iohandle_meta(L, &signal_type); /* may raise: before anything exists */
   px_sig *s = calloc(1, sizeof *s);
   if (s == NULL) return px_oom(L, "signal");
+  px_iohandle_init(&s->base, &signal_type);
   int rc = uv_signal_init(svm->loop, &s->handle);
   if (rc < 0) {
     free(s);
     return px_push_error(L, rc, NULL);
   }
   s->handle.data = s;
-  px_source_init(&svm->dispatcher, &s->source);
   s->svm = svm;
-  s->signum = signum;
-  *box = s;
   rc = uv_signal_start(&s->handle, signal_cb, signum);
   if (rc < 0) {
-    sig_close(s);
+    px_iohandle_close(&s->base);
     return px_push_error(L, rc, px_signal_name(signum));
   }
   uv_unref((uv_handle_t *)&s->handle);
+  px_source_init(&svm->dispatcher, &s->source);
   s->active = 1;
   svm->dispatcher.active++;
+  px_iohandle_push(L, &s->base);
   lua_pushnumber(L, s->source.id);
   const char *name = px_signal_name(signum);
   if (name) lua_pushstring(L, name);
   else lua_pushinteger(L, signum);
   return 3;
-}
-
-static px_sig *check_sig(lua_State *L) {
-  px_sig **box = luaL_checkudata(L, 1, SIGNAL_META);
-  if (*box == NULL) luaL_argerror(L, 1, "signal handler is not initialised");
-  return *box;
-}
-
-/* handler:stop() -> true if it was installed. */
-static int signal_stop(lua_State *L) {
-  px_sig *s = check_sig(L);
-  signal_vm *svm = s->svm;
-  int was = s->active;
-  px_dispatcher_unqueue(&s->source);
-  if (s->active) {
-    s->active = 0;
-    svm->dispatcher.active--;
-  }
-  sig_close(s);
-  px_dispatcher_poke(&svm->dispatcher);
-  lua_pushboolean(L, was);
-  return 1;
-}
-
-static int signal_is_active(lua_State *L) {
-  px_sig *s = check_sig(L);
-  lua_pushboolean(L, s->active);
-  return 1;
-}
-
-static int signal_id(lua_State *L) {
-  px_sig *s = check_sig(L);
-  lua_pushnumber(L, s->source.id);
-  return 1;
-}
-
-static int signal_gc(lua_State *L) {
-  px_sig **box = luaL_checkudata(L, 1, SIGNAL_META);
-  px_sig *s = *box;
-  if (s == NULL) return 0;
-  *box = NULL;
-  s->orphaned = 1;
-  if (!s->closed) sig_close(s);
-  else if (s->close_done) free(s);
-  return 0;
 }
 
 static int svm_gc(lua_State *L) {
@@ -194,44 +182,16 @@ static int svm_gc(lua_State *L) {
   return 0;
 }
 
-static const luaL_Reg signal_methods[] = {
-  {"stop", signal_stop}, {"active", signal_is_active}, {"id", signal_id}, {NULL, NULL}};
-
-/* poll() -> like next() but never parks. */
-static int signal_poll(lua_State *L) {
-  return px_dispatcher_poll(L, &check_svm(L)->dispatcher);
-}
-
 static const luaL_Reg signal_funcs[] = {
   {"new", signal_new}, {"next", signal_next}, {"poll", signal_poll}, {NULL, NULL}};
 
 int px_open_signal(lua_State *L) {
-  lua_newtable(L);
-  if (luaL_newmetatable(L, SIGNAL_META)) {
-    lua_pushcfunction(L, signal_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_newtable(L);
-    luaL_register(L, NULL, signal_methods);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_getfield(L, -1, "__index");
+  signal_vm *svm = (signal_vm *)px_dispatcher_open(L, sizeof(signal_vm), "signal dispatch",
+                                                   push_fired, signal_funcs, svm_gc);
+  svm->loop = px_vm_loop(px_vm_of(L));
+  px_iohandle_meta(L, &signal_type);
+  lua_getfield(L, -1, "methods");
   lua_setfield(L, -3, "methods");
-  lua_pop(L, 1);
-
-  signal_vm **box = lua_newuserdata(L, sizeof *box);
-  *box = calloc(1, sizeof **box);
-  if (*box == NULL) return px_oom(L, "signal");
-  (*box)->loop = px_vm_loop(px_vm_of(L));
-  px_dispatcher_init(&(*box)->dispatcher, "signal dispatch", push_fired);
-  lua_newtable(L);
-  lua_pushcfunction(L, svm_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  for (const luaL_Reg *r = signal_funcs; r->name; r++) {
-    lua_pushvalue(L, -1);
-    lua_pushcclosure(L, r->func, 1);
-    lua_setfield(L, -3, r->name);
-  }
   lua_pop(L, 1);
   return 1;
 }

@@ -39,8 +39,8 @@ typedef struct timer_list {
 } timer_list;
 
 struct timer_vm {
+  px_dispatcher dispatcher; /* first; active: timers started, not stopped nor finished */
   uv_loop_t *loop;
-  px_dispatcher dispatcher; /* active: timers started, not stopped nor finished */
   timer_list **lists;    /* open addressing by ms; never shrinks */
   size_t nlists, cap;
   long refs;             /* the module's userdata + live timers + lists */
@@ -187,9 +187,7 @@ static int push_fired(lua_State *L, px_source *src) {
   return 2;
 }
 
-static timer_vm *check_tvm(lua_State *L) {
-  return *(timer_vm **)lua_touserdata(L, lua_upvalueindex(1));
-}
+static timer_vm *check_tvm(lua_State *L) { return (timer_vm *)px_dispatcher_state(L); }
 
 /* poll() -> like next() but never parks. */
 static int timer_poll(lua_State *L) {
@@ -340,7 +338,10 @@ static const luaL_Reg timer_funcs[] = {
   {"active_count", timer_active_count}, {NULL, NULL}};
 
 int px_open_timer(lua_State *L) {
-  lua_newtable(L); /* the module */
+  timer_vm *tvm = (timer_vm *)px_dispatcher_open(L, sizeof(timer_vm), "timer dispatch",
+                                                 push_fired, timer_funcs, tvm_gc);
+  tvm->loop = px_vm_loop(px_vm_of(L));
+  tvm->refs = 1;
   if (luaL_newmetatable(L, TIMER_META)) {
     lua_pushcfunction(L, timer_gc);
     lua_setfield(L, -2, "__gc");
@@ -353,23 +354,6 @@ int px_open_timer(lua_State *L) {
   /* The methods table, for the Lua layer to wrap stop(). */
   lua_getfield(L, -1, "__index");
   lua_setfield(L, -3, "methods");
-  lua_pop(L, 1);
-
-  timer_vm **box = lua_newuserdata(L, sizeof *box);
-  *box = calloc(1, sizeof **box);
-  if (*box == NULL) return px_oom(L, "timer");
-  (*box)->loop = px_vm_loop(px_vm_of(L));
-  (*box)->refs = 1;
-  px_dispatcher_init(&(*box)->dispatcher, "timer dispatch", push_fired);
-  lua_newtable(L);
-  lua_pushcfunction(L, tvm_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  for (const luaL_Reg *r = timer_funcs; r->name; r++) {
-    lua_pushvalue(L, -1);
-    lua_pushcclosure(L, r->func, 1);
-    lua_setfield(L, -3, r->name);
-  }
   lua_pop(L, 1);
   return 1;
 }
