@@ -38,47 +38,67 @@
 
 extern char **environ;
 
+typedef struct proc {
+  uv_process_t handle;
+  uv_timer_t timer;
+  pipe_end io[3];
+  uv_loop_t *loop;
+  int open_handles;  /* handles whose close callback has not run yet */
+  int timer_open;
+  int exited;
+  int64_t status;
+  int term_signal;
+  int timed_out;
+  double timeout;
+  int capture;       /* exec: read all, complete on exit + EOFs */
+  int lua_gone;      /* no userdata refers to it (exec, or collected) */
+  px_req exit;       /* the task waiting for the exit (exec or wait) */
+  char *cmd;
+} proc;
+
 /* ------------------------------------------------------------------------
  * Lifetime.
  * ---------------------------------------------------------------------- */
-void px_proc_maybe_free(proc *p) {
-  if (!p->lua_gone || p->open_handles > 0 || p->exit_waiting) return;
+static void maybe_free(proc *p) {
+  if (!p->lua_gone || p->open_handles > 0 || px_req_busy(&p->exit)) return;
   for (int i = 0; i < 3; i++)
-    if (p->io[i].waiting) return;
+    if (px_pipe_busy(&p->io[i])) return;
   for (int i = 0; i < 3; i++) free(p->io[i].buf);
   free(p->cmd);
   free(p);
 }
 
-void px_proc_close_cb(uv_handle_t *h) {
+static void close_cb(uv_handle_t *h) {
   proc *p = h->data;
   p->open_handles--;
-  px_proc_maybe_free(p);
-}
-
-/* Close a pipe; a reader waiting on it sees the end of the data. */
-void px_proc_pipe_close(pipe_end *e) {
-  if (!e->open) return;
-  e->open = 0;
-  e->eof = 1;
-  e->reading = 0;
-  uv_close((uv_handle_t *)&e->pipe, px_proc_close_cb);
-  px_proc_pipe_update(e);
+  maybe_free(p);
 }
 
 static void timer_close(proc *p) {
   if (!p->timer_open) return;
   p->timer_open = 0;
   uv_timer_stop(&p->timer);
-  uv_close((uv_handle_t *)&p->timer, px_proc_close_cb);
+  uv_close((uv_handle_t *)&p->timer, close_cb);
 }
 
 /* exec completes when the child is gone and its output is complete. */
-void px_proc_check_exit(proc *p) {
-  if (!p->exited || !p->exit_waiting || p->exit_woken) return;
+static void check_exit(proc *p) {
+  if (!p->exited || !px_req_active(&p->exit)) return;
   if (p->capture && !p->timed_out && !(p->io[1].eof && p->io[2].eof)) return;
-  p->exit_woken = 1;
-  px_wake(&p->exit_wait);
+  px_req_done(&p->exit);
+}
+
+/* The pipes' hooks (process.h). */
+static void pipe_closed(pipe_end *e) {
+  proc *p = e->owner;
+  p->open_handles--;
+  maybe_free(p);
+}
+
+static void pipe_changed(pipe_end *e) {
+  proc *p = e->owner;
+  check_exit(p);
+  maybe_free(p);
 }
 
 /* ------------------------------------------------------------------------
@@ -89,9 +109,9 @@ static void exit_cb(uv_process_t *h, int64_t status, int term_signal) {
   p->exited = 1;
   p->status = status;
   p->term_signal = term_signal;
-  uv_close((uv_handle_t *)&p->handle, px_proc_close_cb);
+  uv_close((uv_handle_t *)&p->handle, close_cb);
   timer_close(p);
-  px_proc_check_exit(p);
+  check_exit(p);
 }
 
 static void timeout_cb(uv_timer_t *t) {
@@ -102,8 +122,8 @@ static void timeout_cb(uv_timer_t *t) {
   uv_process_kill(&p->handle, SIGKILL);
   if (p->capture) {
     /* A grandchild may hold the pipes open; the output is discarded. */
-    px_proc_pipe_close(&p->io[1]);
-    px_proc_pipe_close(&p->io[2]);
+    px_pipe_close(&p->io[1]);
+    px_pipe_close(&p->io[2]);
   }
 }
 
@@ -131,8 +151,8 @@ static int push_timeout(lua_State *L, proc *p) {
   return px_push_error(L, UV_ETIMEDOUT, detail);
 }
 
-static int exec_deliver(lua_State *co, px_wait *w) {
-  proc *p = (proc *)((char *)w - offsetof(proc, exit_wait));
+static int exec_done(lua_State *co, px_req *req) {
+  proc *p = px_container_of(req, proc, exit);
   int n;
   if (p->timed_out) {
     n = push_timeout(co, p);
@@ -149,46 +169,34 @@ static int exec_deliver(lua_State *co, px_wait *w) {
     lua_setfield(co, -2, "status");
     for (int i = 1; i <= 2; i++) {
       pipe_end *e = &p->io[i];
-      lua_pushlstring(co, e->buf ? e->buf + e->start : "", px_proc_buffered(e));
+      lua_pushlstring(co, e->buf ? e->buf + e->start : "", px_pipe_buffered(e));
       lua_setfield(co, -2, i == 1 ? "stdout" : "stderr");
     }
     n = 1;
   }
-  p->exit_waiting = p->exit_woken = 0;
-  px_proc_maybe_free(p);
+  maybe_free(p);
   return n;
 }
 
-static int wait_deliver(lua_State *co, px_wait *w) {
-  proc *p = (proc *)((char *)w - offsetof(proc, exit_wait));
-  p->exit_waiting = p->exit_woken = 0;
+static int wait_done(lua_State *co, px_req *req) {
+  proc *p = px_container_of(req, proc, exit);
   if (p->timed_out) return push_timeout(co, p);
   return push_exit(co, p);
 }
 
-static void exit_discard(px_wait *w) {
-  proc *p = (proc *)((char *)w - offsetof(proc, exit_wait));
-  p->exit_waiting = p->exit_woken = 0;
-  px_proc_maybe_free(p);
-}
+static void exit_drop(px_req *req) { maybe_free(px_container_of(req, proc, exit)); }
 
 /* exec's task was cancelled: the child is not wanted any more. */
-static int exec_cancel(px_wait *w) {
-  proc *p = (proc *)((char *)w - offsetof(proc, exit_wait));
-  if (p->exit_woken) return 0;
-  p->exit_waiting = 0;
+static void exec_abandon(px_req *req) {
+  proc *p = px_container_of(req, proc, exit);
   if (!p->exited) uv_process_kill(&p->handle, SIGKILL);
   timer_close(p);
-  for (int i = 0; i < 3; i++) px_proc_pipe_close(&p->io[i]);
-  return 1;
+  for (int i = 0; i < 3; i++) px_pipe_close(&p->io[i]);
 }
 
-static int wait_cancel(px_wait *w) {
-  proc *p = (proc *)((char *)w - offsetof(proc, exit_wait));
-  if (p->exit_woken) return 0;
-  p->exit_waiting = 0;
-  return 1;
-}
+/* A task cancelled in wait() only stops waiting. */
+static const px_req_type wait_type = {.done = wait_done, .drop = exit_drop};
+static const px_req_type exec_type = {.done = exec_done, .drop = exit_drop, .abandon = exec_abandon};
 
 /* ------------------------------------------------------------------------
  * Starting a child: shared by exec and spawn.
@@ -310,17 +318,6 @@ static int push_spawn_error(lua_State *L, int rc, const char *cmd, const char *c
   return n;
 }
 
-static void pipe_init(proc *p, int i, int mode) {
-  pipe_end *e = &p->io[i];
-  e->p = p;
-  e->mode = mode;
-  if (mode != STDIO_PIPE) return;
-  uv_pipe_init(p->loop, &e->pipe, 0);
-  e->pipe.data = p;
-  e->open = 1;
-  p->open_handles++;
-}
-
 /* Spawn cmd with args (table or nil) and opts (table or nil).  Returns the
  * proc, or NULL with an error pushed (nil, msg, code: 3 values). */
 static proc *start(lua_State *L, int capture, const char **stdin_data, size_t *stdin_len) {
@@ -401,8 +398,9 @@ static proc *start(lua_State *L, int capture, const char **stdin_data, size_t *s
   p->cmd = strdup(cmd);
   uv_stdio_container_t stdio[3];
   for (int i = 0; i < 3; i++) {
-    pipe_init(p, i, modes[i]);
+    px_pipe_init(&p->io[i], p->loop, modes[i], capture && i > 0, p, pipe_closed, pipe_changed);
     if (modes[i] == STDIO_PIPE) {
+      p->open_handles++;
       stdio[i].flags = UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE);
       stdio[i].data.stream = (uv_stream_t *)&p->io[i].pipe;
     } else if (modes[i] == STDIO_INHERIT) {
@@ -419,8 +417,8 @@ static proc *start(lua_State *L, int capture, const char **stdin_data, size_t *s
   int rc = uv_spawn(p->loop, &p->handle, &o);
   p->open_handles++; /* uv_spawn initialised the handle even on failure */
   if (rc < 0) {
-    uv_close((uv_handle_t *)&p->handle, px_proc_close_cb);
-    for (int i = 0; i < 3; i++) px_proc_pipe_close(&p->io[i]);
+    uv_close((uv_handle_t *)&p->handle, close_cb);
+    for (int i = 0; i < 3; i++) px_pipe_close(&p->io[i]);
     push_spawn_error(L, rc, cmd, o.cwd);
     return NULL;
   }
@@ -431,7 +429,7 @@ static proc *start(lua_State *L, int capture, const char **stdin_data, size_t *s
     p->open_handles++;
     uv_timer_start(&p->timer, timeout_cb, timeout_ms, 0);
   }
-  for (int i = 1; i <= 2; i++) px_proc_pipe_update(&p->io[i]); /* start reading */
+  for (int i = 1; i <= 2; i++) px_pipe_start(&p->io[i]);
   return p;
 }
 
@@ -441,23 +439,17 @@ static proc *start(lua_State *L, int capture, const char **stdin_data, size_t *s
 static void exec_stdin_cb(uv_write_t *req, int status) {
   proc *p = req->data;
   free(req);
-  px_proc_pipe_close(&p->io[0]);
+  px_pipe_close(&p->io[0]);
 }
 
 static int proc_exec(lua_State *L) {
-  px_wait bound;
-  memset(&bound, 0, sizeof bound);
-  px_wait_prepare(L, &bound); /* before anything is started */
+  px_check_can_park(L); /* before anything is started */
   const char *data;
   size_t len = 0;
   proc *p = start(L, 1, &data, &len);
   if (p == NULL) return 3;
-  p->exit_wait = bound;
-  p->exit_wait.what = "process exec";
-  p->exit_wait.deliver = exec_deliver;
-  p->exit_wait.discard = exit_discard;
-  p->exit_wait.cancel = exec_cancel;
-  p->exit_waiting = 1;
+  px_req_init(&p->exit, &exec_type, "process exec");
+  px_req_start(L, &p->exit); /* cannot raise: checked above */
   if (data != NULL) {
     /* The child may not read all of it: SIGPIPE is ignored (see
      * px_open_process), the write just fails and the pipe closes. */
@@ -470,9 +462,9 @@ static int proc_exec(lua_State *L) {
       rc = uv_write(req, (uv_stream_t *)&p->io[0].pipe, &b, 1, exec_stdin_cb);
       if (rc < 0) free(req);
     }
-    if (rc < 0) px_proc_pipe_close(&p->io[0]);
+    if (rc < 0) px_pipe_close(&p->io[0]);
   }
-  return px_park(L, &p->exit_wait);
+  return px_req_park(L, &p->exit);
 }
 
 /* ------------------------------------------------------------------------
@@ -493,33 +485,27 @@ static int proc_spawn(lua_State *L) {
   return 1;
 }
 
-proc *px_proc_check(lua_State *L) {
+static proc *check_proc(lua_State *L) {
   proc **box = luaL_checkudata(L, 1, PROC_META);
   if (*box == NULL) luaL_argerror(L, 1, "process object is gone");
   return *box;
 }
 
 static int proc_wait(lua_State *L) {
-  proc *p = px_proc_check(L);
+  proc *p = check_proc(L);
   if (p->exited) {
     if (p->timed_out) return push_timeout(L, p);
     return push_exit(L, p);
   }
-  if (p->exit_waiting) luaL_error(L, "another task is already waiting for this process");
-  memset(&p->exit_wait, 0, sizeof p->exit_wait);
-  p->exit_wait.what = "process wait";
-  p->exit_wait.deliver = wait_deliver;
-  p->exit_wait.discard = exit_discard;
-  p->exit_wait.cancel = wait_cancel;
-  px_wait_prepare(L, &p->exit_wait);
-  p->exit_waiting = 1;
-  p->exit_woken = 0;
-  return px_park(L, &p->exit_wait);
+  if (px_req_busy(&p->exit)) luaL_error(L, "another task is already waiting for this process");
+  px_req_init(&p->exit, &wait_type, "process wait");
+  px_req_start(L, &p->exit);
+  return px_req_park(L, &p->exit);
 }
 
 /* p:kill([sig = "term"]) -> true, or nil, "ESRCH: ..." once it exited. */
 static int proc_kill(lua_State *L) {
-  proc *p = px_proc_check(L);
+  proc *p = check_proc(L);
   int sig = px_signal_check(L, 2, SIGTERM);
   if (p->exited) return px_push_error(L, UV_ESRCH, p->cmd);
   int rc = uv_process_kill(&p->handle, sig);
@@ -529,13 +515,13 @@ static int proc_kill(lua_State *L) {
 }
 
 static int proc_pid(lua_State *L) {
-  proc *p = px_proc_check(L);
+  proc *p = check_proc(L);
   lua_pushinteger(L, p->handle.pid);
   return 1;
 }
 
 static int proc_exited(lua_State *L) {
-  proc *p = px_proc_check(L);
+  proc *p = check_proc(L);
   lua_pushboolean(L, p->exited);
   return 1;
 }
@@ -549,13 +535,49 @@ static int proc_gc(lua_State *L) {
   if (p == NULL) return 0;
   *box = NULL;
   p->lua_gone = 1;
-  for (int i = 0; i < 3; i++) px_proc_pipe_close(&p->io[i]);
-  px_proc_maybe_free(p);
+  for (int i = 0; i < 3; i++) px_pipe_close(&p->io[i]);
+  maybe_free(p);
   return 0;
 }
 
+/* The pipes' methods: p:read(i, what), p:write(data), p:close(i); the Lua
+ * layer builds p.stdin, p.stdout and p.stderr on them. */
+static pipe_end *check_pipe(lua_State *L, proc *p, int idx, int want_read) {
+  int i = (int)luaL_checkinteger(L, idx);
+  luaL_argcheck(L, i >= 0 && i <= 2 && (i == 0) != want_read, idx, "bad stream index");
+  pipe_end *e = &p->io[i];
+  if (e->mode != STDIO_PIPE)
+    luaL_error(L, "%s is not a pipe (opts.%s was not \"pipe\")",
+               i == 0 ? "stdin" : i == 1 ? "stdout" : "stderr",
+               i == 0 ? "stdin" : i == 1 ? "stdout" : "stderr");
+  return e;
+}
+
+static int proc_read(lua_State *L) {
+  proc *p = check_proc(L);
+  return px_pipe_read(L, check_pipe(L, p, 2, 1), 3);
+}
+
+static int proc_write(lua_State *L) {
+  proc *p = check_proc(L);
+  return px_pipe_write(L, &p->io[0], 2);
+}
+
+/* p:close(i) -> true: closes one pipe; stdin after the writes queued. */
+static int proc_close_pipe(lua_State *L) {
+  proc *p = check_proc(L);
+  int i = (int)luaL_checkinteger(L, 2);
+  luaL_argcheck(L, i >= 0 && i <= 2, 2, "bad stream index");
+  if (i == 0)
+    px_pipe_shutdown(&p->io[0]);
+  else
+    px_pipe_close(&p->io[i]);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static const luaL_Reg proc_methods[] = {
-  {"read", px_proc_read},   {"write", px_proc_write}, {"close", px_proc_close_pipe},
+  {"read", proc_read},   {"write", proc_write}, {"close", proc_close_pipe},
   {"wait", proc_wait},   {"kill", proc_kill},   {"pid", proc_pid},
   {"exited", proc_exited}, {NULL, NULL}};
 

@@ -304,8 +304,9 @@ static int stream_readline(lua_State *L) {
 static int write_done(lua_State *co, px_req *req) {
   px_write_req *w = px_container_of(req, px_write_req, req);
   int status = w->status;
+  const char *detail = w->detail;
   free(w);
-  if (status < 0) return px_push_error(co, status, NULL);
+  if (status < 0) return px_push_error(co, status, detail);
   lua_pushboolean(co, 1);
   return 1;
 }

@@ -44,6 +44,7 @@ typedef struct px_write_req {
     uv_udp_send_t send;
   } uv;
   int status;
+  const char *detail; /* for an error message ("stdin"), or NULL */
   char data[];
 } px_write_req;
 
