@@ -2,9 +2,10 @@
 --
 --   parx.signal(name, handler) -> Signal
 --       name: "int", "term", "hup", "usr1", "usr2", "winch", ... (also
---       "SIGINT", "sigint" or a number).  handler(name) runs as a new task
---       of this VM (parx.async semantics) each time the signal arrives;
---       deliveries that arrive while one is still queued are merged.
+--       "SIGINT", "sigint" or a number).  handler(name) runs in a task of
+--       this VM each time the signal arrives, the way timer callbacks run
+--       (lua/parx/dispatch.lua); deliveries that arrive while one is still
+--       queued are merged.
 --   sig:stop()   -> true if it was installed; the default action returns
 --                   once no handler of that signal is left
 --   sig:active() -> whether it is installed
