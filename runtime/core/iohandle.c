@@ -144,6 +144,15 @@ void px_iohandle_push(lua_State *L, px_iohandle *h) {
   lua_setmetatable(L, -2);
 }
 
+int px_iohandle_wait(lua_State *L, px_req *req, const px_req_type *type, const char *what,
+                     uv_handle_t *ref) {
+  px_req_init(req, type, what);
+  px_req_start(L, req); /* raises before anything is registered */
+  px_req_anchor(L, req, 1);
+  if (ref) uv_ref(ref);
+  return px_req_park(L, req);
+}
+
 int px_iohandle_close_method(lua_State *L) {
   px_iohandle *h = px_iohandle_get(L);
   if (h) px_iohandle_close(h);

@@ -94,6 +94,15 @@ px_iohandle *px_iohandle_check_type(lua_State *L, int idx, const px_iohandle_typ
  * field is the methods table, for the Lua layer to extend. */
 void px_iohandle_meta(lua_State *L, const px_iohandle_type *type);
 
+/* In a method (argument 1 the handle's userdata): park the calling task on
+ * req, a request of the handle's own (its reader, its acceptor), with the
+ * userdata anchored until the task resumes.  ref, unless NULL, is the
+ * libuv handle to keep the loop alive with while the task waits (the
+ * module unrefs it when it wakes the task and in type->abandon).  Raises,
+ * with nothing registered, where the task cannot wait. */
+int px_iohandle_wait(lua_State *L, px_req *req, const px_req_type *type, const char *what,
+                     uv_handle_t *ref);
+
 /* Methods every handle type may list: close() -> true, closed() -> bool. */
 int px_iohandle_close_method(lua_State *L);
 int px_iohandle_closed_method(lua_State *L);

@@ -60,6 +60,20 @@ int px_dispatcher_next(lua_State *L, px_dispatcher *d) {
   return px_req_park(L, &d->req);
 }
 
+static int dispatcher_next(lua_State *L) { return px_dispatcher_next(L, px_dispatcher_state(L)); }
+static int dispatcher_poll(lua_State *L) { return px_dispatcher_poll(L, px_dispatcher_state(L)); }
+
+static const luaL_Reg dispatcher_funcs[] = {
+    {"next", dispatcher_next}, {"poll", dispatcher_poll}, {NULL, NULL}};
+
+static void set_funcs(lua_State *L, const luaL_Reg *funcs) {
+  for (const luaL_Reg *r = funcs; r->name; r++) {
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, r->func, 1);
+    lua_setfield(L, -3, r->name);
+  }
+}
+
 px_dispatcher *px_dispatcher_open(lua_State *L, size_t size, const char *what,
                                   int (*push)(lua_State *L, px_source *src),
                                   const luaL_Reg *funcs, lua_CFunction gc) {
@@ -74,11 +88,8 @@ px_dispatcher *px_dispatcher_open(lua_State *L, size_t size, const char *what,
   if (d == NULL) px_oom(L, what);
   *box = d;
   px_dispatcher_init(d, what, push);
-  for (const luaL_Reg *r = funcs; r->name; r++) {
-    lua_pushvalue(L, -1);
-    lua_pushcclosure(L, r->func, 1);
-    lua_setfield(L, -3, r->name);
-  }
+  set_funcs(L, funcs);
+  set_funcs(L, dispatcher_funcs);
   lua_pop(L, 1);
   return d;
 }

@@ -40,7 +40,7 @@ void px_dispatcher_init(px_dispatcher *d, const char *what,
 
 /* Open a module whose functions share one per-VM state that starts with a
  * px_dispatcher (timer_vm, signal_vm): pushes the module table holding
- * funcs, each with upvalue 1 a userdata that points at the state (size
+ * funcs plus next() and poll() (below), each with upvalue 1 a userdata that points at the state (size
  * bytes, zeroed, its dispatcher initialised), whose __gc is gc (the VM is
  * closing; it must not assume the sources are gone).  Returns the state. */
 px_dispatcher *px_dispatcher_open(lua_State *L, size_t size, const char *what,

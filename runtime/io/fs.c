@@ -322,21 +322,19 @@ static int fs_mkdir(lua_State *L) {
   return px_fs_op_submit(L, op, uv_fs_mkdir(op->loop, &op->req, path, mode, simple_cb), path);
 }
 
-static int fs_rename(lua_State *L) {
+/* rename(from, to) and copyfile(from, to); errors name `from`. */
+static int two_paths(lua_State *L, const char *what, int copy) {
   const char *from = luaL_checkstring(L, 1);
   const char *to = luaL_checkstring(L, 2);
-  fs_op *op = px_fs_op_new(L, FS_SIMPLE, "fs.rename");
+  fs_op *op = px_fs_op_new(L, FS_SIMPLE, what);
   op->path = strdup(from);
-  return px_fs_op_submit(L, op, uv_fs_rename(op->loop, &op->req, from, to, simple_cb), from);
+  int rc = copy ? uv_fs_copyfile(op->loop, &op->req, from, to, 0, simple_cb)
+                : uv_fs_rename(op->loop, &op->req, from, to, simple_cb);
+  return px_fs_op_submit(L, op, rc, from);
 }
 
-static int fs_copyfile(lua_State *L) {
-  const char *from = luaL_checkstring(L, 1);
-  const char *to = luaL_checkstring(L, 2);
-  fs_op *op = px_fs_op_new(L, FS_SIMPLE, "fs.copyfile");
-  op->path = strdup(from);
-  return px_fs_op_submit(L, op, uv_fs_copyfile(op->loop, &op->req, from, to, 0, simple_cb), from);
-}
+static int fs_rename(lua_State *L) { return two_paths(L, "fs.rename", 0); }
+static int fs_copyfile(lua_State *L) { return two_paths(L, "fs.copyfile", 1); }
 
 /* readdir(path) -> list of names, sorted, without "." and "..". */
 static int fs_readdir(lua_State *L) {

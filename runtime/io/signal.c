@@ -98,15 +98,6 @@ static int push_fired(lua_State *L, px_source *src) {
 
 static signal_vm *check_svm(lua_State *L) { return (signal_vm *)px_dispatcher_state(L); }
 
-/* next() -> id | false | nil (dispatch.h). */
-static int signal_next(lua_State *L) {
-  return px_dispatcher_next(L, &check_svm(L)->dispatcher);
-}
-
-/* poll() -> like next() but never parks. */
-static int signal_poll(lua_State *L) {
-  return px_dispatcher_poll(L, &check_svm(L)->dispatcher);
-}
 
 /* handler:stop() -> true if it was installed. */
 static int signal_stop(lua_State *L) {
@@ -183,7 +174,7 @@ static int svm_gc(lua_State *L) {
 }
 
 static const luaL_Reg signal_funcs[] = {
-  {"new", signal_new}, {"next", signal_next}, {"poll", signal_poll}, {NULL, NULL}};
+  {"new", signal_new}, {NULL, NULL}};
 
 int px_open_signal(lua_State *L) {
   signal_vm *svm = (signal_vm *)px_dispatcher_open(L, sizeof(signal_vm), "signal dispatch",

@@ -270,11 +270,8 @@ static int read_common(lua_State *L, px_stream *s, int mode, size_t n) {
   if (reader_ready(s)) return produce(L, s);
   start_reading(s);
   if (reader_ready(s)) return produce(L, s);
-  px_req_init(&s->rd, &reader_type, s->h.handle.type == UV_TCP ? "tcp read" : "stream read");
-  px_req_start(L, &s->rd); /* raises before anything is registered */
-  px_req_anchor(L, &s->rd, 1);
-  uv_ref(&s->h.handle);
-  return px_req_park(L, &s->rd);
+  return px_iohandle_wait(L, &s->rd, &reader_type,
+                          s->h.handle.type == UV_TCP ? "tcp read" : "stream read", &s->h.handle);
 }
 
 /* stream:read([n]): with n, n bytes (fewer only when the stream ends);

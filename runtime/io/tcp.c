@@ -245,10 +245,7 @@ static int server_accept(lua_State *L) {
   if (px_req_busy(&sv->acceptor))
     return luaL_error(L, "server is already being accepted on by another task");
   if (sv->qlen > 0 || sv->pending > 0 || sv->err) return do_accept(L, sv);
-  px_req_init(&sv->acceptor, &acceptor_type, "tcp accept");
-  px_req_start(L, &sv->acceptor); /* raises before anything is registered */
-  px_req_anchor(L, &sv->acceptor, 1);
-  return px_req_park(L, &sv->acceptor);
+  return px_iohandle_wait(L, &sv->acceptor, &acceptor_type, "tcp accept", NULL);
 }
 
 static void server_close(px_iohandle *h) {

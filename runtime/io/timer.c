@@ -179,7 +179,8 @@ static void list_cb(uv_timer_t *h) {
   px_dispatcher_poke(&tvm->dispatcher);
 }
 
-/* A fired timer for the Lua layer: its id and whether it repeats. */
+/* A fired timer for the Lua layer (next() and poll(), dispatch.h): its id
+ * and whether it repeats. */
 static int push_fired(lua_State *L, px_source *src) {
   px_timer *t = px_container_of(src, px_timer, source);
   lua_pushnumber(L, src->id);
@@ -189,15 +190,6 @@ static int push_fired(lua_State *L, px_source *src) {
 
 static timer_vm *check_tvm(lua_State *L) { return (timer_vm *)px_dispatcher_state(L); }
 
-/* poll() -> like next() but never parks. */
-static int timer_poll(lua_State *L) {
-  return px_dispatcher_poll(L, &check_tvm(L)->dispatcher);
-}
-
-/* next() -> id, repeating | false | nil: the dispatcher's wait for work. */
-static int timer_next(lua_State *L) {
-  return px_dispatcher_next(L, &check_tvm(L)->dispatcher);
-}
 
 /* ------------------------------------------------------------------------
  * Timer objects.
@@ -334,8 +326,7 @@ static const luaL_Reg timer_methods[] = {
   {"stop", timer_stop}, {"active", timer_is_active}, {"id", timer_id}, {NULL, NULL}};
 
 static const luaL_Reg timer_funcs[] = {
-  {"new", timer_new}, {"next", timer_next}, {"poll", timer_poll},
-  {"active_count", timer_active_count}, {NULL, NULL}};
+  {"new", timer_new}, {"active_count", timer_active_count}, {NULL, NULL}};
 
 int px_open_timer(lua_State *L) {
   timer_vm *tvm = (timer_vm *)px_dispatcher_open(L, sizeof(timer_vm), "timer dispatch",

@@ -137,11 +137,8 @@ static int sock_recv(lua_State *L) {
     if (r < 0) return px_push_error(L, r, NULL);
     u->receiving = 1;
   }
-  px_req_init(&u->receiver, &receiver_type, "udp recv");
-  px_req_start(L, &u->receiver); /* raises before anything is registered */
-  px_req_anchor(L, &u->receiver, 1);
-  uv_ref((uv_handle_t *)&u->handle);
-  return px_req_park(L, &u->receiver);
+  return px_iohandle_wait(L, &u->receiver, &receiver_type, "udp recv",
+                          (uv_handle_t *)&u->handle);
 }
 
 static void on_send(uv_udp_send_t *req, int status) {
