@@ -140,3 +140,32 @@ describe("parx.gather with return_errors", function()
       "gather: unknown option 'return_exceptions' (known: return_errors)")
   end)
 end)
+
+describe("Task:on_done", function()
+  it("runs fn(t) on the caller's VM once the task has ended, whatever the outcome", function()
+    local ok_t = parx.spawn(function() parx.sleep(0.01); return 1 end)
+    local bad_t = parx.spawn(function() error("no", 0) end)
+    local seen = {}
+    local c1 = ok_t:on_done(function(t) seen[#seen + 1] = t:status(); return "cb" end)
+    local c2 = bad_t:on_done(function(t) seen[#seen + 1] = t:status() end)
+    assert.equal("cb", c1:join())
+    c2:join()
+    table.sort(seen)
+    assert.same({"done", "failed"}, seen) -- `seen` is this VM's table: fn ran here
+    assert.is_false(pcall(bad_t.join, bad_t))
+  end)
+
+  it("runs at once for a task that has already ended", function()
+    local t = parx.async(function() return 1 end)
+    t:join()
+    local ran = false
+    t:on_done(function() ran = true end):join()
+    assert.is_true(ran)
+  end)
+
+  it("rejects a callback that is not a function", function()
+    local t = parx.async(function() end)
+    assert.has_error(function() t:on_done(42) end,
+      "bad argument #1 to 'on_done' (function expected, got number)")
+  end)
+end)

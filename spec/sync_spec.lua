@@ -443,3 +443,27 @@ describe("parx.mutex owned", function()
     m:unlock()
   end)
 end)
+
+describe("work queues", function()
+  it("ch:empty() tells whether a channel buffers nothing", function()
+    local ch = parx.channel()
+    assert.is_true(ch:empty())
+    ch:send(1)
+    assert.is_false(ch:empty())
+    ch:recv()
+    assert.is_true(ch:empty())
+  end)
+
+  it("a waitgroup beside a channel is queue.join()/task_done()", function()
+    local jobs, wg, total = parx.channel(), parx.waitgroup(), parx.atomic(0)
+    for _ = 1, 2 do
+      parx.spawn(function(jobs, wg, total)
+        for job in jobs:iter() do total:add(job); wg:done() end
+      end, jobs, wg, total)
+    end
+    for i = 1, 20 do wg:add(); jobs:send(i) end
+    wg:wait()
+    assert.equal(210, total:get())
+    jobs:close()
+  end)
+end)

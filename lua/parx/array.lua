@@ -439,7 +439,10 @@ local function fmtval(v)
 end
 
 -- parx.array(float64, 2x3) {{1, 2, 3}, {4, 5, 6}}; long dimensions show
--- their first and last three entries around "...".
+-- their first and last three entries around "...".  When that does not
+-- fit in 80 columns, an array of 2 or more dimensions prints as numpy
+-- does: the header, then one row per line, the values right-aligned to
+-- one width, a blank line between the blocks of higher dimensions.
 local function tostr(a)
   local dims = common.shape(a)
   local ndim, data = a._ndim, a._data
@@ -448,7 +451,9 @@ local function tostr(a)
   local s = 1
   for d = ndim, 1, -1 do strides[d] = s; s = s * dims[d] end
   local summarize = tonumber(a._n) > 100
-  local function show(d, off)
+  local width = 0
+  -- The shown entries as a tree of lists (leaves: strings, "..." marks a cut).
+  local function collect(d, off)
     local parts, dim = {}, dims[d]
     local k = 1
     while k <= dim do
@@ -457,13 +462,39 @@ local function tostr(a)
         k = dim - 2
       end
       local o = off + (k - 1) * strides[d]
-      parts[#parts + 1] = d == ndim and fmtval(decode(data[o])) or show(d + 1, o)
+      local v = d == ndim and fmtval(decode(data[o])) or collect(d + 1, o)
+      if type(v) == "string" and #v > width then width = #v end
+      parts[#parts + 1] = v
       k = k + 1
     end
-    return "{" .. concat(parts, ", ") .. "}"
+    return parts
   end
-  return format("parx.array(%s, %s) %s", names[a._dtype + 1],
-                concat(dims, "x"), show(1, 0))
+  local tree = collect(1, 0)
+  local function flat(parts)
+    local out = {}
+    for i, p in ipairs(parts) do out[i] = type(p) == "table" and flat(p) or p end
+    return "{" .. concat(out, ", ") .. "}"
+  end
+  local head = format("parx.array(%s, %s)", names[a._dtype + 1], concat(dims, "x"))
+  local one = head .. " " .. flat(tree)
+  if #one <= 80 or ndim < 2 then return one end
+  local pad = "%" .. width .. "s"
+  local function rows(parts, d)
+    local out = {}
+    for i, p in ipairs(parts) do
+      if type(p) == "table" then
+        out[i] = rows(p, d + 1)
+      elseif d == ndim then
+        out[i] = format(pad, p)
+      else
+        out[i] = "..." -- a cut between rows or blocks
+      end
+    end
+    if d == ndim then return "{" .. concat(out, ", ") .. "}" end
+    local sep = ",\n" .. ("\n"):rep(ndim - d - 1) .. (" "):rep(d)
+    return "{" .. concat(out, sep) .. "}"
+  end
+  return head .. "\n" .. rows(tree, 1)
 end
 
 -- ---- a.data -------------------------------------------------------------

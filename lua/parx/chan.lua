@@ -42,6 +42,9 @@ function mt.iter(self)
   return next_value, self
 end
 
+-- ch:empty(): whether no value is buffered (#ch == 0), as queue.empty().
+function mt.empty(self) return #self == 0 end
+
 mt.__parx_ready = true
 
 local M = {}

@@ -18,6 +18,7 @@ local lazy = {
   array = "parx.array",
   dict = "parx.dict",
   scope = "parx.scope", is_error_group = "parx.scope",
+  pp = "parx.pp", pformat = "parx.pp",
   timer = "parx.timer", every = "parx.timer",
   fs = "parx.fs", tcp = "parx.tcp", udp = "parx.udp", dns = "parx.dns",
   process = "parx.process", signal = "parx.signal", http = "parx.http",

@@ -154,6 +154,20 @@ function M.scope(fn, ...)
   return finish(s, pcall(fn, s, ...))
 end
 
+-- t:on_done(fn) -> the task that runs fn.  fn(t) runs on the calling
+-- VM, in a task of its own (parx.async), once t has ended in any way
+-- (done, failed, cancelled); at once if it has.  Join the returned task
+-- to see fn's own error.
+function M.on_done(t, fn)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'on_done' (function expected, got " .. type(fn) .. ")", 3)
+  end
+  return c.async(function()
+    if not t:done() then wait_any({t}) end
+    return fn(t)
+  end)
+end
+
 -- gather with options --------------------------------------------------------
 
 local KNOWN = {return_errors = true}

@@ -23,6 +23,7 @@ end
 -- Task methods ------------------------------------------------------------
 
 function Task.join(t) return raise_if(cjoin(t)) end
+function Task.on_done(t, fn) return require("parx.scope").on_done(t, fn) end
 
 function Task.wait(t, timeout)
   return wait_any({t}, timeout) ~= nil
