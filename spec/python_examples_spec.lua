@@ -7,12 +7,10 @@
 local PARX = os.getenv("PARX_BIN") or "build/parx"
 local DIR = "scripts/examples/python"
 
+-- The file's bytes, or nil when it cannot be opened.
 local function slurp(path)
   local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
+  return f and f:read("*a"), f and f:close()
 end
 
 local names = {}

@@ -10,16 +10,16 @@ local function f(q)
   q:send({n = 3, 42, nil, "hello"})
 end
 
-local function repr(v)
-  if v == nil then return "None" end
-  if type(v) == "string" then return "'" .. v .. "'" end
-  return tostring(v)
-end
+-- Python's repr of the three kinds of items the list holds.
+local quote = {string = "'%s'", number = "%d"}
 
 local q = parx.channel()
 local p = parx.spawn(f, q)
 local list = q:recv()
 local parts = {}
-for i = 1, list.n do parts[i] = repr(list[i]) end
+for i = 1, list.n do
+  local v = list[i]
+  parts[i] = v == nil and "None" or quote[type(v)]:format(v)
+end
 print("[" .. table.concat(parts, ", ") .. "]")
 p:join()
