@@ -24,6 +24,10 @@ static const char usage_text[] =
   "  -l name       require library 'name' into global 'name'\n"
   "  -i            enter interactive mode after executing 'script'\n"
   "  -v            show version information\n"
+  "  -E            ignore environment variables (LUA_INIT, LUA_INIT_5_1)\n"
+  "  -j cmd        perform LuaJIT control command (-jon, -joff, -jv, -jdump...)\n"
+  "  -O[opt]       control LuaJIT optimizations (-O3, -O-fold, -Ohotloop=10)\n"
+  "  -b ...        save or list bytecode (luajit's -b; -b alone for its help)\n"
   "  --workers N   run N worker threads (default: $PARX_WORKERS, else the CPU count)\n"
   "  --trace FILE  write a Chrome trace-event JSON of tasks, waits, pool chunks\n"
   "                and GPU work to FILE at exit (open it in Perfetto)\n"
@@ -32,9 +36,9 @@ static const char usage_text[] =
   "  -             execute stdin and stop handling options\n"
   "With no script and a terminal on stdin, parx starts its REPL.\n";
 
-/* One -e or -l, kept in command-line order. */
+/* One -e, -l, -j or -O, kept in command-line order. */
 typedef struct action {
-  char kind; /* 'e' or 'l' */
+  char kind; /* 'e', 'l', 'j' or 'O' */
   const char *value;
 } action;
 
@@ -43,6 +47,8 @@ typedef struct cli {
   int interactive; /* -i */
   int version;     /* -v */
   int has_exec;    /* some -e was given */
+  int bytecode;    /* argv index of -b: the rest goes to jit.bcsave */
+  int noenv;       /* -E */
   int workers;     /* --workers, 0 = runtime default */
   const char *trace; /* --trace FILE */
   action *actions;
@@ -86,7 +92,14 @@ static int parse_args(int argc, char **argv, cli *c) {
       c->version = 1;
       continue;
     }
-    if (strcmp(a, "-E") == 0) continue; /* lua's "ignore LUA_INIT": parx reads none */
+    if (strcmp(a, "-E") == 0) { c->noenv = 1; continue; }
+    if (a[1] == 'b') { c->bytecode = i; return 1; } /* luajit: the rest is -b's */
+    if (a[1] == 'O') {
+      c->actions[c->nactions].kind = 'O';
+      c->actions[c->nactions].value = a + 2;
+      c->nactions++;
+      continue;
+    }
     if (strncmp(a, "--workers", 9) == 0 && (a[9] == '\0' || a[9] == '=')) {
       const char *v = a[9] == '=' ? a + 10 : (i + 1 < argc ? argv[++i] : NULL);
       if (v == NULL) return bad_usage("'%s' needs a number", "--workers");
@@ -101,7 +114,7 @@ static int parse_args(int argc, char **argv, cli *c) {
       c->trace = v;
       continue;
     }
-    if ((a[1] == 'e' || a[1] == 'l') && a[0] == '-') {
+    if (a[1] == 'e' || a[1] == 'l' || a[1] == 'j') {
       const char *v = a[2] != '\0' ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
       if (v == NULL) return bad_usage("'%s' needs an argument", a);
       if (a[1] == 'e') c->has_exec = 1;
@@ -143,20 +156,112 @@ static int require_module(parx_runtime *rt, const char *name) {
   free(code);
   free(q);
   if (r == PARX_ERRRUN) {
-    /* "module 'x' not found:" is followed by every path tried; the first
-     * line names the problem. */
+    /* "module 'x' not found:" is followed by every path tried, as luajit
+     * prints them; the traceback (the command line's own frames) is not
+     * worth showing. */
     const char *msg = parx_last_error(rt);
-    int len = (int)strcspn(msg, "\n");
     const char *m = strstr(msg, "module '");
-    const char *nf = strstr(msg, "' not found");
-    if (m != NULL && nf != NULL && nf < msg + len) {
-      len -= (int)(m - msg);
-      if (len > 0 && m[len - 1] == ':') len--;
+    const char *tb = strstr(msg, "\nstack traceback:");
+    if (m != NULL && strstr(m, "' not found") != NULL) {
+      int len = tb != NULL && tb > m ? (int)(tb - m) : (int)strlen(m);
       fprintf(stderr, "parx: %.*s\n", len, m);
       return PARX_ERRFILE; /* already reported */
     }
   }
   if (r != PARX_OK && r != PARX_EXIT && r != PARX_ERRPANIC) { px_cli_report(rt, r); return PARX_ERRFILE; }
+  return r;
+}
+
+/* Run code as the command line's chunk; report a failure.  The result. */
+static int run_code(parx_runtime *rt, const char *code, const char *chunkname) {
+  int r = parx_run_string(rt, code, chunkname, 0);
+  if (r != PARX_OK && r != PARX_EXIT && r != PARX_ERRPANIC) px_cli_report(rt, r);
+  return r;
+}
+
+/* A Lua expression for the list of strings: "a", "b", ... ("" for none). */
+static char *quote_list(char **v, int n) {
+  size_t len = 1;
+  for (int i = 0; i < n; i++) len += 4 * strlen(v[i]) + 4;
+  char *out = malloc(len), *p = out;
+  if (out == NULL) return NULL;
+  *p = '\0';
+  for (int i = 0; i < n; i++) {
+    if (i > 0) { strcpy(p, ", "); p += 2; }
+    quote_lua(p, v[i]);
+    p += strlen(p);
+  }
+  return out;
+}
+
+/* Call the Lua function that the expression fn gives with the strings v
+ * (luajit's dojitcmd, dojitopt and dobytecode in Lua). */
+static int call_with(parx_runtime *rt, const char *fn, char **v, int n) {
+  char *args = quote_list(v, n);
+  char *code = args != NULL ? malloc(strlen(fn) + strlen(args) + 64) : NULL;
+  if (code == NULL) { free(args); return run_code(rt, "error('not enough memory', 0)", "=(command line)"); }
+  sprintf(code, "local f = %s\nreturn f(%s)", fn, args);
+  int r = run_code(rt, code, "=(command line)");
+  free(code);
+  free(args);
+  return r;
+}
+
+/* -j cmd[=arg[,arg...]]: jit.cmd(args) (on, off, flush) or
+ * require("jit." .. cmd).start(args) (v, dump, p), as luajit does; -O[opt,...]:
+ * jit.opt.start(opts).  Both act on the main VM. */
+static int jit_command(parx_runtime *rt, char kind, const char *value) {
+  char *copy = strdup(value);
+  char **parts = calloc(strlen(value) + 2, sizeof *parts);
+  int n = 0, r;
+  if (copy == NULL || parts == NULL) { free(copy); free(parts); return PARX_ERRMEM; }
+  char *opt = kind == 'j' ? strchr(copy, '=') : copy;
+  if (kind == 'j' && opt != NULL) *opt++ = '\0';
+  for (char *p = opt; p != NULL && *p != '\0';) {
+    parts[n++] = p;
+    p = strchr(p, ',');
+    if (p != NULL) *p++ = '\0';
+  }
+  if (kind == 'O') {
+    r = call_with(rt, "require('jit.opt').start", parts, n);
+  } else {
+    static const char pick[] =
+      "(function(cmd) local jit = require('jit') "
+      "if type(jit[cmd]) == 'function' then return jit[cmd] end "
+      "local ok, m = pcall(require, 'jit.' .. cmd) "
+      "if not ok or type(m) ~= 'table' or type(m.start) ~= 'function' then "
+      "error('unknown luaJIT command or jit.* modules not installed', 0) end "
+      "return m.start end)(%s)";
+    size_t len = sizeof pick + 4 * strlen(copy) + 3;
+    char *fn = malloc(len), *q = malloc(4 * strlen(copy) + 3);
+    if (fn == NULL || q == NULL) { free(fn); free(q); free(copy); free(parts); return PARX_ERRMEM; }
+    quote_lua(q, copy);
+    snprintf(fn, len, pick, q);
+    r = call_with(rt, fn, parts, n);
+    free(fn);
+    free(q);
+  }
+  free(copy);
+  free(parts);
+  return r;
+}
+
+/* LUA_INIT_5_1, else LUA_INIT, as lua 5.1 and luajit read them (unless
+ * -E): "@file" runs the file, anything else runs as code. */
+static int run_init(parx_runtime *rt) {
+  const char *name = "LUA_INIT_5_1";
+  const char *init = getenv(name);
+  if (init == NULL) init = getenv(name = "LUA_INIT");
+  if (init == NULL) return PARX_OK;
+  int r;
+  if (init[0] == '@') {
+    r = parx_run_file(rt, init + 1, 0);
+    if (r != PARX_OK && r != PARX_EXIT && r != PARX_ERRPANIC) px_cli_report(rt, r);
+  } else {
+    char chunkname[16];
+    snprintf(chunkname, sizeof chunkname, "=%s", name);
+    r = run_code(rt, init, chunkname);
+  }
   return r;
 }
 
@@ -212,7 +317,36 @@ int main(int argc, char **argv) {
     free(c.actions);
     return 1;
   }
-  parx_set_args(rt, argc, argv, c.script);
+  /* With no script, every argument is before it, as in luajit: with -e
+   * only, arg[-1] is the last argument and arg[0] is nil. */
+  parx_set_args(rt, argc, argv, c.script > 0 ? c.script : argc);
+
+  if (c.bytecode > 0) {
+    /* luajit -b: jit.bcsave.start with the rest of the command line ("-b"
+     * followed by more letters passes them on as an option). */
+    char *dash = NULL;
+    char **rest = argv + c.bytecode + 1;
+    int n = argc - c.bytecode - 1, r;
+    if (argv[c.bytecode][2] != '\0' && (dash = strdup(argv[c.bytecode] + 1)) != NULL) {
+      dash[0] = '-';
+      char **all = malloc(((size_t)n + 1) * sizeof *all);
+      if (all != NULL) {
+        all[0] = dash;
+        memcpy(all + 1, rest, (size_t)n * sizeof *all);
+        r = call_with(rt, "require('jit.bcsave').start", all, n + 1);
+        free(all);
+      } else {
+        r = PARX_ERRMEM;
+      }
+      free(dash);
+    } else {
+      r = call_with(rt, "require('jit.bcsave').start", rest, n);
+    }
+    int status = finish(rt, r);
+    px_cli_exit(rt, status);
+    free(c.actions);
+    return status;
+  }
 
   int interactive_default = c.script == 0 && !c.has_exec && !c.version;
   if ((c.interactive || interactive_default) && (c.interactive || isatty(0)) &&
@@ -224,14 +358,13 @@ int main(int argc, char **argv) {
   if (c.version && !(c.interactive && !isatty(0))) px_cli_version(stdout);
   fflush(stdout);
 
-  int r = PARX_OK;
+  int r = c.noenv ? PARX_OK : run_init(rt);
   for (int i = 0; i < c.nactions && r == PARX_OK; i++) {
-    if (c.actions[i].kind == 'l') {
-      r = require_module(rt, c.actions[i].value);
-    } else {
-      r = parx_run_string(rt, c.actions[i].value, "=(command line)", 0);
-      if (r != PARX_OK && r != PARX_EXIT && r != PARX_ERRPANIC) px_cli_report(rt, r);
-    }
+    char kind = c.actions[i].kind;
+    if (kind == 'l') r = require_module(rt, c.actions[i].value);
+    else if (kind == 'e') r = run_code(rt, c.actions[i].value, "=(command line)");
+    else r = jit_command(rt, kind, c.actions[i].value);
+    if (r == PARX_ERRMEM) px_cli_report(rt, r);
   }
 
   if (r == PARX_OK && c.script > 0) {
