@@ -378,6 +378,69 @@ describe("marshal", function()
     end)
   end)
 
+  describe("64-bit integers and NULL", function()
+    local ffi = require "ffi"
+    local null = dbg.lightuserdata(0)
+    local values = {0LL, 1LL, -1LL, 2^62 * 1LL + 1, -9223372036854775807LL - 1,
+                    9223372036854775807LL, 0ULL, 1ULL, 0xffffffffffffffffULL,
+                    ffi.new("int64_t", 42), ffi.new("uint64_t", 7)}
+
+    local function same_int64(a, b)
+      assert.equal("cdata", type(b))
+      assert.is_true(ffi.istype(ffi.typeof(a), b), "same type")
+      assert.is_true(a == b, tostring(a) .. " ~= " .. tostring(b))
+    end
+
+    it("int64 and uint64 cdata roundtrip exactly, with their type", function()
+      for _, v in ipairs(values) do same_int64(v, (dbg.roundtrip(v))) end
+      local t = dbg.roundtrip({a = -3LL, [1] = 5ULL, list = {1LL, 2, 3ULL}})
+      same_int64(-3LL, t.a); same_int64(5ULL, t[1]); same_int64(3ULL, t.list[3])
+      assert.equal(2, t.list[2])
+    end)
+
+    it("the NULL light userdata (cjson.null) roundtrips as itself", function()
+      assert.equal(null, (dbg.roundtrip(null)))
+      local t = dbg.roundtrip({x = null, null})
+      assert.equal(null, t.x); assert.equal(null, t[1])
+    end)
+
+    it("int64 cdata cross to a fresh VM and back exactly", function()
+      local ok, a, b, c = dbg.call_fresh(function(x, y, n)
+        return x + 1, y * 2ULL, n
+      end, 2^62 * 1LL, 0x7fffffffffffffffULL, null)
+      assert.is_true(ok, a)
+      same_int64(2^62 * 1LL + 1, a); same_int64(0xfffffffffffffffeULL, b)
+      assert.equal(null, c)
+    end)
+
+    it("int64 cdata and NULL cross as task arguments and results", function()
+      local a, b, c = parx.spawn(function(x, y, n) return x * 3LL, y, n end,
+                                 -7LL, 0xffffffffffffffffULL, null):join()
+      same_int64(-21LL, a); same_int64(0xffffffffffffffffULL, b)
+      assert.equal(null, c)
+    end)
+
+    it("int64 cdata and NULL cross through a channel", function()
+      local ch = parx.channel(4)
+      ch:send(9223372036854775807LL); ch:send(0ULL); ch:send(null)
+      same_int64(9223372036854775807LL, ch:recv())
+      same_int64(0ULL, ch:recv())
+      assert.equal(null, ch:recv())
+      local t = parx.spawn(function(c) c:send(-1LL) end, ch)
+      t:join()
+      same_int64(-1LL, ch:recv())
+    end)
+
+    it("the sum of squares to 1e6 comes back exact through pool.reduce", function()
+      local xs = {}
+      for i = 1, 1000 do xs[i] = i end
+      local squares = parx.pool.map(function(x) return x * x * 1LL end, xs)
+      same_int64(1000000LL, squares[1000])
+      local sum = parx.pool.reduce(function(a, b) return a + b end, squares)
+      same_int64(333833500LL, sum)
+    end)
+  end)
+
   describe("unsendable values", function()
     local function fails(pattern, ...)
       local ok, err = pcall(dbg.roundtrip, ...)
@@ -419,9 +482,11 @@ describe("marshal", function()
       fails("(a C function)", iter)
     end)
 
-    it("reject light userdata and foreign cdata", function()
+    it("reject light userdata other than NULL and foreign cdata", function()
       local ffi = require "ffi"
       fails("(a cdata)", ffi.new("int[1]"))
+      fails("(a cdata)", ffi.new("int32_t", 1))
+      fails("cannot send argument #1 (a light userdata)", dbg.lightuserdata(8))
     end)
 
     it("leave the sender usable", function()
@@ -583,7 +648,7 @@ describe("marshal", function()
         local A = require "parx.c.array"
         local marker = require("parx.c.task").PARK -- a light userdata to a static
         A.init(function(x) return x end, function() return marker end)
-        print(pcall(parx.spawn, function(x) return x end, 1LL))
+        print(pcall(parx.spawn, function(x) return x end, require("ffi").new("int[1]")))
       ]])
       assert.equal(0, status, out)
       assert.matches("false\tcannot send argument #2 %(a cdata%)", out)

@@ -29,8 +29,7 @@ describe("pool.map", function()
   for _, n in ipairs({0, 1, 7, 100000}) do
     it("equals the serial map for " .. n .. " items", function()
       local xs = range(n)
-      local r, count = pool.map(square, xs)
-      assert.equal(n, count)
+      local r = pool.map(square, xs)
       assert.equal(n, #r)
       assert.same(serial_map(square, xs), r)
     end)
@@ -117,12 +116,19 @@ describe("pool.map", function()
 
   it("keeps nil results in position", function()
     local xs = range(50)
-    local r, n = pool.map(function(x) if x % 3 == 0 then return nil end return x end, xs,
-                          {chunksize = 4})
-    assert.equal(50, n)
+    local r = pool.map(function(x) if x % 3 == 0 then return nil end return x end, xs,
+                       {chunksize = 4})
     for i = 1, 50 do
       if i % 3 == 0 then assert.is_nil(r[i]) else assert.equal(i, r[i]) end
     end
+  end)
+
+  it("returns only the result table, so unpack(pool.map(f, xs)) gives every result", function()
+    assert.equal(1, select("#", pool.map(square, {1, 2, 3})))
+    assert.equal(1, select("#", pool.map(square, {})))
+    assert.same({1, 4, 9}, {unpack(pool.map(square, {1, 2, 3}))})
+    assert.equal("1 4 9", ("%d %d %d"):format(unpack(pool.map(square, {1, 2, 3}))))
+    assert.equal(1, select("#", pool.starmap(math.max, {{1, 2}, {4, 3}})))
   end)
 
   it("keeps only the first result of fn", function()
@@ -249,8 +255,7 @@ describe("pool.map", function()
   it("pool.map maps items 1..opts.n, nils included", function()
     local holey = {1, 2}
     holey[4] = 4
-    local r, n = pool.map(function(x) return x and x * x or -1 end, holey, {n = 4})
-    assert.equal(4, n)
+    local r = pool.map(function(x) return x and x * x or -1 end, holey, {n = 4})
     assert.same({1, 4, -1, 16}, r)
     assert.same({1}, (pool.map(square, {1, 2, 3}, {n = 1})))
     assert.has_error(function() pool.map(square, {1}, {n = -1}) end)

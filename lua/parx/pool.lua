@@ -13,7 +13,8 @@
 -- beyond #list) raises unless opts.n says how many items to map.
 --
 -- Results keep their positions, nil included: map returns the result table
--- and the item count (`local r, n = pool.map(f, xs)`); the iterators yield
+-- alone (so `print(unpack(pool.map(f, xs)))` prints every result; with nils
+-- the caller's own item count says how many); the iterators yield
 -- `index, value` pairs so a nil value does not end a for loop.
 --
 -- A runner whose caller stops reading (an error, a timeout, a loop left
@@ -413,7 +414,7 @@ local function map_mode(name, mode, fn, list, opts)
   local n, cs, nchunks
   opts, n, cs, nchunks = prepare(name, fn, list, opts)
   local res = tnew(n, 0)
-  if n == 0 then return res, 0 end
+  if n == 0 then return res end
   local st = start(name, mode, fn, nchunks, opts, n, mode == MAP and n or nil)
   publish(st, list, n, cs, mode == STARMAP)
   local outbuf = st.outbuf
@@ -427,13 +428,13 @@ local function map_mode(name, mode, fn, list, opts)
     end
   end
   done(st)
-  return res, n
+  return res
 end
 
--- map(fn, list, opts) -> results, n
+-- map(fn, list, opts) -> results
 function M.map(fn, list, opts) return map_mode("pool.map", MAP, fn, list, opts) end
 
--- starmap(fn, list_of_arg_lists, opts) -> results, n: fn(unpack(args))
+-- starmap(fn, list_of_arg_lists, opts) -> results: fn(unpack(args))
 function M.starmap(fn, list, opts) return map_mode("pool.starmap", STARMAP, fn, list, opts) end
 
 local function iterate(name, ordered, fn, list, opts)

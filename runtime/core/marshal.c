@@ -40,6 +40,11 @@
  *          "module.field" ("math.sqrt", "_G.print")
  *     0x0e MODULE name:value    package.loaded[name] (required if absent)
  *     0x0f SHARED               the next entry of px_msg.refs
+ *     0x10 INT64 i64 / 0x11 UINT64 u64   an int64_t / uint64_t cdata
+ *          (1LL, 0ULL), its 8 bytes
+ *     0x12 NULL                 the NULL light userdata (cjson.null)
+ *   Scalars (nil to strings, INT64, UINT64, NULL) are written and read by
+ *   scalar.h/scalar.c, which channels and the pool use as well.
  *
  * Ids: tables, Lua functions and shared objects get ids 1, 2, ... in the
  * order the writer meets them; the reader registers each one before it reads
@@ -71,8 +76,9 @@
  *   function (a C closure such as a gmatch iterator) cannot be sent.
  *   Lua functions that are module fields are sent by value, not by name:
  *   scripts add functions to standard tables that workers do not have.
- * - Unsendable: coroutines, light userdata, userdata that are not parx
- *   shared objects, cdata the array hook does not claim, C functions not in
+ * - Unsendable: coroutines, light userdata other than NULL, userdata that
+ *   are not parx shared objects, cdata the array hook does not claim other
+ *   than 64-bit integers, C functions not in
  *   a loaded module, nesting deeper than MAX_DEPTH.  The error names the
  *   path: "cannot send field 'x.y' of upvalue 'f' of argument #1 (a
  *   coroutine) to another VM".
@@ -343,37 +349,14 @@ static inline void put_varint(writer *w, uint64_t v) {
 }
 
 static int put_number(writer *w, double d) {
-  if (reserve(w, 9)) return -1;
-  if (d >= -2147483648.0 && d <= 2147483647.0) {
-    int32_t i = (int32_t)d;
-    if ((double)i == d && !(i == 0 && signbit(d))) {
-      if (i >= 0 && i < 128) {
-        put_u8(w, T_TINYINT + (unsigned)i);
-      } else if (i >= -32768 && i <= 32767) {
-        int16_t s = (int16_t)i;
-        put_u8(w, T_INT16);
-        put_raw(w, &s, 2);
-      } else {
-        put_u8(w, T_INT32);
-        put_raw(w, &i, 4);
-      }
-      return 0;
-    }
-  }
-  put_u8(w, T_DOUBLE);
-  put_raw(w, &d, 8);
+  if (reserve(w, PX_SCALAR_NUM_MAX)) return -1;
+  w->m->len += px_scalar_put_number((uint8_t *)w->m->data + w->m->len, d);
   return 0;
 }
 
 static int put_string(writer *w, const char *s, size_t len) {
-  if (reserve(w, len + 11)) return -1;
-  if (len < 64) {
-    put_u8(w, T_SHORTSTR + (unsigned)len);
-  } else {
-    put_u8(w, T_STR);
-    put_varint(w, len);
-  }
-  put_raw(w, s, len);
+  if (reserve(w, len + PX_SCALAR_STR_EXTRA)) return -1;
+  w->m->len += px_scalar_put_string((uint8_t *)w->m->data + w->m->len, s, len);
   return 0;
 }
 
@@ -1097,6 +1080,15 @@ static int encode_shared(writer *w, int idx) {
       if (obj && !px_shared_known(obj)) obj = NULL;
     }
     lua_pop(L, 1);
+    /* Not an array: a 64-bit integer (1LL, 0ULL) crosses by value. */
+    if (!obj) {
+      if (reserve(w, PX_SCALAR_NUM_MAX)) return -1;
+      size_t n = px_scalar_put_cdata(L, idx, (uint8_t *)w->m->data + w->m->len);
+      if (n) {
+        w->m->len += n;
+        return 0;
+      }
+    }
   }
   if (!obj) return unsendable(w, idx, NULL);
   seen_put(w, ptr, (int64_t)K_OBJ << 32 | ++w->nobj);
@@ -1124,6 +1116,13 @@ static int encode(writer *w, int idx) {
   case LUA_TFUNCTION: return encode_function(w, idx);
   case LUA_TUSERDATA:
   case LUA_TCDATA_: return encode_shared(w, idx);
+  case LUA_TLIGHTUSERDATA:
+    /* NULL (cjson.null, the FFI's nil pointer as a light userdata) means
+     * the same in every VM; any other address does not. */
+    if (lua_touserdata(L, idx) != NULL) return unsendable(w, idx, NULL);
+    if (reserve(w, 1)) return -1;
+    put_u8(w, T_NULL);
+    return 0;
   default: return unsendable(w, idx, NULL);
   }
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "px.h"
+#include "scalar.h"
 
 #define FORMAT_VERSION 1
 #define SEG_MAGIC 0xB7
@@ -17,17 +18,6 @@
 #define SEG_ENV 2 /* functions here read sent globals or assign globals */
 #define MAX_DEPTH 200
 #define RUN_MIN 8 /* shortest run of numbers worth a DOUBLES block */
-#define LUA_TCDATA_ 10 /* LuaJIT's type number for FFI cdata */
-
-enum {
-  T_NIL = 0x00, T_FALSE = 0x01, T_TRUE = 0x02,
-  T_INT16 = 0x03, T_INT32 = 0x04, T_DOUBLE = 0x05,
-  T_STR = 0x06, T_TABLE = 0x07, T_TABLE_MT = 0x08, T_DOUBLES = 0x09,
-  T_REF = 0x0a, T_FUNC = 0x0b, T_UPJOIN = 0x0c, T_CFUNC = 0x0d,
-  T_MODULE = 0x0e, T_SHARED = 0x0f,
-  T_SHORTSTR = 0x40, T_TINYINT = 0x80
-};
-
 /* Slots of the per-VM state table (a registry table, px_mr_state). */
 enum {
   S_CFUNCS = 1,  /* C function -> "module.field" (sender) */

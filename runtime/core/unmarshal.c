@@ -407,54 +407,17 @@ static int decode_shared(reader *r) {
 static int decode(reader *r) {
   lua_State *L = r->L;
   NEED(r, 1);
-  unsigned tag = *r->p++;
-  if (tag >= T_TINYINT) {
-    lua_pushnumber(L, (double)(tag - T_TINYINT));
+  unsigned tag = *r->p;
+  if (px_scalar_tag(tag)) {
+    size_t n = px_scalar_get(L, r->p, (size_t)(r->end - r->p));
+    if (!n)
+      return bad(r, (tag == T_INT64 || tag == T_UINT64) && r->end - r->p >= 9
+                        ? "a 64-bit integer needs LuaJIT's FFI" : "truncated message");
+    r->p += n;
     return 0;
   }
-  if (tag >= T_SHORTSTR) {
-    size_t len = tag - T_SHORTSTR;
-    NEED(r, len);
-    lua_pushlstring(L, (const char *)r->p, len);
-    r->p += len;
-    return 0;
-  }
+  r->p++;
   switch (tag) {
-  case T_NIL: lua_pushnil(L); return 0;
-  case T_FALSE: lua_pushboolean(L, 0); return 0;
-  case T_TRUE: lua_pushboolean(L, 1); return 0;
-  case T_INT16: {
-    int16_t v;
-    NEED(r, 2);
-    memcpy(&v, r->p, 2);
-    r->p += 2;
-    lua_pushnumber(L, v);
-    return 0;
-  }
-  case T_INT32: {
-    int32_t v;
-    NEED(r, 4);
-    memcpy(&v, r->p, 4);
-    r->p += 4;
-    lua_pushnumber(L, v);
-    return 0;
-  }
-  case T_DOUBLE: {
-    double v;
-    NEED(r, 8);
-    memcpy(&v, r->p, 8);
-    r->p += 8;
-    lua_pushnumber(L, v);
-    return 0;
-  }
-  case T_STR: {
-    uint64_t len;
-    if (get_varint(r, &len)) return -1;
-    NEED(r, len);
-    lua_pushlstring(L, (const char *)r->p, (size_t)len);
-    r->p += len;
-    return 0;
-  }
   case T_REF: {
     uint64_t id;
     if (get_varint(r, &id)) return -1;

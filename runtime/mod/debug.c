@@ -19,6 +19,8 @@
  *   bench(v, reps)        marshal v and unmarshal the message, reps times in
  *                         5 batches; returns the best batch's seconds per
  *                         marshal and per unmarshal, and the message size.
+ *   lightuserdata(n)      the light userdata of address n (0: NULL, the
+ *                         value cjson.null is), for specs of what crosses.
  *
  * Unsendable values raise the marshaller's message.
  */
@@ -226,7 +228,13 @@ static int bench(lua_State *L) {
   return 3;
 }
 
+static int lightuserdata(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)(uintptr_t)luaL_checknumber(L, 1));
+  return 1;
+}
+
 static const luaL_Reg debug_funcs[] = {
+  {"lightuserdata", lightuserdata},
   {"roundtrip", roundtrip},
   {"roundtrip_fresh", roundtrip_fresh},
   {"call_fresh", call_fresh},

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../core/px.h"
+#include "../core/scalar.h"
 #include "pool.h"
 
 /* ---- the scalar fast lane -------------------------------------------- */
@@ -16,56 +17,27 @@
  * loaded modules and clears its tables of seen objects, about a
  * microsecond) is most of what a chunk of one number costs, and
  * chunksize = 1 pays it four times per item.  Big chunks go through the
- * marshaller, which copies runs of numbers in bulk.  Format: per value a
- * tag byte, then 8 bytes of double or a u32 length and the bytes. */
+ * marshaller, which copies runs of numbers in bulk.  Format: the values
+ * one after the other, each written by the one scalar encoder (scalar.h,
+ * the marshaller's own encoding of scalars), without a segment header. */
 #define FAST_MAX_ITEMS 32
 #define FAST_MAX_STR 256
-enum { F_NIL, F_FALSE, F_TRUE, F_NUM, F_STR };
 
-static int fast_put(px_msg *m, const void *p, size_t n) {
-  if (m->len + n > m->cap) {
+/* Append the value at idx; -1 if it is not a plain scalar. */
+static int fast_encode_value(lua_State *L, int idx, px_msg *m) {
+  size_t room = FAST_MAX_STR + PX_SCALAR_STR_EXTRA;
+  if (m->cap - m->len < room) {
     size_t cap = m->cap ? m->cap : 64;
-    while (cap < m->len + n) cap *= 2;
+    while (cap - m->len < room) cap *= 2;
     char *d = realloc(m->data, cap);
     if (!d) return -1;
     m->data = d;
     m->cap = cap;
   }
-  memcpy(m->data + m->len, p, n);
+  size_t n = px_scalar_put(L, idx, (uint8_t *)m->data + m->len, room);
+  if (!n) return -1;
   m->len += n;
   return 0;
-}
-
-/* Append the value at idx; -1 if it is not a plain scalar. */
-static int fast_encode_value(lua_State *L, int idx, px_msg *m) {
-  unsigned char tag;
-  switch (lua_type(L, idx)) {
-  case LUA_TNIL:
-    tag = F_NIL;
-    return fast_put(m, &tag, 1);
-  case LUA_TBOOLEAN:
-    tag = lua_toboolean(L, idx) ? F_TRUE : F_FALSE;
-    return fast_put(m, &tag, 1);
-  case LUA_TNUMBER: {
-    unsigned char buf[9];
-    double d = lua_tonumber(L, idx);
-    buf[0] = F_NUM;
-    memcpy(buf + 1, &d, 8);
-    return fast_put(m, buf, 9);
-  }
-  case LUA_TSTRING: {
-    size_t len;
-    const char *str = lua_tolstring(L, idx, &len);
-    if (len > FAST_MAX_STR) return -1;
-    unsigned char buf[5];
-    uint32_t n32 = (uint32_t)len;
-    buf[0] = F_STR;
-    memcpy(buf + 1, &n32, 4);
-    return fast_put(m, buf, 5) || fast_put(m, str, len) ? -1 : 0;
-  }
-  default:
-    return -1;
-  }
 }
 
 /* Items 1..count of the table at t; -1 if one is not a plain scalar. */
@@ -81,36 +53,21 @@ static int fast_encode_list(lua_State *L, int t, long count, px_msg *m) {
 }
 
 /* Push the value at *p (written by fast_encode_value in this process). */
-static void fast_decode_value(lua_State *L, const char **p) {
-  unsigned char tag = (unsigned char)**p;
-  (*p)++;
-  switch (tag) {
-  case F_NIL: lua_pushnil(L); break;
-  case F_FALSE: lua_pushboolean(L, 0); break;
-  case F_TRUE: lua_pushboolean(L, 1); break;
-  case F_NUM: {
-    double d;
-    memcpy(&d, *p, 8);
-    *p += 8;
-    lua_pushnumber(L, d);
-    break;
-  }
-  default: {
-    uint32_t n32;
-    memcpy(&n32, *p, 4);
-    *p += 4;
-    lua_pushlstring(L, *p, n32);
-    *p += n32;
-    break;
-  }
+static void fast_decode_value(lua_State *L, const px_msg *m, size_t *at) {
+  size_t n = px_scalar_get(L, (const uint8_t *)m->data + *at, m->len - *at);
+  if (n) {
+    *at += n;
+  } else { /* cannot happen: this process wrote it */
+    lua_pushnil(L);
+    *at = m->len;
   }
 }
 
 static void fast_decode_list(lua_State *L, const px_msg *m, long count) {
-  const char *p = m->data;
+  size_t at = 0;
   lua_createtable(L, (int)count, 0);
   for (long i = 1; i <= count; i++) {
-    fast_decode_value(L, &p);
+    fast_decode_value(L, m, &at);
     if (lua_isnil(L, -1)) lua_pop(L, 1);
     else lua_rawseti(L, -2, (int)i);
   }
@@ -139,8 +96,8 @@ int px_pool_decode(lua_State *L, px_msg *m, int fast, long count) {
   if (fast == PX_POOL_FAST_LIST) {
     fast_decode_list(L, m, count);
   } else if (fast == PX_POOL_FAST_VALUE) {
-    const char *p = m->data;
-    fast_decode_value(L, &p);
+    size_t at = 0;
+    fast_decode_value(L, m, &at);
   } else {
     n = px_unmarshal(L, m);
     if (n == 0) lua_pushnil(L);
