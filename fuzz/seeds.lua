@@ -15,6 +15,8 @@ local function values()
   add(nil) add(true, false) add(0, 1, 127, 128, -1, 32767, -32768, 65536, -2^31)
   add(2^53, -0.0, 0 / 0, math.huge, -math.huge, 0.1, 5e-324)
   add("", "a", ("x"):rep(63), ("y"):rep(64), ("\0\1\255"):rep(100))
+  add(1LL, -9223372036854775807LL - 1, 0ULL, 0xffffffffffffffffULL, dbg.lightuserdata(0))
+  add({id = 2^62 * 1LL, null = dbg.lightuserdata(0)})
   add({}) add({1, 2, 3}) add({x = 1, y = "two", [true] = false, [2.5] = {}})
   local doubles = {}
   for i = 1, 40 do doubles[i] = i * 0.25 end
