@@ -1,5 +1,5 @@
 /*
- * load_stub.c -- the fuzz build's px_mr_load_function (the real one is
+ * load_stub.c -- the fuzz build's px_marshal_load_function (the real one is
  * runtime/core/marshal_load.c).  LuaJIT's bytecode loader is not fuzzed:
  * it trusts its input by design, and parx only hands it trusted messages.
  * A placeholder closure with eight upvalues stands in for the function, so
@@ -10,7 +10,7 @@
 
 #include "marshal.h"
 
-int px_mr_load_function(lua_State *L, int state, const uint8_t *bc, size_t len,
+int px_marshal_load_function(lua_State *L, int state, const uint8_t *bc, size_t len,
                         char *err, size_t errlen) {
   (void)state;
   (void)bc;

@@ -63,7 +63,7 @@
  *   through its __index chain (see get_global).
  * - The writer caches the dump and the global names of each function in a
  *   weak table.  The reader caches, per distinct bytecode, a factory that
- *   makes fresh closures without reloading (see px_mr_push_closure in marshal_lj.c).
+ *   makes fresh closures without reloading (see px_marshal_push_closure in marshal_lj.c).
  * - Modules: any table, function or userdata that is a value of
  *   package.loaded crosses as its name and the receiver takes its own
  *   (requiring it if needed).  The sender keeps a map value -> name that it
@@ -179,12 +179,12 @@ static int loaded_newindex(lua_State *L) {
 }
 
 /* Push the marshal state of L's VM, creating it on first use. */
-int px_mr_state(lua_State *L) {
+int px_marshal_state(lua_State *L) {
   lua_pushlightuserdata(L, (void *)&state_key);
   lua_rawget(L, LUA_REGISTRYINDEX);
   if (lua_type(L, -1) == LUA_TTABLE) return lua_gettop(L);
   lua_pop(L, 1);
-  px_mr_probe(L);
+  px_marshal_probe(L);
   lua_createtable(L, S_NSLOTS, 0);
   int state = lua_gettop(L);
   lua_newtable(L);
@@ -644,7 +644,7 @@ static int encode_items(writer *w, int idx, size_t narr) {
   lua_State *L = w->L;
   size_t i = 1;
   while (i <= narr) {
-    if (px_mr_layout_state > 0) {
+    if (px_marshal_layout_state > 0) {
       uint32_t asize;
       uint64_t *arr = tab_array(lua_topointer(L, idx), &asize);
       size_t lim = narr + 1 < asize ? narr + 1 : asize, j = i;
@@ -736,7 +736,7 @@ static int encode_table(writer *w, int idx) {
    * the traversal starts after the array part, so a long array is not
    * walked twice. */
   uint32_t count = 0;
-  if (px_mr_layout_state > 0) {
+  if (px_marshal_layout_state > 0) {
     uint32_t asize;
     uint64_t *arr = tab_array(lua_topointer(L, idx), &asize);
     for (size_t k = 0; k < asize; k++) {
@@ -877,10 +877,10 @@ static void function_entry(writer *w, int idx) {
   lua_newtable(L);
   int entry = lua_gettop(L);
   lua_pushvalue(L, idx);
-  px_mr_dump_function(L);
+  px_marshal_dump_function(L);
   lua_rawseti(L, entry, 1);
   lua_pop(L, 1);
-  if (px_mr_gget_op >= 0) {
+  if (px_marshal_gget_op >= 0) {
     lua_rawgeti(L, entry, 1);
     size_t len;
     const uint8_t *bc = (const uint8_t *)lua_tolstring(L, -1, &len);
@@ -888,18 +888,18 @@ static void function_entry(writer *w, int idx) {
     lua_newtable(L);
     names_ctx c = {w, lua_gettop(L) - 1, lua_gettop(L), entry, 0};
     if (lua_type(L, c.env) == LUA_TTABLE)
-      px_mr_scan_dump(bc, len, px_mr_gget_op, NULL, add_global, &c);
+      px_marshal_scan_dump(bc, len, px_marshal_gget_op, NULL, add_global, &c);
     lua_pop(L, 3);
   }
   /* entry[0] = true: the function (or one nested in it) assigns globals,
    * so the receiver gives it an environment of its own. */
   int assigns = 1;
-  if (px_mr_gset_op >= 0) {
+  if (px_marshal_gset_op >= 0) {
     lua_rawgeti(L, entry, 1);
     size_t len;
     const uint8_t *bc = (const uint8_t *)lua_tolstring(L, -1, &len);
     assigns = 0;
-    if (px_mr_scan_dump(bc, len, px_mr_gset_op, NULL, found_gset, &assigns) != 0) assigns = 1;
+    if (px_marshal_scan_dump(bc, len, px_marshal_gset_op, NULL, found_gset, &assigns) != 0) assigns = 1;
     lua_pop(L, 1);
   }
   if (assigns) {
@@ -1142,7 +1142,7 @@ int px_marshal(lua_State *L, int idx, int n, px_msg *m) {
   w->seen_cap = sizeof w->inline_seen / sizeof *w->inline_seen;
   memset(w->inline_seen, 0, sizeof w->inline_seen);
   w->err[0] = 0;
-  w->state = px_mr_state(L);
+  w->state = px_marshal_state(L);
   lua_pushnil(L);
   w->seen_ud = lua_gettop(L);
 

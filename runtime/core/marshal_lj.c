@@ -14,8 +14,8 @@
 
 #include "marshal.h"
 
-tab_layout px_mr_layout;
-_Atomic int px_mr_layout_state;
+tab_layout px_marshal_layout;
+_Atomic int px_marshal_layout_state;
 
 /* ------------------------------------------------------------------------
  * LuaJIT table internals (array part), verified at run time.
@@ -86,15 +86,15 @@ static int layout_ok(lua_State *L, const tab_layout *lay) {
 }
 
 static void probe_layout(lua_State *L) {
-  if (px_mr_layout_state) return;
+  if (px_marshal_layout_state) return;
   static const tab_layout candidates[] = {{16, 48, 52}, {8, 24, 28}};
   const tab_layout *found = NULL;
   for (size_t i = 0; i < sizeof candidates / sizeof *candidates && !found; i++)
     if (layout_ok(L, &candidates[i])) found = &candidates[i];
   pthread_mutex_lock(&probe_lock);
-  if (!px_mr_layout_state) {
-    if (found) px_mr_layout = *found;
-    px_mr_layout_state = found ? 1 : -1; /* after px_mr_layout: readers test this */
+  if (!px_marshal_layout_state) {
+    if (found) px_marshal_layout = *found;
+    px_marshal_layout_state = found ? 1 : -1; /* after px_marshal_layout: readers test this */
   }
   pthread_mutex_unlock(&probe_lock);
 }
@@ -103,8 +103,8 @@ static void probe_layout(lua_State *L) {
  * Bytecode scanning: the names of the globals a function reads (GGET).
  * ---------------------------------------------------------------------- */
 
-_Atomic int px_mr_gget_op = -1; /* -2: scanning unavailable */
-_Atomic int px_mr_gset_op = -1;
+_Atomic int px_marshal_gget_op = -1; /* -2: scanning unavailable */
+_Atomic int px_marshal_gset_op = -1;
 
 typedef struct bcr { const uint8_t *p, *end; } bcr;
 
@@ -142,7 +142,7 @@ static int skip_ktabk(bcr *r) {
  * made by lua_dump (not stripped or stripped).  `op` is the GGET opcode;
  * op < 0 reports the first instruction's opcode through *first instead.
  * Returns 0, or -1 if the dump is not understood. */
-int px_mr_scan_dump(const uint8_t *bc, size_t len, int op, int *first,
+int px_marshal_scan_dump(const uint8_t *bc, size_t len, int op, int *first,
                      void (*found)(const char *, size_t, void *), void *ud) {
   bcr r = {bc, bc + len};
   uint32_t flags, v;
@@ -216,7 +216,7 @@ static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud) {
 }
 
 /* Dump the Lua function on top of the stack; pushes the bytecode string. */
-void px_mr_dump_function(lua_State *L) {
+void px_marshal_dump_function(lua_State *L) {
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   lua_dump(L, dump_writer, &b);
@@ -227,22 +227,22 @@ void px_mr_dump_function(lua_State *L) {
  * its operands to the right names (the string constant must not be taken
  * for a global); otherwise globals are not scanned. */
 static void probe_gget(lua_State *L) {
-  if (px_mr_gget_op != -1) return;
+  if (px_marshal_gget_op != -1) return;
   int top = lua_gettop(L), op = -2, first = -1;
   if (luaL_loadstring(L, "return px_probe_a") == 0) {
-    px_mr_dump_function(L);
+    px_marshal_dump_function(L);
     size_t len;
     const uint8_t *bc = (const uint8_t *)lua_tolstring(L, -1, &len);
-    if (px_mr_scan_dump(bc, len, -1, &first, NULL, NULL) != 0) first = -1;
+    if (px_marshal_scan_dump(bc, len, -1, &first, NULL, NULL) != 0) first = -1;
   }
   lua_settop(L, top);
   if (first >= 0 &&
       luaL_loadstring(L, "local s = 'px_probe_s' return s, px_probe_a") == 0) {
-    px_mr_dump_function(L);
+    px_marshal_dump_function(L);
     size_t len;
     const uint8_t *bc = (const uint8_t *)lua_tolstring(L, -1, &len);
     probe_names pn = {0, 0};
-    if (px_mr_scan_dump(bc, len, first, NULL, probe_found, &pn) == 0 && pn.n == 1 &&
+    if (px_marshal_scan_dump(bc, len, first, NULL, probe_found, &pn) == 0 && pn.n == 1 &&
         pn.ok == 1)
       op = first;
   }
@@ -250,19 +250,19 @@ static void probe_gget(lua_State *L) {
   /* GSET follows GGET in LuaJIT's opcode list; checked the same way. */
   int setop = -2;
   if (op >= 0 && luaL_loadstring(L, "local s = 'px_probe_s' px_probe_a = s") == 0) {
-    px_mr_dump_function(L);
+    px_marshal_dump_function(L);
     size_t len;
     const uint8_t *bc = (const uint8_t *)lua_tolstring(L, -1, &len);
     probe_names pn = {0, 0};
-    if (px_mr_scan_dump(bc, len, op + 1, NULL, probe_found, &pn) == 0 && pn.n == 1 &&
+    if (px_marshal_scan_dump(bc, len, op + 1, NULL, probe_found, &pn) == 0 && pn.n == 1 &&
         pn.ok == 1)
       setop = op + 1;
   }
   lua_settop(L, top);
   pthread_mutex_lock(&probe_lock);
-  if (px_mr_gget_op == -1) {
-    px_mr_gset_op = setop;
-    px_mr_gget_op = op;
+  if (px_marshal_gget_op == -1) {
+    px_marshal_gset_op = setop;
+    px_marshal_gget_op = op;
   }
   pthread_mutex_unlock(&probe_lock);
 }
@@ -398,7 +398,7 @@ static void probe_factory(lua_State *L) {
   fac_ops ops;
   /* The opcodes, from what this LuaJIT's parser emits for a factory. */
   if (luaL_loadstring(L, "local a, b return function() return a, b end") == 0) {
-    px_mr_dump_function(L);
+    px_marshal_dump_function(L);
     size_t len, uv_off;
     uint32_t nuv, nins;
     int strip;
@@ -420,7 +420,7 @@ static void probe_factory(lua_State *L) {
    * with upvalues of their own. */
   if (ok && luaL_loadstring(L, "local x, y = 1, 2 return function(a) x = x + a return x * 10 + y end") == 0) {
     lua_call(L, 0, 1);
-    px_mr_dump_function(L);
+    px_marshal_dump_function(L);
     size_t len;
     const uint8_t *bc = (const uint8_t *)lua_tolstring(L, -1, &len);
     ok = 0;
@@ -477,7 +477,7 @@ static uint64_t bc_hash(const uint8_t *p, size_t len) {
 
 /* Push a fresh closure for bytecode bc from the VM's factory cache, making
  * the factory on first use; 0 if there is no factory (load bc instead). */
-int px_mr_push_closure(lua_State *L, int state, const uint8_t *bc, size_t len) {
+int px_marshal_push_closure(lua_State *L, int state, const uint8_t *bc, size_t len) {
   if (g_factory_state <= 0) return 0;
   lua_Number key = (lua_Number)(bc_hash(bc, len) >> 11);
   lua_rawgeti(L, state, S_PROTOS);
@@ -532,7 +532,7 @@ int px_mr_push_closure(lua_State *L, int state, const uint8_t *bc, size_t len) {
 
 /* Run the one-time checks of LuaJIT internals this VM's marshaller relies
  * on (table layout, the GGET opcode, closure factories). */
-void px_mr_probe(lua_State *L) {
+void px_marshal_probe(lua_State *L) {
   probe_layout(L);
   probe_gget(L);
   probe_factory(L);

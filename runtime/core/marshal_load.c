@@ -12,10 +12,10 @@
 
 #include "marshal.h"
 
-int px_mr_load_function(lua_State *L, int state, const uint8_t *bc, size_t len,
+int px_marshal_load_function(lua_State *L, int state, const uint8_t *bc, size_t len,
                         char *err, size_t errlen) {
   /* A fresh closure from the VM's factory cache, else a plain load. */
-  if (px_mr_push_closure(L, state, bc, len)) return 0;
+  if (px_marshal_push_closure(L, state, bc, len)) return 0;
   if (luaL_loadbuffer(L, (const char *)bc, len, "=?") != 0) {
     snprintf(err, errlen, "cannot load a function here: %s",
              lua_isstring(L, -1) ? lua_tostring(L, -1) : "error");

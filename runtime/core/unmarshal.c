@@ -193,7 +193,7 @@ static int decode_items(reader *r, int t, uint64_t narr) {
       if (run > narr - i + 1) return bad(r, "bad array run");
       NEED(r, (size_t)run * 8);
       uint32_t asize = 0;
-      uint64_t *arr = px_mr_layout_state > 0 ? tab_array(lua_topointer(L, t), &asize) : NULL;
+      uint64_t *arr = px_marshal_layout_state > 0 ? tab_array(lua_topointer(L, t), &asize) : NULL;
       if (arr && i + run <= asize) {
         for (uint32_t k = 0; k < run; k++) {
           uint64_t v;
@@ -330,7 +330,7 @@ static int decode_function(reader *r) {
     bc = sub.p;
   }
   if (len < 4 || bc[0] != 0x1b) return bad(r, "bad bytecode");
-  if (px_mr_load_function(L, r->state, bc, (size_t)len, r->err, sizeof r->err))
+  if (px_marshal_load_function(L, r->state, bc, (size_t)len, r->err, sizeof r->err))
     return -1;
   int f = lua_gettop(L);
   reg(r, f);
@@ -468,7 +468,7 @@ static int unmarshal(lua_State *L, px_msg *m, int trusted) {
   r->p = r->base;
   r->end = r->base + m->len;
   r->budget = m->len < SIZE_MAX / ALLOC_FACTOR ? m->len * ALLOC_FACTOR : SIZE_MAX;
-  r->state = px_mr_state(L);
+  r->state = px_marshal_state(L);
   lua_pushnil(L); /* the environment of received functions, made on demand */
   r->env = lua_gettop(L);
   while (r->p < r->end && !rc) {
