@@ -387,7 +387,8 @@ bench-array: all
 FUZZ_CC ?= clang
 FUZZ_TIME ?= 60
 FUZZ_OUT := $(BUILD)/fuzz
-FUZZ_SRC := runtime/core/marshal.c runtime/core/unmarshal.c runtime/core/marshal_lj.c runtime/core/scalar.c \
+FUZZ_SRC := runtime/core/marshal.c runtime/core/marshal_state.c runtime/core/marshal_path.c \
+  runtime/core/marshal_globals.c runtime/core/unmarshal.c runtime/core/marshal_lj.c runtime/core/scalar.c \
   runtime/core/shared.c runtime/core/paths.c fuzz/stubs.c fuzz/load_stub.c fuzz/fuzz_unmarshal.c
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -fno-omit-frame-pointer -pthread \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \

@@ -102,186 +102,10 @@
 
 #include "marshal.h"
 
-const char px_cdata_hook_key = 0;
-
 /* ------------------------------------------------------------------------
- * Per-VM state: a registry table with the caches below.
+ * Writer (its state in marshal.h; the per-VM caches in marshal_state.c,
+ * error paths in marshal_path.c, functions' globals in marshal_globals.c).
  * ---------------------------------------------------------------------- */
-
-static const char state_key = 0;
-
-
-static const char *const std_globals[] = {
-  "assert", "collectgarbage", "dofile", "error", "gcinfo", "getfenv",
-  "getmetatable", "ipairs", "load", "loadfile", "loadstring", "module",
-  "newproxy", "next", "pairs", "pcall", "print", "rawequal", "rawget",
-  "rawlen", "rawset", "require", "select", "setfenv", "setmetatable",
-  "tonumber", "tostring", "type", "unpack", "xpcall", "_G", "_VERSION",
-  "bit", "coroutine", "debug", "ffi", "io", "jit", "math", "os", "package",
-  "string", "table", "parx", NULL};
-
-static int is_std_global(const char *name) {
-  for (const char *const *p = std_globals; *p; p++)
-    if (!strcmp(*p, name)) return 1;
-  return 0;
-}
-
-/* Rebuild S_CFUNCS: every C function that is a field of a loaded module
- * (standard libraries included).  Done once per VM and again when a C
- * function is not found (a module loaded since). */
-static void build_cfuncs(lua_State *L, int state) {
-  lua_newtable(L);
-  int map = lua_gettop(L);
-  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
-  int loaded = lua_gettop(L);
-  if (lua_type(L, loaded) == LUA_TTABLE) {
-    lua_pushnil(L);
-    while (lua_next(L, loaded)) {
-      if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TTABLE) {
-        const char *mod = lua_tostring(L, -2);
-        int t = lua_gettop(L);
-        lua_pushnil(L);
-        while (lua_next(L, t)) {
-          if (lua_type(L, -2) == LUA_TSTRING && lua_iscfunction(L, -1)) {
-            const char *field = lua_tostring(L, -2);
-            lua_pushvalue(L, -1);
-            lua_rawget(L, map);
-            /* Prefer the standard library's name for functions that
-             * several modules re-export. */
-            int have = !lua_isnil(L, -1);
-            lua_pop(L, 1);
-            if (!have && !strchr(field, '.')) {
-              lua_pushvalue(L, -1);
-              lua_pushfstring(L, "%s.%s", mod, field);
-              lua_rawset(L, map);
-            }
-          }
-          lua_pop(L, 1);
-        }
-      }
-      lua_pop(L, 1);
-    }
-  }
-  lua_pop(L, 1);
-  lua_rawseti(L, state, S_CFUNCS);
-}
-
-/* __newindex of package.loaded (upvalue 1: the state): a new module makes
- * the sender refresh its map of modules.  require() first stores a sentinel
- * under a new name (which lands here) and overwrites it when the module has
- * loaded; refresh_modules keeps S_DIRTY set while a sentinel is present. */
-static int loaded_newindex(lua_State *L) {
-  lua_settop(L, 3);
-  lua_rawset(L, 1);
-  lua_pushboolean(L, 1);
-  lua_rawseti(L, lua_upvalueindex(1), S_DIRTY);
-  return 0;
-}
-
-/* Push the marshal state of L's VM, creating it on first use. */
-int px_marshal_state(lua_State *L) {
-  lua_pushlightuserdata(L, (void *)&state_key);
-  lua_rawget(L, LUA_REGISTRYINDEX);
-  if (lua_type(L, -1) == LUA_TTABLE) return lua_gettop(L);
-  lua_pop(L, 1);
-  px_marshal_probe(L);
-  lua_createtable(L, S_NSLOTS, 0);
-  int state = lua_gettop(L);
-  lua_newtable(L);
-  lua_rawseti(L, state, S_MODULES);
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_rawseti(L, state, S_FCACHE);
-  lua_newtable(L);
-  lua_rawseti(L, state, S_BYNAME);
-  lua_newtable(L);
-  lua_rawseti(L, state, S_PROTOS);
-  lua_pushnumber(L, 0);
-  lua_rawseti(L, state, S_NPROTOS);
-  build_cfuncs(L, state);
-  lua_pushboolean(L, 1);
-  lua_rawseti(L, state, S_DIRTY);
-  /* Watch package.loaded for new modules, unless someone else already gave
-   * it a metatable (then the map is refreshed on every send that needs it). */
-  int tracked = 0;
-  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
-  if (lua_type(L, -1) == LUA_TTABLE && !lua_getmetatable(L, -1)) {
-    lua_createtable(L, 0, 1);
-    lua_pushvalue(L, state);
-    lua_pushcclosure(L, loaded_newindex, 1);
-    lua_setfield(L, -2, "__newindex");
-    lua_setmetatable(L, -2);
-    tracked = 1;
-  }
-  lua_settop(L, state);
-  lua_pushboolean(L, tracked);
-  lua_rawseti(L, state, S_TRACKED);
-  lua_pushlightuserdata(L, (void *)&state_key);
-  lua_pushvalue(L, state);
-  lua_rawset(L, LUA_REGISTRYINDEX);
-  return state;
-}
-
-/* ------------------------------------------------------------------------
- * Messages.
- * ---------------------------------------------------------------------- */
-
-void px_msg_init(px_msg *m) { memset(m, 0, sizeof *m); }
-
-void px_msg_free(px_msg *m) {
-  for (int i = 0; i < m->nrefs; i++) px_shared_release(m->refs[i]);
-  free(m->refs);
-  free(m->data);
-  memset(m, 0, sizeof *m);
-}
-
-/* ------------------------------------------------------------------------
- * Writer.
- * ---------------------------------------------------------------------- */
-
-enum { P_ARG, P_FIELD, P_KEY, P_UPVAL, P_GLOBAL };
-
-typedef struct path_seg {
-  int kind;
-  int keytype;      /* P_FIELD: LUA_TSTRING, LUA_TNUMBER or other */
-  int keyidx;       /* P_FIELD/P_KEY: stack slot of the key, read only when
-                       an error is described (0: keytype/num are set) */
-  const char *name; /* string key, upvalue or global name */
-  size_t len;
-  double num;       /* number key, argument index */
-} path_seg;
-
-/* Objects already written in this segment: pointer -> value, open
- * addressing.  Values: (kind << 32) | payload. */
-enum { K_OBJ = 1, K_UPVAL = 2, K_BC = 3 };
-typedef struct seen_slot { const void *ptr; int64_t val; } seen_slot;
-
-typedef struct writer {
-  lua_State *L;
-  px_msg *m;
-  int state;
-  int modules_fresh; /* S_MODULES checked for new modules during this call */
-  struct modset *modptrs;
-  int cfuncs_fresh;  /* S_CFUNCS rebuilt during this call */
-  int nobj, nbc, backrefs, depth;
-  int code; /* a function or a module reference was written (paths.c) */
-  int env;  /* a function reads sent globals or assigns globals (SEG_ENV) */
-  seen_slot *seen;
-  size_t seen_cap, seen_len;
-  int seen_ud; /* stack slot reserved for the userdata that holds `seen`
-                 once it outgrows inline_seen */
-  seen_slot inline_seen[32];
-  int npath;
-  path_seg path[MAX_DEPTH + 4];
-  char err[512];
-} writer;
-
-static uint64_t ptr_hash(const void *p) {
-  return ((uint64_t)(uintptr_t)p >> 3) * 0x9E3779B97F4A7C15ull;
-}
 
 static int64_t seen_get(writer *w, const void *p) {
   size_t mask = w->seen_cap - 1, i = ptr_hash(p) >> 32 & mask;
@@ -360,265 +184,6 @@ static int put_string(writer *w, const char *s, size_t len) {
   return 0;
 }
 
-/* ---- error messages naming the path ---------------------------------- */
-
-static int ident_like(const char *s, size_t len) {
-  if (!len || (s[0] >= '0' && s[0] <= '9')) return 0;
-  for (size_t i = 0; i < len; i++) {
-    char c = s[i];
-    if (!(c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-          (c >= '0' && c <= '9')))
-      return 0;
-  }
-  return 1;
-}
-
-typedef struct sbuf { char *p; size_t len, cap; } sbuf;
-static void sb_add(sbuf *b, const char *s, size_t n) {
-  if (b->len + 1 >= b->cap) return;
-  if (n > b->cap - 1 - b->len) n = b->cap - 1 - b->len;
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = 0;
-}
-static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
-
-static void sb_field(lua_State *L, sbuf *b, const path_seg *seg, int first) {
-  char num[64];
-  path_seg resolved = *seg, *s = &resolved;
-  if (s->keyidx) {
-    s->keytype = lua_type(L, s->keyidx);
-    if (s->keytype == LUA_TSTRING) s->name = lua_tolstring(L, s->keyidx, &s->len);
-    else if (s->keytype == LUA_TNUMBER) s->num = lua_tonumber(L, s->keyidx);
-  }
-  if (s->keytype == LUA_TSTRING && ident_like(s->name, s->len)) {
-    if (!first) sb_str(b, ".");
-    sb_add(b, s->name, s->len > 60 ? 60 : s->len);
-  } else if (s->keytype == LUA_TSTRING) {
-    sb_str(b, "[\"");
-    sb_add(b, s->name, s->len > 40 ? 40 : s->len);
-    sb_str(b, "\"]");
-  } else if (s->keytype == LUA_TNUMBER) {
-    snprintf(num, sizeof num, "[%.14g]", s->num);
-    sb_str(b, num);
-  } else {
-    sb_str(b, "[?]");
-  }
-}
-
-static const char *what_of(lua_State *L, int idx) {
-  switch (lua_type(L, idx)) {
-  case LUA_TTHREAD: return "a coroutine";
-  case LUA_TUSERDATA: return "a userdata";
-  case LUA_TLIGHTUSERDATA: return "a light userdata";
-  case LUA_TFUNCTION: return "a C function";
-  case LUA_TCDATA_: return "a cdata";
-  default: return lua_typename(L, lua_type(L, idx));
-  }
-}
-
-/* Describe the current path, innermost first: "field 'x.y' of upvalue 'f'
- * of argument #1". */
-static void describe_path(writer *w, sbuf *b) {
-  int i = w->npath - 1;
-  int firstpart = 1;
-  while (i >= 0) {
-    if (!firstpart) sb_str(b, " of ");
-    firstpart = 0;
-    const path_seg *s = &w->path[i];
-    char num[32];
-    switch (s->kind) {
-    case P_FIELD: {
-      int j = i;
-      while (j > 0 && w->path[j - 1].kind == P_FIELD) j--;
-      sb_str(b, "field '");
-      for (int k = j; k <= i; k++) {
-        if (i - j > 12 && k == j + 4) { /* a long chain: the ends tell most */
-          sb_str(b, "...");
-          k = i - 4;
-        }
-        sb_field(w->L, b, &w->path[k], k == j);
-      }
-      sb_str(b, "'");
-      i = j - 1;
-      continue;
-    }
-    case P_KEY: sb_str(b, "a key"); break;
-    case P_UPVAL:
-      sb_str(b, "upvalue '");
-      sb_add(b, s->name, s->len > 60 ? 60 : s->len);
-      sb_str(b, "'");
-      break;
-    case P_GLOBAL:
-      sb_str(b, "global '");
-      sb_add(b, s->name, s->len > 60 ? 60 : s->len);
-      sb_str(b, "'");
-      break;
-    case P_ARG:
-      snprintf(num, sizeof num, "argument #%d", (int)s->num);
-      sb_str(b, num);
-      break;
-    }
-    i--;
-  }
-}
-
-static int unsendable(writer *w, int idx, const char *why) {
-  sbuf b = {w->err, 0, sizeof w->err};
-  w->err[0] = 0;
-  sb_str(&b, "cannot send ");
-  describe_path(w, &b);
-  sb_str(&b, " (");
-  sb_str(&b, why ? why : what_of(w->L, idx));
-  sb_str(&b, ") to another VM");
-  return -1;
-}
-
-static inline void path_push(writer *w, int kind) {
-  path_seg *s = &w->path[w->npath++];
-  s->kind = kind;
-  s->keytype = LUA_TNIL;
-  s->keyidx = 0;
-}
-
-static void path_key(writer *w, int kind, int keyidx) {
-  path_push(w, kind);
-  w->path[w->npath - 1].keyidx = keyidx;
-}
-
-/* ---- modules and C functions by name --------------------------------- */
-
-/* The addresses of the values in S_MODULES, open addressing. */
-typedef struct modset { size_t cap; const void *p[]; } modset;
-
-static int modset_has(const modset *set, const void *p) {
-  if (!set || !set->cap) return 0;
-  size_t mask = set->cap - 1, i = ptr_hash(p) >> 32 & mask;
-  for (;; i = (i + 1) & mask) {
-    if (set->p[i] == p) return 1;
-    if (!set->p[i]) return 0;
-  }
-}
-
-static modset *build_modset(lua_State *L, int state) {
-  lua_rawgeti(L, state, S_MODULES);
-  size_t n = 0, cap = 8;
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    n++;
-    lua_pop(L, 1);
-  }
-  while (cap < 2 * n + 2) cap *= 2;
-  modset *set = lua_newuserdata(L, sizeof *set + cap * sizeof set->p[0]);
-  set->cap = cap;
-  memset(set->p, 0, cap * sizeof set->p[0]);
-  lua_pushnil(L);
-  while (lua_next(L, -3)) {
-    lua_pop(L, 1);
-    const void *p = lua_topointer(L, -1);
-    size_t i = ptr_hash(p) >> 32 & (cap - 1);
-    while (set->p[i]) i = (i + 1) & (cap - 1);
-    set->p[i] = p;
-  }
-  lua_rawseti(L, state, S_MODPTRS);
-  lua_pop(L, 1);
-  return set;
-}
-
-static void refresh_modules(writer *w) {
-  lua_State *L = w->L;
-  int loading = 0;
-  w->modules_fresh = 1; /* at most once per px_marshal */
-  lua_rawgeti(L, w->state, S_TRACKED);
-  lua_rawgeti(L, w->state, S_DIRTY);
-  int skip = lua_toboolean(L, -2) && !lua_toboolean(L, -1);
-  lua_pop(L, 2);
-  if (skip) return;
-  lua_rawgeti(L, w->state, S_MODULES);
-  int map = lua_gettop(L);
-  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
-  int loaded = lua_gettop(L);
-  if (lua_type(L, loaded) == LUA_TTABLE) {
-    lua_pushnil(L);
-    while (lua_next(L, loaded)) {
-      int t = lua_type(L, -1);
-      if (t == LUA_TLIGHTUSERDATA) loading = 1;
-      if (lua_type(L, -2) == LUA_TSTRING &&
-          (t == LUA_TTABLE || t == LUA_TFUNCTION || t == LUA_TUSERDATA)) {
-        lua_pushvalue(L, -1);
-        lua_rawget(L, map);
-        int have = lua_type(L, -1) == LUA_TSTRING;
-        lua_pop(L, 1);
-        if (!have) {
-          lua_pushvalue(L, -1);
-          lua_pushvalue(L, -3);
-          lua_rawset(L, map);
-        }
-      }
-      lua_pop(L, 1);
-    }
-  }
-  lua_settop(L, map - 1);
-  lua_pushboolean(L, loading);
-  lua_rawseti(L, w->state, S_DIRTY);
-  build_modset(L, w->state);
-}
-
-/* If the value at idx is a module (a value of package.loaded), push its
- * name and return 1. */
-/* If the value at idx is a module (a value of package.loaded), push its
- * name and return 1.  Most values are not: a C set of the modules' addresses
- * (S_MODPTRS) answers that without touching Lua tables. */
-static int module_name(writer *w, int idx) {
-  lua_State *L = w->L;
-  if (!w->modules_fresh) {
-    refresh_modules(w);
-    lua_rawgeti(L, w->state, S_MODPTRS);
-    w->modptrs = lua_touserdata(L, -1);
-    lua_pop(L, 1);
-  }
-  const void *p = lua_topointer(L, idx);
-  if (!modset_has(w->modptrs, p)) return 0;
-  lua_rawgeti(L, w->state, S_MODULES);
-  lua_pushvalue(L, idx);
-  lua_rawget(L, -2);
-  if (lua_type(L, -1) == LUA_TSTRING) {
-    /* Still loaded under that name?  (modules can be unloaded) */
-    lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
-    lua_pushvalue(L, -2);
-    lua_rawget(L, -2);
-    int same = lua_rawequal(L, -1, idx);
-    lua_pop(L, 2);
-    if (same) {
-      lua_remove(L, -2);
-      return 1;
-    }
-  }
-  /* Stale: forget it. */
-  lua_pop(L, 1);
-  lua_pushvalue(L, idx);
-  lua_pushnil(L);
-  lua_rawset(L, -3);
-  lua_pop(L, 1);
-  w->modptrs = build_modset(L, w->state);
-  return 0;
-}
-
-static int cfunc_name(writer *w, int idx) {
-  lua_State *L = w->L;
-  for (;;) {
-    lua_rawgeti(L, w->state, S_CFUNCS);
-    lua_pushvalue(L, idx);
-    lua_rawget(L, -2);
-    lua_remove(L, -2);
-    if (lua_type(L, -1) == LUA_TSTRING) return 1;
-    lua_pop(L, 1);
-    if (w->cfuncs_fresh) return 0;
-    build_cfuncs(L, w->state);
-    w->cfuncs_fresh = 1;
-  }
-}
-
 /* ---- values ------------------------------------------------------------ */
 
 static int encode(writer *w, int idx);
@@ -632,8 +197,8 @@ static int put_ref(writer *w, int64_t id) {
 }
 
 static int enter(writer *w, int idx) {
-  if (w->depth >= MAX_DEPTH) return unsendable(w, idx, "nested too deeply");
-  if (!lua_checkstack(w->L, 12)) return unsendable(w, idx, "stack overflow");
+  if (w->depth >= MAX_DEPTH) return px_marshal_unsendable(w, idx, "nested too deeply");
+  if (!lua_checkstack(w->L, 12)) return px_marshal_unsendable(w, idx, "stack overflow");
   w->depth++;
   return 0;
 }
@@ -708,7 +273,7 @@ static int encode_table(writer *w, int idx) {
   const void *ptr = lua_topointer(L, idx);
   int64_t id = seen_get(w, ptr);
   if (id) return put_ref(w, id & 0xffffffff);
-  if (module_name(w, idx)) {
+  if (px_marshal_module_name(w, idx)) {
     int rc = reserve(w, 1) ? -1 : (put_u8(w, T_MODULE), w->code = 1, encode(w, lua_gettop(L)));
     lua_pop(L, 1);
     return rc;
@@ -716,7 +281,7 @@ static int encode_table(writer *w, int idx) {
   if (enter(w, idx)) return -1;
   seen_put(w, ptr, (int64_t)K_OBJ << 32 | ++w->nobj);
   int top = lua_gettop(L), rc = -1;
-  if (lua_getmetatable(L, idx) && module_name(w, top + 1)) {
+  if (lua_getmetatable(L, idx) && px_marshal_module_name(w, top + 1)) {
     if (reserve(w, 1)) goto done;
     put_u8(w, T_TABLE_MT);
     if (encode(w, lua_gettop(L))) goto done;
@@ -776,142 +341,6 @@ done:
   return rc;
 }
 
-static int gettable_cf(lua_State *L) {
-  lua_gettable(L, 1);
-  return 1;
-}
-
-/* Push env[name]: rawget, then along a chain of __index tables (sandboxed
- * environments such as setmetatable(env, {__index = _G})).  An __index
- * function (busted's environments, strict mode) is called in a protected
- * call; an error there counts as nil. */
-static void get_global(lua_State *L, int env, int nameidx) {
-  lua_pushvalue(L, env);
-  for (int hops = 0;; hops++) {
-    lua_pushvalue(L, nameidx);
-    lua_rawget(L, -2);
-    if (!lua_isnil(L, -1) || hops == 16 || !lua_getmetatable(L, -2)) break;
-    lua_getfield(L, -1, "__index");
-    if (lua_type(L, -1) != LUA_TTABLE) {
-      int call = lua_isfunction(L, -1);
-      lua_pop(L, 3);
-      if (call) {
-        lua_pushcfunction(L, gettable_cf);
-        lua_pushvalue(L, -2);
-        lua_pushvalue(L, nameidx);
-        if (lua_pcall(L, 2, 1, 0) != 0) {
-          lua_pop(L, 1);
-          lua_pushnil(L);
-        }
-      } else {
-        lua_pushnil(L);
-      }
-      break;
-    }
-    lua_replace(L, -4); /* the __index table replaces the table searched */
-    lua_pop(L, 2);
-  }
-  lua_remove(L, -2);
-}
-
-typedef struct names_ctx { writer *w; int env, set, list, n; } names_ctx;
-
-/* Is the value on top a standard library's: a C function or a module? */
-static int is_std_value(writer *w) {
-  lua_State *L = w->L;
-  if (lua_iscfunction(L, -1)) return 1;
-  int t = lua_type(L, -1);
-  if ((t == LUA_TTABLE || t == LUA_TFUNCTION) && module_name(w, lua_gettop(L))) {
-    lua_pop(L, 1);
-    return 1;
-  }
-  return 0;
-}
-
-static void add_global(const char *s, size_t len, void *ud) {
-  names_ctx *c = ud;
-  lua_State *L = c->w->L;
-  lua_pushlstring(L, s, len);
-  lua_pushvalue(L, -1);
-  lua_rawget(L, c->set);
-  int have = !lua_isnil(L, -1);
-  lua_pop(L, 1);
-  if (have) {
-    lua_pop(L, 1);
-    return;
-  }
-  lua_pushvalue(L, -1);
-  lua_pushboolean(L, 1);
-  lua_rawset(L, c->set);
-  if (is_std_global(lua_tostring(L, -1))) {
-    /* A standard name is left out if it holds its standard value now (a
-     * script that replaces print later keeps the worker's own), else it is
-     * flagged with a leading '\1' and checked again at send time. */
-    get_global(L, c->env, lua_gettop(L));
-    int std = is_std_value(c->w);
-    lua_pop(L, 1);
-    if (std) {
-      lua_pop(L, 1);
-      return;
-    }
-    lua_pushfstring(L, "\1%s", lua_tostring(L, -1));
-    lua_remove(L, -2);
-  }
-  lua_rawseti(L, c->list, 2 + c->n++);
-}
-
-static void found_gset(const char *s, size_t len, void *ud) { *(int *)ud = 1; }
-
-/* Push the cache entry {bytecode, global names...} of the Lua function at
- * idx, making it on first use. */
-static void function_entry(writer *w, int idx) {
-  lua_State *L = w->L;
-  lua_rawgeti(L, w->state, S_FCACHE);
-  lua_pushvalue(L, idx);
-  lua_rawget(L, -2);
-  if (lua_type(L, -1) == LUA_TTABLE) {
-    lua_remove(L, -2);
-    return;
-  }
-  lua_pop(L, 1);
-  lua_newtable(L);
-  int entry = lua_gettop(L);
-  lua_pushvalue(L, idx);
-  px_marshal_dump_function(L);
-  lua_rawseti(L, entry, 1);
-  lua_pop(L, 1);
-  if (px_marshal_gget_op >= 0) {
-    lua_rawgeti(L, entry, 1);
-    size_t len;
-    const uint8_t *bc = (const uint8_t *)lua_tolstring(L, -1, &len);
-    lua_getfenv(L, idx);
-    lua_newtable(L);
-    names_ctx c = {w, lua_gettop(L) - 1, lua_gettop(L), entry, 0};
-    if (lua_type(L, c.env) == LUA_TTABLE)
-      px_marshal_scan_dump(bc, len, px_marshal_gget_op, NULL, add_global, &c);
-    lua_pop(L, 3);
-  }
-  /* entry[0] = true: the function (or one nested in it) assigns globals,
-   * so the receiver gives it an environment of its own. */
-  int assigns = 1;
-  if (px_marshal_gset_op >= 0) {
-    lua_rawgeti(L, entry, 1);
-    size_t len;
-    const uint8_t *bc = (const uint8_t *)lua_tolstring(L, -1, &len);
-    assigns = 0;
-    if (px_marshal_scan_dump(bc, len, px_marshal_gset_op, NULL, found_gset, &assigns) != 0) assigns = 1;
-    lua_pop(L, 1);
-  }
-  if (assigns) {
-    lua_pushboolean(L, 1);
-    lua_rawseti(L, entry, 0);
-  }
-  lua_pushvalue(L, idx);
-  lua_pushvalue(L, entry);
-  lua_rawset(L, entry - 1);
-  lua_remove(L, entry - 1);
-}
-
 static int encode_globals(writer *w, int fidx, int entry) {
   lua_State *L = w->L;
   int top = lua_gettop(L);
@@ -937,9 +366,9 @@ static int encode_globals(writer *w, int fidx, int entry) {
       name = lua_tolstring(L, -1, &len);
     }
     int nameidx = lua_gettop(L);
-    get_global(L, env, nameidx);
+    px_marshal_get_global(L, env, nameidx);
     int t = lua_type(L, -1);
-    int skip = t == LUA_TNIL || (std && is_std_value(w));
+    int skip = t == LUA_TNIL || (std && px_marshal_is_std_value(w));
     if (!skip) {
       if (count == UINT16_MAX) break;
       if (put_string(w, name, len)) return -1;
@@ -964,13 +393,13 @@ static int encode_function(writer *w, int idx) {
   const void *ptr = lua_topointer(L, idx);
   int64_t id = seen_get(w, ptr);
   if (id) return put_ref(w, id & 0xffffffff);
-  if (module_name(w, idx)) {
+  if (px_marshal_module_name(w, idx)) {
     int rc = reserve(w, 1) ? -1 : (put_u8(w, T_MODULE), w->code = 1, encode(w, lua_gettop(L)));
     lua_pop(L, 1);
     return rc;
   }
   if (lua_iscfunction(L, idx)) {
-    if (!cfunc_name(w, idx)) return unsendable(w, idx, NULL);
+    if (!px_marshal_cfunc_name(w, idx)) return px_marshal_unsendable(w, idx, NULL);
     int rc = reserve(w, 1) ? -1 : (put_u8(w, T_CFUNC), encode(w, lua_gettop(L)));
     lua_pop(L, 1);
     return rc;
@@ -978,7 +407,7 @@ static int encode_function(writer *w, int idx) {
   if (enter(w, idx)) return -1;
   int fid = ++w->nobj, top = lua_gettop(L), rc = -1;
   seen_put(w, ptr, (int64_t)K_OBJ << 32 | fid);
-  function_entry(w, idx);
+  px_marshal_function_entry(w, idx);
   int entry = top + 1;
   lua_rawgeti(L, entry, 0);
   if (lua_toboolean(L, -1)) w->env = 1;
@@ -1029,7 +458,7 @@ static int encode_function(writer *w, int idx) {
     lua_pop(L, 1);
   }
   if (n > 255) {
-    unsendable(w, idx, "a function with too many upvalues");
+    px_marshal_unsendable(w, idx, "a function with too many upvalues");
     goto done;
   }
   w->m->data[nups_at] = (char)n;
@@ -1063,7 +492,7 @@ static int encode_shared(writer *w, int idx) {
   if (id) return put_ref(w, id & 0xffffffff);
   px_shared *obj = NULL;
   if (lua_type(L, idx) == LUA_TUSERDATA) {
-    if (module_name(w, idx)) {
+    if (px_marshal_module_name(w, idx)) {
       int rc = reserve(w, 1) ? -1 : (put_u8(w, T_MODULE), w->code = 1, encode(w, lua_gettop(L)));
       lua_pop(L, 1);
       return rc;
@@ -1090,7 +519,7 @@ static int encode_shared(writer *w, int idx) {
       }
     }
   }
-  if (!obj) return unsendable(w, idx, NULL);
+  if (!obj) return px_marshal_unsendable(w, idx, NULL);
   seen_put(w, ptr, (int64_t)K_OBJ << 32 | ++w->nobj);
   return add_ref(w, obj);
 }
@@ -1119,11 +548,11 @@ static int encode(writer *w, int idx) {
   case LUA_TLIGHTUSERDATA:
     /* NULL (cjson.null, the FFI's nil pointer as a light userdata) means
      * the same in every VM; any other address does not. */
-    if (lua_touserdata(L, idx) != NULL) return unsendable(w, idx, NULL);
+    if (lua_touserdata(L, idx) != NULL) return px_marshal_unsendable(w, idx, NULL);
     if (reserve(w, 1)) return -1;
     put_u8(w, T_NULL);
     return 0;
-  default: return unsendable(w, idx, NULL);
+  default: return px_marshal_unsendable(w, idx, NULL);
   }
 }
 
@@ -1173,4 +602,3 @@ int px_marshal(lua_State *L, int idx, int n, px_msg *m) {
   }
   return rc;
 }
-

@@ -1,7 +1,13 @@
 /*
- * marshal.h -- private to the marshaller (marshal.c writes, unmarshal.c
- * reads, marshal_lj.c holds what depends on LuaJIT's internals).  The wire
- * format is documented at the top of marshal.c.
+ * marshal.h -- private to the marshaller, one concern per file:
+ *   marshal.c          the writer (px_marshal) and the wire format's description
+ *   marshal_state.c    the per-VM state table, modules and C functions by name
+ *   marshal_path.c     error messages that name the unsendable value's path
+ *   marshal_globals.c  the globals a function takes along
+ *   unmarshal.c        the reader (px_unmarshal, px_unmarshal_data)
+ *   marshal_lj.c       what depends on LuaJIT's internals, each with a fallback
+ *   marshal_load.c     loading received bytecode (a stub in the fuzz build)
+ *   scalar.h/.c        the encoding of scalars, shared with channels and the pool
  */
 #ifndef PX_MARSHAL_H
 #define PX_MARSHAL_H
@@ -34,8 +40,90 @@ enum {
   S_NSLOTS
 };
 
+
+/* ---- the writer's state, shared by its files -------------------------- */
+
+enum { P_ARG, P_FIELD, P_KEY, P_UPVAL, P_GLOBAL };
+
+typedef struct path_seg {
+  int kind;
+  int keytype;      /* P_FIELD: LUA_TSTRING, LUA_TNUMBER or other */
+  int keyidx;       /* P_FIELD/P_KEY: stack slot of the key, read only when
+                       an error is described (0: keytype/num are set) */
+  const char *name; /* string key, upvalue or global name */
+  size_t len;
+  double num;       /* number key, argument index */
+} path_seg;
+
+/* Objects already written in this segment: pointer -> value, open
+ * addressing.  Values: (kind << 32) | payload. */
+enum { K_OBJ = 1, K_UPVAL = 2, K_BC = 3 };
+typedef struct seen_slot { const void *ptr; int64_t val; } seen_slot;
+
+typedef struct writer {
+  lua_State *L;
+  px_msg *m;
+  int state;
+  int modules_fresh; /* S_MODULES checked for new modules during this call */
+  struct modset *modptrs;
+  int cfuncs_fresh;  /* S_CFUNCS rebuilt during this call */
+  int nobj, nbc, backrefs, depth;
+  int code; /* a function or a module reference was written (paths.c) */
+  int env;  /* a function reads sent globals or assigns globals (SEG_ENV) */
+  seen_slot *seen;
+  size_t seen_cap, seen_len;
+  int seen_ud; /* stack slot reserved for the userdata that holds `seen`
+                 once it outgrows inline_seen */
+  seen_slot inline_seen[32];
+  int npath;
+  path_seg path[MAX_DEPTH + 4];
+  char err[512];
+} writer;
+
+static inline uint64_t ptr_hash(const void *p) {
+  return ((uint64_t)(uintptr_t)p >> 3) * 0x9E3779B97F4A7C15ull;
+}
+
+static inline void path_push(writer *w, int kind) {
+  path_seg *s = &w->path[w->npath++];
+  s->kind = kind;
+  s->keytype = LUA_TNIL;
+  s->keyidx = 0;
+}
+
+static inline void path_key(writer *w, int kind, int keyidx) {
+  path_push(w, kind);
+  w->path[w->npath - 1].keyidx = keyidx;
+}
+
+/* ---- marshal_state.c: the per-VM state, modules and C functions by name */
+
 /* Push this VM's state table (made on first use) and return its index. */
 int px_marshal_state(lua_State *L);
+/* Is name one of the standard globals (base functions, libraries, parx)? */
+int px_marshal_is_std_global(const char *name);
+/* If the value at idx is a module (a value of package.loaded), push its
+ * name and return 1; else 0. */
+int px_marshal_module_name(writer *w, int idx);
+/* If the C function at idx is a field of a loaded module, push its
+ * "module.field" name and return 1; else 0. */
+int px_marshal_cfunc_name(writer *w, int idx);
+
+/* ---- marshal_path.c: errors that name the value's path ---------------- */
+
+/* Write "cannot send <path> (<why, or what the value at idx is>) to
+ * another VM" into w->err; returns -1. */
+int px_marshal_unsendable(writer *w, int idx, const char *why);
+
+/* ---- marshal_globals.c: the globals a function takes along ------------ */
+
+/* Push env[name] (name at nameidx): rawget, then along __index. */
+void px_marshal_get_global(lua_State *L, int env, int nameidx);
+/* Is the value on top a standard library's?  (pops a pushed name) */
+int px_marshal_is_std_value(writer *w);
+/* Push the cache entry {bytecode, global names...} of the Lua function at
+ * idx, making it on first use ([0] = true: it assigns globals). */
+void px_marshal_function_entry(writer *w, int idx);
 
 /* ---- marshal_lj.c: LuaJIT internals, each verified once per process --- */
 
