@@ -54,8 +54,9 @@
  * - Metatables: a table whose metatable is a module (a value of
  *   package.loaded) keeps it, by name.  Any other metatable is dropped: the
  *   receiver gets a plain table.
- * - Globals: the writer scans each function's bytecode (and its nested
- *   functions') for GGET and sends the values of the globals it reads,
+ * - Globals: the writer reads each function's bytecode (and its nested
+ *   functions') through jit.util for GGET (marshal_globals.c) and sends
+ *   the values of the globals it reads,
  *   except the standard ones (base functions, standard libraries, `parx`).
  *   The reader stores them in an environment of the message's own, never
  *   in the receiving VM's _G (unmarshal.c).

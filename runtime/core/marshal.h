@@ -37,6 +37,8 @@ enum {
   S_PROTOS,      /* bytecode hash -> {factory, bytecode} (receiver) */
   S_NPROTOS,     /* entries in S_PROTOS */
   S_ENVMT,       /* {__index = _G}: metatable of received functions' envs */
+  S_SCAN,        /* scan(fn) -> global names read, assigns? (jit.util);
+                    false: jit.util is not usable here */
   S_NSLOTS
 };
 
@@ -163,14 +165,9 @@ static inline uint64_t *tab_array(const void *t, uint32_t *asize) {
 }
 
 void px_marshal_probe(lua_State *L);
-/* The GGET opcode number: -1 not probed yet, -2 bytecode scanning unusable. */
-extern _Atomic int px_marshal_gget_op;
-/* The GSET opcode number, the same way (-2: assume every function assigns). */
-extern _Atomic int px_marshal_gset_op;
-/* Call found(name) for the operand of every `op` instruction in the dumped
- * bytecode (nested prototypes included); -1 if the dump cannot be parsed. */
-int px_marshal_scan_dump(const uint8_t *bc, size_t len, int op, int *first,
-                    void (*found)(const char *, size_t, void *), void *ud);
+/* Which fast paths the probes found usable: 1 the table layout, 2 closure
+ * factories. */
+int px_marshal_fast_paths(void);
 /* Replace the function on top of L with its string.dump. */
 void px_marshal_dump_function(lua_State *L);
 /* Push a fresh closure of bytecode bc from the VM's factory cache (state:

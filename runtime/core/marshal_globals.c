@@ -3,7 +3,13 @@
  * finds the names a function reads (GGET, nested functions included) and
  * whether it assigns globals (GSET) once per function and VM, caches them
  * with its bytecode, and sends the values each time (see "Globals" at the
- * top of marshal.c; marshal_lj.c reads the bytecode).
+ * top of marshal.c).
+ *
+ * The bytecode is read through LuaJIT's public jit.util (funcbc, funck),
+ * by a few lines of Lua compiled once per VM (scan_src): the opcodes of
+ * GGET and GSET come from probes compiled by this LuaJIT, and checked.
+ * Without a usable jit.util no global is sent (the function reads the
+ * receiver's) and every function is taken to assign globals.
  */
 #include <math.h>
 #include <stdio.h>
@@ -96,7 +102,77 @@ static void add_global(const char *s, size_t len, void *ud) {
   lua_rawseti(L, c->list, 2 + c->n++);
 }
 
-static void found_gset(const char *s, size_t len, void *ud) { *(int *)ud = 1; }
+static const char scan_src[] =
+  "local util = ...\n"
+  "local funcbc, funck = util.funcbc, util.funck\n"
+  "local band, rshift, type = bit.band, bit.rshift, type\n"
+  "local function probe(src, pc)\n"
+  "  local ins = funcbc(assert(loadstring(src)), pc)\n"
+  "  return band(ins, 0xff), funck(assert(loadstring(src)), -rshift(ins, 16) - 1)\n"
+  "end\n"
+  "local GGET, a = probe('return px_probe_a', 1)\n"
+  "local GSET, b = probe('local s = \"px_probe_s\" px_probe_a = s', 2)\n"
+  "assert(a == 'px_probe_a' and b == 'px_probe_a' and GGET ~= GSET)\n"
+  "local function scan(f, names, seen)\n"
+  "  local assigns, pc = false, 1\n"
+  "  while true do\n"
+  "    local ins = funcbc(f, pc)\n"
+  "    if not ins then break end\n"
+  "    local op = band(ins, 0xff)\n"
+  "    if op == GGET then\n"
+  "      local name = funck(f, -rshift(ins, 16) - 1)\n"
+  "      if not seen[name] then seen[name] = true; names[#names + 1] = name end\n"
+  "    elseif op == GSET then assigns = true end\n"
+  "    pc = pc + 1\n"
+  "  end\n"
+  "  local n = -1\n"
+  "  while true do\n"
+  "    local k = funck(f, n)\n"
+  "    if k == nil then break end\n"
+  "    if type(k) == 'proto' and scan(k, names, seen) then assigns = true end\n"
+  "    n = n - 1\n"
+  "  end\n"
+  "  return assigns\n"
+  "end\n"
+  "return function(f)\n"
+  "  local names = {}\n"
+  "  return names, scan(f, names, {})\n"
+  "end\n";
+
+/* Make the scanner (protected: it loads jit.util and compiles Lua). */
+static int make_scan(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+  lua_getfield(L, -1, "jit.util");
+  if (lua_type(L, -1) != LUA_TTABLE) {
+    lua_getfield(L, LUA_REGISTRYINDEX, "_PRELOAD");
+    lua_getfield(L, -1, "jit.util");
+    lua_call(L, 0, 1);
+  }
+  if (luaL_loadbuffer(L, scan_src, sizeof scan_src - 1, "=parx.marshal") != 0)
+    return lua_error(L);
+  lua_insert(L, -2);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+/* Push the VM's scanner, or return 0 (jit.util not usable here). */
+static int push_scan(lua_State *L, int state) {
+  lua_rawgeti(L, state, S_SCAN);
+  if (lua_isfunction(L, -1)) return 1;
+  int known = lua_type(L, -1) == LUA_TBOOLEAN;
+  lua_pop(L, 1);
+  if (known) return 0;
+  lua_pushcfunction(L, make_scan);
+  if (lua_pcall(L, 0, 1, 0) != 0 || !lua_isfunction(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushboolean(L, 0);
+    lua_rawseti(L, state, S_SCAN);
+    return 0;
+  }
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, state, S_SCAN);
+  return 1;
+}
 
 /* Push the cache entry {bytecode, global names...} of the Lua function at
  * idx, making it on first use. */
@@ -116,27 +192,30 @@ void px_marshal_function_entry(writer *w, int idx) {
   px_marshal_dump_function(L);
   lua_rawseti(L, entry, 1);
   lua_pop(L, 1);
-  if (px_marshal_gget_op >= 0) {
-    lua_rawgeti(L, entry, 1);
-    size_t len;
-    const uint8_t *bc = (const uint8_t *)lua_tolstring(L, -1, &len);
-    lua_getfenv(L, idx);
-    lua_newtable(L);
-    names_ctx c = {w, lua_gettop(L) - 1, lua_gettop(L), entry, 0};
-    if (lua_type(L, c.env) == LUA_TTABLE)
-      px_marshal_scan_dump(bc, len, px_marshal_gget_op, NULL, add_global, &c);
-    lua_pop(L, 3);
-  }
   /* entry[0] = true: the function (or one nested in it) assigns globals,
    * so the receiver gives it an environment of its own. */
   int assigns = 1;
-  if (px_marshal_gset_op >= 0) {
-    lua_rawgeti(L, entry, 1);
-    size_t len;
-    const uint8_t *bc = (const uint8_t *)lua_tolstring(L, -1, &len);
-    assigns = 0;
-    if (px_marshal_scan_dump(bc, len, px_marshal_gset_op, NULL, found_gset, &assigns) != 0) assigns = 1;
-    lua_pop(L, 1);
+  if (push_scan(L, w->state)) {
+    lua_pushvalue(L, idx);
+    if (lua_pcall(L, 1, 2, 0) == 0 && lua_type(L, -2) == LUA_TTABLE) {
+      assigns = lua_toboolean(L, -1);
+      lua_pop(L, 1);
+      int names = lua_gettop(L);
+      lua_getfenv(L, idx);
+      lua_newtable(L);
+      names_ctx c = {w, names + 1, names + 2, entry, 0};
+      if (lua_type(L, c.env) == LUA_TTABLE) {
+        for (int i = 1;; i++) {
+          lua_rawgeti(L, names, i);
+          size_t len;
+          const char *name = lua_tolstring(L, -1, &len);
+          if (!name) break;
+          add_global(name, len, &c);
+          lua_pop(L, 1);
+        }
+      }
+    }
+    lua_settop(L, entry);
   }
   if (assigns) {
     lua_pushboolean(L, 1);

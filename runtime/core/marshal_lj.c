@@ -1,10 +1,16 @@
 /*
  * marshal_lj.c -- the marshaller's use of LuaJIT internals: the array part
- * of tables (copied as raw doubles), bytecode scanning (the globals a
- * function reads) and closure factories (a fresh closure of a prototype
- * without reloading its bytecode).  Each is checked on real objects once
+ * of tables (copied as raw doubles) and closure factories (a fresh closure
+ * of a prototype without reloading its bytecode).  What LuaJIT's public
+ * jit.util tells (the globals a function reads) is read through it
+ * instead (marshal_globals.c).  Each is checked on real objects once
  * per process; when a check fails, marshal.c and unmarshal.c use the plain
  * C API instead.
+ *
+ * PARX_NO_LJ=1 in the environment makes every check fail, so that the
+ * plain paths, which no LuaJIT build takes otherwise, can be tested: `make
+ * test` runs the marshal, channel and pool specs again that way
+ * (spec/marshal_plain_spec.lua).
  */
 #include <math.h>
 #include <pthread.h>
@@ -25,6 +31,12 @@ _Atomic int px_marshal_layout_state;
  * threads at once; each computes on its own and publishes under this lock
  * (no Lua call is made while it is held). */
 static pthread_mutex_t probe_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* PARX_NO_LJ set (and not "0" or empty): take every plain path. */
+static int plain_forced(void) {
+  const char *v = getenv("PARX_NO_LJ");
+  return v && *v && strcmp(v, "0") != 0;
+}
 
 static int layout_ok(lua_State *L, const tab_layout *lay) {
   int top = lua_gettop(L), ok = 1;
@@ -89,7 +101,7 @@ static void probe_layout(lua_State *L) {
   if (px_marshal_layout_state) return;
   static const tab_layout candidates[] = {{16, 48, 52}, {8, 24, 28}};
   const tab_layout *found = NULL;
-  for (size_t i = 0; i < sizeof candidates / sizeof *candidates && !found; i++)
+  for (size_t i = 0; i < sizeof candidates / sizeof *candidates && !found && !plain_forced(); i++)
     if (layout_ok(L, &candidates[i])) found = &candidates[i];
   pthread_mutex_lock(&probe_lock);
   if (!px_marshal_layout_state) {
@@ -100,11 +112,8 @@ static void probe_layout(lua_State *L) {
 }
 
 /* ------------------------------------------------------------------------
- * Bytecode scanning: the names of the globals a function reads (GGET).
+ * Reading a bytecode dump (for the closure factories below).
  * ---------------------------------------------------------------------- */
-
-_Atomic int px_marshal_gget_op = -1; /* -2: scanning unavailable */
-_Atomic int px_marshal_gset_op = -1;
 
 typedef struct bcr { const uint8_t *p, *end; } bcr;
 
@@ -129,87 +138,6 @@ static int skip(bcr *r, size_t n) {
   return 0;
 }
 
-static int skip_ktabk(bcr *r) {
-  uint32_t tp, v;
-  if (uleb(r, &tp)) return -1;
-  if (tp >= 5) return skip(r, tp - 5);            /* string */
-  if (tp == 3) return uleb(r, &v);                /* int */
-  if (tp == 4) return uleb(r, &v) || uleb(r, &v); /* num: lo, hi */
-  return 0;                                       /* nil, false, true */
-}
-
-/* Calls found(name, len, ud) for every GGET of every prototype of a dump
- * made by lua_dump (not stripped or stripped).  `op` is the GGET opcode;
- * op < 0 reports the first instruction's opcode through *first instead.
- * Returns 0, or -1 if the dump is not understood. */
-int px_marshal_scan_dump(const uint8_t *bc, size_t len, int op, int *first,
-                     void (*found)(const char *, size_t, void *), void *ud) {
-  bcr r = {bc, bc + len};
-  uint32_t flags, v;
-  if (len < 5 || bc[0] != 0x1b || bc[1] != 'L' || bc[2] != 'J') return -1;
-  r.p += 4;
-  if (uleb(&r, &flags) || (flags & 1)) return -1; /* big-endian: not ours */
-  int strip = (flags & 2) != 0;
-  if (!strip && (uleb(&r, &v) || skip(&r, v))) return -1;
-  for (;;) {
-    uint32_t plen;
-    if (uleb(&r, &plen)) return -1;
-    if (plen == 0) return 0;
-    if ((size_t)(r.end - r.p) < plen) return -1;
-    bcr p = {r.p, r.p + plen};
-    r.p += plen;
-    uint32_t sizeuv, sizekgc, sizekn, sizebc, sizedbg = 0;
-    if (skip(&p, 3)) return -1;
-    sizeuv = *p.p++;
-    if (uleb(&p, &sizekgc) || uleb(&p, &sizekn) || uleb(&p, &sizebc)) return -1;
-    if (!strip) {
-      if (uleb(&p, &sizedbg)) return -1;
-      if (sizedbg && (uleb(&p, &v) || uleb(&p, &v))) return -1;
-    }
-    const uint8_t *ins = p.p;
-    if (skip(&p, (size_t)sizebc * 4) || skip(&p, (size_t)sizeuv * 2)) return -1;
-    if (op < 0) {
-      if (sizebc == 0) return -1;
-      *first = ins[0];
-      return 0;
-    }
-    for (uint32_t i = 0; i < sizekgc; i++) {
-      uint32_t tp;
-      if (uleb(&p, &tp)) return -1;
-      if (tp >= 5) { /* string constant: which GGETs name it? */
-        uint32_t slen = tp - 5;
-        const char *s = (const char *)p.p;
-        if (skip(&p, slen)) return -1;
-        uint32_t d = sizekgc - 1 - i;
-        for (uint32_t k = 0; k < sizebc; k++) {
-          const uint8_t *in = ins + 4 * k;
-          if (in[0] == op && (uint32_t)(in[2] | in[3] << 8) == d) {
-            found(s, slen, ud);
-            break;
-          }
-        }
-      } else if (tp == 1) { /* table template */
-        uint32_t na, nh;
-        if (uleb(&p, &na) || uleb(&p, &nh)) return -1;
-        for (uint64_t k = 0; k < (uint64_t)na + 2 * (uint64_t)nh; k++)
-          if (skip_ktabk(&p)) return -1;
-      } else if (tp == 2 || tp == 3) { /* int64 / uint64 cdata */
-        if (uleb(&p, &v) || uleb(&p, &v)) return -1;
-      } else if (tp == 4) { /* complex */
-        for (int k = 0; k < 4; k++)
-          if (uleb(&p, &v)) return -1;
-      } /* tp == 0: child prototype, nothing stored */
-    }
-  }
-}
-
-typedef struct probe_names { int n, ok; } probe_names;
-static void probe_found(const char *s, size_t len, void *ud) {
-  probe_names *pn = ud;
-  if (len == 10 && !memcmp(s, "px_probe_a", 10)) pn->ok++;
-  pn->n++;
-}
-
 static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud) {
   luaL_addlstring((luaL_Buffer *)ud, p, sz);
   return 0;
@@ -221,50 +149,6 @@ void px_marshal_dump_function(lua_State *L) {
   luaL_buffinit(L, &b);
   lua_dump(L, dump_writer, &b);
   luaL_pushresult(&b);
-}
-
-/* Find GGET's opcode by compiling a probe, and check that the scanner maps
- * its operands to the right names (the string constant must not be taken
- * for a global); otherwise globals are not scanned. */
-static void probe_gget(lua_State *L) {
-  if (px_marshal_gget_op != -1) return;
-  int top = lua_gettop(L), op = -2, first = -1;
-  if (luaL_loadstring(L, "return px_probe_a") == 0) {
-    px_marshal_dump_function(L);
-    size_t len;
-    const uint8_t *bc = (const uint8_t *)lua_tolstring(L, -1, &len);
-    if (px_marshal_scan_dump(bc, len, -1, &first, NULL, NULL) != 0) first = -1;
-  }
-  lua_settop(L, top);
-  if (first >= 0 &&
-      luaL_loadstring(L, "local s = 'px_probe_s' return s, px_probe_a") == 0) {
-    px_marshal_dump_function(L);
-    size_t len;
-    const uint8_t *bc = (const uint8_t *)lua_tolstring(L, -1, &len);
-    probe_names pn = {0, 0};
-    if (px_marshal_scan_dump(bc, len, first, NULL, probe_found, &pn) == 0 && pn.n == 1 &&
-        pn.ok == 1)
-      op = first;
-  }
-  lua_settop(L, top);
-  /* GSET follows GGET in LuaJIT's opcode list; checked the same way. */
-  int setop = -2;
-  if (op >= 0 && luaL_loadstring(L, "local s = 'px_probe_s' px_probe_a = s") == 0) {
-    px_marshal_dump_function(L);
-    size_t len;
-    const uint8_t *bc = (const uint8_t *)lua_tolstring(L, -1, &len);
-    probe_names pn = {0, 0};
-    if (px_marshal_scan_dump(bc, len, op + 1, NULL, probe_found, &pn) == 0 && pn.n == 1 &&
-        pn.ok == 1)
-      setop = op + 1;
-  }
-  lua_settop(L, top);
-  pthread_mutex_lock(&probe_lock);
-  if (px_marshal_gget_op == -1) {
-    px_marshal_gset_op = setop;
-    px_marshal_gget_op = op;
-  }
-  pthread_mutex_unlock(&probe_lock);
 }
 
 /* ------------------------------------------------------------------------
@@ -396,6 +280,7 @@ static void probe_factory(lua_State *L) {
   if (g_factory_state) return;
   int top = lua_gettop(L), ok = 0;
   fac_ops ops;
+  if (plain_forced()) goto publish;
   /* The opcodes, from what this LuaJIT's parser emits for a factory. */
   if (luaL_loadstring(L, "local a, b return function() return a, b end") == 0) {
     px_marshal_dump_function(L);
@@ -443,6 +328,7 @@ static void probe_factory(lua_State *L) {
     }
   }
   lua_settop(L, top);
+publish:
   pthread_mutex_lock(&probe_lock);
   if (!g_factory_state) {
     if (ok) g_fac = ops;
@@ -530,11 +416,14 @@ int px_marshal_push_closure(lua_State *L, int state, const uint8_t *bc, size_t l
 }
 
 
+int px_marshal_fast_paths(void) {
+  return (px_marshal_layout_state > 0 ? 1 : 0) | (g_factory_state > 0 ? 2 : 0);
+}
+
 /* Run the one-time checks of LuaJIT internals this VM's marshaller relies
- * on (table layout, the GGET opcode, closure factories). */
+ * on (table layout, closure factories). */
 void px_marshal_probe(lua_State *L) {
   probe_layout(L);
-  probe_gget(L);
   probe_factory(L);
 }
 

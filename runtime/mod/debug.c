@@ -19,6 +19,9 @@
  *   bench(v, reps)        marshal v and unmarshal the message, reps times in
  *                         5 batches; returns the best batch's seconds per
  *                         marshal and per unmarshal, and the message size.
+ *   fast_paths()          which of the marshaller's LuaJIT fast paths this
+ *                         process uses: {layout = bool, factories = bool}
+ *                         (both false under PARX_NO_LJ=1).
  *   lightuserdata(n)      the light userdata of address n (0: NULL, the
  *                         value cjson.null is), for specs of what crosses.
  *
@@ -31,6 +34,7 @@
 #include <lualib.h>
 
 #include "../core/px.h"
+#include "../core/marshal.h"
 
 static int raise_msg(lua_State *L, px_msg *m) {
   px_msg_free(m);
@@ -228,6 +232,18 @@ static int bench(lua_State *L) {
   return 3;
 }
 
+static int fast_paths(lua_State *L) {
+  px_marshal_state(L); /* the probes run on first use */
+  lua_pop(L, 1);
+  int f = px_marshal_fast_paths();
+  lua_createtable(L, 0, 2);
+  lua_pushboolean(L, f & 1);
+  lua_setfield(L, -2, "layout");
+  lua_pushboolean(L, (f & 2) != 0);
+  lua_setfield(L, -2, "factories");
+  return 1;
+}
+
 static int lightuserdata(lua_State *L) {
   lua_pushlightuserdata(L, (void *)(uintptr_t)luaL_checknumber(L, 1));
   return 1;
@@ -235,6 +251,7 @@ static int lightuserdata(lua_State *L) {
 
 static const luaL_Reg debug_funcs[] = {
   {"lightuserdata", lightuserdata},
+  {"fast_paths", fast_paths},
   {"roundtrip", roundtrip},
   {"roundtrip_fresh", roundtrip_fresh},
   {"call_fresh", call_fresh},
