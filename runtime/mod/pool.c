@@ -44,70 +44,6 @@
 #define JOB_MT "parx.pool.job"
 #define OWNER_MT "parx.pool.owner"
 
-enum { MODE_MAP, MODE_STARMAP, MODE_REDUCE, MODE_FOR };
-
-/* Chunk states. */
-enum { CH_EMPTY, CH_PUBLISHED, CH_CLAIMED, CH_DONE, CH_FAILED, CH_TAKEN };
-
-typedef struct chunk {
-  px_msg in;  /* the input items (a table); unused by MODE_FOR */
-  px_msg out; /* the result value, or the error value */
-  long count; /* items in the chunk */
-  int state;
-  unsigned char in_fast;  /* how `in` was written (pool.h: px_pool_encode) */
-  unsigned char out_fast; /* how `out` was written */
-  unsigned char in_num;   /* the items are in job->in_nums (numeric lane) */
-  unsigned char out_num;  /* the results are in job->out_nums */
-  long base;              /* index of the chunk's first item, 0-based */
-  uint64_t claimed_at;    /* --trace: when a runner claimed it */
-} chunk;
-
-typedef struct pool_job pool_job;
-
-/* A parked task: the caller waiting for results, or a runner waiting for
- * the caller to publish work.  Allocated per park. */
-typedef struct pool_waiter {
-  px_wait wait;
-  struct pool_waiter *next;
-  int timed_out;
-  int has_timer;
-  pool_job *job; /* for the timer callback; the parked task holds a ref */
-  uv_timer_t timer;
-} pool_waiter;
-
-struct pool_job {
-  px_shared hdr;
-  int mode;
-  px_msg fn;         /* the function, marshalled once; read-only after new */
-  long nchunks;
-  chunk *chunks;
-  int64_t first, last, per; /* MODE_FOR ranges */
-  /* The numeric lane (MODE_MAP): one double per item, each way.  The
-   * caller writes a chunk's numbers straight into in_nums and a runner its
-   * numeric results into out_nums, both from JIT-compiled FFI loops in
-   * pool.lua; no marshalling, no table per chunk.  A chunk holding anything
-   * else goes through its messages.  Each chunk's slice is written by one
-   * side before the publish or finish (under lock) that hands it over. */
-  double *in_nums, *out_nums;
-  size_t lane_cap; /* doubles in each */
-  long nitems;     /* items the lane was made for (put checks against it) */
-
-  /* lock guards everything below and every chunk's state, in and out. */
-  pthread_mutex_t lock;
-  long published;    /* chunks [0, published) may be claimed */
-  long next;         /* the next chunk to claim */
-  long ndone;        /* chunks done or failed */
-  long items_done;
-  long failed;       /* index + 1 of the first failed chunk not taken, or 0 */
-  int sealed;        /* the caller will publish nothing more */
-  int stopped;       /* cancelled or failed: claim nothing more */
-  pool_waiter *caller;
-  long caller_want;  /* chunk index the caller waits for; -1: any */
-  pool_waiter *idle; /* runners parked until a publish */
-  long *doneq;       /* finished chunks not yet taken, in finishing order */
-  long dq_head, dq_tail;
-};
-
 typedef struct owner {
   pool_job *job; /* one reference */
 } owner;
@@ -137,13 +73,13 @@ static void job_free(px_shared *s) {
 }
 
 /* Unlink every parked runner.  lock held; wake them after unlocking. */
-static pool_waiter *take_idle(pool_job *job) {
+pool_waiter *px_pool_take_idle(pool_job *job) {
   pool_waiter *w = job->idle;
   job->idle = NULL;
   return w;
 }
 
-static void wake_list(pool_waiter *w) {
+void px_pool_wake_list(pool_waiter *w) {
   while (w) {
     pool_waiter *next = w->next;
     w->next = NULL;
@@ -156,9 +92,9 @@ static void wake_list(pool_waiter *w) {
 static void job_stop(pool_job *job) {
   pthread_mutex_lock(&job->lock);
   job->stopped = 1;
-  pool_waiter *idle = take_idle(job);
+  pool_waiter *idle = px_pool_take_idle(job);
   pthread_mutex_unlock(&job->lock);
-  wake_list(idle);
+  px_pool_wake_list(idle);
 }
 
 /* Whether the caller waiting for `want` has something to read.  lock held. */
@@ -169,7 +105,7 @@ static int caller_can_go(pool_job *job, long want) {
 }
 
 /* A chunk finished (lock held): queue it and pick the caller to wake. */
-static pool_waiter *chunk_finished(pool_job *job, long k, int state) {
+pool_waiter *px_pool_chunk_finished(pool_job *job, long k, int state) {
   chunk *c = &job->chunks[k];
   c->state = state;
   job->ndone++;
@@ -184,7 +120,7 @@ static pool_waiter *chunk_finished(pool_job *job, long k, int state) {
   return w;
 }
 
-static pool_job *check_job(lua_State *L, int idx) {
+pool_job *px_pool_check_job(lua_State *L, int idx) {
   return (pool_job *)px_shared_check(L, idx, &job_type);
 }
 
@@ -196,7 +132,7 @@ static pool_job *check_owner(lua_State *L, int idx) {
 
 /* Unmarshal a copy of m (whose bytes stay for the next reader).  Returns
  * the number of values pushed, or -1 with a message pushed. */
-static int unmarshal_copy(lua_State *L, const px_msg *m) {
+int px_pool_unmarshal_copy(lua_State *L, const px_msg *m) {
   px_msg copy = *m;
   copy.refs = NULL;
   copy.refcap = 0;
@@ -308,7 +244,7 @@ static int l_new(lua_State *L) {
 /* buffers(owner or job) -> in_nums, out_nums as light userdata, or nothing */
 static int l_buffers(lua_State *L) {
   owner *o = luaL_testudata(L, 1, OWNER_MT);
-  pool_job *job = o ? o->job : check_job(L, 1);
+  pool_job *job = o ? o->job : px_pool_check_job(L, 1);
   if (!job) return 0;
   pthread_mutex_lock(&job->lock);
   double *in = job->in_nums, *out = job->out_nums;
@@ -365,12 +301,12 @@ static int l_put(lua_State *L) {
   if (job->published == job->nchunks) {
     /* Every chunk is out: runners still parked will find nothing more. */
     job->sealed = 1;
-    if (w) w->next = take_idle(job);
+    if (w) w->next = px_pool_take_idle(job);
   } else if (w) {
     w->next = NULL;
   }
   pthread_mutex_unlock(&job->lock);
-  wake_list(w);
+  px_pool_wake_list(w);
   return 0;
 }
 
@@ -379,9 +315,9 @@ static int l_seal(lua_State *L) {
   pool_job *job = check_owner(L, 1);
   pthread_mutex_lock(&job->lock);
   job->sealed = 1;
-  pool_waiter *idle = take_idle(job);
+  pool_waiter *idle = px_pool_take_idle(job);
   pthread_mutex_unlock(&job->lock);
-  wake_list(idle);
+  px_pool_wake_list(idle);
   return 0;
 }
 
@@ -583,206 +519,6 @@ static int l_progress(lua_State *L) {
   return 2;
 }
 
-/* ---- runner side ----------------------------------------------------- */
-
-/* fn(job) -> the job's function and mode, unmarshalled in this VM */
-static int l_fn(lua_State *L) {
-  pool_job *job = check_job(L, 1);
-  int n = unmarshal_copy(L, &job->fn);
-  if (n < 0) return lua_error(L);
-  if (n != 1) return luaL_error(L, "pool job: bad function message");
-  lua_pushinteger(L, job->mode);
-  return 2;
-}
-
-static int runner_deliver(lua_State *co, px_wait *wait) {
-  free(wait);
-  lua_pushboolean(co, 0); /* claim again */
-  return 1;
-}
-
-static void runner_discard(px_wait *wait) { free(wait); }
-
-static int runner_cancel(px_wait *wait) {
-  pool_waiter *w = (pool_waiter *)wait;
-  pool_job *job = w->job;
-  pthread_mutex_lock(&job->lock);
-  pool_waiter **pp = &job->idle;
-  while (*pp && *pp != w) pp = &(*pp)->next;
-  int attached = *pp == w;
-  if (attached) *pp = w->next;
-  pthread_mutex_unlock(&job->lock);
-  if (!attached) return 0;
-  free(w);
-  return 1;
-}
-
-static const char *const mode_names[] = {"map", "starmap", "reduce", "parallel_for"};
-
-/* --trace: a slice for chunk k from its claim to now, on this VM's track. */
-static void trace_chunk(lua_State *L, pool_job *job, long k, const char *how) {
-  chunk *c = &job->chunks[k];
-  if (!c->claimed_at) return;
-  char name[96];
-  snprintf(name, sizeof name, "pool.%s chunk %ld (%ld items)%s", mode_names[job->mode], k + 1,
-           c->count, how);
-  px_trace_slice(px_vm_of(L), "pool", name, c->claimed_at, px_trace_now());
-}
-
-/* Record a failure of chunk k with the value on top of L (popped). */
-static void fail_chunk(lua_State *L, pool_job *job, long k) {
-  chunk *c = &job->chunks[k];
-  trace_chunk(L, job, k, " failed");
-  px_msg_free(&c->out);
-  px_msg_init(&c->out);
-  c->out_fast = 0;
-  if (px_marshal(L, -1, 1, &c->out) != 0) {
-    /* The error value itself cannot cross: send its description. */
-    const char *why = lua_tostring(L, -1);
-    lua_pushfstring(L, "pool: the error raised by the function cannot be sent back: %s", why ? why : "?");
-    px_msg_free(&c->out);
-    px_msg_init(&c->out);
-    px_marshal(L, -1, 1, &c->out);
-    lua_pop(L, 2);
-  }
-  lua_pop(L, 1);
-  pthread_mutex_lock(&job->lock);
-  job->stopped = 1;
-  pool_waiter *w = chunk_finished(job, k, CH_FAILED);
-  pool_waiter *idle = take_idle(job);
-  pthread_mutex_unlock(&job->lock);
-  if (w) px_wake(&w->wait);
-  wake_list(idle);
-}
-
-/* claim(job) -> k, items, count, base (map modes; items is nil when they
- *                 are in the numeric lane) | k, lo, hi (MODE_FOR)
- *             | false (parked meanwhile: claim again) | nil (no more work) */
-static int l_claim(lua_State *L) {
-  pool_job *job = check_job(L, 1);
-  pthread_mutex_lock(&job->lock);
-  if (job->stopped || job->next >= job->nchunks) {
-    pthread_mutex_unlock(&job->lock);
-    return 0;
-  }
-  if (job->next >= job->published) {
-    if (job->sealed) {
-      pthread_mutex_unlock(&job->lock);
-      return 0;
-    }
-    pthread_mutex_unlock(&job->lock);
-    /* Nothing published yet: park until the caller publishes. */
-    px_check_can_park(L); /* raise before allocating */
-    pool_waiter *w = calloc(1, sizeof *w);
-    if (!w) return px_oom(L, "pool wait");
-    w->wait.what = "pool work (the caller has not published it yet)";
-    w->wait.deliver = runner_deliver;
-    w->wait.discard = runner_discard;
-    w->wait.cancel = runner_cancel;
-    w->job = job;
-    px_wait_prepare(L, &w->wait);
-    pthread_mutex_lock(&job->lock);
-    if (job->stopped || job->next < job->published || job->sealed) {
-      pthread_mutex_unlock(&job->lock);
-      px_wake(&w->wait);
-    } else {
-      w->next = job->idle;
-      job->idle = w;
-      pthread_mutex_unlock(&job->lock);
-    }
-    return px_park(L, &w->wait);
-  }
-  long k = job->next++;
-  chunk *c = &job->chunks[k];
-  c->state = CH_CLAIMED;
-  pthread_mutex_unlock(&job->lock);
-  px_vm *vm = px_vm_of(L);
-  c->claimed_at = px_trace_on(vm) ? px_trace_now() : 0;
-  lua_pushinteger(L, k + 1);
-  if (job->mode == MODE_FOR) {
-    int64_t lo = job->first + (int64_t)k * job->per;
-    lua_pushnumber(L, (lua_Number)lo);
-    lua_pushnumber(L, (lua_Number)(lo + c->count - 1));
-    return 3;
-  }
-  if (c->in_num) {
-    lua_pushnil(L);
-  } else if (px_pool_decode(L, &c->in, c->in_fast, c->count) < 0) {
-    fail_chunk(L, job, k);
-    return 0;
-  }
-  lua_pushinteger(L, c->count);
-  lua_pushinteger(L, c->base);
-  return 4;
-}
-
-/* finish(job, k, value): the chunk's result. */
-static int l_finish(lua_State *L) {
-  pool_job *job = check_job(L, 1);
-  long k = (long)luaL_checkinteger(L, 2) - 1;
-  if (k < 0 || k >= job->nchunks) return luaL_argerror(L, 2, "no such chunk");
-  lua_settop(L, 3);
-  chunk *c = &job->chunks[k];
-  if (c->state != CH_CLAIMED) return luaL_error(L, "pool job: chunk %d was not claimed", (int)k + 1);
-  int list = job->mode == MODE_MAP || job->mode == MODE_STARMAP;
-  int fast = px_pool_encode(L, 3, list && lua_istable(L, 3), c->count, &c->out);
-  if (fast < 0) {
-    lua_pushfstring(L, "pool: a result cannot be sent back: %s", lua_tostring(L, -1));
-    fail_chunk(L, job, k);
-    return 0;
-  }
-  c->out_fast = (unsigned char)fast;
-  trace_chunk(L, job, k, "");
-  pthread_mutex_lock(&job->lock);
-  pool_waiter *w = chunk_finished(job, k, CH_DONE);
-  pthread_mutex_unlock(&job->lock);
-  if (w) px_wake(&w->wait);
-  return 0;
-}
-
-/* finish_num(job, k): the chunk's results are in out_nums. */
-static int l_finish_num(lua_State *L) {
-  pool_job *job = check_job(L, 1);
-  long k = (long)luaL_checkinteger(L, 2) - 1;
-  if (k < 0 || k >= job->nchunks || !job->out_nums) return luaL_argerror(L, 2, "no such chunk");
-  chunk *c = &job->chunks[k];
-  if (c->state != CH_CLAIMED) return luaL_error(L, "pool job: chunk %d was not claimed", (int)k + 1);
-  c->out_num = 1;
-  trace_chunk(L, job, k, "");
-  pthread_mutex_lock(&job->lock);
-  pool_waiter *w = chunk_finished(job, k, CH_DONE);
-  pthread_mutex_unlock(&job->lock);
-  if (w) px_wake(&w->wait);
-  return 0;
-}
-
-/* fail(job, k, err) */
-static int l_fail(lua_State *L) {
-  pool_job *job = check_job(L, 1);
-  long k = (long)luaL_checkinteger(L, 2) - 1;
-  if (k < 0 || k >= job->nchunks) return luaL_argerror(L, 2, "no such chunk");
-  if (job->chunks[k].state != CH_CLAIMED) return luaL_error(L, "pool job: chunk %d was not claimed", (int)k + 1);
-  lua_settop(L, 3);
-  fail_chunk(L, job, k);
-  return 0;
-}
-
-/* abort(job, err): the runner cannot work at all (its function cannot be
- * rebuilt in this VM): fail the next chunk with err so the caller hears. */
-static int l_abort(lua_State *L) {
-  pool_job *job = check_job(L, 1);
-  lua_settop(L, 2);
-  pthread_mutex_lock(&job->lock);
-  long k = -1;
-  if (!job->stopped && job->next < job->published) {
-    k = job->next++;
-    job->chunks[k].state = CH_CLAIMED;
-  }
-  pthread_mutex_unlock(&job->lock);
-  if (k >= 0) fail_chunk(L, job, k);
-  return 0;
-}
-
 /* ---- misc ------------------------------------------------------------ */
 
 static int l_isatty(lua_State *L) {
@@ -800,9 +536,7 @@ static const luaL_Reg funcs[] = {
     {"close", l_close},
     {"seal", l_seal},     {"cancel", l_cancel}, {"ready", l_ready},
     {"wait", l_wait},     {"take", l_take},     {"progress", l_progress},
-    {"fn", l_fn},         {"claim", l_claim},   {"finish", l_finish},
-    {"fail", l_fail},     {"abort", l_abort},   {"isatty", l_isatty},
-    {"buffers", l_buffers}, {"finish_num", l_finish_num},
+    {"isatty", l_isatty}, {"buffers", l_buffers},
     {"workers", l_workers}, {NULL, NULL}};
 
 int px_open_pool(lua_State *L) {
@@ -818,6 +552,7 @@ int px_open_pool(lua_State *L) {
   lua_pop(L, 1);
   lua_newtable(L);
   luaL_setfuncs(L, funcs, 0);
+  luaL_setfuncs(L, px_pool_runner_funcs, 0);
   lua_pushinteger(L, MODE_MAP);
   lua_setfield(L, -2, "MAP");
   lua_pushinteger(L, MODE_STARMAP);

@@ -1,0 +1,215 @@
+/* pool_runner.c -- the worker side of a pool job: the runner tasks that
+ * lua/parx/pool.lua starts, one per worker, take the job's function
+ * (fn), claim chunk after chunk, and hand back each chunk's results
+ * (finish, finish_num) or its error (fail, abort).  The job itself and
+ * the caller's side are in pool.c; the types they share in pool.h.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/px.h"
+#include "pool.h"
+
+/* fn(job) -> the job's function and mode, unmarshalled in this VM */
+static int l_fn(lua_State *L) {
+  pool_job *job = px_pool_check_job(L, 1);
+  int n = px_pool_unmarshal_copy(L, &job->fn);
+  if (n < 0) return lua_error(L);
+  if (n != 1) return luaL_error(L, "pool job: bad function message");
+  lua_pushinteger(L, job->mode);
+  return 2;
+}
+
+static int runner_deliver(lua_State *co, px_wait *wait) {
+  free(wait);
+  lua_pushboolean(co, 0); /* claim again */
+  return 1;
+}
+
+static void runner_discard(px_wait *wait) { free(wait); }
+
+static int runner_cancel(px_wait *wait) {
+  pool_waiter *w = (pool_waiter *)wait;
+  pool_job *job = w->job;
+  pthread_mutex_lock(&job->lock);
+  pool_waiter **pp = &job->idle;
+  while (*pp && *pp != w) pp = &(*pp)->next;
+  int attached = *pp == w;
+  if (attached) *pp = w->next;
+  pthread_mutex_unlock(&job->lock);
+  if (!attached) return 0;
+  free(w);
+  return 1;
+}
+
+static const char *const mode_names[] = {"map", "starmap", "reduce", "parallel_for"};
+
+/* --trace: a slice for chunk k from its claim to now, on this VM's track. */
+static void trace_chunk(lua_State *L, pool_job *job, long k, const char *how) {
+  chunk *c = &job->chunks[k];
+  if (!c->claimed_at) return;
+  char name[96];
+  snprintf(name, sizeof name, "pool.%s chunk %ld (%ld items)%s", mode_names[job->mode], k + 1,
+           c->count, how);
+  px_trace_slice(px_vm_of(L), "pool", name, c->claimed_at, px_trace_now());
+}
+
+/* Record a failure of chunk k with the value on top of L (popped). */
+static void fail_chunk(lua_State *L, pool_job *job, long k) {
+  chunk *c = &job->chunks[k];
+  trace_chunk(L, job, k, " failed");
+  px_msg_free(&c->out);
+  px_msg_init(&c->out);
+  c->out_fast = 0;
+  if (px_marshal(L, -1, 1, &c->out) != 0) {
+    /* The error value itself cannot cross: send its description. */
+    const char *why = lua_tostring(L, -1);
+    lua_pushfstring(L, "pool: the error raised by the function cannot be sent back: %s", why ? why : "?");
+    px_msg_free(&c->out);
+    px_msg_init(&c->out);
+    px_marshal(L, -1, 1, &c->out);
+    lua_pop(L, 2);
+  }
+  lua_pop(L, 1);
+  pthread_mutex_lock(&job->lock);
+  job->stopped = 1;
+  pool_waiter *w = px_pool_chunk_finished(job, k, CH_FAILED);
+  pool_waiter *idle = px_pool_take_idle(job);
+  pthread_mutex_unlock(&job->lock);
+  if (w) px_wake(&w->wait);
+  px_pool_wake_list(idle);
+}
+
+/* claim(job) -> k, items, count, base (map modes; items is nil when they
+ *                 are in the numeric lane) | k, lo, hi (MODE_FOR)
+ *             | false (parked meanwhile: claim again) | nil (no more work) */
+static int l_claim(lua_State *L) {
+  pool_job *job = px_pool_check_job(L, 1);
+  pthread_mutex_lock(&job->lock);
+  if (job->stopped || job->next >= job->nchunks) {
+    pthread_mutex_unlock(&job->lock);
+    return 0;
+  }
+  if (job->next >= job->published) {
+    if (job->sealed) {
+      pthread_mutex_unlock(&job->lock);
+      return 0;
+    }
+    pthread_mutex_unlock(&job->lock);
+    /* Nothing published yet: park until the caller publishes. */
+    px_check_can_park(L); /* raise before allocating */
+    pool_waiter *w = calloc(1, sizeof *w);
+    if (!w) return px_oom(L, "pool wait");
+    w->wait.what = "pool work (the caller has not published it yet)";
+    w->wait.deliver = runner_deliver;
+    w->wait.discard = runner_discard;
+    w->wait.cancel = runner_cancel;
+    w->job = job;
+    px_wait_prepare(L, &w->wait);
+    pthread_mutex_lock(&job->lock);
+    if (job->stopped || job->next < job->published || job->sealed) {
+      pthread_mutex_unlock(&job->lock);
+      px_wake(&w->wait);
+    } else {
+      w->next = job->idle;
+      job->idle = w;
+      pthread_mutex_unlock(&job->lock);
+    }
+    return px_park(L, &w->wait);
+  }
+  long k = job->next++;
+  chunk *c = &job->chunks[k];
+  c->state = CH_CLAIMED;
+  pthread_mutex_unlock(&job->lock);
+  px_vm *vm = px_vm_of(L);
+  c->claimed_at = px_trace_on(vm) ? px_trace_now() : 0;
+  lua_pushinteger(L, k + 1);
+  if (job->mode == MODE_FOR) {
+    int64_t lo = job->first + (int64_t)k * job->per;
+    lua_pushnumber(L, (lua_Number)lo);
+    lua_pushnumber(L, (lua_Number)(lo + c->count - 1));
+    return 3;
+  }
+  if (c->in_num) {
+    lua_pushnil(L);
+  } else if (px_pool_decode(L, &c->in, c->in_fast, c->count) < 0) {
+    fail_chunk(L, job, k);
+    return 0;
+  }
+  lua_pushinteger(L, c->count);
+  lua_pushinteger(L, c->base);
+  return 4;
+}
+
+/* finish(job, k, value): the chunk's result. */
+static int l_finish(lua_State *L) {
+  pool_job *job = px_pool_check_job(L, 1);
+  long k = (long)luaL_checkinteger(L, 2) - 1;
+  if (k < 0 || k >= job->nchunks) return luaL_argerror(L, 2, "no such chunk");
+  lua_settop(L, 3);
+  chunk *c = &job->chunks[k];
+  if (c->state != CH_CLAIMED) return luaL_error(L, "pool job: chunk %d was not claimed", (int)k + 1);
+  int list = job->mode == MODE_MAP || job->mode == MODE_STARMAP;
+  int fast = px_pool_encode(L, 3, list && lua_istable(L, 3), c->count, &c->out);
+  if (fast < 0) {
+    lua_pushfstring(L, "pool: a result cannot be sent back: %s", lua_tostring(L, -1));
+    fail_chunk(L, job, k);
+    return 0;
+  }
+  c->out_fast = (unsigned char)fast;
+  trace_chunk(L, job, k, "");
+  pthread_mutex_lock(&job->lock);
+  pool_waiter *w = px_pool_chunk_finished(job, k, CH_DONE);
+  pthread_mutex_unlock(&job->lock);
+  if (w) px_wake(&w->wait);
+  return 0;
+}
+
+/* finish_num(job, k): the chunk's results are in out_nums. */
+static int l_finish_num(lua_State *L) {
+  pool_job *job = px_pool_check_job(L, 1);
+  long k = (long)luaL_checkinteger(L, 2) - 1;
+  if (k < 0 || k >= job->nchunks || !job->out_nums) return luaL_argerror(L, 2, "no such chunk");
+  chunk *c = &job->chunks[k];
+  if (c->state != CH_CLAIMED) return luaL_error(L, "pool job: chunk %d was not claimed", (int)k + 1);
+  c->out_num = 1;
+  trace_chunk(L, job, k, "");
+  pthread_mutex_lock(&job->lock);
+  pool_waiter *w = px_pool_chunk_finished(job, k, CH_DONE);
+  pthread_mutex_unlock(&job->lock);
+  if (w) px_wake(&w->wait);
+  return 0;
+}
+
+/* fail(job, k, err) */
+static int l_fail(lua_State *L) {
+  pool_job *job = px_pool_check_job(L, 1);
+  long k = (long)luaL_checkinteger(L, 2) - 1;
+  if (k < 0 || k >= job->nchunks) return luaL_argerror(L, 2, "no such chunk");
+  if (job->chunks[k].state != CH_CLAIMED) return luaL_error(L, "pool job: chunk %d was not claimed", (int)k + 1);
+  lua_settop(L, 3);
+  fail_chunk(L, job, k);
+  return 0;
+}
+
+/* abort(job, err): the runner cannot work at all (its function cannot be
+ * rebuilt in this VM): fail the next chunk with err so the caller hears. */
+static int l_abort(lua_State *L) {
+  pool_job *job = px_pool_check_job(L, 1);
+  lua_settop(L, 2);
+  pthread_mutex_lock(&job->lock);
+  long k = -1;
+  if (!job->stopped && job->next < job->published) {
+    k = job->next++;
+    job->chunks[k].state = CH_CLAIMED;
+  }
+  pthread_mutex_unlock(&job->lock);
+  if (k >= 0) fail_chunk(L, job, k);
+  return 0;
+}
+
+const luaL_Reg px_pool_runner_funcs[] = {
+    {"fn", l_fn},         {"claim", l_claim},   {"finish", l_finish},
+    {"fail", l_fail},     {"abort", l_abort},   {"finish_num", l_finish_num},
+    {NULL, NULL}};
