@@ -7,10 +7,11 @@ local PARX = os.getenv("PARX_BIN") or "build/parx"
 local SPECS = {"spec/marshal_spec.lua", "spec/chan_spec.lua", "spec/select_spec.lua",
                "spec/pool_spec.lua"}
 
+-- Run a shell command; its output and exit status (the last line).
 local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1; echo \"exit=$?\"")
-  local out = p:read("*a")
-  p:close()
+  local pipe = io.popen(("%s 2>&1; echo \"exit=$?\""):format(cmd))
+  local out = pipe:read("*a")
+  pipe:close()
   return out, tonumber(out:match("exit=(%d+)%s*$"))
 end
 

@@ -141,16 +141,18 @@ static const char scan_src[] =
 
 /* Make the scanner (protected: it loads jit.util and compiles Lua). */
 static int make_scan(lua_State *L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
-  lua_getfield(L, -1, "jit.util");
-  if (lua_type(L, -1) != LUA_TTABLE) {
-    lua_getfield(L, LUA_REGISTRYINDEX, "_PRELOAD");
-    lua_getfield(L, -1, "jit.util");
-    lua_call(L, 0, 1);
-  }
   if (luaL_loadbuffer(L, scan_src, sizeof scan_src - 1, "=parx.marshal") != 0)
     return lua_error(L);
-  lua_insert(L, -2);
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+  lua_getfield(L, -1, "jit.util");
+  lua_remove(L, -2);
+  if (!lua_istable(L, -1)) { /* not required yet: LuaJIT preloads it */
+    lua_pop(L, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, "_PRELOAD");
+    lua_getfield(L, -1, "jit.util");
+    lua_remove(L, -2);
+    lua_call(L, 0, 1);
+  }
   lua_call(L, 1, 1);
   return 1;
 }

@@ -118,26 +118,25 @@ size_t px_scalar_get(lua_State *L, const uint8_t *p, size_t len) {
   case T_FALSE: lua_pushboolean(L, 0); return 1;
   case T_TRUE: lua_pushboolean(L, 1); return 1;
   case T_NULL: lua_pushlightuserdata(L, NULL); return 1;
-  case T_INT16: {
-    int16_t v;
-    if (len < 3) return 0;
-    memcpy(&v, p + 1, 2);
-    lua_pushnumber(L, v);
-    return 3;
-  }
-  case T_INT32: {
-    int32_t v;
-    if (len < 5) return 0;
-    memcpy(&v, p + 1, 4);
-    lua_pushnumber(L, v);
-    return 5;
-  }
+  case T_INT16:
+  case T_INT32:
   case T_DOUBLE: {
-    double v;
-    if (len < 9) return 0;
-    memcpy(&v, p + 1, 8);
-    lua_pushnumber(L, v);
-    return 9;
+    size_t n = tag == T_INT16 ? 2 : tag == T_INT32 ? 4 : 8;
+    if (len < 1 + n) return 0;
+    double d;
+    if (n == 2) {
+      int16_t i;
+      memcpy(&i, p + 1, 2);
+      d = i;
+    } else if (n == 4) {
+      int32_t i;
+      memcpy(&i, p + 1, 4);
+      d = i;
+    } else {
+      memcpy(&d, p + 1, 8);
+    }
+    lua_pushnumber(L, d);
+    return 1 + n;
   }
   case T_INT64:
   case T_UINT64:

@@ -142,14 +142,30 @@ static int l_claim(lua_State *L) {
   return 4;
 }
 
+/* The chunk named by argument 2, which this runner must have claimed. */
+static chunk *claimed_chunk(lua_State *L, pool_job *job, long *k) {
+  *k = (long)luaL_checkinteger(L, 2) - 1;
+  if (*k < 0 || *k >= job->nchunks) luaL_argerror(L, 2, "no such chunk");
+  chunk *c = &job->chunks[*k];
+  if (c->state != CH_CLAIMED) luaL_error(L, "pool job: chunk %d was not claimed", (int)*k + 1);
+  return c;
+}
+
+/* Chunk k is done: hand it to the caller, waking it if it waits. */
+static void chunk_done(lua_State *L, pool_job *job, long k) {
+  trace_chunk(L, job, k, "");
+  pthread_mutex_lock(&job->lock);
+  pool_waiter *w = px_pool_chunk_finished(job, k, CH_DONE);
+  pthread_mutex_unlock(&job->lock);
+  if (w) px_wake(&w->wait);
+}
+
 /* finish(job, k, value): the chunk's result. */
 static int l_finish(lua_State *L) {
   pool_job *job = px_pool_check_job(L, 1);
-  long k = (long)luaL_checkinteger(L, 2) - 1;
-  if (k < 0 || k >= job->nchunks) return luaL_argerror(L, 2, "no such chunk");
+  long k;
+  chunk *c = claimed_chunk(L, job, &k);
   lua_settop(L, 3);
-  chunk *c = &job->chunks[k];
-  if (c->state != CH_CLAIMED) return luaL_error(L, "pool job: chunk %d was not claimed", (int)k + 1);
   int list = job->mode == MODE_MAP || job->mode == MODE_STARMAP;
   int fast = px_pool_encode(L, 3, list && lua_istable(L, 3), c->count, &c->out);
   if (fast < 0) {
@@ -158,36 +174,26 @@ static int l_finish(lua_State *L) {
     return 0;
   }
   c->out_fast = (unsigned char)fast;
-  trace_chunk(L, job, k, "");
-  pthread_mutex_lock(&job->lock);
-  pool_waiter *w = px_pool_chunk_finished(job, k, CH_DONE);
-  pthread_mutex_unlock(&job->lock);
-  if (w) px_wake(&w->wait);
+  chunk_done(L, job, k);
   return 0;
 }
 
 /* finish_num(job, k): the chunk's results are in out_nums. */
 static int l_finish_num(lua_State *L) {
   pool_job *job = px_pool_check_job(L, 1);
-  long k = (long)luaL_checkinteger(L, 2) - 1;
-  if (k < 0 || k >= job->nchunks || !job->out_nums) return luaL_argerror(L, 2, "no such chunk");
-  chunk *c = &job->chunks[k];
-  if (c->state != CH_CLAIMED) return luaL_error(L, "pool job: chunk %d was not claimed", (int)k + 1);
+  long k;
+  chunk *c = claimed_chunk(L, job, &k);
+  if (!job->out_nums) return luaL_argerror(L, 2, "no such chunk");
   c->out_num = 1;
-  trace_chunk(L, job, k, "");
-  pthread_mutex_lock(&job->lock);
-  pool_waiter *w = px_pool_chunk_finished(job, k, CH_DONE);
-  pthread_mutex_unlock(&job->lock);
-  if (w) px_wake(&w->wait);
+  chunk_done(L, job, k);
   return 0;
 }
 
 /* fail(job, k, err) */
 static int l_fail(lua_State *L) {
   pool_job *job = px_pool_check_job(L, 1);
-  long k = (long)luaL_checkinteger(L, 2) - 1;
-  if (k < 0 || k >= job->nchunks) return luaL_argerror(L, 2, "no such chunk");
-  if (job->chunks[k].state != CH_CLAIMED) return luaL_error(L, "pool job: chunk %d was not claimed", (int)k + 1);
+  long k;
+  claimed_chunk(L, job, &k);
   lua_settop(L, 3);
   fail_chunk(L, job, k);
   return 0;
