@@ -381,14 +381,15 @@ bench-array: all
 # (all under build/, never committed); fuzz/regress holds the few inputs
 # that once failed (each named after its bug).  FUZZ_ARGS adds libFuzzer options
 # (e.g. FUZZ_ARGS=-jobs=2).  spec/fuzz_spec.lua runs it for a minute as part
-# of `make test`.  Only the marshaller's files are linked: the fuzzer's
+# of `make test`.  Only the marshaller's files are linked (every
+# runtime/core/marshal*.c but marshal_load.c, and the encoders they use): the fuzzer's
 # lua_State is not a parx VM, and fuzz/load_stub.c stands in for the
 # bytecode loader (runtime/core/marshal_load.c).
 FUZZ_CC ?= clang
 FUZZ_TIME ?= 60
 FUZZ_OUT := $(BUILD)/fuzz
-FUZZ_SRC := runtime/core/marshal.c runtime/core/marshal_state.c runtime/core/marshal_path.c \
-  runtime/core/marshal_globals.c runtime/core/unmarshal.c runtime/core/marshal_lj.c runtime/core/scalar.c \
+FUZZ_SRC := $(filter-out runtime/core/marshal_load.c,$(wildcard runtime/core/marshal*.c)) \
+  runtime/core/unmarshal.c runtime/core/scalar.c runtime/core/numbers.c \
   runtime/core/shared.c runtime/core/paths.c fuzz/stubs.c fuzz/load_stub.c fuzz/fuzz_unmarshal.c
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -fno-omit-frame-pointer -pthread \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \

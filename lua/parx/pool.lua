@@ -27,7 +27,7 @@ local tnew = require "table.new"
 local ffi = require "ffi"
 
 local spawn, now = task.spawn, task.now
-local put, ready, wait, take = c.put, c.ready, c.wait, c.take
+local put, put_numbers, ready, wait, take = c.put, c.put_numbers, c.ready, c.wait, c.take
 local claim, finish, fail, finish_num = c.claim, c.finish, c.fail, c.finish_num
 local ceil, floor, min, max, huge = math.ceil, math.floor, math.min, math.max, math.huge
 local error, type, select, tostring, unpack, next = error, type, select, tostring, unpack, next
@@ -286,10 +286,7 @@ local function start(name, mode, fn, nchunks, opts, total, ...)
   if not ok then
     error(("%s: cannot send the function to the workers: %s"):format(name, tostring(owner)), 3)
   end
-  local inbuf, outbuf = c.buffers(owner)
-  if inbuf then
-    inbuf, outbuf = ffi.cast("double *", inbuf), ffi.cast("double *", outbuf)
-  end
+  local lane = c.buffers(owner) ~= nil
   local share = c.share(owner)
   local runners = {}
   -- opts.workers: at most that many chunks run at once (one per runner).
@@ -297,7 +294,7 @@ local function start(name, mode, fn, nchunks, opts, total, ...)
     runners[i] = spawn(runner_main, share)
   end
   local st = {name = name, owner = owner, runners = runners, nchunks = nchunks,
-              inbuf = inbuf, outbuf = outbuf,
+              lane = lane,
               deadline = deadline_of(opts),
               bar = bar_new(name, total, opts)}
   return st
@@ -316,34 +313,25 @@ local function publish(st, list, n, cs, check_args)
     -- One staging table for every chunk: the marshaller copies it out, and
     -- a fresh table per chunk would be fresh memory to fault in each time.
     local sub = tnew(min(cs, n), 0)
-    local inbuf = st.inbuf
+    local lane = st.lane
     for k = 1, st.nchunks do
       local lo = (k - 1) * cs
       local m = min(cs, n - lo)
-      -- A chunk of numbers goes through the numeric lane; the first item
-      -- that is not a number sends the chunk as a message instead.
-      local numeric = inbuf ~= nil
-      if numeric then
-        for i = 1, m do
-          local v = list[lo + i]
-          if type(v) ~= "number" then numeric = false; break end
-          inbuf[lo + i - 1] = v
-        end
-      end
-      if numeric then
-        put(owner, nil, m, true)
-      elseif check_args then
-        for i = 1, m do
-          local v = list[lo + i]
-          if type(v) ~= "table" then
-            error(("item %d is not a table of arguments (got %s)"):format(lo + i, type(v)), 0)
+      -- A chunk of numbers goes through the numeric lane, copied in C;
+      -- put_numbers refuses a chunk with anything else, which is sent as
+      -- a message instead.
+      if not (lane and put_numbers(owner, list, m, lo)) then
+        if check_args then
+          for i = 1, m do
+            local v = list[lo + i]
+            if type(v) ~= "table" then
+              error(("item %d is not a table of arguments (got %s)"):format(lo + i, type(v)), 0)
+            end
+            sub[i] = v
           end
-          sub[i] = v
+        else
+          for i = 1, m do sub[i] = list[lo + i] end
         end
-      else
-        for i = 1, m do sub[i] = list[lo + i] end
-      end
-      if not numeric then
         if m < cs then
           for i = m + 1, cs do sub[i] = nil end
         end
@@ -363,10 +351,10 @@ local function publish(st, list, n, cs, check_args)
 end
 
 -- The next chunk: `want` is its index (0: whichever finishes first).
--- Returns index, value, count, base, in_lane (the results are
--- st.outbuf[base .. base + count - 1]); nil on timeout; raises a worker's
--- error.
-local function next_chunk(st, want)
+-- Returns index, value, count, base, in_lane (in_lane: the results came
+-- through the numeric lane and were copied into dest[base + 1 ..], or
+-- dest[1 ..] with from_one); nil on timeout; raises a worker's error.
+local function next_chunk(st, want, dest, from_one)
   local owner, bar = st.owner, st.bar
   local j = ready(owner, want)
   while not j do
@@ -381,7 +369,7 @@ local function next_chunk(st, want)
     end
     j = ready(owner, want)
   end
-  local ok, v, m, base, lane = take(owner, j)
+  local ok, v, m, base, lane = take(owner, j, dest, from_one)
   if not ok then
     stop(st)
     if bar then io.stderr:write("\n") end
@@ -417,13 +405,10 @@ local function map_mode(name, mode, fn, list, opts)
   if n == 0 then return res end
   local st = start(name, mode, fn, nchunks, opts, n, mode == MAP and n or nil)
   publish(st, list, n, cs, mode == STARMAP)
-  local outbuf = st.outbuf
   for k = 1, nchunks do
-    local j, r, m, base, lane = next_chunk(st, k)
+    local j, r, m, base, lane = next_chunk(st, k, res)
     if not j then return nil, "timeout" end
-    if lane then
-      for i = 1, m do res[base + i] = outbuf[base + i - 1] end
-    else
+    if not lane then
       for i = 1, m do res[base + i] = r[i] end
     end
   end
@@ -443,7 +428,7 @@ local function iterate(name, ordered, fn, list, opts)
   if n == 0 then return function() return nil end end
   local st = start(name, MAP, fn, nchunks, opts, n, n)
   publish(st, list, n, cs, false)
-  local outbuf = st.outbuf
+  local lanebuf = st.lane and tnew(min(cs, n), 0) -- a chunk's numeric results
   local taken, r, m, base, i, lane = 0, nil, 0, 0, 0, false
   return function()
     while i >= m do
@@ -454,12 +439,12 @@ local function iterate(name, ordered, fn, list, opts)
       end
       taken = taken + 1
       local j
-      j, r, m, base, lane = next_chunk(st, ordered and taken or 0)
+      j, r, m, base, lane = next_chunk(st, ordered and taken or 0, lanebuf, true)
       if not j then error(name .. ": timeout", 2) end
+      if lane then r = lanebuf end
       i = 0
     end
     i = i + 1
-    if lane then return base + i, outbuf[base + i - 1] end
     return base + i, r[i]
   end
 end

@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "marshal.h"
+#include "numbers.h"
 
 /* ------------------------------------------------------------------------
  * Reader.
@@ -192,25 +193,7 @@ static int decode_items(reader *r, int t, uint64_t narr) {
       }
       if (run > narr - i + 1) return bad(r, "bad array run");
       NEED(r, (size_t)run * 8);
-      uint32_t asize = 0;
-      uint64_t *arr = px_marshal_layout_state > 0 ? tab_array(lua_topointer(L, t), &asize) : NULL;
-      if (arr && i + run <= asize) {
-        for (uint32_t k = 0; k < run; k++) {
-          uint64_t v;
-          double d;
-          memcpy(&v, r->p + 8 * k, 8);
-          memcpy(&d, &v, 8);
-          if (d != d) v = 0xfff8000000000000ull; /* LuaJIT's canonical NaN */
-          arr[i + k] = v;
-        }
-      } else {
-        for (uint32_t k = 0; k < run; k++) {
-          double d;
-          memcpy(&d, r->p + 8 * k, 8);
-          lua_pushnumber(L, d);
-          lua_rawseti(L, t, (int)(i + k));
-        }
-      }
+      px_numbers_set(L, t, (size_t)i, run, r->p);
       r->p += (size_t)run * 8;
       i += run;
       continue;

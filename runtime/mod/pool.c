@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "../core/px.h"
+#include "../core/numbers.h"
 #include "pool.h"
 
 #define JOB_MT "parx.pool.job"
@@ -263,35 +264,26 @@ static int l_share(lua_State *L) {
   return 1;
 }
 
-/* put(owner, items, count): publish the next chunk.
- * put(owner, nil, count, true): its items are in the numeric lane. */
-static int l_put(lua_State *L) {
-  pool_job *job = check_owner(L, 1);
-  int num = lua_toboolean(L, 4);
-  if (num && !job->in_nums) return luaL_argerror(L, 4, "no numeric lane");
-  if (!num) luaL_checktype(L, 2, LUA_TTABLE);
-  lua_Number cnt = luaL_checknumber(L, 3);
-  if (!(cnt >= 0 && cnt <= 1e9) || cnt != floor(cnt)) return luaL_argerror(L, 3, "bad item count");
-  long count = (long)cnt;
+/* The next chunk to publish, with its base set; raises when none is left
+ * or when count items would overrun the numeric lane. */
+static chunk *next_chunk(lua_State *L, pool_job *job, long count, long *k) {
   pthread_mutex_lock(&job->lock);
-  long k = job->published;
-  int full = job->sealed || k >= job->nchunks;
+  *k = job->published;
+  int full = job->sealed || *k >= job->nchunks;
   pthread_mutex_unlock(&job->lock);
-  if (full) return luaL_error(L, "pool job: no chunk left to publish");
+  if (full) luaL_error(L, "pool job: no chunk left to publish");
   /* Only the caller writes chunk k before it is published: no lock. */
-  chunk *c = &job->chunks[k];
-  c->base = k ? job->chunks[k - 1].base + job->chunks[k - 1].count : 0;
+  chunk *c = &job->chunks[*k];
+  c->base = *k ? job->chunks[*k - 1].base + job->chunks[*k - 1].count : 0;
   /* With a numeric lane the runners read in_nums and write out_nums at
    * [base .. base + count - 1], whatever the chunk holds: stay inside. */
   if (job->in_nums && c->base + count > job->nitems)
-    return luaL_argerror(L, 3, "more items than the numeric lane holds");
-  if (num) {
-    c->in_num = 1;
-  } else {
-    int fast = px_pool_encode(L, 2, 1, count, &c->in);
-    if (fast < 0) return lua_error(L);
-    c->in_fast = (unsigned char)fast;
-  }
+    luaL_argerror(L, 3, "more items than the numeric lane holds");
+  return c;
+}
+
+/* Hand chunk k (count items, written) to the runners. */
+static void publish(pool_job *job, chunk *c, long k, long count) {
   c->count = count;
   pthread_mutex_lock(&job->lock);
   c->state = CH_PUBLISHED;
@@ -307,7 +299,50 @@ static int l_put(lua_State *L) {
   }
   pthread_mutex_unlock(&job->lock);
   px_pool_wake_list(w);
+}
+
+static long check_count(lua_State *L, int idx) {
+  lua_Number cnt = luaL_checknumber(L, idx);
+  if (!(cnt >= 0 && cnt <= 1e9) || cnt != floor(cnt)) luaL_argerror(L, idx, "bad item count");
+  return (long)cnt;
+}
+
+/* put(owner, items, count): publish the next chunk, items[1 .. count]. */
+static int l_put(lua_State *L) {
+  pool_job *job = check_owner(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  long count = check_count(L, 3), k;
+  chunk *c = next_chunk(L, job, count, &k);
+  int fast = px_pool_encode(L, 2, 1, count, &c->in);
+  if (fast < 0) return lua_error(L);
+  c->in_fast = (unsigned char)fast;
+  publish(job, c, k, count);
   return 0;
+}
+
+/* put_numbers(owner, list, count, first) -> true: list[first + 1 ..
+ * first + count] are all numbers and went out as the next chunk through
+ * the numeric lane (copied in C, straight from the table's array part);
+ * false: one is not a number and nothing was published (put it instead). */
+static int l_put_numbers(lua_State *L) {
+  pool_job *job = check_owner(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  long count = check_count(L, 3), k;
+  lua_Number first = luaL_checknumber(L, 4);
+  if (!job->in_nums || !(first >= 0 && first < 2147483647.0)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  chunk *c = next_chunk(L, job, count, &k);
+  size_t got = px_numbers_get(L, 2, (size_t)first + 1, (size_t)count, job->in_nums + c->base);
+  if (got < (size_t)count) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  c->in_num = 1;
+  publish(job, c, k, count);
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 /* seal(owner): nothing more will be published. */
@@ -477,9 +512,10 @@ static int l_wait(lua_State *L) {
   return px_park(L, &w->wait);
 }
 
-/* take(owner, k) -> true, value, count, base, in_lane | false, error.  k
- * must be what ready() answered; in_lane: the results are out_nums[base ..
- * base + count - 1] (value is nil). */
+/* take(owner, k [, dest [, from_one]]) -> true, value, count, base, in_lane
+ * | false, error.  k must be what ready() answered.  in_lane: the results
+ * were in the numeric lane (value is nil) and are copied, in C, into
+ * dest[base + 1 .. base + count], or dest[1 .. count] with from_one. */
 static int l_take(lua_State *L) {
   pool_job *job = check_owner(L, 1);
   long k = check_want(L, job, 2);
@@ -496,6 +532,10 @@ static int l_take(lua_State *L) {
   /* The chunk is ours now: no runner touches its out message again. */
   lua_pushboolean(L, state == CH_DONE);
   if (state == CH_DONE && c->out_num) {
+    /* The results sit in the numeric lane: copy them into dest. */
+    if (lua_istable(L, 3))
+      px_numbers_set(L, 3, lua_toboolean(L, 4) ? 1 : (size_t)c->base + 1, (size_t)c->count,
+                     job->out_nums + c->base);
     lua_pushnil(L);
   } else if (px_pool_decode(L, &c->out, c->out_fast, c->count) < 0) {
     lua_pushboolean(L, 0);
@@ -533,6 +573,7 @@ static int l_workers(lua_State *L) {
 
 static const luaL_Reg funcs[] = {
     {"new", l_new},       {"share", l_share},   {"put", l_put},
+    {"put_numbers", l_put_numbers},
     {"close", l_close},
     {"seal", l_seal},     {"cancel", l_cancel}, {"ready", l_ready},
     {"wait", l_wait},     {"take", l_take},     {"progress", l_progress},
