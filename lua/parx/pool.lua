@@ -44,72 +44,13 @@ M.size = c.workers
 -- ---------------------------------------------------------------------------
 -- Runners (worker side).
 --
--- The loop bodies are compiled afresh for every runner: a job's function is
--- a new prototype in each worker, and a loop shared by all jobs would
--- collect one side trace per job until LuaJIT gave up compiling it.
-
-local BODIES = {
-  -- MAP with the numeric lane: items come from the table or, when it is
-  -- nil, from inbuf[base ..]; numeric results go to outbuf[base ..] and the
-  -- body returns true.  At the first result that is not a number it
-  -- switches to a table of results for the rest of the chunk.
-  [MAP] = [[
-    local tnew, unpack, type = ...
-    return function(fn, items, n, base, inbuf, outbuf)
-      if not outbuf then
-        local out = tnew(n, 0)
-        for i = 1, n do out[i] = fn(items[i]) end
-        return out
-      end
-      local i, v = 0, nil
-      if items then
-        while i < n do
-          v = fn(items[i + 1])
-          if type(v) ~= "number" then break end
-          outbuf[base + i] = v
-          i = i + 1
-        end
-      else
-        while i < n do
-          v = fn(inbuf[base + i])
-          if type(v) ~= "number" then break end
-          outbuf[base + i] = v
-          i = i + 1
-        end
-      end
-      if i == n then return true end
-      local out = tnew(n, 0)
-      for j = 1, i do out[j] = outbuf[base + j - 1] end
-      out[i + 1] = v
-      for j = i + 2, n do
-        local x
-        if items then x = items[j] else x = inbuf[base + j - 1] end
-        out[j] = fn(x)
-      end
-      return out
-    end]],
-  [STARMAP] = [[
-    local tnew, unpack = ...
-    return function(fn, items, n)
-      local out = tnew(n, 0)
-      for i = 1, n do
-        local args = items[i]
-        out[i] = fn(unpack(args, 1, args.n or #args))
-      end
-      return out
-    end]],
-  [REDUCE] = [[
-    return function(fn, items, n)
-      local acc = items[1]
-      for i = 2, n do acc = fn(acc, items[i]) end
-      return acc
-    end]],
-  [FOR] = [[
-    return function(fn, lo, hi) return (fn(lo, hi)) end]],
-}
+-- The loops over a chunk (parx.pool_loops) are loaded afresh for every
+-- runner from their string.dump: a job's function is a new prototype in
+-- each worker, and a loop shared by all jobs would collect one side trace
+-- per job until LuaJIT gave up compiling it.
 local body_code = {}
-for mode, src in pairs(BODIES) do
-  body_code[mode] = string.dump(assert(loadstring(src, "=parx.pool")))
+for mode, make in pairs(require "parx.pool_loops") do
+  body_code[mode] = string.dump(make)
 end
 
 -- The message handler: the worker's traceback travels with the message.
