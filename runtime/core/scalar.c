@@ -87,61 +87,68 @@ size_t px_scalar_put_cdata(lua_State *L, int idx, uint8_t *p) {
   return 9;
 }
 
-static size_t push_int64(lua_State *L, int kind, const uint8_t *p) {
-  int64_t bits;
-  memcpy(&bits, p, 8);
-  if (push_helper(L, 2)) return 0;
+static int push_int64(lua_State *L, int kind, int64_t bits) {
+  if (push_helper(L, 2)) return -1;
   lua_pushlightuserdata(L, &bits);
   lua_pushnumber(L, kind);
   if (lua_pcall(L, 2, 1, 0) != 0) {
     lua_pop(L, 1);
-    return 0;
+    return -1;
   }
-  return 9;
+  return 0;
 }
 
-size_t px_scalar_get(lua_State *L, const uint8_t *p, size_t len) {
+size_t px_scalar_read(const uint8_t *p, size_t len, px_scalar *out) {
+  memset(out, 0, sizeof *out);
   if (len < 1) return 0;
   unsigned tag = p[0];
   if (tag >= T_TINYINT) {
-    lua_pushnumber(L, (double)(tag - T_TINYINT));
+    out->type = LUA_TNUMBER;
+    out->num = (double)(tag - T_TINYINT);
     return 1;
   }
   if (tag >= T_SHORTSTR) {
     size_t n = tag - T_SHORTSTR;
     if (len - 1 < n) return 0;
-    lua_pushlstring(L, (const char *)p + 1, n);
+    out->type = LUA_TSTRING;
+    out->str = (const char *)p + 1;
+    out->len = n;
     return 1 + n;
   }
   switch (tag) {
-  case T_NIL: lua_pushnil(L); return 1;
-  case T_FALSE: lua_pushboolean(L, 0); return 1;
-  case T_TRUE: lua_pushboolean(L, 1); return 1;
-  case T_NULL: lua_pushlightuserdata(L, NULL); return 1;
+  case T_NIL: out->type = LUA_TNIL; return 1;
+  case T_FALSE:
+  case T_TRUE:
+    out->type = LUA_TBOOLEAN;
+    out->boolean = tag == T_TRUE;
+    return 1;
+  case T_NULL: out->type = LUA_TLIGHTUSERDATA; return 1;
   case T_INT16:
   case T_INT32:
   case T_DOUBLE: {
     size_t n = tag == T_INT16 ? 2 : tag == T_INT32 ? 4 : 8;
     if (len < 1 + n) return 0;
-    double d;
+    out->type = LUA_TNUMBER;
     if (n == 2) {
       int16_t i;
       memcpy(&i, p + 1, 2);
-      d = i;
+      out->num = i;
     } else if (n == 4) {
       int32_t i;
       memcpy(&i, p + 1, 4);
-      d = i;
+      out->num = i;
     } else {
-      memcpy(&d, p + 1, 8);
+      memcpy(&out->num, p + 1, 8);
     }
-    lua_pushnumber(L, d);
     return 1 + n;
   }
   case T_INT64:
   case T_UINT64:
     if (len < 9) return 0;
-    return push_int64(L, tag == T_INT64 ? 1 : 2, p + 1);
+    out->type = LUA_TCDATA_;
+    out->is_unsigned = tag == T_UINT64;
+    memcpy(&out->bits, p + 1, 8);
+    return 9;
   case T_STR: {
     uint64_t n = 0;
     size_t i = 1;
@@ -152,9 +159,28 @@ size_t px_scalar_get(lua_State *L, const uint8_t *p, size_t len) {
       if (!(b & 0x80)) break;
     }
     if (n > len - i) return 0;
-    lua_pushlstring(L, (const char *)p + i, (size_t)n);
+    out->type = LUA_TSTRING;
+    out->str = (const char *)p + i;
+    out->len = (size_t)n;
     return i + (size_t)n;
   }
   default: return 0;
   }
+}
+
+size_t px_scalar_get(lua_State *L, const uint8_t *p, size_t len) {
+  px_scalar v;
+  size_t n = px_scalar_read(p, len, &v);
+  switch (n ? v.type : -1) {
+  case LUA_TNIL: lua_pushnil(L); break;
+  case LUA_TBOOLEAN: lua_pushboolean(L, v.boolean); break;
+  case LUA_TNUMBER: lua_pushnumber(L, v.num); break;
+  case LUA_TSTRING: lua_pushlstring(L, v.str, v.len); break;
+  case LUA_TLIGHTUSERDATA: lua_pushlightuserdata(L, NULL); break;
+  case LUA_TCDATA_:
+    if (push_int64(L, v.is_unsigned ? 2 : 1, v.bits) != 0) return 0;
+    break;
+  default: return 0;
+  }
+  return n;
 }

@@ -100,7 +100,7 @@ static inline size_t px_scalar_put(lua_State *L, int idx, uint8_t *p, size_t cap
   case LUA_TSTRING: {
     size_t len;
     const char *s = lua_tolstring(L, idx, &len);
-    if (len + (len < 64 ? 1 : PX_SCALAR_STR_EXTRA) > cap) return 0;
+    if (len >= cap || len + (len < 64 ? 1 : PX_SCALAR_STR_EXTRA) > cap) return 0;
     return px_scalar_put_string(p, s, len);
   }
   case LUA_TLIGHTUSERDATA:
@@ -120,6 +120,22 @@ size_t px_scalar_put_cdata(lua_State *L, int idx, uint8_t *p);
 static inline int px_scalar_tag(unsigned tag) {
   return tag <= T_STR || tag >= T_SHORTSTR || (tag >= T_INT64 && tag <= T_NULL);
 }
+
+/* A scalar read back without Lua (a host thread's channel receive). */
+typedef struct px_scalar {
+  int type;        /* LUA_TNIL, LUA_TBOOLEAN, LUA_TNUMBER, LUA_TSTRING,
+                      LUA_TLIGHTUSERDATA (NULL) or LUA_TCDATA_ (int64) */
+  int boolean;
+  int is_unsigned; /* LUA_TCDATA_: a uint64_t */
+  double num;
+  int64_t bits;    /* LUA_TCDATA_: the integer's 8 bytes */
+  const char *str; /* LUA_TSTRING: inside p, not NUL-terminated */
+  size_t len;
+} px_scalar;
+
+/* Read the scalar at p[0 .. len) into out and return the bytes it took;
+ * 0 if p does not start with a whole scalar.  Safe on any bytes. */
+size_t px_scalar_read(const uint8_t *p, size_t len, px_scalar *out);
 
 /* Push the scalar at p[0 .. len) and return the bytes it took; 0 (nothing
  * pushed) if p does not start with a whole scalar.  Safe on any bytes. */

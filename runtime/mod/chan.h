@@ -26,43 +26,9 @@
 
 #include "../core/px.h"
 
-/* ---- slots: one value in flight (slot.c) -------------------------------- */
+/* ---- slots: one value in flight (slot.h, slot.c) ---------------------- */
 
-/* nil, booleans, numbers and strings up to SLOT_INLINE bytes live inside the
- * slot (no allocation per message); longer strings are one malloc'd buffer;
- * everything else (tables, functions, shared objects) is a px_msg from the
- * marshaller. */
-enum { SLOT_NIL, SLOT_FALSE, SLOT_TRUE, SLOT_NUM, SLOT_STR, SLOT_BYTES, SLOT_MSG };
-#define SLOT_INLINE 22
-
-typedef struct px_slot {
-  uint8_t tag;
-  union {
-    uint8_t len;       /* SLOT_STR */
-    uint8_t weak_self; /* SLOT_MSG in a channel's buffer: the references to
-                          that channel the message holds but does not count
-                          (chan.c: ring_push) */
-  };
-  char str[SLOT_INLINE];
-  union {
-    double num;
-    px_msg *msg;
-    struct px_bytes *bytes;
-  } u;
-} px_slot;
-
-typedef struct px_bytes {
-  size_t len;
-  char data[];
-} px_bytes;
-
-/* Encode the value at idx into s.  Returns 0, or -1 with an error message
- * pushed (a value the marshaller cannot send). */
-int px_slot_encode(lua_State *L, int idx, px_slot *s);
-/* Push the value of s and consume s.  Returns 0, or -1 with an error message
- * pushed (s is consumed either way). */
-int px_slot_decode(lua_State *L, px_slot *s);
-void px_slot_free(px_slot *s);
+#include "slot.h"
 
 /* ---- channels ---------------------------------------------------------- */
 

@@ -34,57 +34,6 @@ long parx_channel_len(parx_channel *ch) {
   return n;
 }
 
-static int to_slot(const parx_value *v, px_slot *s) {
-  memset(s, 0, sizeof *s);
-  switch (v->type) {
-  case PARX_VALUE_BOOLEAN: s->tag = v->boolean ? SLOT_TRUE : SLOT_FALSE; return 0;
-  case PARX_VALUE_NUMBER: s->tag = SLOT_NUM; s->u.num = v->number; return 0;
-  case PARX_VALUE_STRING:
-    if (v->len <= SLOT_INLINE) {
-      s->tag = SLOT_STR;
-      s->len = (uint8_t)v->len;
-      memcpy(s->str, v->string, v->len);
-      return 0;
-    }
-    s->u.bytes = malloc(sizeof(px_bytes) + v->len);
-    if (!s->u.bytes) return -1;
-    s->u.bytes->len = v->len;
-    memcpy(s->u.bytes->data, v->string, v->len);
-    s->tag = SLOT_BYTES;
-    return 0;
-  default: s->tag = SLOT_NIL; return 0;
-  }
-}
-
-static int from_slot(px_slot *s, parx_value *out) {
-  memset(out, 0, sizeof *out);
-  switch (s->tag) {
-  case SLOT_NIL: out->type = PARX_VALUE_NIL; break;
-  case SLOT_FALSE: case SLOT_TRUE:
-    out->type = PARX_VALUE_BOOLEAN;
-    out->boolean = s->tag == SLOT_TRUE;
-    break;
-  case SLOT_NUM: out->type = PARX_VALUE_NUMBER; out->number = s->u.num; break;
-  case SLOT_STR: case SLOT_BYTES: {
-    size_t len = s->tag == SLOT_STR ? s->len : s->u.bytes->len;
-    const char *src = s->tag == SLOT_STR ? s->str : s->u.bytes->data;
-    out->string = malloc(len + 1);
-    if (!out->string) {
-      px_slot_free(s);
-      return PARX_CHAN_ERRMEM;
-    }
-    memcpy(out->string, src, len);
-    out->string[len] = 0;
-    out->len = len;
-    out->type = PARX_VALUE_STRING;
-    break;
-  }
-  default: out->type = PARX_VALUE_OTHER; break;
-  }
-  px_slot_free(s);
-  return PARX_CHAN_OK;
-}
-
 void parx_value_clear(parx_value *v) {
   if (v->type == PARX_VALUE_STRING) free(v->string);
   memset(v, 0, sizeof *v);
@@ -141,7 +90,7 @@ static int host_op(px_chan *ch, int is_send, px_slot *v, px_slot *got, int block
 
 static int send_value(parx_channel *ch, const parx_value *v, int block) {
   px_slot s;
-  if (to_slot(v, &s) != 0) return PARX_CHAN_ERRMEM;
+  if (px_slot_from_host(v, &s) != 0) return PARX_CHAN_ERRMEM;
   int r = host_op(CH(ch), 1, &s, NULL, block);
   if (r != PARX_CHAN_OK) px_slot_free(&s);
   return r;
@@ -152,7 +101,7 @@ static int recv_value(parx_channel *ch, parx_value *out, int block) {
   memset(out, 0, sizeof *out);
   int r = host_op(CH(ch), 0, NULL, &got, block);
   if (r != PARX_CHAN_OK) return r;
-  return from_slot(&got, out);
+  return px_slot_to_host(&got, out);
 }
 
 int parx_channel_send(parx_channel *ch, const parx_value *v) { return send_value(ch, v, 1); }
