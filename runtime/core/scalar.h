@@ -5,7 +5,7 @@
  * Every path that copies a value from one VM to another writes scalars
  * this way: the marshaller (marshal.c, unmarshal.c) inside its messages, a
  * channel's value in flight (mod/slot.c) inside the slot itself, and the
- * pool's fast lane (mod/pool_lane.c) for chunks of plain items.  The bytes
+ * pool's fast lane (mod/pool_transfer.c) for chunks of plain items.  The bytes
  * are those of the wire format documented at the top of marshal.c; the tag
  * values below are that format's, shared with the tags of tables,
  * functions and the rest, which only the marshaller writes.

@@ -21,7 +21,7 @@
  *   - the numeric lane (map): a chunk of numbers is written straight into
  *     a per-job array of doubles by a JIT-compiled FFI loop and read back
  *     the same way; numeric results likewise.  No marshalling, no table.
- *   - the scalar fast lane (pool_lane.c): small chunks of plain scalars
+ *   - the scalar fast lane (pool_transfer.c): small chunks of plain scalars
  *     skip the marshaller's fixed cost per call.
  *   - the marshaller for anything else, one message per chunk each way.
  * Cost, written down: the caller still copies every item out of the

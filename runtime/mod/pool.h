@@ -1,5 +1,5 @@
 /* pool.h -- shared between pool.c (the job and its caller's side),
- * pool_runner.c (the workers' side) and pool_lane.c (transfer lanes);
+ * pool_runner.c (the workers' side) and pool_transfer.c (transfer lanes);
  * private to the pool module. */
 #ifndef PX_POOL_H
 #define PX_POOL_H

@@ -1,4 +1,4 @@
-/* pool_lane.c -- how a pool chunk's items and results cross between VMs
+/* pool_transfer.c -- how a pool chunk's items and results cross between VMs
  * besides the marshaller: the scalar fast lane for small chunks, and the
  * cache of numeric-lane buffers (see pool.c for the lane itself).
  */
