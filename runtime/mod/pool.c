@@ -61,8 +61,8 @@ static px_shared_type job_type = {.name = JOB_MT, .free = job_free};
 static void job_free(px_shared *s) {
   pool_job *job = (pool_job *)s;
   px_msg_free(&job->fn);
-  px_pool_lane_put(job->in_nums, job->lane_cap);
-  px_pool_lane_put(job->out_nums, job->lane_cap);
+  px_pool_buffer_put(job->in_nums, job->buffer_cap);
+  px_pool_buffer_put(job->out_nums, job->buffer_cap);
   for (long i = 0; i < job->nchunks; i++) {
     px_msg_free(&job->chunks[i].in);
     px_msg_free(&job->chunks[i].out);
@@ -203,11 +203,11 @@ static int l_new(lua_State *L) {
     lua_Number nitems = lua_tonumber(L, 4);
     if (nitems >= 1 && nitems < 1e10) {
       size_t cap_in = 0, cap_out = 0;
-      job->in_nums = px_pool_lane_get((size_t)nitems, &cap_in);
-      job->out_nums = px_pool_lane_get((size_t)nitems, &cap_out);
+      job->in_nums = px_pool_buffer_get((size_t)nitems, &cap_in);
+      job->out_nums = px_pool_buffer_get((size_t)nitems, &cap_out);
       /* Both are at least nitems; the smaller capacity is what is known
        * to be safe to hand back for either. */
-      job->lane_cap = cap_in < cap_out ? cap_in : cap_out;
+      job->buffer_cap = cap_in < cap_out ? cap_in : cap_out;
       job->nitems = (long)nitems;
       if (!job->in_nums || !job->out_nums) return px_oom(L, "pool job");
     }
@@ -371,8 +371,8 @@ static int l_close(lua_State *L) {
     job->stopped = 1;
   }
   pthread_mutex_unlock(&job->lock);
-  px_pool_lane_put(in, job->lane_cap);
-  px_pool_lane_put(out, job->lane_cap);
+  px_pool_buffer_put(in, job->buffer_cap);
+  px_pool_buffer_put(out, job->buffer_cap);
   return 0;
 }
 

@@ -54,7 +54,7 @@ struct pool_job {
    * else goes through its messages.  Each chunk's slice is written by one
    * side before the publish or finish (under lock) that hands it over. */
   double *in_nums, *out_nums;
-  size_t lane_cap; /* doubles in each */
+  size_t buffer_cap; /* doubles in each */
   long nitems;     /* items the lane was made for (put checks against it) */
 
   /* lock guards everything below and every chunk's state, in and out. */
@@ -102,9 +102,9 @@ int px_pool_encode(lua_State *L, int idx, int list, long count, px_msg *m);
  * free m's contents.  Returns 1, or -1 with a message pushed. */
 int px_pool_decode(lua_State *L, px_msg *m, int how, long count);
 
-/* Numeric-lane buffers: at least n doubles (*cap gets the size), from a
+/* The numeric lane's buffers: at least n doubles (*cap gets the size), from a
  * small process-wide cache of already-faulted memory when it can. */
-double *px_pool_lane_get(size_t n, size_t *cap);
-void px_pool_lane_put(double *p, size_t cap);
+double *px_pool_buffer_get(size_t n, size_t *cap);
+void px_pool_buffer_put(double *p, size_t cap);
 
 #endif

@@ -113,27 +113,27 @@ int px_pool_decode(lua_State *L, px_msg *m, int fast, long count) {
 
 /* Freed lane buffers are kept for the next job: a fresh buffer is fresh
  * memory, and faulting in 8 MB (a million items) costs the caller more
- * than writing it.  At most LANE_KEEP buffers of LANE_KEEP_MAX doubles
+ * than writing it.  At most BUFFER_KEEP buffers of BUFFER_KEEP_MAX doubles
  * each (64 MiB in all) stay cached for the life of the process. */
-#define LANE_KEEP 4
-#define LANE_KEEP_MAX ((size_t)2 << 20)
-static pthread_mutex_t lane_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct { double *p; size_t cap; } lane_cache[LANE_KEEP];
+#define BUFFER_KEEP 4
+#define BUFFER_KEEP_MAX ((size_t)2 << 20)
+static pthread_mutex_t buffer_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct { double *p; size_t cap; } buffer_cache[BUFFER_KEEP];
 
 /* A buffer of at least n doubles; *cap gets its size. */
-double *px_pool_lane_get(size_t n, size_t *cap) {
+double *px_pool_buffer_get(size_t n, size_t *cap) {
   int best = -1;
-  pthread_mutex_lock(&lane_lock);
-  for (int i = 0; i < LANE_KEEP; i++)
-    if (lane_cache[i].p && lane_cache[i].cap >= n && (best < 0 || lane_cache[i].cap < lane_cache[best].cap))
+  pthread_mutex_lock(&buffer_lock);
+  for (int i = 0; i < BUFFER_KEEP; i++)
+    if (buffer_cache[i].p && buffer_cache[i].cap >= n && (best < 0 || buffer_cache[i].cap < buffer_cache[best].cap))
       best = i;
   double *p = NULL;
   if (best >= 0) {
-    p = lane_cache[best].p;
-    *cap = lane_cache[best].cap;
-    lane_cache[best].p = NULL;
+    p = buffer_cache[best].p;
+    *cap = buffer_cache[best].cap;
+    buffer_cache[best].p = NULL;
   }
-  pthread_mutex_unlock(&lane_lock);
+  pthread_mutex_unlock(&buffer_lock);
   if (!p) {
     p = malloc(sizeof(double) * n);
     *cap = n;
@@ -141,23 +141,23 @@ double *px_pool_lane_get(size_t n, size_t *cap) {
   return p;
 }
 
-void px_pool_lane_put(double *p, size_t cap) {
+void px_pool_buffer_put(double *p, size_t cap) {
   if (!p) return;
-  if (cap <= LANE_KEEP_MAX) {
+  if (cap <= BUFFER_KEEP_MAX) {
     int slot = -1;
-    pthread_mutex_lock(&lane_lock);
-    for (int i = 0; i < LANE_KEEP; i++) {
-      if (!lane_cache[i].p) { slot = i; break; }
-      if (lane_cache[i].cap < cap && (slot < 0 || lane_cache[i].cap < lane_cache[slot].cap)) slot = i;
+    pthread_mutex_lock(&buffer_lock);
+    for (int i = 0; i < BUFFER_KEEP; i++) {
+      if (!buffer_cache[i].p) { slot = i; break; }
+      if (buffer_cache[i].cap < cap && (slot < 0 || buffer_cache[i].cap < buffer_cache[slot].cap)) slot = i;
     }
     double *evict = NULL;
     if (slot >= 0) {
-      evict = lane_cache[slot].p;
-      lane_cache[slot].p = p;
-      lane_cache[slot].cap = cap;
+      evict = buffer_cache[slot].p;
+      buffer_cache[slot].p = p;
+      buffer_cache[slot].cap = cap;
       p = NULL;
     }
-    pthread_mutex_unlock(&lane_lock);
+    pthread_mutex_unlock(&buffer_lock);
     free(evict);
   }
   free(p);
