@@ -33,7 +33,8 @@ extern "C" {
 
 typedef struct parx_runtime parx_runtime;
 
-/* Results of the functions that run or drive code. */
+/* Results of the functions that run or drive code; parx_strerror gives
+ * each one's message. */
 enum {
   PARX_OK = 0,        /* finished normally */
   PARX_ERRRUN = -1,   /* a Lua error escaped the code; see parx_last_error */
@@ -147,6 +148,14 @@ const char *parx_last_error(parx_runtime *rt);
 
 /* The status passed to os.exit after a PARX_EXIT result. */
 int parx_exit_code(parx_runtime *rt);
+
+/* A short message for a result of the functions above (PARX_OK, PARX_ERR*,
+ * PARX_EXIT): "no error", "a Lua error escaped the code", "not enough
+ * memory", ...; "unknown result" for any other number.  Never NULL, static.
+ * The PARX_* numbers are stable; their messages come from the runtime's one
+ * error table (the same text its Lua errors use).  Not for the channel
+ * results (PARX_CHAN_*), whose numbers overlap.  Any thread. */
+const char *parx_strerror(int result);
 
 /* ======================================================================
  * Channels from the host

@@ -1,8 +1,8 @@
 -- parx.gpu: matrix products and device arrays on CUDA (cuBLAS and the
 -- kernels in kernels/), with the same results on the CPU when there is no
 -- GPU.  The work is native (runtime/gpu/*.c); this file only turns the
--- "nil, message" that a parked operation resumes with into an error, and
--- adds conveniences.
+-- "nil, message, code" that a parked operation resumes with (the error
+-- table's, core/px.h) into an error, and adds conveniences.
 --
 --   local gpu = parx.gpu
 --   local a = gpu.rand("float32", {4096, 4096}, {seed = 1})
@@ -13,7 +13,7 @@ local C = require "parx.c.gpu"
 
 local gpu = {}
 
--- Operations that park resume with (nil, message) when the stream reports
+-- Operations that park resume with (nil, message, code) when the stream reports
 -- an error; raise it, and the C side's own errors, at the caller's line
 -- (pcall is cheap in LuaJIT, and a task may park inside it).
 local function raising(f, name)

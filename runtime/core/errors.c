@@ -1,5 +1,6 @@
 /* errors.c -- one table of error codes: parx's own plus libuv's (which are
- * negated errno values on Unix). */
+ * negated errno values on Unix), see PX_ERRNO_MAP in px.h; and the one
+ * out-of-memory path. */
 #include <string.h>
 
 #include "px.h"
@@ -28,14 +29,16 @@ const char *px_err_name(int err) {
   return "EUNKNOWN";
 }
 
-int px_push_error(lua_State *L, int err, const char *detail) {
-  const char *name = px_err_name(err);
-  lua_pushnil(L);
+const char *px_push_error_message(lua_State *L, int err, const char *detail) {
   if (detail && *detail)
-    lua_pushfstring(L, "%s: %s: %s", name, px_strerror(err), detail);
-  else
-    lua_pushfstring(L, "%s: %s", name, px_strerror(err));
-  lua_pushstring(L, name);
+    return lua_pushfstring(L, "%s: %s: %s", px_err_name(err), px_strerror(err), detail);
+  return lua_pushfstring(L, "%s: %s", px_err_name(err), px_strerror(err));
+}
+
+int px_push_error(lua_State *L, int err, const char *detail) {
+  lua_pushnil(L);
+  px_push_error_message(L, err, detail);
+  lua_pushstring(L, px_err_name(err));
   return 3;
 }
 

@@ -30,18 +30,31 @@ typedef struct px_task px_task;
 typedef struct px_wait px_wait;
 
 /* ------------------------------------------------------------------------
- * Errors.  Negative codes; libuv's codes are reused as they are (UV_ENOENT
- * ...), parx adds its own below libuv's range.
+ * Errors.  One table of negative codes: libuv's are reused as they are
+ * (UV_ENOENT ..., the negated errno values on Unix), parx adds its own
+ * below libuv's range.  Each code has a name (parx's: "CLOSED"; libuv's:
+ * "ENOENT") and a message.
+ *   - IO, HTTP and GPU operations that fail give Lua nil, "NAME: message[:
+ *     detail]", "NAME" (px_push_error) or raise that string with the
+ *     operation in front ("matmul: CUDA: CUDA error: ...");
+ *   - the embedding API's results (parx.h, PARX_ERR*) are entries of this
+ *     table too, under stable public numbers: parx_strerror(PARX_ERRRUN) is
+ *     px_strerror(PX_ERUN) (runtime/errors_api.c holds the mapping).
+ * A code is here because something returns it; remove the ones that stop
+ * being used.
  * ---------------------------------------------------------------------- */
 #define PX_ERRNO_MAP(XX)                                                      \
   XX(CLOSED, "channel or object is closed")                                  \
-  XX(CANCELED_TASK, "task was cancelled")                                    \
   XX(DEADLOCK, "all tasks are asleep: deadlock")                             \
   XX(NODEV, "no GPU device")                                                 \
   XX(CUDA, "CUDA error")                                                     \
   XX(CUBLAS, "cuBLAS error")                                                 \
-  XX(UNSENDABLE, "value cannot be sent to another VM")                       \
-  XX(HTTP, "HTTP transfer failed")
+  XX(HTTP, "HTTP transfer failed")                                           \
+  XX(RUN, "a Lua error escaped the code")                                    \
+  XX(SYNTAX, "the code does not compile")                                    \
+  XX(FILE, "the file cannot be read")                                        \
+  XX(EXIT, "the code called os.exit")                                        \
+  XX(PANIC, "a VM hit an error no protected call could catch")
 
 enum {
   PX__ERR_BASE = -5000,
@@ -60,6 +73,9 @@ const char *px_err_name(int err);
  * nil, "NAME: message[: detail]", "NAME" and returns 3.  detail may be NULL.
  * Misuse (wrong argument types) raises instead, through luaL_argerror. */
 int px_push_error(lua_State *L, int err, const char *detail);
+/* Push only the string "NAME: message[: detail]" and return it; for an
+ * error raised with its code in it (the GPU's). */
+const char *px_push_error_message(lua_State *L, int err, const char *detail);
 
 /* The one out-of-memory path for a C function called from Lua: raises the
  * string "<what>: not enough memory" (what names the operation or object,

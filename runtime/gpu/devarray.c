@@ -95,7 +95,7 @@ px_devarray *px_devarray_new(lua_State *L, int dtype, int ndim, const int64_t *s
     }
     if (rc) {
       free(d);
-      px_gpu_raise(L, "gpu array", NULL);
+      px_gpu_raise(L, "gpu array", NULL, rc);
     }
   } else {
     d->on_host = 1;
@@ -219,7 +219,7 @@ static int devarray_download(lua_State *L) {
   px_gpu_op_set_result(L, op, &out->hdr, 1); /* takes the reference */
   px_gpu_op_hold(op, &d->hdr);
   int rc = px_gpu_backend_get()->cuda->download(out->data, d->ptr, bytes);
-  if (rc) return px_gpu_raise(L, "download", op);
+  if (rc) return px_gpu_raise(L, "download", op, rc);
   return px_gpu_op_finish(L, op);
 }
 
@@ -230,7 +230,7 @@ static int devarray_fill(lua_State *L) {
     px_cpu_fill(d->ptr, d->dtype, d->n, v);
   } else {
     int rc = px_gpu_backend_get()->cuda->fill(d->ptr, d->dtype, d->n, v);
-    if (rc) return px_gpu_raise(L, "fill", NULL);
+    if (rc) return px_gpu_raise(L, "fill", NULL, rc);
   }
   lua_settop(L, 1);
   return 1;
@@ -281,7 +281,7 @@ static int gpu_upload(lua_State *L) {
   px_gpu_op_set_result(L, op, &d->hdr, 0);
   px_gpu_op_hold(op, &a->hdr);
   int rc = px_gpu_backend_get()->cuda->upload(d->ptr, a->data, bytes);
-  if (rc) return px_gpu_raise(L, "upload", op);
+  if (rc) return px_gpu_raise(L, "upload", op, rc);
   return px_gpu_op_finish(L, op);
 }
 
@@ -364,7 +364,7 @@ static int gpu_rand(lua_State *L) {
     int rc = px_gpu_backend_get()->cuda->rand(d->ptr, dtype, d->n, seed, normal);
     if (rc) {
       px_shared_release(&d->hdr);
-      return px_gpu_raise(L, "rand", NULL);
+      return px_gpu_raise(L, "rand", NULL, rc);
     }
   }
   px_devarray_push(L, d);

@@ -46,7 +46,8 @@ static int gpu_device(lua_State *L) {
     return 1;
   }
   pxc_device_info info;
-  if (b->cuda->device_info(&info) != 0) return px_gpu_raise(L, "device", NULL);
+  int rc = b->cuda->device_info(&info);
+  if (rc != 0) return px_gpu_raise(L, "device", NULL, rc);
   char buf[32];
   set_string(L, "name", info.name);
   set_string(L, "backend", "cuda");

@@ -26,10 +26,14 @@ const px_gpu_backend *px_gpu_backend_get(void);
 
 typedef struct px_gpu_op px_gpu_op;
 
-/* Raise (a Lua error) the CUDA module's message for a failed call, after
- * making sure no queued work still uses memory the caller will free; op
- * (may be NULL) is abandoned first. */
-int px_gpu_raise(lua_State *L, const char *what, px_gpu_op *op);
+/* The error table's code (px.h) for a CUDA module result (pxcuda.h's
+ * PXC_E*): PX_ENODEV, PX_ECUDA, PX_ECUBLAS (named "NODEV", "CUDA", "CUBLAS"), UV_ENOMEM, UV_EINVAL. */
+int px_gpu_code(int pxc_rc);
+
+/* Raise (a Lua error) "what: NAME: message: <the module's message>" for a
+ * call that returned pxc_rc, after making sure no queued work still uses
+ * memory the caller will free; op (may be NULL) is abandoned first. */
+int px_gpu_raise(lua_State *L, const char *what, px_gpu_op *op, int pxc_rc);
 
 /* ---- device arrays (devarray.c) --------------------------------------- */
 
@@ -92,10 +96,11 @@ struct px_gpu_op {
   double number;          /* pushed when there is no result and has_number */
   int has_number;
   /* CPU work for the libuv thread pool (NULL for GPU ops); it may set
-   * error, which the task then raises. */
+   * err (a code of the error table), which the task then gets as nil,
+   * message, code. */
   void (*work)(px_gpu_op *op);
   pxc_gemm gemm;
-  const char *error;
+  int err;
   uint64_t t0; /* px_trace_now() when parked, for the --trace slice */
   uv_work_t req;
 };

@@ -113,12 +113,24 @@ const px_gpu_backend *px_gpu_backend_get(void) {
   return &backend;
 }
 
-int px_gpu_raise(lua_State *L, const char *what, px_gpu_op *op) {
+int px_gpu_code(int pxc_rc) {
+  switch (pxc_rc) {
+  case PXC_ENODEV: return PX_ENODEV;
+  case PXC_ECUBLAS: return PX_ECUBLAS;
+  case PXC_ENOMEM: return UV_ENOMEM;
+  case PXC_EINVAL: return UV_EINVAL;
+  default: return PX_ECUDA;
+  }
+}
+
+int px_gpu_raise(lua_State *L, const char *what, px_gpu_op *op, int pxc_rc) {
   const pxc_api *cuda = backend.cuda;
   /* Copy the message first: it is per thread, and a failed synchronize
    * would overwrite it.  Then wait for the stream, so that no queued work
    * still reads or writes what the op holds, and drop the op. */
-  lua_pushfstring(L, "%s: %s", what, cuda ? cuda->errmsg() : "no GPU");
+  lua_pushfstring(L, "%s: ", what);
+  px_push_error_message(L, cuda ? px_gpu_code(pxc_rc) : PX_ENODEV, cuda ? cuda->errmsg() : NULL);
+  lua_concat(L, 2);
   if (cuda) cuda->synchronize();
   if (op) px_gpu_op_abandon(op);
   return lua_error(L);

@@ -35,7 +35,7 @@ static int opt_bool(lua_State *L, int idx, const char *key) {
 
 /* On a libuv pool thread (or inline): no Lua here. */
 static void cpu_gemm_work(px_gpu_op *op) {
-  if (px_cpu_gemm(&op->gemm) != 0) op->error = "matmul: out of memory";
+  if (px_cpu_gemm(&op->gemm) != 0) op->err = UV_ENOMEM;
 }
 
 static int gpu_matmul(lua_State *L) {
@@ -176,7 +176,7 @@ static int gpu_matmul(lua_State *L) {
     int rc = cuda->gemm(&g);
     if (rc) {
       px_shared_release(out);
-      return px_gpu_raise(L, "matmul", NULL);
+      return px_gpu_raise(L, "matmul", NULL, rc);
     }
     if (!sync) {
       /* No new proxy per call: back-to-back products on the same out make
@@ -221,7 +221,7 @@ static int gpu_matmul(lua_State *L) {
   cuda->free(da);
   cuda->free(db);
   cuda->free(dc);
-  if (rc) return px_gpu_raise(L, "matmul", op);
+  if (rc) return px_gpu_raise(L, "matmul", op, rc);
   return px_gpu_op_finish(L, op);
 }
 

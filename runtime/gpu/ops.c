@@ -58,8 +58,8 @@ static int binary(lua_State *L, int op) {
                       op == PXC_ADD ? "add" : "mul");
   result_operand(L, 3, &a, a.dtype, &out);
   if (on_gpu(&a)) {
-    if (cuda()->binary(op, out.ptr, a.ptr, b.ptr, a.dtype, a.n))
-      return px_gpu_raise(L, op == PXC_ADD ? "add" : "mul", NULL);
+    int rc = cuda()->binary(op, out.ptr, a.ptr, b.ptr, a.dtype, a.n);
+    if (rc) return px_gpu_raise(L, op == PXC_ADD ? "add" : "mul", NULL, rc);
   } else {
     px_cpu_binary(op, out.ptr, a.ptr, b.ptr, a.dtype, a.n);
   }
@@ -76,7 +76,8 @@ static int gpu_scale(lua_State *L) {
   double s = luaL_checknumber(L, 2);
   result_operand(L, 3, &a, a.dtype, &out);
   if (on_gpu(&a)) {
-    if (cuda()->scale(out.ptr, a.ptr, s, a.dtype, a.n)) return px_gpu_raise(L, "scale", NULL);
+    int rc = cuda()->scale(out.ptr, a.ptr, s, a.dtype, a.n);
+    if (rc) return px_gpu_raise(L, "scale", NULL, rc);
   } else {
     px_cpu_scale(out.ptr, a.ptr, s, a.dtype, a.n);
   }
@@ -90,7 +91,8 @@ static int gpu_cast(lua_State *L) {
   int dtype = px_gpu_check_float_dtype(L, 2);
   result_operand(L, 3, &a, dtype, &out);
   if (on_gpu(&a)) {
-    if (cuda()->cast(out.ptr, dtype, a.ptr, a.dtype, a.n)) return px_gpu_raise(L, "cast", NULL);
+    int rc = cuda()->cast(out.ptr, dtype, a.ptr, a.dtype, a.n);
+    if (rc) return px_gpu_raise(L, "cast", NULL, rc);
   } else {
     px_cpu_cast(out.ptr, dtype, a.ptr, a.dtype, a.n);
   }
@@ -103,7 +105,8 @@ static int gpu_fill(lua_State *L) {
   check_float_operand(L, 1, &a);
   double v = luaL_checknumber(L, 2);
   if (on_gpu(&a)) {
-    if (cuda()->fill(a.ptr, a.dtype, a.n, v)) return px_gpu_raise(L, "fill", NULL);
+    int rc = cuda()->fill(a.ptr, a.dtype, a.n, v);
+    if (rc) return px_gpu_raise(L, "fill", NULL, rc);
   } else {
     px_cpu_fill(a.ptr, a.dtype, a.n, v);
   }
@@ -122,7 +125,8 @@ static int gpu_sum(lua_State *L) {
   px_gpu_op *op = px_gpu_op_new(L, "gpu sum");
   op->has_number = 1;
   px_gpu_op_hold(op, a.obj);
-  if (cuda()->sum(a.ptr, a.dtype, a.n, &op->number)) return px_gpu_raise(L, "sum", op);
+  int rc = cuda()->sum(a.ptr, a.dtype, a.n, &op->number);
+  if (rc) return px_gpu_raise(L, "sum", op, rc);
   return px_gpu_op_finish(L, op);
 }
 

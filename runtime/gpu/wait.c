@@ -67,25 +67,24 @@ static int push_result(lua_State *L, px_gpu_op *op) {
   return nresults;
 }
 
-/* The stream's error state, as (nil, message) results: an asynchronous
- * fault surfaces at the next wait, as in CUDA.  The Lua face raises it. */
+/* The stream's error state, as (nil, message, code) results: an
+ * asynchronous fault surfaces at the next wait, as in CUDA.  The Lua face
+ * raises it. */
 static int push_stream_error(lua_State *L, px_gpu_op *op) {
   const pxc_api *cuda = px_gpu_backend_get()->cuda;
-  if (!cuda || cuda->status() == 0) return 0;
-  lua_pushnil(L);
-  lua_pushstring(L, cuda->errmsg());
+  int rc = cuda ? cuda->status() : 0;
+  if (rc == 0) return 0;
   px_gpu_op_abandon(op);
-  return 2;
+  return px_push_error(L, px_gpu_code(rc), cuda->errmsg());
 }
 
 static int op_deliver(lua_State *co, px_wait *w) {
   px_gpu_op *op = (px_gpu_op *)w;
   if (px_trace_on(w->vm)) px_trace_slice(w->vm, "gpu", w->what, op->t0, px_trace_now());
-  if (op->error) {
-    lua_pushnil(co);
-    lua_pushstring(co, op->error);
-    px_gpu_op_abandon(op);
-    return 2;
+  if (op->err) {
+    int err = op->err;
+    px_gpu_op_abandon(op); /* free before pushing (px.h, deliver) */
+    return px_push_error(co, err, NULL);
   }
   if (!op->work) {
     int n = push_stream_error(co, op);
@@ -107,7 +106,7 @@ int px_gpu_op_finish(lua_State *L, px_gpu_op *op) {
   const pxc_api *cuda = px_gpu_backend_get()->cuda;
   if (!px_task_current(L)) {
     int rc = cuda->synchronize();
-    if (rc) return px_gpu_raise(L, "gpu", op);
+    if (rc) return px_gpu_raise(L, "gpu", op, rc);
     return push_result(L, op);
   }
   op->wait.deliver = op_deliver;
@@ -120,7 +119,7 @@ int px_gpu_op_finish(lua_State *L, px_gpu_op *op) {
   if (rc) {
     /* Not parked after all: undo the hold that prepare took. */
     px_vm_release(op->wait.vm);
-    return px_gpu_raise(L, "gpu", op);
+    return px_gpu_raise(L, "gpu", op, rc);
   }
   return px_park(L, &op->wait);
 }
@@ -140,9 +139,14 @@ static void cpu_after(uv_work_t *req, int status) {
 
 int px_gpu_op_run_inline(lua_State *L, px_gpu_op *op) {
   op->work(op);
-  if (op->error) {
-    lua_pushstring(L, op->error);
+  if (op->err) {
+    int err = op->err;
+    const char *what = op->wait.what;
     px_gpu_op_abandon(op);
+    if (err == UV_ENOMEM) return px_oom(L, what);
+    lua_pushfstring(L, "%s: ", what);
+    px_push_error_message(L, err, NULL);
+    lua_concat(L, 2);
     return lua_error(L);
   }
   return push_result(L, op);
