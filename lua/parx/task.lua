@@ -3,8 +3,7 @@
 local c = require "parx.c.task"
 
 local Task = c.Task
-local cjoin, wait_any, cancelling = c.join, c.wait_any, c.cancelling
-local PARK, EXIT = c.PARK, c.EXIT
+local cjoin, wait_any = c.join, c.wait_any
 local error, select, type, unpack = error, select, type, unpack
 
 -- The error a cancelled task unwinds with (see "Cancellation" at the end).
@@ -154,68 +153,12 @@ end
 
 -- Cancellation (as in Trio and asyncio).  A cancelled task gets CANCELLED
 -- raised at its park point (or, when it was not parked, at its next one).
--- It unwinds like any error: pcall and xpcall return false, CANCELLED, so
--- cleanup code after them runs (m:with, s:with, a stream's close).  Every
--- later park point of the task raises it again at once (px_check_can_park),
--- and the task ends cancelled whatever its function returns (sched.c).
--- os.exit's EXIT marker is different: no pcall in any VM catches it.
---
--- When a task parked in a C function that pcall called itself
--- (pcall(parx.sleep, 1)), the resume returns from that function straight
--- out of pcall: the injection hook (sched.c) sees it is in a wrapper below
--- and leaves the error in `caught`, which check returns instead.
-local raw_pcall, raw_xpcall = pcall, xpcall
-local caught = {}
-local function check(ok, ...)
-  if ok then
-    local e = caught[1]
-    if e == nil then return ok, ... end
-    caught[1] = nil
-    return false, e
-  end
-  if (...) == EXIT then error(EXIT, 0) end
-  return ok, ...
-end
-local function wrapped_pcall(f, ...) return check(raw_pcall(f, ...)) end
-local function wrapped_xpcall(f, handler, ...)
-  return check(raw_xpcall(f, function(e)
-    -- The task's own cancellation comes back as itself, like pcall's.
-    if e == EXIT or (e == CANCELLED and cancelling()) then return e end
-    return handler(e)
-  end, ...))
-end
-pcall, xpcall = wrapped_pcall, wrapped_xpcall
--- Every VM has its own: the marshaller sends a value of package.loaded by
--- name, so a function sent to a worker that calls pcall gets the worker's.
-package.loaded["parx.pcall"], package.loaded["parx.xpcall"] = pcall, xpcall
-
--- Coroutines created inside a task: a park inside one is forwarded out to
--- the task's own coroutine, and the resume that comes back is forwarded in,
--- so an error injected into the task (the hook waits while it runs here)
--- is raised inside the coroutine that parked.  coroutine.resume is a
--- protected call like pcall: it returns false, CANCELLED; wrap re-raises.
-local raw_resume, raw_yield, co_status = coroutine.resume, coroutine.yield, coroutine.status
-local function forward(co, ok, a, ...)
-  if ok and a == PARK and co_status(co) == "suspended" then
-    return forward(co, raw_resume(co, raw_yield(PARK)))
-  end
-  if not ok and a == EXIT then error(a, 0) end
-  return ok, a, ...
-end
-function coroutine.resume(co, ...) return forward(co, raw_resume(co, ...)) end
-function coroutine.wrap(f)
-  local co = coroutine.create(f)
-  return function(...)
-    return raise_if(coroutine.resume(co, ...))
-  end
-end
-
-c.set_cancelled(CANCELLED, {
-  [forward] = 1,          -- WRAP_SKIP
-  [wrapped_pcall] = 2,    -- WRAP_CATCH
-  [wrapped_xpcall] = 2,
-}, caught)
-
-os.exit = c.exit
+-- It unwinds like any error through LuaJIT's own pcall and xpcall (an
+-- xpcall's handler sees it like any error), so cleanup code after them runs
+-- (m:with, s:with, a stream's close).  Every later park point of the task
+-- raises it again at once (px_check_can_park), and the task ends cancelled
+-- whatever its function returns (runtime/core/sched.c).  coroutine.resume
+-- and wrap forward a park inside a coroutine to the task, and os.exit's
+-- marker cannot be caught: both in C (runtime/core/lib_base.c).
 
 return M

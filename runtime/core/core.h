@@ -33,6 +33,7 @@ struct px_task {
   uint64_t park_ts;    /* --trace: when it parked */
   const char *park_what;
   int inject_ref;      /* error to raise at the next resume, or LUA_NOREF */
+  int msgh;            /* started under xpcall with sched.c's message handler */
   px_future *future;   /* one reference, dropped when the task ends */
   px_task *next_ready, *prev_ready;
   px_task *prev, *next; /* all tasks of the VM (deadlock reports) */
@@ -64,12 +65,15 @@ struct px_vm {
                              (state.c on_panic) */
   int cancelled_ref;      /* the CANCELLED error object (task.lua) */
   /* Error injection (sched.c): the user's hook, put back when the
-   * injection fires; task.lua's wrappers the hook treats apart and the
-   * table where it leaves an error for pcall; the protected trampoline
-   * for deliver() and job start-up.  Refs are 0 until task.lua ran. */
+   * injection fires; where it rewrites pcall's results instead of raising
+   * (inject_co's register inject_slot, 0: raise); the base functions
+   * (pcall, xpcall, the message handler) and the protected trampoline for
+   * deliver() and job start-up.  Refs are 0 until task.lua ran. */
   lua_Hook saved_hook;
   int saved_mask, saved_count;
-  int wrappers_ref, caught_ref, call_ref;
+  int inject_slot;
+  lua_State *inject_co;
+  int base_ref, call_ref;
   uint64_t *gc_threshold;  /* sched_lj.c: LuaJIT's gc.threshold, or NULL */
   uint64_t gc_stopped;     /* its value that holds off GC steps */
 
@@ -154,7 +158,11 @@ void px_task_raise(px_task *t); /* VM thread; error value on top of vm->L */
  * stack; 0, or a LUA_ERR* status with the error on top of vm->L.  fn
  * returns how many values it leaves (kept on vm->L on success). */
 int px_sched_protect(px_vm *vm, int (*fn)(lua_State *L, void *ud), void *ud, int nargs);
-int px_sched_setup(lua_State *L); /* task.lua's set_cancelled(CANCELLED, wrappers, caught) */
+int px_sched_setup(lua_State *L); /* task.lua's set_cancelled(CANCELLED) */
+int px_sched_forward(lua_State *L, lua_State *child, int wrap); /* lib_base.c */
+void px_sched_exit(lua_State *L);  /* os.exit: nothing more runs in this VM's tasks */
+int px_sched_is_forwarding(lua_State *co);
+int px_base_open(lua_State *L);    /* lib_base.c: coroutine.resume/wrap/status, os.exit */
 /* sched_lj.c: the address of L's GC threshold (L a main state) and the
  * value that holds off GC steps, or NULL when the probe fails. */
 uint64_t *px_sched_lj_threshold(lua_State *L, uint64_t *stopped);

@@ -7,19 +7,27 @@
  * out of memory, would reach the panic handler); its results are then
  * moved to the task, and an error there becomes the task's error.
  *
+ * Every task runs under LuaJIT's own xpcall with a message handler
+ * (task_msgh), so the traceback of an uncaught error is built where it was
+ * raised and names the faulting line.
+ *
+ * A task that parks inside a coroutine of its own (coroutine.resume and
+ * wrap in lib_base.c) forwards the park: each resumer between it and the
+ * task yields [child, wrap, forward marker], and the scheduler resumes the
+ * innermost coroutine directly when the wait ends, handing what it yields,
+ * returns or raises back to its resumer (run_chain).
+ *
  * Errors are injected into a parked task (cancellation, deadlock) with a
  * one-instruction count hook: the hook fires on the first Lua instruction
  * after the resume and raises the error there, so the task unwinds through
  * its own pcalls and finalisers like any other error.  LuaJIT's hooks are
  * per VM, which is what we want: exactly one coroutine runs next.  The
  * user's own hook (luacov, a debugger) is saved when the injection is
- * armed and put back when it fires, so it keeps running.  Two of
- * task.lua's wrappers are treated apart (px_sched_setup): in the
- * coroutine forwarder the hook waits, so the error reaches the innermost
- * coroutine, where the task really parked; in the pcall/xpcall wrappers,
- * just after pcall returned (it called the parking C function itself:
- * pcall(parx.sleep, 1)), the error is left in a table the wrapper reads,
- * so pcall returns false and the error as if it had been raised inside.
+ * armed and put back when it fires, so it keeps running.  One case is
+ * treated apart: a C function that pcall or xpcall called itself
+ * (pcall(parx.sleep, 1)) returns straight out of pcall when resumed, so
+ * the first instruction is already in pcall's caller; there the hook
+ * rewrites pcall's results to false and the error (arm_inject).
  */
 #include <math.h>
 #include <stdio.h>
@@ -150,6 +158,32 @@ void px_wait_prepare(lua_State *L, px_wait *w) {
   if (w->external) px_vm_hold(vm);
 }
 
+/* A park inside a coroutine of the task (lib_base.c's resume saw child
+ * yield the park marker, or forward one): L yields [child, wrap, marker]
+ * in turn, up to the task's own coroutine.  deliver() pushes the results
+ * onto the innermost coroutine, which run_chain resumes directly. */
+static const char forward_marker = 0;
+
+int px_sched_is_forwarding(lua_State *co) {
+  return lua_status(co) == LUA_YIELD && lua_gettop(co) >= 3 &&
+         lua_touserdata(co, -1) == (void *)&forward_marker;
+}
+
+static lua_State *innermost(lua_State *co) {
+  while (px_sched_is_forwarding(co)) co = lua_tothread(co, -3);
+  return co;
+}
+
+int px_sched_forward(lua_State *L, lua_State *child, int wrap) {
+  if (!px_sched_is_forwarding(child)) lua_settop(child, 0); /* the park marker */
+  lua_settop(L, 0);
+  lua_pushthread(child);
+  lua_xmove(child, L, 1);
+  lua_pushboolean(L, wrap);
+  lua_pushlightuserdata(L, (void *)&forward_marker);
+  return lua_yield(L, 3);
+}
+
 int px_park(lua_State *L, px_wait *w) {
   if (!w->armed) px_wait_prepare(L, w);
   w->task->wait = w;
@@ -245,7 +279,7 @@ void px_sched_deliver(px_vm *vm, px_wait *w) {
      * deliver() pushes onto the suspended coroutine. */
     uint64_t threshold = *vm->gc_threshold;
     *vm->gc_threshold = vm->gc_stopped;
-    t->nargs = w->deliver(t->co, w);
+    t->nargs = w->deliver(innermost(t->co), w);
     *vm->gc_threshold = threshold;
   } else if (w->deliver) {
     lua_State *L = vm->L;
@@ -255,12 +289,13 @@ void px_sched_deliver(px_vm *vm, px_wait *w) {
       /* The parked C function's frame guarantees LUA_MINSTACK slots; only
        * more than that needs growing co's stack (which can fail only for
        * want of memory, unprotected: a known limit). */
-      if (n >= LUA_MINSTACK && !lua_checkstack(t->co, n + 1)) {
+      lua_State *target = innermost(t->co);
+      if (n >= LUA_MINSTACK && !lua_checkstack(target, n + 1)) {
         lua_settop(L, base);
         lua_pushliteral(L, "parx: too many results to resume a task with");
         set_inject(vm, t);
       } else {
-        lua_xmove(L, t->co, n);
+        lua_xmove(L, target, n);
         t->nargs = n;
       }
     } else {
@@ -273,74 +308,150 @@ void px_sched_deliver(px_vm *vm, px_wait *w) {
 
 /* ---- error injection ------------------------------------------------ */
 
-enum { WRAP_NONE, WRAP_SKIP, WRAP_CATCH };
-
-/* What the hook does in the function running at ar: task.lua registers
- * its coroutine forwarder (WRAP_SKIP) and pcall/xpcall (WRAP_CATCH). */
-static int wrapper_kind(px_vm *vm, lua_State *L, lua_Debug *ar) {
-  if (vm->wrappers_ref <= 0 || !lua_getinfo(L, "f", ar)) return WRAP_NONE;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->wrappers_ref);
-  lua_insert(L, -2);
-  lua_rawget(L, -2);
-  int kind = (int)lua_tointeger(L, -1);
-  lua_pop(L, 2);
-  return kind;
-}
-
 static void restore_hook(px_vm *vm) {
   lua_sethook(vm->L, vm->saved_hook, vm->saved_mask, vm->saved_count);
   vm->saved_hook = NULL;
   vm->saved_mask = vm->saved_count = 0;
 }
 
+static void save_hook(px_vm *vm, lua_Hook mine) {
+  lua_Hook h = lua_gethook(vm->L);
+  if (h == mine) return; /* already saved */
+  vm->saved_hook = h;
+  vm->saved_mask = h ? lua_gethookmask(vm->L) : 0;
+  vm->saved_count = h ? lua_gethookcount(vm->L) : 0;
+}
+
+/* The pcall'd-C-function case (arm_inject): in pcall's caller, register
+ * slot holds pcall's status (true, as the C function "returned") and the
+ * next one its first result.  Anything else (the caller was not the
+ * function we looked at) and the error is raised here instead. */
+static int fix_pcall_results(px_vm *vm, lua_State *L, lua_Debug *ar) {
+  int slot = vm->inject_slot;
+  lua_State *co = vm->inject_co;
+  vm->inject_slot = 0;
+  vm->inject_co = NULL;
+  if (!slot || L != co || !lua_getlocal(L, ar, slot)) return 0;
+  int was_true = lua_type(L, -1) == LUA_TBOOLEAN && lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (!was_true) return 0;
+  lua_pushboolean(L, 0);
+  if (!lua_setlocal(L, ar, slot)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushvalue(L, -1); /* the error, under this hook's frame */
+  if (!lua_setlocal(L, ar, slot + 1)) lua_pop(L, 1);
+  return 1;
+}
+
 static void inject_hook(lua_State *L, lua_Debug *ar) {
   px_vm *vm = px_vm_of(L);
-  int kind = wrapper_kind(vm, L, ar);
-  if (kind == WRAP_SKIP) return; /* stay armed: the next instruction */
   restore_hook(vm);
   int ref = vm->hook_ref;
   vm->hook_ref = LUA_NOREF;
-  if (kind == WRAP_CATCH) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->caught_ref);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-    lua_rawseti(L, -2, 1);
-    lua_pop(L, 1);
-    luaL_unref(L, LUA_REGISTRYINDEX, ref);
-    return;
-  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
   luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  if (fix_pcall_results(vm, L, ar)) {
+    lua_pop(L, 1);
+    return;
+  }
   lua_error(L);
 }
 
-static void arm_inject(px_vm *vm, px_task *t) {
-  lua_State *L = vm->L;
-  vm->hook_ref = t->inject_ref;
-  t->inject_ref = LUA_NOREF;
-  lua_Hook h = lua_gethook(L);
-  if (h == inject_hook) h = NULL; /* never: disarmed before any resume */
-  vm->saved_hook = h;
-  vm->saved_mask = h ? lua_gethookmask(L) : 0;
-  vm->saved_count = h ? lua_gethookcount(L) : 0;
-  lua_sethook(L, inject_hook, LUA_MASKCOUNT, 1);
+/* The register of the Lua function that called pcall/xpcall, which called
+ * the C function parked at the top of co, where pcall's results go: its
+ * own slot, the first one above the caller's visible registers (LuaJIT's
+ * lua_getlocal names every register up to the next frame).  0 when that
+ * is not the shape of co's stack. */
+static int pcall_result_slot(px_vm *vm, lua_State *co) {
+  lua_Debug ar;
+  if (vm->base_ref <= 0 || !lua_getstack(co, 0, &ar) || !lua_getinfo(co, "S", &ar) ||
+      ar.what[0] != 'C' || !lua_getstack(co, 1, &ar) || !lua_getinfo(co, "f", &ar))
+    return 0;
+  lua_rawgeti(co, LUA_REGISTRYINDEX, vm->base_ref);
+  lua_rawgeti(co, -1, 1); /* pcall */
+  lua_rawgeti(co, -2, 2); /* xpcall */
+  int is_pcall = lua_rawequal(co, -1, -4) || lua_rawequal(co, -2, -4);
+  lua_pop(co, 4);
+  if (!is_pcall || !lua_getstack(co, 2, &ar) || !lua_getinfo(co, "S", &ar) || ar.what[0] == 'C')
+    return 0;
+  int n = 0;
+  while (lua_getlocal(co, &ar, n + 1)) {
+    lua_pop(co, 1);
+    n++;
+  }
+  return n + 1;
 }
 
-/* task.lua, once per VM: set_cancelled(CANCELLED, wrappers, caught). */
+/* Arm the pending error of t for run, the coroutine about to resume.  When
+ * run's top is a C function that pcall called itself, the resume carries
+ * one value (so pcall "returns" two) and the hook rewrites them. */
+static int arm_inject(px_vm *vm, px_task *t, lua_State *run, int nargs) {
+  vm->hook_ref = t->inject_ref;
+  t->inject_ref = LUA_NOREF;
+  vm->inject_slot = lua_status(run) == LUA_YIELD ? pcall_result_slot(vm, run) : 0;
+  vm->inject_co = run;
+  if (vm->inject_slot) {
+    lua_pop(run, nargs);
+    lua_pushboolean(run, 0);
+    nargs = 1;
+  }
+  save_hook(vm, inject_hook);
+  lua_sethook(vm->L, inject_hook, LUA_MASKCOUNT, 1);
+  return nargs;
+}
+
+/* os.exit: every Lua instruction raises the exit marker from now until the
+ * task's resume returns (resume), so no pcall, xpcall handler or
+ * coroutine.resume in the task can keep it. */
+static void exit_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_pushlightuserdata(L, (void *)&px_exit_marker);
+  lua_error(L);
+}
+
+void px_sched_exit(lua_State *L) {
+  px_vm *vm = px_vm_of(L);
+  if (!vm) return;
+  if (lua_gethook(vm->L) != inject_hook) save_hook(vm, exit_hook);
+  vm->hook_ref = LUA_NOREF; /* never armed: os.exit ran Lua code */
+  lua_sethook(vm->L, exit_hook, LUA_MASKCOUNT, 1);
+}
+
+/* The message handler of every task: the traceback of an uncaught string
+ * error, built at the point of error (a dead coroutine's top frame has
+ * lost its line), without the task's own xpcall at the bottom. */
+static int task_msgh(lua_State *L) {
+  if (lua_type(L, 1) != LUA_TSTRING) return 1;
+  luaL_traceback(L, L, lua_tostring(L, 1), 1);
+  size_t len;
+  const char *tb = lua_tolstring(L, -1, &len);
+  const char *last = tb + len;
+  while (last > tb && last[-1] != '\n') last--;
+  if (last > tb && strncmp(last, "\t[C]: ", 6) == 0)
+    lua_pushlstring(L, tb, (size_t)(last - tb - 1));
+  return 1;
+}
+
+/* task.lua, once per VM, before any task: set_cancelled(CANCELLED). */
 int px_sched_setup(lua_State *L) {
   px_vm *vm = px_vm_of(L);
   if (!vm) return 0;
-  lua_settop(L, 3);
-  if (!lua_isnil(L, 3)) {
-    luaL_checktype(L, 2, LUA_TTABLE);
-    luaL_checktype(L, 3, LUA_TTABLE);
-    if (vm->caught_ref > 0) luaL_unref(L, LUA_REGISTRYINDEX, vm->caught_ref);
-    vm->caught_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    if (vm->wrappers_ref > 0) luaL_unref(L, LUA_REGISTRYINDEX, vm->wrappers_ref);
-    vm->wrappers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
   lua_settop(L, 1);
   if (vm->cancelled_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, vm->cancelled_ref);
   vm->cancelled_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (vm->base_ref <= 0) {
+    /* LuaJIT's own, as they are before any script ran. */
+    lua_createtable(L, 3, 0);
+    lua_getglobal(L, "pcall");
+    lua_rawseti(L, -2, 1);
+    lua_getglobal(L, "xpcall");
+    lua_rawseti(L, -2, 2);
+    lua_pushcfunction(L, task_msgh);
+    lua_rawseti(L, -2, 3);
+    vm->base_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   if (vm->call_ref <= 0) {
     lua_pushcfunction(L, protect_trampoline);
     vm->call_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -402,21 +513,97 @@ void px_task_raise(px_task *t) {
 
 /* ---- running ------------------------------------------------------- */
 
-static int traceback_call(lua_State *L, void *ud) {
-  lua_State *co = ud;
-  luaL_traceback(L, co, lua_tostring(co, -1), 0);
-  return 1;
+/* A task's first resume: run its function under xpcall with the message
+ * handler.  Its stack is [fn, args...]; becomes [xpcall, fn, msgh, args...]. */
+static int guard(px_vm *vm, px_task *t, int nargs) {
+  lua_State *co = t->co;
+  if (vm->base_ref <= 0 || !lua_checkstack(co, 3)) return nargs;
+  lua_rawgeti(co, LUA_REGISTRYINDEX, vm->base_ref);
+  lua_rawgeti(co, -1, 2);
+  lua_insert(co, 1);
+  lua_rawgeti(co, -1, 3);
+  lua_insert(co, 3);
+  lua_pop(co, 1);
+  t->msgh = 1;
+  return nargs + 2;
+}
+
+/* What a coroutine of the task yielded, returned or raised (status), moved
+ * to its resumer as the results of that coroutine.resume or wrap call;
+ * returns how many.  A wrap's error is raised in the resumer. */
+static int hand_back(px_vm *vm, px_task *t, lua_State *parent, lua_State *child, int status, int wrap) {
+  lua_settop(parent, 0);
+  if (status == 0 || status == LUA_YIELD) {
+    int n = lua_gettop(child);
+    if (!lua_checkstack(parent, n + 1)) {
+      lua_settop(child, 0);
+      lua_pushboolean(parent, 0);
+      lua_pushliteral(parent, "too many results to resume");
+      return 2;
+    }
+    if (!wrap) lua_pushboolean(parent, 1);
+    lua_xmove(child, parent, n);
+    return n + !wrap;
+  }
+  if (!wrap) {
+    lua_pushboolean(parent, 0);
+    lua_xmove(child, parent, 1);
+    return 2;
+  }
+  if (lua_gethook(vm->L) == exit_hook) return 0; /* raises anyway */
+  lua_xmove(child, vm->L, 1);
+  if (lua_type(vm->L, -1) == LUA_TSTRING) {
+    luaL_where(parent, 1);
+    lua_xmove(parent, vm->L, 1);
+    lua_insert(vm->L, -2);
+    lua_concat(vm->L, 2);
+  }
+  set_inject(vm, t);
+  return 0;
+}
+
+/* Resume the task's innermost coroutine and, each time one ends its turn
+ * without parking, its resumer, up to the task's own coroutine; returns
+ * that one's status (LUA_YIELD also when the task parked deeper). */
+static int run_chain(px_vm *vm, px_task *t, int nargs) {
+  lua_State *co = t->co;
+  lua_State *run = co;
+  while (px_sched_is_forwarding(run)) run = lua_tothread(run, -3);
+  for (;;) {
+    if (t->inject_ref != LUA_NOREF && lua_gethook(vm->L) != exit_hook)
+      nargs = arm_inject(vm, t, run, nargs);
+    int status = lua_resume(run, nargs);
+    if (run == co) return status;
+    if (status == LUA_YIELD && lua_gettop(run) >= 1 && t->wait &&
+        (lua_touserdata(run, -1) == (void *)&px_park_marker || px_sched_is_forwarding(run))) {
+      if (!px_sched_is_forwarding(run)) lua_settop(run, 0);
+      return LUA_YIELD; /* parked again: co still forwards down to it */
+    }
+    if (vm->hook_ref != LUA_NOREF) {
+      /* run ran no Lua instruction: the error is for its resumer. */
+      restore_hook(vm);
+      vm->inject_slot = 0;
+      vm->inject_co = NULL;
+      if (t->inject_ref == LUA_NOREF) t->inject_ref = vm->hook_ref;
+      else luaL_unref(vm->L, LUA_REGISTRYINDEX, vm->hook_ref);
+      vm->hook_ref = LUA_NOREF;
+    }
+    lua_State *parent = co;
+    while (lua_tothread(parent, -3) != run) parent = lua_tothread(parent, -3);
+    nargs = hand_back(vm, t, parent, run, status, lua_toboolean(parent, -2));
+    run = parent;
+  }
 }
 
 static void resume(px_vm *vm, px_task *t) {
   lua_State *co = t->co;
   int nargs = t->nargs;
   t->nargs = 0;
-  if (t->inject_ref != LUA_NOREF) arm_inject(vm, t);
+  if (lua_status(co) == 0) nargs = guard(vm, t, nargs);
   t->state = PX_TASK_RUNNING;
   vm->current = t;
   uint64_t t0 = vm->trace ? uv_hrtime() : 0;
-  int status = lua_resume(co, nargs);
+  int status = run_chain(vm, t, nargs);
   vm->current = NULL;
   if (vm->trace) {
     uint64_t t1 = uv_hrtime();
@@ -426,22 +613,37 @@ static void resume(px_vm *vm, px_task *t) {
     t->park_ts = t1;
     t->park_what = t->wait ? t->wait->what : NULL;
   }
-  if (vm->hook_ref != LUA_NOREF) {
-    /* The task ran no Lua instruction outside parx's forwarder (its body
-     * is a C function): the error was not raised; end the task with it. */
+  if (lua_gethook(vm->L) == exit_hook) {
+    /* os.exit ran in this task: it ends with the exit marker, whatever
+     * it did after (a pcall returned it, the function returned). */
     restore_hook(vm);
+    if (status != LUA_YIELD) {
+      lua_settop(co, 0);
+      lua_pushlightuserdata(co, (void *)&px_exit_marker);
+      status = LUA_ERRRUN;
+      t->msgh = 0;
+    }
+  }
+  if (vm->hook_ref != LUA_NOREF) {
+    /* The task ran no Lua instruction (its body is a C function): the
+     * error was not raised; end the task with it. */
+    restore_hook(vm);
+    vm->inject_slot = 0;
+    vm->inject_co = NULL;
     lua_settop(co, 0);
     lua_rawgeti(co, LUA_REGISTRYINDEX, vm->hook_ref);
     luaL_unref(vm->L, LUA_REGISTRYINDEX, vm->hook_ref);
     vm->hook_ref = LUA_NOREF;
     status = LUA_ERRRUN;
+    t->msgh = 0;
   }
-  int parked = status == LUA_YIELD && lua_gettop(co) >= 1 &&
-               lua_touserdata(co, -1) == (void *)&px_park_marker && t->wait;
+  int forwarding = status == LUA_YIELD && px_sched_is_forwarding(co);
+  int parked = status == LUA_YIELD && t->wait &&
+               (forwarding || (lua_gettop(co) >= 1 && lua_touserdata(co, -1) == (void *)&px_park_marker));
   if (!parked && t->wait) drop_failed_park(vm, t);
   if (status == LUA_YIELD) {
     if (parked) {
-      lua_settop(co, 0);
+      if (!forwarding) lua_settop(co, 0);
       t->state = PX_TASK_PARKED;
       vm->nparked++;
     } else {
@@ -456,6 +658,14 @@ static void resume(px_vm *vm, px_task *t) {
     }
     return;
   }
+  if (status == 0 && t->msgh) {
+    /* xpcall's status first: false, the error (with its traceback). */
+    if (!lua_toboolean(co, 1)) {
+      lua_settop(co, 2);
+      status = LUA_ERRRUN;
+    }
+    lua_remove(co, 1);
+  }
   if (status == 0 && t->future && atomic_load(&t->future->cancel_requested)) {
     /* Asked to cancel, and it returned anyway (it caught the cancellation,
      * or never reached a park point): it ends cancelled all the same. */
@@ -464,22 +674,6 @@ static void resume(px_vm *vm, px_task *t) {
     status = LUA_ERRRUN;
   }
   t->state = PX_TASK_DONE;
-  if (status != 0 && lua_type(co, -1) == LUA_TSTRING) {
-    /* Attach the task's traceback while its stack is still there.  Built
-     * on the VM's main state, protected: the dead coroutine may have no
-     * free stack slot (a stack overflow), and building the
-     * string allocates (a failing __gc, no memory).  On failure the
-     * message stays as it was. */
-    lua_State *L = vm->L;
-    int base = lua_gettop(L);
-    if (px_sched_protect(vm, traceback_call, co, 0) == 0 && lua_gettop(L) == base + 1) {
-      /* Into the message's own slot: no stack growth on co, which throws
-       * when co died of a stack overflow. */
-      lua_pop(co, 1);
-      lua_xmove(L, co, 1);
-    }
-    lua_settop(L, base);
-  }
   px_future_finish(t->future, t, status);
   task_free(vm, t);
 }

@@ -63,6 +63,7 @@ static int load_luamod(lua_State *L) {
 static int setup(lua_State *L) {
   px_vm *vm = lua_touserdata(L, 1);
   luaL_openlibs(L);
+  px_base_open(L); /* coroutine.resume/wrap/status, os.exit (lib_base.c) */
 
   lua_pushlightuserdata(L, (void *)&vm_key);
   lua_pushlightuserdata(L, vm);
