@@ -25,8 +25,8 @@
  * NULL if co can be resumed. */
 static const char *cannot_resume(lua_State *L, lua_State *co) {
   int status = lua_status(co);
-  if (status == LUA_YIELD)
-    return px_sched_is_forwarding(co) ? "cannot resume running coroutine" : NULL;
+  if (status == LUA_YIELD) /* its stack is empty unless it forwards a park */
+    return lua_gettop(co) >= 3 && px_sched_is_forwarding(co) ? "cannot resume running coroutine" : NULL;
   if (status != 0) return "cannot resume dead coroutine";
   lua_Debug ar;
   if (co == L || lua_getstack(co, 0, &ar)) return "cannot resume running coroutine";
@@ -50,25 +50,28 @@ static int resume(lua_State *L, lua_State *co, int first, int wrap) {
     lua_pushstring(L, why);
     return 2;
   }
+  /* The hot path of a generator loop: as few API calls as it takes. */
   int nargs = lua_gettop(L) - first + 1;
-  if (!lua_checkstack(co, nargs + LUA_MINSTACK)) {
-    luaL_where(L, 1);
-    lua_pushliteral(L, "stack overflow");
-    lua_concat(L, 2);
-    return lua_error(L);
+  if (nargs > 0) {
+    if (!lua_checkstack(co, nargs + LUA_MINSTACK)) {
+      luaL_where(L, 1);
+      lua_pushliteral(L, "stack overflow");
+      lua_concat(L, 2);
+      return lua_error(L);
+    }
+    lua_xmove(L, co, nargs);
   }
-  lua_xmove(L, co, nargs);
   int status = lua_resume(co, nargs);
-  if (status == LUA_YIELD && lua_gettop(co) >= 1) {
+  int n = lua_gettop(co);
+  if (status == LUA_YIELD && n >= 1) {
     const void *top = lua_touserdata(co, -1);
-    if (top == (void *)&px_park_marker || px_sched_is_forwarding(co)) {
+    if (top && (top == (void *)&px_park_marker || px_sched_is_forwarding(co))) {
       px_task *t = px_task_current(L);
       if (t && t->wait) return px_sched_forward(L, co, wrap);
     }
   }
   if (status == 0 || status == LUA_YIELD) {
-    int n = lua_gettop(co);
-    if (!lua_checkstack(L, n + 1)) {
+    if (n >= LUA_MINSTACK - 1 && !lua_checkstack(L, n + 1)) {
       lua_settop(co, 0);
       luaL_where(L, 1);
       lua_pushliteral(L, "too many results to resume");

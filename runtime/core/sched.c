@@ -421,7 +421,8 @@ void px_sched_exit(lua_State *L) {
 
 /* The message handler of every task: the traceback of an uncaught string
  * error, built at the point of error (a dead coroutine's top frame has
- * lost its line), without the task's own xpcall at the bottom. */
+ * lost its line), without the task's own xpcall at the bottom (LuaJIT
+ * names it "[builtin#21]" or "[C]"). */
 static int task_msgh(lua_State *L) {
   if (lua_type(L, 1) != LUA_TSTRING) return 1;
   luaL_traceback(L, L, lua_tostring(L, 1), 1);
@@ -429,7 +430,7 @@ static int task_msgh(lua_State *L) {
   const char *tb = lua_tolstring(L, -1, &len);
   const char *last = tb + len;
   while (last > tb && last[-1] != '\n') last--;
-  if (last > tb && strncmp(last, "\t[C]: ", 6) == 0)
+  if (last > tb && (strncmp(last, "\t[C]: ", 6) == 0 || strncmp(last, "\t[builtin#", 11) == 0))
     lua_pushlstring(L, tb, (size_t)(last - tb - 1));
   return 1;
 }
