@@ -198,3 +198,21 @@ describe("coroutines inside a task", function()
     assert.is_nil(out:find("after exit", 1, true), out)
   end)
 end)
+
+describe("LuaJIT's test suite and lua-Harness", function()
+  it("fail the same tests under parx as under luajit, but for documented differences (quick)", function()
+    if not (os.getenv("LUAJIT_TESTS") or os.getenv("LUA_HARNESS")) then
+      pending("set LUAJIT_TESTS and/or LUA_HARNESS to the suites (scripts/tools/lua-suites says how)")
+      return
+    end
+    if not has_luajit() then
+      pending("no luajit on PATH to compare with")
+      return
+    end
+    local p = io.popen(("PARX_BIN=%s scripts/tools/lua-suites --quick 2>&1; echo \"exit=$?\""):format(PARX))
+    local out = p:read("*a")
+    p:close()
+    assert.matches("exit=0%s*$", out)
+    assert.is_nil(out:find("fails only under parx: ", 1, true), out)
+  end)
+end)
