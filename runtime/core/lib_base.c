@@ -142,9 +142,7 @@ static int os_exit(lua_State *L) {
   else if (lua_isboolean(L, 1)) code = lua_toboolean(L, 1) ? 0 : 1;
   else code = (int)luaL_checkinteger(L, 1);
   if (!vm) return luaL_error(L, "os.exit: not in a parx VM");
-  atomic_store(&vm->rt->exit_code, code);
-  atomic_store(&vm->rt->exit_requested, 1);
-  if (vm != vm->rt->main) px_vm_poke(vm->rt->main);
+  px_runtime_exit(vm->rt, code);
   px_sched_exit(L);
   lua_pushlightuserdata(L, (void *)&px_exit_marker);
   return lua_error(L);

@@ -387,21 +387,6 @@ static int l_cancelling(lua_State *L) {
   return 1;
 }
 
-
-/* os.exit replacement: record the status, stop the runtime from the main
- * VM, and unwind the calling task with the exit marker (task.lua's pcall
- * does not catch it). */
-static int l_exit(lua_State *L) {
-  px_vm *vm = px_vm_of(L);
-  int code;
-  if (lua_isnoneornil(L, 1)) code = 0;
-  else if (lua_isboolean(L, 1)) code = lua_toboolean(L, 1) ? 0 : 1;
-  else code = (int)luaL_checkinteger(L, 1);
-  px_runtime_exit(vm->rt, code);
-  lua_pushlightuserdata(L, (void *)&px_exit_marker);
-  return lua_error(L);
-}
-
 static int l_workers(lua_State *L) {
   lua_pushinteger(L, px_vm_runtime(px_vm_of(L))->nworkers);
   return 1;
@@ -421,7 +406,7 @@ static const luaL_Reg funcs[] = {
     {"spawn", l_spawn},       {"async", l_async},         {"join", l_join},
     {"wait_any", l_wait_any}, {"sleep", l_sleep},         {"now", l_now},
     {"current", l_current},   {"cancelling", l_cancelling}, {"set_cancelled", px_sched_setup},
-    {"is_task", l_is_task},   {"exit", l_exit},         {"workers", l_workers},     {"vm_id", l_vm_id},
+    {"is_task", l_is_task},   {"workers", l_workers},     {"vm_id", l_vm_id},
     {NULL, NULL}};
 
 int px_open_task(lua_State *L) {
