@@ -27,7 +27,11 @@ LDFLAGS ?=
 
 # ---- sources ----------------------------------------------------------
 CLI_SRC := $(wildcard runtime/cli/*.c)
-LIB_SRC := $(filter-out $(CLI_SRC),$(shell find runtime -name '*.c' | sort))
+# runtime/mpi: with OpenMPI's headers all but nompi.c, else nompi.c alone
+# (MPI=0 builds without; see the MPI section).
+MPI_CFLAGS := $(if $(filter 0,$(MPI)),,$(shell pkg-config --cflags ompi 2>/dev/null))
+MPI_SKIP := $(if $(MPI_CFLAGS),runtime/mpi/nompi.c,$(filter-out runtime/mpi/nompi.c,$(wildcard runtime/mpi/*.c)))
+LIB_SRC := $(filter-out $(CLI_SRC) $(MPI_SKIP),$(shell find runtime -name '*.c' | sort))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 LUA_SRC := $(shell find lua -name '*.lua' | sort)
@@ -418,3 +422,20 @@ fuzz: fuzz-build
 
 help::
 	@echo "make fuzz       libFuzzer+ASan+UBSan on the unmarshaller, both modes (FUZZ_TIME=60 s)"
+
+# ---- MPI ---------------------------------------------------------------------
+#
+# parx.mpi (runtime/mpi/) is built when OpenMPI's pkg-config file is found
+# (`make deps` installs libopenmpi-dev); MPI=0 builds the stub that says how
+# to get it.  libmpi is not linked: runtime/mpi/libmpi.c opens it on first
+# use, so only its headers are needed here.  `make test` runs
+# spec/mpi_spec.lua, which starts its jobs with mpiexec itself (and on the
+# simulated cluster of scripts/tools/netns-cluster when it can).
+$(BUILD)/obj/runtime/mpi/%.o: ALL_CFLAGS += $(MPI_CFLAGS)
+
+.PHONY: test-mpi
+test-mpi:
+	$(Q)$(MAKE) --no-print-directory test SPECS=spec/mpi_spec.lua
+
+help::
+	@echo "make test-mpi   the MPI specs (mpiexec -n 3, and the simulated cluster as root)"

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "cli.h"
+#include "../mpi/fatal.h"
 
 void px_cli_version(FILE *f) {
   fprintf(f, "parx %s (%s, libuv %s)\n", PARX_VERSION, LUAJIT_VERSION,
@@ -23,6 +24,7 @@ void px_cli_report(parx_runtime *rt, int result) {
   else
     msg = parx_last_error(rt);
   if (msg == NULL || *msg == '\0') msg = "unknown error";
+  px_mpi_fatal(msg, 1); /* a rank of an MPI job: reports and aborts the job */
   fprintf(stderr, "parx: %s\n", msg);
   fflush(stderr);
 }

@@ -1,0 +1,442 @@
+-- parx.mpi: MPI for parx scripts (the C side is runtime/mpi/, module
+-- "parx.c.mpi").  Run a script on N ranks with `mpiexec -n N parx job.lua`;
+-- under plain `parx` it is a job of one rank.
+--
+--   local mpi = require "parx.mpi"
+--   if mpi.rank() == 0 then mpi.send({1, 2}, 1, 7) end
+--   local v, st = mpi.recv(mpi.ANY_SOURCE, mpi.ANY_TAG)   -- st.source, st.tag
+--   local total = mpi.allreduce(x, "sum")
+--   local squares = mpi.map(function(i) return i * i end, list)   -- on rank 0
+--
+-- Every wait parks the calling task, never its thread.  Point-to-point
+-- messages and barriers are MPI's; the collectives are built here on
+-- messages of a communicator of their own (a tree for bcast, the root's
+-- loop for gather, scatter and reduce), so they carry any Lua value and
+-- reduce with any Lua function.  As in MPI, every rank calls the
+-- collectives of a communicator in the same order.
+local C = require "parx.c.mpi"
+local array = require "parx.array" -- received arrays are pushed as arrays
+local task = require "parx.task"
+
+local bit = require "bit"
+local band, lshift, rshift = bit.band, bit.lshift, bit.rshift
+local error, type, tostring, pairs, ipairs = error, type, tostring, pairs, ipairs
+local ceil, max, min = math.ceil, math.max, math.min
+local is_array = array.is
+
+local world_rank, world_size, host = C.init()
+local ANY_SOURCE, ANY_TAG = C.ANY_SOURCE, C.ANY_TAG
+local mt = C.metatable
+local world = C.world()
+
+local M = {ANY_SOURCE = ANY_SOURCE, ANY_TAG = ANY_TAG, world = world}
+
+-- The value of a receive's results (raises its failure at `level`).
+local function value_of(kind, payload, level)
+  if kind == nil then error(payload, level + 1) end
+  if kind == "array" then return payload end
+  local ok, v = C.decode(payload)
+  if not ok then error("parx.mpi: cannot decode a received message: " .. tostring(v), level + 1) end
+  return v
+end
+
+-- ---- point to point ----------------------------------------------------
+
+-- comm:send(v, dest[, tag]): parks until v's bytes are out of the way
+-- (sent, or buffered by MPI).  Arrays travel raw; other values marshalled.
+function mt.send(self, v, dest, tag)
+  local ok, err = self:_send(v, dest, tag or 0, false)
+  if not ok then error(err, 2) end
+end
+
+-- comm:recv([source[, tag]]) -> value, {source = s, tag = t}
+function mt.recv(self, source, tag)
+  local kind, payload, s, t = self:_recv(source or ANY_SOURCE, tag or ANY_TAG, false)
+  return value_of(kind, payload, 2), {source = s, tag = t}
+end
+
+-- comm:probe([source[, tag]]) -> {source = s, tag = t}: waits until a
+-- message is there, without receiving it.
+function mt.probe(self, source, tag)
+  local s, t = self:_probe(source or ANY_SOURCE, tag or ANY_TAG)
+  if not s then error(t, 2) end
+  return {source = s, tag = t}
+end
+
+function mt.barrier(self)
+  local ok, err = self:_barrier()
+  if not ok then error(err, 2) end
+end
+
+-- comm:split(color[, key]) -> a communicator of the ranks that gave the
+-- same color, ordered by key (default: the rank); nil for a negative
+-- color (MPI_UNDEFINED).
+function mt.split(self, color, key)
+  self:barrier() -- MPI_Comm_split blocks the MPI thread: let all arrive first
+  local c, err = self:_split(color, key)
+  if c == nil then error(err, 2) end
+  return c or nil
+end
+
+-- ---- collectives ---------------------------------------------------------
+
+local function csend(self, v, dest, tag)
+  local ok, err = self:_send(v, dest, tag, true)
+  if not ok then error(err, 3) end
+end
+
+local function crecv(self, source, tag)
+  local kind, payload = self:_recv(source, tag, true)
+  return value_of(kind, payload, 3)
+end
+
+local function check_root(self, root, argn)
+  root = root or 0
+  if type(root) ~= "number" or root < 0 or root >= self:size() or root % 1 ~= 0 then
+    error(("bad argument #%d (root must be a rank, 0..%d)"):format(argn, self:size() - 1), 3)
+  end
+  return root
+end
+
+-- comm:bcast(v[, root]) -> root's v on every rank (a binomial tree).
+function mt.bcast(self, v, root)
+  root = check_root(self, root, 2)
+  local n, tag = self:size(), self:_next_tag()
+  local rel = (self:rank() - root) % n
+  local mask = 1
+  while mask < n do
+    if band(rel, mask) ~= 0 then
+      v = crecv(self, (rel - mask + root) % n, tag)
+      break
+    end
+    mask = lshift(mask, 1)
+  end
+  mask = rshift(mask, 1)
+  while mask > 0 do
+    if rel + mask < n then csend(self, v, (rel + mask + root) % n, tag) end
+    mask = rshift(mask, 1)
+  end
+  return v
+end
+
+-- comm:gather(v[, root]) -> on root the list of every rank's v (rank r at
+-- index r + 1); nil elsewhere.
+function mt.gather(self, v, root)
+  root = check_root(self, root, 2)
+  local n, me, tag = self:size(), self:rank(), self:_next_tag()
+  if me ~= root then
+    csend(self, v, root, tag)
+    return nil
+  end
+  local out = {}
+  for r = 0, n - 1 do
+    if r == me then out[r + 1] = v else out[r + 1] = crecv(self, r, tag) end
+  end
+  return out
+end
+
+-- comm:scatter(list[, root]) -> list[r + 1] on rank r (list read on root).
+function mt.scatter(self, list, root)
+  root = check_root(self, root, 2)
+  local n, me, tag = self:size(), self:rank(), self:_next_tag()
+  if me ~= root then return crecv(self, root, tag) end
+  if type(list) ~= "table" or is_array(list) then
+    error("bad argument #1 to 'scatter' (a list of one value per rank expected)", 2)
+  end
+  for r = 0, n - 1 do
+    if r ~= me then csend(self, list[r + 1], r, tag) end
+  end
+  return list[me + 1]
+end
+
+-- comm:allgather(v) -> the list of every rank's v, on every rank.
+function mt.allgather(self, v)
+  return self:bcast(self:gather(v, 0), 0)
+end
+
+-- comm:alltoall(list) -> the list whose entry r + 1 is rank r's list[me + 1].
+function mt.alltoall(self, list)
+  if type(list) ~= "table" or is_array(list) then
+    error("bad argument #1 to 'alltoall' (a list of one value per rank expected)", 2)
+  end
+  local n, me, tag = self:size(), self:rank(), self:_next_tag()
+  local out = {}
+  out[me + 1] = list[me + 1]
+  for k = 1, n - 1 do
+    local dest, source = (me + k) % n, (me - k) % n
+    -- Send while receiving: two ranks sending big values to each other
+    -- would otherwise both wait for the other's receive.
+    local t = task.async(csend, self, list[dest + 1], dest, tag)
+    out[source + 1] = crecv(self, source, tag)
+    t:join()
+  end
+  return out
+end
+
+local named = {
+  sum = function(a, b) return a + b end,
+  prod = function(a, b) return a * b end,
+  min = function(a, b) if b < a then return b end return a end,
+  max = function(a, b) if b > a then return b end return a end,
+  land = function(a, b) return a and b end,
+  lor = function(a, b) return a or b end,
+}
+
+local function check_op(op, argn)
+  if type(op) == "string" and named[op] then return op end
+  if type(op) == "function" then return op end
+  error(("bad argument #%d (op must be 'sum', 'prod', 'min', 'max', 'land', 'lor' or a function)")
+    :format(argn), 3)
+end
+
+-- acc op x, where acc is the running result (a copy when it is an array
+-- and may be changed in place).
+local function combine(op, acc, x)
+  if type(op) == "function" then return op(acc, x) end
+  if is_array(acc) and is_array(x) then
+    C.reduce_into(acc, x, op)
+    return acc
+  end
+  return named[op](acc, x)
+end
+
+-- comm:reduce(v, op[, root]) -> on root v0 op v1 op ... in rank order (arrays
+-- element-wise, in C, for the named ops); nil elsewhere.
+function mt.reduce(self, v, op, root)
+  op = check_op(op, 2)
+  root = check_root(self, root, 3)
+  local n, me, tag = self:size(), self:rank(), self:_next_tag()
+  if me ~= root then
+    csend(self, v, root, tag)
+    return nil
+  end
+  local acc
+  for r = 0, n - 1 do
+    local x = r == me and v or crecv(self, r, tag)
+    if r == 0 then
+      acc = (is_array(x) and type(op) == "string") and x:copy() or x
+    else
+      acc = combine(op, acc, x)
+    end
+  end
+  return acc
+end
+
+-- comm:allreduce(v, op) -> the reduction on every rank.
+function mt.allreduce(self, v, op)
+  op = check_op(op, 2)
+  return self:bcast(self:reduce(v, op, 0), 0)
+end
+
+-- ---- map over ranks ----------------------------------------------------
+
+local map_opts = {chunksize = true, progress = true, all = true}
+
+local function check_map_opts(name, opts)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then error(("bad argument #3 to '%s' (table expected)"):format(name), 3) end
+  for k in pairs(opts) do
+    if not map_opts[k] then
+      error(("%s: unknown option '%s' (known: all, chunksize, progress)"):format(name, tostring(k)), 3)
+    end
+  end
+  local cs = opts.chunksize
+  if cs ~= nil and (type(cs) ~= "number" or cs < 1 or cs % 1 ~= 0) then
+    error(name .. ": chunksize must be a positive integer", 3)
+  end
+  return opts
+end
+
+-- A rank other than the root: map the chunks the root sends on this
+-- rank's pool until it says stop.
+local function serve(self, tag)
+  local pool = require "parx.pool"
+  local fn = crecv(self, 0, tag)
+  while true do
+    local msg = crecv(self, 0, tag)
+    if not msg then return end
+    local ok, res = pcall(pool.map, fn, msg[2])
+    if ok then
+      csend(self, {msg[1], res, #msg[2]}, 0, tag)
+    else
+      csend(self, {msg[1], err = tostring(res)}, 0, tag)
+    end
+  end
+end
+
+-- The root: hands out chunks, guided (each a share of what is left, so
+-- the first are large and the last small: uneven items balance), keeps two
+-- in flight per rank so a rank never waits for its next, maps its own
+-- share on its pool, and calls on_chunk(lo, results, count) as chunks end.
+-- Returns the first item error as {rank, host, message}, or nil.
+local function drive(self, fn, list, opts, on_chunk)
+  local pool = require "parx.pool"
+  local n, tag = self:size(), self:_next_tag()
+  local total = #list
+  local nexti, failed = 1, nil
+  local floor_cs = opts.chunksize or 1
+  local done, bar = 0, opts.progress and total > 0
+  local function take()
+    if failed or nexti > total then return nil end
+    local left = total - nexti + 1
+    local size = opts.chunksize or max(floor_cs, ceil(left / (2 * n)))
+    size = min(size, left)
+    local lo, items = nexti, {}
+    for i = 1, size do items[i] = list[lo + i - 1] end
+    nexti = nexti + size
+    return lo, items
+  end
+  local function landed(lo, res, count)
+    done = done + count
+    on_chunk(lo, res, count)
+    if bar then io.stderr:write(("\rmpi.map: %d/%d"):format(done, total)) end
+  end
+  local function remote(r)
+    csend(self, fn, r, tag)
+    local inflight = 0
+    for _ = 1, 2 do
+      local lo, items = take()
+      if not lo then break end
+      csend(self, {lo, items}, r, tag)
+      inflight = inflight + 1
+    end
+    while inflight > 0 do
+      local msg = crecv(self, r, tag)
+      inflight = inflight - 1
+      if msg.err then
+        failed = failed or {r, msg.err}
+      else
+        landed(msg[1], msg[2], msg[3])
+      end
+      local lo, items = take()
+      if lo then
+        csend(self, {lo, items}, r, tag)
+        inflight = inflight + 1
+      end
+    end
+    csend(self, false, r, tag)
+  end
+  local tasks = {}
+  for r = 1, n - 1 do tasks[r] = task.async(remote, r) end
+  while true do
+    local lo, items = take()
+    if not lo then break end
+    local ok, res = pcall(pool.map, fn, items)
+    if ok then landed(lo, res, #items) else failed = failed or {0, tostring(res)} end
+  end
+  for r = 1, n - 1 do tasks[r]:join() end
+  if bar then io.stderr:write("\n") end
+  return failed, tag
+end
+
+-- The error of a failed item, raised on the root.
+local function item_error(self, failed)
+  local r, msg = failed[1], failed[2]
+  local h = r == self:rank() and host or nil
+  return ("mpi.map: an item failed on rank %d%s: %s"):format(r, h and ("@" .. h) or "", msg)
+end
+
+local function check_map_args(name, fn, list)
+  if type(fn) ~= "function" then error(("bad argument #1 to '%s' (function expected)"):format(name), 3) end
+end
+
+-- comm:map(fn, list[, opts]) -> on the root (rank 0) the list of fn(item)
+-- in order; the other ranks serve and get nil (opts.all: the list too).
+-- Every rank calls it; only the root's fn and list are used.
+function mt.map(self, fn, list, opts)
+  opts = check_map_opts("mpi.map", opts)
+  if self:rank() ~= 0 then
+    serve(self, self:_next_tag())
+    if opts.all then return self:bcast(nil, 0) end
+    return nil
+  end
+  check_map_args("mpi.map", fn, list)
+  local results = {}
+  local failed = drive(self, fn, list, opts, function(lo, res, count)
+    for i = 1, count do results[lo + i - 1] = res[i] end
+  end)
+  if opts.all then self:bcast(not failed and results or nil, 0) end
+  if failed then error(item_error(self, failed), 2) end
+  return results
+end
+
+-- comm:imap(fn, list[, opts]) / comm:imap_unordered: on the root an
+-- iterator of index, value pairs (in order / as chunks end); the other
+-- ranks serve and get an empty iterator.  An item error raises from the
+-- iterator once the chunks in flight are in.
+local function iterate(self, name, ordered, fn, list, opts)
+  opts = check_map_opts(name, opts)
+  if opts.all then error(name .. ": option 'all' is for mpi.map", 3) end
+  if self:rank() ~= 0 then
+    serve(self, self:_next_tag())
+    return function() return nil end
+  end
+  check_map_args(name, fn, list)
+  local chan = require "parx.chan"
+  local ch = chan.channel()
+  task.async(function()
+    local ok, failed = pcall(drive, self, fn, list, opts, function(lo, res, count)
+      ch:send({lo, res, count})
+    end)
+    if not ok then ch:send({err = tostring(failed)})
+    elseif failed then ch:send({err = item_error(self, failed)}) end
+    ch:close()
+  end)
+  local buffered, spans, nexti, top, total = {}, {}, 1, 0, #list
+  local cur, pos, count = nil, 0, 0
+  return function()
+    while true do
+      if ordered then
+        if nexti > total then return nil end
+        if nexti <= top then
+          local v = buffered[nexti]
+          buffered[nexti] = nil
+          nexti = nexti + 1
+          return nexti - 1, v
+        end
+      elseif cur and pos < count then
+        pos = pos + 1
+        return cur[1] + pos - 1, cur[2][pos]
+      end
+      local msg, ok = ch:recv()
+      if not ok then
+        if ordered and nexti <= total then error(name .. ": the map ended early", 2) end
+        return nil
+      end
+      if msg.err then error(msg.err, 2) end
+      if ordered then
+        -- Values wait here until every earlier chunk is in: `top` is the
+        -- last index of the contiguous prefix received.
+        for i = 1, msg[3] do buffered[msg[1] + i - 1] = msg[2][i] end
+        spans[msg[1]] = msg[3]
+        while spans[top + 1] do
+          local c = spans[top + 1]
+          spans[top + 1] = nil
+          top = top + c
+        end
+      else
+        cur, pos, count = msg, 0, msg[3]
+      end
+    end
+  end
+end
+
+function mt.imap(self, fn, list, opts) return iterate(self, "mpi.imap", true, fn, list, opts) end
+function mt.imap_unordered(self, fn, list, opts)
+  return iterate(self, "mpi.imap_unordered", false, fn, list, opts)
+end
+
+-- ---- the module: world's methods as functions ----------------------------
+
+function M.rank() return world_rank end
+function M.size() return world_size end
+function M.processor_name() return host end
+
+for _, name in ipairs({"send", "recv", "probe", "barrier", "split", "bcast", "gather",
+                       "scatter", "allgather", "alltoall", "reduce", "allreduce", "map",
+                       "imap", "imap_unordered"}) do
+  local method = mt[name]
+  M[name] = function(...) return method(world, ...) end
+end
+
+return M

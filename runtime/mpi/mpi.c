@@ -1,0 +1,400 @@
+/*
+ * mpi.c -- parx.c.mpi: point-to-point messages, probes, barriers and
+ * communicators, each a px_mpi_op handed to the communication thread
+ * (comm.c) while the calling task parks.  The collectives and mpi.map are
+ * built on these in lua/parx/mpi.lua.
+ *
+ * What travels.  A parx array travels as its raw bytes with its dtype and
+ * shape in the envelope (no marshalling, no copy on either side for a
+ * payload above PX_MPI_INLINE); any other value through the marshaller in
+ * its trusted mode (the ranks of a job run the same code and may send
+ * functions).  A message whose bytes are not a parx message, or do not
+ * unmarshal, is a Lua error on the receiving side, never a crash.
+ *
+ * A parked operation cannot raise when it resumes, so the C functions
+ * return nil and a message on failure and the Lua layer raises.
+ */
+#define PX_MPI_INTERNAL 1
+#include <stdlib.h>
+#include <string.h>
+
+#include "../mod/array.h"
+#include "mpi.h"
+
+#define BOX_META "parx.mpi.box"
+
+/* The bytes of a received value, until the Lua side unmarshals them (in
+ * its own protected frame, not inside a wait's deliver). */
+typedef struct box {
+  char *data;
+  size_t len;
+} box;
+
+static int box_gc(lua_State *L) {
+  box *b = luaL_checkudata(L, 1, BOX_META);
+  free(b->data);
+  b->data = NULL;
+  return 0;
+}
+
+static px_mpi_comm *check_comm(lua_State *L, int idx) {
+  return (px_mpi_comm *)px_shared_check(L, idx, &px_mpi_comm_type);
+}
+
+static px_mpi_op *op_new(lua_State *L, px_mpi_comm *c, int kind, const char *what) {
+  px_mpi_op *op = calloc(1, sizeof *op);
+  if (!op) luaL_error(L, "not enough memory");
+  op->kind = kind;
+  op->comm = c;
+  px_shared_retain(&c->hdr);
+  op->wait.what = what;
+  px_msg_init(&op->msg);
+  return op;
+}
+
+static void op_discard(px_wait *w) { px_mpi_op_free((px_mpi_op *)w); }
+
+static int op_cancel(px_wait *w) {
+  px_mpi_op *op = (px_mpi_op *)w;
+  if (px_mpi_cancel(op)) {
+    px_mpi_op_free(op);
+    return 1;
+  }
+  return 0;
+}
+
+/* nil, message: the op failed (freed). */
+static int deliver_error(lua_State *co, px_mpi_op *op) {
+  char msg[sizeof op->errmsg];
+  memcpy(msg, op->errmsg, sizeof msg);
+  px_mpi_op_free(op);
+  lua_pushnil(co);
+  lua_pushstring(co, msg);
+  return 2;
+}
+
+static int park(lua_State *L, px_mpi_op *op, int (*deliver)(lua_State *, px_wait *)) {
+  op->wait.deliver = deliver;
+  op->wait.discard = op_discard;
+  op->wait.cancel = op_cancel;
+  op->wait.external = 1;
+  px_wait_prepare(L, &op->wait);
+  px_mpi_submit(op);
+  return px_park(L, &op->wait);
+}
+
+static int check_rank(lua_State *L, px_mpi_comm *c, int idx, int any) {
+  lua_Integer r = luaL_checkinteger(L, idx);
+  if ((any && r == MPI_ANY_SOURCE) || (r >= 0 && r < c->size)) return (int)r;
+  return luaL_argerror(L, idx, lua_pushfstring(L, "rank %d out of range (0..%d)", (int)r, c->size - 1));
+}
+
+static int check_tag(lua_State *L, int idx, int any) {
+  lua_Integer t = luaL_optinteger(L, idx, any ? MPI_ANY_TAG : 0);
+  if ((any && t == MPI_ANY_TAG) || (t >= 0 && t <= 32767)) return (int)t;
+  return luaL_argerror(L, idx, "tag out of range (0..32767)");
+}
+
+/* ------------------------------------------------------------------------
+ * send(comm, v, dest, tag, coll) -> true | nil, message
+ * ---------------------------------------------------------------------- */
+static int deliver_send(lua_State *co, px_wait *w) {
+  px_mpi_op *op = (px_mpi_op *)w;
+  if (op->err) return deliver_error(co, op);
+  px_mpi_op_free(op);
+  lua_pushboolean(co, 1);
+  return 1;
+}
+
+/* The envelope for a payload of len bytes (inlined when small). */
+static int make_env(px_mpi_op *op, px_mpi_env *env, const void *payload, size_t len) {
+  env->magic = PX_MPI_MAGIC;
+  env->paylen = len;
+  env->inlined = len <= PX_MPI_INLINE;
+  op->envlen = sizeof *env + (env->inlined ? len : 0);
+  op->env = malloc(op->envlen);
+  if (!op->env) return -1;
+  memcpy(op->env, env, sizeof *env);
+  if (env->inlined) memcpy(op->env + sizeof *env, payload, len);
+  op->payload = payload;
+  op->paylen = len;
+  return 0;
+}
+
+static int l_send(lua_State *L) {
+  px_mpi_comm *c = check_comm(L, 1);
+  int dest = check_rank(L, c, 3, 0);
+  int tag = check_tag(L, 4, 0);
+  int coll = lua_toboolean(L, 5);
+  px_check_can_park(L);
+  px_mpi_env env;
+  memset(&env, 0, sizeof env);
+  px_array *a = px_array_test(L, 2);
+  px_mpi_op *op = op_new(L, c, PX_MPI_SEND, "mpi send");
+  op->peer = dest;
+  op->tag = tag;
+  op->coll = coll;
+  int rc;
+  if (a) {
+    env.kind = PX_MPI_ARRAY;
+    env.dtype = (uint8_t)a->dtype;
+    env.ndim = (uint8_t)a->ndim;
+    for (int i = 0; i < a->ndim; i++) env.shape[i] = a->shape[i];
+    px_shared_retain(&a->hdr);
+    op->hold = &a->hdr;
+    rc = make_env(op, &env, a->data, (size_t)a->n * px_dtype_size(a->dtype));
+  } else {
+    env.kind = PX_MPI_VALUE;
+    if (px_marshal(L, 2, 1, &op->msg) != 0) {
+      px_mpi_op_free(op);
+      return lua_error(L);
+    }
+    if (op->msg.nrefs > 0) {
+      px_mpi_op_free(op);
+      return luaL_error(L, "cannot send a shared object (channel, array, task...) inside a value "
+                           "to another rank: send arrays on their own");
+    }
+    rc = make_env(op, &env, op->msg.data, op->msg.len);
+  }
+  if (rc != 0) {
+    px_mpi_op_free(op);
+    return luaL_error(L, "not enough memory");
+  }
+  return park(L, op, deliver_send);
+}
+
+/* send_raw(comm, bytes, dest, tag): bytes as they are, for the specs that
+ * check what a receiver does with a message that is not parx's. */
+static int l_send_raw(lua_State *L) {
+  px_mpi_comm *c = check_comm(L, 1);
+  size_t len;
+  const char *s = luaL_checklstring(L, 2, &len);
+  int dest = check_rank(L, c, 3, 0);
+  int tag = check_tag(L, 4, 0);
+  px_check_can_park(L);
+  px_mpi_op *op = op_new(L, c, PX_MPI_SEND, "mpi send");
+  op->peer = dest;
+  op->tag = tag;
+  op->env = malloc(len + 1);
+  if (!op->env) {
+    px_mpi_op_free(op);
+    return luaL_error(L, "not enough memory");
+  }
+  memcpy(op->env, s, len);
+  op->envlen = len;
+  op->raw = 1;
+  return park(L, op, deliver_send);
+}
+
+/* ------------------------------------------------------------------------
+ * recv(comm, source, tag, coll) -> kind, payload, source, tag
+ *                                | nil, message
+ * kind "value": payload is a box for decode(); "array": the array.
+ * ---------------------------------------------------------------------- */
+static int deliver_recv(lua_State *co, px_wait *w) {
+  px_mpi_op *op = (px_mpi_op *)w;
+  if (op->err) return deliver_error(co, op);
+  int source = op->source, tag = op->rtag;
+  if (op->rarray) {
+    lua_pushliteral(co, "array");
+    px_shared *a = op->rarray;
+    op->rarray = NULL;
+    px_mpi_op_free(op);
+    px_array_push(co, (px_array *)a);
+  } else {
+    lua_pushliteral(co, "value");
+    box *b = lua_newuserdata(co, sizeof *b);
+    b->data = op->rpay;
+    b->len = op->paylen;
+    op->rpay = NULL;
+    px_mpi_op_free(op);
+    luaL_getmetatable(co, BOX_META);
+    lua_setmetatable(co, -2);
+  }
+  lua_pushinteger(co, source);
+  lua_pushinteger(co, tag);
+  return 4;
+}
+
+static int l_recv(lua_State *L) {
+  px_mpi_comm *c = check_comm(L, 1);
+  int source = check_rank(L, c, 2, 1);
+  int tag = check_tag(L, 3, 1);
+  int coll = lua_toboolean(L, 4);
+  px_check_can_park(L);
+  px_mpi_op *op = op_new(L, c, PX_MPI_RECV, "mpi recv");
+  op->peer = source;
+  op->tag = tag;
+  op->coll = coll;
+  return park(L, op, deliver_recv);
+}
+
+/* decode(box) -> true, value | nil, message */
+static int l_decode(lua_State *L) {
+  box *b = luaL_checkudata(L, 1, BOX_META);
+  if (!b->data) return luaL_error(L, "message already decoded");
+  px_msg m;
+  px_msg_init(&m);
+  m.data = b->data;
+  m.len = m.cap = b->len;
+  b->data = NULL;
+  int top = lua_gettop(L);
+  int n = px_unmarshal(L, &m);
+  px_msg_free(&m);
+  if (n < 0) {
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+  }
+  if (n != 1) {
+    lua_settop(L, top);
+    lua_pushnil(L);
+    lua_pushfstring(L, "a message of %d values, not one", n);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  lua_insert(L, -2);
+  return 2;
+}
+
+/* ------------------------------------------------------------------------
+ * probe(comm, source, tag) -> source, tag | nil, message
+ * barrier(comm) -> true | nil, message
+ * split(comm, color, key) -> comm | false (color < 0) | nil, message
+ * ---------------------------------------------------------------------- */
+static int deliver_probe(lua_State *co, px_wait *w) {
+  px_mpi_op *op = (px_mpi_op *)w;
+  if (op->err) return deliver_error(co, op);
+  lua_pushinteger(co, op->source);
+  lua_pushinteger(co, op->rtag);
+  px_mpi_op_free(op);
+  return 2;
+}
+
+static int l_probe(lua_State *L) {
+  px_mpi_comm *c = check_comm(L, 1);
+  int source = check_rank(L, c, 2, 1);
+  int tag = check_tag(L, 3, 1);
+  px_check_can_park(L);
+  px_mpi_op *op = op_new(L, c, PX_MPI_PROBE, "mpi probe");
+  op->peer = source;
+  op->tag = tag;
+  return park(L, op, deliver_probe);
+}
+
+static int l_barrier(lua_State *L) {
+  px_mpi_comm *c = check_comm(L, 1);
+  px_check_can_park(L);
+  px_mpi_op *op = op_new(L, c, PX_MPI_BARRIER, "mpi barrier");
+  return park(L, op, deliver_send);
+}
+
+static int deliver_split(lua_State *co, px_wait *w) {
+  px_mpi_op *op = (px_mpi_op *)w;
+  if (op->err) return deliver_error(co, op);
+  px_mpi_comm *nc = op->newcomm;
+  op->newcomm = NULL;
+  px_mpi_op_free(op);
+  if (!nc) {
+    lua_pushboolean(co, 0);
+    return 1;
+  }
+  px_shared_push(co, &nc->hdr);
+  return 1;
+}
+
+static int l_split(lua_State *L) {
+  px_mpi_comm *c = check_comm(L, 1);
+  lua_Integer color = luaL_checkinteger(L, 2);
+  lua_Integer key = luaL_optinteger(L, 3, c->rank);
+  if (color > 0x7fffffff) luaL_argerror(L, 2, "color too large");
+  if (key < -0x7fffffff || key > 0x7fffffff) luaL_argerror(L, 3, "key out of range");
+  px_check_can_park(L);
+  px_mpi_op *op = op_new(L, c, PX_MPI_SPLIT, "mpi split");
+  op->color = color < 0 ? -1 : (int)color;
+  op->key = (int)key;
+  return park(L, op, deliver_split);
+}
+
+/* ------------------------------------------------------------------------
+ * The rest: facts, sequence numbers, element-wise reductions.
+ * ---------------------------------------------------------------------- */
+static int l_rank(lua_State *L) {
+  lua_pushinteger(L, check_comm(L, 1)->rank);
+  return 1;
+}
+
+static int l_size(lua_State *L) {
+  lua_pushinteger(L, check_comm(L, 1)->size);
+  return 1;
+}
+
+/* The tag of this rank's next collective on comm (every rank calls the
+ * collectives of a communicator in the same order, as in MPI). */
+static int l_next_tag(lua_State *L) {
+  px_mpi_comm *c = check_comm(L, 1);
+  unsigned seq = atomic_fetch_add(&c->seq, 1);
+  lua_pushinteger(L, (lua_Integer)(seq % 32768));
+  return 1;
+}
+
+static const char *const op_names[] = {"sum", "prod", "min", "max", "land", "lor", NULL};
+
+/* reduce_into(acc, x, op): acc[i] = acc[i] op x[i]. */
+static int l_reduce_into(lua_State *L) {
+  px_array *acc = px_array_check(L, 1);
+  px_array *x = px_array_check(L, 2);
+  int op = luaL_checkoption(L, 3, NULL, op_names);
+  if (acc->dtype != x->dtype || acc->n != x->n)
+    return luaL_error(L, "cannot reduce a %s array of %d elements with a %s array of %d",
+                      px_dtype_name(acc->dtype), (int)acc->n, px_dtype_name(x->dtype), (int)x->n);
+  if (px_mpi_reduce(acc->dtype, op, acc->data, x->data, acc->n) != 0)
+    return luaL_error(L, "cannot reduce %s arrays", px_dtype_name(acc->dtype));
+  return 0;
+}
+
+/* init() -> rank, size, host: starts MPI (once per process). */
+static int l_init(lua_State *L) {
+  const char *err = NULL;
+  if (px_mpi_start(&err) != 0) return luaL_error(L, "parx.mpi: %s", err);
+  lua_pushinteger(L, px_mpi_world_rank());
+  lua_pushinteger(L, px_mpi_world_size());
+  lua_pushstring(L, px_mpi_host());
+  return 3;
+}
+
+static int l_world(lua_State *L) {
+  px_mpi_comm *w = px_mpi_world();
+  px_shared_retain(&w->hdr);
+  px_shared_push(L, &w->hdr);
+  return 1;
+}
+
+static const luaL_Reg comm_methods[] = {
+    {"rank", l_rank},       {"size", l_size},       {"_send", l_send},
+    {"_send_raw", l_send_raw}, {"_recv", l_recv},   {"_probe", l_probe},
+    {"_barrier", l_barrier}, {"_split", l_split},   {"_next_tag", l_next_tag},
+    {NULL, NULL}};
+
+static const luaL_Reg funcs[] = {
+    {"init", l_init}, {"world", l_world}, {"decode", l_decode},
+    {"reduce_into", l_reduce_into}, {NULL, NULL}};
+
+int px_open_mpi(lua_State *L) {
+  px_shared_register(&px_mpi_comm_type);
+  if (luaL_newmetatable(L, BOX_META)) {
+    lua_pushcfunction(L, box_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  lua_newtable(L);
+  luaL_register(L, NULL, funcs);
+  px_shared_meta(L, &px_mpi_comm_type);
+  luaL_register(L, NULL, comm_methods);
+  lua_setfield(L, -2, "metatable");
+  lua_pushinteger(L, MPI_ANY_SOURCE);
+  lua_setfield(L, -2, "ANY_SOURCE");
+  lua_pushinteger(L, MPI_ANY_TAG);
+  lua_setfield(L, -2, "ANY_TAG");
+  return 1;
+}
