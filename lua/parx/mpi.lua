@@ -34,7 +34,6 @@ local M = {ANY_SOURCE = ANY_SOURCE, ANY_TAG = ANY_TAG, world = world}
 -- The value of a receive's results (raises its failure at `level`).
 local function value_of(kind, payload, level)
   if kind == nil then error(payload, level + 1) end
-  if kind == "array" then return payload end
   local ok, v = C.decode(payload)
   if not ok then error("parx.mpi: cannot decode a received message: " .. tostring(v), level + 1) end
   return v
@@ -149,9 +148,15 @@ function mt.scatter(self, list, root)
   return list[me + 1]
 end
 
--- comm:allgather(v) -> the list of every rank's v, on every rank.
+-- comm:allgather(v) -> the list of every rank's v, on every rank: a
+-- broadcast from each rank in turn (so arrays in it travel raw).
 function mt.allgather(self, v)
-  return self:bcast(self:gather(v, 0), 0)
+  local out, me = {}, self:rank()
+  for k = 0, self:size() - 1 do
+    local x = self:bcast(k == me and v or nil, k)
+    out[k + 1] = x
+  end
+  return out
 end
 
 -- comm:alltoall(list) -> the list whose entry r + 1 is rank r's list[me + 1].
@@ -212,7 +217,8 @@ function mt.reduce(self, v, op, root)
   end
   local acc
   for r = 0, n - 1 do
-    local x = r == me and v or crecv(self, r, tag)
+    local x = v
+    if r ~= me then x = crecv(self, r, tag) end
     if r == 0 then
       acc = (is_array(x) and type(op) == "string") and x:copy() or x
     else
@@ -259,7 +265,7 @@ local function serve(self, tag)
     if ok then
       csend(self, {msg[1], res, #msg[2]}, 0, tag)
     else
-      csend(self, {msg[1], err = tostring(res)}, 0, tag)
+      csend(self, {msg[1], err = tostring(res), host = host}, 0, tag)
     end
   end
 end
@@ -304,7 +310,7 @@ local function drive(self, fn, list, opts, on_chunk)
       local msg = crecv(self, r, tag)
       inflight = inflight - 1
       if msg.err then
-        failed = failed or {r, msg.err}
+        failed = failed or {r, msg.err, msg.host}
       else
         landed(msg[1], msg[2], msg[3])
       end
@@ -322,7 +328,7 @@ local function drive(self, fn, list, opts, on_chunk)
     local lo, items = take()
     if not lo then break end
     local ok, res = pcall(pool.map, fn, items)
-    if ok then landed(lo, res, #items) else failed = failed or {0, tostring(res)} end
+    if ok then landed(lo, res, #items) else failed = failed or {self:rank(), tostring(res), host} end
   end
   for r = 1, n - 1 do tasks[r]:join() end
   if bar then io.stderr:write("\n") end
@@ -331,9 +337,7 @@ end
 
 -- The error of a failed item, raised on the root.
 local function item_error(self, failed)
-  local r, msg = failed[1], failed[2]
-  local h = r == self:rank() and host or nil
-  return ("mpi.map: an item failed on rank %d%s: %s"):format(r, h and ("@" .. h) or "", msg)
+  return ("mpi.map: an item failed on rank %d@%s: %s"):format(failed[1], failed[3], failed[2])
 end
 
 local function check_map_args(name, fn, list)

@@ -28,12 +28,15 @@
 typedef struct box {
   char *data;
   size_t len;
+  px_array *array; /* or a received array (one reference) */
 } box;
 
 static int box_gc(lua_State *L) {
   box *b = luaL_checkudata(L, 1, BOX_META);
   free(b->data);
   b->data = NULL;
+  if (b->array) px_array_release(b->array);
+  b->array = NULL;
   return 0;
 }
 
@@ -195,22 +198,19 @@ static int deliver_recv(lua_State *co, px_wait *w) {
   px_mpi_op *op = (px_mpi_op *)w;
   if (op->err) return deliver_error(co, op);
   int source = op->source, tag = op->rtag;
-  if (op->rarray) {
-    lua_pushliteral(co, "array");
-    px_shared *a = op->rarray;
-    op->rarray = NULL;
-    px_mpi_op_free(op);
-    px_array_push(co, (px_array *)a);
-  } else {
-    lua_pushliteral(co, "value");
-    box *b = lua_newuserdata(co, sizeof *b);
-    b->data = op->rpay;
-    b->len = op->paylen;
-    op->rpay = NULL;
-    px_mpi_op_free(op);
-    luaL_getmetatable(co, BOX_META);
-    lua_setmetatable(co, -2);
-  }
+  /* The array's Lua face is made by Lua code, which cannot run on co
+   * here: the Lua side unboxes it (decode). */
+  if (op->rarray) lua_pushliteral(co, "array");
+  else lua_pushliteral(co, "value");
+  box *b = lua_newuserdata(co, sizeof *b);
+  b->data = op->rpay;
+  b->len = op->paylen;
+  b->array = (px_array *)op->rarray;
+  op->rpay = NULL;
+  op->rarray = NULL;
+  px_mpi_op_free(op);
+  luaL_getmetatable(co, BOX_META);
+  lua_setmetatable(co, -2);
   lua_pushinteger(co, source);
   lua_pushinteger(co, tag);
   return 4;
@@ -232,6 +232,13 @@ static int l_recv(lua_State *L) {
 /* decode(box) -> true, value | nil, message */
 static int l_decode(lua_State *L) {
   box *b = luaL_checkudata(L, 1, BOX_META);
+  if (b->array) {
+    px_array *a = b->array;
+    b->array = NULL;
+    lua_pushboolean(L, 1);
+    px_array_push(L, a);
+    return 2;
+  }
   if (!b->data) return luaL_error(L, "message already decoded");
   px_msg m;
   px_msg_init(&m);

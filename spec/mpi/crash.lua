@@ -1,0 +1,8 @@
+-- Run by spec/mpi_spec.lua on 3 ranks: rank 1 fails with an uncaught error
+-- while ranks 0 and 2 wait for messages that never come.
+local mpi = require "parx.mpi"
+if mpi.rank() == 1 then
+  parx.sleep(0.3)
+  error("rank one gives up")
+end
+mpi.recv(1, 5)

@@ -1,0 +1,128 @@
+-- parx.mpi: jobs of 3 ranks started with mpiexec on this machine (the
+-- helper scripts under spec/mpi/ do the checking on the ranks and print one
+-- "ok NAME" line per check from rank 0), a job of one rank under plain
+-- parx, and the stub's message when parx was built without MPI.  Each job
+-- runs under `timeout`: a hang fails the spec instead of stalling the
+-- suite.
+local PARX = os.getenv("PARX_BIN") or "build/parx"
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local tmp = os.tmpname()
+
+-- sh(cmd, limit) -> exit status, stdout, stderr (status 124: timed out)
+local function sh(cmd, limit)
+  local out, err = tmp .. ".out", tmp .. ".err"
+  local p = io.popen(("timeout -k 5 %d sh -c %s >%s 2>%s </dev/null; echo $?"):format(
+    limit, q(cmd), q(out), q(err)))
+  local status = tonumber(p:read("*a"))
+  p:close()
+  return status, slurp(out), slurp(err)
+end
+
+local built, why_not = pcall(require, "parx.c.mpi")
+local mpiexec = built and io.popen("command -v mpiexec"):read("*l")
+local root = io.popen("id -u"):read("*l") == "0"
+
+-- mpiexec on this machine: more ranks than cores (--oversubscribe), as
+-- root only with --allow-run-as-root, and no ssh (every rank is local).
+local function mpirun(n, script, limit)
+  local flags = "--oversubscribe" .. (root and " --allow-run-as-root" or "")
+  return sh(("OMPI_MCA_plm_rsh_agent=false mpiexec %s -n %d %s %s"):format(
+    flags, n, q(PARX), q(script)), limit)
+end
+
+-- The checks spec/mpi/job.lua makes on every rank.
+local checks = {
+  "collectives of Lua values equal the serial computation",
+  "collectives of arrays of every dtype equal the serial computation",
+  "tagged messages and ANY_SOURCE arrive exactly once",
+  "mpi.map equals pool.map",
+  "an item error on rank 2 re-raises on rank 0 naming rank 2",
+  "a rank waiting in recv keeps a timer task ticking",
+  "a receive of bytes that are not a message is an error, not a crash",
+  "split gives communicators with the same methods",
+}
+
+local function job_specs(run)
+  local status, out, err
+  for _, name in ipairs(checks) do
+    it(name, function()
+      if not status then status, out, err = run() end
+      assert(status ~= 124, "the job hung:\n" .. out .. err)
+      local fail = out:match("FAIL " .. name:gsub("%p", "%%%0") .. "[^\n]*")
+      assert(not fail, fail)
+      assert(out:find("ok " .. name, 1, true),
+        ("no verdict (status %s):\n%s%s"):format(status, out, err))
+    end)
+  end
+end
+
+describe("parx.mpi on 3 ranks (mpiexec -n 3)", function()
+  if not built then
+    it("needs MPI", function() pending("parx was built without MPI: " .. tostring(why_not)) end)
+    return
+  end
+  if not mpiexec then
+    it("needs mpiexec", function() pending("no mpiexec on PATH (openmpi-bin; make deps)") end)
+    return
+  end
+
+  job_specs(function() return mpirun(3, "spec/mpi/job.lua", 120) end)
+
+  it("an uncaught error on rank 1 makes every rank exit non-zero within 10 s", function()
+    local status, out, err = mpirun(3, "spec/mpi/crash.lua", 10)
+    assert(status ~= 124, "the job hung after rank 1 failed:\n" .. out .. err)
+    assert.is_not.equal(0, status)
+    assert.truthy(err:find("[rank 1@", 1, true), err)
+    assert.truthy(err:find("rank one gives up", 1, true), err)
+    assert.truthy(err:find("stack traceback", 1, true), err)
+  end)
+end)
+
+describe("parx.mpi under plain parx", function()
+  if not built then
+    it("needs MPI", function() pending("parx was built without MPI: " .. tostring(why_not)) end)
+    return
+  end
+
+  it("is a job of one rank whose collectives return its own values", function()
+    local status, out, err = sh(q(PARX) .. [[ -e '
+      local mpi = require "parx.mpi"
+      local a = parx.array.from("int32", {1, 2})
+      print(mpi.rank(), mpi.size(), mpi.bcast("b"), mpi.allgather("g")[1],
+        mpi.allreduce(5, "sum"), mpi.allreduce(a, "prod"):get(2),
+        table.concat(mpi.map(function(x) return x * 2 end, {1, 2, 3}), ","))']], 60)
+    assert.equal(0, status, err)
+    assert.equal("0\t1\tb\tg\t5\t2\t2,4,6\n", out)
+  end)
+
+  it("misuse raises: a rank out of range, an unknown op", function()
+    local status, out, err = sh(q(PARX) .. [[ -e '
+      local mpi = require "parx.mpi"
+      print(select(2, pcall(mpi.send, 1, 1, 0)))
+      print(select(2, pcall(mpi.allreduce, 1, "avg")))
+      print(select(2, pcall(mpi.send, coroutine.create(print), 0, 0)))']], 60)
+    assert.equal(0, status, err)
+    assert.truthy(out:find("rank 1 out of range", 1, true), out)
+    assert.truthy(out:find("op must be", 1, true), out)
+    assert.truthy(out:find("coroutine", 1, true), out)
+  end)
+end)
+
+describe("parx.mpi without MPI", function()
+  it("require raises an error that says how to get it", function()
+    if built then pending("this parx was built with MPI (MPI=0 builds the stub)") return end
+    local status, _, err = sh(q(PARX) .. [[ -e 'require "parx.mpi"']], 60)
+    assert.is_not.equal(0, status)
+    assert.truthy(err:find("built without MPI: install OpenMPI", 1, true), err)
+  end)
+end)
