@@ -8,29 +8,17 @@ local PARX = os.getenv("PARX_BIN") or "build/parx"
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local tmp = os.tmpname()
-
--- sh(cmd, limit) -> exit status, stdout, stderr (status 124: timed out)
+-- sh(cmd, limit) -> exit status, stdout, stderr (status 124: timed out;
+-- `timeout` sends SIGTERM first, so mpiexec takes its ranks down with it)
 local function sh(cmd, limit)
-  local out, err = tmp .. ".out", tmp .. ".err"
-  local p = io.popen(("timeout -k 5 %d sh -c %s >%s 2>%s </dev/null; echo $?"):format(
-    limit, q(cmd), q(out), q(err)))
-  local status = tonumber(p:read("*a"))
-  p:close()
-  return status, slurp(out), slurp(err)
+  local r = assert(parx.process.exec("sh", {"-c", ("timeout -k 5 %d sh -c %s </dev/null"):format(
+    limit, q(cmd))}))
+  return r.status, r.stdout, r.stderr
 end
 
 local built, why_not = pcall(require, "parx.c.mpi")
-local mpiexec = built and io.popen("command -v mpiexec"):read("*l")
-local root = io.popen("id -u"):read("*l") == "0"
+local mpiexec = built and select(2, sh("command -v mpiexec", 10)) ~= ""
+local root = select(2, sh("id -u", 10)) == "0\n"
 
 -- mpiexec on this machine: more ranks than cores (--oversubscribe), as
 -- root only with --allow-run-as-root, and no ssh (every rank is local).
@@ -85,6 +73,23 @@ describe("parx.mpi on 3 ranks (mpiexec -n 3)", function()
     assert.truthy(err:find("[rank 1@", 1, true), err)
     assert.truthy(err:find("rank one gives up", 1, true), err)
     assert.truthy(err:find("stack traceback", 1, true), err)
+  end)
+end)
+
+describe("parx.mpi on a simulated cluster of 3 hosts (scripts/tools/netns-cluster)", function()
+  local reason
+  if not built then reason = "parx was built without MPI"
+  else
+    local status, out = sh("scripts/tools/netns-cluster --check", 30)
+    if status ~= 0 then reason = "network namespaces cannot be made here: " .. out:gsub("\n$", "") end
+  end
+  if reason then
+    it("needs root and network namespaces", function() pending(reason) end)
+    return
+  end
+  -- every message over TCP between namespaces (btl tcp,self)
+  job_specs(function()
+    return sh(("scripts/tools/netns-cluster -k 3 -- -n 3 %s spec/mpi/job.lua"):format(q(PARX)), 150)
   end)
 end)
 

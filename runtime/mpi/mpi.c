@@ -98,6 +98,21 @@ static int check_tag(lua_State *L, int idx, int any) {
   return luaL_argerror(L, idx, "tag out of range (0..32767)");
 }
 
+/* The op of a call (comm, [value,] peer, tag[, coll]) whose peer is at
+ * peer_idx; any: receives and probes take ANY_SOURCE and ANY_TAG. */
+static px_mpi_op *peer_op(lua_State *L, int kind, const char *what, int peer_idx, int any) {
+  px_mpi_comm *c = check_comm(L, 1);
+  int peer = check_rank(L, c, peer_idx, any);
+  int tag = check_tag(L, peer_idx + 1, any);
+  int coll = lua_toboolean(L, peer_idx + 2);
+  px_check_can_park(L);
+  px_mpi_op *op = op_new(L, c, kind, what);
+  op->peer = peer;
+  op->tag = tag;
+  op->coll = coll;
+  return op;
+}
+
 /* ------------------------------------------------------------------------
  * send(comm, v, dest, tag, coll) -> true | nil, message
  * ---------------------------------------------------------------------- */
@@ -125,18 +140,10 @@ static int make_env(px_mpi_op *op, px_mpi_env *env, const void *payload, size_t 
 }
 
 static int l_send(lua_State *L) {
-  px_mpi_comm *c = check_comm(L, 1);
-  int dest = check_rank(L, c, 3, 0);
-  int tag = check_tag(L, 4, 0);
-  int coll = lua_toboolean(L, 5);
-  px_check_can_park(L);
+  px_array *a = px_array_test(L, 2);
+  px_mpi_op *op = peer_op(L, PX_MPI_SEND, "mpi send", 3, 0);
   px_mpi_env env;
   memset(&env, 0, sizeof env);
-  px_array *a = px_array_test(L, 2);
-  px_mpi_op *op = op_new(L, c, PX_MPI_SEND, "mpi send");
-  op->peer = dest;
-  op->tag = tag;
-  op->coll = coll;
   int rc;
   if (a) {
     env.kind = PX_MPI_ARRAY;
@@ -169,15 +176,10 @@ static int l_send(lua_State *L) {
 /* send_raw(comm, bytes, dest, tag): bytes as they are, for the specs that
  * check what a receiver does with a message that is not parx's. */
 static int l_send_raw(lua_State *L) {
-  px_mpi_comm *c = check_comm(L, 1);
   size_t len;
   const char *s = luaL_checklstring(L, 2, &len);
-  int dest = check_rank(L, c, 3, 0);
-  int tag = check_tag(L, 4, 0);
-  px_check_can_park(L);
-  px_mpi_op *op = op_new(L, c, PX_MPI_SEND, "mpi send");
-  op->peer = dest;
-  op->tag = tag;
+  lua_settop(L, 4); /* never on `coll` */
+  px_mpi_op *op = peer_op(L, PX_MPI_SEND, "mpi send", 3, 0);
   op->env = malloc(len + 1);
   if (!op->env) {
     px_mpi_op_free(op);
@@ -217,16 +219,7 @@ static int deliver_recv(lua_State *co, px_wait *w) {
 }
 
 static int l_recv(lua_State *L) {
-  px_mpi_comm *c = check_comm(L, 1);
-  int source = check_rank(L, c, 2, 1);
-  int tag = check_tag(L, 3, 1);
-  int coll = lua_toboolean(L, 4);
-  px_check_can_park(L);
-  px_mpi_op *op = op_new(L, c, PX_MPI_RECV, "mpi recv");
-  op->peer = source;
-  op->tag = tag;
-  op->coll = coll;
-  return park(L, op, deliver_recv);
+  return park(L, peer_op(L, PX_MPI_RECV, "mpi recv", 2, 1), deliver_recv);
 }
 
 /* decode(box) -> true, value | nil, message */
@@ -279,14 +272,8 @@ static int deliver_probe(lua_State *co, px_wait *w) {
 }
 
 static int l_probe(lua_State *L) {
-  px_mpi_comm *c = check_comm(L, 1);
-  int source = check_rank(L, c, 2, 1);
-  int tag = check_tag(L, 3, 1);
-  px_check_can_park(L);
-  px_mpi_op *op = op_new(L, c, PX_MPI_PROBE, "mpi probe");
-  op->peer = source;
-  op->tag = tag;
-  return park(L, op, deliver_probe);
+  lua_settop(L, 3);
+  return park(L, peer_op(L, PX_MPI_PROBE, "mpi probe", 2, 1), deliver_probe);
 }
 
 static int l_barrier(lua_State *L) {
