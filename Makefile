@@ -103,7 +103,7 @@ help::
 DEB_PKGS := luajit libluajit-5.1-dev libuv1-dev lua-busted libopenblas-dev \
   libcurl4-openssl-dev libedit-dev libopenmpi-dev openmpi-bin pkg-config \
   python3 clang libclang-rt-14-dev netcat-openbsd gcc make
-BENCH_PKGS := golang-go hyperfine python3-uvloop lua-luv nodejs
+BENCH_PKGS := golang-go hyperfine python3-uvloop lua-luv nodejs python3-mpi4py
 
 BINDIR ?= $(PREFIX)/bin
 LIBDIR ?= $(PREFIX)/lib
@@ -433,9 +433,15 @@ help::
 # simulated cluster of scripts/tools/netns-cluster when it can).
 $(BUILD)/obj/runtime/mpi/%.o: ALL_CFLAGS += $(MPI_CFLAGS)
 
-.PHONY: test-mpi
+.PHONY: test-mpi bench-mpi
 test-mpi:
 	$(Q)$(MAKE) --no-print-directory test SPECS=spec/mpi_spec.lua
 
+# parx.mpi vs C MPI_Send/MPI_Recv and mpi4py's MPIPoolExecutor (also part
+# of `make bench`, as scripts/bench/mpi.sh).
+bench-mpi: all
+	$(Q)scripts/bench/mpi.sh $(BUILD)
+
 help::
 	@echo "make test-mpi   the MPI specs (mpiexec -n 3, and the simulated cluster as root)"
+	@echo "make bench-mpi  parx.mpi vs C MPI and mpi4py (ping-pong, mpi.map, weak scaling)"

@@ -1,0 +1,67 @@
+#!/bin/sh
+# mpi.sh -- issue 11's benchmarks: parx.mpi against C MPI_Send/MPI_Recv and
+# mpi4py's MPIPoolExecutor, with the same mpiexec flags, printed as a
+# README-ready table with ratios.
+#
+#   scripts/bench/mpi.sh [build-dir]      (make bench runs it)
+#
+#   - array ping-pong between 2 ranks, 1 MB and 64 MB: parx arrays vs a C
+#     program's MPI_Send/MPI_Recv of the same bytes (bandwidth = 2 x bytes
+#     per round trip);
+#   - a small Lua table {1, 2, 3, "four"} ping-pong vs C with a 32-byte
+#     buffer (latency per round trip);
+#   - mpi.map of N items of 1 ms and 10 us: 2 ranks x 1 worker vs
+#     MPIPoolExecutor.map with 2 worker processes (mpiexec -n 3: its master
+#     does not compute), chunksize 1 (its default) and N/64;
+#   - weak scaling of mpi.map, items of 10 ms: 1 rank x 1 worker with N
+#     items vs 2 ranks x 1 worker with 2N (efficiency = t1 / t2);
+#   - what a rank costs while it waits in recv and while it is idle (CPU
+#     seconds of the process per wall second).
+# ROUNDS (default 3) runs of each, medians.  Needs mpicc and mpiexec
+# (openmpi-bin, libopenmpi-dev) and, for the peer, python3-mpi4py
+# (make bench-deps); PYTHON=/usr/bin/python3 by default (Debian's module).
+set -e
+build=${1:-build}
+here=$(cd "$(dirname "$0")" && pwd)
+rounds=${ROUNDS:-3}
+py=${PYTHON:-/usr/bin/python3}
+parx="$build/parx"
+mkdir -p "$build/bench"
+out=$(cd "$build/bench" && pwd)
+results="$out/mpi_results.txt"
+: > "$results"
+command -v mpicc >/dev/null && command -v mpiexec >/dev/null || {
+  echo "mpi.sh: needs mpicc and mpiexec (make deps)" >&2; exit 1; }
+mpicc -O2 -o "$out/mpi_pingpong" "$here/mpi_pingpong.c"
+
+flags="--oversubscribe"
+[ "$(id -u)" = 0 ] && flags="$flags --allow-run-as-root"
+run() { n=$1; shift; timeout 600 mpiexec $flags -n "$n" "$@" >> "$results"; }
+has_mpi4py=0
+"$py" -c "import mpi4py.futures" 2>/dev/null && has_mpi4py=1
+
+echo "mpi benchmarks ($(nproc) CPUs, $(uname -m), $(mpiexec --version | head -1)); $rounds rounds, medians" >&2
+i=1
+while [ "$i" -le "$rounds" ]; do
+  echo "round $i of $rounds" >&2
+  for bytes in 1048576 67108864; do
+    r=$([ "$bytes" -gt 1048576 ] && echo 10 || echo 200)
+    run 2 "$out/mpi_pingpong" "$bytes" "$r"
+    run 2 "$parx" "$here/mpi_bench.lua" pingpong "$bytes" "$r"
+  done
+  run 2 "$out/mpi_pingpong" 32 20000
+  run 2 "$parx" "$here/mpi_bench.lua" table 20000
+  for spec in "10000 1" "20000 0.01"; do
+    set -- $spec
+    run 2 "$parx" --workers 1 "$here/mpi_bench.lua" map "$1" "$2"
+    if [ $has_mpi4py = 1 ]; then
+      run 3 "$py" -m mpi4py.futures "$here/mpi_map.py" "$1" "$2" $(( $1 / 64 ))
+      [ "$2" = 1 ] && run 3 "$py" -m mpi4py.futures "$here/mpi_map.py" 2000 "$2" 1
+    fi
+  done
+  run 1 "$parx" --workers 1 "$here/mpi_bench.lua" map 200 10
+  run 2 "$parx" --workers 1 "$here/mpi_bench.lua" map 400 10
+  run 2 "$parx" "$here/mpi_bench.lua" idle 3
+  i=$((i + 1))
+done
+"$parx" "$here/mpi_table.lua" "$results"
