@@ -89,19 +89,21 @@ local function crecv(self, source, tag)
   return value_of(kind, payload, 3)
 end
 
-local function check_root(self, root, argn)
+-- The start of a rooted collective: the root checked, then the size, this
+-- rank and the collective's tag.
+local function rooted(self, root, argn)
   root = root or 0
   if type(root) ~= "number" or root < 0 or root >= self:size() or root % 1 ~= 0 then
     error(("bad argument #%d (root must be a rank, 0..%d)"):format(argn, self:size() - 1), 3)
   end
-  return root
+  return root, self:size(), self:rank(), self:_next_tag()
 end
 
 -- comm:bcast(v[, root]) -> root's v on every rank (a binomial tree).
 function mt.bcast(self, v, root)
-  root = check_root(self, root, 2)
-  local n, tag = self:size(), self:_next_tag()
-  local rel = (self:rank() - root) % n
+  local n, me, tag
+  root, n, me, tag = rooted(self, root, 2)
+  local rel = (me - root) % n
   local mask = 1
   while mask < n do
     if band(rel, mask) ~= 0 then
@@ -121,12 +123,9 @@ end
 -- comm:gather(v[, root]) -> on root the list of every rank's v (rank r at
 -- index r + 1); nil elsewhere.
 function mt.gather(self, v, root)
-  root = check_root(self, root, 2)
-  local n, me, tag = self:size(), self:rank(), self:_next_tag()
-  if me ~= root then
-    csend(self, v, root, tag)
-    return nil
-  end
+  local n, me, tag
+  root, n, me, tag = rooted(self, root, 2)
+  if me ~= root then return csend(self, v, root, tag) end
   local out = {}
   for r = 0, n - 1 do
     if r == me then out[r + 1] = v else out[r + 1] = crecv(self, r, tag) end
@@ -136,8 +135,8 @@ end
 
 -- comm:scatter(list[, root]) -> list[r + 1] on rank r (list read on root).
 function mt.scatter(self, list, root)
-  root = check_root(self, root, 2)
-  local n, me, tag = self:size(), self:rank(), self:_next_tag()
+  local n, me, tag
+  root, n, me, tag = rooted(self, root, 2)
   if me ~= root then return crecv(self, root, tag) end
   if type(list) ~= "table" or is_array(list) then
     error("bad argument #1 to 'scatter' (a list of one value per rank expected)", 2)
@@ -209,12 +208,9 @@ end
 -- element-wise, in C, for the named ops); nil elsewhere.
 function mt.reduce(self, v, op, root)
   op = check_op(op, 2)
-  root = check_root(self, root, 3)
-  local n, me, tag = self:size(), self:rank(), self:_next_tag()
-  if me ~= root then
-    csend(self, v, root, tag)
-    return nil
-  end
+  local n, me, tag
+  root, n, me, tag = rooted(self, root, 3)
+  if me ~= root then return csend(self, v, root, tag) end
   local acc
   for r = 0, n - 1 do
     local x = v
