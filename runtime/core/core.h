@@ -136,7 +136,7 @@ struct px_runtime {
   int ntrace, trace_truncated;
 };
 
-/* ---- vm.c ---- */
+/* ---- vm.c (px_vm_post, px_vm_poke: wake.c) ---- */
 int px_vm_new(px_runtime *rt, int id, px_vm **out); /* 0 or UV_E* */
 void px_vm_free(px_vm *vm);
 void px_vm_post(px_vm *vm, px_wait *w);   /* any thread */
@@ -171,10 +171,8 @@ void px_sched_teardown(px_vm *vm);
 void px_sched_report(px_vm *vm, luaL_Buffer *b);
 
 /* ---- runtime.c (and runtime.h) ---- */
-px_job *px_runtime_take_job(px_runtime *rt);
-int px_runtime_unqueue_job(px_runtime *rt, px_job *job);
 int px_runtime_start_workers(px_runtime *rt);        /* 0 or UV_E* */
-int px_runtime_push_job(px_runtime *rt, px_job *job); /* 0 or UV_E*: not queued */
+/* ---- status.c ---- */
 void px_runtime_panic(px_runtime *rt, const char *msg); /* any thread */
 /* os.exit(code) from any VM: record it and stop the runtime. */
 void px_runtime_exit(px_runtime *rt, int code);

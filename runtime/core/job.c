@@ -1,4 +1,8 @@
-/* job.c -- jobs: a spawned function's way to a worker (job.h). */
+/* job.c -- jobs: a spawned function's way to a worker (job.h): made by
+ * parx.spawn, queued on the runtime, taken by an idle worker's drive loop
+ * (vm.c) and turned into a task there.  Below the drive loop and the
+ * runtime (which discards what is left at close): it calls neither, and
+ * wakes a worker by poking its loop directly. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -26,18 +30,82 @@ px_future *px_job_spawn(lua_State *L, int idx, int n) {
   px_shared_retain(&f->hdr); /* the job's reference */
   job->future = f;
   f->job = job;
-  int err = px_runtime_push_job(rt, job);
-  if (err) {
-    /* No worker could start (no file descriptor or thread left): the job
-     * was not queued; fail the spawn rather than wait forever. */
-    f->job = NULL;
-    px_shared_release(&f->hdr); /* the job's */
-    px_shared_release(&f->hdr);
-    job_free(job);
-    luaL_error(L, "%s: %s (cannot start a worker)", px_err_name(err), px_strerror(err));
-  }
+  px_job_push(rt, job);
   return f;
 }
+
+/* ---- the queue (rt->jobs_head/tail under rt->lock) ------------------- */
+
+void px_job_push(px_runtime *rt, px_job *job) {
+  atomic_fetch_add(&rt->pending, 1);
+  pthread_mutex_lock(&rt->lock);
+  job->next = NULL;
+  job->prev = rt->jobs_tail;
+  if (rt->jobs_tail) rt->jobs_tail->next = job;
+  else __atomic_store_n(&rt->jobs_head, job, __ATOMIC_RELEASE);
+  rt->jobs_tail = job;
+  rt->njobs++;
+  pthread_mutex_unlock(&rt->lock);
+  /* Pairs with the worker's store of `sleeping` and its second look at
+   * the queue (vm.c): one of the two sees the other. */
+  atomic_thread_fence(memory_order_seq_cst);
+  /* Wake an idle worker if there is one, else one blocked in its loop (it
+   * has timers or IO, so it is not flagged idle), else the next in turn: a
+   * worker busy with a task takes the job when it runs out of tasks. */
+  unsigned start = atomic_fetch_add(&rt->next_worker, 1);
+  for (int i = 0; i < rt->nworkers; i++) {
+    px_vm *w = rt->workers[(start + i) % rt->nworkers];
+    if (atomic_load(&w->idle_flag)) {
+      uv_async_send(&w->async);
+      return;
+    }
+  }
+  for (int i = 0; i < rt->nworkers; i++) {
+    px_vm *w = rt->workers[(start + i) % rt->nworkers];
+    if (atomic_load(&w->sleeping)) {
+      uv_async_send(&w->async);
+      return;
+    }
+  }
+  uv_async_send(&rt->workers[start % rt->nworkers]->async);
+}
+
+px_job *px_job_take(px_runtime *rt) {
+  if (!__atomic_load_n(&rt->jobs_head, __ATOMIC_ACQUIRE)) return NULL; /* peek; the lock decides */
+  pthread_mutex_lock(&rt->lock);
+  px_job *job = rt->jobs_head;
+  if (job) {
+    __atomic_store_n(&rt->jobs_head, job->next, __ATOMIC_RELAXED);
+    if (rt->jobs_head) rt->jobs_head->prev = NULL;
+    else rt->jobs_tail = NULL;
+    rt->njobs--;
+    job->next = job->prev = NULL;
+  }
+  pthread_mutex_unlock(&rt->lock);
+  return job;
+}
+
+/* Remove a job that no worker took yet; 1 if it was still queued.  The
+ * caller then owns it. */
+int px_job_unqueue(px_runtime *rt, px_job *job) {
+  int found = 0;
+  pthread_mutex_lock(&rt->lock);
+  for (px_job *j = rt->jobs_head; j; j = j->next) {
+    if (j == job) {
+      if (j->prev) j->prev->next = j->next;
+      else __atomic_store_n(&rt->jobs_head, j->next, __ATOMIC_RELAXED);
+      if (j->next) j->next->prev = j->prev;
+      else rt->jobs_tail = j->prev;
+      rt->njobs--;
+      found = 1;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&rt->lock);
+  if (found) atomic_fetch_sub(&rt->pending, 1);
+  return found;
+}
+
 
 void px_job_discard(px_job *job) {
   px_future *f = job->future;

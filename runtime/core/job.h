@@ -1,8 +1,8 @@
 /*
  * job.h -- a job: a spawned function (marshalled with its arguments) on
- * its way to a worker, where it becomes a task.  Core: the runtime queues
- * jobs (runtime.c), a worker's drive loop runs them (vm.c); parx.spawn
- * (mod/task.c) makes them.  Not to be confused with the pool's work items
+ * its way to a worker, where it becomes a task.  Core: parx.spawn
+ * (mod/task.c) makes and queues them, a worker's drive loop (vm.c) takes
+ * and runs them, the runtime discards what is left at close.  Not to be confused with the pool's work items
  * (mod/pool*), which travel on channels, not on this queue.
  */
 #ifndef PX_JOB_H
@@ -17,10 +17,16 @@ struct px_job {
 };
 
 /* parx.spawn: marshal the n values at idx (a function and its arguments)
- * into a job and queue it for a worker.  Returns its future (one
- * reference); on failure raises (the marshaller's message, no memory, no
- * worker could start). */
+ * into a job and queue it for a worker; the workers must have been
+ * started (px_runtime_start_workers).  Returns its future (one
+ * reference); raises the marshaller's message or out of memory. */
 px_future *px_job_spawn(lua_State *L, int idx, int n);
+/* The queue: push wakes an idle (else a sleeping, else the next) worker;
+ * take is the worker's (NULL when empty); unqueue removes a job no worker
+ * took yet (1: it was there, the caller owns it now).  Any thread. */
+void px_job_push(px_runtime *rt, px_job *job);
+px_job *px_job_take(px_runtime *rt);
+int px_job_unqueue(px_runtime *rt, px_job *job);
 /* Worker VM thread: turn a job taken off the queue into a task; whatever
  * fails becomes the job's error (its joiners see it).  Frees the job. */
 void px_job_run(px_vm *vm, px_job *job);

@@ -11,35 +11,6 @@
 
 #include "job.h"
 
-int px_runtime_workers(px_runtime *rt) { return rt->nworkers; }
-px_vm *px_runtime_main(px_runtime *rt) { return rt->main; }
-lua_State *px_runtime_state(px_runtime *rt) { return rt->main->L; }
-
-void px_runtime_set_error(px_runtime *rt, const char *msg) {
-  free(rt->last_error);
-  rt->last_error = strdup(msg ? msg : "");
-}
-
-const char *px_runtime_last_error(px_runtime *rt) {
-  if (atomic_load(&rt->panicked)) {
-    const char *m = atomic_load(&rt->panic_msg);
-    if (m) return m;
-  }
-  return rt->last_error ? rt->last_error : "";
-}
-
-int px_runtime_panicked(px_runtime *rt) { return atomic_load(&rt->panicked); }
-int px_runtime_stopped(px_runtime *rt) { return atomic_load(&rt->exit_requested); }
-int px_runtime_exit_code(px_runtime *rt) { return atomic_load(&rt->exit_code); }
-
-const char px_exit_marker = 0;
-
-void px_runtime_exit(px_runtime *rt, int code) {
-  atomic_store(&rt->exit_code, code);
-  atomic_store(&rt->exit_requested, 1);
-  px_vm_poke(rt->main);
-}
-
 int px_runtime_protect(px_runtime *rt, lua_CFunction fn, void *ud) {
   lua_State *L = rt->main->L;
   int top = lua_gettop(L);
@@ -83,18 +54,6 @@ int px_runtime_register(px_runtime *rt, const char *name, lua_CFunction fn) {
   rt->cfuncs[rt->ncfuncs].fn = fn;
   rt->ncfuncs++;
   return 0;
-}
-
-/* A VM panicked (state.c, any thread): keep the first message, stop the
- * runtime as os.exit would (the main VM's drive returns at once), and let
- * the API report PARX_ERRPANIC. */
-void px_runtime_panic(px_runtime *rt, const char *msg) {
-  char *copy = strdup(msg ? msg : "PANIC");
-  char *expect = NULL;
-  if (!atomic_compare_exchange_strong(&rt->panic_msg, &expect, copy)) free(copy);
-  atomic_store(&rt->panicked, 1);
-  if (!atomic_exchange(&rt->exit_requested, 1)) atomic_store(&rt->exit_code, 1);
-  if (rt->main && !rt->main->dead) px_vm_poke(rt->main);
 }
 
 /* ---- shutdown rendezvous -------------------------------------------
@@ -215,79 +174,6 @@ int px_runtime_start_workers(px_runtime *rt) {
   return err;
 }
 
-int px_runtime_push_job(px_runtime *rt, px_job *job) {
-  int err = px_runtime_start_workers(rt);
-  if (err) return err;
-  atomic_fetch_add(&rt->pending, 1);
-  pthread_mutex_lock(&rt->lock);
-  job->next = NULL;
-  job->prev = rt->jobs_tail;
-  if (rt->jobs_tail) rt->jobs_tail->next = job;
-  else __atomic_store_n(&rt->jobs_head, job, __ATOMIC_RELEASE);
-  rt->jobs_tail = job;
-  rt->njobs++;
-  pthread_mutex_unlock(&rt->lock);
-  /* Pairs with the worker's store of `sleeping` and its second look at
-   * the queue (vm.c): one of the two sees the other. */
-  atomic_thread_fence(memory_order_seq_cst);
-  /* Wake an idle worker if there is one, else one blocked in its loop (it
-   * has timers or IO, so it is not flagged idle), else the next in turn: a
-   * worker busy with a task takes the job when it runs out of tasks. */
-  unsigned start = atomic_fetch_add(&rt->next_worker, 1);
-  for (int i = 0; i < rt->nworkers; i++) {
-    px_vm *w = rt->workers[(start + i) % rt->nworkers];
-    if (atomic_load(&w->idle_flag)) {
-      px_vm_poke(w);
-      return 0;
-    }
-  }
-  for (int i = 0; i < rt->nworkers; i++) {
-    px_vm *w = rt->workers[(start + i) % rt->nworkers];
-    if (atomic_load(&w->sleeping)) {
-      px_vm_poke(w);
-      return 0;
-    }
-  }
-  px_vm_poke(rt->workers[start % rt->nworkers]);
-  return 0;
-}
-
-px_job *px_runtime_take_job(px_runtime *rt) {
-  if (!__atomic_load_n(&rt->jobs_head, __ATOMIC_ACQUIRE)) return NULL; /* peek; the lock decides */
-  pthread_mutex_lock(&rt->lock);
-  px_job *job = rt->jobs_head;
-  if (job) {
-    __atomic_store_n(&rt->jobs_head, job->next, __ATOMIC_RELAXED);
-    if (rt->jobs_head) rt->jobs_head->prev = NULL;
-    else rt->jobs_tail = NULL;
-    rt->njobs--;
-    job->next = job->prev = NULL;
-  }
-  pthread_mutex_unlock(&rt->lock);
-  return job;
-}
-
-/* Remove a job that no worker took yet; 1 if it was still queued.  The
- * caller then owns it. */
-int px_runtime_unqueue_job(px_runtime *rt, px_job *job) {
-  int found = 0;
-  pthread_mutex_lock(&rt->lock);
-  for (px_job *j = rt->jobs_head; j; j = j->next) {
-    if (j == job) {
-      if (j->prev) j->prev->next = j->next;
-      else __atomic_store_n(&rt->jobs_head, j->next, __ATOMIC_RELAXED);
-      if (j->next) j->next->prev = j->prev;
-      else rt->jobs_tail = j->prev;
-      rt->njobs--;
-      found = 1;
-      break;
-    }
-  }
-  pthread_mutex_unlock(&rt->lock);
-  if (found) atomic_fetch_sub(&rt->pending, 1);
-  return found;
-}
-
 static int cpu_count(void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? (int)n : 1;
@@ -356,7 +242,7 @@ int px_runtime_close(px_runtime *rt, int timeout_ms) {
   if (started) gather(rt, PHASE_FREED, -1);
   /* Jobs nobody took: their futures end as cancelled. */
   px_job *job;
-  while ((job = px_runtime_take_job(rt))) {
+  while ((job = px_job_take(rt))) {
     atomic_fetch_sub(&rt->pending, 1);
     px_job_discard(job);
   }

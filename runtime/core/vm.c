@@ -13,12 +13,13 @@
  * that unit as its own (it was idle and becomes busy) or drops it.  So
  * pending reaches 0 exactly when nothing anywhere can wake anyone, and stays
  * there: only a busy VM (or a host thread) can post.  The main VM judges.
+ * How other threads post to the inbox, wake a task or poke a VM: wake.c.
  */
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
+#include "job.h"
 
 const char px_park_marker = 0;
 
@@ -94,60 +95,6 @@ void px_vm_free(px_vm *vm) {
   uv_loop_close(&vm->loop);
   pthread_mutex_destroy(&vm->inbox_lock);
   free(vm);
-}
-
-px_runtime *px_vm_runtime(px_vm *vm) { return vm->rt; }
-uv_loop_t *px_vm_loop(px_vm *vm) { return &vm->loop; }
-lua_State *px_vm_state(px_vm *vm) { return vm->L; }
-int px_vm_id(px_vm *vm) { return vm->id; }
-int px_vm_on_thread(px_vm *vm) { return pthread_equal(vm->thread, pthread_self()); }
-
-void px_vm_hold(px_vm *vm) { atomic_fetch_add(&vm->holds, 1); }
-
-void px_vm_release(px_vm *vm) {
-  atomic_fetch_sub(&vm->holds, 1);
-  /* The release itself is usually followed by a px_wake; if not, make the
-   * VM re-examine its idleness. */
-  if (!px_vm_on_thread(vm)) uv_async_send(&vm->async);
-}
-
-void px_vm_poke(px_vm *vm) { uv_async_send(&vm->async); }
-
-void px_vm_post(px_vm *vm, px_wait *w) {
-  px_runtime *rt = vm->rt;
-  w->next = NULL;
-  atomic_fetch_add(&rt->pending, 1);
-  pthread_mutex_lock(&vm->inbox_lock);
-  if (vm->inbox_tail) vm->inbox_tail->next = w;
-  else __atomic_store_n(&vm->inbox_head, w, __ATOMIC_RELEASE);
-  vm->inbox_tail = w;
-  pthread_mutex_unlock(&vm->inbox_lock);
-  /* A VM that is running or spinning drains its inbox by itself; only one
-   * that sleeps in its loop needs the eventfd write (a syscall, and the
-   * other thread's epoll wake-up).  Pairs with block(): either it sees the
-   * post before sleeping, or this sees it asleep. */
-  atomic_thread_fence(memory_order_seq_cst);
-  if (atomic_load(&vm->asleep)) uv_async_send(&vm->async);
-}
-
-void px_wake(px_wait *w) {
-  px_vm *vm = w->vm;
-  if (px_vm_on_thread(vm)) {
-    w->armed = 2; /* woken, delivery pending: a cancel must not detach it */
-    w->next = NULL;
-    if (vm->wakes_tail) vm->wakes_tail->next = w;
-    else vm->wakes_head = w;
-    vm->wakes_tail = w;
-    /* A wake from a libuv callback that runs before this iteration's poll
-     * (timers run first) must not let the poll block: with no other timer
-     * pending and a socket keeping the loop alive it would block forever.
-     * uv_stop makes the poll non-blocking and ends uv_run after this
-     * iteration; libuv clears the flag when uv_run returns.  Only inside
-     * uv_run: a stale flag would cut the next run short. */
-    if (vm->in_uv_run) uv_stop(&vm->loop);
-  } else {
-    px_vm_post(vm, w);
-  }
 }
 
 /* Take over n units of rt->pending (posts or jobs just taken). */
@@ -314,7 +261,7 @@ static int drive(px_vm *vm, int mode, int (*done)(px_vm *, void *), void *arg) {
       continue;
     }
     if (mode == PX_DRIVE_WORKER) {
-      px_job *job = px_runtime_take_job(rt);
+      px_job *job = px_job_take(rt);
       if (job) {
         take_pending(vm, 1);
         px_job_run(vm, job);
@@ -332,7 +279,7 @@ static int drive(px_vm *vm, int mode, int (*done)(px_vm *, void *), void *arg) {
       }
     }
     if (mode == PX_DRIVE_WORKER) {
-      /* px_runtime_push_job pokes an idle or a sleeping worker.  A job
+      /* px_job_push pokes an idle or a sleeping worker.  A job
        * pushed before the flag was set found none to poke: look again
        * after setting it, or the job would wait for the next poke. */
       atomic_store(&vm->sleeping, 1);

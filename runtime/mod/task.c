@@ -118,6 +118,9 @@ static int l_spawn(lua_State *L) {
   luaL_checkany(L, 1);
   if (!lua_isfunction(L, 1) && !luaL_getmetafield(L, 1, "__call"))
     luaL_typerror(L, 1, "function");
+  int err = px_runtime_start_workers(px_vm_of(L)->rt);
+  if (err) /* no file descriptor or thread left: fail rather than wait forever */
+    return luaL_error(L, "%s: %s (cannot start a worker)", px_err_name(err), px_strerror(err));
   px_future *f = px_job_spawn(L, 1, lua_gettop(L));
   px_shared_push(L, &f->hdr);
   return 1;
@@ -190,7 +193,7 @@ static int l_cancel(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  if (state == PX_FUTURE_QUEUED && job && px_runtime_unqueue_job(vm->rt, job)) {
+  if (state == PX_FUTURE_QUEUED && job && px_job_unqueue(vm->rt, job)) {
     px_job_discard(job);
     lua_pushboolean(L, 1);
     return 1;
