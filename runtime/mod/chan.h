@@ -1,7 +1,8 @@
 /*
- * chan.h -- channels, shared by chan.c (the queue and its Lua face),
- * slot.c (values in flight), select.c (parx.select) and chan_host.c
- * (parx.h's host access).
+ * chan.h -- channels, shared by chan_queue.c (the channel and its queues),
+ * chan_wait.c (parked operations), chan.c (the Lua face), slot.c (values
+ * in flight), select.c (parx.select) and chan_host.c (parx.h's host
+ * access).
  *
  * A channel is a px_shared object: a mutex, a ring buffer of slots and two
  * queues of parked parties (receivers, senders).  Every operation, from a
@@ -47,7 +48,7 @@ typedef struct px_chan {
   size_t ringsize, head, count;
   int closed;
   px_waitq recvq, sendq;
-  atomic_int spin_credit; /* adaptive spinning before parking (chan.c) */
+  atomic_int spin_credit; /* adaptive spinning before parking (chan_wait.c) */
   atomic_uint spin_probe;
 } px_chan;
 
@@ -114,7 +115,7 @@ struct px_sel {
   px_sel *wake_next;     /* a waker's local list, after it fired the sel */
   int queued;            /* entries were put in channel queues */
   atomic_int spin;       /* 1: the owner spins before parking; a waker
-                            that swaps in 2 skips px_wake (chan.c) */
+                            that swaps in 2 skips px_wake (chan_wait.c) */
   int has_timer;
   uv_timer_t timer;
   /* Host waiters block on a condition variable instead of parking. */
@@ -128,7 +129,11 @@ struct px_sel {
 /* n cases, all slots nil.  NULL when out of memory. */
 px_sel *px_sel_new(int kind, int n);
 /* Claim the sel for the caller: 1 if it won, 0 if a case already fired. */
-int px_sel_claim(px_sel *sel);
+static inline int px_sel_claim(px_sel *sel) {
+  int expected = 0;
+  return atomic_compare_exchange_strong_explicit(&sel->fired, &expected, 1, memory_order_acq_rel,
+                                                 memory_order_acquire);
+}
 /* Unlink every entry that is still queued (locking each channel in turn),
  * free the send values that were not taken and drop the channel references;
  * then free the sel (or close its timer, which frees it). */
@@ -143,10 +148,13 @@ int px_chan_recv_locked(px_chan *ch, px_slot *out, px_sel **wake);
 void px_chan_enqueue_locked(px_chan *ch, px_entry *e);
 void px_chan_unlink_locked(px_chan *ch, px_entry *e);
 void px_chan_wake_all(px_sel *list);
+/* Give back a value a cancelled receiver was handed: to the next parked
+ * receiver, else to the head of the buffer (takes ch->lock). */
+void px_chan_unreceive(px_chan *ch, px_slot *v);
 
-/* Push the outcome of a fired sel (see chan.c for the shapes). */
+/* Push the outcome of a fired sel (see chan_wait.c for the shapes). */
 int px_sel_outcome(lua_State *L, px_sel *sel);
-/* Spinning before parking (chan.c): whether to, and the spin itself, after
+/* Spinning before parking (chan_wait.c): whether to, and the spin itself, after
  * sel->spin was set to 1 with the entries queued.  1: sel fired meanwhile
  * and no wake will come; 0: park. */
 int px_chan_should_spin(px_chan *ch);
@@ -156,6 +164,9 @@ int px_sel_spin(px_chan *ch, px_sel *sel);
  * px_wait_prepare.  Sets the scheduler callbacks. */
 int px_sel_park(lua_State *L, px_sel *sel);
 void px_sel_setup_wait(px_sel *sel);
+/* px_wait_prepare(L, &sel->w), protected (it raises when the task cannot
+ * park): 0, or -1 with the error pushed, so the caller frees sel. */
+int px_sel_prepare(lua_State *L, px_sel *sel);
 
 /* The channel behind the proxy at idx (raises when it is not one).  Fast:
  * compares the metatable with the upvalue when called as a method. */

@@ -83,7 +83,7 @@ static void timer_cb(uv_timer_t *t) {
 }
 
 /* The channel at idx or NULL.  px_chan_select is a closure whose upvalue
- * is the channel metatable (chan.c), so this is one comparison. */
+ * is the channel metatable (chan_queue.c), so this is one comparison. */
 static px_chan *test_chan(lua_State *L, int idx) {
   void *p = lua_touserdata(L, idx);
   if (!p || !lua_getmetatable(L, idx)) return NULL;
@@ -125,7 +125,7 @@ static int push_now(lua_State *L, px_sel *sel) {
 }
 
 /* select(cases, timeout) -> i, v, ok | i | nil, "timeout" | (parked: see
- * px_sel_outcome in chan.c).  timeout: nil waits forever, 0 never parks. */
+ * px_sel_outcome in chan_wait.c).  timeout: nil waits forever, 0 never parks. */
 int px_chan_select(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   double timeout = -1;
@@ -264,7 +264,7 @@ int px_chan_select(lua_State *L) {
     if (fired == -1) {
       for (int i = 0; i < n; i++) px_chan_enqueue_locked(sel->cases[i].ch, &sel->cases[i]);
       sel->queued = 1;
-      /* Spin before parking, as send and recv do (chan.c); the first
+      /* Spin before parking, as send and recv do (chan_wait.c); the first
        * case's channel keeps the credit. */
       if (px_chan_should_spin(sel->cases[0].ch)) atomic_store(&sel->spin, 1);
     }
