@@ -22,94 +22,94 @@ static px_future *check_future(lua_State *L, int idx) {
 
 static void joiner_free_cb(uv_handle_t *t) { free(t->data); }
 
-static void joiner_release(px_join *jw) {
+static void joiner_release(px_join *join) {
   /* Unlink from every handle that may still list it. */
-  for (int i = 0; i < jw->n; i++) {
-    px_future *h = jw->links[i].future;
-    pthread_mutex_lock(&h->lock);
-    px_join_link **pp = &h->joiners;
-    while (*pp && *pp != &jw->links[i]) pp = &(*pp)->next;
-    if (*pp) *pp = jw->links[i].next;
-    pthread_mutex_unlock(&h->lock);
-    px_shared_release(&h->hdr);
+  for (int i = 0; i < join->n; i++) {
+    px_future *f = join->links[i].future;
+    pthread_mutex_lock(&f->lock);
+    px_join_link **pp = &f->joiners;
+    while (*pp && *pp != &join->links[i]) pp = &(*pp)->next;
+    if (*pp) *pp = join->links[i].next;
+    pthread_mutex_unlock(&f->lock);
+    px_shared_release(&f->hdr);
   }
-  if (jw->has_timer) {
-    uv_timer_stop(&jw->timer);
-    jw->timer.data = jw;
-    uv_close((uv_handle_t *)&jw->timer, joiner_free_cb);
+  if (join->has_timer) {
+    uv_timer_stop(&join->timer);
+    join->timer.data = join;
+    uv_close((uv_handle_t *)&join->timer, joiner_free_cb);
   } else {
-    free(jw);
+    free(join);
   }
 }
 
 static int joiner_deliver(lua_State *co, px_wait *w) {
-  px_join *jw = (px_join *)w;
+  px_join *join = (px_join *)w;
   int n;
-  if (jw->mode == JOIN_ONE) {
-    n = px_future_push_outcome(co, jw->links[0].future);
-  } else if (jw->index > 0) {
-    lua_pushinteger(co, jw->index);
+  if (join->mode == JOIN_ONE) {
+    n = px_future_push_outcome(co, join->links[0].future);
+  } else if (join->index > 0) {
+    lua_pushinteger(co, join->index);
     n = 1;
   } else {
     lua_pushnil(co);
     n = 1;
   }
-  joiner_release(jw);
+  joiner_release(join);
   return n;
 }
 
 static void joiner_discard(px_wait *w) { joiner_release((px_join *)w); }
 
 static int joiner_cancel(px_wait *w) {
-  px_join *jw = (px_join *)w;
+  px_join *join = (px_join *)w;
   int expect = 0;
-  if (!atomic_compare_exchange_strong(&jw->fired, &expect, 1)) return 0;
-  joiner_release(jw);
+  if (!atomic_compare_exchange_strong(&join->fired, &expect, 1)) return 0;
+  joiner_release(join);
   return 1;
 }
 
 static void joiner_timeout(uv_timer_t *t) { px_join_fire(t->data, 0); }
 
-/* Park until one of the n handles hs finishes, or for ms milliseconds
+/* Park until one of the n handles fs finishes, or for ms milliseconds
  * when limited (px_timeout_ms). */
-static int join_park(lua_State *L, px_future **hs, int n, int mode, int limited, uint64_t ms) {
+static int join_park(lua_State *L, px_future **fs, int n, int mode, int limited, uint64_t ms) {
   px_vm *vm = px_vm_of(L);
   px_check_can_park(L); /* raise before anything is allocated */
-  px_join *jw = calloc(1, sizeof *jw + sizeof(px_join_link) * (size_t)n);
-  if (!jw) return px_oom(L, "join");
-  jw->wait.what = mode == JOIN_ONE ? "a task to finish (join)" : "tasks to finish (wait)";
-  jw->wait.deliver = joiner_deliver;
-  jw->wait.discard = joiner_discard;
-  jw->wait.cancel = joiner_cancel;
-  jw->mode = mode;
-  jw->n = n;
-  atomic_init(&jw->fired, 0);
-  px_wait_prepare(L, &jw->wait);
+  px_join *join = calloc(1, sizeof *join + sizeof(px_join_link) * (size_t)n);
+  if (!join) return px_oom(L, "join");
+  join->wait.what = mode == JOIN_ONE ? "a task to finish (join)" : "tasks to finish (wait)";
+  join->wait.deliver = joiner_deliver;
+  join->wait.discard = joiner_discard;
+  join->wait.cancel = joiner_cancel;
+  join->mode = mode;
+  join->n = n;
+  atomic_init(&join->fired, 0);
+  px_wait_prepare(L, &join->wait);
   for (int i = 0; i < n; i++) {
-    jw->links[i].join = jw;
-    jw->links[i].future = hs[i];
-    jw->links[i].index = i + 1;
-    px_shared_retain(&hs[i]->hdr);
+    join->links[i].join = join;
+    join->links[i].future = fs[i];
+    join->links[i].index = i + 1;
+    px_shared_retain(&fs[i]->hdr);
   }
   if (limited) {
-    uv_timer_init(px_vm_loop(vm), &jw->timer);
-    jw->timer.data = jw;
-    jw->has_timer = 1;
-    uv_timer_start(&jw->timer, joiner_timeout, ms, 0);
+    uv_timer_init(px_vm_loop(vm), &join->timer);
+    join->timer.data = join;
+    join->has_timer = 1;
+    uv_timer_start(&join->timer, joiner_timeout, ms, 0);
   }
   for (int i = 0; i < n; i++) {
-    px_future *h = hs[i];
-    pthread_mutex_lock(&h->lock);
-    if (h->state >= PX_FUTURE_DONE) {
-      px_join_fire(jw, i + 1);
-      pthread_mutex_unlock(&h->lock);
+    px_future *f = fs[i];
+    pthread_mutex_lock(&f->lock);
+    if (f->state >= PX_FUTURE_DONE) {
+      px_join_fire(join, i + 1);
+      pthread_mutex_unlock(&f->lock);
       break;
     }
-    jw->links[i].next = h->joiners;
-    h->joiners = &jw->links[i];
-    pthread_mutex_unlock(&h->lock);
+    join->links[i].next = f->joiners;
+    f->joiners = &join->links[i];
+    pthread_mutex_unlock(&f->lock);
   }
-  return px_park(L, &jw->wait);
+  return px_park(L, &join->wait);
 }
 
 /* ---- Lua functions ------------------------------------------------- */
@@ -132,40 +132,40 @@ static int l_async(lua_State *L) {
     luaL_typerror(L, 1, "function");
   px_vm *vm = px_vm_of(L);
   int n = lua_gettop(L);
-  px_future *h = px_future_new(vm->rt, 1);
-  if (!h) return px_oom(L, "async");
+  px_future *f = px_future_new(vm->rt, 1);
+  if (!f) return px_oom(L, "async");
   lua_State *co = lua_newthread(L);
   lua_insert(L, 1);
   lua_xmove(L, co, n); /* fn and args move to co; co stays at 1 */
-  h->vm = vm;
-  h->state = PX_FUTURE_RUNNING;
-  px_shared_retain(&h->hdr); /* the task's reference */
+  f->vm = vm;
+  f->state = PX_FUTURE_RUNNING;
+  px_shared_retain(&f->hdr); /* the task's reference */
   /* px_task_new pops co from vm->L: move it there. */
   lua_pushvalue(L, 1);
   lua_xmove(L, vm->L, 1);
   lua_settop(L, 0);
-  px_task *t = px_task_new(vm, co, h);
+  px_task *t = px_task_new(vm, co, f);
   if (!t) {
-    px_shared_release(&h->hdr);
-    px_shared_release(&h->hdr);
+    px_shared_release(&f->hdr);
+    px_shared_release(&f->hdr);
     return px_oom(L, "async");
   }
-  h->task = t;
-  px_shared_push(L, &h->hdr);
+  f->task = t;
+  px_shared_push(L, &f->hdr);
   return 1;
 }
 
-/* Control message: cancel the task of h on its VM. */
+/* Control message: cancel the task of f on its VM. */
 typedef struct cancel_msg {
   px_wait w;
-  px_future *h;
+  px_future *future;
 } cancel_msg;
 
-static void cancel_on_vm(px_vm *vm, px_future *h) {
+static void cancel_on_vm(px_vm *vm, px_future *f) {
   px_task *t = NULL;
-  pthread_mutex_lock(&h->lock);
-  if (h->state == PX_FUTURE_RUNNING && h->vm == vm) t = h->task;
-  pthread_mutex_unlock(&h->lock);
+  pthread_mutex_lock(&f->lock);
+  if (f->state == PX_FUTURE_RUNNING && f->vm == vm) t = f->task;
+  pthread_mutex_unlock(&f->lock);
   if (t && t->state != PX_TASK_RUNNING) {
     lua_rawgeti(vm->L, LUA_REGISTRYINDEX, vm->cancelled_ref);
     px_task_raise(t);
@@ -174,21 +174,21 @@ static void cancel_on_vm(px_vm *vm, px_future *h) {
 
 static int cancel_deliver(lua_State *L, px_wait *w) {
   cancel_msg *m = (cancel_msg *)w;
-  cancel_on_vm(px_vm_of(L), m->h);
-  px_shared_release(&m->h->hdr);
+  cancel_on_vm(px_vm_of(L), m->future);
+  px_shared_release(&m->future->hdr);
   free(m);
   return 0;
 }
 
 static int l_cancel(lua_State *L) {
-  px_future *h = check_future(L, 1);
+  px_future *f = check_future(L, 1);
   px_vm *vm = px_vm_of(L);
-  pthread_mutex_lock(&h->lock);
-  int state = h->state;
-  px_job *job = h->job;
-  px_vm *target = h->vm;
-  if (state < PX_FUTURE_DONE) atomic_store(&h->cancel_requested, 1);
-  pthread_mutex_unlock(&h->lock);
+  pthread_mutex_lock(&f->lock);
+  int state = f->state;
+  px_job *job = f->job;
+  px_vm *target = f->vm;
+  if (state < PX_FUTURE_DONE) atomic_store(&f->cancel_requested, 1);
+  pthread_mutex_unlock(&f->lock);
   if (state >= PX_FUTURE_DONE) {
     lua_pushboolean(L, 0);
     return 1;
@@ -200,13 +200,13 @@ static int l_cancel(lua_State *L) {
   }
   /* Running (or just taken by a worker, which checks cancel_requested). */
   if (target == vm) {
-    cancel_on_vm(vm, h);
+    cancel_on_vm(vm, f);
   } else if (target) {
     cancel_msg *m = calloc(1, sizeof *m);
     if (!m) return px_oom(L, "cancel");
     m->w.deliver = cancel_deliver;
-    m->h = h;
-    px_shared_retain(&h->hdr);
+    m->future = f;
+    px_shared_retain(&f->hdr);
     px_vm_post(target, &m->w);
   }
   lua_pushboolean(L, 1);
@@ -215,18 +215,18 @@ static int l_cancel(lua_State *L) {
 
 /* join(t) -> true, results... | false, err (task.lua raises) */
 static int l_join(lua_State *L) {
-  px_future *h = check_future(L, 1);
-  pthread_mutex_lock(&h->lock);
-  int done = h->state >= PX_FUTURE_DONE;
-  pthread_mutex_unlock(&h->lock);
-  if (done) return px_future_push_outcome(L, h);
+  px_future *f = check_future(L, 1);
+  pthread_mutex_lock(&f->lock);
+  int done = f->state >= PX_FUTURE_DONE;
+  pthread_mutex_unlock(&f->lock);
+  if (done) return px_future_push_outcome(L, f);
   px_vm *vm = px_vm_of(L);
-  if (h->local && h->vm == vm && vm->current && h->task == vm->current)
+  if (f->local && f->vm == vm && vm->current && f->task == vm->current)
     return luaL_error(L, "a task cannot join itself");
-  if (h->local && h->vm == vm && h->task && L == vm->current->co &&
-      px_sched_run_inline(vm, h->task) && h->state >= PX_FUTURE_DONE)
-    return px_future_push_outcome(L, h);
-  return join_park(L, &h, 1, JOIN_ONE, 0, 0);
+  if (f->local && f->vm == vm && f->task && L == vm->current->co &&
+      px_sched_run_inline(vm, f->task) && f->state >= PX_FUTURE_DONE)
+    return px_future_push_outcome(L, f);
+  return join_park(L, &f, 1, JOIN_ONE, 0, 0);
 }
 
 /* wait_any(list, timeout) -> index of a finished task, or nil on timeout */
@@ -237,59 +237,59 @@ static int l_wait_any(lua_State *L) {
   int n = (int)lua_objlen(L, 1);
   if (n == 0) return luaL_argerror(L, 1, "no tasks to wait for");
   px_future *stackbuf[16];
-  px_future **hs = n <= 16 ? stackbuf : malloc(sizeof *hs * (size_t)n);
-  if (!hs) return px_oom(L, "wait");
+  px_future **fs = n <= 16 ? stackbuf : malloc(sizeof *fs * (size_t)n);
+  if (!fs) return px_oom(L, "wait");
   for (int i = 0; i < n; i++) {
     lua_rawgeti(L, 1, i + 1);
-    hs[i] = (px_future *)px_shared_test(L, -1, &px_future_type);
+    fs[i] = (px_future *)px_shared_test(L, -1, &px_future_type);
     lua_pop(L, 1);
-    if (!hs[i]) {
-      if (hs != stackbuf) free(hs);
+    if (!fs[i]) {
+      if (fs != stackbuf) free(fs);
       return luaL_error(L, "bad argument #1 (item %d is not a task)", i + 1);
     }
   }
   for (int i = 0; i < n; i++) {
-    pthread_mutex_lock(&hs[i]->lock);
-    int done = hs[i]->state >= PX_FUTURE_DONE;
-    pthread_mutex_unlock(&hs[i]->lock);
+    pthread_mutex_lock(&fs[i]->lock);
+    int done = fs[i]->state >= PX_FUTURE_DONE;
+    pthread_mutex_unlock(&fs[i]->lock);
     if (done) {
-      if (hs != stackbuf) free(hs);
+      if (fs != stackbuf) free(fs);
       lua_pushinteger(L, i + 1);
       return 1;
     }
   }
   if (limited && ms == 0) {
-    if (hs != stackbuf) free(hs);
+    if (fs != stackbuf) free(fs);
     lua_pushnil(L);
     return 1;
   }
   /* join_park copies what it needs before parking. */
   px_future *copy[16];
-  px_future **use = hs;
-  if (hs == stackbuf) {
-    memcpy(copy, hs, sizeof(px_future *) * (size_t)n);
+  px_future **use = fs;
+  if (fs == stackbuf) {
+    memcpy(copy, fs, sizeof(px_future *) * (size_t)n);
     use = copy;
   }
   int r = join_park(L, use, n, JOIN_ANY, limited, ms);
-  if (hs != stackbuf) free(hs);
+  if (fs != stackbuf) free(fs);
   return r;
 }
 
 static int l_done(lua_State *L) {
-  px_future *h = check_future(L, 1);
-  pthread_mutex_lock(&h->lock);
-  int done = h->state >= PX_FUTURE_DONE;
-  pthread_mutex_unlock(&h->lock);
+  px_future *f = check_future(L, 1);
+  pthread_mutex_lock(&f->lock);
+  int done = f->state >= PX_FUTURE_DONE;
+  pthread_mutex_unlock(&f->lock);
   lua_pushboolean(L, done);
   return 1;
 }
 
 static int l_status(lua_State *L) {
-  px_future *h = check_future(L, 1);
+  px_future *f = check_future(L, 1);
   static const char *const names[] = {"queued", "running", "done", "failed", "cancelled"};
-  pthread_mutex_lock(&h->lock);
-  int st = h->state;
-  pthread_mutex_unlock(&h->lock);
+  pthread_mutex_lock(&f->lock);
+  int st = f->state;
+  pthread_mutex_unlock(&f->lock);
   lua_pushstring(L, names[st]);
   return 1;
 }
@@ -301,8 +301,8 @@ static int l_is_task(lua_State *L) {
 }
 
 static int l_tostring(lua_State *L) {
-  px_future *h = check_future(L, 1);
-  lua_pushfstring(L, "parx.task %d (%s)", (int)h->seq, h->local ? "async" : "spawned");
+  px_future *f = check_future(L, 1);
+  lua_pushfstring(L, "parx.task %d (%s)", (int)f->seq, f->local ? "async" : "spawned");
   return 1;
 }
 
