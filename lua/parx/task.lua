@@ -6,11 +6,9 @@ local Task = c.Task
 local cjoin, wait_any = c.join, c.wait_any
 local error, select, type, unpack = error, select, type, unpack
 
--- The error a cancelled task unwinds with (see "Cancellation" at the end).
-local CANCELLED = setmetatable({}, {
-  __tostring = function() return "parx: task was cancelled" end,
-})
-c.set_cancelled(CANCELLED)
+-- The error a cancelled task unwinds with (see "Cancellation" at the end),
+-- made by the core (runtime/core/state.c).
+local CANCELLED = c.CANCELLED
 
 local M = {CANCELLED = CANCELLED}
 

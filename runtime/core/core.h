@@ -63,7 +63,7 @@ struct px_vm {
   int hook_ref;           /* pending injected error for the count hook */
   int dead;               /* its lua_State panicked: never touched again
                              (state.c on_panic) */
-  int cancelled_ref;      /* the CANCELLED error object (task.lua) */
+  int cancelled_ref;      /* the CANCELLED error object (state.c) */
   /* Error injection (sched.c): the user's hook, put back when the
    * injection fires; where it rewrites pcall's results instead of raising
    * (inject_co's register inject_slot, 0: raise); the base functions

@@ -58,6 +58,24 @@ static int load_luamod(lua_State *L) {
   return 1;
 }
 
+static int cancelled_tostring(lua_State *L) {
+  lua_pushliteral(L, "parx: task was cancelled");
+  return 1;
+}
+
+/* The error a cancelled task unwinds with (parx.CANCELLED): made here, by
+ * the core that raises it, before any Lua runs; one per VM, compared by
+ * identity (px_future_finish, the scheduler).  The task module hands it
+ * to Lua as parx.c.task.CANCELLED. */
+static void make_cancelled(lua_State *L, px_vm *vm) {
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, cancelled_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_setmetatable(L, -2);
+  vm->cancelled_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
 /* Run protected (px_cpcall), so the calls below need no frame of their
  * own: an error in them (out of memory) fails the VM's start-up. */
 static int setup(lua_State *L) {
@@ -68,6 +86,7 @@ static int setup(lua_State *L) {
   lua_pushlightuserdata(L, (void *)&vm_key);
   lua_pushlightuserdata(L, vm);
   lua_rawset(L, LUA_REGISTRYINDEX);
+  make_cancelled(L, vm);
 
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "preload");

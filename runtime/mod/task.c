@@ -423,5 +423,7 @@ int px_open_task(lua_State *L) {
   lua_setfield(L, -2, "PARK");
   lua_pushlightuserdata(L, (void *)&px_exit_marker);
   lua_setfield(L, -2, "EXIT");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, px_vm_of(L)->cancelled_ref); /* state.c made it */
+  lua_setfield(L, -2, "CANCELLED");
   return 1;
 }
