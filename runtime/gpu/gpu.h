@@ -10,7 +10,7 @@
 #define PX_GPU_H
 
 #include "../core/px.h"
-#include "../mod/array.h"
+#include "../core/array.h"
 #include "pxcuda.h"
 
 /* ---- backend (loader.c) ------------------------------------------------ */

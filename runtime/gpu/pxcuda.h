@@ -15,7 +15,7 @@
  * Every function may be called from any thread; the module serialises the
  * enqueueing under one mutex (cuBLAS handles are not thread-safe).
  *
- * Dtype numbers are px_dtype's (runtime/mod/array.h): 8 float16,
+ * Dtype numbers are px_dtype's (runtime/core/array.h): 8 float16,
  * 9 bfloat16, 10 float32, 11 float64; the module handles those four.
  */
 #ifndef PX_PXCUDA_H

@@ -1,6 +1,7 @@
 /*
- * array.h -- shared typed arrays (parx.array), the C side other modules use
- * (the GPU module reads and writes host arrays through this).
+ * array.h -- shared typed arrays, a core type: what parx.array
+ * (mod/array.c and lua/parx/array.lua) binds to Lua and what other modules
+ * use (the GPU module reads and writes host arrays through this).
  *
  * An array is a px_shared object: a malloc'd header plus a 64-byte aligned
  * buffer of n elements, row-major.  Lua sees it as an FFI cdata (see
@@ -9,9 +10,12 @@
 #ifndef PX_ARRAY_H
 #define PX_ARRAY_H
 
-#include "../core/px.h"
+#include "px.h"
 
 #define PX_ARRAY_MAXDIM 8
+
+/* lua.h of LuaJIT has no name for it, but lua_type() returns 10 for cdata. */
+#define PX_LUA_TCDATA 10
 
 /* The order is part of the FFI declaration in lua/parx/array.lua. */
 typedef enum px_dtype {
@@ -56,9 +60,17 @@ float px_bf16_to_f32(uint16_t h);
 
 /* Number of live arrays in the process (tests check frees). */
 long px_array_live(void);
+/* 1 if p is a live array (decided without reading *p). */
+int px_array_holds(const void *p);
+/* Register the array type (px_shared_register); once per process, any
+ * thread, idempotent.  The binding's open function calls it. */
+void px_array_register_type(void);
+/* Pop the Lua face's constructor (light userdata -> array cdata holding
+ * the reference) and keep it for px_array_push in L's VM. */
+void px_array_set_ctor(lua_State *L);
 
-/* ---- additions for the Lua face (lua/parx/array.lua calls these through
- * the FFI, by the function table that px_open_array exports) ----------- */
+/* ---- for the Lua face (lua/parx/array.lua calls these through the FFI,
+ * by the function table that mod/array.c exports) -------------------- */
 
 /* Lua numbers are doubles: converting through float first would round
  * twice, so the Lua face uses these direct, correctly rounded ones. */
@@ -70,8 +82,9 @@ double px_bf16_to_f64(uint16_t h);
  * built once per process, never freed. */
 const float *px_half_table(int which);
 
-/* Drop one reference (the finalizer of every Lua cdata). */
+/* Drop one reference (the finalizer of every Lua cdata); take one. */
 void px_array_release(px_array *a);
+void px_array_retain(px_array *a);
 /* Set every element to the element-sized bit pattern at elem. */
 void px_array_fill_bytes(px_array *a, const void *elem);
 
