@@ -42,87 +42,50 @@ describe("layers", function()
     assert.matches("layers: 0 violations", out)
   end)
 
-  it("a core file that includes a module's header fails, naming the file, the line and the rule", function()
-    local root = tree{
+  -- Each case: a tree breaking one rule, and what the report must say.
+  local cases = {
+    {"a core file that includes a module's header fails, naming the file, the line and the rule", {
       ["runtime/core/a.c"] = '/* a */\n#include "mod/b.h"\nint px_a(void) { return 0; }\n',
       ["runtime/mod/b.h"] = "int px_b(void);\n",
-    }
-    local st, out = check(root)
-    cleanup(root)
-    assert.are.equal(1, st)
-    assert.matches('runtime/core/a%.c:2: includes "mod/b%.h" %(runtime/mod/b%.h, modules%) from the core', out)
-    assert.matches("%[include%]", out)
-  end)
-
-  it("a core file that calls a function a module defines fails, naming where it is defined", function()
-    local root = tree{
+    }, {'runtime/core/a%.c:2: includes "mod/b%.h" %(runtime/mod/b%.h, modules%) from the core', "%[include%]"}},
+    {"a core file that calls a function a module defines fails, naming where it is defined", {
       ["runtime/core/vm.c"] = "int px_job_run(int);\nint px_vm_drive(void) {\n  return px_job_run(1);\n}\n",
       ["runtime/mod/task.c"] = "int px_job_run(int n) { return n; }\n",
-    }
-    local st, out = check(root)
-    cleanup(root)
-    assert.are.equal(1, st)
-    assert.matches("runtime/core/vm%.c:1: calls px_job_run, defined in runtime/mod/task%.c:1 %(modules%), from the core", out)
-    assert.matches("%[call%]", out)
-  end)
-
-  it("a header of the core that declares a module's function fails", function()
-    local root = tree{
+    }, {"runtime/core/vm%.c:1: calls px_job_run, defined in runtime/mod/task%.c:1 %(modules%), from the core", "%[call%]"}},
+    {"a header of the core that declares a module's function fails", {
       ["runtime/core/core.h"] = "void px_handle_finish(void *h);\n",
       ["runtime/mod/task.c"] = "void px_handle_finish(void *h) { (void)h; }\n",
-    }
-    local st, out = check(root)
-    cleanup(root)
-    assert.are.equal(1, st)
-    assert.matches("runtime/core/core%.h:1: declares px_handle_finish, defined in runtime/mod/task%.c:1", out)
-  end)
-
-  it("two module files that call each other fail as a circle, with the call on each side", function()
-    local root = tree{
+    }, {"runtime/core/core%.h:1: declares px_handle_finish, defined in runtime/mod/task%.c:1"}},
+    {"two module files that call each other fail as a circle, with the call on each side", {
       ["runtime/mod/chan.c"] = "int px_sel_spin(void);\nint px_chan_select(void) { return px_sel_spin(); }\n",
       ["runtime/mod/select.c"] = "int px_chan_select(void);\nint px_sel_spin(void) {\n  return 0;\n}\nint px_sel_go(void) { return px_chan_select(); }\n",
-    }
-    local st, out = check(root)
-    cleanup(root)
-    assert.are.equal(1, st)
-    assert.matches("files depend on each other in a circle %(runtime/mod/chan%.c, runtime/mod/select%.c%)", out)
-    assert.matches("mod/chan%.c %-> mod/select%.c: runtime/mod/chan%.c:1 calls px_sel_spin", out)
-    assert.matches("mod/select%.c %-> mod/chan%.c: runtime/mod/select%.c:1 calls px_chan_select", out)
-    assert.matches("%[cycle%]", out)
-  end)
-
-  it("core files in a circle fail too (a layer is no excuse)", function()
-    local root = tree{
+    }, {"files depend on each other in a circle %(runtime/mod/chan%.c, runtime/mod/select%.c%)",
+        "mod/chan%.c %-> mod/select%.c: runtime/mod/chan%.c:1 calls px_sel_spin",
+        "mod/select%.c %-> mod/chan%.c: runtime/mod/select%.c:1 calls px_chan_select", "%[cycle%]"}},
+    {"core files in a circle fail too (a layer is no excuse)", {
       ["runtime/core/vm.c"] = "int px_sched_run(void);\nint px_vm_hold(void) { return 1; }\nint px_vm_go(void) { return px_sched_run(); }\n",
       ["runtime/core/sched.c"] = "int px_vm_hold(void);\nint px_sched_run(void) { return px_vm_hold(); }\n",
-    }
-    local st, out = check(root)
-    cleanup(root)
-    assert.are.equal(1, st)
-    assert.matches("runtime/core/sched%.c, runtime/core/vm%.c", out)
-  end)
-
-  it("a face that includes the core's structures (core.h) fails; runtime.h is its door", function()
-    local root = tree{
+    }, {"runtime/core/sched%.c, runtime/core/vm%.c"}},
+    {"a face that includes the core's structures (core.h) fails; runtime.h is its door", {
       ["runtime/api.c"] = '#include "core/core.h"\n#include "core/runtime.h"\nint parx_x(void) { return 0; }\n',
       ["runtime/core/core.h"] = "struct px_vm { int id; };\n",
       ["runtime/core/runtime.h"] = "int px_runtime_stopped(void *rt);\n",
-    }
-    local st, out = check(root)
-    cleanup(root)
-    assert.are.equal(1, st)
-    assert.matches('runtime/api%.c:1: includes "core/core%.h"', out)
-    assert.matches("%[private%]", out)
-    assert.not_matches("api%.c:2", out)
-  end)
-
-  it("a file in no layer's folder fails", function()
-    local root = tree{["runtime/misc/x.c"] = "int px_x(void) { return 0; }\n"}
-    local st, out = check(root)
-    cleanup(root)
-    assert.are.equal(1, st)
-    assert.matches("runtime/misc/x%.c:1: is in no layer", out)
-  end)
+    }, {'runtime/api%.c:1: includes "core/core%.h"', "%[private%]"}, "api%.c:2"},
+    {"a file in no layer's folder fails", {
+      ["runtime/misc/x.c"] = "int px_x(void) { return 0; }\n",
+    }, {"runtime/misc/x%.c:1: is in no layer"}},
+  }
+  for _, case in ipairs(cases) do
+    local name, files, says, never = case[1], case[2], case[3], case[4]
+    it(name, function()
+      local root = tree(files)
+      local st, out = check(root)
+      cleanup(root)
+      assert.are.equal(1, st, out)
+      for _, pattern in ipairs(says) do assert.matches(pattern, out) end
+      if never then assert.not_matches(never, out) end
+    end)
+  end
 
   it("calls downward, names in comments and strings, and member names pass", function()
     local root = tree{
