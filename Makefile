@@ -77,10 +77,18 @@ $(BUILD)/libparx.a: $(LIB_OBJ) $(LUA_OBJ) $(GEN_OBJ)
 	@echo "  AR $@"
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/libparx.so: $(LIB_OBJ) $(LUA_OBJ) $(GEN_OBJ) runtime/parx.map
+# libparx.so.$(VERSION) with the SONAME libparx.so.$(SOVERSION) (the number
+# changes when parx.h breaks binary compatibility), and the two links
+# that the runtime linker (libparx.so.0) and the build linker (-lparx) use.
+VERSION := 0.1.0
+SOVERSION := 0
+$(BUILD)/libparx.so.$(VERSION): $(LIB_OBJ) $(LUA_OBJ) $(GEN_OBJ) runtime/parx.map
 	@echo "  LD $@"
 	$(Q)$(CC) -shared -o $@ $(LIB_OBJ) $(LUA_OBJ) $(GEN_OBJ) -Wl,--version-script=runtime/parx.map \
-	  $(LDFLAGS) $(LIBS)
+	  -Wl,-soname,libparx.so.$(SOVERSION) $(LDFLAGS) $(LIBS)
+$(BUILD)/libparx.so: $(BUILD)/libparx.so.$(VERSION)
+	$(Q)ln -sf libparx.so.$(VERSION) $(BUILD)/libparx.so.$(SOVERSION)
+	$(Q)ln -sf libparx.so.$(VERSION) $@
 
 $(BUILD)/parx: $(CLI_OBJ) $(BUILD)/libparx.a
 	@echo "  LD $@"
@@ -102,13 +110,23 @@ help::
 # this Makefile after installing, so pkg-config sees the new packages.
 DEB_PKGS := luajit libluajit-5.1-dev libuv1-dev lua-busted libopenblas-dev \
   libcurl4-openssl-dev libedit-dev libopenmpi-dev openmpi-bin pkg-config \
-  python3 clang libclang-rt-14-dev netcat-openbsd gcc make
+  python3 clang libclang-rt-14-dev netcat-openbsd gcc make procps
 BENCH_PKGS := golang-go hyperfine python3-uvloop lua-luv nodejs python3-mpi4py
 
 BINDIR ?= $(PREFIX)/bin
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+MANDIR ?= $(PREFIX)/share/man
+# Where LuaJIT looks for C modules (package.cpath): `require "parx"` from
+# luajit finds the library there as parx.so (luaopen_parx).
+LUA_CMODDIR ?= $(LIBDIR)/lua/5.1
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+# Directories the runtime linker searches by itself (Debian's defaults and
+# ld.so.conf.d/libc.conf).  A library installed elsewhere is found through
+# the rpath that parx.pc then adds to Libs.
+SYSTEM_LIBDIRS := /lib /usr/lib /lib/$(MULTIARCH) /usr/lib/$(MULTIARCH) /usr/local/lib
+PC_RPATH := $(if $(filter $(LIBDIR),$(SYSTEM_LIBDIRS)),,-Wl,-rpath,$${libdir})
 SPECS ?= spec
 SPEC_TIMEOUT ?= 180
 
@@ -166,28 +184,80 @@ includedir=$(INCLUDEDIR)
 
 Name: parx
 Description: parallel runtime for Lua (LuaJIT, libuv)
-Version: 0.1.0
+Version: $(VERSION)
 Requires: luajit
 Requires.private: libuv
 Cflags: -I$${includedir}
-Libs: -L$${libdir} -lparx
-Libs.private: -ledit -lm -ldl -lpthread
+Libs: -L$${libdir} -lparx $(PC_RPATH)
+Libs.private: -lm -ldl -lpthread
 endef
 export PARX_PC
 
+# `make install` (PREFIX, DESTDIR, LIBDIR ...): the binary, the library and
+# its links, the header, parx.pc, the man page, and parx.so for LuaJIT.
+# Installed for real (no DESTDIR) into a directory the runtime linker
+# searches, as root, it runs ldconfig; anywhere else parx.pc carries an
+# rpath.  Either way it says which.
 install: all
 	@echo "  INSTALL $(DESTDIR)$(PREFIX)"
-	$(Q)install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	$(Q)install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR) \
+	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(LUA_CMODDIR)
 	$(Q)install -m 755 $(BUILD)/parx $(DESTDIR)$(BINDIR)/parx
 	$(Q)install -m 644 $(BUILD)/libparx.a $(DESTDIR)$(LIBDIR)/libparx.a
-	$(Q)install -m 755 $(BUILD)/libparx.so $(DESTDIR)$(LIBDIR)/libparx.so
+	$(Q)install -m 755 $(BUILD)/libparx.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libparx.so.$(VERSION)
+	$(Q)ln -sf libparx.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libparx.so.$(SOVERSION)
+	$(Q)ln -sf libparx.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libparx.so
+	$(Q)ln -sf $(LIBDIR)/libparx.so.$(SOVERSION) $(DESTDIR)$(LUA_CMODDIR)/parx.so
 	$(Q)install -m 644 runtime/parx.h $(DESTDIR)$(INCLUDEDIR)/parx.h
+	$(Q)install -m 644 docs/parx.1 $(DESTDIR)$(MANDIR)/man1/parx.1
 	$(Q)printf '%s\n' "$$PARX_PC" > $(DESTDIR)$(PKGCONFIGDIR)/parx.pc
+	$(Q)if [ -n "$(PC_RPATH)" ]; then \
+	  echo "  NOTE $(LIBDIR) is not searched by the runtime linker: parx.pc links with -Wl,-rpath,$(LIBDIR)" \
+	    "(or add it to /etc/ld.so.conf.d/ and run ldconfig)"; \
+	elif [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then \
+	  echo "  LDCONFIG $(LIBDIR)"; ldconfig; \
+	elif [ -z "$(DESTDIR)" ]; then \
+	  echo "  NOTE run ldconfig as root so that programs find libparx.so.$(SOVERSION) in $(LIBDIR)"; \
+	fi
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/parx $(DESTDIR)$(LIBDIR)/libparx.a \
-	  $(DESTDIR)$(LIBDIR)/libparx.so $(DESTDIR)$(INCLUDEDIR)/parx.h \
+	  $(DESTDIR)$(LIBDIR)/libparx.so $(DESTDIR)$(LIBDIR)/libparx.so.$(SOVERSION) \
+	  $(DESTDIR)$(LIBDIR)/libparx.so.$(VERSION) $(DESTDIR)$(LUA_CMODDIR)/parx.so \
+	  $(DESTDIR)$(INCLUDEDIR)/parx.h $(DESTDIR)$(MANDIR)/man1/parx.1 \
 	  $(DESTDIR)$(PKGCONFIGDIR)/parx.pc
+
+# `make deb`: build/parx_$(VERSION)_<arch>.deb with dpkg-deb, from an
+# install into a staging directory with Debian's paths (/usr, the
+# multiarch library directory, LuaJIT's C module directory).
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
+DEB_ROOT := $(BUILD)/deb
+define DEB_CONTROL
+Package: parx
+Version: $(VERSION)
+Architecture: $(DEB_ARCH)
+Maintainer: parx developers <parx@localhost>
+Depends: libluajit-5.1-2, libuv1, libedit2, libc6
+Recommends: libcurl4, libopenblas0
+Section: interpreters
+Priority: optional
+Description: parallel runtime for Lua (LuaJIT, libuv)
+ parx runs Lua code on worker threads, each with its own LuaJIT VM and
+ libuv loop: the parx command (a luajit-compatible interpreter and REPL),
+ libparx.so with parx.h for embedding, and the parx module for LuaJIT.
+endef
+export DEB_CONTROL
+.PHONY: deb
+deb: all
+	$(Q)rm -rf $(DEB_ROOT)
+	$(Q)$(MAKE) --no-print-directory install DESTDIR=$(abspath $(DEB_ROOT)) PREFIX=/usr \
+	  LIBDIR=/usr/lib/$(MULTIARCH) PKGCONFIGDIR=/usr/lib/$(MULTIARCH)/pkgconfig \
+	  LUA_CMODDIR=/usr/lib/$(MULTIARCH)/lua/5.1
+	$(Q)gzip -9n $(DEB_ROOT)/usr/share/man/man1/parx.1
+	$(Q)mkdir -p $(DEB_ROOT)/DEBIAN
+	$(Q)printf '%s\n' "$$DEB_CONTROL" > $(DEB_ROOT)/DEBIAN/control
+	$(Q)printf 'activate-noawait ldconfig\n' > $(DEB_ROOT)/DEBIAN/triggers
+	$(Q)dpkg-deb --root-owner-group --build $(DEB_ROOT) $(BUILD)/parx_$(VERSION)_$(DEB_ARCH).deb
 
 # Sanitizer builds live in their own trees and run the same specs
 # (SPECS=... to pick some).  Every process a spec starts writes its reports
@@ -223,7 +293,8 @@ help::
 	@echo "make bench-deps install what the benchmarks compare against (Go, hyperfine)"
 	@echo "make test       build and run every spec under build/parx (SPECS=spec/x_spec.lua)"
 	@echo "make demo       build and run scripts/examples/tour.lua"
-	@echo "make install    install parx, libparx, parx.h and parx.pc (PREFIX, DESTDIR)"
+	@echo "make install    install parx, libparx, parx.h, parx.pc, the man page, parx.so for LuaJIT (PREFIX, DESTDIR)"
+	@echo "make deb        build build/parx_VERSION_ARCH.deb (dpkg-deb)"
 	@echo "make asan       build in build-asan/ with AddressSanitizer+UBSan and run the specs"
 	@echo "make tsan       build in build-tsan/ with ThreadSanitizer and run the specs"
 

@@ -217,6 +217,14 @@ void parx_channel_push(lua_State *L, parx_channel *ch);
  * or NULL if the value is not a channel. */
 parx_channel *parx_channel_get(lua_State *L, int idx);
 
+/* ======================================================================
+ * The Lua C module: libparx installed as parx.so (LUA_CMODDIR) makes
+ * `require "parx"` work from a plain LuaJIT.  It opens a runtime of its
+ * own and returns a bridge to it (run, map, start, step, fd, timeout,
+ * close: runtime/luaopen_parx.c and docs/embedding.md).
+ * ==================================================================== */
+int luaopen_parx(lua_State *L);
+
 #pragma GCC visibility pop
 
 #ifdef __cplusplus

@@ -93,3 +93,125 @@ describe("embedding libparx", function()
     os.execute("rm -rf " .. q(root))
   end)
 end)
+
+-- `require "parx"` from a plain luajit: libparx.so as a Lua C module
+-- (runtime/luaopen_parx.c), found through LUA_CPATH as parx.so.
+describe("require 'parx' from a plain luajit", function()
+  local have_luajit = os.execute("command -v luajit >/dev/null 2>&1") == 0
+  local sanitizer = os.getenv("PARX_SANITIZER")
+  local dir = os.tmpname()
+  os.remove(dir)
+  os.execute("mkdir -p " .. q(dir))
+  local lib = BUILD .. "/libparx.so.0"
+  os.execute("ln -sf " .. q(lib:sub(1, 1) == "/" and lib or (os.getenv("PWD") .. "/" .. lib)) .. " " .. q(dir .. "/parx.so"))
+
+  local function luajit(script)
+    local path = dir .. "/script.lua"
+    local f = assert(io.open(path, "wb"))
+    f:write(script)
+    f:close()
+    return capture("LUA_CPATH=" .. q(dir .. "/?.so") .. " timeout 30 luajit " .. q(path))
+  end
+
+  local function usable()
+    if not have_luajit then pending("luajit is not installed") return false end
+    if sanitizer then pending("a sanitizer runtime cannot be loaded by a plain luajit") return false end
+    return true
+  end
+
+  it("a plain luajit script requires parx and maps over its workers", function()
+    if not usable() then return end
+    local code, out = luajit([[
+      local parx = require "parx"
+      local squares = parx.map(function(x) return x * x end, {1, 2, 3, 4, 5})
+      print(#squares, squares[1], squares[5])
+      print(parx.run(function() return parx.spawn(function() return "on a worker" end):join() end))
+    ]])
+    assert.are.equal(0, code, out)
+    assert.are.equal("5\t1\t25\non a worker\n", out)
+  end)
+
+  it("values, tables and errors cross between the host VM and parx", function()
+    if not usable() then return end
+    local code, out = luajit([[
+      local parx = require "parx"
+      local t = parx.run(function(a, b) return {sum = a.x + b, list = {b, b}} end, {x = 1}, 2)
+      print(t.sum, t.list[2])
+      print(pcall(parx.run, function() error("raised in parx") end))
+    ]])
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("^3\t2\nfalse\t[^\n]*raised in parx\n"), out)
+  end)
+
+  it("the host's own loop drives the main VM with parx.step", function()
+    if not usable() then return end
+    local code, out = luajit([[
+      local parx = require "parx"
+      local h = parx.start(function() parx.sleep(0.05) return "stepped" end)
+      local steps = 0
+      while not h:done() do parx.step(true) steps = steps + 1 end
+      print(h:result(), steps > 0, parx.fd() >= 0, type(parx.timeout()))
+      parx.close()
+      print(pcall(parx.run, function() end))
+    ]])
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("^stepped\ttrue\ttrue\tnumber\nfalse\t[^\n]*closed"), out)
+  end)
+end)
+
+describe("libparx as an installed library", function()
+  it("libparx.so has the SONAME libparx.so.0", function()
+    if os.execute("command -v objdump >/dev/null 2>&1") ~= 0 then
+      pending("objdump is not installed")
+      return
+    end
+    local code, out = capture("objdump -p " .. q(BUILD .. "/libparx.so"))
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("SONAME%s+libparx%.so%.0\n"), out)
+  end)
+
+  it("after make install PREFIX=dir, the host built with pkg-config runs without LD_LIBRARY_PATH", function()
+    if os.execute("command -v pkg-config >/dev/null 2>&1") ~= 0 then
+      pending("pkg-config is not installed")
+      return
+    end
+    local prefix = os.tmpname()
+    os.remove(prefix)
+    local code, out = capture("make -s --no-print-directory install PREFIX=" .. q(prefix))
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("rpath", 1, true), out) -- says how the library will be found
+    local env = "PKG_CONFIG_PATH=" .. q(prefix .. "/lib/pkgconfig")
+    local exe = prefix .. "/host"
+    code, out = capture(string.format("%s %s -o %s scripts/embed/host.c $(%s pkg-config --cflags --libs parx) %s",
+      env, CC, q(exe), env, LDFLAGS))
+    assert.are.equal(0, code, out)
+    code, out = capture("env -u LD_LIBRARY_PATH " .. q(exe))
+    assert.are.equal(0, code, out)
+    check_host_output(out)
+    -- A static link takes what Libs.private and Requires.private add.
+    code, out = capture(string.format("%s -o %s scripts/embed/host.c $(%s pkg-config --cflags parx) %s/lib/libparx.a "
+      .. "$(%s pkg-config --static --libs parx | sed 's/-lparx//') %s", CC, q(exe .. "-static"), env,
+      q(prefix), env, LDFLAGS))
+    assert.are.equal(0, code, out)
+    code, out = capture(q(exe .. "-static"))
+    assert.are.equal(0, code, out)
+    check_host_output(out)
+    -- parx.so where luajit looks for C modules, and the man page.
+    assert.truthy(io.open(prefix .. "/lib/lua/5.1/parx.so"), "parx.so")
+    assert.truthy(io.open(prefix .. "/share/man/man1/parx.1"), "parx.1")
+    os.execute("rm -rf " .. q(prefix))
+  end)
+
+  it("make deb builds a package with the binary, library, header, Lua module and man page", function()
+    if os.execute("command -v dpkg-deb >/dev/null 2>&1") ~= 0 then
+      pending("dpkg-deb is not installed")
+      return
+    end
+    local code, out = capture("make -s --no-print-directory deb && dpkg-deb -c " .. q(BUILD) .. "/parx_*.deb")
+    assert.are.equal(0, code, out)
+    for _, path in ipairs({ "./usr/bin/parx", "/libparx.so.0.1.0", "/libparx.so.0 ->", "./usr/include/parx.h",
+                            "/lua/5.1/parx.so ->", "./usr/share/man/man1/parx.1.gz", "/pkgconfig/parx.pc" }) do
+      assert.truthy(out:find(path, 1, true), path .. "\n" .. out)
+    end
+  end)
+end)
