@@ -170,9 +170,19 @@ describe("parx.dict", function()
     assert.equal("parx.dict", getmetatable(d))
   end)
 
-  it("prints its size", function()
+  it("prints its size and its first 20 keys in insertion order, with their values", function()
     local d = parx.dict()
-    d.a = 1
-    assert.truthy(tostring(d):match("^parx%.dict%(1%): 0x"))
+    d.b = 1
+    d.a = {x = {y = {z = 1}}}
+    d[3] = "s"
+    d["two words"] = true
+    assert.equal('parx.dict(4) {b = 1, a = {x = {y = {...}}}, [3] = "s", ["two words"] = true}',
+      tostring(d))
+    assert.equal(4, d:len())
+    for i = 1, 30 do d[i] = i end
+    local text = tostring(d)
+    assert.truthy(text:match("^parx%.dict%(33%) {b = 1, "))
+    assert.truthy(text:match(", %.%.%.}$"))
+    assert.equal("parx.dict(0) {}", tostring(parx.dict()))
   end)
 end)

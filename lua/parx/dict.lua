@@ -63,6 +63,27 @@ function methods.copy(self)
   return out
 end
 
+-- tostring(d): "parx.dict(N) {k = v, ...}", the first 20 keys in
+-- insertion order with their values as parx.pformat shows them (nested
+-- tables two levels deep), like numpy's summary of a long array.
+local SHOWN = 20
+local ctostring = C.metatable.__tostring
+local function key_text(k, pformat)
+  if type(k) == "string" and k:match("^[%a_][%w_]*$") then return k end
+  return "[" .. pformat(k) .. "]"
+end
+C.metatable.__tostring = function(self)
+  local head = ctostring(self):match("^(parx%.dict%(%d+%))")
+  local pformat = require("parx.pp").pformat
+  local parts, n = {}, 0
+  for k, v in methods.pairs(self) do
+    if n == SHOWN then parts[n + 1] = "..."; break end
+    n = n + 1
+    parts[n] = key_text(k, pformat) .. " = " .. pformat(v, {depth = 2, width = 1e9})
+  end
+  return head .. " {" .. table.concat(parts, ", ") .. "}"
+end
+
 C.metatable.__parx_ready = true
 
 return {dict = C.new}
