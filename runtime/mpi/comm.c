@@ -38,7 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../mod/array.h"
+#include "../core/array.h"
 #include "mpi.h"
 
 #define SPIN_ROUNDS 300

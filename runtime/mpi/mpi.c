@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../mod/array.h"
+#include "../core/array.h"
 #include "mpi.h"
 
 #define BOX_META "parx.mpi.box"

@@ -5,7 +5,7 @@
  * give 1 or 0 in the array's dtype.
  */
 #define PX_MPI_INTERNAL 1
-#include "../mod/array.h"
+#include "../core/array.h"
 #include "mpi.h"
 
 #define LOOP(T, EXPR)                                                         \
