@@ -43,6 +43,7 @@ struct px_vm {
   px_runtime *rt;
   int id;
   lua_State *L;
+  lua_CFunction open_libs; /* vm.c's, run by px_state_setup after the libraries */
   uv_loop_t loop;
   uv_async_t async;   /* unreferenced; wakes the loop for the inbox */
   pthread_t thread;       /* the thread driving this VM now */
@@ -158,7 +159,7 @@ void px_task_raise(px_task *t); /* VM thread; error value on top of vm->L */
  * stack; 0, or a LUA_ERR* status with the error on top of vm->L.  fn
  * returns how many values it leaves (kept on vm->L on success). */
 int px_sched_protect(px_vm *vm, int (*fn)(lua_State *L, void *ud), void *ud, int nargs);
-int px_sched_setup(lua_State *L); /* task.lua's set_cancelled(CANCELLED) */
+int px_sched_open(lua_State *L);  /* per VM at start-up, after the libraries (vm.c) */
 int px_sched_forward(lua_State *L, lua_State *child, int wrap); /* lib_base.c */
 void px_sched_exit(lua_State *L);  /* os.exit: nothing more runs in this VM's tasks */
 int px_sched_is_forwarding(lua_State *co);
@@ -195,7 +196,7 @@ int px_trace_write(px_runtime *rt);
 void px_trace_wait(px_vm *vm, long seq, const char *what, uint64_t t0, uint64_t t1);
 
 /* ---- state.c ---- */
-int px_state_setup(px_vm *vm);  /* libs, preloads, parx global; 0 or UV_E* */
+int px_state_setup(px_vm *vm, lua_CFunction open); /* libs, then open(L) (the layers above), preloads, parx global; 0 or UV_E* */
 /* A recovery point for the panic handler on this thread: set up with
  *   px_rescue r; if (sigsetjmp(r.buf, 0)) { ...the VM died... } px_rescue_push(&r);
  *   ... px_rescue_pop(&r);

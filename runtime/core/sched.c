@@ -430,18 +430,19 @@ static int task_msgh(lua_State *L) {
   const char *tb = lua_tolstring(L, -1, &len);
   const char *last = tb + len;
   while (last > tb && last[-1] != '\n') last--;
-  if (last > tb && (strncmp(last, "\t[C]: ", 6) == 0 || strncmp(last, "\t[builtin#", 11) == 0))
+  if (last > tb && (strncmp(last, "\t[C]: ", 6) == 0 || strncmp(last, "\t[builtin#", 10) == 0))
     lua_pushlstring(L, tb, (size_t)(last - tb - 1));
   return 1;
 }
 
-/* task.lua, once per VM, before any task: set_cancelled(CANCELLED). */
-int px_sched_setup(lua_State *L) {
+/* Once per VM, at its start-up (vm.c, through px_state_setup, protected),
+ * after the standard libraries and before any script: LuaJIT's own pcall
+ * and xpcall and the tasks' message handler (guard), the protected-call
+ * trampoline of deliver(), the GC threshold.  The cancellation object is
+ * state.c's (make_cancelled). */
+int px_sched_open(lua_State *L) {
   px_vm *vm = px_vm_of(L);
   if (!vm) return 0;
-  lua_settop(L, 1);
-  if (vm->cancelled_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, vm->cancelled_ref);
-  vm->cancelled_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   if (vm->base_ref <= 0) {
     /* LuaJIT's own, as they are before any script ran. */
     lua_createtable(L, 3, 0);

@@ -81,12 +81,14 @@ static void make_cancelled(lua_State *L, px_vm *vm) {
 static int setup(lua_State *L) {
   px_vm *vm = lua_touserdata(L, 1);
   luaL_openlibs(L);
-  px_base_open(L); /* coroutine.resume/wrap/status, os.exit (lib_base.c) */
 
   lua_pushlightuserdata(L, (void *)&vm_key);
   lua_pushlightuserdata(L, vm);
   lua_rawset(L, LUA_REGISTRYINDEX);
   make_cancelled(L, vm);
+  lua_pushcfunction(L, vm->open_libs); /* what the layers above add (vm.c): after
+                                        * px_vm_of works */
+  lua_call(L, 0, 0);
 
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "preload");
@@ -176,7 +178,8 @@ static int on_panic(lua_State *L) {
 
 /* Returns 0, or a negative error code (the message, if any, is the
  * runtime's error). */
-int px_state_setup(px_vm *vm) {
+int px_state_setup(px_vm *vm, lua_CFunction open) {
+  vm->open_libs = open;
   lua_State *L = luaL_newstate();
   if (!L) return UV_ENOMEM;
   vm->L = L;

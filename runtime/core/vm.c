@@ -30,6 +30,18 @@ static void async_cb(uv_async_t *h) { (void)h; }
  * loop or its wake-up eventfd, UV_ENOMEM) with nothing left behind: every
  * step that can fail is checked, so a runtime out of descriptors reports it
  * instead of counting a VM that will never run. */
+/* What the layers above the VM's state add to each new lua_State, after
+ * the standard libraries and before any script (px_state_setup calls it,
+ * protected): coroutine.resume/wrap/status and os.exit in C (lib_base.c),
+ * the scheduler's per-VM entries (sched.c).  Passed down, so that state.c
+ * calls nothing above it. */
+static int open_libs(lua_State *L) {
+  px_base_open(L);
+  lua_settop(L, 0);
+  px_sched_open(L);
+  return 0;
+}
+
 int px_vm_new(px_runtime *rt, int id, px_vm **out) {
   *out = NULL;
   px_vm *vm = calloc(1, sizeof *vm);
@@ -57,7 +69,7 @@ int px_vm_new(px_runtime *rt, int id, px_vm **out) {
   vm->thread = pthread_self();
   atomic_fetch_add(&rt->pending, 1); /* a new VM is busy until it idles */
   px_trace_vm_start(vm);
-  err = px_state_setup(vm);
+  err = px_state_setup(vm, open_libs);
   if (err != 0) {
     uv_close((uv_handle_t *)&vm->async, NULL);
     uv_run(&vm->loop, UV_RUN_DEFAULT);

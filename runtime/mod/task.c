@@ -408,7 +408,7 @@ static const luaL_Reg task_methods[] = {
 static const luaL_Reg funcs[] = {
     {"spawn", l_spawn},       {"async", l_async},         {"join", l_join},
     {"wait_any", l_wait_any}, {"sleep", l_sleep},         {"now", l_now},
-    {"current", l_current},   {"cancelling", l_cancelling}, {"set_cancelled", px_sched_setup},
+    {"current", l_current},   {"cancelling", l_cancelling},
     {"is_task", l_is_task},   {"workers", l_workers},     {"vm_id", l_vm_id},
     {NULL, NULL}};
 
