@@ -9,7 +9,6 @@ local error, select, type, unpack = error, select, type, unpack
 -- The error a cancelled task unwinds with (see "Cancellation" at the end),
 -- made by the core (runtime/core/state.c).
 local CANCELLED = c.CANCELLED
-c.set_cancelled(CANCELLED)
 
 local M = {CANCELLED = CANCELLED}
 
