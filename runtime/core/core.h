@@ -195,6 +195,9 @@ void px_trace_vm_discard(px_vm *vm); /* a VM that never ran; no lock taken */
 int px_trace_write(px_runtime *rt);
 void px_trace_wait(px_vm *vm, long seq, const char *what, uint64_t t0, uint64_t t1);
 
+/* ---- enter.c (px_pcall, px_cpcall, px_vm_of: px.h) ---- */
+void px_vm_bind(lua_State *L, px_vm *vm); /* px_vm_of(L) finds vm from now on */
+
 /* ---- state.c ---- */
 int px_state_setup(px_vm *vm, lua_CFunction open); /* libs, then open(L) (the layers above), preloads, parx global; 0 or UV_E* */
 /* A recovery point for the panic handler on this thread: set up with
@@ -207,6 +210,6 @@ typedef struct px_rescue {
 } px_rescue;
 void px_rescue_push(px_rescue *r);
 void px_rescue_pop(px_rescue *r);
-int px_traceback(lua_State *L);  /* message handler */
+int px_traceback(lua_State *L);  /* message handler (enter.c) */
 
 #endif

@@ -1,7 +1,8 @@
 /* state.c -- a VM's lua_State: standard libraries, the C modules (the
  * list the runtime was opened with) and the bytecode of the Lua layer
- * preloaded, host-registered functions, and the
- * global `parx`; the protected entry into Lua; the panic handler. */
+ * preloaded, host-registered functions, and the global `parx`; the panic
+ * handler.  The protected entry into Lua and px_vm_of are enter.c's, below
+ * everything that opens libraries here. */
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,39 +12,6 @@
 
 #include "core.h"
 #include "luamods.h"
-
-static const char vm_key = 0;
-
-px_vm *px_vm_of(lua_State *L) {
-  lua_pushlightuserdata(L, (void *)&vm_key);
-  lua_rawget(L, LUA_REGISTRYINDEX);
-  px_vm *vm = lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  return vm;
-}
-
-int px_traceback(lua_State *L) {
-  if (lua_type(L, 1) == LUA_TSTRING) {
-    luaL_traceback(L, L, lua_tostring(L, 1), 1);
-    return 1;
-  }
-  return 1; /* non-string error objects pass through untouched */
-}
-
-int px_pcall(lua_State *L, int nargs, int nresults) {
-  int base = lua_gettop(L) - nargs; /* the function's slot */
-  lua_pushcfunction(L, px_traceback);
-  lua_insert(L, base);
-  int status = lua_pcall(L, nargs, nresults, base);
-  lua_remove(L, base);
-  return status;
-}
-
-int px_cpcall(lua_State *L, lua_CFunction fn, void *ud, int nresults) {
-  lua_pushcfunction(L, fn);
-  lua_pushlightuserdata(L, ud);
-  return px_pcall(L, 1, nresults);
-}
 
 static int load_luamod(lua_State *L) {
   const px_luamod *m = lua_touserdata(L, lua_upvalueindex(1));
@@ -82,9 +50,7 @@ static int setup(lua_State *L) {
   px_vm *vm = lua_touserdata(L, 1);
   luaL_openlibs(L);
 
-  lua_pushlightuserdata(L, (void *)&vm_key);
-  lua_pushlightuserdata(L, vm);
-  lua_rawset(L, LUA_REGISTRYINDEX);
+  px_vm_bind(L, vm);
   make_cancelled(L, vm);
   lua_pushcfunction(L, vm->open_libs); /* what the layers above add (vm.c): after
                                         * px_vm_of works */

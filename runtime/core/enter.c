@@ -1,0 +1,44 @@
+/* enter.c -- entering Lua from C: the protected calls (px_pcall,
+ * px_cpcall, with px_traceback as message handler) and the VM a lua_State
+ * belongs to (px_vm_of).  At the bottom of the core: every file calls
+ * these, they call nothing of parx. */
+#include "core.h"
+
+static const char vm_key = 0;
+
+void px_vm_bind(lua_State *L, px_vm *vm) {
+  lua_pushlightuserdata(L, (void *)&vm_key);
+  lua_pushlightuserdata(L, vm);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+}
+
+px_vm *px_vm_of(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&vm_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  px_vm *vm = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return vm;
+}
+
+int px_traceback(lua_State *L) {
+  if (lua_type(L, 1) == LUA_TSTRING) {
+    luaL_traceback(L, L, lua_tostring(L, 1), 1);
+    return 1;
+  }
+  return 1; /* non-string error objects pass through untouched */
+}
+
+int px_pcall(lua_State *L, int nargs, int nresults) {
+  int base = lua_gettop(L) - nargs; /* the function's slot */
+  lua_pushcfunction(L, px_traceback);
+  lua_insert(L, base);
+  int status = lua_pcall(L, nargs, nresults, base);
+  lua_remove(L, base);
+  return status;
+}
+
+int px_cpcall(lua_State *L, lua_CFunction fn, void *ud, int nresults) {
+  lua_pushcfunction(L, fn);
+  lua_pushlightuserdata(L, ud);
+  return px_pcall(L, 1, nresults);
+}
