@@ -12,7 +12,8 @@
 #     buffer (latency per round trip);
 #   - mpi.map of N items of 1 ms and 10 us: 2 ranks x 1 worker vs
 #     MPIPoolExecutor.map with 2 worker processes (mpiexec -n 3: its master
-#     does not compute), chunksize 1 (its default) and N/64;
+#     does not compute), chunksize N/64, and chunksize 1 (its default)
+#     over 200 items (slow: one message pair per item);
 #   - weak scaling of mpi.map, items of 10 ms: 1 rank x 1 worker with N
 #     items vs 2 ranks x 1 worker with 2N (efficiency = t1 / t2);
 #   - what a rank costs while it waits in recv and while it is idle (CPU
@@ -56,7 +57,7 @@ while [ "$i" -le "$rounds" ]; do
     run 2 "$parx" --workers 1 "$here/mpi_bench.lua" map "$1" "$2"
     if [ $has_mpi4py = 1 ]; then
       run 3 "$py" -m mpi4py.futures "$here/mpi_map.py" "$1" "$2" $(( $1 / 64 ))
-      [ "$2" = 1 ] && run 3 "$py" -m mpi4py.futures "$here/mpi_map.py" 2000 "$2" 1
+      [ "$2" = 1 ] && run 3 "$py" -m mpi4py.futures "$here/mpi_map.py" 200 "$2" 1
     fi
   done
   run 1 "$parx" --workers 1 "$here/mpi_bench.lua" map 200 10
