@@ -108,6 +108,9 @@ static int run_loaded(px_runtime *rt, int nargs, int do_drain) {
   }
   px_future_release(f);
   if (r == PARX_OK && do_drain) r = drain(rt);
+  /* parx_last_error describes the last failure of a run, not an older
+   * one: a run that succeeded leaves it empty. */
+  if (r == PARX_OK) px_runtime_set_error(rt, NULL);
   return r;
 }
 

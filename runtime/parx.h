@@ -134,7 +134,8 @@ int parx_run(parx_runtime *rt);
 int parx_step(parx_runtime *rt, int nowait);
 
 /* A file descriptor that becomes readable when parx_step has work, and how
- * long (ms, -1 = forever) the host may wait before calling it anyway. */
+ * long (ms, -1 = forever) the host may wait before calling it anyway,
+ * counted from the moment of the call (asked again, it has shrunk). */
 int parx_backend_fd(parx_runtime *rt);
 int parx_backend_timeout(parx_runtime *rt);
 

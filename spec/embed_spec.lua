@@ -21,6 +21,8 @@ local function check_host_output(out)
   assert.truthy(out:find("host drove the task: steps_done = 3", 1, true), out)
   assert.truthy(out:find("error result PARX_ERRRUN: host-error:1: raised on purpose", 1, true), out)
   assert.truthy(out:find("syntax result PARX_ERRSYNTAX", 1, true), out)
+  assert.truthy(out:find('after success: result 0, last error ""', 1, true), out)
+  assert.truthy(out:find("timeout from now: shrinks to 0", 1, true), out)
   assert.truthy(out:find("host closed the runtime", 1, true), out)
 end
 

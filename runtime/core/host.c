@@ -156,6 +156,7 @@ int px_host_backend_timeout(px_runtime *rt) {
   px_vm *vm = rt->main;
   if (vm->ready_head || vm->wakes_head || __atomic_load_n(&vm->inbox_head, __ATOMIC_SEQ_CST)) return 0;
   uv_ref((uv_handle_t *)&vm->async); /* posts must wake the host's poll */
+  uv_update_time(&vm->loop); /* from now: the cached time would not shrink */
   int t = uv_backend_timeout(&vm->loop);
   uv_unref((uv_handle_t *)&vm->async);
   return t;

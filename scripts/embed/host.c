@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -102,6 +103,24 @@ int main(int argc, char **argv) {
          parx_last_error(rt));
   r = parx_run_string(rt, "this is not lua", "=host-syntax", 1);
   printf("syntax result %s\n", r == PARX_ERRSYNTAX ? "PARX_ERRSYNTAX" : "other");
+  /* A run that succeeds clears the last error. */
+  r = parx_run_string(rt, "local ok = true", "=host-ok", 1);
+  printf("after success: result %d, last error \"%s\"\n", r, parx_last_error(rt));
+
+  /* 5. parx_backend_timeout counts from now: a host that polls for the
+   * time it says and asks again sees it shrink to 0 as the timer comes
+   * due (libuv's cached clock alone would repeat the first answer). */
+  r = parx_start_string(rt, "parx.sleep(0.05)", "=host-timer");
+  parx_step(rt, 1);
+  int first = parx_backend_timeout(rt), last = first, rounds = 0;
+  while (last > 0 && rounds++ < 100) {
+    struct timespec ms = {0, 10 * 1000000L};
+    nanosleep(&ms, NULL);
+    last = parx_backend_timeout(rt);
+  }
+  printf("timeout from now: %s\n", first > 0 && last == 0 ? "shrinks to 0" : "stuck");
+  while (parx_step(rt, 0) > 0) {
+  }
 
   parx_close(rt);
   printf("host closed the runtime\n");
