@@ -48,6 +48,9 @@ local function parx_http_server()
       local line = s:readline()
       if not line or line == "" then return end
       local method, path = line:match("^(%S+) (%S+)")
+      -- Asked as a proxy, the request line holds the whole URL.
+      local proxied = path:match("^http://[^/]+(/.*)$")
+      if proxied then path = proxied end
       local headers = {}
       for h in function() return s:readline() end do
         if h == "" then break end
@@ -66,6 +69,10 @@ local function parx_http_server()
         out = "hello"
       elseif path == "/echo" then
         out = method .. "|" .. (headers["x-test"] or "") .. "|" .. body
+        if proxied then out = "proxy|" .. out end
+      elseif path == "/cookies" then
+        extra = "Set-Cookie: a=1; Expires=Wed, 21 Oct 2099 07:28:00 GMT\r\n" ..
+                "Set-Cookie: b=2\r\n"
       elseif path == "/redirect" then
         status, extra = "302 Found", "Location: /hello\r\n"
       else
@@ -164,6 +171,31 @@ describe("parx.http", function()
                                  {headers = {"X-Test: list form"}}))
       assert.equal("POST|list form|" .. string.rep("b", 5000), p.body)
       assert.equal("a, b", p.headers["x-multi"])
+    end)
+
+    it("returns Set-Cookie as a list, commas in its values intact", function()
+      local r = assert(http.get(base .. "/cookies"))
+      assert.same({"a=1; Expires=Wed, 21 Oct 2099 07:28:00 GMT", "b=2"},
+                  r.headers["set-cookie"])
+      local one = assert(http.get(base .. "/hello"))
+      assert.is_nil(one.headers["set-cookie"])
+      assert.equal("a, b", one.headers["x-multi"]) -- other repeats are joined
+    end)
+
+    it("goes through opts.proxy, and not for hosts in opts.noproxy", function()
+      local r = assert(http.get("http://parx-proxy-test.invalid/echo", {proxy = base}))
+      assert.equal("proxy|GET||", r.body)
+      local direct = assert(http.get(base .. "/echo", {proxy = "http://127.0.0.1:1",
+                                                      noproxy = "127.0.0.1"}))
+      assert.equal("GET||", direct.body)
+    end)
+
+    it("raises on non-string TLS and proxy options", function()
+      for _, k in ipairs({"cafile", "capath", "cert", "key", "proxy", "noproxy"}) do
+        local ok, err = pcall(http.get, base .. "/hello", {[k] = 42})
+        assert.is_false(ok)
+        assert.matches("bad field '" .. k .. "'", err)
+      end
     end)
 
     it("runs 200 requests at once in one VM", function()
@@ -309,7 +341,10 @@ describe("parx.http", function()
     if sh("command -v openssl") == "" then pending("no openssl to make a certificate") return end
     local dir = sh("mktemp -d")
     os.execute("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost" ..
+               " -addext subjectAltName=IP:127.0.0.1" ..
                " -keyout " .. dir .. "/key.pem -out " .. dir .. "/cert.pem >/dev/null 2>&1")
+    os.execute("mkdir " .. dir .. "/ca && cp " .. dir .. "/cert.pem " .. dir .. "/ca/" ..
+               " && openssl rehash " .. dir .. "/ca >/dev/null 2>&1")
     local f = assert(io.open(dir .. "/index.html", "w"))
     f:write("secure\n")
     f:close()
@@ -337,6 +372,16 @@ describe("parx.http", function()
       r = assert(http.get(url, {verify = false}))
       assert.equal(200, r.status)
       assert.equal("secure\n", r.body)
+      -- Trusted through opts.cafile or opts.capath, verification on.
+      r = assert(http.get(url, {cafile = dir .. "/cert.pem"}))
+      assert.equal("secure\n", r.body)
+      r = assert(http.get(url, {capath = dir .. "/ca"}))
+      assert.equal("secure\n", r.body)
+      -- A client certificate that cannot be read fails the transfer.
+      r, msg, c = http.get(url, {cafile = dir .. "/cert.pem", cert = dir .. "/none.pem",
+                                 key = dir .. "/key.pem"})
+      assert.is_nil(r)
+      assert.equal("HTTP", c)
     end)
     os.execute("kill " .. pid .. " 2>/dev/null")
     os.execute("rm -rf " .. dir)

@@ -12,8 +12,8 @@
 -- like an unjoined parx.async task that failed.
 --
 --   local start = dispatch(next, poll, take, entries)
---     next, poll  the C module's (dispatch.h): id, ... | false | nil
---     take(id, ...) -> item | nil: what to queue for a fired source; an
+--     next, poll  the C module's (dispatch.h): id [, extra] | false | nil
+--     take(id, extra) -> item | nil: what to queue for a fired source; an
 --                  item is a callable entry, or a number: an id looked up
 --                  in entries when its turn comes (so that a source stopped
 --                  in between is dropped)
@@ -56,8 +56,8 @@ return function(next_id, poll, take, entries)
     available = available - 1
   end
 
-  local function push(id, ...)
-    local item = take(id, ...)
+  local function push(id, extra)
+    local item = take(id, extra)
     if item == nil then return end
     qtail = qtail + 1
     queue[qtail] = item

@@ -2,12 +2,15 @@
 -- VM's loop: a request parks its task, and hundreds run at once in one VM.
 --
 --   http.request{method, url, headers, body, timeout, follow, verify,
---                max_size, protocols}
+--                max_size, protocols, cafile, capath, cert, key, proxy,
+--                noproxy}
 --     -> {status, headers, body, url} | nil, msg, code
 --   http.get(url [, opts]), http.post(url, body [, opts])
 --
 -- headers: {["Content-Type"] = "text/plain"} (response header names come
--- back in lower case); timeout in seconds for the whole transfer
+-- back in lower case, repeated ones joined with ", " except set-cookie,
+-- always a list); cafile/capath/cert/key: TLS trust and client
+-- certificate files; proxy/noproxy: libcurl's proxy settings; timeout in seconds for the whole transfer
 -- (math.huge or absent: no limit); follow (default true) follows
 -- redirects; verify (default true) checks TLS certificates; max_size
 -- (default 1 GiB, at most the Lua string limit of about 2 GiB) bounds the

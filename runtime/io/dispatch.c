@@ -24,21 +24,6 @@ void px_source_init(px_dispatcher *d, px_source *src) {
   src->id = ++d->next_id;
 }
 
-void px_dispatcher_poke(px_dispatcher *d) {
-  if (!px_req_active(&d->req)) return;
-  if (px_queue_empty(&d->fired) && d->active > 0) return;
-  px_req_done(&d->req);
-}
-
-void px_dispatcher_fire(px_dispatcher *d, px_source *src) {
-  if (!px_queue_linked(&src->fired)) px_queue_insert_tail(&d->fired, &src->fired);
-  px_dispatcher_poke(d);
-}
-
-void px_dispatcher_unqueue(px_source *src) {
-  if (px_queue_linked(&src->fired)) px_queue_remove(&src->fired);
-}
-
 int px_dispatcher_poll(lua_State *L, px_dispatcher *d) {
   if (!px_queue_empty(&d->fired)) {
     px_queue *q = px_queue_head(&d->fired);

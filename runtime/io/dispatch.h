@@ -53,13 +53,30 @@ static inline px_dispatcher *px_dispatcher_state(lua_State *L) {
 /* A new source of d, with a fresh id; not active yet. */
 void px_source_init(px_dispatcher *d, px_source *src);
 
-/* src fired: queue it (once) and wake the dispatcher. */
-void px_dispatcher_fire(px_dispatcher *d, px_source *src);
-/* Drop src's queued firing, if any (stopped, collected). */
-void px_dispatcher_unqueue(px_source *src);
 /* Wake the dispatcher if it has work or nothing is left to wait for: call
- * after d->active went down. */
-void px_dispatcher_poke(px_dispatcher *d);
+ * after queueing or after d->active went down. */
+static inline void px_dispatcher_poke(px_dispatcher *d) {
+  if (!px_req_active(&d->req)) return;
+  if (px_queue_empty(&d->fired) && d->active > 0) return;
+  px_req_done(&d->req);
+}
+
+/* src fired: queue it (once).  A callback that fires several sources
+ * queues them all, then pokes once. */
+static inline void px_dispatcher_queue(px_dispatcher *d, px_source *src) {
+  if (!px_queue_linked(&src->fired)) px_queue_insert_tail(&d->fired, &src->fired);
+}
+
+/* src fired: queue it and wake the dispatcher. */
+static inline void px_dispatcher_fire(px_dispatcher *d, px_source *src) {
+  px_dispatcher_queue(d, src);
+  px_dispatcher_poke(d);
+}
+
+/* Drop src's queued firing, if any (stopped, collected). */
+static inline void px_dispatcher_unqueue(px_source *src) {
+  if (px_queue_linked(&src->fired)) px_queue_remove(&src->fired);
+}
 
 /* Lua: next() -> id, ... | false | nil.  The next fired source (what push
  * gives), false when none but sources are active, nil when none is

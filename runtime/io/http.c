@@ -338,18 +338,35 @@ static void push_headers(lua_State *L, const membuf *b) {
         while (v < e && (*v == ' ' || *v == '\t')) v++;
         const char *ve = e;
         while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+        /* Repeated headers are joined with ", " (RFC 9110 5.3), except
+         * Set-Cookie, which cannot be (RFC 6265 3: its Expires dates hold
+         * commas): it is always a list of the values in the order sent. */
+        int cookie = nl == 10 && memcmp(name, "set-cookie", 10) == 0;
         lua_pushlstring(L, name, nl);
         lua_pushvalue(L, -1);
         lua_rawget(L, -3);
-        if (lua_isstring(L, -1)) {
-          lua_pushliteral(L, ", ");
+        if (cookie) {
+          if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            lua_newtable(L);
+            lua_pushvalue(L, -2);
+            lua_pushvalue(L, -2);
+            lua_rawset(L, -5);
+          }
           lua_pushlstring(L, v, (size_t)(ve - v));
-          lua_concat(L, 3);
+          lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+          lua_pop(L, 2);
         } else {
-          lua_pop(L, 1);
-          lua_pushlstring(L, v, (size_t)(ve - v));
+          if (lua_isstring(L, -1)) {
+            lua_pushliteral(L, ", ");
+            lua_pushlstring(L, v, (size_t)(ve - v));
+            lua_concat(L, 3);
+          } else {
+            lua_pop(L, 1);
+            lua_pushlstring(L, v, (size_t)(ve - v));
+          }
+          lua_rawset(L, -3);
         }
-        lua_rawset(L, -3);
       }
     }
     p = eol ? eol + 1 : end;
@@ -445,6 +462,28 @@ static const char *opt_string(lua_State *L, const char *field, size_t *len) {
     luaL_error(L, "bad field '%s' (string expected, got %s)", field, luaL_typename(L, -1));
   lua_pop(L, 1); /* the string stays alive: it is referenced by the table */
   return s;
+}
+
+/* Options that are one string handed to libcurl (which copies it): TLS
+ * files and the proxy. */
+static const struct {
+  const char *field;
+  CURLoption option;
+} string_options[] = {
+    {"cafile", CURLOPT_CAINFO}, {"capath", CURLOPT_CAPATH},   {"cert", CURLOPT_SSLCERT},
+    {"key", CURLOPT_SSLKEY},    {"proxy", CURLOPT_PROXY},     {"noproxy", CURLOPT_NOPROXY},
+    {NULL, 0}};
+#define N_STRING_OPTIONS (sizeof string_options / sizeof string_options[0] - 1)
+
+/* Read them all (raising for a non-string or an embedded NUL) before
+ * anything is allocated; NULL where absent. */
+static void opt_strings(lua_State *L, const char *values[]) {
+  for (size_t i = 0; i < N_STRING_OPTIONS; i++) {
+    size_t len = 0;
+    values[i] = opt_string(L, string_options[i].field, &len);
+    if (values[i] && strlen(values[i]) != len)
+      luaL_error(L, "bad field '%s' (contains a NUL byte)", string_options[i].field);
+  }
 }
 
 static int opt_bool(lua_State *L, const char *field, int dflt) {
@@ -634,6 +673,8 @@ static int http_request(lua_State *L) {
   opt_protocols(L, protocols, redir_protocols, sizeof protocols);
   int follow = opt_bool(L, "follow", 1);
   int verify = opt_bool(L, "verify", 1);
+  const char *strings[N_STRING_OPTIONS];
+  opt_strings(L, strings);
   int has_expect = 0;
   check_headers(L, &has_expect);
 
@@ -669,6 +710,8 @@ static int http_request(lua_State *L) {
   curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, (long)verify);
   curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
   curl_easy_setopt(easy, CURLOPT_USERAGENT, "parx/" "0.1");
+  for (size_t i = 0; i < N_STRING_OPTIONS; i++)
+    if (strings[i]) curl_easy_setopt(easy, string_options[i].option, strings[i]);
   if (curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, protocols) != CURLE_OK ||
       curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, redir_protocols) != CURLE_OK) {
     req_free(r);

@@ -173,7 +173,7 @@ static void list_cb(uv_timer_t *h) {
       t->active = 0;
       tvm->dispatcher.active--;
     }
-    px_dispatcher_fire(&tvm->dispatcher, &t->source);
+    px_dispatcher_queue(&tvm->dispatcher, &t->source);
   }
   list_arm(l);
   px_dispatcher_poke(&tvm->dispatcher);
