@@ -337,3 +337,39 @@ describe("parx.process bounds and bad input (issue 9)", function()
                  "2500000\t0\n", out)
   end)
 end)
+
+describe("parx.stdin", function()
+  local bin = os.getenv("PARX_BIN") or "build/parx"
+
+  it("reads a pipe by lines while other tasks of the VM run", function()
+    local p = assert(P.spawn(bin, {"-e", [[
+      local ticks = 0
+      local ticker = parx.async(function()
+        while true do ticks = ticks + 1; parx.sleep(0.001) end
+      end)
+      io.write("ready\n")
+      io.stdout:flush()
+      local first = parx.stdin:readline() -- parks: the ticker runs meanwhile
+      io.write(first, " ", tostring(ticks > 0), "\n")
+      for line in parx.stdin:lines() do io.write(line:upper(), "\n") end
+      io.write(tostring(parx.stdin:read()), "\n")
+      ticker:cancel()
+    ]]}, {stdin = "pipe", stdout = "pipe", timeout = 20}))
+    assert.equal("ready", p.stdout:readline())
+    parx.sleep(0.2) -- the child parks in readline meanwhile
+    assert.is_true(p.stdin:write("hello\n"))
+    assert.is_true(p.stdin:write("a\nb\n"))
+    p.stdin:close()
+    assert.equal("hello true", p.stdout:readline())
+    assert.equal("A", p.stdout:readline())
+    assert.equal("B", p.stdout:readline())
+    assert.equal("nil", p.stdout:readline())
+    assert.equal(0, (p:wait()))
+  end)
+
+  it("refuses a regular file, pointing at io.read", function()
+    local r = assert(P.exec("sh", {"-c", bin .. [[ -e 'print(pcall(function() return parx.stdin end))' < /dev/null; ]] ..
+      bin .. [[ -e 'print(pcall(function() return parx.stdin end))' < ]] .. bin}))
+    assert.matches("parx.stdin: ENOTSUP", r.stdout)
+  end)
+end)

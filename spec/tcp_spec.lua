@@ -26,6 +26,19 @@ end
 
 describe("parx.tcp", function()
   describe("a parx server", function()
+    it("iterates a stream's lines with s:lines()", function()
+      local srv = assert(tcp.listen("127.0.0.1", 0, function(s)
+        assert(s:write("one\ntwo\r\nthree"))
+        s:close()
+      end))
+      local c = assert(tcp.connect("127.0.0.1", srv.port))
+      local got = {}
+      for line in c:lines() do got[#got + 1] = line end
+      c:close()
+      srv:close()
+      assert.same({"one", "two", "three"}, got)
+    end)
+
     it("answers a python3 socket client", function()
       local srv = upper_server()
       local code = [[

@@ -22,6 +22,7 @@ local lazy = {
   timer = "parx.timer", every = "parx.timer",
   fs = "parx.fs", tcp = "parx.tcp", udp = "parx.udp", dns = "parx.dns",
   process = "parx.process", signal = "parx.signal", http = "parx.http",
+  stdin = "parx.stdin",
   gpu = "parx.gpu",
 }
 

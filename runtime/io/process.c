@@ -602,9 +602,19 @@ static int proc_getpid(lua_State *L) {
   return 1;
 }
 
+/* stdin() -> a stream over standard input, or nil, msg, code (ENOTSUP when
+ * it is a regular file).  The Lua layer makes one per VM, on first use. */
+static int proc_stdin(lua_State *L) {
+  px_stream *s;
+  int r = px_stream_open_fd(px_vm_of(L), 0, &s);
+  if (r < 0) return px_push_error(L, r, "standard input");
+  px_stream_push(L, s);
+  return 1;
+}
+
 static const luaL_Reg proc_funcs[] = {
   {"exec", proc_exec}, {"spawn", proc_spawn}, {"kill", proc_kill_pid},
-  {"pid", proc_getpid}, {NULL, NULL}};
+  {"pid", proc_getpid}, {"stdin", proc_stdin}, {NULL, NULL}};
 
 int px_open_process(lua_State *L) {
   /* A child that exits before reading its stdin must not kill us with

@@ -49,6 +49,7 @@ struct px_stream {
     uv_stream_t stream;
     uv_tcp_t tcp;
     uv_pipe_t pipe;
+    uv_tty_t tty;
   } h;
   px_vm *vm;
   char *buf;      /* unread bytes are buf[off .. off+len) */
@@ -86,6 +87,36 @@ px_stream *px_stream_new(px_vm *vm) {
 }
 
 uv_stream_t *px_stream_handle(px_stream *s) { return &s->h.stream; }
+
+int px_stream_open_fd(px_vm *vm, int fd, px_stream **out) {
+  uv_loop_t *loop = px_vm_loop(vm);
+  uv_handle_type type = uv_guess_handle(fd);
+  if (type != UV_TTY && type != UV_NAMED_PIPE && type != UV_TCP) return UV_ENOTSUP;
+  px_stream *s = px_stream_new(vm);
+  if (!s) return UV_ENOMEM;
+  int r;
+  if (type == UV_TTY) {
+    r = uv_tty_init(loop, &s->h.tty, fd, 0);
+  } else if (type == UV_TCP) {
+    r = uv_tcp_init(loop, &s->h.tcp);
+    if (r == 0 && (r = uv_tcp_open(&s->h.tcp, fd)) < 0) {
+      px_stream_discard(s);
+      return r;
+    }
+  } else {
+    r = uv_pipe_init(loop, &s->h.pipe, 0);
+    if (r == 0 && (r = uv_pipe_open(&s->h.pipe, fd)) < 0) {
+      px_stream_discard(s);
+      return r;
+    }
+  }
+  if (r < 0) {
+    free(s);
+    return r;
+  }
+  *out = s;
+  return 0;
+}
 uv_tcp_t *px_stream_tcp(px_stream *s) { return &s->h.tcp; }
 
 static void stream_free(px_iohandle *h) {
@@ -405,11 +436,21 @@ static int sock_name(lua_State *L, int peer) {
 static int stream_peername(lua_State *L) { return sock_name(L, 1); }
 static int stream_sockname(lua_State *L) { return sock_name(L, 0); }
 
+/* stream:lines() -> an iterator over readline(): for line in s:lines(). */
+static int stream_lines(lua_State *L) {
+  px_iohandle_check(L);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushcclosure(L, stream_readline, 1);
+  lua_pushvalue(L, 1);
+  return 2;
+}
+
 /* stream:close(): idempotent.  A task parked reading gets ECLOSED; queued
  * writes fail with ECANCELED. */
 static const luaL_Reg stream_methods[] = {
     {"read", stream_read},
     {"readline", stream_readline},
+    {"lines", stream_lines},
     {"write", stream_write},
     {"shutdown", stream_shutdown},
     {"close", px_iohandle_close_method},

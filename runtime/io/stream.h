@@ -21,6 +21,11 @@ typedef struct px_stream px_stream;
  * memory. */
 px_stream *px_stream_new(px_vm *vm);
 uv_stream_t *px_stream_handle(px_stream *s);
+/* A stream over an open descriptor (a pipe, a terminal or a socket; 0 for
+ * standard input), or ENOTSUP for what libuv cannot watch (a regular file,
+ * which never blocks long: read it with io.read).  libuv makes the
+ * descriptor non-blocking; closing the stream never closes 0, 1 or 2. */
+int px_stream_open_fd(px_vm *vm, int fd, px_stream **out);
 uv_tcp_t *px_stream_tcp(px_stream *s);
 
 /* Push the Lua userdata for s (once per stream); from then on Lua owns it. */
