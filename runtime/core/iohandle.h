@@ -30,8 +30,14 @@
  *   5. Each wait: a px_req with a px_req_type {done, drop, abandon}; the
  *      libuv callback records its result and calls px_req_done; done turns
  *      the result into Lua values on the task's side.
- *   6. Register the open function (px_open_<name>) as the core's module
- *      list says (px.h), and write lua/parx/<name>.lua for the friendly API.
+ *   6. Add px_open_<name> to the one module list, runtime/modules.c, and
+ *      write lua/parx/<name>.lua for the friendly API.
+ *
+ * The IO types built this way (runtime/io/): stream.c (TCP connections,
+ * pipes, standard input), tcp.c (connect, the listening server), udp.c,
+ * signal.c, inet.c (what TCP and UDP sockets share); requests only: dns.c,
+ * http.c, fs.c, process.c; dispatch.c (timers and signals share one
+ * dispatcher task).
  *
  * All of this runs on the VM's thread; nothing here calls Lua from a libuv
  * callback.
