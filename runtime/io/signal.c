@@ -60,17 +60,17 @@ int px_signal_check(lua_State *L, int idx, int dflt) {
 /* ------------------------------------------------------------------------
  * Handlers.
  * ---------------------------------------------------------------------- */
-typedef struct signal_vm {
+typedef struct vm_signals {
   px_dispatcher dispatcher; /* first; active: installed handlers */
   uv_loop_t *loop;
-} signal_vm;
+} vm_signals;
 
 /* An installed handler: a px_iohandle over its uv_signal_t. */
 typedef struct px_sig {
   px_iohandle base; /* first: the userdata's pointer is the handler's */
   px_source source; /* id, and the link on the fired queue */
   uv_signal_t handle;
-  signal_vm *svm;
+  vm_signals *signals;
   int active;
 } px_sig;
 
@@ -88,7 +88,7 @@ static void sig_close(px_iohandle *h) {
 static void signal_cb(uv_signal_t *h, int signum) {
   (void)signum;
   px_sig *s = h->data;
-  px_dispatcher_fire(&s->svm->dispatcher, &s->source);
+  px_dispatcher_fire(&s->signals->dispatcher, &s->source);
 }
 
 static int push_fired(lua_State *L, px_source *src) {
@@ -96,7 +96,7 @@ static int push_fired(lua_State *L, px_source *src) {
   return 1;
 }
 
-static signal_vm *check_svm(lua_State *L) { return (signal_vm *)px_dispatcher_state(L); }
+static vm_signals *check_signals(lua_State *L) { return (vm_signals *)px_dispatcher_state(L); }
 
 
 /* handler:stop() -> true if it was installed. */
@@ -105,9 +105,9 @@ static int signal_stop(lua_State *L) {
   int was = s != NULL && s->active;
   if (was) {
     s->active = 0;
-    s->svm->dispatcher.active--;
+    s->signals->dispatcher.active--;
     px_dispatcher_unqueue(&s->source);
-    px_dispatcher_poke(&s->svm->dispatcher);
+    px_dispatcher_poke(&s->signals->dispatcher);
     px_iohandle_close(&s->base);
   }
   lua_pushboolean(L, was);
@@ -134,7 +134,7 @@ static const px_iohandle_type signal_type = {
 
 /* new(sig) -> handler userdata, id, name; or nil, err, code. */
 static int signal_new(lua_State *L) {
-  signal_vm *svm = check_svm(L);
+  vm_signals *signals = check_signals(L);
   int signum = px_signal_check(L, 1, 0);
   if (signum == SIGKILL || signum == SIGSTOP)
     return luaL_argerror(L, 1, "SIGKILL and SIGSTOP cannot be handled");
@@ -142,22 +142,22 @@ static int signal_new(lua_State *L) {
   px_sig *s = calloc(1, sizeof *s);
   if (s == NULL) return px_oom(L, "signal");
   px_iohandle_init(&s->base, &signal_type);
-  int rc = uv_signal_init(svm->loop, &s->handle);
+  int rc = uv_signal_init(signals->loop, &s->handle);
   if (rc < 0) {
     free(s);
     return px_push_error(L, rc, NULL);
   }
   s->handle.data = s;
-  s->svm = svm;
+  s->signals = signals;
   rc = uv_signal_start(&s->handle, signal_cb, signum);
   if (rc < 0) {
     px_iohandle_close(&s->base);
     return px_push_error(L, rc, px_signal_name(signum));
   }
   uv_unref((uv_handle_t *)&s->handle);
-  px_source_init(&svm->dispatcher, &s->source);
+  px_source_init(&signals->dispatcher, &s->source);
   s->active = 1;
-  svm->dispatcher.active++;
+  signals->dispatcher.active++;
   px_iohandle_push(L, &s->base);
   lua_pushnumber(L, s->source.id);
   const char *name = px_signal_name(signum);
@@ -166,8 +166,8 @@ static int signal_new(lua_State *L) {
   return 3;
 }
 
-static int svm_gc(lua_State *L) {
-  signal_vm **box = lua_touserdata(L, 1);
+static int signals_gc(lua_State *L) {
+  vm_signals **box = lua_touserdata(L, 1);
   free(*box);
   *box = NULL;
   return 0;
@@ -177,9 +177,9 @@ static const luaL_Reg signal_funcs[] = {
   {"new", signal_new}, {NULL, NULL}};
 
 int px_open_signal(lua_State *L) {
-  signal_vm *svm = (signal_vm *)px_dispatcher_open(L, sizeof(signal_vm), "signal dispatch",
-                                                   push_fired, signal_funcs, svm_gc);
-  svm->loop = px_vm_loop(px_vm_of(L));
+  vm_signals *signals = (vm_signals *)px_dispatcher_open(L, sizeof(vm_signals), "signal dispatch",
+                                                   push_fired, signal_funcs, signals_gc);
+  signals->loop = px_vm_loop(px_vm_of(L));
   px_iohandle_meta(L, &signal_type);
   lua_getfield(L, -1, "methods");
   lua_setfield(L, -3, "methods");

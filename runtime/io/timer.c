@@ -29,16 +29,16 @@
 #define TIMER_META "parx.timer"
 
 typedef struct px_timer px_timer;
-typedef struct timer_vm timer_vm;
+typedef struct vm_timers vm_timers;
 
 typedef struct timer_list {
   uv_timer_t handle;     /* due at the head's due time; stopped when empty */
-  timer_vm *tvm;
+  vm_timers *timers;
   uint64_t ms;           /* the duration of every timer on the list */
   px_queue pending;      /* px_timer.pending, in due order */
 } timer_list;
 
-struct timer_vm {
+struct vm_timers {
   px_dispatcher dispatcher; /* first; active: timers started, not stopped nor finished */
   uv_loop_t *loop;
   timer_list **lists;    /* open addressing by ms; never shrinks */
@@ -49,17 +49,17 @@ struct timer_vm {
 
 struct px_timer {
   px_source source;      /* id, and the link on the fired queue */
-  timer_vm *tvm;
+  vm_timers *timers;
   timer_list *list;      /* while pending on a list */
   px_queue pending;      /* on list->pending */
   uint64_t due, interval;
   int active;
 };
 
-static void tvm_unref(timer_vm *tvm) {
-  if (--tvm->refs > 0) return;
-  free(tvm->lists);
-  free(tvm);
+static void timers_unref(vm_timers *timers) {
+  if (--timers->refs > 0) return;
+  free(timers->lists);
+  free(timers);
 }
 
 static px_timer *list_head(timer_list *l) {
@@ -76,44 +76,44 @@ static size_t slot_of(uint64_t ms, size_t cap) {
 
 static void list_cb(uv_timer_t *h);
 
-static int lists_grow(timer_vm *tvm) {
-  size_t cap = tvm->cap ? tvm->cap * 2 : 16;
+static int lists_grow(vm_timers *timers) {
+  size_t cap = timers->cap ? timers->cap * 2 : 16;
   timer_list **nl = calloc(cap, sizeof *nl);
   if (nl == NULL) return -1;
-  for (size_t i = 0; i < tvm->cap; i++) {
-    timer_list *l = tvm->lists[i];
+  for (size_t i = 0; i < timers->cap; i++) {
+    timer_list *l = timers->lists[i];
     if (l == NULL) continue;
     size_t j = slot_of(l->ms, cap);
     while (nl[j]) j = (j + 1) & (cap - 1);
     nl[j] = l;
   }
-  free(tvm->lists);
-  tvm->lists = nl;
-  tvm->cap = cap;
+  free(timers->lists);
+  timers->lists = nl;
+  timers->cap = cap;
   return 0;
 }
 
-static timer_list *list_for(timer_vm *tvm, uint64_t ms) {
-  if (tvm->cap) {
-    for (size_t j = slot_of(ms, tvm->cap); tvm->lists[j]; j = (j + 1) & (tvm->cap - 1))
-      if (tvm->lists[j]->ms == ms) return tvm->lists[j];
+static timer_list *list_for(vm_timers *timers, uint64_t ms) {
+  if (timers->cap) {
+    for (size_t j = slot_of(ms, timers->cap); timers->lists[j]; j = (j + 1) & (timers->cap - 1))
+      if (timers->lists[j]->ms == ms) return timers->lists[j];
   }
-  if ((tvm->nlists + 1) * 2 > tvm->cap && lists_grow(tvm) < 0) return NULL;
+  if ((timers->nlists + 1) * 2 > timers->cap && lists_grow(timers) < 0) return NULL;
   timer_list *l = calloc(1, sizeof *l);
   if (l == NULL) return NULL;
-  if (uv_timer_init(tvm->loop, &l->handle) < 0) {
+  if (uv_timer_init(timers->loop, &l->handle) < 0) {
     free(l);
     return NULL;
   }
   l->handle.data = l;
   px_queue_init(&l->pending);
-  l->tvm = tvm;
+  l->timers = timers;
   l->ms = ms;
-  tvm->refs++;
-  size_t j = slot_of(ms, tvm->cap);
-  while (tvm->lists[j]) j = (j + 1) & (tvm->cap - 1);
-  tvm->lists[j] = l;
-  tvm->nlists++;
+  timers->refs++;
+  size_t j = slot_of(ms, timers->cap);
+  while (timers->lists[j]) j = (j + 1) & (timers->cap - 1);
+  timers->lists[j] = l;
+  timers->nlists++;
   return l;
 }
 
@@ -125,7 +125,7 @@ static void list_arm(timer_list *l) {
     uv_timer_stop(&l->handle);
     return;
   }
-  uint64_t now = uv_now(l->tvm->loop);
+  uint64_t now = uv_now(l->timers->loop);
   uv_timer_start(&l->handle, list_cb, head->due > now ? head->due - now : 0, 0);
 }
 
@@ -145,9 +145,9 @@ static void list_unlink(px_timer *t) {
 
 static void list_close_cb(uv_handle_t *h) {
   timer_list *l = h->data;
-  timer_vm *tvm = l->tvm;
+  vm_timers *timers = l->timers;
   free(l);
-  tvm_unref(tvm);
+  timers_unref(timers);
 }
 
 /* ------------------------------------------------------------------------
@@ -159,8 +159,8 @@ static void list_close_cb(uv_handle_t *h) {
  * was busy are merged (it stays queued once). */
 static void list_cb(uv_timer_t *h) {
   timer_list *l = h->data;
-  timer_vm *tvm = l->tvm;
-  uint64_t now = uv_now(tvm->loop);
+  vm_timers *timers = l->timers;
+  uint64_t now = uv_now(timers->loop);
   px_timer *t;
   while ((t = list_head(l)) != NULL && t->due <= now) {
     px_queue_remove(&t->pending);
@@ -171,12 +171,12 @@ static void list_cb(uv_timer_t *h) {
     } else {
       t->list = NULL;
       t->active = 0;
-      tvm->dispatcher.active--;
+      timers->dispatcher.active--;
     }
-    px_dispatcher_queue(&tvm->dispatcher, &t->source);
+    px_dispatcher_queue(&timers->dispatcher, &t->source);
   }
   list_arm(l);
-  px_dispatcher_poke(&tvm->dispatcher);
+  px_dispatcher_poke(&timers->dispatcher);
 }
 
 /* A fired timer for the Lua layer (next() and poll(), dispatch.h): its id
@@ -188,7 +188,7 @@ static int push_fired(lua_State *L, px_source *src) {
   return 2;
 }
 
-static timer_vm *check_tvm(lua_State *L) { return (timer_vm *)px_dispatcher_state(L); }
+static vm_timers *check_timers(lua_State *L) { return (vm_timers *)px_dispatcher_state(L); }
 
 
 /* ------------------------------------------------------------------------
@@ -211,33 +211,33 @@ static uint64_t to_ms(lua_State *L, int idx, const char *what) {
 
 /* new(delay, interval) -> timer, id.  interval nil: one-shot. */
 static int timer_new(lua_State *L) {
-  timer_vm *tvm = check_tvm(L);
+  vm_timers *timers = check_timers(L);
   uint64_t delay = to_ms(L, 1, "delay must be a number of seconds >= 0");
   uint64_t interval = 0;
   if (!lua_isnoneornil(L, 2)) {
     interval = to_ms(L, 2, "interval must be a number of seconds > 0");
     if (interval == 0) luaL_argerror(L, 2, "interval must be a number of seconds > 0");
   }
-  timer_list *l = list_for(tvm, delay);
+  timer_list *l = list_for(timers, delay);
   if (l == NULL) return px_oom(L, "timer");
   px_timer *t = lua_newuserdata(L, sizeof *t);
   memset(t, 0, sizeof *t);
   luaL_getmetatable(L, TIMER_META);
   lua_setmetatable(L, -2);
-  t->tvm = tvm;
-  tvm->refs++;
-  px_source_init(&tvm->dispatcher, &t->source);
+  t->timers = timers;
+  timers->refs++;
+  px_source_init(&timers->dispatcher, &t->source);
   px_queue_init(&t->pending);
   t->interval = interval;
   /* The loop's cached time may be stale after a long stretch of Lua code;
    * one clock read keeps the delay relative to now. */
-  uv_update_time(tvm->loop);
-  t->due = uv_now(tvm->loop) + delay;
+  uv_update_time(timers->loop);
+  t->due = uv_now(timers->loop) + delay;
   int was_empty = list_head(l) == NULL;
   list_append(l, t);
   if (was_empty) list_arm(l);
   t->active = 1;
-  tvm->dispatcher.active++;
+  timers->dispatcher.active++;
   lua_pushnumber(L, t->source.id);
   return 2;
 }
@@ -252,7 +252,7 @@ static void timer_detach(px_timer *t) {
   if (t->list) list_unlink(t);
   if (t->active) {
     t->active = 0;
-    t->tvm->dispatcher.active--;
+    t->timers->dispatcher.active--;
   }
 }
 
@@ -266,7 +266,7 @@ static int timer_stop(lua_State *L) {
   px_timer *t = check_timer(L);
   int was = timer_pending(t);
   timer_detach(t);
-  px_dispatcher_poke(&t->tvm->dispatcher);
+  px_dispatcher_poke(&t->timers->dispatcher);
   lua_pushboolean(L, was);
   return 1;
 }
@@ -283,11 +283,11 @@ static int timer_id(lua_State *L) {
 
 static int timer_gc(lua_State *L) {
   px_timer *t = check_timer(L);
-  timer_vm *tvm = t->tvm;
-  if (tvm == NULL) return 0;
-  if (!tvm->closing) timer_detach(t);
-  t->tvm = NULL;
-  tvm_unref(tvm);
+  vm_timers *timers = t->timers;
+  if (timers == NULL) return 0;
+  if (!timers->closing) timer_detach(t);
+  t->timers = NULL;
+  timers_unref(timers);
   return 0;
 }
 
@@ -299,26 +299,26 @@ static int timer_tostring(lua_State *L) {
 
 /* The VM's state is closing: stop and close every list handle; the lists
  * and this struct are freed by the close callbacks and the last timer. */
-static int tvm_gc(lua_State *L) {
-  timer_vm **box = lua_touserdata(L, 1);
-  timer_vm *tvm = *box;
-  if (tvm == NULL) return 0;
+static int timers_gc(lua_State *L) {
+  vm_timers **box = lua_touserdata(L, 1);
+  vm_timers *timers = *box;
+  if (timers == NULL) return 0;
   *box = NULL;
-  tvm->closing = 1;
-  for (size_t i = 0; i < tvm->cap; i++) {
-    timer_list *l = tvm->lists[i];
+  timers->closing = 1;
+  for (size_t i = 0; i < timers->cap; i++) {
+    timer_list *l = timers->lists[i];
     if (l == NULL) continue;
-    tvm->lists[i] = NULL;
+    timers->lists[i] = NULL;
     uv_close((uv_handle_t *)&l->handle, list_close_cb);
   }
-  tvm_unref(tvm);
+  timers_unref(timers);
   return 0;
 }
 
 /* active_count() -> timers pending in this VM (for tests and debugging). */
 static int timer_active_count(lua_State *L) {
-  timer_vm *tvm = check_tvm(L);
-  lua_pushnumber(L, (double)tvm->dispatcher.active);
+  vm_timers *timers = check_timers(L);
+  lua_pushnumber(L, (double)timers->dispatcher.active);
   return 1;
 }
 
@@ -329,10 +329,10 @@ static const luaL_Reg timer_funcs[] = {
   {"new", timer_new}, {"active_count", timer_active_count}, {NULL, NULL}};
 
 int px_open_timer(lua_State *L) {
-  timer_vm *tvm = (timer_vm *)px_dispatcher_open(L, sizeof(timer_vm), "timer dispatch",
-                                                 push_fired, timer_funcs, tvm_gc);
-  tvm->loop = px_vm_loop(px_vm_of(L));
-  tvm->refs = 1;
+  vm_timers *timers = (vm_timers *)px_dispatcher_open(L, sizeof(vm_timers), "timer dispatch",
+                                                 push_fired, timer_funcs, timers_gc);
+  timers->loop = px_vm_loop(px_vm_of(L));
+  timers->refs = 1;
   if (luaL_newmetatable(L, TIMER_META)) {
     lua_pushcfunction(L, timer_gc);
     lua_setfield(L, -2, "__gc");
