@@ -11,16 +11,23 @@
 -- 100,000.  An error in a callback fails a task of its own with that error,
 -- like an unjoined parx.async task that failed.
 --
---   local start = dispatch(next, poll, take, entries)
---     next, poll  the C module's (dispatch.h): id [, extra] | false | nil
+--   local d = dispatch(C, take)
+--     C            the C module (dispatch.h): next(), poll() -> id [, extra]
+--                  | false | nil, and C.methods, the sources' methods,
+--                  whose stop() is wrapped to forget the source's entry
 --     take(id, extra) -> item | nil: what to queue for a fired source; an
 --                  item is a callable entry, or a number: an id looked up
---                  in entries when its turn comes (so that a source stopped
---                  in between is dropped)
---     entry        fn, or {fn, n = #args, args...}
---   start() starts the dispatcher task unless it runs.
+--                  in d.entries when its turn comes (so that a source
+--                  stopped in between is dropped)
+--   d.entries      id -> entry: fn, or {fn, n = #args, args...}
+--   d.anchors      id -> the source's userdata, kept while it may fire
+--   d.add(id, source, entry) registers a source and starts the dispatcher
+--                  task unless it runs
+--   dispatch.check_callable(fn, fname, level) raises the usual bad argument
+--                  #2 at error level `level` of its caller.
 local async = require("parx.task").async
 local unpack, type, error, xpcall, pcall = unpack, type, error, xpcall, pcall
+local getmetatable, setmetatable = getmetatable, setmetatable
 local traceback, yield = debug.traceback, coroutine.yield
 
 local function call(e)
@@ -33,7 +40,19 @@ local function fail(err)
   async(error, err, 0)
 end
 
-return function(next_id, poll, take, entries)
+local M = {}
+
+function M.check_callable(fn, fname, level)
+  if type(fn) == "function" then return end
+  local mt = getmetatable(fn)
+  if type(mt) == "table" and mt.__call ~= nil then return end
+  error("bad argument #2 to '" .. fname .. "' (function expected, got " .. type(fn) .. ")",
+        level + 1)
+end
+
+local function new(C, take)
+  local next_id, poll = C.next, C.poll
+  local entries, anchors = {}, {}
   -- The queue of fired callbacks, and the runners that may still take one
   -- (started and not yet running, or between two callbacks).
   local queue, qhead, qtail = {}, 1, 0
@@ -94,10 +113,25 @@ return function(next_id, poll, take, entries)
     if not ok then error(err, 0) end
   end
 
-  return function()
+  local cstop = C.methods.stop
+  C.methods.stop = function(source)
+    local was = cstop(source)
+    local id = source:id()
+    entries[id] = nil
+    anchors[id] = nil
+    return was
+  end
+
+  local function add(id, source, entry)
+    entries[id] = entry
+    anchors[id] = source
     if not running then
       running = true
       async(dispatcher)
     end
   end
+
+  return {entries = entries, anchors = anchors, add = add}
 end
+
+return setmetatable(M, {__call = function(_, C, take) return new(C, take) end})

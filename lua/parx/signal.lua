@@ -16,47 +16,26 @@
 local C = require "parx.c.signal"
 
 local dispatch = require "parx.dispatch"
-local type, error = type, error
 
--- id -> {handler, n = 1, name}: the installed handlers, as dispatch entries
--- (each delivery runs handler(name) as a task of its own).
-local entries = {}
--- id -> Signal userdata: an installed handler stays installed when the
--- script drops its Signal object.
-local anchors = {}
+local entries -- the dispatcher's: id -> {handler, n = 1, name}
 
--- Queued by id: a handler stopped before its turn does not run.
+-- Queued by id: a handler stopped before its turn does not run.  Each
+-- delivery runs handler(name) in a task; the dispatcher anchors the Signal
+-- userdata, so a handler stays installed when the script drops it.
 local function take(id)
   if entries[id] ~= nil then return id end
 end
 
-local start_dispatcher = dispatch(C.next, C.poll, take, entries)
-
-local Signal = C.methods
-local cstop = Signal.stop
-
-function Signal.stop(s)
-  local was = cstop(s)
-  local id = s:id()
-  entries[id] = nil
-  anchors[id] = nil
-  return was
-end
+local d = dispatch(C, take)
+entries = d.entries
 
 local M = {}
 
 function M.signal(name, handler)
-  if type(handler) ~= "function" then
-    local mt = getmetatable(handler)
-    if not (type(mt) == "table" and mt.__call) then
-      error("bad argument #2 to 'signal' (function expected, got " .. type(handler) .. ")", 2)
-    end
-  end
+  dispatch.check_callable(handler, "signal", 2)
   local s, id, signame = C.new(name)
   if s == nil then return nil, id, signame end
-  entries[id] = {handler, n = 1, signame}
-  anchors[id] = s
-  start_dispatcher()
+  d.add(id, s, {handler, n = 1, signame})
   return s
 end
 

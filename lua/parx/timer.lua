@@ -25,12 +25,9 @@
 local C = require "parx.c.timer"
 
 local dispatch = require "parx.dispatch"
-local select, type, error = select, type, error
+local select, type = select, type
 
--- id -> fn, or {fn, n = #args, args...}: the callbacks of pending timers.
-local entries = {}
--- id -> Timer userdata: anchors the pending timers.
-local anchors = {}
+local entries, anchors -- the dispatcher's: id -> callback, id -> Timer
 
 -- A fired timer: a one-shot timer is done, its callback queued as it is; a
 -- repeating one is queued by id, so that a stop after the tick was queued
@@ -46,39 +43,19 @@ local function take(id, repeating)
   return id
 end
 
-local start_dispatcher = dispatch(C.next, C.poll, take, entries)
-
-local Timer = C.methods
-local cstop = Timer.stop
-
-function Timer.stop(t)
-  local was = cstop(t)
-  local id = t:id()
-  entries[id] = nil
-  anchors[id] = nil
-  return was
-end
-
-local function callable(fn)
-  if type(fn) == "function" then return true end
-  local mt = getmetatable(fn)
-  return type(mt) == "table" and mt.__call ~= nil
-end
+local d = dispatch(C, take)
+entries, anchors = d.entries, d.anchors
 
 local function start(name, delay, interval, fn, ...)
-  if not callable(fn) then
-    error("bad argument #2 to '" .. name .. "' (function expected, got " .. type(fn) .. ")", 3)
-  end
+  dispatch.check_callable(fn, name, 3) -- for the caller of timer/every
   local t, id, code = C.new(delay, interval)
   if t == nil then return nil, id, code end
   local n = select("#", ...)
   if n == 0 and type(fn) == "function" then
-    entries[id] = fn
+    d.add(id, t, fn)
   else
-    entries[id] = {fn, n = n, ...}
+    d.add(id, t, {fn, n = n, ...})
   end
-  anchors[id] = t
-  start_dispatcher()
   return t
 end
 
