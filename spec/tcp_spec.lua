@@ -26,6 +26,16 @@ end
 
 describe("parx.tcp", function()
   describe("a parx server", function()
+    it("hides the metatables of servers and streams from scripts", function()
+      local srv = assert(tcp.listen("127.0.0.1", 0, function(s) s:close() end))
+      local c = assert(tcp.connect("127.0.0.1", srv.port))
+      assert.equal("parx.tcp.server", getmetatable(srv))
+      assert.equal("parx.stream", getmetatable(c))
+      assert.has_error(function() setmetatable(c, {}) end)
+      c:close()
+      srv:close()
+    end)
+
     it("iterates a stream's lines with s:lines()", function()
       local srv = assert(tcp.listen("127.0.0.1", 0, function(s)
         assert(s:write("one\ntwo\r\nthree"))

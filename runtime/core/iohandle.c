@@ -114,6 +114,10 @@ void px_iohandle_meta(lua_State *L, const px_iohandle_type *type) {
   int mt = lua_gettop(L);
   lua_pushstring(L, type->name);
   lua_setfield(L, mt, "__name");
+  /* Scripts see the name, never the table: no script can take __gc away
+   * or call it by hand (as with px_shared's metatables). */
+  lua_pushstring(L, type->name);
+  lua_setfield(L, mt, "__metatable");
   lua_pushcfunction(L, handle_gc);
   lua_setfield(L, mt, "__gc");
   lua_pushvalue(L, mt);

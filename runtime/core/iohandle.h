@@ -97,7 +97,8 @@ px_iohandle *px_iohandle_check(lua_State *L);
 px_iohandle *px_iohandle_check_type(lua_State *L, int idx, const px_iohandle_type *type);
 
 /* Leave type's metatable (made once per VM) on the stack.  Its `methods`
- * field is the methods table, for the Lua layer to extend. */
+ * field is the methods table, for the Lua layer to extend.  getmetatable()
+ * in scripts gives type->name (__metatable). */
 void px_iohandle_meta(lua_State *L, const px_iohandle_type *type);
 
 /* In a method (argument 1 the handle's userdata): park the calling task on
