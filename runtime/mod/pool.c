@@ -121,6 +121,20 @@ pool_waiter *px_pool_chunk_finished(pool_job *job, long k, int state) {
   return w;
 }
 
+pool_waiter *px_pool_waiter_new(lua_State *L, pool_job *job, const char *what,
+                                int (*deliver)(lua_State *, px_wait *),
+                                void (*discard)(px_wait *), int (*cancel)(px_wait *)) {
+  pool_waiter *w = calloc(1, sizeof *w);
+  if (!w) px_oom(L, "pool wait");
+  w->wait.what = what;
+  w->wait.deliver = deliver;
+  w->wait.discard = discard;
+  w->wait.cancel = cancel;
+  w->job = job;
+  px_wait_prepare(L, &w->wait);
+  return w;
+}
+
 pool_job *px_pool_check_job(lua_State *L, int idx) {
   return (pool_job *)px_shared_check(L, idx, &job_type);
 }
@@ -484,14 +498,8 @@ static int l_wait(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  pool_waiter *w = calloc(1, sizeof *w);
-  if (!w) return px_oom(L, "pool wait");
-  w->wait.what = "pool results";
-  w->wait.deliver = caller_deliver;
-  w->wait.discard = waiter_discard;
-  w->wait.cancel = caller_cancel;
-  w->job = job;
-  px_wait_prepare(L, &w->wait);
+  pool_waiter *w = px_pool_waiter_new(L, job, "pool results", caller_deliver, waiter_discard,
+                                      caller_cancel);
   if (timeout > 0) {
     px_vm *vm = px_vm_of(L);
     uv_timer_init(px_vm_loop(vm), &w->timer);

@@ -86,6 +86,12 @@ pool_waiter *px_pool_chunk_finished(pool_job *job, long k, int state);
  * of values pushed, or -1 with a message pushed. */
 int px_pool_unmarshal_copy(lua_State *L, const px_msg *m);
 
+/* A parked task's waiter for job, prepared for px_park (raises when out
+ * of memory). */
+pool_waiter *px_pool_waiter_new(lua_State *L, pool_job *job, const char *what,
+                                int (*deliver)(lua_State *, px_wait *),
+                                void (*discard)(px_wait *), int (*cancel)(px_wait *));
+
 /* pool_runner.c: fn, claim, finish, finish_num, fail, abort. */
 extern const luaL_Reg px_pool_runner_funcs[];
 

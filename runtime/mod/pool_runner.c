@@ -99,14 +99,8 @@ static int l_claim(lua_State *L) {
     pthread_mutex_unlock(&job->lock);
     /* Nothing published yet: park until the caller publishes. */
     px_check_can_park(L); /* raise before allocating */
-    pool_waiter *w = calloc(1, sizeof *w);
-    if (!w) return px_oom(L, "pool wait");
-    w->wait.what = "pool work (the caller has not published it yet)";
-    w->wait.deliver = runner_deliver;
-    w->wait.discard = runner_discard;
-    w->wait.cancel = runner_cancel;
-    w->job = job;
-    px_wait_prepare(L, &w->wait);
+    pool_waiter *w = px_pool_waiter_new(L, job, "pool work (the caller has not published it yet)",
+                                        runner_deliver, runner_discard, runner_cancel);
     pthread_mutex_lock(&job->lock);
     if (job->stopped || job->next < job->published || job->sealed) {
       pthread_mutex_unlock(&job->lock);
