@@ -133,12 +133,101 @@ typedef struct px_scalar {
   size_t len;
 } px_scalar;
 
-/* Read the scalar at p[0 .. len) into out and return the bytes it took;
- * 0 if p does not start with a whole scalar.  Safe on any bytes. */
-size_t px_scalar_read(const uint8_t *p, size_t len, px_scalar *out);
+/* Read the scalar at p[0 .. len) into out (the fields of its type; the
+ * others are left as they were) and return the bytes it took; 0 if p
+ * does not start with a whole scalar.  Safe on any bytes.  Inline, like
+ * px_scalar_get: it is the unmarshaller's hottest path. */
+static inline size_t px_scalar_read(const uint8_t *p, size_t len, px_scalar *out) {
+  out->type = -1; /* only the fields of out->type are set below */
+  if (len < 1) return 0;
+  unsigned tag = p[0];
+  if (tag >= T_TINYINT) {
+    out->type = LUA_TNUMBER;
+    out->num = (double)(tag - T_TINYINT);
+    return 1;
+  }
+  if (tag >= T_SHORTSTR) {
+    size_t n = tag - T_SHORTSTR;
+    if (len - 1 < n) return 0;
+    out->type = LUA_TSTRING;
+    out->str = (const char *)p + 1;
+    out->len = n;
+    return 1 + n;
+  }
+  switch (tag) {
+  case T_NIL: out->type = LUA_TNIL; return 1;
+  case T_FALSE:
+  case T_TRUE:
+    out->type = LUA_TBOOLEAN;
+    out->boolean = tag == T_TRUE;
+    return 1;
+  case T_NULL: out->type = LUA_TLIGHTUSERDATA; return 1;
+  case T_INT16:
+  case T_INT32:
+  case T_DOUBLE: {
+    size_t n = tag == T_INT16 ? 2 : tag == T_INT32 ? 4 : 8;
+    if (len < 1 + n) return 0;
+    out->type = LUA_TNUMBER;
+    if (n == 2) {
+      int16_t i;
+      memcpy(&i, p + 1, 2);
+      out->num = i;
+    } else if (n == 4) {
+      int32_t i;
+      memcpy(&i, p + 1, 4);
+      out->num = i;
+    } else {
+      memcpy(&out->num, p + 1, 8);
+    }
+    return 1 + n;
+  }
+  case T_INT64:
+  case T_UINT64:
+    if (len < 9) return 0;
+    out->type = LUA_TCDATA_;
+    out->is_unsigned = tag == T_UINT64;
+    memcpy(&out->bits, p + 1, 8);
+    return 9;
+  case T_STR: {
+    uint64_t n = 0;
+    size_t i = 1;
+    for (int shift = 0;; shift += 7) {
+      if (i >= len || shift >= 64) return 0;
+      uint8_t b = p[i++];
+      n |= (uint64_t)(b & 0x7f) << shift;
+      if (!(b & 0x80)) break;
+    }
+    if (n > len - i) return 0;
+    out->type = LUA_TSTRING;
+    out->str = (const char *)p + i;
+    out->len = (size_t)n;
+    return i + (size_t)n;
+  }
+  default: return 0;
+  }
+}
+
+/* Push a new int64_t (uint64_t when is_unsigned) cdata of these bits;
+ * 0, or -1 with nothing pushed (no FFI here). */
+int px_scalar_push_int64(lua_State *L, int is_unsigned, int64_t bits);
 
 /* Push the scalar at p[0 .. len) and return the bytes it took; 0 (nothing
  * pushed) if p does not start with a whole scalar.  Safe on any bytes. */
-size_t px_scalar_get(lua_State *L, const uint8_t *p, size_t len);
+static inline size_t px_scalar_get(lua_State *L, const uint8_t *p, size_t len) {
+  px_scalar v;
+  size_t n = px_scalar_read(p, len, &v);
+  switch (n ? v.type : -1) {
+  case LUA_TNIL: lua_pushnil(L); break;
+  case LUA_TBOOLEAN: lua_pushboolean(L, v.boolean); break;
+  case LUA_TNUMBER: lua_pushnumber(L, v.num); break;
+  case LUA_TSTRING: lua_pushlstring(L, v.str, v.len); break;
+  case LUA_TLIGHTUSERDATA: lua_pushlightuserdata(L, NULL); break;
+  case LUA_TCDATA_:
+    if (px_scalar_push_int64(L, v.is_unsigned, v.bits) != 0) return 0;
+    break;
+  default: return 0;
+  }
+  return n;
+}
 
 #endif

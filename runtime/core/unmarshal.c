@@ -391,14 +391,14 @@ static int decode(reader *r) {
   lua_State *L = r->L;
   NEED(r, 1);
   unsigned tag = *r->p;
-  if (px_scalar_tag(tag)) {
-    size_t n = px_scalar_get(L, r->p, (size_t)(r->end - r->p));
-    if (!n)
-      return bad(r, (tag == T_INT64 || tag == T_UINT64) && r->end - r->p >= 9
-                        ? "a 64-bit integer needs LuaJIT's FFI" : "truncated message");
+  size_t n = px_scalar_get(L, r->p, (size_t)(r->end - r->p));
+  if (n) {
     r->p += n;
     return 0;
   }
+  if (px_scalar_tag(tag))
+    return bad(r, (tag == T_INT64 || tag == T_UINT64) && r->end - r->p >= 9
+                      ? "a 64-bit integer needs LuaJIT's FFI" : "truncated message");
   r->p++;
   switch (tag) {
   case T_REF: {
