@@ -1,6 +1,8 @@
 /* errors.c -- one table of error codes: parx's own plus libuv's (which are
  * negated errno values on Unix), see PX_ERRNO_MAP in px.h; and the one
  * out-of-memory path. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "px.h"
@@ -49,4 +51,10 @@ int px_oom(lua_State *L, const char *what) {
     lua_pushstring(L, px_strerror(UV_ENOMEM));
   lua_error(L);
   __builtin_unreachable();
+}
+
+void px_assert_fail(const char *cond, const char *file, int line) {
+  fprintf(stderr, "parx: assertion failed: %s (%s:%d)\n", cond, file, line);
+  fflush(stderr);
+  abort();
 }

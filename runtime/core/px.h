@@ -77,6 +77,25 @@ int px_push_error(lua_State *L, int err, const char *detail);
  * error raised with its code in it (the GPU's). */
 const char *px_push_error_message(lua_State *L, int err, const char *detail);
 
+/* ------------------------------------------------------------------------
+ * Invariants.  PX_ASSERT(cond) states what must hold whatever a script
+ * does: a queue's or a wait's state, a reference count.  It stays in
+ * release builds (a compare and a branch the CPU predicts; keep the
+ * condition that cheap): a failure prints "parx: assertion failed: cond
+ * (file:line)" on stderr and aborts, as libuv's asserts do, since memory
+ * the runtime can no longer trust is worse than a stopped process.
+ * PX_ASSERT_DEBUG is for costly checks (a walk of a list), compiled only
+ * without NDEBUG.  Never for what a script can cause: that raises.
+ * ---------------------------------------------------------------------- */
+__attribute__((noreturn, cold)) void px_assert_fail(const char *cond, const char *file, int line);
+#define PX_ASSERT(cond)                                                       \
+  (__builtin_expect(!(cond), 0) ? px_assert_fail(#cond, __FILE__, __LINE__) : (void)0)
+#ifdef NDEBUG
+#define PX_ASSERT_DEBUG(cond) ((void)0)
+#else
+#define PX_ASSERT_DEBUG(cond) PX_ASSERT(cond)
+#endif
+
 /* The one out-of-memory path for a C function called from Lua: raises the
  * string "<what>: not enough memory" (what names the operation or object,
  * e.g. "channel"; NULL: "not enough memory", Lua's own message).  Never

@@ -61,12 +61,14 @@ void px_shared_init(px_shared *obj, const px_shared_type *type) {
 }
 
 void px_shared_retain(px_shared *obj) {
-  atomic_fetch_add_explicit(&obj->refs, 1, memory_order_relaxed);
+  long before = atomic_fetch_add_explicit(&obj->refs, 1, memory_order_relaxed);
+  PX_ASSERT(before > 0); /* retaining what was already freed */
 }
 
 void px_shared_release(px_shared *obj) {
-  if (atomic_fetch_sub_explicit(&obj->refs, 1, memory_order_acq_rel) == 1)
-    obj->type->free(obj);
+  long before = atomic_fetch_sub_explicit(&obj->refs, 1, memory_order_acq_rel);
+  PX_ASSERT(before > 0); /* a release without its reference: use after free */
+  if (before == 1) obj->type->free(obj);
 }
 
 typedef struct proxy {

@@ -216,7 +216,8 @@ static int devarray_download(lua_State *L) {
   } else {
     px_shared_retain(&out->hdr);
   }
-  px_gpu_op_set_result(L, op, &out->hdr, 1); /* takes the reference */
+  px_array_push(L, out); /* takes the reference */
+  px_gpu_op_set_result(L, op);
   px_gpu_op_hold(op, &d->hdr);
   int rc = px_gpu_backend_get()->cuda->download(out->data, d->ptr, bytes);
   if (rc) return px_gpu_raise(L, "download", op, rc);
@@ -278,7 +279,8 @@ static int gpu_upload(lua_State *L) {
     return 1;
   }
   px_gpu_op *op = px_gpu_op_new(L, "gpu upload");
-  px_gpu_op_set_result(L, op, &d->hdr, 0);
+  px_devarray_push(L, d);
+  px_gpu_op_set_result(L, op);
   px_gpu_op_hold(op, &a->hdr);
   int rc = px_gpu_backend_get()->cuda->upload(d->ptr, a->data, bytes);
   if (rc) return px_gpu_raise(L, "upload", op, rc);

@@ -1,7 +1,9 @@
 /*
  * gpu.h -- what the files of runtime/gpu share: the backend (the dlopen'ed
  * CUDA module or the CPU), device arrays, and the CPU equivalents of the
- * kernels.
+ * kernels.  Calls point one way: the module (gpu.c) -> its functions
+ * (ops.c, matmul.c) -> device arrays (devarray.c) -> waiting and raising
+ * (wait.c) -> the backend (loader.c); the CPU kernels (cpu_*.c) are leaves.
  *
  * The backend is process-wide: one CUDA context per process, chosen once
  * (px_gpu_backend) the first time any VM opens parx.c.gpu.
@@ -30,10 +32,6 @@ typedef struct px_gpu_op px_gpu_op;
  * PXC_E*): PX_ENODEV, PX_ECUDA, PX_ECUBLAS (named "NODEV", "CUDA", "CUBLAS"), UV_ENOMEM, UV_EINVAL. */
 int px_gpu_code(int pxc_rc);
 
-/* Raise (a Lua error) "what: NAME: message: <the module's message>" for a
- * call that returned pxc_rc, after making sure no queued work still uses
- * memory the caller will free; op (may be NULL) is abandoned first. */
-int px_gpu_raise(lua_State *L, const char *what, px_gpu_op *op, int pxc_rc);
 
 /* ---- device arrays (devarray.c) --------------------------------------- */
 
@@ -108,9 +106,9 @@ struct px_gpu_op {
 /* what: the wait's name in deadlock reports and --trace slices. */
 px_gpu_op *px_gpu_op_new(lua_State *L, const char *what);
 void px_gpu_op_hold(px_gpu_op *op, px_shared *obj);
-/* Make obj (one reference, taken over) the op's result: a host px_array
- * when is_array, else a device array. */
-void px_gpu_op_set_result(lua_State *L, px_gpu_op *op, px_shared *obj, int is_array);
+/* Make the value on top of L (popped: an array proxy, say) the op's
+ * result; at most once per op. */
+void px_gpu_op_set_result(lua_State *L, px_gpu_op *op);
 /* Queue the completion after the GPU work queued so far and park the
  * calling task (or block the thread when not inside a task).  Returns the
  * number of results for the C function to return. */
@@ -121,6 +119,10 @@ int px_gpu_op_run_cpu(lua_State *L, px_gpu_op *op);
 int px_gpu_op_run_inline(lua_State *L, px_gpu_op *op);
 /* Drop an op whose work was never queued (on an error path). */
 void px_gpu_op_abandon(px_gpu_op *op);
+/* Raise (a Lua error) "what: NAME: message: <the module's message>" for a
+ * call that returned pxc_rc, after making sure no queued work still uses
+ * memory the caller will free; op (may be NULL) is abandoned first. */
+int px_gpu_raise(lua_State *L, const char *what, px_gpu_op *op, int pxc_rc);
 
 /* ---- CPU equivalents of the kernels (cpu_ops.c, cpu_blas.c) ------------ */
 

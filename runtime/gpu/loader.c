@@ -122,16 +122,3 @@ int px_gpu_code(int pxc_rc) {
   default: return PX_ECUDA;
   }
 }
-
-int px_gpu_raise(lua_State *L, const char *what, px_gpu_op *op, int pxc_rc) {
-  const pxc_api *cuda = backend.cuda;
-  /* Copy the message first: it is per thread, and a failed synchronize
-   * would overwrite it.  Then wait for the stream, so that no queued work
-   * still reads or writes what the op holds, and drop the op. */
-  lua_pushfstring(L, "%s: ", what);
-  px_push_error_message(L, cuda ? px_gpu_code(pxc_rc) : PX_ENODEV, cuda ? cuda->errmsg() : NULL);
-  lua_concat(L, 2);
-  if (cuda) cuda->synchronize();
-  if (op) px_gpu_op_abandon(op);
-  return lua_error(L);
-}

@@ -38,6 +38,14 @@ static void cpu_gemm_work(px_gpu_op *op) {
   if (px_cpu_gemm(&op->gemm) != 0) op->err = UV_ENOMEM;
 }
 
+/* Push obj's proxy (taking its reference): a device array or a host one. */
+static void push_array(lua_State *L, px_shared *obj, int is_device) {
+  if (is_device)
+    px_devarray_push(L, (px_devarray *)obj);
+  else
+    px_array_push(L, (px_array *)obj);
+}
+
 static int gpu_matmul(lua_State *L) {
   px_gpu_operand A, B;
   px_gpu_check_operand(L, 1, &A);
@@ -157,7 +165,8 @@ static int gpu_matmul(lua_State *L) {
     g.b = B.ptr;
     g.c = out_ptr;
     px_gpu_op *op = px_gpu_op_new(L, "cpu matmul");
-    px_gpu_op_set_result(L, op, out, !A.is_device);
+    push_array(L, out, A.is_device);
+    px_gpu_op_set_result(L, op);
     op->work = cpu_gemm_work;
     op->gemm = g;
     px_gpu_op_hold(op, A.obj);
@@ -190,13 +199,15 @@ static int gpu_matmul(lua_State *L) {
       return 1;
     }
     px_gpu_op *op = px_gpu_op_new(L, "gpu matmul");
-    px_gpu_op_set_result(L, op, out, 0);
+    px_devarray_push(L, (px_devarray *)out);
+    px_gpu_op_set_result(L, op);
     return px_gpu_op_finish(L, op);
   }
 
   /* ---- host arrays on the GPU: staged through device temporaries ---- */
   px_gpu_op *op = px_gpu_op_new(L, "gpu matmul (host arrays)");
-  px_gpu_op_set_result(L, op, out, 1);
+  px_array_push(L, (px_array *)out);
+  px_gpu_op_set_result(L, op);
   px_gpu_op_hold(op, A.obj);
   px_gpu_op_hold(op, B.obj);
   size_t esize = px_dtype_size(dtype);

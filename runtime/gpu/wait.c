@@ -1,6 +1,11 @@
 /*
  * wait.c -- parking a task until queued GPU (or thread-pool CPU) work is
- * done.
+ * done, and raising a failed GPU call (which waits for the stream first).
+ *
+ * Calls point one way through runtime/gpu (gpu.h): this file calls only
+ * the backend (loader.c), never device arrays or the bindings.  An op's
+ * result is whatever value its caller pushed (px_gpu_op_set_result), so
+ * this file knows nothing of array types.
  *
  * A GPU operation queues its work on the module's stream, then asks the
  * module to call op_ready on a CUDA-owned thread once that work has run
@@ -31,19 +36,30 @@ px_gpu_op *px_gpu_op_new(lua_State *L, const char *what) {
 }
 
 void px_gpu_op_hold(px_gpu_op *op, px_shared *obj) {
-  if (op->nholds < PX_GPU_MAXHOLD) {
-    px_shared_retain(obj);
-    op->holds[op->nholds++] = obj;
-  }
+  /* An op that held fewer than it touches would let queued work use freed
+   * memory: PX_GPU_MAXHOLD is sized for the largest caller. */
+  PX_ASSERT(op->nholds < PX_GPU_MAXHOLD);
+  px_shared_retain(obj);
+  op->holds[op->nholds++] = obj;
 }
 
-void px_gpu_op_set_result(lua_State *L, px_gpu_op *op, px_shared *obj, int is_array) {
-  if (is_array)
-    px_array_push(L, (px_array *)obj);
-  else
-    px_devarray_push(L, (px_devarray *)obj);
+void px_gpu_op_set_result(lua_State *L, px_gpu_op *op) {
+  PX_ASSERT(op->result_ref == LUA_NOREF);
   op->vm_state = px_vm_state(px_vm_of(L));
   op->result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+int px_gpu_raise(lua_State *L, const char *what, px_gpu_op *op, int pxc_rc) {
+  const pxc_api *cuda = px_gpu_backend_get()->cuda;
+  /* Copy the message first: it is per thread, and a failed synchronize
+   * would overwrite it.  Then wait for the stream, so that no queued work
+   * still reads or writes what the op holds, and drop the op. */
+  lua_pushfstring(L, "%s: ", what);
+  px_push_error_message(L, cuda ? px_gpu_code(pxc_rc) : PX_ENODEV, cuda ? cuda->errmsg() : NULL);
+  lua_concat(L, 2);
+  if (cuda) cuda->synchronize();
+  if (op) px_gpu_op_abandon(op);
+  return lua_error(L);
 }
 
 /* VM thread (any state of the VM). */
