@@ -465,7 +465,7 @@ FUZZ_TIME ?= 60
 FUZZ_OUT := $(BUILD)/fuzz
 FUZZ_SRC := $(filter-out runtime/core/marshal_load.c,$(wildcard runtime/core/marshal*.c)) \
   runtime/core/unmarshal.c runtime/core/scalar.c runtime/core/numbers.c \
-  runtime/core/shared.c runtime/core/paths.c fuzz/stubs.c fuzz/load_stub.c fuzz/fuzz_unmarshal.c
+  runtime/core/shared.c runtime/core/errors.c runtime/core/paths.c fuzz/stubs.c fuzz/load_stub.c fuzz/fuzz_unmarshal.c
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -fno-omit-frame-pointer -pthread \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
   $(WARN) $(PKG_CFLAGS) -Iruntime -Iruntime/core
