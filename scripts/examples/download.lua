@@ -10,11 +10,29 @@
 -- a small HTTP server of its own (parx.tcp, in this same script) that
 -- answers each URL after a fixed delay, the way a remote server would.
 --
--- Usage: parx scripts/examples/download.lua [count] [delay_seconds]
+-- Usage: parx scripts/examples/download.lua [count] [delay_seconds] [--svg PREFIX]
+--
+-- With --svg PREFIX the charts are also drawn the way the seeds draw them
+-- with matplotlib's barh (one bar per download, seconds across, on one time
+-- axis) as SVG files: PREFIX-serial.svg, PREFIX-threads.svg and
+-- PREFIX-async.svg (parx.timeline).
 local tcp, http = parx.tcp, parx.http
 
-local COUNT = tonumber(arg and arg[1]) or 8
-local DELAY = tonumber(arg and arg[2]) or 0.25
+local args, svg = {}, nil
+do
+  local i = 1
+  while arg and arg[i] do
+    if arg[i] == "--svg" then
+      svg = arg[i + 1] or error("--svg needs a file name prefix")
+      i = i + 2
+    else
+      args[#args + 1] = arg[i]
+      i = i + 1
+    end
+  end
+end
+local COUNT = tonumber(args[1]) or 8
+local DELAY = tonumber(args[2]) or 0.25
 
 -- The "remote" server: /file/N answers after DELAY with N kB of data.
 local server = assert(tcp.listen("127.0.0.1", 0, function(s)
@@ -61,11 +79,39 @@ local function visualize_runtimes(title, results, scale)
   return total
 end
 
+-- The same chart as an SVG file (--svg): each download a bar on its own
+-- row, parked on the network from its start to its stop.
+local function draw_svg(file, title, results, scale)
+  local events = {}
+  for i, r in ipairs(results) do
+    events[i] = {ph = "X", cat = "wait.io", name = "GET " .. URLS[i]:match("/file/%d+$"),
+                 ts = r[1] * 1e6, dur = (r[2] - r[1]) * 1e6, pid = 1, tid = 0,
+                 args = {task = i, bytes = r[3]}}
+  end
+  local ok, err = require("parx.timeline").write(file, events,
+    {by = "task", title = title, t0 = 0, t1 = scale * 1e6})
+  if not ok then error(err, 0) end
+  print("wrote " .. file)
+end
+
 -- Serial: results = [download(url, base) for url in URLS]
 local base = parx.now()
 local serial = {}
 for i, url in ipairs(URLS) do serial[i] = download(url, base) end
 local t_serial = visualize_runtimes("serial", serial)
+
+-- Two threads: with ThreadPoolExecutor(2) as ex: ex.map(download, URLS).
+-- The function travels to the workers, so it takes what it needs as
+-- arguments (starmap: fn(url, base)) instead of upvalues.
+base = parx.now()
+local jobs = {}
+for i, url in ipairs(URLS) do jobs[i] = {url, base} end
+local threaded = parx.pool.starmap(function(url, t0)
+  local start = parx.now() - t0
+  local resp = assert(parx.http.get(url))
+  return {start, parx.now() - t0, #resp.body}
+end, jobs, {workers = 2, chunksize = 1})
+local t_threads = visualize_runtimes("two worker threads (pool.starmap, workers = 2)", threaded, t_serial)
 
 -- Concurrent: one task per URL, gathered in order.
 base = parx.now()
@@ -74,5 +120,13 @@ for i, url in ipairs(URLS) do tasks[i] = parx.async(download, url, base) end
 local concurrent = parx.gather(tasks)
 local t_async = visualize_runtimes("parx.async + parx.gather", concurrent, t_serial)
 
-print(("speed-up: %.1fx (the downloads overlap instead of queueing)"):format(t_serial / t_async))
+print(("speed-up: %.1fx on two threads, %.1fx with a task per download (the downloads "
+       .. "overlap instead of queueing)"):format(t_serial / t_threads, t_serial / t_async))
+if svg then
+  draw_svg(svg .. "-serial.svg", ("serial: %d downloads in %.2f s"):format(COUNT, t_serial), serial, t_serial)
+  draw_svg(svg .. "-threads.svg", ("two threads: %d downloads in %.2f s"):format(COUNT, t_threads),
+           threaded, t_serial)
+  draw_svg(svg .. "-async.svg", ("a task per download: %d downloads in %.2f s"):format(COUNT, t_async),
+           concurrent, t_serial)
+end
 server:close()
