@@ -3,25 +3,21 @@
 -- where rsvg-convert and python3 are installed (make deps), through the
 -- PNG it renders to.
 local timeline = require "parx.timeline"
+local fs, process = parx.fs, parx.process
 local PARX = os.getenv("PARX_BIN") or "build/parx"
 local ROOT = debug.getinfo(1, "S").source:match("^@(.*)spec/timeline_spec.lua$") or ""
+local tmp = fs.mkdtemp("/tmp/parx-timeline-")
+local slurp = fs.readfile
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
+-- run(cmd, args) -> exit status, stdout and stderr together
+local function run(cmd, args)
+  local r = process.exec(cmd, args, {timeout = 60})
+  if not r then return nil, "" end
+  return r.status, r.stdout .. r.stderr
 end
 
-local tmp = os.tmpname()
-os.remove(tmp)
-os.execute("mkdir -p " .. q(tmp))
-
-local have_rsvg = os.execute("command -v rsvg-convert >/dev/null 2>&1") == 0
-local have_python = os.execute("command -v python3 >/dev/null 2>&1") == 0
+local function have(cmd) return run("sh", {"-c", "command -v " .. cmd}) == 0 end
+local have_rsvg, have_python = have("rsvg-convert"), have("python3")
 
 local function meta(tid, name)
   return {ph = "M", name = "thread_name", pid = 1, tid = tid, args = {name = name}}
@@ -120,21 +116,17 @@ print(w, h, coloured(0, h), *[coloured(int(a), int(b)) for a, b in zip(sys.argv[
 -- all, then per band; nil when the tools are missing.
 local function png_bands(svgfile, bands)
   if not (have_rsvg and have_python) then return nil end
-  local png, script = svgfile .. ".png", tmp .. "/bands.py"
-  local f = assert(io.open(script, "wb"))
-  f:write(PNG_BANDS)
-  f:close()
-  assert.equal(0, os.execute("rsvg-convert " .. q(svgfile) .. " -o " .. q(png)))
-  local p = io.popen("python3 " .. q(script) .. " " .. q(png) .. " " .. table.concat(bands, " "))
-  local line = p:read("*a")
-  p:close()
+  local png = svgfile .. ".png"
+  assert.equal(0, (run("rsvg-convert", {svgfile, "-o", png})))
+  local status, line = run("python3", {"-c", PNG_BANDS, png, unpack(bands)})
+  assert.equal(0, status, line)
   local out = {}
   for n in line:gmatch("%d+") do out[#out + 1] = tonumber(n) end
   return out
 end
 
 describe("parx.timeline", function()
-teardown(function() os.execute("rm -rf " .. q(tmp)) end)
+teardown(function() fs.remove(tmp, {recursive = true}) end)
 
 describe("write", function()
   it("draws one row per VM, named by thread_name, with each worker's chunks on its own row", function()
@@ -234,9 +226,7 @@ describe("write", function()
     local svg = slurp(file)
     assert.truthy(svg:find("a &lt;b&gt; &amp; &quot;c&quot;", 1, true))
     assert.is_nil(svg:find("f<x>", 1, true))
-    if have_rsvg then
-      assert.equal(0, os.execute("rsvg-convert " .. q(file) .. " -o " .. q(file .. ".png") .. " 2>/dev/null"))
-    end
+    if have_rsvg then assert.equal(0, (run("rsvg-convert", {file, "-o", file .. ".png"}))) end
   end)
 
   it("draws a mark as a line across the chart and an empty trace as an empty chart", function()
@@ -282,31 +272,36 @@ describe("scripts/examples/download.lua --svg", function()
       return
     end
     local prefix = tmp .. "/dl"
-    local p = io.popen(("%s %s 4 0.05 --svg %s 2>&1"):format(q(PARX), q(ROOT .. "scripts/examples/download.lua"),
-                                                            q(prefix)))
-    local out = p:read("*a")
-    p:close()
+    local _, out = run(PARX, {ROOT .. "scripts/examples/download.lua", "4", "0.2", "--svg", prefix})
     assert.truthy(out:find("wrote " .. prefix .. "-serial.svg", 1, true), out)
-    local starts = {}
+    local bars = {}
     for _, kind in ipairs({"serial", "threads"}) do
       local svg = assert(slurp(prefix .. "-" .. kind .. ".svg"), kind)
       local r, order = rows(svg)
       assert.equal(4, #order, kind)
-      starts[kind] = {}
+      bars[kind] = {}
       for i, label in ipairs(order) do
         assert.truthy(label:find("GET /file/", 1, true), label)
         assert.equal(1, r[label].rects, label)
-        local x = tonumber(svg:match('data%-row="' .. label:gsub("%p", "%%%0") .. '">.-<rect.-<rect x="([%d.]+)"'))
-        starts[kind][i] = x
+        local x, w = svg:match('data%-row="' .. label:gsub("%p", "%%%0")
+                               .. '">.-<rect.-<rect x="([%d.]+)" y="[%d.]+" width="([%d.]+)"')
+        bars[kind][i] = {tonumber(x), tonumber(x) + tonumber(w)}
       end
       local px = png_bands(prefix .. "-" .. kind .. ".svg", {})
       assert.truthy(px[3] > 1000, kind .. ": coloured pixels " .. tostring(px[3]))
     end
-    -- serial: each download starts after the one before; two threads: the
-    -- first two start together, the third after them.
-    for i = 2, 4 do assert.truthy(starts.serial[i] > starts.serial[i - 1] + 10, "serial " .. i) end
-    assert.truthy(math.abs(starts.threads[1] - starts.threads[2]) < 10)
-    assert.truthy(starts.threads[3] > starts.threads[1] + 10)
+    -- serial: each download starts after the one before it ended; two
+    -- threads: the first two overlap, and never more than two at once.
+    local s, t = bars.serial, bars.threads
+    for i = 2, 4 do assert.truthy(s[i][1] >= s[i - 1][2] - 2, "serial " .. i) end
+    assert.truthy(t[2][1] < t[1][2], "the first two downloads overlap")
+    for i = 3, 4 do
+      local running = 0
+      for j = 1, i - 1 do
+        if t[j][2] > t[i][1] + 2 then running = running + 1 end
+      end
+      assert.truthy(running <= 1, "download " .. i .. " started while two ran")
+    end
   end)
 end)
 end)

@@ -24,6 +24,7 @@ local lazy = {
   process = "parx.process", signal = "parx.signal", http = "parx.http",
   stdin = "parx.stdin",
   gpu = "parx.gpu",
+  progress = "parx.progress",
 }
 
 setmetatable(parx, {

@@ -277,7 +277,8 @@ local function drive(self, fn, list, opts, on_chunk)
   local total = #list
   local nexti, failed = 1, nil
   local floor_cs = opts.chunksize or 1
-  local done, bar = 0, opts.progress and total > 0
+  local done, bar = 0, opts.progress and total > 0 and require("parx.progress").bar(total,
+    {label = type(opts.progress) == "string" and opts.progress or "mpi.map"})
   local function take()
     if failed or nexti > total then return nil end
     local left = total - nexti + 1
@@ -291,7 +292,7 @@ local function drive(self, fn, list, opts, on_chunk)
   local function landed(lo, res, count)
     done = done + count
     on_chunk(lo, res, count)
-    if bar then io.stderr:write(("\rmpi.map: %d/%d"):format(done, total)) end
+    if bar then bar:update(done) end
   end
   local function remote(r)
     csend(self, fn, r, tag)
@@ -327,7 +328,7 @@ local function drive(self, fn, list, opts, on_chunk)
     if ok then landed(lo, res, #items) else failed = failed or {self:rank(), tostring(res), host} end
   end
   for r = 1, n - 1 do tasks[r]:join() end
-  if bar then io.stderr:write("\n") end
+  if bar then bar:close(done) end
   return failed, tag
 end
 

@@ -25,6 +25,7 @@ local c = require "parx.c.pool"
 local task = require "parx.task"
 local tnew = require "table.new"
 local ffi = require "ffi"
+local progress = require "parx.progress"
 
 local spawn, now = task.spawn, task.now
 local put, put_numbers, ready, wait, take = c.put, c.put_numbers, c.ready, c.wait, c.take
@@ -60,12 +61,13 @@ local function handler(e)
 end
 
 -- The body of a runner task: claim chunks until the job has none left.
-function M._run(job)
+function M._run(job, bar)
   local ok, fn, mode = pcall(c.fn, job)
   if not ok then
     c.abort(job, "parx.pool: cannot start the function on a worker: " .. tostring(fn))
     return
   end
+  if bar then fn = progress.counted(fn, mode == FOR, bar) end
   local body = loadstring(body_code[mode], "=parx.pool")(tnew, unpack, type)
   local inbuf, outbuf = c.buffers(job)
   if inbuf then
@@ -83,8 +85,8 @@ function M._run(job)
 end
 
 -- What parx.spawn sends: no upvalues, so it marshals in a few bytes.
-local function runner_main(job)
-  return require("parx.pool")._run(job)
+local function runner_main(job, bar)
+  return require("parx.pool")._run(job, bar)
 end
 
 -- ---------------------------------------------------------------------------
@@ -187,31 +189,17 @@ local function default_chunksize(n, workers, cap)
   return min(max(cs, 1), cap or MAX_CHUNK)
 end
 
--- The progress bar: count, rate and ETA on stderr, only on a terminal.
+-- The progress bar (parx.progress), only on a terminal.  Runners count the
+-- items they finish in the bar's shared counter, so it moves per item.
 local function bar_new(name, total, opts)
-  if not opts.progress or total == 0 or not c.isatty(2) then return nil end
-  return {name = type(opts.progress) == "string" and opts.progress or name,
-          total = total, start = now(), last = 0}
+  if not opts.progress or total == 0 then return nil end
+  local bar = progress.bar(total, {label = type(opts.progress) == "string" and opts.progress or name})
+  return bar.shown and bar or nil
 end
 
 local function bar_draw(bar, done, final)
-  local t = now()
-  if not final and t - bar.last < 0.1 then return end
-  bar.last = t
-  local el = t - bar.start
-  local rate = el > 0 and done / el or 0
-  local eta = rate > 0 and (bar.total - done) / rate or 0
-  local width = 30
-  local fill = floor(width * done / bar.total)
-  local function si(x)
-    if x >= 1e6 then return ("%.1fM"):format(x / 1e6) end
-    if x >= 1e3 then return ("%.1fk"):format(x / 1e3) end
-    return ("%.0f"):format(x)
-  end
-  io.stderr:write(("\r%s [%s%s] %d/%d %3d%% %s/s ETA %.1fs%s"):format(
-    bar.name, ("#"):rep(fill), ("-"):rep(width - fill), done, bar.total,
-    floor(100 * done / bar.total), si(rate), final and 0 or eta, final and "\n" or " "))
-  io.stderr:flush()
+  if bar.count then done = max(done, bar.count:get()) end
+  if final then bar:close(done) else bar:update(done) end
 end
 
 -- A running job as the caller sees it.
@@ -230,14 +218,16 @@ local function start(name, mode, fn, nchunks, opts, total, ...)
   local lane = c.buffers(owner) ~= nil
   local share = c.share(owner)
   local runners = {}
+  local bar = bar_new(name, total, opts)
+  local shared = progress.shared(bar)
   -- opts.workers: at most that many chunks run at once (one per runner).
   for i = 1, min(opts.workers or c.workers(), c.workers(), nchunks) do
-    runners[i] = spawn(runner_main, share)
+    runners[i] = spawn(runner_main, share, shared)
   end
   local st = {name = name, owner = owner, runners = runners, nchunks = nchunks,
               lane = lane,
               deadline = deadline_of(opts),
-              bar = bar_new(name, total, opts)}
+              bar = bar}
   return st
 end
 
@@ -313,7 +303,7 @@ local function next_chunk(st, want, dest, from_one)
   local ok, v, m, base, lane = take(owner, j, dest, from_one)
   if not ok then
     stop(st)
-    if bar then io.stderr:write("\n") end
+    if bar then bar:close() end
     error(v, 0)
   end
   if bar then bar_draw(bar, (c.progress(owner)), false) end

@@ -19,18 +19,11 @@
 local tcp, http = parx.tcp, parx.http
 
 local args, svg = {}, nil
-do
-  local i = 1
-  while arg and arg[i] do
-    if arg[i] == "--svg" then
-      svg = arg[i + 1] or error("--svg needs a file name prefix")
-      i = i + 2
-    else
-      args[#args + 1] = arg[i]
-      i = i + 1
-    end
-  end
+for i, a in ipairs(arg or {}) do
+  if arg[i - 1] == "--svg" then svg = a
+  elseif a ~= "--svg" then args[#args + 1] = a end
 end
+if arg and arg[#arg] == "--svg" then error("--svg needs a file name prefix", 0) end
 local COUNT = tonumber(args[1]) or 8
 local DELAY = tonumber(args[2]) or 0.25
 
