@@ -20,20 +20,6 @@ static int raise_status(lua_State *L, int r) {
   return px_oom(L, "channel");
 }
 
-/* Wake what an operation of L's task fired.  A parked party on the same VM
- * cannot have been spinning for this hand-off (one thread runs both), and
- * will not be next time either: spinning on this channel is futile for
- * now, so its credit goes to zero.  A later spin that succeeds (a party on
- * another worker) refills it. */
-static void wake_from(lua_State *L, px_chan *ch, px_sel *wake) {
-  if (!wake) return;
-  px_vm *vm = px_vm_of(L);
-  for (px_sel *s = wake; s; s = s->wake_next)
-    if (s->kind != SEL_HOST && s->w.vm == vm)
-      atomic_store_explicit(&ch->spin_credit, 0, memory_order_relaxed);
-  px_chan_wake_all(wake);
-}
-
 /* The slow path of send and recv: prepare, look again (someone may have
  * come while the lock was released), then queue, spin a little, park. */
 static int park_op(lua_State *L, px_chan *ch, int kind, px_slot *v) {
@@ -70,7 +56,7 @@ static int park_op(lua_State *L, px_chan *ch, int kind, px_slot *v) {
     return px_park(L, &sel->w);
   }
   px_chan_unlock(ch);
-  wake_from(L, ch, wake);
+  px_chan_wake_from(ch, wake);
   sel->index = 0;
   sel->ok = r == 1;
   if (r < -1 || (r == -1 && e->is_send)) {
@@ -93,7 +79,7 @@ static int l_send(lua_State *L) {
   int r = px_chan_send_locked(ch, &v, &wake);
   px_chan_unlock(ch);
   if (r == 1) {
-    wake_from(L, ch, wake);
+    px_chan_wake_from(ch, wake);
     return 0;
   }
   if (r < 0) {
@@ -112,7 +98,7 @@ static int l_recv(lua_State *L) {
   int r = px_chan_recv_locked(ch, &v, &wake);
   px_chan_unlock(ch);
   if (r == 1) {
-    wake_from(L, ch, wake);
+    px_chan_wake_from(ch, wake);
     if (px_slot_decode(L, &v) != 0) return lua_error(L);
     lua_pushboolean(L, 1);
     return 2;
@@ -133,7 +119,7 @@ static int l_try_send(lua_State *L) {
   px_chan_lock(ch);
   int r = px_chan_send_locked(ch, &v, &wake);
   px_chan_unlock(ch);
-  wake_from(L, ch, wake);
+  px_chan_wake_from(ch, wake);
   if (r < 0) {
     px_slot_free(&v);
     return raise_status(L, r);
@@ -150,7 +136,7 @@ static int l_try_recv(lua_State *L) {
   px_chan_lock(ch);
   int r = px_chan_recv_locked(ch, &v, &wake);
   px_chan_unlock(ch);
-  wake_from(L, ch, wake);
+  px_chan_wake_from(ch, wake);
   if (r == 1) {
     if (px_slot_decode(L, &v) != 0) return lua_error(L);
     lua_pushboolean(L, 1);
@@ -258,5 +244,9 @@ int px_open_chan(lua_State *L) {
   lua_setfield(L, -2, "live");
   luaL_getmetatable(L, px_chan_type.name);
   lua_setfield(L, -2, "metatable");
+  lua_pushlightuserdata(L, (void *)px_chan_fast_api());
+  lua_setfield(L, -2, "fast_api");
+  lua_pushinteger(L, SLOT_INLINE);
+  lua_setfield(L, -2, "fast_inline"); /* chan.lua checks its cdef */
   return 1;
 }

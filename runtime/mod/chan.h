@@ -62,27 +62,28 @@ static inline void px_cpu_relax(void) {
 #endif
 }
 
-/* The channel lock.  Critical sections are a few dozen instructions, so it
- * is a test-and-test-and-set spin lock that yields the CPU after a short
- * spin (the holder may have been preempted on a busy machine).  A pthread
- * mutex here cost 4x in throughput between two workers on a 16-core Xeon:
- * contended, glibc's mutex sleeps in futex calls. */
+/* The channel lock.  Critical sections are a few dozen instructions, so
+ * taking it is one compare-and-swap; a contended lock spins briefly (the
+ * holder is running on another CPU and releases within a few hundred
+ * cycles) and then sleeps in a futex until the holder releases it (Go's
+ * runtime/lock_futex.go): a lock that only yields would burn a CPU that a
+ * BLAS call or another VM needs while its holder is preempted.  A pthread
+ * mutex here cost 4x in throughput between two workers on a 16-core Xeon
+ * (glibc's mutex sleeps at once).  States: 0 free, 1 locked, 2 locked and a
+ * thread may sleep on it (the unlock then wakes one). */
+void px_chan_lock_contended(atomic_int *lock); /* chan_queue.c */
+void px_chan_unlock_wake(atomic_int *lock);    /* chan_queue.c */
+
 static inline void px_chan_lock(px_chan *ch) {
-  unsigned spins = 0;
-  while (atomic_exchange_explicit(&ch->lock, 1, memory_order_acquire)) {
-    while (atomic_load_explicit(&ch->lock, memory_order_relaxed)) {
-      if (++spins < 256) {
-        px_cpu_relax();
-      } else {
-        sched_yield();
-        spins = 0;
-      }
-    }
-  }
+  int expected = 0;
+  if (!atomic_compare_exchange_strong_explicit(&ch->lock, &expected, 1, memory_order_acquire,
+                                               memory_order_relaxed))
+    px_chan_lock_contended(&ch->lock);
 }
 
 static inline void px_chan_unlock(px_chan *ch) {
-  atomic_store_explicit(&ch->lock, 0, memory_order_release);
+  if (atomic_exchange_explicit(&ch->lock, 0, memory_order_release) == 2)
+    px_chan_unlock_wake(&ch->lock);
 }
 
 px_chan *px_chan_new(long cap); /* NULL when out of memory */
@@ -145,9 +146,15 @@ void px_sel_finish(px_sel *sel);
  * when it returns 1. */
 int px_chan_send_locked(px_chan *ch, px_slot *v, px_sel **wake);
 int px_chan_recv_locked(px_chan *ch, px_slot *out, px_sel **wake);
+/* The same, but only a value for which px_slot_is_plain holds: 0 (nothing
+ * taken) when the next value is another. */
+int px_chan_recv_plain_locked(px_chan *ch, px_slot *out, px_sel **wake);
 void px_chan_enqueue_locked(px_chan *ch, px_entry *e);
 void px_chan_unlink_locked(px_chan *ch, px_entry *e);
 void px_chan_wake_all(px_sel *list);
+/* px_chan_wake_all for what an operation on ch by the calling thread fired;
+ * a woken party on this thread's VM zeroes ch's spin credit (chan_wait.c). */
+void px_chan_wake_from(px_chan *ch, px_sel *wake);
 /* Give back a value a cancelled receiver was handed: to the next parked
  * receiver, else to the head of the buffer (takes ch->lock). */
 void px_chan_unreceive(px_chan *ch, px_slot *v);
@@ -176,5 +183,8 @@ px_chan *px_chan_check(lua_State *L, int idx);
 void px_chan_push(lua_State *L, px_shared *obj);
 
 int px_chan_select(lua_State *L); /* select.c: the C half of parx.select */
+
+/* chan_fast.c: the FFI fast path's function table, as a light userdata. */
+const void *px_chan_fast_api(void);
 
 #endif

@@ -22,8 +22,37 @@
 #include <sched.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 
 #include "chan.h"
+
+/* ---- the lock's slow path (chan.h says why it spins, then sleeps) --------- */
+
+/* Spin this many times, re-reading the lock, before sleeping: a critical
+ * section is shorter than one round, unless its holder was preempted, and
+ * then spinning longer only delays the holder's CPU time. */
+#define LOCK_SPINS 64
+
+void px_chan_lock_contended(atomic_int *lock) {
+  for (int i = 0; i < LOCK_SPINS; i++) {
+    int expected = 0;
+    if (atomic_load_explicit(lock, memory_order_relaxed) == 0 &&
+        atomic_compare_exchange_weak_explicit(lock, &expected, 1, memory_order_acquire,
+                                              memory_order_relaxed))
+      return;
+    px_cpu_relax();
+  }
+  /* Sleep until the lock is free; whoever takes it after sleeping marks it
+   * 2, since other sleepers may remain (the unlock's wake is then at worst
+   * one futex call too many). */
+  while (atomic_exchange_explicit(lock, 2, memory_order_acquire) != 0)
+    syscall(SYS_futex, (int *)lock, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+}
+
+void px_chan_unlock_wake(atomic_int *lock) {
+  syscall(SYS_futex, (int *)lock, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
 
 /* ---- the ring buffer ------------------------------------------------------ */
 
@@ -135,10 +164,13 @@ void px_chan_unlink_locked(px_chan *ch, px_entry *e) {
 }
 
 /* The first parked party of q that can still fire, unlinked and claimed;
- * stale entries are dropped on the way. */
-static px_entry *claim_first(px_chan *ch, px_waitq *q) {
+ * stale entries are dropped on the way.  plain_only (a receive of the FFI
+ * path, chan_fast.c): stop, leaving the queue as it is, at an entry whose
+ * value is not a plain scalar. */
+static px_entry *claim_first(px_chan *ch, px_waitq *q, int plain_only) {
   px_entry *e;
   while ((e = q->first)) {
+    if (plain_only && !px_slot_is_plain(&e->val)) return NULL;
     px_chan_unlink_locked(ch, e);
     if (px_sel_claim(e->sel)) return e;
   }
@@ -155,7 +187,7 @@ static void fired(px_entry *e, int ok, px_sel **wake) {
 
 int px_chan_send_locked(px_chan *ch, px_slot *v, px_sel **wake) {
   if (ch->closed) return -1;
-  px_entry *e = claim_first(ch, &ch->recvq);
+  px_entry *e = claim_first(ch, &ch->recvq, 0);
   if (e) {
     e->sel->got = *v;
     v->tag = SLOT_NIL;
@@ -166,17 +198,18 @@ int px_chan_send_locked(px_chan *ch, px_slot *v, px_sel **wake) {
   return 0;
 }
 
-int px_chan_recv_locked(px_chan *ch, px_slot *out, px_sel **wake) {
+static int recv_locked(px_chan *ch, px_slot *out, px_sel **wake, int plain_only) {
   if (ch->count) {
+    if (plain_only && !px_slot_is_plain(&ch->ring[ch->head])) return 0;
     ring_pop(ch, out);
-    px_entry *e = claim_first(ch, &ch->sendq);
+    px_entry *e = claim_first(ch, &ch->sendq, 0);
     if (e) {
       ring_push(ch, &e->val); /* cannot fail: a slot was just freed */
       fired(e, 1, wake);
     }
     return 1;
   }
-  px_entry *e = claim_first(ch, &ch->sendq);
+  px_entry *e = claim_first(ch, &ch->sendq, plain_only);
   if (e) {
     *out = e->val;
     e->val.tag = SLOT_NIL;
@@ -186,12 +219,20 @@ int px_chan_recv_locked(px_chan *ch, px_slot *out, px_sel **wake) {
   return ch->closed ? -1 : 0;
 }
 
+int px_chan_recv_locked(px_chan *ch, px_slot *out, px_sel **wake) {
+  return recv_locked(ch, out, wake, 0);
+}
+
+int px_chan_recv_plain_locked(px_chan *ch, px_slot *out, px_sel **wake) {
+  return recv_locked(ch, out, wake, 1);
+}
+
 /* Give back a value a cancelled receiver was handed: to the next parked
  * receiver, else to the head of the buffer, so no message is lost. */
 void px_chan_unreceive(px_chan *ch, px_slot *v) {
   px_sel *wake = NULL;
   px_chan_lock(ch);
-  px_entry *e = claim_first(ch, &ch->recvq);
+  px_entry *e = claim_first(ch, &ch->recvq, 0);
   if (e) {
     e->sel->got = *v;
     v->tag = SLOT_NIL;
@@ -305,8 +346,8 @@ int px_chan_close(px_chan *ch) {
   }
   ch->closed = 1;
   px_entry *e;
-  while ((e = claim_first(ch, &ch->recvq))) fired(e, 0, &wake);
-  while ((e = claim_first(ch, &ch->sendq))) fired(e, 0, &wake);
+  while ((e = claim_first(ch, &ch->recvq, 0))) fired(e, 0, &wake);
+  while ((e = claim_first(ch, &ch->sendq, 0))) fired(e, 0, &wake);
   px_chan_unlock(ch);
   px_chan_wake_all(wake);
   return 1;

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "../core/px.h"
+#include "../core/scalar.h"
 
 struct parx_value;
 
@@ -39,6 +40,14 @@ typedef struct px_bytes {
   size_t len;
   char data[];
 } px_bytes;
+
+/* Whether s holds nil, a boolean, a number or a short string: what the
+ * channel's FFI path (chan_fast.c) hands to Lua without a lua_State. */
+static inline int px_slot_is_plain(const px_slot *s) {
+  if (s->tag != SLOT_SCALAR) return 0;
+  unsigned tag = (uint8_t)s->str[0];
+  return tag <= T_DOUBLE || tag >= T_SHORTSTR;
+}
 
 /* Encode the value at idx into s.  Returns 0, or -1 with an error message
  * pushed (a value the marshaller cannot send). */
