@@ -322,6 +322,101 @@ describe("parx.channel", function()
 end)
 
 -- parx.h's host access: spec/chan_host.c, built against libparx.so.
+describe("the FFI fast path of send and recv", function()
+  -- The first operation on a proxy goes through the C functions; the ones
+  -- after it try the FFI path (lua/parx/chan.lua, runtime/mod/chan_fast.c).
+  it("refuses a closed channel with the C path's error", function()
+    local ch = channel(4)
+    ch:send(1) -- the proxy is known to the fast path from here
+    assert.equal(1, ch:recv())
+    ch:close()
+    local ok, err = pcall(ch.send, ch, 2)
+    assert.is_false(ok)
+    assert.truthy(err:match("send on closed channel"))
+    local fresh = channel(4)
+    fresh:close()
+    local ok2, err2 = pcall(fresh.send, fresh, 2)
+    assert.is_false(ok2)
+    assert.equal(err:gsub("^.-: ", ""), err2:gsub("^.-: ", ""))
+    assert.same({nil, false}, {ch:recv()})
+  end)
+
+  it("refuses what is not a channel with the C path's error, a forged one included", function()
+    local ch = channel(4)
+    ch:send(1)
+    ch:recv()
+    local forged = newproxy(true)
+    getmetatable(forged).__metatable = "parx.channel"
+    for _, bad in ipairs({5, "x", {}, forged}) do
+      local ok, err = pcall(ch.send, bad, 1)
+      assert.is_false(ok)
+      assert.truthy(err:match("parx.channel expected"), err)
+      ok, err = pcall(ch.recv, bad)
+      assert.is_false(ok)
+      assert.truthy(err:match("parx.channel expected"), err)
+    end
+  end)
+
+  it("carries numbers, strings around the inline limit, booleans and nil intact, in order with tables", function()
+    local ch = channel()
+    ch:send(0) -- warm: the rest may take the fast path
+    ch:recv()
+    local values = {1, -0.0, 0.5, 2 ^ 53, -2 ^ 31 - 1, 1e308, math.huge, -math.huge, 127, 128, 32768,
+                    "", "a", string.rep("s", 20), string.rep("t", 21), string.rep("u", 22),
+                    string.rep("v", 200), "nul\0inside", true, false, {1, {2}}, 3}
+    for _, v in ipairs(values) do ch:send(v) end
+    ch:send(nil)
+    ch:send(0 / 0)
+    for i, v in ipairs(values) do
+      local got, ok = ch:recv()
+      assert.is_true(ok)
+      if type(v) == "number" and v == 0 then
+        assert.equal(1 / v, 1 / got) -- the sign of zero
+      else
+        assert.same(v, got, "value " .. i)
+      end
+    end
+    assert.same({nil, true}, {ch:recv()})
+    local nan = ch:recv()
+    assert.is_true(nan ~= nan)
+  end)
+
+  it("leaves a table or a 64-bit integer at the head of the queue for the C path", function()
+    local ch = channel(8)
+    ch:send(1)
+    ch:recv()
+    ch:send({x = 1})
+    ch:send(1)
+    ch:send(5LL)
+    ch:send("after")
+    assert.same({x = 1}, ch:recv())
+    assert.equal(1, ch:recv())
+    assert.is_true(ch:recv() == 5LL)
+    assert.equal("after", ch:recv())
+  end)
+
+  it("hands plain values and tables to a parked peer on another worker (rendezvous)", function()
+    local ch, back = channel(0), channel(0)
+    local t = parx.spawn(function(ch, back)
+      local n = 0
+      for v in ch:iter() do
+        n = n + 1
+        back:send(v)
+      end
+      return n
+    end, ch, back)
+    local sent = {1, "s", {k = "v"}, 2.5, true, string.rep("x", 30)}
+    for round = 1, 200 do
+      for _, v in ipairs(sent) do
+        ch:send(v)
+        assert.same(v, back:recv())
+      end
+    end
+    ch:close()
+    assert.equal(200 * #sent, t:join())
+  end)
+end)
+
 describe("channels from the host", function()
   it("pass numbers, strings and booleans between a host thread and a worker task", function()
     local build = os.getenv("PARX_BUILD") or "build"
