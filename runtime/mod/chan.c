@@ -69,83 +69,45 @@ static int park_op(lua_State *L, px_chan *ch, int kind, px_slot *v) {
 }
 
 /* ch:send(v) -> nothing, or false when the channel was closed while the
- * sender was parked (the Lua face raises then). */
-static int l_send(lua_State *L) {
+ * sender was parked (the Lua face raises then).  ch:try_send(v) -> whether
+ * it was sent, never parking. */
+static int send_op(lua_State *L, int park) {
   px_chan *ch = px_chan_check(L, 1);
   px_slot v;
   if (px_slot_encode(L, 2, &v) != 0) return lua_error(L);
-  px_sel *wake = NULL;
-  px_chan_lock(ch);
-  int r = px_chan_send_locked(ch, &v, &wake);
-  px_chan_unlock(ch);
-  if (r == 1) {
-    px_chan_wake_from(ch, wake);
-    return 0;
-  }
+  int r = px_chan_try(ch, PX_CHAN_SEND, &v);
   if (r < 0) {
     px_slot_free(&v);
     return raise_status(L, r);
   }
-  return park_op(L, ch, SEL_SEND, &v);
-}
-
-/* ch:recv() -> v, true | nil, false | nil, false, err (unmarshal failed). */
-static int l_recv(lua_State *L) {
-  px_chan *ch = px_chan_check(L, 1);
-  px_slot v;
-  px_sel *wake = NULL;
-  px_chan_lock(ch);
-  int r = px_chan_recv_locked(ch, &v, &wake);
-  px_chan_unlock(ch);
-  if (r == 1) {
-    px_chan_wake_from(ch, wake);
-    if (px_slot_decode(L, &v) != 0) return lua_error(L);
-    lua_pushboolean(L, 1);
-    return 2;
-  }
-  if (r < 0) {
-    lua_pushnil(L);
-    lua_pushboolean(L, 0);
-    return 2;
-  }
-  return park_op(L, ch, SEL_RECV, NULL);
-}
-
-static int l_try_send(lua_State *L) {
-  px_chan *ch = px_chan_check(L, 1);
-  px_slot v;
-  if (px_slot_encode(L, 2, &v) != 0) return lua_error(L);
-  px_sel *wake = NULL;
-  px_chan_lock(ch);
-  int r = px_chan_send_locked(ch, &v, &wake);
-  px_chan_unlock(ch);
-  px_chan_wake_from(ch, wake);
-  if (r < 0) {
-    px_slot_free(&v);
-    return raise_status(L, r);
-  }
+  if (r == 0 && park) return park_op(L, ch, SEL_SEND, &v);
   if (r == 0) px_slot_free(&v);
+  if (park) return 0;
   lua_pushboolean(L, r == 1);
   return 1;
 }
 
-static int l_try_recv(lua_State *L) {
+/* ch:recv() -> v, true | nil, false | nil, false, err (unmarshal failed).
+ * ch:try_recv() -> v, true | nil, false, never parking. */
+static int recv_op(lua_State *L, int park) {
   px_chan *ch = px_chan_check(L, 1);
   px_slot v;
-  px_sel *wake = NULL;
-  px_chan_lock(ch);
-  int r = px_chan_recv_locked(ch, &v, &wake);
-  px_chan_unlock(ch);
-  px_chan_wake_from(ch, wake);
+  int r = px_chan_try(ch, PX_CHAN_RECV, &v);
   if (r == 1) {
     if (px_slot_decode(L, &v) != 0) return lua_error(L);
     lua_pushboolean(L, 1);
     return 2;
   }
+  if (r == 0 && park) return park_op(L, ch, SEL_RECV, NULL);
   lua_pushnil(L);
   lua_pushboolean(L, 0);
   return 2;
 }
+
+static int l_send(lua_State *L) { return send_op(L, 1); }
+static int l_try_send(lua_State *L) { return send_op(L, 0); }
+static int l_recv(lua_State *L) { return recv_op(L, 1); }
+static int l_try_recv(lua_State *L) { return recv_op(L, 0); }
 
 /* Close: every parked receiver gets nil, false; every parked sender fails.
  * Buffered values stay for receivers to drain.  Closing twice is allowed and
@@ -155,11 +117,20 @@ static int l_close(lua_State *L) {
   return 1;
 }
 
-static int l_len(lua_State *L) {
+/* The count of buffered values and whether ch is closed, at one moment. */
+static px_chan *snapshot(lua_State *L, size_t *count, int *closed) {
   px_chan *ch = px_chan_check(L, 1);
   px_chan_lock(ch);
-  size_t n = ch->count;
+  *count = ch->count;
+  *closed = ch->closed;
   px_chan_unlock(ch);
+  return ch;
+}
+
+static int l_len(lua_State *L) {
+  size_t n;
+  int closed;
+  snapshot(L, &n, &closed);
   lua_pushinteger(L, (lua_Integer)n);
   return 1;
 }
@@ -172,20 +143,17 @@ static int l_capacity(lua_State *L) {
 }
 
 static int l_closed(lua_State *L) {
-  px_chan *ch = px_chan_check(L, 1);
-  px_chan_lock(ch);
-  int closed = ch->closed;
-  px_chan_unlock(ch);
+  size_t n;
+  int closed;
+  snapshot(L, &n, &closed);
   lua_pushboolean(L, closed);
   return 1;
 }
 
 static int l_tostring(lua_State *L) {
-  px_chan *ch = px_chan_check(L, 1);
-  px_chan_lock(ch);
-  size_t n = ch->count;
-  int closed = ch->closed;
-  px_chan_unlock(ch);
+  size_t n;
+  int closed;
+  px_chan *ch = snapshot(L, &n, &closed);
   if (ch->cap < 0)
     lua_pushfstring(L, "parx.channel(unbounded, %f queued%s): %p", (double)n, closed ? ", closed" : "",
                     (void *)ch);

@@ -146,9 +146,12 @@ void px_sel_finish(px_sel *sel);
  * when it returns 1. */
 int px_chan_send_locked(px_chan *ch, px_slot *v, px_sel **wake);
 int px_chan_recv_locked(px_chan *ch, px_slot *out, px_sel **wake);
-/* The same, but only a value for which px_slot_is_plain holds: 0 (nothing
- * taken) when the next value is another. */
-int px_chan_recv_plain_locked(px_chan *ch, px_slot *out, px_sel **wake);
+/* One send or receive that never parks: take the lock, operate, release it
+ * and wake what it fired (the results above).  PX_CHAN_RECV_PLAIN receives
+ * only a value for which px_slot_is_plain holds: 0 (nothing taken) when
+ * the next value is another. */
+enum { PX_CHAN_SEND, PX_CHAN_RECV, PX_CHAN_RECV_PLAIN };
+int px_chan_try(px_chan *ch, int op, px_slot *v);
 void px_chan_enqueue_locked(px_chan *ch, px_entry *e);
 void px_chan_unlink_locked(px_chan *ch, px_entry *e);
 void px_chan_wake_all(px_sel *list);

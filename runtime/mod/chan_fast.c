@@ -38,14 +38,8 @@ typedef struct px_chan_fast_api_t {
 /* Send v if that completes now: 1, else 0 (nothing changed). */
 static int fast_send(void *proxy, px_slot *v) {
   px_chan *ch = *(px_chan **)proxy;
-  if (!ch) return 0;
-  px_sel *wake = NULL;
-  px_chan_lock(ch);
-  int r = px_chan_send_locked(ch, v, &wake);
-  px_chan_unlock(ch);
-  if (r != 1) return 0; /* a scalar slot owns nothing: no free */
-  px_chan_wake_from(ch, wake);
-  return 1;
+  /* A declined scalar slot owns nothing: no free. */
+  return ch && px_chan_try(ch, PX_CHAN_SEND, v) == 1;
 }
 
 static int send_number(void *proxy, double d) {
@@ -70,12 +64,7 @@ static int fast_recv(void *proxy, px_chan_fast_value *out) {
   px_chan *ch = *(px_chan **)proxy;
   if (!ch) return 0;
   px_slot v;
-  px_sel *wake = NULL;
-  px_chan_lock(ch);
-  int r = px_chan_recv_plain_locked(ch, &v, &wake);
-  px_chan_unlock(ch);
-  if (r != 1) return 0;
-  px_chan_wake_from(ch, wake);
+  if (px_chan_try(ch, PX_CHAN_RECV_PLAIN, &v) != 1) return 0;
   px_scalar s;
   px_scalar_read((const uint8_t *)v.str, v.len, &s);
   switch (s.type) {

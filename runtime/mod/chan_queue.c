@@ -26,6 +26,7 @@
 #include <sys/syscall.h>
 
 #include "chan.h"
+#include "sync.h"
 
 /* ---- the lock's slow path (chan.h says why it spins, then sleeps) --------- */
 
@@ -223,8 +224,14 @@ int px_chan_recv_locked(px_chan *ch, px_slot *out, px_sel **wake) {
   return recv_locked(ch, out, wake, 0);
 }
 
-int px_chan_recv_plain_locked(px_chan *ch, px_slot *out, px_sel **wake) {
-  return recv_locked(ch, out, wake, 1);
+int px_chan_try(px_chan *ch, int op, px_slot *v) {
+  px_sel *wake = NULL;
+  px_chan_lock(ch);
+  int r = op == PX_CHAN_SEND ? px_chan_send_locked(ch, v, &wake)
+                             : recv_locked(ch, v, &wake, op == PX_CHAN_RECV_PLAIN);
+  px_chan_unlock(ch);
+  px_chan_wake_from(ch, wake);
+  return r;
 }
 
 /* Give back a value a cancelled receiver was handed: to the next parked
@@ -305,24 +312,9 @@ px_chan *px_chan_new(long cap) {
   return ch;
 }
 
-void px_chan_push(lua_State *L, px_shared *obj) {
-  /* The methods are installed by lua/parx/chan.lua: load it in this VM
-   * first if a channel arrives here before anyone required it. */
-  luaL_getmetatable(L, px_chan_type.name);
-  int ready = 0;
-  if (lua_istable(L, -1)) {
-    lua_getfield(L, -1, "__parx_ready");
-    ready = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  if (!ready) {
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "parx.chan");
-    if (lua_pcall(L, 1, 0, 0) != 0) lua_pop(L, 1); /* bare metatable then */
-  }
-  px_shared_push(L, obj);
-}
+/* The methods are installed by lua/parx/chan.lua: it is loaded in this VM
+ * first if a channel arrives here before anyone required it. */
+void px_chan_push(lua_State *L, px_shared *obj) { px_sync_push_face(L, obj, "parx.chan"); }
 
 /* Methods are closures whose first upvalue is the metatable, so the check
  * is one metatable comparison instead of a registry lookup by name.  The

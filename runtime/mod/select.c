@@ -165,24 +165,18 @@ int px_chan_select(lua_State *L) {
     lua_rawgeti(L, -2, 2);
     int is_send = lua_tostring(L, -1)[0] == 's';
     px_slot v;
-    px_sel *wake = NULL;
     int r;
     if (is_send) {
       lua_rawgeti(L, -3, 3);
       if (px_slot_encode(L, -1, &v) != 0) return lua_error(L);
-      px_chan_lock(ch);
-      r = px_chan_send_locked(ch, &v, &wake);
-      px_chan_unlock(ch);
+      r = px_chan_try(ch, PX_CHAN_SEND, &v);
       lua_pop(L, 4);
       if (r != 1) px_slot_free(&v);
       if (r == -1) return luaL_error(L, "send on closed channel (select case %d)", i);
     } else {
-      px_chan_lock(ch);
-      r = px_chan_recv_locked(ch, &v, &wake);
-      px_chan_unlock(ch);
+      r = px_chan_try(ch, PX_CHAN_RECV, &v);
       lua_pop(L, 3);
     }
-    px_chan_wake_all(wake);
     if (r == -2) return px_oom(L, "select");
     if (r == 0) continue;
     lua_pushinteger(L, i);

@@ -272,23 +272,27 @@ void *px_sync_owner(lua_State *L) {
   return t ? (void *)t : (void *)L;
 }
 
-/* ---- mutex ---------------------------------------------------------------- */
+/* Under s->lock: take what the caller waits for if it can have it now
+ * (the mutex for `me`, n permits, a waitgroup at zero): 1 taken, 0 wait,
+ * -1 it never can (the mutex is the caller's already). */
+typedef int (*take_fn)(px_sync *s, void *me, long n);
 
-int px_sync_mutex_lock(lua_State *L, px_sync *s) {
-  void *me = px_sync_owner(L);
+/* Take, or queue a waiter (FIFO) and park until whoever frees the thing
+ * grants it.  The waiter is allocated outside the lock, so the lock is
+ * taken twice and `take` asked again in between.  Returns what a C
+ * function returns (px_park's lua_yield), or 0 with *never set when take
+ * said -1 (nothing done). */
+static int take_or_park(lua_State *L, px_sync *s, take_fn take, void *me, long n, const char *what,
+                        int *never) {
   pthread_mutex_lock(&s->lock);
-  if (!s->owner) {
-    s->owner = me;
-    pthread_mutex_unlock(&s->lock);
-    return 0;
-  }
-  int mine = s->owner == me;
+  int got = take(s, me, n);
   pthread_mutex_unlock(&s->lock);
-  if (mine) return luaL_error(L, "mutex is already locked by this task (it is not recursive)");
-  swaiter *w = px_sync_new_waiter(L, s, "mutex lock");
+  *never = got < 0;
+  if (got) return 0;
+  swaiter *w = px_sync_new_waiter(L, s, what);
+  w->value = n;
   pthread_mutex_lock(&s->lock);
-  if (!s->owner) {
-    s->owner = me;
+  if (take(s, me, n) > 0) {
     pthread_mutex_unlock(&s->lock);
     px_sync_waiter_free(w);
     return 0;
@@ -298,14 +302,31 @@ int px_sync_mutex_lock(lua_State *L, px_sync *s) {
   return px_park(L, &w->w);
 }
 
+/* ---- mutex ---------------------------------------------------------------- */
+
+static int mutex_take(px_sync *s, void *me, long n) {
+  (void)n;
+  if (!s->owner) {
+    s->owner = me;
+    return 1;
+  }
+  return s->owner == me ? -1 : 0;
+}
+
+int px_sync_mutex_lock(lua_State *L, px_sync *s) {
+  int never;
+  int r = take_or_park(L, s, mutex_take, px_sync_owner(L), 0, "mutex lock", &never);
+  if (never) return luaL_error(L, "mutex is already locked by this task (it is not recursive)");
+  return r;
+}
+
 static int mutex_lock(lua_State *L) { return px_sync_mutex_lock(L, check_sync(L, K_MUTEX)); }
 
 static int mutex_try_lock(lua_State *L) {
   px_sync *s = check_sync(L, K_MUTEX);
   void *me = px_sync_owner(L);
   pthread_mutex_lock(&s->lock);
-  int got = s->owner == NULL;
-  if (got) s->owner = me;
+  int got = mutex_take(s, me, 0) > 0;
   pthread_mutex_unlock(&s->lock);
   lua_pushboolean(L, got);
   return 1;
@@ -371,29 +392,18 @@ static long check_permits(lua_State *L, int idx) {
   return (long)n;
 }
 
+static int sem_take(px_sync *s, void *me, long n) {
+  (void)me;
+  if (s->count < n || s->first) return 0; /* FIFO: no barging past a waiter */
+  s->count -= n;
+  return 1;
+}
+
 /* s:acquire([n]): take n permits (default 1), parking until n are free. */
 static int sem_acquire(lua_State *L) {
   px_sync *s = check_sync(L, K_SEMAPHORE);
-  long n = check_permits(L, 2);
-  pthread_mutex_lock(&s->lock);
-  if (s->count >= n && !s->first) {
-    s->count -= n;
-    pthread_mutex_unlock(&s->lock);
-    return 0;
-  }
-  pthread_mutex_unlock(&s->lock);
-  swaiter *w = px_sync_new_waiter(L, s, "semaphore acquire");
-  w->value = n;
-  pthread_mutex_lock(&s->lock);
-  if (s->count >= n && !s->first) {
-    s->count -= n;
-    pthread_mutex_unlock(&s->lock);
-    px_sync_waiter_free(w);
-    return 0;
-  }
-  px_sync_enqueue(s, w);
-  pthread_mutex_unlock(&s->lock);
-  return px_park(L, &w->w);
+  int never;
+  return take_or_park(L, s, sem_take, NULL, check_permits(L, 2), "semaphore acquire", &never);
 }
 
 /* s:try_acquire([n]) -> whether it took n permits (never parks). */
@@ -401,8 +411,7 @@ static int sem_try_acquire(lua_State *L) {
   px_sync *s = check_sync(L, K_SEMAPHORE);
   long n = check_permits(L, 2);
   pthread_mutex_lock(&s->lock);
-  int got = s->count >= n && !s->first;
-  if (got) s->count -= n;
+  int got = sem_take(s, NULL, n);
   pthread_mutex_unlock(&s->lock);
   lua_pushboolean(L, got);
   return 1;
@@ -425,8 +434,9 @@ static int sem_release(lua_State *L) {
   return 0;
 }
 
-static int sem_value(lua_State *L) {
-  px_sync *s = check_sync(L, K_SEMAPHORE);
+/* The counter of a semaphore (free permits) or a waitgroup. */
+static int push_count(lua_State *L, int kind) {
+  px_sync *s = check_sync(L, kind);
   pthread_mutex_lock(&s->lock);
   long n = s->count;
   pthread_mutex_unlock(&s->lock);
@@ -434,39 +444,31 @@ static int sem_value(lua_State *L) {
   return 1;
 }
 
+static int sem_value(lua_State *L) { return push_count(L, K_SEMAPHORE); }
+
 /* ---- barrier -------------------------------------------------------------- */
 
 /* b:wait() -> this party's arrival number, 1..n (n: the last one, which
  * released the others). */
 static int barrier_wait(lua_State *L) {
   px_sync *s = check_sync(L, K_BARRIER);
-  swaiter *wake = NULL;
-  pthread_mutex_lock(&s->lock);
-  if (s->count + 1 == s->parties) {
-    long index = s->parties;
-    s->count = 0;
-    swaiter *w;
-    while ((w = px_sync_grant_first(s, &wake))) {
+  swaiter *w = NULL;
+  for (;;) {
+    pthread_mutex_lock(&s->lock);
+    if (s->count + 1 == s->parties) { /* the last party: release the round */
+      swaiter *wake = NULL;
+      s->count = 0;
+      while (px_sync_grant_first(s, &wake)) {
+      }
+      pthread_mutex_unlock(&s->lock);
+      px_sync_wake_all(wake);
+      if (w) px_sync_waiter_free(w);
+      lua_pushinteger(L, s->parties);
+      return 1;
     }
+    if (w) break; /* looked again with the waiter at hand: queue it */
     pthread_mutex_unlock(&s->lock);
-    px_sync_wake_all(wake);
-    lua_pushinteger(L, index);
-    return 1;
-  }
-  pthread_mutex_unlock(&s->lock);
-  swaiter *w = px_sync_new_waiter(L, s, "barrier wait");
-  pthread_mutex_lock(&s->lock);
-  if (s->count + 1 == s->parties) { /* the others came meanwhile */
-    long index = s->parties;
-    s->count = 0;
-    swaiter *o;
-    while ((o = px_sync_grant_first(s, &wake))) {
-    }
-    pthread_mutex_unlock(&s->lock);
-    px_sync_wake_all(wake);
-    px_sync_waiter_free(w);
-    lua_pushinteger(L, index);
-    return 1;
+    w = px_sync_new_waiter(L, s, "barrier wait");
   }
   w->value = ++s->count;
   px_sync_enqueue(s, w);
@@ -511,32 +513,18 @@ static int wg_done(lua_State *L) {
   return wg_add_n(L, s, -1);
 }
 
-static int wg_wait(lua_State *L) {
-  px_sync *s = check_sync(L, K_WAITGROUP);
-  pthread_mutex_lock(&s->lock);
-  long n = s->count;
-  pthread_mutex_unlock(&s->lock);
-  if (n == 0) return 0;
-  swaiter *w = px_sync_new_waiter(L, s, "waitgroup wait");
-  pthread_mutex_lock(&s->lock);
-  if (s->count == 0) {
-    pthread_mutex_unlock(&s->lock);
-    px_sync_waiter_free(w);
-    return 0;
-  }
-  px_sync_enqueue(s, w);
-  pthread_mutex_unlock(&s->lock);
-  return px_park(L, &w->w);
+static int wg_take(px_sync *s, void *me, long n) {
+  (void)me;
+  (void)n;
+  return s->count == 0;
 }
 
-static int wg_count(lua_State *L) {
-  px_sync *s = check_sync(L, K_WAITGROUP);
-  pthread_mutex_lock(&s->lock);
-  long n = s->count;
-  pthread_mutex_unlock(&s->lock);
-  lua_pushinteger(L, n);
-  return 1;
+static int wg_wait(lua_State *L) {
+  int never;
+  return take_or_park(L, check_sync(L, K_WAITGROUP), wg_take, NULL, 0, "waitgroup wait", &never);
 }
+
+static int wg_count(lua_State *L) { return push_count(L, K_WAITGROUP); }
 
 /* ---- atomic --------------------------------------------------------------- */
 

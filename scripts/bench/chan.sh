@@ -32,6 +32,8 @@ awk '
     row("buffered 1024 vs Go buffered 1024", "throughput_buffered1024", "go", "throughput_buffered1024")
     row("buffered 1024 vs Go unbuffered", "throughput_buffered1024", "go", "throughput_unbuffered")
     row("unbuffered vs Go unbuffered", "throughput_unbuffered", "go", "throughput_unbuffered")
+    row("short strings, buffered 1024 vs Go", "throughput_buffered1024_str", "go", "throughput_buffered1024_str")
+    row("short strings, unbuffered vs Go", "throughput_unbuffered_str", "go", "throughput_unbuffered_str")
     row("unbounded vs Go buffered 1024", "throughput_unbounded", "go", "throughput_buffered1024")
     row("buffered 1024 vs Python queue.Queue", "throughput_buffered1024", "python", "queue_Queue")
     row("buffered 1024 vs multiprocessing.Queue", "throughput_buffered1024", "python", "mp_Queue")

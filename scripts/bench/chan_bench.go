@@ -35,6 +35,35 @@ func throughput(capacity, n int) float64 {
 	return float64(n) / time.Since(start).Seconds()
 }
 
+// The same with short strings (16 distinct, 6 bytes each); the consumer
+// sums their lengths.
+func throughputStrings(capacity, n int) float64 {
+	var strs [16]string
+	for k := range strs {
+		strs[k] = fmt.Sprintf("item%02d", k)
+	}
+	ch := make(chan string, capacity)
+	done := make(chan int)
+	start := time.Now()
+	go func() {
+		total := 0
+		for v := range ch {
+			total += len(v)
+		}
+		done <- total
+	}()
+	go func() {
+		for i := 1; i <= n; i++ {
+			ch <- strs[i%16]
+		}
+		close(ch)
+	}()
+	if <-done != 6*n {
+		panic("lost messages")
+	}
+	return float64(n) / time.Since(start).Seconds()
+}
+
 func pingpong(rounds int) (time.Duration, time.Duration) {
 	ping, pong := make(chan int), make(chan int)
 	go func() {
@@ -111,6 +140,8 @@ func main() {
 	}
 	fmt.Printf("throughput_buffered1024 %.0f msg/s\n", throughput(1024, n))
 	fmt.Printf("throughput_unbuffered %.0f msg/s\n", throughput(0, n/5))
+	fmt.Printf("throughput_buffered1024_str %.0f msg/s\n", throughputStrings(1024, n))
+	fmt.Printf("throughput_unbuffered_str %.0f msg/s\n", throughputStrings(0, n/5))
 	median, p99 := pingpong(20000)
 	fmt.Printf("pingpong_median %.2f us\n", float64(median.Nanoseconds())/1e3)
 	fmt.Printf("pingpong_p99 %.2f us\n", float64(p99.Nanoseconds())/1e3)

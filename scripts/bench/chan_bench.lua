@@ -46,6 +46,28 @@ local function throughput(cap, n)
   return n / dt
 end
 
+-- The same with short strings (16 distinct, 6 bytes each); the consumer
+-- sums their lengths.
+local function throughput_strings(cap, n)
+  local ch = parx.channel(cap)
+  local strs = {}
+  for k = 0, 15 do strs[k + 1] = string.format("item%02d", k) end
+  local p, c = pair(function(ch, n, strs)
+    local t0 = parx.now()
+    for i = 1, n do ch:send(strs[i % 16 + 1]) end
+    ch:close()
+    return t0
+  end, function(ch)
+    local total = 0
+    for v in ch:iter() do total = total + #v end
+    return total, parx.now()
+  end, ch, n, strs)
+  local t0 = p:join()
+  local total, t1 = c:join()
+  assert(total == 6 * n, "lost messages")
+  return n / (t1 - t0)
+end
+
 local function pingpong(rounds)
   local ping, pong = parx.channel(0), parx.channel(0)
   local echo, timer = pair(function(ping, pong)
@@ -99,6 +121,8 @@ end
 print(string.format("throughput_buffered1024 %.0f msg/s", throughput(1024, N)))
 print(string.format("throughput_unbounded %.0f msg/s", throughput(nil, N)))
 print(string.format("throughput_unbuffered %.0f msg/s", throughput(0, math.floor(N / 5))))
+print(string.format("throughput_buffered1024_str %.0f msg/s", throughput_strings(1024, N)))
+print(string.format("throughput_unbuffered_str %.0f msg/s", throughput_strings(0, math.floor(N / 5))))
 local median, p99 = pingpong(20000)
 print(string.format("pingpong_median %.2f us", median * 1e6))
 print(string.format("pingpong_p99 %.2f us", p99 * 1e6))
