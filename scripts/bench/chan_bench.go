@@ -11,57 +11,50 @@ import (
 	"time"
 )
 
-func throughput(capacity, n int) float64 {
-	ch := make(chan float64, capacity)
+// n values item(i) from a producer to a consumer that adds up weight(v),
+// over a channel of this capacity, on two goroutines.
+func throughput[T any](capacity, n int, item func(int) T, weight func(T) float64) float64 {
+	ch := make(chan T, capacity)
 	done := make(chan float64)
 	start := time.Now()
 	go func() {
 		sum := 0.0
 		for v := range ch {
-			sum += v
+			sum += weight(v)
 		}
 		done <- sum
 	}()
 	go func() {
 		for i := 1; i <= n; i++ {
-			ch <- float64(i)
+			ch <- item(i)
 		}
 		close(ch)
 	}()
 	sum := <-done
-	if sum != float64(n)*float64(n+1)/2 {
+	elapsed := time.Since(start).Seconds()
+	var want float64
+	for i := 1; i <= n; i++ {
+		want += weight(item(i))
+	}
+	if sum != want {
 		panic("lost messages")
 	}
-	return float64(n) / time.Since(start).Seconds()
+	return float64(n) / elapsed
 }
 
-// The same with short strings (16 distinct, 6 bytes each); the consumer
-// sums their lengths.
-func throughputStrings(capacity, n int) float64 {
+func numbers(capacity, n int) float64 {
+	return throughput(capacity, n, func(i int) float64 { return float64(i) },
+		func(v float64) float64 { return v })
+}
+
+// Short strings (16 distinct, 6 bytes each); the consumer sums their lengths.
+func shortStrings(capacity, n int) float64 {
 	var strs [16]string
 	for k := range strs {
 		strs[k] = fmt.Sprintf("item%02d", k)
 	}
-	ch := make(chan string, capacity)
-	done := make(chan int)
-	start := time.Now()
-	go func() {
-		total := 0
-		for v := range ch {
-			total += len(v)
-		}
-		done <- total
-	}()
-	go func() {
-		for i := 1; i <= n; i++ {
-			ch <- strs[i%16]
-		}
-		close(ch)
-	}()
-	if <-done != 6*n {
-		panic("lost messages")
-	}
-	return float64(n) / time.Since(start).Seconds()
+	return throughput(capacity, n, func(i int) string { return strs[i%16] },
+		func(v string) float64 { return float64(len(v)) })
 }
 
 func pingpong(rounds int) (time.Duration, time.Duration) {
@@ -138,10 +131,10 @@ func main() {
 	if len(os.Args) > 1 {
 		n, _ = strconv.Atoi(os.Args[1])
 	}
-	fmt.Printf("throughput_buffered1024 %.0f msg/s\n", throughput(1024, n))
-	fmt.Printf("throughput_unbuffered %.0f msg/s\n", throughput(0, n/5))
-	fmt.Printf("throughput_buffered1024_str %.0f msg/s\n", throughputStrings(1024, n))
-	fmt.Printf("throughput_unbuffered_str %.0f msg/s\n", throughputStrings(0, n/5))
+	fmt.Printf("throughput_buffered1024 %.0f msg/s\n", numbers(1024, n))
+	fmt.Printf("throughput_unbuffered %.0f msg/s\n", numbers(0, n/5))
+	fmt.Printf("throughput_buffered1024_str %.0f msg/s\n", shortStrings(1024, n))
+	fmt.Printf("throughput_unbuffered_str %.0f msg/s\n", shortStrings(0, n/5))
 	median, p99 := pingpong(20000)
 	fmt.Printf("pingpong_median %.2f us\n", float64(median.Nanoseconds())/1e3)
 	fmt.Printf("pingpong_p99 %.2f us\n", float64(p99.Nanoseconds())/1e3)
