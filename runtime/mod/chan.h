@@ -156,7 +156,7 @@ void px_chan_enqueue_locked(px_chan *ch, px_entry *e);
 void px_chan_unlink_locked(px_chan *ch, px_entry *e);
 void px_chan_wake_all(px_sel *list);
 /* px_chan_wake_all for what an operation on ch by the calling thread fired;
- * a woken party on this thread's VM zeroes ch's spin credit (chan_wait.c). */
+ * a woken party on this thread's VM zeroes ch's spin credit. */
 void px_chan_wake_from(px_chan *ch, px_sel *wake);
 /* Give back a value a cancelled receiver was handed: to the next parked
  * receiver, else to the head of the buffer (takes ch->lock). */

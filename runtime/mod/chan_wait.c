@@ -152,19 +152,6 @@ int px_sel_prepare(lua_State *L, px_sel *sel) {
 
 int px_sel_park(lua_State *L, px_sel *sel) { return px_park(L, &sel->w); }
 
-/* Wake what an operation of the calling thread fired.  A parked party on
- * the same VM cannot have been spinning for this hand-off (one thread runs
- * both), and will not be next time either: spinning on this channel is
- * futile for now, so its credit goes to zero.  A later spin that succeeds
- * (a party on another worker) refills it. */
-void px_chan_wake_from(px_chan *ch, px_sel *wake) {
-  if (!wake) return;
-  for (px_sel *s = wake; s; s = s->wake_next)
-    if (s->kind != SEL_HOST && px_vm_on_thread(s->w.vm))
-      atomic_store_explicit(&ch->spin_credit, 0, memory_order_relaxed);
-  px_chan_wake_all(wake);
-}
-
 /* ---- spinning before parking ------------------------------------------------ */
 
 /* A wake-up across threads costs a write to the VM's eventfd and an epoll
