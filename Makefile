@@ -418,17 +418,21 @@ help::
 
 # ---- benchmarks ----------------------------------------------------------
 
-# `make bench`: every benchmark driver (scripts/bench/*.sh, each taking the
-# build directory) in one run, each printing its peers side by side with
-# ratios.  BENCH="pool chan" runs only scripts/bench/pool.sh and chan.sh.
-# A driver that fails is reported and the others still run.
-BENCH_DRIVERS = $(if $(BENCH),$(patsubst %,scripts/bench/%.sh,$(BENCH)),$(filter-out scripts/bench/versus.sh,$(sort $(wildcard scripts/bench/*.sh))))
-.PHONY: bench
+# Each area's driver (scripts/bench/pool.sh, chan.sh, ...: make bench-chan
+# and friends) prints its own longer table.
+# `make bench`: every table of README's "Benchmarks" in one run, parx and
+# its peers interleaved (scripts/bench/all.sh; ROUNDS=3 take about ten
+# minutes on 2 cores), written as Markdown to build/bench/results.md.
+# BENCH="pool chan" runs some groups only (pool chan marshal array timers
+# net startup matmul mpi).  `make bench-readme` puts results.md into README
+# between its bench:begin and bench:end markers.
+.PHONY: bench bench-readme
 bench: all
-	$(Q)status=0; for d in $(BENCH_DRIVERS); do \
-	  echo "== $$d"; if [ -x "$$d" ]; then run="$$d"; else run="sh $$d"; fi; \
-	  $$run $(BUILD) || { echo "!! $$d failed" >&2; status=1; }; \
-	done; exit $$status
+	$(Q)BENCH="$(BENCH)" ROUNDS="$(ROUNDS)" scripts/bench/all.sh $(BUILD)
+bench-readme:
+	$(Q)test -s $(BUILD)/bench/results.md || { echo "run make bench first" >&2; exit 1; }
+	$(Q)awk -v f=$(BUILD)/bench/results.md '/<!-- bench:begin -->/ {print; while ((getline l < f) > 0) print l; skip = 1; next} \
+	  /<!-- bench:end -->/ {skip = 0} !skip' README.md > README.md.new && mv README.md.new README.md
 
 # `make bench-versus OLD=/path/to/old/build`: this build against an earlier
 # one, every parx workload of the tables, interleaved (scripts/bench/versus.sh).
@@ -437,8 +441,16 @@ bench-versus: all
 	$(Q)scripts/bench/versus.sh $(or $(OLD),$(error OLD=old-build-dir is required)) $(BUILD)
 
 help::
-	@echo "make bench      run every scripts/bench/*.sh driver (BENCH=\"pool chan\" for some)"
+	@echo "make bench      every benchmark table, parx and peers interleaved (BENCH=\"pool chan\" for some)"
+	@echo "make bench-readme  copy build/bench/results.md into README"
 	@echo "make bench-versus OLD=dir  this build against an earlier build, as speed ratios"
+
+# Tasks and the pool against multiprocessing, threading, pthreads, Go, OpenMP.
+.PHONY: bench-pool bench-marshal
+bench-pool: all
+	$(Q)scripts/bench/pool.sh $(BUILD)
+bench-marshal: all
+	$(Q)scripts/bench/marshal.sh $(BUILD)
 
 # parx.array: JIT loop over a.data vs the same loop in C at -O2.
 .PHONY: bench-array
