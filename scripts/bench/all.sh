@@ -65,8 +65,10 @@ else
 fi
 have python3 || note "python3 not found: Python peers skipped"
 have node || note "node not found: Node.js peers skipped"
-uvpy=
-python3 -c 'import uvloop' 2>/dev/null && uvpy=python3
+uvpy= # Debian's python3-uvloop may sit beside another python3 on PATH
+for p in python3 /usr/bin/python3; do
+  have "$p" && "$p" -c 'import uvloop' 2>/dev/null && { uvpy=$p; break; }
+done
 luv=
 have luajit && luajit -e 'require "luv"' 2>/dev/null && luv=1
 
@@ -134,7 +136,7 @@ net_parx() {
 net_peers() {
   have node && emit node net echo_fold node "$here/net_echo.js" 50 "$secs" 64
   have python3 && emit asyncio net echo_fold python3 "$here/net_echo.py" 50 "$secs" 64
-  [ -n "$uvpy" ] && emit uvloop net echo_fold python3 "$here/net_echo.py" 50 "$secs" 64 --uvloop
+  [ -n "$uvpy" ] && emit uvloop net echo_fold "$uvpy" "$here/net_echo.py" 50 "$secs" 64 --uvloop
   [ -n "$luv" ] && emit luv net echo_fold luajit "$here/net_echo_luv.lua" 50 "$secs" 64
   if [ -n "$gobin" ]; then
     emit go1 net echo_fold env GOMAXPROCS=1 "$out/net_echo_go" 50 "$secs" 64
