@@ -180,10 +180,11 @@ describe("parx.process.spawn", function()
     assert.equal(before, open_fds())
   end)
 
-  it("honours inherit and ignore, and refuses to read an unpiped stream", function()
+  it("honours inherit and ignore: only pipes get a stream", function()
     local p = assert(P.spawn("true", nil, {stdin = "ignore", stdout = "ignore", stderr = "inherit"}))
+    assert.is_nil(p.stdin)
     assert.is_nil(p.stdout)
-    assert.has_error(function() p.h:read(1) end)
+    assert.is_nil(p.stderr)
     assert.equal(0, (p:wait()))
     assert.has_error(function() P.spawn("true", nil, {stdout = "file"}) end)
   end)
@@ -198,6 +199,59 @@ describe("parx.process.spawn", function()
     assert.equal("after", p.stdout:readline())
     p.stdin:close()
     assert.equal(0, (p:wait()))
+  end)
+
+  it("a child's pipes are parx streams, with a TCP connection's methods and errors", function()
+    local p = assert(P.spawn("cat"))
+    for _, s in ipairs({p.stdin, p.stdout, p.stderr}) do
+      assert.equal("parx.stream", getmetatable(s))
+    end
+    assert.is_true(p.stdin:write("x\ny"))
+    assert.equal("x", p.stdout:read("l"))
+    assert.is_true(p.stdin:shutdown()) -- EOF after the queued writes
+    assert.equal("y", p.stdout:read("*a"))
+    assert.equal("", p.stdout:read("a")) -- io.read("a") at the end
+    assert.is_nil(p.stdout:read())
+    assert.equal(0, (p:wait()))
+    assert.is_false(p.stdout:closed())
+    assert.is_true(p.stdout:close())
+    assert.is_true(p.stdout:close()) -- idempotent
+    assert.is_true(p.stdout:closed())
+    assert.has_error(function() p.stdout:read() end, "attempt to use a closed stream")
+    p.stdin:close()
+    assert.has_error(function() p.stdin:write("z") end, "attempt to use a closed stream")
+    assert.has_error(function() p.stderr:read("x") end)
+  end)
+
+  it("a child blocks on a full pipe until a task reads it (back-pressure)", function()
+    local p = assert(P.spawn("head", {"-c", "3000000", "/dev/zero"}))
+    parx.sleep(0.3)
+    assert.is_false(p:exited()) -- nobody read: the pipe is full
+    assert.equal(3000000, #p.stdout:read("a"))
+    assert.equal(0, (p:wait()))
+  end)
+
+  it("closing stdin fails a write another task has queued with ECANCELED", function()
+    local p = assert(P.spawn("sleep", {"5"}))
+    local w = parx.async(function() return p.stdin:write(string.rep("x", 4 * 2^20)) end)
+    parx.sleep(0.05) -- the writer parks: sleep never reads
+    p.stdin:close()
+    local ok, err, code = w:join()
+    assert.is_nil(ok, err)
+    assert.equal("ECANCELED", code)
+    p:kill("kill")
+    p:wait()
+  end)
+
+  it("a pipe outlives its Process object", function()
+    local out
+    do
+      local p = assert(P.spawn("sh", {"-c", "sleep 0.05; echo late"}))
+      out = p.stdout
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.equal("late\n", out:read("a"))
   end)
 
   it("closes its pipes when collected", function()
@@ -365,6 +419,12 @@ describe("parx.stdin", function()
     assert.equal("B", p.stdout:readline())
     assert.equal("nil", p.stdout:readline())
     assert.equal(0, (p:wait()))
+  end)
+
+  it("read('a') takes the whole of a piped input", function()
+    local r = assert(P.exec(bin, {"-e", [[io.write(#parx.stdin:read("a"), " ", parx.stdin:read("a") == "" and "end" or "more")]]},
+      {stdin = string.rep("q", 200000), timeout = 20}))
+    assert.equal("200000 end", r.stdout)
   end)
 
   it("refuses a regular file, pointing at io.read", function()

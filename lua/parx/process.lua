@@ -30,8 +30,11 @@
 --       opts: cwd, env, timeout as above; opts.stdin, opts.stdout,
 --       opts.stderr = "pipe" (default) | "inherit" | "ignore".
 --       p.pid
+--       p.stdin, p.stdout, p.stderr: parx.stream objects (the methods of a
+--       TCP connection: read, readline, lines, write, shutdown, close,
+--       closed), nil where the option was not "pipe":
 --       p.stdin:write(data) -> true  (parks while the pipe is full)
---       p.stdin:close()              (after the queued writes: child sees EOF)
+--       p.stdin:close()              (the child sees the end of its input)
 --       p.stdout:read()      -> whatever is available, nil at EOF
 --       p.stdout:read(n)     -> n bytes (fewer at EOF), nil at EOF
 --       p.stdout:read("a")   -> everything up to EOF ("" if nothing); nil,
@@ -45,10 +48,11 @@
 --                     "ETIMEDOUT: ...", "ETIMEDOUT" when opts.timeout did
 --       p:kill([sig = "term"]) -> true  ("int", "kill", "usr1", 9, ...)
 --       p:exited() -> whether it has exited
---   Output is read ahead up to 64 KiB per pipe; beyond that the child blocks
---   until it is read, so read the pipes you asked for before (or while)
---   waiting.  A Process that is garbage collected closes its pipes but
---   does not kill the child.
+--   Output is read ahead (up to 1 MiB) once a task has read from a pipe;
+--   beyond that, and before the first read, the child blocks when the
+--   pipe is full, so read the pipes you asked for before (or while)
+--   waiting.  A Process that is garbage collected does not kill the
+--   child; its pipes close when they are collected.
 --
 --   process.kill(pid [, sig]) -> true: signal any process; pid must be a
 --                                positive integer that fits a pid_t (0,
@@ -61,22 +65,6 @@ local setmetatable, type, error = setmetatable, type, error
 
 local M = {exec = C.exec, kill = C.kill, pid = C.pid}
 
-local Reader = {}
-Reader.__index = Reader
-
-function Reader:read(what) return self.h:read(self.i, what) end
-function Reader:readline() return self.h:read(self.i, "l") end
-function Reader:close() return self.h:close(self.i) end
-function Reader:lines()
-  return function() return self.h:read(self.i, "l") end
-end
-
-local Writer = {}
-Writer.__index = Writer
-
-function Writer:write(data) return self.h:write(data) end
-function Writer:close() return self.h:close(0) end
-
 local Process = {}
 Process.__index = Process
 
@@ -87,25 +75,10 @@ Process.__tostring = function(p)
   return "parx.process (pid " .. tostring(p.pid) .. ")"
 end
 
-local function stream_mode(opts, key)
-  if type(opts) ~= "table" or opts[key] == nil then return "pipe" end
-  return opts[key]
-end
-
 function M.spawn(cmd, args, opts)
-  local h, err, code = C.spawn(cmd, args, opts)
-  if not h then return nil, err, code end
-  local p = setmetatable({h = h, pid = h:pid()}, Process)
-  if stream_mode(opts, "stdin") == "pipe" then
-    p.stdin = setmetatable({h = h, i = 0}, Writer)
-  end
-  if stream_mode(opts, "stdout") == "pipe" then
-    p.stdout = setmetatable({h = h, i = 1}, Reader)
-  end
-  if stream_mode(opts, "stderr") == "pipe" then
-    p.stderr = setmetatable({h = h, i = 2}, Reader)
-  end
-  return p
+  local h, stdin, stdout, stderr = C.spawn(cmd, args, opts)
+  if not h then return nil, stdin, stdout end
+  return setmetatable({h = h, pid = h:pid(), stdin = stdin, stdout = stdout, stderr = stderr}, Process)
 end
 
 return M

@@ -1,24 +1,22 @@
 /*
  * process.c -- parx.c.process: child processes on libuv's uv_spawn.
  *
- * One malloc'd proc per child: the uv_process_t, up to three pipes, an
- * optional timeout timer, and the buffers of what the child wrote.  Two uses:
+ * One malloc'd proc per child: the uv_process_t and an optional timeout
+ * timer.  The child's pipes are streams (stream.h), like TCP connections:
  *
- *   exec  (capture mode): both output pipes are read to the end without any
- *         limit, the stdin string is written and the pipe closed; the task
- *         parks once and wakes when the child has exited and both pipes are
- *         at EOF.  No Lua object exists; the proc frees itself once its
- *         handles are closed and the result was delivered.
- *   spawn (streaming): a userdata owns the proc; tasks read and write the
- *         pipes and wait for the exit.  A pipe is read ahead up to
- *         HIGH_WATER bytes and then left alone until someone reads, so a
- *         child that writes more than its reader takes is held back by the
- *         pipe (back-pressure) instead of filling our memory.
+ *   exec  both output streams collect everything to the end
+ *         (px_stream_collect), the stdin string is written and its stream
+ *         closed; the task parks once and wakes when the child has exited
+ *         and both outputs have ended.  No Lua object exists; the proc
+ *         discards the streams and frees itself once its handles are closed
+ *         and the result was delivered.
+ *   spawn a userdata owns the proc (wait, kill); the pipes are handed to
+ *         Lua as parx.stream objects of their own (p.stdin, p.stdout,
+ *         p.stderr), read ahead and back-pressured as streams are.
  *
- * The libuv callbacks only record and px_wake(); the readers' results are
- * cut from the buffers in deliver(), on the task's side.  Each handle's close
- * callback counts down open_handles; the proc is freed when no handle is
- * open, no task waits and no userdata refers to it.
+ * The libuv callbacks only record and wake.  Each handle's close callback
+ * counts down open_handles; the proc is freed when no handle is open, no
+ * task waits and no userdata refers to it.
  *
  * Timeout (opts.timeout seconds; math.huge means none): the child gets
  * SIGKILL and the wait returns nil, "ETIMEDOUT: ...", "ETIMEDOUT".
@@ -30,18 +28,29 @@
  * in exec kills the child the same way; one cancelled in spawn's wait or
  * read only stops waiting.
  */
-#include "process.h"
-
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include "bounds.h"
+#include "signals.h"
+#include "stream.h"
+
+#define PROC_META "parx.process"
+
+enum { STDIO_IGNORE, STDIO_PIPE, STDIO_INHERIT };
 
 extern char **environ;
 
 typedef struct proc {
   uv_process_t handle;
   uv_timer_t timer;
-  pipe_end io[3];
+  px_stream *io[3];  /* the pipes the proc still owns (exec's; spawn's until pushed) */
+  int ended[3];      /* exec: that output stream has ended */
   uv_loop_t *loop;
   int open_handles;  /* handles whose close callback has not run yet */
   int timer_open;
@@ -59,11 +68,16 @@ typedef struct proc {
 /* ------------------------------------------------------------------------
  * Lifetime.
  * ---------------------------------------------------------------------- */
+static void drop_stream(proc *p, int i) {
+  if (p->io[i] == NULL) return;
+  px_stream_discard(p->io[i]);
+  p->io[i] = NULL;
+  p->ended[i] = 1;
+}
+
 static void maybe_free(proc *p) {
   if (!p->lua_gone || p->open_handles > 0 || px_req_busy(&p->exit)) return;
-  for (int i = 0; i < 3; i++)
-    if (px_pipe_busy(&p->io[i])) return;
-  for (int i = 0; i < 3; i++) free(p->io[i].buf);
+  for (int i = 0; i < 3; i++) drop_stream(p, i);
   free(p->cmd);
   free(p);
 }
@@ -84,21 +98,15 @@ static void timer_close(proc *p) {
 /* exec completes when the child is gone and its output is complete. */
 static void check_exit(proc *p) {
   if (!p->exited || !px_req_active(&p->exit)) return;
-  if (p->capture && !p->timed_out && !(p->io[1].eof && p->io[2].eof)) return;
+  if (p->capture && !p->timed_out && !(p->ended[1] && p->ended[2])) return;
   px_req_done(&p->exit);
 }
 
-/* The pipes' hooks (process.h). */
-static void pipe_closed(pipe_end *e) {
-  proc *p = e->owner;
-  p->open_handles--;
-  maybe_free(p);
-}
-
-static void pipe_changed(pipe_end *e) {
-  proc *p = e->owner;
+/* exec: an output stream has all there is (px_stream_collect). */
+static void output_end(px_stream *s, void *arg) {
+  proc *p = arg;
+  p->ended[s == p->io[1] ? 1 : 2] = 1;
   check_exit(p);
-  maybe_free(p);
 }
 
 /* ------------------------------------------------------------------------
@@ -122,8 +130,8 @@ static void timeout_cb(uv_timer_t *t) {
   uv_process_kill(&p->handle, SIGKILL);
   if (p->capture) {
     /* A grandchild may hold the pipes open; the output is discarded. */
-    px_pipe_close(&p->io[1]);
-    px_pipe_close(&p->io[2]);
+    drop_stream(p, 1);
+    drop_stream(p, 2);
   }
 }
 
@@ -156,24 +164,35 @@ static int exec_done(lua_State *co, px_req *req) {
   int n;
   if (p->timed_out) {
     n = push_timeout(co, p);
-  } else if (p->io[1].too_big || p->io[2].too_big) {
-    char detail[256];
-    snprintf(detail, sizeof detail, "%s of %s", p->io[1].too_big ? "stdout" : "stderr",
-             p->cmd ? p->cmd : "process");
-    n = px_push_error(co, UV_EFBIG, detail);
   } else {
-    lua_createtable(co, 0, 5);
-    push_exit(co, p);
-    lua_setfield(co, -4, "signame");
-    lua_setfield(co, -3, "signal");
-    lua_setfield(co, -2, "status");
-    for (int i = 1; i <= 2; i++) {
-      pipe_end *e = &p->io[i];
-      lua_pushlstring(co, e->buf ? e->buf + e->start : "", px_pipe_buffered(e));
-      lua_setfield(co, -2, i == 1 ? "stdout" : "stderr");
+    const char *data[3];
+    size_t len[3];
+    int too_big = 0;
+    for (int i = 2; i >= 1; i--) {
+      data[i] = "";
+      len[i] = 0;
+      /* Other read errors end the data: exec returns what came before. */
+      if (p->io[i] && px_stream_result(p->io[i], &data[i], &len[i]) == UV_EFBIG) too_big = i;
     }
-    n = 1;
+    if (too_big) {
+      char detail[256];
+      snprintf(detail, sizeof detail, "%s of %s", too_big == 1 ? "stdout" : "stderr",
+               p->cmd ? p->cmd : "process");
+      n = px_push_error(co, UV_EFBIG, detail);
+    } else {
+      lua_createtable(co, 0, 5);
+      push_exit(co, p);
+      lua_setfield(co, -4, "signame");
+      lua_setfield(co, -3, "signal");
+      lua_setfield(co, -2, "status");
+      for (int i = 1; i <= 2; i++) {
+        lua_pushlstring(co, data[i], len[i]);
+        lua_setfield(co, -2, i == 1 ? "stdout" : "stderr");
+      }
+      n = 1;
+    }
   }
+  for (int i = 0; i < 3; i++) drop_stream(p, i);
   maybe_free(p);
   return n;
 }
@@ -191,7 +210,7 @@ static void exec_abandon(px_req *req) {
   proc *p = px_container_of(req, proc, exit);
   if (!p->exited) uv_process_kill(&p->handle, SIGKILL);
   timer_close(p);
-  for (int i = 0; i < 3; i++) px_pipe_close(&p->io[i]);
+  for (int i = 0; i < 3; i++) drop_stream(p, i);
 }
 
 /* A task cancelled in wait() only stops waiting. */
@@ -391,18 +410,26 @@ static proc *start(lua_State *L, int capture, const char **stdin_data, size_t *s
 
   proc *p = calloc(1, sizeof *p);
   if (p == NULL) px_oom(L, "process");
-  p->loop = px_vm_loop(px_vm_of(L));
+  px_vm *vm = px_vm_of(L);
+  p->loop = px_vm_loop(vm);
   p->capture = capture;
   p->timeout = timeout;
   p->lua_gone = 1; /* until a userdata takes it */
+  for (int i = 0; i < 3; i++) {
+    if (modes[i] != STDIO_PIPE) continue;
+    if ((p->io[i] = px_stream_new(vm)) == NULL) {
+      for (int j = 0; j < i; j++) drop_stream(p, j);
+      free(p);
+      px_oom(L, "process");
+    }
+    uv_pipe_init(p->loop, (uv_pipe_t *)px_stream_handle(p->io[i]), 0);
+  }
   p->cmd = strdup(cmd);
   uv_stdio_container_t stdio[3];
   for (int i = 0; i < 3; i++) {
-    px_pipe_init(&p->io[i], p->loop, modes[i], capture && i > 0, p, pipe_closed, pipe_changed);
     if (modes[i] == STDIO_PIPE) {
-      p->open_handles++;
       stdio[i].flags = UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE);
-      stdio[i].data.stream = (uv_stream_t *)&p->io[i].pipe;
+      stdio[i].data.stream = px_stream_handle(p->io[i]);
     } else if (modes[i] == STDIO_INHERIT) {
       stdio[i].flags = UV_INHERIT_FD;
       stdio[i].data.fd = i;
@@ -418,7 +445,7 @@ static proc *start(lua_State *L, int capture, const char **stdin_data, size_t *s
   p->open_handles++; /* uv_spawn initialised the handle even on failure */
   if (rc < 0) {
     uv_close((uv_handle_t *)&p->handle, close_cb);
-    for (int i = 0; i < 3; i++) px_pipe_close(&p->io[i]);
+    for (int i = 0; i < 3; i++) drop_stream(p, i);
     push_spawn_error(L, rc, cmd, o.cwd);
     return NULL;
   }
@@ -429,17 +456,22 @@ static proc *start(lua_State *L, int capture, const char **stdin_data, size_t *s
     p->open_handles++;
     uv_timer_start(&p->timer, timeout_cb, timeout_ms, 0);
   }
-  for (int i = 1; i <= 2; i++) px_pipe_start(&p->io[i]);
+  if (capture)
+    for (int i = 1; i <= 2; i++) px_stream_collect(p->io[i], output_end, p);
   return p;
 }
 
 /* ------------------------------------------------------------------------
  * exec(cmd [, args [, opts]]) -> {status, signal, stdout, stderr}
  * ---------------------------------------------------------------------- */
+/* The stdin string is written (or the child would not take it): close the
+ * stream, so the child sees the end of its input.  The write owns the
+ * stream from its start. */
 static void exec_stdin_cb(uv_write_t *req, int status) {
-  proc *p = req->data;
+  (void)status;
+  px_stream *s = req->data;
   free(req);
-  px_pipe_close(&p->io[0]);
+  px_stream_discard(s);
 }
 
 static int proc_exec(lua_State *L) {
@@ -457,19 +489,21 @@ static int proc_exec(lua_State *L) {
     int rc = -1;
     if (req != NULL) {
       memcpy((char *)(req + 1), data, len);
-      req->data = p;
+      req->data = p->io[0];
       uv_buf_t b = uv_buf_init((char *)(req + 1), (unsigned)len);
-      rc = uv_write(req, (uv_stream_t *)&p->io[0].pipe, &b, 1, exec_stdin_cb);
+      rc = uv_write(req, px_stream_handle(p->io[0]), &b, 1, exec_stdin_cb);
       if (rc < 0) free(req);
     }
-    if (rc < 0) px_pipe_close(&p->io[0]);
+    if (rc < 0) drop_stream(p, 0);
+    else p->io[0] = NULL; /* the write's now */
   }
   return px_req_park(L, &p->exit);
 }
 
 /* ------------------------------------------------------------------------
- * spawn(cmd [, args [, opts]]) -> process userdata; the Lua layer builds
- * the stdin/stdout/stderr objects on its methods.
+ * spawn(cmd [, args [, opts]]) -> process userdata, then its stdin, stdout
+ * and stderr streams (nil where not a pipe); the Lua layer puts them
+ * together.
  * ---------------------------------------------------------------------- */
 static int proc_spawn(lua_State *L) {
   const char *data;
@@ -482,7 +516,12 @@ static int proc_spawn(lua_State *L) {
   p->lua_gone = 0;
   luaL_getmetatable(L, PROC_META);
   lua_setmetatable(L, -2);
-  return 1;
+  for (int i = 0; i < 3; i++) {
+    if (p->io[i]) px_stream_push(L, p->io[i]);
+    else lua_pushnil(L);
+    p->io[i] = NULL; /* Lua's now */
+  }
+  return 4;
 }
 
 static proc *check_proc(lua_State *L) {
@@ -526,59 +565,21 @@ static int proc_exited(lua_State *L) {
   return 1;
 }
 
-/* Collected: close the pipes (the child sees EOF / EPIPE) but let it run
- * (its timeout still applies); its handle closes itself at exit, which
- * frees the proc. */
+/* Collected: let the child run (its timeout still applies); its handle
+ * closes itself at exit, which frees the proc.  Its pipes are streams of
+ * their own, closed when they are collected. */
 static int proc_gc(lua_State *L) {
   proc **box = luaL_checkudata(L, 1, PROC_META);
   proc *p = *box;
   if (p == NULL) return 0;
   *box = NULL;
   p->lua_gone = 1;
-  for (int i = 0; i < 3; i++) px_pipe_close(&p->io[i]);
   maybe_free(p);
   return 0;
 }
 
-/* The pipes' methods: p:read(i, what), p:write(data), p:close(i); the Lua
- * layer builds p.stdin, p.stdout and p.stderr on them. */
-static pipe_end *check_pipe(lua_State *L, proc *p, int idx, int want_read) {
-  int i = (int)luaL_checkinteger(L, idx);
-  luaL_argcheck(L, i >= 0 && i <= 2 && (i == 0) != want_read, idx, "bad stream index");
-  pipe_end *e = &p->io[i];
-  if (e->mode != STDIO_PIPE)
-    luaL_error(L, "%s is not a pipe (opts.%s was not \"pipe\")",
-               i == 0 ? "stdin" : i == 1 ? "stdout" : "stderr",
-               i == 0 ? "stdin" : i == 1 ? "stdout" : "stderr");
-  return e;
-}
-
-static int proc_read(lua_State *L) {
-  proc *p = check_proc(L);
-  return px_pipe_read(L, check_pipe(L, p, 2, 1), 3);
-}
-
-static int proc_write(lua_State *L) {
-  proc *p = check_proc(L);
-  return px_pipe_write(L, &p->io[0], 2);
-}
-
-/* p:close(i) -> true: closes one pipe; stdin after the writes queued. */
-static int proc_close_pipe(lua_State *L) {
-  proc *p = check_proc(L);
-  int i = (int)luaL_checkinteger(L, 2);
-  luaL_argcheck(L, i >= 0 && i <= 2, 2, "bad stream index");
-  if (i == 0)
-    px_pipe_shutdown(&p->io[0]);
-  else
-    px_pipe_close(&p->io[i]);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
 static const luaL_Reg proc_methods[] = {
-  {"read", proc_read},   {"write", proc_write}, {"close", proc_close_pipe},
-  {"wait", proc_wait},   {"kill", proc_kill},   {"pid", proc_pid},
+  {"wait", proc_wait}, {"kill", proc_kill}, {"pid", proc_pid},
   {"exited", proc_exited}, {NULL, NULL}};
 
 /* kill(pid [, sig = "term"]) -> true: signal any process.  pid must be a

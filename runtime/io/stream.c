@@ -40,7 +40,7 @@
  * buffered for read(). */
 #define LINE_MAX_BYTES ((size_t)8 << 20)
 
-enum { READ_ANY, READ_N, READ_LINE };
+enum { READ_ANY, READ_N, READ_LINE, READ_ALL };
 
 struct px_stream {
   px_iohandle base; /* first: the userdata's pointer is the stream's */
@@ -62,6 +62,11 @@ struct px_stream {
   px_req rd;
   int rd_mode;
   size_t rd_n;
+  /* px_stream_collect: read to the end with no reader and no high water;
+   * on_end runs once when the data ends (EOF, an error, or too much). */
+  void (*on_end)(px_stream *s, void *arg);
+  void *on_end_arg;
+  int collect;
 };
 
 static _Thread_local char scratch[SCRATCH_SIZE];
@@ -144,7 +149,10 @@ static void stream_close(px_iohandle *h) {
   reader_wake(s); /* delivers ECLOSED */
 }
 
-void px_stream_discard(px_stream *s) { px_iohandle_close(&s->base); }
+void px_stream_discard(px_stream *s) {
+  s->on_end = NULL;
+  px_iohandle_close(&s->base);
+}
 
 /* ---- the read buffer ------------------------------------------------- */
 
@@ -199,6 +207,7 @@ static int reader_ready(px_stream *s) {
   switch (s->rd_mode) {
   case READ_ANY: return s->len > 0;
   case READ_N: return s->len >= s->rd_n;
+  case READ_ALL: return s->len > px_io_max_string();
   default: return line_end(s) != NULL || s->len >= LINE_MAX_BYTES;
   }
 }
@@ -220,6 +229,13 @@ static int produce(lua_State *L, px_stream *s) {
     if (take > px_io_max_string()) /* the bytes stay for smaller reads */
       return px_push_error(L, UV_EFBIG, "more than one Lua string can hold");
     break;
+  case READ_ALL: /* everything to the end, "" when nothing is left (io.read("a")) */
+    if (s->len > px_io_max_string()) /* the bytes stay for smaller reads */
+      return px_push_error(L, UV_EFBIG, "more than one Lua string can hold");
+    if (s->err && s->len == 0) return px_push_error(L, s->err, NULL);
+    lua_pushlstring(L, start, s->len);
+    buf_consume(s, s->len);
+    return 1;
   default: {
     const char *nl = line_end(s);
     if (nl) {
@@ -251,6 +267,13 @@ static void stop_reading(px_stream *s) {
   }
 }
 
+/* Collecting: the data ended; tell the owner, once. */
+static void collect_end(px_stream *s) {
+  void (*on_end)(px_stream *, void *) = s->on_end;
+  s->on_end = NULL;
+  if (on_end) on_end(s, s->on_end_arg);
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   px_stream *s = stream->data;
   if (nread > 0) {
@@ -258,7 +281,18 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     if (r < 0) {
       s->err = r;
       stop_reading(s);
-    } else if (s->len >= READ_HIGH_WATER && !px_req_active(&s->rd)) {
+    } else if (s->collect && s->len > px_io_max_string()) {
+      /* No Lua string can hold it: drop it, and close so that the writer
+       * sees EPIPE instead of filling our memory. */
+      free(s->buf);
+      s->buf = NULL;
+      s->off = s->len = s->cap = s->scanned = 0;
+      s->err = UV_EFBIG;
+      stop_reading(s);
+      collect_end(s);
+      px_iohandle_close(&s->base);
+      return;
+    } else if (!s->collect && s->len >= READ_HIGH_WATER && !px_req_active(&s->rd)) {
       stop_reading(s);
     }
   } else if (nread == UV_EOF) {
@@ -268,6 +302,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     s->err = (int)nread;
     stop_reading(s);
   }
+  if (s->collect && (s->eof || s->err)) collect_end(s);
   if (px_req_active(&s->rd) && reader_ready(s)) reader_wake(s);
 }
 
@@ -291,6 +326,20 @@ static void reader_abandon(px_req *req) {
 
 static const px_req_type reader_type = {.done = reader_done, .abandon = reader_abandon};
 
+void px_stream_collect(px_stream *s, void (*on_end)(px_stream *s, void *arg), void *arg) {
+  s->collect = 1;
+  s->on_end = on_end;
+  s->on_end_arg = arg;
+  start_reading(s);
+  if (s->err) collect_end(s);
+}
+
+int px_stream_result(px_stream *s, const char **data, size_t *len) {
+  *data = s->len ? s->buf + s->off : "";
+  *len = s->len;
+  return s->err;
+}
+
 /* ---- Lua methods ----------------------------------------------------- */
 
 static int read_common(lua_State *L, px_stream *s, int mode, size_t n) {
@@ -305,11 +354,20 @@ static int read_common(lua_State *L, px_stream *s, int mode, size_t n) {
                           s->h.handle.type == UV_TCP ? "tcp read" : "stream read", &s->h.handle);
 }
 
-/* stream:read([n]): with n, n bytes (fewer only when the stream ends);
- * without, whatever is available (at least one byte).  nil at the end. */
+/* stream:read([n | "a" | "l"]): with n, n bytes (fewer only when the
+ * stream ends); "a", everything to the end ("" when nothing is left); "l",
+ * a line (as readline()); without, whatever is available (at least one
+ * byte).  nil at the end. */
 static int stream_read(lua_State *L) {
   px_stream *s = (px_stream *)px_iohandle_check(L);
   if (lua_isnoneornil(L, 2)) return read_common(L, s, READ_ANY, 0);
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    const char *f = lua_tostring(L, 2);
+    if (*f == '*') f++; /* Lua 5.1's "*a", "*l" */
+    if (*f == 'a') return read_common(L, s, READ_ALL, 0);
+    if (*f == 'l') return read_common(L, s, READ_LINE, 0);
+    return luaL_argerror(L, 2, "invalid format (expected a size, \"a\" or \"l\")");
+  }
   lua_Number n = luaL_checknumber(L, 2);
   luaL_argcheck(L, n >= 0 && n < 0x1p63 && n == (lua_Number)(size_t)n, 2,
                 "expected a non-negative integer");

@@ -1,11 +1,12 @@
 /*
- * stream.h -- buffered, parking streams over libuv's uv_stream_t (TCP
- * connections today; pipes can use it too).
+ * stream.h -- buffered, parking streams over libuv's uv_stream_t: TCP
+ * connections, a child process's pipes, standard input.
  *
  * A px_stream is a px_iohandle (core/iohandle.h) owning its libuv handle.
  * Its Lua face is a userdata holding a pointer to it, metatable
- * "parx.stream", with the methods read([n]), readline(), write(data),
- * shutdown(), close(), closed(), peername(), sockname().  The object lives
+ * "parx.stream", with the methods read([n | "a" | "l"]), readline(),
+ * lines(), write(data), shutdown(), close(), closed(), peername(),
+ * sockname().  The object lives
  * until both the handle's close callback has run and the userdata has been
  * collected (or the creator discarded it without ever pushing it).
  */
@@ -31,9 +32,19 @@ uv_tcp_t *px_stream_tcp(px_stream *s);
 /* Push the Lua userdata for s (once per stream); from then on Lua owns it. */
 void px_stream_push(lua_State *L, px_stream *s);
 
-/* Close and free a stream that was never pushed.  The handle must have been
- * initialised. */
+/* Close and free a stream that was never pushed (its on_end hook does not
+ * run any more).  The handle must have been initialised. */
 void px_stream_discard(px_stream *s);
+
+/* For a C owner (process.exec's output pipes): read everything to the end,
+ * with no reader and no high water, and call on_end(s, arg) once when the
+ * data ends: EOF, a read error, or more than one Lua string can hold (the
+ * data is dropped and the stream closed, so the writer sees EPIPE).  Never
+ * pushed to Lua; px_stream_discard() it when done. */
+void px_stream_collect(px_stream *s, void (*on_end)(px_stream *s, void *arg), void *arg);
+/* What was collected (the unread bytes) and how it ended: 0, UV_EFBIG or a
+ * read error. */
+int px_stream_result(px_stream *s, const char **data, size_t *len);
 
 /* A write-like request: a stream's write or shutdown, a UDP send.  The
  * bytes still to send are copied after the struct (they must not depend on
