@@ -51,6 +51,7 @@ typedef struct proc {
   uv_timer_t timer;
   px_stream *io[3];  /* the pipes the proc still owns (exec's; spawn's until pushed) */
   int ended[3];      /* exec: that output stream has ended */
+  int too_big;       /* exec: 1 or 2 when stdout or stderr passed the string limit */
   uv_loop_t *loop;
   int open_handles;  /* handles whose close callback has not run yet */
   int timer_open;
@@ -105,7 +106,15 @@ static void check_exit(proc *p) {
 /* exec: an output stream has all there is (px_stream_collect). */
 static void output_end(px_stream *s, void *arg) {
   proc *p = arg;
-  p->ended[s == p->io[1] ? 1 : 2] = 1;
+  int i = s == p->io[1] ? 1 : 2;
+  const char *data;
+  size_t len;
+  if (px_stream_result(s, &data, &len) == UV_EFBIG) {
+    /* No Lua string can hold it: close the pipe, the child sees EPIPE. */
+    p->too_big = i;
+    drop_stream(p, i);
+  }
+  p->ended[i] = 1;
   check_exit(p);
 }
 
@@ -167,16 +176,15 @@ static int exec_done(lua_State *co, px_req *req) {
   } else {
     const char *data[3];
     size_t len[3];
-    int too_big = 0;
-    for (int i = 2; i >= 1; i--) {
+    for (int i = 1; i <= 2; i++) {
       data[i] = "";
       len[i] = 0;
-      /* Other read errors end the data: exec returns what came before. */
-      if (p->io[i] && px_stream_result(p->io[i], &data[i], &len[i]) == UV_EFBIG) too_big = i;
+      /* A read error ends the data: exec returns what came before it. */
+      if (p->io[i]) px_stream_result(p->io[i], &data[i], &len[i]);
     }
-    if (too_big) {
+    if (p->too_big) {
       char detail[256];
-      snprintf(detail, sizeof detail, "%s of %s", too_big == 1 ? "stdout" : "stderr",
+      snprintf(detail, sizeof detail, "%s of %s", p->too_big == 1 ? "stdout" : "stderr",
                p->cmd ? p->cmd : "process");
       n = px_push_error(co, UV_EFBIG, detail);
     } else {

@@ -282,15 +282,14 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
       s->err = r;
       stop_reading(s);
     } else if (s->collect && s->len > px_io_max_string()) {
-      /* No Lua string can hold it: drop it, and close so that the writer
-       * sees EPIPE instead of filling our memory. */
+      /* No Lua string can hold it: drop it and stop; the owner discards
+       * the stream, so the writer sees EPIPE instead of filling our memory. */
       free(s->buf);
       s->buf = NULL;
       s->off = s->len = s->cap = s->scanned = 0;
       s->err = UV_EFBIG;
       stop_reading(s);
       collect_end(s);
-      px_iohandle_close(&s->base);
       return;
     } else if (!s->collect && s->len >= READ_HIGH_WATER && !px_req_active(&s->rd)) {
       stop_reading(s);

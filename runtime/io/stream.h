@@ -39,8 +39,9 @@ void px_stream_discard(px_stream *s);
 /* For a C owner (process.exec's output pipes): read everything to the end,
  * with no reader and no high water, and call on_end(s, arg) once when the
  * data ends: EOF, a read error, or more than one Lua string can hold (the
- * data is dropped and the stream closed, so the writer sees EPIPE).  Never
- * pushed to Lua; px_stream_discard() it when done. */
+ * data is dropped and reading stops: discard the stream then, so that the
+ * writer sees EPIPE).  Never pushed to Lua; px_stream_discard() it when
+ * done. */
 void px_stream_collect(px_stream *s, void (*on_end)(px_stream *s, void *arg), void *arg);
 /* What was collected (the unread bytes) and how it ended: 0, UV_EFBIG or a
  * read error. */
