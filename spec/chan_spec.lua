@@ -395,6 +395,40 @@ describe("the FFI fast path of send and recv", function()
     assert.equal("after", ch:recv())
   end)
 
+  it("methods and parx.select held as upvalues still cross to a worker", function()
+    local ch = channel(4)
+    ch:send(1) -- known to the fast path in this VM
+    ch:recv()
+    local send, recv, select = ch.send, ch.recv, parx.select
+    local t = parx.spawn(function(c)
+      send(c, 41)
+      local v = recv(c)
+      send(c, v + 1)
+      local i, w = select({{c, "recv"}})
+      return i, w
+    end, ch)
+    local i, w = t:join()
+    assert.equal(1, i)
+    assert.equal(42, w)
+  end)
+
+  it("select's fast pass refuses a forged channel with the C path's error", function()
+    local a = channel(4)
+    a:send(1)
+    a:recv()
+    parx.select({{a, "recv"}}, {timeout = 0}) -- a is known from here
+    local forged = newproxy(true)
+    getmetatable(forged).__metatable = "parx.channel"
+    local ok, err = pcall(parx.select, {{a, "recv"}, {forged, "recv"}}, {timeout = 0})
+    assert.is_false(ok)
+    assert.truthy(err:match("select case 2: channel expected"), err)
+    ok, err = pcall(parx.select, {{a, "recv"}, {a, "peek"}}, {timeout = 0})
+    assert.is_false(ok)
+    assert.truthy(err:match("operation must be"), err)
+    a:send("x")
+    assert.same({1, "x", true}, {parx.select({{a, "recv"}})})
+  end)
+
   it("hands plain values and tables to a parked peer on another worker (rendezvous)", function()
     local ch, back = channel(0), channel(0)
     local t = parx.spawn(function(ch, back)

@@ -12,84 +12,45 @@
 -- functions report "closed" or "could not unmarshal" as extra results and
 -- the wrappers below turn them into errors.
 local C = require "parx.c.chan"
-local ffi = require "ffi"
+local F = require "parx.chan_fast"
 
-local error, type = error, type
+local error, type, rawget = error, type, rawget
 local csend, crecv, cselect = C.send, C.recv, C.select
 local mt = C.metatable
 
--- The FFI fast path (runtime/mod/chan_fast.c): a send of a number or a
--- short string, a receive of a plain scalar, when it completes at once.
--- An FFI call is compiled into the loop's trace; the C functions above
--- are not.  The fast functions decline (0) whenever the operation would
--- park, fail or carry anything else, and the C function then does it, with
--- its errors.  They take only proxies the C functions accepted before
--- (`valid`, weak keys): anything else would not be a channel's payload.
-if not pcall(ffi.typeof, "px_chan_fast_value") then
-  ffi.cdef(string.format([[
-typedef struct px_chan_fast_value {
-  double num;
-  int32_t len;
-  char str[%d];
-} px_chan_fast_value;
-typedef struct px_chan_fast_api {
-  int (*send_number)(void *proxy, double d);
-  int (*send_string)(void *proxy, const char *s, size_t len);
-  int (*recv)(void *proxy, px_chan_fast_value *out);
-} px_chan_fast_api;
-]], C.fast_inline))
-end
-local fast = ffi.cast("const px_chan_fast_api *", C.fast_api)
-local fsend_number, fsend_string, frecv = fast.send_number, fast.send_string, fast.recv
-local INLINE = C.fast_inline
-local got = ffi.new("px_chan_fast_value")
-local ffi_string = ffi.string
-local valid = setmetatable({}, {__mode = "k"})
-
--- Receive through the fast path: the value and true, or nothing (declined).
-local function fast_recv(self)
-  local kind = frecv(self, got)
-  if kind == 1 then return got.num, true end
-  if kind == 2 then return ffi_string(got.str, got.len), true end
-  if kind == 3 then return false, true end
-  if kind == 4 then return true, true end
-  if kind == 5 then return nil, true end
-end
+-- Each operation tries the FFI fast path first (lua/parx/chan_fast.lua),
+-- which declines whenever the operation would park, fail or carry anything
+-- but a plain scalar; the C function then does it, with its errors.  The
+-- fast path takes only proxies the C functions accepted before (F.valid).
+-- (F is reached through its module at each call, never kept in a local:
+-- a function that holds these methods as upvalues can then still be sent
+-- to a worker, where F is that VM's own.)
 
 -- ch:send(v): parks while the channel is full; raises when it is closed.
 function mt.send(self, v)
-  if valid[self] then
-    local tv = type(v)
-    if tv == "number" then
-      if fsend_number(self, v) == 1 then return end
-    elseif tv == "string" and #v < INLINE then
-      if fsend_string(self, v, #v) == 1 then return end
-    end
-  end
+  if F.send(self, v) then return end
   if csend(self, v) == false then error("send on closed channel", 2) end
-  valid[self] = true
+  F.valid[self] = true
 end
 
 -- ch:recv() -> v, true | nil, false once the channel is closed and drained.
 function mt.recv(self)
-  if valid[self] then
-    local v, ok = fast_recv(self)
-    if ok then return v, true end
-  end
-  local v, ok, err = crecv(self)
+  local v, ok = F.recv(self)
+  if ok then return v, true end
+  local err
+  v, ok, err = crecv(self)
   if err then error(err, 2) end
-  valid[self] = true
+  F.valid[self] = true
   return v, ok
 end
 
 local function next_value(self)
-  if valid[self] then
-    local v, ok = fast_recv(self)
-    if ok then return v end
-  end
-  local v, ok, err = crecv(self)
+  local v, ok = F.recv(self)
+  if ok then return v end
+  local err
+  v, ok, err = crecv(self)
   if err then error(err, 2) end
-  valid[self] = true
+  F.valid[self] = true
   return v
 end
 
@@ -131,7 +92,22 @@ function M.select(cases, opts)
       error("bad argument #2 to 'select' (table expected, got " .. type(opts) .. ")", 2)
     end
   end
+  local unknown
+  if type(cases) == "table" then
+    local i, v, ok = F.select(cases)
+    if type(i) == "number" then return i, v, ok end
+    if i == "unknown" then -- what cselect is about to check (it may park)
+      unknown = {}
+      for k = 1, #cases do
+        local c = rawget(cases, k)
+        unknown[k] = type(c) == "table" and rawget(c, 1) or nil
+      end
+    end
+  end
   local i, v, ok, err = cselect(cases, timeout)
+  if unknown then -- cselect accepted them: channels
+    for k = 1, #unknown do F.valid[unknown[k]] = true end
+  end
   if err then error(err, 2) end
   if i == nil then return nil, v end
   return i, v, ok

@@ -82,6 +82,12 @@ static void timer_cb(uv_timer_t *t) {
   }
 }
 
+/* A case, checked: its channel and direction. */
+typedef struct scase {
+  px_chan *ch;
+  int is_send;
+} scase;
+
 /* The channel at idx or NULL.  px_chan_select is a closure whose upvalue
  * is the channel metatable (chan_queue.c), so this is one comparison. */
 static px_chan *test_chan(lua_State *L, int idx) {
@@ -139,18 +145,26 @@ int px_chan_select(lua_State *L) {
   int n = (int)lua_objlen(L, 1);
   if (n == 0 && timeout < 0) return luaL_error(L, "select with no cases and no timeout would wait forever");
 
-  /* Check every case before allocating anything. */
+  /* Check every case before any fires, noting its channel and direction
+   * (on the C stack, or in a userdata that the GC takes back if a check
+   * raises). */
+  scase stack_cases[16];
+  scase *cs = n <= 16 ? stack_cases : lua_newuserdata(L, (size_t)n * sizeof *cs);
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
     if (!lua_istable(L, -1)) return luaL_error(L, "select case %d: table expected, got %s", i, luaL_typename(L, -1));
     lua_rawgeti(L, -1, 1);
-    if (!test_chan(L, -1))
-      return luaL_error(L, "select case %d: channel expected, got %s", i, luaL_typename(L, -1));
+    px_chan *ch = test_chan(L, -1);
+    if (!ch) return luaL_error(L, "select case %d: channel expected, got %s", i, luaL_typename(L, -1));
     lua_rawgeti(L, -2, 2);
-    const char *op = lua_tostring(L, -1);
-    if (!op || (strcmp(op, "recv") != 0 && strcmp(op, "send") != 0))
+    size_t len = 0;
+    const char *op = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+    int is_send = op && len == 4 && memcmp(op, "send", 4) == 0;
+    if (!is_send && !(op && len == 4 && memcmp(op, "recv", 4) == 0))
       return luaL_error(L, "select case %d: operation must be \"recv\" or \"send\"", i);
     lua_pop(L, 3);
+    cs[i - 1].ch = ch;
+    cs[i - 1].is_send = is_send;
   }
 
   /* Fast pass, one channel lock at a time and nothing allocated: try the
@@ -159,23 +173,20 @@ int px_chan_select(lua_State *L) {
   int start = n ? (int)(next_random() % (uint32_t)n) : 0;
   for (int k = 0; k < n; k++) {
     int i = (start + k < n ? start + k : start + k - n) + 1;
-    lua_rawgeti(L, 1, i);
-    lua_rawgeti(L, -1, 1);
-    px_chan *ch = test_chan(L, -1);
-    lua_rawgeti(L, -2, 2);
-    int is_send = lua_tostring(L, -1)[0] == 's';
+    px_chan *ch = cs[i - 1].ch;
+    int is_send = cs[i - 1].is_send;
     px_slot v;
     int r;
     if (is_send) {
-      lua_rawgeti(L, -3, 3);
+      lua_rawgeti(L, 1, i);
+      lua_rawgeti(L, -1, 3);
       if (px_slot_encode(L, -1, &v) != 0) return lua_error(L);
       r = px_chan_try(ch, PX_CHAN_SEND, &v);
-      lua_pop(L, 4);
+      lua_pop(L, 2);
       if (r != 1) px_slot_free(&v);
       if (r == -1) return luaL_error(L, "send on closed channel (select case %d)", i);
     } else {
       r = px_chan_try(ch, PX_CHAN_RECV, &v);
-      lua_pop(L, 3);
     }
     if (r == -2) return px_oom(L, "select");
     if (r == 0) continue;
@@ -207,24 +218,21 @@ int px_chan_select(lua_State *L) {
   int bad = 0;
   for (int i = 0; i < n; i++) {
     px_entry *e = &sel->cases[i];
-    lua_rawgeti(L, 1, i + 1);
-    lua_rawgeti(L, -1, 1);
-    e->ch = test_chan(L, -1);
+    e->ch = cs[i].ch;
     px_shared_retain(&e->ch->hdr);
     chans[i] = e->ch;
-    lua_rawgeti(L, -2, 2);
-    e->is_send = lua_tostring(L, -1)[0] == 's';
+    e->is_send = cs[i].is_send;
     if (e->is_send) {
-      lua_rawgeti(L, -3, 3);
+      lua_rawgeti(L, 1, i + 1);
+      lua_rawgeti(L, -1, 3);
       if (px_slot_encode(L, -1, &e->val) != 0) {
         lua_replace(L, 1); /* keep the message */
         bad = 1;
-        lua_pop(L, 3);
+        lua_pop(L, 1);
         break;
       }
-      lua_pop(L, 1);
+      lua_pop(L, 2);
     }
-    lua_pop(L, 3);
   }
   if (bad) {
     px_sel_finish(sel);
