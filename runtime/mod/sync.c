@@ -675,21 +675,19 @@ void px_sync_add_types(lua_State *L, px_shared_type *types, const luaL_Reg *cons
   }
 }
 
-/* parx.c.sync: constructors plus `metatables`, name -> metatable, where the
- * Lua face (lua/parx/sync.lua) adds its methods and sets __parx_ready. */
-int px_open_sync(lua_State *L) {
+/* Push parx.c.sync's table with the five types of this file: constructors
+ * plus `metatables`, name -> metatable (sync_open.c adds event.c's). */
+void px_sync_open_primitives(lua_State *L) {
   static const luaL_Reg *const methods[] = {mutex_m, sem_m, barrier_m, wg_m, atomic_m};
   static const char *const short_names[] = {"mutex", "semaphore", "barrier", "waitgroup", "atomic"};
   lua_newtable(L);
   lua_newtable(L); /* metatables */
   px_sync_add_types(L, types, methods, short_names, T_ATOMIC + 1, l_tostring);
   lua_setfield(L, -2, "metatables");
-  px_sync_open_events(L);
   static const luaL_Reg ctors[] = {{"mutex", l_mutex}, {"semaphore", l_semaphore},
     {"barrier", l_barrier}, {"waitgroup", l_waitgroup}, {"atomic", l_atomic}, {NULL, NULL}};
   for (const luaL_Reg *r = ctors; r->name; r++) {
     lua_pushcfunction(L, r->func);
     lua_setfield(L, -2, r->name);
   }
-  return 1;
 }

@@ -79,6 +79,10 @@ int px_sync_mutex_lock(lua_State *L, px_sync *m);
  * m is not locked, -2 when another task holds it. */
 int px_sync_mutex_unlock(px_sync *m, void *me);
 
+/* sync.c: push parx.c.sync's table with mutex, semaphore, barrier,
+ * waitgroup and atomic (sync_open.c's px_open_sync adds the rest). */
+void px_sync_open_primitives(lua_State *L);
+
 /* event.c: add parx.event and parx.condition to parx.c.sync (the module
  * table on top of L; its `metatables` field gets theirs). */
 void px_sync_open_events(lua_State *L);
