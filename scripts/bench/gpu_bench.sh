@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The GPU benchmark driver (make bench-gpu, make gpu-check):
 #  1. the CPU path: gpu.matmul vs OpenBLAS called directly, 2048, float32
-#     and float64 (PARX_GPU=off, so it runs on any machine);
+#     and float64 (PARX_GPU=off, so it runs on any machine), in one process,
+#     then gpu_cpu.sh: against cblas from C in processes of their own,
+#     interleaved rounds, as a table with the ratio and its spread;
 #  2. with a GPU: gpu.matmul on device arrays vs cuBLAS called directly
 #     (build/gpu_cublas_bench), 1024..8192, float32, tf32, bfloat16, as a
 #     table with the ratio, then the parked-per-call and host-array paths.
@@ -15,6 +17,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 echo "== CPU path (PARX_GPU=off): gpu.matmul vs direct OpenBLAS"
 PARX_GPU=off "$parx" "$here/gpu_cpu.lua" "${CPU_N:-2048}"
+echo
+"$here/gpu_cpu.sh" "$build"
+echo
 
 if ! "$parx" -e 'os.exit(parx.gpu.available() and 0 or 1)'; then
   echo "== no GPU ($("$parx" -e 'print(select(2, parx.gpu.available()))')): GPU table skipped"
