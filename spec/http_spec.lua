@@ -336,6 +336,194 @@ describe("parx.http", function()
     end)
   end)
 
+  describe("streaming the body (opts.sink)", function()
+    -- GET /bytes/N answers N bytes in blocks of BLOCK, block i filled with
+    -- one letter (65 + i % 26), so any loss, repeat or reordering shows.
+    local BLOCK = 65536
+    local srv, base
+    local served = {} -- path -> "all" | "stopped" once its handler ended
+
+    local function expected(n)
+      local parts = {}
+      for i = 0, math.ceil(n / BLOCK) - 1 do
+        parts[#parts + 1] = string.rep(string.char(65 + i % 26), math.min(BLOCK, n - i * BLOCK))
+      end
+      return table.concat(parts)
+    end
+
+    setup(function()
+      srv = assert(tcp.listen("127.0.0.1", 0, function(s)
+        local line = s:readline()
+        if not line then return end
+        local path = line:match("^%S+ (%S+)")
+        repeat local h = s:readline() until not h or h == ""
+        local n = tonumber(path:match("^/bytes/(%d+)$"))
+        if not n then
+          s:read() -- /silent: until the client goes away
+          return
+        end
+        s:write("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: " .. n .. "\r\n\r\n")
+        local blocks = {}
+        for i = 0, 25 do blocks[i] = string.rep(string.char(65 + i), BLOCK) end
+        for i = 0, math.ceil(n / BLOCK) - 1 do
+          local len = math.min(BLOCK, n - i * BLOCK)
+          local b = blocks[i % 26]
+          if not s:write(len == BLOCK and b or b:sub(1, len)) then
+            served[path] = "stopped"
+            return
+          end
+        end
+        served[path] = "all"
+      end))
+      base = "http://127.0.0.1:" .. srv.port
+    end)
+    teardown(function() srv:close() end)
+
+    it("a function sink gets the whole body in order, in chunks, and no body field", function()
+      local n = 3 * 1024 * 1024 + 123
+      local chunks = {}
+      local r = assert(http.get(base .. "/bytes/" .. n, {sink = function(c) chunks[#chunks + 1] = c end}))
+      assert.equal(200, r.status)
+      assert.is_nil(r.body)
+      assert.equal(tostring(n), r.headers["content-length"])
+      assert.is_true(#chunks > 1, "one chunk only")
+      assert.is_true(table.concat(chunks) == expected(n), "the streamed bytes differ")
+    end)
+
+    it("a function sink may park (chunks keep their order)", function()
+      local ch = parx.channel(0)
+      local got = {}
+      local reader = parx.async(function()
+        for c in ch:iter() do got[#got + 1] = c end
+      end)
+      local n = 2 * 1024 * 1024
+      local r = assert(http.get(base .. "/bytes/" .. n, {sink = function(c) ch:send(c) end}))
+      ch:close()
+      reader:join()
+      assert.equal(200, r.status)
+      assert.is_true(table.concat(got) == expected(n), "the streamed bytes differ")
+    end)
+
+    it("a sink path writes the body to the file", function()
+      local path = os.tmpname()
+      local n = 3 * 1024 * 1024 + 7
+      local r = assert(http.get(base .. "/bytes/" .. n, {sink = path}))
+      assert.equal(200, r.status)
+      assert.is_nil(r.body)
+      local f = assert(io.open(path, "rb"))
+      local data = f:read("*a")
+      f:close()
+      os.remove(path)
+      assert.is_true(data == expected(n), "the file's bytes differ")
+    end)
+
+    it("a sink path that cannot be created returns nil, msg, code", function()
+      local r, msg, code = http.get(base .. "/bytes/10", {sink = "/nonexistent-dir/x/y"})
+      assert.is_nil(r)
+      assert.equal("ENOENT", code)
+      assert.truthy(msg:find("/nonexistent-dir/x/y", 1, true), msg)
+    end)
+
+    it("an error in a function sink stops the transfer and is raised by the request", function()
+      local n = 64 * 1024 * 1024
+      local path = "/bytes/" .. n
+      local calls = 0
+      local ok, err = pcall(http.get, base .. path, {sink = function()
+        calls = calls + 1
+        if calls == 2 then error("sink says no") end
+      end})
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("sink says no", 1, true), tostring(err))
+      assert.equal(2, calls)
+      -- the server sees the connection go away long before 64 MB are out
+      for _ = 1, 200 do
+        if served[path] then break end
+        parx.sleep(0.05)
+      end
+      assert.equal("stopped", served[path])
+      -- and the client goes on
+      local chunks = {}
+      assert(http.get(base .. "/bytes/1000", {sink = function(c) chunks[#chunks + 1] = c end}))
+      assert.equal(expected(1000), table.concat(chunks))
+    end)
+
+    it("a task cancelled while it streams stops the transfer", function()
+      local v, why = parx.timeout(0.2, http.get, base .. "/silent", {sink = function() end})
+      assert.is_nil(v)
+      assert.truthy(tostring(why):find("timeout", 1, true), tostring(why))
+      assert(http.get(base .. "/bytes/10", {sink = function() end}))
+    end)
+
+    it("rejects a sink that is neither a function nor a path", function()
+      assert.has_error(function() http.get(base .. "/bytes/1", {sink = 42}) end)
+      assert.has_error(function() http.get(base .. "/bytes/1", {sink = ""}) end)
+    end)
+
+    -- The memory bounds run in a child parx (env: its environment),
+    -- measuring its own peak RSS (VmHWM).
+    local function child(code, env)
+      local bin = os.getenv("PARX_BIN") or "build/parx"
+      local prelude = [[
+        local function kb(field)
+          for l in io.lines("/proc/self/status") do
+            local v = l:match("^" .. field .. ":%s*(%d+)")
+            if v then return tonumber(v) end
+          end
+        end
+      ]]
+      env = env or {}
+      env.PARX_SPEC_URL = base
+      local r = assert(parx.process.exec(bin, {"-e", prelude .. code}, {timeout = 120, env = env}))
+      assert.equal(0, r.status, r.stderr)
+      return r.stdout
+    end
+
+    it("a 64 MB body streams through a function sink in bounded memory, past the string limit", function()
+      local out = child([[
+        local url = os.getenv("PARX_SPEC_URL") .. "/bytes/" .. 64 * 1024 * 1024
+        local r0, _, code = parx.http.get(url)
+        assert(r0 == nil and code == "EFBIG", "the string limit did not apply")
+        collectgarbage()
+        local before = kb("VmRSS")
+        local n, bad = 0, 0
+        local r = assert(parx.http.get(url, {sink = function(c)
+          -- block i of 64 KiB holds the letter 65 + i % 26
+          local pos = 0
+          while pos < #c do
+            local block = math.floor((n + pos) / 65536)
+            local len = math.min(#c - pos, (block + 1) * 65536 - (n + pos))
+            if c:sub(pos + 1, pos + len) ~= string.rep(string.char(65 + block % 26), len) then
+              bad = bad + 1
+            end
+            pos = pos + len
+          end
+          n = n + #c
+        end}))
+        print(r.status, n, bad, kb("VmHWM") - before)
+      ]], {PARX_TEST_MAX_STRING = "1000000"}) -- a string limit of 1 MB
+      local status, n, bad, grew = out:match("^(%d+)%s+(%d+)%s+(%d+)%s+(%-?%d+)")
+      assert.equal("200", status, out)
+      assert.equal(64 * 1024 * 1024, tonumber(n))
+      assert.equal("0", bad)
+      -- constant memory: far below the 64 MB body
+      assert.is_true(tonumber(grew) < 24 * 1024, "peak RSS grew by " .. grew .. " KiB")
+    end)
+
+    it("a held body costs about twice its size at the peak, not more", function()
+      local out = child([[
+        local url = os.getenv("PARX_SPEC_URL") .. "/bytes/" .. 24 * 1024 * 1024
+        collectgarbage()
+        local before = kb("VmRSS")
+        local r = assert(parx.http.get(url))
+        print(#r.body, kb("VmHWM") - before)
+      ]])
+      local n, grew = out:match("^(%d+)%s+(%-?%d+)")
+      assert.equal(24 * 1024 * 1024, tonumber(n), out)
+      -- the receive buffer and the string, each the body's size, once
+      assert.is_true(tonumber(grew) < 2.4 * 24 * 1024, "peak RSS grew by " .. grew .. " KiB")
+    end)
+  end)
+
   it("speaks HTTPS where libcurl has TLS", function()
     if http.info().ssl == "" then pending("libcurl has no TLS") return end
     if sh("command -v openssl") == "" then pending("no openssl to make a certificate") return end

@@ -3,7 +3,7 @@
 --
 --   http.request{method, url, headers, body, timeout, follow, verify,
 --                max_size, protocols, cafile, capath, cert, key, proxy,
---                noproxy}
+--                noproxy, sink}
 --     -> {status, headers, body, url} | nil, msg, code
 --   http.get(url [, opts]), http.post(url, body [, opts])
 --
@@ -21,15 +21,54 @@
 -- not an error: check resp.status.  Errors: nil, msg, code (ECONNREFUSED,
 -- ETIMEDOUT, EAI_NONAME, EFBIG, EPROTONOSUPPORT for a scheme not allowed,
 -- HTTP for other transfer failures).
+--
+-- sink streams the body instead of returning it (the response then has no
+-- body field), in constant memory whatever its size: a function is called
+-- with each chunk (strings of up to about 512 KiB, in order) on the
+-- calling task, and an error it raises stops the transfer and is raised
+-- by the request; a string is a file path, created or truncated, written
+-- as the body arrives (what arrived stays there if the transfer fails).
+-- With a sink, max_size is unlimited unless given.
 local C = require "parx.c.http"
 
 local M = {}
+
+local next_chunk, abort = C.next, C.abort
+local SLACK_KB = 8192
+
+-- The request; a function sink's chunks are taken from the transfer
+-- (parked while none is there) and handed to it here, on this task.
+local function run(req)
+  local sink = req.sink
+  if type(sink) ~= "function" then return C.request(req) end
+  local t, msg, code = C.request(req)
+  if not t then return nil, msg, code end
+  local base = collectgarbage("count")
+  while true do
+    local v, vmsg, vcode = next_chunk(t)
+    if type(v) ~= "string" then return v, vmsg, vcode end
+    local ok, err = pcall(sink, v)
+    if not ok then
+      abort(t)
+      error(err, 0)
+    end
+    -- LuaJIT's collector advances per allocation, not per byte: left to
+    -- itself it lets these big chunks pile up (about 50 MB over a 1 GB
+    -- body).  Each SLACK_KB of growth, collect until it is paid back.
+    v = nil
+    local kb = collectgarbage("count")
+    if kb > base + SLACK_KB then
+      collectgarbage("step", kb - base)
+      base = collectgarbage("count")
+    end
+  end
+end
 
 function M.request(opts)
   if type(opts) ~= "table" then
     error("bad argument #1 to 'request' (table expected, got " .. type(opts) .. ")", 2)
   end
-  return C.request(opts)
+  return run(opts)
 end
 
 local function with(url, opts, fname)
@@ -50,14 +89,14 @@ end
 function M.get(url, opts)
   local req = with(url, opts, "get")
   req.method = req.method or "GET"
-  return C.request(req)
+  return run(req)
 end
 
 function M.post(url, body, opts)
   local req = with(url, opts, "post")
   req.method = req.method or "POST"
   req.body = body
-  return C.request(req)
+  return run(req)
 end
 
 M.info = C.info

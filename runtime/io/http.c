@@ -24,23 +24,41 @@
  * Loop liveness: the polls and the timer are unreferenced, and a uv_async_t
  * that never fires is referenced exactly while transfers are in flight, so
  * connections idling in libcurl's cache never keep a script alive.
+ *
+ * The body.  Held: one buffer, sized from Content-Length when the server
+ * sends one (no growth by doubling, no copy), copied once into the Lua
+ * string when the transfer ends; the task wakes once, at the end.  The
+ * buffer and the string exist together for that copy: a body costs twice
+ * its size at its peak (a LuaJIT string cannot be filled in place).
+ * Streamed (opts.sink): to a file path, written here as it arrives (no
+ * wake-up at all until the end); to a function, in chunks of about
+ * SINK_CHUNK: the transfer pauses while a full chunk waits for the task,
+ * which takes it with next() and calls the function on its own coroutine
+ * (lua/parx/http.lua), so memory stays constant whatever the body's size.
  */
 #include "../core/ioreq.h"
 #include "bounds.h"
+#include "http.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
-#include "platform/curl.h" /* libcurl under px_curl_* names */
+/* libcurl's receive buffer for a streamed body (a held one keeps curl's
+ * 16 KiB): fewer reads and callbacks per megabyte (an 8 MB body: about a
+ * fifth less CPU).  Not for every request: libcurl allocates it per
+ * transfer, and 200 small requests at once then cost a fifth more CPU. */
+#define STREAM_BUFFER (256 * 1024)
 
-/* The body limit when opts.max_size is absent: large enough for any
- * response a script holds in one string, small enough to live through a
- * decompression bomb. */
-#define DEFAULT_MAX_SIZE ((size_t)1 << 30)
+/* A function sink gets chunks of about this size (at most this plus one
+ * receive buffer). */
+#define SINK_CHUNK (512 * 1024)
 
 typedef struct membuf {
   char *data;
@@ -64,8 +82,18 @@ typedef struct http_req {
   struct curl_slist *headers;
   membuf body, head;
   size_t max_size;   /* the body's limit */
+  size_t received;   /* body bytes so far, streamed ones included */
   int too_big;       /* the body passed it: the transfer was stopped */
+  int in_flight;     /* in the multi, on its reqs */
+  /* Streams (opts.sink).  A function sink's request belongs to its
+   * transfer userdata (box), which frees it; body holds the next chunk. */
+  int stream;        /* a function sink */
+  int fd;            /* a file sink, or -1 */
+  int sink_err;      /* writing the file failed: the UV error */
+  int paused;        /* on_body paused the transfer: the chunk is full */
+  int finished;      /* the transfer ended: result is set */
   px_queue link;     /* on the multi's transfers in flight */
+  px_queue stream_link; /* a stream's, on the multi's streams until freed */
   char errbuf[CURL_ERROR_SIZE];
 } http_req;
 
@@ -76,6 +104,7 @@ struct http_multi {
   uv_async_t keepalive;
   px_queue polls;   /* poll_ctx.link */
   px_queue reqs;    /* http_req.link: transfers in flight */
+  px_queue streams; /* http_req.stream_link: function sinks' requests */
   int inflight;
   int open_handles; /* uv handles whose close callback is still due */
   int dead;         /* torn down; free at the last close callback */
@@ -103,12 +132,55 @@ static int membuf_add(membuf *b, const char *data, size_t n, size_t limit) {
   return 0;
 }
 
+/* The whole of data to fd: 0, or a UV error. */
+static int write_all(int fd, const char *data, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, data, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return -errno;
+    data += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+/* Before the first byte of a held body: room for all of it when the server
+ * said how much (a compressed body may still grow past it). */
+static void reserve_body(http_req *r) {
+  curl_off_t length = -1;
+  curl_easy_getinfo(r->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
+  if (length <= 0 || (uint64_t)length > r->max_size) return;
+  char *data = malloc((size_t)length);
+  if (!data) return; /* membuf_add reports it */
+  r->body.data = data;
+  r->body.cap = (size_t)length;
+}
+
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata) {
   http_req *r = userdata;
   size_t n = size * nmemb;
-  int rc = membuf_add(&r->body, ptr, n, r->max_size);
-  if (rc == -2) r->too_big = 1;
-  return rc == 0 ? n : 0; /* 0 stops the transfer (CURLE_WRITE_ERROR) */
+  if (n > r->max_size - r->received) {
+    r->too_big = 1;
+    return 0; /* 0 stops the transfer (CURLE_WRITE_ERROR) */
+  }
+  if (r->fd >= 0) {
+    r->sink_err = write_all(r->fd, ptr, n);
+    if (r->sink_err) return 0;
+  } else if (r->stream) {
+    /* A full chunk waits for the task: libcurl keeps this data and hands
+     * it over again once next() resumes the transfer. */
+    if (r->body.len >= SINK_CHUNK) {
+      r->paused = 1;
+      return CURL_WRITEFUNC_PAUSE;
+    }
+    if (membuf_add(&r->body, ptr, n, SIZE_MAX) < 0) return 0;
+    if (r->body.len >= SINK_CHUNK && px_req_active(&r->req)) px_req_done(&r->req);
+  } else {
+    if (r->body.cap == 0) reserve_body(r);
+    if (membuf_add(&r->body, ptr, n, r->max_size) < 0) return 0;
+  }
+  r->received += n;
+  return n;
 }
 
 /* Keep only the header block of the last response: redirects and
@@ -142,6 +214,8 @@ static void keepalive_update(http_multi *m) {
 }
 
 static void req_free(http_req *r) {
+  if (r->stream && r->m) px_queue_remove(&r->stream_link);
+  if (r->fd >= 0) close(r->fd);
   if (r->easy) curl_easy_cleanup(r->easy);
   curl_slist_free_all(r->headers);
   free(r->body.data);
@@ -151,8 +225,19 @@ static void req_free(http_req *r) {
 
 static void req_unlink(http_multi *m, http_req *r) {
   px_queue_remove(&r->link);
+  r->in_flight = 0;
   m->inflight--;
   keepalive_update(m);
+}
+
+/* Stop a transfer that has not ended (a cancelled task, a sink that
+ * raised, a collected stream). */
+static void req_stop(http_req *r) {
+  if (!r->in_flight) return;
+  curl_multi_remove_handle(r->m->multi, r->easy);
+  req_unlink(r->m, r);
+  r->finished = 1;
+  r->result = CURLE_ABORTED_BY_CALLBACK;
 }
 
 /* Collect finished transfers and wake their tasks. */
@@ -169,7 +254,10 @@ static void check_done(http_multi *m) {
     if (!r) continue;
     req_unlink(m, r);
     r->result = result;
-    if (!px_req_done(&r->req)) req_free(r);
+    r->finished = 1;
+    /* A stream's box frees it; a request nobody waits for any more is
+     * freed here. */
+    if (!px_req_done(&r->req) && !r->stream) req_free(r);
   }
 }
 
@@ -253,10 +341,19 @@ static int multi_gc(lua_State *L) {
   http_multi *m = *box;
   if (!m) return 0;
   *box = NULL;
+  /* A stream's box, collected in any order with this, frees the rest of
+   * it: it must not find the multi. */
+  while (!px_queue_empty(&m->streams)) {
+    http_req *r = px_container_of(px_queue_head(&m->streams), http_req, stream_link);
+    req_stop(r);
+    px_queue_remove(&r->stream_link);
+    curl_easy_cleanup(r->easy);
+    r->easy = NULL;
+    r->m = NULL;
+  }
   while (!px_queue_empty(&m->reqs)) {
     http_req *r = px_container_of(px_queue_head(&m->reqs), http_req, link);
-    curl_multi_remove_handle(m->multi, r->easy);
-    req_unlink(m, r);
+    req_stop(r);
     req_free(r);
   }
   curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, NULL);
@@ -288,6 +385,7 @@ static http_multi *get_multi(lua_State *L) {
   }
   px_queue_init(&m->polls);
   px_queue_init(&m->reqs);
+  px_queue_init(&m->streams);
   m->loop = px_vm_loop(px_vm_of(L));
   uv_timer_init(m->loop, &m->timer);
   m->timer.data = m;
@@ -379,6 +477,7 @@ static int curl_error_code(http_req *r, const char **detail) {
   long os_errno = 0;
   curl_easy_getinfo(r->easy, CURLINFO_OS_ERRNO, &os_errno);
   *detail = NULL;
+  if (r->sink_err) return r->sink_err;
   if (r->too_big) {
     snprintf(r->errbuf, sizeof r->errbuf, "response body over max_size (%zu bytes)", r->max_size);
     *detail = r->errbuf;
@@ -408,343 +507,185 @@ static int curl_error_code(http_req *r, const char **detail) {
   return PX_EHTTP;
 }
 
-static int req_done(lua_State *co, px_req *req) {
-  http_req *r = px_container_of(req, http_req, req);
-  int n;
+/* The transfer's outcome: {status, headers, body, url} (no body for a
+ * stream), or nil, msg, code. */
+static int push_result(lua_State *co, http_req *r) {
   if (r->result != CURLE_OK) {
     const char *detail;
     int err = curl_error_code(r, &detail);
-    n = px_push_error(co, err, detail);
-  } else {
-    long status = 0;
-    char *url = NULL;
-    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &url);
-    lua_createtable(co, 0, 4);
-    lua_pushinteger(co, status);
-    lua_setfield(co, -2, "status");
-    push_headers(co, &r->head);
-    lua_setfield(co, -2, "headers");
-    lua_pushlstring(co, r->body.data ? r->body.data : "", r->body.len);
-    lua_setfield(co, -2, "body");
-    if (url) {
-      lua_pushstring(co, url);
-      lua_setfield(co, -2, "url");
-    }
-    n = 1;
+    return px_push_error(co, err, detail);
   }
+  long status = 0;
+  char *url = NULL;
+  curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &url);
+  lua_createtable(co, 0, 4);
+  if (!r->stream && r->fd < 0) {
+    /* The one copy of the body; its buffer goes at once. */
+    lua_pushlstring(co, r->body.data ? r->body.data : "", r->body.len);
+    free(r->body.data);
+    r->body = (membuf){0};
+    lua_setfield(co, -2, "body");
+  }
+  lua_pushinteger(co, status);
+  lua_setfield(co, -2, "status");
+  push_headers(co, &r->head);
+  lua_setfield(co, -2, "headers");
+  if (url) {
+    lua_pushstring(co, url);
+    lua_setfield(co, -2, "url");
+  }
+  return 1;
+}
+
+/* A function sink's next step: the waiting chunk (a full one, or the rest
+ * once the transfer ended), else the outcome; 0 when neither is there yet.
+ * Taking a chunk resumes a paused transfer, which may refill body at once
+ * (libcurl hands over what it kept from inside curl_easy_pause). */
+static int stream_push(lua_State *co, http_req *r) {
+  if (r->body.len >= SINK_CHUNK || (r->finished && r->body.len > 0)) {
+    lua_pushlstring(co, r->body.data, r->body.len);
+    r->body.len = 0;
+    if (r->paused && r->in_flight) {
+      r->paused = 0;
+      curl_easy_pause(r->easy, CURLPAUSE_CONT);
+    }
+    return 1;
+  }
+  if (!r->finished) return 0;
+  return push_result(co, r);
+}
+
+static int req_done(lua_State *co, px_req *req) {
+  http_req *r = px_container_of(req, http_req, req);
+  if (r->stream) return stream_push(co, r);
+  int n = push_result(co, r);
   req_free(r);
   return n;
 }
 
-static void req_drop(px_req *req) { req_free(px_container_of(req, http_req, req)); }
+static void req_drop(px_req *req) {
+  http_req *r = px_container_of(req, http_req, req);
+  if (!r->stream) req_free(r);
+}
 
 /* Cancelling a transfer removes it from the multi at once: the
  * connection is closed or returned to the cache by libcurl. */
 static void req_abandon(px_req *req) {
   http_req *r = px_container_of(req, http_req, req);
-  curl_multi_remove_handle(r->m->multi, r->easy);
-  req_unlink(r->m, r);
-  req_free(r);
+  req_stop(r);
+  if (!r->stream) req_free(r);
 }
 
 static const px_req_type http_req_type = {
     .done = req_done, .drop = req_drop, .abandon = req_abandon};
 
-/* ---- request ---------------------------------------------------------- */
+/* ---- a function sink's transfer: the userdata that owns it ------------- */
 
-static const char *opt_string(lua_State *L, const char *field, size_t *len) {
-  lua_getfield(L, 1, field);
-  const char *s = NULL;
-  if (lua_type(L, -1) == LUA_TSTRING)
-    s = lua_tolstring(L, -1, len);
-  else if (!lua_isnil(L, -1))
-    luaL_error(L, "bad field '%s' (string expected, got %s)", field, luaL_typename(L, -1));
-  lua_pop(L, 1); /* the string stays alive: it is referenced by the table */
-  return s;
+#define TRANSFER_MT "parx.http.transfer"
+
+static http_req *check_transfer(lua_State *L) {
+  http_req **box = luaL_checkudata(L, 1, TRANSFER_MT);
+  if (!*box) luaL_argerror(L, 1, "transfer already released");
+  return *box;
 }
 
-/* Options that are one string handed to libcurl (which copies it): TLS
- * files and the proxy. */
-static const struct {
-  const char *field;
-  CURLoption option;
-} string_options[] = {
-    {"cafile", CURLOPT_CAINFO}, {"capath", CURLOPT_CAPATH},   {"cert", CURLOPT_SSLCERT},
-    {"key", CURLOPT_SSLKEY},    {"proxy", CURLOPT_PROXY},     {"noproxy", CURLOPT_NOPROXY},
-    {NULL, 0}};
-#define N_STRING_OPTIONS (sizeof string_options / sizeof string_options[0] - 1)
-
-/* Read them all (raising for a non-string or an embedded NUL) before
- * anything is allocated; NULL where absent. */
-static void opt_strings(lua_State *L, const char *values[]) {
-  for (size_t i = 0; i < N_STRING_OPTIONS; i++) {
-    size_t len = 0;
-    values[i] = opt_string(L, string_options[i].field, &len);
-    if (values[i] && strlen(values[i]) != len)
-      luaL_error(L, "bad field '%s' (contains a NUL byte)", string_options[i].field);
+static int transfer_gc(lua_State *L) {
+  http_req **box = luaL_checkudata(L, 1, TRANSFER_MT);
+  if (*box) {
+    req_stop(*box);
+    req_free(*box);
+    *box = NULL;
   }
-}
-
-static int opt_bool(lua_State *L, const char *field, int dflt) {
-  lua_getfield(L, 1, field);
-  int v = lua_isnil(L, -1) ? dflt : lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return v;
-}
-
-static int header_ok(const char *s, size_t len) {
-  for (size_t i = 0; i < len; i++)
-    if (s[i] == '\r' || s[i] == '\n' || s[i] == 0) return 0;
-  return 1;
-}
-
-/* Checks opts.headers: {["Name"] = "value", ...} or {"Name: value", ...}.
- * Raises on a bad entry; allocates nothing, so nothing can leak. */
-static void check_headers(lua_State *L, int *has_expect) {
-  lua_getfield(L, 1, "headers");
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    return;
-  }
-  if (!lua_istable(L, -1)) luaL_error(L, "bad field 'headers' (table expected)");
-  int t = lua_gettop(L);
-  lua_pushnil(L);
-  while (lua_next(L, t)) {
-    size_t kl = 0, vl = 0;
-    if (lua_type(L, -2) == LUA_TNUMBER) {
-      const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &vl) : NULL;
-      if (!v || !header_ok(v, vl) || !memchr(v, ':', vl))
-        luaL_error(L, "bad header entry (\"Name: value\" string expected)");
-      if (vl >= 7 && strncasecmp(v, "expect:", 7) == 0) *has_expect = 1;
-    } else {
-      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &kl) : NULL;
-      int vt = lua_type(L, -1);
-      const char *v = vt == LUA_TSTRING ? lua_tolstring(L, -1, &vl) : NULL;
-      if (vt == LUA_TNUMBER) v = ""; /* converted in build_headers */
-      if (!k || !v || kl == 0 || !header_ok(k, kl) || memchr(k, ':', kl) ||
-          !header_ok(v, vl))
-        luaL_error(L, "bad header (string name and value without CR/LF expected)");
-      if (strcasecmp(k, "expect") == 0) *has_expect = 1;
-    }
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-}
-
-/* curl_slist_append that keeps the list when it fails (it returns NULL
- * then, and the usual `l = append(l, s)` would lose, and leak, the list). */
-static int slist_add(struct curl_slist **list, const char *s) {
-  struct curl_slist *n = curl_slist_append(*list, s);
-  if (n == NULL) return -1;
-  *list = n;
   return 0;
 }
 
-/* The checked headers as a curl_slist (*out), built without any Lua call
- * that could raise: a number value is formatted here, not converted on the
- * stack.  Returns -1 when out of memory, with nothing allocated. */
-static int build_headers(lua_State *L, struct curl_slist **out) {
-  struct curl_slist *list = NULL;
-  *out = NULL;
-  lua_getfield(L, 1, "headers");
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    return 0;
-  }
-  int t = lua_gettop(L), rc = 0;
-  lua_pushnil(L);
-  while (rc == 0 && lua_next(L, t)) {
-    if (lua_type(L, -2) == LUA_TNUMBER) {
-      rc = slist_add(&list, lua_tostring(L, -1));
-    } else {
-      size_t kl = 0, vl = 0;
-      const char *k = lua_tolstring(L, -2, &kl);
-      char num[64];
-      const char *v = num;
-      if (lua_type(L, -1) == LUA_TSTRING) {
-        v = lua_tolstring(L, -1, &vl);
-      } else {
-        vl = (size_t)snprintf(num, sizeof num, "%.14g", lua_tonumber(L, -1));
-      }
-      /* "Name;" sends an empty header; "Name:" would remove it. */
-      char *line = malloc(kl + vl + 3);
-      if (line == NULL) {
-        rc = -1;
-      } else {
-        memcpy(line, k, kl);
-        if (vl) {
-          memcpy(line + kl, ": ", 2);
-          memcpy(line + kl + 2, v, vl + 1);
-        } else {
-          memcpy(line + kl, ";", 2);
-        }
-        rc = slist_add(&list, line);
-        free(line);
-      }
-    }
-    lua_pop(L, 1);
-  }
-  if (rc != 0) {
-    lua_pop(L, 1); /* the key lua_next left */
-    curl_slist_free_all(list);
-    list = NULL;
-  }
-  lua_pop(L, 1);
-  *out = list;
-  return rc;
+/* next(t): the next chunk (a string), then the outcome (the response
+ * table, or nil, msg, code); parks while neither is there. */
+static int transfer_next(lua_State *L) {
+  http_req *r = check_transfer(L);
+  if (px_req_busy(&r->req)) return luaL_error(L, "http transfer: next() while another task waits on it");
+  int n = stream_push(L, r);
+  if (n > 0) return n;
+  px_req_init(&r->req, &http_req_type, "http request");
+  px_req_start(L, &r->req);
+  px_req_anchor(L, &r->req, 1);
+  return px_req_park(L, &r->req);
 }
 
-/* opts.timeout: nil or 0 (none), math.huge (none), or seconds > 0. */
-static long opt_timeout_ms(lua_State *L) {
-  lua_getfield(L, 1, "timeout");
-  long ms = 0;
-  if (!lua_isnil(L, -1)) {
-    lua_Number t = lua_tonumber(L, -1);
-    if (lua_type(L, -1) != LUA_TNUMBER || !(t >= 0))
-      luaL_error(L, "bad field 'timeout' (non-negative number of seconds expected)");
-    uint64_t checked;
-    if (t > 0 && px_seconds_to_ms(t, &checked) == 1) ms = (long)checked; /* else no limit */
-  }
-  lua_pop(L, 1);
-  return ms;
+/* abort(t): stop the transfer now (its sink raised). */
+static int transfer_abort(lua_State *L) {
+  req_stop(check_transfer(L));
+  return 0;
 }
 
-/* opts.max_size: bytes > 0, math.huge for the string limit itself. */
-static size_t opt_max_size(lua_State *L) {
-  lua_getfield(L, 1, "max_size");
-  size_t max = DEFAULT_MAX_SIZE;
-  if (!lua_isnil(L, -1)) {
-    lua_Number n = lua_tonumber(L, -1);
-    if (lua_type(L, -1) != LUA_TNUMBER || !(n >= 1))
-      luaL_error(L, "bad field 'max_size' (positive number of bytes expected)");
-    max = n >= (lua_Number)PX_IO_MAX_STRING ? PX_IO_MAX_STRING : (size_t)n;
-  }
-  if (max > px_io_max_string()) max = px_io_max_string();
-  lua_pop(L, 1);
-  return max;
-}
+/* ---- request ---------------------------------------------------------- */
 
-/* opts.protocols: a list of scheme names, default {"http", "https"}.
- * Written as libcurl's comma-separated list into allow; redirects may use
- * the same schemes except file (into redir). */
-static void opt_protocols(lua_State *L, char *allow, char *redir, size_t size) {
-  strcpy(allow, "http,https");
-  strcpy(redir, "http,https");
-  lua_getfield(L, 1, "protocols");
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    return;
-  }
-  if (!lua_istable(L, -1)) luaL_error(L, "bad field 'protocols' (list of scheme names expected)");
-  size_t na = 0, nr = 0;
-  int n = (int)lua_objlen(L, -1);
-  if (n == 0) luaL_error(L, "bad field 'protocols' (empty list)");
-  allow[0] = redir[0] = 0;
-  for (int i = 1; i <= n; i++) {
-    lua_rawgeti(L, -1, i);
-    size_t len;
-    const char *p = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
-    int ok = p != NULL && len > 0 && len < 16;
-    for (size_t j = 0; ok && j < len; j++) ok = isalnum((unsigned char)p[j]);
-    if (!ok || na + len + 2 > size) luaL_error(L, "bad field 'protocols' (entry %d is not a scheme name)", i);
-    na += (size_t)snprintf(allow + na, size - na, "%s%s", na ? "," : "", p);
-    if (strcasecmp(p, "file") != 0)
-      nr += (size_t)snprintf(redir + nr, size - nr, "%s%s", nr ? "," : "", p);
-    lua_pop(L, 1);
-  }
-  if (nr == 0) strcpy(redir, "http,https"); /* file alone never redirects */
-  lua_pop(L, 1);
-}
-
+/* request(opts): parks until the response, or, with a function sink,
+ * returns the transfer at once for next() (lua/parx/http.lua drives it). */
 static int http_request(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  size_t url_len, method_len = 0, body_len = 0;
-  const char *url = opt_string(L, "url", &url_len);
-  if (!url || url_len == 0 || strlen(url) != url_len)
-    return luaL_error(L, "bad field 'url' (non-empty string expected)");
-  const char *method = opt_string(L, "method", &method_len);
-  const char *body = opt_string(L, "body", &body_len);
-  if (method && (method_len == 0 || !header_ok(method, method_len) || strchr(method, ' ')))
-    return luaL_error(L, "bad field 'method'");
-  long timeout_ms = opt_timeout_ms(L);
-  size_t max_size = opt_max_size(L);
-  char protocols[256], redir_protocols[256];
-  opt_protocols(L, protocols, redir_protocols, sizeof protocols);
-  int follow = opt_bool(L, "follow", 1);
-  int verify = opt_bool(L, "verify", 1);
-  const char *strings[N_STRING_OPTIONS];
-  opt_strings(L, strings);
-  int has_expect = 0;
-  check_headers(L, &has_expect);
-
+  px_http_opts o;
+  px_http_read_opts(L, &o);
   /* Everything that may raise comes before the first allocation. */
   px_check_can_park(L);
+  if (o.sink_fn) luaL_checkstack(L, 4, NULL);
+  int fd = -1;
+  if (o.sink_path) {
+    fd = open(o.sink_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) return px_push_error(L, -errno, o.sink_path);
+  }
   http_multi *m = get_multi(L);
   http_req *r = m ? calloc(1, sizeof *r) : NULL;
   CURL *easy = r ? curl_easy_init() : NULL;
   struct curl_slist *headers = NULL;
-  if (!easy || build_headers(L, &headers) < 0 ||
-      (body && !has_expect && slist_add(&headers, "Expect:") < 0)) {
+  if (!easy || px_http_build_headers(L, &o, &headers) < 0) {
     if (easy) curl_easy_cleanup(easy);
+    if (fd >= 0) close(fd);
     free(r);
-    curl_slist_free_all(headers);
     return px_push_error(L, UV_ENOMEM, NULL);
   }
   r->easy = easy;
   r->m = m;
+  r->fd = fd;
+  r->stream = o.sink_fn;
   px_queue_init(&r->link);
+  if (r->stream) px_queue_insert_tail(&m->streams, &r->stream_link);
   r->headers = headers;
-  r->max_size = max_size;
-  curl_easy_setopt(easy, CURLOPT_URL, url);
+  r->max_size = o.max_size;
   curl_easy_setopt(easy, CURLOPT_PRIVATE, (char *)r);
-  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, r->errbuf);
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(easy, CURLOPT_WRITEDATA, r);
   curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(easy, CURLOPT_HEADERDATA, r);
-  curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
-  curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, (long)follow);
-  curl_easy_setopt(easy, CURLOPT_MAXREDIRS, 20L);
-  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, (long)verify);
-  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
-  curl_easy_setopt(easy, CURLOPT_USERAGENT, "parx/" "0.1");
-  for (size_t i = 0; i < N_STRING_OPTIONS; i++)
-    if (strings[i]) curl_easy_setopt(easy, string_options[i].option, strings[i]);
-  if (curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, protocols) != CURLE_OK ||
-      curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, redir_protocols) != CURLE_OK) {
+  if (r->stream || r->fd >= 0) curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, (long)STREAM_BUFFER);
+  int err = px_http_configure(easy, &o, headers);
+  if (err) {
     req_free(r);
-    return px_push_error(L, UV_EPROTONOSUPPORT, protocols);
-  }
-  if (timeout_ms > 0) curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
-  if (headers) curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
-  if (body) {
-    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-    curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, body);
-  }
-  if (method) {
-    if (strcmp(method, "GET") == 0 && !body)
-      curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
-    else if (strcmp(method, "HEAD") == 0)
-      curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
-    else if (strcmp(method, "POST") == 0 && !body) {
-      curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, 0L);
-      curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, "");
-    } else if (strcmp(method, "POST") != 0)
-      curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
+    return px_push_error(L, err, o.protocols);
   }
 
-  px_req_init(&r->req, &http_req_type, "http request");
-  px_req_start(L, &r->req); /* cannot raise: checked above */
+  http_req **box = NULL;
+  if (r->stream) {
+    box = lua_newuserdata(L, sizeof *box); /* cannot raise: stack checked */
+    *box = r;
+    luaL_getmetatable(L, TRANSFER_MT);
+    lua_setmetatable(L, -2);
+  } else {
+    px_req_init(&r->req, &http_req_type, "http request");
+    px_req_start(L, &r->req); /* cannot raise: checked above */
+  }
   CURLMcode mc = curl_multi_add_handle(m->multi, easy);
   if (mc != CURLM_OK) {
+    if (box) *box = NULL;
     req_free(r);
     return px_push_error(L, PX_EHTTP, curl_multi_strerror(mc));
   }
   px_queue_insert_tail(&m->reqs, &r->link);
+  r->in_flight = 1;
   m->inflight++;
   keepalive_update(m);
+  if (box) return 1;
   return px_req_park(L, &r->req);
 }
 
@@ -766,10 +707,17 @@ static int http_info(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg http_funcs[] = {
-    {"request", http_request}, {"info", http_info}, {NULL, NULL}};
+static const luaL_Reg http_funcs[] = {{"request", http_request},
+                                      {"next", transfer_next},
+                                      {"abort", transfer_abort},
+                                      {"info", http_info},
+                                      {NULL, NULL}};
 
 int px_open_http(lua_State *L) {
+  luaL_newmetatable(L, TRANSFER_MT);
+  lua_pushcfunction(L, transfer_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
   lua_newtable(L);
   luaL_setfuncs(L, http_funcs, 0);
   return 1;

@@ -24,6 +24,7 @@
   XX(CURL *, curl_easy_init, (void), (), NULL)                                 \
   XX(void, curl_easy_cleanup, (CURL * h), (h), )                               \
   XX(const char *, curl_easy_strerror, (CURLcode c), (c), "libcurl is not available") \
+  XX(CURLcode, curl_easy_pause, (CURL * h, int bitmask), (h, bitmask), CURLE_FAILED_INIT) \
   XX(CURLM *, curl_multi_init, (void), (), NULL)                               \
   XX(CURLMcode, curl_multi_cleanup, (CURLM * m), (m), CURLM_BAD_HANDLE)        \
   XX(CURLMcode, curl_multi_add_handle, (CURLM * m, CURL * h), (m, h), CURLM_BAD_HANDLE) \

@@ -25,6 +25,7 @@
 #define curl_easy_strerror px_curl_easy_strerror
 #define curl_easy_setopt px_curl_easy_setopt
 #define curl_easy_getinfo px_curl_easy_getinfo
+#define curl_easy_pause px_curl_easy_pause
 #define curl_multi_init px_curl_multi_init
 #define curl_multi_cleanup px_curl_multi_cleanup
 #define curl_multi_add_handle px_curl_multi_add_handle
