@@ -5,20 +5,30 @@
  * the same environment as in parx (OPENBLAS_NUM_THREADS, _CORETYPE).
  *
  *   gpu_cblas DTYPE N REPS     DTYPE float32 or float64
- * After one warm-up call, prints "cblas DTYPE N SECONDS GFLOPS", SECONDS the
- * median of REPS timed calls (gpu_cpu.lua --one prints the same for parx).
+ * After one warm-up call, prints "cblas DTYPE N SECONDS GFLOPS CPU", SECONDS
+ * the median of REPS timed calls, CPU the process's CPU seconds (user +
+ * system, all threads) per call over them (gpu_cpu.lua --one prints the
+ * same for parx).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static double now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double cpu_seconds(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+         ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) * 1e-6;
 }
 
 static int by_value(const void *a, const void *b) {
@@ -47,8 +57,9 @@ int main(int argc, char **argv) {
       ((float *)b)[i] = (float)y;
     }
   }
-  double t[1000];
+  double t[1000], cpu0 = 0;
   for (int r = -1; r < reps; r++) {
+    if (r == 0) cpu0 = cpu_seconds();
     double t0 = now();
     if (f64)
       cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, (double *)a, n,
@@ -58,8 +69,9 @@ int main(int argc, char **argv) {
                   (float *)b, n, 0, (float *)c, n);
     if (r >= 0) t[r] = now() - t0;
   }
+  double cpu = (cpu_seconds() - cpu0) / reps;
   qsort(t, (size_t)reps, sizeof t[0], by_value);
   double s = t[reps / 2];
-  printf("cblas %s %d %.6f %.1f\n", argv[1], n, s, 2.0 * n * n * (double)n / s / 1e9);
+  printf("cblas %s %d %.6f %.1f %.6f\n", argv[1], n, s, 2.0 * n * n * (double)n / s / 1e9, cpu);
   return 0;
 }

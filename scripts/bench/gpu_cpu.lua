@@ -5,15 +5,27 @@
 --   PARX_GPU=off parx scripts/bench/gpu_cpu.lua [N]     (default 2048)
 --   PARX_GPU=off parx scripts/bench/gpu_cpu.lua --one DTYPE N REPS
 -- The second form times gpu.matmul alone (one warm-up, then the median of
--- REPS) and prints "parx DTYPE N SECONDS GFLOPS", the line gpu_cblas (C)
--- prints for the same product: gpu_bench.sh runs the two as separate
--- processes, interleaved.
+-- REPS) and prints "parx DTYPE N SECONDS GFLOPS CPU" (CPU: the process's
+-- CPU seconds per call, all threads), the line gpu_cblas (C) prints for
+-- the same product: gpu_bench.sh runs the two as separate processes,
+-- interleaved.
 local ffi = require "ffi"
 local gpu = parx.gpu
 
 local function median(t)
   table.sort(t)
   return t[math.floor(#t / 2) + 1]
+end
+
+ffi.cdef [[
+struct px_timeval { long sec, usec; };
+struct px_rusage { struct px_timeval utime, stime; long rest[14]; };
+int getrusage(int who, struct px_rusage *usage);
+]]
+local function cpu_seconds()
+  local ru = ffi.new("struct px_rusage")
+  ffi.C.getrusage(0, ru)
+  return tonumber(ru.utime.sec + ru.stime.sec) + tonumber(ru.utime.usec + ru.stime.usec) * 1e-6
 end
 
 if arg and arg[1] == "--one" then
@@ -28,13 +40,15 @@ if arg and arg[1] == "--one" then
   for _, t in ipairs(started) do t:join() end
   gpu.matmul(a, b, opts)
   local t = {}
+  local cpu0 = cpu_seconds()
   for r = 1, reps do
     local t0 = parx.now()
     gpu.matmul(a, b, opts)
     t[r] = parx.now() - t0
   end
+  local cpu = (cpu_seconds() - cpu0) / reps
   local s = median(t)
-  print(string.format("parx %s %d %.6f %.1f", dtype, n, s, 2 * n * n * n / s / 1e9))
+  print(string.format("parx %s %d %.6f %.1f %.6f", dtype, n, s, 2 * n * n * n / s / 1e9, cpu))
   return
 end
 
