@@ -19,6 +19,13 @@ end
 local function have(cmd) return run("sh", {"-c", "command -v " .. cmd}) == 0 end
 local have_rsvg, have_python = have("rsvg-convert"), have("python3")
 
+-- Whether the PNG checks can run; marks the spec pending when not.
+local function tools_here()
+  if have_rsvg and have_python then return true end
+  pending("needs rsvg-convert (librsvg2-bin) and python3: make deps")
+  return false
+end
+
 local function meta(tid, name)
   return {ph = "M", name = "thread_name", pid = 1, tid = tid, args = {name = name}}
 end
@@ -144,6 +151,17 @@ describe("write", function()
     assert.equal(1, r.main.fills[COLOR["wait.task"]])
   end)
 
+  it("puts a wait recorded on its task's own track (args.vm) on the row of its VM", function()
+    local ev = {meta(0, "main"), meta(1, "worker 1"), meta(1000001, "task 1")}
+    ev[#ev + 1] = slice(0, "run", "task 1", 0, 100, {task = 1, vm = 0})
+    ev[#ev + 1] = slice(1000001, "wait.chan", "chan recv", 100, 5000, {task = 1, vm = 0, chan = 2})
+    ev[#ev + 1] = slice(1000002, "wait.sleep", "sleep", 0, 5000, {task = 2, vm = 1})
+    local r, order = rows(timeline.render(ev))
+    assert.same({"main", "worker 1"}, order)
+    assert.equal(1, r.main.fills[COLOR["wait.chan"]])
+    assert.equal(1, r["worker 1"].fills[COLOR["wait.sleep"]])
+  end)
+
   it("colours each state: running, channel, lock, IO, GPU, MPI, sleep, task", function()
     local cats = {"run", "wait.chan", "wait.lock", "wait.io", "wait.gpu", "wait.mpi", "wait.sleep", "wait.task"}
     local ev = {meta(0, "main")}
@@ -249,10 +267,7 @@ describe("write", function()
   end)
 
   it("renders to a PNG that is not blank, with bars in both worker rows", function()
-    if not (have_rsvg and have_python) then
-      pending("needs rsvg-convert (librsvg2-bin) and python3: make deps")
-      return
-    end
+    if not tools_here() then return end
     local file = tmp .. "/png.svg"
     assert.is_true(timeline.write(file, pool_events(8)))
     local r = rows(slurp(file))
@@ -267,10 +282,7 @@ end)
 
 describe("scripts/examples/download.lua --svg", function()
   it("draws the seeds' two charts: serial bars one after another, two threads two at a time", function()
-    if not (have_rsvg and have_python) then
-      pending("needs rsvg-convert (librsvg2-bin) and python3: make deps")
-      return
-    end
+    if not tools_here() then return end
     local prefix = tmp .. "/dl"
     local _, out = run(PARX, {ROOT .. "scripts/examples/download.lua", "4", "0.2", "--svg", prefix})
     assert.truthy(out:find("wrote " .. prefix .. "-serial.svg", 1, true), out)

@@ -100,10 +100,10 @@ local function collect(events, by)
   end
   local rows, list, tracks, marks = {}, {}, {}, {}
   local t0, t1 = huge, -huge
-  local function row_of(key, e)
+  local function row_of(key, e, tid)
     local r = rows[key]
     if not r then
-      r = {key = key, slices = {}, ticks = {}, first = huge, pid = e.pid, tid = e.tid}
+      r = {key = key, slices = {}, ticks = {}, first = huge, pid = e.pid, tid = tid}
       rows[key] = r
       list[#list + 1] = r
     end
@@ -114,15 +114,21 @@ local function collect(events, by)
     local ph, ts = e.ph, tonumber(e.ts)
     if ts == nil or ph == "M" then goto continue end
     if e.pid ~= nil then pids[tostring(e.pid)] = true end
-    local task = type(e.args) == "table" and e.args.task or nil
-    local key
+    local args = type(e.args) == "table" and e.args or nil
+    local task = args and args.task
+    local key, tid = nil, e.tid
     if by == "task" then key = task ~= nil and "task:" .. tostring(task) or nil
-    else key = tostring(e.pid) .. ":" .. tostring(e.tid) end
+    else
+      -- A wait recorded on its task's own track (args.vm says whose)
+      -- belongs to the VM's row.
+      tid = args and tonumber(args.vm) or e.tid
+      key = tostring(e.pid) .. ":" .. tostring(tid)
+    end
     if ph == "X" then
       local d = max(tonumber(e.dur) or 0, 0)
       t0, t1 = min(t0, ts), max(t1, ts + d)
       if key then
-        local r = row_of(key, e)
+        local r = row_of(key, e, tid)
         r.task = task
         local s = {ts = ts, te = ts + d, cat = RANK[e.cat] and e.cat or "other",
                    name = e.name, args = e.args, track = tostring(e.pid) .. ":" .. tostring(e.tid)}
@@ -138,7 +144,7 @@ local function collect(events, by)
       t0, t1 = min(t0, ts), max(t1, ts)
       if e.cat == "mark" then marks[#marks + 1] = {ts = ts, name = e.name}
       elseif key then
-        local r = row_of(key, e)
+        local r = row_of(key, e, tid)
         r.ticks[#r.ticks + 1] = {ts = ts, name = e.name, args = e.args}
       end
     end
@@ -149,7 +155,10 @@ local function collect(events, by)
   for _, r in ipairs(list) do
     if by == "task" then
       local name = r.runname or r.anyname
-      r.label = name and format("task %s %s", tostring(r.task), name) or "task " .. tostring(r.task)
+      local id = "task " .. tostring(r.task)
+      if not name or name == id then r.label = id
+      elseif name:sub(1, #id + 1) == id .. " " then r.label = name
+      else r.label = id .. " " .. name end
     else
       local name = names[r.key] or (r.tid == 0 and "main" or "vm " .. tostring(r.tid))
       r.label = npids > 1 and format("rank %s %s", tostring(r.pid), name) or name
@@ -258,8 +267,9 @@ local function draw_row(out, r, x_of, y, h, left, cols, us_per_px)
     for _, s in ipairs(g) do
       local x0, x1 = x_of(s.ts), x_of(s.te)
       if x1 - x0 >= MIN_BAR then
-        out[#out + 1] = format('<rect x="%.2f" y="%.1f" width="%.2f" height="%.1f" fill="%s"><title>%s</title></rect>\n',
-                               x0, y, x1 - x0, h, color,
+        -- A hairline of white parts two bars that touch (chunk after chunk).
+        out[#out + 1] = format('<rect x="%.2f" y="%.1f" width="%.2f" height="%.1f" fill="%s" stroke="#fff" '
+                               .. 'stroke-width="0.5"><title>%s</title></rect>\n', x0, y, x1 - x0, h, color,
                                esc(format("%s%s — %s", tostring(s.name or cat), args_text(s.args), dur_text(s.te - s.ts))))
       else
         if not narrow then
