@@ -151,15 +151,16 @@ describe("write", function()
     assert.equal(1, r.main.fills[COLOR["wait.task"]])
   end)
 
-  it("puts a wait recorded on its task's own track (args.vm) on the row of its VM", function()
-    local ev = {meta(0, "main"), meta(1, "worker 1"), meta(1000001, "task 1")}
+  it("puts a wait recorded on its task's own track (args.vm) on the row of its VM; an idle VM has a row", function()
+    local ev = {meta(0, "main"), meta(1, "worker 1"), meta(2, "worker 2"), meta(1000001, "task 1")}
     ev[#ev + 1] = slice(0, "run", "task 1", 0, 100, {task = 1, vm = 0})
     ev[#ev + 1] = slice(1000001, "wait.chan", "chan recv", 100, 5000, {task = 1, vm = 0, chan = 2})
     ev[#ev + 1] = slice(1000002, "wait.sleep", "sleep", 0, 5000, {task = 2, vm = 1})
     local r, order = rows(timeline.render(ev))
-    assert.same({"main", "worker 1"}, order)
+    assert.same({"main", "worker 1", "worker 2"}, order)
     assert.equal(1, r.main.fills[COLOR["wait.chan"]])
     assert.equal(1, r["worker 1"].fills[COLOR["wait.sleep"]])
+    assert.equal(0, r["worker 2"].rects)
   end)
 
   it("colours each state: running, channel, lock, IO, GPU, MPI, sleep, task", function()

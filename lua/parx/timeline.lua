@@ -92,12 +92,15 @@ end
 -- Rows: key -> {key, label, order, slices = {}}.  By VM the key is the
 -- track (pid, tid); by task, args.task.
 local function collect(events, by)
-  local names, pids = {}, {}
+  local names, pids, named = {}, {}, {}
   for _, e in ipairs(events) do
     if type(e) == "table" and e.ph == "M" and e.name == "thread_name" and type(e.args) == "table" then
-      names[tostring(e.pid) .. ":" .. tostring(e.tid)] = e.args.name
+      local key = tostring(e.pid) .. ":" .. tostring(e.tid)
+      if not names[key] then named[#named + 1] = {key = key, pid = e.pid, tid = e.tid} end
+      names[key] = e.args.name
     end
   end
+  local foreign = {} -- tracks holding another VM's slices (a task's own track)
   local rows, list, tracks, marks = {}, {}, {}, {}
   local t0, t1 = huge, -huge
   local function row_of(key, e, tid)
@@ -123,6 +126,7 @@ local function collect(events, by)
       -- belongs to the VM's row.
       tid = args and tonumber(args.vm) or e.tid
       key = tostring(e.pid) .. ":" .. tostring(tid)
+      if tid ~= e.tid then foreign[tostring(e.pid) .. ":" .. tostring(e.tid)] = true end
     end
     if ph == "X" then
       local d = max(tonumber(e.dur) or 0, 0)
@@ -149,6 +153,16 @@ local function collect(events, by)
       end
     end
     ::continue::
+  end
+  -- By VM, a VM the trace names but that recorded nothing is a row too:
+  -- idle from start to end is worth seeing.
+  if by ~= "task" then
+    for _, m in ipairs(named) do
+      if not rows[m.key] and not foreign[m.key] then
+        row_of(m.key, {pid = m.pid}, m.tid)
+        if m.pid ~= nil then pids[tostring(m.pid)] = true end
+      end
+    end
   end
   local npids = 0
   for _ in pairs(pids) do npids = npids + 1 end
@@ -327,7 +341,10 @@ function M.render(events, opts)
   t0, t1 = tonumber(opts.t0) or t0, tonumber(opts.t1) or t1
   if t1 <= t0 then t1 = t0 + 1 end
   local width = max(tonumber(opts.width) or 1200, 400)
-  local left, right = 190, 20
+  local longest = 0
+  for _, r in ipairs(rows) do longest = max(longest, #r.label:gsub("[\128-\191]", "")) end
+  local LABEL_MAX = 40
+  local left, right = max(130, min(LABEL_MAX, longest) * 7 + 30), 20
   local top = 58
   local rowh, gap = 20, 6
   local plotw = width - left - right
@@ -385,7 +402,7 @@ function M.render(events, opts)
                            left, y, plotw, rowh)
     local busy = draw_row(out, r, x_of, y + 1, rowh - 2, left, plotw, span / plotw)
     local label = r.label
-    if #label > 26 then label = label:sub(1, 25) .. "…" end
+    if #label > LABEL_MAX then label = label:sub(1, LABEL_MAX - 1):gsub("[\192-\255][\128-\191]*$", "") .. "…" end
     out[#out + 1] = format('<text x="%d" y="%d" text-anchor="end"><title>%s: running %s (%.0f%% of the chart)</title>%s</text>\n',
                            left - 8, y + 14, esc(r.label), esc(dur_text(busy)), 100 * busy / span, esc(label))
     out[#out + 1] = '</g>\n'
