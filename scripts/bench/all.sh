@@ -54,6 +54,7 @@ cc=${CC:-cc}
 $cc -O2 -pthread -o "$out/pool_spawn" "$here/pool_spawn.c" 2>> "$log"
 $cc -O2 -fopenmp -o "$out/pool_pfor" "$here/pool_pfor.c" -lm 2>> "$log"
 $cc -O2 -o "$out/array_sum" "$here/array_sum.c" 2>> "$log"
+$cc -O2 -std=c11 -o "$out/gpu_cblas" "$here/gpu_cblas.c" -lopenblas 2>> "$log"
 gobin=
 if have go; then
   for g in pool_bench chan_bench net_echo net_http_server; do
@@ -163,18 +164,22 @@ startup_one() { # CMD...: "empty seconds"
 startup_parx() { emit parx startup startup_one "$parx" -e ''; }
 startup_peers() { have luajit && emit luajit startup startup_one luajit -e ''; }
 
-# CPU matmul: gpu.matmul on host arrays (OpenBLAS) against cblas_?gemm
-# called directly, in one process (gpu_cpu.lua alternates the two).
-matmul_fold() {
-  "$@" | awk '$2 ~ /^[0-9]+$/ && $3 == "OpenBLAS" {
-    print "blas_" $1 "_" $2, $4, "s" > "/dev/stderr"
-    print $1 "_" $2, $9, "s" }' 2> "$out/matmul_peer.txt"
-}
+# CPU matmul: gpu.matmul on host arrays (OpenBLAS on the thread pool, the
+# task parked, the workers idle) against cblas_?gemm called from C, each in
+# a process of its own (gpu_cblas.c, gpu_cpu.lua --one: "impl dtype n
+# seconds GFLOP/s cpu-seconds" per call, the median of its timed calls).
+matmul_fold() { "$@" | awk '{print $2 "_" $3, $4, "s"}'; }
+matmul_reps() { if [ "$1" -le 1024 ]; then echo 5; elif [ "$1" -le 2048 ]; then echo 3; else echo 1; fi; }
 matmul_parx() {
-  emit parx matmul matmul_fold env PARX_GPU=off "$parx" "$here/gpu_cpu.lua" 2048
-  sed "s/^blas_//; s/^/$round cblas matmul./" "$out/matmul_peer.txt" >> "$raw"
+  for n in 1024 2048 4096; do for dt in float32 float64; do
+    emit parx matmul matmul_fold env PARX_GPU=off "$parx" "$here/gpu_cpu.lua" --one $dt $n "$(matmul_reps $n)"
+  done; done
 }
-matmul_peers() { :; } # measured alongside, in gpu_cpu.lua
+matmul_peers() {
+  for n in 1024 2048 4096; do for dt in float32 float64; do
+    emit cblas matmul matmul_fold "$out/gpu_cblas" $dt $n "$(matmul_reps $n)"
+  done; done
+}
 
 # MPI: scripts/bench/mpi.sh prints its own "impl key value unit" rows.
 mpi_parx() {
