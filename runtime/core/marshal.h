@@ -107,6 +107,9 @@ int px_marshal_is_std_global(const char *name);
 /* If the value at idx is a module (a value of package.loaded), push its
  * name and return 1; else 0. */
 int px_marshal_module_name(writer *w, int idx);
+/* Might the object at p be a module?  0: it is not (no Lua is touched);
+ * 1: px_marshal_module_name decides. */
+int px_marshal_maybe_module(writer *w, const void *p);
 /* If the C function at idx is a field of a loaded module, push its
  * "module.field" name and return 1; else 0. */
 int px_marshal_cfunc_name(writer *w, int idx);
@@ -129,10 +132,20 @@ void px_marshal_function_entry(writer *w, int idx);
 
 /* ---- marshal_lj.c: LuaJIT internals, each verified once per process --- */
 
-/* Offsets of GCtab.array, .asize and .hmask; 0 = unusable. */
-typedef struct tab_layout { int array, asize, hmask; } tab_layout;
+/* Offsets of GCtab.array, .asize and .hmask; 0 = unusable.  The rest is
+ * the layout of flat tables (see px_marshal_flat_state): GCtab.node and
+ * .metatable, GCstr's length and data, how a slot holds a GC object, and
+ * the type tags of strings, tables and booleans as tv_tag returns them. */
+typedef struct tab_layout {
+  int array, asize, hmask;
+  int node, meta, str_len, str_data, gc64;
+  uint32_t tag_str, tag_tab, tag_true, tag_false;
+} tab_layout;
 extern tab_layout px_marshal_layout;
 extern _Atomic int px_marshal_layout_state; /* 0 unknown, 1 usable, -1 unusable */
+/* The flat-table fields of px_marshal_layout: 1 verified, -1 unusable (read
+ * only once px_marshal_layout_state > 0). */
+extern _Atomic int px_marshal_flat_state;
 
 /* A slot holds a plain number iff its bits are not a tagged value.  Tagged
  * values live in the NaN space above 0xfff98...; LuaJIT's canonical NaN
@@ -162,6 +175,54 @@ static inline uint64_t *layout_array(const tab_layout *lay, const void *t,
  * (only when px_marshal_layout_state > 0). */
 static inline uint64_t *tab_array(const void *t, uint32_t *asize) {
   return layout_array(&px_marshal_layout, t, asize);
+}
+
+/* ---- flat tables: slots read straight from LuaJIT's GCtab and GCstr.
+ * A hash node is {TValue val; TValue key; next (and freetop)}: 24 bytes
+ * in both layouts. */
+typedef struct tab_node { uint64_t val, key, next; } tab_node;
+
+static inline uint32_t lay_tag(const tab_layout *lay, uint64_t v) {
+  return lay->gc64 ? (uint32_t)(v >> 47) : (uint32_t)(v >> 32);
+}
+static inline const char *lay_gc(const tab_layout *lay, uint64_t v) {
+  return (const char *)(uintptr_t)(lay->gc64 ? v & 0x7fffffffffffull : v & 0xffffffffull);
+}
+/* The bytes of the string slot v (its tag is tag_str). */
+static inline const char *lay_str(const tab_layout *lay, uint64_t v, size_t *len) {
+  const char *s = lay_gc(lay, v);
+  uint32_t n;
+  memcpy(&n, s + lay->str_len, 4);
+  *len = n;
+  return s + lay->str_data;
+}
+static inline uint64_t lay_ref(const tab_layout *lay, const void *t, int off) {
+  const char *p = (const char *)t + off;
+  if (lay->gc64) {
+    uint64_t ref;
+    memcpy(&ref, p, 8);
+    return ref;
+  }
+  uint32_t ref;
+  memcpy(&ref, p, 4);
+  return ref;
+}
+static inline const tab_node *lay_nodes(const tab_layout *lay, const void *t, uint32_t *hmask) {
+  memcpy(hmask, (const char *)t + lay->hmask, 4);
+  return (const tab_node *)(uintptr_t)lay_ref(lay, t, lay->node);
+}
+
+/* The same with the verified layout (px_marshal_flat_state > 0). */
+static inline uint32_t tv_tag(uint64_t v) { return lay_tag(&px_marshal_layout, v); }
+static inline const char *tv_gc(uint64_t v) { return lay_gc(&px_marshal_layout, v); }
+static inline const char *tv_str(uint64_t v, size_t *len) {
+  return lay_str(&px_marshal_layout, v, len);
+}
+static inline const tab_node *tab_nodes(const void *t, uint32_t *hmask) {
+  return lay_nodes(&px_marshal_layout, t, hmask);
+}
+static inline int tab_has_meta(const void *t) {
+  return lay_ref(&px_marshal_layout, t, px_marshal_layout.meta) != 0;
 }
 
 void px_marshal_probe(lua_State *L);

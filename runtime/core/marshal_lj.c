@@ -22,6 +22,7 @@
 
 tab_layout px_marshal_layout;
 _Atomic int px_marshal_layout_state;
+_Atomic int px_marshal_flat_state;
 
 /* ------------------------------------------------------------------------
  * LuaJIT table internals (array part), verified at run time.
@@ -97,16 +98,114 @@ static int layout_ok(lua_State *L, const tab_layout *lay) {
   return ok;
 }
 
+/* The flat-table fields of lay (its array layout verified): fills in the
+ * tags, GCstr's offsets, and checks the node and metatable offsets on real
+ * tables.  1 if every one holds. */
+static int flat_ok(lua_State *L, tab_layout *lay) {
+  static const char long_str[] = "a string of thirty-seven bytes, exact";
+  int top = lua_gettop(L), ok = 1;
+  uint32_t asize, hmask;
+  lay->gc64 = lay->array == 16;
+  lay->node = lay->gc64 ? 40 : 20;
+  lay->meta = lay->gc64 ? 32 : 16;
+
+  /* Tags and GC references, from an array of one of each. */
+  lua_createtable(L, 6, 0);
+  int arr_t = lua_gettop(L);
+  lua_pushliteral(L, "x"); lua_rawseti(L, arr_t, 1);
+  lua_pushstring(L, long_str); lua_rawseti(L, arr_t, 2);
+  lua_pushboolean(L, 1); lua_rawseti(L, arr_t, 3);
+  lua_pushboolean(L, 0); lua_rawseti(L, arr_t, 4);
+  lua_createtable(L, 0, 0); lua_rawseti(L, arr_t, 5);
+  lua_pushstring(L, long_str + 10); lua_rawseti(L, arr_t, 6);
+  uint64_t *a = layout_array(lay, lua_topointer(L, arr_t), &asize);
+  if (!a || asize != 7) {
+    ok = 0;
+    goto done;
+  }
+  lay->tag_str = lay_tag(lay, a[1]);
+  lay->tag_true = lay_tag(lay, a[3]);
+  lay->tag_false = lay_tag(lay, a[4]);
+  lay->tag_tab = lay_tag(lay, a[5]);
+  ok = lay_tag(lay, a[2]) == lay->tag_str && lay_tag(lay, a[6]) == lay->tag_str &&
+       lay->tag_str != lay->tag_tab && lay->tag_true != lay->tag_false &&
+       lay->tag_str != lay->tag_true && lay->tag_tab != lay->tag_true &&
+       lay->tag_str != lay->tag_false && lay->tag_tab != lay->tag_false;
+  for (int i = 1; ok && i <= 6; i++) ok = !slot_is_num(a[i]) && !slot_is_nil(a[i]);
+  lua_rawgeti(L, arr_t, 5);
+  ok = ok && lay_gc(lay, a[5]) == lua_topointer(L, -1);
+  lua_pop(L, 1);
+  if (!ok) goto done;
+  /* GCstr: the data follows the header (lua_tolstring points at it); the
+   * length is the last header word that holds each string's length. */
+  const char *sx = lay_gc(lay, a[1]), *sl = lay_gc(lay, a[2]), *s6 = lay_gc(lay, a[6]);
+  lua_rawgeti(L, arr_t, 2);
+  const char *data = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  ok = data > sl && data - sl <= 32;
+  if (!ok) goto done;
+  lay->str_data = (int)(data - sl);
+  lay->str_len = 0;
+  for (int off = 4; off + 4 <= lay->str_data; off += 4) {
+    uint32_t n1, n2, n3;
+    memcpy(&n1, sx + off, 4);
+    memcpy(&n2, sl + off, 4);
+    memcpy(&n3, s6 + off, 4);
+    if (n1 == 1 && n2 == sizeof long_str - 1 && n3 == sizeof long_str - 11) lay->str_len = off;
+  }
+  ok = lay->str_len > 0 && !memcmp(sx + lay->str_data, "x", 2) &&
+       !memcmp(sl + lay->str_data, long_str, sizeof long_str) &&
+       !memcmp(s6 + lay->str_data, long_str + 10, sizeof long_str - 10);
+  if (!ok) goto done;
+
+  /* Hash nodes: two string keys in a table of four nodes. */
+  lua_createtable(L, 0, 4);
+  int hash_t = lua_gettop(L);
+  lua_pushnumber(L, 1.5); lua_setfield(L, hash_t, "a");
+  lua_pushliteral(L, "x"); lua_setfield(L, hash_t, "bb");
+  const tab_node *node = lay_nodes(lay, lua_topointer(L, hash_t), &hmask);
+  double d15 = 1.5;
+  uint64_t b15;
+  memcpy(&b15, &d15, 8);
+  int found_a = 0, found_b = 0, used = 0;
+  ok = node && hmask == 3 && !lay_ref(lay, lua_topointer(L, hash_t), lay->meta);
+  for (uint32_t i = 0; ok && i <= hmask; i++) {
+    if (slot_is_nil(node[i].val)) continue;
+    used++;
+    if (lay_tag(lay, node[i].key) != lay->tag_str) { ok = 0; break; }
+    size_t klen;
+    const char *k = lay_str(lay, node[i].key, &klen);
+    if (klen == 1 && k[0] == 'a' && node[i].val == b15) found_a = 1;
+    if (klen == 2 && !memcmp(k, "bb", 2) && node[i].val == a[1]) found_b = 1;
+  }
+  ok = ok && used == 2 && found_a && found_b;
+  /* The metatable slot. */
+  lua_createtable(L, 0, 0);
+  lua_pushvalue(L, hash_t);
+  lua_setmetatable(L, -2);
+  ok = ok && lay_ref(lay, lua_topointer(L, -1), lay->meta);
+done:
+  lua_settop(L, top);
+  return ok;
+}
+
 static void probe_layout(lua_State *L) {
   if (px_marshal_layout_state) return;
-  static const tab_layout candidates[] = {{16, 48, 52}, {8, 24, 28}};
-  const tab_layout *found = NULL;
-  for (size_t i = 0; i < sizeof candidates / sizeof *candidates && !found && !plain_forced(); i++)
-    if (layout_ok(L, &candidates[i])) found = &candidates[i];
+  static const tab_layout candidates[] = {{.array = 16, .asize = 48, .hmask = 52},
+                                          {.array = 8, .asize = 24, .hmask = 28}};
+  tab_layout found = {0};
+  int have = 0, flat = 0;
+  for (size_t i = 0; i < sizeof candidates / sizeof *candidates && !have && !plain_forced(); i++)
+    if (layout_ok(L, &candidates[i])) {
+      found = candidates[i];
+      have = 1;
+    }
+  if (have) flat = flat_ok(L, &found);
   pthread_mutex_lock(&probe_lock);
   if (!px_marshal_layout_state) {
-    if (found) px_marshal_layout = *found;
-    px_marshal_layout_state = found ? 1 : -1; /* after px_marshal_layout: readers test this */
+    if (have) px_marshal_layout = found;
+    px_marshal_flat_state = flat ? 1 : -1;
+    px_marshal_layout_state = have ? 1 : -1; /* after px_marshal_layout: readers test this */
   }
   pthread_mutex_unlock(&probe_lock);
 }
@@ -417,7 +516,8 @@ int px_marshal_push_closure(lua_State *L, int state, const uint8_t *bc, size_t l
 
 
 int px_marshal_fast_paths(void) {
-  return (px_marshal_layout_state > 0 ? 1 : 0) | (g_factory_state > 0 ? 2 : 0);
+  return (px_marshal_layout_state > 0 ? 1 : 0) | (g_factory_state > 0 ? 2 : 0) |
+         (px_marshal_layout_state > 0 && px_marshal_flat_state > 0 ? 4 : 0);
 }
 
 /* Run the one-time checks of LuaJIT internals this VM's marshaller relies

@@ -225,17 +225,25 @@ static void refresh_modules(writer *w) {
   build_modset(L, w->state);
 }
 
+static void fresh_modptrs(writer *w) {
+  lua_State *L = w->L;
+  refresh_modules(w);
+  lua_rawgeti(L, w->state, S_MODPTRS);
+  w->modptrs = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+}
+
+int px_marshal_maybe_module(writer *w, const void *p) {
+  if (!w->modules_fresh) fresh_modptrs(w);
+  return modset_has(w->modptrs, p);
+}
+
 /* If the value at idx is a module (a value of package.loaded), push its
  * name and return 1.  Most values are not: a C set of the modules' addresses
  * (S_MODPTRS) answers that without touching Lua tables. */
 int px_marshal_module_name(writer *w, int idx) {
   lua_State *L = w->L;
-  if (!w->modules_fresh) {
-    refresh_modules(w);
-    lua_rawgeti(L, w->state, S_MODPTRS);
-    w->modptrs = lua_touserdata(L, -1);
-    lua_pop(L, 1);
-  }
+  if (!w->modules_fresh) fresh_modptrs(w);
   const void *p = lua_topointer(L, idx);
   if (!modset_has(w->modptrs, p)) return 0;
   lua_rawgeti(L, w->state, S_MODULES);

@@ -42,6 +42,14 @@
  * Reader.
  * ---------------------------------------------------------------------- */
 
+/* Keys repeat: every record of a list has the same ones.  A short string
+ * key is interned once per message (lua_pushlstring hashes it and searches
+ * the string table: ~230 instructions) and pushed from a cache after that,
+ * in messages of at least KEY_CACHE_MIN bytes. */
+#define KEY_CACHE 64
+#define KEY_MAX 40
+#define KEY_CACHE_MIN 256
+
 typedef struct reader {
   lua_State *L;
   px_msg *m;
@@ -53,6 +61,9 @@ typedef struct reader {
   int seg_env; /* this segment's functions get the environment (SEG_ENV) */
   int env;     /* stack slot of the received functions' environment, 0: none yet */
   size_t budget; /* bytes of presized table slots still allowed */
+  int keyslot;   /* stack slot of the key cache's strings (see decode_key) */
+  int keys;      /* the key cache is made (keys[] initialised) */
+  struct { const uint8_t *bytes; uint32_t len; } key[KEY_CACHE];
   char err[512];
 } reader;
 
@@ -176,6 +187,36 @@ static int resolve_cfunc(reader *r) {
   return 0;
 }
 
+/* Push a table key: a short string through the key cache, anything else
+ * through decode. */
+static int decode_key(reader *r) {
+  lua_State *L = r->L;
+  NEED(r, 1);
+  unsigned tag = *r->p;
+  if (tag <= T_SHORTSTR || tag > T_SHORTSTR + KEY_MAX || !r->keyslot) return decode(r);
+  size_t len = tag - T_SHORTSTR;
+  NEED(r, 1 + len);
+  const uint8_t *s = r->p + 1;
+  unsigned h = (unsigned)(len * 31 + s[0] * 7 + s[len - 1] * 3 + s[len / 2]) & (KEY_CACHE - 1);
+  if (!r->keys) {
+    lua_createtable(L, KEY_CACHE, 0);
+    lua_replace(L, r->keyslot);
+    memset(r->key, 0, sizeof r->key);
+    r->keys = 1;
+  }
+  r->p += 1 + len;
+  if (r->key[h].len == len && r->key[h].bytes && !memcmp(r->key[h].bytes, s, len)) {
+    lua_rawgeti(L, r->keyslot, (int)h + 1);
+    return 0;
+  }
+  lua_pushlstring(L, (const char *)s, len);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, r->keyslot, (int)h + 1);
+  r->key[h].bytes = s;
+  r->key[h].len = (uint32_t)len;
+  return 0;
+}
+
 static int decode_items(reader *r, int t, uint64_t narr) {
   lua_State *L = r->L;
   uint64_t i = 1;
@@ -240,7 +281,7 @@ static int decode_table(reader *r, int with_mt) {
   reg(r, t);
   if (decode_items(r, t, narr)) return -1;
   for (uint32_t i = 0; i < nhash; i++) {
-    if (decode(r) || decode(r)) return -1;
+    if (decode_key(r) || decode(r)) return -1;
     int kt = lua_type(L, -2);
     if (kt == LUA_TNIL || (kt == LUA_TNUMBER && lua_tonumber(L, -2) != lua_tonumber(L, -2)))
       return bad(r, "bad table key");
@@ -442,7 +483,7 @@ static int unmarshal(lua_State *L, px_msg *m, int trusted) {
     return -1;
   }
   reader rd, *r = &rd;
-  memset(r, 0, offsetof(reader, err));
+  memset(r, 0, offsetof(reader, key));
   r->err[0] = 0;
   r->L = L;
   r->m = m;
@@ -454,6 +495,10 @@ static int unmarshal(lua_State *L, px_msg *m, int trusted) {
   r->state = px_marshal_state(L);
   lua_pushnil(L); /* the environment of received functions, made on demand */
   r->env = lua_gettop(L);
+  if (m->len >= KEY_CACHE_MIN) {
+    lua_pushnil(L); /* the key cache, made on demand */
+    r->keyslot = lua_gettop(L);
+  }
   while (r->p < r->end && !rc) {
     if ((size_t)(r->end - r->p) < 4 || r->p[0] != SEG_MAGIC) {
       rc = bad(r, "not a parx message");
@@ -491,9 +536,11 @@ static int unmarshal(lua_State *L, px_msg *m, int trusted) {
     lua_settop(L, base);
     lua_pushstring(L, r->err[0] ? r->err : "cannot receive a value");
   } else {
-    /* The state table and the environment sit below the values. */
+    /* The state table, the environment and the key cache sit below the
+     * values. */
     lua_remove(L, base + 1);
     lua_remove(L, base + 1);
+    if (r->keyslot) lua_remove(L, base + 1);
   }
   /* Every reference not handed to a proxy is dropped. */
   for (int i = r->next_ref; i < m->nrefs; i++) px_shared_release(m->refs[i]);
