@@ -341,6 +341,21 @@ describe("pool.map", function()
     local r = pool.map(function(x) parx.sleep(0.001); return -x end, range(20), {chunksize = 1})
     assert.same(serial_map(function(x) return -x end, range(20)), r)
   end)
+
+  -- Lane buffers of 2 MiB and more are mapped huge pages, kept between
+  -- calls (pool_transfer.c): sizes that are not a multiple of 2 MiB, a
+  -- bigger list after a smaller one, and a smaller one reusing a bigger
+  -- buffer all keep every result.
+  it("maps long lists of numbers through reused and resized lane buffers", function()
+    for _, n in ipairs({300001, 700000, 262144, 300001}) do
+      local xs = range(n)
+      local r = pool.map(function(x) return x * 2 + 0.5 end, xs)
+      assert.equal(n, #r)
+      assert.equal(2.5, r[1])
+      assert.equal(n * 2 + 0.5, r[n])
+      assert.equal(262144 * 2 + 0.5, r[262144])
+    end
+  end)
 end)
 
 describe("pool and --trace", function()
