@@ -37,7 +37,13 @@ local MAP, STARMAP, REDUCE, FOR = c.MAP, c.STARMAP, c.REDUCE, c.FOR
 
 local M = {}
 
-M.submit = task.spawn
+-- submit([opts,] fn, ...) -> Task: parx.spawn, with opts.callback and
+-- opts.error_callback (lua/parx/pool_object.lua) besides spawn's options.
+function M.submit(...) return require("parx.pool_object").submit(task.spawn, "pool.submit", ...) end
+
+-- new{workers, initializer, initargs, max_tasks_per_worker} -> a pool of
+-- its own size and worker state (lua/parx/pool_object.lua).
+function M.new(opts) return require("parx.pool_object").new(opts) end
 
 -- size() -> the number of worker threads
 M.size = c.workers
@@ -349,6 +355,12 @@ end
 
 -- map(fn, list, opts) -> results
 function M.map(fn, list, opts) return map_mode("pool.map", MAP, fn, list, opts) end
+
+-- map_async(fn, list, opts) -> Task whose join() gives map's results;
+-- opts.callback(results) / opts.error_callback(err) run on this VM.
+function M.map_async(fn, list, opts)
+  return require("parx.pool_object").map_async(M.map, "pool.map_async", fn, list, opts)
+end
 
 -- starmap(fn, list_of_arg_lists, opts) -> results: fn(unpack(args))
 function M.starmap(fn, list, opts) return map_mode("pool.starmap", STARMAP, fn, list, opts) end

@@ -388,16 +388,25 @@ static int encode_pair(writer *w, int k, int v) {
   return rc;
 }
 
+/* The table or function at idx (ptr) written before (a REF) or a loaded
+ * module (by name): 1 with the result in *rc.  0: write it in full. */
+static int put_known(writer *w, int idx, const void *ptr, int *rc) {
+  int64_t id = seen_get(w, ptr);
+  if (id) {
+    *rc = put_ref(w, id & 0xffffffff);
+    return 1;
+  }
+  if (!px_marshal_module_name(w, idx)) return 0;
+  *rc = reserve(w, 1) ? -1 : (put_u8(w, T_MODULE), w->code = 1, encode(w, lua_gettop(w->L)));
+  lua_pop(w->L, 1);
+  return 1;
+}
+
 static int encode_table(writer *w, int idx) {
   lua_State *L = w->L;
   const void *ptr = lua_topointer(L, idx);
-  int64_t id = seen_get(w, ptr);
-  if (id) return put_ref(w, id & 0xffffffff);
-  if (px_marshal_module_name(w, idx)) {
-    int rc = reserve(w, 1) ? -1 : (put_u8(w, T_MODULE), w->code = 1, encode(w, lua_gettop(L)));
-    lua_pop(L, 1);
-    return rc;
-  }
+  int known;
+  if (put_known(w, idx, ptr, &known)) return known;
   if (enter(w, idx)) return -1;
   seen_put(w, ptr, (int64_t)K_OBJ << 32 | ++w->nobj);
   int top = lua_gettop(L), rc = -1;
@@ -511,13 +520,8 @@ static int encode_globals(writer *w, int fidx, int entry) {
 static int encode_function(writer *w, int idx) {
   lua_State *L = w->L;
   const void *ptr = lua_topointer(L, idx);
-  int64_t id = seen_get(w, ptr);
-  if (id) return put_ref(w, id & 0xffffffff);
-  if (px_marshal_module_name(w, idx)) {
-    int rc = reserve(w, 1) ? -1 : (put_u8(w, T_MODULE), w->code = 1, encode(w, lua_gettop(L)));
-    lua_pop(L, 1);
-    return rc;
-  }
+  int known;
+  if (put_known(w, idx, ptr, &known)) return known;
   if (lua_iscfunction(L, idx)) {
     if (!px_marshal_cfunc_name(w, idx)) return px_marshal_unsendable(w, idx, NULL);
     int rc = reserve(w, 1) ? -1 : (put_u8(w, T_CFUNC), encode(w, lua_gettop(L)));

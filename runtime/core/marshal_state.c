@@ -38,12 +38,20 @@ int px_marshal_is_std_global(const char *name) {
 /* Rebuild S_CFUNCS: every C function that is a field of a loaded module
  * (standard libraries included).  Done once per VM and again when a C
  * function is not found (a module loaded since). */
+/* Push package.loaded and return its index if it is a table; else 0
+ * (nothing left pushed). */
+static int push_loaded(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+  if (lua_type(L, -1) == LUA_TTABLE) return lua_gettop(L);
+  lua_pop(L, 1);
+  return 0;
+}
+
 static void build_cfuncs(lua_State *L, int state) {
   lua_newtable(L);
   int map = lua_gettop(L);
-  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
-  int loaded = lua_gettop(L);
-  if (lua_type(L, loaded) == LUA_TTABLE) {
+  int loaded = push_loaded(L);
+  if (loaded) {
     lua_pushnil(L);
     while (lua_next(L, loaded)) {
       if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TTABLE) {
@@ -70,8 +78,8 @@ static void build_cfuncs(lua_State *L, int state) {
       }
       lua_pop(L, 1);
     }
+    lua_pop(L, 1);
   }
-  lua_pop(L, 1);
   lua_rawseti(L, state, S_CFUNCS);
 }
 
@@ -197,9 +205,8 @@ static void refresh_modules(writer *w) {
   if (skip) return;
   lua_rawgeti(L, w->state, S_MODULES);
   int map = lua_gettop(L);
-  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
-  int loaded = lua_gettop(L);
-  if (lua_type(L, loaded) == LUA_TTABLE) {
+  int loaded = push_loaded(L);
+  if (loaded) {
     lua_pushnil(L);
     while (lua_next(L, loaded)) {
       int t = lua_type(L, -1);

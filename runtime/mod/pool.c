@@ -602,13 +602,11 @@ int px_open_pool(lua_State *L) {
   lua_newtable(L);
   luaL_setfuncs(L, funcs, 0);
   luaL_setfuncs(L, px_pool_runner_funcs, 0);
-  lua_pushinteger(L, MODE_MAP);
-  lua_setfield(L, -2, "MAP");
-  lua_pushinteger(L, MODE_STARMAP);
-  lua_setfield(L, -2, "STARMAP");
-  lua_pushinteger(L, MODE_REDUCE);
-  lua_setfield(L, -2, "REDUCE");
-  lua_pushinteger(L, MODE_FOR);
-  lua_setfield(L, -2, "FOR");
+  static const struct { const char *name; int mode; } modes[] = {
+    {"MAP", MODE_MAP}, {"STARMAP", MODE_STARMAP}, {"REDUCE", MODE_REDUCE}, {"FOR", MODE_FOR}};
+  for (size_t i = 0; i < sizeof modes / sizeof *modes; i++) {
+    lua_pushinteger(L, modes[i].mode);
+    lua_setfield(L, -2, modes[i].name);
+  }
   return 1;
 }
