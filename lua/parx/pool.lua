@@ -112,6 +112,8 @@ local function is_count(v, lo)
   return type(v) == "number" and v >= lo and v <= MAX_INT and v == floor(v)
 end
 
+M._callable, M._is_count = callable, is_count -- for parx.pool_object
+
 -- A number as a user would write it in a message (1e+300, nan, 3).
 local function numstr(v)
   if type(v) == "number" and v == floor(v) and v >= -MAX_INT and v <= MAX_INT then

@@ -22,7 +22,6 @@ local task = require "parx.task"
 local error, type, tostring, pairs, select = error, type, tostring, pairs, select
 local setmetatable, getmetatable, rawget, setfenv, getfenv, pcall, unpack =
   setmetatable, getmetatable, rawget, setfenv, getfenv, pcall, unpack
-local floor = math.floor
 
 local M = {}
 
@@ -40,11 +39,7 @@ local function check_names(name, opts, known)
   end
 end
 
-local function callable(v)
-  if type(v) == "function" then return true end
-  local mt = getmetatable(v)
-  return type(mt) == "table" and mt.__call ~= nil
-end
+local callable = require("parx.pool")._callable
 
 -- ---------------------------------------------------------------------------
 -- Callbacks: run on the caller's VM once the task has ended.
@@ -170,7 +165,7 @@ Pool.__index = Pool
 local NEW_OPTS = {workers = true, initializer = true, initargs = true, max_tasks_per_worker = true}
 local next_id = 0
 
-local function is_count(v) return type(v) == "number" and v >= 1 and v <= 2 ^ 53 and v == floor(v) end
+local function is_count(v) return require("parx.pool")._is_count(v, 1) end
 
 -- parx.pool.new{workers = n, initializer = fn, initargs = {...},
 -- max_tasks_per_worker = n} -> a pool.
@@ -237,24 +232,12 @@ local function limit(p, name, opts, argn)
   return o
 end
 
-function Pool:map(fn, list, opts)
-  check_open(self, "map")
-  return pool().map(wrap(self, fn), list, limit(self, "map", opts, 3))
-end
-
-function Pool:starmap(fn, list, opts)
-  check_open(self, "starmap")
-  return pool().starmap(wrap(self, fn), list, limit(self, "starmap", opts, 3))
-end
-
-function Pool:imap(fn, list, opts)
-  check_open(self, "imap")
-  return pool().imap(wrap(self, fn), list, limit(self, "imap", opts, 3))
-end
-
-function Pool:imap_unordered(fn, list, opts)
-  check_open(self, "imap_unordered")
-  return pool().imap_unordered(wrap(self, fn), list, limit(self, "imap_unordered", opts, 3))
+-- p:map, p:starmap, p:imap, p:imap_unordered (fn, list, opts): parx.pool's.
+for _, name in ipairs({"map", "starmap", "imap", "imap_unordered"}) do
+  Pool[name] = function(self, fn, list, opts)
+    check_open(self, name)
+    return pool()[name](wrap(self, fn), list, limit(self, name, opts, 3))
+  end
 end
 
 function Pool:reduce(fn, list, init, opts)
