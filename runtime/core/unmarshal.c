@@ -187,13 +187,14 @@ static int resolve_cfunc(reader *r) {
   return 0;
 }
 
-/* Push a table key: a short string through the key cache, anything else
- * through decode. */
+/* Push a table key: a short string through the key cache (returns 1: a
+ * string, no need to check it), anything else through decode (0, or -1 on
+ * error). */
 static int decode_key(reader *r) {
   lua_State *L = r->L;
   NEED(r, 1);
   unsigned tag = *r->p;
-  if (tag <= T_SHORTSTR || tag > T_SHORTSTR + KEY_MAX || !r->keyslot) return decode(r);
+  if (tag <= T_SHORTSTR || tag > T_SHORTSTR + KEY_MAX || !r->keyslot) return decode(r) ? -1 : 0;
   size_t len = tag - T_SHORTSTR;
   NEED(r, 1 + len);
   const uint8_t *s = r->p + 1;
@@ -207,14 +208,14 @@ static int decode_key(reader *r) {
   r->p += 1 + len;
   if (r->key[h].len == len && r->key[h].bytes && !memcmp(r->key[h].bytes, s, len)) {
     lua_rawgeti(L, r->keyslot, (int)h + 1);
-    return 0;
+    return 1;
   }
   lua_pushlstring(L, (const char *)s, len);
   lua_pushvalue(L, -1);
   lua_rawseti(L, r->keyslot, (int)h + 1);
   r->key[h].bytes = s;
   r->key[h].len = (uint32_t)len;
-  return 0;
+  return 1;
 }
 
 static int decode_items(reader *r, int t, uint64_t narr) {
@@ -281,10 +282,13 @@ static int decode_table(reader *r, int with_mt) {
   reg(r, t);
   if (decode_items(r, t, narr)) return -1;
   for (uint32_t i = 0; i < nhash; i++) {
-    if (decode_key(r) || decode(r)) return -1;
-    int kt = lua_type(L, -2);
-    if (kt == LUA_TNIL || (kt == LUA_TNUMBER && lua_tonumber(L, -2) != lua_tonumber(L, -2)))
-      return bad(r, "bad table key");
+    int str = decode_key(r);
+    if (str < 0 || decode(r)) return -1;
+    if (!str) {
+      int kt = lua_type(L, -2);
+      if (kt == LUA_TNIL || (kt == LUA_TNUMBER && lua_tonumber(L, -2) != lua_tonumber(L, -2)))
+        return bad(r, "bad table key");
+    }
     lua_rawset(L, t);
   }
   if (with_mt) {
