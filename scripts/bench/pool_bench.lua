@@ -2,7 +2,8 @@
 --
 --   parx [--workers N] pool_bench.lua WHAT [reps]
 --
--- WHAT: map (x*x over 1e6 numbers), map1 (chunksize 1 over 1e5), cpu (64
+-- WHAT: map (x*x over 1e6 numbers), first (the first such map of the
+-- process, then the median of the later ones), map1 (chunksize 1 over 1e5), cpu (64
 -- items of ~10 ms arithmetic), spawn (spawn+join of an empty function),
 -- async (async+join), pfor (parallel_for summing sqrt over 5e7 float64).
 -- Prints "parx.WHAT <seconds>" lines: medians of `reps` runs after a warm-up.
@@ -45,6 +46,23 @@ if what == "map" then
     local r = pool.map(sq, xs)
     assert(r[1000000] == 1e12)
   end) / 1e6)
+elseif what == "first" then
+  -- The first pool.map of a process against the later ones (issue 13:
+  -- within 1.5x): no warm-up, workers not started yet.
+  local xs = {}
+  for i = 1, 1000000 do xs[i] = i end
+  local sq = function(x) return x * x end
+  local t0 = now()
+  assert(pool.map(sq, xs)[1000000] == 1e12)
+  local first = now() - t0
+  local ts = {}
+  for i = 1, reps do
+    t0 = now()
+    pool.map(sq, xs)
+    ts[i] = now() - t0
+  end
+  report("map_first", first / 1e6)
+  report("map_later", median(ts) / 1e6)
 elseif what == "map1" then
   local xs = {}
   for i = 1, 100000 do xs[i] = i end
@@ -121,6 +139,6 @@ elseif what == "pfor" then
   end))
   io.stderr:write(("parx parallel_for sum (2 accumulators): %.6e\n"):format(total))
 else
-  io.stderr:write("usage: pool_bench.lua map|map1|cpu|spawn|async|pfor [reps]\n")
+  io.stderr:write("usage: pool_bench.lua map|first|map1|cpu|spawn|async|pfor [reps]\n")
   os.exit(2)
 end
