@@ -169,7 +169,7 @@ end
 
 function Bar:draw(final)
   local t = now()
-  self.last = t
+  self.last, self.drawn = t, self.n
   io.stderr:write("\r", self:line(t), "\27[K", final and "\n" or "")
   io.stderr:flush()
   if self.flag then self.flag:set(final and 0 or 1) end
@@ -193,7 +193,14 @@ function Bar:close(n)
   if n ~= nil then self.n = n end
   if not self.shown or self.closed then return end
   self.closed = true
-  self:draw(true)
+  if self.drawn == self.n and self.flag:get() == 1 then
+    -- The line on the terminal is already the final one: end it.
+    io.stderr:write("\n")
+    io.stderr:flush()
+    self.flag:set(0)
+  else
+    self:draw(true)
+  end
 end
 
 -- ---------------------------------------------------------------------------
