@@ -13,7 +13,8 @@
 -- most 1 / (e + (1 - e) / N) on N workers; the Karp–Flatt metric turns that
 -- round and measures e from the speedup a run got:
 --   e = (1/S - 1/N) / (1 - 1/N)
--- With e the report says what more workers could give: 1 / (e + (1-e)/N)
+-- e is clamped to 0..1 and reported with the parallel fraction P = 1 - e;
+-- with them the report says what more workers could give: 1 / (e + P/N')
 -- for N' workers, 1 / e at most with any number.
 local format, concat, rep = string.format, table.concat, string.rep
 local max, huge = math.max, math.huge
@@ -135,17 +136,18 @@ function M.format(stats)
   end
   local e = M.karp_flatt(S, N)
   local raw = (1 / S - 1 / N) / (1 - 1 / N)
-  out[#out + 1] = format("Serial fraction (Karp-Flatt) e = (1/S - 1/N) / (1 - 1/N) = %.3f with N = %d workers:", raw, N)
+  out[#out + 1] = format("Karp-Flatt: e = (1/S - 1/N) / (1 - 1/N) = %.3f with N = %d workers, so", raw, N)
+  if raw > 1 then
+    out[#out + 1] = "  (taken as e = 1: S is 1 or less)"
+  elseif raw < 0 then
+    out[#out + 1] = format("  (taken as e = 0: S is above N, the main VM worked beside the %d workers)", N)
+  end
+  out[#out + 1] = format("  serial fraction %.0f%% (Amdahl's serial part: it ran one piece at a time) and", 100 * e)
+  out[#out + 1] = format("  parallel fraction %.0f%% (P = 1 - e).", 100 * (1 - e))
   if S <= 1 then
-    out[#out + 1] = "  the run was as good as serial (S <= 1): no part of it ran in parallel, so more"
-    out[#out + 1] = "  workers will not make it faster; look for the lock, channel or loop that serialises it."
+    out[#out + 1] = "The run was as good as serial (S <= 1): more workers will not make it faster;"
+    out[#out + 1] = "  look for the lock, channel or loop that serialises it."
   else
-    if raw < 0 then
-      out[#out + 1] = format("  S is above N (the main VM worked alongside the %d workers): taken as e = 0.", N)
-    end
-    out[#out + 1] = format("  about %.0f%% of the work ran one piece at a time (Amdahl's serial part) and %.0f%%",
-                           100 * e, 100 * (1 - e))
-    out[#out + 1] = "  in parallel (the parallel part P = 1 - e)."
     out[#out + 1] = format("Amdahl bound 1 / (e + P/N): %.2fx on %d workers, %.2fx on %d,",
                            amdahl(e, N), N, amdahl(e, 2 * N), 2 * N)
     if e > 0 then
