@@ -90,3 +90,30 @@ describe("parx.stats_report.format", function()
     assert.has_error(function() report.format(nil) end)
   end)
 end)
+
+-- End to end: parx --stats (the flag is parx.trace's: pending until a parx
+-- that has it is built).
+describe("parx --stats", function()
+  local PARX = os.getenv("PARX_BIN") or "build/parx"
+  local ROOT = debug.getinfo(1, "S").source:match("^@(.*)spec/stats_report_spec.lua$") or ""
+
+  it("prints the report on the sum-of-squares example with a parallel fraction from 0 to 100%", function()
+    local probe = parx.process.exec(PARX, {"--stats", "-e", ""}, {timeout = 30})
+    if not (probe and probe.status == 0 and probe.stderr:find("parx --stats:", 1, true)) then
+      pending("this parx has no --stats report yet (parx.trace)")
+      return
+    end
+    local r = assert(parx.process.exec(PARX, {"--workers", "2", "--stats", ROOT .. "scripts/examples/sum_squares.lua"},
+                                       {timeout = 60}))
+    assert.equal(0, r.status, r.stderr)
+    assert.truthy(r.stdout:find("333333833333500000", 1, true), r.stdout)
+    assert.truthy(r.stderr:find("2 workers", 1, true), r.stderr)
+    for _, vm in ipairs({"main", "worker 1", "worker 2"}) do
+      assert.truthy(r.stderr:find("\n  " .. vm .. " ", 1, true), vm .. " in:\n" .. r.stderr)
+    end
+    local S = after(r.stderr, "Speedup S = ")
+    assert.truthy(S > 0, r.stderr)
+    local P = after(r.stderr, "parallel fraction ")
+    assert.truthy(P >= 0 and P <= 100, r.stderr)
+  end)
+end)
