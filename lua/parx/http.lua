@@ -24,7 +24,7 @@
 --
 -- sink streams the body instead of returning it (the response then has no
 -- body field), in constant memory whatever its size: a function is called
--- with each chunk (strings of up to about 512 KiB, in order) on the
+-- with each chunk (strings of up to 64 KiB, in order) on the
 -- calling task, and an error it raises stops the transfer and is raised
 -- by the request; a string is a file path, created or truncated, written
 -- as the body arrives (what arrived stays there if the transfer fails).

@@ -31,10 +31,10 @@
  * buffer and the string exist together for that copy: a body costs twice
  * its size at its peak (a LuaJIT string cannot be filled in place).
  * Streamed (opts.sink): to a file path, written here as it arrives (no
- * wake-up at all until the end); to a function, in chunks of about
- * SINK_CHUNK: the transfer pauses while a full chunk waits for the task,
- * which takes it with next() and calls the function on its own coroutine
- * (lua/parx/http.lua), so memory stays constant whatever the body's size.
+ * wake-up at all until the end); to a function, in chunks: the task wakes
+ * when SINK_CHUNK bytes wait, takes them with next() and calls the
+ * function on its own coroutine (lua/parx/http.lua); the transfer pauses
+ * while SINK_MAX wait, so memory stays constant whatever the body's size.
  */
 #include "../core/ioreq.h"
 #include "bounds.h"
@@ -51,14 +51,21 @@
 #include <unistd.h>
 
 /* libcurl's receive buffer for a streamed body (a held one keeps curl's
- * 16 KiB): fewer reads and callbacks per megabyte (an 8 MB body: about a
- * fifth less CPU).  Not for every request: libcurl allocates it per
- * transfer, and 200 small requests at once then cost a fifth more CPU. */
-#define STREAM_BUFFER (256 * 1024)
+ * 16 KiB): fewer reads and callbacks per megabyte.  Not for every request:
+ * libcurl allocates it per transfer, and 200 small requests at once then
+ * cost a fifth more CPU (with 256 KiB). */
+#define STREAM_BUFFER (64 * 1024)
 
-/* A function sink gets chunks of about this size (at most this plus one
- * receive buffer). */
-#define SINK_CHUNK (512 * 1024)
+/* A function sink's chunks are at most SINK_CHUNK bytes: below LuaJIT's
+ * threshold for allocating a string with its own mmap, so chunk strings
+ * reuse the allocator's memory (2 MB chunks page-faulted afresh each time:
+ * three times the CPU of a held body).  The task wakes as soon as a chunk
+ * waits (it runs on this same thread: a wake-up is a queue push); the
+ * transfer pauses only when SINK_MAX waits, so libcurl keeps draining the
+ * socket while the task is busy (pausing at every chunk made each one wait
+ * for the sender to be scheduled again). */
+#define SINK_CHUNK (64 * 1024)
+#define SINK_MAX (16 * SINK_CHUNK)
 
 typedef struct membuf {
   char *data;
@@ -83,6 +90,7 @@ typedef struct http_req {
   membuf body, head;
   size_t max_size;   /* the body's limit */
   size_t received;   /* body bytes so far, streamed ones included */
+  size_t taken;      /* a stream's: bytes of body already handed over */
   int too_big;       /* the body passed it: the transfer was stopped */
   int in_flight;     /* in the multi, on its reqs */
   /* Streams (opts.sink).  A function sink's request belongs to its
@@ -167,14 +175,20 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata) {
     r->sink_err = write_all(r->fd, ptr, n);
     if (r->sink_err) return 0;
   } else if (r->stream) {
-    /* A full chunk waits for the task: libcurl keeps this data and hands
-     * it over again once next() resumes the transfer. */
-    if (r->body.len >= SINK_CHUNK) {
+    /* Enough waits for the task: libcurl keeps this data and hands it
+     * over again once next() resumes the transfer. */
+    if (r->body.len - r->taken >= SINK_MAX) {
       r->paused = 1;
       return CURL_WRITEFUNC_PAUSE;
     }
+    if (r->taken > 0 && n > r->body.cap - r->body.len) {
+      /* Move what waits to the front rather than grow. */
+      memmove(r->body.data, r->body.data + r->taken, r->body.len - r->taken);
+      r->body.len -= r->taken;
+      r->taken = 0;
+    }
     if (membuf_add(&r->body, ptr, n, SIZE_MAX) < 0) return 0;
-    if (r->body.len >= SINK_CHUNK && px_req_active(&r->req)) px_req_done(&r->req);
+    if (px_req_active(&r->req)) px_req_done(&r->req);
   } else {
     if (r->body.cap == 0) reserve_body(r);
     if (membuf_add(&r->body, ptr, n, r->max_size) < 0) return 0;
@@ -538,15 +552,18 @@ static int push_result(lua_State *co, http_req *r) {
   return 1;
 }
 
-/* A function sink's next step: the waiting chunk (a full one, or the rest
- * once the transfer ended), else the outcome; 0 when neither is there yet.
+/* A function sink's next step: a chunk of what waits, else the outcome; 0
+ * when neither is there yet.
  * Taking a chunk resumes a paused transfer, which may refill body at once
  * (libcurl hands over what it kept from inside curl_easy_pause). */
 static int stream_push(lua_State *co, http_req *r) {
-  if (r->body.len >= SINK_CHUNK || (r->finished && r->body.len > 0)) {
-    lua_pushlstring(co, r->body.data, r->body.len);
-    r->body.len = 0;
-    if (r->paused && r->in_flight) {
+  size_t waiting = r->body.len - r->taken;
+  if (waiting > 0) {
+    size_t n = waiting < SINK_CHUNK ? waiting : SINK_CHUNK;
+    lua_pushlstring(co, r->body.data + r->taken, n);
+    r->taken += n;
+    if (r->taken == r->body.len) r->body.len = r->taken = 0;
+    if (r->paused && r->in_flight && r->body.len - r->taken < SINK_MAX / 2) {
       r->paused = 0;
       curl_easy_pause(r->easy, CURLPAUSE_CONT);
     }

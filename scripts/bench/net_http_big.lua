@@ -1,6 +1,7 @@
 -- net_http_big.lua -- one large body: REPS sequential parx.http.get of URL
 -- (a keep-alive connection), after one warm-up.  Prints
--- "parx <median ms> <min ms> <max ms> <bytes>"; with "sink" as the third
+-- "parx <median ms> <min ms> <max ms> <bytes> <peak RSS growth KiB>", the
+-- growth (VmHWM) measured from after the warm-up; with "sink" as the third
 -- argument the body streams to a function that only counts it.
 -- Usage: parx net_http_big.lua URL [reps=9] [sink]
 local URL = assert(arg[1], "usage: net_http_big.lua URL [reps] [sink]")
@@ -19,7 +20,16 @@ local function get()
   return opts and opts.size() or #r.body
 end
 
+local function kb(field)
+  for l in io.lines("/proc/self/status") do
+    local v = l:match("^" .. field .. ":%s*(%d+)")
+    if v then return tonumber(v) end
+  end
+end
+
 local bytes = get()
+collectgarbage()
+local before = kb("VmRSS")
 local t = {}
 for i = 1, REPS do
   local t0 = parx.now()
@@ -27,4 +37,5 @@ for i = 1, REPS do
   t[i] = (parx.now() - t0) * 1e3
 end
 table.sort(t)
-print(string.format("parx %.2f %.2f %.2f %d", t[math.floor(#t / 2) + 1], t[1], t[#t], bytes))
+print(string.format("parx %.2f %.2f %.2f %d %d", t[math.floor(#t / 2) + 1], t[1], t[#t], bytes,
+                    kb("VmHWM") - before))
