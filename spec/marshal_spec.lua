@@ -792,6 +792,20 @@ describe("flat tables", function()
     package.loaded["marshal_spec_flat_mod"] = nil
   end)
 
+  it("a run of numbers in a flat table still goes as raw doubles in bulk", function()
+    local xs = {}
+    for i = 1, 100 do xs[i] = i end
+    local bytes = #dbg.marshal(xs)
+    if dbg.fast_paths().layout then
+      assert.is_true(bytes >= 800, "bytes: " .. bytes) -- 8 bytes a number, copied as a block
+    else
+      assert.is_true(bytes < 800, "bytes: " .. bytes) -- tagged one by one
+    end
+    assert.same(xs, dbg.unmarshal(dbg.marshal(xs)))
+    local row = {1, 2, 3, "x", name = "r"} -- short: written from its slots
+    assert.same(row, dbg.unmarshal(dbg.marshal(row)))
+  end)
+
   it("keys that collide in the reader's key cache stay distinct", function()
     local list = {}
     for i = 1, 200 do

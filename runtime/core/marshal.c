@@ -223,8 +223,9 @@ static int enter(writer *w, int idx) {
 }
 
 /* ---- flat tables -------------------------------------------------------
- * A table without a metatable whose array part (1..n, no holes) and hash
- * part (string keys only) hold only numbers, strings and booleans: the
+ * A table without a metatable whose array part (1..n, no holes, no run of
+ * RUN_MIN numbers: those go in bulk) and hash part (string keys only) hold
+ * only numbers, strings and booleans: the
  * records and rows that most messages are made of.  With LuaJIT's layout
  * verified (marshal_lj.c) it is written straight from its GCtab, with no
  * Lua API call and no stack traffic, as the very bytes encode_table would
@@ -275,11 +276,14 @@ static int encode_flat(writer *w, const void *t) {
   /* Every slot 1..asize-1 filled and no number key: lua_objlen is asize-1
    * and encode_table would write the array part as items, the rest as
    * pairs. */
-  size_t bytes = 16;
+  size_t bytes = 16, run = 0;
   if (asize > 0 && !slot_is_nil(arr[0])) return 0;
   for (uint32_t i = 1; i < asize; i++) {
     size_t n = flat_size(lay, arr[i]);
     if (!n) return 0;
+    /* A run of numbers is copied in bulk by encode_items (DOUBLES). */
+    run = slot_is_num(arr[i]) ? run + 1 : 0;
+    if (run >= RUN_MIN) return 0;
     bytes += n;
   }
   uint32_t count = 0;
