@@ -793,7 +793,7 @@ describe("flat tables", function()
   end)
 
   it("a run of numbers in a flat table still goes as raw doubles in bulk", function()
-    local xs = {}
+    local xs = require("table.new")(100, 0) -- an array part of exactly 100
     for i = 1, 100 do xs[i] = i end
     local bytes = #dbg.marshal(xs)
     if dbg.fast_paths().layout then
