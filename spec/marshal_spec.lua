@@ -764,6 +764,16 @@ describe("flat tables", function()
     assert.equal("n300", back[300].name)
     assert.equal("e", back[7][""])
     assert.is_true(back[2].ok)
+    -- grown by appends: empty slack after the items
+    local strs, mixed = {}, {}
+    for i = 1, 300 do strs[i] = "s" .. i; mixed[i] = i % 3 == 0 and true or ("m" .. i) end
+    mixed.tag = "list"
+    assert.same(strs, dbg.unmarshal(dbg.marshal(strs)))
+    assert.same(mixed, dbg.unmarshal(dbg.marshal(mixed)))
+    assert.equal(300, #dbg.unmarshal(dbg.marshal(strs)))
+    local holes = {"a", "b", "c", "d", "e"}
+    holes[3] = nil
+    assert.same(holes, dbg.unmarshal(dbg.marshal(holes)))
   end)
 
   it("a record that appears twice arrives as one table", function()

@@ -223,8 +223,8 @@ static int enter(writer *w, int idx) {
 }
 
 /* ---- flat tables -------------------------------------------------------
- * A table without a metatable whose array part (1..n, no holes, no run of
- * RUN_MIN numbers: those go in bulk) and hash part (string keys only) hold
+ * A table without a metatable whose array part (1..n then only empty
+ * slots; no run of RUN_MIN numbers: those go in bulk) and hash part (string keys only) hold
  * only numbers, strings and booleans: the
  * records and rows that most messages are made of.  With LuaJIT's layout
  * verified (marshal_lj.c) it is written straight from its GCtab, with no
@@ -273,18 +273,26 @@ static int encode_flat(writer *w, const void *t) {
   uint32_t asize, hmask;
   const uint64_t *arr = tab_array(t, &asize);
   const tab_node *node = tab_nodes(t, &hmask);
-  /* Every slot 1..asize-1 filled and no number key: lua_objlen is asize-1
-   * and encode_table would write the array part as items, the rest as
-   * pairs. */
+  /* No number key in the hash part: encode_table would write the array
+   * part as items, the rest as pairs. */
   size_t bytes = 16, run = 0;
   if (asize > 0 && !slot_is_nil(arr[0])) return 0;
+  /* Slots 1..narr filled, the slack after them empty (a table grown by
+   * appends): lua_objlen is narr, the one border. */
+  uint32_t narr = 0;
   for (uint32_t i = 1; i < asize; i++) {
+    if (slot_is_nil(arr[i])) {
+      for (uint32_t j = i + 1; j < asize; j++)
+        if (!slot_is_nil(arr[j])) return 0;
+      break;
+    }
     size_t n = flat_size(lay, arr[i]);
     if (!n) return 0;
     /* A run of numbers is copied in bulk by encode_items (DOUBLES). */
     run = slot_is_num(arr[i]) ? run + 1 : 0;
     if (run >= RUN_MIN) return 0;
     bytes += n;
+    narr = i;
   }
   uint32_t count = 0;
   for (uint32_t i = 0; i <= hmask; i++) {
@@ -301,9 +309,9 @@ static int encode_flat(writer *w, const void *t) {
   /* May allocate (a userdata), never runs Lua: t stays as it is. */
   seen_put(w, t, (int64_t)K_OBJ << 32 | ++w->nobj);
   put_u8(w, T_TABLE);
-  put_varint(w, asize > 0 ? asize - 1 : 0);
+  put_varint(w, narr);
   put_raw(w, &count, 4);
-  for (uint32_t i = 1; i < asize; i++) flat_put(w, lay, arr[i]);
+  for (uint32_t i = 1; i <= narr; i++) flat_put(w, lay, arr[i]);
   for (uint32_t i = 0; i <= hmask; i++) {
     if (slot_is_nil(node[i].val)) continue;
     size_t klen;
