@@ -270,6 +270,10 @@ static inline void flat_put(writer *w, const tab_layout *lay, uint64_t v) {
 static int encode_flat(writer *w, const void *t) {
   const tab_layout *lay = &px_marshal_layout;
   if (w->depth >= MAX_DEPTH || tab_has_meta(t)) return 0;
+  /* Room for t in `seen` first: growing it allocates, and an allocation
+   * may run finalizers (Lua code) that could change t between the sizes
+   * counted below and the bytes written. */
+  if ((w->seen_len + 1) * 2 > w->seen_cap) seen_grow(w, 1);
   uint32_t asize, hmask;
   const uint64_t *arr = tab_array(t, &asize);
   const tab_node *node = tab_nodes(t, &hmask);
@@ -306,8 +310,7 @@ static int encode_flat(writer *w, const void *t) {
   }
   if (seen_get(w, t) || px_marshal_maybe_module(w, t)) return 0;
   if (reserve(w, bytes)) return -1;
-  /* May allocate (a userdata), never runs Lua: t stays as it is. */
-  seen_put(w, t, (int64_t)K_OBJ << 32 | ++w->nobj);
+  seen_put(w, t, (int64_t)K_OBJ << 32 | ++w->nobj); /* has room: no allocation */
   put_u8(w, T_TABLE);
   put_varint(w, narr);
   put_raw(w, &count, 4);
