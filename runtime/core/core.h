@@ -39,6 +39,8 @@ struct px_task {
   px_task *prev, *next; /* all tasks of the VM (deadlock reports) */
 };
 
+#define PX_SPARE_COS 32
+
 struct px_vm {
   px_runtime *rt;
   int id;
@@ -75,6 +77,11 @@ struct px_vm {
   int inject_slot;
   lua_State *inject_co;
   int base_ref, call_ref;
+  /* Coroutines of finished tasks, each with its registry anchor, kept
+   * for the next tasks (sched.c px_sched_spare). */
+  lua_State *spare_co[PX_SPARE_COS];
+  int spare_ref[PX_SPARE_COS];
+  int nspare;
   uint64_t *gc_threshold;  /* sched_lj.c: LuaJIT's gc.threshold, or NULL */
   uint64_t gc_stopped;     /* its value that holds off GC steps */
 
@@ -150,6 +157,20 @@ extern const char px_park_marker;
 
 /* ---- sched.c ---- */
 px_task *px_task_new(px_vm *vm, lua_State *co, px_future *h); /* co on top of vm->L; popped */
+/* The same with co on top of L, any state of vm (popped), or, when co_ref
+ * is not LUA_NOREF, anchored by it already (px_sched_spare); guarded: co
+ * holds [xpcall, fn, handler, args...] already (px_sched_guard_values). */
+px_task *px_task_new_from(px_vm *vm, lua_State *L, lua_State *co, int co_ref, px_future *h,
+                          int guarded);
+/* A finished task's coroutine (with co_ref, its anchor) for a new task,
+ * or NULL (take a new one).  co is empty.  VM thread. */
+lua_State *px_sched_spare(px_vm *vm, int *co_ref);
+/* Give back co, anchored by co_ref, when a task and its future are done
+ * with it: kept for a new task if it ended normally, else unanchored. */
+void px_sched_recycle(px_vm *vm, lua_State *co, int co_ref);
+/* Push LuaJIT's xpcall and the tasks' message handler (for a module that
+ * builds task stacks itself); 0 if the VM has none yet (nothing pushed). */
+int px_sched_guard_values(lua_State *L);
 int px_sched_run_ready(px_vm *vm);        /* returns tasks resumed */
 int px_sched_run_inline(px_vm *vm, px_task *t); /* 1 if t ran now */
 void px_sched_deliver(px_vm *vm, px_wait *w);
@@ -197,6 +218,8 @@ void px_trace_wait(px_vm *vm, long seq, const char *what, uint64_t t0, uint64_t 
 
 /* ---- enter.c (px_pcall, px_cpcall, px_vm_of: px.h) ---- */
 void px_vm_bind(lua_State *L, px_vm *vm); /* px_vm_of(L) finds vm from now on */
+int px_vm_bind_fast(lua_State *L, px_vm *vm); /* vm.c: after set-up; faster px_vm_of */
+void px_vm_unbind_fast(lua_State *L);         /* vm.c: before lua_close */
 
 /* ---- state.c ---- */
 int px_state_setup(px_vm *vm, lua_CFunction open); /* libs, then open(L) (the layers above), preloads, parx global; 0 or UV_E* */

@@ -2,6 +2,8 @@
  * px_cpcall, with px_traceback as message handler) and the VM a lua_State
  * belongs to (px_vm_of).  At the bottom of the core: every file calls
  * these, they call nothing of parx. */
+#include <stdlib.h>
+
 #include "core.h"
 
 static const char vm_key = 0;
@@ -12,7 +14,44 @@ void px_vm_bind(lua_State *L, px_vm *vm) {
   lua_rawset(L, LUA_REGISTRYINDEX);
 }
 
+/* px_vm_of runs several times per task (spawn, join, park, every check of
+ * the current task), and the registry lookup it needs costs about 80
+ * instructions.  Once a VM's state is set up (vm.c), its allocator is
+ * wrapped by one that carries the VM: lua_getallocf is then two loads.
+ * The wrapper adds one indirect call per allocation.  It is taken off
+ * again before lua_close (LuaJIT frees its own arena only when it finds
+ * its own allocator there). */
+typedef struct bound {
+  lua_Alloc alloc; /* LuaJIT's, and its argument */
+  void *ud;
+  px_vm *vm;
+} bound;
+
+static void *bound_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  bound *b = ud;
+  return b->alloc(b->ud, ptr, osize, nsize);
+}
+
+int px_vm_bind_fast(lua_State *L, px_vm *vm) {
+  bound *b = malloc(sizeof *b);
+  if (!b) return UV_ENOMEM; /* px_vm_of keeps the registry lookup */
+  b->alloc = lua_getallocf(L, &b->ud);
+  b->vm = vm;
+  lua_setallocf(L, bound_alloc, b);
+  return 0;
+}
+
+void px_vm_unbind_fast(lua_State *L) {
+  void *ud;
+  if (lua_getallocf(L, &ud) != bound_alloc) return;
+  bound *b = ud;
+  lua_setallocf(L, b->alloc, b->ud);
+  free(b);
+}
+
 px_vm *px_vm_of(lua_State *L) {
+  void *ud;
+  if (lua_getallocf(L, &ud) == bound_alloc) return ((bound *)ud)->vm;
   lua_pushlightuserdata(L, (void *)&vm_key);
   lua_rawget(L, LUA_REGISTRYINDEX);
   px_vm *vm = lua_touserdata(L, -1);

@@ -31,6 +31,7 @@ struct px_future {
   px_job *job;           /* while queued */
   int local;             /* parx.async: results stay on the coroutine */
   int co_ref;            /* local: registry ref of the finished coroutine */
+  lua_State *co;         /* local: that coroutine */
   int nresults;          /* local: values on that coroutine's stack */
   px_msg result;         /* spawned: results, or the error value */
   px_join_link *joiners; /* parked joiners (any VM) */

@@ -142,12 +142,18 @@ static int job_start_call(lua_State *L, void *ud) {
     lua_insert(L, base + 1);
     n = 2;
   }
-  lua_State *co = lua_newthread(L);
-  lua_insert(L, base + 1);
-  if (n >= LUA_MINSTACK && !lua_checkstack(co, n + 1))
+  int co_ref = LUA_NOREF;
+  lua_State *co = px_sched_spare(s->vm, &co_ref);
+  if (!co) {
+    co = lua_newthread(L);
+    lua_insert(L, base + 1);
+  }
+  if (n >= LUA_MINSTACK && !lua_checkstack(co, n + 1)) {
+    if (co_ref != LUA_NOREF) px_sched_recycle(s->vm, co, co_ref);
     return luaL_error(L, "too many arguments to start a task with");
+  }
   lua_xmove(L, co, n);
-  s->task = px_task_new(s->vm, co, s->job->future); /* pops co */
+  s->task = px_task_new_from(s->vm, L, co, co_ref, s->job->future, 0); /* pops co if new */
   if (!s->task) return px_oom(L, "starting a task");
   return 0;
 }

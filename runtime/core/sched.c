@@ -59,14 +59,46 @@ static px_task *pop_ready(px_vm *vm) {
   return t;
 }
 
-px_task *px_task_new(px_vm *vm, lua_State *co, px_future *h) {
-  /* The reference first: it may raise (memory), and nothing is owned yet. */
-  int co_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX); /* pops co from vm->L */
+/* ---- coroutines, reused ---------------------------------------------
+ * A task costs a coroutine: a GC object with its own stack, allocated
+ * and then collected, and a registry reference to anchor it, about a
+ * third of an async + join.  A coroutine whose function returned (every
+ * task's does: its xpcall catches errors) can run another function, so
+ * finished ones are kept, anchored, for the next tasks, as LuaJIT-based
+ * servers keep their coroutines.  One rule follows: a script must not
+ * resume a finished task's coroutine (from coroutine.running()), which
+ * may belong to another task by then. */
+
+lua_State *px_sched_spare(px_vm *vm, int *co_ref) {
+  if (vm->nspare == 0) return NULL;
+  vm->nspare--;
+  *co_ref = vm->spare_ref[vm->nspare];
+  return vm->spare_co[vm->nspare];
+}
+
+void px_sched_recycle(px_vm *vm, lua_State *co, int co_ref) {
+  /* Status 0 is also a running coroutine's: never the current task's. */
+  if (vm->nspare < PX_SPARE_COS && lua_status(co) == 0 && !(vm->current && vm->current->co == co)) {
+    lua_settop(co, 0);
+    vm->spare_co[vm->nspare] = co;
+    vm->spare_ref[vm->nspare] = co_ref;
+    vm->nspare++;
+    return;
+  }
+  luaL_unref(vm->L, LUA_REGISTRYINDEX, co_ref);
+}
+
+px_task *px_task_new_from(px_vm *vm, lua_State *L, lua_State *co, int co_ref, px_future *h,
+                          int guarded) {
+  /* The reference first: it may raise (memory), and nothing is owned yet.
+   * Every state of the VM shares its registry. */
+  if (co_ref == LUA_NOREF) co_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops co from L */
   px_task *t = calloc(1, sizeof *t);
   if (!t) {
-    luaL_unref(vm->L, LUA_REGISTRYINDEX, co_ref);
+    px_sched_recycle(vm, co, co_ref);
     return NULL;
   }
+  t->msgh = guarded;
   t->vm = vm;
   t->co = co;
   t->co_ref = co_ref;
@@ -83,6 +115,10 @@ px_task *px_task_new(px_vm *vm, lua_State *co, px_future *h) {
   return t;
 }
 
+px_task *px_task_new(px_vm *vm, lua_State *co, px_future *h) {
+  return px_task_new_from(vm, vm->L, co, LUA_NOREF, h, 0);
+}
+
 static void task_free(px_vm *vm, px_task *t) {
   pthread_mutex_lock(&vm->inbox_lock);
   if (t->prev) t->prev->next = t->next;
@@ -90,7 +126,8 @@ static void task_free(px_vm *vm, px_task *t) {
   if (t->next) t->next->prev = t->prev;
   vm->ntasks--;
   pthread_mutex_unlock(&vm->inbox_lock);
-  luaL_unref(vm->L, LUA_REGISTRYINDEX, t->co_ref);
+  if (t->co_ref != LUA_NOREF) px_sched_recycle(vm, t->co, t->co_ref);
+  t->co_ref = LUA_NOREF;
   if (t->inject_ref != LUA_NOREF) luaL_unref(vm->L, LUA_REGISTRYINDEX, t->inject_ref);
   t->inject_ref = LUA_NOREF;
   if (t->stale_wakes > 0) {
@@ -515,6 +552,16 @@ void px_task_raise(px_task *t) {
 
 /* ---- running ------------------------------------------------------- */
 
+int px_sched_guard_values(lua_State *L) {
+  px_vm *vm = px_vm_of(L);
+  if (!vm || vm->base_ref <= 0) return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->base_ref);
+  lua_rawgeti(L, -1, 2);
+  lua_rawgeti(L, -2, 3);
+  lua_remove(L, -3);
+  return 1;
+}
+
 /* A task's first resume: run its function under xpcall with the message
  * handler.  Its stack is [fn, args...]; becomes [xpcall, fn, msgh, args...]. */
 static int guard(px_vm *vm, px_task *t, int nargs) {
@@ -601,7 +648,7 @@ static void resume(px_vm *vm, px_task *t) {
   lua_State *co = t->co;
   int nargs = t->nargs;
   t->nargs = 0;
-  if (lua_status(co) == 0) nargs = guard(vm, t, nargs);
+  if (lua_status(co) == 0 && !t->msgh) nargs = guard(vm, t, nargs);
   t->state = PX_TASK_RUNNING;
   vm->current = t;
   uint64_t t0 = vm->trace ? uv_hrtime() : 0;

@@ -80,6 +80,7 @@ int px_vm_new(px_runtime *rt, int id, px_vm **out) {
     free(vm);
     return err;
   }
+  px_vm_bind_fast(vm->L, vm); /* out of memory: px_vm_of stays on the slow path */
   *out = vm;
   return 0;
 }
@@ -97,7 +98,10 @@ void px_vm_free(px_vm *vm) {
     px_trace_vm_end(vm);
     return;
   }
-  if (vm->L) lua_close(vm->L);
+  if (vm->L) {
+    px_vm_unbind_fast(vm->L);
+    lua_close(vm->L);
+  }
   px_trace_vm_end(vm);
   px_paths_free(vm);
   vm->L = NULL;

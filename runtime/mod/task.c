@@ -126,25 +126,41 @@ static int l_spawn(lua_State *L) {
   return 1;
 }
 
+/* parx.async(fn, ...).  Its upvalues are LuaJIT's xpcall and the tasks'
+ * message handler (px_open_task): the new coroutine's stack is built as
+ * [xpcall, fn, handler, args...] here, cheaper than the scheduler's
+ * guard() at the first resume. */
 static int l_async(lua_State *L) {
   luaL_checkany(L, 1);
   if (!lua_isfunction(L, 1) && !luaL_getmetafield(L, 1, "__call"))
     luaL_typerror(L, 1, "function");
   px_vm *vm = px_vm_of(L);
+  int guarded = !lua_isnone(L, lua_upvalueindex(2));
+  if (guarded) {
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_insert(L, 3);
+  }
   int n = lua_gettop(L);
   px_future *f = px_future_new(vm->rt, 1);
   if (!f) return px_oom(L, "async");
-  lua_State *co = lua_newthread(L);
-  lua_insert(L, 1);
-  lua_xmove(L, co, n); /* fn and args move to co; co stays at 1 */
+  int co_ref = LUA_NOREF;
+  lua_State *co = px_sched_spare(vm, &co_ref);
+  if (!co) {
+    co = lua_newthread(L);
+    lua_insert(L, 1); /* co stays at 1 */
+  }
+  if (n >= LUA_MINSTACK && !lua_checkstack(co, n + 1)) {
+    if (co_ref != LUA_NOREF) px_sched_recycle(vm, co, co_ref);
+    px_shared_release(&f->hdr);
+    return luaL_error(L, "too many arguments to start a task with");
+  }
+  lua_xmove(L, co, n); /* fn and args move to co */
   f->vm = vm;
   f->state = PX_FUTURE_RUNNING;
   px_shared_retain(&f->hdr); /* the task's reference */
-  /* px_task_new pops co from vm->L: move it there. */
-  lua_pushvalue(L, 1);
-  lua_xmove(L, vm->L, 1);
-  lua_settop(L, 0);
-  px_task *t = px_task_new(vm, co, f);
+  px_task *t = px_task_new_from(vm, L, co, co_ref, f, guarded); /* pops co if new */
   if (!t) {
     px_shared_release(&f->hdr);
     px_shared_release(&f->hdr);
@@ -416,6 +432,10 @@ int px_open_task(lua_State *L) {
   px_shared_register(&px_future_type);
   lua_newtable(L);
   luaL_setfuncs(L, funcs, 0);
+  if (px_sched_guard_values(L)) {
+    lua_pushcclosure(L, l_async, 2);
+    lua_setfield(L, -2, "async");
+  }
   px_shared_meta(L, &px_future_type);
   luaL_setfuncs(L, task_methods, 0);
   lua_setfield(L, -2, "Task");
