@@ -147,6 +147,41 @@ describe("parx.async", function()
     t = parx.async(function() parx.sleep(0); return t:join() end)
     assert.has_error(function() t:join() end)
   end)
+
+  -- Finished tasks' coroutines are reused (runtime/core/sched.c): a new
+  -- task on one must see nothing of the task before it.
+  it("a task on a finished task's coroutine starts with only its own arguments", function()
+    for i = 1, 100 do
+      local shape = i % 4
+      local t = parx.async(function(...)
+        if shape == 0 then error({i}) end
+        if shape == 1 then error("e" .. i, 0) end
+        if shape == 2 then parx.sleep(0) end
+        return ...
+      end, i, nil, "x")
+      collectgarbage()
+      local n, a, b, c = parx.async(function(...) return select("#", ...), ... end, "only"):join()
+      assert.equal(1, n)
+      assert.equal("only", a)
+      assert.is_nil(b)
+      assert.is_nil(c)
+      local ok, r1, r2, r3 = pcall(t.join, t)
+      if shape >= 2 then
+        assert.is_true(ok)
+        assert.equal(i, r1); assert.is_nil(r2); assert.equal("x", r3)
+      else
+        assert.is_false(ok)
+      end
+    end
+    local on_worker = parx.spawn(function()
+      local out = {}
+      for i = 1, 20 do
+        out[i] = select("#", parx.async(function(...) return ... end, i):join())
+      end
+      return out
+    end):join()
+    for i = 1, 20 do assert.equal(1, on_worker[i]) end
+  end)
 end)
 
 describe("Task methods", function()

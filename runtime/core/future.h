@@ -19,6 +19,13 @@ enum { PX_FUTURE_QUEUED, PX_FUTURE_RUNNING, PX_FUTURE_DONE, PX_FUTURE_FAILED, PX
 typedef struct px_join px_join;
 typedef struct px_join_link px_join_link;
 
+/* A spawned function and its arguments on the way to a worker (job.h). */
+struct px_job {
+  px_job *next, *prev; /* the runtime's queue (job.c), under rt->lock */
+  px_future *future;   /* one reference */
+  px_msg msg;          /* function and arguments */
+};
+
 /* A px_shared: Task objects in any VM hold references. */
 struct px_future {
   px_shared hdr;
@@ -28,7 +35,8 @@ struct px_future {
   px_runtime *rt;
   px_vm *vm;             /* the VM running the task (NULL while queued) */
   px_task *task;         /* valid on vm's thread while running */
-  px_job *job;           /* while queued */
+  px_job *job;           /* while queued: &job_store */
+  px_job job_store;      /* spawned: the job, inside its future */
   int local;             /* parx.async: results stay on the coroutine */
   int co_ref;            /* local: registry ref of the finished coroutine */
   lua_State *co;         /* local: that coroutine */

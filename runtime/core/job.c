@@ -8,24 +8,20 @@
 
 #include "job.h"
 
-static void job_free(px_job *job) {
-  px_msg_free(&job->msg);
-  free(job);
-}
+/* The job lives inside its future (future.h), which its reference keeps:
+ * only the message is freed here. */
+static void job_free(px_job *job) { px_msg_free(&job->msg); }
 
 px_future *px_job_spawn(lua_State *L, int idx, int n) {
   px_runtime *rt = px_vm_of(L)->rt;
-  px_job *job = calloc(1, sizeof *job);
-  if (!job) px_oom(L, "spawn");
+  px_future *f = px_future_new(rt, 0);
+  if (!f) px_oom(L, "spawn");
+  px_job *job = &f->job_store;
   px_msg_init(&job->msg);
   if (px_marshal(L, idx, n, &job->msg) != 0) {
     job_free(job);
+    px_shared_release(&f->hdr);
     lua_error(L);
-  }
-  px_future *f = px_future_new(rt, 0);
-  if (!f) {
-    job_free(job);
-    px_oom(L, "spawn");
   }
   px_shared_retain(&f->hdr); /* the job's reference */
   job->future = f;
@@ -179,7 +175,9 @@ void px_job_run(px_vm *vm, px_job *job) {
   pthread_mutex_unlock(&f->lock);
   job_start s = {vm, job, NULL};
   int base = lua_gettop(L);
-  if (px_sched_protect(vm, job_start_call, &s, 0) != 0) {
+  int failed_start = px_sched_protect(vm, job_start_call, &s, 0) != 0;
+  job_free(job); /* before anything drops the job's reference to f */
+  if (failed_start) {
     /* Keeping the error allocates too, and another failing __gc may run
      * then: each failure uses one up, so try a few times. */
     int failed = 1;
@@ -195,11 +193,9 @@ void px_job_run(px_vm *vm, px_job *job) {
       if (px_future_end_cancelled(f)) px_shared_release(&f->hdr);
     }
     lua_settop(L, base);
-    job_free(job);
     return;
   }
   lua_settop(L, base);
-  job_free(job);
   px_task *t = s.task;
   pthread_mutex_lock(&f->lock);
   f->task = t;

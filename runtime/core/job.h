@@ -10,11 +10,8 @@
 
 #include "future.h"
 
-struct px_job {
-  px_job *next, *prev; /* the runtime's queue (runtime.c), under rt->lock */
-  px_future *future;   /* one reference */
-  px_msg msg;          /* function and arguments */
-};
+/* struct px_job is in future.h: a spawned task's future holds its job
+ * (one allocation for both). */
 
 /* parx.spawn: marshal the n values at idx (a function and its arguments)
  * into a job and queue it for a worker; the workers must have been
