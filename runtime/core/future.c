@@ -27,7 +27,7 @@ static void future_free(px_shared *s) {
   if (f->state == PX_FUTURE_FAILED && !f->retrieved && f->errmsg)
     fprintf(stderr, "parx: task %ld failed and nobody joined it: %s\n", f->seq, f->errmsg);
   if (f->local && f->co_ref != LUA_NOREF && f->vm && px_vm_on_thread(f->vm) && f->vm->L)
-    px_sched_recycle(f->vm, f->co, f->co_ref);
+    px_spare_give(f->vm, f->co, f->co_ref);
   px_msg_free(&f->result);
   free(f->errmsg);
   pthread_mutex_destroy(&f->lock);

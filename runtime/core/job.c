@@ -139,13 +139,13 @@ static int job_start_call(lua_State *L, void *ud) {
     n = 2;
   }
   int co_ref = LUA_NOREF;
-  lua_State *co = px_sched_spare(s->vm, &co_ref);
+  lua_State *co = px_spare_take(s->vm, &co_ref);
   if (!co) {
     co = lua_newthread(L);
     lua_insert(L, base + 1);
   }
   if (n >= LUA_MINSTACK && !lua_checkstack(co, n + 1)) {
-    if (co_ref != LUA_NOREF) px_sched_recycle(s->vm, co, co_ref);
+    if (co_ref != LUA_NOREF) px_spare_give(s->vm, co, co_ref);
     return luaL_error(L, "too many arguments to start a task with");
   }
   lua_xmove(L, co, n);

@@ -59,35 +59,6 @@ static px_task *pop_ready(px_vm *vm) {
   return t;
 }
 
-/* ---- coroutines, reused ---------------------------------------------
- * A task costs a coroutine: a GC object with its own stack, allocated
- * and then collected, and a registry reference to anchor it, about a
- * third of an async + join.  A coroutine whose function returned (every
- * task's does: its xpcall catches errors) can run another function, so
- * finished ones are kept, anchored, for the next tasks, as LuaJIT-based
- * servers keep their coroutines.  One rule follows: a script must not
- * resume a finished task's coroutine (from coroutine.running()), which
- * may belong to another task by then. */
-
-lua_State *px_sched_spare(px_vm *vm, int *co_ref) {
-  if (vm->nspare == 0) return NULL;
-  vm->nspare--;
-  *co_ref = vm->spare_ref[vm->nspare];
-  return vm->spare_co[vm->nspare];
-}
-
-void px_sched_recycle(px_vm *vm, lua_State *co, int co_ref) {
-  /* Status 0 is also a running coroutine's: never the current task's. */
-  if (vm->nspare < PX_SPARE_COS && lua_status(co) == 0 && !(vm->current && vm->current->co == co)) {
-    lua_settop(co, 0);
-    vm->spare_co[vm->nspare] = co;
-    vm->spare_ref[vm->nspare] = co_ref;
-    vm->nspare++;
-    return;
-  }
-  luaL_unref(vm->L, LUA_REGISTRYINDEX, co_ref);
-}
-
 px_task *px_task_new_from(px_vm *vm, lua_State *L, lua_State *co, int co_ref, px_future *h,
                           int guarded) {
   /* The reference first: it may raise (memory), and nothing is owned yet.
@@ -95,7 +66,7 @@ px_task *px_task_new_from(px_vm *vm, lua_State *L, lua_State *co, int co_ref, px
   if (co_ref == LUA_NOREF) co_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops co from L */
   px_task *t = calloc(1, sizeof *t);
   if (!t) {
-    px_sched_recycle(vm, co, co_ref);
+    px_spare_give(vm, co, co_ref);
     return NULL;
   }
   t->msgh = guarded;
@@ -126,7 +97,7 @@ static void task_free(px_vm *vm, px_task *t) {
   if (t->next) t->next->prev = t->prev;
   vm->ntasks--;
   pthread_mutex_unlock(&vm->inbox_lock);
-  if (t->co_ref != LUA_NOREF) px_sched_recycle(vm, t->co, t->co_ref);
+  if (t->co_ref != LUA_NOREF) px_spare_give(vm, t->co, t->co_ref);
   t->co_ref = LUA_NOREF;
   if (t->inject_ref != LUA_NOREF) luaL_unref(vm->L, LUA_REGISTRYINDEX, t->inject_ref);
   t->inject_ref = LUA_NOREF;

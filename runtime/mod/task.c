@@ -146,13 +146,13 @@ static int l_async(lua_State *L) {
   px_future *f = px_future_new(vm->rt, 1);
   if (!f) return px_oom(L, "async");
   int co_ref = LUA_NOREF;
-  lua_State *co = px_sched_spare(vm, &co_ref);
+  lua_State *co = px_spare_take(vm, &co_ref);
   if (!co) {
     co = lua_newthread(L);
     lua_insert(L, 1); /* co stays at 1 */
   }
   if (n >= LUA_MINSTACK && !lua_checkstack(co, n + 1)) {
-    if (co_ref != LUA_NOREF) px_sched_recycle(vm, co, co_ref);
+    if (co_ref != LUA_NOREF) px_spare_give(vm, co, co_ref);
     px_shared_release(&f->hdr);
     return luaL_error(L, "too many arguments to start a task with");
   }
