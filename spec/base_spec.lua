@@ -48,7 +48,7 @@ describe("uncaught errors", function()
         return x.y
       end)
       local ok, err = pcall(t.join, t)
-      print(ok, err)
+      print(ok, err, t:traceback())
     ]])
     assert.matches("false\t", out)
     assert.matches("%.lua:3: in function <[^>]*%.lua:1>", out)

@@ -7,6 +7,26 @@ local function msg(e)
 end
 
 describe("parx.scope", function()
+  it("an error group's entries hold each error as raised, its traceback apart", function()
+    for _, how in ipairs({"spawn", "async"}) do
+      local ok, g = pcall(parx.scope, function(s)
+        s[how](s, function() error("in " .. how, 0) end)
+        s[how](s, function() error({code = 3}) end)
+      end)
+      assert.is_false(ok)
+      assert.is_true(#g.errors >= 1)
+      for _, e in ipairs(g.errors) do
+        if type(e.error) == "string" then
+          assert.equal("in " .. how, e.error)
+        else
+          assert.equal(3, e.error.code)
+        end
+        assert.matches("^stack traceback:\n", e.traceback)
+        assert.matches("scope_spec%.lua:%d+:", e.traceback)
+      end
+    end
+  end)
+
   it("waits for every task started in it and returns the body's results", function()
     local finished = parx.atomic(0)
     local a, b = parx.scope(function(s, x)

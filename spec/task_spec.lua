@@ -65,13 +65,14 @@ describe("parx.spawn", function()
     assert.equal(3, r[2][2][1])
   end)
 
-  it("re-raises a task's error at join with the worker's traceback", function()
+  it("re-raises a task's error at join as it was raised, the worker's traceback apart", function()
     local t = parx.spawn(function() error("spawned failure") end)
     local ok, err = pcall(t.join, t)
     assert.is_false(ok)
-    assert.matches("spawned failure", err)
-    assert.matches("stack traceback", err)
-    assert.matches("task_spec", err)
+    assert.matches("^[^\n]*task_spec%.lua:%d+: spawned failure$", err)
+    assert.matches("^stack traceback:\n", t:traceback())
+    assert.matches("task_spec%.lua:%d+:", t:traceback())
+    assert.equal(t:traceback(), parx.traceback(err))
     assert.equal("failed", t:status())
     -- the worker carries on
     assert.equal(5, parx.spawn(function() return 5 end):join())
@@ -140,6 +141,49 @@ describe("parx.async", function()
     local ok, err = pcall(t.join, t)
     assert.is_false(ok)
     assert.matches("async failure", err)
+  end)
+
+  it("a string error re-raises at join as the same string (== compares)", function()
+    for _, start in ipairs({parx.spawn, parx.async}) do
+      local ok, err = pcall(function() return start(error, "boom", 0):join() end)
+      assert.is_false(ok)
+      assert.equal("boom", err)
+      local t = start(function() error("boom") end)
+      local _, err2 = pcall(t.join, t)
+      assert.matches("^[^\n]*task_spec%.lua:%d+: boom$", err2)
+      assert.equal(err2, select(2, pcall(t.join, t))) -- joined again: equal
+      assert.matches("stack traceback:", t:traceback())
+    end
+  end)
+
+  it("a table error is the same table on its VM and an equal copy from a worker", function()
+    local e = {code = 7}
+    local t = parx.async(function() error(e) end)
+    local _, err = pcall(t.join, t)
+    assert.is_true(rawequal(e, err))
+    assert.equal(t:traceback(), parx.traceback(err))
+    local w = parx.spawn(function() error({code = 7, list = {1, 2}}) end)
+    local _, werr = pcall(w.join, w)
+    assert.same({code = 7, list = {1, 2}}, werr)
+    assert.matches("task_spec%.lua:%d+:", parx.traceback(werr))
+    local _, n = pcall(function() return parx.async(error, 42, 0):join() end)
+    assert.equal(42, n) -- a number stays a number
+    local _, wn = pcall(function() return parx.spawn(error, 42, 0):join() end)
+    assert.equal(42, wn)
+  end)
+
+  it("a task's error and its traceback point at the user's lines, not into parx's files", function()
+    for _, start in ipairs({parx.spawn, parx.async}) do
+      local t = start(function() local x = nil; return x.field end)
+      local _, err = pcall(t.join, t)
+      assert.matches("task_spec%.lua:%d+: attempt to index", err)
+      assert.falsy(err:find("lua/parx/", 1, true), err)
+      assert.falsy(t:traceback():find("parx/task.lua", 1, true), t:traceback())
+      assert.falsy(t:traceback():find("builtin#", 1, true), t:traceback())
+    end
+    local fine = parx.async(function() return 1 end)
+    fine:join()
+    assert.is_nil(fine:traceback())
   end)
 
   it("refuses to join itself", function()
@@ -842,7 +886,7 @@ describe("a task that overflows its Lua stack", function()
         local t = start(overflow)
         local ok, err = pcall(t.join, t)
         print(ok, t:status(), tostring(err):find("stack overflow", 1, true) ~= nil,
-              tostring(err):find("stack traceback", 1, true) ~= nil)
+              (t:traceback() or ""):find("stack traceback", 1, true) ~= nil)
       end
       print(parx.spawn(function() return 2 + 2 end):join())
     ]])

@@ -12,14 +12,51 @@ local CANCELLED = c.CANCELLED
 
 local M = {CANCELLED = CANCELLED}
 
-local function raise_if(ok, ...)
-  if not ok then error((...), 0) end
+-- Tracebacks of the errors join re-raised on this VM, for
+-- parx.traceback(err): a table or other object error by identity (weak
+-- keys); a string by value, the last few (a string cannot be told apart
+-- from an equal one, so this is the traceback of the latest task error
+-- equal to it).
+local by_object = setmetatable({}, {__mode = "k"})
+local by_string, string_order, STRINGS = {}, {}, 16
+
+local function remember(t, err)
+  local tb = t:traceback()
+  if not tb then return end
+  if type(err) == "string" then
+    if by_string[err] == nil then
+      string_order[#string_order + 1] = err
+      if #string_order > STRINGS then by_string[table.remove(string_order, 1)] = nil end
+    end
+    by_string[err] = tb
+  elseif err ~= nil and type(err) ~= "number" and type(err) ~= "boolean" then
+    by_object[err] = tb
+  end
+end
+
+-- Raise a failed task's error as it was raised (level 0: no position of
+-- ours is added), its traceback kept for parx.traceback.
+local function raise_task(t, ok, ...)
+  if not ok then
+    local err = ...
+    if err ~= CANCELLED then remember(t, err) end
+    error(err, 0)
+  end
   return ...
+end
+
+-- parx.traceback(err) -> the traceback ("stack traceback:\n...") of the
+-- task error err that join (or gather, result, timeout) raised on this VM,
+-- or nil.
+function M.traceback(err)
+  if type(err) == "string" then return by_string[err] end
+  if err == nil or type(err) == "number" or type(err) == "boolean" then return nil end
+  return by_object[err]
 end
 
 -- Task methods ------------------------------------------------------------
 
-function Task.join(t) return raise_if(cjoin(t)) end
+function Task.join(t) return raise_task(t, cjoin(t)) end
 function Task.on_done(t, fn) return require("parx.scope").on_done(t, fn) end
 
 function Task.wait(t, timeout)
@@ -29,7 +66,7 @@ end
 -- result(timeout): the results, or nil, "timeout".
 function Task.result(t, timeout)
   if wait_any({t}, timeout) == nil then return nil, "timeout" end
-  return raise_if(cjoin(t))
+  return raise_task(t, cjoin(t))
 end
 
 M.spawn = c.spawn
@@ -78,12 +115,12 @@ function M.gather(...)
     if t:status() ~= "done" then
       table.remove(pending, k)
       cancel_and_wait(pending)
-      raise_if(cjoin(t))
+      raise_task(t, cjoin(t))
     end
     table.remove(pending, k)
   end
   local out = {}
-  for i = 1, n do out[i] = (raise_if(cjoin(list[i]))) end
+  for i = 1, n do out[i] = (raise_task(list[i], cjoin(list[i]))) end
   if as_table then return out end
   return unpack(out, 1, n)
 end
@@ -143,10 +180,10 @@ function M.timeout(seconds, fn, ...)
   end
   if k == nil then
     cancel_and_wait({t})
-    if t:status() == "failed" then raise_if(cjoin(t)) end
+    if t:status() == "failed" then raise_task(t, cjoin(t)) end
     return nil, "timeout"
   end
-  return raise_if(cjoin(t))
+  return raise_task(t, cjoin(t))
 end
 
 -- Cancellation (as in Trio and asyncio).  A cancelled task gets CANCELLED

@@ -30,6 +30,7 @@ static void future_free(px_shared *s) {
     px_spare_give(f->vm, f->co, f->co_ref);
   px_msg_free(&f->result);
   free(f->errmsg);
+  free(f->traceback);
   pthread_mutex_destroy(&f->lock);
   free(f);
 }
@@ -71,8 +72,24 @@ static void wake_joiners(px_future *f) {
 /* Keep the message of a failure nobody may ever look at (future_free). */
 static void keep_errmsg(px_future *f, lua_State *co) {
   if (f->errmsg) return;
-  const char *msg = lua_tostring(co, -1);
-  f->errmsg = strdup(msg ? msg : luaL_typename(co, -1));
+  char num[64];
+  const char *msg = luaL_typename(co, -1);
+  if (lua_type(co, -1) == LUA_TSTRING) {
+    msg = lua_tostring(co, -1);
+  } else if (lua_type(co, -1) == LUA_TNUMBER) { /* lua_tostring would change the value */
+    snprintf(num, sizeof num, "%.14g", lua_tonumber(co, -1));
+    msg = num;
+  }
+  size_t n = strlen(msg), tn = f->traceback ? strlen(f->traceback) : 0;
+  f->errmsg = malloc(n + tn + 2);
+  if (!f->errmsg) return;
+  memcpy(f->errmsg, msg, n);
+  if (tn) {
+    f->errmsg[n] = '\n';
+    memcpy(f->errmsg + n + 1, f->traceback, tn + 1);
+  } else {
+    f->errmsg[n] = 0;
+  }
 }
 
 void px_future_finish(px_future *f, px_task *t, int status) {

@@ -44,7 +44,9 @@ struct px_future {
   px_msg result;         /* spawned: results, or the error value */
   px_join_link *joiners; /* parked joiners (any VM) */
   long seq;              /* creation order, for reports */
-  char *errmsg;          /* spawned, failed: message, for an unjoined report */
+  char *errmsg;          /* failed: message and traceback, for an unjoined report */
+  char *traceback;       /* failed: "stack traceback:\n..." where it was raised
+                          * (sched.c's message handler), or NULL */
   int retrieved;         /* someone read the outcome */
 };
 

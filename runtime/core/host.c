@@ -129,6 +129,7 @@ static int error_message_p(lua_State *L) {
   } else {
     lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, -1));
   }
+  if (f->traceback) lua_pushfstring(L, "%s\n%s", lua_tostring(L, -1), f->traceback);
   px_runtime_set_error(f->rt, lua_tostring(L, -1));
   return 0;
 }

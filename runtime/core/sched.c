@@ -427,19 +427,39 @@ void px_sched_exit(lua_State *L) {
   lua_sethook(vm->L, exit_hook, LUA_MASKCOUNT, 1);
 }
 
-/* The message handler of every task: the traceback of an uncaught string
- * error, built at the point of error (a dead coroutine's top frame has
- * lost its line), without the task's own xpcall at the bottom (LuaJIT
- * names it "[builtin#21]" or "[C]"). */
+/* The message handler of every task.  The error value stays as it was
+ * raised (join re-raises it: a string error stays "file:line: boom", a
+ * table the same table); the traceback, built here at the point of error
+ * (a dead coroutine's top frame has lost its line), is kept apart in the
+ * task's future (t:traceback(), and the uncaught-error report), without
+ * the task's own xpcall at the bottom (LuaJIT names it "[builtin#21]" or
+ * "[C]").  Not for the cancellation or os.exit's marker: neither is a
+ * failure. */
 static int task_msgh(lua_State *L) {
-  if (lua_type(L, 1) != LUA_TSTRING) return 1;
-  luaL_traceback(L, L, lua_tostring(L, 1), 1);
+  lua_settop(L, 1);
+  px_vm *vm = px_vm_of(L);
+  px_task *t = vm ? vm->current : NULL;
+  if (!t || !t->future || t->future->traceback || t->co != L ||
+      lua_touserdata(L, 1) == (void *)&px_exit_marker)
+    return 1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->cancelled_ref);
+  int cancelled = lua_rawequal(L, 1, 2);
+  lua_pop(L, 1);
+  if (cancelled) return 1;
+  luaL_traceback(L, L, NULL, 1);
   size_t len;
   const char *tb = lua_tolstring(L, -1, &len);
   const char *last = tb + len;
   while (last > tb && last[-1] != '\n') last--;
   if (last > tb && (strncmp(last, "\t[C]: ", 6) == 0 || strncmp(last, "\t[builtin#", 10) == 0))
-    lua_pushlstring(L, tb, (size_t)(last - tb - 1));
+    len = (size_t)(last - tb - 1);
+  char *copy = malloc(len + 1);
+  if (copy) {
+    memcpy(copy, tb, len);
+    copy[len] = 0;
+    t->future->traceback = copy; /* read once the future has ended */
+  }
+  lua_settop(L, 1);
   return 1;
 }
 

@@ -310,6 +310,18 @@ static int l_status(lua_State *L) {
   return 1;
 }
 
+/* t:traceback() -> where a failed task raised its error ("stack
+ * traceback:\n..."), or nil (not failed, or no traceback kept). */
+static int l_traceback(lua_State *L) {
+  px_future *f = check_future(L, 1);
+  pthread_mutex_lock(&f->lock);
+  const char *tb = f->state == PX_FUTURE_FAILED ? f->traceback : NULL;
+  pthread_mutex_unlock(&f->lock);
+  if (!tb) return 0;
+  lua_pushstring(L, tb);
+  return 1;
+}
+
 /* is_task(v): whether v is a Task (C-side: metatables may be protected). */
 static int l_is_task(lua_State *L) {
   lua_pushboolean(L, px_shared_test(L, 1, &px_future_type) != NULL);
@@ -418,7 +430,8 @@ static int l_vm_id(lua_State *L) {
 
 static const luaL_Reg task_methods[] = {
     {"join", l_join},     {"done", l_done},         {"cancel", l_cancel},
-    {"status", l_status}, {"__tostring", l_tostring}, {"__eq", l_eq},
+    {"status", l_status}, {"traceback", l_traceback},
+    {"__tostring", l_tostring}, {"__eq", l_eq},
     {NULL, NULL}};
 
 static const luaL_Reg funcs[] = {
