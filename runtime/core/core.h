@@ -39,8 +39,6 @@ struct px_task {
   px_task *prev, *next; /* all tasks of the VM (deadlock reports) */
 };
 
-#define PX_SPARE_COS 32
-
 struct px_vm {
   px_runtime *rt;
   int id;
@@ -77,11 +75,6 @@ struct px_vm {
   int inject_slot;
   lua_State *inject_co;
   int base_ref, call_ref;
-  /* Coroutines of finished tasks, each with its registry anchor, kept
-   * for the next tasks (spare.c). */
-  lua_State *spare_co[PX_SPARE_COS];
-  int spare_ref[PX_SPARE_COS];
-  int nspare;
   uint64_t *gc_threshold;  /* sched_lj.c: LuaJIT's gc.threshold, or NULL */
   uint64_t gc_stopped;     /* its value that holds off GC steps */
 
@@ -155,21 +148,11 @@ void px_vm_poke(px_vm *vm);                /* any thread */
 void px_vm_quiesce(px_vm *vm);             /* shutdown phase 1, VM thread */
 extern const char px_park_marker;
 
-/* ---- spare.c ---- */
-/* A finished task's coroutine (with co_ref, its anchor) for a new task,
- * or NULL (take a new one).  co is empty.  VM thread. */
-lua_State *px_spare_take(px_vm *vm, int *co_ref);
-/* Give back co, anchored by co_ref, when a task and its future are done
- * with it: kept for a new task if it ended normally, else unanchored. */
-void px_spare_give(px_vm *vm, lua_State *co, int co_ref);
-
 /* ---- sched.c ---- */
 px_task *px_task_new(px_vm *vm, lua_State *co, px_future *h); /* co on top of vm->L; popped */
-/* The same with co on top of L, any state of vm (popped), or, when co_ref
- * is not LUA_NOREF, anchored by it already (px_spare_take); guarded: co
+/* The same with co on top of L, any state of vm (popped); guarded: co
  * holds [xpcall, fn, handler, args...] already (px_sched_guard_values). */
-px_task *px_task_new_from(px_vm *vm, lua_State *L, lua_State *co, int co_ref, px_future *h,
-                          int guarded);
+px_task *px_task_new_from(px_vm *vm, lua_State *L, lua_State *co, px_future *h, int guarded);
 /* Push LuaJIT's xpcall and the tasks' message handler (for a module that
  * builds task stacks itself); 0 if the VM has none yet (nothing pushed). */
 int px_sched_guard_values(lua_State *L);

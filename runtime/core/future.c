@@ -27,7 +27,7 @@ static void future_free(px_shared *s) {
   if (f->state == PX_FUTURE_FAILED && !f->retrieved && f->errmsg)
     fprintf(stderr, "parx: task %ld failed and nobody joined it: %s\n", f->seq, f->errmsg);
   if (f->local && f->co_ref != LUA_NOREF && f->vm && px_vm_on_thread(f->vm) && f->vm->L)
-    px_spare_give(f->vm, f->co, f->co_ref);
+    luaL_unref(f->vm->L, LUA_REGISTRYINDEX, f->co_ref);
   px_msg_free(&f->result);
   free(f->errmsg);
   free(f->traceback);
@@ -116,7 +116,6 @@ void px_future_finish(px_future *f, px_task *t, int status) {
     if (state != PX_FUTURE_CANCELLED) {
       /* The task's anchor of its coroutine becomes the future's. */
       f->co_ref = t->co_ref;
-      f->co = co;
       t->co_ref = LUA_NOREF;
       if (f->co_ref == LUA_NOREF) { /* a job that failed to start (job.c) */
         lua_pushthread(co);

@@ -138,18 +138,12 @@ static int job_start_call(lua_State *L, void *ud) {
     lua_insert(L, base + 1);
     n = 2;
   }
-  int co_ref = LUA_NOREF;
-  lua_State *co = px_spare_take(s->vm, &co_ref);
-  if (!co) {
-    co = lua_newthread(L);
-    lua_insert(L, base + 1);
-  }
-  if (n >= LUA_MINSTACK && !lua_checkstack(co, n + 1)) {
-    if (co_ref != LUA_NOREF) px_spare_give(s->vm, co, co_ref);
+  lua_State *co = lua_newthread(L);
+  lua_insert(L, base + 1);
+  if (n >= LUA_MINSTACK && !lua_checkstack(co, n + 1))
     return luaL_error(L, "too many arguments to start a task with");
-  }
   lua_xmove(L, co, n);
-  s->task = px_task_new_from(s->vm, L, co, co_ref, s->job->future, 0); /* pops co if new */
+  s->task = px_task_new(s->vm, co, s->job->future); /* pops co */
   if (!s->task) return px_oom(L, "starting a task");
   return 0;
 }

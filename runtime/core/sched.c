@@ -59,14 +59,13 @@ static px_task *pop_ready(px_vm *vm) {
   return t;
 }
 
-px_task *px_task_new_from(px_vm *vm, lua_State *L, lua_State *co, int co_ref, px_future *h,
-                          int guarded) {
+px_task *px_task_new_from(px_vm *vm, lua_State *L, lua_State *co, px_future *h, int guarded) {
   /* The reference first: it may raise (memory), and nothing is owned yet.
    * Every state of the VM shares its registry. */
-  if (co_ref == LUA_NOREF) co_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops co from L */
+  int co_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops co from L */
   px_task *t = calloc(1, sizeof *t);
   if (!t) {
-    px_spare_give(vm, co, co_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, co_ref);
     return NULL;
   }
   t->msgh = guarded;
@@ -87,7 +86,7 @@ px_task *px_task_new_from(px_vm *vm, lua_State *L, lua_State *co, int co_ref, px
 }
 
 px_task *px_task_new(px_vm *vm, lua_State *co, px_future *h) {
-  return px_task_new_from(vm, vm->L, co, LUA_NOREF, h, 0);
+  return px_task_new_from(vm, vm->L, co, h, 0);
 }
 
 static void task_free(px_vm *vm, px_task *t) {
@@ -97,7 +96,7 @@ static void task_free(px_vm *vm, px_task *t) {
   if (t->next) t->next->prev = t->prev;
   vm->ntasks--;
   pthread_mutex_unlock(&vm->inbox_lock);
-  if (t->co_ref != LUA_NOREF) px_spare_give(vm, t->co, t->co_ref);
+  if (t->co_ref != LUA_NOREF) luaL_unref(vm->L, LUA_REGISTRYINDEX, t->co_ref);
   t->co_ref = LUA_NOREF;
   if (t->inject_ref != LUA_NOREF) luaL_unref(vm->L, LUA_REGISTRYINDEX, t->inject_ref);
   t->inject_ref = LUA_NOREF;

@@ -145,22 +145,13 @@ static int l_async(lua_State *L) {
   int n = lua_gettop(L);
   px_future *f = px_future_new(vm->rt, 1);
   if (!f) return px_oom(L, "async");
-  int co_ref = LUA_NOREF;
-  lua_State *co = px_spare_take(vm, &co_ref);
-  if (!co) {
-    co = lua_newthread(L);
-    lua_insert(L, 1); /* co stays at 1 */
-  }
-  if (n >= LUA_MINSTACK && !lua_checkstack(co, n + 1)) {
-    if (co_ref != LUA_NOREF) px_spare_give(vm, co, co_ref);
-    px_shared_release(&f->hdr);
-    return luaL_error(L, "too many arguments to start a task with");
-  }
-  lua_xmove(L, co, n); /* fn and args move to co */
+  lua_State *co = lua_newthread(L);
+  lua_insert(L, 1);
+  lua_xmove(L, co, n); /* fn and args move to co; co stays at 1 */
   f->vm = vm;
   f->state = PX_FUTURE_RUNNING;
   px_shared_retain(&f->hdr); /* the task's reference */
-  px_task *t = px_task_new_from(vm, L, co, co_ref, f, guarded); /* pops co if new */
+  px_task *t = px_task_new_from(vm, L, co, f, guarded); /* pops co */
   if (!t) {
     px_shared_release(&f->hdr);
     px_shared_release(&f->hdr);
