@@ -112,6 +112,11 @@ struct px_runtime {
 
   /* Quiescence: busy VMs plus posts and jobs not yet taken (vm.c). */
   atomic_long pending;
+  /* What the process waits for after the main chunk (leftover.c): tasks
+   * not ended and not daemons (future.c counts them); the daemons' futures,
+   * under `lock` (cancel.c cancels them at exit). */
+  atomic_long live_tasks;
+  px_future *daemons;
 
   const px_module *modules; /* preloaded in every VM (state.c); the faces' list */
   struct { char *name; lua_CFunction fn; } *cfuncs;
@@ -147,6 +152,17 @@ int px_vm_drive(px_vm *vm, int mode, int (*done)(px_vm *, void *), void *arg);
 void px_vm_poke(px_vm *vm);                /* any thread */
 void px_vm_quiesce(px_vm *vm);             /* shutdown phase 1, VM thread */
 extern const char px_park_marker;
+
+/* ---- cancel.c, leftover.c ---- */
+/* Cancel f's task from VM `from` (any VM, its thread): a queued job ends
+ * cancelled at once, a running task gets parx.CANCELLED at its park
+ * point.  1 if asked, 0 if f had ended, UV_ENOMEM. */
+int px_future_cancel(px_vm *from, px_future *f);
+/* Cancel every daemon task; how many were asked.  The main VM's thread. */
+int px_runtime_cancel_daemons(px_runtime *rt);
+/* After the main chunk: drive the main VM while non-daemon tasks are left,
+ * then cancel the daemons and let their cleanup run (px_host_drain). */
+void px_leftover_drain(px_runtime *rt);
 
 /* ---- sched.c ---- */
 px_task *px_task_new(px_vm *vm, lua_State *co, px_future *h); /* co on top of vm->L; popped */

@@ -22,8 +22,44 @@ static void future_free(px_shared *s);
  * store there while other threads read the type would be a data race. */
 px_shared_type px_future_type = {.name = "parx.task", .free = future_free};
 
+/* f no longer keeps the process alive: it ended, or is freed unstarted.
+ * When that leaves nothing, the main VM looks again (leftover.c).  Any
+ * thread; f->lock held or f unshared. */
+static void uncount(px_future *f) {
+  px_runtime *rt = f->rt;
+  if (f->daemon) {
+    f->daemon = 0;
+    pthread_mutex_lock(&rt->lock);
+    if (f->dprev) f->dprev->dnext = f->dnext;
+    else if (rt->daemons == f) rt->daemons = f->dnext;
+    if (f->dnext) f->dnext->dprev = f->dprev;
+    f->dnext = f->dprev = NULL;
+    pthread_mutex_unlock(&rt->lock);
+  }
+  if (!f->counted) return;
+  f->counted = 0;
+  if (atomic_fetch_sub(&rt->live_tasks, 1) == 1 && rt->main) px_vm_poke(rt->main);
+}
+
+int px_future_set_options(px_future *f, int daemon, const char *name) {
+  if (name && !(f->name = strdup(name))) return UV_ENOMEM;
+  if (daemon && !f->daemon) {
+    px_runtime *rt = f->rt;
+    f->counted = 0;
+    atomic_fetch_sub(&rt->live_tasks, 1);
+    f->daemon = 1;
+    pthread_mutex_lock(&rt->lock);
+    f->dnext = rt->daemons;
+    if (rt->daemons) rt->daemons->dprev = f;
+    rt->daemons = f;
+    pthread_mutex_unlock(&rt->lock);
+  }
+  return 0;
+}
+
 static void future_free(px_shared *s) {
   px_future *f = (px_future *)s;
+  uncount(f);
   if (f->state == PX_FUTURE_FAILED && !f->retrieved && f->errmsg)
     fprintf(stderr, "parx: task %ld failed and nobody joined it: %s\n", f->seq, f->errmsg);
   if (f->local && f->co_ref != LUA_NOREF && f->vm && px_vm_on_thread(f->vm) && f->vm->L)
@@ -31,6 +67,7 @@ static void future_free(px_shared *s) {
   px_msg_free(&f->result);
   free(f->errmsg);
   free(f->traceback);
+  free(f->name);
   pthread_mutex_destroy(&f->lock);
   free(f);
 }
@@ -46,6 +83,8 @@ px_future *px_future_new(px_runtime *rt, int local) {
   f->state = local ? PX_FUTURE_RUNNING : PX_FUTURE_QUEUED;
   px_msg_init(&f->result);
   f->seq = atomic_fetch_add(&rt->seq, 1) + 1;
+  f->counted = 1;
+  atomic_fetch_add(&rt->live_tasks, 1);
   return f;
 }
 
@@ -149,6 +188,7 @@ void px_future_finish(px_future *f, px_task *t, int status) {
   f->state = state;
   f->task = NULL;
   wake_joiners(f);
+  uncount(f);
   pthread_mutex_unlock(&f->lock);
   t->future = NULL;
   px_shared_release(&f->hdr);
@@ -162,6 +202,7 @@ int px_future_end_cancelled(px_future *f) {
     f->job = NULL;
     f->task = NULL;
     wake_joiners(f);
+    uncount(f);
   }
   pthread_mutex_unlock(&f->lock);
   return !ended;

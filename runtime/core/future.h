@@ -43,6 +43,10 @@ struct px_future {
   px_msg result;         /* spawned: results, or the error value */
   px_join_link *joiners; /* parked joiners (any VM) */
   long seq;              /* creation order, for reports */
+  char *name;            /* opts.name, or NULL */
+  int daemon;            /* opts.daemon: does not keep the process alive */
+  int counted;           /* in rt->live_tasks until it ends (or is freed) */
+  px_future *dnext, *dprev; /* daemon: rt->daemons, under rt->lock, until it ends */
   char *errmsg;          /* failed: message and traceback, for an unjoined report */
   char *traceback;       /* failed: "stack traceback:\n..." where it was raised
                           * (sched.c's message handler), or NULL */
@@ -82,6 +86,9 @@ px_future *px_future_new(px_runtime *rt, int local);
  * raised (error value on top of t->co), -1 abandoned at shutdown.  Drops
  * the task's reference. */
 void px_future_finish(px_future *f, px_task *t, int status);
+/* Before its task or job starts: f does not keep the process alive; name
+ * (copied, may be NULL) shows in reports.  UV_ENOMEM or 0. */
+int px_future_set_options(px_future *f, int daemon, const char *name);
 /* End f cancelled without a task having run it (a job discarded); wakes
  * its joiners.  0 if f had already ended. Any thread, f->lock not held. */
 int px_future_end_cancelled(px_future *f);

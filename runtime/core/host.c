@@ -97,15 +97,7 @@ int px_host_wait(px_runtime *rt, px_future *f) {
   }
 }
 
-static int never_done(px_vm *vm, void *arg) {
-  (void)vm;
-  (void)arg;
-  return 0;
-}
-
-void px_host_drain(px_runtime *rt) {
-  if (!atomic_load(&rt->exit_requested)) px_vm_drive(rt->main, PX_DRIVE_UNTIL, never_done, NULL);
-}
+void px_host_drain(px_runtime *rt) { px_leftover_drain(rt); }
 
 int px_host_step(px_runtime *rt, int nowait) {
   return px_vm_drive(rt->main, nowait ? PX_DRIVE_STEP_NOWAIT : PX_DRIVE_STEP, NULL, NULL);

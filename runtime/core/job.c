@@ -12,10 +12,14 @@
  * only the message is freed here. */
 static void job_free(px_job *job) { px_msg_free(&job->msg); }
 
-px_future *px_job_spawn(lua_State *L, int idx, int n) {
+px_future *px_job_spawn(lua_State *L, int idx, int n, int daemon, const char *name) {
   px_runtime *rt = px_vm_of(L)->rt;
   px_future *f = px_future_new(rt, 0);
   if (!f) px_oom(L, "spawn");
+  if ((daemon || name) && px_future_set_options(f, daemon, name) != 0) {
+    px_shared_release(&f->hdr);
+    px_oom(L, "spawn");
+  }
   px_job *job = &f->job_store;
   px_msg_init(&job->msg);
   if (px_marshal(L, idx, n, &job->msg) != 0) {

@@ -15,9 +15,10 @@
 
 /* parx.spawn: marshal the n values at idx (a function and its arguments)
  * into a job and queue it for a worker; the workers must have been
- * started (px_runtime_start_workers).  Returns its future (one
- * reference); raises the marshaller's message or out of memory. */
-px_future *px_job_spawn(lua_State *L, int idx, int n);
+ * started (px_runtime_start_workers).  daemon, name: the task's options
+ * (px_future_set_options).  Returns its future (one reference); raises
+ * the marshaller's message or out of memory. */
+px_future *px_job_spawn(lua_State *L, int idx, int n, int daemon, const char *name);
 /* The queue: push wakes an idle (else a sleeping, else the next) worker;
  * take is the worker's (NULL when empty); unqueue removes a job no worker
  * took yet (1: it was there, the caller owns it now).  Any thread. */

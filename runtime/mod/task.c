@@ -114,14 +114,51 @@ static int join_park(lua_State *L, px_future **fs, int n, int mode, int limited,
 
 /* ---- Lua functions ------------------------------------------------- */
 
+/* The options of parx.spawn and parx.async (DESIGN.md): a plain table
+ * (no metatable, so not a callable) before the function.  Removed from
+ * the stack; unknown names raise, listing the known ones. */
+typedef struct task_opts {
+  int daemon;
+  const char *name; /* valid while the caller's frame lives */
+} task_opts;
+
+static int take_options(lua_State *L, const char *fname, task_opts *o) {
+  o->daemon = 0;
+  o->name = NULL;
+  if (lua_type(L, 1) != LUA_TTABLE) return 0;
+  if (lua_getmetatable(L, 1)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+    if (k && strcmp(k, "daemon") == 0) {
+      if (!lua_isboolean(L, -1)) luaL_error(L, "%s: option 'daemon' must be a boolean", fname);
+      o->daemon = lua_toboolean(L, -1);
+    } else if (k && strcmp(k, "name") == 0) {
+      if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "%s: option 'name' must be a string", fname);
+      o->name = lua_tostring(L, -1); /* the table at 1 keeps it */
+    } else {
+      lua_pushvalue(L, -2);
+      luaL_error(L, "%s: unknown option '%s' (known: daemon, name)", fname,
+                 k ? k : luaL_typename(L, -1));
+    }
+    lua_pop(L, 1);
+  }
+  return 1;
+}
+
 static int l_spawn(lua_State *L) {
-  luaL_checkany(L, 1);
-  if (!lua_isfunction(L, 1) && !luaL_getmetafield(L, 1, "__call"))
-    luaL_typerror(L, 1, "function");
+  task_opts o;
+  int first = 1 + take_options(L, "parx.spawn", &o);
+  luaL_checkany(L, first);
+  if (!lua_isfunction(L, first) && !luaL_getmetafield(L, first, "__call"))
+    luaL_typerror(L, first, "function");
   int err = px_runtime_start_workers(px_vm_of(L)->rt);
   if (err) /* no file descriptor or thread left: fail rather than wait forever */
     return luaL_error(L, "%s: %s (cannot start a worker)", px_err_name(err), px_strerror(err));
-  px_future *f = px_job_spawn(L, 1, lua_gettop(L));
+  px_future *f = px_job_spawn(L, first, lua_gettop(L) - first + 1, o.daemon, o.name);
   px_shared_push(L, &f->hdr);
   return 1;
 }
@@ -131,10 +168,21 @@ static int l_spawn(lua_State *L) {
  * [xpcall, fn, handler, args...] here, cheaper than the scheduler's
  * guard() at the first resume. */
 static int l_async(lua_State *L) {
-  luaL_checkany(L, 1);
-  if (!lua_isfunction(L, 1) && !luaL_getmetafield(L, 1, "__call"))
-    luaL_typerror(L, 1, "function");
+  task_opts o = {0, NULL};
+  int has_opts = lua_type(L, 1) == LUA_TTABLE && take_options(L, "parx.async", &o);
+  luaL_checkany(L, 1 + has_opts);
+  if (!lua_isfunction(L, 1 + has_opts) && !luaL_getmetafield(L, 1 + has_opts, "__call"))
+    luaL_typerror(L, 1 + has_opts, "function");
   px_vm *vm = px_vm_of(L);
+  px_future *f = px_future_new(vm->rt, 1);
+  if (!f) return px_oom(L, "async");
+  if (has_opts) {
+    if (px_future_set_options(f, o.daemon, o.name) != 0) {
+      px_shared_release(&f->hdr);
+      return px_oom(L, "async");
+    }
+    lua_remove(L, 1);
+  }
   int guarded = !lua_isnone(L, lua_upvalueindex(2));
   if (guarded) {
     lua_pushvalue(L, lua_upvalueindex(1));
@@ -143,8 +191,6 @@ static int l_async(lua_State *L) {
     lua_insert(L, 3);
   }
   int n = lua_gettop(L);
-  px_future *f = px_future_new(vm->rt, 1);
-  if (!f) return px_oom(L, "async");
   lua_State *co = lua_newthread(L);
   lua_insert(L, 1);
   lua_xmove(L, co, n); /* fn and args move to co; co stays at 1 */
@@ -162,61 +208,11 @@ static int l_async(lua_State *L) {
   return 1;
 }
 
-/* Control message: cancel the task of f on its VM. */
-typedef struct cancel_msg {
-  px_wait w;
-  px_future *future;
-} cancel_msg;
-
-static void cancel_on_vm(px_vm *vm, px_future *f) {
-  px_task *t = NULL;
-  pthread_mutex_lock(&f->lock);
-  if (f->state == PX_FUTURE_RUNNING && f->vm == vm) t = f->task;
-  pthread_mutex_unlock(&f->lock);
-  if (t && t->state != PX_TASK_RUNNING) {
-    lua_rawgeti(vm->L, LUA_REGISTRYINDEX, vm->cancelled_ref);
-    px_task_raise(t);
-  }
-}
-
-static int cancel_deliver(lua_State *L, px_wait *w) {
-  cancel_msg *m = (cancel_msg *)w;
-  cancel_on_vm(px_vm_of(L), m->future);
-  px_shared_release(&m->future->hdr);
-  free(m);
-  return 0;
-}
-
 static int l_cancel(lua_State *L) {
   px_future *f = check_future(L, 1);
-  px_vm *vm = px_vm_of(L);
-  pthread_mutex_lock(&f->lock);
-  int state = f->state;
-  px_job *job = f->job;
-  px_vm *target = f->vm;
-  if (state < PX_FUTURE_DONE) atomic_store(&f->cancel_requested, 1);
-  pthread_mutex_unlock(&f->lock);
-  if (state >= PX_FUTURE_DONE) {
-    lua_pushboolean(L, 0);
-    return 1;
-  }
-  if (state == PX_FUTURE_QUEUED && job && px_job_unqueue(vm->rt, job)) {
-    px_job_discard(job);
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  /* Running (or just taken by a worker, which checks cancel_requested). */
-  if (target == vm) {
-    cancel_on_vm(vm, f);
-  } else if (target) {
-    cancel_msg *m = calloc(1, sizeof *m);
-    if (!m) return px_oom(L, "cancel");
-    m->w.deliver = cancel_deliver;
-    m->future = f;
-    px_shared_retain(&f->hdr);
-    px_vm_post(target, &m->w);
-  }
-  lua_pushboolean(L, 1);
+  int r = px_future_cancel(px_vm_of(L), f);
+  if (r < 0) return px_oom(L, "cancel");
+  lua_pushboolean(L, r);
   return 1;
 }
 
@@ -321,7 +317,10 @@ static int l_is_task(lua_State *L) {
 
 static int l_tostring(lua_State *L) {
   px_future *f = check_future(L, 1);
-  lua_pushfstring(L, "parx.task %d (%s)", (int)f->seq, f->local ? "async" : "spawned");
+  if (f->name)
+    lua_pushfstring(L, "parx.task %d '%s' (%s)", (int)f->seq, f->name, f->local ? "async" : "spawned");
+  else
+    lua_pushfstring(L, "parx.task %d (%s)", (int)f->seq, f->local ? "async" : "spawned");
   return 1;
 }
 
