@@ -2,26 +2,33 @@
 -- (as Node.js does) unless they were started with {daemon = true}; daemon
 -- tasks are cancelled at exit, with their cleanup run; on a terminal a
 -- long wait gets a one-line note (scripts/tools/ptyrun.py gives it one).
-local fs, process = parx.fs, parx.process
+local process = parx.process
 local PARX = os.getenv("PARX_BIN") or "build/parx"
-local ROOT = debug.getinfo(1, "S").source:match("^@(.*)spec/daemon_spec.lua$") or ""
-local tmp = fs.mkdtemp("/tmp/parx-daemon-")
-local have_python = process.exec("sh", {"-c", "command -v python3"}).status == 0
+
+-- The script, written to a file of its own.
+local function script_file(code)
+  local file = os.tmpname()
+  parx.fs.writefile(file, code)
+  return file
+end
 
 -- Run a script with stdout and stderr on pipes; the hang guard is the
 -- timeout (a daemon that kept the process alive would run into it).
-local function run(script)
-  local file = tmp .. "/script.lua"
-  fs.writefile(file, script)
+local function run(code)
+  local file = script_file(code)
   local r = assert(process.exec(PARX, {file}, {env = {PARX_WORKERS = "2"}, timeout = 30}))
+  os.remove(file)
   return r.status, r.stdout, r.stderr
 end
 
-local function on_terminal(script)
-  local file = tmp .. "/script.lua"
-  fs.writefile(file, script)
-  local r = assert(process.exec("python3", {ROOT .. "scripts/tools/ptyrun.py", "--timeout", "30", "--", PARX, file},
+-- The same with both on a pseudo-terminal; nil when python3 is missing.
+local function on_terminal(code)
+  if process.exec("sh", {"-c", "command -v python3"}).status ~= 0 then return nil end
+  local root = debug.getinfo(1, "S").source:match("^@(.*)spec/daemon_spec.lua$") or ""
+  local file = script_file(code)
+  local r = assert(process.exec("python3", {root .. "scripts/tools/ptyrun.py", "--timeout", "30", "--", PARX, file},
                                 {env = {LANG = "C", LC_ALL = false, PARX_WORKERS = "2"}, timeout = 60}))
+  os.remove(file)
   return r.status, r.stdout .. r.stderr
 end
 
@@ -96,11 +103,11 @@ end)
 
 describe("waiting for tasks after the main chunk", function()
   it("notes on a terminal, after a few seconds, which tasks it waits for", function()
-    if not have_python then pending("needs python3 (scripts/tools/ptyrun.py)") return end
     local status, screen = on_terminal([[
       parx.spawn({name = "slow"}, function() parx.sleep(4) end)
       parx.async({daemon = true}, function() parx.sleep(math.huge) end)
     ]])
+    if status == nil then pending("needs python3 (scripts/tools/ptyrun.py)") return end
     assert.equal(0, status, screen)
     assert.matches("waiting for 1 task: task %d+ 'slow' on worker %d", screen)
     assert.matches("daemon = true", screen, 1, true)
