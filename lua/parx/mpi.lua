@@ -54,6 +54,16 @@ function mt.recv(self, source, tag)
   return value_of(kind, payload, 2), {source = s, tag = t}
 end
 
+-- comm:recv_into(a, [source[, tag]]) -> a, {source = s, tag = t}: an array
+-- message received straight into a's memory (no allocation, no copy); it
+-- must be an array of a's dtype and element count (else an error, and the
+-- message is consumed).  a must not be used until this returns.
+function mt.recv_into(self, a, source, tag)
+  local s, t = self:_recv_into(a, source or ANY_SOURCE, tag or ANY_TAG)
+  if not s then error(t, 2) end
+  return a, {source = s, tag = t}
+end
+
 -- comm:probe([source[, tag]]) -> {source = s, tag = t}: waits until a
 -- message is there, without receiving it.
 function mt.probe(self, source, tag)
@@ -433,7 +443,7 @@ function M.rank() return world_rank end
 function M.size() return world_size end
 function M.processor_name() return host end
 
-for _, name in ipairs({"send", "recv", "probe", "barrier", "split", "bcast", "gather",
+for _, name in ipairs({"send", "recv", "recv_into", "probe", "barrier", "split", "bcast", "gather",
                        "scatter", "allgather", "alltoall", "reduce", "allreduce", "map",
                        "imap", "imap_unordered"}) do
   local method = mt[name]

@@ -180,7 +180,7 @@ static void register_array_type_once(void) {
  * larger shapes with a clear message, this is the last line of defence. */
 #define MAX_ELEMENTS ((int64_t)1 << 53)
 
-px_array *px_array_new(int dtype, int ndim, const int64_t *shape) {
+static px_array *array_new(int dtype, int ndim, const int64_t *shape, int zero) {
   size_t size = px_dtype_size(dtype);
   if (size == 0 || ndim < 1 || ndim > PX_ARRAY_MAXDIM || !shape) return NULL;
   int64_t n = 1;
@@ -204,7 +204,7 @@ px_array *px_array_new(int dtype, int ndim, const int64_t *shape) {
     free(a);
     return NULL;
   }
-  memset(a->data, 0, bytes);
+  if (zero) memset(a->data, 0, bytes);
   a->n = n;
   a->dtype = dtype;
   a->ndim = ndim;
@@ -218,6 +218,14 @@ px_array *px_array_new(int dtype, int ndim, const int64_t *shape) {
   }
   atomic_fetch_add_explicit(&live_arrays, 1, memory_order_relaxed);
   return a;
+}
+
+px_array *px_array_new(int dtype, int ndim, const int64_t *shape) {
+  return array_new(dtype, ndim, shape, 1);
+}
+
+px_array *px_array_new_uninit(int dtype, int ndim, const int64_t *shape) {
+  return array_new(dtype, ndim, shape, 0);
 }
 
 void px_array_release(px_array *a) {

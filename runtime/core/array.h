@@ -41,6 +41,9 @@ int px_dtype_from_name(const char *name); /* -1 if unknown */
 /* A zero-filled array; NULL if out of memory or the shape is invalid
  * (checked by the caller). */
 px_array *px_array_new(int dtype, int ndim, const int64_t *shape);
+/* The same with its bytes left as they are: for a buffer that is written
+ * whole before anyone reads it (a received message). */
+px_array *px_array_new_uninit(int dtype, int ndim, const int64_t *shape);
 
 /* Push the Lua face of a (takes over one reference).  Loads parx.array in
  * L's VM if needed; may raise (out of memory), releasing the reference

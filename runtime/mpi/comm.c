@@ -11,14 +11,28 @@
  * matches), and wakes the task through its VM's loop (px_wake).  So a wait
  * never blocks a VM thread: the rank's other tasks, timers and IO go on.
  *
- * Polling costs a core while something is outstanding, which a
- * two-core machine cannot give away.  The thread spins for a few hundred
- * rounds after its last progress (a reply often comes within microseconds),
- * then yields the core for a while, then sleeps in growing steps up to
- * MAX_SLEEP_US; with nothing outstanding it blocks on its condition variable
- * until a VM queues work: an idle rank costs no CPU.  The known cost: a
- * message that arrives after a long quiet wait is seen up to MAX_SLEEP_US
- * late.
+ * Progress.  OpenMPI 4.1 cannot block until a message arrives: its
+ * transports move bytes only inside MPI calls, so something outstanding
+ * must be polled.  Polling costs a core, which a two-core machine cannot
+ * give away, so the thread
+ *   - spins for SPIN_US after its last progress (a reply often comes within
+ *     microseconds), then polls yielding the core between calls (sched_yield:
+ *     a runnable worker gets it) up to YIELD_US.  That window must exceed a
+ *     round trip: a thread that sleeps sooner makes the next round trip
+ *     slower than its sleep, and a ping-pong falls into a slow regime for
+ *     good (measured: 32 us per small round trip with a 1 ms window, 400 us
+ *     with 50 us);
+ *   - while a payload is moving (pieces posted on `data`: the transport
+ *     needs calls to push its fragments, and over TCP every fragment does)
+ *     keeps polling, yielding the core between calls, for up to
+ *     MOVING_SPIN_US without progress;
+ *   - then sleeps between polls for 1/BACKOFF_RATIO of the time it has been
+ *     quiet, from MIN_SLEEP_US up to MAX_SLEEP_US.  So a message that ends
+ *     a quiet wait of w is seen at most w/50 (and 10 ms) late: 2% of the
+ *     wait, and a rank waiting in recv polls at most 100 times a second
+ *     (measured: about 0.1% of a core);
+ *   - with nothing outstanding, blocks on its condition variable until a
+ *     VM queues work: an idle rank costs no CPU at all.
  *
  * Exit.  MPI_Init registers an on_exit handler: a process that ends with
  * status 0 finalises MPI (every rank waits there for the others, as in any
@@ -35,16 +49,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../core/array.h"
 #include "mpi.h"
 
-#define SPIN_ROUNDS 300
-#define YIELD_ROUNDS 300
+#define SPIN_US 50.0
+#define YIELD_US 1000.0
+#define MOVING_SPIN_US 20000.0
+#define BACKOFF_RATIO 50.0
 #define MIN_SLEEP_US 20
-#define MAX_SLEEP_US 1000
+#define MAX_SLEEP_US 10000
+
+static double now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
 
 enum { ST_NONE, ST_STARTING, ST_RUNNING, ST_FAILED, ST_ENDED };
 enum { STOP_NONE, STOP_FINALIZE, STOP_ABORT };
@@ -59,6 +82,7 @@ static struct {
   px_mpi_op *head, *tail; /* queued by VMs, not yet taken */
   int stop, abort_code;
   int sleeping;
+  char deferred[256];     /* a buffered send's failure, until taken */
   pthread_t thread;
 } S = {.mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
        .changed = PTHREAD_COND_INITIALIZER};
@@ -79,6 +103,11 @@ static int *indices;
 static MPI_Status *statuses;
 static px_mpi_op *probing;
 static long outstanding; /* ops posted or probing, not finished */
+static long moving;      /* of those, ops whose payload pieces are posted */
+static atomic_size_t buffered; /* bytes of buffered sends not yet done */
+static atomic_int queued;      /* S.head != NULL, read without the lock */
+static long ndetached;         /* buffered sends posted, not finished */
+static int finalizing;         /* the process exits: finalise when ndetached is 0 */
 
 int px_mpi_world_rank(void) { return world_rank; }
 int px_mpi_world_size(void) { return world_size; }
@@ -162,21 +191,37 @@ static int add_req(px_mpi_op *op, MPI_Request r) {
 
 static void finish(px_mpi_op *op) {
   outstanding--;
-  if (op->kind == PX_MPI_FREE) {
+  if (op->moving) moving--;
+  op->moving = 0;
+  if (op->detached) {
+    ndetached--;
+    atomic_fetch_sub(&buffered, op->envlen);
+    if (op->err) {
+      pthread_mutex_lock(&S.mu);
+      if (!S.deferred[0])
+        snprintf(S.deferred, sizeof S.deferred, "an earlier send to rank %d (tag %d) failed: %s",
+                 op->peer, op->tag, op->errmsg);
+      pthread_mutex_unlock(&S.mu);
+    }
+  }
+  if (op->kind == PX_MPI_FREE || op->detached) {
     px_mpi_op_free(op);
     return;
   }
   px_wake(&op->wait);
 }
 
-/* Post count bytes from buf to peer in pieces of at most PX_MPI_PIECE. */
+/* Post len bytes from (or into) buf in pieces of at most PX_MPI_PIECE; a
+ * receive into NULL takes each piece and drops it. */
 static int post_pieces(px_mpi_op *op, int send, char *buf, size_t len, int peer, int tag,
                        MPI_Comm comm) {
   for (size_t off = 0; off < len; off += PX_MPI_PIECE) {
     size_t n = len - off < PX_MPI_PIECE ? len - off : PX_MPI_PIECE;
     MPI_Request r;
-    int rc = send ? M->Isend(buf + off, (int)n, M->byte, peer, tag, comm, &r)
-                  : M->Irecv(buf + off, (int)n, M->byte, peer, tag, comm, &r);
+    static char sink[1];
+    int rc = send  ? M->Isend(buf + off, (int)n, M->byte, peer, tag, comm, &r)
+             : buf ? M->Irecv(buf + off, (int)n, M->byte, peer, tag, comm, &r)
+                   : M->Irecv(sink, 0, M->byte, peer, tag, comm, &r);
     if (rc != MPI_SUCCESS) return rc;
     if (add_req(op, r) < 0) return MPI_ERR_NO_MEM;
   }
@@ -195,13 +240,17 @@ static void post_send(px_mpi_op *op) {
   int rc = M->Isend(op->env, (int)op->envlen, M->byte, op->peer, op->tag,
                     op->coll ? c->coll : c->user, &r);
   if (rc == MPI_SUCCESS && add_req(op, r) < 0) rc = MPI_ERR_NO_MEM;
-  if (rc == MPI_SUCCESS && pieces)
+  if (rc == MPI_SUCCESS && pieces) {
+    op->moving = 1;
+    moving++;
     rc = post_pieces(op, 1, (char *)op->payload, op->paylen, op->peer, env->data_tag, c->data);
+  }
   if (rc != MPI_SUCCESS) set_error(op, rc);
 }
 
 static void post(px_mpi_op *op) {
   outstanding++;
+  if (op->detached) ndetached++;
   switch (op->kind) {
   case PX_MPI_SEND:
     post_send(op);
@@ -252,6 +301,22 @@ static void post(px_mpi_op *op) {
   if (op->nreq == 0) finish(op);
 }
 
+/* A fresh buffer of len bytes that a receive is about to fill: a page
+ * fault costs tens of microseconds on some virtual machines (64 MB of fresh
+ * 4 KB pages took 400 ms on the machine of docs/mpi.md's figures, 35 ms in
+ * 2 MB pages), so ask for huge pages when it is large. */
+static void advise_huge(void *p, size_t len) {
+#ifdef MADV_HUGEPAGE
+  if (!p || len < ((size_t)4 << 20)) return;
+  uintptr_t lo = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
+  uintptr_t hi = ((uintptr_t)p + len) & ~(uintptr_t)4095;
+  if (hi > lo) madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+#else
+  (void)p;
+  (void)len;
+#endif
+}
+
 /* An envelope arrived for receive op: check it, then post its payload
  * (or finish, when the payload came inside). */
 static void got_envelope(px_mpi_op *op) {
@@ -278,9 +343,28 @@ static void got_envelope(px_mpi_op *op) {
     finish(op);
     return;
   }
-  char *dst;
-  if (env.kind == PX_MPI_ARRAY) {
-    px_array *a = px_array_new(env.dtype, env.ndim, env.shape);
+  char *dst = NULL;
+  px_array *into = op->hold ? (px_array *)op->hold : NULL;
+  if (into) {
+    /* recv_into: the message must fit the array exactly. */
+    if (env.kind != PX_MPI_ARRAY || env.dtype != into->dtype ||
+        env.paylen != (uint64_t)into->n * px_dtype_size(into->dtype)) {
+      op->err = -1;
+      if (env.kind != PX_MPI_ARRAY)
+        snprintf(op->errmsg, sizeof op->errmsg,
+                 "recv_into: rank %d sent a Lua value (tag %d), not an array", op->source, op->rtag);
+      else
+        snprintf(op->errmsg, sizeof op->errmsg,
+                 "recv_into: rank %d sent a %s array of %llu bytes (tag %d), not %s of %llu",
+                 op->source, px_dtype_name(env.dtype), (unsigned long long)env.paylen, op->rtag,
+                 px_dtype_name(into->dtype),
+                 (unsigned long long)into->n * px_dtype_size(into->dtype));
+    } else {
+      dst = into->data;
+    }
+  } else if (env.kind == PX_MPI_ARRAY) {
+    /* Written whole by the receive: no zeroing pass over it first. */
+    px_array *a = px_array_new_uninit(env.dtype, env.ndim, env.shape);
     if (!a) {
       set_error(op, MPI_ERR_NO_MEM);
       snprintf(op->errmsg, sizeof op->errmsg, "not enough memory for a received array of %llu bytes",
@@ -288,6 +372,7 @@ static void got_envelope(px_mpi_op *op) {
     }
     op->rarray = a ? &a->hdr : NULL;
     dst = a ? a->data : NULL;
+    advise_huge(dst, env.paylen);
   } else {
     op->rpay = malloc(env.paylen ? env.paylen : 1);
     if (!op->rpay) {
@@ -296,18 +381,20 @@ static void got_envelope(px_mpi_op *op) {
                (unsigned long long)env.paylen);
     }
     dst = op->rpay;
+    advise_huge(dst, env.paylen);
   }
   op->paylen = env.paylen;
   op->stage = 2;
-  if (!dst) {
-    finish(op); /* a non-inline payload stays unreceived on `data` */
-    return;
-  }
   if (env.inlined) {
-    memcpy(dst, op->rbuf + sizeof env, env.paylen);
+    if (dst) memcpy(dst, op->rbuf + sizeof env, env.paylen);
     finish(op);
     return;
   }
+  /* The payload follows on `data`: into dst, or, when there is nowhere to
+   * put it, taken and dropped (a receive of 0 bytes truncates it) so the
+   * sender's send still completes. */
+  op->moving = 1;
+  moving++;
   int rc = post_pieces(op, 0, dst, env.paylen, op->source, (int)env.data_tag, op->comm->data);
   if (rc != MPI_SUCCESS) set_error(op, rc);
   if (op->nreq == op->ndone) finish(op);
@@ -476,18 +563,28 @@ static void *thread_main(void *arg) {
   pthread_mutex_unlock(&S.mu);
   if (!ok) return NULL;
 
-  long idle = 0, sleep_us = MIN_SLEEP_US;
+  double last = now_us(); /* of the last progress */
   for (;;) {
-    pthread_mutex_lock(&S.mu);
-    px_mpi_op *batch = S.head;
-    S.head = S.tail = NULL;
-    int stop = S.stop, code = S.abort_code;
-    pthread_mutex_unlock(&S.mu);
+    px_mpi_op *batch = NULL;
+    int stop = STOP_NONE, code = 0;
+    /* The lock only when there is something to take (VMs queue under it). */
+    if (atomic_load_explicit(&queued, memory_order_acquire)) {
+      pthread_mutex_lock(&S.mu);
+      batch = S.head;
+      S.head = S.tail = NULL;
+      atomic_store_explicit(&queued, 0, memory_order_relaxed);
+      stop = S.stop;
+      code = S.abort_code;
+      pthread_mutex_unlock(&S.mu);
+    }
     if (stop == STOP_ABORT) {
       M->Abort(M->world, code ? code : 1);
       _exit(code ? code : 1); /* not reached: MPI_Abort ends the process */
     }
-    if (stop == STOP_FINALIZE) break;
+    /* Finalise once the buffered sends are out: the receivers may be
+     * waiting for them. */
+    if (stop == STOP_FINALIZE) finalizing = 1;
+    if (finalizing && ndetached == 0) break;
 
     int progress = batch != NULL;
     while (batch) {
@@ -499,25 +596,25 @@ static void *thread_main(void *arg) {
     progress |= poll_probes();
     progress |= test_requests();
 
-    if (outstanding == 0) {
+    if (outstanding == 0 && !finalizing) {
       wait_for_work(0);
-      idle = 0;
-      sleep_us = MIN_SLEEP_US;
+      last = now_us();
       continue;
     }
+    double t = now_us();
     if (progress) {
-      idle = 0;
-      sleep_us = MIN_SLEEP_US;
+      last = t;
       continue;
     }
-    idle++;
-    if (idle < SPIN_ROUNDS) continue;
-    if (idle < SPIN_ROUNDS + YIELD_ROUNDS) {
+    double quiet = t - last;
+    if (quiet < SPIN_US) continue;
+    if (quiet < YIELD_US || (moving > 0 && quiet < MOVING_SPIN_US)) {
       sched_yield();
       continue;
     }
-    wait_for_work(sleep_us);
-    if (sleep_us < MAX_SLEEP_US) sleep_us = sleep_us * 2 > MAX_SLEEP_US ? MAX_SLEEP_US : sleep_us * 2;
+    double sleep_us = quiet / BACKOFF_RATIO;
+    wait_for_work((long)(sleep_us < MIN_SLEEP_US ? MIN_SLEEP_US
+                         : sleep_us > MAX_SLEEP_US ? MAX_SLEEP_US : sleep_us));
   }
   M->Finalize();
   pthread_mutex_lock(&S.mu);
@@ -537,6 +634,7 @@ static void stop_thread(int status) {
   }
   S.stop = status == 0 ? STOP_FINALIZE : STOP_ABORT;
   S.abort_code = status;
+  atomic_store(&queued, 1);
   pthread_cond_signal(&S.work);
   pthread_mutex_unlock(&S.mu);
   if (status != 0) {
@@ -586,8 +684,29 @@ void px_mpi_submit(px_mpi_op *op) {
   if (S.tail) S.tail->next = op;
   else S.head = op;
   S.tail = op;
+  atomic_store_explicit(&queued, 1, memory_order_release);
   if (S.sleeping) pthread_cond_signal(&S.work);
   pthread_mutex_unlock(&S.mu);
+}
+
+int px_mpi_submit_buffered(px_mpi_op *op) {
+  if (atomic_fetch_add(&buffered, op->envlen) + op->envlen > PX_MPI_BUFFERED) {
+    atomic_fetch_sub(&buffered, op->envlen);
+    return -1;
+  }
+  op->detached = 1;
+  px_mpi_submit(op);
+  return 0;
+}
+
+int px_mpi_take_deferred(char *msg, size_t len) {
+  if (atomic_load_explicit(&buffered, memory_order_relaxed) == 0 && !S.deferred[0]) return 0;
+  pthread_mutex_lock(&S.mu);
+  int any = S.deferred[0] != 0;
+  if (any) snprintf(msg, len, "%s", S.deferred);
+  S.deferred[0] = '\0';
+  pthread_mutex_unlock(&S.mu);
+  return any;
 }
 
 int px_mpi_cancel(px_mpi_op *op) {
@@ -598,6 +717,7 @@ int px_mpi_cancel(px_mpi_op *op) {
     if (prev) prev->next = p->next;
     else S.head = p->next;
     if (S.tail == p) S.tail = prev;
+    if (!S.head) atomic_store(&queued, S.stop != STOP_NONE);
     pthread_mutex_unlock(&S.mu);
     return 1;
   }

@@ -45,6 +45,8 @@ static px_mpi_comm *check_comm(lua_State *L, int idx) {
 }
 
 static px_mpi_op *op_new(lua_State *L, px_mpi_comm *c, int kind, const char *what) {
+  char deferred[256];
+  if (px_mpi_take_deferred(deferred, sizeof deferred)) luaL_error(L, "%s", deferred);
   px_mpi_op *op = calloc(1, sizeof *op);
   if (!op) luaL_error(L, "not enough memory");
   op->kind = kind;
@@ -170,6 +172,18 @@ static int l_send(lua_State *L) {
     px_mpi_op_free(op);
     return luaL_error(L, "not enough memory");
   }
+  if (((px_mpi_env *)op->env)->inlined) {
+    /* The whole message is in the envelope: buffered, nobody waits (a
+     * failure is raised by this process's next parx.mpi call). */
+    px_msg_free(&op->msg);
+    if (op->hold) px_shared_release(op->hold);
+    op->hold = NULL;
+    op->payload = NULL;
+    if (px_mpi_submit_buffered(op) == 0) {
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+  }
   return park(L, op, deliver_send);
 }
 
@@ -220,6 +234,27 @@ static int deliver_recv(lua_State *co, px_wait *w) {
 
 static int l_recv(lua_State *L) {
   return park(L, peer_op(L, PX_MPI_RECV, "mpi recv", 2, 1), deliver_recv);
+}
+
+/* recv_into(comm, array, source, tag) -> source, tag | nil, message: the
+ * payload lands in the array's own memory (posted straight into it, no
+ * allocation), which must have the message's dtype and element count. */
+static int deliver_recv_into(lua_State *co, px_wait *w) {
+  px_mpi_op *op = (px_mpi_op *)w;
+  if (op->err) return deliver_error(co, op);
+  lua_pushinteger(co, op->source);
+  lua_pushinteger(co, op->rtag);
+  px_mpi_op_free(op);
+  return 2;
+}
+
+static int l_recv_into(lua_State *L) {
+  px_array *a = px_array_check(L, 2);
+  lua_settop(L, 4); /* never on `coll` */
+  px_mpi_op *op = peer_op(L, PX_MPI_RECV, "mpi recv", 3, 1);
+  px_shared_retain(&a->hdr);
+  op->hold = &a->hdr;
+  return park(L, op, deliver_recv_into);
 }
 
 /* decode(box) -> true, value | nil, message */
@@ -366,7 +401,8 @@ static int l_world(lua_State *L) {
 
 static const luaL_Reg comm_methods[] = {
     {"rank", l_rank},       {"size", l_size},       {"_send", l_send},
-    {"_send_raw", l_send_raw}, {"_recv", l_recv},   {"_probe", l_probe},
+    {"_send_raw", l_send_raw}, {"_recv", l_recv},   {"_recv_into", l_recv_into},
+    {"_probe", l_probe},
     {"_barrier", l_barrier}, {"_split", l_split},   {"_next_tag", l_next_tag},
     {NULL, NULL}};
 

@@ -123,7 +123,8 @@ struct px_mpi_op {
   size_t envlen;
   const char *payload;
   size_t paylen;
-  px_shared *hold;    /* the sent array, kept alive while posted */
+  px_shared *hold;    /* send: the sent array, kept alive while posted;
+                         recv_into: the array received into */
   px_msg msg;         /* the marshalled bytes a send owns */
   /* recv results */
   char *rbuf;         /* the envelope as received (malloc) */
@@ -135,6 +136,8 @@ struct px_mpi_op {
   /* posted MPI requests */
   int nreq, ndone;
   int stage;          /* recv: 0 probing, 1 envelope, 2 payload */
+  int moving;         /* payload pieces are posted (comm.c's `moving`) */
+  int detached;       /* a buffered send: nobody waits, the thread frees it */
   atomic_int cancel;  /* the task was cancelled while this is posted */
   int err;            /* MPI error code, 0 on success */
   char errmsg[160];
@@ -149,6 +152,15 @@ const char *px_mpi_host(void);
 px_mpi_comm *px_mpi_world(void);
 /* Hand op to the thread (any VM thread, after px_wait_prepare). */
 void px_mpi_submit(px_mpi_op *op);
+/* A buffered send: op (whose envelope holds the whole message) is handed
+ * over and nobody waits for it; the thread frees it when MPI is done.
+ * 0, or -1 when PX_MPI_BUFFERED bytes are already waiting (then the
+ * caller parks on op as usual). */
+#define PX_MPI_BUFFERED ((size_t)64 << 20)
+int px_mpi_submit_buffered(px_mpi_op *op);
+/* The failure of an earlier buffered send of this process, once (copied
+ * into msg, size len): 1, else 0. */
+int px_mpi_take_deferred(char *msg, size_t len);
 /* The wait's cancel: 1 when op was still queued (now unlinked), else 0 and
  * the thread gives up on it as soon as MPI lets it. */
 int px_mpi_cancel(px_mpi_op *op);

@@ -1,6 +1,7 @@
 -- mpi_bench.lua -- the parx side of scripts/bench/mpi.sh.
 --
---   mpiexec -n 2 parx mpi_bench.lua pingpong BYTES ROUNDS   array ping-pong
+--   mpiexec -n 2 parx mpi_bench.lua pingpong BYTES ROUNDS   array ping-pong (recv_into)
+--   mpiexec -n 2 parx mpi_bench.lua pingpong-alloc BYTES ROUNDS  (recv: a new array each)
 --   mpiexec -n 2 parx mpi_bench.lua table ROUNDS            small-table ping-pong
 --   mpiexec -n R parx --workers 1 mpi_bench.lua map N MS    mpi.map of N busy items
 --   mpiexec -n 2 parx mpi_bench.lua idle SECONDS            CPU of a rank waiting
@@ -11,7 +12,9 @@ local mode = arg[1]
 local rank = mpi.rank()
 local peer = 1 - rank
 
-local function pingpong(v, rounds)
+-- recv(v): the next message (into v when given an array to fill)
+local function pingpong(v, rounds, recv)
+  recv = recv or function() return mpi.recv(peer, 1) end
   for warm = 0, 1 do
     local n = warm == 1 and rounds or math.max(1, math.floor(rounds / 10))
     mpi.barrier()
@@ -19,9 +22,9 @@ local function pingpong(v, rounds)
     for _ = 1, n do
       if rank == 0 then
         mpi.send(v, peer, 1)
-        v = mpi.recv(peer, 1)
+        v = recv(v)
       elseif rank == 1 then
-        v = mpi.recv(peer, 1)
+        v = recv(v)
         mpi.send(v, peer, 1)
       end
     end
@@ -29,12 +32,14 @@ local function pingpong(v, rounds)
   end
 end
 
-if mode == "pingpong" then
+if mode == "pingpong" or mode == "pingpong-alloc" then
+  -- pingpong: one array each side, received into (as the C peer does);
+  -- pingpong-alloc: every recv makes a new array.
   local bytes, rounds = tonumber(arg[2]), tonumber(arg[3])
   local a = parx.array("uint8", {bytes})
   a:fill(1)
-  local t = pingpong(a, rounds)
-  if rank == 0 then print(("parx %d %.9f"):format(bytes, t)) end
+  local t = pingpong(a, rounds, mode == "pingpong" and function(v) return (mpi.recv_into(v, peer, 1)) end)
+  if rank == 0 then print(("parx%s %d %.9f"):format(mode == "pingpong" and "" or "-alloc", bytes, t)) end
 elseif mode == "table" then
   local t = pingpong({1, 2, 3, "four"}, tonumber(arg[2]))
   if rank == 0 then print(("parx table %.9f"):format(t)) end
