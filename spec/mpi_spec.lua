@@ -9,11 +9,26 @@ local PARX = os.getenv("PARX_BIN") or "build/parx"
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 -- sh(cmd, limit) -> exit status, stdout, stderr (status 124: timed out;
--- `timeout` sends SIGTERM first, so mpiexec takes its ranks down with it)
+-- `timeout` sends SIGTERM to the whole process group first, so mpiexec
+-- takes its ranks down with it, and SIGKILL 5 s later).  The output goes
+-- through files, not pipes: a process that outlives the guard (a rank
+-- orphaned on another "host") cannot keep the spec waiting for an end of
+-- file, and exec's own timeout is the last line of defence.
+local function slurp(path)
+  local f = io.open(path, "rb")
+  local s = f and f:read("*a") or ""
+  if f then f:close() end
+  os.remove(path)
+  return s
+end
+
 local function sh(cmd, limit)
-  local r = assert(parx.process.exec("sh", {"-c", ("timeout -k 5 %d sh -c %s </dev/null"):format(
-    limit, q(cmd))}))
-  return r.status, r.stdout, r.stderr
+  local out, err = os.tmpname(), os.tmpname()
+  local r, why = parx.process.exec("sh", {"-c", ("timeout -k 5 %d sh -c %s </dev/null >%s 2>%s"):format(
+    limit, q(cmd), q(out), q(err))}, {timeout = limit + 30})
+  local o, e = slurp(out), slurp(err)
+  if not r then return 124, o, e .. "\n(" .. tostring(why) .. ")" end
+  return r.status or 128 + (r.signal or 0), o, e
 end
 
 local built, why_not = pcall(require, "parx.c.mpi")
@@ -38,6 +53,8 @@ local checks = {
   "a rank waiting in recv keeps a timer task ticking",
   "a receive of bytes that are not a message is an error, not a crash",
   "split gives communicators with the same methods",
+  "recv_into fills the given array, and a message that does not fit is an error that consumes it",
+  "two ranks that both send a 32 KB value before receiving do not deadlock",
 }
 
 local function job_specs(run)
@@ -66,9 +83,21 @@ describe("parx.mpi on 3 ranks (mpiexec -n 3)", function()
 
   job_specs(function() return mpirun(3, "spec/mpi/job.lua", 120) end)
 
+  it("a rank that ends right after a send still delivers it", function()
+    local status, out, err = mpirun(2, "spec/mpi/exit.lua", 60)
+    assert(status ~= 124, "the job hung:\n" .. out .. err)
+    assert.equal(0, status, err)
+    assert.equal("delivered\n", out)
+  end)
+
   it("an uncaught error on rank 1 makes every rank exit non-zero within 10 s", function()
-    local status, out, err = mpirun(3, "spec/mpi/crash.lua", 10)
+    local status, out, err = mpirun(3, "spec/mpi/crash.lua", 60)
+    local ended = os.time()
     assert(status ~= 124, "the job hung after rank 1 failed:\n" .. out .. err)
+    local failed = tonumber(err:match("failing at (%d+)"))
+    assert(failed, "rank 1 did not get to fail:\n" .. err)
+    -- whole seconds on both sides: 10 s plus one of rounding
+    assert(ended - failed <= 11, ("the job ended %d s after rank 1 failed"):format(ended - failed))
     assert.is_not.equal(0, status)
     assert.truthy(err:find("[rank 1@", 1, true), err)
     assert.truthy(err:find("rank one gives up", 1, true), err)
@@ -89,7 +118,7 @@ describe("parx.mpi on a simulated cluster of 3 hosts (scripts/tools/netns-cluste
   end
   -- every message over TCP between namespaces (btl tcp,self)
   job_specs(function()
-    return sh(("scripts/tools/netns-cluster -k 3 -- -n 3 %s spec/mpi/job.lua"):format(q(PARX)), 150)
+    return sh(("scripts/tools/netns-cluster -k 3 -t 150 -- -n 3 %s spec/mpi/job.lua"):format(q(PARX)), 180)
   end)
 end)
 
