@@ -109,6 +109,13 @@ local function rooted(self, root, argn)
   return root, self:size(), self:rank(), self:_next_tag()
 end
 
+-- The root's loop: fn(r) for every other rank, in rank order.
+local function others(n, me, fn)
+  for r = 0, n - 1 do
+    if r ~= me then fn(r) end
+  end
+end
+
 -- comm:bcast(v[, root]) -> root's v on every rank (a binomial tree).
 function mt.bcast(self, v, root)
   local n, me, tag
@@ -136,10 +143,8 @@ function mt.gather(self, v, root)
   local n, me, tag
   root, n, me, tag = rooted(self, root, 2)
   if me ~= root then return csend(self, v, root, tag) end
-  local out = {}
-  for r = 0, n - 1 do
-    if r == me then out[r + 1] = v else out[r + 1] = crecv(self, r, tag) end
-  end
+  local out = {[me + 1] = v}
+  others(n, me, function(r) out[r + 1] = crecv(self, r, tag) end)
   return out
 end
 
@@ -151,9 +156,7 @@ function mt.scatter(self, list, root)
   if type(list) ~= "table" or is_array(list) then
     error("bad argument #1 to 'scatter' (a list of one value per rank expected)", 2)
   end
-  for r = 0, n - 1 do
-    if r ~= me then csend(self, list[r + 1], r, tag) end
-  end
+  others(n, me, function(r) csend(self, list[r + 1], r, tag) end)
   return list[me + 1]
 end
 

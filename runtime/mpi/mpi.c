@@ -239,14 +239,7 @@ static int l_recv(lua_State *L) {
 /* recv_into(comm, array, source, tag) -> source, tag | nil, message: the
  * payload lands in the array's own memory (posted straight into it, no
  * allocation), which must have the message's dtype and element count. */
-static int deliver_recv_into(lua_State *co, px_wait *w) {
-  px_mpi_op *op = (px_mpi_op *)w;
-  if (op->err) return deliver_error(co, op);
-  lua_pushinteger(co, op->source);
-  lua_pushinteger(co, op->rtag);
-  px_mpi_op_free(op);
-  return 2;
-}
+static int deliver_status(lua_State *co, px_wait *w);
 
 static int l_recv_into(lua_State *L) {
   px_array *a = px_array_check(L, 2);
@@ -254,7 +247,7 @@ static int l_recv_into(lua_State *L) {
   px_mpi_op *op = peer_op(L, PX_MPI_RECV, "mpi recv", 3, 1);
   px_shared_retain(&a->hdr);
   op->hold = &a->hdr;
-  return park(L, op, deliver_recv_into);
+  return park(L, op, deliver_status);
 }
 
 /* decode(box) -> true, value | nil, message */
@@ -297,7 +290,8 @@ static int l_decode(lua_State *L) {
  * barrier(comm) -> true | nil, message
  * split(comm, color, key) -> comm | false (color < 0) | nil, message
  * ---------------------------------------------------------------------- */
-static int deliver_probe(lua_State *co, px_wait *w) {
+/* source, tag: what probe and recv_into deliver */
+static int deliver_status(lua_State *co, px_wait *w) {
   px_mpi_op *op = (px_mpi_op *)w;
   if (op->err) return deliver_error(co, op);
   lua_pushinteger(co, op->source);
@@ -308,7 +302,7 @@ static int deliver_probe(lua_State *co, px_wait *w) {
 
 static int l_probe(lua_State *L) {
   lua_settop(L, 3);
-  return park(L, peer_op(L, PX_MPI_PROBE, "mpi probe", 2, 1), deliver_probe);
+  return park(L, peer_op(L, PX_MPI_PROBE, "mpi probe", 2, 1), deliver_status);
 }
 
 static int l_barrier(lua_State *L) {
@@ -422,9 +416,13 @@ int px_open_mpi(lua_State *L) {
   px_shared_meta(L, &px_mpi_comm_type);
   luaL_register(L, NULL, comm_methods);
   lua_setfield(L, -2, "metatable");
-  lua_pushinteger(L, MPI_ANY_SOURCE);
-  lua_setfield(L, -2, "ANY_SOURCE");
-  lua_pushinteger(L, MPI_ANY_TAG);
-  lua_setfield(L, -2, "ANY_TAG");
+  static const struct {
+    const char *name;
+    int value;
+  } wildcards[] = {{"ANY_SOURCE", MPI_ANY_SOURCE}, {"ANY_TAG", MPI_ANY_TAG}};
+  for (size_t i = 0; i < sizeof wildcards / sizeof wildcards[0]; i++) {
+    lua_pushinteger(L, wildcards[i].value);
+    lua_setfield(L, -2, wildcards[i].name);
+  }
   return 1;
 }
