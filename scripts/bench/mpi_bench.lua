@@ -3,7 +3,7 @@
 --   mpiexec -n 2 parx mpi_bench.lua pingpong BYTES ROUNDS   array ping-pong (recv_into)
 --   mpiexec -n 2 parx mpi_bench.lua pingpong-alloc BYTES ROUNDS  (recv: a new array each)
 --   mpiexec -n 2 parx mpi_bench.lua table ROUNDS            small-table ping-pong
---   mpiexec -n R parx --workers 1 mpi_bench.lua map N MS    mpi.map of N busy items
+--   mpiexec -n R parx --workers 1 mpi_bench.lua map N MS [CHUNK]  mpi.map of N busy items
 --   mpiexec -n 2 parx mpi_bench.lua idle SECONDS            CPU of a rank waiting
 --
 -- Rank 0 prints one line: "parx WHAT seconds..." (the driver makes the table).
@@ -44,7 +44,7 @@ elseif mode == "table" then
   local t = pingpong({1, 2, 3, "four"}, tonumber(arg[2]))
   if rank == 0 then print(("parx table %.9f"):format(t)) end
 elseif mode == "map" then
-  local n, ms = tonumber(arg[2]), tonumber(arg[3])
+  local n, ms, cs = tonumber(arg[2]), tonumber(arg[3]), tonumber(arg[4])
   local list = {}
   for i = 1, n do list[i] = i end
   local secs = ms / 1000
@@ -54,11 +54,11 @@ elseif mode == "map" then
     local t = parx.now()
     while parx.now() - t < secs do end
     return x
-  end, list)
+  end, list, {chunksize = cs})
   local t = parx.now() - t0
   if rank == 0 then
     assert(#res == n)
-    print(("parx map %d %s %d %.6f"):format(n, arg[3], mpi.size(), t))
+    print(("parx map %d %s %d %.6f%s"):format(n, arg[3], mpi.size(), t, cs and (" chunk" .. cs) or ""))
   end
 elseif mode == "idle" then
   -- rank 0 waits in recv while rank 1 sleeps; then both sleep with

@@ -1,7 +1,7 @@
--- mpi_table.lua -- the table of scripts/bench/mpi.sh from its result lines
--- (medians over the rounds).
+-- mpi_table.lua -- the table of scripts/bench/mpi.sh from its result lines:
+-- medians over the rounds with the spread (min-max), the machine first.
 local path = assert(arg[1], "usage: mpi_table.lua RESULTS")
-local runs = {}
+local runs, machine = {}, nil
 local function add(key, v)
   runs[key] = runs[key] or {}
   table.insert(runs[key], v)
@@ -9,60 +9,95 @@ end
 for line in io.lines(path) do
   local w = {}
   for x in line:gmatch("%S+") do w[#w + 1] = x end
-  if w[1] == "c" or (w[1] == "parx" and tonumber(w[2])) then
+  if w[1] == "machine:" then
+    machine = line:sub(10)
+  elseif (w[1] == "c" or w[1] == "parx" or w[1] == "parx-alloc") and tonumber(w[2]) then
     add(w[1] .. " " .. w[2], tonumber(w[3]))
   elseif w[2] == "table" then
     add(w[1] .. " table", tonumber(w[3]))
+  elseif w[1] == "parx" and w[2] == "map" then
+    -- parx map N MS RANKS SECONDS [chunkC]
+    add(table.concat({"parx map", w[3], w[4], w[5], w[7] or ""}, " "), tonumber(w[6]))
   elseif w[2] == "map" then
-    add(table.concat({w[1], "map", w[3], w[4], w[5]}, " "), tonumber(w[6]))
+    -- mpi4py map N MS chunkC SECONDS
+    add(table.concat({w[1], "map", w[4]}, " "), {n = tonumber(w[3]), t = tonumber(w[6])})
   elseif w[2] == "idle" then
     add("idle wait", tonumber(w[3]))
     add("idle idle", tonumber(w[4]))
   end
 end
-local function med(key)
+
+-- median, min, max of f over the runs of key (f maps a run to a figure)
+local function stats(key, f)
   local t = runs[key]
   if not t then return nil end
-  table.sort(t)
-  return t[math.ceil(#t / 2)]
+  local v = {}
+  for i, x in ipairs(t) do v[i] = f(x) end
+  table.sort(v)
+  return v[math.ceil(#v / 2)], v[1], v[#v]
+end
+local function fmt(pat, m, lo, hi)
+  if lo == hi then return pat:format(m) end
+  return (pat .. " (" .. pat .. "–" .. pat .. ")"):format(m, lo, hi)
 end
 local function row(...) print("| " .. table.concat({...}, " | ") .. " |") end
+local id = function(x) return x end
+
+if machine then print("Machine: " .. machine .. ".\n") end
 row("benchmark", "C / mpi4py", "parx", "parx vs peer")
 row("---", "---", "---", "---")
+-- ratios are of medians; each side's spread is its own
 for _, b in ipairs({1048576, 67108864}) do
-  local c, p = med("c " .. b), med("parx " .. b)
+  local mb = b / 1048576
+  local bw = function(t) return 2 * mb / t end
+  local c, clo, chi = stats("c " .. b, bw)
+  local p, plo, phi = stats("parx " .. b, bw)
+  local a, alo, ahi = stats("parx-alloc " .. b, bw)
   if c and p then
-    local mb = b / 1048576
-    row(("array ping-pong %d MB (bandwidth)"):format(mb), ("%.0f MB/s"):format(2 * mb / c),
-      ("%.0f MB/s"):format(2 * mb / p), ("%.2fx"):format(c / p))
+    row(("array ping-pong %d MB, recv_into (MB/s)"):format(mb), fmt("%.0f", c, clo, chi),
+      fmt("%.0f", p, plo, phi), ("%.2fx"):format(p / c))
+  end
+  if c and a then
+    row(("array ping-pong %d MB, recv: a new array each (MB/s)"):format(mb), fmt("%.0f", c, clo, chi),
+      fmt("%.0f", a, alo, ahi), ("%.2fx"):format(a / c))
   end
 end
-local c, p = med("c 32"), med("parx table")
+local us = function(t) return t * 1e6 end
+local c, clo, chi = stats("c 32", us)
+local p, plo, phi = stats("parx table", us)
 if c and p then
-  row("small table ping-pong (round trip)", ("%.1f µs"):format(c * 1e6), ("%.1f µs"):format(p * 1e6),
-    ("%.1fx C's latency"):format(p / c))
+  row("small table ping-pong (µs per round trip)", fmt("%.1f", c, clo, chi), fmt("%.1f", p, plo, phi),
+    ("%.2fx C's latency"):format(p / c))
 end
-for _, m in ipairs({{"10000", "1"}, {"20000", "0.01"}}) do
-  local n, ms = m[1], m[2]
-  local p = med(("parx map %s %s 2"):format(n, ms))
-  local q = med(("mpi4py map %s %s chunk%d"):format(n, ms, math.floor(tonumber(n) / 64)))
-  local label = ("mpi.map %s items of %s ms, 2 ranks x 1 worker (tasks/s)"):format(n, ms)
-  if p then
-    row(label, q and ("%.0f (chunksize %d)"):format(n / q, math.floor(tonumber(n) / 64)) or "-",
-      ("%.0f"):format(n / p), q and ("%.1fx"):format(q / p) or "-")
-  end
-  local q1 = med(("mpi4py map 200 %s chunk1"):format(ms))
-  if p and q1 then
-    row(label:gsub("%(tasks/s%)", "vs chunksize 1 (tasks/s)"), ("%.0f"):format(200 / q1),
-      ("%.0f"):format(n / p), ("%.1fx"):format((n / p) / (200 / q1)))
+for key in pairs(runs) do
+  local n, ms = key:match("^parx map (%d+) (%S+) 2 $")
+  if n and ms ~= "10" then
+    local rate = function(t) return tonumber(n) / t end
+    local pm, plo2, phi2 = stats(key, rate)
+    local qm, qlo, qhi = stats("mpi4py map " .. ms, function(x) return x.n / x.t end)
+    row(("mpi.map of %s items of %s ms, 2 ranks x 1 worker (tasks/s)"):format(n, ms),
+      qm and fmt("%.0f", qm, qlo, qhi) or "-", fmt("%.0f", pm, plo2, phi2),
+      qm and ("%.1fx"):format(pm / qm) or "-")
   end
 end
-local t1, t2 = med("parx map 200 10 1"), med("parx map 400 10 2")
-if t1 and t2 then
-  row("weak scaling, 10 ms items, 1 -> 2 ranks", ("%.2f s -> %.2f s"):format(t1, t2), "",
-    ("%.0f%% efficiency"):format(100 * t1 / t2))
+local s, slo, shi = stats("parx map 5000 0 2 chunk1", function(t) return 5000 / t end)
+if s then
+  row("root's chunk-serving rate, chunksize 1, 2 ranks (chunks/s)", "", fmt("%.0f", s, slo, shi), "")
 end
-local w, i = med("idle wait"), med("idle idle")
+for key in pairs(runs) do
+  local n = key:match("^parx map (%d+) 10 1 $")
+  local t1, lo1, hi1 = stats(key, id)
+  local t2, lo2, hi2 = stats(n and ("parx map %d 10 2 "):format(2 * n) or "", id)
+  if n and t2 then
+    row(("weak scaling, %s -> %d items of 10 ms, 1 -> 2 ranks (s)"):format(n, 2 * n),
+      "", fmt("%.2f", t1, lo1, hi1) .. " -> " .. fmt("%.2f", t2, lo2, hi2),
+      ("%.0f%% efficiency"):format(100 * t1 / t2))
+  end
+end
+local pc = function(x) return 100 * x end
+local w, wlo, whi = stats("idle wait", pc)
+local i, ilo, ihi = stats("idle idle", pc)
 if w then
-  row("CPU of a rank waiting in recv / idle", "", ("%.1f%% / %.1f%%"):format(100 * w, 100 * i), "")
+  row("CPU of a rank waiting 10 s in recv / idle (% of a core)", "",
+    fmt("%.2f", w, wlo, whi) .. " / " .. fmt("%.2f", i, ilo, ihi), "")
 end

@@ -127,6 +127,10 @@ check("tagged messages and ANY_SOURCE arrive exactly once", function()
     end
     for src = 1, 2 do for i = 1, K do assert(seen[src .. ":" .. i], "lost " .. src .. ":" .. i) end end
   end
+  -- rank 0's wildcard loop is over before rank 1 sends more: else it could
+  -- take "first" as one of its 2K (rank 2 slower than rank 1) and the
+  -- probe below would wait for ever
+  mpi.barrier()
   -- a receive for one tag takes that tag's message first, others wait
   if r == 1 then
     mpi.send("first", 0, 11)
