@@ -86,9 +86,12 @@ if s then
 end
 for key in pairs(runs) do
   local n = key:match("^parx map (%d+) 10 1 $")
-  local t1, lo1, hi1 = stats(key, id)
-  local t2, lo2, hi2 = stats(n and ("parx map %d 10 2 "):format(2 * n) or "", id)
-  if n and t2 then
+  local t1, lo1, hi1, t2, lo2, hi2
+  if n then
+    t1, lo1, hi1 = stats(key, id)
+    t2, lo2, hi2 = stats(("parx map %d 10 2 "):format(2 * n), id)
+  end
+  if t2 then
     row(("weak scaling, %s -> %d items of 10 ms, 1 -> 2 ranks (s)"):format(n, 2 * n),
       "", fmt("%.2f", t1, lo1, hi1) .. " -> " .. fmt("%.2f", t2, lo2, hi2),
       ("%.0f%% efficiency"):format(100 * t1 / t2))
