@@ -93,23 +93,36 @@ void px_cpu_cast(void *dst, int dst_dtype, const void *src, int src_dtype, int64
   }
 }
 
+/* The loops of the two native float types, written once for both (C's
+ * way to a template): binary_float/binary_double, z = x + y or x * y, and
+ * sum4_float/sum4_double, which add p[i..end) in fours into acc and
+ * return where they stopped. */
+#define TYPED_LOOPS(T)                                                          \
+  static void binary_##T(int op, T *z, const T *x, const T *y, int64_t n) {    \
+    if (op == PXC_ADD)                                                         \
+      for (int64_t i = 0; i < n; i++) z[i] = x[i] + y[i];                      \
+    else                                                                       \
+      for (int64_t i = 0; i < n; i++) z[i] = x[i] * y[i];                      \
+  }                                                                            \
+  static int64_t sum4_##T(const T *p, int64_t i, int64_t end, double acc[4]) {  \
+    for (; i + 4 <= end; i += 4) {                                             \
+      acc[0] += p[i];                                                          \
+      acc[1] += p[i + 1];                                                      \
+      acc[2] += p[i + 2];                                                      \
+      acc[3] += p[i + 3];                                                      \
+    }                                                                          \
+    return i;                                                                  \
+  }
+TYPED_LOOPS(float)
+TYPED_LOOPS(double)
+
 void px_cpu_binary(int op, void *dst, const void *a, const void *b, int dtype, int64_t n) {
   if (dtype == PX_FLOAT64) {
-    const double *x = a, *y = b;
-    double *z = dst;
-    if (op == PXC_ADD)
-      for (int64_t i = 0; i < n; i++) z[i] = x[i] + y[i];
-    else
-      for (int64_t i = 0; i < n; i++) z[i] = x[i] * y[i];
+    binary_double(op, dst, a, b, n);
     return;
   }
   if (dtype == PX_FLOAT32) {
-    const float *x = a, *y = b;
-    float *z = dst;
-    if (op == PXC_ADD)
-      for (int64_t i = 0; i < n; i++) z[i] = x[i] + y[i];
-    else
-      for (int64_t i = 0; i < n; i++) z[i] = x[i] * y[i];
+    binary_float(op, dst, a, b, n);
     return;
   }
   for (int64_t i = 0; i < n; i++) {
@@ -135,23 +148,10 @@ double px_cpu_sum(const void *src, int dtype, int64_t n) {
     int64_t end = base + 4096 < n ? base + 4096 : n;
     double acc[4] = {0, 0, 0, 0};
     int64_t i = base;
-    if (dtype == PX_FLOAT32) {
-      const float *p = src;
-      for (; i + 4 <= end; i += 4) {
-        acc[0] += p[i];
-        acc[1] += p[i + 1];
-        acc[2] += p[i + 2];
-        acc[3] += p[i + 3];
-      }
-    } else if (dtype == PX_FLOAT64) {
-      const double *p = src;
-      for (; i + 4 <= end; i += 4) {
-        acc[0] += p[i];
-        acc[1] += p[i + 1];
-        acc[2] += p[i + 2];
-        acc[3] += p[i + 3];
-      }
-    }
+    if (dtype == PX_FLOAT32)
+      i = sum4_float(src, i, end, acc);
+    else if (dtype == PX_FLOAT64)
+      i = sum4_double(src, i, end, acc);
     for (; i < end; i++) acc[i & 3] += load(src, dtype, i);
     total += (acc[0] + acc[1]) + (acc[2] + acc[3]);
   }

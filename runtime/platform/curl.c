@@ -10,7 +10,8 @@
  *
  * The variadic setopt/getinfo functions take exactly one argument whose
  * type curl encodes in the option number (CURLOPTTYPE_*): the argument is
- * read as that type and passed on, as curl itself reads it.
+ * read as that type and passed on, as curl itself reads it (one reader,
+ * forward_setopt, for both setopt functions).
  */
 #include "curl.h"
 
@@ -18,6 +19,9 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
+
+/* curl_easy_setopt and curl_multi_setopt as dlsym finds them (below). */
+typedef int (*setopt_fn)(void *, int, ...);
 
 #define CURL_FUNCS(XX)                                                          \
   XX(CURLcode, curl_global_init, (long flags), (flags), CURLE_FAILED_INIT)     \
@@ -42,9 +46,8 @@ static struct {
 #define XX(ret, name, params, args, fail) ret(*name) params;
   CURL_FUNCS(XX)
 #undef XX
-  CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+  setopt_fn easy_setopt, multi_setopt;
   CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
-  CURLMcode (*multi_setopt)(CURLM *, CURLMoption, ...);
   int ok;
 } lib;
 
@@ -76,49 +79,32 @@ static int loaded(void) {
 CURL_FUNCS(XX)
 #undef XX
 
-/* Read the one argument as the type the option number says, pass it on. */
-#define FORWARD_TYPED(call, opt, ap)                                            \
-  do {                                                                         \
-    if ((opt) < CURLOPTTYPE_OBJECTPOINT) {                                     \
-      long v_ = va_arg(ap, long);                                              \
-      r = call(v_);                                                            \
-    } else if ((opt) < CURLOPTTYPE_FUNCTIONPOINT) {                            \
-      void *v_ = va_arg(ap, void *);                                           \
-      r = call(v_);                                                            \
-    } else if ((opt) < CURLOPTTYPE_OFF_T) {                                    \
-      void (*v_)(void) = va_arg(ap, void (*)(void));                           \
-      r = call(v_);                                                            \
-    } else if ((opt) < CURLOPTTYPE_BLOB) {                                     \
-      curl_off_t v_ = va_arg(ap, curl_off_t);                                  \
-      r = call(v_);                                                            \
-    } else {                                                                   \
-      void *v_ = va_arg(ap, void *);                                           \
-      r = call(v_);                                                            \
-    }                                                                          \
-  } while (0)
+/* Read the one argument as the type the option number says and pass it
+ * on to fn (CURL and CURLM are void; options and results are enums). */
+static int forward_setopt(setopt_fn fn, void *h, int opt, va_list ap) {
+  if (opt < CURLOPTTYPE_OBJECTPOINT) return fn(h, opt, va_arg(ap, long));
+  if (opt < CURLOPTTYPE_FUNCTIONPOINT) return fn(h, opt, va_arg(ap, void *));
+  if (opt < CURLOPTTYPE_OFF_T) return fn(h, opt, va_arg(ap, void (*)(void)));
+  if (opt < CURLOPTTYPE_BLOB) return fn(h, opt, va_arg(ap, curl_off_t));
+  return fn(h, opt, va_arg(ap, void *));
+}
 
 CURLcode curl_easy_setopt(CURL *h, CURLoption opt, ...) {
   if (!loaded()) return CURLE_FAILED_INIT;
-  CURLcode r;
   va_list ap;
   va_start(ap, opt);
-#define CALL(v) lib.easy_setopt(h, opt, v)
-  FORWARD_TYPED(CALL, opt, ap);
-#undef CALL
+  int r = forward_setopt(lib.easy_setopt, h, (int)opt, ap);
   va_end(ap);
-  return r;
+  return (CURLcode)r;
 }
 
 CURLMcode curl_multi_setopt(CURLM *m, CURLMoption opt, ...) {
   if (!loaded()) return CURLM_BAD_HANDLE;
-  CURLMcode r;
   va_list ap;
   va_start(ap, opt);
-#define CALL(v) lib.multi_setopt(m, opt, v)
-  FORWARD_TYPED(CALL, opt, ap);
-#undef CALL
+  int r = forward_setopt(lib.multi_setopt, m, (int)opt, ap);
   va_end(ap);
-  return r;
+  return (CURLMcode)r;
 }
 
 /* Every CURLINFO takes a pointer to where the answer goes. */
