@@ -43,6 +43,7 @@ typedef struct px_waitq {
 typedef struct px_chan {
   px_shared hdr;        /* first: shared-object header */
   atomic_int lock;      /* px_chan_lock; guards everything below */
+  atomic_int lock_sleepers; /* threads asleep (or about to be) on lock */
   long cap;             /* -1 unbounded, 0 rendezvous, else bounded */
   px_slot *ring;
   size_t ringsize, head, count;
@@ -63,27 +64,30 @@ static inline void px_cpu_relax(void) {
 }
 
 /* The channel lock.  Critical sections are a few dozen instructions, so
- * taking it is one compare-and-swap; a contended lock spins briefly (the
- * holder is running on another CPU and releases within a few hundred
- * cycles) and then sleeps in a futex until the holder releases it (Go's
+ * taking it is one compare-and-swap and releasing it one plain store; a
+ * contended lock spins briefly (the holder is running on another CPU and
+ * releases within a few hundred cycles) and then sleeps in a futex (Go's
  * runtime/lock_futex.go): a lock that only yields would burn a CPU that a
  * BLAS call or another VM needs while its holder is preempted.  A pthread
  * mutex here cost 4x in throughput between two workers on a 16-core Xeon
- * (glibc's mutex sleeps at once).  States: 0 free, 1 locked, 2 locked and a
- * thread may sleep on it (the unlock then wakes one). */
-void px_chan_lock_contended(atomic_int *lock); /* chan_queue.c */
-void px_chan_unlock_wake(atomic_int *lock);    /* chan_queue.c */
+ * (glibc's mutex sleeps at once), and an atomic exchange to release (to
+ * learn whether anyone sleeps) costs as much as the rest of a send again:
+ * so a sleeper counts itself in lock_sleepers, the release reads that
+ * count after its store, and a sleeper that a release missed (the two
+ * raced) wakes by itself after LOCK_NAP_NS (chan_queue.c). */
+void px_chan_lock_contended(px_chan *ch); /* chan_queue.c */
+void px_chan_unlock_wake(px_chan *ch);    /* chan_queue.c */
 
 static inline void px_chan_lock(px_chan *ch) {
   int expected = 0;
   if (!atomic_compare_exchange_strong_explicit(&ch->lock, &expected, 1, memory_order_acquire,
                                                memory_order_relaxed))
-    px_chan_lock_contended(&ch->lock);
+    px_chan_lock_contended(ch);
 }
 
 static inline void px_chan_unlock(px_chan *ch) {
-  if (atomic_exchange_explicit(&ch->lock, 0, memory_order_release) == 2)
-    px_chan_unlock_wake(&ch->lock);
+  atomic_store_explicit(&ch->lock, 0, memory_order_release);
+  if (atomic_load_explicit(&ch->lock_sleepers, memory_order_relaxed)) px_chan_unlock_wake(ch);
 }
 
 px_chan *px_chan_new(long cap); /* NULL when out of memory */

@@ -32,27 +32,32 @@
 
 /* Spin this many times, re-reading the lock, before sleeping: a critical
  * section is shorter than one round, unless its holder was preempted, and
- * then spinning longer only delays the holder's CPU time. */
+ * then spinning longer only delays the holder's CPU time.  A sleeper
+ * re-checks after LOCK_NAP_NS even if no release woke it (chan.h). */
 #define LOCK_SPINS 64
+#define LOCK_NAP_NS 200000
 
-void px_chan_lock_contended(atomic_int *lock) {
-  for (int i = 0; i < LOCK_SPINS; i++) {
-    int expected = 0;
-    if (atomic_load_explicit(lock, memory_order_relaxed) == 0 &&
-        atomic_compare_exchange_weak_explicit(lock, &expected, 1, memory_order_acquire,
-                                              memory_order_relaxed))
-      return;
-    px_cpu_relax();
+void px_chan_lock_contended(px_chan *ch) {
+  for (;;) {
+    for (int i = 0; i < LOCK_SPINS; i++) {
+      int expected = 0;
+      if (atomic_load_explicit(&ch->lock, memory_order_relaxed) == 0 &&
+          atomic_compare_exchange_weak_explicit(&ch->lock, &expected, 1, memory_order_acquire,
+                                                memory_order_relaxed))
+        return;
+      px_cpu_relax();
+    }
+    atomic_fetch_add_explicit(&ch->lock_sleepers, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&ch->lock, memory_order_seq_cst) != 0) {
+      struct timespec nap = {0, LOCK_NAP_NS};
+      syscall(SYS_futex, (int *)&ch->lock, FUTEX_WAIT_PRIVATE, 1, &nap, NULL, 0);
+    }
+    atomic_fetch_sub_explicit(&ch->lock_sleepers, 1, memory_order_relaxed);
   }
-  /* Sleep until the lock is free; whoever takes it after sleeping marks it
-   * 2, since other sleepers may remain (the unlock's wake is then at worst
-   * one futex call too many). */
-  while (atomic_exchange_explicit(lock, 2, memory_order_acquire) != 0)
-    syscall(SYS_futex, (int *)lock, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
 }
 
-void px_chan_unlock_wake(atomic_int *lock) {
-  syscall(SYS_futex, (int *)lock, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+void px_chan_unlock_wake(px_chan *ch) {
+  syscall(SYS_futex, (int *)&ch->lock, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
 /* ---- the ring buffer ------------------------------------------------------ */
@@ -318,6 +323,7 @@ px_chan *px_chan_new(long cap) {
   if (!ch) return NULL;
   px_shared_init(&ch->hdr, &px_chan_type);
   atomic_init(&ch->lock, 0);
+  atomic_init(&ch->lock_sleepers, 0);
   ch->cap = cap;
   atomic_init(&ch->spin_credit, 4);
   atomic_init(&ch->spin_probe, 0);
