@@ -198,6 +198,55 @@ describe("parx.channel", function()
       mpmc(1, 1, 1, 20000)
     end)
 
+    it("a lock contended by more tasks than CPUs, beside a busy task, makes progress and loses nothing", function()
+      -- Eight tasks hammer one channel's lock with try_send/try_recv (giving
+      -- way only when it fails, so tasks of one worker take turns) while
+      -- another keeps a CPU busy: the lock's spin-then-sleep must neither
+      -- deadlock nor lose or duplicate a message.
+      local ch = channel(16)
+      local stop = parx.atomic(0)
+      local hog = parx.spawn(function(stop)
+        local x = 0
+        while stop:get() == 0 do
+          for _ = 1, 100000 do x = x + 1 end
+          parx.sleep(0)
+        end
+        return x
+      end, stop)
+      local per, tasks = 3000, {}
+      for p = 1, 4 do
+        tasks[#tasks + 1] = parx.spawn(function(ch, first, last)
+          for i = first, last do
+            while not ch:try_send(i) do parx.sleep(0) end
+          end
+          return 0
+        end, ch, (p - 1) * per + 1, p * per)
+      end
+      local got = parx.atomic(0)
+      for c = 1, 4 do
+        tasks[#tasks + 1] = parx.spawn(function(ch, got, total)
+          local sum = 0
+          while got:get() < total do
+            local v, ok = ch:try_recv()
+            if ok then
+              sum = sum + v
+              got:add(1)
+            else
+              parx.sleep(0)
+            end
+          end
+          return sum
+        end, ch, got, 4 * per)
+      end
+      local sum = 0
+      for _, t in ipairs(tasks) do sum = sum + t:join() end
+      stop:set(1)
+      hog:join()
+      local total = 4 * per
+      assert.equal(total, got:get())
+      assert.equal(total * (total + 1) / 2, sum)
+    end)
+
     it("crosses VMs as an upvalue, a spawn argument and inside a message", function()
       local a, b = channel(), channel()
       local t = parx.spawn(function()
