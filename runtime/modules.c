@@ -9,7 +9,7 @@
 #define MODULES(XX)                                                           \
   XX(task) XX(pool) XX(chan) XX(sync) XX(array) XX(timer) XX(fs) XX(tcp)     \
   XX(udp) XX(dns) XX(process) XX(signal) XX(http) XX(gpu) XX(debug) XX(dict) \
-  XX(mpi)
+  XX(mpi) XX(trace)
 
 #define XX(name) int px_open_##name(lua_State *L);
 MODULES(XX)

@@ -25,6 +25,7 @@ local lazy = {
   stdin = "parx.stdin",
   gpu = "parx.gpu",
   progress = "parx.progress",
+  trace = "parx.trace", stats = "parx.trace",
 }
 
 setmetatable(parx, {

@@ -30,7 +30,12 @@ static const char usage_text[] =
   "  -b ...        save or list bytecode (luajit's -b; -b alone for its help)\n"
   "  --workers N   run N worker threads (default: $PARX_WORKERS, else the CPU count)\n"
   "  --trace FILE  write a Chrome trace-event JSON of tasks, waits, pool chunks\n"
-  "                and GPU work to FILE at exit (open it in Perfetto)\n"
+  "                and flows to FILE at exit (open it in Perfetto); a FILE\n"
+  "                ending in .svg gets the picture --timeline draws instead\n"
+  "  --timeline FILE.svg  draw the run as an SVG Gantt chart at exit\n"
+  "  --timeline-by vm|task  one row per VM (default) or per task\n"
+  "  --stats       print busy, parked and idle time per VM, the speedup and\n"
+  "                the parallel fraction on stderr at exit\n"
   "  -h, --help    show this help\n"
   "  --            stop handling options\n"
   "  -             execute stdin and stop handling options\n"
@@ -50,7 +55,10 @@ typedef struct cli {
   int bytecode;    /* argv index of -b: the rest goes to jit.bcsave */
   int noenv;       /* -E */
   int workers;     /* --workers, 0 = runtime default */
-  const char *trace; /* --trace FILE */
+  const char *trace; /* --trace FILE (JSON) */
+  const char *svg;   /* --timeline FILE, or --trace FILE.svg */
+  const char *by;    /* --timeline-by */
+  int stats;         /* --stats */
   action *actions;
   int nactions;
 } cli;
@@ -111,9 +119,25 @@ static int parse_args(int argc, char **argv, cli *c) {
     if (strncmp(a, "--trace", 7) == 0 && (a[7] == '\0' || a[7] == '=')) {
       const char *v = a[7] == '=' ? a + 8 : (i + 1 < argc ? argv[++i] : NULL);
       if (v == NULL || *v == '\0') return bad_usage("'%s' needs a file name", "--trace");
-      c->trace = v;
+      size_t n = strlen(v);
+      if (n > 4 && strcmp(v + n - 4, ".svg") == 0) c->svg = v;
+      else c->trace = v;
       continue;
     }
+    if (strncmp(a, "--timeline-by", 13) == 0 && (a[13] == '\0' || a[13] == '=')) {
+      const char *v = a[13] == '=' ? a + 14 : (i + 1 < argc ? argv[++i] : NULL);
+      if (v == NULL || (strcmp(v, "vm") != 0 && strcmp(v, "task") != 0))
+        return bad_usage("--timeline-by needs 'vm' or 'task'%s", "");
+      c->by = v;
+      continue;
+    }
+    if (strncmp(a, "--timeline", 10) == 0 && (a[10] == '\0' || a[10] == '=')) {
+      const char *v = a[10] == '=' ? a + 11 : (i + 1 < argc ? argv[++i] : NULL);
+      if (v == NULL || *v == '\0') return bad_usage("'%s' needs a file name", "--timeline");
+      c->svg = v;
+      continue;
+    }
+    if (strcmp(a, "--stats") == 0) { c->stats = 1; continue; }
     if (a[1] == 'e' || a[1] == 'l' || a[1] == 'j') {
       const char *v = a[2] != '\0' ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
       if (v == NULL) return bad_usage("'%s' needs an argument", a);
@@ -280,6 +304,35 @@ static int descriptors_left(void) {
   return 1;
 }
 
+/* --trace and --timeline: a path that cannot be written fails now, not at
+ * exit.  1 if path is NULL or writable (it is created). */
+static int writable(const char *path) {
+  if (path == NULL) return 1;
+  FILE *f = fopen(path, "w");
+  if (f == NULL) {
+    fprintf(stderr, "parx: cannot write trace: %s: %s\n", path, strerror(errno));
+    return 0;
+  }
+  fclose(f);
+  return 1;
+}
+
+/* At the end of a run with --timeline or --stats: draw the session and
+ * print the report (lua/parx/trace.lua _cli_finish, which never raises
+ * and says itself what went wrong).  The status to exit with. */
+static int finish_report(parx_runtime *rt, const cli *c, int status) {
+  if (c->svg == NULL && !c->stats) return status;
+  char *svg = NULL;
+  if (c->svg != NULL && (svg = malloc(4 * strlen(c->svg) + 3)) != NULL) quote_lua(svg, c->svg);
+  char code[256 + 4 * PATH_MAX];
+  snprintf(code, sizeof code,
+           "if not require('parx.trace')._cli_finish(%s, '%s', %s) then error('', 0) end",
+           svg != NULL ? svg : "nil", c->by != NULL ? c->by : "vm", c->stats ? "true" : "false");
+  free(svg);
+  int r = parx_run_string(rt, code, "=(command line)", 0);
+  return r != PARX_OK && status == 0 ? 1 : status;
+}
+
 /* The status to exit with after result r (already reported unless EXIT;
  * a panic was reported by the runtime). */
 static int finish(parx_runtime *rt, int r) {
@@ -307,6 +360,10 @@ int main(int argc, char **argv) {
     free(c.actions);
     return 1;
   }
+  if (!writable(c.trace) || !writable(c.svg)) {
+    free(c.actions);
+    return 1;
+  }
   parx_options o;
   parx_options_init(&o);
   if (c.workers > 0) o.workers = c.workers;
@@ -320,6 +377,7 @@ int main(int argc, char **argv) {
   /* With no script, every argument is before it, as in luajit: with -e
    * only, arg[-1] is the last argument and arg[0] is nil. */
   parx_set_args(rt, argc, argv, c.script > 0 ? c.script : argc);
+  if (c.svg != NULL && c.trace == NULL) run_code(rt, "require('parx.trace').start()", "=(command line)");
 
   if (c.bytecode > 0) {
     /* luajit -b: jit.bcsave.start with the rest of the command line ("-b"
@@ -378,6 +436,7 @@ int main(int argc, char **argv) {
       if (interactive_default) px_cli_version(stdout);
       int code = px_repl_run(rt);
       if (code >= 0) {
+        code = finish_report(rt, &c, code);
         px_cli_exit(rt, code);
         free(c.actions);
         return code;
@@ -392,7 +451,7 @@ int main(int argc, char **argv) {
     if (r != PARX_OK && r != PARX_EXIT && r != PARX_ERRPANIC) px_cli_report(rt, r);
   }
 
-  int status = finish(rt, r);
+  int status = finish_report(rt, &c, finish(rt, r));
   px_cli_exit(rt, status);
   free(c.actions);
   return status;

@@ -14,7 +14,6 @@
 
 typedef struct px_future px_future;
 typedef struct px_job px_job;
-typedef struct px_trace px_trace;
 
 /* Task states. */
 enum { PX_TASK_READY, PX_TASK_RUNNING, PX_TASK_PARKED, PX_TASK_DONE };
@@ -30,8 +29,7 @@ struct px_task {
   int wake_in_flight;  /* cancel() returned 0: discard the wake when it comes */
   int stale_wakes;     /* wakes still to come for parks that failed; the
                           struct outlives the task until they came */
-  uint64_t park_ts;    /* --trace: when it parked */
-  const char *park_what;
+  px_trace_task trace; /* what trace.c records about it */
   int inject_ref;      /* error to raise at the next resume, or LUA_NOREF */
   int msgh;            /* started under xpcall with sched.c's message handler */
   px_future *future;   /* one reference, dropped when the task ends */
@@ -85,7 +83,7 @@ struct px_vm {
   atomic_long holds;      /* px_vm_hold */
   long expect_wakes;      /* teardown: cancels that returned 0 */
   long stale_wakes;       /* sum of the tasks' stale_wakes (teardown) */
-  px_trace *trace;        /* --trace: this VM's events, or NULL */
+  px_trace *trace;        /* its flight recorder, trace log, counters (trace.h) */
 
   /* Search paths last published or adopted (paths.c). */
   const char *seen_path_ptr, *seen_cpath_ptr;
@@ -135,11 +133,14 @@ struct px_runtime {
   char *path, *cpath;
   atomic_long paths_gen;
 
-  /* --trace (trace.c) */
-  char *trace_path;
-  uint64_t trace_t0;
-  px_trace **trace_bufs;
-  int ntrace, trace_truncated;
+  /* Tracing (trace.c, trace_json.c).  trace_lock guards the list of
+   * every VM's recorder (kept until close) and the session below. */
+  pthread_mutex_t trace_lock;
+  px_trace **traces;
+  int ntraces;
+  atomic_int tracing;         /* a trace session is on: VMs log */
+  char *trace_path;           /* where the session writes, or NULL */
+  uint64_t trace_from, trace_to; /* the session's window (ticks; to 0: open) */
 };
 
 /* ---- vm.c (px_vm_post, px_vm_poke: wake.c) ---- */
@@ -211,11 +212,9 @@ void px_job_discard(px_job *job);
 void px_paths_free(px_vm *vm);
 
 /* ---- trace.c ---- */
-void px_trace_vm_start(px_vm *vm);
+int px_trace_vm_start(px_vm *vm);     /* 0 or UV_ENOMEM */
 void px_trace_vm_end(px_vm *vm);
 void px_trace_vm_discard(px_vm *vm); /* a VM that never ran; no lock taken */
-int px_trace_write(px_runtime *rt);
-void px_trace_wait(px_vm *vm, long seq, const char *what, uint64_t t0, uint64_t t1);
 
 /* ---- enter.c (px_pcall, px_cpcall, px_vm_of: px.h) ---- */
 void px_vm_bind(lua_State *L, px_vm *vm); /* px_vm_of(L) finds vm from now on */

@@ -753,5 +753,6 @@ int px_marshal(lua_State *L, int idx, int n, px_msg *m) {
     m->len = len0;
     lua_pushstring(L, w->err[0] ? w->err : "cannot send a value to another VM");
   }
+  if (!rc) px_trace_marshalled(m->len - len0);
   return rc;
 }

@@ -182,6 +182,8 @@ struct px_wait {
   int external; /* 1: the waker is not a libuv handle of this VM nor another
                    VM's task (GPU callback, host thread): counts as px_vm_hold */
   int armed;    /* scheduler's: set by px_wait_prepare, cleared on delivery */
+  int64_t on_id; /* traces and dumps: the id of what it waits on (a channel's,
+                    a task's number), 0 when none */
 };
 
 /* Bind w to the calling task (sets w->task and w->vm) before the wait is
@@ -336,11 +338,10 @@ extern const char px_cdata_hook_key;
  * one line there.
  * ---------------------------------------------------------------------- */
 
-/* --trace: modules add slices (pool chunks, GPU work) to the VM's track.
- * Times from px_trace_now (ns).  Cheap no-ops when tracing is off. */
-int px_trace_on(px_vm *vm);
-uint64_t px_trace_now(void);
-void px_trace_slice(px_vm *vm, const char *cat, const char *name, uint64_t t0, uint64_t t1);
+/* Tracing, the flight recorder and parx.stats(): the hooks modules call
+ * (px_trace_chunk_begin, px_trace_chan_op ...) are in trace.h. */
+#include "trace.h"
+int px_trace_on(px_vm *vm); /* a trace session is recording this VM */
 
 /* Runtime facts modules may need. */
 int px_runtime_workers(px_runtime *rt); /* configured worker count */

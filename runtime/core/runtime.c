@@ -203,13 +203,11 @@ px_runtime *px_runtime_new(int workers, int deadlock_check, const char *trace_pa
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&rt->down_cond, &ca);
   pthread_condattr_destroy(&ca);
-  if (trace_path && *trace_path) {
-    rt->trace_path = strdup(trace_path);
-    rt->trace_t0 = uv_hrtime();
-  }
-  int err = px_vm_new(rt, 0, &rt->main);
+  pthread_mutex_init(&rt->trace_lock, NULL);
+  int err = trace_path && *trace_path ? px_trace_start(rt, trace_path) : 0;
+  if (err == 0) err = px_vm_new(rt, 0, &rt->main);
   if (err != 0) {
-    free(rt->trace_path);
+    px_trace_close(rt);
     pthread_cond_destroy(&rt->down_cond);
     pthread_mutex_destroy(&rt->lock);
     free(rt->last_error);
@@ -253,8 +251,7 @@ int px_runtime_close(px_runtime *rt, int timeout_ms) {
     free(rt->workers);
   }
   px_vm_free(rt->main);
-  if (px_trace_write(rt) != 0) perror(rt->trace_path);
-  free(rt->trace_path);
+  px_trace_close(rt);
   free(rt->path);
   free(rt->cpath);
   for (int i = 0; i < rt->ncfuncs; i++) free(rt->cfuncs[i].name);

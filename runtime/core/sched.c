@@ -279,7 +279,7 @@ void px_sched_deliver(px_vm *vm, px_wait *w) {
   }
   t->wait = NULL;
   vm->nparked--;
-  if (vm->trace) px_trace_wait(vm, t->future ? t->future->seq : 0, t->park_what, t->park_ts, uv_hrtime());
+  px_trace_woken(vm, t, w);
   t->nargs = 0;
   if (w->deliver && vm->gc_threshold) {
     /* The fast way (sched_lj.c): no GC step, so no __gc, can run while
@@ -641,17 +641,10 @@ static void resume(px_vm *vm, px_task *t) {
   if (lua_status(co) == 0 && !t->msgh) nargs = guard(vm, t, nargs);
   t->state = PX_TASK_RUNNING;
   vm->current = t;
-  uint64_t t0 = vm->trace ? uv_hrtime() : 0;
+  uint64_t t0 = px_trace_run_begin(vm, t);
   int status = run_chain(vm, t, nargs);
   vm->current = NULL;
-  if (vm->trace) {
-    uint64_t t1 = uv_hrtime();
-    char name[48];
-    snprintf(name, sizeof name, "task %ld", t->future ? t->future->seq : 0L);
-    px_trace_slice(vm, "task", name, t0, t1);
-    t->park_ts = t1;
-    t->park_what = t->wait ? t->wait->what : NULL;
-  }
+  px_trace_run_end(vm, t, t0);
   if (lua_gethook(vm->L) == exit_hook) {
     /* os.exit ran in this task: it ends with the exit marker, whatever
      * it did after (a pcall returned it, the function returned). */
@@ -713,6 +706,7 @@ static void resume(px_vm *vm, px_task *t) {
     status = LUA_ERRRUN;
   }
   t->state = PX_TASK_DONE;
+  px_trace_task_end(vm, t);
   px_future_finish(t->future, t, status);
   task_free(vm, t);
 }

@@ -68,8 +68,8 @@ int px_vm_new(px_runtime *rt, int id, px_vm **out) {
   pthread_mutex_init(&vm->inbox_lock, NULL);
   vm->thread = pthread_self();
   atomic_fetch_add(&rt->pending, 1); /* a new VM is busy until it idles */
-  px_trace_vm_start(vm);
-  err = px_state_setup(vm, open_libs);
+  err = px_trace_vm_start(vm);
+  if (err == 0) err = px_state_setup(vm, open_libs);
   if (err != 0) {
     uv_close((uv_handle_t *)&vm->async, NULL);
     uv_run(&vm->loop, UV_RUN_DEFAULT);

@@ -51,6 +51,8 @@ typedef struct px_chan {
   px_waitq recvq, sendq;
   atomic_int spin_credit; /* adaptive spinning before parking (chan_wait.c) */
   atomic_uint spin_probe;
+  int64_t trace_id;       /* traces: its number; values in and out, for */
+  uint64_t nsent, nrecv;  /* send -> recv flows (trace.h) */
 } px_chan;
 
 extern px_shared_type px_chan_type;

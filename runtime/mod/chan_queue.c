@@ -198,9 +198,14 @@ int px_chan_send_locked(px_chan *ch, px_slot *v, px_sel **wake) {
     e->sel->got = *v;
     v->tag = SLOT_NIL;
     fired(e, 1, wake);
+    px_trace_chan_handoff(ch->trace_id, ++ch->nsent, ++ch->nrecv, e->sel->w.vm);
     return 1;
   }
-  if (ch->cap < 0 || ch->count < (size_t)ch->cap) return ring_push(ch, v) == 0 ? 1 : -2;
+  if (ch->cap < 0 || ch->count < (size_t)ch->cap) {
+    if (ring_push(ch, v) != 0) return -2;
+    px_trace_chan_sent(ch->trace_id, ++ch->nsent);
+    return 1;
+  }
   return 0;
 }
 
@@ -208,10 +213,12 @@ static int recv_locked(px_chan *ch, px_slot *out, px_sel **wake, int plain_only)
   if (ch->count) {
     if (plain_only && !px_slot_is_plain(&ch->ring[ch->head])) return 0;
     ring_pop(ch, out);
+    px_trace_chan_received(ch->trace_id, ++ch->nrecv);
     px_entry *e = claim_first(ch, &ch->sendq, 0);
     if (e) {
       ring_push(ch, &e->val); /* cannot fail: a slot was just freed */
       fired(e, 1, wake);
+      ch->nsent++;
     }
     return 1;
   }
@@ -220,6 +227,8 @@ static int recv_locked(px_chan *ch, px_slot *out, px_sel **wake, int plain_only)
     *out = e->val;
     e->val.tag = SLOT_NIL;
     fired(e, 1, wake);
+    ch->nsent++;
+    px_trace_chan_received(ch->trace_id, ++ch->nrecv);
     return 1;
   }
   return ch->closed ? -1 : 0;
@@ -325,6 +334,7 @@ px_chan *px_chan_new(long cap) {
   atomic_init(&ch->lock, 0);
   atomic_init(&ch->lock_sleepers, 0);
   ch->cap = cap;
+  ch->trace_id = px_trace_new_id();
   atomic_init(&ch->spin_credit, 4);
   atomic_init(&ch->spin_probe, 0);
   atomic_fetch_add_explicit(&live_channels, 1, memory_order_relaxed);

@@ -131,6 +131,7 @@ static int sel_cancel(px_wait *w) {
 void px_sel_setup_wait(px_sel *sel) {
   static const char *what[] = {"channel recv", "channel send", "select", "host"};
   sel->w.what = what[sel->kind];
+  sel->w.on_id = sel->n == 1 && sel->cases[0].ch ? sel->cases[0].ch->trace_id : 0;
   sel->w.deliver = sel_deliver;
   sel->w.discard = sel_discard;
   sel->w.cancel = sel_cancel;

@@ -24,7 +24,6 @@ typedef struct chunk {
   unsigned char in_num;   /* the items are in job->in_nums (numeric lane) */
   unsigned char out_num;  /* the results are in job->out_nums */
   long base;              /* index of the chunk's first item, 0-based */
-  uint64_t claimed_at;    /* --trace: when a runner claimed it */
 } chunk;
 
 typedef struct pool_job pool_job;

@@ -43,22 +43,10 @@ static int runner_cancel(px_wait *wait) {
   return 1;
 }
 
-static const char *const mode_names[] = {"map", "starmap", "reduce", "parallel_for"};
-
-/* --trace: a slice for chunk k from its claim to now, on this VM's track. */
-static void trace_chunk(lua_State *L, pool_job *job, long k, const char *how) {
-  chunk *c = &job->chunks[k];
-  if (!c->claimed_at) return;
-  char name[96];
-  snprintf(name, sizeof name, "pool.%s chunk %ld (%ld items)%s", mode_names[job->mode], k + 1,
-           c->count, how);
-  px_trace_slice(px_vm_of(L), "pool", name, c->claimed_at, px_trace_now());
-}
-
 /* Record a failure of chunk k with the value on top of L (popped). */
 static void fail_chunk(lua_State *L, pool_job *job, long k) {
   chunk *c = &job->chunks[k];
-  trace_chunk(L, job, k, " failed");
+  px_trace_chunk_end(L);
   px_msg_free(&c->out);
   px_msg_init(&c->out);
   c->out_fast = 0;
@@ -116,8 +104,7 @@ static int l_claim(lua_State *L) {
   chunk *c = &job->chunks[k];
   c->state = CH_CLAIMED;
   pthread_mutex_unlock(&job->lock);
-  px_vm *vm = px_vm_of(L);
-  c->claimed_at = px_trace_on(vm) ? px_trace_now() : 0;
+  px_trace_chunk_begin(L, job->mode == MODE_FOR ? job->first + (int64_t)k * job->per : c->base + 1, c->count, job->nchunks - k - 1);
   lua_pushinteger(L, k + 1);
   if (job->mode == MODE_FOR) {
     int64_t lo = job->first + (int64_t)k * job->per;
@@ -147,7 +134,7 @@ static chunk *claimed_chunk(lua_State *L, pool_job *job, long *k) {
 
 /* Chunk k is done: hand it to the caller, waking it if it waits. */
 static void chunk_done(lua_State *L, pool_job *job, long k) {
-  trace_chunk(L, job, k, "");
+  px_trace_chunk_end(L);
   pthread_mutex_lock(&job->lock);
   pool_waiter *w = px_pool_chunk_finished(job, k, CH_DONE);
   pthread_mutex_unlock(&job->lock);

@@ -78,6 +78,7 @@ static int join_park(lua_State *L, px_future **fs, int n, int mode, int limited,
   px_join *join = calloc(1, sizeof *join + sizeof(px_join_link) * (size_t)n);
   if (!join) return px_oom(L, "join");
   join->wait.what = mode == JOIN_ONE ? "a task to finish (join)" : "tasks to finish (wait)";
+  join->wait.on_id = n == 1 ? fs[0]->seq : 0;
   join->wait.deliver = joiner_deliver;
   join->wait.discard = joiner_discard;
   join->wait.cancel = joiner_cancel;
@@ -159,6 +160,7 @@ static int l_spawn(lua_State *L) {
   if (err) /* no file descriptor or thread left: fail rather than wait forever */
     return luaL_error(L, "%s: %s (cannot start a worker)", px_err_name(err), px_strerror(err));
   px_future *f = px_job_spawn(L, first, lua_gettop(L) - first + 1, o.daemon, o.name);
+  px_trace_spawn(L, f->seq);
   px_shared_push(L, &f->hdr);
   return 1;
 }
@@ -204,6 +206,7 @@ static int l_async(lua_State *L) {
     return px_oom(L, "async");
   }
   f->task = t;
+  px_trace_spawn(L, f->seq);
   px_shared_push(L, &f->hdr);
   return 1;
 }

@@ -1,0 +1,325 @@
+-- Traces (--trace, parx.trace), the flight recorder's dumps and
+-- parx.stats(): traced runs of known programs, parsed and checked for what
+-- a reader of the timeline relies on.  Runs build/parx (PARX_BIN) as a
+-- child process where a whole run is traced.
+local json = require "dkjson"
+
+local PARX = os.getenv("PARX_BIN") or "build/parx"
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function write(path, data)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+  return path
+end
+
+local tmp = os.tmpname()
+os.remove(tmp)
+os.execute("mkdir -p " .. q(tmp))
+
+-- run(args) -> status, stdout, stderr (a hang guard of 60 s).
+local function run(args, env)
+  local out, err = tmp .. "/out", tmp .. "/err"
+  local cmd = string.format("{ %s timeout 60 %s %s; } </dev/null >%s 2>%s; echo $?", env or "", q(PARX), args,
+                            q(out), q(err))
+  local p = assert(io.popen(cmd))
+  local status = tonumber(p:read("*a"))
+  p:close()
+  return status, slurp(out) or "", slurp(err) or ""
+end
+
+-- Trace the script `code` with --workers 2; the decoded file.
+local function traced(code, extra)
+  local script = write(tmp .. "/script.lua", code)
+  local path = tmp .. "/trace.json"
+  os.remove(path)
+  local status, out, err = run("--workers 2 --trace " .. q(path) .. " " .. (extra or "") .. " " .. q(script))
+  local text = slurp(path)
+  assert(text, "no trace written: " .. err)
+  local doc, _, msg = json.decode(text)
+  assert(doc, "not JSON: " .. tostring(msg))
+  return doc.traceEvents, status, out, err
+end
+
+local function each(events, pred)
+  local r = {}
+  for _, e in ipairs(events) do
+    if pred(e) then r[#r + 1] = e end
+  end
+  return r
+end
+
+local function track_names(events)
+  local names = {}
+  for _, e in ipairs(events) do
+    if e.ph == "M" and e.name == "thread_name" then names[e.tid] = e.args.name end
+  end
+  return names
+end
+
+-- Slices on one track nest or do not overlap (the format's rule, which
+-- viewers rely on).  Times are µs with three decimals: 2 ns of slack.
+local function assert_well_formed(events)
+  local tracks = {}
+  for _, e in ipairs(events) do
+    if e.ph == "X" then
+      assert.is_number(e.ts)
+      assert.is_true(e.dur >= 0)
+      local key = e.pid .. ":" .. e.tid
+      tracks[key] = tracks[key] or {}
+      table.insert(tracks[key], e)
+    end
+  end
+  for key, list in pairs(tracks) do
+    table.sort(list, function(a, b)
+      if a.ts ~= b.ts then return a.ts < b.ts end
+      return a.dur > b.dur
+    end)
+    local stack = {}
+    for _, s in ipairs(list) do
+      while #stack > 0 and stack[#stack].ts + stack[#stack].dur <= s.ts + 0.002 do stack[#stack] = nil end
+      local top = stack[#stack]
+      if top then
+        assert(s.ts + s.dur <= top.ts + top.dur + 0.002,
+               ("track %s: %s at %.3f+%.3f overlaps %s at %.3f+%.3f"):format(key, s.name, s.ts, s.dur, top.name,
+                                                                               top.ts, top.dur))
+      end
+      stack[#stack + 1] = s
+    end
+  end
+end
+
+describe("--trace", function()
+  it("a pool.map of 8 items over 2 workers: one track per VM, chunks with their items on the worker that ran them", function()
+    local events, status = traced([[
+      local r = parx.pool.map(function(x)
+        local s = 0
+        for i = 1, 200000 do s = s + i % 7 end
+        return x * x
+      end, {1, 2, 3, 4, 5, 6, 7, 8}, {chunksize = 1})
+      assert(#r == 8)
+    ]])
+    assert.equal(0, status)
+    assert_well_formed(events)
+    local names = track_names(events)
+    assert.equal("main", names[0])
+    assert.equal("worker 1", names[1])
+    assert.equal("worker 2", names[2])
+    local seen = {}
+    local chunks = each(events, function(e) return e.cat == "pool.chunk" end)
+    assert.is_true(#chunks >= 8)
+    for _, c in ipairs(chunks) do
+      -- On the track of the VM that ran it, inside a run slice of the task
+      -- that ran it.
+      assert.equal(c.args.vm, c.tid)
+      assert.is_true(c.tid == 1 or c.tid == 2)
+      local inside = each(events, function(e)
+        return e.cat == "run" and e.tid == c.tid and e.args.task == c.args.task and e.ts <= c.ts + 0.002 and
+                 c.ts + c.dur <= e.ts + e.dur + 0.002
+      end)
+      assert.equal(1, #inside)
+      assert.equal(c.args.first, c.args.last)
+      assert.equal("pool chunk: items " .. c.args.first .. "-" .. c.args.last, c.name)
+      seen[c.args.first] = true
+    end
+    for i = 1, 8 do assert.is_true(seen[i], "item " .. i) end
+  end)
+
+  it("names run slices by the function's source and the task's label", function()
+    local events = traced([[
+      local function download(url)
+        parx.trace.label("url " .. url)
+        return url
+      end
+      local function square(x) return x * x end
+      parx.spawn(square, 3):join()
+      parx.async(download, 7):join()
+    ]])
+    local names = {}
+    for _, e in ipairs(events) do
+      if e.cat == "run" then names[e.name] = true end
+    end
+    assert.is_true(names["square@script.lua:5"])
+    assert.is_true(names["url 7"])
+    assert.is_true(names["main chunk@script.lua:0"])
+  end)
+
+  it("a channel pipeline: waits name their channel, flows go from each send to its receive", function()
+    local events = traced([[
+      local a, b = parx.channel(0), parx.channel(0)
+      local stage = parx.spawn(function(inp, out)
+        for v in inp:iter() do out:send(v * 2) end
+        out:close()
+      end, a, b)
+      local feeder = parx.async(function()
+        for i = 1, 5 do a:send(i) end
+        a:close()
+      end)
+      local sum = 0
+      for v in b:iter() do sum = sum + v end
+      assert(sum == 30)
+      stage:join()
+      feeder:join()
+    ]])
+    assert_well_formed(events)
+    local waits = each(events, function(e) return e.cat == "wait.chan" end)
+    assert.is_true(#waits > 0)
+    for _, w in ipairs(waits) do
+      assert.is_number(w.args.channel)
+      assert.is_true(w.name == "channel recv" or w.name == "channel send")
+      -- On the waiting task's own track.
+      assert.is_true(w.tid >= 1000000)
+      assert.equal(1000000 + w.args.task, w.tid)
+    end
+    local starts, ends = {}, 0
+    for _, e in ipairs(events) do
+      if e.ph == "s" and e.cat == "send" then starts[e.id] = e end
+    end
+    for _, e in ipairs(events) do
+      if e.ph == "f" and e.cat == "send" and starts[e.id] then
+        ends = ends + 1
+        assert.is_true(e.ts >= starts[e.id].ts - 0.002)
+      end
+    end
+    assert.is_true(ends > 0, "no flow from a send to its receive")
+    local spawn_flows = each(events, function(e) return e.ph == "s" and e.cat == "spawn" end)
+    assert.is_true(#spawn_flows >= 2)
+  end)
+
+  it("a sleep is a wait on the task's track", function()
+    local events = traced("parx.async(function() parx.sleep(0.02) end):join()")
+    local sleeps = each(events, function(e) return e.cat == "wait.sleep" end)
+    assert.equal(1, #sleeps)
+    assert.equal("sleep", sleeps[1].name)
+    assert.equal(1000000 + sleeps[1].args.task, sleeps[1].tid)
+    local names = track_names(events)
+    assert.matches("^task %d+ ", names[sleeps[1].tid])
+  end)
+
+  it("a failing task: the trace is written and the run fails", function()
+    local events, status, _, err = traced([[
+      local function fail() error("boom") end
+      parx.spawn(fail):join()
+    ]])
+    assert.equal(1, status)
+    assert.matches("boom", err)
+    assert_well_formed(events)
+    local failed = each(events, function(e) return e.cat == "run" and e.name == "fail@script.lua:1" end)
+    assert.equal(1, #failed)
+  end)
+
+  it("fails at start, with a parx: message and status 1, when the file cannot be written", function()
+    local status, out, err = run("--trace " .. q(tmp .. "/no/such/dir/t.json") .. " -e 'print(\"ran\")'")
+    assert.equal(1, status)
+    assert.equal("", out)
+    assert.matches("^parx: cannot write trace: .*no/such/dir/t.json: No such file or directory\n$", err)
+    status, out, err = run("--timeline " .. q(tmp .. "/no/such/dir/t.svg") .. " -e 'print(\"ran\")'")
+    assert.equal(1, status)
+    assert.matches("^parx: cannot write trace: ", err)
+  end)
+end)
+
+describe("parx.trace from a script", function()
+  it("start, mark, stop and events: the session's events as Chrome trace-event tables", function()
+    assert.is_false(parx.trace.tracing())
+    assert.is_true(parx.trace.start())
+    assert.has_error(function() parx.trace.start() end, "parx.trace.start: a trace is already running")
+    parx.trace.mark("here")
+    parx.spawn(function() return 1 end):join()
+    assert.is_true(parx.trace.stop())
+    assert.is_false(parx.trace.stop())
+    local events = parx.trace.events()
+    assert.is_true(#events > 0)
+    local marks = each(events, function(e) return e.ph == "i" and e.cat == "mark" end)
+    assert.equal(1, #marks)
+    assert.equal("here", marks[1].name)
+    local runs = each(events, function(e) return e.ph == "X" and e.cat == "run" end)
+    assert.is_true(#runs > 0)
+    for _, e in ipairs(runs) do
+      assert.is_number(e.ts)
+      assert.is_number(e.dur)
+      assert.is_number(e.args.task)
+    end
+    assert_well_formed(events)
+  end)
+
+  it("start(path) writes the file at stop; an unwritable path is an error value", function()
+    local path = tmp .. "/script_trace.json"
+    assert.is_true(parx.trace.start(path))
+    parx.trace.mark("x")
+    assert.is_true(parx.trace.stop())
+    local doc = json.decode(slurp(path))
+    assert.is_table(doc.traceEvents)
+    local ok, msg = parx.trace.start(tmp .. "/no/such/dir/x.json")
+    assert.is_nil(ok)
+    assert.matches("^cannot write trace: ", msg)
+    assert.is_false(parx.trace.tracing())
+  end)
+
+  it("mark and label want a string", function()
+    assert.has_error(function() parx.trace.mark(1) end, "parx.trace.mark: name must be a string")
+    assert.has_error(function() parx.trace.label() end, "parx.trace.label: name must be a string")
+  end)
+end)
+
+describe("parx.stats", function()
+  it("counts per VM and for the whole run, with the names the --stats report reads", function()
+    local ch = parx.channel()
+    parx.pool.map(function(x) return {x} end, {1, 2, 3, 4})
+    ch:send({1, 2, 3})
+    ch:recv()
+    local s = parx.stats()
+    assert.is_number(s.wall)
+    assert.equal(parx.pool.size(), s.workers)
+    assert.equal(s.workers + 1, #s.vms)
+    assert.equal("main", s.vms[1].name)
+    assert.equal("worker 1", s.vms[2].name)
+    local tasks, busy = 0, 0
+    for _, v in ipairs(s.vms) do
+      for _, k in ipairs({"busy", "parked", "idle", "task_p50", "task_p99"}) do
+        assert.is_number(v[k])
+        assert.is_true(v[k] >= 0)
+      end
+      assert.is_true(v.task_p50 <= v.task_p99)
+      tasks, busy = tasks + v.tasks, busy + v.busy
+    end
+    assert.is_true(tasks > 0)
+    assert.is_true(busy > 0)
+    assert.is_true(s.messages > 0)
+    assert.is_true(s.bytes_marshalled > 0)
+    assert.is_true(s.channel_ops >= 2)
+    assert.is_number(s.gpu_time)
+    assert.is_number(s.mpi_time)
+  end)
+
+  it("--stats prints a report at exit, after the script's output", function()
+    local status, out, err = run("--workers 2 --stats -e " ..
+                                 q("parx.pool.map(function(x) return x end, {1, 2, 3}) print('done')"))
+    assert.equal(0, status)
+    assert.equal("done\n", out)
+    assert.is_true(#err > 0)
+    assert.not_matches("stack traceback", err)
+  end)
+
+  it("--timeline writes the picture, or says in one line that it cannot", function()
+    local svg = tmp .. "/t.svg"
+    local status, _, err = run("--workers 2 --timeline " .. q(svg) .. " --timeline-by task -e " ..
+                               q("parx.spawn(function() end):join()"))
+    assert.equal(0, status)
+    local text = slurp(svg) or ""
+    assert.is_true(text:find("<svg", 1, true) ~= nil or err:match("^parx: %-%-timeline: .*\n$") ~= nil, err)
+    status, _, err = run("--timeline-by rows -e ''")
+    assert.equal(1, status)
+    assert.matches("--timeline%-by needs 'vm' or 'task'", err)
+  end)
+end)
