@@ -8,19 +8,13 @@ local PARX = os.getenv("PARX_BIN") or "build/parx"
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
-local function slurp(path)
-  local f = io.open(path, "rb")
+-- file(path) -> its contents or nil; file(path, data) writes data.
+local function file(path, data)
+  local f = io.open(path, data and "wb" or "rb")
   if not f then return nil end
-  local s = f:read("*a")
+  local r = data and f:write(data) or f:read("*a")
   f:close()
-  return s
-end
-
-local function write(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-  return path
+  return data and path or r
 end
 
 local tmp = os.tmpname()
@@ -35,16 +29,16 @@ local function run(args, env)
   local p = assert(io.popen(cmd))
   local status = tonumber(p:read("*a"))
   p:close()
-  return status, slurp(out) or "", slurp(err) or ""
+  return status, file(out) or "", file(err) or ""
 end
 
 -- Trace the script `code` with --workers 2; the decoded file.
 local function traced(code, extra)
-  local script = write(tmp .. "/script.lua", code)
+  local script = file(tmp .. "/script.lua", code)
   local path = tmp .. "/trace.json"
   os.remove(path)
   local status, out, err = run("--workers 2 --trace " .. q(path) .. " " .. (extra or "") .. " " .. q(script))
-  local text = slurp(path)
+  local text = file(path)
   assert(text, "no trace written: " .. err)
   local doc, _, msg = json.decode(text)
   assert(doc, "not JSON: " .. tostring(msg))
@@ -61,8 +55,8 @@ end
 
 local function track_names(events)
   local names = {}
-  for _, e in ipairs(events) do
-    if e.ph == "M" and e.name == "thread_name" then names[e.tid] = e.args.name end
+  for _, e in ipairs(each(events, function(e) return e.ph == "M" and e.name == "thread_name" end)) do
+    names[e.tid] = e.args.name
   end
   return names
 end
@@ -258,7 +252,7 @@ describe("parx.trace from a script", function()
     assert.is_true(parx.trace.start(path))
     parx.trace.mark("x")
     assert.is_true(parx.trace.stop())
-    local doc = json.decode(slurp(path))
+    local doc = json.decode(file(path))
     assert.is_table(doc.traceEvents)
     local ok, msg = parx.trace.start(tmp .. "/no/such/dir/x.json")
     assert.is_nil(ok)
@@ -316,7 +310,7 @@ describe("parx.stats", function()
     local status, _, err = run("--workers 2 --timeline " .. q(svg) .. " --timeline-by task -e " ..
                                q("parx.spawn(function() end):join()"))
     assert.equal(0, status)
-    local text = slurp(svg) or ""
+    local text = file(svg) or ""
     assert.is_true(text:find("<svg", 1, true) ~= nil or err:match("^parx: %-%-timeline: .*\n$") ~= nil, err)
     status, _, err = run("--timeline-by rows -e ''")
     assert.equal(1, status)
