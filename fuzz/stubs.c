@@ -4,6 +4,8 @@
  */
 #include "core.h"
 
+__thread px_trace *px_trace_self; /* core/trace.c's: no VM records here */
+
 px_vm *px_vm_of(lua_State *L) {
   (void)L;
   return NULL;

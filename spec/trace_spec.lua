@@ -317,3 +317,70 @@ describe("parx.stats", function()
     assert.matches("--timeline%-by needs 'vm' or 'task'", err)
   end)
 end)
+
+describe("the flight recorder", function()
+  it("kill -USR1 on a process stuck on a channel prints every task with its traceback and wait, and it goes on", function()
+    local script = file(tmp .. "/stuck.lua", [[
+local ch = parx.channel()
+local function consumer(c)
+  local v = c:recv()
+  return v
+end
+local t = parx.spawn(consumer, ch)
+parx.async(function() parx.sleep(60) end)
+print("ready")
+io.stdout:flush()
+ch:recv()
+]])
+    local out, err = tmp .. "/stuck.out", tmp .. "/stuck.err"
+    -- Start it, wait for "ready", signal it, give it a moment, check that
+    -- it is still alive, then end it.
+    local sh = string.format([[
+TMPDIR=%s %s --workers 2 %s >%s 2>%s &
+pid=$!
+for i in $(seq 100); do grep -q ready %s 2>/dev/null && break; sleep 0.1; done
+kill -USR1 $pid
+for i in $(seq 100); do grep -q "recent timeline" %s 2>/dev/null && break; sleep 0.1; done
+if kill -0 $pid 2>/dev/null; then echo alive; fi
+kill -TERM $pid
+wait $pid
+]], q(tmp), q(PARX), q(script), q(out), q(err), q(out), q(err))
+    local p = assert(io.popen(sh))
+    local status = p:read("*a")
+    p:close()
+    assert.equal("alive\n", status)
+    local text = file(err)
+    assert.matches("parx: SIGUSR1: every task of process %d+\n", text)
+    assert.matches("main VM:\n", text)
+    -- The main chunk, parked on the channel, with its traceback.
+    assert.matches("task %d+: parked on channel recv %(channel 1%) for [%d.]+ s\n", text)
+    assert.matches("stuck.lua:10: in main chunk", text)
+    -- The consumer on a worker, with its own.
+    assert.matches("worker %d:\n  task %d+: parked on channel recv %(channel 1%)", text)
+    assert.matches("stuck.lua:3: in function <[^>]*stuck.lua:2>", text)
+    assert.matches("parked on sleep for", text)
+    -- The recent timeline, as JSON.
+    local path = text:match("the recent timeline %(flight recorder%): (%S+)\n")
+    assert.truthy(path)
+    local doc = json.decode(file(path))
+    os.remove(path)
+    local waits = each(doc.traceEvents, function(e) return e.cat == "wait.chan" end)
+    assert.is_true(#waits >= 2)
+  end)
+
+  it("parx.trace.dump returns every live task; the recent timeline goes to the path given", function()
+    local ch = parx.channel()
+    local t = parx.spawn(function(c) return c:recv() end, ch)
+    parx.sleep(0.05)
+    local path = tmp .. "/dump.json"
+    local text, err = parx.trace.dump(path)
+    assert.is_nil(err)
+    assert.matches("running %(this dump%)", text)
+    assert.matches("parked on channel recv %(channel %d+%)", text)
+    local doc = json.decode(file(path))
+    assert.is_table(doc.traceEvents)
+    ch:send(1)
+    t:join()
+    assert.has_error(function() parx.trace.dump(1) end, "parx.trace.dump: path must be a string")
+  end)
+end)

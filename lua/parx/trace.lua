@@ -11,7 +11,7 @@
 --   parx.trace.events()       the session's events as Chrome trace-event
 --                             tables (while on, or after stop)
 --   parx.trace.dump([path])   every live task with its state, wait and
---                             traceback, to stderr or path
+--                             traceback (text); the recent timeline to path
 --   parx.stats()              busy, parked, idle time per VM and more
 -- The recording is in C (runtime/core/trace.c): a flight recorder that is
 -- always on and a log per VM while a session runs.
@@ -37,6 +37,39 @@ function M.mark(name) c.mark(check_string(name, "parx.trace.mark")) end
 function M.label(name) c.label(check_string(name, "parx.trace.label")) end
 
 function M.stats() return c.stats() end
+
+-- dump([path]) -> text: every live task of every VM with its state, what
+-- it waits on and since when, and its traceback; the flight recorder's
+-- recent timeline goes to path (Chrome JSON).  text, "error" when path
+-- could not be written.
+function M.dump(path)
+  if path ~= nil and type(path) ~= "string" then error("parx.trace.dump: path must be a string", 2) end
+  return c.dump(path)
+end
+
+-- SIGUSR1 (the command line watches it, _cli_start; core/trace_dump.c
+-- calls _usr1 on the main VM): the dump on stderr, the recent timeline in
+-- $TMPDIR; the process goes on.
+local dumps = 0
+local function on_usr1()
+  dumps = dumps + 1
+  local path = string.format("%s/parx-%d-%d.json", os.getenv("TMPDIR") or "/tmp", c.pid(), dumps)
+  local text, err = c.dump(path, true)
+  io.stderr:write(string.format("parx: SIGUSR1: every task of process %d\n", c.pid()), text,
+    err and ("parx: cannot write the recent timeline: " .. err .. "\n")
+        or ("parx: the recent timeline (flight recorder): " .. path .. "\n"))
+  io.stderr:flush()
+end
+
+-- The command line's start of a run: SIGUSR1 dumps; --timeline traces.
+function M._usr1()
+  require("parx.task").async(on_usr1)
+end
+
+function M._cli_start(trace)
+  c.watch_usr1()
+  if trace then c.start() end
+end
 
 -- The command line's end of a run (runtime/cli/main.c): the SVG of the
 -- session and the --stats report, each through its module when it is

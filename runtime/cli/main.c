@@ -377,7 +377,10 @@ int main(int argc, char **argv) {
   /* With no script, every argument is before it, as in luajit: with -e
    * only, arg[-1] is the last argument and arg[0] is nil. */
   parx_set_args(rt, argc, argv, c.script > 0 ? c.script : argc);
-  if (c.svg != NULL && c.trace == NULL) run_code(rt, "require('parx.trace').start()", "=(command line)");
+  /* SIGUSR1 dumps every task (lua/parx/trace.lua); --timeline traces. */
+  run_code(rt, c.svg != NULL && c.trace == NULL ? "require('parx.trace')._cli_start(true)"
+                                                : "require('parx.trace')._cli_start(false)",
+           "=(command line)");
 
   if (c.bytecode > 0) {
     /* luajit -b: jit.bcsave.start with the rest of the command line ("-b"

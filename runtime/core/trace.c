@@ -16,7 +16,7 @@
 
 #include "future.h"
 
-__thread px_trace *px_trace_self __attribute__((tls_model("initial-exec")));
+__thread px_trace *px_trace_self;
 
 /* ---- the clock ---------------------------------------------------------- */
 
@@ -335,12 +335,12 @@ void px_trace_run_end(px_vm *vm, px_task *t, uint64_t t0) {
 
 /* The category of a wait, from its phrase (px_wait.what): a few literals
  * that every module uses, cached by address. */
-static int classify(const char *what) {
+int px_trace_classify(const char *what) {
   if (!what) return PX_CAT_OTHER;
   static const struct { const char *prefix; int cat; } table[] = {
       {"channel", PX_CAT_CHAN}, {"select", PX_CAT_CHAN},  {"host", PX_CAT_CHAN},
       {"sleep", PX_CAT_SLEEP},  {"a task", PX_CAT_TASK},  {"tasks", PX_CAT_TASK},
-      {"pool", PX_CAT_TASK},    {"gpu", PX_CAT_GPU},      {"cpu matmul", PX_CAT_GPU},
+      {"pool", PX_CAT_TASK},    {"other VMs", PX_CAT_TASK}, {"gpu", PX_CAT_GPU},      {"cpu matmul", PX_CAT_GPU},
       {"mpi", PX_CAT_MPI},      {"mutex", PX_CAT_LOCK},   {"semaphore", PX_CAT_LOCK},
       {"barrier", PX_CAT_LOCK}, {"waitgroup", PX_CAT_LOCK}, {"event", PX_CAT_LOCK},
       {"condition", PX_CAT_LOCK}, {"sync", PX_CAT_LOCK},  {"lock", PX_CAT_LOCK},
@@ -353,7 +353,7 @@ static int classify(const char *what) {
 void px_trace_woken(px_vm *vm, px_task *t, px_wait *w) {
   px_trace *tr = vm->trace;
   uint64_t now = px_trace_now();
-  int cat = classify(w->what);
+  int cat = px_trace_classify(w->what);
   if (cat == PX_CAT_GPU) px_stat_add(&tr->stats.gpu, now - t->trace.park_ts);
   else if (cat == PX_CAT_MPI) px_stat_add(&tr->stats.mpi, now - t->trace.park_ts);
   px_trace_add(tr, PX_EV_WAIT, (uint32_t)cat, t->trace.park_ts, now, w->what, seq_of(t), w->on_id, 0);

@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include <lua.h>
+#include <uv.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <x86intrin.h>
@@ -110,11 +111,17 @@ typedef struct px_trace {
   int depth;                   /* nested resumes (px_sched_run_inline) */
   px_trace_stats stats;
   px_strtab *strings;
+  /* SIGUSR1 (trace_dump.c; the command line's main VM only). */
+  uv_signal_t usr1;
+  int usr1_on, usr1_posted;
+  struct px_wait usr1_msg;
 } px_trace;
 
 /* The VM whose task runs on this thread (set at every run slice): for
- * modules' hooks that have no VM at hand (channel counters). */
-extern __thread px_trace *px_trace_self __attribute__((tls_model("initial-exec")));
+ * modules' hooks that have no VM at hand (channel counters).  Hidden: the
+ * library's own, so a dlopen'd libparx reaches it without a lookup
+ * (initial-exec would not load in a plain luajit: no static TLS left). */
+extern __thread px_trace *px_trace_self __attribute__((visibility("hidden")));
 
 /* ---- the clock ----------------------------------------------------------
  * Ticks: the CPU's time-stamp counter where there is one (a few
@@ -167,6 +174,7 @@ uint64_t px_trace_run_begin(px_vm *vm, px_task *t);
 void px_trace_run_end(px_vm *vm, px_task *t, uint64_t t0);
 void px_trace_woken(px_vm *vm, px_task *t, px_wait *w);
 void px_trace_task_end(px_vm *vm, px_task *t);
+int px_trace_classify(const char *what); /* a wait's PX_CAT_*, from its phrase */
 
 /* ---- modules' hooks (any module; no-ops off a VM thread) ----------------- */
 
@@ -239,6 +247,11 @@ int px_trace_running(px_runtime *rt); /* a session is on */
  * as a list of Chrome trace-event tables; parx.stats(): the counters. */
 void px_trace_push_events(lua_State *L, px_runtime *rt);
 void px_trace_push_stats(lua_State *L, px_runtime *rt);
+/* parx.trace.dump([path]) (trace_dump.c): a lua_CFunction that parks. */
+int px_trace_dump(lua_State *L);
+int px_trace_watch_usr1(lua_State *L); /* SIGUSR1 dumps (the command line) */
+/* Chrome JSON of copies of n VMs' rings (trace_json.c, for a dump). */
+int px_trace_write_events(const char *path, px_event **ev, size_t *n, const int *vm_ids, int nvms);
 /* parx.trace.mark(name), parx.trace.label(name) from L's task. */
 void px_trace_mark(lua_State *L, const char *name);
 void px_trace_label(lua_State *L, const char *name);

@@ -101,9 +101,17 @@ typedef struct out_ev {
   const char *meta; /* M: args.name */
 } out_ev;
 
+/* Where events come from: a VM's log, or a copy of its ring (a dump). */
+typedef struct source {
+  int vm_id;
+  px_trace *tr;
+  const px_event *ev;
+  size_t n;
+} source;
+
 typedef struct reader {
   px_runtime *rt;
-  px_trace **traces;
+  source *src;
   int n;
   uint64_t from, to;
   double us_per_tick;
@@ -138,17 +146,26 @@ static const char *name_get(reader *r, long seq) {
  * may append more. */
 typedef struct cursor {
   px_trace_block *block;
+  const px_event *ev;
   uint64_t i, len;
 } cursor;
 
-static void cursor_init(cursor *c, px_trace *tr) {
-  c->len = atomic_load_explicit(&tr->len, memory_order_acquire);
-  c->block = tr->first_block;
+static void cursor_init(cursor *c, const source *s) {
   c->i = 0;
+  c->ev = s->ev;
+  c->block = NULL;
+  if (s->tr) {
+    c->len = atomic_load_explicit(&s->tr->len, memory_order_acquire);
+    c->block = s->tr->first_block;
+  } else {
+    c->len = s->n;
+  }
 }
 
 static const px_event *cursor_next(cursor *c) {
-  if (c->i >= c->len || !c->block) return NULL;
+  if (c->i >= c->len) return NULL;
+  if (c->ev) return &c->ev[c->i++];
+  if (!c->block) return NULL;
   const px_event *e = &c->block->ev[c->i % PX_TRACE_BLOCK];
   if (++c->i % PX_TRACE_BLOCK == 0) c->block = atomic_load_explicit(&c->block->next, memory_order_acquire);
   return e;
@@ -169,32 +186,31 @@ static void vm_name(int id, char *buf, size_t size) {
 static void read_all(reader *r) {
   /* Pass 1: task names, and which tasks waited (their tracks). */
   size_t runs = 0;
-  for (int k = 0; k < r->n; k++) runs += atomic_load(&r->traces[k]->len);
+  for (int k = 0; k < r->n; k++) runs += r->src[k].tr ? atomic_load(&r->src[k].tr->len) : r->src[k].n;
   r->names_cap = 64;
   while (r->names_cap < 2 * runs) r->names_cap *= 2;
   r->names = calloc(r->names_cap, sizeof *r->names);
   for (int k = 0; k < r->n; k++) {
-    px_trace *tr = r->traces[k];
     cursor cur;
-    cursor_init(&cur, tr);
+    cursor_init(&cur, &r->src[k]);
     for (const px_event *e; (e = cursor_next(&cur));)
       if (e->kind == PX_EV_RUN && e->name) name_put(r, e->task, e->name);
   }
   /* Track names: the VMs, then the tasks that waited (once each). */
   for (int k = 0; k < r->n; k++) {
-    px_trace *tr = r->traces[k];
+    int id = r->src[k].vm_id;
     char name[32];
-    vm_name(tr->vm_id, name, sizeof name);
-    out_ev m = {.ph = 'M', .name = "thread_name", .tid = tr->vm_id, .vm = tr->vm_id, .meta = name};
+    vm_name(id, name, sizeof name);
+    out_ev m = {.ph = 'M', .name = "thread_name", .tid = id, .vm = id, .meta = name};
     r->emit(r, &m);
-    out_ev s = {.ph = 'M', .name = "thread_sort_index", .tid = tr->vm_id, .vm = tr->vm_id, .value = tr->vm_id};
+    out_ev s = {.ph = 'M', .name = "thread_sort_index", .tid = id, .vm = id, .value = id};
     r->emit(r, &s);
   }
   struct { long seq; int done; } *seen = calloc(r->names_cap, sizeof *seen);
   for (int k = 0; k < r->n; k++) {
-    px_trace *tr = r->traces[k];
+    int vm = r->src[k].vm_id;
     cursor cur;
-    cursor_init(&cur, tr);
+    cursor_init(&cur, &r->src[k]);
     for (const px_event *e; (e = cursor_next(&cur));) {
       if (e->kind == PX_EV_WAIT && e->task > 0 && in_window(r, e) && seen) {
         size_t j = (size_t)e->task & (r->names_cap - 1);
@@ -205,10 +221,10 @@ static void read_all(reader *r) {
           const char *fn = name_get(r, e->task);
           snprintf(name, sizeof name, "task %ld%s%s", e->task, fn ? " " : "", fn ? fn : "");
           out_ev m = {.ph = 'M', .name = "thread_name", .tid = TASK_TID + e->task, .task = e->task,
-                      .vm = tr->vm_id, .meta = name};
+                      .vm = vm, .meta = name};
           r->emit(r, &m);
           out_ev s = {.ph = 'M', .name = "thread_sort_index", .tid = TASK_TID + e->task, .task = e->task,
-                      .vm = tr->vm_id, .value = 1000 + e->task};
+                      .vm = vm, .value = 1000 + e->task};
           r->emit(r, &s);
         }
       }
@@ -217,10 +233,9 @@ static void read_all(reader *r) {
   free(seen);
   /* Pass 2: the events. */
   for (int k = 0; k < r->n; k++) {
-    px_trace *tr = r->traces[k];
-    int vm = tr->vm_id;
+    int vm = r->src[k].vm_id;
     cursor cur;
-    cursor_init(&cur, tr);
+    cursor_init(&cur, &r->src[k]);
     for (const px_event *e; (e = cursor_next(&cur));) {
       if (!in_window(r, e)) continue;
       out_ev o = {.tid = vm, .vm = vm, .task = e->task, .ts = us(r, e->t0), .cat = cat_names[e->cat]};
@@ -290,9 +305,12 @@ static void reader_init(reader *r, px_runtime *rt) {
   r->us_per_tick = px_trace_ratio() / 1000.0;
   pthread_mutex_lock(&rt->trace_lock);
   r->n = rt->ntraces;
-  r->traces = malloc(sizeof *r->traces * (size_t)(r->n ? r->n : 1));
-  if (r->traces) memcpy(r->traces, rt->traces, sizeof *r->traces * (size_t)r->n);
-  else r->n = 0;
+  r->src = calloc((size_t)(r->n ? r->n : 1), sizeof *r->src);
+  if (!r->src) r->n = 0;
+  for (int k = 0; k < r->n; k++) {
+    r->src[k].tr = rt->traces[k];
+    r->src[k].vm_id = rt->traces[k]->vm_id;
+  }
   r->from = rt->trace_from;
   r->to = atomic_load(&rt->tracing) ? 0 : rt->trace_to;
   pthread_mutex_unlock(&rt->trace_lock);
@@ -344,22 +362,50 @@ static void emit_json(reader *r, const out_ev *e) {
   fputs("}}", f);
 }
 
-static int write_json(px_runtime *rt, const char *path) {
+/* Write r's events to path. */
+static int write_file(reader *r, const char *path) {
   FILE *f = fopen(path, "w");
   if (!f) return -errno;
-  reader r;
-  reader_init(&r, rt);
-  r.emit = emit_json;
-  r.out = f;
+  r->emit = emit_json;
+  r->out = f;
   fputs("{\"traceEvents\":[\n", f);
-  read_all(&r);
+  read_all(r);
   int truncated = 0;
-  for (int k = 0; k < r.n; k++) truncated |= atomic_load(&r.traces[k]->truncated);
+  for (int k = 0; k < r->n; k++) truncated |= r->src[k].tr && atomic_load(&r->src[k].tr->truncated);
   fprintf(f, "%s{\"ph\":\"M\",\"pid\":1,\"name\":\"process_name\",\"args\":{\"name\":\"parx%s\"}}\n],\n\"displayTimeUnit\":\"ms\"}\n",
-          r.count ? ",\n" : "", truncated ? " (trace truncated)" : "");
-  free(r.traces);
+          r->count ? ",\n" : "", truncated ? " (trace truncated)" : "");
   int err = ferror(f) ? -EIO : 0;
   if (fclose(f) != 0 && !err) err = -errno;
+  return err;
+}
+
+static int write_json(px_runtime *rt, const char *path) {
+  reader r;
+  reader_init(&r, rt);
+  int err = write_file(&r, path);
+  free(r.src);
+  return err;
+}
+
+/* A dump's recent timeline: n VMs' copies of their rings. */
+int px_trace_write_events(const char *path, px_event **ev, size_t *n, const int *vm_ids, int nvms) {
+  reader r;
+  memset(&r, 0, sizeof r);
+  r.us_per_tick = px_trace_ratio() / 1000.0;
+  r.src = calloc((size_t)(nvms ? nvms : 1), sizeof *r.src);
+  if (!r.src) return -ENOMEM;
+  r.n = nvms;
+  r.from = UINT64_MAX;
+  for (int k = 0; k < nvms; k++) {
+    r.src[k].vm_id = vm_ids[k];
+    r.src[k].ev = ev[k];
+    r.src[k].n = ev[k] ? n[k] : 0;
+    for (size_t i = 0; i < r.src[k].n; i++)
+      if (ev[k][i].t0 && ev[k][i].t0 < r.from) r.from = ev[k][i].t0;
+  }
+  if (r.from == UINT64_MAX) r.from = 0;
+  int err = write_file(&r, path);
+  free(r.src);
   return err;
 }
 
@@ -416,7 +462,7 @@ void px_trace_push_events(lua_State *L, px_runtime *rt) {
   r.out = L;
   lua_newtable(L);
   if (r.from) read_all(&r);
-  free(r.traces);
+  free(r.src);
 }
 
 /* ---- parx.stats() ---------------------------------------------------------- */

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../core/px.h"
 
@@ -61,6 +62,11 @@ static int l_stats(lua_State *L) {
   return 1;
 }
 
+static int l_pid(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)getpid());
+  return 1;
+}
+
 static int l_tracing(lua_State *L) {
   lua_pushboolean(L, px_trace_running(px_vm_runtime(px_vm_of(L))));
   return 1;
@@ -69,7 +75,8 @@ static int l_tracing(lua_State *L) {
 int px_open_trace(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"start", l_start},   {"stop", l_stop},   {"mark", l_mark},       {"label", l_label},
-      {"events", l_events}, {"stats", l_stats}, {"tracing", l_tracing}, {NULL, NULL}};
+      {"events", l_events}, {"stats", l_stats}, {"tracing", l_tracing}, {"dump", px_trace_dump},
+      {"pid", l_pid},       {"watch_usr1", px_trace_watch_usr1}, {NULL, NULL}};
   lua_newtable(L);
   luaL_register(L, NULL, fns);
   return 1;
