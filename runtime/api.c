@@ -32,6 +32,10 @@ int parx_close_timeout(parx_runtime *rt, int timeout_ms) {
   return px_runtime_close(RT(rt), timeout_ms < 0 ? 0 : timeout_ms);
 }
 
+int parx_dump_on_sigusr1(parx_runtime *rt) {
+  return px_trace_watch_usr1(px_runtime_main(RT(rt))) == 0 ? PARX_OK : PARX_ERRMEM;
+}
+
 lua_State *parx_state(parx_runtime *rt) { return px_runtime_state(RT(rt)); }
 
 /* Everything this file does on the main VM's lua_State runs protected

@@ -52,7 +52,8 @@ enum {
 typedef struct parx_options {
   int workers;       /* worker threads; 0 = $PARX_WORKERS, else the CPU count */
   const char *trace; /* write a Chrome trace-event JSON file here at close
-                        (tasks per VM, waits, pool chunks, GPU work), or NULL */
+                        (tasks per VM, waits, pool chunks, GPU work), or NULL;
+                        "": record without a file (parx.trace.events()) */
   int deadlock_check; /* 1 (default): report a deadlock instead of hanging.
                         Set 0 when host threads feed channels. */
 } parx_options;
@@ -86,6 +87,12 @@ void parx_close(parx_runtime *rt);
  * uncaught error end the process at once.  A host that goes on should use
  * parx_close. */
 int parx_close_timeout(parx_runtime *rt, int timeout_ms);
+
+/* From now on SIGUSR1 prints every task (its state, what it waits on and
+ * since when, its traceback) on stderr and writes the recent timeline to
+ * $TMPDIR; the process goes on (the parx command line does this; see
+ * docs/trace.md).  PARX_OK, or PARX_ERRMEM. */
+int parx_dump_on_sigusr1(parx_runtime *rt);
 
 /* The main VM's lua_State, for pushing globals or reading results.  Do not
  * keep Lua values across parx calls without a registry reference. */

@@ -47,9 +47,9 @@ function M.dump(path)
   return c.dump(path)
 end
 
--- SIGUSR1 (the command line watches it, _cli_start; core/trace_dump.c
--- calls _usr1 on the main VM): the dump on stderr, the recent timeline in
--- $TMPDIR; the process goes on.
+-- SIGUSR1 (the command line watches it: parx_dump_on_sigusr1;
+-- core/trace_dump.c calls _usr1 on the main VM): the dump on stderr, the
+-- recent timeline in $TMPDIR; the process goes on.
 local dumps = 0
 local function on_usr1()
   dumps = dumps + 1
@@ -64,11 +64,6 @@ end
 -- The command line's start of a run: SIGUSR1 dumps; --timeline traces.
 function M._usr1()
   require("parx.task").async(on_usr1)
-end
-
-function M._cli_start(trace)
-  c.watch_usr1()
-  if trace then c.start() end
 end
 
 -- The command line's end of a run (runtime/cli/main.c): the SVG of the

@@ -367,7 +367,7 @@ int main(int argc, char **argv) {
   parx_options o;
   parx_options_init(&o);
   if (c.workers > 0) o.workers = c.workers;
-  o.trace = c.trace;
+  o.trace = c.trace != NULL ? c.trace : c.svg != NULL ? "" : NULL; /* "": events, no file */
   parx_runtime *rt = parx_open(&o);
   if (rt == NULL) {
     fprintf(stderr, "parx: cannot start the runtime: %s\n", strerror(errno));
@@ -377,10 +377,7 @@ int main(int argc, char **argv) {
   /* With no script, every argument is before it, as in luajit: with -e
    * only, arg[-1] is the last argument and arg[0] is nil. */
   parx_set_args(rt, argc, argv, c.script > 0 ? c.script : argc);
-  /* SIGUSR1 dumps every task (lua/parx/trace.lua); --timeline traces. */
-  run_code(rt, c.svg != NULL && c.trace == NULL ? "require('parx.trace')._cli_start(true)"
-                                                : "require('parx.trace')._cli_start(false)",
-           "=(command line)");
+  parx_dump_on_sigusr1(rt); /* SIGUSR1 prints every task (docs/trace.md) */
 
   if (c.bytecode > 0) {
     /* luajit -b: jit.bcsave.start with the rest of the command line ("-b"

@@ -204,7 +204,7 @@ px_runtime *px_runtime_new(int workers, int deadlock_check, const char *trace_pa
   pthread_cond_init(&rt->down_cond, &ca);
   pthread_condattr_destroy(&ca);
   pthread_mutex_init(&rt->trace_lock, NULL);
-  int err = trace_path && *trace_path ? px_trace_start(rt, trace_path) : 0;
+  int err = trace_path ? px_trace_start(rt, *trace_path ? trace_path : NULL) : 0;
   if (err == 0) err = px_vm_new(rt, 0, &rt->main);
   if (err != 0) {
     px_trace_close(rt);

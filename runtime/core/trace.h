@@ -249,7 +249,7 @@ void px_trace_push_events(lua_State *L, px_runtime *rt);
 void px_trace_push_stats(lua_State *L, px_runtime *rt);
 /* parx.trace.dump([path]) (trace_dump.c): a lua_CFunction that parks. */
 int px_trace_dump(lua_State *L);
-int px_trace_watch_usr1(lua_State *L); /* SIGUSR1 dumps (the command line) */
+int px_trace_watch_usr1(px_vm *vm); /* SIGUSR1 dumps from now on: 0 or UV_E* */
 /* Chrome JSON of copies of n VMs' rings (trace_json.c, for a dump). */
 int px_trace_write_events(const char *path, px_event **ev, size_t *n, const int *vm_ids, int nvms);
 /* parx.trace.mark(name), parx.trace.label(name) from L's task. */

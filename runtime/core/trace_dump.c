@@ -360,17 +360,12 @@ static int usr1_deliver(lua_State *L, px_wait *w) {
   px_vm *vm = px_vm_of(L);
   (void)w;
   vm->trace->usr1_posted = 0;
-  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
-  lua_getfield(L, -1, "parx.trace");
-  if (lua_istable(L, -1)) {
-    /* In a coroutine of its own: parx.async starts tasks from a
-     * coroutine, never from the VM's main state. */
-    lua_State *co = lua_newthread(L);
-    lua_getfield(L, -2, "_usr1");
-    if (lua_isfunction(L, -1)) {
-      lua_xmove(L, co, 1);
-      if (lua_resume(co, 0) != 0) lua_xmove(co, L, 1), lua_error(L);
-    }
+  /* In a coroutine of its own: parx.async starts tasks from a coroutine,
+   * never from the VM's main state. */
+  lua_State *co = lua_newthread(L);
+  if (luaL_loadstring(co, "require('parx.trace')._usr1()") != 0 || lua_resume(co, 0) != 0) {
+    lua_xmove(co, L, 1);
+    return lua_error(L);
   }
   return 0;
 }
@@ -387,19 +382,14 @@ static void on_usr1(uv_signal_t *h, int signum) {
   px_vm_post(vm, &tr->usr1_msg);
 }
 
-/* watch_usr1(): SIGUSR1 dumps from now on (the calling VM's loop). */
-int px_trace_watch_usr1(lua_State *L) {
-  px_vm *vm = px_vm_of(L);
-  px_trace *tr = vm ? vm->trace : NULL;
-  if (!tr || tr->usr1_on) return 0;
+/* SIGUSR1 dumps from now on, on vm's loop (its thread). */
+int px_trace_watch_usr1(px_vm *vm) {
+  px_trace *tr = vm->trace;
+  if (tr->usr1_on) return 0;
   int err = uv_signal_init(&vm->loop, &tr->usr1);
-  if (err == 0) {
-    tr->usr1.data = vm;
-    err = uv_signal_start(&tr->usr1, on_usr1, SIGUSR1);
-    uv_unref((uv_handle_t *)&tr->usr1);
-    tr->usr1_on = 1;
-  }
-  if (err) return px_push_error(L, err, "SIGUSR1");
-  lua_pushboolean(L, 1);
-  return 1;
+  if (err) return err;
+  tr->usr1.data = vm;
+  uv_unref((uv_handle_t *)&tr->usr1);
+  tr->usr1_on = 1;
+  return uv_signal_start(&tr->usr1, on_usr1, SIGUSR1);
 }

@@ -76,7 +76,7 @@ int px_open_trace(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"start", l_start},   {"stop", l_stop},   {"mark", l_mark},       {"label", l_label},
       {"events", l_events}, {"stats", l_stats}, {"tracing", l_tracing}, {"dump", px_trace_dump},
-      {"pid", l_pid},       {"watch_usr1", px_trace_watch_usr1}, {NULL, NULL}};
+      {"pid", l_pid},       {NULL, NULL}};
   lua_newtable(L);
   luaL_register(L, NULL, fns);
   return 1;
