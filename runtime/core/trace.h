@@ -151,14 +151,7 @@ void px_trace_check(px_trace *tr);                   /* tracing turned on or off
 static inline void px_trace_add(px_trace *tr, uint32_t kind, uint32_t cat, uint64_t t0, uint64_t t1,
                                 const char *name, long task, int64_t a, int64_t b) {
   px_event *e = px_trace_slot(tr);
-  e->t0 = t0;
-  e->t1 = t1;
-  e->name = name;
-  e->task = task;
-  e->a = a;
-  e->b = b;
-  e->kind = kind;
-  e->cat = cat;
+  *e = (px_event){t0, t1, name, task, a, b, kind, cat};
   if (tr->logging) px_trace_log(tr, e);
 }
 
