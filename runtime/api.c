@@ -45,10 +45,32 @@ lua_State *parx_state(parx_runtime *rt) { return px_runtime_state(RT(rt)); }
 
 static int panicked(px_runtime *rt) { return px_runtime_panicked(rt); }
 
+/* Every call that runs or drives code starts here: after a panic nothing
+ * runs; an os.exit already reported to the host (PARX_EXIT) is forgotten,
+ * so the host's next run runs. */
+static int begin(px_runtime *rt) {
+  if (panicked(rt)) return 0;
+  px_host_rearm(rt);
+  return 1;
+}
+
 int parx_register(parx_runtime *prt, const char *name, lua_CFunction fn) {
   px_runtime *rt = RT(prt);
   if (panicked(rt)) return PARX_ERRPANIC;
-  int err = px_runtime_register(rt, name, fn);
+  int err = px_runtime_register(rt, name, fn, NULL);
+  return err == 0 ? PARX_OK : err == UV_ENOMEM ? PARX_ERRMEM : PARX_ERRRUN;
+}
+
+int parx_register_module(parx_runtime *prt, const char *name, const luaL_Reg *funcs) {
+  px_runtime *rt = RT(prt);
+  if (panicked(rt)) return PARX_ERRPANIC;
+  if (!name || !funcs) {
+    px_runtime_set_error(rt, "parx_register_module: the name and the functions are required");
+    return PARX_ERRRUN;
+  }
+  int err = px_runtime_register(rt, name, NULL, funcs);
+  if (err == UV_EBUSY)
+    px_runtime_set_error(rt, "parx_register_module: workers are running; register before running code");
   return err == 0 ? PARX_OK : err == UV_ENOMEM ? PARX_ERRMEM : PARX_ERRRUN;
 }
 
@@ -82,8 +104,13 @@ int parx_exit_code(parx_runtime *rt) { return px_runtime_exit_code(RT(rt)); }
 
 /* ---- running ------------------------------------------------------- */
 
-/* The result of a run that the runtime stopped: os.exit, or a panic. */
-static int stopped(px_runtime *rt) { return panicked(rt) ? PARX_ERRPANIC : PARX_EXIT; }
+/* The result of a run that the runtime stopped: os.exit (reported once:
+ * the next run rearms it, see begin), or a panic. */
+static int stopped(px_runtime *rt) {
+  if (panicked(rt)) return PARX_ERRPANIC;
+  px_host_exit_reported(rt);
+  return PARX_EXIT;
+}
 
 /* The outcome of ended main-VM task f, as a result code. */
 static int outcome(px_runtime *rt, px_future *f) {
@@ -134,7 +161,7 @@ static int load_string(px_runtime *rt, const char *code, const char *chunkname) 
 
 int parx_run_string(parx_runtime *prt, const char *code, const char *chunkname, int do_drain) {
   px_runtime *rt = RT(prt);
-  if (panicked(rt)) return PARX_ERRPANIC;
+  if (!begin(rt)) return PARX_ERRPANIC;
   int r = load_string(rt, code, chunkname);
   return r != PARX_OK ? r : run_loaded(rt, 0, do_drain);
 }
@@ -153,7 +180,7 @@ static int script_args_p(lua_State *L) {
 
 int parx_run_file(parx_runtime *prt, const char *path, int do_drain) {
   px_runtime *rt = RT(prt);
-  if (panicked(rt)) return PARX_ERRPANIC;
+  if (!begin(rt)) return PARX_ERRPANIC;
   lua_State *L = px_runtime_state(rt);
   int st = luaL_loadfile(L, path);
   if (st != 0) {
@@ -188,7 +215,7 @@ static int keep_started_p(lua_State *L) {
 
 int parx_start_function(parx_runtime *prt, int nargs) {
   px_runtime *rt = RT(prt);
-  if (panicked(rt)) return PARX_ERRPANIC;
+  if (!begin(rt)) return PARX_ERRPANIC;
   px_future *f = px_host_start(rt, nargs);
   if (!f) return PARX_ERRMEM;
   int r = px_runtime_protect(rt, keep_started_p, f) != 0 ? PARX_ERRMEM : PARX_OK;
@@ -273,7 +300,7 @@ static int report_started_deadlock(px_runtime *rt) {
 
 int parx_run(parx_runtime *prt) {
   px_runtime *rt = RT(prt);
-  if (panicked(rt)) return PARX_ERRPANIC;
+  if (!begin(rt)) return PARX_ERRPANIC;
   int r = drain(rt);
   if (r == PARX_ERRPANIC) return r;
   int s = check_started(rt);
@@ -282,7 +309,7 @@ int parx_run(parx_runtime *prt) {
 
 int parx_step(parx_runtime *prt, int nowait) {
   px_runtime *rt = RT(prt);
-  if (panicked(rt)) return PARX_ERRPANIC;
+  if (!begin(rt)) return PARX_ERRPANIC;
   int more = px_host_step(rt, nowait);
   if (px_runtime_stopped(rt)) return stopped(rt);
   int s = check_started(rt);
@@ -299,3 +326,101 @@ int parx_step(parx_runtime *prt, int nowait) {
 int parx_backend_fd(parx_runtime *rt) { return px_host_backend_fd(RT(rt)); }
 
 int parx_backend_timeout(parx_runtime *rt) { return px_host_backend_timeout(RT(rt)); }
+
+/* ---- calling a Lua function as a task --------------------------------
+ *
+ * A parx_task is the task's future.  On the main VM the function runs as
+ * a task of it (parx.async); on a worker, a main-VM task runs
+ * parx.spawn(fn, ...):join(), so the function and its arguments are
+ * copied there and its results copied back, as for parx.spawn. */
+
+struct parx_task; /* is a px_future */
+#define FUT(t) ((px_future *)(t))
+
+static const char spawner_src[] =
+    "local spawn = require('parx').spawn\n"
+    "return function(...) return spawn(...):join() end\n";
+
+/* Protected: push the main VM's spawner (made once). */
+static int push_spawner_p(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, "parx.api.spawner");
+  if (lua_isfunction(L, -1)) return 1;
+  if (luaL_loadbuffer(L, spawner_src, sizeof spawner_src - 1, "=parx_spawn") != 0)
+    return lua_error(L);
+  lua_call(L, 0, 1);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, "parx.api.spawner");
+  return 1;
+}
+
+parx_task *parx_spawn(parx_runtime *prt, int nargs, int where) {
+  px_runtime *rt = RT(prt);
+  lua_State *L = px_runtime_state(rt);
+  if (!begin(rt)) return NULL;
+  if (nargs < 0 || lua_gettop(L) < nargs + 1) {
+    px_runtime_set_error(rt, "parx_spawn: push the function, then its nargs arguments");
+    return NULL;
+  }
+  if (!lua_isfunction(L, -(nargs + 1))) {
+    px_runtime_set_error(rt, "parx_spawn: the value under the arguments is not a function");
+    lua_pop(L, nargs + 1);
+    return NULL;
+  }
+  if (where == PARX_ON_WORKER) {
+    if (px_cpcall(L, push_spawner_p, NULL, 1) != 0) {
+      px_runtime_set_error(rt, lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "not enough memory");
+      lua_pop(L, nargs + 2);
+      return NULL;
+    }
+    lua_insert(L, -(nargs + 2));
+    nargs++;
+  } else if (where != PARX_ON_MAIN) {
+    px_runtime_set_error(rt, "parx_spawn: where is PARX_ON_MAIN or PARX_ON_WORKER");
+    lua_pop(L, nargs + 1);
+    return NULL;
+  }
+  return (parx_task *)px_host_start(rt, nargs);
+}
+
+int parx_task_done(parx_task *t) { return t && px_future_done(FUT(t)); }
+
+int parx_task_wait(parx_runtime *prt, parx_task *t) {
+  px_runtime *rt = RT(prt);
+  if (!begin(rt)) return PARX_ERRPANIC;
+  if (px_host_wait(rt, FUT(t)) != 0) return PARX_ERRRUN;
+  if (panicked(rt)) return PARX_ERRPANIC;
+  if (!px_future_done(FUT(t))) return stopped(rt);
+  return outcome(rt, FUT(t));
+}
+
+int parx_task_results(parx_runtime *prt, parx_task *t) {
+  px_runtime *rt = RT(prt);
+  if (panicked(rt)) return PARX_ERRPANIC;
+  if (!px_future_done(FUT(t))) {
+    px_runtime_set_error(rt, "parx_task_results: the task has not ended (parx_task_wait)");
+    return PARX_ERRRUN;
+  }
+  int o = outcome(rt, FUT(t));
+  int n = px_host_results(rt, FUT(t));
+  if (n < 0) return PARX_ERRMEM;
+  lua_State *L = px_runtime_state(rt);
+  lua_remove(L, -n); /* the ok flag: its error value, or its results, stay */
+  if (o != PARX_OK) return o;
+  px_runtime_set_error(rt, NULL);
+  return n - 1;
+}
+
+void parx_task_release(parx_task *t) {
+  if (t) px_future_release(FUT(t));
+}
+
+int parx_call(parx_runtime *prt, int nargs, int where) {
+  parx_task *t = parx_spawn(prt, nargs, where);
+  if (!t) return panicked(RT(prt)) ? PARX_ERRPANIC : PARX_ERRRUN;
+  int r = parx_task_wait(prt, t);
+  if (r == PARX_OK || r == PARX_ERRRUN || r == PARX_ERRDEADLOCK) {
+    if (px_future_done(FUT(t))) r = parx_task_results(prt, t);
+  }
+  parx_task_release(t);
+  return r;
+}

@@ -15,6 +15,7 @@
 #include <stddef.h>
 
 #include <lua.h>
+#include <lauxlib.h> /* luaL_Reg */
 
 #ifdef __cplusplus
 extern "C" {
@@ -41,7 +42,10 @@ enum {
   PARX_ERRSYNTAX = -2, /* the code does not compile */
   PARX_ERRFILE = -3,  /* the file cannot be read */
   PARX_ERRMEM = -4,
-  PARX_EXIT = -5,     /* the code called os.exit; see parx_exit_code */
+  PARX_EXIT = -5,     /* the code called os.exit; see parx_exit_code.  The
+                         runtime stops until this has been returned once:
+                         the next call that runs or drives code runs
+                         again (tasks still parked stay, and go on) */
   PARX_ERRDEADLOCK = -6, /* every task was parked with nothing to wake it */
   PARX_ERRPANIC = -7  /* a VM hit an error no protected call could catch (a
                          bug in parx or in a C function): the message went
@@ -102,6 +106,14 @@ lua_State *parx_state(parx_runtime *rt);
  * as the global `name` when it starts.  Call before running code. */
 int parx_register(parx_runtime *rt, const char *name, lua_CFunction fn);
 
+/* Register a C module every VM gets at start: luaL_register(L, name, funcs)
+ * runs on each (the global `name`, and package.loaded[name], so
+ * `require(name)` returns it; a dotted name nests).  funcs (ended by
+ * {NULL, NULL}) and the functions are kept, not copied.  Call before
+ * running code: once workers run it fails (PARX_ERRRUN, with the reason
+ * as the last error). */
+int parx_register_module(parx_runtime *rt, const char *name, const luaL_Reg *funcs);
+
 /* Set the script's `arg` table like the lua interpreter: argv[script] is
  * arg[0], the ones after it arg[1..], the ones before it negative. */
 void parx_set_args(parx_runtime *rt, int argc, char **argv, int script);
@@ -127,6 +139,46 @@ int parx_start_string(parx_runtime *rt, const char *code, const char *chunkname)
  * arguments (as for lua_pcall); all popped.  It runs as a task of the main
  * VM; its failure surfaces in parx_step. */
 int parx_start_function(parx_runtime *rt, int nargs);
+
+/* ======================================================================
+ * Calling a Lua function as a task, from C
+ *
+ * Push the function on parx_state(rt), then its nargs arguments (as for
+ * lua_pcall); parx_spawn pops them all and starts the task:
+ *   PARX_ON_MAIN    a task of the main VM (as parx.async: it sees the main
+ *                   VM's globals and upvalues as they are);
+ *   PARX_ON_WORKER  a task on a worker (as parx.spawn: the function and its
+ *                   arguments are copied there, its results copied back;
+ *                   what cannot cross fails the task with the reason).
+ * The task runs while the host drives the loop: parx_task_wait,
+ * parx_step (poll parx_task_done between steps) or any parx_run_*.
+ * ==================================================================== */
+
+typedef struct parx_task parx_task;
+enum { PARX_ON_MAIN = 0, PARX_ON_WORKER = 1 };
+
+/* The task's handle (one reference: parx_task_release), or NULL with the
+ * reason as the last error (not a function, out of memory, a panic). */
+parx_task *parx_spawn(parx_runtime *rt, int nargs, int where);
+/* 1 once the task ended (returned, failed or was cancelled), else 0.
+ * Never drives the loop.  Any thread. */
+int parx_task_done(parx_task *t);
+/* Drive the main VM (other tasks run too) until the task ended: PARX_OK,
+ * PARX_ERRRUN (it failed or was cancelled; parx_last_error says why),
+ * PARX_ERRDEADLOCK, PARX_EXIT or PARX_ERRPANIC. */
+int parx_task_wait(parx_runtime *rt, parx_task *t);
+/* After it ended: push its results onto parx_state(rt) and return how many
+ * (>= 0); if it failed, push its error value (the value given to error,
+ * as lua_pcall does) and return PARX_ERRRUN (PARX_ERRDEADLOCK for the
+ * deadlock report) with its message as the last error.  May be called
+ * again (each call pushes them again). */
+int parx_task_results(parx_runtime *rt, parx_task *t);
+void parx_task_release(parx_task *t);
+
+/* parx_spawn, parx_task_wait and parx_task_results in one call: the
+ * results pushed and their count, or a PARX_* code < 0 (after
+ * PARX_ERRRUN the error value is pushed, as lua_pcall leaves it). */
+int parx_call(parx_runtime *rt, int nargs, int where);
 
 /* ======================================================================
  * Driving the loop from a host
@@ -176,9 +228,11 @@ const char *parx_strerror(int result);
  * runtime with deadlock_check = 0 (tasks waiting for the host would
  * otherwise look deadlocked).
  *
- * Values a host can read and write are nil, booleans, numbers and strings;
- * other values (tables, functions, channels) sent by Lua arrive as
- * PARX_VALUE_OTHER and are dropped.
+ * A parx_value holds nil, a boolean, a number or a string: other values
+ * (tables, functions, channels) sent by Lua arrive as PARX_VALUE_OTHER and
+ * are dropped.  For those, the *_lua functions below move any value that
+ * parx.spawn could pass (tables with their nesting, functions, shared
+ * objects) between a channel and a Lua state of the runtime.
  * ==================================================================== */
 
 typedef struct parx_channel parx_channel;
@@ -197,7 +251,10 @@ typedef struct parx_value {
 
 /* Results of the channel functions. */
 enum { PARX_CHAN_OK = 1, PARX_CHAN_CLOSED = 0, PARX_CHAN_EMPTY = -1, PARX_CHAN_FULL = -2,
-       PARX_CHAN_ERRMEM = -3 };
+       PARX_CHAN_ERRMEM = -3,
+       PARX_CHAN_ERRVALUE = -4 /* *_lua: the value cannot cross (a coroutine,
+                                  a foreign userdata...): the message is
+                                  pushed on L */ };
 
 /* capacity < 0: unbounded; 0: rendezvous.  One reference; NULL if out of
  * memory.  Any thread, no runtime needed. */
@@ -217,6 +274,19 @@ int parx_channel_try_recv(parx_channel *ch, parx_value *out);
 int parx_channel_close(parx_channel *ch);
 long parx_channel_len(parx_channel *ch);
 void parx_value_clear(parx_value *v);
+
+/* Any value, through the marshaller that parx.spawn uses: L is a state of
+ * a runtime (parx_state(rt)) on its own thread, outside any parx call.
+ * send_lua copies the value at idx (left in place); recv_lua pushes the
+ * value received (nothing is pushed unless PARX_CHAN_OK or
+ * PARX_CHAN_ERRVALUE).  Results as above.  The blocking ones block the
+ * calling thread, and with it the main VM when L is its state: use them
+ * when a worker or another thread is at the other end, else the try_
+ * forms between parx_step calls. */
+int parx_channel_send_lua(parx_channel *ch, lua_State *L, int idx);
+int parx_channel_try_send_lua(parx_channel *ch, lua_State *L, int idx);
+int parx_channel_recv_lua(parx_channel *ch, lua_State *L);
+int parx_channel_try_recv_lua(parx_channel *ch, lua_State *L);
 
 /* Hand a channel to Lua: push it onto L (a state of the runtime, e.g.
  * parx_state(rt), on its thread); the proxy takes its own reference. */

@@ -26,6 +26,67 @@ local function check_host_output(out)
   assert.truthy(out:find("host closed the runtime", 1, true), out)
 end
 
+-- The calls a host with work of its own needs (host.c, sections 6-10):
+-- one run of the host, one behaviour per spec.
+describe("the embedding API from a C host", function()
+  local out
+  local function host_output()
+    if not out then
+      local code
+      code, out = capture("timeout 60 " .. q(BUILD .. "/embed-host"))
+      assert.are.equal(0, code, out)
+    end
+    return out
+  end
+  local function has(line) assert.truthy(host_output():find(line, 1, true), host_output()) end
+
+  it("parx_register_module gives every VM a luaL_Reg module, global and required", function()
+    has("parx_call on a worker: n=3 sum=120 module=hostlib")
+  end)
+  it("parx_register_module once workers run fails with a reason", function()
+    has("register after workers: PARX_ERRRUN: parx_register_module: workers are running")
+  end)
+  it("parx_call runs a Lua function on a worker and pushes its results, tables included", function()
+    has("parx_call on a worker: n=3 sum=120 module=hostlib, then second")
+  end)
+  it("parx_call of a failing function returns PARX_ERRRUN with the error value pushed", function()
+    has("parx_call error: PARX_ERRRUN, error value .why = on purpose")
+  end)
+  it("parx_spawn gives a handle the host polls between parx_step calls", function()
+    has("parx_spawn polled between steps: 1 result, slept")
+  end)
+  it("tables cross host channels both ways through the marshaller", function()
+    has("host channel: a table back, who=from C, #list=3, list[3].deep=true")
+  end)
+  it("a value that cannot cross a host channel gives PARX_CHAN_ERRVALUE and the reason", function()
+    has("a coroutine: PARX_CHAN_ERRVALUE (cannot send argument #1 (a coroutine) to another VM)")
+  end)
+  it("after os.exit returned PARX_EXIT once, the next run runs", function()
+    has("os.exit: PARX_EXIT (code 3), then PARX_OK with after_exit = 42")
+  end)
+
+  describe("runtimes (host.c runtimes)", function()
+    local rout
+    local function has_r(line)
+      if not rout then
+        local code
+        code, rout = capture("timeout 60 " .. q(BUILD .. "/embed-host") .. " runtimes")
+        assert.are.equal(0, code, rout)
+      end
+      assert.truthy(rout:find(line, 1, true), rout)
+    end
+    it("two runtimes open at once in one process keep their own VMs and globals", function()
+      has_r("two runtimes: 30 39, globals a b")
+    end)
+    it("a runtime opens, runs and closes on a thread other than main, two at a time", function()
+      has_r("on other threads: 114 114")
+    end)
+    it("a runtime can be opened again after close", function()
+      has_r("reopened: 5 of 5")
+    end)
+  end)
+end)
+
 describe("embedding libparx", function()
   it("runs the host program linked against libparx.a", function()
     local host = BUILD .. "/embed-host"

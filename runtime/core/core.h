@@ -117,7 +117,7 @@ struct px_runtime {
   px_future *daemons;
 
   const px_module *modules; /* preloaded in every VM (state.c); the faces' list */
-  struct { char *name; lua_CFunction fn; } *cfuncs;
+  struct { char *name; lua_CFunction fn; const luaL_Reg *lib; } *cfuncs;
   int ncfuncs;
 
   /* Results of the embedding API. */

@@ -154,3 +154,33 @@ int px_host_backend_timeout(px_runtime *rt) {
   uv_unref((uv_handle_t *)&vm->async);
   return t;
 }
+
+/* exit_requested: 0 running, 1 stopped by os.exit (or a panic), 2 that
+ * exit was reported to the host.  Every check reads it as a flag. */
+void px_host_exit_reported(px_runtime *rt) {
+  int one = 1;
+  if (!atomic_load(&rt->panicked)) atomic_compare_exchange_strong(&rt->exit_requested, &one, 2);
+}
+
+void px_host_rearm(px_runtime *rt) {
+  int two = 2;
+  if (!atomic_load(&rt->panicked)) atomic_compare_exchange_strong(&rt->exit_requested, &two, 0);
+}
+
+/* Protected: push ok, results... (or false, err) of ended future ud. */
+static int results_p(lua_State *L) {
+  px_future *f = lua_touserdata(L, 1);
+  lua_remove(L, 1);
+  return px_future_push_outcome(L, f);
+}
+
+int px_host_results(px_runtime *rt, px_future *f) {
+  lua_State *L = rt->main->L;
+  int top = lua_gettop(L);
+  if (px_cpcall(L, results_p, f, LUA_MULTRET) != 0) {
+    px_runtime_set_error(rt, lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "not enough memory");
+    lua_settop(L, top);
+    return -1;
+  }
+  return lua_gettop(L) - top;
+}

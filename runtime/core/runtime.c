@@ -27,10 +27,15 @@ int px_runtime_protect(px_runtime *rt, lua_CFunction fn, void *ud) {
 typedef struct register_args {
   const char *name;
   lua_CFunction fn;
+  const luaL_Reg *lib;
 } register_args;
 
 static int register_p(lua_State *L) {
   register_args *a = lua_touserdata(L, 1);
+  if (a->lib) {
+    luaL_register(L, a->name, a->lib); /* the global and package.loaded */
+    return 0;
+  }
   lua_pushcfunction(L, a->fn);
   lua_setglobal(L, a->name);
   return 0;
@@ -38,20 +43,22 @@ static int register_p(lua_State *L) {
 
 /* Registered before any worker exists, so no lock: the list no longer
  * changes once workers read it (state.c). */
-int px_runtime_register(px_runtime *rt, const char *name, lua_CFunction fn) {
+int px_runtime_register(px_runtime *rt, const char *name, lua_CFunction fn,
+                        const luaL_Reg *lib) {
   if (atomic_load(&rt->workers_started)) return UV_EBUSY;
   void *p = realloc(rt->cfuncs, sizeof *rt->cfuncs * (size_t)(rt->ncfuncs + 1));
   if (!p) return UV_ENOMEM;
   rt->cfuncs = p;
   char *copy = strdup(name);
   if (!copy) return UV_ENOMEM;
-  register_args a = {name, fn};
+  register_args a = {name, fn, lib};
   if (px_runtime_protect(rt, register_p, &a) != 0) {
     free(copy);
     return UV_EINVAL;
   }
   rt->cfuncs[rt->ncfuncs].name = copy;
   rt->cfuncs[rt->ncfuncs].fn = fn;
+  rt->cfuncs[rt->ncfuncs].lib = lib;
   rt->ncfuncs++;
   return 0;
 }

@@ -56,9 +56,12 @@ int px_runtime_exit_code(px_runtime *rt);
  * left as it was. */
 int px_runtime_protect(px_runtime *rt, lua_CFunction fn, void *ud);
 /* A C function every VM gets as the global `name` (the main VM at once,
- * workers as they start).  0, UV_EBUSY once workers run, UV_ENOMEM, or
- * UV_EINVAL when the global could not be set (the last error says why). */
-int px_runtime_register(px_runtime *rt, const char *name, lua_CFunction fn);
+ * workers as they start); with lib (fn unused), the module luaL_register
+ * makes of it (the global and package.loaded[name]).  0, UV_EBUSY once
+ * workers run, UV_ENOMEM, or UV_EINVAL when the global could not be set
+ * (the last error says why). */
+int px_runtime_register(px_runtime *rt, const char *name, lua_CFunction fn,
+                        const luaL_Reg *lib);
 
 /* ------------------------------------------------------------------------
  * The main VM driven by its host (host.c).
@@ -80,12 +83,21 @@ int px_host_step(px_runtime *rt, int nowait);
 /* Fail f's still running task with the deadlock report; 1 if it had one,
  * 0 if not (or deadlock checks are off), -1 when the report failed. */
 int px_host_report_deadlock(px_runtime *rt, px_future *f);
+/* An exit (os.exit) stops the runtime until it has been reported once:
+ * px_host_exit_reported marks it so, px_host_rearm (at the next run)
+ * forgets a reported one.  A panic is never forgotten. */
+void px_host_exit_reported(px_runtime *rt);
+void px_host_rearm(px_runtime *rt);
 
 /* What came of a finished main-VM task.  FAILED and DEADLOCK set the last
  * error to the error's message; CANCELLED sets it too. */
 enum { PX_OUTCOME_DONE, PX_OUTCOME_FAILED, PX_OUTCOME_DEADLOCK, PX_OUTCOME_CANCELLED,
        PX_OUTCOME_STOPPED };
 int px_host_outcome(px_runtime *rt, px_future *f);
+/* Push what ended f gave onto the main state: true, its results... or
+ * false, its error value; returns how many were pushed, or -1 with the
+ * last error set and nothing pushed (out of memory). */
+int px_host_results(px_runtime *rt, px_future *f);
 
 /* For a host's own poll: the loop's fd, and how long it may block. */
 int px_host_backend_fd(px_runtime *rt);

@@ -75,6 +75,11 @@ static int setup(lua_State *L) {
    * list no longer changes once workers exist. */
   px_runtime *rt = vm->rt;
   for (int i = 0; i < rt->ncfuncs; i++) {
+    if (rt->cfuncs[i].lib) {
+      luaL_register(L, rt->cfuncs[i].name, rt->cfuncs[i].lib);
+      lua_pop(L, 1);
+      continue;
+    }
     lua_pushcfunction(L, rt->cfuncs[i].fn);
     lua_setglobal(L, rt->cfuncs[i].name);
   }

@@ -120,3 +120,40 @@ parx_channel *parx_channel_get(lua_State *L, int idx) {
   px_shared_retain(obj);
   return (parx_channel *)obj;
 }
+
+/* Lua values through the marshaller, for a host holding a state of the
+ * runtime (parx.h: parx_channel_send_lua).  Both ends run protected: a
+ * value that cannot cross leaves its message on L. */
+static int encode_p(lua_State *L) {
+  return px_slot_encode(L, 1, lua_touserdata(L, 2)) != 0 ? lua_error(L) : 0;
+}
+
+static int decode_p(lua_State *L) {
+  return px_slot_decode(L, lua_touserdata(L, 1)) != 0 ? lua_error(L) : 1;
+}
+
+static int send_lua(parx_channel *ch, lua_State *L, int idx, int block) {
+  px_slot s = {0};
+  lua_pushvalue(L, idx);
+  lua_pushcfunction(L, encode_p);
+  lua_insert(L, -2);
+  lua_pushlightuserdata(L, &s);
+  if (lua_pcall(L, 2, 0, 0) != 0) return PARX_CHAN_ERRVALUE; /* the message alone */
+  int r = host_op(CH(ch), 1, &s, NULL, block);
+  if (r != PARX_CHAN_OK) px_slot_free(&s);
+  return r;
+}
+
+static int recv_lua(parx_channel *ch, lua_State *L, int block) {
+  px_slot got = {0};
+  int r = host_op(CH(ch), 0, NULL, &got, block);
+  if (r != PARX_CHAN_OK) return r;
+  lua_pushcfunction(L, decode_p);
+  lua_pushlightuserdata(L, &got);
+  return lua_pcall(L, 1, 1, 0) != 0 ? PARX_CHAN_ERRVALUE : PARX_CHAN_OK;
+}
+
+int parx_channel_send_lua(parx_channel *ch, lua_State *L, int idx) { return send_lua(ch, L, idx, 1); }
+int parx_channel_try_send_lua(parx_channel *ch, lua_State *L, int idx) { return send_lua(ch, L, idx, 0); }
+int parx_channel_recv_lua(parx_channel *ch, lua_State *L) { return recv_lua(ch, L, 1); }
+int parx_channel_try_recv_lua(parx_channel *ch, lua_State *L) { return recv_lua(ch, L, 0); }
