@@ -110,7 +110,7 @@ help::
 # this Makefile after installing, so pkg-config sees the new packages.
 DEB_PKGS := luajit libluajit-5.1-dev libuv1-dev lua-busted libopenblas-dev \
   libcurl4-openssl-dev libedit-dev libopenmpi-dev openmpi-bin pkg-config \
-  python3 clang libclang-rt-14-dev netcat-openbsd gcc make procps librsvg2-bin
+  python3 clang libclang-rt-14-dev netcat-openbsd gcc make procps librsvg2-bin libglib2.0-dev
 BENCH_PKGS := golang-go hyperfine python3-uvloop lua-luv nodejs python3-mpi4py
 
 BINDIR ?= $(PREFIX)/bin
@@ -130,7 +130,7 @@ PC_RPATH := $(if $(filter $(LIBDIR),$(SYSTEM_LIBDIRS)),,-Wl,-rpath,$${libdir})
 SPECS ?= spec
 SPEC_TIMEOUT ?= 180
 
-.PHONY: deps bench-deps test demo install uninstall asan tsan embed-host
+.PHONY: deps bench-deps test demo install uninstall asan tsan embed-host embed-poll-host embed-glib-host
 
 # apt_install(packages): install the ones dpkg does not know as installed.
 define apt_install
@@ -165,11 +165,27 @@ $(BUILD)/embed-host: scripts/embed/host.c $(BUILD)/libparx.a runtime/parx.h
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libparx.a -Wl,-E $(LDFLAGS) $(LIBS)
 embed-host: $(BUILD)/embed-host
 
+# The hosts with their own event loops: poll() always, GLib when
+# pkg-config finds it (libglib2.0-dev, in DEB_PKGS).
+EMBED_HOSTS := $(BUILD)/embed-host $(BUILD)/embed-poll-host
+GLIB_FLAGS := $(shell pkg-config --cflags --libs glib-2.0 2>/dev/null)
+ifneq ($(GLIB_FLAGS),)
+EMBED_HOSTS += $(BUILD)/embed-glib-host
+endif
+$(BUILD)/embed-poll-host: scripts/embed/poll_host.c scripts/embed/lines.h $(BUILD)/libparx.a runtime/parx.h
+	@echo "  LD $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libparx.a -Wl,-E $(LDFLAGS) $(LIBS)
+$(BUILD)/embed-glib-host: scripts/embed/glib_host.c scripts/embed/lines.h $(BUILD)/libparx.a runtime/parx.h
+	@echo "  LD $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libparx.a -Wl,-E $(LDFLAGS) $(LIBS) $(GLIB_FLAGS)
+embed-poll-host: $(BUILD)/embed-poll-host
+embed-glib-host: $(BUILD)/embed-glib-host
+
 # Every spec file runs under build/parx in its own process; the runner ends
 # with "N passed, N failed[, N skipped]".  Specs find the build through
 # PARX_BIN / PARX_BUILD, and the sanitizer variants through PARX_CC and
 # PARX_LDFLAGS (to link the embedding host the same way).
-test: all $(BUILD)/embed-host
+test: all $(EMBED_HOSTS)
 	$(Q)PARX_BIN=$(abspath $(BUILD)/parx) PARX_BUILD=$(abspath $(BUILD)) \
 	  PARX_CC='$(CC)' PARX_LDFLAGS='$(LDFLAGS)' SPEC_TIMEOUT=$(SPEC_TIMEOUT) \
 	  scripts/tools/runspecs $(BUILD)/parx $(SPECS)

@@ -1,5 +1,6 @@
 /* api.c -- the embedding API (parx.h) over the core's accessors
  * (core/runtime.h): a face, it sees no structure of the core. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -329,27 +330,47 @@ int parx_backend_timeout(parx_runtime *rt) { return px_host_backend_timeout(RT(r
 
 /* ---- calling a Lua function as a task --------------------------------
  *
- * A parx_task is the task's future.  On the main VM the function runs as
- * a task of it (parx.async); on a worker, a main-VM task runs
- * parx.spawn(fn, ...):join(), so the function and its arguments are
- * copied there and its results copied back, as for parx.spawn. */
+ * A parx_task is the future of a main-VM task that runs one of two
+ * wrappers, both returning ok, results... or false, err[, message]:
+ * on the main VM, xpcall(fn, ...) (the message: a string error with its
+ * traceback); on a worker, pcall(join) of parx.spawn(fn, ...), so the
+ * error value is the one join raises (a string error carries the worker's
+ * traceback), not re-raised with the main task's too. */
 
 struct parx_task; /* is a px_future */
 #define FUT(t) ((px_future *)(t))
 
-static const char spawner_src[] =
-    "local spawn = require('parx').spawn\n"
-    "return function(...) return spawn(...):join() end\n";
+static const char wrappers_src[] =
+    "local spawn, pcall, xpcall, type = require('parx').spawn, pcall, xpcall, type\n"
+    "local traceback, tb = debug.traceback\n"
+    "local function handler(e)\n"
+    "  tb = type(e) == 'string' and traceback(e, 2) or nil\n"
+    "  return e\n"
+    "end\n"
+    "local function finish(ok, ...)\n"
+    "  if ok then return true, ... end\n"
+    "  local m = tb; tb = nil\n"
+    "  return false, ..., m\n"
+    "end\n"
+    "return function(fn, ...) return finish(xpcall(fn, handler, ...)) end,\n"
+    "  function(...) local t = spawn(...) return pcall(t.join, t) end\n";
 
-/* Protected: push the main VM's spawner (made once). */
-static int push_spawner_p(lua_State *L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, "parx.api.spawner");
-  if (lua_isfunction(L, -1)) return 1;
-  if (luaL_loadbuffer(L, spawner_src, sizeof spawner_src - 1, "=parx_spawn") != 0)
-    return lua_error(L);
-  lua_call(L, 0, 1);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, LUA_REGISTRYINDEX, "parx.api.spawner");
+/* Protected: push the wrapper for where (made once per runtime). */
+static int push_wrapper_p(lua_State *L) {
+  int where = (int)(intptr_t)lua_touserdata(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, "parx.api.wrappers");
+  if (!lua_istable(L, -1)) {
+    if (luaL_loadbuffer(L, wrappers_src, sizeof wrappers_src - 1, "=parx_spawn") != 0)
+      return lua_error(L);
+    lua_call(L, 0, 2);
+    lua_createtable(L, 2, 0);
+    lua_insert(L, -3);
+    lua_rawseti(L, -3, 2);
+    lua_rawseti(L, -2, 1);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "parx.api.wrappers");
+  }
+  lua_rawgeti(L, -1, where == PARX_ON_WORKER ? 2 : 1);
   return 1;
 }
 
@@ -361,36 +382,36 @@ parx_task *parx_spawn(parx_runtime *prt, int nargs, int where) {
     px_runtime_set_error(rt, "parx_spawn: push the function, then its nargs arguments");
     return NULL;
   }
-  if (!lua_isfunction(L, -(nargs + 1))) {
-    px_runtime_set_error(rt, "parx_spawn: the value under the arguments is not a function");
+  const char *why = NULL;
+  if (!lua_isfunction(L, -(nargs + 1))) why = "parx_spawn: the value under the arguments is not a function";
+  else if (where != PARX_ON_MAIN && where != PARX_ON_WORKER) why = "parx_spawn: where is PARX_ON_MAIN or PARX_ON_WORKER";
+  if (why) {
+    px_runtime_set_error(rt, why);
     lua_pop(L, nargs + 1);
     return NULL;
   }
-  if (where == PARX_ON_WORKER) {
-    if (px_cpcall(L, push_spawner_p, NULL, 1) != 0) {
-      px_runtime_set_error(rt, lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "not enough memory");
-      lua_pop(L, nargs + 2);
-      return NULL;
-    }
-    lua_insert(L, -(nargs + 2));
-    nargs++;
-  } else if (where != PARX_ON_MAIN) {
-    px_runtime_set_error(rt, "parx_spawn: where is PARX_ON_MAIN or PARX_ON_WORKER");
-    lua_pop(L, nargs + 1);
+  if (px_cpcall(L, push_wrapper_p, (void *)(intptr_t)where, 1) != 0) {
+    px_runtime_set_error(rt, lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "not enough memory");
+    lua_pop(L, nargs + 2);
     return NULL;
   }
-  return (parx_task *)px_host_start(rt, nargs);
+  lua_insert(L, -(nargs + 2));
+  return (parx_task *)px_host_start(rt, nargs + 1);
 }
 
 int parx_task_done(parx_task *t) { return t && px_future_done(FUT(t)); }
 
-int parx_task_wait(parx_runtime *prt, parx_task *t) {
-  px_runtime *rt = RT(prt);
-  if (!begin(rt)) return PARX_ERRPANIC;
-  if (px_host_wait(rt, FUT(t)) != 0) return PARX_ERRRUN;
-  if (panicked(rt)) return PARX_ERRPANIC;
-  if (!px_future_done(FUT(t))) return stopped(rt);
-  return outcome(rt, FUT(t));
+/* Protected: the error value at 2 as the last error (its __tostring for
+ * a table; what it is for anything else). */
+static int error_message_p(lua_State *L) {
+  px_runtime *rt = lua_touserdata(L, 1);
+  lua_settop(L, 2);
+  if (lua_type(L, 2) == LUA_TSTRING || lua_type(L, 2) == LUA_TNUMBER)
+    lua_pushvalue(L, 2);
+  else if (!luaL_callmeta(L, 2, "__tostring") || !lua_isstring(L, -1))
+    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 2));
+  px_runtime_set_error(rt, lua_tostring(L, -1));
+  return 0;
 }
 
 int parx_task_results(parx_runtime *prt, parx_task *t) {
@@ -400,14 +421,46 @@ int parx_task_results(parx_runtime *prt, parx_task *t) {
     px_runtime_set_error(rt, "parx_task_results: the task has not ended (parx_task_wait)");
     return PARX_ERRRUN;
   }
-  int o = outcome(rt, FUT(t));
-  int n = px_host_results(rt, FUT(t));
+  int o = outcome(rt, FUT(t)), deadlocked;
+  if (o == PARX_EXIT || o == PARX_ERRPANIC) return o;
+  int n = px_host_results(rt, FUT(t), &deadlocked);
   if (n < 0) return PARX_ERRMEM;
   lua_State *L = px_runtime_state(rt);
-  lua_remove(L, -n); /* the ok flag: its error value, or its results, stay */
-  if (o != PARX_OK) return o;
-  px_runtime_set_error(rt, NULL);
-  return n - 1;
+  lua_remove(L, -n--); /* the task's own flag */
+  if (o != PARX_OK) return o; /* cancelled, or the wrapper failed: its error */
+  int ok = n > 0 && lua_toboolean(L, -n);
+  lua_remove(L, -n--); /* the wrapper's flag */
+  if (ok) {
+    px_runtime_set_error(rt, NULL);
+    return n;
+  }
+  /* err[, message] */
+  if (n >= 2 && lua_type(L, -n + 1) == LUA_TSTRING) {
+    px_runtime_set_error(rt, lua_tostring(L, -n + 1));
+  } else {
+    lua_pushcfunction(L, error_message_p);
+    lua_pushlightuserdata(L, rt);
+    lua_pushvalue(L, -n - 2);
+    if (lua_pcall(L, 2, 0, 0) != 0) {
+      px_runtime_set_error(rt, "(error object cannot be converted to a string)");
+      lua_pop(L, 1);
+    }
+  }
+  if (n == 0) lua_pushnil(L);
+  else lua_pop(L, n - 1); /* the error value stays */
+  return deadlocked ? PARX_ERRDEADLOCK : PARX_ERRRUN;
+}
+
+int parx_task_wait(parx_runtime *prt, parx_task *t) {
+  px_runtime *rt = RT(prt);
+  if (!begin(rt)) return PARX_ERRPANIC;
+  if (px_host_wait(rt, FUT(t)) != 0) return PARX_ERRRUN;
+  if (panicked(rt)) return PARX_ERRPANIC;
+  if (!px_future_done(FUT(t))) return stopped(rt);
+  int n = parx_task_results(prt, t);
+  if (n >= 0) lua_pop(px_runtime_state(rt), n);
+  else if (n == PARX_ERRRUN || n == PARX_ERRDEADLOCK) lua_pop(px_runtime_state(rt), 1);
+  return n >= 0 ? PARX_OK : n;
 }
 
 void parx_task_release(parx_task *t) {

@@ -169,15 +169,18 @@ int parx_task_done(parx_task *t);
 int parx_task_wait(parx_runtime *rt, parx_task *t);
 /* After it ended: push its results onto parx_state(rt) and return how many
  * (>= 0); if it failed, push its error value (the value given to error,
- * as lua_pcall does) and return PARX_ERRRUN (PARX_ERRDEADLOCK for the
- * deadlock report) with its message as the last error.  May be called
- * again (each call pushes them again). */
+ * as lua_pcall does; from a worker, what join raises: a string error
+ * with the worker's traceback appended) and return PARX_ERRRUN
+ * (PARX_ERRDEADLOCK for the deadlock report) with its message as the last
+ * error.  Other results (PARX_EXIT, PARX_ERRMEM, PARX_ERRPANIC) push
+ * nothing.  May be called again (each call pushes them again). */
 int parx_task_results(parx_runtime *rt, parx_task *t);
 void parx_task_release(parx_task *t);
 
 /* parx_spawn, parx_task_wait and parx_task_results in one call: the
  * results pushed and their count, or a PARX_* code < 0 (after
- * PARX_ERRRUN the error value is pushed, as lua_pcall leaves it). */
+ * PARX_ERRRUN or PARX_ERRDEADLOCK the error value is pushed, as lua_pcall
+ * leaves it). */
 int parx_call(parx_runtime *rt, int nargs, int where);
 
 /* ======================================================================

@@ -87,6 +87,41 @@ describe("the embedding API from a C host", function()
   end)
 end)
 
+-- Hosts around their own event loops (scripts/embed/lines.h): each line
+-- of input becomes a task on a worker; results print in input order.
+describe("hosts with their own event loop", function()
+  local input = "a bb ccc\nfail\nhello wide world of parx\none\n"
+  local expected = "line 1: 3 words, longest 'ccc', A BB CCC\n"
+    .. "line 2: failed: asked to fail\n"
+    .. "line 3: 5 words, longest 'hello', HELLO WIDE WORLD OF PARX\n"
+    .. "line 4: 1 words, longest 'one', ONE\n"
+  local function run_host(exe)
+    local path = os.tmpname()
+    local f = assert(io.open(path, "wb"))
+    f:write(input)
+    f:close()
+    local code, out = capture("timeout 30 " .. q(exe) .. " < " .. q(path))
+    os.remove(path)
+    return code, out
+  end
+
+  it("a poll() loop host drives parx through parx_backend_fd and parx_backend_timeout", function()
+    local code, out = run_host(BUILD .. "/embed-poll-host")
+    assert.are.equal(0, code, out)
+    assert.are.equal(expected .. "poll host: 4 lines, stepped from its own loop\n", out)
+  end)
+
+  it("a GLib main loop host drives parx with the backend fd as a GLib source", function()
+    if os.execute("pkg-config --exists glib-2.0") ~= 0 then
+      pending("GLib is not installed (libglib2.0-dev)")
+      return
+    end
+    local code, out = run_host(BUILD .. "/embed-glib-host")
+    assert.are.equal(0, code, out)
+    assert.are.equal(expected .. "glib host: 4 lines, stepped from a GLib main loop\n", out)
+  end)
+end)
+
 describe("embedding libparx", function()
   it("runs the host program linked against libparx.a", function()
     local host = BUILD .. "/embed-host"

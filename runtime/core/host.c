@@ -174,8 +174,12 @@ static int results_p(lua_State *L) {
   return px_future_push_outcome(L, f);
 }
 
-int px_host_results(px_runtime *rt, px_future *f) {
+int px_host_results(px_runtime *rt, px_future *f, int *deadlocked) {
   lua_State *L = rt->main->L;
+  /* A task that caught the deadlock report (pcall) ended DONE: the flag
+   * px_host_outcome did not clear is its caller's to read. */
+  *deadlocked = rt->deadlocked;
+  rt->deadlocked = 0;
   int top = lua_gettop(L);
   if (px_cpcall(L, results_p, f, LUA_MULTRET) != 0) {
     px_runtime_set_error(rt, lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "not enough memory");

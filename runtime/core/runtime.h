@@ -96,8 +96,10 @@ enum { PX_OUTCOME_DONE, PX_OUTCOME_FAILED, PX_OUTCOME_DEADLOCK, PX_OUTCOME_CANCE
 int px_host_outcome(px_runtime *rt, px_future *f);
 /* Push what ended f gave onto the main state: true, its results... or
  * false, its error value; returns how many were pushed, or -1 with the
- * last error set and nothing pushed (out of memory). */
-int px_host_results(px_runtime *rt, px_future *f);
+ * last error set and nothing pushed (out of memory).  *deadlocked: the
+ * task was sent the deadlock report since the last outcome (it may have
+ * caught it). */
+int px_host_results(px_runtime *rt, px_future *f, int *deadlocked);
 
 /* For a host's own poll: the loop's fd, and how long it may block. */
 int px_host_backend_fd(px_runtime *rt);
