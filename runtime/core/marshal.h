@@ -3,6 +3,7 @@
  *   marshal.c          the writer (px_marshal) and the wire format's description
  *   marshal_state.c    the per-VM state table, modules and C functions by name
  *   marshal_path.c     error messages that name the unsendable value's path
+ *   marshal_names.c    the names modules and metatables cross by
  *   marshal_globals.c  the globals a function takes along
  *   unmarshal.c        the reader (px_unmarshal, px_unmarshal_data)
  *   marshal_lj.c       what depends on LuaJIT's internals, each with a fallback
@@ -113,6 +114,12 @@ int px_marshal_maybe_module(writer *w, const void *p);
 /* If the C function at idx is a field of a loaded module, push its
  * "module.field" name and return 1; else 0. */
 int px_marshal_cfunc_name(writer *w, int idx);
+
+/* ---- marshal_names.c: the names values cross by ----------------------- */
+
+/* Is the module name at a a better name to send than the one at b (the
+ * same module under two names)?  Fewest dots, shortest, byte order. */
+int px_marshal_better_name(lua_State *L, int a, int b);
 
 /* ---- marshal_path.c: errors that name the value's path ---------------- */
 

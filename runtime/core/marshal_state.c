@@ -215,7 +215,8 @@ static void refresh_modules(writer *w) {
           (t == LUA_TTABLE || t == LUA_TFUNCTION || t == LUA_TUSERDATA)) {
         lua_pushvalue(L, -1);
         lua_rawget(L, map);
-        int have = lua_type(L, -1) == LUA_TSTRING;
+        /* A module under several names: the most public one (marshal_names.c). */
+        int have = lua_type(L, -1) == LUA_TSTRING && !px_marshal_better_name(L, -3, -1);
         lua_pop(L, 1);
         if (!have) {
           lua_pushvalue(L, -1);
