@@ -110,7 +110,8 @@ help::
 # this Makefile after installing, so pkg-config sees the new packages.
 DEB_PKGS := luajit libluajit-5.1-dev libuv1-dev lua-busted libopenblas-dev \
   libcurl4-openssl-dev libedit-dev libopenmpi-dev openmpi-bin pkg-config \
-  python3 clang libclang-rt-14-dev netcat-openbsd gcc make procps librsvg2-bin libglib2.0-dev
+  python3 clang libclang-rt-14-dev netcat-openbsd gcc make procps librsvg2-bin libglib2.0-dev \
+  valgrind
 BENCH_PKGS := golang-go hyperfine python3-uvloop lua-luv nodejs python3-mpi4py
 
 BINDIR ?= $(PREFIX)/bin

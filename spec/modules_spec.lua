@@ -56,3 +56,42 @@ describe("a module loaded under two names", function()
     assert.is_true(same)
   end)
 end)
+
+describe("package.preload in workers", function()
+  local PARX = os.getenv("PARX_BIN") or "build/parx"
+
+  it("a bundled single-file application's preloaded modules work in workers and pool.map", function()
+    -- As bundlers (amalg, luacc, squish) write them: every module a
+    -- package.preload entry, then the main program.
+    local app = os.tmpname()
+    local f = assert(io.open(app, "wb"))
+    f:write([[
+package.preload["app.words"] = function(...)
+  local M = {name = ...}
+  function M.count(s) local n = 0 for _ in s:gmatch("%S+") do n = n + 1 end return n end
+  return M
+end
+package.preload["app.main"] = function()
+  local words = require "app.words"
+  return function(lines)
+    local counts = parx.pool.map(function(l) return require("app.words").count(l) end, lines)
+    local t = parx.spawn(function() return words.name, words.count("a b c d") end)
+    return counts, t:join()
+  end
+end
+local counts, name, four = require("app.main")({"one", "two words", "three more words"})
+print(table.concat(counts, ","), name, four)
+]])
+    f:close()
+    local p = io.popen("timeout 30 " .. q(PARX) .. " " .. q(app) .. " 2>&1; echo \"::$?\"")
+    local out = p:read("*a")
+    p:close()
+    os.remove(app)
+    assert.are.equal("1,2,3\tapp.words\t4\n::0\n", out)
+  end)
+
+  it("an entry added after the first spawn reaches workers too", function()
+    package.preload["spec.late_mod"] = function() return {v = 7} end
+    assert.are.equal(7, parx.spawn(function() return require("spec.late_mod").v end):join())
+  end)
+end)

@@ -132,6 +132,10 @@ struct px_runtime {
   /* The search paths of the last VM that sent code (paths.c). */
   char *path, *cpath;
   atomic_long paths_gen;
+  /* package.preload entries published by VMs that sent code
+   * (marshal_preload.c), newest first; under `lock`. */
+  struct px_preload *preloads;
+  long preloads_gen;
 
   /* Tracing (trace.c, trace_json.c).  trace_lock guards the list of
    * every VM's recorder (kept until close) and the session below. */
@@ -210,6 +214,11 @@ void px_job_discard(px_job *job);
 
 /* ---- paths.c ---- */
 void px_paths_free(px_vm *vm);
+/* ---- marshal_preload.c (called by paths.c) ---- */
+typedef struct px_preload px_preload;
+void px_preload_publish(lua_State *L, px_vm *vm); /* after sending code */
+void px_preload_sync(lua_State *L, px_vm *vm);    /* before reading code */
+void px_preload_free(px_runtime *rt);
 
 /* ---- trace.c ---- */
 int px_trace_vm_start(px_vm *vm);     /* 0 or UV_ENOMEM */

@@ -46,6 +46,7 @@ void px_paths_publish(lua_State *L) {
   const char *path = lua_tostring(L, -2), *cpath = lua_tostring(L, -1);
   if (path == vm->seen_path_ptr && cpath == vm->seen_cpath_ptr) {
     lua_pop(L, 2);
+    px_preload_publish(L, vm);
     return;
   }
   vm->seen_path_ptr = path;
@@ -61,6 +62,7 @@ void px_paths_publish(lua_State *L) {
     pthread_mutex_unlock(&rt->lock);
   }
   lua_pop(L, 2);
+  px_preload_publish(L, vm); /* package.preload travels the same way */
 }
 
 void px_paths_sync(lua_State *L) {
@@ -87,6 +89,7 @@ void px_paths_sync(lua_State *L) {
   }
   lua_pop(L, 2);
   vm->seen_path_ptr = vm->seen_cpath_ptr = NULL;
+  px_preload_sync(L, vm); /* package.preload travels the same way */
 }
 
 void px_paths_free(px_vm *vm) {

@@ -261,6 +261,7 @@ int px_runtime_close(px_runtime *rt, int timeout_ms) {
   px_trace_close(rt);
   free(rt->path);
   free(rt->cpath);
+  px_preload_free(rt);
   for (int i = 0; i < rt->ncfuncs; i++) free(rt->cfuncs[i].name);
   free(rt->cfuncs);
   free(rt->last_error);
