@@ -95,3 +95,120 @@ print(table.concat(counts, ","), name, four)
     assert.are.equal(7, parx.spawn(function() return require("spec.late_mod").v end):join())
   end)
 end)
+
+-- A middleclass-style class library: instances have Class.__instanceDict
+-- as their metatable, the methods live there.
+local function class(name)
+  local dict = {}
+  dict.__index = dict
+  local c = {name = name, __instanceDict = dict}
+  function c:new(...)
+    local o = setmetatable({}, dict)
+    if o.init then o:init(...) end
+    return o
+  end
+  return c
+end
+
+describe("metatables crossing VMs", function()
+  it("a middleclass-style instance keeps its methods in a worker when its class lives in a module", function()
+    module_file("spec_animals", [[
+      local function class(name)
+        local dict = {}
+        dict.__index = dict
+        local c = {name = name, __instanceDict = dict}
+        function c:new(n) local o = setmetatable({}, dict) o.n = n return o end
+        return c
+      end
+      local M = {Dog = class("Dog")}
+      function M.Dog.__instanceDict:bark() return "woof from " .. self.n end
+      return M
+    ]])
+    local animals = require "spec_animals"
+    local rex = animals.Dog:new("rex")
+    local said, same = parx.spawn(function(d)
+      return d:bark(), getmetatable(d) == require("spec_animals").Dog.__instanceDict
+    end, rex):join()
+    assert.are.equal("woof from rex", said)
+    assert.is_true(same)
+    -- and back: the sender's own class again
+    local back = parx.spawn(function(d) return d end, rex):join()
+    assert.are.equal(animals.Dog.__instanceDict, getmetatable(back))
+  end)
+
+  it("parx.register_type makes a script's own class cross to every VM and back", function()
+    local Point = class("Point")
+    function Point.__instanceDict:init(x, y) self.x, self.y = x, y end
+    function Point.__instanceDict:len2() return self.x * self.x + self.y * self.y end
+    parx.register_type("spec.Point", Point.__instanceDict)
+    local p = Point:new(3, 4)
+    local results = parx.pool.map(function(q) return q:len2() end, {p, p, p, p})
+    assert.are.same({25, 25, 25, 25}, results)
+    local moved = parx.spawn(function(q) q.x = 6 return q end, p):join()
+    assert.are.equal(Point.__instanceDict, getmetatable(moved))
+    assert.are.equal(52, moved:len2())
+  end)
+
+  it("a registered type crosses through channels to a worker that never received code", function()
+    local Box = class("Box")
+    function Box.__instanceDict:open() return "opened " .. self.what end
+    parx.register_type("spec.Box", Box.__instanceDict)
+    local ch, out = parx.channel(), parx.channel()
+    local t = parx.spawn(function() local b = ch:recv() out:send(b:open()) end)
+    local b = Box:new()
+    b.what = "gift"
+    ch:send(b)
+    assert.are.equal("opened gift", out:recv())
+    t:join()
+  end)
+
+  it("a table whose metatable cannot be found on the other side raises a clear error instead of losing it", function()
+    local Secret = class("Secret")
+    local s = Secret:new()
+    local ok, err = pcall(function() return parx.spawn(function(x) return x end, s):join() end)
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("cannot send argument #2 (a table whose metatable is not a loaded module's, "
+      .. "reachable from one or registered with parx.register_type)", 1, true), err)
+    local ok2, err2 = pcall(function() parx.channel():send({inner = s}) end)
+    assert.is_false(ok2)
+    assert.truthy(tostring(err2):find("field 'inner'", 1, true), err2)
+  end)
+
+  it("an error group raised by a scope on a worker arrives as an error group", function()
+    local ok, err = pcall(function()
+      return parx.spawn(function()
+        parx.scope(function(s) s:async(function() error("inner boom", 0) end) end)
+      end):join()
+    end)
+    assert.is_false(ok)
+    assert.is_true(parx.is_error_group(err))
+    assert.truthy(tostring(err.errors[1].error):find("^inner boom"), tostring(err))
+  end)
+
+  it("parx.CANCELLED crosses as the receiver's own", function()
+    local got = parx.spawn(function()
+      local t = parx.async(function() parx.sleep(10) end)
+      t:cancel()
+      return select(2, pcall(t.join, t))
+    end):join()
+    assert.are.equal(parx.CANCELLED, got)
+  end)
+
+  it("parx.register_type checks its arguments", function()
+    assert.has_error(function() parx.register_type(1, {}) end)
+    assert.has_error(function() parx.register_type("x", "not a table") end)
+    assert.has_error(function() parx.register_type("", {}) end)
+  end)
+
+  it("the data-only reader refuses a metatable by path without requiring anything", function()
+    -- Bytes from a file or a socket (px_unmarshal_data) must never make the
+    -- reader require a module or follow a path: refused before either.
+    local dbg = require "parx.c.debug"
+    local bytes = dbg.marshal(require("spec_animals").Dog:new("x"))
+    package.loaded["spec_animals"] = nil
+    local ok, err = pcall(dbg.unmarshal, bytes)
+    assert.is_nil(package.loaded["spec_animals"])
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("metatable", 1, true), err)
+  end)
+end)

@@ -45,6 +45,7 @@ function ErrorGroup.__tostring(g)
   end
   return table.concat(lines, "\n")
 end
+M.ErrorGroup = ErrorGroup -- a group crosses VMs as one: its metatable is found by this path
 
 -- parx.is_error_group(v): whether v is an error group a scope raised.
 function M.is_error_group(v)

@@ -11,6 +11,7 @@ local error, select, type, unpack = error, select, type, unpack
 local CANCELLED = c.CANCELLED
 
 local M = {CANCELLED = CANCELLED}
+package.loaded["parx.CANCELLED"] = CANCELLED -- crosses VMs as the receiver's own
 
 -- Tracebacks of the errors join re-raised on this VM, for
 -- parx.traceback(err): a table or other object error by identity (weak
@@ -74,6 +75,7 @@ M.async = c.async
 M.sleep = c.sleep
 M.now = c.now
 M.current = c.current
+M.register_type = c.register_type
 
 -- debug.getmetatable: parx metatables hide behind __metatable (shared.c).
 local is_task = c.is_task -- C-side: parx's metatables are protected

@@ -219,6 +219,9 @@ typedef struct px_preload px_preload;
 void px_preload_publish(lua_State *L, px_vm *vm); /* after sending code */
 void px_preload_sync(lua_State *L, px_vm *vm);    /* before reading code */
 void px_preload_free(px_runtime *rt);
+/* Publish the function at fn as package.preload[name] now, and set it
+ * here: 0, or -1 with a message pushed (it cannot cross). */
+int px_preload_put(lua_State *L, px_vm *vm, const char *name, int fn);
 
 /* ---- trace.c ---- */
 int px_trace_vm_start(px_vm *vm);     /* 0 or UV_ENOMEM */

@@ -51,9 +51,11 @@
  * its contents, so cycles resolve.
  *
  * Choices:
- * - Metatables: a table whose metatable is a module (a value of
- *   package.loaded) keeps it, by name.  Any other metatable is dropped: the
- *   receiver gets a plain table.
+ * - Metatables: a table keeps its metatable when the receiver can find
+ *   its own by name: a module (a value of package.loaded, which includes
+ *   types registered with parx.register_type), or a table reachable from
+ *   one ("\2module\0key..."); any other metatable fails the send
+ *   (marshal_names.c).
  * - Globals: the writer reads each function's bytecode (and its nested
  *   functions') through jit.util for GGET (marshal_globals.c) and sends
  *   the values of the globals it reads,
@@ -434,7 +436,10 @@ static int encode_table(writer *w, int idx) {
   if (enter(w, idx)) return -1;
   seen_put(w, ptr, (int64_t)K_OBJ << 32 | ++w->nobj);
   int top = lua_gettop(L), rc = -1;
-  if (lua_getmetatable(L, idx) && px_marshal_module_name(w, top + 1)) {
+  /* A metatable crosses by name, or the send fails (marshal_names.c). */
+  int named = lua_getmetatable(L, idx) ? px_marshal_mt_name(w, top + 1) : 0;
+  if (named < 0) goto done;
+  if (named) {
     if (reserve(w, 1)) goto done;
     put_u8(w, T_TABLE_MT);
     if (encode(w, lua_gettop(L))) goto done;

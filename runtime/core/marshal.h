@@ -120,6 +120,15 @@ int px_marshal_cfunc_name(writer *w, int idx);
 /* Is the module name at a a better name to send than the one at b (the
  * same module under two names)?  Fewest dots, shortest, byte order. */
 int px_marshal_better_name(lua_State *L, int a, int b);
+/* The name the metatable at mt crosses by, pushed: 1; or -1 (w->err
+ * says why: it has none). */
+int px_marshal_mt_name(writer *w, int mt);
+/* The receiver, around resolving a metatable's module (unmarshal.c): the
+ * name on top becomes the path (or nil) and the module's name; after
+ * that module replaced its name, walk leaves the metatable (0), or -1
+ * with err set. */
+int px_marshal_mt_split(lua_State *L);
+int px_marshal_mt_walk(lua_State *L, char *err, size_t errlen);
 
 /* ---- marshal_path.c: errors that name the value's path ---------------- */
 

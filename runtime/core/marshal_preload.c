@@ -159,6 +159,32 @@ void px_preload_publish(lua_State *L, px_vm *vm) {
   lua_settop(L, top);
 }
 
+int px_preload_put(lua_State *L, px_vm *vm, const char *name, int fn) {
+  int top = lua_gettop(L);
+  if (fn < 0) fn = top + fn + 1;
+  if (!push_preload(L)) return -1;
+  int preload = top + 1;
+  push_watch(L, preload);
+  lua_getfield(L, -1, "published");
+  lua_pushstring(L, name);
+  lua_pushvalue(L, fn);
+  lua_rawset(L, -3);
+  px_msg m;
+  px_msg_init(&m);
+  if (px_marshal(L, fn, 1, &m) != 0) {
+    px_msg_free(&m);
+    lua_replace(L, top + 1); /* the message */
+    lua_settop(L, top + 1);
+    return -1;
+  }
+  add(vm->rt, name, &m);
+  lua_pushstring(L, name);
+  lua_pushvalue(L, fn);
+  lua_rawset(L, preload);
+  lua_settop(L, top);
+  return 0;
+}
+
 void px_preload_sync(lua_State *L, px_vm *vm) {
   px_runtime *rt = vm->rt;
   int top = lua_gettop(L);

@@ -322,6 +322,9 @@ int px_unmarshal_data(lua_State *L, px_msg *m);
  * that sends code (paths.c): publish after marshalling a function or a
  * module reference, sync before unmarshalling one. */
 void px_paths_publish(lua_State *L);
+/* parx.register_type(name, mt): mt crosses VMs as the type `name`, which
+ * every VM resolves to its own copy (marshal_names.c). */
+int px_marshal_register_type(lua_State *L);
 void px_paths_sync(lua_State *L);
 
 /* Registry key (a light userdata address) under which a VM may store a

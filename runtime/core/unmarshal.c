@@ -256,7 +256,9 @@ static int decode_table(reader *r, int with_mt) {
   int top = lua_gettop(L);
   if (with_mt) {
     if (!r->trusted) return untrusted(r, "a metatable by module name");
-    if (decode_string(r) || resolve_module(r)) return -1;
+    if (decode_string(r) || px_marshal_mt_split(L) || resolve_module(r) ||
+        px_marshal_mt_walk(L, r->err, sizeof r->err))
+      return -1; /* a module, or a path from one (marshal_names.c) */
   }
   uint64_t narr;
   uint32_t nhash;

@@ -432,6 +432,7 @@ static const luaL_Reg funcs[] = {
     {"wait_any", l_wait_any}, {"sleep", l_sleep},         {"now", l_now},
     {"current", l_current},   {"cancelling", l_cancelling},
     {"is_task", l_is_task},   {"workers", l_workers},     {"vm_id", l_vm_id},
+    {"register_type", px_marshal_register_type},
     {NULL, NULL}};
 
 int px_open_task(lua_State *L) {
