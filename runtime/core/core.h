@@ -136,6 +136,10 @@ struct px_runtime {
    * (marshal_preload.c), newest first; under `lock`. */
   struct px_preload *preloads;
   long preloads_gen;
+  /* paths.c calls these around code crossing (set by runtime.c: the
+   * marshaller is below marshal_preload.c, which calls it). */
+  void (*preload_publish)(lua_State *L, px_vm *vm);
+  void (*preload_sync)(lua_State *L, px_vm *vm);
 
   /* Tracing (trace.c, trace_json.c).  trace_lock guards the list of
    * every VM's recorder (kept until close) and the session below. */
@@ -214,7 +218,7 @@ void px_job_discard(px_job *job);
 
 /* ---- paths.c ---- */
 void px_paths_free(px_vm *vm);
-/* ---- marshal_preload.c (called by paths.c) ---- */
+/* ---- marshal_preload.c (called by paths.c through the runtime's hooks) ---- */
 typedef struct px_preload px_preload;
 void px_preload_publish(lua_State *L, px_vm *vm); /* after sending code */
 void px_preload_sync(lua_State *L, px_vm *vm);    /* before reading code */

@@ -3,7 +3,8 @@
  *   marshal.c          the writer (px_marshal) and the wire format's description
  *   marshal_state.c    the per-VM state table, modules and C functions by name
  *   marshal_path.c     error messages that name the unsendable value's path
- *   marshal_names.c    the names modules and metatables cross by
+ *   marshal_names.c    which of a module's names crosses
+ *   marshal_mt.c       metatables by name (a module, a path from one)
  *   marshal_globals.c  the globals a function takes along
  *   unmarshal.c        the reader (px_unmarshal, px_unmarshal_data)
  *   marshal_lj.c       what depends on LuaJIT's internals, each with a fallback
@@ -120,6 +121,8 @@ int px_marshal_cfunc_name(writer *w, int idx);
 /* Is the module name at a a better name to send than the one at b (the
  * same module under two names)?  Fewest dots, shortest, byte order. */
 int px_marshal_better_name(lua_State *L, int a, int b);
+/* ---- marshal_mt.c: metatables by name ---------------------------------- */
+
 /* The name the metatable at mt crosses by, pushed: 1; or -1 (w->err
  * says why: it has none). */
 int px_marshal_mt_name(writer *w, int mt);

@@ -23,6 +23,18 @@
  * C functions in package.preload are not published: every VM already
  * has parx's own and the host's (parx_register_module); a C loader of the
  * script's own cannot cross.  Entries stay until the runtime closes.
+ *
+ * parx.register_type(name, mt) makes mt a module of every VM: the VM that
+ * registers it publishes a loader of a copy of mt as
+ * package.preload["parx.type." .. name], marshalled before mt becomes
+ * package.loaded["parx.type." .. name] there, so the copy is of its
+ * contents, not a reference to itself.  A VM that receives such an
+ * instance requires the name and gets its copy once; a VM that registered
+ * the name itself uses its own.
+ *
+ * paths.c calls publish and sync through the runtime's hooks (set by
+ * runtime.c): the marshaller calls paths.c, and this file calls the
+ * marshaller.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -258,4 +270,39 @@ void px_preload_free(px_runtime *rt) {
     p = next;
   }
   rt->preloads = NULL;
+}
+
+/* ---- parx.register_type(name, mt) --------------------------------------- */
+
+#define TYPE_PREFIX "parx.type."
+
+static const char loader_src[] = "local mt = ... return function() return mt end";
+
+int px_marshal_register_type(lua_State *L) {
+  size_t len;
+  luaL_checktype(L, 1, LUA_TSTRING);
+  const char *name = lua_tolstring(L, 1, &len);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  if (!len || memchr(name, 0, len)) return luaL_argerror(L, 1, "a type name is a non-empty string");
+  px_vm *vm = px_vm_of(L);
+  if (!vm) return luaL_error(L, "parx.register_type: not in a parx VM");
+  lua_settop(L, 2);
+  lua_pushfstring(L, TYPE_PREFIX "%s", name);
+  const char *key = lua_tostring(L, 3);
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+  lua_getfield(L, -1, key);
+  if (lua_rawequal(L, -1, 2)) return 0; /* registered already, here */
+  lua_pop(L, 1);
+  /* The loader of a copy, published before mt is a module here. */
+  if (luaL_loadbuffer(L, loader_src, sizeof loader_src - 1, "=parx.register_type") != 0)
+    return lua_error(L);
+  lua_pushvalue(L, 2);
+  lua_call(L, 1, 1);
+  if (px_preload_put(L, vm, key, -1) != 0) {
+    return luaL_error(L, "parx.register_type: %s", lua_isstring(L, -1) ? lua_tostring(L, -1)
+                                                                      : "package.preload is not a table");
+  }
+  lua_pushvalue(L, 2);
+  lua_setfield(L, 4, key);
+  return 0;
 }

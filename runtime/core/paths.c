@@ -46,7 +46,7 @@ void px_paths_publish(lua_State *L) {
   const char *path = lua_tostring(L, -2), *cpath = lua_tostring(L, -1);
   if (path == vm->seen_path_ptr && cpath == vm->seen_cpath_ptr) {
     lua_pop(L, 2);
-    px_preload_publish(L, vm);
+    if (vm->rt->preload_publish) vm->rt->preload_publish(L, vm);
     return;
   }
   vm->seen_path_ptr = path;
@@ -62,7 +62,8 @@ void px_paths_publish(lua_State *L) {
     pthread_mutex_unlock(&rt->lock);
   }
   lua_pop(L, 2);
-  px_preload_publish(L, vm); /* package.preload travels the same way */
+  /* package.preload travels the same way (marshal_preload.c) */
+  if (vm->rt->preload_publish) vm->rt->preload_publish(L, vm);
 }
 
 void px_paths_sync(lua_State *L) {
@@ -89,7 +90,7 @@ void px_paths_sync(lua_State *L) {
   }
   lua_pop(L, 2);
   vm->seen_path_ptr = vm->seen_cpath_ptr = NULL;
-  px_preload_sync(L, vm); /* package.preload travels the same way */
+  if (rt->preload_sync) rt->preload_sync(L, vm); /* package.preload too */
 }
 
 void px_paths_free(px_vm *vm) {

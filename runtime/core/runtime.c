@@ -199,6 +199,8 @@ px_runtime *px_runtime_new(int workers, int deadlock_check, const char *trace_pa
   rt->nworkers = workers;
   rt->deadlock_check = deadlock_check;
   rt->modules = modules;
+  rt->preload_publish = px_preload_publish;
+  rt->preload_sync = px_preload_sync;
   /* A peer that goes away (a closed socket, a child that stopped reading)
    * must give EPIPE to the writer, not kill the process.  Only when the
    * host left SIGPIPE at its default. */
