@@ -334,8 +334,8 @@ int parx_backend_timeout(parx_runtime *rt) { return px_host_backend_timeout(RT(r
  * wrappers, both returning ok, results... or false, err[, message]:
  * on the main VM, xpcall(fn, ...) (the message: a string error with its
  * traceback); on a worker, pcall(join) of parx.spawn(fn, ...), so the
- * error value is the one join raises (a string error carries the worker's
- * traceback), not re-raised with the main task's too. */
+ * error value is the one join raises (the value given to error), not
+ * re-raised by the main task. */
 
 struct parx_task; /* is a px_future */
 #define FUT(t) ((px_future *)(t))

@@ -169,8 +169,8 @@ int parx_task_done(parx_task *t);
 int parx_task_wait(parx_runtime *rt, parx_task *t);
 /* After it ended: push its results onto parx_state(rt) and return how many
  * (>= 0); if it failed, push its error value (the value given to error,
- * as lua_pcall does; from a worker, what join raises: a string error
- * with the worker's traceback appended) and return PARX_ERRRUN
+ * as lua_pcall does; from a worker, what join raises: an equal copy)
+ * and return PARX_ERRRUN
  * (PARX_ERRDEADLOCK for the deadlock report) with its message as the last
  * error.  Other results (PARX_EXIT, PARX_ERRMEM, PARX_ERRPANIC) push
  * nothing.  May be called again (each call pushes them again). */
