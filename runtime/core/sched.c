@@ -29,7 +29,6 @@
  * the first instruction is already in pcall's caller; there the hook
  * rewrites pcall's results to false and the error (arm_inject).
  */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -742,38 +741,6 @@ int px_sched_run_ready(px_vm *vm) {
     ran++;
   }
   return ran;
-}
-
-/* ---- timeouts (px.h) ------------------------------------------------ */
-
-int px_seconds_to_ms(double secs, uint64_t *ms) {
-  if (secs != secs) return -1;
-  if (secs <= 0) {
-    *ms = 0;
-    return 1;
-  }
-  /* Compared in double before any conversion: 2^53 ms is exact there, and
-   * everything at or above it (math.huge included) is "no limit". */
-  double m = ceil(secs * 1000.0);
-  if (!(m < 9007199254740992.0)) {
-    *ms = UINT64_MAX;
-    return 0;
-  }
-  *ms = (uint64_t)m;
-  return 1;
-}
-
-int px_timeout_ms(lua_State *L, int idx, uint64_t *ms) {
-  if (lua_isnoneornil(L, idx)) {
-    *ms = UINT64_MAX;
-    return 0;
-  }
-  int r = px_seconds_to_ms(luaL_checknumber(L, idx), ms);
-  if (r < 0) {
-    if (idx > 0) luaL_argerror(L, idx, "timeout is NaN (use math.huge for no limit)");
-    luaL_error(L, "bad timeout: NaN (use math.huge for no limit)");
-  }
-  return r;
 }
 
 /* ---- reports and teardown ------------------------------------------ */
