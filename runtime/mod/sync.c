@@ -17,14 +17,23 @@
  *
  * parx.atomic is a lock-free int64 (C11 atomics).
  */
+#include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "../core/scalar.h"
 #include "sync.h"
 
+/* kind: what its values come out as: AT_NUMBER (made from a number: a Lua
+ * number while |v| <= 2^53, an int64_t cdata beyond, so nothing is ever
+ * rounded), AT_INT64 or AT_UINT64 (made from 1LL or 1ULL: that cdata). */
+enum { AT_NUMBER, AT_INT64, AT_UINT64 };
 typedef struct px_atomic {
   px_shared hdr;
   _Atomic int64_t value;
+  int kind;
 } px_atomic;
 
 void px_sync_free(px_shared *obj) {
@@ -531,16 +540,41 @@ static int wg_count(lua_State *L) { return push_count(L, K_WAITGROUP); }
 static px_atomic *check_atomic(lua_State *L) { return (px_atomic *)check_obj(L, &types[T_ATOMIC]); }
 
 /* Lua numbers are doubles: integers are exact up to 2^53. */
-static int64_t check_int64(lua_State *L, int idx) {
+/* An integer argument: a number exact as an integer (|n| <= 2^53), or an
+ * int64_t/uint64_t cdata (its 64 bits as they are).  *kind (optional):
+ * which of the three it was. */
+static int64_t check_int64_kind(lua_State *L, int idx, int *kind) {
+  if (lua_type(L, idx) == LUA_TCDATA_) {
+    uint8_t buf[9];
+    if (px_scalar_put_cdata(L, idx, buf) == 9) {
+      int64_t bits;
+      memcpy(&bits, buf + 1, 8);
+      if (kind) *kind = buf[0] == T_UINT64 ? AT_UINT64 : AT_INT64;
+      return bits;
+    }
+    luaL_argerror(L, idx, "integer expected (a number, or an int64_t/uint64_t cdata)");
+  }
   lua_Number n = luaL_checknumber(L, idx);
   if (n != floor(n) || !(fabs(n) <= 9007199254740992.0))
-    luaL_argerror(L, idx, "integer expected (|n| <= 2^53)");
+    luaL_argerror(L, idx, "integer expected (|n| <= 2^53, or 1LL/1ULL cdata beyond)");
+  if (kind) *kind = AT_NUMBER;
   return (int64_t)n;
+}
+
+static int64_t check_int64(lua_State *L, int idx) { return check_int64_kind(L, idx, NULL); }
+
+/* Push v as the atomic's kind says (see AT_NUMBER). */
+static void push_value(lua_State *L, const px_atomic *a, int64_t v) {
+  if (a->kind == AT_NUMBER && v >= -9007199254740992LL && v <= 9007199254740992LL) {
+    lua_pushnumber(L, (lua_Number)v);
+  } else if (px_scalar_push_int64(L, a->kind == AT_UINT64, v) != 0) {
+    luaL_error(L, "parx.atomic: no FFI to return %s", "a 64-bit value");
+  }
 }
 
 static int at_get(lua_State *L) {
   px_atomic *a = check_atomic(L);
-  lua_pushnumber(L, (lua_Number)atomic_load(&a->value));
+  push_value(L, a, atomic_load(&a->value));
   return 1;
 }
 
@@ -555,7 +589,7 @@ static int at_add(lua_State *L) {
   int64_t d = lua_isnoneornil(L, 2) ? 1 : check_int64(L, 2);
   /* Wraps around like the atomic add itself (no signed overflow). */
   int64_t now = (int64_t)((uint64_t)atomic_fetch_add(&a->value, d) + (uint64_t)d);
-  lua_pushnumber(L, (lua_Number)now);
+  push_value(L, a, now);
   return 1;
 }
 
@@ -569,7 +603,7 @@ static int at_cas(lua_State *L) {
 
 static int at_exchange(lua_State *L) {
   px_atomic *a = check_atomic(L);
-  lua_pushnumber(L, (lua_Number)atomic_exchange(&a->value, check_int64(L, 2)));
+  push_value(L, a, atomic_exchange(&a->value, check_int64(L, 2)));
   return 1;
 }
 
@@ -618,11 +652,13 @@ static int l_waitgroup(lua_State *L) {
 }
 
 static int l_atomic(lua_State *L) {
-  int64_t v = lua_isnoneornil(L, 1) ? 0 : check_int64(L, 1);
+  int kind = AT_NUMBER;
+  int64_t v = lua_isnoneornil(L, 1) ? 0 : check_int64_kind(L, 1, &kind);
   px_atomic *a = calloc(1, sizeof *a);
   if (!a) return px_oom(L, "atomic");
   px_shared_init(&a->hdr, &types[T_ATOMIC]);
   atomic_init(&a->value, v);
+  a->kind = kind;
   px_shared_push(L, &a->hdr);
   return 1;
 }
@@ -631,8 +667,12 @@ static int l_tostring(lua_State *L) {
   px_shared *obj = px_shared_test(L, 1, NULL);
   if (!obj) return luaL_argerror(L, 1, "parx sync object expected");
   if (obj->type == &types[T_ATOMIC]) {
-    lua_pushfstring(L, "parx.atomic(%f): %p", (double)atomic_load(&((px_atomic *)obj)->value),
-                    (void *)obj);
+    px_atomic *a = (px_atomic *)obj;
+    int64_t v = atomic_load(&a->value);
+    char num[32];
+    if (a->kind == AT_UINT64) snprintf(num, sizeof num, "%" PRIu64 "ULL", (uint64_t)v);
+    else snprintf(num, sizeof num, "%" PRId64 "%s", v, a->kind == AT_INT64 ? "LL" : "");
+    lua_pushfstring(L, "parx.atomic(%s): %p", num, (void *)obj);
     return 1;
   }
   px_sync *s = (px_sync *)obj;
