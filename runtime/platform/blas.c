@@ -49,27 +49,22 @@ static void load(void) {
       C[i * ldc + j] = (T)(alpha * acc + (beta == 0 ? 0 : beta * C[i * ldc + j])); \
     }
 
-void px_blas_sgemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M,
-                   blasint N, blasint K, float alpha, const float *A, blasint lda,
-                   const float *B, blasint ldb, float beta, float *C, blasint ldc) {
-  pthread_once(&once, load);
-  if (lib.sgemm) {
-    lib.sgemm(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    return;
+/* px_blas_sgemm and px_blas_dgemm: OpenBLAS's function when it was found,
+ * else the loop above, for the element type T. */
+#define GEMM(name, T, fn)                                                       \
+  void name(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M, blasint N, \
+            blasint K, T alpha, const T *A, blasint lda, const T *B, blasint ldb, T beta, \
+            T *C, blasint ldc) {                                               \
+    pthread_once(&once, load);                                                 \
+    if (lib.fn) {                                                              \
+      lib.fn(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);     \
+      return;                                                                  \
+    }                                                                          \
+    NAIVE(T)                                                                   \
   }
-  NAIVE(float)
-}
-
-void px_blas_dgemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M,
-                   blasint N, blasint K, double alpha, const double *A, blasint lda,
-                   const double *B, blasint ldb, double beta, double *C, blasint ldc) {
-  pthread_once(&once, load);
-  if (lib.dgemm) {
-    lib.dgemm(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    return;
-  }
-  NAIVE(double)
-}
+GEMM(px_blas_sgemm, float, sgemm)
+GEMM(px_blas_dgemm, double, dgemm)
+#undef GEMM
 
 int px_blas_threads(void) {
   pthread_once(&once, load);

@@ -89,23 +89,20 @@ static int forward_setopt(setopt_fn fn, void *h, int opt, va_list ap) {
   return fn(h, opt, va_arg(ap, void *));
 }
 
-CURLcode curl_easy_setopt(CURL *h, CURLoption opt, ...) {
-  if (!loaded()) return CURLE_FAILED_INIT;
-  va_list ap;
-  va_start(ap, opt);
-  int r = forward_setopt(lib.easy_setopt, h, (int)opt, ap);
-  va_end(ap);
-  return (CURLcode)r;
-}
-
-CURLMcode curl_multi_setopt(CURLM *m, CURLMoption opt, ...) {
-  if (!loaded()) return CURLM_BAD_HANDLE;
-  va_list ap;
-  va_start(ap, opt);
-  int r = forward_setopt(lib.multi_setopt, m, (int)opt, ap);
-  va_end(ap);
-  return (CURLMcode)r;
-}
+/* curl_easy_setopt and curl_multi_setopt: the one argument, read by
+ * forward_setopt, to lib.fn. */
+#define SETOPT(ret, name, handle, option, fn, fail)                             \
+  ret name(handle *h, option opt, ...) {                                       \
+    if (!loaded()) return fail;                                                \
+    va_list ap;                                                                \
+    va_start(ap, opt);                                                         \
+    int r = forward_setopt(lib.fn, h, (int)opt, ap);                           \
+    va_end(ap);                                                                \
+    return (ret)r;                                                             \
+  }
+SETOPT(CURLcode, curl_easy_setopt, CURL, CURLoption, easy_setopt, CURLE_FAILED_INIT)
+SETOPT(CURLMcode, curl_multi_setopt, CURLM, CURLMoption, multi_setopt, CURLM_BAD_HANDLE)
+#undef SETOPT
 
 /* Every CURLINFO takes a pointer to where the answer goes. */
 CURLcode curl_easy_getinfo(CURL *h, CURLINFO info, ...) {

@@ -15,6 +15,7 @@ build=${1:-build}
 shift || true
 parx=$build/parx
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/stats.sh"
 
 # gpu.matmul on the CPU path (PARX_GPU=off, host arrays, OpenBLAS on the
 # libuv pool, the task parked, the workers started and idle) against
@@ -51,12 +52,7 @@ cpu_table() {
   echo
   echo "| dtype | N | cblas from C | gpu.matmul | ratio | cblas GFLOP per CPU-s | gpu.matmul GFLOP per CPU-s | ratio |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-  awk '
-    function stats(list,   v, m, i, j, t) {
-      m = split(list, v, " ")
-      for (i = 2; i <= m; i++) for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
-      return sprintf("%s (%s-%s)", v[int((m + 1) / 2)], v[1], v[m])
-    }
+  awk "$STATS_AWK"'
     { key = $3 " " $4; if (!(key in seen)) { seen[key] = 1; order[++k] = key }
       g[$2, key, $1] = $6; e[$2, key, $1] = 2 * $4 * $4 * $4 / $7 / 1e9
       if ($2 == "parx") rounds[key] = rounds[key] " " $1 }
@@ -68,8 +64,8 @@ cpu_table() {
           lc = lc " " c; lp = lp " " p; lr = lr " " sprintf("%.3f", p / c)
           c = e["cblas", key, rr]; p = e["parx", key, rr]
           ec = ec " " sprintf("%.1f", c); ep = ep " " sprintf("%.1f", p); er = er " " sprintf("%.3f", p / c) }
-        printf "| %s | %d | %s | %s | %s | %s | %s | %s |\n", f[1], f[2], stats(substr(lc, 2)), stats(substr(lp, 2)),
-               stats(substr(lr, 2)), stats(substr(ec, 2)), stats(substr(ep, 2)), stats(substr(er, 2))
+        printf "| %s | %d | %s | %s | %s | %s | %s | %s |\n", f[1], f[2], spread(substr(lc, 2)), spread(substr(lp, 2)),
+               spread(substr(lr, 2)), spread(substr(ec, 2)), spread(substr(ep, 2)), spread(substr(er, 2))
       }
     }' "$tmp"
   rm -f "$tmp"

@@ -12,6 +12,7 @@
 set -euo pipefail
 build=${1:-build}
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/stats.sh"
 rounds=${ROUNDS:-7} reps=${REPS:-9} size=${SIZE:-8388608}
 have() { command -v "$1" >/dev/null 2>&1; }
 if ! have go || ! have curl; then echo "skipped: the large-body HTTP benchmark needs go and curl"; exit 0; fi
@@ -51,13 +52,7 @@ echo "ms per request: median over the rounds (min-max of the round medians); spe
 echo
 echo "| client | ms per request | speed vs curl | peak RSS growth, MiB |"
 echo "|---|---:|---:|---:|"
-awk '
-  function med(list,   v, m, i, j, t) {
-    m = split(list, v, " ")
-    for (i = 2; i <= m; i++) for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
-    lo = v[1]; hi = v[m]
-    return v[int((m + 1) / 2)]
-  }
+awk "$STATS_AWK"'
   { if (!($1 in ms)) order[++k] = $1; ms[$1] = ms[$1] " " $2; if ($6 != "-") mem[$1] = mem[$1] " " $6 }
   END {
     c = med(ms["curl"])
