@@ -509,6 +509,17 @@ describe("parx.http", function()
       assert.is_true(tonumber(grew) < 24 * 1024, "peak RSS grew by " .. grew .. " KiB")
     end)
 
+    it("held bodies after a large one arrive whole and in order (the larger receive buffer)", function()
+      -- The first body passes 1 MiB: the requests after it read with a
+      -- larger libcurl buffer; sizes off any buffer boundary.
+      for _, n in ipairs({2 * 1024 * 1024 + 7, 3 * 1024 * 1024 + 12345, 1000, 0, 1500 * 1024 + 1}) do
+        local r = assert(http.get(base .. "/bytes/" .. n))
+        assert.equal(200, r.status)
+        assert.equal(n, #r.body)
+        assert.is_true(r.body == expected(n), "body of " .. n .. " bytes differs")
+      end
+    end)
+
     it("a held body costs about twice its size at the peak, not more", function()
       local out = child([[
         local url = os.getenv("PARX_SPEC_URL") .. "/bytes/" .. 24 * 1024 * 1024
