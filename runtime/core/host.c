@@ -114,14 +114,18 @@ static int error_message_p(lua_State *L) {
   lua_xmove(co, L, 1);
   lua_pushvalue(L, -1);
   lua_xmove(L, co, 1); /* put it back for joiners */
+  int traced = 1;
   if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
     lua_tostring(L, -1);
   } else if (luaL_callmeta(L, -1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) {
     /* its __tostring */
-  } else {
-    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, -1));
+  } else if (lua_isnil(L, -1)) {
+    lua_pushliteral(L, "(error object is a nil value)");
+  } else { /* as luajit reports it: no traceback (luajit.c's report) */
+    lua_pushliteral(L, "(error object is not a string)");
+    traced = 0;
   }
-  if (f->traceback) lua_pushfstring(L, "%s\n%s", lua_tostring(L, -1), f->traceback);
+  if (f->traceback && traced) lua_pushfstring(L, "%s\n%s", lua_tostring(L, -1), f->traceback);
   px_runtime_set_error(f->rt, lua_tostring(L, -1));
   return 0;
 }
