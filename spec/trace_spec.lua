@@ -212,6 +212,76 @@ describe("--trace", function()
     assert.equal(1, #failed)
   end)
 
+  it("waits say what they were on: a file's path, the host of a lookup, a connect and an HTTP request", function()
+    local data = tmp .. "/data.txt"
+    local events, status, _, err = traced(([[
+      local fs, dns, tcp, http = require "parx.fs", require "parx.dns", require "parx.tcp", require "parx.http"
+      fs.writefile(%q, "hello")
+      assert(fs.readfile(%q) == "hello")
+      assert(fs.stat(%q).size == 5)
+      dns.resolve("localhost")
+      assert(not tcp.connect("127.0.0.1", 1))
+      assert(not http.get("http://127.0.0.1:1/x"))
+    ]]):format(data, data, data))
+    assert.equal(0, status, err)
+    assert_well_formed(events)
+    local on = {}
+    for _, e in ipairs(events) do
+      if e.ph == "X" and e.cat == "wait.io" then on[e.name] = e.args end
+    end
+    assert.equal(data, on["fs.writefile"].path)
+    assert.equal(data, on["fs.readfile"].path)
+    assert.equal(data, on["fs.stat"].path)
+    assert.equal("localhost", on["dns resolve"].host)
+    assert.equal("127.0.0.1:1", on["tcp connect"].host)
+    assert.equal("127.0.0.1:1", on["http request"].host)
+  end)
+
+  it("a GPU wait names its op", function()
+    local events, status, _, err = traced([[
+      local A = parx.array("float64", {200, 200})
+      local C = parx.gpu.matmul(A, A)
+      assert(parx.array.is(C))
+    ]])
+    assert.equal(0, status, err)
+    local gpu = each(events, function(e) return e.ph == "X" and e.cat == "wait.gpu" end)
+    assert.is_true(#gpu >= 1, "no GPU wait")
+    assert.matches("matmul", gpu[1].args.op) -- "matmul (host arrays)" on a GPU, "cpu matmul" without
+    assert.is_nil(gpu[1].args.op:match("^gpu "))
+  end)
+
+  it("a channel wait is never shown another wait's path", function()
+    local events = traced(([[
+      local fs = require "parx.fs"
+      fs.writefile(%q, "x")
+      local c = parx.channel()
+      local t = parx.async(function() c:send(1) end)
+      c:recv()
+      t:join()
+    ]]):format(tmp .. "/x.txt"))
+    for _, e in ipairs(each(events, function(e) return e.cat == "wait.chan" or e.cat == "wait.task" end)) do
+      assert.is_nil(e.args.path)
+    end
+  end)
+
+  it("parx.spawn{name = ...} and parx.async{name = ...} name the task's slices and track", function()
+    local events = traced([[
+      local t = parx.spawn({name = "url 3"}, function() parx.sleep(0.01) return 1 end)
+      local a = parx.async({name = "local 4"}, function() parx.sleep(0.01) return 1 end)
+      t:join()
+      a:join()
+    ]])
+    local runs, names = {}, track_names(events)
+    for _, e in ipairs(events) do
+      if e.cat == "run" then runs[e.name] = e end
+    end
+    assert.truthy(runs["url 3"], "no slice named url 3")
+    assert.truthy(runs["local 4"], "no slice named local 4")
+    assert.is_true(runs["url 3"].tid == 1 or runs["url 3"].tid == 2)
+    assert.equal(0, runs["local 4"].tid)
+    assert.equal("task " .. runs["url 3"].args.task .. " url 3", names[1000000 + runs["url 3"].args.task])
+  end)
+
   it("fails at start, with a parx: message and status 1, when the file cannot be written", function()
     local status, out, err = run("--trace " .. q(tmp .. "/no/such/dir/t.json") .. " -e 'print(\"ran\")'")
     assert.equal(1, status)
@@ -366,6 +436,27 @@ wait $pid
     os.remove(path)
     local waits = each(doc.traceEvents, function(e) return e.cat == "wait.chan" end)
     assert.is_true(#waits >= 2)
+  end)
+
+  it("a dump says what each task waits on: a FIFO's path, the task's name", function()
+    local fifo = tmp .. "/fifo"
+    os.remove(fifo)
+    assert.equal(0, select(3, os.execute("mkfifo " .. q(fifo))) or 0)
+    local t = parx.async({name = "fifo reader"}, function()
+      local text = parx.fs.readfile(fifo)
+      return text
+    end)
+    parx.sleep(0.05)
+    local path = tmp .. "/dump2.json"
+    local text = parx.trace.dump(path)
+    assert.matches("task %d+ %(fifo reader%): parked on fs.readfile %(path " .. fifo:gsub("%p", "%%%0") .. "%)", text)
+    local doc = json.decode(file(path))
+    local waits = each(doc.traceEvents, function(e) return e.name == "fs.readfile" end)
+    assert.equal(fifo, waits[#waits].args.path)
+    local w = io.open(fifo, "w")
+    w:write("hi")
+    w:close()
+    assert.equal("hi", t:join())
   end)
 
   it("parx.trace.dump returns every live task; the recent timeline goes to the path given", function()

@@ -134,6 +134,8 @@ const char *px_trace_intern(px_trace *tr, const char *s) {
   return e ? e->val : insert(tr->strings, s, NULL);
 }
 
+size_t px_trace_strings(const px_trace *tr) { return tr && tr->strings ? tr->strings->n : 0; }
+
 static void strtab_free(px_strtab *t) {
   for (size_t i = 0; i < t->cap; i++) {
     if (t->slot[i].val != t->slot[i].key) free((char *)t->slot[i].val);
@@ -306,6 +308,8 @@ uint64_t px_trace_run_begin(px_vm *vm, px_task *t) {
   }
   if (!t->trace.first) {
     t->trace.first = now;
+    if (!t->trace.label && t->future && t->future->name) /* spawn{name = ...} */
+      t->trace.label = px_trace_intern(tr, t->future->name);
     if (tr->logging) {
       if (!t->trace.name && lua_status(t->co) == 0) t->trace.name = task_name(tr, t->co, t->msgh ? 2 : 1);
       px_trace_add(tr, PX_EV_FLOW_IN, PX_CAT_RUN, now, 0, "spawn", seq_of(t), seq_of(t), 1);
@@ -356,7 +360,9 @@ void px_trace_woken(px_vm *vm, px_task *t, px_wait *w) {
   int cat = px_trace_classify(w->what);
   if (cat == PX_CAT_GPU) px_stat_add(&tr->stats.gpu, now - t->trace.park_ts);
   else if (cat == PX_CAT_MPI) px_stat_add(&tr->stats.mpi, now - t->trace.park_ts);
-  px_trace_add(tr, PX_EV_WAIT, (uint32_t)cat, t->trace.park_ts, now, w->what, seq_of(t), w->on_id, 0);
+  px_trace_add(tr, PX_EV_WAIT, (uint32_t)cat, t->trace.park_ts, now, w->what, seq_of(t), w->on_id,
+               (int64_t)(intptr_t)px_trace_wait_detail(&t->trace, w));
+  t->trace.on_wait = NULL;
 }
 
 /* Task durations: a histogram of log2 buckets split in quarters, so p50

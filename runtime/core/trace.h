@@ -42,7 +42,8 @@ typedef struct px_runtime px_runtime;
  * "run", "wait.chan", ...). */
 enum {
   PX_EV_RUN,      /* a task ran from t0 to t1 (a = its first slice) */
-  PX_EV_WAIT,     /* a task waited from t0 to t1 on name (a = object id) */
+  PX_EV_WAIT,     /* a task waited from t0 to t1 on name (a = object id,
+                     b = what it waited on: px_trace_wait_on's string) */
   PX_EV_CHUNK,    /* a pool chunk, or the part of it inside one run slice:
                      items a..b (1-based) */
   PX_EV_SLICE,    /* a module's slice (GPU work): name */
@@ -83,6 +84,8 @@ typedef struct px_trace_task {
   const char *label;   /* parx.trace.label / spawn{name=}: interned, or NULL */
   int64_t chunk_lo, chunk_hi; /* the pool chunk it runs, 0 when none */
   uint64_t chunk_t0;
+  const px_wait *on_wait; /* px_trace_wait_on: the wait `on` describes */
+  const char *on;
 } px_trace_task;
 
 /* Counters of parx.stats() (ticks for times). */
@@ -248,6 +251,26 @@ int px_trace_write_events(const char *path, px_event **ev, size_t *n, const int 
 /* parx.trace.mark(name), parx.trace.label(name) from L's task. */
 void px_trace_mark(lua_State *L, const char *name);
 void px_trace_label(lua_State *L, const char *name);
+
+/* ---- what a wait is on (trace_on.c) --------------------------------------
+ * A module names what w waits on before it parks on w: a path, a host, a
+ * GPU op, an MPI peer and tag.  Traces show it in the wait slice's args,
+ * dumps after the wait's name.  key: a literal ("path", "host", "op",
+ * "peer", "tag"); another call for the same w adds a pair; val NULL does
+ * nothing.  On L's running task only (no-op outside a task). */
+void px_trace_wait_on(lua_State *L, const px_wait *w, const char *key, const char *val);
+void px_trace_wait_on_int(lua_State *L, const px_wait *w, const char *key, int64_t val);
+/* "host:port" of a URL, as px_trace_wait_on(L, w, "host", ...). */
+void px_trace_wait_on_url(lua_State *L, const px_wait *w, const char *url);
+/* What t's wait w is on (interned: "key=value" pairs, each ended by '\n';
+ * a key starting '#' has a number for value), or NULL. */
+static inline const char *px_trace_wait_detail(const px_trace_task *tt, const px_wait *w) {
+  return w && tt->on_wait == w ? tt->on : NULL;
+}
+typedef void px_trace_pair_fn(const char *key, size_t klen, const char *val, size_t vlen, int is_number,
+                              void *arg);
+void px_trace_each_pair(const char *detail, px_trace_pair_fn *f, void *arg); /* key without '#' */
+size_t px_trace_strings(const px_trace *tr); /* strings interned so far */
 
 /* ---- the VMs' recorders (trace.c) ---------------------------------------- */
 px_trace *px_trace_new(px_runtime *rt, int vm_id);

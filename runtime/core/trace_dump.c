@@ -93,19 +93,32 @@ static void vm_title(text *out, px_vm *vm) {
 }
 
 static void task_head(text *out, px_task *t) {
-  const char *name = t->trace.label ? t->trace.label : t->trace.name;
+  const char *name = t->trace.label ? t->trace.label
+                     : t->future && t->future->name ? t->future->name /* not run yet */
+                                                    : t->trace.name;
   add(out, "  task %ld%s%s%s: ", t->future ? t->future->seq : 0L, name ? " (" : "", name ? name : "",
       name ? ")" : "");
+}
+
+/* ", path /tmp/x" for each pair of a wait's detail. */
+static void text_pair(const char *k, size_t klen, const char *v, size_t vlen, int num, void *arg) {
+  (void)num;
+  text *out = arg;
+  add(out, "%s%.*s %.*s", out->s[out->len - 1] == '(' ? "" : ", ", (int)klen, k, (int)vlen, v);
 }
 
 static void wait_text(text *out, px_task *t, uint64_t now) {
   px_wait *w = t->wait;
   add(out, "parked on %s", w && w->what ? w->what : "something");
+  const char *detail = px_trace_wait_detail(&t->trace, w);
+  if ((w && w->on_id) || detail) add(out, " (");
   if (w && w->on_id) {
     const char *key = w->what && strncmp(w->what, "channel", 7) == 0 ? "channel"
                       : w->what && strstr(w->what, "task") ? "task" : "object";
-    add(out, " (%s %lld)", key, (long long)w->on_id);
+    add(out, "%s %lld", key, (long long)w->on_id);
   }
+  if (detail) px_trace_each_pair(detail, text_pair, out);
+  if ((w && w->on_id) || detail) add(out, ")");
   if (t->trace.park_ts && now > t->trace.park_ts) add(out, " for %.3f s", px_trace_seconds(now - t->trace.park_ts));
   add(out, "\n");
 }
@@ -172,6 +185,7 @@ static px_event *snapshot(px_vm *vm, size_t *n) {
     const char *what = t->wait ? t->wait->what : NULL;
     copy[count++] = (px_event){.t0 = t->trace.park_ts, .t1 = now, .name = what,
                                .task = t->future ? t->future->seq : 0, .a = t->wait ? t->wait->on_id : 0,
+                               .b = (int64_t)(intptr_t)px_trace_wait_detail(&t->trace, t->wait),
                                .kind = PX_EV_WAIT, .cat = (uint32_t)px_trace_classify(what)};
     parked++;
   }

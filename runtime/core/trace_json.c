@@ -96,6 +96,7 @@ typedef struct out_ev {
   int vm;           /* args.vm */
   const char *on_key; /* args[on_key] = on */
   int64_t on;
+  const char *detail; /* what a wait was on: px_trace_wait_on's pairs */
   int64_t first, last; /* chunks: args.first, args.last (items) */
   int64_t value;    /* C: args.value; M: args.sort_index */
   const char *meta; /* M: args.name */
@@ -257,6 +258,7 @@ static void read_all(reader *r) {
         o.tid = TASK_TID + e->task;
         o.on = e->a;
         o.on_key = !e->a ? NULL : e->cat == PX_CAT_CHAN ? "channel" : e->cat == PX_CAT_TASK ? "waits_for" : "on";
+        o.detail = (const char *)(intptr_t)e->b;
         break;
       case PX_EV_CHUNK:
         o.ph = 'X';
@@ -329,6 +331,18 @@ static void json_string(FILE *f, const char *s) {
   fputc('"', f);
 }
 
+static void json_pair(const char *k, size_t klen, const char *v, size_t vlen, int num, void *arg) {
+  FILE *f = arg;
+  fprintf(f, ",\"%.*s\":", (int)klen, k);
+  if (num) {
+    fprintf(f, "%.*s", (int)vlen, v);
+    return;
+  }
+  char buf[260];
+  snprintf(buf, sizeof buf, "%.*s", (int)vlen, v);
+  json_string(f, buf);
+}
+
 static void emit_json(reader *r, const out_ev *e) {
   FILE *f = r->out;
   fputs(r->count++ ? ",\n{" : "{", f);
@@ -359,6 +373,7 @@ static void emit_json(reader *r, const out_ev *e) {
   if (e->task) fprintf(f, ",\"task\":%ld", e->task);
   if (e->on_key) fprintf(f, ",\"%s\":%lld", e->on_key, (long long)e->on);
   if (e->first) fprintf(f, ",\"first\":%lld,\"last\":%lld", (long long)e->first, (long long)e->last);
+  px_trace_each_pair(e->detail, json_pair, f);
   fputs("}}", f);
 }
 
@@ -421,6 +436,14 @@ static void set_str(lua_State *L, const char *k, const char *v) {
   lua_setfield(L, -2, k);
 }
 
+static void lua_pair(const char *k, size_t klen, const char *v, size_t vlen, int num, void *arg) {
+  lua_State *L = arg;
+  lua_pushlstring(L, k, klen);
+  if (num) lua_pushnumber(L, strtod(v, NULL));
+  else lua_pushlstring(L, v, vlen);
+  lua_rawset(L, -3);
+}
+
 static void emit_lua(reader *r, const out_ev *e) {
   lua_State *L = r->out;
   char ph[2] = {e->ph, 0};
@@ -443,6 +466,7 @@ static void emit_lua(reader *r, const out_ev *e) {
       set_num(L, "first", (double)e->first);
       set_num(L, "last", (double)e->last);
     }
+    px_trace_each_pair(e->detail, lua_pair, L);
   }
   lua_setfield(L, -2, "args");
   if (e->ph != 'M') {

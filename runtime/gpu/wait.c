@@ -130,6 +130,7 @@ int px_gpu_op_finish(lua_State *L, px_gpu_op *op) {
   op->wait.cancel = op_cancel;
   op->wait.external = 1;
   px_wait_prepare(L, &op->wait);
+  px_trace_wait_on(L, &op->wait, "op", op->wait.what + (strncmp(op->wait.what, "gpu ", 4) == 0 ? 4 : 0));
   op->t0 = px_trace_now();
   int rc = cuda->notify(op_ready, op);
   if (rc) {
@@ -175,6 +176,7 @@ int px_gpu_op_run_cpu(lua_State *L, px_gpu_op *op) {
   op->wait.cancel = op_cancel;
   op->wait.external = 0; /* a uv_work_t of this VM's loop keeps it alive */
   px_wait_prepare(L, &op->wait);
+  px_trace_wait_on(L, &op->wait, "op", op->wait.what + (strncmp(op->wait.what, "gpu ", 4) == 0 ? 4 : 0));
   op->t0 = px_trace_now();
   op->req.data = op;
   int rc = uv_queue_work(px_vm_loop(px_vm_of(L)), &op->req, cpu_work, cpu_after);

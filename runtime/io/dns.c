@@ -121,6 +121,7 @@ static int dns_resolve(lua_State *L) {
   op->getaddrinfo.data = op;
   px_req_init(&op->req, &resolve_type, "dns resolve");
   px_req_start(L, &op->req); /* cannot raise: checked above */
+  px_trace_wait_on(L, &op->req.wait, "host", op->host);
   struct addrinfo hints;
   memset(&hints, 0, sizeof hints);
   hints.ai_family = family == 4 ? AF_INET : family == 6 ? AF_INET6 : AF_UNSPEC;

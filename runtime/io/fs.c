@@ -268,6 +268,7 @@ static int op_done(lua_State *co, px_req *req) {
 static const px_req_type fs_op_type = {.done = op_done, .drop = op_drop, .abandon = op_abandon};
 
 int px_fs_op_park(lua_State *L, fs_op *op) {
+  px_trace_wait_on(L, &op->wait.wait, "path", op->path ? op->path : op->file ? op->file->path : NULL);
   return px_req_park(L, &op->wait);
 }
 
@@ -282,6 +283,7 @@ int px_fs_op_fail(lua_State *L, fs_op *op, int err, const char *detail) {
  * to start it (rc < 0). */
 int px_fs_op_submit(lua_State *L, fs_op *op, int rc, const char *path) {
   if (rc < 0) return px_fs_op_fail(L, op, rc, path);
+  if (!op->path && !op->file) px_trace_wait_on(L, &op->wait.wait, "path", path);
   return px_fs_op_park(L, op);
 }
 

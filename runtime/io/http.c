@@ -709,6 +709,7 @@ static int http_request(lua_State *L) {
   } else {
     px_req_init(&r->req, &http_req_type, "http request");
     px_req_start(L, &r->req); /* cannot raise: checked above */
+    px_trace_wait_on_url(L, &r->req.wait, o.url);
   }
   CURLMcode mc = curl_multi_add_handle(m->multi, easy);
   if (mc != CURLM_OK) {

@@ -133,6 +133,8 @@ static int tcp_connect(lua_State *L) {
   c->stream = s;
   px_req_init(&c->req, &connect_type, "tcp connect");
   px_req_start(L, &c->req); /* cannot raise: checked above */
+  px_trace_wait_on(L, &c->req.wait, "host", lua_pushfstring(L, "%s:%d", lua_tostring(L, 1), port));
+  lua_pop(L, 1);
   r = uv_tcp_connect(&c->connect, px_stream_tcp(s), (struct sockaddr *)&ss, on_connect);
   if (r < 0) {
     px_stream_discard(s);

@@ -112,6 +112,10 @@ static px_mpi_op *peer_op(lua_State *L, int kind, const char *what, int peer_idx
   op->peer = peer;
   op->tag = tag;
   op->coll = coll;
+  if (peer >= 0) px_trace_wait_on_int(L, &op->wait, "peer", peer);
+  else px_trace_wait_on(L, &op->wait, "peer", "any");
+  if (tag >= 0) px_trace_wait_on_int(L, &op->wait, "tag", tag);
+  else px_trace_wait_on(L, &op->wait, "tag", "any");
   return op;
 }
 
