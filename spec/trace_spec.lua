@@ -459,6 +459,51 @@ wait $pid
     assert.equal("hi", t:join())
   end)
 
+  it("a deadlock report is followed by every task's wait and traceback and the recent timeline", function()
+    local script = file(tmp .. "/deadlock.lua", [[
+local c = parx.channel()
+parx.spawn({name = "consumer"}, function(ch)
+  local v = ch:recv() -- line 3
+  return v
+end, c)
+c:recv()
+]])
+    local status, _, err = run(q(script), "TMPDIR=" .. q(tmp))
+    assert.equal(1, status)
+    assert.matches("parx: deadlock: all tasks are asleep", err)
+    local dump = err:match("parx: every task at the deadlock:\n(.*)")
+    assert.truthy(dump, err)
+    assert.matches("task %d+ %(consumer%): parked on channel recv %(channel %d+%) for [%d.]+ s\n", dump)
+    assert.matches("deadlock.lua:3: in function", dump)
+    local path = dump:match("the recent timeline %(flight recorder%): (%S+)\n")
+    assert.truthy(path, dump)
+    local doc = json.decode(file(path))
+    os.remove(path)
+    assert.is_true(#each(doc.traceEvents, function(e) return e.cat == "wait.chan" end) >= 1)
+  end)
+
+  it("an uncaught error that ends the run lists the tasks still alive; alone, it adds nothing", function()
+    local script = file(tmp .. "/fails.lua", [[
+local c = parx.channel()
+parx.async({name = "waiter"}, function() return c:recv() end)
+parx.sleep(0.01)
+error("boom")
+]])
+    local status, _, err = run(q(script), "TMPDIR=" .. q(tmp))
+    assert.equal(1, status)
+    assert.matches("fails.lua:4: boom", err)
+    assert.matches("parx: the tasks still alive when the error ended the run:\n", err)
+    assert.matches("task %d+ %(waiter%): parked on channel recv", err)
+    local path = err:match("the recent timeline %(flight recorder%): (%S+)\n")
+    assert.truthy(path, err)
+    os.remove(path)
+    status, _, err = run(q(file(tmp .. "/alone.lua", "error('alone')")), "TMPDIR=" .. q(tmp))
+    assert.equal(1, status)
+    assert.matches("alone.lua:1: alone\nstack traceback:\n", err)
+    assert.not_matches("still alive", err)
+    assert.not_matches("recent timeline", err)
+  end)
+
   it("parx.trace.dump returns every live task; the recent timeline goes to the path given", function()
     local ch = parx.channel()
     local t = parx.spawn(function(c) return c:recv() end, ch)
@@ -473,5 +518,51 @@ wait $pid
     ch:send(1)
     t:join()
     assert.has_error(function() parx.trace.dump(1) end, "parx.trace.dump: path must be a string")
+  end)
+end)
+
+describe("traces of an MPI job", function()
+  local mpiexec = pcall(require, "parx.c.mpi") and os.execute("command -v mpiexec >/dev/null 2>&1")
+  mpiexec = mpiexec == true or mpiexec == 0
+  if not mpiexec then
+    it("needs MPI", function() pending("parx built without MPI, or no mpiexec on PATH (openmpi-bin; make deps)") end)
+    return
+  end
+
+  it("under mpiexec each rank writes its own trace, pid = rank + 1, its MPI waits naming peer and tag; merge joins them", function()
+    local root = os.execute("test \"$(id -u)\" = 0")
+    local flags = "--oversubscribe" .. ((root == true or root == 0) and " --allow-run-as-root" or "")
+    local base = tmp .. "/mpi.json"
+    local cmd = ("OMPI_MCA_plm_rsh_agent=false timeout -k 5 60 mpiexec %s -n 2 %s --trace %s spec/mpi/trace.lua"):format(
+      flags, q(PARX), q(base))
+    local p = assert(io.popen(("{ %s; } </dev/null >/dev/null 2>%s; echo $?"):format(cmd, q(tmp .. "/mpi.err"))))
+    local status = tonumber(p:read("*a"))
+    p:close()
+    local err = file(tmp .. "/mpi.err") or ""
+    assert.equal(0, status, err)
+    local docs = {}
+    for rank = 0, 1 do
+      local path = tmp .. "/mpi.rank" .. rank .. ".json"
+      docs[rank] = json.decode((assert(file(path), "no " .. path .. ": " .. err)))
+      for _, e in ipairs(docs[rank].traceEvents) do assert.equal(rank + 1, e.pid) end
+      local names = each(docs[rank].traceEvents, function(e) return e.name == "process_name" end)
+      assert.equal("parx rank " .. rank, names[1].args.name)
+    end
+    local recvs = each(docs[1].traceEvents, function(e) return e.cat == "wait.mpi" and e.name == "mpi recv" end)
+    assert.equal(1, #recvs)
+    assert.equal(0, recvs[1].args.peer)
+    assert.equal(5, recvs[1].args.tag)
+    -- One view: both ranks' tracks, times on one clock (the receive ends
+    -- after the sender marked the send, give or take a millisecond).
+    local out = tmp .. "/merged.json"
+    assert.is_true(parx.trace.merge(out, {tmp .. "/mpi.rank0.json", tmp .. "/mpi.rank1.json"}))
+    local merged = json.decode(file(out)).traceEvents
+    assert_well_formed(merged)
+    local mark = each(merged, function(e) return e.ph == "i" and e.name == "sending" end)[1]
+    local recv = each(merged, function(e) return e.name == "mpi recv" end)[1]
+    assert.equal(1, mark.pid)
+    assert.equal(2, recv.pid)
+    assert.is_true(recv.ts + recv.dur >= mark.ts - 1000, "the receive ended before the send")
+    assert.has_error(function() parx.trace.merge(out, {}) end, "parx.trace.merge: paths must be a list of file names")
   end)
 end)

@@ -12,6 +12,7 @@
 --                             tables (while on, or after stop)
 --   parx.trace.dump([path])   every live task with its state, wait and
 --                             traceback (text); the recent timeline to path
+--   parx.trace.merge(out, paths)  one trace of several processes' (MPI ranks)
 --   parx.stats()              busy, parked, idle time per VM and more
 -- The recording is in C (runtime/core/trace.c): a flight recorder that is
 -- always on and a log per VM while a session runs.
@@ -47,6 +48,50 @@ function M.dump(path)
   return c.dump(path)
 end
 
+-- merge(out, paths) -> true | nil, message: one trace of several, each
+-- process (an MPI job's ranks: `parx --trace t.json` under mpiexec writes
+-- t.rank0.json, t.rank1.json, ... with pid = rank + 1) on its own tracks,
+-- their times aligned on the system clock (each file's
+-- otherData.clock_origin_us).  Reads the files parx writes (one event a
+-- line), not every Chrome trace.
+function M.merge(out, paths)
+  if type(out) ~= "string" then error("parx.trace.merge: out must be a string", 2) end
+  if type(paths) ~= "table" or #paths == 0 then error("parx.trace.merge: paths must be a list of file names", 2) end
+  local files, first = {}, math.huge
+  for i, path in ipairs(paths) do
+    local f, err = io.open(path, "rb")
+    if not f then return nil, "cannot read trace: " .. err end
+    local text = f:read("*a")
+    f:close()
+    local origin = tonumber(text:match('"clock_origin_us":([%d.e+-]+)'))
+    if not origin or not text:find('^{"traceEvents":%[') then
+      return nil, "cannot merge " .. path .. ": not a trace parx wrote"
+    end
+    files[i] = {text = text, origin = origin}
+    if origin < first then first = origin end
+  end
+  local f, err = io.open(out, "wb")
+  if not f then return nil, "cannot write trace: " .. err end
+  f:write('{"traceEvents":[\n')
+  local n = 0
+  for _, file in ipairs(files) do
+    local shift = file.origin - first
+    for line in file.text:gmatch("[^\n]+") do
+      if line:sub(1, 6) == '{"ph":' then
+        line = line:gsub(",$", ""):gsub('"ts":([%d.]+)', function(ts)
+          return string.format('"ts":%.3f', tonumber(ts) + shift)
+        end, 1)
+        f:write(n > 0 and ",\n" or "", line)
+        n = n + 1
+      end
+    end
+  end
+  f:write('\n],\n"displayTimeUnit":"ms"}\n')
+  local ok, werr = f:close()
+  if not ok then return nil, "cannot write trace: " .. tostring(werr) end
+  return true
+end
+
 -- SIGUSR1 (the command line watches it: parx_dump_on_sigusr1;
 -- core/trace_dump.c calls _usr1 on the main VM): the dump on stderr, the
 -- recent timeline in $TMPDIR; the process goes on.
@@ -59,6 +104,28 @@ local function on_usr1()
     err and ("parx: cannot write the recent timeline: " .. err .. "\n")
         or ("parx: the recent timeline (flight recorder): " .. path .. "\n"))
   io.stderr:flush()
+end
+
+-- The command line after a deadlock report or an uncaught error that ends
+-- the run (runtime/cli/main.c crash_dump; the report itself is printed
+-- already): every other live task with its wait and traceback, and the
+-- recent timeline in $TMPDIR, as SIGUSR1 gives them; nothing when no other
+-- task is left.  Never raises.
+function M._cli_crash(why)
+  pcall(function()
+    local path = string.format("%s/parx-%d-%s.json", os.getenv("TMPDIR") or "/tmp", c.pid(), why)
+    local text, err = c.dump(path, true)
+    if not text:find("\n  task ") then
+      os.remove(path)
+      return
+    end
+    text = text:gsub("[^\n]+:\n  no tasks\n", "") -- short: only the VMs with tasks
+    io.stderr:write(why == "deadlock" and "parx: every task at the deadlock:\n"
+                      or "parx: the tasks still alive when the error ended the run:\n", text,
+      err and ("parx: cannot write the recent timeline: " .. err .. "\n")
+          or ("parx: the recent timeline (flight recorder): " .. path .. "\n"))
+    io.stderr:flush()
+  end)
 end
 
 -- The command line's start of a run: SIGUSR1 dumps; --timeline traces.

@@ -304,6 +304,22 @@ static int descriptors_left(void) {
   return 1;
 }
 
+/* Under an MPI launcher (Open MPI, MPICH, PMIx export the rank), each rank
+ * writes its own trace: out.json becomes out.rank3.json (docs/trace.md).
+ * path itself when not a rank, else a malloc'd copy (NULL: no memory). */
+static char *rank_path(const char *path) {
+  const char *rank = getenv("OMPI_COMM_WORLD_RANK");
+  if (rank == NULL) rank = getenv("PMI_RANK");
+  if (rank == NULL) rank = getenv("PMIX_RANK");
+  if (path == NULL || rank == NULL || *rank == '\0') return (char *)path;
+  const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
+  size_t stem = dot != NULL && dot > (slash ? slash + 1 : path) ? (size_t)(dot - path) : strlen(path);
+  size_t len = strlen(path) + strlen(rank) + 8;
+  char *out = malloc(len);
+  if (out != NULL) snprintf(out, len, "%.*s.rank%s%s", (int)stem, path, rank, path + stem);
+  return out;
+}
+
 /* --trace and --timeline: a path that cannot be written fails now, not at
  * exit.  1 if path is NULL or writable (it is created). */
 static int writable(const char *path) {
@@ -333,6 +349,17 @@ static int finish_report(parx_runtime *rt, const cli *c, int status) {
   return r != PARX_OK && status == 0 ? 1 : status;
 }
 
+/* After a deadlock report or an uncaught error that ends the run (already
+ * reported): every task still alive, with its wait and traceback, and the
+ * flight recorder's recent timeline (lua/parx/trace.lua _cli_crash, which
+ * prints nothing when no other task is left and never raises). */
+static void crash_dump(parx_runtime *rt, int r) {
+  if (r != PARX_ERRRUN && r != PARX_ERRDEADLOCK) return;
+  char code[128];
+  snprintf(code, sizeof code, "require('parx.trace')._cli_crash(%s)", r == PARX_ERRDEADLOCK ? "'deadlock'" : "'error'");
+  parx_run_string(rt, code, "=(command line)", 0);
+}
+
 /* The status to exit with after result r (already reported unless EXIT;
  * a panic was reported by the runtime). */
 static int finish(parx_runtime *rt, int r) {
@@ -360,6 +387,15 @@ int main(int argc, char **argv) {
     free(c.actions);
     return 1;
   }
+  static char *trace, *svg; /* reachable to the end (leak checkers) */
+  trace = rank_path(c.trace);
+  svg = rank_path(c.svg);
+  if ((c.trace != NULL && trace == NULL) || (c.svg != NULL && svg == NULL)) {
+    fputs("parx: not enough memory\n", stderr);
+    return 1;
+  }
+  c.trace = trace;
+  c.svg = svg;
   if (!writable(c.trace) || !writable(c.svg)) {
     free(c.actions);
     return 1;
@@ -429,6 +465,7 @@ int main(int argc, char **argv) {
     const char *path = strcmp(argv[c.script], "-") == 0 ? NULL : argv[c.script];
     r = parx_run_file(rt, path, 0);
     if (r != PARX_OK && r != PARX_EXIT && r != PARX_ERRPANIC) px_cli_report(rt, r);
+    crash_dump(rt, r);
   }
 
   if (r == PARX_OK && (c.interactive || interactive_default)) {
@@ -449,6 +486,7 @@ int main(int argc, char **argv) {
     /* Let tasks the code left behind (async IO, timers) finish. */
     r = parx_run(rt);
     if (r != PARX_OK && r != PARX_EXIT && r != PARX_ERRPANIC) px_cli_report(rt, r);
+    crash_dump(rt, r);
   }
 
   int status = finish_report(rt, &c, finish(rt, r));

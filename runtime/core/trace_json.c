@@ -23,6 +23,19 @@
 
 #define TASK_TID 1000000
 
+/* The rank of this process in an MPI job, from what the launcher exports
+ * (Open MPI, MPICH and PMIx launchers), or -1.  A rank's trace is the
+ * process rank + 1 (Perfetto takes pid 0 for the kernel's idle task), so
+ * the traces of a job's ranks merge into one view (parx.trace.merge). */
+static int mpi_rank(void) {
+  static const char *const vars[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"};
+  for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+    const char *v = getenv(vars[i]);
+    if (v && *v) return atoi(v);
+  }
+  return -1;
+}
+
 /* ---- sessions ---------------------------------------------------------- */
 
 int px_trace_start(px_runtime *rt, const char *path) {
@@ -122,6 +135,7 @@ typedef struct reader {
   void (*emit)(struct reader *r, const out_ev *e);
   void *out; /* FILE * or lua_State * */
   int count;
+  int pid;
 } reader;
 
 static const char *const cat_names[PX_CAT_N] = {
@@ -346,7 +360,7 @@ static void json_pair(const char *k, size_t klen, const char *v, size_t vlen, in
 static void emit_json(reader *r, const out_ev *e) {
   FILE *f = r->out;
   fputs(r->count++ ? ",\n{" : "{", f);
-  fprintf(f, "\"ph\":\"%c\",\"pid\":1,\"tid\":%ld,\"name\":", e->ph, e->tid);
+  fprintf(f, "\"ph\":\"%c\",\"pid\":%d,\"tid\":%ld,\"name\":", e->ph, r->pid, e->tid);
   json_string(f, e->name);
   if (e->ph == 'M') {
     if (e->meta) {
@@ -383,12 +397,24 @@ static int write_file(reader *r, const char *path) {
   if (!f) return -errno;
   r->emit = emit_json;
   r->out = f;
+  int rank = mpi_rank();
+  r->pid = rank >= 0 ? rank + 1 : 1;
   fputs("{\"traceEvents\":[\n", f);
   read_all(r);
   int truncated = 0;
   for (int k = 0; k < r->n; k++) truncated |= r->src[k].tr && atomic_load(&r->src[k].tr->truncated);
-  fprintf(f, "%s{\"ph\":\"M\",\"pid\":1,\"name\":\"process_name\",\"args\":{\"name\":\"parx%s\"}}\n],\n\"displayTimeUnit\":\"ms\"}\n",
-          r->count ? ",\n" : "", truncated ? " (trace truncated)" : "");
+  char name[48] = "parx";
+  if (rank >= 0) snprintf(name, sizeof name, "parx rank %d", rank);
+  fprintf(f, "%s{\"ph\":\"M\",\"pid\":%d,\"name\":\"process_name\",\"args\":{\"name\":\"%s%s\"}}", r->count ? ",\n" : "",
+          r->pid, name, truncated ? " (trace truncated)" : "");
+  fprintf(f, ",\n{\"ph\":\"M\",\"pid\":%d,\"name\":\"process_sort_index\",\"args\":{\"sort_index\":%d}}", r->pid, r->pid);
+  /* Where ts 0 is on the system clock (µs since 1970), for merging the
+   * traces of several processes (parx.trace.merge). */
+  uv_timeval64_t tv;
+  double origin = 0;
+  if (uv_gettimeofday(&tv) == 0)
+    origin = (double)tv.tv_sec * 1e6 + (double)tv.tv_usec - us(r, px_trace_now());
+  fprintf(f, "\n],\n\"displayTimeUnit\":\"ms\",\n\"otherData\":{\"clock_origin_us\":%.3f,\"rank\":%d}}\n", origin, rank);
   int err = ferror(f) ? -EIO : 0;
   if (fclose(f) != 0 && !err) err = -errno;
   return err;
