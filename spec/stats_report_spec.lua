@@ -93,6 +93,26 @@ end)
 
 -- End to end: parx --stats (the flag is parx.trace's: pending until a parx
 -- that has it is built).
+describe("parx.stats_report.format on a loaded machine", function()
+  it("says for what share of their busy time the threads had a core, and warns when it is short", function()
+    local function with_cpu(share)
+      local w1, w2 = vm("worker 1", 1), vm("worker 2", 1)
+      w1.cpu, w2.cpu = share, share
+      local m = vm("main", 0)
+      m.cpu = 0
+      return report.format{wall = 1, workers = 2, vms = {m, w1, w2}}
+    end
+    local idle, loaded = with_cpu(0.95), with_cpu(0.3)
+    assert.equal(95, after(idle, "had a core for "))
+    assert.not_matches("Other processes held the cores", idle)
+    assert.equal(30, after(loaded, "had a core for "))
+    assert.matches("Other processes held the cores", loaded)
+    -- S is the program's speedup given its cores either way.
+    assert.equal(after(idle, "Speedup S = "), after(loaded, "Speedup S = "))
+    assert.not_matches("had a core", report.format{wall = 1, workers = 2, vms = {vm("main", 0), vm("worker 1", 1)}})
+  end)
+end)
+
 describe("parx --stats", function()
   local PARX = os.getenv("PARX_BIN") or "build/parx"
   local ROOT = debug.getinfo(1, "S").source:match("^@(.*)spec/stats_report_spec.lua$") or ""

@@ -364,6 +364,14 @@ describe("parx.stats", function()
     assert.is_true(s.channel_ops >= 2)
     assert.is_number(s.gpu_time)
     assert.is_number(s.mpi_time)
+    -- Each VM thread's CPU time: growing as it works.
+    local before = parx.stats().vms[1].cpu
+    local x = 0
+    for i = 1, 3e7 do x = x + i % 3 end
+    assert.is_true(x > 0)
+    local after = parx.stats().vms[1].cpu
+    assert.is_number(before)
+    assert.is_true(after > before, ("main's CPU time %s then %s"):format(before, after))
   end)
 
   it("--stats prints a report at exit, after the script's output", function()

@@ -8,7 +8,12 @@
 -- gpu_time, mpi_time} (times in seconds), as parx.stats() returns it.
 --
 -- The speedup S is the busy time summed over the VMs against the wall time:
--- how many workers were kept busy on average.  Amdahl's law says a program
+-- how many workers were kept busy on average.  Busy time is wall time
+-- running tasks: a property of the program when every worker has a core.
+-- On a machine whose cores other processes hold, a task waiting for a core
+-- is busy without working; the VM threads' CPU time (vms[i].cpu) says how
+-- much of the busy time they had a core, and the report says so when it is
+-- short: the wall clock then gains less than S.  Amdahl's law says a program
 -- whose serial part is e (the rest, 1 - e, runs in parallel) speeds up at
 -- most 1 / (e + (1 - e) / N) on N workers; the Karp–Flatt metric turns that
 -- round and measures e from the speedup a run got:
@@ -91,10 +96,11 @@ function M.format(stats)
   -- The table: one line per VM.
   local head = {"VM", "busy", "parked", "idle", "tasks", "task p50", "task p99"}
   local rows = {head}
-  local busy_sum = 0
+  local busy_sum, cpu_sum, has_cpu = 0, 0, #vms > 0 -- cpu: see the top
   for i, vm in ipairs(vms) do
     local busy = max(num(vm.busy), 0)
     busy_sum = busy_sum + busy
+    if tonumber(vm.cpu) then cpu_sum = cpu_sum + max(num(vm.cpu), 0) else has_cpu = false end
     rows[#rows + 1] = {tostring(vm.name or ("vm " .. (i - 1))),
                        secs(busy) .. pct(busy, wall), secs(vm.parked) .. pct(num(vm.parked), wall),
                        secs(vm.idle) .. pct(num(vm.idle), wall), count(vm.tasks),
@@ -129,6 +135,14 @@ function M.format(stats)
   out[#out + 1] = format("Speedup S = %.2fx: the VMs were busy %s in all over %s of wall time,", S,
                          secs(busy_sum), secs(wall))
   out[#out + 1] = format("  as if %.2f of them worked all the time.", S)
+  if has_cpu then
+    local share = math.min(cpu_sum / busy_sum, 1)
+    out[#out + 1] = format("  Their threads had a core for %.0f%% of it (CPU time %s).", 100 * share, secs(cpu_sum))
+    if share < 0.8 then
+      out[#out + 1] = "  Other processes held the cores the rest of the time, so on this machine now the"
+      out[#out + 1] = "  wall clock gains less than S from more workers."
+    end
+  end
   if N < 2 then
     out[#out + 1] = format("With %s there is nothing to compare against: run with --workers 2 "
                            .. "or more to measure the parallel fraction.", N == 1 and "one worker" or "no workers")

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core.h"
 
@@ -535,6 +536,22 @@ static double percentile(px_trace_stats *s, double q, uint64_t n, double sec_per
   return 0;
 }
 
+/* CPU seconds VM id's thread has used, or -1 when it cannot be read.  The
+ * busy time of a VM is wall time in its run slices: on a machine whose
+ * cores other processes hold, a thread waiting for a core still counts as
+ * busy, and only its CPU time says how much work got done.  A worker's
+ * own thread lives until the runtime closes; the main VM's is the thread
+ * driving it now. */
+static double thread_cpu(px_runtime *rt, int id) {
+  px_vm *vm = id == 0 ? rt->main : atomic_load(&rt->workers_started) && id <= rt->nworkers ? rt->workers[id - 1] : NULL;
+  if (!vm || vm->dead) return -1;
+  clockid_t clock;
+  struct timespec ts;
+  if (pthread_getcpuclockid(id == 0 ? vm->thread : vm->os_thread, &clock) != 0 || clock_gettime(clock, &ts) != 0)
+    return -1;
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 void px_trace_push_stats(lua_State *L, px_runtime *rt) {
   double sec = px_trace_ratio() / 1e9;
   uint64_t now = px_trace_now();
@@ -569,6 +586,8 @@ void px_trace_push_stats(lua_State *L, px_runtime *rt) {
       lua_createtable(L, 0, 7);
       set_str(L, "name", name);
       set_num(L, "busy", busy);
+      double cpu = thread_cpu(rt, id);
+      if (cpu >= 0) set_num(L, "cpu", cpu);
       set_num(L, "parked", parked);
       set_num(L, "idle", idle > 0 ? idle : 0);
       set_num(L, "tasks", (double)tasks);

@@ -13,10 +13,14 @@
 # machine); N (default 5e8: about a second of work on one worker) is the
 # example's n.  Prints each round, then the medians with their spread
 # (min..max), the ratio reported / measured, and "agree" or "disagree".
-# Exit status 0 when they agree within 10%, 1 when not.  A timing check:
-# not part of `make test` (spec/stats_report_spec.lua checks the report's
-# structure); on a loaded machine busy time counts time a worker was
-# descheduled while running, so the reported speedup runs high.
+# A timing check, not part of `make test` (spec/stats_report_spec.lua
+# checks the report's structure).  It needs cores to itself: busy time
+# counts the time a worker waited for a core that another process held, so
+# on a loaded machine S (the program's speedup given free cores) runs above
+# T1/T2 (what this machine gives now).  The report says for what share of
+# their busy time the threads had a core (their CPU time); the script
+# prints its median and calls the check inconclusive below 80%.
+# Exit status 0: agree within 10%; 1: disagree; 2: inconclusive (loaded).
 set -e
 build=${1:-build}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,13 +33,15 @@ trap 'rm -rf "$tmp"' EXIT
 
 now() { date +%s.%N; }
 
-# run WORKERS -> "wall S" (S: the speedup --stats reported)
+# run WORKERS -> "wall S share" (S: the speedup --stats reported; share:
+# the % of busy time the threads had a core)
 run() {
   t0=$(now)
   "$parx" --workers "$1" --stats "$example" "$n" >"$tmp/out" 2>"$tmp/err"
   t1=$(now)
   s=$(sed -n 's/.*Speedup S = \([0-9.]*\)x.*/\1/p' "$tmp/err" | head -n 1)
-  echo "$t0 $t1 ${s:-0}" | awk '{ printf "%.4f %s\n", $2 - $1, $3 }'
+  c=$(sed -n 's/.*had a core for \([0-9]*\)%.*/\1/p' "$tmp/err" | head -n 1)
+  echo "$t0 $t1 ${s:-0} ${c:-100}" | awk '{ printf "%.4f %s %s\n", $2 - $1, $3, $4 }'
 }
 
 echo "stats check: sum_squares.lua $n, $rounds rounds of 1 then 2 workers ($(nproc) CPUs)" >&2
@@ -45,10 +51,10 @@ while [ "$i" -le "$rounds" ]; do
   set -- $(run 1)
   t1=$1
   set -- $(run 2)
-  t2=$1 s=$2
-  printf '  round %d: T1 %.3f s  T2 %.3f s  measured T1/T2 %.3f  reported S %s\n' \
-    "$i" "$t1" "$t2" "$(echo "$t1 $t2" | awk '{ print $1 / $2 }')" "$s" >&2
-  echo "$t1 $t2 $s" >>"$tmp/rounds"
+  t2=$1 s=$2 c=$3
+  printf '  round %d: T1 %.3f s  T2 %.3f s  measured T1/T2 %.3f  reported S %s  (cores had %s%%)\n' \
+    "$i" "$t1" "$t2" "$(echo "$t1 $t2" | awk '{ print $1 / $2 }')" "$s" "$c" >&2
+  echo "$t1 $t2 $s $c" >>"$tmp/rounds"
   i=$((i + 1))
 done
 
@@ -63,15 +69,21 @@ function span(a, n,   i, lo, hi) {
   for (i = 2; i <= n; i++) { if (a[i] < lo) lo = a[i]; if (a[i] > hi) hi = a[i] }
   return sprintf("%.3f..%.3f", lo, hi)
 }
-{ n++; t1[n] = $1; t2[n] = $2; m[n] = $1 / $2; s[n] = $3 }
+{ n++; t1[n] = $1; t2[n] = $2; m[n] = $1 / $2; s[n] = $3; c[n] = $4 }
 END {
-  st1 = span(t1, n); st2 = span(t2, n); sm = span(m, n); ss = span(s, n)
-  mt1 = median(t1, n); mt2 = median(t2, n); mm = median(m, n); ms = median(s, n)
+  st1 = span(t1, n); st2 = span(t2, n); sm = span(m, n); ss = span(s, n); sc = span(c, n)
+  mt1 = median(t1, n); mt2 = median(t2, n); mm = median(m, n); ms = median(s, n); mc = median(c, n)
   ratio = ms / mm
   printf "T1 (1 worker)        median %.3f s  (%s)\n", mt1, st1
   printf "T2 (2 workers)       median %.3f s  (%s)\n", mt2, st2
   printf "measured T1/T2       median %.3f    (%s)\n", mm, sm
   printf "reported S (--stats) median %.3f    (%s)\n", ms, ss
-  printf "reported / measured  %.3f: %s within 10%%\n", ratio, (ratio >= 0.9 && ratio <= 1.1) ? "agree" : "disagree"
-  exit (ratio >= 0.9 && ratio <= 1.1) ? 0 : 1
+  printf "had a core (2 workers) median %.0f%%     (%s)\n", mc, sc
+  agree = ratio >= 0.9 && ratio <= 1.1
+  if (!agree && mc < 80) {
+    printf "reported / measured  %.3f: inconclusive: the threads had a core only %.0f%% of their busy time\n", ratio, mc
+    exit 2
+  }
+  printf "reported / measured  %.3f: %s within 10%%\n", ratio, agree ? "agree" : "disagree"
+  exit agree ? 0 : 1
 }' "$tmp/rounds"
