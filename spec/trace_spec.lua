@@ -212,7 +212,7 @@ describe("--trace", function()
     assert.equal(1, #failed)
   end)
 
-  it("waits say what they were on: a file's path, the host of a lookup, a connect and an HTTP request", function()
+  it("waits say what they were on: a file's path, the host of a lookup, a connect and an HTTP request, a command", function()
     local data = tmp .. "/data.txt"
     local events, status, _, err = traced(([[
       local fs, dns, tcp, http = require "parx.fs", require "parx.dns", require "parx.tcp", require "parx.http"
@@ -222,6 +222,9 @@ describe("--trace", function()
       dns.resolve("localhost")
       assert(not tcp.connect("127.0.0.1", 1))
       assert(not http.get("http://127.0.0.1:1/x"))
+      assert(parx.process.exec("true").status == 0)
+      local p = parx.process.spawn("true")
+      assert(p:wait() == 0)
     ]]):format(data, data, data))
     assert.equal(0, status, err)
     assert_well_formed(events)
@@ -235,6 +238,8 @@ describe("--trace", function()
     assert.equal("localhost", on["dns resolve"].host)
     assert.equal("127.0.0.1:1", on["tcp connect"].host)
     assert.equal("127.0.0.1:1", on["http request"].host)
+    assert.equal("true", on["process exec"].cmd)
+    assert.is_number(on["process wait"].pid)
   end)
 
   it("a GPU wait names its op", function()

@@ -490,6 +490,7 @@ static int proc_exec(lua_State *L) {
   if (p == NULL) return 3;
   px_req_init(&p->exit, &exec_type, "process exec");
   px_req_start(L, &p->exit); /* cannot raise: checked above */
+  px_trace_wait_on(L, &p->exit.wait, "cmd", lua_tostring(L, 1));
   if (data != NULL) {
     /* The child may not read all of it: SIGPIPE is ignored (see
      * px_open_process), the write just fails and the pipe closes. */
@@ -547,6 +548,7 @@ static int proc_wait(lua_State *L) {
   if (px_req_busy(&p->exit)) luaL_error(L, "another task is already waiting for this process");
   px_req_init(&p->exit, &wait_type, "process wait");
   px_req_start(L, &p->exit);
+  px_trace_wait_on_int(L, &p->exit.wait, "pid", p->handle.pid);
   return px_req_park(L, &p->exit);
 }
 
