@@ -1,11 +1,11 @@
 -- The marshaller's plain paths: PARX_NO_LJ=1 turns off every use of
 -- LuaJIT internals (the table layout, closure factories; see
 -- runtime/core/marshal_lj.c), and the specs of what crosses between VMs --
--- marshal, channels, select, pool -- run again in that mode, so the
--- fallbacks that no LuaJIT build takes otherwise are tested too.
+-- marshal, records by shape, channels, select, pool -- run again in that
+-- mode, so the fallbacks that no LuaJIT build takes otherwise are tested too.
 local PARX = os.getenv("PARX_BIN") or "build/parx"
-local SPECS = {"spec/marshal_spec.lua", "spec/chan_spec.lua", "spec/select_spec.lua",
-               "spec/pool_spec.lua"}
+local SPECS = {"spec/marshal_spec.lua", "spec/marshal_shape_spec.lua", "spec/chan_spec.lua",
+               "spec/select_spec.lua", "spec/pool_spec.lua"}
 
 -- Run a shell command; its output and exit status (the last line).
 local function sh(cmd)

@@ -99,12 +99,17 @@
  *   same bytes (encode_flat); the layout of GCtab, its nodes and GCstr is
  *   verified once per process like the array part's.
  *
+ * - Records by shape: the reader makes a table whose keys repeat an
+ *   earlier record's (short strings, in the same order; scalar values) by
+ *   copying a template's hash nodes (marshal_shape.c), verified like the
+ *   layouts above.
+ *
  * Known cost: other tables go through the Lua C API, about 30 calls per
- * small table.  The reader builds every table through the API (per 3-field
- * record: lua_createtable ~300 instructions, three lua_rawset ~370, the
- * string value ~130, the collector ~500 of ~2,050 in all, callgrind); a
- * reader that filled LuaJIT's nodes itself would remove most of that, at
- * the price of LuaJIT's hash-chain invariants kept by hand.
+ * small table.  Per 3-field record the reader still spends ~2,000
+ * instructions (callgrind): lua_createtable ~420 and interning the string
+ * value ~570, both with the collector's steps they trigger, the rest its
+ * own parsing; LuaJIT's allocator maps fresh pages for the records of each
+ * message (page faults are a large part of the wall time on a VM).
  */
 #include <math.h>
 #include <pthread.h>
@@ -118,6 +123,8 @@
  * Writer (its state in marshal.h; the per-VM caches in marshal_state.c,
  * error paths in marshal_path.c, functions' globals in marshal_globals.c).
  * ---------------------------------------------------------------------- */
+
+#define SEEN_SPARE_MAX (1 << 20)
 
 static int64_t seen_get(writer *w, const void *p) {
   size_t mask = w->seen_cap - 1, i = ptr_hash(p) >> 32 & mask;
@@ -137,8 +144,22 @@ static void seen_grow(writer *w, size_t n) {
   if (cap > w->seen_cap) {
     seen_slot *old = w->seen;
     size_t oldcap = w->seen_cap;
-    /* Grow into a userdata so an out-of-memory error cannot leak it. */
-    seen_slot *s = lua_newuserdata(w->L, cap * sizeof *s);
+    /* Grow into a userdata so an out-of-memory error cannot leak it: the
+     * VM's spare one when it is large enough (a fresh one of a few hundred
+     * KB is a fresh mapping, page faults included, on every send of a
+     * long list of tables), else a new one. */
+    seen_slot *s = NULL;
+    lua_rawgeti(w->L, w->state, S_SEEN);
+    if (lua_type(w->L, -1) == LUA_TUSERDATA && lua_objlen(w->L, -1) >= cap * sizeof *s) {
+      cap = lua_objlen(w->L, -1) / sizeof *s;
+      s = lua_touserdata(w->L, -1);
+      /* Taken: a send made meanwhile (by a finalizer) makes its own. */
+      lua_pushnil(w->L);
+      lua_rawseti(w->L, w->state, S_SEEN);
+    } else {
+      lua_pop(w->L, 1);
+      s = lua_newuserdata(w->L, cap * sizeof *s);
+    }
     memset(s, 0, cap * sizeof *s);
     lua_replace(w->L, w->seen_ud); /* the old one, if any, becomes garbage */
     w->seen = s;
@@ -747,6 +768,11 @@ int px_marshal(lua_State *L, int idx, int n, px_msg *m) {
     path_push(w, P_ARG);
     w->path[0].num = i + 1;
     rc = encode(w, idx + i);
+  }
+  /* The grown `seen` is the VM's spare for the next send, up to 1 MB. */
+  if (w->seen != w->inline_seen && w->seen_cap * sizeof *w->seen <= SEEN_SPARE_MAX) {
+    lua_pushvalue(L, w->seen_ud);
+    lua_rawseti(L, w->state, S_SEEN);
   }
   if (!rc && w->backrefs) m->data[flags_at] |= SEG_BACKREFS;
   if (!rc && w->env) m->data[flags_at] |= SEG_ENV;

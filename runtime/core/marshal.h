@@ -9,6 +9,7 @@
  *   unmarshal.c        the reader (px_unmarshal, px_unmarshal_data)
  *   marshal_lj.c       what depends on LuaJIT's internals, each with a fallback
  *   marshal_load.c     loading received bytecode (a stub in the fuzz build)
+ *   marshal_shape.c    the reader's records by shape (template tables)
  *   scalar.h/.c        the encoding of scalars, shared with channels and the pool
  */
 #ifndef PX_MARSHAL_H
@@ -41,6 +42,7 @@ enum {
   S_ENVMT,       /* {__index = _G}: metatable of received functions' envs */
   S_SCAN,        /* scan(fn) -> global names read, assigns? (jit.util);
                     false: jit.util is not usable here */
+  S_SEEN,        /* a spare userdata for the writer's `seen` (marshal.c) */
   S_NSLOTS
 };
 
@@ -254,6 +256,37 @@ void px_marshal_dump_function(lua_State *L);
  * the state table's index); 0, with nothing pushed, if factories are not
  * usable here (load bc instead). */
 int px_marshal_push_closure(lua_State *L, int state, const uint8_t *bc, size_t len);
+
+/* ---- marshal_shape.c: records by shape (LuaJIT's hash nodes, verified) */
+
+#define SHAPE_KEYS 16 /* most keys a shape holds */
+/* A template: a table with the keys of a shape, made by the reader and
+ * anchored by it for the message; slot[i]: the node of the i-th key. */
+typedef struct px_shape {
+  const void *tmpl;
+  const tab_node *node;
+  uint32_t hmask, nkeys;
+  uint32_t slot[SHAPE_KEYS];
+  const uint8_t *key[SHAPE_KEYS]; /* the keys in the message: tag, bytes */
+} px_shape;
+/* 1 usable, -1 not (the reader takes the C API), 0 not checked yet. */
+extern _Atomic int px_shape_state;
+/* Check once per process (after px_marshal_probe). */
+void px_shape_probe(lua_State *L);
+/* s->nkeys set, the template at tmpl (made with lua_createtable(L, 0,
+ * nkeys) and the keys rawset in order), its keys at firstkey...: fill in
+ * the rest of s.  0, or -1 if a key is not found. */
+int px_shape_init(lua_State *L, px_shape *s, int tmpl, int firstkey);
+/* Has the template kept its nodes since px_shape_init? */
+int px_shape_usable(const px_shape *s);
+/* Push a new table of shape s holding vals[i] (slot bits, below) at its
+ * i-th key.  Allocates nothing after the table: vals' strings must be
+ * anchored (on the stack) before the call. */
+void px_shape_fill(lua_State *L, const px_shape *s, const uint64_t *vals);
+/* The slot bits of a boolean, and of the string whose lua_tolstring is
+ * data. */
+uint64_t px_shape_bool(int b);
+uint64_t px_shape_str(const char *data);
 
 /* ---- marshal_load.c (replaced by fuzz/load_stub.c in the fuzz build) -- */
 

@@ -102,6 +102,7 @@ int px_marshal_state(lua_State *L) {
   if (lua_type(L, -1) == LUA_TTABLE) return lua_gettop(L);
   lua_pop(L, 1);
   px_marshal_probe(L);
+  px_shape_probe(L);
   lua_createtable(L, S_NSLOTS, 0);
   int state = lua_gettop(L);
   lua_newtable(L);

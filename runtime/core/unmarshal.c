@@ -49,6 +49,8 @@
 #define KEY_CACHE 64
 #define KEY_MAX 40
 #define KEY_CACHE_MIN 256
+#define SHAPES 4 /* templates per message (marshal_shape.c), kept in the
+                    key cache's table after its KEY_CACHE strings */
 
 typedef struct reader {
   lua_State *L;
@@ -65,6 +67,8 @@ typedef struct reader {
   int keys;      /* the key cache is made (keys[] initialised) */
   struct { const uint8_t *bytes; uint32_t len; } key[KEY_CACHE];
   char err[512];
+  int nshapes, last_shape; /* records by shape (decode_shaped) */
+  px_shape shape[SHAPES];
 } reader;
 
 /* Presized table slots may cost at most this many bytes per message byte
@@ -187,6 +191,14 @@ static int resolve_cfunc(reader *r) {
   return 0;
 }
 
+static void make_keys(reader *r) {
+  if (r->keys) return;
+  lua_createtable(r->L, KEY_CACHE + SHAPES, 0);
+  lua_replace(r->L, r->keyslot);
+  memset(r->key, 0, sizeof r->key);
+  r->keys = 1;
+}
+
 /* Push a table key: a short string through the key cache (returns 1: a
  * string, no need to check it), anything else through decode (0, or -1 on
  * error). */
@@ -199,12 +211,7 @@ static int decode_key(reader *r) {
   NEED(r, 1 + len);
   const uint8_t *s = r->p + 1;
   unsigned h = (unsigned)(len * 31 + s[0] * 7 + s[len - 1] * 3 + s[len / 2]) & (KEY_CACHE - 1);
-  if (!r->keys) {
-    lua_createtable(L, KEY_CACHE, 0);
-    lua_replace(L, r->keyslot);
-    memset(r->key, 0, sizeof r->key);
-    r->keys = 1;
-  }
+  make_keys(r);
   r->p += 1 + len;
   if (r->key[h].len == len && r->key[h].bytes && !memcmp(r->key[h].bytes, s, len)) {
     lua_rawgeti(L, r->keyslot, (int)h + 1);
@@ -251,6 +258,99 @@ static int decode_items(reader *r, int t, uint64_t narr) {
   return 0;
 }
 
+/* The table of nkeys pairs at r->p as a record by shape: keys the short
+ * strings of a template, in its order, and values numbers, strings or
+ * booleans.  1: pushed (and registered); 0: not such a table (nothing
+ * read, nothing pushed: the caller takes the C API); -1: error. */
+static int decode_shaped(reader *r, uint32_t nkeys) {
+  lua_State *L = r->L;
+  const uint8_t *q = r->p, *end = r->end, *key[SHAPE_KEYS];
+  px_scalar v[SHAPE_KEYS];
+  for (uint32_t i = 0; i < nkeys; i++) {
+    if (q >= end) return 0;
+    unsigned tag = *q;
+    if (tag <= T_SHORTSTR || tag > T_SHORTSTR + KEY_MAX) return 0;
+    size_t len = tag - T_SHORTSTR;
+    if ((size_t)(end - q) <= len) return 0;
+    key[i] = q;
+    q += 1 + len;
+    size_t n = px_scalar_read(q, (size_t)(end - q), &v[i]);
+    if (!n || (v[i].type != LUA_TNUMBER && v[i].type != LUA_TSTRING && v[i].type != LUA_TBOOLEAN))
+      return 0;
+    q += n;
+  }
+  if (r->budget < nkeys * HASH_NODE_BYTES) return 0;
+  px_shape *s = NULL;
+  for (int j = 0; j < r->nshapes && !s; j++) {
+    px_shape *c = &r->shape[(r->last_shape + j) % r->nshapes];
+    if (c->nkeys != nkeys) continue;
+    uint32_t i = 0;
+    while (i < nkeys && c->key[i][0] == key[i][0] &&
+           !memcmp(c->key[i] + 1, key[i] + 1, key[i][0] - T_SHORTSTR))
+      i++;
+    if (i == nkeys) {
+      s = c;
+      r->last_shape = (int)(c - r->shape);
+    }
+  }
+  if (!lua_checkstack(L, SHAPE_KEYS + 8)) return bad(r, "stack overflow");
+  int base = lua_gettop(L);
+  if (!s) {
+    /* A new shape: its template, keys in this table's order. */
+    if (r->nshapes == SHAPES) return 0;
+    make_keys(r);
+    lua_createtable(L, 0, (int)nkeys);
+    for (uint32_t i = 0; i < nkeys; i++) {
+      lua_pushlstring(L, (const char *)key[i] + 1, key[i][0] - T_SHORTSTR);
+      lua_pushvalue(L, -1);
+      lua_pushboolean(L, 0);
+      lua_rawset(L, base + 1);
+    }
+    s = &r->shape[r->nshapes];
+    s->nkeys = nkeys;
+    if (px_shape_init(L, s, base + 1, base + 2)) {
+      lua_settop(L, base);
+      return 0;
+    }
+    memcpy(s->key, key, nkeys * sizeof *key);
+    lua_settop(L, base + 1);
+    lua_rawseti(L, r->keyslot, KEY_CACHE + 1 + r->nshapes);
+    r->last_shape = r->nshapes++;
+  }
+  if (!px_shape_usable(s)) return 0;
+  r->budget -= nkeys * HASH_NODE_BYTES;
+  /* The strings first: they may allocate, the table's fill must not. */
+  int nstr = 0;
+  for (uint32_t i = 0; i < nkeys; i++)
+    if (v[i].type == LUA_TSTRING) {
+      lua_pushlstring(L, v[i].str, v[i].len);
+      nstr++;
+    }
+  uint64_t vals[SHAPE_KEYS];
+  int at = base + 1;
+  for (uint32_t i = 0; i < nkeys; i++) {
+    if (v[i].type == LUA_TNUMBER) {
+      double d = v[i].num;
+      memcpy(&vals[i], &d, 8);
+      /* LuaJIT's one NaN, as lua_pushnumber makes it: other NaN bits may
+       * be tags. */
+      if (d != d) vals[i] = 0xfff8000000000000ull;
+    } else if (v[i].type == LUA_TSTRING) {
+      vals[i] = px_shape_str(lua_tostring(L, at++));
+    } else {
+      vals[i] = px_shape_bool(v[i].boolean);
+    }
+  }
+  px_shape_fill(L, s, vals);
+  if (nstr) {
+    lua_replace(L, base + 1);
+    lua_settop(L, base + 1);
+  }
+  r->p = q;
+  reg(r, base + 1);
+  return 1;
+}
+
 static int decode_table(reader *r, int with_mt) {
   lua_State *L = r->L;
   int top = lua_gettop(L);
@@ -273,6 +373,11 @@ static int decode_table(reader *r, int with_mt) {
    * may claim the bytes that remain, so counts are not trusted beyond it.
    * LuaJIT raises above 2^27 array slots or 2^26 hash slots, and the fast
    * path in decode_items checks the real array size. */
+  if (narr == 0 && nhash && nhash <= SHAPE_KEYS && !with_mt && r->keyslot &&
+      px_shape_state > 0) {
+    int rc = decode_shaped(r, nhash);
+    if (rc) return rc < 0 ? -1 : 0;
+  }
   size_t hint_arr = narr, hint_hash = nhash;
   if (hint_arr > r->budget / 8) hint_arr = r->budget / 8;
   r->budget -= hint_arr * 8;
@@ -491,6 +596,7 @@ static int unmarshal(lua_State *L, px_msg *m, int trusted) {
   reader rd, *r = &rd;
   memset(r, 0, offsetof(reader, key));
   r->err[0] = 0;
+  r->nshapes = r->last_shape = 0;
   r->L = L;
   r->m = m;
   r->trusted = trusted;

@@ -236,11 +236,13 @@ static int fast_paths(lua_State *L) {
   px_marshal_state(L); /* the probes run on first use */
   lua_pop(L, 1);
   int f = px_marshal_fast_paths();
-  lua_createtable(L, 0, 2);
+  lua_createtable(L, 0, 3);
   lua_pushboolean(L, f & 1);
   lua_setfield(L, -2, "layout");
   lua_pushboolean(L, (f & 2) != 0);
   lua_setfield(L, -2, "factories");
+  lua_pushboolean(L, px_shape_state > 0);
+  lua_setfield(L, -2, "shapes");
   return 1;
 }
 
