@@ -297,6 +297,13 @@ static int encode_flat(writer *w, const void *t) {
    * may run finalizers (Lua code) that could change t between the sizes
    * counted below and the bytes written. */
   if ((w->seen_len + 1) * 2 > w->seen_cap) seen_grow(w, 1);
+  /* t's slot in `seen` (there is room): the one that holds it, or the
+   * empty one it goes in; nothing else writes `seen` meanwhile.  Whether t
+   * is a module is asked first too: that may refresh the module map, which
+   * allocates. */
+  size_t mask = w->seen_cap - 1, at = ptr_hash(t) >> 32 & mask;
+  while (w->seen[at].ptr && w->seen[at].ptr != t) at = (at + 1) & mask;
+  if (w->seen[at].ptr || px_marshal_maybe_module(w, t)) return 0;
   uint32_t asize, hmask;
   const uint64_t *arr = tab_array(t, &asize);
   const tab_node *node = tab_nodes(t, &hmask);
@@ -331,9 +338,10 @@ static int encode_flat(writer *w, const void *t) {
     bytes += n + klen + PX_SCALAR_STR_EXTRA;
     count++;
   }
-  if (seen_get(w, t) || px_marshal_maybe_module(w, t)) return 0;
   if (reserve(w, bytes)) return -1;
-  seen_put(w, t, (int64_t)K_OBJ << 32 | ++w->nobj); /* has room: no allocation */
+  w->seen[at].ptr = t;
+  w->seen[at].val = (int64_t)K_OBJ << 32 | ++w->nobj;
+  w->seen_len++;
   put_u8(w, T_TABLE);
   put_varint(w, narr);
   put_raw(w, &count, 4);

@@ -258,25 +258,75 @@ static int decode_items(reader *r, int t, uint64_t narr) {
   return 0;
 }
 
+/* The value at q (end: the message's) of a record by shape: a number or a
+ * boolean as its slot bits in *bits, a short string as its bytes in *str
+ * and *len; returns the bytes it took, 0 for anything else (the record
+ * then takes the C API). */
+static inline size_t shaped_value(const uint8_t *q, const uint8_t *end, uint64_t *bits,
+                                  const uint8_t **str, uint32_t *len) {
+  if (q >= end) return 0;
+  unsigned tag = *q;
+  double d;
+  size_t n = 1;
+  if (tag >= T_TINYINT) {
+    d = (double)(tag - T_TINYINT);
+  } else if (tag >= T_SHORTSTR) {
+    *len = tag - T_SHORTSTR;
+    if ((size_t)(end - q) <= *len) return 0;
+    *str = q + 1;
+    return 1 + (size_t)*len;
+  } else if (tag == T_TRUE || tag == T_FALSE) {
+    *bits = px_shape_bool(tag == T_TRUE);
+    return 1;
+  } else if (tag == T_INT16 && end - q >= 3) {
+    int16_t i;
+    memcpy(&i, q + 1, 2);
+    d = i;
+    n = 3;
+  } else if (tag == T_INT32 && end - q >= 5) {
+    int32_t i;
+    memcpy(&i, q + 1, 4);
+    d = i;
+    n = 5;
+  } else if (tag == T_DOUBLE && end - q >= 9) {
+    memcpy(&d, q + 1, 8);
+    n = 9;
+  } else {
+    return 0;
+  }
+  memcpy(bits, &d, 8);
+  /* LuaJIT's one NaN, as lua_pushnumber makes it: other NaN bits may be
+   * tags. */
+  if (d != d) *bits = 0xfff8000000000000ull;
+  return n;
+}
+
 /* The table of nkeys pairs at r->p as a record by shape: keys the short
- * strings of a template, in its order, and values numbers, strings or
- * booleans.  1: pushed (and registered); 0: not such a table (nothing
- * read, nothing pushed: the caller takes the C API); -1: error. */
+ * strings of a template, in its order, and values numbers, short strings
+ * or booleans.  1: pushed (and registered); 0: not such a table (nothing
+ * read, nothing pushed: the caller takes the C API); -1: error.  Called
+ * with room for 12 values on the stack (decode). */
 static int decode_shaped(reader *r, uint32_t nkeys) {
   lua_State *L = r->L;
-  const uint8_t *q = r->p, *end = r->end, *key[SHAPE_KEYS];
-  px_scalar v[SHAPE_KEYS];
+  const uint8_t *q = r->p, *end = r->end, *key[SHAPE_KEYS], *str[SHAPE_KEYS];
+  uint64_t vals[SHAPE_KEYS];
+  uint32_t len[SHAPE_KEYS], strs = 0;
+  int nstr = 0;
   for (uint32_t i = 0; i < nkeys; i++) {
     if (q >= end) return 0;
     unsigned tag = *q;
     if (tag <= T_SHORTSTR || tag > T_SHORTSTR + KEY_MAX) return 0;
-    size_t len = tag - T_SHORTSTR;
-    if ((size_t)(end - q) <= len) return 0;
+    size_t klen = tag - T_SHORTSTR;
+    if ((size_t)(end - q) <= klen) return 0;
     key[i] = q;
-    q += 1 + len;
-    size_t n = px_scalar_read(q, (size_t)(end - q), &v[i]);
-    if (!n || (v[i].type != LUA_TNUMBER && v[i].type != LUA_TSTRING && v[i].type != LUA_TBOOLEAN))
-      return 0;
+    q += 1 + klen;
+    str[i] = NULL;
+    size_t n = shaped_value(q, end, &vals[i], &str[i], &len[i]);
+    if (!n) return 0;
+    if (str[i]) {
+      strs |= 1u << i;
+      nstr++;
+    }
     q += n;
   }
   if (r->budget < nkeys * HASH_NODE_BYTES) return 0;
@@ -293,11 +343,11 @@ static int decode_shaped(reader *r, uint32_t nkeys) {
       r->last_shape = (int)(c - r->shape);
     }
   }
-  if (!lua_checkstack(L, SHAPE_KEYS + 8)) return bad(r, "stack overflow");
+  if (nstr + 1 > 12 && !lua_checkstack(L, SHAPE_KEYS + 8)) return bad(r, "stack overflow");
   int base = lua_gettop(L);
   if (!s) {
     /* A new shape: its template, keys in this table's order. */
-    if (r->nshapes == SHAPES) return 0;
+    if (r->nshapes == SHAPES || !lua_checkstack(L, 2 * SHAPE_KEYS + 8)) return 0;
     make_keys(r);
     lua_createtable(L, 0, (int)nkeys);
     for (uint32_t i = 0; i < nkeys; i++) {
@@ -319,27 +369,13 @@ static int decode_shaped(reader *r, uint32_t nkeys) {
   }
   if (!px_shape_usable(s)) return 0;
   r->budget -= nkeys * HASH_NODE_BYTES;
-  /* The strings first: they may allocate, the table's fill must not. */
-  int nstr = 0;
-  for (uint32_t i = 0; i < nkeys; i++)
-    if (v[i].type == LUA_TSTRING) {
-      lua_pushlstring(L, v[i].str, v[i].len);
-      nstr++;
-    }
-  uint64_t vals[SHAPE_KEYS];
-  int at = base + 1;
-  for (uint32_t i = 0; i < nkeys; i++) {
-    if (v[i].type == LUA_TNUMBER) {
-      double d = v[i].num;
-      memcpy(&vals[i], &d, 8);
-      /* LuaJIT's one NaN, as lua_pushnumber makes it: other NaN bits may
-       * be tags. */
-      if (d != d) vals[i] = 0xfff8000000000000ull;
-    } else if (v[i].type == LUA_TSTRING) {
-      vals[i] = px_shape_str(lua_tostring(L, at++));
-    } else {
-      vals[i] = px_shape_bool(v[i].boolean);
-    }
+  if (nstr) {
+    /* The strings first: they may allocate, the table's fill must not. */
+    for (uint32_t i = 0; i < nkeys; i++)
+      if (strs >> i & 1) lua_pushlstring(L, (const char *)str[i], len[i]);
+    int at = base + 1;
+    for (uint32_t i = 0; i < nkeys; i++)
+      if (strs >> i & 1) vals[i] = px_shape_str(lua_tostring(L, at++));
   }
   px_shape_fill(L, s, vals);
   if (nstr) {
