@@ -131,6 +131,9 @@ uv_loop_t *px_vm_loop(px_vm *vm);
 lua_State *px_vm_state(px_vm *vm); /* the VM's main lua_State */
 int px_vm_id(px_vm *vm);           /* 0 = main VM, 1..N = workers */
 int px_vm_on_thread(px_vm *vm);    /* 1 if the calling thread runs vm */
+/* 1 if vm has another task to run or a wake to deliver (its thread only):
+ * a task that waits by spinning would hold them up. */
+int px_vm_has_work(px_vm *vm);
 
 /* External work (a GPU stream, a host thread) that will px_wake() a task of
  * vm later, but holds no libuv handle, must be counted so the VM is not

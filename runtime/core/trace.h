@@ -18,7 +18,10 @@
  *
  * The scheduler and the modules record through the one-line calls below
  * (px_trace_run_begin ... px_trace_chunk_end); with tracing off a run
- * slice costs two clock reads and one 48-byte store into the ring.
+ * slice costs two clock reads and one 48-byte store into the ring, a wait
+ * one more store and no clock read (it ends when its VM next runs a
+ * slice), and pool chunks nothing but two stores (their events are the
+ * trace's only).
  */
 #ifndef PX_TRACE_H
 #define PX_TRACE_H
@@ -112,6 +115,21 @@ typedef struct px_trace {
   uint64_t born;               /* when the VM started */
   uint64_t last_end;           /* end of the last run slice */
   int depth;                   /* nested resumes (px_sched_run_inline) */
+  uint64_t now_end;            /* the clock at the last run_end */
+  /* Waits that ended (px_trace_woken) since the last run slice began:
+   * recorded then, with its clock reading as their end, so a wake reads
+   * no clock of its own. */
+  struct px_trace_pend {
+    const char *what;
+    long task;
+    int64_t on_id;
+    uint64_t t0;
+    int cat;
+    const char *detail; /* px_trace_wait_detail */
+  } pend[16];
+  int npend;
+  const char *cls_what;        /* px_trace_classify's last phrase, */
+  int cls_cat;                 /* and its category */
   px_trace_stats stats;
   px_strtab *strings;
   /* SIGUSR1 (trace_dump.c; the command line's main VM only). */

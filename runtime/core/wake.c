@@ -13,6 +13,10 @@ lua_State *px_vm_state(px_vm *vm) { return vm->L; }
 int px_vm_id(px_vm *vm) { return vm->id; }
 int px_vm_on_thread(px_vm *vm) { return pthread_equal(vm->thread, pthread_self()); }
 
+int px_vm_has_work(px_vm *vm) {
+  return vm->ready_head || vm->wakes_head || __atomic_load_n(&vm->inbox_head, __ATOMIC_RELAXED);
+}
+
 void px_vm_hold(px_vm *vm) { atomic_fetch_add(&vm->holds, 1); }
 
 void px_vm_release(px_vm *vm) {

@@ -45,7 +45,7 @@ static int park_op(lua_State *L, px_chan *ch, int kind, px_slot *v) {
   if (r == 0) {
     px_chan_enqueue_locked(ch, e);
     sel->queued = 1;
-    int spin = px_chan_should_spin(ch);
+    int spin = px_chan_should_spin(ch, sel->w.vm);
     if (spin) atomic_store_explicit(&sel->spin, 1, memory_order_relaxed);
     px_chan_unlock(ch);
     if (spin && px_sel_spin(ch, sel)) {

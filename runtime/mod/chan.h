@@ -170,10 +170,11 @@ void px_chan_unreceive(px_chan *ch, px_slot *v);
 
 /* Push the outcome of a fired sel (see chan_wait.c for the shapes). */
 int px_sel_outcome(lua_State *L, px_sel *sel);
-/* Spinning before parking (chan_wait.c): whether to, and the spin itself, after
+/* Spinning before parking (chan_wait.c): whether a task of vm should (never
+ * while vm has something else to run), and the spin itself, after
  * sel->spin was set to 1 with the entries queued.  1: sel fired meanwhile
  * and no wake will come; 0: park. */
-int px_chan_should_spin(px_chan *ch);
+int px_chan_should_spin(px_chan *ch, px_vm *vm);
 int px_sel_spin(px_chan *ch, px_sel *sel);
 
 /* Park L's task on sel, whose entries the caller enqueued after calling

@@ -268,7 +268,7 @@ int px_chan_select(lua_State *L) {
       sel->queued = 1;
       /* Spin before parking, as send and recv do (chan_wait.c); the first
        * case's channel keeps the credit. */
-      if (px_chan_should_spin(sel->cases[0].ch)) atomic_store(&sel->spin, 1);
+      if (px_chan_should_spin(sel->cases[0].ch, sel->w.vm)) atomic_store(&sel->spin, 1);
     }
     unlock_all(&ls);
     px_chan_wake_all(wake);
