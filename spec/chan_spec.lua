@@ -171,6 +171,22 @@ describe("parx.channel", function()
       assert.equal(5050, t:join())
     end)
 
+    it("a producer and a consumer on one VM never spin before parking (the other one is ready)", function()
+      local spins = require("parx.c.chan").spins
+      for _, cap in ipairs({0, 1}) do
+        local ch = channel(cap)
+        local t = parx.async(function()
+          local sum = 0
+          for v in ch:iter() do sum = sum + v end
+          return sum
+        end)
+        for i = 1, 2000 do ch:send(i) end
+        ch:close()
+        assert.equal(2001000, t:join())
+        assert.equal(0, spins(ch), "capacity " .. cap)
+      end
+    end)
+
     it("refuses values that cannot cross VMs, naming them", function()
       local ch = channel()
       local co = coroutine.create(function() end)

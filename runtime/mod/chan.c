@@ -169,6 +169,13 @@ static int l_live(lua_State *L) {
   return 1;
 }
 
+/* spins(ch) -> how many parks on ch spun first (a debug counter). */
+static int l_spins(lua_State *L) {
+  px_chan *ch = (px_chan *)px_shared_check(L, 1, &px_chan_type);
+  lua_pushnumber(L, (lua_Number)atomic_load_explicit(&ch->spins, memory_order_relaxed));
+  return 1;
+}
+
 /* parx.channel([capacity]): none or math.huge = unbounded, 0 = rendezvous. */
 static int l_new(lua_State *L) {
   long cap = -1;
@@ -210,6 +217,8 @@ int px_open_chan(lua_State *L) {
   lua_setfield(L, -2, "new");
   lua_pushcfunction(L, l_live);
   lua_setfield(L, -2, "live");
+  lua_pushcfunction(L, l_spins);
+  lua_setfield(L, -2, "spins");
   luaL_getmetatable(L, px_chan_type.name);
   lua_setfield(L, -2, "metatable");
   lua_pushlightuserdata(L, (void *)px_chan_fast_api());

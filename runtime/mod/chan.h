@@ -51,6 +51,7 @@ typedef struct px_chan {
   px_waitq recvq, sendq;
   atomic_int spin_credit; /* adaptive spinning before parking (chan_wait.c) */
   atomic_uint spin_probe;
+  atomic_ulong spins;     /* parks that spun first (a debug counter) */
   int64_t trace_id;       /* traces: its number; values in and out, for */
   uint64_t nsent, nrecv;  /* send -> recv flows (trace.h) */
 } px_chan;

@@ -337,6 +337,7 @@ px_chan *px_chan_new(long cap) {
   ch->trace_id = px_trace_new_id();
   atomic_init(&ch->spin_credit, 4);
   atomic_init(&ch->spin_probe, 0);
+  atomic_init(&ch->spins, 0);
   atomic_fetch_add_explicit(&live_channels, 1, memory_order_relaxed);
   return ch;
 }

@@ -189,8 +189,11 @@ int px_chan_should_spin(px_chan *ch, px_vm *vm) {
   /* The counterpart may be a task of this very VM, and so may whatever
    * else is ready: none of them can run while this one spins. */
   if (ncpus() < 2 || px_vm_has_work(vm)) return 0;
-  if (atomic_load_explicit(&ch->spin_credit, memory_order_relaxed) > 0) return 1;
-  return (atomic_fetch_add_explicit(&ch->spin_probe, 1, memory_order_relaxed) & 31) == 0;
+  if (atomic_load_explicit(&ch->spin_credit, memory_order_relaxed) <= 0 &&
+      (atomic_fetch_add_explicit(&ch->spin_probe, 1, memory_order_relaxed) & 31) != 0)
+    return 0;
+  atomic_fetch_add_explicit(&ch->spins, 1, memory_order_relaxed);
+  return 1;
 }
 
 static uint64_t now_ns(void) {
