@@ -196,6 +196,10 @@ struct px_wait {
  * (nothing registered yet) when L is not inside a task or when the task was
  * asked to cancel. */
 void px_wait_prepare(lua_State *L, px_wait *w);
+/* The same without raising: 0, or -1 (nothing done) where px_wait_prepare
+ * would raise; the caller frees what it holds, then px_check_can_park(L)
+ * raises the error. */
+int px_wait_try_prepare(lua_State *L, px_wait *w);
 int px_park(lua_State *L, px_wait *w);   /* calls px_wait_prepare if needed */
 void px_wake(px_wait *w); /* any thread; exactly once per park */
 

@@ -154,14 +154,21 @@ void px_check_can_park(lua_State *L) {
   if (t->future && atomic_load(&t->future->cancel_requested)) raise_cancelled(L);
 }
 
-void px_wait_prepare(lua_State *L, px_wait *w) {
-  px_check_can_park(L);
+int px_wait_try_prepare(lua_State *L, px_wait *w) {
   px_vm *vm = px_vm_of(L);
-  if (vm->current->wait) drop_failed_park(vm, vm->current);
+  px_task *t = vm ? vm->current : NULL;
+  if (!t || (t->future && atomic_load(&t->future->cancel_requested))) return -1;
+  if (t->wait) drop_failed_park(vm, t);
   w->task = vm->current;
   w->vm = vm;
   w->armed = 1;
   if (w->external) px_vm_hold(vm);
+  return 0;
+}
+
+void px_wait_prepare(lua_State *L, px_wait *w) {
+  px_check_can_park(L);
+  if (px_wait_try_prepare(L, w) != 0) px_check_can_park(L); /* cancelled meanwhile: raises */
 }
 
 /* A park inside a coroutine of the task (lib_base.c's resume saw child

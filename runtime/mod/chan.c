@@ -36,7 +36,7 @@ static int park_op(lua_State *L, px_chan *ch, int kind, px_slot *v) {
   px_sel_setup_wait(sel);
   if (px_sel_prepare(L, sel) != 0) {
     px_sel_finish(sel);
-    return lua_error(L);
+    return px_sel_raise(L);
   }
   px_sel *wake = NULL;
   px_chan_lock(ch);

@@ -182,9 +182,11 @@ int px_sel_spin(px_chan *ch, px_sel *sel);
  * px_wait_prepare.  Sets the scheduler callbacks. */
 int px_sel_park(lua_State *L, px_sel *sel);
 void px_sel_setup_wait(px_sel *sel);
-/* px_wait_prepare(L, &sel->w), protected (it raises when the task cannot
- * park): 0, or -1 with the error pushed, so the caller frees sel. */
+/* px_wait_prepare(L, &sel->w) without raising: 0, or -1 when the task
+ * cannot park; the caller then frees sel and returns px_sel_raise(L),
+ * which raises what px_wait_prepare would have. */
 int px_sel_prepare(lua_State *L, px_sel *sel);
+int px_sel_raise(lua_State *L);
 
 /* The channel behind the proxy at idx (raises when it is not one).  Fast:
  * compares the metatable with the upvalue when called as a method. */

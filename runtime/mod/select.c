@@ -98,11 +98,6 @@ static px_chan *test_chan(lua_State *L, int idx) {
   return same ? *(px_chan **)p : NULL;
 }
 
-static int prepare_call(lua_State *L) {
-  px_wait_prepare(L, lua_touserdata(L, 1));
-  return 0;
-}
-
 /* Results when a case fired without parking; raises on a send to a closed
  * channel or a value that cannot be unmarshalled. */
 static int push_now(lua_State *L, px_sel *sel) {
@@ -251,12 +246,10 @@ int px_chan_select(lua_State *L) {
   /* Nothing was ready: prepare to park (may raise: free first), look again
    * with every lock held, then queue every case. */
   px_sel_setup_wait(sel);
-  lua_pushcfunction(L, prepare_call);
-  lua_pushlightuserdata(L, &sel->w);
-  if (lua_pcall(L, 1, 0, 0) != 0) {
+  if (px_sel_prepare(L, sel) != 0) {
     px_sel_finish(sel);
     if (chans != stack_chans) free(chans);
-    return lua_error(L);
+    return px_sel_raise(L);
   }
   px_sel *wake = NULL;
   int fired = -1;
