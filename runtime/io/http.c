@@ -56,18 +56,21 @@
  * cost a fifth more CPU (with 256 KiB). */
 #define STREAM_BUFFER (64 * 1024)
 
-/* A held body gets BIG_BUFFER (curl the command's size) when the last
- * transfer that ended in this VM brought BIG_AFTER bytes or more: libcurl
- * sizes its buffer before the first byte, when the Content-Length is not
- * known yet, and cannot grow it during the transfer, so the previous body
- * is the guess.  Measured (task-clock, 2 vCPUs, 6 interleaved rounds):
- * an 8 MB body costs about 4.8 ms of CPU instead of 7.0 with 16 KiB (a
- * sixth of the reads and polls); 200 concurrent 1 KiB requests cost
- * 9-13% more with 64-100 KiB each (libcurl allocates the buffer per
- * transfer), so they keep 16 KiB.  A small body right after a big one
- * pays that once. */
-#define BIG_BUFFER (100 * 1024)
+/* A held body gets BIG_BUFFER when the last transfer that ended in this
+ * VM brought BIG_AFTER bytes or more: libcurl sizes its buffer before the
+ * first byte, when the Content-Length is not known yet, and cannot grow
+ * it during the transfer, so the previous body is the guess.  Measured
+ * (task-clock of 30 GETs of 8 MB, 2 vCPUs, interleaved rounds, medians):
+ * 316 ms with libcurl's 16 KiB, 232-248 with 100 KiB (curl the command's
+ * size), 209 with 256 KiB: fewer reads and polls per megabyte.  200
+ * concurrent 1 KiB requests cost 9-13% more CPU with 64-100 KiB each
+ * (libcurl allocates the buffer per transfer), so they keep 16 KiB; a
+ * small body right after a big one pays that once.  Only while fewer than
+ * BIG_INFLIGHT transfers run: hundreds at once keep 16 KiB each, not
+ * 256 KiB. */
+#define BIG_BUFFER (256 * 1024)
 #define BIG_AFTER (1024 * 1024)
+#define BIG_INFLIGHT 16
 
 /* A function sink's chunks are at most SINK_CHUNK bytes: below LuaJIT's
  * threshold for allocating a string with its own mmap, so chunk strings
@@ -692,7 +695,7 @@ static int http_request(lua_State *L) {
   curl_easy_setopt(easy, CURLOPT_HEADERDATA, r);
   if (r->stream || r->fd >= 0)
     curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, (long)STREAM_BUFFER);
-  else if (m->big_bodies)
+  else if (m->big_bodies && m->inflight < BIG_INFLIGHT)
     curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, (long)BIG_BUFFER);
   int err = px_http_configure(easy, &o, headers);
   if (err) {
