@@ -190,6 +190,25 @@ describe("--trace", function()
     assert.is_true(#spawn_flows >= 2)
   end)
 
+  it("the runnable-tasks counter has one sample per change of its value", function()
+    local events = traced([[
+      local ch = parx.channel(0)
+      local t = parx.async(function() for v in ch:iter() do end end)
+      for i = 1, 200 do ch:send(i) end
+      ch:close()
+      t:join()
+    ]])
+    local last, samples = {}, 0
+    for _, e in ipairs(events) do
+      if e.ph == "C" and e.name:match("^runnable tasks") then
+        samples = samples + 1
+        assert.is_true(last[e.name] ~= e.args.value, "a repeated sample of " .. e.name)
+        last[e.name] = e.args.value
+      end
+    end
+    assert.is_true(samples > 0)
+  end)
+
   it("a sleep is a wait on the task's track", function()
     local events = traced("parx.async(function() parx.sleep(0.02) end):join()")
     local sleeps = each(events, function(e) return e.cat == "wait.sleep" end)

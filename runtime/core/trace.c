@@ -218,7 +218,9 @@ void px_trace_log(px_trace *tr, const px_event *e) {
 /* The runtime's tracing flag changed: follow it.  A VM that starts
  * logging names itself (a thread_name in the JSON comes from the VM id). */
 void px_trace_check(px_trace *tr) {
-  tr->logging = atomic_load_explicit(tr->tracing, memory_order_relaxed) != 0;
+  int on = atomic_load_explicit(tr->tracing, memory_order_relaxed) != 0;
+  if (on && !tr->logging) tr->runnable_shown = -1; /* a new session shows the first */
+  tr->logging = on;
 }
 
 /* ---- names -------------------------------------------------------------- */
@@ -347,8 +349,12 @@ void px_trace_run_end(px_vm *vm, px_task *t, uint64_t t0) {
   if (--tr->depth == 0) {
     px_stat_add(&tr->stats.busy, now - t0);
     tr->last_end = now;
-    if (tr->logging)
-      px_trace_add(tr, PX_EV_COUNTER, PX_CAT_RUN, now, now, "runnable tasks", 0, vm->ntasks - vm->nparked, 0);
+    /* A counter holds its value until the next sample: one per change. */
+    long runnable = vm->ntasks - vm->nparked;
+    if (tr->logging && runnable != tr->runnable_shown) {
+      px_trace_add(tr, PX_EV_COUNTER, PX_CAT_RUN, now, now, "runnable tasks", 0, runnable, 0);
+      tr->runnable_shown = runnable;
+    }
   }
 }
 

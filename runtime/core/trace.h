@@ -116,6 +116,7 @@ typedef struct px_trace {
   uint64_t last_end;           /* end of the last run slice */
   int depth;                   /* nested resumes (px_sched_run_inline) */
   uint64_t now_end;            /* the clock at the last run_end */
+  long runnable_shown;         /* the last "runnable tasks" sample, -1: none */
   /* Waits that ended (px_trace_woken) since the last run slice began:
    * recorded then, with its clock reading as their end, so a wake reads
    * no clock of its own. */
