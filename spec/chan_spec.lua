@@ -159,30 +159,28 @@ describe("parx.channel", function()
       assert.same({1, 2, 3, 4, 5}, got)
     end)
 
-    it("hands values between async tasks of the same VM", function()
-      local ch = channel(0)
+    -- Sends 1..n from this task to an async task of the same VM over ch,
+    -- which sums them.
+    local function sum_on_one_vm(ch, n)
       local t = parx.async(function()
         local sum = 0
         for v in ch:iter() do sum = sum + v end
         return sum
       end)
-      for i = 1, 100 do ch:send(i) end
+      for i = 1, n do ch:send(i) end
       ch:close()
-      assert.equal(5050, t:join())
+      return t:join()
+    end
+
+    it("hands values between async tasks of the same VM", function()
+      assert.equal(5050, sum_on_one_vm(channel(0), 100))
     end)
 
     it("a producer and a consumer on one VM never spin before parking (the other one is ready)", function()
       local spins = require("parx.c.chan").spins
       for _, cap in ipairs({0, 1}) do
         local ch = channel(cap)
-        local t = parx.async(function()
-          local sum = 0
-          for v in ch:iter() do sum = sum + v end
-          return sum
-        end)
-        for i = 1, 2000 do ch:send(i) end
-        ch:close()
-        assert.equal(2001000, t:join())
+        assert.equal(2001000, sum_on_one_vm(ch, 2000))
         assert.equal(0, spins(ch), "capacity " .. cap)
       end
     end)
