@@ -77,7 +77,7 @@ describe("parx.pool.new", function()
     assert.is_true(total <= 8)
   end)
 
-  it("max_tasks_per_worker = n runs the initializer again after n items in a worker", function()
+  it("max_tasks_per_worker = n runs the initializer again after n tasks (chunks) in a VM", function()
     local p = pool.new{workers = 1, initializer = function() POOL_SPEC_K = 0 end, max_tasks_per_worker = 3}
     local r = p:map(function() POOL_SPEC_K = POOL_SPEC_K + 1; return POOL_SPEC_K end, range(12), {chunksize = 1})
     for i = 1, 12 do assert.is_true(r[i] >= 1 and r[i] <= 3, "item " .. i .. ": " .. tostring(r[i])) end
@@ -115,6 +115,138 @@ describe("parx.pool.new", function()
     assert.is_true(t1:done() and t2:done())
     assert.equal("s", t2:join())
     assert.matches("closed", tostring(p))
+  end)
+end)
+
+-- The VM a task runs on, and the threads of this process (Linux).
+local function vm_id() return require("parx.c.task").vm_id() end
+local function nthreads()
+  local names = parx.fs.readdir("/proc/self/task")
+  return names and #names
+end
+
+-- Poll until f() is true (at most 10 s: a hang guard, not a timing).
+local function eventually(f)
+  local deadline = parx.now() + 10
+  while not f() and parx.now() < deadline do parx.sleep(0.005) end
+  return f()
+end
+
+describe("parx.pool.new's own VMs", function()
+  it("a pool of 2 runs its work on exactly 2 VMs of its own, none of them a runtime worker", function()
+    local default = {}
+    for i = 1, 40 do default[parx.spawn(vm_id):join()] = true end
+    for _, id in ipairs(pool.map(function() parx.sleep(0.002) return vm_id() end, range(20), {chunksize = 1})) do
+      default[id] = true
+    end
+    local p = pool.new{workers = 2}
+    local seen, n = {}, 0
+    local ids = p:map(function() parx.sleep(0.01) return vm_id() end, range(8), {chunksize = 1})
+    for i = 1, 6 do ids[#ids + 1] = p:submit(function() parx.sleep(0.005) return vm_id() end):join() end
+    for _, id in ipairs(ids) do
+      if not seen[id] then seen[id], n = true, n + 1 end
+      assert.is_nil(default[id], "VM " .. id .. " is one of the runtime's")
+      assert.are_not.equal(0, id)
+    end
+    assert.equal(2, n)
+    p:close()
+    p:join()
+  end)
+
+  it("starts its threads at creation and ends them at close/join", function()
+    if not nthreads() then pending("no /proc/self/task") return end
+    parx.spawn(function() end):join() -- the runtime's workers are up
+    local before = nthreads()
+    local p = pool.new{workers = 3}
+    assert.equal(before + 3, nthreads())
+    assert.same({2, 3}, p:map(function(x) return x + 1 end, {1, 2}))
+    p:close()
+    p:join()
+    assert.is_true(eventually(function() return nthreads() == before end))
+  end)
+
+  it("a pool that is collected without close() ends its VMs", function()
+    if not nthreads() then pending("no /proc/self/task") return end
+    local during
+    local function use_and_drop()
+      local p = pool.new{workers = 2, initializer = function() POOL_SPEC_GC = 1 end}
+      during = nthreads()
+      return p:map(function() return POOL_SPEC_GC end, {1})
+    end
+    assert.same({1}, use_and_drop())
+    assert.is_true(eventually(function() collectgarbage() return nthreads() <= during - 2 end))
+  end)
+
+  it("runs the initializer once in each of its VMs; its state is not the default pool's", function()
+    local runs = parx.atomic(0)
+    local p = pool.new{workers = 2, initializer = function(r) POOL_SPEC_INIT = r:add(1) end, initargs = {runs}}
+    local got = p:map(function() parx.sleep(0.005) return POOL_SPEC_INIT end, range(10), {chunksize = 1})
+    local values = {}
+    for i = 1, 10 do values[got[i]] = true end
+    assert.same({[1] = true, [2] = true}, values)
+    assert.equal(2, runs:get())
+    assert.same({"nil", "nil"}, pool.map(function() return tostring(POOL_SPEC_INIT) end, {1, 2}))
+    assert.is_nil(parx.spawn(function() return POOL_SPEC_INIT end):join())
+    p:close()
+  end)
+
+  it("max_tasks_per_worker gives a fresh VM (a new Lua state, the initializer again) after n tasks", function()
+    local runs = parx.atomic(0)
+    local p = pool.new{workers = 1, max_tasks_per_worker = 2,
+                       initializer = function(r) POOL_SPEC_GEN = r:add(1) end, initargs = {runs}}
+    local gens, marks = {}, {}
+    for i = 1, 6 do
+      local gen, mark = p:submit(function()
+        local seen = rawget(_G, "POOL_SPEC_MARK") -- in the VM's own _G: gone with the VM
+        rawset(_G, "POOL_SPEC_MARK", true)
+        return POOL_SPEC_GEN, seen == true
+      end):join()
+      gens[i], marks[i] = gen, mark
+    end
+    assert.same({1, 1, 2, 2, 3, 3}, gens)
+    assert.same({false, true, false, true, false, true}, marks)
+    -- a map's chunk is one task: 6 chunks make 3 more fresh VMs
+    local r = p:map(function() return POOL_SPEC_GEN end, range(6), {chunksize = 1})
+    assert.same({4, 4, 5, 5, 6, 6}, r)
+    p:close()
+    p:join()
+  end)
+
+  it("an error in the initializer is raised by every task of the pool, naming the initializer", function()
+    local p = pool.new{workers = 1, initializer = function() error("no database", 0) end}
+    local ok, err = pcall(function() return p:submit(function() return 1 end):join() end)
+    assert.is_false(ok)
+    assert.matches("initializer failed.*no database", tostring(err))
+  end)
+
+  it("a closed pool raises a clear error on use", function()
+    local p = pool.new{workers = 1}
+    p:close()
+    for _, call in ipairs({
+      function() return p:map(function(x) return x end, {1}) end,
+      function() return p:submit(function() end) end,
+      function() return p:imap(function(x) return x end, {1}) end,
+      function() return p:reduce(function(a, b) return a + b end, {1, 2}) end,
+    }) do
+      local ok, err = pcall(call)
+      assert.is_false(ok)
+      assert.matches("pool%.%a+: the pool is closed", err)
+    end
+  end)
+
+  it("a script that forgets close() exits, its pool's VMs stopped", function()
+    local file = os.tmpname()
+    parx.fs.writefile(file, [[
+      local p = parx.pool.new{workers = 2, initializer = function() BASE = 10 end}
+      print(table.concat(p:map(function(x) return x + BASE end, {1, 2, 3}), " "))
+      local later = p:submit(function() parx.sleep(0.05) return "late" end)
+      print(later:join())
+    ]])
+    local r = assert(parx.process.exec(os.getenv("PARX_BIN") or "build/parx", {file},
+                                       {env = {PARX_WORKERS = "2"}, timeout = 30}))
+    os.remove(file)
+    assert.equal(0, r.status, r.stderr)
+    assert.equal("11 12 13\nlate\n", r.stdout)
   end)
 end)
 

@@ -66,7 +66,13 @@ local function handler(e)
   return e
 end
 
+local runner_main
+local count_task, respawn = c.count_task, c.group_respawn
+
 -- The body of a runner task: claim chunks until the job has none left.
+-- On a VM of a pool object with max_tasks_per_worker, each chunk is one of
+-- the VM's tasks: once they are used up the runner hands the job on to a
+-- runner on a fresh VM of the pool and ends (its VM is then replaced).
 function M._run(job, bar)
   local ok, fn, mode = pcall(c.fn, job)
   if not ok then
@@ -87,11 +93,15 @@ function M._run(job, bar)
     if not done then fail(job, k, r)
     elseif r == true and outbuf then finish_num(job, k)
     else finish(job, k, r) end
+    if count_task() then
+      respawn(runner_main, job, bar)
+      return
+    end
   end
 end
 
 -- What parx.spawn sends: no upvalues, so it marshals in a few bytes.
-local function runner_main(job, bar)
+function runner_main(job, bar)
   return require("parx.pool")._run(job, bar)
 end
 
@@ -213,7 +223,12 @@ end
 -- A running job as the caller sees it.
 local MAX_CHUNKS = 1e9 -- pool.c's limit on the chunks of one job
 
-local function start(name, mode, fn, nchunks, opts, total, ...)
+-- ctx: where the runners go: {workers = function() -> how many VMs,
+-- spawn = function(fn, ...) -> Task}; the runtime's workers (DEFAULT) or a
+-- pool object's own VMs (parx.pool_object).
+local DEFAULT = {workers = c.workers, spawn = spawn}
+
+local function start(ctx, name, mode, fn, nchunks, opts, total, ...)
   if nchunks >= MAX_CHUNKS then
     error(("%s: %s items in chunks of %s make %s chunks (at most 10^9; "
            .. "pass a larger opts.chunksize)"):format(name, numstr(total),
@@ -229,8 +244,9 @@ local function start(name, mode, fn, nchunks, opts, total, ...)
   local bar = bar_new(name, total, opts)
   local shared = progress.shared(bar)
   -- opts.workers: at most that many chunks run at once (one per runner).
-  for i = 1, min(opts.workers or c.workers(), c.workers(), nchunks) do
-    runners[i] = spawn(runner_main, share, shared)
+  local nvms = ctx.workers()
+  for i = 1, min(opts.workers or nvms, nvms, nchunks) do
+    runners[i] = ctx.spawn(runner_main, share, shared)
   end
   local st = {name = name, owner = owner, runners = runners, nchunks = nchunks,
               lane = lane,
@@ -323,7 +339,7 @@ local function done(st)
   if st.bar then bar_draw(st.bar, st.bar.total, true) end
 end
 
-local function prepare(name, fn, list, opts)
+local function prepare(ctx, name, fn, list, opts)
   if not callable(fn) then
     error(("bad argument #1 to '%s' (function expected, got %s)"):format(name, type(fn)), 3)
   end
@@ -333,16 +349,16 @@ local function prepare(name, fn, list, opts)
   opts = check_opts(name, opts, 3)
   local n = list_length(name, list, opts)
   -- A chunk is never longer than the list (chunksize = 1e15 is one chunk).
-  local cs = min(opts.chunksize or default_chunksize(n, c.workers()), max(n, 1))
+  local cs = min(opts.chunksize or default_chunksize(n, ctx.workers()), max(n, 1))
   return opts, n, cs, ceil(n / cs)
 end
 
-local function map_mode(name, mode, fn, list, opts)
+local function map_mode(ctx, name, mode, fn, list, opts)
   local n, cs, nchunks
-  opts, n, cs, nchunks = prepare(name, fn, list, opts)
+  opts, n, cs, nchunks = prepare(ctx, name, fn, list, opts)
   local res = tnew(n, 0)
   if n == 0 then return res end
-  local st = start(name, mode, fn, nchunks, opts, n, mode == MAP and n or nil)
+  local st = start(ctx, name, mode, fn, nchunks, opts, n, mode == MAP and n or nil)
   publish(st, list, n, cs, mode == STARMAP)
   for k = 1, nchunks do
     local j, r, m, base, lane = next_chunk(st, k, res)
@@ -356,7 +372,7 @@ local function map_mode(name, mode, fn, list, opts)
 end
 
 -- map(fn, list, opts) -> results
-function M.map(fn, list, opts) return map_mode("pool.map", MAP, fn, list, opts) end
+function M.map(fn, list, opts) return map_mode(DEFAULT, "pool.map", MAP, fn, list, opts) end
 
 -- map_async(fn, list, opts) -> Task whose join() gives map's results;
 -- opts.callback(results) / opts.error_callback(err) run on this VM.
@@ -365,13 +381,13 @@ function M.map_async(fn, list, opts)
 end
 
 -- starmap(fn, list_of_arg_lists, opts) -> results: fn(unpack(args))
-function M.starmap(fn, list, opts) return map_mode("pool.starmap", STARMAP, fn, list, opts) end
+function M.starmap(fn, list, opts) return map_mode(DEFAULT, "pool.starmap", STARMAP, fn, list, opts) end
 
-local function iterate(name, ordered, fn, list, opts)
+local function iterate(ctx, name, ordered, fn, list, opts)
   local n, cs, nchunks
-  opts, n, cs, nchunks = prepare(name, fn, list, opts)
+  opts, n, cs, nchunks = prepare(ctx, name, fn, list, opts)
   if n == 0 then return function() return nil end end
-  local st = start(name, MAP, fn, nchunks, opts, n, n)
+  local st = start(ctx, name, MAP, fn, nchunks, opts, n, n)
   publish(st, list, n, cs, false)
   local lanebuf = st.lane and tnew(min(cs, n), 0) -- a chunk's numeric results
   local taken, r, m, base, i, lane = 0, nil, 0, 0, 0, false
@@ -395,25 +411,25 @@ local function iterate(name, ordered, fn, list, opts)
 end
 
 -- for i, v in pool.imap(fn, list, opts) do ... end: results in order.
-function M.imap(fn, list, opts) return iterate("pool.imap", true, fn, list, opts) end
+function M.imap(fn, list, opts) return iterate(DEFAULT, "pool.imap", true, fn, list, opts) end
 
 -- for i, v in pool.imap_unordered(fn, list, opts) do ... end: results as
 -- they finish; i is the item's index in list.
 function M.imap_unordered(fn, list, opts)
-  return iterate("pool.imap_unordered", false, fn, list, opts)
+  return iterate(DEFAULT, "pool.imap_unordered", false, fn, list, opts)
 end
 
 -- reduce(fn, list, init, opts) -> fn folded over list (left to right when
 -- fn is associative): each worker folds whole chunks, the caller folds the
 -- chunks' results in order, starting from init when given.
-function M.reduce(fn, list, init, opts)
+local function reduce(ctx, fn, list, init, opts)
   local n, cs, nchunks
-  opts, n, cs, nchunks = prepare("pool.reduce", fn, list, opts)
+  opts, n, cs, nchunks = prepare(ctx, "pool.reduce", fn, list, opts)
   if n == 0 then
     if init == nil then error("pool.reduce: empty list and no initial value", 2) end
     return init
   end
-  local st = start("pool.reduce", REDUCE, fn, nchunks, opts, n)
+  local st = start(ctx, "pool.reduce", REDUCE, fn, nchunks, opts, n)
   publish(st, list, n, cs, false)
   local acc, have = init, init ~= nil
   for k = 1, nchunks do
@@ -424,12 +440,13 @@ function M.reduce(fn, list, init, opts)
   done(st)
   return acc
 end
+function M.reduce(fn, list, init, opts) return reduce(DEFAULT, fn, list, init, opts) end
 
 -- parallel_for(first, last, fn, opts) -> the first result of each call, in
 -- range order, and the number of ranges.  fn(lo, hi) is called on ranges
 -- that cover first..last (inclusive, like a numeric for); opts.chunksize is
 -- the range length (default: about four ranges per worker).
-function M.parallel_for(first, last, fn, opts)
+local function parallel_for(ctx, first, last, fn, opts)
   local name = "pool.parallel_for"
   -- Bounds are indices: integers that a double holds exactly, so that every
   -- lo and hi handed to fn is exact and the range arithmetic in pool.c
@@ -452,9 +469,9 @@ function M.parallel_for(first, last, fn, opts)
   if count > MAX_INT then
     error(("%s: the range %s..%s has more than 2^53 indices"):format(name, numstr(first), numstr(last)), 2)
   end
-  local per = opts.chunksize or default_chunksize(count, c.workers(), math.huge)
+  local per = opts.chunksize or default_chunksize(count, ctx.workers(), math.huge)
   local nchunks = ceil(count / per)
-  local st = start(name, FOR, fn, nchunks, opts, count, first, last, per)
+  local st = start(ctx, name, FOR, fn, nchunks, opts, count, first, last, per)
   local out = tnew(nchunks, 0)
   for k = 1, nchunks do
     local j, v = next_chunk(st, k)
@@ -463,6 +480,21 @@ function M.parallel_for(first, last, fn, opts)
   end
   done(st)
   return out, nchunks
+end
+function M.parallel_for(first, last, fn, opts) return parallel_for(DEFAULT, first, last, fn, opts) end
+
+-- The calls above with their runners on ctx's VMs (parx.pool_object).
+function M._on(ctx)
+  return {
+    map = function(fn, list, opts) return map_mode(ctx, "pool.map", MAP, fn, list, opts) end,
+    starmap = function(fn, list, opts) return map_mode(ctx, "pool.starmap", STARMAP, fn, list, opts) end,
+    imap = function(fn, list, opts) return iterate(ctx, "pool.imap", true, fn, list, opts) end,
+    imap_unordered = function(fn, list, opts)
+      return iterate(ctx, "pool.imap_unordered", false, fn, list, opts)
+    end,
+    reduce = function(fn, list, init, opts) return reduce(ctx, fn, list, init, opts) end,
+    parallel_for = function(first, last, fn, opts) return parallel_for(ctx, first, last, fn, opts) end,
+  }
 end
 
 return M

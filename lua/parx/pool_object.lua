@@ -1,23 +1,23 @@
 -- parx.pool_object: pools of a chosen size (parx.pool.new) and the
 -- callbacks of pool.map_async and pool.submit.
 --
--- A pool object runs on the runtime's worker threads, as parx.pool does;
--- what makes it a pool of its own is:
--- - its size: at most `workers` chunks of one call run at once (the
---   opts.workers of parx.pool, which a call may lower, never raise);
--- - its per-worker state: in each worker VM, before the pool's first item
---   there, initializer(unpack(initargs)) runs.  The globals it assigns land
---   in the pool's own table in that VM, which the functions the pool runs
---   there read first (Python's initializer setting a worker's globals); a
---   global that such a function assigns lands there too.  Nothing is
---   written into the worker's _G, so other pools and tasks never see it;
--- - max_tasks_per_worker = n: after n items in a VM the pool's state there
---   is dropped and the initializer runs again before the next item, which
---   is what Python's maxtasksperchild gives a worker (a fresh start).  The
---   VM itself and its thread stay.
--- The pool starts no VM or thread of its own: workers are shared by every
--- pool, and a pool of 2 on a runtime of 8 workers runs 2 at a time.
+-- A pool object has VMs of its own (a VM group, runtime/core/group.c):
+-- `workers` VMs on threads of their own, started by parx.pool.new, which
+-- run its work and nothing else; the runtime's workers never run it.
+-- - In each of its VMs, initializer(unpack(initargs)) runs once, first,
+--   before any task.  The globals it assigns land in the pool's table in
+--   that VM, which the functions the pool runs there read first (Python's
+--   initializer setting a worker's globals); a global that such a function
+--   assigns lands there too.
+-- - max_tasks_per_worker = n: a VM that ran n of the pool's tasks (a
+--   submit, or one chunk of a map call, as in Python's maxtasksperchild)
+--   takes no more and is replaced by a fresh VM (a new Lua state, the
+--   initializer again) once its tasks end.
+-- - close(): no new work; its VMs end once what was started has ended.
+--   A pool that is collected, or still open when the process ends, is
+--   closed then.
 local task = require "parx.task"
+local c = require "parx.c.pool"
 
 local error, type, tostring, pairs, select = error, type, tostring, pairs, select
 local setmetatable, getmetatable, rawget, setfenv, getfenv, pcall, unpack =
@@ -114,10 +114,9 @@ function M.submit(spawn_fn, name, ...)
 end
 
 -- ---------------------------------------------------------------------------
--- Worker side of a pool object: its state in this VM.
+-- The pool's VMs: its state there (one pool per VM).
 
-local states = {} -- pool id -> {env, items, gen}
-local STATE_GEN = 0
+local states = {} -- pool id -> {env, err}
 
 -- The environment of fn for a pool: the pool's globals, then fn's own.
 local function bind(fn, penv)
@@ -134,26 +133,39 @@ local function bind(fn, penv)
   }))
 end
 
--- Run fn(...) as an item of the pool `id` in this VM: its initializer
--- first when the pool has no state here (or has used it up).  `copy` is
--- per received copy of fn: it remembers which state fn is bound to.
-function M._run(copy, id, init, initargs, max_items, fn, ...)
+-- A VM's first task: initializer(unpack(initargs)) in the pool's new state.
+-- Its error is kept and raised by every task of the pool on this VM.
+function M._init(id, init, initargs)
+  local st = {env = {}}
+  states[id] = st
+  bind(init, st.env)
+  local ok, err = xpcall(function() return init(unpack(initargs, 1, initargs.n)) end,
+                         function(e) return type(e) == "string" and debug.traceback(e, 2) or e end)
+  if not ok then st.err = err end
+end
+
+-- fn(...) as one item of the pool `id`.  `copy` is per received copy of fn:
+-- it remembers that fn is bound to the pool's globals.
+function M._run(copy, id, fn, ...)
   local st = states[id]
-  if not st or (max_items and st.items >= max_items) then
-    STATE_GEN = STATE_GEN + 1
-    st = {env = {}, items = 0, gen = STATE_GEN}
+  if not st then
+    st = {env = {}}
     states[id] = st
-    if init then
-      bind(init, st.env)
-      init(unpack(initargs, 1, initargs.n))
-    end
   end
-  if copy.gen ~= st.gen then
+  if st.err ~= nil then
+    error(("pool: the initializer failed on this VM: %s"):format(tostring(st.err)), 0)
+  end
+  if not copy.bound then
     bind(fn, st.env)
-    copy.gen = st.gen
+    copy.bound = true
   end
-  st.items = st.items + 1
   return fn(...)
+end
+
+-- The same as one task of the VM (a submit): counted for max_tasks_per_worker.
+function M._task(copy, id, fn, ...)
+  c.count_task()
+  return M._run(copy, id, fn, ...)
 end
 
 -- ---------------------------------------------------------------------------
@@ -163,12 +175,18 @@ local Pool = {}
 Pool.__index = Pool
 
 local NEW_OPTS = {workers = true, initializer = true, initargs = true, max_tasks_per_worker = true}
+local SPAWN_OPTS = {name = true, daemon = true}
 local next_id = 0
 
 local function is_count(v) return require("parx.pool")._is_count(v, 1) end
 
+-- What each of the pool's VMs runs first (no upvalues: it marshals small).
+local function init_main(id, init, initargs)
+  return require("parx.pool_object")._init(id, init, initargs)
+end
+
 -- parx.pool.new{workers = n, initializer = fn, initargs = {...},
--- max_tasks_per_worker = n} -> a pool.
+-- max_tasks_per_worker = n} -> a pool with n VMs of its own.
 function M.new(opts)
   if opts == nil then opts = {} end
   if type(opts) ~= "table" then
@@ -176,8 +194,8 @@ function M.new(opts)
   end
   check_names("pool.new", opts, NEW_OPTS)
   local workers = opts.workers or pool().size()
-  if not is_count(workers) then
-    error(("pool.new: opts.workers must be an integer from 1 to 2^53, got %s"):format(tostring(opts.workers)), 2)
+  if not is_count(workers) or workers > 1024 then
+    error(("pool.new: opts.workers must be an integer from 1 to 1024, got %s"):format(tostring(opts.workers)), 2)
   end
   local init = opts.initializer
   if init ~= nil and not callable(init) then
@@ -187,67 +205,68 @@ function M.new(opts)
   if type(initargs) ~= "table" then
     error(("pool.new: opts.initargs must be a table, got %s"):format(type(initargs)), 2)
   end
-  local max_items = opts.max_tasks_per_worker
-  if max_items ~= nil and not is_count(max_items) then
+  local max_tasks = opts.max_tasks_per_worker
+  if max_tasks ~= nil and not is_count(max_tasks) then
     error(("pool.new: opts.max_tasks_per_worker must be an integer from 1 to 2^53, got %s")
-          :format(tostring(max_items)), 2)
+          :format(tostring(max_tasks)), 2)
   end
   next_id = next_id + 1
-  -- Unique across VMs and processes' lifetimes of the state tables: the
-  -- caller's VM address and a counter.
+  -- Unique across the VMs of the process: the caller's VM and a counter.
   local id = tostring(states):match("0x%x+") .. ":" .. next_id
   local args = {n = table.maxn(initargs)}
   for i = 1, args.n do args[i] = initargs[i] end
-  return setmetatable({_id = id, _workers = workers, _init = init, _initargs = args,
-                       _max = max_items, _closed = false, _tasks = {}}, Pool)
+  local ok, group
+  if init then
+    ok, group = pcall(c.group_new, workers, max_tasks or 0, init_main, id, init, args)
+  else
+    ok, group = pcall(c.group_new, workers, max_tasks or 0)
+  end
+  if not ok then error(group, 2) end
+  local ctx = {
+    workers = function() return workers end,
+    spawn = function(...) return c.group_spawn(group, false, nil, ...) end,
+  }
+  return setmetatable({_id = id, _workers = workers, _group = group, _calls = pool()._on(ctx),
+                       _closed = false, _tasks = {}}, Pool)
 end
 
 local function check_open(p, name)
   if getmetatable(p) ~= Pool then
     error(("bad self to '%s' (a pool expected: call it as p:%s(...))"):format(name, name:match("%w+$")), 3)
   end
-  if p._closed then error(("pool.%s: the pool is closed"):format(name:match("%w+$")), 3) end
+  if p._closed then
+    error(("pool.%s: the pool is closed (close() was called; make a new pool)"):format(name:match("%w+$")), 3)
+  end
 end
 
--- What the workers run for fn: fn in the pool's state there.
-local function wrap(p, fn)
+-- What the pool's VMs run for fn: fn in the pool's state there; counted
+-- as a task of its VM when `counted` (a submit).
+local function wrap(p, fn, counted)
   if not callable(fn) then return fn end -- pool.map reports it
-  local id, init, args, max_items = p._id, p._init, p._initargs, p._max
-  local copy = {}
-  return function(...)
-    return require("parx.pool_object")._run(copy, id, init, args, max_items, fn, ...)
+  local id, copy = p._id, {}
+  if counted then
+    return function(...) return require("parx.pool_object")._task(copy, id, fn, ...) end
   end
+  return function(...) return require("parx.pool_object")._run(copy, id, fn, ...) end
 end
 
--- The call's options with workers at most the pool's size.
-local function limit(p, name, opts, argn)
-  if opts ~= nil and type(opts) ~= "table" then
-    error(("bad argument #%d to '%s' (table expected, got %s)"):format(argn, name, type(opts)), 3)
-  end
-  local o = {}
-  for k, v in pairs(opts or {}) do o[k] = v end
-  if o.workers == nil or (type(o.workers) == "number" and o.workers > p._workers) then
-    o.workers = p._workers
-  end
-  return o
-end
-
--- p:map, p:starmap, p:imap, p:imap_unordered (fn, list, opts): parx.pool's.
+-- p:map, p:starmap, p:imap, p:imap_unordered (fn, list, opts): parx.pool's,
+-- on the pool's VMs.
 for _, name in ipairs({"map", "starmap", "imap", "imap_unordered"}) do
   Pool[name] = function(self, fn, list, opts)
     check_open(self, name)
-    return pool()[name](wrap(self, fn), list, limit(self, name, opts, 3))
+    return self._calls[name](wrap(self, fn), list, opts)
   end
 end
 
 function Pool:reduce(fn, list, init, opts)
   check_open(self, "reduce")
-  return pool().reduce(wrap(self, fn), list, init, limit(self, "reduce", opts, 4))
+  return self._calls.reduce(wrap(self, fn), list, init, opts)
 end
 
 function Pool:parallel_for(first, last, fn, opts)
   check_open(self, "parallel_for")
-  return pool().parallel_for(first, last, wrap(self, fn), limit(self, "parallel_for", opts, 4))
+  return self._calls.parallel_for(first, last, wrap(self, fn), opts)
 end
 
 -- Tasks started by map_async and submit, for join().
@@ -263,18 +282,29 @@ function Pool:map_async(fn, list, opts)
   return track(self, M.map_async(map, "map_async", fn, list, opts))
 end
 
--- p:submit([opts,] fn, ...) -> Task: fn(...) on a worker (parx.spawn), in
--- the pool's state there.
+-- p:submit([opts,] fn, ...) -> Task: fn(...) on one of the pool's VMs, in
+-- the pool's state there.  opts: name, daemon (as parx.spawn's), callback,
+-- error_callback.
 function Pool:submit(...)
   check_open(self, "submit")
-  local first = ...
+  local group = self._group
   local spawn_fn = function(...)
     local o, f = ..., nil
     if type(o) == "table" and not callable(o) then
+      check_names("submit", o, SPAWN_OPTS)
+      if o.name ~= nil and type(o.name) ~= "string" then
+        error(("submit: opts.name must be a string, got %s"):format(type(o.name)), 4)
+      end
       f = select(2, ...)
-      return task.spawn(o, wrap(self, f), select(3, ...))
+      if not callable(f) then
+        error(("bad argument #2 to 'submit' (function expected, got %s)"):format(type(f)), 4)
+      end
+      return c.group_spawn(group, o.daemon, o.name, wrap(self, f, true), select(3, ...))
     end
-    return task.spawn(wrap(self, o), select(2, ...))
+    if not callable(o) then
+      error(("bad argument #1 to 'submit' (function expected, got %s)"):format(type(o)), 4)
+    end
+    return c.group_spawn(group, false, nil, wrap(self, o, true), select(2, ...))
   end
   local t = M.submit(spawn_fn, "submit", ...)
   return track(self, t)
@@ -282,15 +312,19 @@ end
 
 function Pool:size() return self._workers end
 
--- close(): no new work; what was started runs to its end.
+-- close(): no new work; what was started runs to its end, then the pool's
+-- VMs end.
 function Pool:close()
   if getmetatable(self) ~= Pool then error("bad self to 'close' (a pool expected)", 2) end
-  self._closed = true
+  if not self._closed then
+    self._closed = true
+    c.group_close(self._group)
+  end
 end
 
--- join(): wait for every map_async and submit task of the pool (close it
--- first, as in Python).  Their errors are not raised here: join each task
--- (or use error_callback) to see them.
+-- join(): wait for every map_async and submit task of the pool and for its
+-- VMs to end (close it first, as in Python).  Their errors are not raised
+-- here: join each task (or use error_callback) to see them.
 function Pool:join()
   if getmetatable(self) ~= Pool then error("bad self to 'join' (a pool expected)", 2) end
   if not self._closed then error("pool.join: close the pool first", 2) end
@@ -299,10 +333,12 @@ function Pool:join()
   for i = 1, #ts do
     if not ts[i]:done() then task.wait({ts[i]}) end
   end
+  -- Its VMs end within moments of their last task.
+  while c.group_live(self._group) > 0 do task.sleep(0.001) end
 end
 
 function Pool:__tostring()
-  return ("parx.pool (%d workers%s)"):format(self._workers, self._closed and ", closed" or "")
+  return ("parx.pool (%d VMs of its own%s)"):format(self._workers, self._closed and ", closed" or "")
 end
 
 return M

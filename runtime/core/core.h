@@ -85,6 +85,13 @@ struct px_vm {
   long stale_wakes;       /* sum of the tasks' stale_wakes (teardown) */
   px_trace *trace;        /* its flight recorder, trace log, counters (trace.h) */
 
+  /* A VM of a pool's own (group.c): its group, its slot there, the tasks
+   * it counted, and whether it takes no more jobs (VM thread only). */
+  struct px_group *group;
+  int group_slot;
+  long group_tasks;
+  int retiring;
+
   /* Search paths last published or adopted (paths.c). */
   const char *seen_path_ptr, *seen_cpath_ptr;
   char *path, *cpath;
@@ -102,6 +109,12 @@ struct px_runtime {
   /* Shutdown rendezvous (runtime.c), under `lock`. */
   pthread_cond_t down_cond;
   int arrived[2], released, abandoned;
+  /* VM groups (group.c), under `lock`: the live groups; the group VMs that
+   * take part in the rendezvous; the group threads still running; the last
+   * VM id handed out (workers have 1..nworkers). */
+  struct px_group *groups;
+  int group_vms, group_threads;
+  int last_vm_id;
 
   pthread_mutex_t lock;   /* guards jobs, worker start-up, cfuncs */
   px_job *jobs_head, *jobs_tail;

@@ -12,7 +12,7 @@
  * only the message is freed here. */
 static void job_free(px_job *job) { px_msg_free(&job->msg); }
 
-px_future *px_job_spawn(lua_State *L, int idx, int n, int daemon, const char *name) {
+px_future *px_job_new(lua_State *L, int idx, int n, int daemon, const char *name) {
   px_runtime *rt = px_vm_of(L)->rt;
   px_future *f = px_future_new(rt, 0);
   if (!f) px_oom(L, "spawn");
@@ -30,7 +30,12 @@ px_future *px_job_spawn(lua_State *L, int idx, int n, int daemon, const char *na
   px_shared_retain(&f->hdr); /* the job's reference */
   job->future = f;
   f->job = job;
-  px_job_push(rt, job);
+  return f;
+}
+
+px_future *px_job_spawn(lua_State *L, int idx, int n, int daemon, const char *name) {
+  px_future *f = px_job_new(L, idx, n, daemon, name);
+  px_job_push(px_vm_of(L)->rt, &f->job_store);
   return f;
 }
 

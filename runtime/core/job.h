@@ -19,6 +19,8 @@
  * (px_future_set_options).  Returns its future (one reference); raises
  * the marshaller's message or out of memory. */
 px_future *px_job_spawn(lua_State *L, int idx, int n, int daemon, const char *name);
+/* The same job, not queued: for a queue of its own (group.c). */
+px_future *px_job_new(lua_State *L, int idx, int n, int daemon, const char *name);
 /* The queue: push wakes an idle (else a sleeping, else the next) worker;
  * take is the worker's (NULL when empty); unqueue removes a job no worker
  * took yet (1: it was there, the caller owns it now).  Any thread. */

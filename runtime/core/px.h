@@ -269,6 +269,9 @@ void px_shared_register_holds(const px_shared_type *type, int (*holds)(const voi
 void px_shared_init(px_shared *obj, const px_shared_type *type); /* refs=1 */
 void px_shared_retain(px_shared *obj);
 void px_shared_release(px_shared *obj);
+/* For a __gc that must act once: the pointer the userdata at idx holds as
+ * its first field, taken out (the field set to NULL); NULL if none. */
+void *px_udata_take(lua_State *L, int idx);
 
 /* Push a userdata proxy for obj with metatable type->name; takes over one
  * reference.  The metatable must exist (px_shared_meta). */
@@ -303,6 +306,9 @@ typedef struct px_msg {
 
 void px_msg_init(px_msg *m);
 void px_msg_free(px_msg *m);
+/* A copy of src into dst (overwritten) whose references are its own: 0, or
+ * -1 (no memory) with dst empty (shared.c). */
+int px_msg_copy(px_msg *dst, const px_msg *src);
 /* Marshal the n values at idx..idx+n-1 (appending to m).  Returns 0, or -1
  * with an error message pushed on L that names the value's path, e.g.
  * "cannot send upvalue 'co' of argument #1 (a coroutine) to another VM".

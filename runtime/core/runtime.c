@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "job.h"
+#include "group.h"
 
 int px_runtime_protect(px_runtime *rt, lua_CFunction fn, void *ud) {
   lua_State *L = rt->main->L;
@@ -87,7 +87,13 @@ static int arrive(px_runtime *rt, int phase) {
   return abandoned;
 }
 
-/* Main: wait until every worker arrived at phase (at most timeout_ms when
+/* The VMs that take part: the workers once started, and the VMs of pools
+ * of their own (group.c).  rt->lock held. */
+static int parties(px_runtime *rt) {
+  return (atomic_load(&rt->workers_started) ? rt->nworkers : 0) + rt->group_vms;
+}
+
+/* Main: wait until every VM arrived at phase (at most timeout_ms when
  * >= 0), then release them.  Returns 1 on a timeout: the workers are then
  * abandoned (detached; they stop touching anything at their next
  * arrive()). */
@@ -104,11 +110,11 @@ static int gather(px_runtime *rt, int phase, int timeout_ms) {
   }
   int late = 0;
   pthread_mutex_lock(&rt->lock);
-  while (rt->arrived[phase] < rt->nworkers) {
+  while (rt->arrived[phase] < parties(rt)) {
     if (timeout_ms < 0) {
       pthread_cond_wait(&rt->down_cond, &rt->lock);
     } else if (pthread_cond_timedwait(&rt->down_cond, &rt->lock, &deadline) == ETIMEDOUT &&
-               rt->arrived[phase] < rt->nworkers) {
+               rt->arrived[phase] < parties(rt)) {
       late = 1;
       break;
     }
@@ -120,16 +126,21 @@ static int gather(px_runtime *rt, int phase, int timeout_ms) {
   return late;
 }
 
+int px_runtime_vm_stop(px_vm *vm) {
+  px_runtime *rt = vm->rt;
+  px_vm_quiesce(vm);
+  if (arrive(rt, PHASE_QUIET)) return 1;
+  if (!vm->dead) px_sched_free_tasks(vm);
+  if (arrive(rt, PHASE_FREED)) return 1;
+  px_vm_free(vm);
+  return 0;
+}
+
 static void *worker_main(void *arg) {
   px_vm *vm = arg;
-  px_runtime *rt = vm->rt;
   vm->thread = pthread_self();
   px_vm_drive(vm, PX_DRIVE_WORKER, NULL, NULL);
-  px_vm_quiesce(vm);
-  if (arrive(rt, PHASE_QUIET)) return NULL;
-  if (!vm->dead) px_sched_free_tasks(vm);
-  if (arrive(rt, PHASE_FREED)) return NULL;
-  px_vm_free(vm);
+  px_runtime_vm_stop(vm);
   return NULL;
 }
 
@@ -143,7 +154,9 @@ int px_runtime_start_workers(px_runtime *rt) {
   if (atomic_load(&rt->workers_started)) return 0;
   int err = 0;
   pthread_mutex_lock(&rt->lock);
-  if (!atomic_load(&rt->workers_started)) {
+  /* Once closing, the rendezvous must not meet workers it did not count. */
+  if (atomic_load(&rt->stopping)) err = UV_ECANCELED;
+  else if (!atomic_load(&rt->workers_started)) {
     int want = rt->nworkers;
     px_vm **workers = calloc((size_t)want, sizeof *workers);
     pthread_t *threads = calloc((size_t)want, sizeof *threads);
@@ -197,6 +210,7 @@ px_runtime *px_runtime_new(int workers, int deadlock_check, const char *trace_pa
   if (workers <= 0) workers = cpu_count();
   if (workers > 1024) workers = 1024;
   rt->nworkers = workers;
+  rt->last_vm_id = workers; /* pools' own VMs are numbered after the workers */
   rt->deadlock_check = deadlock_check;
   rt->modules = modules;
   rt->preload_publish = px_preload_publish;
@@ -235,18 +249,22 @@ px_runtime *px_runtime_new(int workers, int deadlock_check, const char *trace_pa
  * still touch the runtime).  Returns 1 when workers were abandoned, else 0.
  * The main VM's thread. */
 int px_runtime_close(px_runtime *rt, int timeout_ms) {
+  pthread_mutex_lock(&rt->lock); /* px_runtime_start_workers decides under it */
   atomic_store(&rt->stopping, 1);
   int started = atomic_load(&rt->workers_started);
+  pthread_mutex_unlock(&rt->lock);
   if (started) {
     for (int i = 0; i < rt->nworkers; i++) px_vm_poke(rt->workers[i]);
   }
+  px_groups_poke(rt);
   px_vm_quiesce(rt->main);
-  if (started && gather(rt, PHASE_QUIET, timeout_ms)) {
-    for (int i = 0; i < rt->nworkers; i++) pthread_detach(rt->threads[i]);
+  if (gather(rt, PHASE_QUIET, timeout_ms)) {
+    if (started)
+      for (int i = 0; i < rt->nworkers; i++) pthread_detach(rt->threads[i]);
     return 1;
   }
   if (!rt->main->dead) px_sched_free_tasks(rt->main);
-  if (started) gather(rt, PHASE_FREED, -1);
+  gather(rt, PHASE_FREED, -1);
   /* Jobs nobody took: their futures end as cancelled. */
   px_job *job;
   while ((job = px_job_take(rt))) {
@@ -259,6 +277,10 @@ int px_runtime_close(px_runtime *rt, int timeout_ms) {
     free(rt->threads);
     free(rt->workers);
   }
+  /* The pools' threads: each frees its VM and lets go of the runtime. */
+  pthread_mutex_lock(&rt->lock);
+  while (rt->group_threads > 0) pthread_cond_wait(&rt->down_cond, &rt->lock);
+  pthread_mutex_unlock(&rt->lock);
   px_vm_free(rt->main);
   px_trace_close(rt);
   free(rt->path);

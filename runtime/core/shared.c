@@ -12,6 +12,7 @@
  * libraries can forge anything; they are outside this guarantee.)
  */
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "px.h"
@@ -75,13 +76,37 @@ typedef struct proxy {
   px_shared *obj;
 } proxy;
 
-static int proxy_gc(lua_State *L) {
-  proxy *p = lua_touserdata(L, 1);
-  if (p && p->obj) {
-    px_shared *obj = p->obj;
-    p->obj = NULL;
-    px_shared_release(obj);
+void *px_udata_take(lua_State *L, int idx) {
+  void **field = lua_touserdata(L, idx);
+  if (!field || !*field) return NULL;
+  void *p = *field;
+  *field = NULL;
+  return p;
+}
+
+int px_msg_copy(px_msg *dst, const px_msg *src) {
+  px_msg_init(dst);
+  dst->data = malloc(src->len ? src->len : 1);
+  dst->refs = src->nrefs ? malloc(sizeof *dst->refs * (size_t)src->nrefs) : NULL;
+  if (!dst->data || (src->nrefs && !dst->refs)) {
+    free(dst->data);
+    free(dst->refs);
+    px_msg_init(dst);
+    return -1;
   }
+  memcpy(dst->data, src->data, src->len);
+  dst->len = dst->cap = src->len;
+  for (int i = 0; i < src->nrefs; i++) {
+    dst->refs[i] = src->refs[i];
+    px_shared_retain(dst->refs[i]);
+  }
+  dst->nrefs = dst->refcap = src->nrefs;
+  return 0;
+}
+
+static int proxy_gc(lua_State *L) {
+  px_shared *obj = px_udata_take(L, 1);
+  if (obj) px_shared_release(obj);
   return 0;
 }
 

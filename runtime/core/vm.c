@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "job.h"
+#include "group.h"
 
 const char px_park_marker = 0;
 
@@ -42,7 +42,8 @@ static int open_libs(lua_State *L) {
   return 0;
 }
 
-int px_vm_new(px_runtime *rt, int id, px_vm **out) {
+/* trace: the flight recorder to adopt (px_vm_renew), or NULL for a new one. */
+static int vm_new(px_runtime *rt, int id, px_trace *trace, px_vm **out) {
   *out = NULL;
   px_vm *vm = calloc(1, sizeof *vm);
   if (!vm) return UV_ENOMEM;
@@ -68,7 +69,8 @@ int px_vm_new(px_runtime *rt, int id, px_vm **out) {
   pthread_mutex_init(&vm->inbox_lock, NULL);
   vm->thread = pthread_self();
   atomic_fetch_add(&rt->pending, 1); /* a new VM is busy until it idles */
-  err = px_trace_vm_start(vm);
+  vm->trace = trace;
+  err = trace ? 0 : px_trace_vm_start(vm);
   if (err == 0) err = px_state_setup(vm, open_libs);
   if (err != 0) {
     uv_close((uv_handle_t *)&vm->async, NULL);
@@ -83,6 +85,19 @@ int px_vm_new(px_runtime *rt, int id, px_vm **out) {
   px_vm_bind_fast(vm->L, vm); /* out of memory: px_vm_of stays on the slow path */
   *out = vm;
   return 0;
+}
+
+int px_vm_new(px_runtime *rt, int id, px_vm **out) { return vm_new(rt, id, NULL, out); }
+
+int px_vm_renew(px_vm **vm) {
+  px_vm *old = *vm;
+  px_runtime *rt = old->rt;
+  int id = old->id;
+  px_trace *trace = old->trace;
+  px_vm_free(old); /* the recorder outlives it (trace.c) */
+  int err = vm_new(rt, id, trace, vm);
+  if (err == 0) px_trace_check(trace);
+  return err;
 }
 
 static void close_walk(uv_handle_t *h, void *arg) {
@@ -124,6 +139,10 @@ static void take_pending(px_vm *vm, long n) {
 }
 
 /* Returns 1 on the main VM when the runtime is quiescent. */
+static int become_idle(px_vm *vm);
+
+void px_vm_count_out(px_vm *vm) { become_idle(vm); }
+
 static int become_idle(px_vm *vm) {
   px_runtime *rt = vm->rt;
   if (!atomic_load_explicit(&vm->idle_flag, memory_order_relaxed)) {
@@ -176,7 +195,8 @@ static int spin_for_work(px_vm *vm) {
   do {
     for (int i = 0; i < 200; i++) {
       if (__atomic_load_n(&vm->inbox_head, __ATOMIC_ACQUIRE)) return 1;
-      if (worker && __atomic_load_n(&rt->jobs_head, __ATOMIC_ACQUIRE)) return 1;
+      if (worker && (vm->group ? px_group_peek(vm) : __atomic_load_n(&rt->jobs_head, __ATOMIC_ACQUIRE) != NULL))
+        return 1;
       if (atomic_load_explicit(&rt->stopping, memory_order_relaxed)) return 1;
       __builtin_ia32_pause();
     }
@@ -268,7 +288,7 @@ static int drive(px_vm *vm, int mode, int (*done)(px_vm *, void *), void *arg) {
     if (mode == PX_DRIVE_WORKER) {
       if (atomic_load(&rt->stopping)) return 0;
     } else {
-      if (rt->exit_requested) return 0;
+      if (rt->exit_requested || atomic_load(&rt->stopping)) return 0;
       if (done && done(vm, arg)) return 0;
     }
     if (has_work(vm)) {
@@ -277,12 +297,15 @@ static int drive(px_vm *vm, int mode, int (*done)(px_vm *, void *), void *arg) {
       continue;
     }
     if (mode == PX_DRIVE_WORKER) {
-      px_job *job = px_job_take(rt);
+      /* A pool's own VM (group.c) takes its group's jobs only, and ends
+       * once its group is done with it. */
+      px_job *job = vm->group ? px_group_take(vm) : px_job_take(rt);
       if (job) {
         take_pending(vm, 1);
         px_job_run(vm, job);
         continue;
       }
+      if (vm->group && !loop_busy(vm) && px_group_vm_ends(vm)) return 0;
     }
     if (!loop_busy(vm)) {
       if (spin_for_work(vm)) continue;
@@ -299,7 +322,7 @@ static int drive(px_vm *vm, int mode, int (*done)(px_vm *, void *), void *arg) {
        * pushed before the flag was set found none to poke: look again
        * after setting it, or the job would wait for the next poke. */
       atomic_store(&vm->sleeping, 1);
-      if (__atomic_load_n(&rt->jobs_head, __ATOMIC_SEQ_CST)) {
+      if (vm->group ? px_group_peek(vm) : __atomic_load_n(&rt->jobs_head, __ATOMIC_SEQ_CST) != NULL) {
         atomic_store(&vm->sleeping, 0);
         continue;
       }

@@ -274,23 +274,10 @@ static int copy_value(const entry *e, dval *out) {
   } else if (e->vtag == V_MSG) {
     px_msg *m = malloc(sizeof *m);
     if (!m) return -1;
-    px_msg_init(m);
-    const px_msg *src = e->msg;
-    m->data = malloc(src->len ? src->len : 1);
-    m->refs = src->nrefs ? malloc(src->nrefs * sizeof *m->refs) : NULL;
-    if (!m->data || (src->nrefs && !m->refs)) {
-      free(m->data);
-      free(m->refs);
+    if (px_msg_copy(m, e->msg) != 0) {
       free(m);
       return -1;
     }
-    memcpy(m->data, src->data, src->len);
-    m->len = m->cap = src->len;
-    for (int i = 0; i < src->nrefs; i++) {
-      m->refs[i] = src->refs[i];
-      px_shared_retain(m->refs[i]);
-    }
-    m->nrefs = m->refcap = src->nrefs;
     out->msg = m;
   }
   return 0;

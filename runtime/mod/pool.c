@@ -148,35 +148,31 @@ static pool_job *check_owner(lua_State *L, int idx) {
 /* Unmarshal a copy of m (whose bytes stay for the next reader).  Returns
  * the number of values pushed, or -1 with a message pushed. */
 int px_pool_unmarshal_copy(lua_State *L, const px_msg *m) {
-  px_msg copy = *m;
-  copy.refs = NULL;
-  copy.refcap = 0;
-  copy.nrefs = 0;
-  if (m->nrefs) {
-    copy.refs = malloc(sizeof *copy.refs * (size_t)m->nrefs);
-    if (!copy.refs) {
-      lua_pushliteral(L, "not enough memory");
-      return -1;
-    }
-    copy.refcap = copy.nrefs = m->nrefs;
-    for (int i = 0; i < m->nrefs; i++) {
-      copy.refs[i] = m->refs[i];
-      px_shared_retain(copy.refs[i]);
-    }
+  px_msg copy;
+  if (px_msg_copy(&copy, m) != 0) {
+    lua_pushliteral(L, "not enough memory");
+    return -1;
   }
   int n = px_unmarshal(L, &copy);
-  for (int i = 0; i < copy.nrefs; i++) px_shared_release(copy.refs[i]);
-  free(copy.refs);
+  px_msg_free(&copy);
   return n;
 }
 
 /* ---- caller side ----------------------------------------------------- */
 
+void px_pool_owner_meta(lua_State *L, const char *name, lua_CFunction gc) {
+  if (luaL_newmetatable(L, name)) {
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "__name");
+  }
+  lua_pop(L, 1);
+}
+
 static int owner_gc(lua_State *L) {
-  owner *o = lua_touserdata(L, 1);
-  if (o && o->job) {
-    pool_job *job = o->job;
-    o->job = NULL;
+  pool_job *job = px_udata_take(L, 1);
+  if (job) {
     job_stop(job);
     px_shared_release(&job->hdr);
   }
@@ -448,28 +444,29 @@ static int caller_deliver(lua_State *co, px_wait *wait) {
 
 static void waiter_discard(px_wait *wait) { waiter_free((pool_waiter *)wait); }
 
-/* The caller was cancelled while parked: nobody will read the results. */
-static int caller_cancel(px_wait *wait) {
-  pool_waiter *w = (pool_waiter *)wait;
+/* Detach w from its job if it is still the caller there: 1, or 0 when a
+ * wake is already on its way to it. */
+static int detach_caller(pool_waiter *w) {
   pool_job *job = w->job;
   pthread_mutex_lock(&job->lock);
   int attached = job->caller == w;
   if (attached) job->caller = NULL;
   pthread_mutex_unlock(&job->lock);
-  if (!attached) return 0; /* a wake is on its way: discard frees w */
-  job_stop(job);
+  return attached;
+}
+
+/* The caller was cancelled while parked: nobody will read the results. */
+static int caller_cancel(px_wait *wait) {
+  pool_waiter *w = (pool_waiter *)wait;
+  if (!detach_caller(w)) return 0; /* a wake is on its way: discard frees w */
+  job_stop(w->job);
   waiter_free(w);
   return 1;
 }
 
 static void caller_timeout(uv_timer_t *t) {
   pool_waiter *w = t->data;
-  pool_job *job = w->job;
-  pthread_mutex_lock(&job->lock);
-  int attached = job->caller == w;
-  if (attached) job->caller = NULL;
-  pthread_mutex_unlock(&job->lock);
-  if (attached) {
+  if (detach_caller(w)) {
     w->timed_out = 1;
     px_wake(&w->wait);
   }
@@ -592,16 +589,11 @@ int px_open_pool(lua_State *L) {
   px_shared_register(&job_type);
   px_shared_meta(L, &job_type);
   lua_pop(L, 1);
-  if (luaL_newmetatable(L, OWNER_MT)) {
-    lua_pushcfunction(L, owner_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushliteral(L, OWNER_MT);
-    lua_setfield(L, -2, "__name");
-  }
-  lua_pop(L, 1);
+  px_pool_owner_meta(L, OWNER_MT, owner_gc);
   lua_newtable(L);
   luaL_setfuncs(L, funcs, 0);
   luaL_setfuncs(L, px_pool_runner_funcs, 0);
+  px_pool_group_open(L);
   static const struct { const char *name; int mode; } modes[] = {
     {"MAP", MODE_MAP}, {"STARMAP", MODE_STARMAP}, {"REDUCE", MODE_REDUCE}, {"FOR", MODE_FOR}};
   for (size_t i = 0; i < sizeof modes / sizeof *modes; i++) {

@@ -91,6 +91,13 @@ pool_waiter *px_pool_waiter_new(lua_State *L, pool_job *job, const char *what,
                                 int (*deliver)(lua_State *, px_wait *),
                                 void (*discard)(px_wait *), int (*cancel)(px_wait *));
 
+/* The metatable `name` of a plain userdata whose __gc is gc, made once per VM. */
+void px_pool_owner_meta(lua_State *L, const char *name, lua_CFunction gc);
+
+/* pool_group.c: the group functions and metatable, added to the module
+ * table on top of L. */
+void px_pool_group_open(lua_State *L);
+
 /* pool_runner.c: fn, claim, finish, finish_num, fail, abort. */
 extern const luaL_Reg px_pool_runner_funcs[];
 
