@@ -1,4 +1,5 @@
--- The reference in docs/ is checked: every ```lua block in docs/*.md runs
+-- The reference in docs/ is checked: every ```lua block in docs/*.md (and
+-- README.md) runs
 -- under build/parx (PARX_BIN) and must print what its `-->` comments say.
 --
 -- The convention (docs/README.md states it for readers):
@@ -211,6 +212,7 @@ do
   local p = io.popen("ls docs/*.md 2>/dev/null")
   for path in p:read("*a"):gmatch("[^\n]+") do pages[#pages + 1] = path end
   p:close()
+  pages[#pages + 1] = "README.md" -- its examples run as printed too
 end
 
 describe("docs/", function()

@@ -85,12 +85,16 @@ struct px_vm {
   long stale_wakes;       /* sum of the tasks' stale_wakes (teardown) */
   px_trace *trace;        /* its flight recorder, trace log, counters (trace.h) */
 
-  /* A VM of a pool's own (group.c): its group, its slot there, the tasks
-   * it counted, and whether it takes no more jobs (VM thread only). */
+  /* A VM of a pool's own (group.c): where it takes jobs (NULL: the
+   * runtime's queue), its group, its slot there, the tasks it counted, and
+   * whether it takes no more jobs (VM thread only); its links in the
+   * runtime's list of such VMs (under rt->lock). */
+  const struct px_job_source *source;
   struct px_group *group;
   int group_slot;
   long group_tasks;
   int retiring;
+  px_vm *extra_next, *extra_prev;
 
   /* Search paths last published or adopted (paths.c). */
   const char *seen_path_ptr, *seen_cpath_ptr;
@@ -109,10 +113,10 @@ struct px_runtime {
   /* Shutdown rendezvous (runtime.c), under `lock`. */
   pthread_cond_t down_cond;
   int arrived[2], released, abandoned;
-  /* VM groups (group.c), under `lock`: the live groups; the group VMs that
-   * take part in the rendezvous; the group threads still running; the last
-   * VM id handed out (workers have 1..nworkers). */
-  struct px_group *groups;
+  /* VMs of pools (group.c), under `lock`: those that take part in the
+   * rendezvous (listed, and counted in group_vms); their threads still
+   * running; the last VM id handed out (workers have 1..nworkers). */
+  px_vm *extra_vms;
   int group_vms, group_threads;
   int last_vm_id;
 
@@ -173,6 +177,30 @@ enum { PX_DRIVE_UNTIL, PX_DRIVE_STEP, PX_DRIVE_STEP_NOWAIT, PX_DRIVE_WORKER };
 int px_vm_drive(px_vm *vm, int mode, int (*done)(px_vm *, void *), void *arg);
 void px_vm_poke(px_vm *vm);                /* any thread */
 void px_vm_quiesce(px_vm *vm);             /* shutdown phase 1, VM thread */
+/* Where the drive loop of a VM with vm->source takes its jobs (a pool's
+ * own VMs, group.c) instead of the runtime's queue. */
+typedef struct px_job_source {
+  px_job *(*take)(px_vm *vm); /* the next job, or NULL */
+  int (*peek)(px_vm *vm);     /* whether one may be waiting (no lock) */
+  int (*ends)(px_vm *vm);     /* idle, without tasks: 1 ends the drive */
+} px_job_source;
+/* A fresh VM in *vm's place, with its id and flight recorder; the old one
+ * (without tasks, quiesced, counted out) is freed.  0, or an error with
+ * *vm freed and NULL. */
+int px_vm_renew(px_vm **vm);
+/* The VM stops counting itself busy (rt->pending) before it ends on its own. */
+void px_vm_count_out(px_vm *vm);
+
+/* ---- runtime.c: VMs of pools in the shutdown rendezvous ---- */
+/* vm takes part (counted, poked at close); 1 instead when the runtime is
+ * stopping (then it does not). */
+int px_runtime_vm_join(px_vm *vm);
+/* vm leaves to end on its own; 1 instead when the runtime is stopping: it
+ * is still counted and must stop with the others (px_runtime_vm_stop). */
+int px_runtime_vm_leave(px_vm *vm);
+/* A VM thread at the runtime's close: the rendezvous, then its VM freed.
+ * 1 when the runtime abandoned it instead (touch nothing). */
+int px_runtime_vm_stop(px_vm *vm);
 extern const char px_park_marker;
 
 /* ---- cancel.c, leftover.c ---- */

@@ -8,8 +8,8 @@
  * its place under the same id and with the same flight recorder, so a
  * pool that replaces VMs often does not grow the runtime's list of
  * recorders.  At the runtime's close the group VMs take part in its
- * rendezvous like the workers (rt->group_vms); the runtime waits for
- * their threads to end (rt->group_threads) before it frees anything.
+ * rendezvous like the workers (px_runtime_vm_join); the runtime waits
+ * for their threads to end (rt->group_threads) before it frees anything.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -27,18 +27,11 @@ struct px_group {
   atomic_int closed;
   long max_tasks;
   px_msg init;            /* the initializer's call; empty: none */
-  px_group *next, *prev;  /* rt->groups, under rt->lock */
 };
 
 /* ---- the group ------------------------------------------------------- */
 
 static void group_free(px_group *g) {
-  px_runtime *rt = g->rt;
-  pthread_mutex_lock(&rt->lock);
-  if (g->prev) g->prev->next = g->next;
-  else if (rt->groups == g) rt->groups = g->next;
-  if (g->next) g->next->prev = g->prev;
-  pthread_mutex_unlock(&rt->lock);
   px_msg_free(&g->init);
   pthread_mutex_destroy(&g->lock);
   free(g->vms);
@@ -66,16 +59,6 @@ void px_group_close(px_group *g) {
   atomic_store(&g->closed, 1);
   poke_all(g);
   pthread_mutex_unlock(&g->lock);
-}
-
-void px_groups_poke(px_runtime *rt) {
-  pthread_mutex_lock(&rt->lock);
-  for (px_group *g = rt->groups; g; g = g->next) {
-    pthread_mutex_lock(&g->lock);
-    poke_all(g);
-    pthread_mutex_unlock(&g->lock);
-  }
-  pthread_mutex_unlock(&rt->lock);
 }
 
 int px_group_live(px_group *g) {
@@ -123,7 +106,7 @@ int px_group_push(px_group *g, px_future *f, int force) {
  * of n runs n at once.  (Without this, a VM whose task parked would take
  * the next job before an idle sibling woke: both runners of a map whose
  * items sleep would share one VM.) */
-px_job *px_group_take(px_vm *vm) {
+static px_job *take(px_vm *vm) {
   px_group *g = vm->group;
   if (vm->retiring || vm->ntasks > 0 || !__atomic_load_n(&g->head, __ATOMIC_ACQUIRE)) return NULL;
   pthread_mutex_lock(&g->lock);
@@ -147,18 +130,21 @@ px_job *px_group_take(px_vm *vm) {
   return job;
 }
 
-int px_group_peek(px_vm *vm) {
+static int peek(px_vm *vm) {
   return !vm->retiring && vm->ntasks == 0 && __atomic_load_n(&vm->group->head, __ATOMIC_SEQ_CST) != NULL;
 }
 
 /* Only a retiring VM pushes while its group is closed (a map's runner
  * handing on its work), and it renews when the queue is not empty: so a
  * VM that sees closed and empty may end. */
-int px_group_vm_ends(px_vm *vm) {
+static int vm_ends(px_vm *vm) {
   if (vm->ntasks > 0) return 0;
   if (vm->retiring) return 1;
   return atomic_load(&vm->group->closed) && !__atomic_load_n(&vm->group->head, __ATOMIC_ACQUIRE);
 }
+
+/* The drive loop's way to the queue (vm->source). */
+static const px_job_source source = {take, peek, vm_ends};
 
 int px_group_count_task(px_vm *vm) {
   px_group *g = vm->group;
@@ -217,40 +203,30 @@ static void thread_end(px_group *g) {
   pthread_mutex_unlock(&rt->lock);
 }
 
-/* Counted into the runtime's rendezvous (rt->group_vms) unless it is
- * stopping; 0 when counted. */
-static int join_rendezvous(px_runtime *rt) {
-  pthread_mutex_lock(&rt->lock);
-  int stopping = atomic_load(&rt->stopping);
-  if (!stopping) rt->group_vms++;
-  pthread_mutex_unlock(&rt->lock);
-  return stopping;
+/* vm becomes slot's VM of g. */
+static void adopt(px_group *g, int slot, px_vm *vm) {
+  vm->group = g;
+  vm->group_slot = slot;
+  vm->source = &source;
 }
 
-/* Leave it; returns 1 when the runtime is stopping instead (the VM must
- * then stop with the others, still counted). */
-static int leave_rendezvous(px_runtime *rt) {
-  pthread_mutex_lock(&rt->lock);
-  int stopping = atomic_load(&rt->stopping);
-  if (!stopping) {
-    rt->group_vms--;
-    pthread_cond_broadcast(&rt->down_cond);
-  }
-  pthread_mutex_unlock(&rt->lock);
-  return stopping;
+/* A VM that never ran: uncounted and freed. */
+static void discard(px_vm *vm) {
+  px_vm_count_out(vm);
+  px_trace_vm_discard(vm);
+  px_vm_free(vm);
 }
 
 static void *slot_main(void *arg) {
   px_vm *vm = arg;
   px_group *g = vm->group;
-  px_runtime *rt = g->rt;
   int slot = vm->group_slot;
   for (;;) {
     vm->thread = pthread_self();
     run_init(vm);
     px_vm_drive(vm, PX_DRIVE_WORKER, NULL, NULL);
     set_slot(g, slot, NULL);
-    if (leave_rendezvous(rt)) {
+    if (px_runtime_vm_leave(vm)) {
       if (px_runtime_vm_stop(vm)) return NULL; /* abandoned: touch nothing */
       break;
     }
@@ -260,16 +236,16 @@ static void *slot_main(void *arg) {
     px_vm_count_out(vm);
     int renew = vm->retiring && !vm->dead &&
                 (!atomic_load(&g->closed) || __atomic_load_n(&g->head, __ATOMIC_ACQUIRE));
-    if (!renew || join_rendezvous(rt)) {
+    if (!renew) {
       px_vm_free(vm);
       break;
     }
-    if (px_vm_renew(&vm) != 0) {
-      leave_rendezvous(rt);
+    if (px_vm_renew(&vm) != 0) break;
+    adopt(g, slot, vm);
+    if (px_runtime_vm_join(vm)) {
+      discard(vm);
       break;
     }
-    vm->group = g;
-    vm->group_slot = slot;
     set_slot(g, slot, vm);
   }
   thread_end(g);
@@ -280,46 +256,40 @@ static void *slot_main(void *arg) {
 static int start_slot(px_group *g, int i) {
   px_runtime *rt = g->rt;
   pthread_mutex_lock(&rt->lock);
-  int stopping = atomic_load(&rt->stopping);
   int id = ++rt->last_vm_id;
-  if (!stopping) {
-    rt->group_vms++;
-    rt->group_threads++;
-  }
   pthread_mutex_unlock(&rt->lock);
-  if (stopping) return UV_ECANCELED;
   px_vm *vm;
   int err = px_vm_new(rt, id, &vm);
-  if (err == 0) {
-    vm->group = g;
-    vm->group_slot = i;
-    atomic_fetch_add(&g->refs, 1); /* the thread's */
-    pthread_mutex_lock(&g->lock);
-    g->vms[i] = vm;
-    g->live++;
-    pthread_mutex_unlock(&g->lock);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    err = -pthread_create(&vm->os_thread, &attr, slot_main, vm);
-    pthread_attr_destroy(&attr);
-    if (err) {
-      pthread_mutex_lock(&g->lock);
-      g->vms[i] = NULL;
-      g->live--;
-      pthread_mutex_unlock(&g->lock);
-      atomic_fetch_sub(&g->refs, 1);
-      px_trace_vm_discard(vm);
-      px_vm_free(vm);
-      atomic_fetch_sub(&rt->pending, 1);
-    }
+  if (err) return err;
+  adopt(g, i, vm);
+  if (px_runtime_vm_join(vm)) {
+    discard(vm);
+    return UV_ECANCELED;
   }
+  atomic_fetch_add(&g->refs, 1); /* the thread's */
+  pthread_mutex_lock(&g->lock);
+  g->vms[i] = vm;
+  g->live++;
+  pthread_mutex_unlock(&g->lock);
+  pthread_mutex_lock(&rt->lock);
+  rt->group_threads++;
+  pthread_mutex_unlock(&rt->lock);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  err = -pthread_create(&vm->os_thread, &attr, slot_main, vm);
+  pthread_attr_destroy(&attr);
   if (err) {
+    pthread_mutex_lock(&g->lock);
+    g->vms[i] = NULL;
+    g->live--;
+    pthread_mutex_unlock(&g->lock);
+    atomic_fetch_sub(&g->refs, 1);
     pthread_mutex_lock(&rt->lock);
-    rt->group_vms--;
     rt->group_threads--;
-    pthread_cond_broadcast(&rt->down_cond);
     pthread_mutex_unlock(&rt->lock);
+    px_runtime_vm_leave(vm);
+    discard(vm);
   }
   return err;
 }
@@ -340,11 +310,6 @@ int px_group_new(px_runtime *rt, int n, long max_tasks, px_msg *init, px_group *
     g->init = *init;
     px_msg_init(init);
   }
-  pthread_mutex_lock(&rt->lock);
-  g->next = rt->groups;
-  if (rt->groups) rt->groups->prev = g;
-  rt->groups = g;
-  pthread_mutex_unlock(&rt->lock);
   int err = 0, started = 0;
   for (int i = 0; i < n; i++) {
     err = start_slot(g, i);

@@ -42,28 +42,7 @@ px_group *px_vm_group(px_vm *vm);
 int px_group_live(px_group *g);
 int px_group_size(px_group *g);
 
-/* ---- for the drive loop (vm.c) and the runtime (runtime.c) ---- */
-/* A group VM's next job, or NULL (none queued, or the VM is retiring). */
-px_job *px_group_take(px_vm *vm);
-/* Whether a job may be waiting for vm (a peek, no lock). */
-int px_group_peek(px_vm *vm);
-/* 1 when vm (idle, without tasks) should end now: it is retiring, or its
- * group is closed and its queue empty. */
-int px_group_vm_ends(px_vm *vm);
 /* vm counted one more task; 1 if that used up its max_tasks (it retires). */
 int px_group_count_task(px_vm *vm);
-/* Runtime close: poke every group VM (rt->stopping is set). */
-void px_groups_poke(px_runtime *rt);
-
-/* ---- what group.c needs of vm.c and runtime.c ---- */
-/* A fresh VM in *vm's place, with its id and flight recorder; the old one
- * (without tasks, quiesced) is freed.  0, or an error with *vm freed and
- * NULL. */
-int px_vm_renew(px_vm **vm);
-/* The VM stops counting itself busy (rt->pending) before it ends on its own. */
-void px_vm_count_out(px_vm *vm);
-/* A VM thread at the runtime's close: the shutdown rendezvous, then its VM
- * freed.  1 when the runtime abandoned it instead (touch nothing). */
-int px_runtime_vm_stop(px_vm *vm);
 
 #endif

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "group.h"
+#include "job.h"
 
 int px_runtime_protect(px_runtime *rt, lua_CFunction fn, void *ud) {
   lua_State *L = rt->main->L;
@@ -136,6 +136,36 @@ int px_runtime_vm_stop(px_vm *vm) {
   return 0;
 }
 
+int px_runtime_vm_join(px_vm *vm) {
+  px_runtime *rt = vm->rt;
+  pthread_mutex_lock(&rt->lock);
+  int stopping = atomic_load(&rt->stopping);
+  if (!stopping) {
+    vm->extra_prev = NULL;
+    vm->extra_next = rt->extra_vms;
+    if (rt->extra_vms) rt->extra_vms->extra_prev = vm;
+    rt->extra_vms = vm;
+    rt->group_vms++;
+  }
+  pthread_mutex_unlock(&rt->lock);
+  return stopping;
+}
+
+int px_runtime_vm_leave(px_vm *vm) {
+  px_runtime *rt = vm->rt;
+  pthread_mutex_lock(&rt->lock);
+  int stopping = atomic_load(&rt->stopping);
+  if (!stopping) {
+    if (vm->extra_prev) vm->extra_prev->extra_next = vm->extra_next;
+    else rt->extra_vms = vm->extra_next;
+    if (vm->extra_next) vm->extra_next->extra_prev = vm->extra_prev;
+    rt->group_vms--;
+    pthread_cond_broadcast(&rt->down_cond);
+  }
+  pthread_mutex_unlock(&rt->lock);
+  return stopping;
+}
+
 static void *worker_main(void *arg) {
   px_vm *vm = arg;
   vm->thread = pthread_self();
@@ -252,11 +282,12 @@ int px_runtime_close(px_runtime *rt, int timeout_ms) {
   pthread_mutex_lock(&rt->lock); /* px_runtime_start_workers decides under it */
   atomic_store(&rt->stopping, 1);
   int started = atomic_load(&rt->workers_started);
+  /* The pools' VMs no longer join or leave: wake them to stop. */
+  for (px_vm *vm = rt->extra_vms; vm; vm = vm->extra_next) px_vm_poke(vm);
   pthread_mutex_unlock(&rt->lock);
   if (started) {
     for (int i = 0; i < rt->nworkers; i++) px_vm_poke(rt->workers[i]);
   }
-  px_groups_poke(rt);
   px_vm_quiesce(rt->main);
   if (gather(rt, PHASE_QUIET, timeout_ms)) {
     if (started)

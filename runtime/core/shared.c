@@ -85,13 +85,13 @@ void *px_udata_take(lua_State *L, int idx) {
 }
 
 int px_msg_copy(px_msg *dst, const px_msg *src) {
-  px_msg_init(dst);
+  memset(dst, 0, sizeof *dst);
   dst->data = malloc(src->len ? src->len : 1);
   dst->refs = src->nrefs ? malloc(sizeof *dst->refs * (size_t)src->nrefs) : NULL;
   if (!dst->data || (src->nrefs && !dst->refs)) {
     free(dst->data);
     free(dst->refs);
-    px_msg_init(dst);
+    memset(dst, 0, sizeof *dst);
     return -1;
   }
   memcpy(dst->data, src->data, src->len);

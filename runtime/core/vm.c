@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "group.h"
+#include "job.h"
 
 const char px_park_marker = 0;
 
@@ -195,7 +195,7 @@ static int spin_for_work(px_vm *vm) {
   do {
     for (int i = 0; i < 200; i++) {
       if (__atomic_load_n(&vm->inbox_head, __ATOMIC_ACQUIRE)) return 1;
-      if (worker && (vm->group ? px_group_peek(vm) : __atomic_load_n(&rt->jobs_head, __ATOMIC_ACQUIRE) != NULL))
+      if (worker && (vm->source ? vm->source->peek(vm) : __atomic_load_n(&rt->jobs_head, __ATOMIC_ACQUIRE) != NULL))
         return 1;
       if (atomic_load_explicit(&rt->stopping, memory_order_relaxed)) return 1;
       __builtin_ia32_pause();
@@ -299,13 +299,13 @@ static int drive(px_vm *vm, int mode, int (*done)(px_vm *, void *), void *arg) {
     if (mode == PX_DRIVE_WORKER) {
       /* A pool's own VM (group.c) takes its group's jobs only, and ends
        * once its group is done with it. */
-      px_job *job = vm->group ? px_group_take(vm) : px_job_take(rt);
+      px_job *job = vm->source ? vm->source->take(vm) : px_job_take(rt);
       if (job) {
         take_pending(vm, 1);
         px_job_run(vm, job);
         continue;
       }
-      if (vm->group && !loop_busy(vm) && px_group_vm_ends(vm)) return 0;
+      if (vm->source && !loop_busy(vm) && vm->source->ends(vm)) return 0;
     }
     if (!loop_busy(vm)) {
       if (spin_for_work(vm)) continue;
@@ -322,7 +322,7 @@ static int drive(px_vm *vm, int mode, int (*done)(px_vm *, void *), void *arg) {
        * pushed before the flag was set found none to poke: look again
        * after setting it, or the job would wait for the next poke. */
       atomic_store(&vm->sleeping, 1);
-      if (vm->group ? px_group_peek(vm) : __atomic_load_n(&rt->jobs_head, __ATOMIC_SEQ_CST) != NULL) {
+      if (vm->source ? vm->source->peek(vm) : __atomic_load_n(&rt->jobs_head, __ATOMIC_SEQ_CST) != NULL) {
         atomic_store(&vm->sleeping, 0);
         continue;
       }

@@ -160,16 +160,6 @@ int px_pool_unmarshal_copy(lua_State *L, const px_msg *m) {
 
 /* ---- caller side ----------------------------------------------------- */
 
-void px_pool_owner_meta(lua_State *L, const char *name, lua_CFunction gc) {
-  if (luaL_newmetatable(L, name)) {
-    lua_pushcfunction(L, gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushstring(L, name);
-    lua_setfield(L, -2, "__name");
-  }
-  lua_pop(L, 1);
-}
-
 static int owner_gc(lua_State *L) {
   pool_job *job = px_udata_take(L, 1);
   if (job) {

@@ -91,7 +91,8 @@ pool_waiter *px_pool_waiter_new(lua_State *L, pool_job *job, const char *what,
                                 int (*deliver)(lua_State *, px_wait *),
                                 void (*discard)(px_wait *), int (*cancel)(px_wait *));
 
-/* The metatable `name` of a plain userdata whose __gc is gc, made once per VM. */
+/* The metatable `name` of a plain userdata whose __gc is gc, made once per
+ * VM (pool_group.c). */
 void px_pool_owner_meta(lua_State *L, const char *name, lua_CFunction gc);
 
 /* pool_group.c: the group functions and metatable, added to the module

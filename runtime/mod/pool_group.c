@@ -105,6 +105,16 @@ static const luaL_Reg group_funcs[] = {
     {"group_live", l_group_live},   {"count_task", l_count_task},
     {NULL, NULL}};
 
+void px_pool_owner_meta(lua_State *L, const char *name, lua_CFunction gc) {
+  if (luaL_newmetatable(L, name)) {
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "__name");
+  }
+  lua_pop(L, 1);
+}
+
 /* Adds the functions to the module table on top of L. */
 void px_pool_group_open(lua_State *L) {
   px_pool_owner_meta(L, GROUP_MT, group_gc);
