@@ -132,6 +132,22 @@ local function eventually(f)
   return f()
 end
 
+-- The thread count once pools that earlier specs dropped are collected and
+-- their threads gone (the same count twice, 50 ms apart).
+local function settled_threads()
+  collectgarbage()
+  collectgarbage()
+  local last = nthreads()
+  eventually(function()
+    parx.sleep(0.05)
+    local now = nthreads()
+    local same = now == last
+    last = now
+    return same
+  end)
+  return last
+end
+
 describe("parx.pool.new's own VMs", function()
   it("a pool of 2 runs its work on exactly 2 VMs of its own, none of them a runtime worker", function()
     local default = {}
@@ -156,7 +172,7 @@ describe("parx.pool.new's own VMs", function()
   it("starts its threads at creation and ends them at close/join", function()
     if not nthreads() then pending("no /proc/self/task") return end
     parx.spawn(function() end):join() -- the runtime's workers are up
-    local before = nthreads()
+    local before = settled_threads()
     local p = pool.new{workers = 3}
     assert.equal(before + 3, nthreads())
     assert.same({2, 3}, p:map(function(x) return x + 1 end, {1, 2}))
@@ -167,6 +183,7 @@ describe("parx.pool.new's own VMs", function()
 
   it("a pool that is collected without close() ends its VMs", function()
     if not nthreads() then pending("no /proc/self/task") return end
+    settled_threads()
     local during
     local function use_and_drop()
       local p = pool.new{workers = 2, initializer = function() POOL_SPEC_GC = 1 end}
