@@ -922,3 +922,92 @@ describe("a wait where LuaJIT cannot yield", function()
     assert.equal("40\t40\talive\n", (out:gsub("exit=%d+%s*$", "")))
   end)
 end)
+
+describe("finished coroutines reused by later tasks (issue 13)", function()
+  it("an async task after ones that replaced their thread's globals starts with the creator's", function()
+    local g0 = getfenv(0)
+    for _ = 1, 40 do parx.async(function() setfenv(0, {marker = 1}) end):join() end
+    collectgarbage(); collectgarbage() -- their futures go: their coroutines too
+    for _ = 1, 40 do
+      local same, marker = parx.async(function()
+        return getfenv(0) == g0, loadstring("return marker")()
+      end):join()
+      assert.is_true(same)
+      assert.is_nil(marker)
+    end
+  end)
+
+  it("a spawned task after ones that replaced their thread's globals starts with the worker's", function()
+    for _ = 1, 40 do parx.spawn(function() setfenv(0, {marker = 1}) end):join() end
+    for _ = 1, 40 do
+      local same, marker = parx.spawn(function()
+        return getfenv(0) == _G, loadstring("return marker")()
+      end):join()
+      assert.is_true(same)
+      assert.is_nil(marker)
+    end
+  end)
+
+  it("an async task's results are collectable once its Task is collected", function()
+    local weak = setmetatable({}, {__mode = "v"})
+    local function run()
+      local t = parx.async(function() return {"result"} end)
+      weak[1] = t:join()
+    end
+    run()
+    assert.is_table(weak[1])
+    for _ = 1, 4 do collectgarbage() end
+    assert.is_nil(weak[1])
+  end)
+
+  it("a spawned task's arguments and results are not kept by its worker after it ended", function()
+    -- Tasks end holding their argument (returned); then each worker looks.
+    local ts = {}
+    for i = 1, 20 do
+      ts[i] = parx.spawn(function(arg)
+        if not _G.spec_weak2 then _G.spec_weak2 = setmetatable({}, {__mode = "k"}) end
+        _G.spec_weak2[arg] = true
+        return arg
+      end, {i})
+    end
+    for _, t in ipairs(ts) do t:join() end
+    for _ = 1, 20 do
+      local left = parx.spawn(function()
+        for _ = 1, 4 do collectgarbage() end
+        return next(_G.spec_weak2 or {}) ~= nil
+      end):join()
+      assert.is_false(left)
+    end
+  end)
+
+  it("tasks after ones that raised or were cancelled run normally, async and spawned", function()
+    for _ = 1, 30 do
+      assert.is_false(pcall(function() parx.async(function() error("x") end):join() end))
+      local t = parx.async(function() parx.sleep(10) end)
+      t:cancel()
+      t:wait()
+      assert.is_false(pcall(function() parx.spawn(function() error("y") end):join() end))
+    end
+    collectgarbage(); collectgarbage()
+    for i = 1, 30 do
+      assert.equal(i * 2, parx.async(function(x) return x * 2 end, i):join())
+      assert.equal(i * 3, parx.spawn(function(x) return x * 3 end, i):join())
+    end
+  end)
+
+  it("an async or spawned task with 40 arguments gets them all while coroutines wait for reuse", function()
+    for _ = 1, 10 do parx.async(function() end):join() end
+    collectgarbage(); collectgarbage()
+    local args = {}
+    for i = 1, 40 do args[i] = i end
+    local function count(...) return select("#", ...), (select(40, ...)) end
+    for _ = 1, 5 do
+      local n, last = parx.async(count, unpack(args)):join()
+      assert.equal(40, n)
+      assert.equal(40, last)
+      n, last = parx.spawn(count, unpack(args)):join()
+      assert.equal(40, n)
+      assert.equal(40, last)
+    end
+  end)
+end)

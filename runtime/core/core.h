@@ -14,6 +14,7 @@
 
 typedef struct px_future px_future;
 typedef struct px_job px_job;
+typedef struct px_copool px_copool;
 
 /* Task states. */
 enum { PX_TASK_READY, PX_TASK_RUNNING, PX_TASK_PARKED, PX_TASK_DONE };
@@ -100,6 +101,7 @@ struct px_vm {
   const char *seen_path_ptr, *seen_cpath_ptr;
   char *path, *cpath;
   long paths_gen;
+  px_copool *copool;      /* finished coroutines for the next tasks (copool.c) */
 };
 
 struct px_runtime {
@@ -222,6 +224,19 @@ px_task *px_task_new_from(px_vm *vm, lua_State *L, lua_State *co, px_future *h, 
 /* Push LuaJIT's xpcall and the tasks' message handler (for a module that
  * builds task stacks itself); 0 if the VM has none yet (nothing pushed). */
 int px_sched_guard_values(lua_State *L);
+/* The same as px_task_new_from with co already anchored by the registry
+ * reference co_ref (not on any stack; the task owns co_ref from here,
+ * and on failure too). */
+px_task *px_task_new_ref(px_vm *vm, lua_State *co, int co_ref, px_future *h, int guarded);
+
+/* ---- copool.c: finished coroutines kept for reuse ---- */
+/* A coroutine of vm (empty stack, L's globals) with its registry reference
+ * in *ref, or NULL: make one (lua_newthread).  May raise (memory) the first
+ * time.  VM thread. */
+lua_State *px_copool_take(lua_State *L, px_vm *vm, int *ref);
+/* Keep co (anchored by ref) for a later task if it returned, else release
+ * ref.  Never raises or allocates (safe in __gc).  VM thread. */
+void px_copool_put(px_vm *vm, lua_State *co, int ref);
 int px_sched_run_ready(px_vm *vm);        /* returns tasks resumed */
 int px_sched_run_inline(px_vm *vm, px_task *t); /* 1 if t ran now */
 void px_sched_deliver(px_vm *vm, px_wait *w);

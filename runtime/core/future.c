@@ -63,7 +63,7 @@ static void future_free(px_shared *s) {
   if (f->state == PX_FUTURE_FAILED && !f->retrieved && f->errmsg)
     fprintf(stderr, "parx: task %ld failed and nobody joined it: %s\n", f->seq, f->errmsg);
   if (f->local && f->co_ref != LUA_NOREF && f->vm && px_vm_on_thread(f->vm) && f->vm->L)
-    luaL_unref(f->vm->L, LUA_REGISTRYINDEX, f->co_ref);
+    px_copool_put(f->vm, f->co, f->co_ref); /* kept for a later task, or released */
   px_msg_free(&f->result);
   free(f->errmsg);
   free(f->traceback);
@@ -73,8 +73,10 @@ static void future_free(px_shared *s) {
 }
 
 px_future *px_future_new(px_runtime *rt, int local) {
-  px_future *f = calloc(1, sizeof *f);
+  /* malloc, not calloc: glibc's calloc skips the per-thread cache. */
+  px_future *f = malloc(sizeof *f);
   if (!f) return NULL;
+  memset(f, 0, sizeof *f);
   px_shared_init(&f->hdr, &px_future_type);
   pthread_mutex_init(&f->lock, NULL);
   f->rt = rt;
@@ -155,6 +157,7 @@ void px_future_finish(px_future *f, px_task *t, int status) {
     if (state != PX_FUTURE_CANCELLED) {
       /* The task's anchor of its coroutine becomes the future's. */
       f->co_ref = t->co_ref;
+      f->co = co;
       t->co_ref = LUA_NOREF;
       if (f->co_ref == LUA_NOREF) { /* a job that failed to start (job.c) */
         lua_pushthread(co);

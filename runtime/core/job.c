@@ -147,7 +147,16 @@ static int job_start_call(lua_State *L, void *ud) {
     lua_insert(L, base + 1);
     n = 2;
   }
-  lua_State *co = lua_newthread(L);
+  int co_ref = LUA_NOREF;
+  lua_State *co = px_copool_take(L, s->vm, &co_ref); /* a finished one (copool.c) */
+  if (co && n < LUA_MINSTACK) { /* fits in any coroutine's stack */
+    lua_xmove(L, co, n);
+    s->task = px_task_new_ref(s->vm, co, co_ref, s->job->future, 0);
+    if (!s->task) return px_oom(L, "starting a task");
+    return 0;
+  }
+  if (co) px_copool_put(s->vm, co, co_ref);
+  co = lua_newthread(L);
   lua_insert(L, base + 1);
   if (n >= LUA_MINSTACK && !lua_checkstack(co, n + 1))
     return luaL_error(L, "too many arguments to start a task with");

@@ -62,9 +62,14 @@ px_task *px_task_new_from(px_vm *vm, lua_State *L, lua_State *co, px_future *h, 
   /* The reference first: it may raise (memory), and nothing is owned yet.
    * Every state of the VM shares its registry. */
   int co_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops co from L */
-  px_task *t = calloc(1, sizeof *t);
+  return px_task_new_ref(vm, co, co_ref, h, guarded);
+}
+
+px_task *px_task_new_ref(px_vm *vm, lua_State *co, int co_ref, px_future *h, int guarded) {
+  px_task *t = malloc(sizeof *t); /* not calloc: it skips glibc's thread cache */
+  if (t) memset(t, 0, sizeof *t);
   if (!t) {
-    luaL_unref(L, LUA_REGISTRYINDEX, co_ref);
+    luaL_unref(vm->L, LUA_REGISTRYINDEX, co_ref);
     return NULL;
   }
   t->msgh = guarded;
@@ -95,7 +100,7 @@ static void task_free(px_vm *vm, px_task *t) {
   if (t->next) t->next->prev = t->prev;
   vm->ntasks--;
   pthread_mutex_unlock(&vm->inbox_lock);
-  if (t->co_ref != LUA_NOREF) luaL_unref(vm->L, LUA_REGISTRYINDEX, t->co_ref);
+  if (t->co_ref != LUA_NOREF) px_copool_put(vm, t->co, t->co_ref);
   t->co_ref = LUA_NOREF;
   if (t->inject_ref != LUA_NOREF) luaL_unref(vm->L, LUA_REGISTRYINDEX, t->inject_ref);
   t->inject_ref = LUA_NOREF;

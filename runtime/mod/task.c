@@ -75,8 +75,10 @@ static void joiner_timeout(uv_timer_t *t) { px_join_fire(t->data, 0); }
 static int join_park(lua_State *L, px_future **fs, int n, int mode, int limited, uint64_t ms) {
   px_vm *vm = px_vm_of(L);
   px_check_can_park(L); /* raise before anything is allocated */
-  px_join *join = calloc(1, sizeof *join + sizeof(px_join_link) * (size_t)n);
+  size_t size = sizeof(px_join) + sizeof(px_join_link) * (size_t)n;
+  px_join *join = malloc(size); /* not calloc: it skips glibc's thread cache */
   if (!join) return px_oom(L, "join");
+  memset(join, 0, size);
   join->wait.what = mode == JOIN_ONE ? "a task to finish (join)" : "tasks to finish (wait)";
   join->wait.on_id = n == 1 ? fs[0]->seq : 0;
   join->wait.deliver = joiner_deliver;
@@ -176,15 +178,20 @@ static int l_async(lua_State *L) {
   if (!lua_isfunction(L, 1 + has_opts) && !luaL_getmetafield(L, 1 + has_opts, "__call"))
     luaL_typerror(L, 1 + has_opts, "function");
   px_vm *vm = px_vm_of(L);
+  /* A finished coroutine of this VM if one is kept (copool.c); taken
+   * first, while a raise (the pool's first allocation) owns nothing. */
+  int co_ref = LUA_NOREF;
+  lua_State *co = px_copool_take(L, vm, &co_ref);
   px_future *f = px_future_new(vm->rt, 1);
-  if (!f) return px_oom(L, "async");
-  if (has_opts) {
-    if (px_future_set_options(f, o.daemon, o.name) != 0) {
-      px_shared_release(&f->hdr);
-      return px_oom(L, "async");
-    }
-    lua_remove(L, 1);
+  if (f && has_opts && px_future_set_options(f, o.daemon, o.name) != 0) {
+    px_shared_release(&f->hdr);
+    f = NULL;
   }
+  if (!f) {
+    if (co) px_copool_put(vm, co, co_ref);
+    return px_oom(L, "async");
+  }
+  if (has_opts) lua_remove(L, 1);
   int guarded = !lua_isnone(L, lua_upvalueindex(2));
   if (guarded) {
     lua_pushvalue(L, lua_upvalueindex(1));
@@ -193,13 +200,24 @@ static int l_async(lua_State *L) {
     lua_insert(L, 3);
   }
   int n = lua_gettop(L);
-  lua_State *co = lua_newthread(L);
-  lua_insert(L, 1);
-  lua_xmove(L, co, n); /* fn and args move to co; co stays at 1 */
+  if (co && n >= LUA_MINSTACK) { /* a long argument list: a fresh one */
+    px_copool_put(vm, co, co_ref);
+    co = NULL;
+  }
   f->vm = vm;
   f->state = PX_FUTURE_RUNNING;
-  px_shared_retain(&f->hdr); /* the task's reference */
-  px_task *t = px_task_new_from(vm, L, co, f, guarded); /* pops co */
+  px_task *t;
+  if (co) {
+    lua_xmove(L, co, n); /* fn and args move to co */
+    px_shared_retain(&f->hdr); /* the task's reference */
+    t = px_task_new_ref(vm, co, co_ref, f, guarded);
+  } else {
+    co = lua_newthread(L);
+    lua_insert(L, 1);
+    lua_xmove(L, co, n); /* fn and args move to co; co stays at 1 */
+    px_shared_retain(&f->hdr); /* the task's reference */
+    t = px_task_new_from(vm, L, co, f, guarded); /* pops co */
+  }
   if (!t) {
     px_shared_release(&f->hdr);
     px_shared_release(&f->hdr);
