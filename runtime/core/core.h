@@ -60,6 +60,7 @@ struct px_vm {
   atomic_int asleep;      /* blocked in its loop (or its host polls): posts
                              must uv_async_send (vm.c) */
   atomic_int sleeping;    /* worker about to block or blocked in its loop */
+  atomic_int spinning;    /* worker polling for a post or a job (vm.c) */
   int hook_ref;           /* pending injected error for the count hook */
   int dead;               /* its lua_State panicked: never touched again
                              (state.c on_panic) */

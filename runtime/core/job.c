@@ -51,28 +51,37 @@ void px_job_push(px_runtime *rt, px_job *job) {
   rt->jobs_tail = job;
   rt->njobs++;
   pthread_mutex_unlock(&rt->lock);
-  /* Pairs with the worker's store of `sleeping` and its second look at
-   * the queue (vm.c): one of the two sees the other. */
+  /* Pairs with the worker's store of `sleeping` (or `spinning`) and its
+   * second look at the queue (vm.c): one of the two sees the other. */
   atomic_thread_fence(memory_order_seq_cst);
+  /* A worker polling for work takes the job within microseconds: waking
+   * another costs a syscall here and a thread that spins in vain (Go's
+   * scheduler does the same). */
+  for (int i = 0; i < rt->nworkers; i++)
+    if (atomic_load(&rt->workers[i]->spinning)) return;
+  px_job_wake(rt, NULL);
+}
+
+void px_job_wake(px_runtime *rt, px_vm *except) {
   /* Wake an idle worker if there is one, else one blocked in its loop (it
    * has timers or IO, so it is not flagged idle), else the next in turn: a
    * worker busy with a task takes the job when it runs out of tasks. */
   unsigned start = atomic_fetch_add(&rt->next_worker, 1);
   for (int i = 0; i < rt->nworkers; i++) {
     px_vm *w = rt->workers[(start + i) % rt->nworkers];
-    if (atomic_load(&w->idle_flag)) {
+    if (w != except && atomic_load(&w->idle_flag)) {
       uv_async_send(&w->async);
       return;
     }
   }
   for (int i = 0; i < rt->nworkers; i++) {
     px_vm *w = rt->workers[(start + i) % rt->nworkers];
-    if (atomic_load(&w->sleeping)) {
+    if (w != except && atomic_load(&w->sleeping)) {
       uv_async_send(&w->async);
       return;
     }
   }
-  uv_async_send(&rt->workers[start % rt->nworkers]->async);
+  if (!except) uv_async_send(&rt->workers[start % rt->nworkers]->async);
 }
 
 px_job *px_job_take(px_runtime *rt) {

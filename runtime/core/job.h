@@ -26,6 +26,9 @@ px_future *px_job_new(lua_State *L, int idx, int n, int daemon, const char *name
  * took yet (1: it was there, the caller owns it now).  Any thread. */
 void px_job_push(px_runtime *rt, px_job *job);
 px_job *px_job_take(px_runtime *rt);
+/* Wake a worker other than except (NULL: any) to look at the queue: an
+ * idle one, else a sleeping one, else (except NULL) the next in turn. */
+void px_job_wake(px_runtime *rt, px_vm *except);
 int px_job_unqueue(px_runtime *rt, px_job *job);
 /* Worker VM thread: turn a job taken off the queue into a task; whatever
  * fails becomes the job's error (its joiners see it).  Frees the job. */

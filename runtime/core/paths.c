@@ -13,20 +13,55 @@
 
 #include "core.h"
 
-/* Push package.path and package.cpath (either may be nil). */
+/* The key strings push_paths looks up, interned once per state (a
+ * registry table under keys_key): lua_getfield interns its key on every
+ * call, and every send of code reads these (issue 13). */
+static const char keys_key = 0;
+static const char *const key_names[] = {"_LOADED", "package", "path", "cpath"};
+
+static int push_keys(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&keys_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (lua_type(L, -1) == LUA_TTABLE) return lua_gettop(L);
+  lua_pop(L, 1);
+  lua_createtable(L, 4, 0);
+  for (int i = 0; i < 4; i++) {
+    lua_pushstring(L, key_names[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_pushlightuserdata(L, (void *)&keys_key);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  return lua_gettop(L);
+}
+
+/* Push package.path and package.cpath (either may be nil): what
+ * lua_getfield would read, with the keys from push_keys. */
 static void push_paths(lua_State *L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
-  lua_getfield(L, -1, "package");
-  lua_remove(L, -2);
+  int keys = push_keys(L);
+  lua_rawgeti(L, keys, 1);
+  lua_rawget(L, LUA_REGISTRYINDEX); /* _LOADED */
   if (lua_type(L, -1) != LUA_TTABLE) {
-    lua_pop(L, 1);
+    lua_settop(L, keys - 1);
     lua_pushnil(L);
     lua_pushnil(L);
     return;
   }
-  lua_getfield(L, -1, "path");
-  lua_getfield(L, -2, "cpath");
-  lua_remove(L, -3);
+  lua_rawgeti(L, keys, 2);
+  lua_gettable(L, -2); /* package */
+  if (lua_type(L, -1) != LUA_TTABLE) {
+    lua_settop(L, keys - 1);
+    lua_pushnil(L);
+    lua_pushnil(L);
+    return;
+  }
+  lua_rawgeti(L, keys, 3);
+  lua_gettable(L, -2);
+  lua_rawgeti(L, keys, 4);
+  lua_gettable(L, -3);
+  lua_replace(L, keys + 1);
+  lua_replace(L, keys);
+  lua_settop(L, keys + 1);
 }
 
 static int same(const char *a, const char *b) {

@@ -285,6 +285,10 @@ void px_shared_meta(lua_State *L, const px_shared_type *type);
 /* The object behind the proxy at idx if it is of `type` (NULL: any shared
  * type); NULL if it is not one. */
 px_shared *px_shared_test(lua_State *L, int idx, const px_shared_type *type);
+/* The same for a caller that holds its type's metatable of this VM at mt
+ * (an upvalue, say; not a negative index): one compare, no registry
+ * lookup.  NULL if the value at idx has another metatable or none. */
+px_shared *px_shared_test_mt(lua_State *L, int idx, int mt);
 /* 1 if a registered `holds` vouches for obj; for pointers that came through
  * Lua (obj is never dereferenced). */
 int px_shared_known(const px_shared *obj);

@@ -166,6 +166,14 @@ void px_shared_push(lua_State *L, px_shared *obj) {
   lua_setmetatable(L, -2);
 }
 
+px_shared *px_shared_test_mt(lua_State *L, int idx, int mt) {
+  if (!lua_getmetatable(L, idx)) return NULL;
+  int same = lua_rawequal(L, -1, mt);
+  lua_pop(L, 1);
+  if (!same || lua_type(L, idx) != LUA_TUSERDATA || lua_objlen(L, idx) != sizeof(proxy)) return NULL;
+  return ((proxy *)lua_touserdata(L, idx))->obj;
+}
+
 px_shared *px_shared_test(lua_State *L, int idx, const px_shared_type *type) {
   if (lua_type(L, idx) != LUA_TUSERDATA) return NULL;
   /* Only px_shared_push makes userdata of a parx metatable, all of this

@@ -188,21 +188,33 @@ static int loop_busy(px_vm *vm) {
  * keeps it from stealing a core from a thread that has work. */
 #define SPIN_NS 50000
 
-static int spin_for_work(px_vm *vm) {
+static int spin_poll(px_vm *vm, int worker) {
   px_runtime *rt = vm->rt;
-  int worker = vm != rt->main;
   uint64_t until = uv_hrtime() + SPIN_NS;
   do {
     for (int i = 0; i < 200; i++) {
+      if (worker && !vm->source && __atomic_load_n(&rt->jobs_head, __ATOMIC_ACQUIRE)) return 2;
       if (__atomic_load_n(&vm->inbox_head, __ATOMIC_ACQUIRE)) return 1;
-      if (worker && (vm->source ? vm->source->peek(vm) : __atomic_load_n(&rt->jobs_head, __ATOMIC_ACQUIRE) != NULL))
-        return 1;
+      if (worker && vm->source && vm->source->peek(vm)) return 1;
       if (atomic_load_explicit(&rt->stopping, memory_order_relaxed)) return 1;
       __builtin_ia32_pause();
     }
     sched_yield();
   } while (uv_hrtime() < until);
   return 0;
+}
+
+/* A worker spins flagged `spinning`: px_job_push wakes nobody while one
+ * does (job.c).  One that stops for a post hands a job queued meanwhile
+ * to another worker. */
+static int spin_for_work(px_vm *vm) {
+  int worker = vm != vm->rt->main;
+  if (!worker || vm->source) return spin_poll(vm, worker) != 0; /* a group's VM: its own queue */
+  atomic_store(&vm->spinning, 1);
+  int r = spin_poll(vm, 1);
+  atomic_store(&vm->spinning, 0);
+  if (r != 2 && __atomic_load_n(&vm->rt->jobs_head, __ATOMIC_SEQ_CST)) px_job_wake(vm->rt, vm);
+  return r != 0;
 }
 
 /* Block until the loop has something: IO, a timer, or a post. */

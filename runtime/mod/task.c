@@ -14,8 +14,11 @@
 
 enum { JOIN_ONE = PX_JOIN_ONE, JOIN_ANY = PX_JOIN_ANY };
 
+/* The functions that take a Task have its metatable as upvalue 1
+ * (px_open_task): one compare instead of a registry lookup. */
 static px_future *check_future(lua_State *L, int idx) {
-  return (px_future *)px_shared_check(L, idx, &px_future_type);
+  px_future *f = (px_future *)px_shared_test_mt(L, idx, lua_upvalueindex(1));
+  return f ? f : (px_future *)px_shared_check(L, idx, &px_future_type);
 }
 
 /* ---- joiners --------------------------------------------------------- */
@@ -455,15 +458,19 @@ static const luaL_Reg funcs[] = {
 
 int px_open_task(lua_State *L) {
   px_shared_register(&px_future_type);
+  px_shared_meta(L, &px_future_type); /* mt: every function's upvalue 1 */
   lua_newtable(L);
-  luaL_setfuncs(L, funcs, 0);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, funcs, 1);
   if (px_sched_guard_values(L)) {
     lua_pushcclosure(L, l_async, 2);
     lua_setfield(L, -2, "async");
   }
-  px_shared_meta(L, &px_future_type);
-  luaL_setfuncs(L, task_methods, 0);
+  lua_pushvalue(L, -2);
+  lua_pushvalue(L, -1);
+  luaL_setfuncs(L, task_methods, 1);
   lua_setfield(L, -2, "Task");
+  lua_remove(L, -2); /* mt */
   lua_pushlightuserdata(L, (void *)&px_park_marker);
   lua_setfield(L, -2, "PARK");
   lua_pushlightuserdata(L, (void *)&px_exit_marker);
