@@ -924,27 +924,21 @@ describe("a wait where LuaJIT cannot yield", function()
 end)
 
 describe("finished coroutines reused by later tasks (issue 13)", function()
-  it("an async task after ones that replaced their thread's globals starts with the creator's", function()
+  it("a task after ones that replaced their thread's globals starts with its VM's, async and spawned", function()
     local g0 = getfenv(0)
-    for _ = 1, 40 do parx.async(function() setfenv(0, {marker = 1}) end):join() end
-    collectgarbage(); collectgarbage() -- their futures go: their coroutines too
-    for _ = 1, 40 do
-      local same, marker = parx.async(function()
-        return getfenv(0) == g0, loadstring("return marker")()
-      end):join()
-      assert.is_true(same)
-      assert.is_nil(marker)
-    end
-  end)
-
-  it("a spawned task after ones that replaced their thread's globals starts with the worker's", function()
-    for _ = 1, 40 do parx.spawn(function() setfenv(0, {marker = 1}) end):join() end
-    for _ = 1, 40 do
-      local same, marker = parx.spawn(function()
-        return getfenv(0) == _G, loadstring("return marker")()
-      end):join()
-      assert.is_true(same)
-      assert.is_nil(marker)
+    local kinds = {
+      {parx.async, function() return getfenv(0) == g0, loadstring("return marker")() end},
+      {parx.spawn, function() return getfenv(0) == _G, loadstring("return marker")() end},
+    }
+    for _, kind in ipairs(kinds) do
+      local start, check = kind[1], kind[2]
+      for _ = 1, 40 do start(function() setfenv(0, {marker = 1}) end):join() end
+      collectgarbage(); collectgarbage() -- async: their futures go, their coroutines too
+      for _ = 1, 40 do
+        local same, marker = start(check):join()
+        assert.is_true(same)
+        assert.is_nil(marker)
+      end
     end
   end)
 

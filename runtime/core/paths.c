@@ -41,14 +41,10 @@ static void push_paths(lua_State *L) {
   int keys = push_keys(L);
   lua_rawgeti(L, keys, 1);
   lua_rawget(L, LUA_REGISTRYINDEX); /* _LOADED */
-  if (lua_type(L, -1) != LUA_TTABLE) {
-    lua_settop(L, keys - 1);
-    lua_pushnil(L);
-    lua_pushnil(L);
-    return;
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    lua_rawgeti(L, keys, 2);
+    lua_gettable(L, -2); /* package */
   }
-  lua_rawgeti(L, keys, 2);
-  lua_gettable(L, -2); /* package */
   if (lua_type(L, -1) != LUA_TTABLE) {
     lua_settop(L, keys - 1);
     lua_pushnil(L);
