@@ -1005,3 +1005,13 @@ describe("finished coroutines reused by later tasks (issue 13)", function()
     end
   end)
 end)
+
+describe("a spawned task that returns nothing (issue 13)", function()
+  it("gives join no values, joined on this VM and from another task's VM", function()
+    assert.equal(0, select("#", parx.spawn(function() end):join()))
+    local t = parx.spawn(function() end)
+    assert.equal(0, parx.spawn(function(t) return select("#", t:join()) end, t):join())
+    assert.equal(0, select("#", t:join()))
+    assert.equal("done", t:status())
+  end)
+end)

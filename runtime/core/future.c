@@ -168,7 +168,9 @@ void px_future_finish(px_future *f, px_task *t, int status) {
     }
   } else if (state != PX_FUTURE_CANCELLED) {
     int n = lua_gettop(co);
-    if (px_marshal(co, 1, n, &f->result) != 0) {
+    /* No results (a task run for its effects): nothing to marshal, and
+     * joiners push none (px_future_push_outcome). */
+    if (n > 0 && px_marshal(co, 1, n, &f->result) != 0) {
       /* The results (or the error value) cannot cross: report that. */
       const char *why = lua_tostring(co, -1);
       if (!why) why = "?";
@@ -239,6 +241,7 @@ int px_future_push_outcome(lua_State *co, px_future *f) {
     }
     return n + 1;
   }
+  if (f->result.len == 0) return 1; /* it returned nothing (px_future_finish) */
   /* Each joiner unmarshals its own copy: the bytes are shared, the
    * references are retained for it. */
   px_msg copy = f->result;
