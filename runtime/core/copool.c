@@ -1,13 +1,13 @@
 /* copool.c -- finished task coroutines kept for the next task of the VM.
  *
  * A task needs a coroutine and a registry reference anchoring it; making
- * both (lua_newthread, luaL_ref) and collecting them later is about a
- * third of what `parx.async(f):join()` costs.  A coroutine whose function
- * returned is as good as a new one (LuaJIT's lua_resume starts it again
- * from its emptied stack), so the scheduler hands it back here with its
- * reference when its task is freed (or, for an async task, when its
- * future is: the results live on the coroutine until then), and the next
- * task of that VM takes it, as Go reuses a finished goroutine's stack.
+ * both (lua_newthread, luaL_ref) and collecting them later is a good part
+ * of what a task costs.  A coroutine whose function returned is as good
+ * as a new one (LuaJIT's lua_resume starts it again from its emptied
+ * stack), so the scheduler hands it back here with its reference when its
+ * task is freed, and the next task of that VM takes it, as Go reuses a
+ * finished goroutine's stack.  An async task's coroutine holds its results
+ * until its future is collected and is not handed back then (future.c).
  *
  * Only a coroutine that returned comes back (status 0: not one that
  * raised, nor one parked at shutdown), with its stack emptied, and only

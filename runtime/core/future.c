@@ -63,7 +63,10 @@ static void future_free(px_shared *s) {
   if (f->state == PX_FUTURE_FAILED && !f->retrieved && f->errmsg)
     fprintf(stderr, "parx: task %ld failed and nobody joined it: %s\n", f->seq, f->errmsg);
   if (f->local && f->co_ref != LUA_NOREF && f->vm && px_vm_on_thread(f->vm) && f->vm->L)
-    px_copool_put(f->vm, f->co, f->co_ref); /* kept for a later task, or released */
+    /* Not back to the pool (copool.c): handed back from this __gc, the
+     * coroutines kept LuaJIT's incremental GC from keeping up with an
+     * async loop (its heap grew without bound). */
+    luaL_unref(f->vm->L, LUA_REGISTRYINDEX, f->co_ref);
   px_msg_free(&f->result);
   free(f->errmsg);
   free(f->traceback);
@@ -157,7 +160,6 @@ void px_future_finish(px_future *f, px_task *t, int status) {
     if (state != PX_FUTURE_CANCELLED) {
       /* The task's anchor of its coroutine becomes the future's. */
       f->co_ref = t->co_ref;
-      f->co = co;
       t->co_ref = LUA_NOREF;
       if (f->co_ref == LUA_NOREF) { /* a job that failed to start (job.c) */
         lua_pushthread(co);

@@ -39,7 +39,6 @@ struct px_future {
   px_job job_store;      /* spawned: the job, inside its future */
   int local;             /* parx.async: results stay on the coroutine */
   int co_ref;            /* local: registry ref of the finished coroutine */
-  lua_State *co;         /* local: that coroutine (once co_ref is set) */
   int nresults;          /* local: values on that coroutine's stack */
   px_msg result;         /* spawned: results, or the error value */
   px_join_link *joiners; /* parked joiners (any VM) */
