@@ -1015,3 +1015,30 @@ describe("a spawned task that returns nothing (issue 13)", function()
     assert.equal("done", t:status())
   end)
 end)
+
+describe("waking a parked task", function()
+  -- deliver() once unmarshalled onto the parked coroutine itself; when
+  -- the JIT recorded (and aborted a trace of) the int64 helper there,
+  -- LuaJIT's throw marked that coroutine "not suspended", and its resume
+  -- failed with "attempt to call a number value".  hotloop=1 makes the
+  -- recorder run on almost every wake.
+  it("with results the unmarshaller builds in Lua (int64) resumes it, whatever the JIT does", function()
+    local out, status = run_script([[
+      jit.opt.start("hotloop=1", "hotexit=1")
+      for i = 1, 100 do
+        local t = parx.spawn(function(x) parx.sleep(0.001) return x * 3LL, 7ULL end, i)
+        local a, b = t:join()
+        assert(a == i * 3LL and b == 7ULL)
+      end
+      local ch = parx.channel()
+      local t = parx.spawn(function(c)
+        for i = 1, 100 do parx.sleep(0.001) c:send(i * 5LL) end
+      end, ch)
+      for i = 1, 100 do assert(ch:recv() == i * 5LL) end
+      t:join()
+      print("all woken")
+    ]])
+    assert.matches("all woken", out)
+    assert.equal(0, status)
+  end)
+end)

@@ -150,12 +150,14 @@ void px_vm_release(px_vm *vm);
  * Before that it fills in w->what (a short phrase for deadlock reports, e.g.
  * "channel recv") and the callbacks below.  Later, exactly once, some thread
  * calls px_wake(w).  The scheduler then runs, on the VM's thread:
- *   deliver(co, w): push the wait's results onto co (the task's coroutine)
- *                   and return how many; they become the C function's
- *                   return values.  NULL means no results.  It runs with
- *                   GC steps held off (no __gc can run in it), or, where
- *                   LuaJIT's layout is not the one known (sched_lj.c), in
- *                   a protected call on the VM's main state; an error in it
+ *   deliver(L, w):  push the wait's results onto L (the VM's main state,
+ *                   never the parked coroutine: no Lua code may run on a
+ *                   suspended coroutine) and return how many; the
+ *                   scheduler moves them to the task, where they become
+ *                   the C function's return values.  NULL means no
+ *                   results.  It runs with GC steps held off (no __gc can
+ *                   run in it), or, where LuaJIT's layout is not the one
+ *                   known (sched_lj.c), in a protected call; an error in it
  *                   (out of memory) becomes the task's error, and what w
  *                   still held then is lost: free before pushing.
  * If the task is cancelled (or the runtime reports a deadlock) while parked,

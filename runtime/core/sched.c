@@ -292,17 +292,29 @@ void px_sched_deliver(px_vm *vm, px_wait *w) {
   vm->nparked--;
   px_trace_woken(vm, t, w);
   t->nargs = 0;
-  if (w->deliver && vm->gc_threshold) {
-    /* The fast way (sched_lj.c): no GC step, so no __gc, can run while
-     * deliver() pushes onto the suspended coroutine. */
-    uint64_t threshold = *vm->gc_threshold;
-    *vm->gc_threshold = vm->gc_stopped;
-    t->nargs = w->deliver(innermost(t->co), w);
-    *vm->gc_threshold = threshold;
-  } else if (w->deliver) {
+  if (w->deliver) {
+    /* deliver() pushes its results onto the VM's own state, never onto
+     * the parked coroutine: Lua code it runs (the unmarshaller's FFI
+     * helper, a require) must not run on a suspended coroutine.  Any
+     * error thrown there, even one caught at once (LuaJIT's trace
+     * recorder throws and catches its own aborts), sets that coroutine's
+     * status to "not suspended" (lj_err_throw), and its next resume then
+     * calls the first value on its stack ("attempt to call a number
+     * value", seen under load). */
     lua_State *L = vm->L;
-    int base = lua_gettop(L);
-    if (px_sched_protect(vm, deliver_call, w, 0) == 0) {
+    int base = lua_gettop(L), ok = 1;
+    if (vm->gc_threshold) {
+      /* The fast way (sched_lj.c): no GC step, so no __gc, can run while
+       * deliver() pushes, unprotected. */
+      uint64_t threshold = *vm->gc_threshold;
+      *vm->gc_threshold = vm->gc_stopped;
+      int n = w->deliver(L, w);
+      *vm->gc_threshold = threshold;
+      while (lua_gettop(L) - base > n) lua_remove(L, base + 1);
+    } else {
+      ok = px_sched_protect(vm, deliver_call, w, 0) == 0;
+    }
+    if (ok) {
       int n = lua_gettop(L) - base;
       /* The parked C function's frame guarantees LUA_MINSTACK slots; only
        * more than that needs growing co's stack (which can fail only for
@@ -578,9 +590,20 @@ static int guard(px_vm *vm, px_task *t, int nargs) {
   return nargs + 2;
 }
 
+/* luaL_where(co, 1) pushed onto L: nothing may allocate on co, a
+ * suspended coroutine (px_sched_deliver says why). */
+static void push_where(lua_State *L, lua_State *co) {
+  lua_Debug ar;
+  if (lua_getstack(co, 1, &ar) && lua_getinfo(co, "Sl", &ar) && ar.currentline > 0)
+    lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+  else
+    lua_pushliteral(L, "");
+}
+
 /* What a coroutine of the task yielded, returned or raised (status), moved
  * to its resumer as the results of that coroutine.resume or wrap call;
- * returns how many.  A wrap's error is raised in the resumer. */
+ * returns how many.  A wrap's error is raised in the resumer.  Strings
+ * are made on the VM's state and moved: parent is suspended. */
 static int hand_back(px_vm *vm, px_task *t, lua_State *parent, lua_State *child, int status, int wrap) {
   lua_settop(parent, 0);
   if (status == 0 || status == LUA_YIELD) {
@@ -588,7 +611,8 @@ static int hand_back(px_vm *vm, px_task *t, lua_State *parent, lua_State *child,
     if (!lua_checkstack(parent, n + 1)) {
       lua_settop(child, 0);
       lua_pushboolean(parent, 0);
-      lua_pushliteral(parent, "too many results to resume");
+      lua_pushliteral(vm->L, "too many results to resume");
+      lua_xmove(vm->L, parent, 1);
       return 2;
     }
     if (!wrap) lua_pushboolean(parent, 1);
@@ -603,8 +627,7 @@ static int hand_back(px_vm *vm, px_task *t, lua_State *parent, lua_State *child,
   if (lua_gethook(vm->L) == exit_hook) return 0; /* raises anyway */
   lua_xmove(child, vm->L, 1);
   if (lua_type(vm->L, -1) == LUA_TSTRING) {
-    luaL_where(parent, 1);
-    lua_xmove(parent, vm->L, 1);
+    push_where(vm->L, parent);
     lua_insert(vm->L, -2);
     lua_concat(vm->L, 2);
   }

@@ -1,13 +1,14 @@
 /* sched_lj.c -- the scheduler's one use of LuaJIT internals: holding off
- * GC steps while a wait's deliver() pushes its results onto a parked task.
+ * GC steps while a wait's deliver() pushes the results for a parked task.
  *
- * Why: a suspended coroutine has no protected frame, so an error thrown
- * while pushing onto it (a failing __gc run by a GC step that one of the
- * allocations triggered) would reach the panic handler.  A protected call
- * per wake (px_sched_protect) costs about 450 instructions, which the
- * channel ping-pong cannot afford; with GC steps held off, no finaliser
- * can run during deliver(), and the GC catches up at the task's next
- * allocation, inside its resume, where an error is the task's own.
+ * Why: deliver() runs on the VM's main state, where the scheduler has no
+ * protected frame, so an error thrown while it pushes (a failing __gc run
+ * by a GC step that one of the allocations triggered) would reach the
+ * panic handler.  A protected call per wake (px_sched_protect) costs
+ * about 450 instructions, which the channel ping-pong cannot afford; with
+ * GC steps held off, no finaliser can run during deliver(), and the GC
+ * catches up at the task's next allocation, inside its resume, where an
+ * error is the task's own.
  * Running out of memory there is still unprotected (a known limit).
  *
  * How: LuaJIT starts a GC step when gc.total reaches gc.threshold, and
