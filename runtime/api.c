@@ -232,19 +232,35 @@ int parx_start_string(parx_runtime *prt, const char *code, const char *chunkname
   return r != PARX_OK ? r : parx_start_function(prt, 0);
 }
 
-typedef struct check_args {
+/* A protected pass over the started list: it gets the runtime and a result
+ * to set, which pass_started returns (PARX_ERRRUN if the pass raised). */
+typedef struct started_pass {
   px_runtime *rt;
   int result;
-} check_args;
+} started_pass;
 
-/* Protected: report the started tasks that finished (the first failure
- * wins) and drop them from the list, keeping the others in order. */
-static int check_started_p(lua_State *L) {
-  check_args *a = lua_touserdata(L, 1);
+static int pass_started(px_runtime *rt, lua_CFunction pass, int initial) {
+  started_pass p = {rt, initial};
+  if (px_runtime_protect(rt, pass, &p) != 0) return PARX_ERRRUN;
+  return p.result;
+}
+
+/* Push the started list (an empty table when nothing was started) and
+ * return its length. */
+static int push_started(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, "parx.started");
-  if (!lua_istable(L, -1)) return 0;
-  int list = lua_gettop(L);
-  int n = (int)lua_objlen(L, list), kept = 0;
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+  }
+  return (int)lua_objlen(L, -1);
+}
+
+/* Report the started tasks that finished (the first failure wins) and
+ * drop them from the list, keeping the others in order. */
+static int check_started_p(lua_State *L) {
+  started_pass *a = lua_touserdata(L, 1);
+  int n = push_started(L), list = lua_gettop(L), kept = 0;
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, list, i);
     px_future *f = px_future_test(L, -1);
@@ -263,40 +279,28 @@ static int check_started_p(lua_State *L) {
   return 0;
 }
 
-static int check_started(px_runtime *rt) {
-  check_args a = {rt, PARX_OK};
-  if (px_runtime_protect(rt, check_started_p, &a) != 0) return PARX_ERRRUN;
-  return a.result;
-}
+static int check_started(px_runtime *rt) { return pass_started(rt, check_started_p, PARX_OK); }
 
-typedef struct report_args {
-  px_runtime *rt;
-  int any;
-} report_args;
-
-/* Protected: fail the started chunks that still wait with the deadlock
- * report. */
+/* Fail the started chunks that still wait with the deadlock report; the
+ * result says whether there was any. */
 static int report_started_p(lua_State *L) {
-  report_args *a = lua_touserdata(L, 1);
-  lua_getfield(L, LUA_REGISTRYINDEX, "parx.started");
-  int n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+  started_pass *a = lua_touserdata(L, 1);
+  int n = push_started(L), list = lua_gettop(L);
   for (int i = 1; i <= n; i++) {
-    lua_rawgeti(L, 2, i);
+    lua_rawgeti(L, list, i);
     px_future *f = px_future_test(L, -1);
     lua_pop(L, 1);
     if (f) {
       int r = px_host_report_deadlock(a->rt, f);
       if (r < 0) return luaL_error(L, "%s", px_runtime_last_error(a->rt));
-      if (r > 0) a->any = 1;
+      if (r > 0) a->result = 1;
     }
   }
   return 0;
 }
 
 static int report_started_deadlock(px_runtime *rt) {
-  report_args a = {rt, 0};
-  if (px_runtime_protect(rt, report_started_p, &a) != 0) return PARX_ERRRUN;
-  return a.any;
+  return pass_started(rt, report_started_p, 0);
 }
 
 int parx_run(parx_runtime *prt) {

@@ -139,6 +139,13 @@ local function numstr(v)
   return tostring(v)
 end
 
+-- Whether i is a plain 1-based index into a's elements: what the fast
+-- paths of get and set take (a call the JIT inlines); anything else goes
+-- the checked way.
+local function plain_index(a, i)
+  return type(i) == "number" and i >= 1 and i <= tonumber(a._n) and floor(i) == i
+end
+
 -- 0-based offset of a flat 1-based index, or raise.
 local function flat_offset(a, i, level)
   local n = tonumber(a._n)
@@ -261,8 +268,7 @@ typedef struct px_array_%s {
   local get
   if decode then
     get = function(a, i, ...)
-      if select("#", ...) == 0 and type(i) == "number" and i >= 1
-         and i <= tonumber(a._n) and floor(i) == i then
+      if select("#", ...) == 0 and plain_index(a, i) then
         return decode(a._data[i - 1])
       end
       if select("#", ...) == 0 then return decode(a._data[flat_offset(a, i, 2)]) end
@@ -270,8 +276,7 @@ typedef struct px_array_%s {
     end
   else
     get = function(a, i, ...)
-      if select("#", ...) == 0 and type(i) == "number" and i >= 1
-         and i <= tonumber(a._n) and floor(i) == i then
+      if select("#", ...) == 0 and plain_index(a, i) then
         return a._data[i - 1]
       end
       if select("#", ...) == 0 then return a._data[flat_offset(a, i, 2)] end
@@ -296,8 +301,7 @@ typedef struct px_array_%s {
   end
   if encode then
     m.set = function(a, i, v, ...)
-      if select("#", ...) == 0 and type(i) == "number" and type(v) == "number"
-         and i >= 1 and i <= tonumber(a._n) and floor(i) == i then
+      if select("#", ...) == 0 and type(v) == "number" and plain_index(a, i) then
         a._data[i - 1] = encode(v)
         return
       end
@@ -305,8 +309,7 @@ typedef struct px_array_%s {
     end
   elseif is_int then
     m.set = function(a, i, v, ...)
-      if select("#", ...) == 0 and type(i) == "number" and type(v) == "number"
-         and i >= 1 and i <= tonumber(a._n) and floor(i) == i
+      if select("#", ...) == 0 and type(v) == "number" and plain_index(a, i)
          and v >= lo and v < hi and floor(v) == v then
         a._data[i - 1] = v
         return
@@ -315,8 +318,7 @@ typedef struct px_array_%s {
     end
   else
     m.set = function(a, i, v, ...)
-      if select("#", ...) == 0 and type(i) == "number" and type(v) == "number"
-         and i >= 1 and i <= tonumber(a._n) and floor(i) == i then
+      if select("#", ...) == 0 and type(v) == "number" and plain_index(a, i) then
         a._data[i - 1] = v
         return
       end

@@ -235,59 +235,37 @@ void px_array_release(px_array *a) {
 /* One more reference: what anchors a.data (lua/parx/array.lua). */
 void px_array_retain(px_array *a) { px_shared_retain(&a->hdr); }
 
+/* Every element set to the bytes at elem: the first element is copied in,
+ * then the filled prefix is doubled with memcpy until it covers the array,
+ * which works for any element size in O(log n) calls. */
 void px_array_fill_bytes(px_array *a, const void *elem) {
-  int64_t n = a->n;
-  switch (px_dtype_size(a->dtype)) {
-  case 1:
-    memset(a->data, *(const uint8_t *)elem, (size_t)n);
-    break;
-  case 2: {
-    uint16_t v, *p = a->data;
-    memcpy(&v, elem, sizeof v);
-    for (int64_t i = 0; i < n; i++) p[i] = v;
-    break;
-  }
-  case 4: {
-    uint32_t v, *p = a->data;
-    memcpy(&v, elem, sizeof v);
-    for (int64_t i = 0; i < n; i++) p[i] = v;
-    break;
-  }
-  case 8: {
-    uint64_t v, *p = a->data;
-    memcpy(&v, elem, sizeof v);
-    for (int64_t i = 0; i < n; i++) p[i] = v;
-    break;
-  }
-  }
+  size_t size = px_dtype_size(a->dtype), total = size * (size_t)a->n;
+  char *p = a->data;
+  if (total == 0) return;
+  memcpy(p, elem, size);
+  for (size_t done = size; done < total; done *= 2)
+    memcpy(p + done, p, done < total - done ? done : total - done);
 }
 
 /* Atomic add on an integer element (0-based offset, checked by the caller);
- * returns the new value.  Two's complement wrap-around on overflow, like
- * Go's sync/atomic; the GCC builtins are atomic on plain aligned integers. */
+ * returns the new value, sign-extended for the signed dtypes (integer
+ * dtypes only: the Lua face offers atomics on those).  Two's
+ * complement wrap-around on overflow, like Go's sync/atomic; the GCC
+ * builtins are atomic on plain aligned integers. */
 int64_t px_array_atomic_add(px_array *a, int64_t off, int64_t delta) {
-  switch (a->dtype) {
-  case PX_INT8: case PX_UINT8: {
-    uint8_t *p = (uint8_t *)a->data + off;
-    uint8_t v = __atomic_add_fetch(p, (uint8_t)delta, __ATOMIC_SEQ_CST);
-    return a->dtype == PX_INT8 ? (int64_t)(int8_t)v : (int64_t)v;
+#define ADD_AS(T) __atomic_add_fetch((T *)a->data + off, (T)delta, __ATOMIC_SEQ_CST)
+  int bits = 8 * (int)px_dtype_size(a->dtype);
+  uint64_t v;
+  switch (bits) {
+  case 8: v = ADD_AS(uint8_t); break;
+  case 16: v = ADD_AS(uint16_t); break;
+  case 32: v = ADD_AS(uint32_t); break;
+  default: v = ADD_AS(uint64_t); break;
   }
-  case PX_INT16: case PX_UINT16: {
-    uint16_t *p = (uint16_t *)a->data + off;
-    uint16_t v = __atomic_add_fetch(p, (uint16_t)delta, __ATOMIC_SEQ_CST);
-    return a->dtype == PX_INT16 ? (int64_t)(int16_t)v : (int64_t)v;
-  }
-  case PX_INT32: case PX_UINT32: {
-    uint32_t *p = (uint32_t *)a->data + off;
-    uint32_t v = __atomic_add_fetch(p, (uint32_t)delta, __ATOMIC_SEQ_CST);
-    return a->dtype == PX_INT32 ? (int64_t)(int32_t)v : (int64_t)v;
-  }
-  case PX_INT64: case PX_UINT64: {
-    uint64_t *p = (uint64_t *)a->data + off;
-    return (int64_t)__atomic_add_fetch(p, (uint64_t)delta, __ATOMIC_SEQ_CST);
-  }
-  }
-  return 0;
+#undef ADD_AS
+  int is_signed = a->dtype == PX_INT8 || a->dtype == PX_INT16 || a->dtype == PX_INT32;
+  if (is_signed) return (int64_t)(v << (64 - bits)) >> (64 - bits);
+  return (int64_t)v;
 }
 
 /* Atomic compare-and-swap on an integer element: stores desired if the
@@ -295,32 +273,16 @@ int64_t px_array_atomic_add(px_array *a, int64_t off, int64_t delta) {
  * from int64); returns 1 if it swapped. */
 int px_array_atomic_cas(px_array *a, int64_t off, int64_t expected,
                         int64_t desired) {
+#define CAS_AS(T)                                                              \
+  __atomic_compare_exchange_n((T *)a->data + off, &(T){(T)expected}, (T)desired, 0, \
+                              __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)
   switch (px_dtype_size(a->dtype)) {
-  case 1: {
-    uint8_t e = (uint8_t)expected;
-    return __atomic_compare_exchange_n((uint8_t *)a->data + off, &e,
-                                       (uint8_t)desired, 0, __ATOMIC_SEQ_CST,
-                                       __ATOMIC_SEQ_CST);
+  case 1: return CAS_AS(uint8_t);
+  case 2: return CAS_AS(uint16_t);
+  case 4: return CAS_AS(uint32_t);
+  case 8: return CAS_AS(uint64_t);
   }
-  case 2: {
-    uint16_t e = (uint16_t)expected;
-    return __atomic_compare_exchange_n((uint16_t *)a->data + off, &e,
-                                       (uint16_t)desired, 0, __ATOMIC_SEQ_CST,
-                                       __ATOMIC_SEQ_CST);
-  }
-  case 4: {
-    uint32_t e = (uint32_t)expected;
-    return __atomic_compare_exchange_n((uint32_t *)a->data + off, &e,
-                                       (uint32_t)desired, 0, __ATOMIC_SEQ_CST,
-                                       __ATOMIC_SEQ_CST);
-  }
-  case 8: {
-    uint64_t e = (uint64_t)expected;
-    return __atomic_compare_exchange_n((uint64_t *)a->data + off, &e,
-                                       (uint64_t)desired, 0, __ATOMIC_SEQ_CST,
-                                       __ATOMIC_SEQ_CST);
-  }
-  }
+#undef CAS_AS
   return 0;
 }
 

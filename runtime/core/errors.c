@@ -7,26 +7,27 @@
 
 #include "px.h"
 
-const char *px_strerror(int err) {
-  switch (err) {
-#define XX(code, msg) case PX_E##code: return msg;
+/* parx's own codes run from PX__ERR_BASE + 1 to PX__ERR_END - 1 in the
+ * order of PX_ERRNO_MAP, so the table is indexed by err - PX__ERR_BASE - 1;
+ * any other negative code above the base is libuv's. */
+static const struct {
+  const char *name, *msg;
+} own_errors[] = {
+#define XX(code, msg) {#code, msg},
     PX_ERRNO_MAP(XX)
 #undef XX
-  default:
-    break;
-  }
+};
+
+static int is_own(int err) { return err > PX__ERR_BASE && err < PX__ERR_END; }
+
+const char *px_strerror(int err) {
+  if (is_own(err)) return own_errors[err - PX__ERR_BASE - 1].msg;
   if (err < 0 && err > PX__ERR_BASE) return uv_strerror(err);
   return "unknown error";
 }
 
 const char *px_err_name(int err) {
-  switch (err) {
-#define XX(code, _) case PX_E##code: return #code;
-    PX_ERRNO_MAP(XX)
-#undef XX
-  default:
-    break;
-  }
+  if (is_own(err)) return own_errors[err - PX__ERR_BASE - 1].name;
   if (err < 0 && err > PX__ERR_BASE) return uv_err_name(err);
   return "EUNKNOWN";
 }

@@ -184,44 +184,44 @@ static int devarray_tostring(lua_State *L) {
   return 1;
 }
 
-/* d:download([out]) -> host parx.array with the same dtype and shape. */
+/* Copy between the device array d and host memory (download: to host),
+ * and return the value on top of L (the array being filled).  On a GPU the
+ * copy is queued: held (the source) stays alive until it has run and the
+ * task parks until then; the result was pushed before the op is made, so a
+ * task that cannot park leaks nothing. */
+static int copy_array(lua_State *L, px_devarray *d, void *host, int download, px_shared *held) {
+  size_t bytes = px_devarray_bytes(d);
+  if (d->on_host) {
+    if (download) memcpy(host, d->ptr, bytes);
+    else memcpy(d->ptr, host, bytes);
+    return 1;
+  }
+  const pxc_api *cuda = px_gpu_backend_get()->cuda;
+  px_gpu_op *op = px_gpu_op_new(L, download ? "gpu download" : "gpu upload");
+  px_gpu_op_set_result(L, op);
+  px_gpu_op_hold(op, held);
+  int rc = download ? cuda->download(host, d->ptr, bytes) : cuda->upload(d->ptr, host, bytes);
+  if (rc) return px_gpu_raise(L, download ? "download" : "upload", op, rc);
+  return px_gpu_op_finish(L, op);
+}
+
+/* d:download([out]) -> host parx.array with the same dtype and shape (out
+ * itself when given). */
 static int devarray_download(lua_State *L) {
   px_devarray *d = check_devarray(L, 1);
-  px_array *out = NULL;
+  px_array *out;
   if (!lua_isnoneornil(L, 2)) {
     out = px_array_check(L, 2);
     if (out->dtype != d->dtype || out->n != d->n)
       luaL_argerror(L, 2, "out: same dtype and element count expected");
-  }
-  size_t bytes = px_devarray_bytes(d);
-  if (d->on_host) {
-    if (!out) {
-      out = px_array_new(d->dtype, d->ndim, d->shape);
-      if (!out) return px_oom(L, "download");
-      memcpy(out->data, d->ptr, bytes);
-      px_array_push(L, out);
-    } else {
-      memcpy(out->data, d->ptr, bytes);
-      lua_pushvalue(L, 2);
-    }
-    return 1;
-  }
-  px_gpu_op *op = px_gpu_op_new(L, "gpu download");
-  if (!out) {
-    out = px_array_new(d->dtype, d->ndim, d->shape);
-    if (!out) {
-      px_gpu_op_abandon(op);
-      return px_oom(L, "download");
-    }
+    lua_settop(L, 2);
   } else {
-    px_shared_retain(&out->hdr);
+    /* Written whole by the copy: no need to zero it first. */
+    out = px_array_new_uninit(d->dtype, d->ndim, d->shape);
+    if (!out) return px_oom(L, "download");
+    px_array_push(L, out);
   }
-  px_array_push(L, out); /* takes the reference */
-  px_gpu_op_set_result(L, op);
-  px_gpu_op_hold(op, &d->hdr);
-  int rc = px_gpu_backend_get()->cuda->download(out->data, d->ptr, bytes);
-  if (rc) return px_gpu_raise(L, "download", op, rc);
-  return px_gpu_op_finish(L, op);
+  return copy_array(L, d, out->data, 1, &d->hdr);
 }
 
 static int devarray_fill(lua_State *L) {
@@ -272,19 +272,8 @@ static int gpu_upload(lua_State *L) {
       a->dtype != PX_FLOAT64)
     return luaL_argerror(L, 1, "float16, bfloat16, float32 or float64 array expected");
   px_devarray *d = px_devarray_new(L, a->dtype, a->ndim, a->shape);
-  size_t bytes = px_devarray_bytes(d);
-  if (d->on_host) {
-    memcpy(d->ptr, a->data, bytes);
-    px_devarray_push(L, d);
-    return 1;
-  }
-  px_gpu_op *op = px_gpu_op_new(L, "gpu upload");
   px_devarray_push(L, d);
-  px_gpu_op_set_result(L, op);
-  px_gpu_op_hold(op, &a->hdr);
-  int rc = px_gpu_backend_get()->cuda->upload(d->ptr, a->data, bytes);
-  if (rc) return px_gpu_raise(L, "upload", op, rc);
-  return px_gpu_op_finish(L, op);
+  return copy_array(L, d, a->data, 0, &a->hdr);
 }
 
 static int gpu_empty(lua_State *L) {

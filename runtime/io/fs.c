@@ -29,6 +29,8 @@
  * fs.open does the same for read-only opens: file:read on such a file waits
  * on the loop until there is data, then reads it there.
  */
+#include <stddef.h>
+
 #include "fs.h"
 
 #define FILE_META "parx.fs.file"
@@ -163,34 +165,41 @@ static const char *type_name(uint64_t mode) {
   }
 }
 
-static void set_time(lua_State *L, const char *k, uv_timespec_t t) {
-  lua_pushnumber(L, (double)t.tv_sec + (double)t.tv_nsec * 1e-9);
-  lua_setfield(L, -2, k);
-}
-
-static void set_int(lua_State *L, const char *k, uint64_t v) {
-  lua_pushnumber(L, (double)v);
-  lua_setfield(L, -2, k);
-}
+/* The integer and time fields of stat's table, by name and offset (every
+ * integer in uv_stat_t is a uint64_t, every time a uv_timespec_t). */
+static const struct {
+  const char *name;
+  size_t offset;
+} stat_ints[] = {
+    {"size", offsetof(uv_stat_t, st_size)},   {"uid", offsetof(uv_stat_t, st_uid)},
+    {"gid", offsetof(uv_stat_t, st_gid)},     {"nlink", offsetof(uv_stat_t, st_nlink)},
+    {"ino", offsetof(uv_stat_t, st_ino)},     {"dev", offsetof(uv_stat_t, st_dev)},
+    {"rdev", offsetof(uv_stat_t, st_rdev)},   {"blksize", offsetof(uv_stat_t, st_blksize)},
+    {"blocks", offsetof(uv_stat_t, st_blocks)},
+}, stat_times[] = {
+    {"mtime", offsetof(uv_stat_t, st_mtim)},
+    {"atime", offsetof(uv_stat_t, st_atim)},
+    {"ctime", offsetof(uv_stat_t, st_ctim)},
+    {"birthtime", offsetof(uv_stat_t, st_birthtim)},
+};
 
 static void push_stat(lua_State *L, const uv_stat_t *s) {
   lua_createtable(L, 0, 16);
-  set_int(L, "size", s->st_size);
-  set_int(L, "mode", s->st_mode & 07777);
+  const char *base = (const char *)s;
+  for (size_t i = 0; i < sizeof stat_ints / sizeof stat_ints[0]; i++) {
+    const uint64_t *v = (const uint64_t *)(base + stat_ints[i].offset);
+    lua_pushnumber(L, (double)*v);
+    lua_setfield(L, -2, stat_ints[i].name);
+  }
+  for (size_t i = 0; i < sizeof stat_times / sizeof stat_times[0]; i++) {
+    const uv_timespec_t *t = (const uv_timespec_t *)(base + stat_times[i].offset);
+    lua_pushnumber(L, (double)t->tv_sec + (double)t->tv_nsec * 1e-9);
+    lua_setfield(L, -2, stat_times[i].name);
+  }
+  lua_pushnumber(L, (double)(s->st_mode & 07777));
+  lua_setfield(L, -2, "mode");
   lua_pushstring(L, type_name(s->st_mode));
   lua_setfield(L, -2, "type");
-  set_time(L, "mtime", s->st_mtim);
-  set_time(L, "atime", s->st_atim);
-  set_time(L, "ctime", s->st_ctim);
-  set_time(L, "birthtime", s->st_birthtim);
-  set_int(L, "uid", s->st_uid);
-  set_int(L, "gid", s->st_gid);
-  set_int(L, "nlink", s->st_nlink);
-  set_int(L, "ino", s->st_ino);
-  set_int(L, "dev", s->st_dev);
-  set_int(L, "rdev", s->st_rdev);
-  set_int(L, "blksize", s->st_blksize);
-  set_int(L, "blocks", s->st_blocks);
 }
 
 static int push_file(lua_State *L, uv_file fd, const char *path);

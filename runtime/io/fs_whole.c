@@ -196,11 +196,12 @@ static void writefile_fsync_cb(uv_fs_t *req) {
 
 static void writefile_step(fs_op *op);
 
-static void writefile_write_cb(uv_fs_t *req) {
+/* The open or a write finished: write what is left. */
+static void writefile_next_cb(uv_fs_t *req) {
   ssize_t r;
   fs_op *op = step_done(req, &r);
   if (op == NULL) return;
-  op->offset += r;
+  if (req->fs_type == UV_FS_WRITE) op->offset += r;
   writefile_step(op);
 }
 
@@ -217,15 +218,8 @@ static void writefile_step(fs_op *op) {
   }
   if (left > (1u << 30)) left = 1u << 30;
   uv_buf_t b = uv_buf_init(op->buf + op->offset, (unsigned)left);
-  int rc = uv_fs_write(op->loop, &op->req, op->fd, &b, 1, -1, writefile_write_cb);
+  int rc = uv_fs_write(op->loop, &op->req, op->fd, &b, 1, -1, writefile_next_cb);
   if (rc < 0) px_fs_op_done(op, rc);
-}
-
-static void writefile_open_cb(uv_fs_t *req) {
-  ssize_t r;
-  fs_op *op = step_done(req, &r);
-  if (op == NULL) return;
-  writefile_step(op);
 }
 
 int px_fs_writefile(lua_State *L) {
@@ -253,7 +247,7 @@ int px_fs_writefile(lua_State *L) {
     target = op->tmp;
     flags |= O_EXCL;
   }
-  int rc = uv_fs_open(op->loop, &op->req, target, flags, mode, writefile_open_cb);
+  int rc = uv_fs_open(op->loop, &op->req, target, flags, mode, writefile_next_cb);
   if (rc < 0) {
     free(op->tmp); /* never created */
     op->tmp = NULL;

@@ -412,12 +412,25 @@ px_write_req *px_write_req_new(lua_State *L, size_t extra, const char *what) {
   return w;
 }
 
+px_write_req *px_write_req_copy(lua_State *L, const char *data, size_t len, const char *what,
+                                uv_buf_t *buf) {
+  px_write_req *w = px_write_req_new(L, len, what);
+  if (!w) return NULL;
+  memcpy(w->data, data, len);
+  *buf = uv_buf_init(w->data, (unsigned)len);
+  return w;
+}
+
 void px_write_req_done(px_write_req *w, int status) {
   w->status = status;
   if (!px_req_done(&w->req)) free(w);
 }
 
-int px_write_req_park(lua_State *L, px_write_req *w) {
+int px_write_req_park(lua_State *L, px_write_req *w, int started) {
+  if (started < 0) {
+    free(w);
+    return px_push_error(L, started, NULL);
+  }
   if (!px_req_active(&w->req)) {
     lua_pushboolean(L, 1);
     return 1;
@@ -454,16 +467,9 @@ static int stream_write(lua_State *L) {
   if (r == UV_EAGAIN || r == UV_ENOSYS) r = 0;
   if (r < 0) return px_push_error(L, r, NULL);
   size_t rest = len - (size_t)r;
-  px_write_req *w = px_write_req_new(L, rest, "stream write");
+  px_write_req *w = px_write_req_copy(L, data + r, rest, "stream write", &b);
   if (!w) return px_push_error(L, UV_ENOMEM, NULL);
-  memcpy(w->data, data + r, rest);
-  b = uv_buf_init(w->data, (unsigned)rest);
-  int e = uv_write(&w->uv.write, &s->h.stream, &b, 1, on_write);
-  if (e < 0) {
-    free(w);
-    return px_push_error(L, e, NULL);
-  }
-  return px_write_req_park(L, w);
+  return px_write_req_park(L, w, uv_write(&w->uv.write, &s->h.stream, &b, 1, on_write));
 }
 
 /* stream:shutdown(): send EOF after the queued writes; reading goes on. */
@@ -471,12 +477,7 @@ static int stream_shutdown(lua_State *L) {
   px_stream *s = (px_stream *)px_iohandle_check(L);
   px_write_req *w = px_write_req_new(L, 0, "stream shutdown");
   if (!w) return px_push_error(L, UV_ENOMEM, NULL);
-  int e = uv_shutdown(&w->uv.shutdown, &s->h.stream, on_shutdown);
-  if (e < 0) {
-    free(w);
-    return px_push_error(L, e, NULL);
-  }
-  return px_write_req_park(L, w);
+  return px_write_req_park(L, w, uv_shutdown(&w->uv.shutdown, &s->h.stream, on_shutdown));
 }
 
 /* stream:peername() / stream:sockname() -> ip, port (TCP streams). */

@@ -66,12 +66,19 @@ typedef struct px_write_req {
 } px_write_req;
 
 /* NULL when out of memory.  Raises, with nothing allocated, when the task is
- * being cancelled.  If libuv refuses the request, free() it. */
+ * being cancelled. */
 px_write_req *px_write_req_new(lua_State *L, size_t extra, const char *what);
+/* The same with a copy of data[0..len) in w->data, and *buf set to it. */
+px_write_req *px_write_req_copy(lua_State *L, const char *data, size_t len, const char *what,
+                                uv_buf_t *buf);
 /* From the libuv callback. */
 void px_write_req_done(px_write_req *w, int status);
-/* return px_write_req_park(L, w) once libuv has the request. */
-int px_write_req_park(lua_State *L, px_write_req *w);
+/* return px_write_req_park(L, w, uv_xxx(&w->uv.xxx, ...)): started is what
+ * the libuv call that was given the request returned.  If it refused the
+ * request, w is freed and the error returned (nil, msg, code); otherwise
+ * the caller parks until the request is done (or gets true at once when it
+ * is not in a task). */
+int px_write_req_park(lua_State *L, px_write_req *w, int started);
 
 /* A scratch buffer for libuv alloc callbacks of this thread: each VM runs
  * on its own thread, and libuv calls read_cb right after alloc_cb, so one

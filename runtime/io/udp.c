@@ -162,16 +162,10 @@ static int sock_sendto(lua_State *L) {
     return 1;
   }
   if (r != UV_EAGAIN && r != UV_ENOSYS) return px_push_error(L, r, NULL);
-  px_write_req *w = px_write_req_new(L, len, "udp send");
+  px_write_req *w = px_write_req_copy(L, data, len, "udp send", &b);
   if (!w) return px_push_error(L, UV_ENOMEM, NULL);
-  memcpy(w->data, data, len);
-  b = uv_buf_init(w->data, (unsigned)len);
-  r = uv_udp_send(&w->uv.send, &u->handle, &b, 1, (struct sockaddr *)&ss, on_send);
-  if (r < 0) {
-    free(w);
-    return px_push_error(L, r, NULL);
-  }
-  return px_write_req_park(L, w);
+  return px_write_req_park(L, w,
+                           uv_udp_send(&w->uv.send, &u->handle, &b, 1, (struct sockaddr *)&ss, on_send));
 }
 
 static const luaL_Reg sock_methods[] = {{"sendto", sock_sendto},

@@ -176,9 +176,7 @@ static int l_condition(lua_State *L) {
     px_shared_release(&m->hdr);
     return px_oom(L, "condition");
   }
-  px_shared_init(&c->hdr, &types[T_COND]);
-  pthread_mutex_init(&c->lock, NULL);
-  c->kind = K_COND;
+  px_sync_init(c, &types[T_COND], K_COND);
   c->mutex = m;
   px_shared_push(L, &c->hdr);
   return 1;
@@ -191,7 +189,7 @@ static int l_tostring(lua_State *L) {
   pthread_mutex_lock(&s->lock);
   long count = s->count;
   int waiting = 0;
-  for (swaiter *w = s->first; w; w = w->next) waiting++;
+  for (px_queue *q = s->waiters.next; q != &s->waiters; q = q->next) waiting++;
   pthread_mutex_unlock(&s->lock);
   if (s->kind == K_EVENT)
     lua_pushfstring(L, "parx.event(%s): %p", count ? "set" : "clear", (void *)s);

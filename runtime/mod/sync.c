@@ -95,29 +95,13 @@ static px_sync *check_sync(lua_State *L, int kind) { return px_sync_check(L, &ty
 
 /* ---- the wait queue ---------------------------------------------------- */
 
-void px_sync_enqueue(px_sync *s, swaiter *w) {
-  w->next = NULL;
-  w->prev = s->last;
-  if (s->last) s->last->next = w;
-  else s->first = w;
-  s->last = w;
-  w->queued = 1;
-}
-
-static void unlink_waiter(px_sync *s, swaiter *w) {
-  if (w->prev) w->prev->next = w->next;
-  else s->first = w->next;
-  if (w->next) w->next->prev = w->prev;
-  else s->last = w->prev;
-  w->prev = w->next = NULL;
-  w->queued = 0;
-}
+void px_sync_enqueue(px_sync *s, swaiter *w) { px_queue_insert_tail(&s->waiters, &w->link); }
 
 /* Pop the first waiter onto the wake list (lock held). */
 swaiter *px_sync_grant_first(px_sync *s, swaiter **wake) {
-  swaiter *w = s->first;
+  swaiter *w = px_sync_first(s);
   if (!w) return NULL;
-  unlink_waiter(s, w);
+  px_queue_remove(&w->link);
   w->wake_next = *wake;
   *wake = w;
   return w;
@@ -154,8 +138,8 @@ void px_sync_waiter_free(swaiter *w) {
  * wants more permits than are free holds back the smaller requests behind
  * it, so a large acquire(n) cannot starve (as Go's semaphore.Weighted). */
 static void sem_grant(px_sync *s, swaiter **wake) {
-  while (s->first && s->count >= s->first->value) {
-    s->count -= s->first->value;
+  for (swaiter *w; (w = px_sync_first(s)) && s->count >= w->value;) {
+    s->count -= w->value;
     px_sync_grant_first(s, wake);
   }
 }
@@ -208,12 +192,12 @@ static int w_cancel(px_wait *pw) {
   swaiter *w = (swaiter *)pw;
   px_sync *s = w->obj;
   pthread_mutex_lock(&s->lock);
-  if (!w->queued) {
+  if (!px_queue_linked(&w->link)) {
     pthread_mutex_unlock(&s->lock);
     return 0; /* granted or timed out: the wake is on its way, discard()
                  passes on what was granted */
   }
-  unlink_waiter(s, w);
+  px_queue_remove(&w->link);
   if (s->kind == K_BARRIER) s->count--; /* this party leaves the round */
   /* A large request leaving the head may let smaller ones behind it go. */
   swaiter *wake = NULL;
@@ -228,9 +212,9 @@ static void timer_fired(uv_timer_t *t) {
   swaiter *w = t->data;
   px_sync *s = w->obj;
   pthread_mutex_lock(&s->lock);
-  int queued = w->queued;
+  int queued = px_queue_linked(&w->link);
   if (queued) {
-    unlink_waiter(s, w);
+    px_queue_remove(&w->link);
     w->timed_out = 1;
   }
   pthread_mutex_unlock(&s->lock);
@@ -261,6 +245,7 @@ static int prepare_call(lua_State *L) {
 swaiter *px_sync_new_waiter(lua_State *L, px_sync *s, const char *what) {
   swaiter *w = calloc(1, sizeof *w);
   if (!w) px_oom(L, "sync wait");
+  px_queue_init(&w->link);
   w->w.what = what;
   w->w.deliver = w_deliver;
   w->w.discard = w_discard;
@@ -403,7 +388,7 @@ static long check_permits(lua_State *L, int idx) {
 
 static int sem_take(px_sync *s, void *me, long n) {
   (void)me;
-  if (s->count < n || s->first) return 0; /* FIFO: no barging past a waiter */
+  if (s->count < n || px_sync_first(s)) return 0; /* FIFO: no barging past a waiter */
   s->count -= n;
   return 1;
 }
@@ -618,13 +603,18 @@ static long check_count(lua_State *L, int idx, long min, long dflt, const char *
   return (long)n;
 }
 
+void px_sync_init(px_sync *s, const px_shared_type *type, int kind) {
+  px_shared_init(&s->hdr, type);
+  pthread_mutex_init(&s->lock, NULL);
+  px_queue_init(&s->waiters);
+  s->kind = kind;
+}
+
 px_sync *px_sync_new(lua_State *L, const px_shared_type *type, int kind, long count,
                      long parties) {
   px_sync *s = calloc(1, sizeof *s);
   if (!s) px_oom(L, "sync object");
-  px_shared_init(&s->hdr, type);
-  pthread_mutex_init(&s->lock, NULL);
-  s->kind = kind;
+  px_sync_init(s, type, kind);
   s->count = count;
   s->parties = parties;
   px_shared_push(L, &s->hdr);

@@ -12,6 +12,7 @@
 #define PX_MOD_SYNC_H
 
 #include "../core/px.h"
+#include "../core/queue.h"
 
 enum { K_MUTEX, K_SEMAPHORE, K_BARRIER, K_WAITGROUP, K_EVENT, K_COND };
 
@@ -20,10 +21,10 @@ typedef struct px_sync px_sync;
 
 struct swaiter {
   px_wait w;              /* first: the scheduler's record */
-  swaiter *prev, *next;   /* in obj's queue; guarded by obj->lock */
+  px_queue link;          /* in obj's queue while linked (px_queue_linked);
+                             guarded by obj->lock */
   swaiter *wake_next;     /* the waker's local list */
   px_sync *obj;           /* one reference while parked */
-  int queued;             /* guarded by obj->lock */
   long value;             /* barrier: this party's arrival number;
                              semaphore: the permits it waits for */
   int has_timer;          /* event, condition: a wait with a timeout */
@@ -36,7 +37,7 @@ struct px_sync {
   px_shared hdr;          /* first: shared-object header */
   pthread_mutex_t lock;   /* guards everything below */
   int kind;
-  swaiter *first, *last;
+  px_queue waiters;       /* swaiter.link, first come first */
   void *owner;            /* mutex: the holding task (or coroutine) */
   long count;             /* semaphore permits, waitgroup counter,
                              barrier arrivals in this round, event flag */
@@ -60,6 +61,13 @@ void px_sync_push_face(lua_State *L, px_shared *obj, const char *module);
 void px_sync_add_types(lua_State *L, px_shared_type *types, const luaL_Reg *const *methods,
                        const char *const *names, int n, lua_CFunction tostring);
 
+/* The first waiter in s's queue, or NULL (lock held). */
+static inline swaiter *px_sync_first(px_sync *s) {
+  if (px_queue_empty(&s->waiters)) return NULL;
+  return px_container_of(px_queue_head(&s->waiters), swaiter, link);
+}
+/* Set up s's lock and empty queue (s zeroed). */
+void px_sync_init(px_sync *s, const px_shared_type *type, int kind);
 void px_sync_enqueue(px_sync *s, swaiter *w);                  /* lock held */
 swaiter *px_sync_grant_first(px_sync *s, swaiter **wake);      /* lock held */
 void px_sync_wake_all(swaiter *list);                          /* no lock */
