@@ -8,8 +8,11 @@
 -- parks keeps its runner, and the dispatcher starts another runner for the
 -- rest of the queue.  So every callback runs in a task that nothing else
 -- waits on, yet 100,000 callbacks that do not park cost one task, not
--- 100,000.  An error in a callback fails a task of its own with that error,
--- like an unjoined parx.async task that failed.
+-- 100,000.  An error in a callback is not caught: it fails the runner that
+-- called it, reported like an unjoined parx.async task that failed, with
+-- the traceback of where the callback raised it (the core's task message
+-- handler builds it there); the dispatcher starts another runner for the
+-- rest of the queue, as for a callback that parks.
 --
 --   local d = dispatch(C, take)
 --     C            the C module (dispatch.h): next(), poll() -> id [, extra]
@@ -26,19 +29,9 @@
 --   dispatch.check_callable(fn, fname, level) raises the usual bad argument
 --                  #2 at error level `level` of its caller.
 local async = require("parx.task").async
-local unpack, type, error, xpcall, pcall = unpack, type, error, xpcall, pcall
+local unpack, type, error, pcall = unpack, type, error, pcall
 local getmetatable, setmetatable = getmetatable, setmetatable
-local traceback, yield = debug.traceback, coroutine.yield
-
-local function call(e)
-  if type(e) == "function" then return e() end
-  return e[1](unpack(e, 2, e.n + 1))
-end
-
-local function fail(err)
-  -- Surface the error the way a failed parx.async task does.
-  async(error, err, 0)
-end
+local yield = coroutine.yield
 
 local M = {}
 
@@ -61,14 +54,16 @@ local function new(C, take)
 
   local function runner()
     while qhead <= qtail do
-      local e = queue[qhead]
+      local callback = queue[qhead]
       queue[qhead] = nil
       qhead = qhead + 1
-      if type(e) == "number" then e = entries[e] end
+      if type(callback) == "number" then callback = entries[callback] end
       available = available - 1
-      if e ~= nil then
-        local ok, err = xpcall(call, traceback, e)
-        if not ok then fail(err) end
+      -- Called in place (no wrapper frame), unprotected: see the top.
+      if type(callback) == "function" then
+        callback()
+      elseif callback ~= nil then
+        callback[1](unpack(callback, 2, callback.n + 1))
       end
       available = available + 1
     end
