@@ -114,6 +114,41 @@ describe("parx.array", function()
     end)
   end)
 
+  describe("zero-filling", function()
+    local zero_filled = require("parx.c.array").zero_filled
+
+    it("parx.array() is zero-filled even over memory freed dirty", function()
+      for _ = 1, 20 do
+        local a = array("int64", 4096)
+        a:fill(-1)
+        a = nil
+        collectgarbage()
+        local b = array("int64", 4096)
+        for i = 1, 4096, 97 do assert.equal(0, b:get(i)) end
+        assert.equal(0, b:get(4096))
+      end
+    end)
+
+    it("constructors that write every element skip the zero-filling", function()
+      local src = array.from("float32", {{1, 2}, {3, 4}})
+      local before = zero_filled()
+      local made = {
+        src:copy(),
+        array.from("int8", {1, 2, 3}),
+        parx.gpu.rand("float32", {8}, {seed = 1, host = true}),
+        parx.gpu.upload(src):download(),
+        parx.gpu.add(src, src),
+      }
+      assert.equal(before, zero_filled())
+      for i = 1, 4 do assert.equal(i, made[1]:get(i)) end
+      assert.are.same({1, 2, 3}, made[2]:totable())
+      assert.equal(4, made[4]:get(2, 2))
+      assert.equal(8, made[5]:get(2, 2))
+      array("float32", 8)
+      assert.equal(before + 1, zero_filled()) -- the counter does count
+    end)
+  end)
+
   describe("indexing", function()
     it("is row-major: N indices and the flat index agree", function()
       local a = array("int32", {3, 4})

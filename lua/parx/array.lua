@@ -88,6 +88,7 @@ typedef struct px_array_api {
   int (*atomic_cas)(const void *a, int64_t off, int64_t expected,
                     int64_t desired);
   void (*retain)(const void *a);
+  px_array *(*array_new_uninit)(int dtype, int ndim, const int64_t *shape);
 } px_array_api;
 ]]
 assert(MAXDIM == 8, "parx.array: PX_ARRAY_MAXDIM changed; update the cdef")
@@ -97,7 +98,7 @@ assert(ffi.offsetof("px_array", "_data") == C_array.data_offset
 
 local api = ffi.cast("const px_array_api *", C_array.api)
 local array_new, release, fill_bytes = api.array_new, api.release, api.fill_bytes
-local retain = api.retain
+local retain, array_new_uninit = api.retain, api.array_new_uninit
 local f64_to_f16, f64_to_bf16 = api.f64_to_f16, api.f64_to_bf16
 local atomic_add, atomic_cas = api.atomic_add, api.atomic_cas
 
@@ -428,7 +429,7 @@ end
 function common.copy(a)
   local shape = ffi.new("int64_t[8]")
   for d = 0, a._ndim - 1 do shape[d] = a._shape[d] end
-  local p = array_new(a._dtype, a._ndim, shape)
+  local p = array_new_uninit(a._dtype, a._ndim, shape) -- written whole below
   if p == nil then fail(2, "out of memory copying %s", tostring(a)) end
   local b = own(ffi.cast(ptr_of[a._dtype], p))
   ffi.copy(b._data, a._data, tonumber(a._n) * itemsize_of[a._dtype])
@@ -614,8 +615,10 @@ local function check_shape(shape, level)
   return ndim, n
 end
 
-local function alloc(code, ndim, n, level)
-  local p = array_new(code, ndim, shape_buf)
+-- A new array of shape_buf's shape: zero-filled, or (uninit) with its
+-- bytes as they are, for a caller that writes every element.
+local function alloc(code, ndim, n, level, uninit)
+  local p = (uninit and array_new_uninit or array_new)(code, ndim, shape_buf)
   if p == nil then
     fail(level + 1, "cannot allocate %s elements of %s (out of memory)",
          numstr(n), names[code + 1])
@@ -647,7 +650,7 @@ function array.from(dtype, tbl)
     t = t[1]
   end
   local ndim, n = check_shape(shape, 2)
-  local a = alloc(code, ndim, n, 2)
+  local a = alloc(code, ndim, n, 2, true) -- walk stores every element or raises
   local store = methods_of[code]._store
   local off = 0
   local path = {}

@@ -51,6 +51,14 @@ int px_dtype_from_name(const char *name) {
 
 static atomic_long live_arrays;
 
+/* Arrays made zero-filled (px_array_new), for the tests that check that
+ * the constructors which write every element skip the zeroing. */
+static atomic_long zero_filled_arrays;
+
+long px_array_zero_filled(void) {
+  return atomic_load_explicit(&zero_filled_arrays, memory_order_relaxed);
+}
+
 long px_array_live(void) {
   return atomic_load_explicit(&live_arrays, memory_order_relaxed);
 }
@@ -204,7 +212,10 @@ static px_array *array_new(int dtype, int ndim, const int64_t *shape, int zero) 
     free(a);
     return NULL;
   }
-  if (zero) memset(a->data, 0, bytes);
+  if (zero) {
+    memset(a->data, 0, bytes);
+    atomic_fetch_add_explicit(&zero_filled_arrays, 1, memory_order_relaxed);
+  }
   a->n = n;
   a->dtype = dtype;
   a->ndim = ndim;

@@ -41,8 +41,9 @@ int px_dtype_from_name(const char *name); /* -1 if unknown */
 /* A zero-filled array; NULL if out of memory or the shape is invalid
  * (checked by the caller). */
 px_array *px_array_new(int dtype, int ndim, const int64_t *shape);
-/* The same with its bytes left as they are: for a buffer that is written
- * whole before anyone reads it (a received message). */
+/* The same with its bytes left as they are, for internal use where every
+ * element is written before anyone reads it (a received message, a copy, a
+ * download, gpu.rand); parx.array() stays zero-filled, as documented. */
 px_array *px_array_new_uninit(int dtype, int ndim, const int64_t *shape);
 
 /* Push the Lua face of a (takes over one reference).  Loads parx.array in
@@ -63,6 +64,9 @@ float px_bf16_to_f32(uint16_t h);
 
 /* Number of live arrays in the process (tests check frees). */
 long px_array_live(void);
+/* Number of arrays made zero-filled so far, in the process (tests check
+ * that the fill-everything constructors skip the zeroing). */
+long px_array_zero_filled(void);
 /* 1 if p is a live array (decided without reading *p). */
 int px_array_holds(const void *p);
 /* Register the array type (px_shared_register); once per process, any

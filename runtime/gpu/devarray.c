@@ -342,7 +342,8 @@ static int gpu_rand(lua_State *L) {
   int normal, host;
   rand_opts(L, 3, &seed, &normal, &host);
   if (host) {
-    px_array *a = px_array_new(dtype, ndim, shape);
+    /* The generator writes it whole: no need to zero it first. */
+    px_array *a = px_array_new_uninit(dtype, ndim, shape);
     if (!a) return px_oom(L, "rand");
     px_cpu_rand(a->data, dtype, a->n, seed, normal);
     px_array_push(L, a);

@@ -37,7 +37,8 @@ static void result_operand(lua_State *L, int idx, const px_gpu_operand *like, in
   if (like->is_device) {
     px_devarray_push(L, px_devarray_new(L, dtype, like->ndim, like->shape));
   } else {
-    px_array *a = px_array_new(dtype, like->ndim, like->shape);
+    /* Every op writes its result whole: no need to zero it first. */
+    px_array *a = px_array_new_uninit(dtype, like->ndim, like->shape);
     if (!a) px_oom(L, "gpu result");
     px_array_push(L, a);
   }

@@ -33,12 +33,14 @@ typedef struct px_array_api {
   int (*atomic_cas)(px_array *a, int64_t off, int64_t expected,
                     int64_t desired);
   void (*retain)(px_array *a);
+  px_array *(*array_new_uninit)(int dtype, int ndim, const int64_t *shape);
 } px_array_api;
 
 static const px_array_api api = {
   px_array_new,  px_array_release, px_array_fill_bytes, px_array_live,
   px_f64_to_f16, px_f16_to_f64,    px_f64_to_bf16,      px_bf16_to_f64,
   px_half_table, px_array_atomic_add, px_array_atomic_cas, px_array_retain,
+  px_array_new_uninit,
 };
 
 /* init(ctor, hook): called once per VM by lua/parx/array.lua. */
@@ -71,10 +73,16 @@ static int live_lua(lua_State *L) {
   return 1;
 }
 
+static int zero_filled_lua(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)px_array_zero_filled());
+  return 1;
+}
+
 static const luaL_Reg functions[] = {
   {"init", init_lua},
   {"tolight", tolight_lua},
   {"live", live_lua},
+  {"zero_filled", zero_filled_lua},
   {NULL, NULL},
 };
 
