@@ -26,7 +26,7 @@ local function check_host_output(out)
   assert.truthy(out:find("host closed the runtime", 1, true), out)
 end
 
--- The calls a host with work of its own needs (host.c, sections 6-10):
+-- The calls a host with work of its own needs (host.c, sections 6-11):
 -- one run of the host, one behaviour per spec.
 describe("the embedding API from a C host", function()
   local out
@@ -63,6 +63,11 @@ describe("the embedding API from a C host", function()
   end)
   it("after os.exit returned PARX_EXIT once, the next run runs", function()
     has("os.exit: PARX_EXIT (code 3), then PARX_OK with after_exit = 42")
+  end)
+  -- It once dropped the new coroutine from that stack before registering
+  -- the task (only there: a task's own coroutine is a different state).
+  it("parx.async called by the host on the main VM's own state starts a task", function()
+    has("parx.async on the main state: ran, async_ran = 42")
   end)
 
   describe("runtimes (host.c runtimes)", function()

@@ -71,7 +71,7 @@ static void push_global(parx_runtime *rt, const char *name) {
   lua_getglobal(parx_state(rt), name);
 }
 
-/* 6-10: the calls a host with its own work needs. */
+/* 6-11: the calls a host with its own work needs. */
 static int tasks_and_values(parx_runtime *rt) {
   lua_State *L = parx_state(rt);
   int r = parx_run_string(rt,
@@ -162,6 +162,22 @@ static int tasks_and_values(parx_runtime *rt) {
   lua_getglobal(L, "after_exit");
   printf("os.exit: %s (code %d), then %s with after_exit = %d\n", r == PARX_EXIT ? "PARX_EXIT" : "other",
          code, again == PARX_OK ? "PARX_OK" : "other", (int)lua_tointeger(L, -1));
+  lua_pop(L, 1);
+
+  /* 11. parx.async called on the main VM's own state, outside any task (a
+   * host calling into Lua): the task starts, and the next run drives it. */
+  int top = lua_gettop(L);
+  lua_getglobal(L, "parx");
+  lua_getfield(L, -1, "async");
+  luaL_loadstring(L, "parx.sleep(0.01) async_ran = hostlib.twice(...)");
+  lua_pushinteger(L, 21);
+  r = lua_pcall(L, 2, 1, 0);
+  if (r == 0) r = parx_run(rt);
+  else fprintf(stderr, "host: parx.async: %s\n", lua_tostring(L, -1));
+  lua_settop(L, top);
+  lua_getglobal(L, "async_ran");
+  printf("parx.async on the main state: %s, async_ran = %d\n", r == PARX_OK ? "ran" : "failed",
+         (int)lua_tointeger(L, -1));
   lua_pop(L, 1);
 
   /* Modules are registered before workers start: later, a clear error. */
