@@ -79,11 +79,8 @@ static int zero_filled_lua(lua_State *L) {
 }
 
 static const luaL_Reg functions[] = {
-  {"init", init_lua},
-  {"tolight", tolight_lua},
-  {"live", live_lua},
-  {"zero_filled", zero_filled_lua},
-  {NULL, NULL},
+  {"init", init_lua}, {"tolight", tolight_lua}, {"live", live_lua},
+  {"zero_filled", zero_filled_lua}, {NULL, NULL},
 };
 
 int px_open_array(lua_State *L) {
