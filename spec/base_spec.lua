@@ -220,6 +220,47 @@ describe("coroutines inside a task", function()
   end)
 end)
 
+describe("print", function()
+  it("writes each call's line whole, however many workers print at once", function()
+    -- stdout is one FILE for all VMs: LuaJIT's print wrote the arguments,
+    -- tabs and newline with separate calls, and lines of two workers
+    -- could mix ("a\ta\tb\tb\n\n").
+    local out, status = run("parx", [[
+      local ts = {}
+      for w = 1, 4 do
+        ts[w] = parx.spawn(function(w)
+          for i = 1, 2000 do print("worker", w, "line", i, "end") end
+        end, w)
+      end
+      for _, t in ipairs(ts) do t:join() end
+    ]])
+    assert.equal(0, status, out)
+    local lines, bad = 0, {}
+    for line in out:gmatch("([^\n]*)\n") do
+      if not line:match("^exit=") then
+        lines = lines + 1
+        if not line:match("^worker\t%d\tline\t%d+\tend$") then bad[#bad + 1] = line end
+      end
+    end
+    assert.equal(8000, lines)
+    assert.same({}, {unpack(bad, 1, 5)})
+  end)
+
+  it("is LuaJIT's in what it writes: the global tostring, tabs, errors", function()
+    local code = [[
+      print(1, "a", nil, true, 2.5, setmetatable({}, {__tostring = function() return "T" end}))
+      print()
+      print(pcall(print, setmetatable({}, {__tostring = function() return {} end})))
+      local tostring0 = tostring
+      tostring = function(x) return "<" .. tostring0(x) .. ">" end
+      print(1, 2)
+    ]]
+    local out = run("parx", code)
+    assert.equal("1\ta\tnil\ttrue\t2.5\tT\n\nfalse\t'tostring' must return a string to 'print'\n<1>\t<2>\nexit=0\n", out)
+    if has_luajit() then assert.equal(run("luajit", code), out) end
+  end)
+end)
+
 describe("LuaJIT's test suite and lua-Harness", function()
   it("fail the same tests under parx as under luajit, but for documented differences (quick)", function()
     if not (os.getenv("LUAJIT_TESTS") or os.getenv("LUA_HARNESS")) then

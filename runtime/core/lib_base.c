@@ -1,5 +1,6 @@
 /* lib_base.c -- the standard functions a task needs changed:
- * coroutine.resume, coroutine.wrap, coroutine.status and os.exit.
+ * coroutine.resume, coroutine.wrap, coroutine.status and os.exit; and
+ * print, whose line must go out whole (print, below).
  *
  * pcall and xpcall stay LuaJIT's own (fast functions, yieldable): a
  * cancellation unwinds through them like any error, and sched.c handles
@@ -148,6 +149,33 @@ static int os_exit(lua_State *L) {
   return lua_error(L);
 }
 
+/* LuaJIT's print, but the whole line goes out in one fwrite: stdout is
+ * one FILE for every VM of the process, and LuaJIT's print writes each
+ * argument, tab and the newline with calls of their own, so two workers'
+ * prints could share a line ("hello 1hello 2").  Each value is converted
+ * by the global tostring, as LuaJIT does, before anything is written. */
+static int print(lua_State *L) {
+  int n = lua_gettop(L);
+  lua_getglobal(L, "tostring");
+  int tostr = n + 1;
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (int i = 1; i <= n; i++) {
+    lua_pushvalue(L, tostr);
+    lua_pushvalue(L, i);
+    lua_call(L, 1, 1);
+    if (!lua_isstring(L, -1)) return luaL_error(L, "'tostring' must return a string to 'print'");
+    if (i > 1) luaL_addchar(&b, '\t');
+    luaL_addvalue(&b);
+  }
+  luaL_addchar(&b, '\n');
+  luaL_pushresult(&b);
+  size_t len;
+  const char *line = lua_tolstring(L, -1, &len);
+  fwrite(line, 1, len, stdout);
+  return 0;
+}
+
 /* Called once per VM at start-up, before any code of the script ran. */
 int px_base_open(lua_State *L) {
   static const luaL_Reg co_funcs[] = {
@@ -158,6 +186,8 @@ int px_base_open(lua_State *L) {
     lua_setfield(L, -2, r->name);
   }
   lua_pop(L, 1);
+  lua_pushcfunction(L, print);
+  lua_setglobal(L, "print");
   lua_getglobal(L, "os");
   lua_pushcfunction(L, os_exit);
   lua_setfield(L, -2, "exit");
