@@ -672,4 +672,15 @@ describe("parx.array", function()
       assert.equal(base, array.live())
     end)
   end)
+
+  it("itemsize is the bytes of one element of each dtype, and the pointer steps by it", function()
+    local ffi = require "ffi"
+    local sizes = {int8 = 1, int16 = 2, int32 = 4, int64 = 8, uint8 = 1, uint16 = 2,
+                   uint32 = 4, uint64 = 8, float16 = 2, bfloat16 = 2, float32 = 4, float64 = 8}
+    for _, dt in ipairs(parx.array.dtypes) do
+      local a = parx.array(dt, {2, 3})
+      assert.equal(sizes[dt], a:itemsize(), dt)
+      assert.equal(sizes[dt], ffi.cast("char *", a.data + 1) - ffi.cast("char *", a.data), dt)
+    end
+  end)
 end)

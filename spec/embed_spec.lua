@@ -163,6 +163,42 @@ describe("embedding libparx", function()
     end)
   end
 
+  -- spec/api_host.c calls what no other host program does: parx_strerror,
+  -- parx_set_args, parx_run_file (a file, standard input), parx_start_function,
+  -- parx_task_wait, parx_channel_retain, parx_channel_recv_lua,
+  -- parx_dump_on_sigusr1.
+  it("the rest of parx.h works from a host: strerror, args, run_file, start_function, task_wait, retain, recv_lua, the SIGUSR1 dump", function()
+    local exe, tmp = os.tmpname(), os.tmpname()
+    os.remove(tmp)
+    assert(parx.fs.mkdir(tmp))
+    local build, msg = capture(string.format(
+      "%s -std=gnu11 -O1 -g -pthread -Iruntime $(pkg-config --cflags luajit libuv) "
+        .. "-o %s spec/api_host.c %s/libparx.a -Wl,-E $(pkg-config --libs luajit libuv) "
+        .. "-ledit -lm -ldl -lpthread %s",
+      CC, q(exe), q(BUILD), LDFLAGS))
+    assert.are.equal(0, build, msg)
+    local code, out = capture("echo 'FROM_STDIN = 42' | TMPDIR=" .. q(tmp) .. " timeout 20 " .. q(exe))
+    os.remove(exe)
+    local dumps = parx.fs.readdir(tmp)
+    parx.fs.remove(tmp, {recursive = true})
+    assert.are.equal(0, code, out)
+    for _, line in ipairs({
+      "strerror: the code does not compile, unknown result",
+      "args: one two",
+      "run_file: file twice, stdin 42",
+      "start_function: sum 5, then started and failed",
+      "task_wait: 42, then worker failed",
+      "channel: list[3] = 3, then closed",
+      "parx: SIGUSR1: every task of process",
+      "dump: the process went on",
+      "host closed the runtime",
+    }) do
+      assert.truthy(out:find(line, 1, true), line .. " missing from:\n" .. out)
+    end
+    assert.are.equal(1, #dumps)
+    assert.truthy(dumps[1]:match("^parx%-%d+%-1%.json$"), dumps[1])
+  end)
+
   it("builds the host with pkg-config after make install", function()
     if os.execute("command -v pkg-config >/dev/null 2>&1") ~= 0 then
       pending("pkg-config is not installed")

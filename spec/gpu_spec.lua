@@ -372,6 +372,32 @@ describe("parx.gpu (" .. (have_gpu and "GPU" or "CPU path") .. ")", function()
       assert.matches("PARX_GPU=require but no GPU", out, 1, true)
     end)
   end)
+
+  it("numel and # of a device array count its elements, whatever its shape", function()
+    for _, shape in ipairs({{7}, {3, 4}, {2, 3, 5}, {0}}) do
+      local d = gpu.zeros("float32", shape)
+      local n = 1
+      for _, s in ipairs(shape) do n = n * s end
+      assert.equal(n, d:numel())
+      assert.equal(n, #d)
+      assert.equal(n, #d:download())
+    end
+  end)
+
+  it("tflops is 2*m*n*k*batch flops over the seconds, in units of 10^12", function()
+    assert.equal(2e9 / 1e12, gpu.tflops(1000, 1000, 1000, 1))
+    assert.equal(2 * 64 * 32 * 16 * 3 / 0.5 / 1e12, gpu.tflops(64, 32, 16, 0.5, 3))
+    assert.equal(gpu.tflops(10, 20, 30, 2), gpu.tflops(20, 10, 30, 2))
+  end)
+
+  it("tflops with a bad argument raises, naming it, from the caller's line", function()
+    local ok, err = pcall(gpu.tflops, "a", 1, 1, 1)
+    assert.is_false(ok)
+    assert.truthy(err:find("bad argument #1 to 'tflops' (m must be a number > 0, got string)", 1, true), err)
+    ok, err = pcall(function() local v = gpu.tflops(1, 1, 1, 0); return v end)
+    assert.truthy(err:find("gpu_spec.lua:%d+: bad argument #4 to 'tflops' %(seconds"), err)
+    assert.has_error(function() gpu.tflops(1, 1, 1, 1, -2) end)
+  end)
 end)
 
 describe("parx.gpu on the GPU", function()

@@ -150,6 +150,24 @@ describe("parx.mpi under plain parx", function()
     assert.truthy(out:find("op must be", 1, true), out)
     assert.truthy(out:find("coroutine", 1, true), out)
   end)
+
+  it("a job of one rank names its host, and split and a communicator's collectives work on it", function()
+    local status, out, err = sh(q(PARX) .. [[ -e '
+      local mpi = require "parx.mpi"
+      local name = mpi.processor_name()
+      print(type(name), #name > 0)
+      local c = mpi.split(0)
+      print(c:rank(), c:size(), c:bcast("from root"), c:allreduce(3, "sum"), c:allgather("g")[1])
+      print(mpi.split(-1), mpi.world:split(7, 0):size())
+      print(select(2, pcall(mpi.split, "red")))']], 60)
+    assert.equal(0, status, err)
+    local lines = {}
+    for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
+    assert.equal("string\ttrue", lines[1])
+    assert.equal("0\t1\tfrom root\t3\tg", lines[2])
+    assert.equal("nil\t1", lines[3])
+    assert.truthy(lines[4] and lines[4]:find("bad argument #1", 1, true), out)
+  end)
 end)
 
 describe("parx.mpi without MPI", function()

@@ -273,6 +273,18 @@ describe("parx.barrier", function()
     end
     assert.has_error(function() parx.barrier() end)
   end)
+
+  it("b:parties() is the count the barrier was made with, before and after a round", function()
+    local b = parx.barrier(2)
+    assert.equal(2, b:parties())
+    local t = parx.async(function() return b:wait() end)
+    local mine = b:wait()
+    local arrivals = {mine, t:join()}
+    table.sort(arrivals)
+    assert.same({1, 2}, arrivals)
+    assert.equal(2, b:parties())
+    assert.equal(5, parx.spawn(function(b) return b:parties() end, parx.barrier(5)):join())
+  end)
 end)
 
 describe("parx.waitgroup", function()

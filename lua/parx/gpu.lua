@@ -65,7 +65,19 @@ do
 end
 
 -- Achieved TFLOP/s of an m x k by k x n product that took `seconds`.
+-- Arguments are checked here so that a mistake names the caller's line,
+-- not an arithmetic error inside this file.
+local function positive(v, n, what)
+  if type(v) ~= "number" or not (v > 0) then
+    error(("bad argument #%d to 'tflops' (%s must be a number > 0, got %s)"):format(
+      n, what, type(v) == "number" and tostring(v) or type(v)), 3)
+  end
+end
+
 function gpu.tflops(m, n, k, seconds, batch)
+  positive(m, 1, "m"); positive(n, 2, "n"); positive(k, 3, "k")
+  positive(seconds, 4, "seconds")
+  if batch ~= nil then positive(batch, 5, "batch") end
   return 2 * m * n * k * (batch or 1) / seconds / 1e12
 end
 
