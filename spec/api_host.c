@@ -1,6 +1,6 @@
 /*
  * api_host.c -- the functions of parx.h that the other host programs
- * (scripts/embed/*.c, spec/chan_host.c) do not call, checked from C
+ * (the hosts of scripts/embed/ and spec/chan_host.c) do not call, checked from C
  * (spec/embed_spec.lua builds it against libparx.a and runs it with a
  * script on standard input).  Each section prints one line the spec
  * reads; assertions are never compiled out.
@@ -14,13 +14,12 @@
 
 #include "parx.h"
 
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      exit(1);                                                                 \
-    }                                                                          \
-  } while (0)
+static void check(int ok, const char *what, int line) {
+  if (ok) return;
+  fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, line, what);
+  exit(1);
+}
+#define CHECK(cond) check((cond) != 0, #cond, __LINE__)
 
 static int global_int(lua_State *L, const char *name) {
   lua_getglobal(L, name);

@@ -97,9 +97,8 @@ local EXCEPTIONS = {
 
 local function slurp(path)
   local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
+  local s = f and f:read("*a")
+  if f then f:close() end
   return s
 end
 
