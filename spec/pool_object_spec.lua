@@ -169,6 +169,35 @@ describe("parx.pool.new's own VMs", function()
     p:join()
   end)
 
+  it("its VMs are in parx.trace.dump, each task with its wait and traceback, and in parx.stats(), marked pool", function()
+    local p = pool.new{workers = 2}
+    local ch, where = parx.channel(), parx.channel()
+    local t = p:submit(function(c, w)
+      w:send(vm_id())
+      local v = c:recv()
+      return v
+    end, ch, where)
+    local id = where:recv()
+    assert.truthy(eventually(function() return parx.trace.dump():find("parked on channel recv", 1, true) end))
+    local text = parx.trace.dump()
+    assert.matches("\npool worker " .. id .. ":\n  task %d+: parked on channel recv %(channel %d+%) for [%d.]+ s\n" ..
+                   "    stack traceback:\n", text)
+    local s, named, listed = parx.stats(), 0, false
+    for _, v in ipairs(s.vms) do
+      if v.pool then
+        assert.matches("^pool worker %d+$", v.name)
+        named = named + 1
+        listed = listed or v.name == "pool worker " .. id
+      end
+    end
+    assert.is_true(listed, "pool worker " .. id .. " not in parx.stats()")
+    assert.equal(named, s.pool_workers)
+    ch:send(7)
+    assert.equal(7, t:join())
+    p:close()
+    p:join()
+  end)
+
   it("starts its threads at creation and ends them at close/join", function()
     if not nthreads() then pending("no /proc/self/task") return end
     parx.spawn(function() end):join() -- the runtime's workers are up

@@ -79,6 +79,24 @@ describe("parx.stats_report.format", function()
     assert.truthy(text:find("serial fraction 0%", 1, true), text)
   end)
 
+  it("counts the VMs of parx.pool.new pools among the N workers, and says how many there are", function()
+    -- 2 workers and 2 pool VMs, all busy the whole second: S = 4 on N = 4, e = 0.
+    local p1, p2 = vm("pool worker 3", 1), vm("pool worker 4", 1)
+    p1.pool, p2.pool = true, true
+    local text = report.format{wall = 1, workers = 2, pool_workers = 2,
+      vms = {vm("main", 0), vm("worker 1", 1), vm("worker 2", 1), p1, p2}}
+    assert.truthy(text:find("2 workers and 2 of pools of their own (parx.pool.new)", 1, true), text)
+    assert.truthy(text:find("pool worker 3", 1, true), text)
+    assert.near(4, after(text, "Speedup S = "), 0.005)
+    assert.near(0, after(text, "(1/S - 1/N) / (1 - 1/N) = "), 0.0005)
+    assert.truthy(text:find("N = 4 workers (2 of them pools' own)", 1, true), text)
+    assert.is_nil(text:find("taken as e = 0", 1, true), text)
+    -- No runtime workers, a pool of 2: N = 2.
+    text = report.format{wall = 1, workers = 0, pool_workers = 2, vms = {vm("main", 0.2), p1, p2}}
+    assert.truthy(text:find("N = 2 workers", 1, true), text)
+    assert.is_nil(text:find("nothing to compare", 1, true), text)
+  end)
+
   it("handles zeros, missing fields and NaN without dividing by zero", function()
     for _, stats in ipairs({{wall = 0, workers = 0, vms = {}}, {}, {wall = 0 / 0, workers = 2, vms = {vm("x", 0 / 0)}},
                             {wall = 1, workers = 2, vms = {vm("x", 0)}}}) do
@@ -110,6 +128,14 @@ describe("parx.stats_report.format on a loaded machine", function()
     -- S is the program's speedup given its cores either way.
     assert.equal(after(idle, "Speedup S = "), after(loaded, "Speedup S = "))
     assert.not_matches("had a core", report.format{wall = 1, workers = 2, vms = {vm("main", 0), vm("worker 1", 1)}})
+  end)
+
+  it("gives the share over the VMs that report CPU time when a pool's own VMs report none", function()
+    local w1, p3 = vm("worker 1", 1), vm("pool worker 3", 1)
+    w1.cpu, p3.pool = 0.5, true
+    local text = report.format{wall = 1, workers = 1, pool_workers = 1, vms = {w1, p3}}
+    assert.equal(50, after(text, "had a core for "))
+    assert.matches("over the VMs that give it", text)
   end)
 end)
 

@@ -364,6 +364,21 @@ describe("parx --timeline", function()
     assert.truthy(px[5] > 500, "worker 2's row: " .. tostring(px[5]))
   end)
 
+  it("draws a row for each VM of a parx.pool.new pool, after the workers', with the chunks it ran", function()
+    if not has_flag() then return end
+    local script, svgfile = dir .. "/poolnew.lua", dir .. "/poolnew.svg"
+    local code = "local P = parx.pool.new{workers = 2}\n" .. POOL_MAP:gsub("parx%.pool%.map%(", "P:map(")
+    fs.writefile(script, code)
+    local status, out = run(PARX, {"--workers", "2", "--timeline", svgfile, script})
+    assert.equal(0, status, out)
+    assert.truthy(out:find("16", 1, true), out)
+    local r, order = rows(assert(slurp(svgfile)))
+    assert.same({"main", "pool worker 3", "pool worker 4"}, order)
+    for _, w in ipairs({"pool worker 3", "pool worker 4"}) do
+      assert.truthy((r[w].fills[COLOR["pool.chunk"]] or 0) >= 1, w .. " ran no chunk")
+    end
+  end)
+
   it("draws the download example: the main VM parked on IO, and a row per task with --timeline-by task", function()
     if not has_flag() then return end
     local example = ROOT .. "scripts/examples/download.lua"

@@ -129,6 +129,86 @@ describe("--trace", function()
     for i = 1, 8 do assert.is_true(seen[i], "item " .. i) end
   end)
 
+  it("a parx.pool.new pool's own VMs have tracks of their own, with the chunks and slices of the tasks they ran", function()
+    local events, status, out, err = traced([[
+      local p = parx.pool.new{workers = 2}
+      local r = p:map(function(x)
+        local s = 0
+        for i = 1, 200000 do s = s + i % 7 end
+        return x * x
+      end, {1, 2, 3, 4, 5, 6, 7, 8}, {chunksize = 1})
+      assert(#r == 8)
+      local function where() parx.sleep(0.01) return require("parx.c.task").vm_id() end
+      print(p:submit(where):join())
+      p:close()
+      p:join()
+    ]])
+    assert.equal(0, status, err)
+    assert_well_formed(events)
+    local names = track_names(events)
+    -- Numbered after the runtime's 2 workers, which this run never started.
+    assert.equal("pool worker 3", names[3])
+    assert.equal("pool worker 4", names[4])
+    local chunks = each(events, function(e) return e.cat == "pool.chunk" end)
+    assert.is_true(#chunks >= 8)
+    for _, c in ipairs(chunks) do
+      assert.equal(c.args.vm, c.tid)
+      assert.is_true(c.tid == 3 or c.tid == 4, "chunk on track " .. c.tid)
+    end
+    -- The submitted task's run slice is on the track of the VM it ran on.
+    local vm = tonumber(out:match("^(%d+)\n"))
+    assert.is_true(vm == 3 or vm == 4, out)
+    local sleeps = each(events, function(e) return e.name == "sleep" and e.args.vm ~= 0 end)
+    assert.equal(1, #sleeps)
+    assert.equal(vm, sleeps[1].args.vm)
+    local runs = each(events, function(e) return e.cat == "run" and e.args.task == sleeps[1].args.task end)
+    assert.is_true(#runs >= 2) -- before and after its sleep
+    for _, e in ipairs(runs) do assert.equal(vm, e.tid) end
+  end)
+
+  it("a TCP stream's reads and writes say the peer they wait on, in the trace and in a dump", function()
+    local events, status, out, err = traced([[
+      local tcp = require "parx.tcp"
+      local got = parx.channel()
+      local srv = tcp.listen("127.0.0.1", 0, function(s)
+        parx.sleep(0.05) -- the client's readline parks meanwhile
+        io.write(parx.trace.dump())
+        s:write("hi\n")
+        local n = 0
+        for chunk in function() return s:read() end do n = n + #chunk end
+        got:send(n)
+      end)
+      local c = tcp.connect("127.0.0.1", srv.port)
+      assert(c:readline() == "hi")
+      -- More than the kernel takes at once: the write parks until sent.
+      assert(c:write(string.rep("x", 32 * 2^20)))
+      c:close()
+      assert(got:recv() == 32 * 2^20)
+      srv:close()
+      print("port " .. srv.port)
+    ]])
+    assert.equal(0, status, err)
+    assert_well_formed(events)
+    local port = out:match("port (%d+)\n")
+    assert.truthy(port, out)
+    local peer = "127.0.0.1:" .. port
+    local reads, writes = {}, {}
+    for _, e in ipairs(events) do
+      if e.ph == "X" and e.name == "tcp read" then reads[#reads + 1] = e end
+      if e.ph == "X" and e.name == "stream write" then writes[#writes + 1] = e end
+    end
+    local client_read = false
+    for _, e in ipairs(reads) do
+      assert.matches("^127%.0%.0%.1:%d+$", e.args.host)
+      client_read = client_read or e.args.host == peer
+    end
+    assert.is_true(client_read, "no tcp read wait on " .. peer)
+    assert.is_true(#writes >= 1, "the big write never parked")
+    for _, e in ipairs(writes) do assert.equal(peer, e.args.host) end
+    -- The dump, taken while the client's readline waited.
+    assert.matches("parked on tcp read %(host " .. peer:gsub("%p", "%%%0") .. "%)", out)
+  end)
+
   it("names run slices by the function's source and the task's label", function()
     local events = traced([[
       local function download(url)
@@ -398,6 +478,30 @@ describe("parx.stats", function()
     assert.is_true(after > before, ("main's CPU time %s then %s"):format(before, after))
   end)
 
+  it("lists parx.pool.new's own VMs after the workers, named and marked as a pool's", function()
+    local status, out, err = run("--workers 2 -e " .. q([[
+      parx.pool.map(function(x) return x end, {1, 2, 3})
+      local p = parx.pool.new{workers = 2}
+      p:map(function(x) parx.sleep(0.01) return x end, {1, 2, 3, 4}, {chunksize = 1})
+      local s = parx.stats()
+      for _, v in ipairs(s.vms) do print(v.name, tostring(v.pool), v.tasks) end
+      print("workers", s.workers, s.pool_workers)
+      p:close()
+      p:join()
+    ]]))
+    assert.equal(0, status, err)
+    local rows = {}
+    for name, pool, tasks in out:gmatch("([^\n\t]+)\t(%a+)\t(%d+)\n") do rows[#rows + 1] = {name, pool, tonumber(tasks)} end
+    assert.equal(5, #rows, out)
+    assert.same({"main", "nil"}, {rows[1][1], rows[1][2]})
+    assert.same({"worker 1", "nil"}, {rows[2][1], rows[2][2]})
+    assert.same({"worker 2", "nil"}, {rows[3][1], rows[3][2]})
+    assert.same({"pool worker 3", "true"}, {rows[4][1], rows[4][2]})
+    assert.same({"pool worker 4", "true"}, {rows[5][1], rows[5][2]})
+    assert.is_true(rows[4][3] + rows[5][3] >= 2, out) -- the map's runners
+    assert.matches("workers\t2\t2\n", out)
+  end)
+
   it("--stats prints a report at exit, after the script's output", function()
     local status, out, err = run("--workers 2 --stats -e " ..
                                  q("parx.pool.map(function(x) return x end, {1, 2, 3}) print('done')"))
@@ -419,6 +523,14 @@ describe("parx.stats", function()
     assert.matches("--timeline%-by needs 'vm' or 'task'", err)
   end)
 end)
+
+-- The dump that follows a deadlock report on stderr (both checked there).
+local function deadlock_dump(err)
+  assert.matches("parx: deadlock: all tasks are asleep", err)
+  local dump = err:match("parx: every task at the deadlock:\n(.*)")
+  assert.truthy(dump, err)
+  return dump
+end
 
 describe("the flight recorder", function()
   it("kill -USR1 on a process stuck on a channel prints every task with its traceback and wait, and it goes on", function()
@@ -502,9 +614,7 @@ c:recv()
 ]])
     local status, _, err = run(q(script), "TMPDIR=" .. q(tmp))
     assert.equal(1, status)
-    assert.matches("parx: deadlock: all tasks are asleep", err)
-    local dump = err:match("parx: every task at the deadlock:\n(.*)")
-    assert.truthy(dump, err)
+    local dump = deadlock_dump(err)
     assert.matches("task %d+ %(consumer%): parked on channel recv %(channel %d+%) for [%d.]+ s\n", dump)
     assert.matches("deadlock.lua:3: in function", dump)
     local path = dump:match("the recent timeline %(flight recorder%): (%S+)\n")
@@ -512,6 +622,44 @@ c:recv()
     local doc = json.decode(file(path))
     os.remove(path)
     assert.is_true(#each(doc.traceEvents, function(e) return e.cat == "wait.chan" end) >= 1)
+  end)
+
+  it("a dump and a deadlock report list the tasks of parx.pool.new's own VMs, with their waits and tracebacks", function()
+    local script = file(tmp .. "/pooldl.lua", [[
+local p = parx.pool.new{workers = 2}
+local ch = parx.channel()
+local function stuck(c)
+  local v = c:recv() -- line 4
+  return v
+end
+local t = p:submit(stuck, ch)
+parx.sleep(0.05)
+io.write(parx.trace.dump(os.getenv("TMPDIR") .. "/pooldump.json"))
+io.stdout:flush()
+t:join()
+]])
+    local status, out, err = run("--workers 2 " .. q(script), "TMPDIR=" .. q(tmp))
+    assert.equal(1, status)
+    -- parx.trace.dump: both VMs of the pool, the stuck task with its wait
+    -- and traceback.
+    assert.matches("pool worker 3:\n", out)
+    assert.matches("pool worker 4:\n", out)
+    assert.matches("pool worker %d:\n  task %d+: parked on channel recv %(channel 1%) for [%d.]+ s\n", out)
+    assert.matches("pooldl.lua:4: in function", out)
+    local doc = json.decode(file(tmp .. "/pooldump.json"))
+    local names = track_names(doc.traceEvents)
+    assert.equal("pool worker 3", names[3])
+    assert.equal("pool worker 4", names[4])
+    local waits = each(doc.traceEvents, function(e) return e.cat == "wait.chan" and e.args.vm ~= 0 end)
+    assert.equal(1, #waits)
+    assert.is_true(waits[1].args.vm == 3 or waits[1].args.vm == 4)
+    -- The deadlock report, and the dump after it.
+    local dump = deadlock_dump(err)
+    assert.matches("\n  task %d+ on pool worker %d: waiting on channel recv", err)
+    assert.matches("pool worker %d:\n  task %d+: parked on channel recv %(channel 1%)", dump)
+    assert.matches("pooldl.lua:4: in function", dump)
+    local path = dump:match("the recent timeline %(flight recorder%): (%S+)\n")
+    if path then os.remove(path) end
   end)
 
   it("an uncaught error that ends the run lists the tasks still alive; alone, it adds nothing", function()

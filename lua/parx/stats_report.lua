@@ -3,17 +3,20 @@
 --
 --   require("parx.stats_report").format(stats) -> string
 --
--- stats = {wall = s, workers = N, vms = {{name, busy, parked, idle, tasks,
--- task_p50, task_p99}, ...}, messages, bytes_marshalled, channel_ops,
--- gpu_time, mpi_time} (times in seconds), as parx.stats() returns it.
+-- stats = {wall = s, workers = n, pool_workers = m, vms = {{name, busy,
+-- parked, idle, tasks, task_p50, task_p99, cpu, pool}, ...}, messages,
+-- bytes_marshalled, channel_ops, gpu_time, mpi_time} (times in seconds), as
+-- parx.stats() returns it.  N, the workers the speedup is measured
+-- against, is n + m: the runtime's workers and the VMs of pools of their
+-- own (parx.pool.new), which run beside them.
 --
 -- The speedup S is the busy time summed over the VMs against the wall time:
 -- how many workers were kept busy on average.  Busy time is wall time
 -- running tasks: a property of the program when every worker has a core.
 -- On a machine whose cores other processes hold, a task waiting for a core
 -- is busy without working; the VM threads' CPU time (vms[i].cpu) says how
--- much of the busy time they had a core, and the report says so when it is
--- short: the wall clock then gains less than S.  Amdahl's law says a program
+-- much of the busy time they had a core (over the VMs that give it: a
+-- pool's own VM does not), and the report says so when it is short: the wall clock then gains less than S.  Amdahl's law says a program
 -- whose serial part is e (the rest, 1 - e, runs in parallel) speeds up at
 -- most 1 / (e + (1 - e) / N) on N workers; the Karp–Flatt metric turns that
 -- round and measures e from the speedup a run got:
@@ -88,19 +91,26 @@ end
 function M.format(stats)
   if type(stats) ~= "table" then error("stats_report.format: stats must be a table", 2) end
   local wall = max(num(stats.wall), 0)
-  local N = max(math.floor(num(stats.workers)), 0)
+  local W = max(math.floor(num(stats.workers)), 0)
+  local pooled = max(math.floor(num(stats.pool_workers)), 0)
+  local N = W + pooled
   local vms = type(stats.vms) == "table" and stats.vms or {}
   local out = {}
-  out[#out + 1] = format("parx --stats: wall time %s, %d worker%s", secs(wall), N, N == 1 and "" or "s")
+  out[#out + 1] = format("parx --stats: wall time %s, %d worker%s%s", secs(wall), W, W == 1 and "" or "s",
+                         pooled > 0 and format(" and %d of pools of their own (parx.pool.new)", pooled) or "")
 
   -- The table: one line per VM.
   local head = {"VM", "busy", "parked", "idle", "tasks", "task p50", "task p99"}
   local rows = {head}
-  local busy_sum, cpu_sum, has_cpu = 0, 0, #vms > 0 -- cpu: see the top
+  local busy_sum, cpu_sum, cpu_busy, cpu_all = 0, 0, 0, true -- cpu: see the top
   for i, vm in ipairs(vms) do
     local busy = max(num(vm.busy), 0)
     busy_sum = busy_sum + busy
-    if tonumber(vm.cpu) then cpu_sum = cpu_sum + max(num(vm.cpu), 0) else has_cpu = false end
+    if tonumber(vm.cpu) then
+      cpu_sum, cpu_busy = cpu_sum + max(num(vm.cpu), 0), cpu_busy + busy
+    else
+      cpu_all = false
+    end
     rows[#rows + 1] = {tostring(vm.name or ("vm " .. (i - 1))),
                        secs(busy) .. pct(busy, wall), secs(vm.parked) .. pct(num(vm.parked), wall),
                        secs(vm.idle) .. pct(num(vm.idle), wall), count(vm.tasks),
@@ -135,9 +145,10 @@ function M.format(stats)
   out[#out + 1] = format("Speedup S = %.2fx: the VMs were busy %s in all over %s of wall time,", S,
                          secs(busy_sum), secs(wall))
   out[#out + 1] = format("  as if %.2f of them worked all the time.", S)
-  if has_cpu then
-    local share = math.min(cpu_sum / busy_sum, 1)
-    out[#out + 1] = format("  Their threads had a core for %.0f%% of it (CPU time %s).", 100 * share, secs(cpu_sum))
+  if cpu_busy > 0 then
+    local share = math.min(cpu_sum / cpu_busy, 1)
+    out[#out + 1] = format("  Their threads had a core for %.0f%% of it (CPU time %s%s).", 100 * share, secs(cpu_sum),
+                           cpu_all and "" or ", over the VMs that give it")
     if share < 0.8 then
       out[#out + 1] = "  Other processes held the cores the rest of the time, so on this machine now the"
       out[#out + 1] = "  wall clock gains less than S from more workers."
@@ -150,7 +161,8 @@ function M.format(stats)
   end
   local e = M.karp_flatt(S, N)
   local raw = (1 / S - 1 / N) / (1 - 1 / N)
-  out[#out + 1] = format("Karp-Flatt: e = (1/S - 1/N) / (1 - 1/N) = %.3f with N = %d workers, so", raw, N)
+  out[#out + 1] = format("Karp-Flatt: e = (1/S - 1/N) / (1 - 1/N) = %.3f with N = %d workers%s, so", raw, N,
+                         pooled > 0 and format(" (%d of them pools' own)", pooled) or "")
   if raw > 1 then
     out[#out + 1] = "  (taken as e = 1: S is 1 or less)"
   elseif raw < 0 then

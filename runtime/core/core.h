@@ -204,6 +204,12 @@ int px_runtime_vm_leave(px_vm *vm);
 /* A VM thread at the runtime's close: the rendezvous, then its VM freed.
  * 1 when the runtime abandoned it instead (touch nothing). */
 int px_runtime_vm_stop(px_vm *vm);
+/* fn(vm, arg) for each VM of the pools of their own that takes part now,
+ * the oldest first, under rt->lock: none of them ends while fn runs (a VM
+ * leaves the list under that lock before it stops).  fn may not take
+ * rt->lock nor run Lua (a __gc might take it).  None once the runtime is
+ * stopping.  Returns how many; fn NULL only counts. */
+int px_runtime_each_pool_vm(px_runtime *rt, void (*fn)(px_vm *vm, void *arg), void *arg);
 extern const char px_park_marker;
 
 /* ---- cancel.c, leftover.c ---- */

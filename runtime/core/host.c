@@ -8,7 +8,9 @@
  * (px_runtime_protect): a replaced standard global, a failing __tostring,
  * a __gc that errors during an allocation or running out of memory
  * becomes the last error, never a panic. */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "future.h"
 
@@ -65,17 +67,52 @@ static int future_ended(px_vm *vm, void *arg) {
   return f->state >= PX_FUTURE_DONE;
 }
 
+/* The report's lines for the VMs of pools of their own, in the words
+ * px_sched_report uses for the others.  They are made in C, under
+ * rt->lock (px_runtime_each_pool_vm: no VM ends meanwhile, and no Lua may
+ * run there), into a bounded buffer; a report longer than that ends in
+ * "...". */
+typedef struct pool_lines {
+  char s[8192];
+  size_t len;
+} pool_lines;
+
+static void pool_vm_lines(px_vm *vm, void *arg) {
+  pool_lines *out = arg;
+  pthread_mutex_lock(&vm->inbox_lock);
+  for (px_task *t = vm->tasks; t; t = t->next) {
+    const char *what = t->state != PX_TASK_PARKED ? "nothing (ready)"
+                       : t->wait && t->wait->what ? t->wait->what
+                                                  : "something";
+    size_t room = sizeof out->s - out->len;
+    int n = snprintf(out->s + out->len, room, "\n  task %ld on pool worker %d: waiting on %s",
+                     t->future ? t->future->seq : 0L, vm->id, what);
+    if (n < 0 || (size_t)n >= room) {
+      memcpy(out->s + sizeof out->s - 7, "\n  ...", 7);
+      out->len = sizeof out->s - 1;
+      break;
+    }
+    out->len += (size_t)n;
+  }
+  pthread_mutex_unlock(&vm->inbox_lock);
+}
+
 /* Protected: fail the task of future ud with the deadlock report. */
 static int deadlock_report_p(lua_State *L) {
   px_future *f = lua_touserdata(L, 1);
   px_runtime *rt = f->rt;
+  pool_lines *pool = lua_newuserdata(L, sizeof *pool); /* collected, whatever raises */
+  pool->len = 0;
+  px_runtime_each_pool_vm(rt, pool_vm_lines, pool);
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   luaL_addstring(&b, "deadlock: all tasks are asleep, nothing can wake them:");
   px_sched_report(rt->main, &b);
   if (atomic_load(&rt->workers_started))
     for (int i = 0; i < rt->nworkers; i++) px_sched_report(rt->workers[i], &b);
+  luaL_addlstring(&b, pool->s, pool->len);
   luaL_pushresult(&b);
+  lua_remove(L, -2); /* the lines' userdata */
   rt->deadlocked = 1;
   if (f->task) px_task_raise(f->task);
   return 0;

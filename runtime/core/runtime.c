@@ -166,6 +166,19 @@ int px_runtime_vm_leave(px_vm *vm) {
   return stopping;
 }
 
+int px_runtime_each_pool_vm(px_runtime *rt, void (*fn)(px_vm *vm, void *arg), void *arg) {
+  int n = 0;
+  pthread_mutex_lock(&rt->lock);
+  if (!atomic_load(&rt->stopping)) {
+    px_vm *last = rt->extra_vms;
+    while (last && last->extra_next) last = last->extra_next;
+    for (px_vm *vm = last; vm; vm = vm->extra_prev, n++)
+      if (fn) fn(vm, arg);
+  }
+  pthread_mutex_unlock(&rt->lock);
+  return n;
+}
+
 static void *worker_main(void *arg) {
   px_vm *vm = arg;
   vm->thread = pthread_self();

@@ -18,7 +18,8 @@
  *
  * The scheduler and the modules record through the one-line calls below
  * (px_trace_run_begin ... px_trace_chunk_end); with tracing off a run
- * slice costs two clock reads and one 48-byte store into the ring, a wait
+ * slice costs two clock reads and one 56-byte store (a px_event, on a
+ * 64-bit target: checked below) into the ring, a wait
  * one more store and no clock read (it ends when its VM next runs a
  * slice), and pool chunks nothing but two stores (their events are the
  * trace's only).
@@ -68,6 +69,9 @@ typedef struct px_event {
   int64_t a, b;
   uint32_t kind, cat;
 } px_event;
+#if UINTPTR_MAX == UINT64_MAX
+_Static_assert(sizeof(px_event) == 56, "px_event: the size trace.h's cost notes and PX_TRACE_RING's memory assume");
+#endif
 
 /* Flight recorder size: events per VM (a power of two). */
 #define PX_TRACE_RING 4096
@@ -265,8 +269,9 @@ void px_trace_push_stats(lua_State *L, px_runtime *rt);
 /* parx.trace.dump([path]) (trace_dump.c): a lua_CFunction that parks. */
 int px_trace_dump(lua_State *L);
 int px_trace_watch_usr1(px_vm *vm); /* SIGUSR1 dumps from now on: 0 or UV_E* */
-/* Chrome JSON of copies of n VMs' rings (trace_json.c, for a dump). */
-int px_trace_write_events(const char *path, px_event **ev, size_t *n, const int *vm_ids, int nvms);
+/* Chrome JSON of copies of n VMs' rings (trace_json.c, for a dump); ids
+ * above nworkers are pools' own VMs. */
+int px_trace_write_events(const char *path, px_event **ev, size_t *n, const int *vm_ids, int nvms, int nworkers);
 /* parx.trace.mark(name), parx.trace.label(name) from L's task. */
 void px_trace_mark(lua_State *L, const char *name);
 void px_trace_label(lua_State *L, const char *name);

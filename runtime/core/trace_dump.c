@@ -10,6 +10,12 @@
  * that has not answered by then (a task in a compiled loop that never
  * parks) is listed from its task list, each task "running, no traceback"
  * or with its wait: nothing stops it to ask.
+ *
+ * The VMs of pools of their own (parx.pool.new) are asked too, while
+ * runtime.c's list holds them (px_runtime_each_pool_vm, under rt->lock):
+ * one that ends after it was asked answers first (it drains its inbox as
+ * it stops), and one that did not answer is read under that lock again,
+ * if it is still there, since it may have ended since.
  */
 #include <signal.h>
 #include <stdarg.h>
@@ -33,8 +39,10 @@ struct dump_req {
   px_wait w;         /* the dumping task's park */
   atomic_int refs;   /* the task, each message, the timer */
   pthread_mutex_t lock; /* guards text, ring, answered, woken */
-  int n;             /* VMs: main, then the workers */
-  px_vm **vms;
+  int n, cap;        /* VMs: main, the workers, then the pools' own */
+  int fixed;         /* vms[0 .. fixed) live as long as the runtime */
+  px_vm **vms;       /* a pool's VM only while its answer is due */
+  int *ids;
   char **text;       /* each VM's section, NULL until it answered */
   px_event **ring;   /* each VM's ring, oldest first */
   size_t *nring;
@@ -53,6 +61,7 @@ static void req_release(dump_req *req) {
   free(req->ring);
   free(req->nring);
   free(req->vms);
+  free(req->ids);
   free(req->path);
   pthread_mutex_destroy(&req->lock);
   free(req);
@@ -89,7 +98,7 @@ static void add(text *t, const char *fmt, ...) {
 
 static void vm_title(text *out, px_vm *vm) {
   if (vm->id == 0) add(out, "main VM:\n");
-  else add(out, "worker %d:\n", vm->id);
+  else add(out, "%sworker %d:\n", vm->group ? "pool " : "", vm->id);
 }
 
 static void task_head(text *out, px_task *t) {
@@ -236,6 +245,14 @@ static char *unanswered(px_vm *vm) {
   return out.s;
 }
 
+/* A pool's VM that did not answer, if it is still there (req->lock and
+ * rt->lock held). */
+static void pool_unanswered(px_vm *vm, void *arg) {
+  dump_req *req = arg;
+  for (int i = req->fixed; i < req->n; i++)
+    if (req->ids[i] == vm->id && !req->text[i]) req->text[i] = unanswered(vm);
+}
+
 static void timer_closed(uv_handle_t *h) { req_release(h->data); }
 
 static void timed_out(uv_timer_t *timer) {
@@ -270,16 +287,19 @@ static int dump_deliver(lua_State *co, px_wait *w) {
   dump_req *req = (dump_req *)w;
   text out = {0};
   pthread_mutex_lock(&req->lock);
-  for (int i = 0; i < req->n; i++) {
+  for (int i = 0; i < req->fixed; i++)
     if (!req->text[i]) req->text[i] = unanswered(req->vms[i]);
+  if (req->n > req->fixed) px_runtime_each_pool_vm(req->vms[0]->rt, pool_unanswered, req);
+  for (int i = 0; i < req->n; i++) {
+    if (!req->text[i]) {
+      text gone = {0};
+      add(&gone, "pool worker %d:\n  (ended before it answered)\n", req->ids[i]);
+      req->text[i] = gone.s;
+    }
     add(&out, "%s", req->text[i] ? req->text[i] : "");
   }
   int err = 0;
-  if (req->path) {
-    int ids[req->n];
-    for (int i = 0; i < req->n; i++) ids[i] = req->vms[i]->id;
-    err = px_trace_write_events(req->path, req->ring, req->nring, ids, req->n);
-  }
+  if (req->path) err = px_trace_write_events(req->path, req->ring, req->nring, req->ids, req->n, req->fixed - 1);
   pthread_mutex_unlock(&req->lock);
   uv_close((uv_handle_t *)&req->timer, timer_closed);
   req_release(req);
@@ -288,6 +308,37 @@ static int dump_deliver(lua_State *co, px_wait *w) {
   if (err == 0) return 1;
   lua_pushstring(co, px_strerror(err));
   return 2;
+}
+
+/* Ask vm, the i-th VM, for its section (req->lock held). */
+static void ask(dump_req *req, int i, px_vm *vm) {
+  dump_msg *m = calloc(1, sizeof *m);
+  if (!m) return; /* listed as not answering */
+  m->req = req;
+  m->index = i;
+  m->w.deliver = answer;
+  m->w.what = "dump";
+  atomic_fetch_add(&req->refs, 1);
+  req->pending++;
+  px_vm_post(vm, &m->w);
+}
+
+typedef struct asking {
+  dump_req *req;
+  px_vm *self;
+  int mine; /* self's index, -1: none */
+} asking;
+
+/* A pool's VM, listed and asked (rt->lock and req->lock held). */
+static void ask_pool_vm(px_vm *vm, void *arg) {
+  asking *a = arg;
+  dump_req *req = a->req;
+  if (req->n == req->cap) return; /* it started since they were counted */
+  int i = req->n++;
+  req->vms[i] = vm;
+  req->ids[i] = vm->id;
+  if (vm == a->self) a->mine = i;
+  else ask(req, i, vm);
 }
 
 /* dump([path [, hide_self]]) -> text [, error writing path]: every live
@@ -302,15 +353,17 @@ int px_trace_dump(lua_State *L) {
   int nworkers = atomic_load(&rt->workers_started) ? rt->nworkers : 0;
   dump_req *req = calloc(1, sizeof *req);
   if (!req) return px_oom(L, "dump");
-  req->n = 1 + nworkers;
-  req->vms = calloc((size_t)req->n, sizeof *req->vms);
-  req->text = calloc((size_t)req->n, sizeof *req->text);
-  req->ring = calloc((size_t)req->n, sizeof *req->ring);
-  req->nring = calloc((size_t)req->n, sizeof *req->nring);
+  req->n = req->fixed = 1 + nworkers;
+  req->cap = req->n + px_runtime_each_pool_vm(rt, NULL, NULL);
+  req->vms = calloc((size_t)req->cap, sizeof *req->vms);
+  req->ids = calloc((size_t)req->cap, sizeof *req->ids);
+  req->text = calloc((size_t)req->cap, sizeof *req->text);
+  req->ring = calloc((size_t)req->cap, sizeof *req->ring);
+  req->nring = calloc((size_t)req->cap, sizeof *req->nring);
   req->path = path ? strdup(path) : NULL;
   pthread_mutex_init(&req->lock, NULL);
   atomic_init(&req->refs, 1);
-  if (!req->vms || !req->text || !req->ring || !req->nring || (path && !req->path)) {
+  if (!req->vms || !req->ids || !req->text || !req->ring || !req->nring || (path && !req->path)) {
     req_release(req);
     return px_oom(L, "dump");
   }
@@ -322,25 +375,17 @@ int px_trace_dump(lua_State *L) {
   px_wait_prepare(L, &req->w);
   req->vms[0] = rt->main;
   for (int i = 0; i < nworkers; i++) req->vms[i + 1] = rt->workers[i];
+  for (int i = 0; i < req->fixed; i++) req->ids[i] = req->vms[i]->id;
   /* Ask the others first, then write this VM's own section meanwhile. */
-  int mine = -1;
-  for (int i = 0; i < req->n; i++) {
-    if (req->vms[i] == self) {
-      mine = i;
-      continue;
-    }
-    dump_msg *m = calloc(1, sizeof *m);
-    if (!m) continue; /* listed as not answering */
-    m->req = req;
-    m->index = i;
-    m->w.deliver = answer;
-    m->w.what = "dump";
-    atomic_fetch_add(&req->refs, 1);
-    pthread_mutex_lock(&req->lock);
-    req->pending++;
-    pthread_mutex_unlock(&req->lock);
-    px_vm_post(req->vms[i], &m->w);
+  asking a = {req, self, -1};
+  pthread_mutex_lock(&req->lock);
+  for (int i = 0; i < req->fixed; i++) {
+    if (req->vms[i] == self) a.mine = i;
+    else ask(req, i, req->vms[i]);
   }
+  px_runtime_each_pool_vm(rt, ask_pool_vm, &a);
+  pthread_mutex_unlock(&req->lock);
+  int mine = a.mine;
   size_t n;
   px_event *ring = snapshot(self, &n);
   pthread_mutex_lock(&req->lock);

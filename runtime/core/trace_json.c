@@ -4,7 +4,8 @@
  * parx.stats().
  *
  * Tracks.  pid 1 is the process; each VM is a thread track (tid = the VM's
- * id: 0 "main", 1 "worker 1", ...) holding the run slices of its tasks and
+ * id: 0 "main", 1 "worker 1", ...; the VMs of pools of their own,
+ * parx.pool.new, are numbered after the workers: "pool worker 5") holding the run slices of its tasks and
  * the pool chunks they ran (one slice per run slice a chunk spans, so
  * slices on a VM's track never overlap: one task runs at a time).  A
  * task's waits overlap other tasks' slices on the same VM, so they go on
@@ -137,6 +138,7 @@ typedef struct reader {
   void *out; /* FILE * or lua_State * */
   int count;
   int pid;
+  int nworkers; /* VMs above it are pools' own */
 } reader;
 
 static const char *const cat_names[PX_CAT_N] = {
@@ -194,9 +196,20 @@ static int in_window(reader *r, const px_event *e) {
 
 static double us(reader *r, uint64_t t) { return t <= r->from ? 0 : (double)(t - r->from) * r->us_per_tick; }
 
-static void vm_name(int id, char *buf, size_t size) {
+/* "main", "worker 2", or "pool worker 5" for a VM of a pool of its own
+ * (numbered after the runtime's nworkers). */
+static void vm_name(int id, int nworkers, char *buf, size_t size) {
   if (id == 0) snprintf(buf, size, "main");
-  else snprintf(buf, size, "worker %d", id);
+  else snprintf(buf, size, "%sworker %d", id > nworkers ? "pool " : "", id);
+}
+
+/* The runtime's worker count (it shrinks once, under rt->lock, when
+ * fewer workers could start than asked; pools' VM ids stay above it). */
+static int workers_of(px_runtime *rt) {
+  pthread_mutex_lock(&rt->lock);
+  int n = rt->nworkers;
+  pthread_mutex_unlock(&rt->lock);
+  return n;
 }
 
 static void read_all(reader *r) {
@@ -216,7 +229,7 @@ static void read_all(reader *r) {
   for (int k = 0; k < r->n; k++) {
     int id = r->src[k].vm_id;
     char name[32];
-    vm_name(id, name, sizeof name);
+    vm_name(id, r->nworkers, name, sizeof name);
     out_ev m = {.ph = 'M', .name = "thread_name", .tid = id, .vm = id, .meta = name};
     r->emit(r, &m);
     out_ev s = {.ph = 'M', .name = "thread_sort_index", .tid = id, .vm = id, .value = id};
@@ -296,15 +309,17 @@ static void read_all(reader *r) {
         o.bp_enclosing = e->b != 0;
         if (e->kind == PX_EV_FLOW_IN && e->t1) o.tid = (long)e->t1 - 1;
         break;
-      case PX_EV_COUNTER:
+      case PX_EV_COUNTER: {
         o.ph = 'C';
-        snprintf(buf, sizeof buf, "%s (%s%s%d)", e->name, vm ? "worker" : "main", vm ? " " : "", vm);
-        if (!vm) snprintf(buf, sizeof buf, "%s (main)", e->name);
+        char track[32];
+        vm_name(vm, r->nworkers, track, sizeof track);
+        snprintf(buf, sizeof buf, "%s (%s)", e->name, track);
         o.name = buf;
         o.cat = e->name;
         o.value = e->a;
         o.task = 0;
         break;
+      }
       default:
         continue;
       }
@@ -319,6 +334,7 @@ static void read_all(reader *r) {
 static void reader_init(reader *r, px_runtime *rt) {
   memset(r, 0, sizeof *r);
   r->rt = rt;
+  r->nworkers = workers_of(rt);
   r->us_per_tick = px_trace_ratio() / 1000.0;
   pthread_mutex_lock(&rt->trace_lock);
   r->n = rt->ntraces;
@@ -430,9 +446,10 @@ static int write_json(px_runtime *rt, const char *path) {
 }
 
 /* A dump's recent timeline: n VMs' copies of their rings. */
-int px_trace_write_events(const char *path, px_event **ev, size_t *n, const int *vm_ids, int nvms) {
+int px_trace_write_events(const char *path, px_event **ev, size_t *n, const int *vm_ids, int nvms, int nworkers) {
   reader r;
   memset(&r, 0, sizeof r);
+  r.nworkers = nworkers;
   r.us_per_tick = px_trace_ratio() / 1000.0;
   r.src = calloc((size_t)(nvms ? nvms : 1), sizeof *r.src);
   if (!r.src) return -ENOMEM;
@@ -541,9 +558,10 @@ static double percentile(px_trace_stats *s, double q, uint64_t n, double sec_per
  * cores other processes hold, a thread waiting for a core still counts as
  * busy, and only its CPU time says how much work got done.  A worker's
  * own thread lives until the runtime closes; the main VM's is the thread
- * driving it now. */
-static double thread_cpu(px_runtime *rt, int id) {
-  px_vm *vm = id == 0 ? rt->main : atomic_load(&rt->workers_started) && id <= rt->nworkers ? rt->workers[id - 1] : NULL;
+ * driving it now.  A pool's own VM (id above nworkers) gives none: its
+ * thread may end at any time. */
+static double thread_cpu(px_runtime *rt, int id, int nworkers) {
+  px_vm *vm = id == 0 ? rt->main : atomic_load(&rt->workers_started) && id <= nworkers ? rt->workers[id - 1] : NULL;
   if (!vm || vm->dead) return -1;
   clockid_t clock;
   struct timespec ts;
@@ -552,50 +570,68 @@ static double thread_cpu(px_runtime *rt, int id) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Recorders in the order of their VMs' ids, the first made first. */
+typedef struct by_id {
+  int id, k;
+} by_id;
+
+static int compare_ids(const void *a, const void *b) {
+  const by_id *x = a, *y = b;
+  return x->id != y->id ? (x->id > y->id) - (x->id < y->id) : (x->k > y->k) - (x->k < y->k);
+}
+
 void px_trace_push_stats(lua_State *L, px_runtime *rt) {
   double sec = px_trace_ratio() / 1e9;
   uint64_t now = px_trace_now();
   pthread_mutex_lock(&rt->trace_lock);
   int n = rt->ntraces;
   px_trace **traces = malloc(sizeof *traces * (size_t)(n ? n : 1));
-  if (traces) memcpy(traces, rt->traces, sizeof *traces * (size_t)n);
+  by_id *order = malloc(sizeof *order * (size_t)(n ? n : 1));
+  if (traces && order) memcpy(traces, rt->traces, sizeof *traces * (size_t)n);
   else n = 0;
   pthread_mutex_unlock(&rt->trace_lock);
+  for (int k = 0; k < n; k++) order[k] = (by_id){traces[k]->vm_id, k};
+  qsort(order, (size_t)n, sizeof *order, compare_ids);
+  int nworkers = workers_of(rt), pool = 0;
   uint64_t start = now;
   for (int k = 0; k < n; k++)
     if (traces[k]->born < start) start = traces[k]->born;
   uint64_t messages = 0, bytes = 0, ops = 0, gpu = 0, mpi = 0;
   lua_createtable(L, 0, 8);
   set_num(L, "wall", (double)(now - start) * sec);
-  set_num(L, "workers", rt->nworkers);
+  set_num(L, "workers", nworkers);
   lua_createtable(L, n, 0);
   int row = 0;
-  /* main first, then the workers in order (each id once: a VM that failed
-   * to start may have left a recorder behind). */
-  for (int id = 0; id <= rt->nworkers; id++) {
-    for (int k = 0; k < n; k++) {
-      px_trace *tr = traces[k];
-      if (tr->vm_id != id) continue;
-      px_trace_stats *s = &tr->stats;
-      double life = (double)(now - tr->born) * sec;
-      double busy = (double)load(&s->busy) * sec, parked = (double)load(&s->parked) * sec;
-      double idle = life - busy - parked;
-      uint64_t tasks = load(&s->tasks);
-      char name[32];
-      vm_name(id, name, sizeof name);
-      lua_createtable(L, 0, 7);
-      set_str(L, "name", name);
-      set_num(L, "busy", busy);
-      double cpu = thread_cpu(rt, id);
-      if (cpu >= 0) set_num(L, "cpu", cpu);
-      set_num(L, "parked", parked);
-      set_num(L, "idle", idle > 0 ? idle : 0);
-      set_num(L, "tasks", (double)tasks);
-      set_num(L, "task_p50", percentile(s, 0.5, tasks, sec));
-      set_num(L, "task_p99", percentile(s, 0.99, tasks, sec));
-      lua_rawseti(L, -2, ++row);
-      break;
+  /* main, the workers, then the pools' own VMs, in the order of their ids
+   * (each id once: a VM that failed to start may have left a recorder
+   * behind). */
+  for (int j = 0; j < n; j++) {
+    int id = order[j].id;
+    px_trace *tr = traces[order[j].k];
+    if (j > 0 && order[j - 1].id == id) continue;
+    px_trace_stats *s = &tr->stats;
+    double life = (double)(now - tr->born) * sec;
+    double busy = (double)load(&s->busy) * sec, parked = (double)load(&s->parked) * sec;
+    double idle = life - busy - parked;
+    uint64_t tasks = load(&s->tasks);
+    char name[32];
+    vm_name(id, nworkers, name, sizeof name);
+    lua_createtable(L, 0, 8);
+    set_str(L, "name", name);
+    if (id > nworkers) {
+      lua_pushboolean(L, 1);
+      lua_setfield(L, -2, "pool");
+      pool++;
     }
+    set_num(L, "busy", busy);
+    double cpu = thread_cpu(rt, id, nworkers);
+    if (cpu >= 0) set_num(L, "cpu", cpu);
+    set_num(L, "parked", parked);
+    set_num(L, "idle", idle > 0 ? idle : 0);
+    set_num(L, "tasks", (double)tasks);
+    set_num(L, "task_p50", percentile(s, 0.5, tasks, sec));
+    set_num(L, "task_p99", percentile(s, 0.99, tasks, sec));
+    lua_rawseti(L, -2, ++row);
   }
   for (int k = 0; k < n; k++) {
     px_trace_stats *s = &traces[k]->stats;
@@ -606,10 +642,12 @@ void px_trace_push_stats(lua_State *L, px_runtime *rt) {
     mpi += load(&s->mpi);
   }
   lua_setfield(L, -2, "vms");
+  set_num(L, "pool_workers", pool);
   set_num(L, "messages", (double)messages);
   set_num(L, "bytes_marshalled", (double)bytes);
   set_num(L, "channel_ops", (double)ops);
   set_num(L, "gpu_time", (double)gpu * sec);
   set_num(L, "mpi_time", (double)mpi * sec);
   free(traces);
+  free(order);
 }

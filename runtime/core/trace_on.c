@@ -32,6 +32,15 @@ static size_t append(char *buf, size_t n, const char *key, const char *val) {
   return n;
 }
 
+/* 1 when the pair at buf + from is one of the pairs before it (a wait
+ * that a module describes again: a stream's read after a cancelled one). */
+static int repeated(const char *buf, size_t from) {
+  size_t len = strlen(buf + from);
+  for (size_t i = 0; i + len <= from; i = (size_t)(strchr(buf + i, '\n') - buf) + 1)
+    if (memcmp(buf + i, buf + from, len) == 0) return 1;
+  return 0;
+}
+
 void px_trace_wait_on(lua_State *L, const px_wait *w, const char *key, const char *val) {
   px_vm *vm = val ? px_vm_of(L) : NULL;
   px_task *t = vm ? vm->current : NULL;
@@ -45,7 +54,7 @@ void px_trace_wait_on(lua_State *L, const px_wait *w, const char *key, const cha
     if (n >= ON_MAX / 2) n = 0; /* cannot happen with the keys modules use */
     memcpy(buf, t->trace.on, n);
   }
-  append(buf, n, key, val);
+  if (append(buf, n, key, val) > n && n > 0 && repeated(buf, n)) return;
   const char *s = NULL;
   if (tr->logging || px_trace_strings(tr) < ON_STRINGS) s = px_trace_intern(tr, buf);
   t->trace.on = s;

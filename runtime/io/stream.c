@@ -26,6 +26,7 @@
 #include "stream.h"
 #include "bounds.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,6 +68,7 @@ struct px_stream {
   void (*on_end)(px_stream *s, void *arg);
   void *on_end_arg;
   int collect;
+  char peer[72];  /* a TCP stream's "ip:port", once a wait asked (peer_host) */
 };
 
 static _Thread_local char scratch[SCRATCH_SIZE];
@@ -341,6 +343,21 @@ int px_stream_result(px_stream *s, const char **data, size_t *len) {
 
 /* ---- Lua methods ----------------------------------------------------- */
 
+/* What a TCP stream's reads and writes wait on, as connect says it
+ * (trace_on.c: "host", "ip:port"): the peer, looked up at the first wait;
+ * NULL for other streams and an unknown peer. */
+static const char *peer_host(lua_State *L, px_stream *s) {
+  if (s->h.handle.type != UV_TCP) return NULL;
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  if (!s->peer[0] && uv_tcp_getpeername(&s->h.tcp, (struct sockaddr *)&ss, &len) == 0) {
+    px_inet_push(L, &ss);
+    snprintf(s->peer, sizeof s->peer, "%s:%d", lua_tostring(L, -2), (int)lua_tointeger(L, -1));
+    lua_pop(L, 2);
+  }
+  return s->peer[0] ? s->peer : NULL;
+}
+
 static int read_common(lua_State *L, px_stream *s, int mode, size_t n) {
   if (px_req_busy(&s->rd))
     return luaL_error(L, "stream is already being read by another task");
@@ -349,6 +366,7 @@ static int read_common(lua_State *L, px_stream *s, int mode, size_t n) {
   if (reader_ready(s)) return produce(L, s);
   start_reading(s);
   if (reader_ready(s)) return produce(L, s);
+  px_trace_wait_on(L, &s->rd.wait, "host", peer_host(L, s));
   return px_iohandle_wait(L, &s->rd, &reader_type,
                           s->h.handle.type == UV_TCP ? "tcp read" : "stream read", &s->h.handle);
 }
@@ -467,8 +485,10 @@ static int stream_write(lua_State *L) {
   if (r == UV_EAGAIN || r == UV_ENOSYS) r = 0;
   if (r < 0) return px_push_error(L, r, NULL);
   size_t rest = len - (size_t)r;
+  const char *peer = peer_host(L, s);
   px_write_req *w = px_write_req_copy(L, data + r, rest, "stream write", &b);
   if (!w) return px_push_error(L, UV_ENOMEM, NULL);
+  if (px_req_active(&w->req)) px_trace_wait_on(L, &w->req.wait, "host", peer);
   return px_write_req_park(L, w, uv_write(&w->uv.write, &s->h.stream, &b, 1, on_write));
 }
 
