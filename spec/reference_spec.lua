@@ -66,6 +66,7 @@ local NOT_PARX = {
 local NOT_FUNCTIONS = {
   ["parx.gpu.array"] = true,   -- gpu.md: what tostring(d) prints
   ["host:port"] = true,        -- trace.md: a DNS or TCP wait's argument
+  ["ip:port"] = true,          -- trace.md: a TCP stream's peer
   ["file:line"] = true,        -- compat.md: an error position
   ["file:read"] = true,        -- io.md: Lua's own io file
 }
