@@ -305,6 +305,23 @@ if not describe then
   return
 end
 
+-- anchors(page) -> set of the heading anchors a Markdown viewer makes
+-- (GitHub's rule: lower case, punctuation dropped, spaces as hyphens, a
+-- repeated heading numbered).
+local function anchors(page)
+  local set, seen, fenced = {}, {}, false
+  for line in (assert(slurp(DOCS .. "/" .. page)) .. "\n"):gmatch("([^\n]*)\n") do
+    if line:match("^%s*```") then
+      fenced = not fenced
+    elseif not fenced and line:match("^#+%s") then
+      local a = line:match("^#+%s+(.-)%s*$"):lower():gsub("[^%w%s%-_\128-\255]", ""):gsub(" ", "-")
+      set[seen[a] and (a .. "-" .. seen[a]) or a] = true
+      seen[a] = (seen[a] or 0) + 1
+    end
+  end
+  return set
+end
+
 describe("the reference", function()
   it("finds the functions of every page that declares some", function()
     local all = audit()
@@ -341,6 +358,19 @@ describe("the reference", function()
       end
     end
     assert.equal(0, #unknown, "python.md names: " .. table.concat(unknown, ", "))
+  end)
+
+  it("every link to a heading of a page points at one that exists", function()
+    local broken = {}
+    for _, page in ipairs(pages()) do
+      for target, anchor in assert(slurp(DOCS .. "/" .. page)):gmatch("%]%(([%w_%.%-]*)#([^%)%s]+)%)") do
+        local file = target == "" and page or target
+        if slurp(DOCS .. "/" .. file) and not anchors(file)[anchor] then
+          broken[#broken + 1] = page .. ": " .. file .. "#" .. anchor
+        end
+      end
+    end
+    assert.equal(0, #broken, "broken links:\n  " .. table.concat(broken, "\n  "))
   end)
 
   it("each exception names a documented function and says why", function()
