@@ -130,13 +130,15 @@ function fs.remove(path, opts)
   return C.unlink(path)
 end
 
-function fs.chunks(path, size)
+-- The iterator of fs.chunks; `name` is the function the caller called, and
+-- errors are raised at the caller's line (level 3: through that function).
+local function chunk_iterator(path, size, name)
   size = size or 65536
   if type(size) ~= "number" or size < 1 then
-    error("bad argument #2 to 'chunks' (positive number expected)", 2)
+    error(("bad argument #2 to '%s' (positive number expected)"):format(name), 3)
   end
   local f, err = C.open(path, "r")
-  if not f then error(err, 2) end
+  if not f then error(err, 3) end
   return function()
     if f == nil then return nil end
     local data, rerr = f:read(size)
@@ -149,8 +151,13 @@ function fs.chunks(path, size)
   end
 end
 
+function fs.chunks(path, size)
+  local next_chunk = chunk_iterator(path, size, "chunks")
+  return next_chunk
+end
+
 function fs.lines(path, size)
-  local next_chunk = fs.chunks(path, size)
+  local next_chunk = chunk_iterator(path, size, "lines")
   local buf, pos, eof = "", 1, false
   local find, sub = string.find, string.sub
   return function()
