@@ -23,11 +23,15 @@
 --     not parx functions.
 --   * embedding.md's C API: every `parx_name(` in a span is a C function.
 --   * python.md maps Python to parx forms documented on the other pages: it
---     declares nothing, and every parx function it names must be one the
---     other pages document (the second test below).
+--     declares nothing, and every parx function its parx column names must
+--     be one the other pages document (a test below).
+--   * A name is one entry however many pages name it (`parx.sleep` in
+--     README.md and tasks.md, `t:join` in tasks.md and pool.md).
 --
--- "Called by a spec": the spec files of the function's page (SPECS_OF;
--- a page not listed there: every spec) contain the name as a call:
+-- "Called by a spec": the spec files of one of the pages that name it
+-- (SPECS_OF; a page not listed there: every spec) contain the name as a
+-- call, a module's local alias read as the module (`local P =
+-- parx.process` makes `P.kill(` a `process.kill(`):
 --   parx.a.b   ->  `a.b(`, `a.b{`, `a.b "` or `a.b,` (passed to pcall or
 --                  to a task), or `parx.b(...)` for parx.b;
 --   T:m        ->  `:m(`, `:m{`, `:m "`, or `.m,` (pcall(ch.send, ch, v));
@@ -37,6 +41,10 @@
 -- sync.md's atomics, and a spec of either page that calls some `:get(`
 -- covers it.  That is the limit of a text search; what each call asserts
 -- is the spec's own business.
+--
+-- The other tests keep the markup that rule reads honest: a function
+-- named bare in a signature cell (`mpi.imap` with no arguments, which
+-- read as a value), and links to headings that do not exist.
 --
 -- Run it as a script (`luajit spec/reference_spec.lua`) to print every
 -- function found and where it is called.
