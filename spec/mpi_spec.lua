@@ -159,14 +159,16 @@ describe("parx.mpi under plain parx", function()
       local c = mpi.split(0)
       print(c:rank(), c:size(), c:bcast("from root"), c:allreduce(3, "sum"), c:allgather("g")[1])
       print(mpi.split(-1), mpi.world:split(7, 0):size())
-      print(select(2, pcall(mpi.split, "red")))']], 60)
+      print(select(2, pcall(function() local c = mpi.split("red"); return c end)))
+      print(select(2, pcall(function() local c = mpi.world:split(0, 1.5); return c end)))']], 60)
     assert.equal(0, status, err)
     local lines = {}
     for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
     assert.equal("string\ttrue", lines[1])
     assert.equal("0\t1\tfrom root\t3\tg", lines[2])
     assert.equal("nil\t1", lines[3])
-    assert.truthy(lines[4] and lines[4]:find("bad argument #1", 1, true), out)
+    assert.equal("(command line):8: bad argument #1 to 'split' (color must be an integer, got string)", lines[4])
+    assert.equal("(command line):9: bad argument #2 to 'split' (key must be an integer, got 1.5)", lines[5])
   end)
 end)
 

@@ -80,7 +80,18 @@ end
 -- comm:split(color[, key]) -> a communicator of the ranks that gave the
 -- same color, ordered by key (default: the rank); nil for a negative
 -- color (MPI_UNDEFINED).
+local function split_arg(v, n, what)
+  if type(v) ~= "number" or v % 1 ~= 0 then
+    error(("bad argument #%d to 'split' (%s must be an integer, got %s)"):format(
+      n, what, type(v) == "number" and tostring(v) or type(v)), 3)
+  end
+end
+
 function mt.split(self, color, key)
+  -- Checked before the barrier, at the caller's line: a bad argument
+  -- (every rank runs the same code) raises at once on every rank.
+  split_arg(color, 1, "color")
+  if key ~= nil then split_arg(key, 2, "key") end
   self:barrier() -- MPI_Comm_split blocks the MPI thread: let all arrive first
   local c, err = self:_split(color, key)
   if c == nil then error(err, 2) end
