@@ -38,8 +38,18 @@ struct px_task {
   px_task *prev, *next; /* all tasks of the VM (deadlock reports) */
 };
 
+/* What outlives a VM for those that must know whether it still runs (a
+ * local future freed after its VM ended or was renewed): vm is cleared, on
+ * the VM's own thread, before its state is closed. */
+typedef struct px_vm_life {
+  atomic_int refs;
+  _Atomic(px_vm *) vm;
+} px_vm_life;
+void px_vm_life_release(px_vm_life *life);
+
 struct px_vm {
   px_runtime *rt;
+  px_vm_life *life;   /* vm.c: one per lua_State; futures retain it */
   int id;
   lua_State *L;
   lua_CFunction open_libs; /* vm.c's, run by px_state_setup after the libraries */

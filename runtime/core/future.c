@@ -57,16 +57,37 @@ int px_future_set_options(px_future *f, int daemon, const char *name) {
   return 0;
 }
 
+void px_future_bind(px_future *f, px_vm *vm) {
+  f->vm = vm;
+  if (f->local && !f->life) {
+    f->life = vm->life;
+    atomic_fetch_add(&vm->life->refs, 1);
+  }
+}
+
+/* The VM of local future f if it still runs and this is its thread; else
+ * NULL.  A VM that ended or was renewed (max_tasks_per_worker) has cleared
+ * its life first (vm.c), on its own thread: a future freed afterwards (by
+ * the main VM's lua_close, holding a worker's future in a message) must
+ * not read it.  A VM ending on another thread at this very moment is the
+ * one case left (the runtime's close, VMs ending together). */
+static px_vm *owner_vm(px_future *f) {
+  px_vm *vm = f->life ? atomic_load(&f->life->vm) : NULL;
+  return vm && px_vm_on_thread(vm) ? vm : NULL;
+}
+
 static void future_free(px_shared *s) {
   px_future *f = (px_future *)s;
   uncount(f);
   if (f->state == PX_FUTURE_FAILED && !f->retrieved && f->errmsg)
     fprintf(stderr, "parx: task %ld failed and nobody joined it: %s\n", f->seq, f->errmsg);
-  if (f->local && f->co_ref != LUA_NOREF && f->vm && px_vm_on_thread(f->vm) && f->vm->L)
+  px_vm *vm = owner_vm(f);
+  if (f->local && f->co_ref != LUA_NOREF && vm && vm->L)
     /* Not back to the pool (copool.c): handed back from this __gc, the
      * coroutines kept LuaJIT's incremental GC from keeping up with an
      * async loop (its heap grew without bound). */
-    luaL_unref(f->vm->L, LUA_REGISTRYINDEX, f->co_ref);
+    luaL_unref(vm->L, LUA_REGISTRYINDEX, f->co_ref);
+  if (f->life) px_vm_life_release(f->life);
   px_msg_free(&f->result);
   free(f->errmsg);
   free(f->traceback);
@@ -226,7 +247,7 @@ int px_future_push_outcome(lua_State *co, px_future *f) {
   int ok = f->state == PX_FUTURE_DONE;
   lua_pushboolean(co, ok);
   if (f->local) {
-    if (!f->vm || !px_vm_on_thread(f->vm)) {
+    if (!owner_vm(f)) {
       lua_pushboolean(co, 0);
       lua_replace(co, -2);
       lua_pushliteral(co, "cannot read the results of a parx.async task from another VM (use parx.spawn)");

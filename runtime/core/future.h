@@ -34,6 +34,7 @@ struct px_future {
   atomic_int cancel_requested;
   px_runtime *rt;
   px_vm *vm;             /* the VM running the task (NULL while queued) */
+  px_vm_life *life;      /* a local future's: vm's life (px_future_bind) */
   px_task *task;         /* valid on vm's thread while running */
   px_job *job;           /* while queued: &job_store */
   px_job job_store;      /* spawned: the job, inside its future */
@@ -82,6 +83,9 @@ void px_join_fire(px_join *j, int index);
 /* A new future (one reference).  local: parx.async (RUNNING on the
  * caller's VM), else a spawned job's (QUEUED).  NULL when out of memory. */
 px_future *px_future_new(px_runtime *rt, int local);
+/* f's task runs on vm from now on; a local future keeps vm's life, so
+ * that it never reads a VM that has ended (its results, its __gc). */
+void px_future_bind(px_future *f, px_vm *vm);
 /* The task t of f ended (VM thread).  status: 0 returned, LUA_ERR*
  * raised (error value on top of t->co), -1 abandoned at shutdown.  Drops
  * the task's reference. */

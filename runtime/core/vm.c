@@ -47,6 +47,13 @@ static int vm_new(px_runtime *rt, int id, px_trace *trace, px_vm **out) {
   *out = NULL;
   px_vm *vm = calloc(1, sizeof *vm);
   if (!vm) return UV_ENOMEM;
+  vm->life = malloc(sizeof *vm->life);
+  if (!vm->life) {
+    free(vm);
+    return UV_ENOMEM;
+  }
+  atomic_init(&vm->life->refs, 1);
+  atomic_init(&vm->life->vm, vm);
   vm->rt = rt;
   vm->id = id;
   vm->hook_ref = LUA_NOREF;
@@ -55,6 +62,7 @@ static int vm_new(px_runtime *rt, int id, px_trace *trace, px_vm **out) {
   atomic_init(&vm->idle_flag, 0);
   int err = uv_loop_init(&vm->loop);
   if (err != 0) {
+    free(vm->life);
     free(vm);
     return err;
   }
@@ -62,6 +70,7 @@ static int vm_new(px_runtime *rt, int id, px_trace *trace, px_vm **out) {
   err = uv_async_init(&vm->loop, &vm->async, async_cb);
   if (err != 0) {
     uv_loop_close(&vm->loop);
+    free(vm->life);
     free(vm);
     return err;
   }
@@ -79,6 +88,7 @@ static int vm_new(px_runtime *rt, int id, px_trace *trace, px_vm **out) {
     atomic_fetch_sub(&rt->pending, 1);
     px_trace_vm_discard(vm); /* the caller may hold rt->lock */
     pthread_mutex_destroy(&vm->inbox_lock);
+    free(vm->life);
     free(vm);
     return err;
   }
@@ -105,7 +115,13 @@ static void close_walk(uv_handle_t *h, void *arg) {
   if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
+void px_vm_life_release(px_vm_life *life) {
+  if (atomic_fetch_sub(&life->refs, 1) == 1) free(life);
+}
+
 void px_vm_free(px_vm *vm) {
+  atomic_store(&vm->life->vm, NULL); /* future.c: owner_vm */
+  px_vm_life_release(vm->life);
   if (vm->dead) {
     /* Its state panicked (state.c): neither the lua_State nor the loop
      * (left inside uv_run by the jump) can be closed safely.  Abandon

@@ -207,7 +207,7 @@ static int l_async(lua_State *L) {
     px_copool_put(vm, co, co_ref);
     co = NULL;
   }
-  f->vm = vm;
+  px_future_bind(f, vm);
   f->state = PX_FUTURE_RUNNING;
   px_task *t;
   if (co) {
