@@ -45,7 +45,9 @@ typedef struct px_vm_life {
   atomic_int refs;
   _Atomic(px_vm *) vm;
 } px_vm_life;
-void px_vm_life_release(px_vm_life *life);
+static inline void px_vm_life_release(px_vm_life *life) {
+  if (atomic_fetch_sub(&life->refs, 1) == 1) free(life);
+}
 
 struct px_vm {
   px_runtime *rt;

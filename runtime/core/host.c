@@ -43,7 +43,7 @@ px_future *px_host_start(px_runtime *rt, int nargs) {
     px_runtime_set_error(rt, "not enough memory");
     return NULL;
   }
-  f->vm = vm;
+  px_future_bind(f, vm);
   px_shared_retain(&f->hdr); /* the task's */
   start_args a = {rt, f};
   lua_pushcfunction(L, start_task_p);

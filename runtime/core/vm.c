@@ -115,10 +115,6 @@ static void close_walk(uv_handle_t *h, void *arg) {
   if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
-void px_vm_life_release(px_vm_life *life) {
-  if (atomic_fetch_sub(&life->refs, 1) == 1) free(life);
-}
-
 void px_vm_free(px_vm *vm) {
   atomic_store(&vm->life->vm, NULL); /* future.c: owner_vm */
   px_vm_life_release(vm->life);
@@ -330,6 +326,7 @@ static int drive(px_vm *vm, int mode, int (*done)(px_vm *, void *), void *arg) {
       px_job *job = vm->source ? vm->source->take(vm) : px_job_take(rt);
       if (job) {
         take_pending(vm, 1);
+        if (!vm->source) px_job_took(rt, vm); /* more queued: another worker comes */
         px_job_run(vm, job);
         continue;
       }
