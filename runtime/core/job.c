@@ -84,6 +84,13 @@ void px_job_wake(px_runtime *rt, px_vm *except) {
   if (!except) uv_async_send(&rt->workers[start % rt->nworkers]->async);
 }
 
+void px_job_took(px_runtime *rt, px_vm *self) {
+  if (!__atomic_load_n(&rt->jobs_head, __ATOMIC_ACQUIRE)) return;
+  for (int i = 0; i < rt->nworkers; i++)
+    if (rt->workers[i] != self && atomic_load(&rt->workers[i]->spinning)) return;
+  px_job_wake(rt, self);
+}
+
 px_job *px_job_take(px_runtime *rt) {
   if (!__atomic_load_n(&rt->jobs_head, __ATOMIC_ACQUIRE)) return NULL; /* peek; the lock decides */
   pthread_mutex_lock(&rt->lock);

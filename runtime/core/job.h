@@ -29,6 +29,10 @@ px_job *px_job_take(px_runtime *rt);
 /* Wake a worker other than except (NULL: any) to look at the queue: an
  * idle one, else a sleeping one, else (except NULL) the next in turn. */
 void px_job_wake(px_runtime *rt, px_vm *except);
+/* Worker self took a job: if more are queued and no other worker spins
+ * for work, wake one for them (px_job_push woke nobody while self spun,
+ * so a burst of jobs would otherwise run one after another on self). */
+void px_job_took(px_runtime *rt, px_vm *self);
 int px_job_unqueue(px_runtime *rt, px_job *job);
 /* Worker VM thread: turn a job taken off the queue into a task; whatever
  * fails becomes the job's error (its joiners see it).  Frees the job. */
