@@ -186,6 +186,7 @@ struct px_runtime {
 /* ---- vm.c (px_vm_post, px_vm_poke: wake.c) ---- */
 int px_vm_new(px_runtime *rt, int id, px_vm **out); /* 0 or UV_E* */
 void px_vm_free(px_vm *vm);
+void px_vm_set_thread(px_vm *vm); /* wake.c: vm is driven by this thread now */
 void px_vm_post(px_vm *vm, px_wait *w);   /* any thread */
 /* Drive until done(arg) says so, the runtime stops, or (once) a step. */
 enum { PX_DRIVE_UNTIL, PX_DRIVE_STEP, PX_DRIVE_STEP_NOWAIT, PX_DRIVE_WORKER };

@@ -222,7 +222,7 @@ static void *slot_main(void *arg) {
   px_group *g = vm->group;
   int slot = vm->group_slot;
   for (;;) {
-    vm->thread = pthread_self();
+    px_vm_set_thread(vm);
     run_init(vm);
     px_vm_drive(vm, PX_DRIVE_WORKER, NULL, NULL);
     set_slot(g, slot, NULL);

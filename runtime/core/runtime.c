@@ -181,7 +181,7 @@ int px_runtime_each_pool_vm(px_runtime *rt, void (*fn)(px_vm *vm, void *arg), vo
 
 static void *worker_main(void *arg) {
   px_vm *vm = arg;
-  vm->thread = pthread_self();
+  px_vm_set_thread(vm);
   px_vm_drive(vm, PX_DRIVE_WORKER, NULL, NULL);
   px_runtime_vm_stop(vm);
   return NULL;

@@ -76,7 +76,7 @@ static int vm_new(px_runtime *rt, int id, px_trace *trace, px_vm **out) {
   }
   uv_unref((uv_handle_t *)&vm->async);
   pthread_mutex_init(&vm->inbox_lock, NULL);
-  vm->thread = pthread_self();
+  px_vm_set_thread(vm);
   atomic_fetch_add(&rt->pending, 1); /* a new VM is busy until it idles */
   vm->trace = trace;
   err = trace ? 0 : px_trace_vm_start(vm);
@@ -291,7 +291,7 @@ static int step(px_vm *vm, int mode) {
  */
 static int drive(px_vm *vm, int mode, int (*done)(px_vm *, void *), void *arg) {
   px_runtime *rt = vm->rt;
-  vm->thread = pthread_self();
+  px_vm_set_thread(vm);
   if (atomic_load(&vm->idle_flag)) {
     atomic_store(&vm->idle_flag, 0);
     atomic_fetch_add(&rt->pending, 1);
@@ -377,7 +377,7 @@ int px_vm_drive(px_vm *vm, int mode, int (*done)(px_vm *, void *), void *arg) {
  * the wakes already on their way, so that no thread will post to this VM
  * again.  Phase 2 (freeing) starts once every VM has done this. */
 void px_vm_quiesce(px_vm *vm) {
-  vm->thread = pthread_self();
+  px_vm_set_thread(vm);
   if (vm->dead) return; /* abandoned: nothing of it runs again */
   px_sched_teardown(vm);
   for (;;) {

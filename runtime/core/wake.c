@@ -11,7 +11,18 @@ px_runtime *px_vm_runtime(px_vm *vm) { return vm->rt; }
 uv_loop_t *px_vm_loop(px_vm *vm) { return &vm->loop; }
 lua_State *px_vm_state(px_vm *vm) { return vm->L; }
 int px_vm_id(px_vm *vm) { return vm->id; }
-int px_vm_on_thread(px_vm *vm) { return pthread_equal(vm->thread, pthread_self()); }
+/* vm->thread is read by any thread (a wake asks whether it runs on the
+ * VM's own) while an embedding host may drive the main VM from another:
+ * relaxed atomics (a thread that finds itself there wrote it itself). */
+int px_vm_on_thread(px_vm *vm) {
+  return pthread_equal(__atomic_load_n(&vm->thread, __ATOMIC_RELAXED), pthread_self());
+}
+
+void px_vm_set_thread(px_vm *vm) {
+  pthread_t self = pthread_self();
+  if (!pthread_equal(__atomic_load_n(&vm->thread, __ATOMIC_RELAXED), self))
+    __atomic_store_n(&vm->thread, self, __ATOMIC_RELAXED);
+}
 
 int px_vm_has_work(px_vm *vm) {
   return vm->ready_head || vm->wakes_head || __atomic_load_n(&vm->inbox_head, __ATOMIC_RELAXED);
