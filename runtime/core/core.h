@@ -261,11 +261,12 @@ int px_sched_run_ready(px_vm *vm);        /* returns tasks resumed */
 int px_sched_run_inline(px_vm *vm, px_task *t); /* 1 if t ran now */
 void px_sched_deliver(px_vm *vm, px_wait *w);
 void px_task_raise(px_task *t); /* VM thread; error value on top of vm->L */
-/* Run fn(vm->L, ud) protected through the VM's anchored trampoline (no
+/* enter.c: run fn(vm->L, ud) protected through the VM's anchored trampoline (no
  * allocation per call), with the nargs values on top of vm->L as its
  * stack; 0, or a LUA_ERR* status with the error on top of vm->L.  fn
  * returns how many values it leaves (kept on vm->L on success). */
 int px_sched_protect(px_vm *vm, int (*fn)(lua_State *L, void *ud), void *ud, int nargs);
+void px_sched_protect_anchor(px_vm *vm); /* enter.c: once per VM, px_sched_open */
 int px_sched_open(lua_State *L);  /* per VM at start-up, after the libraries (vm.c) */
 int px_sched_forward(lua_State *L, lua_State *child, int wrap); /* lib_base.c */
 void px_sched_exit(lua_State *L);  /* os.exit: nothing more runs in this VM's tasks */

@@ -81,3 +81,36 @@ int px_cpcall(lua_State *L, lua_CFunction fn, void *ud, int nresults) {
   lua_pushlightuserdata(L, ud);
   return px_pcall(L, 1, nresults);
 }
+
+/* ---- the scheduler's protected calls (sched.c, job.c) ------------------- */
+
+typedef struct protect_call {
+  int (*fn)(lua_State *L, void *ud);
+  void *ud;
+} protect_call;
+
+static int protect_trampoline(lua_State *L) {
+  protect_call *pc = lua_touserdata(L, 1);
+  lua_remove(L, 1);
+  return pc->fn(L, pc->ud);
+}
+
+/* The trampoline is anchored once per VM (px_sched_open): pushing a C
+ * function allocates in LuaJIT, and this runs for every wake. */
+void px_sched_protect_anchor(px_vm *vm) {
+  lua_pushcfunction(vm->L, protect_trampoline);
+  vm->call_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX);
+}
+
+int px_sched_protect(px_vm *vm, int (*fn)(lua_State *, void *), void *ud, int nargs) {
+  lua_State *L = vm->L;
+  protect_call pc = {fn, ud};
+  if (vm->call_ref > 0) lua_rawgeti(L, LUA_REGISTRYINDEX, vm->call_ref);
+  else lua_pushcfunction(L, protect_trampoline); /* start-up, before task.lua */
+  lua_pushlightuserdata(L, &pc);
+  if (nargs) {
+    lua_insert(L, -(nargs + 2));
+    lua_insert(L, -(nargs + 2));
+  }
+  return lua_pcall(L, nargs + 1, LUA_MULTRET, 0);
+}

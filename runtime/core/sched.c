@@ -209,35 +209,6 @@ int px_park(lua_State *L, px_wait *w) {
   return lua_yield(L, 1);
 }
 
-/* ---- protected calls ------------------------------------------------ */
-
-typedef struct protect_call {
-  int (*fn)(lua_State *L, void *ud);
-  void *ud;
-} protect_call;
-
-static int protect_trampoline(lua_State *L) {
-  protect_call *pc = lua_touserdata(L, 1);
-  lua_remove(L, 1);
-  return pc->fn(L, pc->ud);
-}
-
-/* The trampoline is anchored once per VM (px_sched_setup): pushing a C
- * function allocates in LuaJIT, and this runs for every wake. */
-int px_sched_protect(px_vm *vm, int (*fn)(lua_State *, void *), void *ud, int nargs) {
-  lua_State *L = vm->L;
-  protect_call pc = {fn, ud};
-  if (vm->call_ref > 0) lua_rawgeti(L, LUA_REGISTRYINDEX, vm->call_ref);
-  else lua_pushcfunction(L, protect_trampoline); /* start-up, before task.lua */
-  lua_pushlightuserdata(L, &pc);
-  if (nargs) {
-    lua_insert(L, -(nargs + 2));
-    lua_insert(L, -(nargs + 2));
-  }
-  return lua_pcall(L, nargs + 1, LUA_MULTRET, 0);
-}
-
-
 /* ---- delivery ------------------------------------------------------ */
 
 static int deliver_call(lua_State *L, void *ud) {
@@ -505,8 +476,7 @@ int px_sched_open(lua_State *L) {
     vm->base_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   if (vm->call_ref <= 0) {
-    lua_pushcfunction(L, protect_trampoline);
-    vm->call_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    px_sched_protect_anchor(vm);
     vm->gc_threshold = px_sched_lj_threshold(vm->L, &vm->gc_stopped);
     if (getenv("PARX_DEBUG")) fprintf(stderr, "parx: VM %d GC threshold %s\n", vm->id, vm->gc_threshold ? "found" : "not found (deliver() uses a protected call)");
   }
