@@ -279,6 +279,10 @@ void px_sched_deliver(px_vm *vm, px_wait *w) {
        * deliver() pushes, unprotected. */
       uint64_t threshold = *vm->gc_threshold;
       *vm->gc_threshold = vm->gc_stopped;
+      /* The LUA_MINSTACK slots a C function's frame would have: the
+       * API's pushes do not check (growing fails only for want of
+       * memory, unprotected, as above). */
+      lua_checkstack(L, LUA_MINSTACK);
       int n = w->deliver(L, w);
       *vm->gc_threshold = threshold;
       while (lua_gettop(L) - base > n) lua_remove(L, base + 1);
