@@ -23,19 +23,19 @@ enum { PX_TASK_READY, PX_TASK_RUNNING, PX_TASK_PARKED, PX_TASK_DONE };
 struct px_task {
   px_vm *vm;
   lua_State *co;
-  int co_ref;          /* registry reference anchoring co */
-  int state;
-  int nargs;           /* values on co's stack for the next resume */
   px_wait *wait;       /* current wait while parked */
-  int wake_in_flight;  /* cancel() returned 0: discard the wake when it comes */
-  int stale_wakes;     /* wakes still to come for parks that failed; the
-                          struct outlives the task until they came */
-  px_trace_task trace; /* what trace.c records about it */
-  int inject_ref;      /* error to raise at the next resume, or LUA_NOREF */
-  int msgh;            /* started under xpcall with sched.c's message handler */
   px_future *future;   /* one reference, dropped when the task ends */
   px_task *next_ready, *prev_ready;
   px_task *prev, *next; /* all tasks of the VM (deadlock reports) */
+  int co_ref;          /* registry reference anchoring co */
+  int inject_ref;      /* error to raise at the next resume, or LUA_NOREF */
+  int nargs;           /* values on co's stack for the next resume */
+  int stale_wakes;     /* wakes still to come for parks that failed; the
+                          struct outlives the task until they came */
+  unsigned char state; /* PX_TASK_* */
+  unsigned char wake_in_flight; /* cancel() returned 0: discard the wake when it comes */
+  unsigned char msgh;  /* started under xpcall with sched.c's message handler */
+  px_trace_task trace; /* what trace.c records about it */
 };
 
 /* What outlives a VM for those that must know whether it still runs (a

@@ -11,6 +11,7 @@
  * it; the woken side then unlinks the record from the other futures
  * (join.c).
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,7 +89,7 @@ static void future_free(px_shared *s) {
      * async loop (its heap grew without bound). */
     luaL_unref(vm->L, LUA_REGISTRYINDEX, f->co_ref);
   if (f->life) px_vm_life_release(f->life);
-  px_msg_free(&f->result);
+  if (!f->local) px_msg_free(&f->result);
   free(f->errmsg);
   free(f->traceback);
   free(f->name);
@@ -98,16 +99,17 @@ static void future_free(px_shared *s) {
 
 px_future *px_future_new(px_runtime *rt, int local) {
   /* malloc, not calloc: glibc's calloc skips the per-thread cache. */
-  px_future *f = malloc(sizeof *f);
+  size_t size = local ? offsetof(px_future, result) : sizeof(px_future);
+  px_future *f = malloc(size);
   if (!f) return NULL;
-  memset(f, 0, sizeof *f);
+  memset(f, 0, size);
   px_shared_init(&f->hdr, &px_future_type);
   pthread_mutex_init(&f->lock, NULL);
   f->rt = rt;
   f->local = local;
   f->co_ref = LUA_NOREF;
   f->state = local ? PX_FUTURE_RUNNING : PX_FUTURE_QUEUED;
-  px_msg_init(&f->result);
+  if (!local) px_msg_init(&f->result);
   f->seq = atomic_fetch_add(&rt->seq, 1) + 1;
   f->counted = 1;
   atomic_fetch_add(&rt->live_tasks, 1);

@@ -112,6 +112,7 @@ static void task_free(px_vm *vm, px_task *t) {
     t->future = NULL;
     return;
   }
+  px_trace_task_free(&t->trace);
   free(t);
 }
 
@@ -244,7 +245,10 @@ void px_sched_deliver(px_vm *vm, px_wait *w) {
     if (w->discard) w->discard(w);
     vm->stale_wakes--;
     if (vm->expect_wakes > 0) vm->expect_wakes--;
-    if (--t->stale_wakes == 0 && t->state == PX_TASK_DONE && !t->co) free(t);
+    if (--t->stale_wakes == 0 && t->state == PX_TASK_DONE && !t->co) {
+      px_trace_task_free(&t->trace);
+      free(t);
+    }
     return;
   }
   if (t->wake_in_flight || t->state != PX_TASK_PARKED || t->wait != w) {

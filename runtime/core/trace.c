@@ -324,14 +324,14 @@ uint64_t px_trace_run_begin(px_vm *vm, px_task *t) {
   if (tr->npend) flush_waits(tr, now);
   if (!t->trace.first) {
     t->trace.first = now;
-    if (!t->trace.label && t->future && t->future->name) /* spawn{name = ...} */
-      t->trace.label = px_trace_intern(tr, t->future->name);
+    if (!t->trace.name && t->future && t->future->name) /* spawn{name = ...} */
+      t->trace.name = px_trace_intern(tr, t->future->name);
     if (tr->logging) {
       if (!t->trace.name && lua_status(t->co) == 0) t->trace.name = task_name(tr, t->co, t->msgh ? 2 : 1);
       px_trace_add(tr, PX_EV_FLOW_IN, PX_CAT_RUN, now, 0, "spawn", seq_of(t), seq_of(t), 1);
     }
   }
-  if (t->trace.chunk_lo && tr->logging) t->trace.chunk_t0 = now;
+  if (t->trace.chunk && t->trace.chunk->lo && tr->logging) t->trace.chunk->t0 = now;
   return now;
 }
 
@@ -340,11 +340,10 @@ void px_trace_run_end(px_vm *vm, px_task *t, uint64_t t0) {
   uint64_t now = px_trace_now();
   long seq = seq_of(t);
   tr->now_end = now;
-  if (t->trace.chunk_lo && t->trace.chunk_t0 && tr->logging)
-    px_trace_add(tr, PX_EV_CHUNK, PX_CAT_CHUNK, t->trace.chunk_t0, now, NULL, seq, t->trace.chunk_lo,
-                 t->trace.chunk_hi);
-  px_trace_add(tr, PX_EV_RUN, PX_CAT_RUN, t0, now, t->trace.label ? t->trace.label : t->trace.name, seq,
-               t->trace.first == t0, 0);
+  px_trace_chunk *c = t->trace.chunk;
+  if (c && c->lo && c->t0 && tr->logging)
+    px_trace_add(tr, PX_EV_CHUNK, PX_CAT_CHUNK, c->t0, now, NULL, seq, c->lo, c->hi);
+  px_trace_add(tr, PX_EV_RUN, PX_CAT_RUN, t0, now, t->trace.name, seq, t->trace.first == t0, 0);
   if (t->wait) t->trace.park_ts = now;
   if (--tr->depth == 0) {
     px_stat_add(&tr->stats.busy, now - t0);
@@ -430,24 +429,29 @@ void px_trace_chunk_begin(lua_State *L, int64_t first, int64_t count, int64_t qu
   px_task *t;
   px_trace *tr = trace_of(L, &t);
   if (!t) return;
-  t->trace.chunk_lo = first;
-  t->trace.chunk_hi = first + count - 1;
-  t->trace.chunk_t0 = 0;
+  px_trace_chunk *c = t->trace.chunk;
+  if (!c) { /* the task's first chunk: kept for the next (px_trace_task_free) */
+    c = t->trace.chunk = malloc(sizeof *c);
+    if (!c) return; /* the trace goes without this chunk's slice */
+  }
+  c->lo = first;
+  c->hi = first + count - 1;
+  c->t0 = 0;
   /* Chunks are the trace's: the flight recorder keeps the run slices that
    * ran them, and no clock is read per item. */
   if (!tr->logging) return;
-  t->trace.chunk_t0 = px_trace_now();
-  px_trace_add(tr, PX_EV_COUNTER, PX_CAT_CHUNK, t->trace.chunk_t0, 0, "pool queue", 0, queued, 0);
+  c->t0 = px_trace_now();
+  px_trace_add(tr, PX_EV_COUNTER, PX_CAT_CHUNK, c->t0, 0, "pool queue", 0, queued, 0);
 }
 
 void px_trace_chunk_end(lua_State *L) {
   px_task *t;
   px_trace *tr = trace_of(L, &t);
-  if (!t || !t->trace.chunk_lo) return;
-  if (t->trace.chunk_t0 && tr->logging)
-    px_trace_add(tr, PX_EV_CHUNK, PX_CAT_CHUNK, t->trace.chunk_t0, px_trace_now(), NULL, seq_of(t),
-                 t->trace.chunk_lo, t->trace.chunk_hi);
-  t->trace.chunk_lo = t->trace.chunk_hi = 0;
+  px_trace_chunk *c = t ? t->trace.chunk : NULL;
+  if (!c || !c->lo) return;
+  if (c->t0 && tr->logging)
+    px_trace_add(tr, PX_EV_CHUNK, PX_CAT_CHUNK, c->t0, px_trace_now(), NULL, seq_of(t), c->lo, c->hi);
+  c->lo = c->hi = 0;
 }
 
 void px_trace_spawn(lua_State *L, long seq) {
@@ -486,7 +490,7 @@ void px_trace_mark(lua_State *L, const char *name) {
 void px_trace_label(lua_State *L, const char *name) {
   px_task *t;
   px_trace *tr = trace_of(L, &t);
-  if (t) t->trace.label = px_trace_intern(tr, name);
+  if (t) t->trace.name = px_trace_intern(tr, name);
 }
 
 /* ---- VMs ------------------------------------------------------------------ */

@@ -28,6 +28,7 @@
 #define PX_TRACE_H
 
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <stdint.h>
 
 #include <lua.h>
@@ -83,17 +84,26 @@ typedef struct px_trace_block {
   struct px_trace_block *_Atomic next;
 } px_trace_block;
 
-/* Per-task bookkeeping, inside px_task. */
+typedef struct px_trace_chunk {
+  int64_t lo, hi;      /* the items it runs, lo 0 when none */
+  uint64_t t0;         /* start of its slice in this run slice */
+} px_trace_chunk;
+
+/* Per-task bookkeeping, inside px_task: kept small, since every task
+ * (100,000 sleeping asyncs) carries it. */
 typedef struct px_trace_task {
   uint64_t first;      /* when it first ran (0: not yet) */
   uint64_t park_ts;    /* when it parked (the dump's "since") */
-  const char *name;    /* interned "fn@file.lua:12", or NULL */
-  const char *label;   /* parx.trace.label / spawn{name=}: interned, or NULL */
-  int64_t chunk_lo, chunk_hi; /* the pool chunk it runs, 0 when none */
-  uint64_t chunk_t0;
+  /* Interned, or NULL: the user's label (parx.trace.label, spawn{name=}),
+   * else "fn@file.lua:12" (named at its first traced slice). */
+  const char *name;
+  px_trace_chunk *chunk; /* a pool task's chunk (px_trace_chunk_begin), or NULL */
   const px_wait *on_wait; /* px_trace_wait_on: the wait `on` describes */
   const char *on;
 } px_trace_task;
+
+/* When the task's struct is freed. */
+static inline void px_trace_task_free(px_trace_task *tt) { free(tt->chunk); }
 
 /* Counters of parx.stats() (ticks for times). */
 typedef struct px_trace_stats {

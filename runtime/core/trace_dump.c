@@ -102,9 +102,9 @@ static void vm_title(text *out, px_vm *vm) {
 }
 
 static void task_head(text *out, px_task *t) {
-  const char *name = t->trace.label ? t->trace.label
+  const char *name = t->trace.name ? t->trace.name
                      : t->future && t->future->name ? t->future->name /* not run yet */
-                                                    : t->trace.name;
+                                                    : NULL;
   add(out, "  task %ld%s%s%s: ", t->future ? t->future->seq : 0L, name ? " (" : "", name ? name : "",
       name ? ")" : "");
 }
