@@ -456,11 +456,17 @@ bench-readme:
 
 # `make bench-versus OLD=/path/to/old/build`: this build against an earlier
 # one, every parx workload of the tables, interleaved (scripts/bench/versus.sh).
-.PHONY: bench-versus
+.PHONY: bench-versus bench-trace
 bench-versus: all
 	$(Q)scripts/bench/versus.sh $(or $(OLD),$(error OLD=old-build-dir is required)) $(BUILD)
+# What recording costs: the recorder compiled out (build-norec), the
+# normal build, and the normal build tracing (scripts/bench/trace.sh).
+bench-trace: all
+	$(Q)$(MAKE) --no-print-directory BUILD=build-norec EXTRA_CFLAGS=-DPX_NO_RECORDER all
+	$(Q)scripts/bench/trace.sh $(BUILD) build-norec
 
 help::
+	@echo "make bench-trace  the recorder's and --trace's cost against a build without the recorder"
 	@echo "make bench      every benchmark table, parx and peers interleaved (BENCH=\"pool chan\" for some)"
 	@echo "make bench-readme  copy build/bench/results.md into README"
 	@echo "make bench-versus OLD=dir  this build against an earlier build, as speed ratios"

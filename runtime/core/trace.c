@@ -223,7 +223,11 @@ void px_trace_check(px_trace *tr) {
   tr->logging = on;
 }
 
+static long seq_of(px_task *t) { return t->future ? t->future->seq : 0; }
+
 /* ---- names -------------------------------------------------------------- */
+
+#ifndef PX_NO_RECORDER /* else trace.h has no-op hooks */
 
 /* The name a line of source gives the function defined on it: `download`
  * in "local function download(url)", "function M.get(u)", "fetch =
@@ -299,8 +303,6 @@ static const char *task_name(px_trace *tr, lua_State *co, int idx) {
 
 /* ---- the scheduler's hooks -------------------------------------------- */
 
-static long seq_of(px_task *t) { return t->future ? t->future->seq : 0; }
-
 /* The waits that ended since the last slice began end now. */
 static void flush_waits(px_trace *tr, uint64_t now) {
   for (int i = 0; i < tr->npend; i++) {
@@ -357,6 +359,8 @@ void px_trace_run_end(px_vm *vm, px_task *t, uint64_t t0) {
   }
 }
 
+#endif
+
 /* The category of a wait, from its phrase (px_wait.what): a few literals
  * that every module uses, cached by address. */
 int px_trace_classify(const char *what) {
@@ -374,6 +378,7 @@ int px_trace_classify(const char *what) {
   return PX_CAT_IO;
 }
 
+#ifndef PX_NO_RECORDER
 /* The wait is recorded when the VM next begins a slice (flush_waits), with
  * that slice's clock reading as its end: the wake itself reads no clock.
  * A VM that delivers more wakes than pend holds before it runs anything
@@ -406,6 +411,8 @@ void px_trace_task_end(px_vm *vm, px_task *t) {
   /* It ends just after its last slice (resume calls this after run_end). */
   if (t->trace.first) px_stat_add(&tr->stats.hist[bucket(tr->now_end - t->trace.first)], 1);
 }
+
+#endif /* PX_NO_RECORDER */
 
 /* ---- modules' hooks ---------------------------------------------------- */
 

@@ -199,10 +199,21 @@ static inline void px_stat_add(_Atomic uint64_t *c, uint64_t n) {
  *     uint64_t t0 = px_trace_run_begin(vm, t);  ...run...  px_trace_run_end(vm, t, t0);
  * when a parked task is woken by w: px_trace_woken(vm, t, w);
  * when it ends: px_trace_task_end(vm, t). */
+#ifndef PX_NO_RECORDER
 uint64_t px_trace_run_begin(px_vm *vm, px_task *t);
 void px_trace_run_end(px_vm *vm, px_task *t, uint64_t t0);
 void px_trace_woken(px_vm *vm, px_task *t, px_wait *w);
 void px_trace_task_end(px_vm *vm, px_task *t);
+#else
+/* A build with the recorder compiled out of the scheduler and the channels
+ * (`make BUILD=build-norec EXTRA_CFLAGS=-DPX_NO_RECORDER`): what
+ * scripts/bench/trace.sh measures the always-on recorder against.  It
+ * records nothing: no --stats, no events in dumps, no trace. */
+static inline uint64_t px_trace_run_begin(px_vm *vm, px_task *t) { (void)vm, (void)t; return 0; }
+static inline void px_trace_run_end(px_vm *vm, px_task *t, uint64_t t0) { (void)vm, (void)t, (void)t0; }
+static inline void px_trace_woken(px_vm *vm, px_task *t, px_wait *w) { (void)vm, (void)t, (void)w; }
+static inline void px_trace_task_end(px_vm *vm, px_task *t) { (void)vm, (void)t; }
+#endif
 int px_trace_classify(const char *what); /* a wait's PX_CAT_*, from its phrase */
 
 /* ---- modules' hooks (any module; no-ops off a VM thread) ----------------- */
@@ -226,25 +237,30 @@ void px_trace_spawn(lua_State *L, long seq);
  * (and cost tracing a third of a 3-million-message-a-second channel's
  * throughput) for arrows no one can tell apart. */
 #define PX_TRACE_FLOWS 64
+#ifdef PX_NO_RECORDER
+#define PX_RECORDER_OFF 1
+#else
+#define PX_RECORDER_OFF 0
+#endif
 static inline int px_trace_flow_kept(uint64_t n) { return n <= PX_TRACE_FLOWS || n % PX_TRACE_FLOWS == 0; }
 int64_t px_trace_new_id(void); /* a channel's number */
 void px_trace_flow(int kind, int64_t id, uint64_t n, px_vm *to);
 static inline void px_trace_chan_sent(int64_t id, uint64_t n) {
   px_trace *tr = px_trace_self;
-  if (!tr) return;
+  if (PX_RECORDER_OFF || !tr) return;
   px_stat_add(&tr->stats.chan_ops, 1);
   if (tr->logging && px_trace_flow_kept(n)) px_trace_flow(PX_EV_FLOW_OUT, id, n, NULL);
 }
 static inline void px_trace_chan_received(int64_t id, uint64_t n) {
   px_trace *tr = px_trace_self;
-  if (!tr) return;
+  if (PX_RECORDER_OFF || !tr) return;
   px_stat_add(&tr->stats.chan_ops, 1);
   if (tr->logging && px_trace_flow_kept(n)) px_trace_flow(PX_EV_FLOW_IN, id, n, NULL);
 }
 static inline void px_trace_chan_handoff(int64_t id, uint64_t n, uint64_t n_out, px_vm *to) {
   (void)n_out;
   px_trace *tr = px_trace_self;
-  if (!tr) return;
+  if (PX_RECORDER_OFF || !tr) return;
   px_stat_add(&tr->stats.chan_ops, 1);
   if (tr->logging && to && px_trace_flow_kept(n)) {
     px_trace_flow(PX_EV_FLOW_OUT, id, n, NULL);
@@ -254,7 +270,7 @@ static inline void px_trace_chan_handoff(int64_t id, uint64_t n, uint64_t n_out,
 /* Marshalling: one message of n bytes made on this thread. */
 static inline void px_trace_marshalled(uint64_t n) {
   px_trace *tr = px_trace_self;
-  if (tr) {
+  if (!PX_RECORDER_OFF && tr) {
     px_stat_add(&tr->stats.messages, 1);
     px_stat_add(&tr->stats.bytes, n);
   }
