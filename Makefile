@@ -22,7 +22,7 @@ PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # libparx.so exports only what runtime/parx.map lists.
 ALL_CFLAGS := -std=gnu11 -fPIC -fvisibility=hidden -pthread $(WARN) $(CFLAGS) $(PKG_CFLAGS) \
   -I/usr/include/x86_64-linux-gnu -Iruntime -Iruntime/core $(EXTRA_CFLAGS)
-LIBS := $(PKG_LIBS) -ledit -lm -ldl -lpthread $(EXTRA_LIBS)
+LIBS := $(PKG_LIBS) -lm -ldl -lpthread $(EXTRA_LIBS)
 LDFLAGS ?=
 
 # ---- sources ----------------------------------------------------------

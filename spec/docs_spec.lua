@@ -154,7 +154,7 @@ local function run(code, is_c)
   if is_c then
     write(base .. ".c", code)
     local build = ("%s -std=gnu11 -pthread -Iruntime $(pkg-config --cflags luajit libuv) -o %s %s "
-      .. "%s -Wl,-E %s $(pkg-config --libs luajit libuv) -ledit -lm -ldl -lpthread >%s 2>&1"):format(
+      .. "%s -Wl,-E %s $(pkg-config --libs luajit libuv) -lm -ldl -lpthread >%s 2>&1"):format(
       CC, q(base), q(base .. ".c"), q(BUILD .. "/libparx.a"), LDFLAGS, q(base .. ".err"))
     local status = shell(build)
     if status ~= 0 then return status, "", "compile: " .. (slurp(base .. ".err") or "") end

@@ -151,7 +151,7 @@ describe("embedding libparx", function()
       local build = capture(string.format(
         "%s -std=gnu11 -O1 -g -pthread -Iruntime -Iruntime/core $(pkg-config --cflags luajit libuv) "
           .. "-o %s spec/panic_host.c %s/libparx.a -Wl,-E $(pkg-config --libs luajit libuv) "
-          .. "-ledit -lm -ldl -lpthread %s",
+          .. "-lm -ldl -lpthread %s",
         CC, q(exe), q(BUILD), LDFLAGS))
       assert.are.equal(0, build)
       local code, out = capture("timeout 20 " .. q(exe) .. " " .. where)
@@ -174,7 +174,7 @@ describe("embedding libparx", function()
     local build, msg = capture(string.format(
       "%s -std=gnu11 -O1 -g -pthread -Iruntime $(pkg-config --cflags luajit libuv) "
         .. "-o %s spec/api_host.c %s/libparx.a -Wl,-E $(pkg-config --libs luajit libuv) "
-        .. "-ledit -lm -ldl -lpthread %s",
+        .. "-lm -ldl -lpthread %s",
       CC, q(exe), q(BUILD), LDFLAGS))
     assert.are.equal(0, build, msg)
     local code, out = capture("echo 'FROM_STDIN = 42' | TMPDIR=" .. q(tmp) .. " timeout 20 " .. q(exe))

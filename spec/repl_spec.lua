@@ -210,6 +210,16 @@ describe("the REPL on a terminal", function()
     shows("for i = 1, 3 do\nio.write(i, ' ')\nend\n\4", { ">> ", "1 2 3" })
   end)
 
+  it("opens libedit for the terminal (a script run never loads it)", function()
+    local count = "local n = 0 for l in io.lines('/proc/self/maps') do "
+      .. "if l:find('libedit', 1, true) then n = n + 1 end end print('edit maps', n > 0)\n"
+    shows(count .. "\4", { "edit maps\ttrue" })
+    local p = io.popen(q(PARX) .. " -e " .. q(count:sub(1, -2)) .. " 2>&1")
+    local out = p:read("*a")
+    p:close()
+    assert.are.equal("edit maps\tfalse\n", out)
+  end)
+
   it("abandons the line on Ctrl-C and leaves on Ctrl-D", function()
     local code, screen = session("for i = 1, 3 do\nabc\3'fresh'\n\4")
     assert.are.equal(0, code, screen)

@@ -4,6 +4,8 @@
 
 #include <stdio.h>
 
+#include <editline/readline.h> /* the types only: editline.c opens libedit */
+
 #include "parx.h"
 
 /* report.c: print the version line ("parx 0.1.0 (LuaJIT ..., libuv ...)") to f. */
@@ -22,6 +24,49 @@ int px_repl_run(parx_runtime *rt);
  * module takes the standard functions it uses when it loads, and user code
  * may replace them.  0, or -1 with the reason on stderr. */
 int px_repl_load(parx_runtime *rt);
+
+/* editline.c: what repl.c uses of libedit, looked up when a terminal
+ * first needs it (functions, and pointers to the variables). */
+#define PX_EDITLINE_SYMS(X)                                                     \
+  X(callback_handler_install, "rl_callback_handler_install")                   \
+  X(callback_handler_remove, "rl_callback_handler_remove")                     \
+  X(callback_read_char, "rl_callback_read_char")                               \
+  X(forced_update_display, "rl_forced_update_display")                         \
+  X(replace_line, "rl_replace_line")                                           \
+  X(completion_matches, "rl_completion_matches")                               \
+  X(add_history, "add_history")                                                \
+  X(write_history, "write_history")                                            \
+  X(read_history, "read_history")                                              \
+  X(using_history, "using_history")                                            \
+  X(stifle_history, "stifle_history")                                          \
+  X(readline_name, "rl_readline_name")                                         \
+  X(basic_word_break_characters, "rl_basic_word_break_characters")             \
+  X(completer_word_break_characters, "rl_completer_word_break_characters")     \
+  X(attempted_completion_function, "rl_attempted_completion_function")         \
+  X(attempted_completion_over, "rl_attempted_completion_over")                 \
+  X(completion_append_character, "rl_completion_append_character")
+typedef struct px_editline {
+  __typeof__(&rl_callback_handler_install) callback_handler_install;
+  __typeof__(&rl_callback_handler_remove) callback_handler_remove;
+  __typeof__(&rl_callback_read_char) callback_read_char;
+  __typeof__(&rl_forced_update_display) forced_update_display;
+  __typeof__(&rl_replace_line) replace_line;
+  __typeof__(&rl_completion_matches) completion_matches;
+  __typeof__(&add_history) add_history;
+  __typeof__(&write_history) write_history;
+  __typeof__(&read_history) read_history;
+  __typeof__(&using_history) using_history;
+  __typeof__(&stifle_history) stifle_history;
+  __typeof__(rl_readline_name) *readline_name;
+  __typeof__(rl_basic_word_break_characters) *basic_word_break_characters;
+  __typeof__(rl_completer_word_break_characters) *completer_word_break_characters;
+  __typeof__(rl_attempted_completion_function) *attempted_completion_function;
+  __typeof__(rl_attempted_completion_over) *attempted_completion_over;
+  __typeof__(rl_completion_append_character) *completion_append_character;
+} px_editline;
+/* libedit, opened the first time; NULL with the reason in err when it
+ * cannot be. */
+const px_editline *px_editline_open(char *err, size_t errlen);
 
 /* exit.c: catch SIGINT, SIGTERM and SIGHUP (those at their default) so
  * that stdout and stderr are flushed before the process dies by them. */

@@ -29,7 +29,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <editline/readline.h>
 #include <lauxlib.h>
 #include <lua.h>
 
@@ -59,6 +58,7 @@ typedef struct repl {
 
 /* libedit's line callback has no context pointer; the one REPL lives here. */
 static repl *current;
+static const px_editline *ed; /* libedit, on a terminal (editline.c) */
 static volatile sig_atomic_t interrupted;
 static volatile sig_atomic_t running_code;
 static volatile sig_atomic_t interrupts_while_running;
@@ -372,8 +372,8 @@ static char *next_completion(const char *text, int state) {
 static char **complete(const char *text, int start, int end) {
   (void)start;
   (void)end;
-  rl_attempted_completion_over = 1; /* no file names */
-  return rl_completion_matches(text, next_completion);
+  *ed->attempted_completion_over = 1; /* no file names */
+  return ed->completion_matches(text, next_completion);
 }
 
 /* ------------------------------------------------------------------------
@@ -428,8 +428,8 @@ static void take_line(repl *r, const char *line) {
   r->more = 0;
   if (r->len == 0 && line[strspn(line, " \t\r\n")] == '\0') return;
   if (r->tty && r->history != NULL && line[0] != '\0') {
-    add_history(line);
-    write_history(r->history);
+    ed->add_history(line);
+    ed->write_history(r->history);
   }
   if (append_line(r, line) != 0) {
     fputs("parx: not enough memory\n", stderr);
@@ -457,12 +457,12 @@ static void on_line(char *line) {
     fputc('\n', stdout);
   }
   /* Leave the terminal to the code while it runs. */
-  rl_callback_handler_remove();
+  ed->callback_handler_remove();
   take_line(r, line);
   free(line);
   report_failed(r);
   fflush(stdout);
-  if (!r->leave) rl_callback_handler_install(r->ending ? "" : prompt(r), on_line);
+  if (!r->leave) ed->callback_handler_install(r->ending ? "" : prompt(r), on_line);
 }
 
 /* ------------------------------------------------------------------------
@@ -484,22 +484,22 @@ static void step_under_line(repl *r) {
   report_failed(r);
   fflush(stdout);
   fflush(stderr);
-  rl_forced_update_display();
+  ed->forced_update_display();
 }
 
 /* A terminal: libedit in callback mode, the runtime stepped in between. */
 static void run_tty(repl *r) {
-  rl_readline_name = "parx";
+  *ed->readline_name = "parx";
   /* '.' and ':' stay inside a word so "string.fo<Tab>" completes fields. */
   static char breaks[] = " \t\n\"\\'`><=;+-*/%^~#&|{}()[],";
-  rl_basic_word_break_characters = breaks;
-  rl_completer_word_break_characters = breaks;
-  rl_attempted_completion_function = complete;
-  rl_completion_append_character = '\0';
-  using_history();
-  stifle_history(1000);
-  if (r->history != NULL) read_history(r->history);
-  rl_callback_handler_install(prompt(r), on_line);
+  *ed->basic_word_break_characters = breaks;
+  *ed->completer_word_break_characters = breaks;
+  *ed->attempted_completion_function = complete;
+  *ed->completion_append_character = '\0';
+  ed->using_history();
+  ed->stifle_history(1000);
+  if (r->history != NULL) ed->read_history(r->history);
+  ed->callback_handler_install(prompt(r), on_line);
   r->busy = parx_step(r->rt, 1);
   while (!r->leave) {
     if (r->ending && r->busy == 0) break; /* what Ctrl-D waited for is done */
@@ -520,13 +520,13 @@ static void run_tty(repl *r) {
       reset_chunk(r);
       r->more = 0;
       r->ending = 0;
-      rl_replace_line("", 0);
-      rl_callback_handler_remove();
-      rl_callback_handler_install(prompt(r), on_line);
+      ed->replace_line("", 0);
+      ed->callback_handler_remove();
+      ed->callback_handler_install(prompt(r), on_line);
       continue;
     }
     if (n > 0 && (fds[0].revents & (POLLIN | POLLHUP | POLLERR)))
-      rl_callback_read_char();
+      ed->callback_read_char();
     if (r->leave) break;
     /* The runtime has work when its descriptor is readable or its timer
      * is due; keystrokes alone need no step (nor a redraw). */
@@ -540,10 +540,10 @@ static void run_tty(repl *r) {
       }
       px_cli_report(r->rt, r->busy);
       r->busy = 1;
-      rl_forced_update_display();
+      ed->forced_update_display();
     }
   }
-  rl_callback_handler_remove();
+  ed->callback_handler_remove();
 }
 
 /* Not a terminal: plain lines, no prompt. */
@@ -581,6 +581,14 @@ int px_repl_run(parx_runtime *rt) {
   repl r = {.rt = rt, .L = parx_state(rt), .exit_code = -1,
             .completions_ref = LUA_NOREF};
   r.tty = isatty(STDIN_FILENO);
+  if (r.tty) {
+    char why[256];
+    ed = px_editline_open(why, sizeof why);
+    if (!ed) {
+      fprintf(stderr, "parx: no line editing (%s): reading plain lines\n", why);
+      r.tty = 0;
+    }
+  }
   if (load_module(&r) != 0) return 1;
   if (call_module(&r, "start", 0) != 0) return 1;
   r.history = r.tty ? history_path() : NULL;

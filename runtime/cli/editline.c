@@ -1,0 +1,40 @@
+/* editline.c -- libedit, opened when the REPL meets a terminal.
+ *
+ * Linking libedit loads it and the three libraries it needs (libbsd,
+ * libmd, libtinfo) into every parx process, and into every host of
+ * libparx; mapping and relocating them was an eighth of `parx -e ''`.
+ * Only the interactive loop on a terminal edits lines, so the functions
+ * and variables it uses are looked up here, the first time, by their
+ * readline-compatible names (the types come from libedit's own header).
+ */
+#include <dlfcn.h>
+#include <stdio.h>
+
+#include "cli.h"
+
+const px_editline *px_editline_open(char *err, size_t errlen) {
+  static px_editline ed;
+  static int tried, ok;
+  if (tried) {
+    if (!ok) snprintf(err, errlen, "libedit.so.2 was not found");
+    return ok ? &ed : NULL;
+  }
+  tried = 1;
+  void *h = dlopen("libedit.so.2", RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    snprintf(err, errlen, "%s", dlerror());
+    return NULL;
+  }
+  const char *missing = NULL;
+#define SYM(field, name)                                                       \
+  if (!missing && !(*(void **)&ed.field = dlsym(h, name))) missing = name;
+  PX_EDITLINE_SYMS(SYM)
+#undef SYM
+  if (missing) {
+    snprintf(err, errlen, "libedit.so.2 has no %s", missing);
+    dlclose(h);
+    return NULL;
+  }
+  ok = 1;
+  return &ed;
+}
