@@ -386,11 +386,12 @@ int px_trace_classify(const char *what) {
 void px_trace_woken(px_vm *vm, px_task *t, px_wait *w) {
   px_trace *tr = vm->trace;
   if (tr->npend == (int)(sizeof tr->pend / sizeof tr->pend[0])) flush_waits(tr, px_trace_now());
-  if (w->what != tr->cls_what || !tr->cls_what) {
-    tr->cls_cat = px_trace_classify(w->what);
-    tr->cls_what = w->what;
+  unsigned slot = (unsigned)(((uintptr_t)w->what * 0x9E3779B97F4A7C15ull) >> 61); /* literals sit bytes apart */
+  if (w->what != tr->cls_what[slot] || !w->what) {
+    tr->cls_cat[slot] = px_trace_classify(w->what);
+    tr->cls_what[slot] = w->what;
   }
-  tr->pend[tr->npend++] = (struct px_trace_pend){w->what, seq_of(t), w->on_id, t->trace.park_ts, tr->cls_cat,
+  tr->pend[tr->npend++] = (struct px_trace_pend){w->what, seq_of(t), w->on_id, t->trace.park_ts, tr->cls_cat[slot],
                                                  px_trace_wait_detail(&t->trace, w)};
   t->trace.on_wait = NULL;
 }

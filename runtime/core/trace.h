@@ -143,8 +143,10 @@ typedef struct px_trace {
     const char *detail; /* px_trace_wait_detail */
   } pend[16];
   int npend;
-  const char *cls_what;        /* px_trace_classify's last phrase, */
-  int cls_cat;                 /* and its category */
+  /* px_trace_classify's recent phrases and their categories, by the
+   * phrase's address: a rendezvous alternates two, a pipeline more. */
+  const char *cls_what[8];
+  int cls_cat[8];
   px_trace_stats stats;
   px_strtab *strings;
   /* SIGUSR1 (trace_dump.c; the command line's main VM only). */
