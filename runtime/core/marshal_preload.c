@@ -48,13 +48,16 @@ struct px_preload {
   long gen;
 };
 
-static const char watch_key = 0;     /* VM registry: {dirty, published = {name = fn}} */
+/* VM registry: {[W_DIRTY] = bool, [W_WATCHED] = bool, published = {name = fn}};
+ * the flags by number: every code send reads them (lua_getfield interns its key). */
+static const char watch_key = 0;
+enum { W_DIRTY = 1, W_WATCHED = 2 };
 static const char applied_key = 0;   /* VM registry: the last gen adopted */
 
 static int preload_newindex(lua_State *L) {
   lua_rawset(L, 1);
   lua_pushboolean(L, 1);
-  lua_setfield(L, lua_upvalueindex(1), "dirty");
+  lua_rawseti(L, lua_upvalueindex(1), W_DIRTY);
   return 0;
 }
 
@@ -78,9 +81,9 @@ static void push_watch(lua_State *L, int preload) {
   lua_rawget(L, LUA_REGISTRYINDEX);
   if (lua_type(L, -1) == LUA_TTABLE) return;
   lua_pop(L, 1);
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 2, 1);
   lua_pushboolean(L, 1);
-  lua_setfield(L, -2, "dirty");
+  lua_rawseti(L, -2, W_DIRTY);
   lua_newtable(L);
   lua_setfield(L, -2, "published");
   int watched = 0;
@@ -95,7 +98,7 @@ static void push_watch(lua_State *L, int preload) {
     lua_pop(L, 1);
   }
   lua_pushboolean(L, watched);
-  lua_setfield(L, -2, "watched");
+  lua_rawseti(L, -2, W_WATCHED);
   lua_pushlightuserdata(L, (void *)&watch_key);
   lua_pushvalue(L, -2);
   lua_rawset(L, LUA_REGISTRYINDEX);
@@ -128,8 +131,8 @@ void px_preload_publish(lua_State *L, px_vm *vm) {
   lua_pushlightuserdata(L, (void *)&watch_key);
   lua_rawget(L, LUA_REGISTRYINDEX);
   if (lua_type(L, -1) == LUA_TTABLE) {
-    lua_getfield(L, -1, "dirty");
-    lua_getfield(L, -2, "watched");
+    lua_rawgeti(L, -1, W_DIRTY);
+    lua_rawgeti(L, -2, W_WATCHED);
     int skip = !lua_toboolean(L, -2) && lua_toboolean(L, -1);
     lua_settop(L, top);
     if (skip) return;
@@ -141,7 +144,7 @@ void px_preload_publish(lua_State *L, px_vm *vm) {
   push_watch(L, preload);
   int watch = top + 2;
   lua_pushboolean(L, 0);
-  lua_setfield(L, watch, "dirty"); /* before marshalling: it sends code too */
+  lua_rawseti(L, watch, W_DIRTY); /* before marshalling: it sends code too */
   lua_getfield(L, watch, "published");
   int published = top + 3;
   lua_pushnil(L);
