@@ -204,9 +204,16 @@ static px_event *snapshot(px_vm *vm, size_t *n) {
 
 static void store(dump_req *req, int i, char *s, px_event *ring, size_t nring) {
   pthread_mutex_lock(&req->lock);
-  req->text[i] = s;
-  req->ring[i] = ring;
-  req->nring[i] = nring;
+  if (req->text[i]) {
+    /* Too late: the dump went out with "did not answer" in its place
+     * (dump_deliver), which the request frees. */
+    free(s);
+    free(ring);
+  } else {
+    req->text[i] = s;
+    req->ring[i] = ring;
+    req->nring[i] = nring;
+  }
   int wake = --req->pending == 0 && !req->woken;
   if (wake) req->woken = 1;
   pthread_mutex_unlock(&req->lock);

@@ -122,18 +122,27 @@ static void comm_free(px_shared *obj) {
   if (c->world) return;
   /* MPI_Comm_free is for the thread: queue it.  After the end of MPI the
    * handles are gone with it. */
-  pthread_mutex_lock(&S.mu);
-  int running = S.state == ST_RUNNING && S.stop == STOP_NONE;
-  pthread_mutex_unlock(&S.mu);
-  if (!running) {
-    free(c);
-    return;
-  }
   px_mpi_op *op = calloc(1, sizeof *op);
   if (!op) return; /* leaks three handles rather than fail a finaliser */
   op->kind = PX_MPI_FREE;
   op->comm = c;
-  px_mpi_submit(op);
+  /* Queued under the same lock as the check: the thread, once stopping,
+   * takes what is queued for the last time (free_leftover). */
+  pthread_mutex_lock(&S.mu);
+  int running = S.state == ST_RUNNING && S.stop == STOP_NONE;
+  if (running) {
+    op->next = NULL;
+    if (S.tail) S.tail->next = op;
+    else S.head = op;
+    S.tail = op;
+    atomic_store_explicit(&queued, 1, memory_order_release);
+    if (S.sleeping) pthread_cond_signal(&S.work);
+  }
+  pthread_mutex_unlock(&S.mu);
+  if (!running) {
+    free(op);
+    free(c);
+  }
 }
 
 px_shared_type px_mpi_comm_type = {"parx.mpi.comm", comm_free, NULL, 0};
@@ -141,13 +150,13 @@ px_shared_type px_mpi_comm_type = {"parx.mpi.comm", comm_free, NULL, 0};
 /* Dup user twice (data, coll) and set MPI_ERRORS_RETURN on all three. */
 static int comm_setup(px_mpi_comm *c) {
   int rc;
-  if ((rc = M->Comm_set_errhandler(c->user, M->errors_return)) != MPI_SUCCESS) return rc;
-  if ((rc = M->Comm_dup(c->user, &c->data)) != MPI_SUCCESS) return rc;
-  if ((rc = M->Comm_dup(c->user, &c->coll)) != MPI_SUCCESS) return rc;
-  M->Comm_set_errhandler(c->data, M->errors_return);
-  M->Comm_set_errhandler(c->coll, M->errors_return);
-  M->Comm_rank(c->user, &c->rank);
-  M->Comm_size(c->user, &c->size);
+  if ((rc = PX_MPI_OWN(M->Comm_set_errhandler(c->user, M->errors_return))) != MPI_SUCCESS) return rc;
+  if ((rc = PX_MPI_OWN(M->Comm_dup(c->user, &c->data))) != MPI_SUCCESS) return rc;
+  if ((rc = PX_MPI_OWN(M->Comm_dup(c->user, &c->coll))) != MPI_SUCCESS) return rc;
+  PX_MPI_OWN(M->Comm_set_errhandler(c->data, M->errors_return));
+  PX_MPI_OWN(M->Comm_set_errhandler(c->coll, M->errors_return));
+  PX_MPI_OWN(M->Comm_rank(c->user, &c->rank));
+  PX_MPI_OWN(M->Comm_size(c->user, &c->size));
   return MPI_SUCCESS;
 }
 
@@ -159,7 +168,7 @@ static void set_error(px_mpi_op *op, int rc) {
   op->err = rc ? rc : -1;
   char msg[MPI_MAX_ERROR_STRING + 1];
   int len = 0;
-  if (rc == 0 || M->Error_string(rc, msg, &len) != MPI_SUCCESS) len = 0;
+  if (rc == 0 || PX_MPI_OWN(M->Error_string(rc, msg, &len)) != MPI_SUCCESS) len = 0;
   msg[len] = '\0';
   snprintf(op->errmsg, sizeof op->errmsg, "MPI error: %s", len ? msg : "unknown error");
 }
@@ -217,8 +226,8 @@ static int post_pieces(px_mpi_op *op, int send, char *buf, size_t len, int peer,
   for (size_t off = 0; off < len; off += PX_MPI_PIECE) {
     size_t n = len - off < PX_MPI_PIECE ? len - off : PX_MPI_PIECE;
     MPI_Request r;
-    int rc = send ? M->Isend(buf + off, (int)n, M->byte, peer, tag, comm, &r)
-                  : M->Irecv(buf + off, (int)n, M->byte, peer, tag, comm, &r);
+    int rc = send ? PX_MPI_OWN(M->Isend(buf + off, (int)n, M->byte, peer, tag, comm, &r))
+                  : PX_MPI_OWN(M->Irecv(buf + off, (int)n, M->byte, peer, tag, comm, &r));
     if (rc != MPI_SUCCESS) return rc;
     if (add_req(op, r) < 0) return MPI_ERR_NO_MEM;
   }
@@ -234,8 +243,8 @@ static void post_send(px_mpi_op *op) {
     c->data_tag = c->data_tag >= (unsigned)tag_ub ? 0 : c->data_tag + 1;
   }
   MPI_Request r;
-  int rc = M->Isend(op->env, (int)op->envlen, M->byte, op->peer, op->tag,
-                    op->coll ? c->coll : c->user, &r);
+  int rc = PX_MPI_OWN(M->Isend(op->env, (int)op->envlen, M->byte, op->peer, op->tag,
+                    op->coll ? c->coll : c->user, &r));
   if (rc == MPI_SUCCESS && add_req(op, r) < 0) rc = MPI_ERR_NO_MEM;
   if (rc == MPI_SUCCESS && pieces) {
     op->moving = 1;
@@ -259,7 +268,7 @@ static void post(px_mpi_op *op) {
     return;
   case PX_MPI_BARRIER: {
     MPI_Request r;
-    int rc = M->Ibarrier(op->comm->coll, &r);
+    int rc = PX_MPI_OWN(M->Ibarrier(op->comm->coll, &r));
     if (rc == MPI_SUCCESS && add_req(op, r) < 0) rc = MPI_ERR_NO_MEM;
     if (rc != MPI_SUCCESS) set_error(op, rc);
     break;
@@ -275,7 +284,7 @@ static void post(px_mpi_op *op) {
     }
     px_shared_init(&c->hdr, &px_mpi_comm_type);
     int color = op->color < 0 ? MPI_UNDEFINED : op->color;
-    int rc = M->Comm_split(op->comm->user, color, op->key, &c->user);
+    int rc = PX_MPI_OWN(M->Comm_split(op->comm->user, color, op->key, &c->user));
     if (rc == MPI_SUCCESS && color != MPI_UNDEFINED) rc = comm_setup(c);
     if (rc != MPI_SUCCESS || color == MPI_UNDEFINED) {
       if (rc != MPI_SUCCESS) set_error(op, rc);
@@ -287,9 +296,9 @@ static void post(px_mpi_op *op) {
   }
   case PX_MPI_FREE: {
     px_mpi_comm *c = op->comm;
-    M->Comm_free(&c->user);
-    M->Comm_free(&c->data);
-    M->Comm_free(&c->coll);
+    PX_MPI_OWN(M->Comm_free(&c->user));
+    PX_MPI_OWN(M->Comm_free(&c->data));
+    PX_MPI_OWN(M->Comm_free(&c->coll));
     free(c);
     op->comm = NULL;
     break;
@@ -429,9 +438,9 @@ static int poll_probes(void) {
     MPI_Status st;
     MPI_Message msg;
     if (op->kind == PX_MPI_PROBE)
-      rc = M->Iprobe(op->peer, op->tag, comm, &flag, &st);
+      rc = PX_MPI_OWN(M->Iprobe(op->peer, op->tag, comm, &flag, &st));
     else
-      rc = M->Improbe(op->peer, op->tag, comm, &flag, &msg, &st);
+      rc = PX_MPI_OWN(M->Improbe(op->peer, op->tag, comm, &flag, &msg, &st));
     if (rc != MPI_SUCCESS) {
       set_error(op, rc);
       *pp = op->next;
@@ -452,7 +461,7 @@ static int poll_probes(void) {
       continue;
     }
     int count = 0;
-    M->Get_count(&st, M->byte, &count);
+    PX_MPI_OWN(M->Get_count(&st, M->byte, &count));
     op->rlen = count;
     op->rbuf = malloc(count > 0 ? (size_t)count : 1);
     MPI_Request r;
@@ -460,12 +469,12 @@ static int poll_probes(void) {
       /* Receive into nothing is impossible: take the bytes into a scratch
        * buffer is no better; report it (the message is lost). */
       static char sink[1];
-      M->Imrecv(sink, 0, M->byte, &msg, &r);
+      PX_MPI_OWN(M->Imrecv(sink, 0, M->byte, &msg, &r));
       set_error(op, MPI_ERR_NO_MEM);
       finish(op);
       continue;
     }
-    rc = M->Imrecv(op->rbuf, count, M->byte, &msg, &r);
+    rc = PX_MPI_OWN(M->Imrecv(op->rbuf, count, M->byte, &msg, &r));
     if (rc == MPI_SUCCESS && add_req(op, r) < 0) rc = MPI_ERR_NO_MEM;
     op->stage = 1;
     if (rc != MPI_SUCCESS) {
@@ -480,7 +489,7 @@ static int poll_probes(void) {
 static int test_requests(void) {
   if (nslots == 0) return 0;
   int n = 0;
-  int rc = M->Testsome(nslots, reqs, &n, indices, statuses);
+  int rc = PX_MPI_OWN(M->Testsome(nslots, reqs, &n, indices, statuses));
   if (n == MPI_UNDEFINED || n <= 0) {
     if (rc != MPI_SUCCESS && rc != MPI_ERR_IN_STATUS) {
       /* Every posted operation failed as a whole. */
@@ -504,6 +513,18 @@ static int test_requests(void) {
 /* ------------------------------------------------------------------------
  * The thread.
  * ---------------------------------------------------------------------- */
+/* The thread ends: communicators freed meanwhile still free their handles
+ * (before MPI_Finalize); other operations left in the queue belong to
+ * tasks that the process's exit ends. */
+static void free_leftover(px_mpi_op *op) {
+  while (op) {
+    px_mpi_op *next = op->next;
+    op->next = NULL;
+    if (op->kind == PX_MPI_FREE) post(op);
+    op = next;
+  }
+}
+
 static int init_mpi(void) {
   const char *err = NULL;
   M = px_mpi_lib_load(&err);
@@ -512,11 +533,12 @@ static int init_mpi(void) {
     return -1;
   }
   int provided = 0;
-  int rc = M->Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
+  int rc = PX_MPI_OWN(M->Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided));
   if (rc != MPI_SUCCESS) {
     snprintf(S.error, sizeof S.error, "MPI_Init_thread failed (error %d)", rc);
     return -1;
   }
+  PX_MPI_KEEP_PMIX(); /* make asan only (mpi.h) */
   world.user = M->world;
   world.world = 1;
   px_shared_init(&world.hdr, &px_mpi_comm_type);
@@ -527,11 +549,11 @@ static int init_mpi(void) {
   world_rank = world.rank;
   world_size = world.size;
   int len = 0;
-  if (M->Get_processor_name(host, &len) != MPI_SUCCESS) len = 0;
+  if (PX_MPI_OWN(M->Get_processor_name(host, &len)) != MPI_SUCCESS) len = 0;
   host[len] = '\0';
   if (len == 0) gethostname(host, sizeof host - 1);
   int *ub = NULL, flag = 0;
-  M->Comm_get_attr(M->world, MPI_TAG_UB, &ub, &flag);
+  PX_MPI_OWN(M->Comm_get_attr(M->world, MPI_TAG_UB, &ub, &flag));
   tag_ub = flag && ub ? *ub : 32767;
   return 0;
 }
@@ -582,13 +604,21 @@ static void *thread_main(void *arg) {
       pthread_mutex_unlock(&S.mu);
     }
     if (stop == STOP_ABORT) {
-      M->Abort(M->world, code ? code : 1);
+      PX_MPI_OWN(M->Abort(M->world, code ? code : 1));
       _exit(code ? code : 1); /* not reached: MPI_Abort ends the process */
     }
     /* Finalise once the buffered sends are out: the receivers may be
      * waiting for them. */
     if (stop == STOP_FINALIZE) finalizing = 1;
-    if (finalizing && ndetached == 0) break;
+    if (finalizing && ndetached == 0) {
+      free_leftover(batch);
+      pthread_mutex_lock(&S.mu); /* S.stop is set: no free is queued after this */
+      batch = S.head;
+      S.head = S.tail = NULL;
+      pthread_mutex_unlock(&S.mu);
+      free_leftover(batch);
+      break;
+    }
 
     int progress = batch != NULL;
     while (batch) {
@@ -620,7 +650,7 @@ static void *thread_main(void *arg) {
     wait_for_work((long)(sleep_us < MIN_SLEEP_US ? MIN_SLEEP_US
                          : sleep_us > MAX_SLEEP_US ? MAX_SLEEP_US : sleep_us));
   }
-  M->Finalize();
+  PX_MPI_OWN(M->Finalize());
   pthread_mutex_lock(&S.mu);
   S.state = ST_ENDED;
   pthread_cond_broadcast(&S.changed);
