@@ -281,8 +281,8 @@ deb: all
 # under build-asan/san-logs or build-tsan/san-logs (the sanitizers'
 # log_path, inherited by children), and runspecs fails the spec file that
 # left one, so a leak or a race in a child parx counts as much as one in
-# the busted process.  scripts/tools/lsan.supp (PMIx's thread) and tsan.supp (two
-# libuv lines) say why, line by line: a line there may only match a report
+# the busted process.  scripts/tools/lsan.supp (PMIx's thread) and tsan.supp (libuv's and
+# OpenMPI's lines) say why, line by line: a line there may only match a report
 # that is a library's own, never one with LuaJIT (or libcurl) merely below
 # a parx frame.  LuaJIT itself is not instrumented.  Specs see
 # PARX_SANITIZER=address|thread and may skip what a sanitizer cannot do
