@@ -28,8 +28,8 @@ px_shared_type px_future_type = {.name = "parx.task", .free = future_free};
  * thread; f->lock held or f unshared. */
 static void uncount(px_future *f) {
   px_runtime *rt = f->rt;
-  if (__atomic_load_n(&f->daemon, __ATOMIC_RELAXED)) {
-    __atomic_store_n(&f->daemon, 0, __ATOMIC_RELAXED); /* leftover.c reads it */
+  if (f->daemon) {
+    f->daemon = 0;
     pthread_mutex_lock(&rt->lock);
     if (f->dprev) f->dprev->dnext = f->dnext;
     else if (rt->daemons == f) rt->daemons = f->dnext;
@@ -48,7 +48,7 @@ int px_future_set_options(px_future *f, int daemon, const char *name) {
     px_runtime *rt = f->rt;
     f->counted = 0;
     atomic_fetch_sub(&rt->live_tasks, 1);
-    __atomic_store_n(&f->daemon, 1, __ATOMIC_RELAXED);
+    f->daemon = 1;
     pthread_mutex_lock(&rt->lock);
     f->dnext = rt->daemons;
     if (rt->daemons) rt->daemons->dprev = f;

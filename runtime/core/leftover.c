@@ -15,12 +15,9 @@
 
 #define NOTE_MS 3000
 
-/* Up to `max` tasks that keep the process alive, as "task 5 on the main
- * VM (waiting on sleep)" or "task 7 on worker 1"; how many there are in
- * all.  On the main VM's thread (the note's timer).  Each VM's task list
- * is read under its inbox_lock, which guards the list and each task's
- * future; what a task is doing (its state and wait) only its own VM's
- * thread may read, so only the main VM's tasks say it. */
+/* Up to `max` tasks that keep the process alive, as "task 5 on worker 1
+ * (waiting on sleep)"; how many there are in all.  Reads each VM's task
+ * list under its inbox_lock (as the deadlock report does). */
 static long describe(px_runtime *rt, char *buf, size_t size, int max) {
   long n = 0;
   size_t used = 0;
@@ -32,19 +29,15 @@ static long describe(px_runtime *rt, char *buf, size_t size, int max) {
     pthread_mutex_lock(&vm->inbox_lock);
     for (px_task *t = vm->tasks; t; t = t->next) {
       px_future *f = t->future;
-      if (!f || __atomic_load_n(&f->daemon, __ATOMIC_RELAXED)) continue;
-      if (vm == rt->main && t->state == PX_TASK_DONE) continue;
+      if (!f || f->daemon || t->state == PX_TASK_DONE) continue;
       if (n++ >= max || used >= size) continue;
-      const char *what = NULL;
-      if (vm == rt->main)
-        what = t->state != PX_TASK_PARKED ? "running"
-               : t->wait && t->wait->what ? t->wait->what
-                                          : "something";
-      int w = snprintf(buf + used, size - used, "%stask %ld%s%s%s on %s%.0d%s%s%s%s", used ? ", " : "",
-                       f->seq, f->name ? " '" : "", f->name ? f->name : "", f->name ? "'" : "",
-                       vm->id == 0 ? "the main VM" : "worker ", vm->id, what ? " (" : "",
-                       what && t->state == PX_TASK_PARKED ? "waiting on " : "", what ? what : "",
-                       what ? ")" : "");
+      const char *what = t->state == PX_TASK_PARKED && t->wait && t->wait->what ? t->wait->what
+                         : t->state == PX_TASK_PARKED                          ? "something"
+                                                                              : "running";
+      int w = snprintf(buf + used, size - used, "%stask %ld%s%s%s on %s%.0d (%s%s)",
+                       used ? ", " : "", f->seq, f->name ? " '" : "", f->name ? f->name : "",
+                       f->name ? "'" : "", vm->id == 0 ? "the main VM" : "worker ", vm->id,
+                       t->state == PX_TASK_PARKED ? "waiting on " : "", what);
       if (w > 0) used += (size_t)w;
     }
     pthread_mutex_unlock(&vm->inbox_lock);
