@@ -11,6 +11,8 @@
 -- A parked operation cannot raise from C once it resumes, so the C
 -- functions report "closed" or "could not unmarshal" as extra results and
 -- the wrappers below turn them into errors.
+local options = require "parx.opts" -- option checks, misuse raised at the user's line
+local raise = options.error
 local C = require "parx.c.chan"
 local F = require "parx.chan_fast"
 
@@ -29,7 +31,7 @@ local mt = C.metatable
 -- ch:send(v): parks while the channel is full; raises when it is closed.
 function mt.send(self, v)
   if F.send(self, v) then return end
-  if csend(self, v) == false then error("send on closed channel", 2) end
+  if csend(self, v) == false then raise("send on closed channel") end
   F.valid[self] = true
 end
 
@@ -39,7 +41,7 @@ function mt.recv(self)
   if ok then return v, true end
   local err
   v, ok, err = crecv(self)
-  if err then error(err, 2) end
+  if err then raise(err) end
   F.valid[self] = true
   return v, ok
 end
@@ -49,7 +51,7 @@ local function next_value(self)
   if ok then return v end
   local err
   v, ok, err = crecv(self)
-  if err then error(err, 2) end
+  if err then raise(err) end
   F.valid[self] = true
   return v
 end
@@ -71,6 +73,8 @@ local M = {}
 -- parx.channel([capacity]): nil or math.huge = unbounded, 0 = rendezvous.
 M.channel = C.new
 
+local SELECT_OPTS = options.known{"timeout"}
+
 -- parx.select(cases, opts): cases is a list of {ch, "recv"} and
 -- {ch, "send", v}.  Waits until one case can proceed (at most opts.timeout
 -- seconds; 0 never waits), chosen at random among the ready ones, and
@@ -82,14 +86,10 @@ function M.select(cases, opts)
     if type(opts) == "number" then
       timeout = opts
     elseif type(opts) == "table" then
+      options.check("select", opts, SELECT_OPTS)
       timeout = opts.timeout
-      for k in pairs(opts) do
-        if k ~= "timeout" then
-          error("select: unknown option '" .. tostring(k) .. "' (known: timeout)", 2)
-        end
-      end
     else
-      error("bad argument #2 to 'select' (table expected, got " .. type(opts) .. ")", 2)
+      raise("bad argument #2 to 'select' (table expected, got " .. type(opts) .. ")")
     end
   end
   local unknown
@@ -108,7 +108,7 @@ function M.select(cases, opts)
   if unknown then -- cselect accepted them: channels
     for k = 1, #unknown do F.valid[unknown[k]] = true end
   end
-  if err then error(err, 2) end
+  if err then raise(err) end
   if i == nil then return nil, v end
   return i, v, ok
 end

@@ -4,6 +4,8 @@
 --
 -- opts.family: "inet" (IPv4 only), "inet6" (IPv6 only) or nil (both).
 -- A numeric address returns at once without a lookup.
+local options = require "parx.opts" -- option checks, misuse raised at the user's line
+local raise = options.error
 local C = require "parx.c.dns"
 
 local families = { inet = 4, inet6 = 6, ipv4 = 4, ipv6 = 6, [4] = 4, [6] = 6 }
@@ -12,17 +14,17 @@ local M = {}
 
 function M.resolve(host, opts)
   if type(host) ~= "string" then
-    error("bad argument #1 to 'resolve' (string expected, got " .. type(host) .. ")", 2)
+    raise("bad argument #1 to 'resolve' (string expected, got " .. type(host) .. ")")
   end
   local family = 0
   if opts ~= nil then
     if type(opts) ~= "table" then
-      error("bad argument #2 to 'resolve' (table expected, got " .. type(opts) .. ")", 2)
+      raise("bad argument #2 to 'resolve' (table expected, got " .. type(opts) .. ")")
     end
     if opts.family ~= nil then
       family = families[opts.family]
       if not family then
-        error("bad argument #2 to 'resolve' (family must be \"inet\" or \"inet6\")", 2)
+        raise("bad argument #2 to 'resolve' (family must be \"inet\" or \"inet6\")")
       end
     end
   end

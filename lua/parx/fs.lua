@@ -41,6 +41,8 @@
 -- Like io.lines, these iterators raise if the file cannot be opened or
 -- read; the file closes when the loop ends (or at garbage collection when
 -- the loop is left early).
+local options = require "parx.opts" -- option checks, misuse raised at the user's line
+local raise = options.error
 local C = require "parx.c.fs"
 
 local fs = {}
@@ -50,7 +52,7 @@ local type, error = type, error
 
 function fs.writefile(path, data, opts)
   if opts ~= nil and type(opts) ~= "table" then
-    error("bad argument #3 to 'writefile' (table expected, got " .. type(opts) .. ")", 2)
+    raise("bad argument #3 to 'writefile' (table expected, got " .. type(opts) .. ")")
   end
   if opts == nil then return C.writefile(path, data) end
   return C.writefile(path, data, opts.append, opts.atomic, opts.mode)
@@ -80,7 +82,7 @@ end
 
 function fs.mkdir(path, opts)
   if type(path) ~= "string" then
-    error("bad argument #1 to 'mkdir' (string expected, got " .. type(path) .. ")", 2)
+    raise("bad argument #1 to 'mkdir' (string expected, got " .. type(path) .. ")")
   end
   local mode, parents
   if type(opts) == "number" then
@@ -88,7 +90,7 @@ function fs.mkdir(path, opts)
   elseif type(opts) == "table" then
     mode, parents = opts.mode, opts.parents
   elseif opts ~= nil then
-    error("bad argument #2 to 'mkdir' (table or number expected, got " .. type(opts) .. ")", 2)
+    raise("bad argument #2 to 'mkdir' (table or number expected, got " .. type(opts) .. ")")
   end
   if parents then return mkdir_parents(path, mode) end
   return C.mkdir(path, mode)
@@ -101,7 +103,7 @@ end
 function fs.mkdtemp(prefix)
   prefix = prefix or "/tmp/parx-"
   if type(prefix) ~= "string" then
-    error("bad argument #1 to 'mkdtemp' (string expected, got " .. type(prefix) .. ")", 2)
+    raise("bad argument #1 to 'mkdtemp' (string expected, got " .. type(prefix) .. ")")
   end
   return C.mkdtemp(prefix .. "XXXXXX")
 end
@@ -121,7 +123,7 @@ end
 
 function fs.remove(path, opts)
   if type(path) ~= "string" then
-    error("bad argument #1 to 'remove' (string expected, got " .. type(path) .. ")", 2)
+    raise("bad argument #1 to 'remove' (string expected, got " .. type(path) .. ")")
   end
   if type(opts) == "table" and opts.recursive then return remove_tree(path) end
   local st, err, code = C.lstat(path)
@@ -135,17 +137,17 @@ end
 local function chunk_iterator(path, size, name)
   size = size or 65536
   if type(size) ~= "number" or size < 1 then
-    error(("bad argument #2 to '%s' (positive number expected)"):format(name), 3)
+    raise(("bad argument #2 to '%s' (positive number expected)"):format(name))
   end
   local f, err = C.open(path, "r")
-  if not f then error(err, 3) end
+  if not f then raise(err) end
   return function()
     if f == nil then return nil end
     local data, rerr = f:read(size)
     if data == nil then
       f:close()
       f = nil
-      if rerr then error(rerr, 2) end
+      if rerr then raise(rerr) end
     end
     return data
   end

@@ -29,6 +29,8 @@
 -- by the request; a string is a file path, created or truncated, written
 -- as the body arrives (what arrived stays there if the transfer fails).
 -- With a sink, max_size is unlimited unless given.
+local options = require "parx.opts" -- option checks, misuse raised at the user's line
+local raise = options.error
 local C = require "parx.c.http"
 
 local M = {}
@@ -66,19 +68,19 @@ end
 
 function M.request(opts)
   if type(opts) ~= "table" then
-    error("bad argument #1 to 'request' (table expected, got " .. type(opts) .. ")", 2)
+    raise("bad argument #1 to 'request' (table expected, got " .. type(opts) .. ")")
   end
   return run(opts)
 end
 
 local function with(url, opts, fname)
   if type(url) ~= "string" then
-    error("bad argument #1 to '" .. fname .. "' (string expected, got " .. type(url) .. ")", 3)
+    raise("bad argument #1 to '" .. fname .. "' (string expected, got " .. type(url) .. ")")
   end
   local req = { url = url }
   if opts ~= nil then
     if type(opts) ~= "table" then
-      error("bad argument #2 to '" .. fname .. "' (table expected, got " .. type(opts) .. ")", 3)
+      raise("bad argument #2 to '" .. fname .. "' (table expected, got " .. type(opts) .. ")")
     end
     for k, v in pairs(opts) do req[k] = v end
     req.url = url

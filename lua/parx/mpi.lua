@@ -14,6 +14,8 @@
 -- loop for gather, scatter and reduce), so they carry any Lua value and
 -- reduce with any Lua function.  As in MPI, every rank calls the
 -- collectives of a communicator in the same order.
+local options = require "parx.opts" -- option checks, misuse raised at the user's line
+local raise = options.error
 local C = require "parx.c.mpi"
 local array = require "parx.array" -- received arrays are pushed as arrays
 local task = require "parx.task"
@@ -45,7 +47,7 @@ end
 -- (sent, or buffered by MPI).  Arrays travel raw; other values marshalled.
 function mt.send(self, v, dest, tag)
   local ok, err = self:_send(v, dest, tag or 0, false)
-  if not ok then error(err, 2) end
+  if not ok then raise(err) end
 end
 
 -- comm:recv([source[, tag]]) -> value, {source = s, tag = t}
@@ -60,7 +62,7 @@ end
 -- message is consumed).  a must not be used until this returns.
 function mt.recv_into(self, a, source, tag)
   local s, t = self:_recv_into(a, source or ANY_SOURCE, tag or ANY_TAG)
-  if not s then error(t, 2) end
+  if not s then raise(t) end
   return a, {source = s, tag = t}
 end
 
@@ -68,13 +70,13 @@ end
 -- message is there, without receiving it.
 function mt.probe(self, source, tag)
   local s, t = self:_probe(source or ANY_SOURCE, tag or ANY_TAG)
-  if not s then error(t, 2) end
+  if not s then raise(t) end
   return {source = s, tag = t}
 end
 
 function mt.barrier(self)
   local ok, err = self:_barrier()
-  if not ok then error(err, 2) end
+  if not ok then raise(err) end
 end
 
 -- comm:split(color[, key]) -> a communicator of the ranks that gave the
@@ -82,8 +84,8 @@ end
 -- color (MPI_UNDEFINED).
 local function split_arg(v, n, what)
   if type(v) ~= "number" or v % 1 ~= 0 then
-    error(("bad argument #%d to 'split' (%s must be an integer, got %s)"):format(
-      n, what, type(v) == "number" and tostring(v) or type(v)), 3)
+    raise(("bad argument #%d to 'split' (%s must be an integer, got %s)"):format(
+      n, what, type(v) == "number" and tostring(v) or type(v)))
   end
 end
 
@@ -94,7 +96,7 @@ function mt.split(self, color, key)
   if key ~= nil then split_arg(key, 2, "key") end
   self:barrier() -- MPI_Comm_split blocks the MPI thread: let all arrive first
   local c, err = self:_split(color, key)
-  if c == nil then error(err, 2) end
+  if c == nil then raise(err) end
   return c or nil
 end
 
@@ -102,7 +104,7 @@ end
 
 local function csend(self, v, dest, tag)
   local ok, err = self:_send(v, dest, tag, true)
-  if not ok then error(err, 3) end
+  if not ok then raise(err) end
 end
 
 local function crecv(self, source, tag)
@@ -115,7 +117,7 @@ end
 local function rooted(self, root, argn)
   root = root or 0
   if type(root) ~= "number" or root < 0 or root >= self:size() or root % 1 ~= 0 then
-    error(("bad argument #%d (root must be a rank, 0..%d)"):format(argn, self:size() - 1), 3)
+    raise(("bad argument #%d (root must be a rank, 0..%d)"):format(argn, self:size() - 1))
   end
   return root, self:size(), self:rank(), self:_next_tag()
 end
@@ -165,7 +167,7 @@ function mt.scatter(self, list, root)
   root, n, me, tag = rooted(self, root, 2)
   if me ~= root then return crecv(self, root, tag) end
   if type(list) ~= "table" or is_array(list) then
-    error("bad argument #1 to 'scatter' (a list of one value per rank expected)", 2)
+    raise("bad argument #1 to 'scatter' (a list of one value per rank expected)")
   end
   others(n, me, function(r) csend(self, list[r + 1], r, tag) end)
   return list[me + 1]
@@ -185,7 +187,7 @@ end
 -- comm:alltoall(list) -> the list whose entry r + 1 is rank r's list[me + 1].
 function mt.alltoall(self, list)
   if type(list) ~= "table" or is_array(list) then
-    error("bad argument #1 to 'alltoall' (a list of one value per rank expected)", 2)
+    raise("bad argument #1 to 'alltoall' (a list of one value per rank expected)")
   end
   local n, me, tag = self:size(), self:rank(), self:_next_tag()
   local out = {}
@@ -213,8 +215,8 @@ local named = {
 local function check_op(op, argn)
   if type(op) == "string" and named[op] then return op end
   if type(op) == "function" then return op end
-  error(("bad argument #%d (op must be 'sum', 'prod', 'min', 'max', 'land', 'lor' or a function)")
-    :format(argn), 3)
+  raise(("bad argument #%d (op must be 'sum', 'prod', 'min', 'max', 'land', 'lor' or a function)")
+    :format(argn))
 end
 
 -- acc op x, where acc is the running result (a copy when it is an array
@@ -256,19 +258,15 @@ end
 
 -- ---- map over ranks ----------------------------------------------------
 
-local map_opts = {chunksize = true, progress = true, all = true}
+local map_opts = options.known{"all", "chunksize", "progress"}
 
 local function check_map_opts(name, opts)
   if opts == nil then return {} end
-  if type(opts) ~= "table" then error(("bad argument #3 to '%s' (table expected)"):format(name), 3) end
-  for k in pairs(opts) do
-    if not map_opts[k] then
-      error(("%s: unknown option '%s' (known: all, chunksize, progress)"):format(name, tostring(k)), 3)
-    end
-  end
+  if type(opts) ~= "table" then raise(("bad argument #3 to '%s' (table expected)"):format(name)) end
+  options.check(name, opts, map_opts)
   local cs = opts.chunksize
   if cs ~= nil and (type(cs) ~= "number" or cs < 1 or cs % 1 ~= 0) then
-    error(name .. ": chunksize must be a positive integer", 3)
+    raise(name .. ": chunksize must be a positive integer")
   end
   return opts
 end
@@ -362,7 +360,7 @@ local function item_error(self, failed)
 end
 
 local function check_map_args(name, fn, list)
-  if type(fn) ~= "function" then error(("bad argument #1 to '%s' (function expected)"):format(name), 3) end
+  if type(fn) ~= "function" then raise(("bad argument #1 to '%s' (function expected)"):format(name)) end
 end
 
 -- comm:map(fn, list[, opts]) -> on the root (rank 0) the list of fn(item)
@@ -381,7 +379,7 @@ function mt.map(self, fn, list, opts)
     for i = 1, count do results[lo + i - 1] = res[i] end
   end)
   if opts.all then self:bcast(not failed and results or nil, 0) end
-  if failed then error(item_error(self, failed), 2) end
+  if failed then raise(item_error(self, failed)) end
   return results
 end
 
@@ -391,7 +389,7 @@ end
 -- iterator once the chunks in flight are in.
 local function iterate(self, name, ordered, fn, list, opts)
   opts = check_map_opts(name, opts)
-  if opts.all then error(name .. ": option 'all' is for mpi.map", 3) end
+  if opts.all then raise(name .. ": option 'all' is for mpi.map") end
   if self:rank() ~= 0 then
     serve(self, self:_next_tag())
     return function() return nil end
@@ -425,10 +423,10 @@ local function iterate(self, name, ordered, fn, list, opts)
       end
       local msg, ok = ch:recv()
       if not ok then
-        if ordered and nexti <= total then error(name .. ": the map ended early", 2) end
+        if ordered and nexti <= total then raise(name .. ": the map ended early") end
         return nil
       end
-      if msg.err then error(msg.err, 2) end
+      if msg.err then raise(msg.err) end
       if ordered then
         -- Values wait here until every earlier chunk is in: `top` is the
         -- last index of the contiguous prefix received.

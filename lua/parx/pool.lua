@@ -21,6 +21,8 @@
 -- early) finishes the chunk in hand and stops; chunks nobody claimed are
 -- dropped.  Tasks the mapped function itself spawned are not cancelled with
 -- it (like any spawned task they run to the end unless cancelled).
+local options = require "parx.opts" -- option checks, misuse raised at the user's line
+local raise = options.error
 local c = require "parx.c.pool"
 local task = require "parx.task"
 local tnew = require "table.new"
@@ -132,36 +134,31 @@ local function numstr(v)
   return tostring(v)
 end
 
-local KNOWN_OPTS = {chunksize = true, progress = true, timeout = true, n = true, workers = true}
+local KNOWN_OPTS = options.known{"chunksize", "n", "progress", "timeout", "workers"}
 
 local function check_opts(name, opts, argn)
   if opts == nil then return {} end
   if type(opts) ~= "table" then
-    error(("bad argument #%d to '%s' (table expected, got %s)"):format(argn, name, type(opts)), 3)
+    raise(("bad argument #%d to '%s' (table expected, got %s)"):format(argn, name, type(opts)))
   end
-  for k in pairs(opts) do
-    if not KNOWN_OPTS[k] then
-      error(("%s: unknown option '%s' (known: chunksize, n, progress, timeout, workers)")
-            :format(name, tostring(k)), 3)
-    end
-  end
+  options.check(name, opts, KNOWN_OPTS)
   local w = opts.workers
   if w ~= nil and not is_count(w, 1) then
-    error(("%s: opts.workers must be an integer from 1 to 2^53, got %s"):format(name, tostring(w)), 3)
+    raise(("%s: opts.workers must be an integer from 1 to 2^53, got %s"):format(name, tostring(w)))
   end
   local cs = opts.chunksize
   if cs ~= nil and not is_count(cs, 1) then
-    error(("%s: opts.chunksize must be an integer from 1 to 2^53, got %s"):format(name, tostring(cs)), 3)
+    raise(("%s: opts.chunksize must be an integer from 1 to 2^53, got %s"):format(name, tostring(cs)))
   end
   local t = opts.timeout
   if t ~= nil and (type(t) ~= "number" or t ~= t or t < 0) then
-    error(("%s: opts.timeout must be a non-negative number of seconds"):format(name), 3)
+    raise(("%s: opts.timeout must be a non-negative number of seconds"):format(name))
   end
   -- No Lua table holds 2^31 items (LuaJIT's arrays stop well below), and a
   -- results table that large could not be built either.
   local n = opts.n
   if n ~= nil and not (is_count(n, 0) and n < 2 ^ 31) then
-    error(("%s: opts.n must be an integer from 0 to 2^31-1, got %s"):format(name, tostring(n)), 3)
+    raise(("%s: opts.n must be an integer from 0 to 2^31-1, got %s"):format(name, tostring(n)))
   end
   return opts
 end
@@ -186,8 +183,8 @@ local function list_length(name, list, opts)
   local k = next(list, n > 0 and n or nil)
   while k ~= nil do
     if type(k) == "number" and k > n and k == floor(k) then
-      error(("%s: the list has a hole: #list is %d but list[%s] is set "
-             .. "(pass opts.n to map items 1..n, nils included)"):format(name, n, numstr(k)), 4)
+      raise(("%s: the list has a hole: #list is %d but list[%s] is set "
+             .. "(pass opts.n to map items 1..n, nils included)"):format(name, n, numstr(k)))
     end
     k = next(list, k)
   end
@@ -230,13 +227,13 @@ local DEFAULT = {workers = c.workers, spawn = spawn}
 
 local function start(ctx, name, mode, fn, nchunks, opts, total, ...)
   if nchunks >= MAX_CHUNKS then
-    error(("%s: %s items in chunks of %s make %s chunks (at most 10^9; "
+    raise(("%s: %s items in chunks of %s make %s chunks (at most 10^9; "
            .. "pass a larger opts.chunksize)"):format(name, numstr(total),
-           numstr(ceil(total / nchunks)), numstr(nchunks)), 3)
+           numstr(ceil(total / nchunks)), numstr(nchunks)))
   end
   local ok, owner = pcall(c.new, mode, fn, nchunks, ...)
   if not ok then
-    error(("%s: cannot send the function to the workers: %s"):format(name, tostring(owner)), 3)
+    raise(("%s: cannot send the function to the workers: %s"):format(name, tostring(owner)))
   end
   local lane = c.buffers(owner) ~= nil
   local share = c.share(owner)
@@ -301,7 +298,7 @@ local function publish(st, list, n, cs, check_args)
   end)
   if not ok then
     stop(st)
-    error(("%s: %s"):format(st.name, tostring(err)), 3)
+    raise(("%s: %s"):format(st.name, tostring(err)))
   end
 end
 
@@ -341,10 +338,10 @@ end
 
 local function prepare(ctx, name, fn, list, opts)
   if not callable(fn) then
-    error(("bad argument #1 to '%s' (function expected, got %s)"):format(name, type(fn)), 3)
+    raise(("bad argument #1 to '%s' (function expected, got %s)"):format(name, type(fn)))
   end
   if type(list) ~= "table" then
-    error(("bad argument #2 to '%s' (table expected, got %s)"):format(name, type(list)), 3)
+    raise(("bad argument #2 to '%s' (table expected, got %s)"):format(name, type(list)))
   end
   opts = check_opts(name, opts, 3)
   local n = list_length(name, list, opts)
@@ -401,7 +398,7 @@ local function iterate(ctx, name, ordered, fn, list, opts)
       taken = taken + 1
       local j
       j, r, m, base, lane = next_chunk(st, ordered and taken or 0, lanebuf, true)
-      if not j then error(name .. ": timeout", 2) end
+      if not j then raise(name .. ": timeout") end
       if lane then r = lanebuf end
       i = 0
     end
@@ -426,7 +423,7 @@ local function reduce(ctx, fn, list, init, opts)
   local n, cs, nchunks
   opts, n, cs, nchunks = prepare(ctx, "pool.reduce", fn, list, opts)
   if n == 0 then
-    if init == nil then error("pool.reduce: empty list and no initial value", 2) end
+    if init == nil then raise("pool.reduce: empty list and no initial value") end
     return init
   end
   local st = start(ctx, "pool.reduce", REDUCE, fn, nchunks, opts, n)
@@ -453,21 +450,21 @@ local function parallel_for(ctx, first, last, fn, opts)
   -- stays within int64.
   for argn, v in ipairs({first, last}) do
     if type(v) ~= "number" then
-      error(("bad argument #%d to '%s' (integer expected, got %s)"):format(argn, name, type(v)), 2)
+      raise(("bad argument #%d to '%s' (integer expected, got %s)"):format(argn, name, type(v)))
     end
     if not (v >= -MAX_INT and v <= MAX_INT) or v ~= floor(v) then
-      error(("bad argument #%d to '%s' (%s is not an integer from -2^53 to 2^53)")
-            :format(argn, name, numstr(v)), 2)
+      raise(("bad argument #%d to '%s' (%s is not an integer from -2^53 to 2^53)")
+            :format(argn, name, numstr(v)))
     end
   end
   if not callable(fn) then
-    error(("bad argument #3 to '%s' (function expected, got %s)"):format(name, type(fn)), 2)
+    raise(("bad argument #3 to '%s' (function expected, got %s)"):format(name, type(fn)))
   end
   opts = check_opts(name, opts, 4)
   local count = last - first + 1
   if count <= 0 then return {}, 0 end
   if count > MAX_INT then
-    error(("%s: the range %s..%s has more than 2^53 indices"):format(name, numstr(first), numstr(last)), 2)
+    raise(("%s: the range %s..%s has more than 2^53 indices"):format(name, numstr(first), numstr(last)))
   end
   local per = opts.chunksize or default_chunksize(count, ctx.workers(), math.huge)
   local nchunks = ceil(count / per)

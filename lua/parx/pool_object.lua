@@ -16,6 +16,8 @@
 -- - close(): no new work; its VMs end once what was started has ended.
 --   A pool that is collected, or still open when the process ends, is
 --   closed then.
+local options = require "parx.opts" -- option checks, misuse raised at the user's line
+local raise = options.error
 local task = require "parx.task"
 local c = require "parx.c.pool"
 
@@ -27,17 +29,8 @@ local M = {}
 
 local function pool() return require "parx.pool" end
 
--- Unknown option names raise, listing the valid ones (sorted).
-local function check_names(name, opts, known)
-  for k in pairs(opts) do
-    if not known[k] then
-      local names = {}
-      for n in pairs(known) do names[#names + 1] = n end
-      table.sort(names)
-      error(("%s: unknown option '%s' (known: %s)"):format(name, tostring(k), table.concat(names, ", ")), 3)
-    end
-  end
-end
+-- Unknown option names raise, listing the valid ones (parx.opts).
+local check_names = options.check
 
 local callable = require("parx.pool")._callable
 
@@ -45,16 +38,21 @@ local callable = require("parx.pool")._callable
 -- Callbacks: run on the caller's VM once the task has ended.
 
 local CALLBACK_OPTS = {callback = true, error_callback = true}
+-- map_async: map's options and the callbacks; submit: spawn's and the
+-- callbacks.
+local MAP_ASYNC_OPTS = options.known{"callback", "chunksize", "error_callback", "n", "progress",
+                                     "timeout", "workers"}
+local SUBMIT_OPTS = options.known{"callback", "daemon", "error_callback", "name"}
 
 -- Split opts into the callbacks and the rest (a new table, or nil if the
 -- rest is empty).
 local function take_callbacks(name, opts)
   local cb, ecb, rest = opts.callback, opts.error_callback, nil
   if cb ~= nil and not callable(cb) then
-    error(("%s: opts.callback must be a function, got %s"):format(name, type(cb)), 3)
+    raise(("%s: opts.callback must be a function, got %s"):format(name, type(cb)))
   end
   if ecb ~= nil and not callable(ecb) then
-    error(("%s: opts.error_callback must be a function, got %s"):format(name, type(ecb)), 3)
+    raise(("%s: opts.error_callback must be a function, got %s"):format(name, type(ecb)))
   end
   for k, v in pairs(opts) do
     if not CALLBACK_OPTS[k] then
@@ -88,15 +86,16 @@ M.attach = attach
 -- result table) and error_callback (called with the error).
 function M.map_async(map, name, fn, list, opts)
   if opts ~= nil and type(opts) ~= "table" then
-    error(("bad argument #3 to '%s' (table expected, got %s)"):format(name, type(opts)), 2)
+    raise(("bad argument #3 to '%s' (table expected, got %s)"):format(name, type(opts)))
   end
+  check_names(name, opts, MAP_ASYNC_OPTS)
   local cb, ecb, rest = take_callbacks(name, opts or {})
   -- Check the arguments now, in the caller (map raises them at once).
   if not callable(fn) then
-    error(("bad argument #1 to '%s' (function expected, got %s)"):format(name, type(fn)), 2)
+    raise(("bad argument #1 to '%s' (function expected, got %s)"):format(name, type(fn)))
   end
   if type(list) ~= "table" then
-    error(("bad argument #2 to '%s' (table expected, got %s)"):format(name, type(list)), 2)
+    raise(("bad argument #2 to '%s' (table expected, got %s)"):format(name, type(list)))
   end
   return attach(task.async(map, fn, list, rest), cb, ecb)
 end
@@ -106,6 +105,7 @@ end
 function M.submit(spawn_fn, name, ...)
   local first = ...
   if type(first) == "table" and not callable(first) then
+    check_names(name, first, SUBMIT_OPTS)
     local cb, ecb, rest = take_callbacks(name, first)
     if rest then return attach(spawn_fn(rest, select(2, ...)), cb, ecb) end
     return attach(spawn_fn(select(2, ...)), cb, ecb)
@@ -174,8 +174,8 @@ end
 local Pool = {}
 Pool.__index = Pool
 
-local NEW_OPTS = {workers = true, initializer = true, initargs = true, max_tasks_per_worker = true}
-local SPAWN_OPTS = {name = true, daemon = true}
+local NEW_OPTS = options.known{"initargs", "initializer", "max_tasks_per_worker", "workers"}
+local SPAWN_OPTS = options.known{"daemon", "name"}
 local next_id = 0
 
 local function is_count(v) return require("parx.pool")._is_count(v, 1) end
@@ -190,25 +190,25 @@ end
 function M.new(opts)
   if opts == nil then opts = {} end
   if type(opts) ~= "table" then
-    error(("bad argument #1 to 'pool.new' (table expected, got %s)"):format(type(opts)), 2)
+    raise(("bad argument #1 to 'pool.new' (table expected, got %s)"):format(type(opts)))
   end
   check_names("pool.new", opts, NEW_OPTS)
   local workers = opts.workers or pool().size()
   if not is_count(workers) or workers > 1024 then
-    error(("pool.new: opts.workers must be an integer from 1 to 1024, got %s"):format(tostring(opts.workers)), 2)
+    raise(("pool.new: opts.workers must be an integer from 1 to 1024, got %s"):format(tostring(opts.workers)))
   end
   local init = opts.initializer
   if init ~= nil and not callable(init) then
-    error(("pool.new: opts.initializer must be a function, got %s"):format(type(init)), 2)
+    raise(("pool.new: opts.initializer must be a function, got %s"):format(type(init)))
   end
   local initargs = opts.initargs or {}
   if type(initargs) ~= "table" then
-    error(("pool.new: opts.initargs must be a table, got %s"):format(type(initargs)), 2)
+    raise(("pool.new: opts.initargs must be a table, got %s"):format(type(initargs)))
   end
   local max_tasks = opts.max_tasks_per_worker
   if max_tasks ~= nil and not is_count(max_tasks) then
-    error(("pool.new: opts.max_tasks_per_worker must be an integer from 1 to 2^53, got %s")
-          :format(tostring(max_tasks)), 2)
+    raise(("pool.new: opts.max_tasks_per_worker must be an integer from 1 to 2^53, got %s")
+          :format(tostring(max_tasks)))
   end
   next_id = next_id + 1
   -- Unique across the VMs of the process: the caller's VM and a counter.
@@ -221,7 +221,7 @@ function M.new(opts)
   else
     ok, group = pcall(c.group_new, workers, max_tasks or 0)
   end
-  if not ok then error(group, 2) end
+  if not ok then raise(group) end
   local ctx = {
     workers = function() return workers end,
     spawn = function(...) return c.group_spawn(group, false, nil, ...) end,
@@ -232,10 +232,10 @@ end
 
 local function check_open(p, name)
   if getmetatable(p) ~= Pool then
-    error(("bad self to '%s' (a pool expected: call it as p:%s(...))"):format(name, name:match("%w+$")), 3)
+    raise(("bad self to '%s' (a pool expected: call it as p:%s(...))"):format(name, name:match("%w+$")))
   end
   if p._closed then
-    error(("pool.%s: the pool is closed (close() was called; make a new pool)"):format(name:match("%w+$")), 3)
+    raise(("pool.%s: the pool is closed (close() was called; make a new pool)"):format(name:match("%w+$")))
   end
 end
 
@@ -293,16 +293,16 @@ function Pool:submit(...)
     if type(o) == "table" and not callable(o) then
       check_names("submit", o, SPAWN_OPTS)
       if o.name ~= nil and type(o.name) ~= "string" then
-        error(("submit: opts.name must be a string, got %s"):format(type(o.name)), 4)
+        raise(("submit: opts.name must be a string, got %s"):format(type(o.name)))
       end
       f = select(2, ...)
       if not callable(f) then
-        error(("bad argument #2 to 'submit' (function expected, got %s)"):format(type(f)), 4)
+        raise(("bad argument #2 to 'submit' (function expected, got %s)"):format(type(f)))
       end
       return c.group_spawn(group, o.daemon, o.name, wrap(self, f, true), select(3, ...))
     end
     if not callable(o) then
-      error(("bad argument #1 to 'submit' (function expected, got %s)"):format(type(o)), 4)
+      raise(("bad argument #1 to 'submit' (function expected, got %s)"):format(type(o)))
     end
     return c.group_spawn(group, false, nil, wrap(self, o, true), select(2, ...))
   end
@@ -315,7 +315,7 @@ function Pool:size() return self._workers end
 -- close(): no new work; what was started runs to its end, then the pool's
 -- VMs end.
 function Pool:close()
-  if getmetatable(self) ~= Pool then error("bad self to 'close' (a pool expected)", 2) end
+  if getmetatable(self) ~= Pool then raise("bad self to 'close' (a pool expected)") end
   if not self._closed then
     self._closed = true
     c.group_close(self._group)
@@ -326,8 +326,8 @@ end
 -- VMs to end (close it first, as in Python).  Their errors are not raised
 -- here: join each task (or use error_callback) to see them.
 function Pool:join()
-  if getmetatable(self) ~= Pool then error("bad self to 'join' (a pool expected)", 2) end
-  if not self._closed then error("pool.join: close the pool first", 2) end
+  if getmetatable(self) ~= Pool then raise("bad self to 'join' (a pool expected)") end
+  if not self._closed then raise("pool.join: close the pool first") end
   local ts = self._tasks
   self._tasks = {}
   for i = 1, #ts do

@@ -9,21 +9,18 @@
 -- tables on one line while they fit in `width` columns, a table met again
 -- on its own path as <cycle>, values with __tostring (parx arrays, tasks,
 -- channels, dicts) through it.
+local options = require "parx.opts" -- option checks, misuse raised at the user's line
+local raise = options.error
 local M = {}
 
-local KNOWN = {depth = true, items = true, width = true, indent = true}
+local KNOWN = options.known{"depth", "indent", "items", "width"}
 
 local function check(opts, fname)
   if opts == nil then return nil end
   if type(opts) ~= "table" then
-    error(("bad argument #2 to '%s' (table expected, got %s)"):format(fname, type(opts)), 3)
+    raise(("bad argument #2 to '%s' (table expected, got %s)"):format(fname, type(opts)))
   end
-  for k in pairs(opts) do
-    if not KNOWN[k] then
-      error(("%s: unknown option '%s' (known: depth, indent, items, width)"):format(fname, tostring(k)), 3)
-    end
-  end
-  return opts
+  return options.check(fname, opts, KNOWN)
 end
 
 -- parx.pformat(v[, opts]) -> the text parx.pp prints.  opts: depth (4),

@@ -18,6 +18,8 @@
 -- that has it, clear the bar's line first (the bar is redrawn at its next
 -- update).  The VMs share one parx.atomic per bar for that: 0 when no bar
 -- is shown, 1 when it is, 2 after a print cleared it.
+local options = require "parx.opts" -- option checks, misuse raised at the user's line
+local raise = options.error
 local ffi = require "ffi"
 local now = require("parx.task").now
 
@@ -212,13 +214,13 @@ end
 -- closes when the loop ends.
 function M.progress(what, opts)
   if opts ~= nil and type(opts) ~= "table" then
-    error(("bad argument #2 to 'parx.progress' (table expected, got %s)"):format(type(opts)), 2)
+    raise(("bad argument #2 to 'parx.progress' (table expected, got %s)"):format(type(opts)))
   end
   opts = opts or {}
   local kind = type(what)
   if kind == "number" then
     if what ~= what or what < 0 then
-      error("bad argument #1 to 'parx.progress' (a count from 0 expected)", 2)
+      raise("bad argument #1 to 'parx.progress' (a count from 0 expected)")
     end
     local n, i = floor(what), 0
     local bar = M.bar(n, opts)
@@ -250,7 +252,7 @@ function M.progress(what, opts)
       return pass(what(...))
     end
   end
-  error(("bad argument #1 to 'parx.progress' (number, table or function expected, got %s)"):format(kind), 2)
+  raise(("bad argument #1 to 'parx.progress' (number, table or function expected, got %s)"):format(kind))
 end
 
 -- ---------------------------------------------------------------------------

@@ -11,6 +11,8 @@
 -- cancels the rest and waits for them to end (their cleanup runs); then
 -- scope raises an error group: `.errors` lists every failure, in the
 -- order they happened, each {task = t, error = value, traceback = text}.
+local options = require "parx.opts" -- option checks, misuse raised at the user's line
+local raise, check = options.error, options.check
 local c = require "parx.c.task"
 
 local wait_any, cjoin, is_task = c.wait_any, c.join, c.is_task
@@ -58,7 +60,7 @@ local Scope = {}
 Scope.__index = Scope
 
 local function start(s, how, ...)
-  if s.closed then error("parx.scope: the scope has ended; start tasks inside its function", 3) end
+  if s.closed then raise("parx.scope: the scope has ended; start tasks inside its function") end
   local t = how(...)
   s.tasks[#s.tasks + 1] = t
   return t
@@ -149,7 +151,7 @@ end
 -- them, and raises an error group (is_error_group) holding every failure.
 function M.scope(fn, ...)
   if type(fn) ~= "function" then
-    error("bad argument #1 to 'scope' (function expected, got " .. type(fn) .. ")", 2)
+    raise("bad argument #1 to 'scope' (function expected, got " .. type(fn) .. ")")
   end
   local s = setmetatable({tasks = {}, errors = {}, closed = false}, Scope)
   return finish(s, pcall(fn, s, ...))
@@ -161,7 +163,7 @@ end
 -- to see fn's own error.
 function M.on_done(t, fn)
   if type(fn) ~= "function" then
-    error("bad argument #1 to 'on_done' (function expected, got " .. type(fn) .. ")", 3)
+    raise("bad argument #1 to 'on_done' (function expected, got " .. type(fn) .. ")")
   end
   return c.async(function()
     if not t:done() then wait_any({t}) end
@@ -171,18 +173,14 @@ end
 
 -- gather with options --------------------------------------------------------
 
-local KNOWN = {return_errors = true}
+local KNOWN = options.known{"return_errors"}
 
 -- gather(opts, t1, ...) / gather(opts, list), called by parx.gather when
 -- its last argument is an options table.  With opts.return_errors:
 -- waits for every task (none is cancelled) and gives each task's first
 -- result or, for a task that failed, its error value, in place.
 function M.gather(opts, ...)
-  for k in pairs(opts) do
-    if not KNOWN[k] then
-      error("gather: unknown option '" .. tostring(k) .. "' (known: return_errors)", 2)
-    end
-  end
+  check("gather", opts, KNOWN)
   local n = select("#", ...)
   if not opts.return_errors then return require("parx.task").gather(...) end
   local list, as_table = {...}, false
@@ -190,6 +188,7 @@ function M.gather(opts, ...)
     list, as_table = list[1], true
     n = #list
   end
+  require("parx.task")._check_tasks("parx.gather", list, n, as_table and 1)
   local pending = {}
   for i = 1, n do pending[i] = list[i] end
   while #pending > 0 do

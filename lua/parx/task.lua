@@ -1,5 +1,7 @@
 -- parx.task: spawn/async/join and the functions built on the core's waits
 -- (gather, wait, as_completed, timeout).  Loaded in every VM at start.
+local options = require "parx.opts" -- option checks, misuse raised at the user's line
+local raise = options.error
 local c = require "parx.c.task"
 
 local Task = c.Task
@@ -55,17 +57,28 @@ function M.traceback(err)
   return by_object[err]
 end
 
+-- A timeout in seconds, checked as px_timeout_ms does (runtime/core/px.h):
+-- nil or math.huge = no limit, NaN raises, negative counts as 0.
+local function check_timeout(v, fname)
+  if v == nil then return nil end
+  if type(v) ~= "number" then raise(fname .. ": timeout must be a number") end
+  if v ~= v then raise(fname .. ": timeout is NaN (use math.huge for no limit)") end
+  return v
+end
+
 -- Task methods ------------------------------------------------------------
 
 function Task.join(t) return raise_task(t, cjoin(t)) end
 function Task.on_done(t, fn) return require("parx.scope").on_done(t, fn) end
 
 function Task.wait(t, timeout)
+  check_timeout(timeout, "wait")
   return wait_any({t}, timeout) ~= nil
 end
 
 -- result(timeout): the results, or nil, "timeout".
 function Task.result(t, timeout)
+  check_timeout(timeout, "result")
   if wait_any({t}, timeout) == nil then return nil, "timeout" end
   return raise_task(t, cjoin(t))
 end
@@ -79,6 +92,22 @@ M.register_type = c.register_type
 
 -- debug.getmetatable: parx metatables hide behind __metatable (shared.c).
 local is_task = c.is_task -- C-side: parx's metatables are protected
+
+-- The tasks of gather, wait and as_completed: list[1 .. n] must all be
+-- tasks (checked before any is waited for).  argn: the argument number of
+-- the list, or nil when they are arguments of their own.
+local function check_tasks(fname, list, n, argn)
+  for i = 1, n do
+    local t = list[i]
+    if not is_task(t) then
+      if argn then
+        raise(("bad argument #%d to '%s' (item %d is not a task: %s)"):format(argn, fname, i, type(t)))
+      end
+      raise(("bad argument #%d to '%s' (task expected, got %s)"):format(i, fname, type(t)))
+    end
+  end
+end
+M._check_tasks = check_tasks
 
 -- Cancel the tasks and wait until each has ended, so that their cleanup
 -- has run (as Trio's nurseries and asyncio's wait_for do).  When the
@@ -104,6 +133,7 @@ function M.gather(...)
     list, as_table = list[1], true
   end
   local n = #list
+  check_tasks("parx.gather", list, n, as_table and 1)
   local pending = {}
   for i = 1, n do pending[i] = list[i] end
   while #pending > 0 do
@@ -127,18 +157,20 @@ function M.gather(...)
   return unpack(out, 1, n)
 end
 
--- A timeout in seconds, checked as px_timeout_ms does (runtime/core/px.h):
--- nil or math.huge = no limit, NaN raises, negative counts as 0.
-local function check_timeout(v, fname)
-  if v == nil then return nil end
-  if type(v) ~= "number" then error(fname .. ": timeout must be a number", 3) end
-  if v ~= v then error(fname .. ": timeout is NaN (use math.huge for no limit)", 3) end
-  return v
+local function check_list(fname, tasks)
+  if type(tasks) ~= "table" then
+    raise(("bad argument #1 to '%s' (table of tasks expected, got %s)"):format(fname, type(tasks)))
+  end
+  check_tasks(fname, tasks, #tasks, 1)
 end
+
+local WAIT_OPTS = options.known{"any", "timeout"}
+local AS_COMPLETED_OPTS = options.known{"timeout"}
 
 -- wait(tasks, {timeout = s, any = bool}) -> done, pending (lists of tasks)
 function M.wait(tasks, opts)
-  opts = opts or {}
+  check_list("parx.wait", tasks)
+  opts = options.check_table("parx.wait", 2, opts, WAIT_OPTS) or {}
   local timeout = check_timeout(opts.timeout, "parx.wait")
   local deadline = timeout and (c.now() + timeout)
   local done, pending = {}, {}
@@ -155,6 +187,8 @@ end
 
 -- for t in as_completed(tasks) do ... end: tasks in the order they finish.
 function M.as_completed(tasks, opts)
+  check_list("parx.as_completed", tasks)
+  options.check_table("parx.as_completed", 2, opts, AS_COMPLETED_OPTS)
   local pending = {}
   for i = 1, #tasks do pending[i] = tasks[i] end
   local timeout = check_timeout(opts and opts.timeout, "parx.as_completed")
@@ -162,7 +196,7 @@ function M.as_completed(tasks, opts)
   return function()
     if #pending == 0 then return nil end
     local k = wait_any(pending, deadline and math.max(0, deadline - c.now()))
-    if not k then error("parx.as_completed: timeout", 2) end
+    if not k then raise("parx.as_completed: timeout") end
     return table.remove(pending, k)
   end
 end

@@ -12,6 +12,8 @@
 -- listen() runs handler(stream) in a new task of this VM for every
 -- connection and closes the stream when the handler returns; server.port is
 -- the bound port (useful with port 0), server:close() stops accepting.
+local options = require "parx.opts" -- option checks, misuse raised at the user's line
+local raise = options.error
 local C = require "parx.c.tcp"
 local dns = require "parx.dns"
 local task = require "parx.task"
@@ -20,10 +22,10 @@ local M = {}
 
 local function check_host_port(fname, host, port)
   if type(host) ~= "string" then
-    error("bad argument #1 to '" .. fname .. "' (string expected, got " .. type(host) .. ")", 3)
+    raise("bad argument #1 to '" .. fname .. "' (string expected, got " .. type(host) .. ")")
   end
   if type(port) ~= "number" or port ~= math.floor(port) or port < 0 or port > 65535 then
-    error("bad argument #2 to '" .. fname .. "' (port must be an integer in 0..65535)", 3)
+    raise("bad argument #2 to '" .. fname .. "' (port must be an integer in 0..65535)")
   end
 end
 
@@ -34,11 +36,11 @@ function M.connect(host, port, opts)
   local timeout
   if opts ~= nil then
     if type(opts) ~= "table" then
-      error("bad argument #3 to 'connect' (table expected, got " .. type(opts) .. ")", 2)
+      raise("bad argument #3 to 'connect' (table expected, got " .. type(opts) .. ")")
     end
     timeout = opts.timeout
     if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then
-      error("bad argument #3 to 'connect' (timeout must be a non-negative number)", 2)
+      raise("bad argument #3 to 'connect' (timeout must be a non-negative number)")
     end
     if timeout == math.huge then timeout = nil end -- no limit
   end
@@ -150,24 +152,24 @@ function M.listen(host, port, handler, opts)
   if type(handler) ~= "function" then
     local mt = getmetatable(handler)
     if not (mt and mt.__call) then
-      error("bad argument #3 to 'listen' (function expected, got " .. type(handler) .. ")", 2)
+      raise("bad argument #3 to 'listen' (function expected, got " .. type(handler) .. ")")
     end
   end
   local backlog, workers
   if opts ~= nil then
     if type(opts) ~= "table" then
-      error("bad argument #4 to 'listen' (table expected, got " .. type(opts) .. ")", 2)
+      raise("bad argument #4 to 'listen' (table expected, got " .. type(opts) .. ")")
     end
     backlog = opts.backlog
     if backlog ~= nil and (type(backlog) ~= "number" or backlog < 1) then
-      error("bad argument #4 to 'listen' (backlog must be a positive number)", 2)
+      raise("bad argument #4 to 'listen' (backlog must be a positive number)")
     end
     workers = opts.workers
     if workers == true then
       workers = require("parx.pool").size()
     elseif workers ~= nil and workers ~= false and
            (type(workers) ~= "number" or workers < 0 or workers ~= math.floor(workers)) then
-      error("bad argument #4 to 'listen' (workers must be true or a count)", 2)
+      raise("bad argument #4 to 'listen' (workers must be true or a count)")
     end
   end
   local bindhost = host

@@ -22,6 +22,8 @@
 -- Callbacks run as tasks through the dispatcher that signal handlers use
 -- too (lua/parx/dispatch.lua): 100,000 callbacks that do not park cost one
 -- task, not 100,000.
+local options = require "parx.opts" -- option checks, misuse raised at the user's line
+local raise = options.error
 local C = require "parx.c.timer"
 
 local dispatch = require "parx.dispatch"
@@ -67,7 +69,7 @@ end
 
 function M.every(interval, fn, ...)
   if type(interval) ~= "number" or not (interval > 0) then
-    error("bad argument #1 to 'every' (interval must be a number of seconds > 0)", 2)
+    raise("bad argument #1 to 'every' (interval must be a number of seconds > 0)")
   end
   return start("every", interval, interval, fn, ...)
 end

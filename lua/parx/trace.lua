@@ -16,17 +16,19 @@
 --   parx.stats()              busy, parked, idle time per VM and more
 -- The recording is in C (runtime/core/trace.c): a flight recorder that is
 -- always on and a log per VM while a session runs.
+local options = require "parx.opts" -- option checks, misuse raised at the user's line
+local raise = options.error
 local c = require "parx.c.trace"
 
 local M = {}
 
 local function check_string(v, fname)
-  if type(v) ~= "string" then error(fname .. ": name must be a string", 3) end
+  if type(v) ~= "string" then raise(fname .. ": name must be a string") end
   return v
 end
 
 function M.start(path)
-  if path ~= nil and type(path) ~= "string" then error("parx.trace.start: path must be a string", 2) end
+  if path ~= nil and type(path) ~= "string" then raise("parx.trace.start: path must be a string") end
   return c.start(path)
 end
 
@@ -44,7 +46,7 @@ function M.stats() return c.stats() end
 -- recent timeline goes to path (Chrome JSON).  text, "error" when path
 -- could not be written.
 function M.dump(path)
-  if path ~= nil and type(path) ~= "string" then error("parx.trace.dump: path must be a string", 2) end
+  if path ~= nil and type(path) ~= "string" then raise("parx.trace.dump: path must be a string") end
   return c.dump(path)
 end
 
@@ -55,8 +57,8 @@ end
 -- otherData.clock_origin_us).  Reads the files parx writes (one event a
 -- line), not every Chrome trace.
 function M.merge(out, paths)
-  if type(out) ~= "string" then error("parx.trace.merge: out must be a string", 2) end
-  if type(paths) ~= "table" or #paths == 0 then error("parx.trace.merge: paths must be a list of file names", 2) end
+  if type(out) ~= "string" then raise("parx.trace.merge: out must be a string") end
+  if type(paths) ~= "table" or #paths == 0 then raise("parx.trace.merge: paths must be a list of file names") end
   local files, first = {}, math.huge
   for i, path in ipairs(paths) do
     local f, err = io.open(path, "rb")

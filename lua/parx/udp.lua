@@ -5,6 +5,8 @@
 --   socket:send(data, host, port) -> true | nil, msg, code
 --   socket:recv() -> data, host, port | nil, msg, code
 --   socket:close(); socket.port, socket.host
+local options = require "parx.opts" -- option checks, misuse raised at the user's line
+local raise = options.error
 local C = require "parx.c.udp"
 local dns = require "parx.dns"
 
@@ -16,7 +18,7 @@ local methods = C.methods()
 -- its first address of the socket's family wins.
 function methods.send(self, data, host, port)
   if type(host) ~= "string" then
-    error("bad argument #2 to 'send' (string expected, got " .. type(host) .. ")", 2)
+    raise("bad argument #2 to 'send' (string expected, got " .. type(host) .. ")")
   end
   local addrs, msg, code = dns.resolve(host)
   if not addrs then return nil, msg, code end
@@ -35,10 +37,10 @@ function M.bind(host, port)
   host = host or "0.0.0.0"
   port = port or 0
   if type(host) ~= "string" then
-    error("bad argument #1 to 'bind' (string expected, got " .. type(host) .. ")", 2)
+    raise("bad argument #1 to 'bind' (string expected, got " .. type(host) .. ")")
   end
   if type(port) ~= "number" then
-    error("bad argument #2 to 'bind' (number expected, got " .. type(port) .. ")", 2)
+    raise("bad argument #2 to 'bind' (number expected, got " .. type(port) .. ")")
   end
   local addrs, msg, code = dns.resolve(host)
   if not addrs then return nil, msg, code end

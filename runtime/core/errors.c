@@ -1,6 +1,7 @@
 /* errors.c -- one table of error codes: parx's own plus libuv's (which are
- * negated errno values on Unix), see PX_ERRNO_MAP in px.h; and the one
- * out-of-memory path. */
+ * negated errno values on Unix), see PX_ERRNO_MAP in px.h; the one
+ * out-of-memory path; and misuse raised at the user's line. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,63 @@ int px_oom(lua_State *L, const char *what) {
     lua_pushstring(L, px_strerror(UV_ENOMEM));
   lua_error(L);
   __builtin_unreachable();
+}
+
+/* parx's own Lua modules are compiled with the chunk name of their file
+ * (Makefile: luajit -b lua/parx/x.lua), wherever the library is installed. */
+#define PARX_LUA_SOURCE "@lua/parx/"
+
+/* Pushes "file:line: " of the innermost frame that is neither C nor parx's
+ * own Lua, or "" when there is none (a C host calling in). */
+static void where_user(lua_State *L) {
+  lua_Debug ar;
+  for (int level = 1; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "Sl", &ar);
+    if (ar.currentline <= 0) continue; /* a C function */
+    if (strncmp(ar.source, PARX_LUA_SOURCE, sizeof PARX_LUA_SOURCE - 1) == 0) continue;
+    lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+    return;
+  }
+  lua_pushliteral(L, "");
+}
+
+int px_error_user(lua_State *L, const char *fmt, ...) {
+  va_list ap;
+  where_user(L);
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_concat(L, 2);
+  lua_error(L);
+  __builtin_unreachable();
+}
+
+void px_check_options(lua_State *L, int idx, const char *fname, const char *const known[]) {
+  idx = idx < 0 && idx > LUA_REGISTRYINDEX ? lua_gettop(L) + idx + 1 : idx;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    int found = 0;
+    for (int i = 0; k && known[i] && !found; i++) found = strcmp(k, known[i]) == 0;
+    if (found) continue;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 0; known[i]; i++) {
+      if (i) luaL_addstring(&b, ", ");
+      luaL_addstring(&b, known[i]);
+    }
+    luaL_pushresult(&b); /* key, known */
+    const char *list = lua_tostring(L, -1);
+    const char *name = k;
+    if (!name && lua_type(L, -2) == LUA_TNUMBER) {
+      lua_pushvalue(L, -2);
+      name = lua_tostring(L, -1); /* a copy: the key itself stays a number */
+    } else if (!name) {
+      name = luaL_typename(L, -2);
+    }
+    px_error_user(L, "%s: unknown option '%s' (known: %s)", fname, name, list);
+  }
 }
 
 void px_assert_fail(const char *cond, const char *file, int line) {

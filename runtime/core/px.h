@@ -104,6 +104,17 @@ __attribute__((noreturn, cold)) void px_assert_fail(const char *cond, const char
  * code through px_push_error instead. */
 __attribute__((noreturn)) int px_oom(lua_State *L, const char *what);
 
+/* Misuse raised at the user's line.  px_error_user is luaL_error with the
+ * location of the innermost frame that is neither a C function nor one of
+ * parx's own Lua modules (lua/parx/x.lua): the script's line that called
+ * into parx, however deep the check sits.  px_check_options raises
+ * "fname: unknown option 'x' (known: a, b, c)" that way for a key of the
+ * table at idx missing from known (a NULL-terminated list, in the order to
+ * print, sorted); anything else at idx is left to the caller.  Run it once
+ * per call, never per item.  Lua code has the same pair in parx.opts. */
+__attribute__((noreturn)) int px_error_user(lua_State *L, const char *fmt, ...);
+void px_check_options(lua_State *L, int idx, const char *fname, const char *const known[]);
+
 /* ------------------------------------------------------------------------
  * Protected entry into Lua.  Every call from C into Lua that is not already
  * inside a protected frame (a loop callback, a wait's deliver, a job's

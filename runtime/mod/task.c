@@ -128,6 +128,8 @@ typedef struct task_opts {
   const char *name; /* valid while the caller's frame lives */
 } task_opts;
 
+static const char *const task_options[] = {"daemon", "name", NULL};
+
 static int take_options(lua_State *L, const char *fname, task_opts *o) {
   o->daemon = 0;
   o->name = NULL;
@@ -136,22 +138,18 @@ static int take_options(lua_State *L, const char *fname, task_opts *o) {
     lua_pop(L, 1);
     return 0;
   }
-  lua_pushnil(L);
-  while (lua_next(L, 1)) {
-    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-    if (k && strcmp(k, "daemon") == 0) {
-      if (!lua_isboolean(L, -1)) luaL_error(L, "%s: option 'daemon' must be a boolean", fname);
-      o->daemon = lua_toboolean(L, -1);
-    } else if (k && strcmp(k, "name") == 0) {
-      if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "%s: option 'name' must be a string", fname);
-      o->name = lua_tostring(L, -1); /* the table at 1 keeps it */
-    } else {
-      lua_pushvalue(L, -2);
-      luaL_error(L, "%s: unknown option '%s' (known: daemon, name)", fname,
-                 k ? k : luaL_typename(L, -1));
-    }
-    lua_pop(L, 1);
+  px_check_options(L, 1, fname, task_options);
+  lua_getfield(L, 1, "daemon");
+  if (!lua_isnil(L, -1)) {
+    if (!lua_isboolean(L, -1)) px_error_user(L, "%s: option 'daemon' must be a boolean", fname);
+    o->daemon = lua_toboolean(L, -1);
   }
+  lua_getfield(L, 1, "name");
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TSTRING) px_error_user(L, "%s: option 'name' must be a string", fname);
+    o->name = lua_tostring(L, -1); /* the table at 1 keeps it */
+  }
+  lua_pop(L, 2);
   return 1;
 }
 
