@@ -26,8 +26,8 @@
 --   d.anchors      id -> the source's userdata, kept while it may fire
 --   d.add(id, source, entry) registers a source and starts the dispatcher
 --                  task unless it runs
---   dispatch.check_callable(fn, fname, level) raises the usual bad argument
---                  #2 at error level `level` of its caller.
+--   dispatch.check_callable(fn, fname) raises the usual bad argument #2
+--                  at the user's line (parx.opts).
 local async = require("parx.task").async
 local unpack, type, error, pcall = unpack, type, error, pcall
 local getmetatable, setmetatable = getmetatable, setmetatable
@@ -35,12 +35,11 @@ local yield = coroutine.yield
 
 local M = {}
 
-function M.check_callable(fn, fname, level)
+function M.check_callable(fn, fname)
   if type(fn) == "function" then return end
   local mt = getmetatable(fn)
   if type(mt) == "table" and mt.__call ~= nil then return end
-  error("bad argument #2 to '" .. fname .. "' (function expected, got " .. type(fn) .. ")",
-        level + 1)
+  require("parx.opts").error("bad argument #2 to '" .. fname .. "' (function expected, got " .. type(fn) .. ")")
 end
 
 local function new(C, take)

@@ -12,6 +12,8 @@ local families = { inet = 4, inet6 = 6, ipv4 = 4, ipv6 = 6, [4] = 4, [6] = 6 }
 
 local M = {}
 
+local RESOLVE_OPTS = options.known{"family"}
+
 function M.resolve(host, opts)
   if type(host) ~= "string" then
     raise("bad argument #1 to 'resolve' (string expected, got " .. type(host) .. ")")
@@ -21,6 +23,7 @@ function M.resolve(host, opts)
     if type(opts) ~= "table" then
       raise("bad argument #2 to 'resolve' (table expected, got " .. type(opts) .. ")")
     end
+    options.check("dns.resolve", opts, RESOLVE_OPTS)
     if opts.family ~= nil then
       family = families[opts.family]
       if not family then

@@ -50,10 +50,15 @@ for k, v in pairs(C) do fs[k] = v end
 
 local type, error = type, error
 
+local WRITEFILE_OPTS = options.known{"append", "atomic", "mode"}
+local MKDIR_OPTS = options.known{"mode", "parents"}
+local REMOVE_OPTS = options.known{"recursive"}
+
 function fs.writefile(path, data, opts)
   if opts ~= nil and type(opts) ~= "table" then
     raise("bad argument #3 to 'writefile' (table expected, got " .. type(opts) .. ")")
   end
+  options.check("fs.writefile", opts, WRITEFILE_OPTS)
   if opts == nil then return C.writefile(path, data) end
   return C.writefile(path, data, opts.append, opts.atomic, opts.mode)
 end
@@ -88,6 +93,7 @@ function fs.mkdir(path, opts)
   if type(opts) == "number" then
     mode = opts
   elseif type(opts) == "table" then
+    options.check("fs.mkdir", opts, MKDIR_OPTS)
     mode, parents = opts.mode, opts.parents
   elseif opts ~= nil then
     raise("bad argument #2 to 'mkdir' (table or number expected, got " .. type(opts) .. ")")
@@ -125,7 +131,10 @@ function fs.remove(path, opts)
   if type(path) ~= "string" then
     raise("bad argument #1 to 'remove' (string expected, got " .. type(path) .. ")")
   end
-  if type(opts) == "table" and opts.recursive then return remove_tree(path) end
+  if opts ~= nil and type(opts) ~= "table" then
+    raise("bad argument #2 to 'remove' (table expected, got " .. type(opts) .. ")")
+  end
+  if opts ~= nil and options.check("fs.remove", opts, REMOVE_OPTS).recursive then return remove_tree(path) end
   local st, err, code = C.lstat(path)
   if not st then return nil, err, code end
   if st.type == "directory" then return C.rmdir(path) end

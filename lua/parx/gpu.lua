@@ -10,6 +10,7 @@
 --   print(gpu.sum(c))                           -- parks until computed
 --   local host = c:download()                   -- a parx.array
 local C = require "parx.c.gpu"
+local options = require "parx.opts"
 
 local gpu = {}
 
@@ -20,7 +21,10 @@ local function raising(f, name)
   return function(...)
     local ok, r, err = pcall(f, ...)
     if not ok then
-      error((tostring(r):gsub("^[^:]*parx/gpu%.lua:%d+: ", "")), 2)
+      -- px_error_user's messages already name the caller's line.
+      local msg, where = tostring(r):gsub("^[^:]*parx/gpu%.lua:%d+: ", ""), options.where()
+      if msg:sub(1, #where) == where then error(msg, 0) end
+      error(where .. msg, 0)
     end
     if r == nil and err ~= nil then error(name .. ": " .. tostring(err), 2) end
     return r
@@ -38,10 +42,14 @@ gpu.add, gpu.mul, gpu.scale = C.add, C.mul, C.scale
 gpu.cast, gpu.fill = C.cast, C.fill
 gpu.sum = raising(C.sum, "sum")
 
--- Normal numbers: gpu.rand with dist = "normal".
+-- Normal numbers: gpu.rand with dist = "normal" (its other options).
+local RANDN_OPTS = options.known{"host", "seed"}
 function gpu.randn(dtype, shape, opts)
   local o = {dist = "normal"}
-  if opts then for k, v in pairs(opts) do o[k] = v end end
+  if opts then
+    options.check("gpu.randn", opts, RANDN_OPTS)
+    for k, v in pairs(opts) do o[k] = v end
+  end
   o.dist = "normal"
   return C.rand(dtype, shape, o)
 end

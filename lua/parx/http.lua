@@ -66,6 +66,21 @@ local function run(req)
   end
 end
 
+-- The options of request; get and post take the same but url (and post
+-- body), which are their arguments.  The C side reads them
+-- (runtime/io/http_opts.c), which checks request's names too.
+local REQUEST_NAMES = {"body", "cafile", "capath", "cert", "follow", "headers", "key", "max_size",
+                       "method", "noproxy", "protocols", "proxy", "sink", "timeout", "url", "verify"}
+local function known_but(...)
+  local drop, names = {}, {}
+  for i = 1, select("#", ...) do drop[select(i, ...)] = true end
+  for _, n in ipairs(REQUEST_NAMES) do
+    if not drop[n] then names[#names + 1] = n end
+  end
+  return options.known(names)
+end
+local GET_OPTS, POST_OPTS = known_but("url"), known_but("url", "body")
+
 function M.request(opts)
   if type(opts) ~= "table" then
     raise("bad argument #1 to 'request' (table expected, got " .. type(opts) .. ")")
@@ -73,7 +88,7 @@ function M.request(opts)
   return run(opts)
 end
 
-local function with(url, opts, fname)
+local function with(url, opts, fname, known)
   if type(url) ~= "string" then
     raise("bad argument #1 to '" .. fname .. "' (string expected, got " .. type(url) .. ")")
   end
@@ -82,6 +97,7 @@ local function with(url, opts, fname)
     if type(opts) ~= "table" then
       raise("bad argument #2 to '" .. fname .. "' (table expected, got " .. type(opts) .. ")")
     end
+    options.check("http." .. fname, opts, known)
     for k, v in pairs(opts) do req[k] = v end
     req.url = url
   end
@@ -89,13 +105,13 @@ local function with(url, opts, fname)
 end
 
 function M.get(url, opts)
-  local req = with(url, opts, "get")
+  local req = with(url, opts, "get", GET_OPTS)
   req.method = req.method or "GET"
   return run(req)
 end
 
 function M.post(url, body, opts)
-  local req = with(url, opts, "post")
+  local req = with(url, opts, "post", POST_OPTS)
   req.method = req.method or "POST"
   req.body = body
   return run(req)

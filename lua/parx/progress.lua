@@ -212,11 +212,10 @@ end
 --   an iterator function: its values, with opts.total when known.
 -- An item counts as done when the loop asks for the next one; the bar
 -- closes when the loop ends.
+local PROGRESS_OPTS = options.known{"force", "label", "total", "unit"}
+
 function M.progress(what, opts)
-  if opts ~= nil and type(opts) ~= "table" then
-    raise(("bad argument #2 to 'parx.progress' (table expected, got %s)"):format(type(opts)))
-  end
-  opts = opts or {}
+  opts = options.check_table("parx.progress", 2, opts, PROGRESS_OPTS) or {}
   local kind = type(what)
   if kind == "number" then
     if what ~= what or what < 0 then

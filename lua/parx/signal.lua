@@ -32,7 +32,7 @@ entries = d.entries
 local M = {}
 
 function M.signal(name, handler)
-  dispatch.check_callable(handler, "signal", 2)
+  dispatch.check_callable(handler, "signal")
   local s, id, signame = C.new(name)
   if s == nil then return nil, id, signame end
   d.add(id, s, {handler, n = 1, signame})

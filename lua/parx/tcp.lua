@@ -31,6 +31,9 @@ end
 
 -- Try each address the name resolves to, in order, until one connects;
 -- the timeout covers the lookup and all attempts together.
+local CONNECT_OPTS = options.known{"timeout"}
+local LISTEN_OPTS = options.known{"backlog", "workers"}
+
 function M.connect(host, port, opts)
   check_host_port("connect", host, port)
   local timeout
@@ -38,6 +41,7 @@ function M.connect(host, port, opts)
     if type(opts) ~= "table" then
       raise("bad argument #3 to 'connect' (table expected, got " .. type(opts) .. ")")
     end
+    options.check("tcp.connect", opts, CONNECT_OPTS)
     timeout = opts.timeout
     if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then
       raise("bad argument #3 to 'connect' (timeout must be a non-negative number)")
@@ -160,6 +164,7 @@ function M.listen(host, port, handler, opts)
     if type(opts) ~= "table" then
       raise("bad argument #4 to 'listen' (table expected, got " .. type(opts) .. ")")
     end
+    options.check("tcp.listen", opts, LISTEN_OPTS)
     backlog = opts.backlog
     if backlog ~= nil and (type(backlog) ~= "number" or backlog < 1) then
       raise("bad argument #4 to 'listen' (backlog must be a positive number)")

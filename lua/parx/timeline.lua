@@ -24,7 +24,11 @@ local floor, max, min, huge = math.floor, math.max, math.min, math.huge
 local concat, sort = table.concat, table.sort
 local format = string.format
 
+local options = require "parx.opts"
+
 local M = {}
+
+local OPTS = options.known{"by", "t0", "t1", "title", "width"}
 
 -- The states in drawing order (later on top at the same depth), with their
 -- colours and legend names.  Unknown categories draw as "other".
@@ -317,7 +321,7 @@ end
 function M.write(path, events, opts)
   if type(path) ~= "string" then return nil, "timeline: path must be a string" end
   if type(events) ~= "table" then return nil, "timeline: events must be a list of trace events" end
-  opts = opts or {}
+  opts = options.check_table("timeline.write", 3, opts, OPTS) or {}
   local by = opts.by or "vm"
   if by ~= "vm" and by ~= "task" then
     return nil, format("timeline: opts.by must be \"vm\" or \"task\", got %s", tostring(by))
@@ -333,7 +337,7 @@ end
 
 -- render(events, opts) -> the SVG text (write's body, for specs and hosts).
 function M.render(events, opts)
-  opts = opts or {}
+  opts = options.check_table("timeline.render", 2, opts, OPTS) or {}
   local by = opts.by or "vm"
   local rows, marks, t0, t1 = collect(events, by)
   if t0 == huge then t0, t1 = 0, 1 end

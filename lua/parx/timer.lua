@@ -49,7 +49,7 @@ local d = dispatch(C, take)
 entries, anchors = d.entries, d.anchors
 
 local function start(name, delay, interval, fn, ...)
-  dispatch.check_callable(fn, name, 3) -- for the caller of timer/every
+  dispatch.check_callable(fn, name)
   local t, id, code = C.new(delay, interval)
   if t == nil then return nil, id, code end
   local n = select("#", ...)

@@ -304,6 +304,8 @@ static uint64_t next_seed(void) {
   return x;
 }
 
+static const char *const rand_options[] = {"dist", "host", "seed", NULL};
+
 /* Reads opts at idx: seed (integer), dist ("uniform" or "normal"), host
  * (return a host parx.array computed on the CPU). */
 static void rand_opts(lua_State *L, int idx, uint64_t *seed, int *normal, int *host) {
@@ -312,6 +314,7 @@ static void rand_opts(lua_State *L, int idx, uint64_t *seed, int *normal, int *h
   *host = 0;
   if (lua_isnoneornil(L, idx)) return;
   luaL_checktype(L, idx, LUA_TTABLE);
+  px_check_options(L, idx, "gpu.rand", rand_options);
   lua_getfield(L, idx, "seed");
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TNUMBER) luaL_argerror(L, idx, "opts.seed: integer expected");

@@ -46,12 +46,17 @@ static void push_array(lua_State *L, px_shared *obj, int is_device) {
     px_array_push(L, (px_array *)obj);
 }
 
+static const char *const matmul_options[] = {"alpha", "beta", "out", "sync", "tf32", "transa", "transb", NULL};
+
 static int gpu_matmul(lua_State *L) {
   px_gpu_operand A, B;
   px_gpu_check_operand(L, 1, &A);
   px_gpu_check_operand(L, 2, &B);
   int has_opts = !lua_isnoneornil(L, 3);
-  if (has_opts) luaL_checktype(L, 3, LUA_TTABLE);
+  if (has_opts) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    px_check_options(L, 3, "gpu.matmul", matmul_options); /* before any device work */
+  }
   if (A.is_device != B.is_device)
     return luaL_error(L, "matmul: A and B must both be host arrays or both device arrays "
                          "(use gpu.upload or d:download)");

@@ -24,7 +24,7 @@ static const char *opt_string(lua_State *L, const char *field, size_t *len) {
   if (lua_type(L, -1) == LUA_TSTRING)
     s = lua_tolstring(L, -1, len);
   else if (!lua_isnil(L, -1))
-    luaL_error(L, "bad field '%s' (string expected, got %s)", field, luaL_typename(L, -1));
+    px_error_user(L, "bad field '%s' (string expected, got %s)", field, luaL_typename(L, -1));
   lua_pop(L, 1); /* the string stays alive: it is referenced by the table */
   return s;
 }
@@ -48,7 +48,7 @@ static void opt_strings(lua_State *L, const char *values[]) {
     size_t len = 0;
     values[i] = opt_string(L, string_options[i].field, &len);
     if (values[i] && strlen(values[i]) != len)
-      luaL_error(L, "bad field '%s' (contains a NUL byte)", string_options[i].field);
+      px_error_user(L, "bad field '%s' (contains a NUL byte)", string_options[i].field);
   }
 }
 
@@ -73,7 +73,7 @@ static void check_headers(lua_State *L, int *has_expect) {
     lua_pop(L, 1);
     return;
   }
-  if (!lua_istable(L, -1)) luaL_error(L, "bad field 'headers' (table expected)");
+  if (!lua_istable(L, -1)) px_error_user(L, "bad field 'headers' (table expected)");
   int t = lua_gettop(L);
   lua_pushnil(L);
   while (lua_next(L, t)) {
@@ -81,7 +81,7 @@ static void check_headers(lua_State *L, int *has_expect) {
     if (lua_type(L, -2) == LUA_TNUMBER) {
       const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &vl) : NULL;
       if (!v || !header_ok(v, vl) || !memchr(v, ':', vl))
-        luaL_error(L, "bad header entry (\"Name: value\" string expected)");
+        px_error_user(L, "bad header entry (\"Name: value\" string expected)");
       if (vl >= 7 && strncasecmp(v, "expect:", 7) == 0) *has_expect = 1;
     } else {
       const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &kl) : NULL;
@@ -90,7 +90,7 @@ static void check_headers(lua_State *L, int *has_expect) {
       if (vt == LUA_TNUMBER) v = ""; /* converted in build_headers */
       if (!k || !v || kl == 0 || !header_ok(k, kl) || memchr(k, ':', kl) ||
           !header_ok(v, vl))
-        luaL_error(L, "bad header (string name and value without CR/LF expected)");
+        px_error_user(L, "bad header (string name and value without CR/LF expected)");
       if (strcasecmp(k, "expect") == 0) *has_expect = 1;
     }
     lua_pop(L, 1);
@@ -168,7 +168,7 @@ static long opt_timeout_ms(lua_State *L) {
   if (!lua_isnil(L, -1)) {
     lua_Number t = lua_tonumber(L, -1);
     if (lua_type(L, -1) != LUA_TNUMBER || !(t >= 0))
-      luaL_error(L, "bad field 'timeout' (non-negative number of seconds expected)");
+      px_error_user(L, "bad field 'timeout' (non-negative number of seconds expected)");
     uint64_t checked;
     if (t > 0 && px_seconds_to_ms(t, &checked) == 1) ms = (long)checked; /* else no limit */
   }
@@ -184,7 +184,7 @@ static size_t opt_max_size(lua_State *L, int sink) {
   if (!lua_isnil(L, -1)) {
     lua_Number n = lua_tonumber(L, -1);
     if (lua_type(L, -1) != LUA_TNUMBER || !(n >= 1))
-      luaL_error(L, "bad field 'max_size' (positive number of bytes expected)");
+      px_error_user(L, "bad field 'max_size' (positive number of bytes expected)");
     if (sink)
       max = n >= 0x1p63 ? SIZE_MAX : (size_t)n;
     else
@@ -206,10 +206,10 @@ static void opt_protocols(lua_State *L, char *allow, char *redir, size_t size) {
     lua_pop(L, 1);
     return;
   }
-  if (!lua_istable(L, -1)) luaL_error(L, "bad field 'protocols' (list of scheme names expected)");
+  if (!lua_istable(L, -1)) px_error_user(L, "bad field 'protocols' (list of scheme names expected)");
   size_t na = 0, nr = 0;
   int n = (int)lua_objlen(L, -1);
-  if (n == 0) luaL_error(L, "bad field 'protocols' (empty list)");
+  if (n == 0) px_error_user(L, "bad field 'protocols' (empty list)");
   allow[0] = redir[0] = 0;
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, -1, i);
@@ -217,7 +217,7 @@ static void opt_protocols(lua_State *L, char *allow, char *redir, size_t size) {
     const char *p = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
     int ok = p != NULL && len > 0 && len < 16;
     for (size_t j = 0; ok && j < len; j++) ok = isalnum((unsigned char)p[j]);
-    if (!ok || na + len + 2 > size) luaL_error(L, "bad field 'protocols' (entry %d is not a scheme name)", i);
+    if (!ok || na + len + 2 > size) px_error_user(L, "bad field 'protocols' (entry %d is not a scheme name)", i);
     na += (size_t)snprintf(allow + na, size - na, "%s%s", na ? "," : "", p);
     if (strcasecmp(p, "file") != 0)
       nr += (size_t)snprintf(redir + nr, size - nr, "%s%s", nr ? "," : "", p);
@@ -236,26 +236,33 @@ static void opt_sink(lua_State *L, px_http_opts *o) {
   if (t == LUA_TSTRING) {
     o->sink_path = lua_tolstring(L, -1, &len);
     if (len == 0 || strlen(o->sink_path) != len)
-      luaL_error(L, "bad field 'sink' (a file path without NUL bytes expected)");
+      px_error_user(L, "bad field 'sink' (a file path without NUL bytes expected)");
   } else if (t == LUA_TFUNCTION) {
     o->sink_fn = 1;
   } else if (t != LUA_TNIL) {
-    luaL_error(L, "bad field 'sink' (function or file path expected, got %s)", luaL_typename(L, -1));
+    px_error_user(L, "bad field 'sink' (function or file path expected, got %s)", luaL_typename(L, -1));
   }
   lua_pop(L, 1); /* the path stays alive: the table references it */
 }
 
+/* Every option px_http_read_opts reads (http.get and http.post check
+ * theirs in lua/parx/http.lua). */
+static const char *const request_options[] = {
+    "body",   "cafile",    "capath", "cert",  "follow",  "headers", "key", "max_size", "method",
+    "noproxy", "protocols", "proxy", "sink", "timeout", "url",     "verify", NULL};
+
 void px_http_read_opts(lua_State *L, px_http_opts *o) {
   luaL_checktype(L, 1, LUA_TTABLE);
+  px_check_options(L, 1, "http.request", request_options);
   memset(o, 0, sizeof *o);
   size_t url_len = 0, method_len = 0;
   o->url = opt_string(L, "url", &url_len);
   if (!o->url || url_len == 0 || strlen(o->url) != url_len)
-    luaL_error(L, "bad field 'url' (non-empty string expected)");
+    px_error_user(L, "bad field 'url' (non-empty string expected)");
   o->method = opt_string(L, "method", &method_len);
   o->body = opt_string(L, "body", &o->body_len);
   if (o->method && (method_len == 0 || !header_ok(o->method, method_len) || strchr(o->method, ' ')))
-    luaL_error(L, "bad field 'method'");
+    px_error_user(L, "bad field 'method'");
   o->timeout_ms = opt_timeout_ms(L);
   opt_sink(L, o);
   o->max_size = opt_max_size(L, o->sink_path || o->sink_fn);

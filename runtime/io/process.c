@@ -238,7 +238,7 @@ static int check_stdio(lua_State *L, int opts, const char *key, int dflt) {
     if (s && strcmp(s, "pipe") == 0) mode = STDIO_PIPE;
     else if (s && strcmp(s, "inherit") == 0) mode = STDIO_INHERIT;
     else if (s && strcmp(s, "ignore") == 0) mode = STDIO_IGNORE;
-    else luaL_error(L, "bad option '%s' (expected \"pipe\", \"inherit\" or \"ignore\")", key);
+    else px_error_user(L, "bad option '%s' (expected \"pipe\", \"inherit\" or \"ignore\")", key);
   }
   lua_pop(L, 1);
   return mode;
@@ -249,7 +249,7 @@ static int check_stdio(lua_State *L, int opts, const char *key, int dflt) {
 static const char *check_cstring(lua_State *L, int idx, const char *message) {
   size_t len;
   const char *s = lua_tolstring(L, idx, &len);
-  if (s != NULL && strlen(s) != len) luaL_error(L, "%s", message);
+  if (s != NULL && strlen(s) != len) px_error_user(L, "%s", message);
   return s;
 }
 
@@ -262,13 +262,13 @@ static char **build_argv(lua_State *L, const char *cmd, int args) {
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, args, i);
     if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
-      luaL_error(L, "bad argument #2 (args[%d] must be a string, got %s)", i,
+      px_error_user(L, "bad argument #2 (args[%d] must be a string, got %s)", i,
                  luaL_typename(L, -1));
     lua_tostring(L, -1); /* numbers become strings, in the table too */
     lua_rawseti(L, args, i);
     lua_rawgeti(L, args, i);
     if (strlen(lua_tostring(L, -1)) != lua_objlen(L, -1))
-      luaL_error(L, "bad argument #2 (args[%d] contains a NUL byte)", i);
+      px_error_user(L, "bad argument #2 (args[%d] contains a NUL byte)", i);
     argv[i] = (char *)lua_tostring(L, -1);
     lua_pop(L, 1); /* the table anchors the string */
   }
@@ -286,17 +286,17 @@ static char **build_env(lua_State *L, int env) {
   lua_pushnil(L);
   while (lua_next(L, env)) {
     if (lua_type(L, -2) != LUA_TSTRING)
-      luaL_error(L, "bad option 'env' (keys must be strings)");
+      px_error_user(L, "bad option 'env' (keys must be strings)");
     int t = lua_type(L, -1);
     if (t != LUA_TSTRING && t != LUA_TNUMBER && !(t == LUA_TBOOLEAN && !lua_toboolean(L, -1)))
-      luaL_error(L, "bad option 'env' (value of '%s' must be a string or false)",
+      px_error_user(L, "bad option 'env' (value of '%s' must be a string or false)",
                  lua_tostring(L, -2));
     size_t klen;
     const char *k = lua_tolstring(L, -2, &klen);
     if (klen == 0 || strlen(k) != klen || strchr(k, '=') != NULL)
-      luaL_error(L, "bad option 'env' (name '%s' is empty or contains '=' or a NUL byte)", k);
+      px_error_user(L, "bad option 'env' (name '%s' is empty or contains '=' or a NUL byte)", k);
     if (t == LUA_TSTRING && strlen(lua_tostring(L, -1)) != lua_objlen(L, -1))
-      luaL_error(L, "bad option 'env' (value of '%s' contains a NUL byte)", k);
+      px_error_user(L, "bad option 'env' (value of '%s' contains a NUL byte)", k);
     extra++;
     lua_pop(L, 1);
   }
@@ -345,6 +345,8 @@ static int push_spawn_error(lua_State *L, int rc, const char *cmd, const char *c
   return n;
 }
 
+static const char *const process_options[] = {"cwd", "env", "stderr", "stdin", "stdout", "timeout", NULL};
+
 /* Spawn cmd with args (table or nil) and opts (table or nil).  Returns the
  * proc, or NULL with an error pushed (nil, msg, code: 3 values). */
 static proc *start(lua_State *L, int capture, const char **stdin_data, size_t *stdin_len) {
@@ -358,6 +360,7 @@ static proc *start(lua_State *L, int capture, const char **stdin_data, size_t *s
   if (!lua_isnoneornil(L, 3)) {
     luaL_checktype(L, 3, LUA_TTABLE);
     opts = 3;
+    px_check_options(L, 3, capture ? "process.exec" : "process.spawn", process_options);
   }
   lua_settop(L, 3);
 
@@ -372,19 +375,19 @@ static proc *start(lua_State *L, int capture, const char **stdin_data, size_t *s
   if (opts) {
     lua_getfield(L, opts, "cwd");
     if (!lua_isnil(L, -1)) {
-      if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "bad option 'cwd' (string expected)");
+      if (lua_type(L, -1) != LUA_TSTRING) px_error_user(L, "bad option 'cwd' (string expected)");
       o.cwd = check_cstring(L, -1, "bad option 'cwd' (contains a NUL byte)"); /* anchored by opts */
     }
     lua_pop(L, 1);
     lua_getfield(L, opts, "env");
     if (!lua_isnil(L, -1)) {
-      if (!lua_istable(L, -1)) luaL_error(L, "bad option 'env' (table expected)");
+      if (!lua_istable(L, -1)) px_error_user(L, "bad option 'env' (table expected)");
       o.env = build_env(L, lua_gettop(L)); /* leaves its anchors on the stack */
     }
     lua_getfield(L, opts, "timeout");
     if (!lua_isnil(L, -1)) {
       if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) > 0))
-        luaL_error(L, "bad option 'timeout' (positive number of seconds expected)");
+        px_error_user(L, "bad option 'timeout' (positive number of seconds expected)");
       timeout = lua_tonumber(L, -1);
       if (px_seconds_to_ms(timeout, &timeout_ms) == 0) timeout = 0; /* math.huge: no limit */
     }
@@ -405,7 +408,7 @@ static proc *start(lua_State *L, int capture, const char **stdin_data, size_t *s
           modes[0] = STDIO_PIPE;
         }
       } else if (!lua_isnil(L, -1)) {
-        luaL_error(L, "bad option 'stdin' (string expected)");
+        px_error_user(L, "bad option 'stdin' (string expected)");
       }
       lua_pop(L, 1);
     }
