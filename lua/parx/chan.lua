@@ -81,6 +81,9 @@ local SELECT_OPTS = options.known{"timeout"}
 -- returns its index plus, for a receive, the value and ok flag; on timeout
 -- nil, "timeout".
 function M.select(cases, opts)
+  if type(cases) ~= "table" then
+    raise("bad argument #1 to 'select' (table expected, got " .. type(cases) .. ")")
+  end
   local timeout
   if opts ~= nil then
     if type(opts) == "number" then

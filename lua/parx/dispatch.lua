@@ -29,6 +29,7 @@
 --   dispatch.check_callable(fn, fname) raises the usual bad argument #2
 --                  at the user's line (parx.opts).
 local async = require("parx.task").async
+local raise = require("parx.opts").error
 local unpack, type, error, pcall = unpack, type, error, pcall
 local getmetatable, setmetatable = getmetatable, setmetatable
 local yield = coroutine.yield
@@ -39,7 +40,7 @@ function M.check_callable(fn, fname)
   if type(fn) == "function" then return end
   local mt = getmetatable(fn)
   if type(mt) == "table" and mt.__call ~= nil then return end
-  require("parx.opts").error("bad argument #2 to '" .. fname .. "' (function expected, got " .. type(fn) .. ")")
+  raise("bad argument #2 to '" .. fname .. "' (function expected, got " .. type(fn) .. ")")
 end
 
 local function new(C, take)

@@ -81,4 +81,20 @@ function M.check_table(fname, argn, opts, known)
   return M.check(fname, opts, known)
 end
 
+-- check_fn(fname, [opts,] fn, ...): the arguments of parx.spawn and what
+-- is built on it (scopes, pool.submit).  A table without a metatable first
+-- is the options (as runtime/mod/task.c takes them); the function after it
+-- must be callable, or this raises at the user's line, before parx.spawn
+-- would raise it inside the wrapper.
+local getmetatable = debug.getmetatable -- parx's own hide behind __metatable
+local select = select
+function M.check_fn(fname, ...)
+  local argn, fn = 1, ...
+  if type(fn) == "table" and getmetatable(fn) == nil then argn, fn = 2, select(2, ...) end
+  if type(fn) == "function" then return end
+  local mt = getmetatable(fn)
+  if type(mt) == "table" and rawget(mt, "__call") ~= nil then return end
+  M.error(("bad argument #%d to '%s' (function expected, got %s)"):format(argn, fname, type(fn)))
+end
+
 return M

@@ -103,6 +103,7 @@ end
 -- submit([opts,] fn, ...) -> Task: fn(...) on a worker (parx.spawn).
 -- opts: parx.spawn's (name, daemon) plus callback and error_callback.
 function M.submit(spawn_fn, name, ...)
+  options.check_fn(name, ...)
   local first = ...
   if type(first) == "table" and not callable(first) then
     check_names(name, first, SUBMIT_OPTS)

@@ -79,10 +79,11 @@ end
 --   indent the indentation unit ("  ")
 -- Strings are quoted; a table reached again while it is being printed
 -- shows as <cycle>; tables with a __tostring metamethod use it.
+local check_table = require("parx.opts").check_table -- now: a script may remove require
 local FORMAT_OPTS = require("parx.opts").known{"depth", "indent", "items", "width"}
 
 function repl.format(value, opts)
-  opts = require("parx.opts").check_table("repl.format", 2, opts, FORMAT_OPTS) or {}
+  opts = check_table("repl.format", 2, opts, FORMAT_OPTS) or {}
   local max_depth = opts.depth or 4
   local max_items = opts.items or 100
   local width = opts.width or 80

@@ -59,8 +59,9 @@ end
 local Scope = {}
 Scope.__index = Scope
 
-local function start(s, how, ...)
+local function start(s, how, name, ...)
   if s.closed then raise("parx.scope: the scope has ended; start tasks inside its function") end
+  options.check_fn(name, ...)
   local t = how(...)
   s.tasks[#s.tasks + 1] = t
   return t
@@ -68,8 +69,8 @@ end
 
 -- s:spawn([opts,] fn, ...) / s:async([opts,] fn, ...): as parx.spawn and
 -- parx.async, and the scope waits for the task.
-function Scope.spawn(s, ...) return start(s, require("parx").spawn, ...) end
-function Scope.async(s, ...) return start(s, require("parx").async, ...) end
+function Scope.spawn(s, ...) return start(s, require("parx").spawn, "spawn", ...) end
+function Scope.async(s, ...) return start(s, require("parx").async, "async", ...) end
 
 -- s:cancel(): cancel every task of the scope (the scope then ends without
 -- raising for them).

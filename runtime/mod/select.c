@@ -138,7 +138,7 @@ int px_chan_select(lua_State *L) {
     if (timeout > 3e12) timeout = -1;
   }
   int n = (int)lua_objlen(L, 1);
-  if (n == 0 && timeout < 0) return luaL_error(L, "select with no cases and no timeout would wait forever");
+  if (n == 0 && timeout < 0) return px_error_user(L, "select with no cases and no timeout would wait forever");
 
   /* Check every case before any fires, noting its channel and direction
    * (on the C stack, or in a userdata that the GC takes back if a check
@@ -147,16 +147,16 @@ int px_chan_select(lua_State *L) {
   scase *cs = n <= 16 ? stack_cases : lua_newuserdata(L, (size_t)n * sizeof *cs);
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
-    if (!lua_istable(L, -1)) return luaL_error(L, "select case %d: table expected, got %s", i, luaL_typename(L, -1));
+    if (!lua_istable(L, -1)) return px_error_user(L, "select case %d: table expected, got %s", i, luaL_typename(L, -1));
     lua_rawgeti(L, -1, 1);
     px_chan *ch = test_chan(L, -1);
-    if (!ch) return luaL_error(L, "select case %d: channel expected, got %s", i, luaL_typename(L, -1));
+    if (!ch) return px_error_user(L, "select case %d: channel expected, got %s", i, luaL_typename(L, -1));
     lua_rawgeti(L, -2, 2);
     size_t len = 0;
     const char *op = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
     int is_send = op && len == 4 && memcmp(op, "send", 4) == 0;
     if (!is_send && !(op && len == 4 && memcmp(op, "recv", 4) == 0))
-      return luaL_error(L, "select case %d: operation must be \"recv\" or \"send\"", i);
+      return px_error_user(L, "select case %d: operation must be \"recv\" or \"send\"", i);
     lua_pop(L, 3);
     cs[i - 1].ch = ch;
     cs[i - 1].is_send = is_send;
@@ -179,7 +179,7 @@ int px_chan_select(lua_State *L) {
       r = px_chan_try(ch, PX_CHAN_SEND, &v);
       lua_pop(L, 2);
       if (r != 1) px_slot_free(&v);
-      if (r == -1) return luaL_error(L, "send on closed channel (select case %d)", i);
+      if (r == -1) return px_error_user(L, "send on closed channel (select case %d)", i);
     } else {
       r = px_chan_try(ch, PX_CHAN_RECV, &v);
     }
