@@ -15,51 +15,139 @@
 
 #define NOTE_MS 3000
 
-/* Up to `max` tasks that keep the process alive, as "task 5 on worker 1
- * (waiting on sleep)"; how many there are in all.  Reads each VM's task
- * list under its inbox_lock (as the deadlock report does). */
-static long describe(px_runtime *rt, char *buf, size_t size, int max) {
-  long n = 0;
-  size_t used = 0;
-  buf[0] = 0;
-  int nvms = atomic_load(&rt->workers_started) ? rt->nworkers + 1 : 1;
-  for (int i = 0; i < nvms; i++) {
-    px_vm *vm = i == 0 ? rt->main : rt->workers[i - 1];
-    if (!vm || vm->dead) continue;
-    pthread_mutex_lock(&vm->inbox_lock);
-    for (px_task *t = vm->tasks; t; t = t->next) {
-      px_future *f = t->future;
-      if (!f || f->daemon || t->state == PX_TASK_DONE) continue;
-      if (n++ >= max || used >= size) continue;
-      const char *what = t->state == PX_TASK_PARKED && t->wait && t->wait->what ? t->wait->what
-                         : t->state == PX_TASK_PARKED                          ? "something"
-                                                                              : "running";
-      int w = snprintf(buf + used, size - used, "%stask %ld%s%s%s on %s%.0d (%s%s)",
-                       used ? ", " : "", f->seq, f->name ? " '" : "", f->name ? f->name : "",
-                       f->name ? "'" : "", vm->id == 0 ? "the main VM" : "worker ", vm->id,
-                       t->state == PX_TASK_PARKED ? "waiting on " : "", what);
-      if (w > 0) used += (size_t)w;
-    }
-    pthread_mutex_unlock(&vm->inbox_lock);
-  }
-  return n;
+/* The note is written from each VM's own thread: a task's state and wait
+ * are its VM's to read (sched.c writes them without a lock), so note_cb
+ * lists the main VM's tasks itself and posts a control message to every
+ * worker, which adds its own; the last to answer prints the line.  A
+ * worker that does not answer within ASK_MS (a task in a compiled loop
+ * that never parks) is left out of the list and only counted, from
+ * rt->live_tasks, when the timer prints what has come. */
+#define ASK_MS 500
+#define NOTE_MAX 3
+
+typedef struct note_req {
+  atomic_int refs;      /* the timer's, each message's */
+  pthread_mutex_t lock; /* guards everything below */
+  int pending, printed;
+  long n; /* tasks listed (or counted past NOTE_MAX) */
+  size_t used;
+  char buf[400];
+  px_runtime *rt;
+} note_req;
+
+typedef struct note_msg {
+  px_wait w; /* a control message: no task */
+  note_req *req;
+} note_msg;
+
+typedef struct note_timer {
+  uv_timer_t timer;
+  px_runtime *rt;
+  note_req *req; /* NULL until the workers were asked */
+} note_timer;
+
+static void req_release(note_req *req) {
+  if (atomic_fetch_sub(&req->refs, 1) != 1) return;
+  pthread_mutex_destroy(&req->lock);
+  free(req);
 }
 
-static void note_cb(uv_timer_t *timer) {
-  px_runtime *rt = timer->data;
-  if (atomic_load(&rt->live_tasks) <= 0) return;
-  char tasks[400];
-  long n = describe(rt, tasks, sizeof tasks, 3);
-  long queued = atomic_load(&rt->live_tasks) - n;
+/* vm's tasks that keep the process alive, as "task 5 on worker 1
+ * (waiting on sleep)", added to req (vm's own thread). */
+static void describe(note_req *req, px_vm *vm) {
+  pthread_mutex_lock(&req->lock);
+  for (px_task *t = vm->tasks; t; t = t->next) {
+    px_future *f = t->future;
+    if (!f || f->daemon || t->state == PX_TASK_DONE) continue;
+    if (req->n++ >= NOTE_MAX || req->used >= sizeof req->buf) continue;
+    const char *what = t->state == PX_TASK_PARKED && t->wait && t->wait->what ? t->wait->what
+                       : t->state == PX_TASK_PARKED                          ? "something"
+                                                                            : "running";
+    int w = snprintf(req->buf + req->used, sizeof req->buf - req->used,
+                     "%stask %ld%s%s%s on %s%.0d (%s%s)", req->used ? ", " : "", f->seq,
+                     f->name ? " '" : "", f->name ? f->name : "", f->name ? "'" : "",
+                     vm->id == 0 ? "the main VM" : "worker ", vm->id,
+                     t->state == PX_TASK_PARKED ? "waiting on " : "", what);
+    if (w > 0) req->used += (size_t)w;
+  }
+  if (req->used >= sizeof req->buf) req->used = sizeof req->buf - 1;
+  pthread_mutex_unlock(&req->lock);
+}
+
+/* The line, once (req->lock held). */
+static void print_note(note_req *req) {
+  if (req->printed || atomic_load(&req->rt->live_tasks) <= 0) return;
+  req->printed = 1;
+  long queued = atomic_load(&req->rt->live_tasks) - req->n;
+  long all = req->n + (queued > 0 ? queued : 0);
   fprintf(stderr,
           "parx: the script has returned; waiting for %ld task%s%s%s%s (Ctrl-C stops; start "
           "tasks that should not be waited for with {daemon = true})\n",
-          n + (queued > 0 ? queued : 0), n + (queued > 0 ? queued : 0) == 1 ? "" : "s",
-          n ? ": " : "", tasks, n > 3 ? ", ..." : "");
+          all, all == 1 ? "" : "s", req->n ? ": " : "", req->buf, req->n > NOTE_MAX ? ", ..." : "");
   fflush(stderr);
 }
 
-static void note_close_cb(uv_handle_t *h) { free(h); }
+static void answered(note_req *req) {
+  pthread_mutex_lock(&req->lock);
+  if (--req->pending == 0) print_note(req);
+  pthread_mutex_unlock(&req->lock);
+}
+
+/* The control message, on the answering worker's thread. */
+static int note_answer(lua_State *L, px_wait *w) {
+  note_msg *m = (note_msg *)w;
+  note_req *req = m->req;
+  describe(req, px_vm_of(L));
+  answered(req);
+  free(m);
+  req_release(req);
+  return 0;
+}
+
+/* First (NOTE_MS): list the main VM's tasks, ask the workers for theirs.
+ * Then (ASK_MS later): print what has come, if the last answer did not. */
+static void note_cb(uv_timer_t *timer) {
+  note_timer *nt = (note_timer *)timer;
+  px_runtime *rt = nt->rt;
+  if (nt->req) {
+    pthread_mutex_lock(&nt->req->lock);
+    print_note(nt->req);
+    pthread_mutex_unlock(&nt->req->lock);
+    return;
+  }
+  if (atomic_load(&rt->live_tasks) <= 0) return;
+  note_req *req = calloc(1, sizeof *req);
+  if (!req) return;
+  pthread_mutex_init(&req->lock, NULL);
+  atomic_init(&req->refs, 1);
+  req->rt = rt;
+  req->pending = 1; /* the main VM's, below */
+  nt->req = req;
+  int nworkers = atomic_load(&rt->workers_started) ? rt->nworkers : 0;
+  for (int i = 0; i < nworkers; i++) {
+    px_vm *vm = rt->workers[i];
+    if (!vm || vm->dead) continue;
+    note_msg *m = calloc(1, sizeof *m);
+    if (!m) continue; /* counted, not listed */
+    m->req = req;
+    m->w.deliver = note_answer;
+    m->w.what = "a note of what the process waits for";
+    atomic_fetch_add(&req->refs, 1);
+    pthread_mutex_lock(&req->lock);
+    req->pending++;
+    pthread_mutex_unlock(&req->lock);
+    px_vm_post(vm, &m->w);
+  }
+  describe(req, rt->main);
+  answered(req);
+  uv_timer_start(timer, note_cb, ASK_MS, 0);
+}
+
+static void note_close_cb(uv_handle_t *h) {
+  note_timer *nt = (note_timer *)h;
+  if (nt->req) req_release(nt->req);
+  free(nt);
+}
 
 /* The drive's test (vm.c PX_DRIVE_UNTIL): never done by itself; once no
  * task but daemons is left, cancel those (they end, their cleanup runs,
@@ -76,11 +164,11 @@ static int check(px_vm *vm, void *arg) {
 
 void px_leftover_drain(px_runtime *rt) {
   if (atomic_load(&rt->exit_requested)) return;
-  uv_timer_t *note = NULL;
-  if (isatty(2) && (note = malloc(sizeof *note)) && uv_timer_init(&rt->main->loop, note) == 0) {
-    note->data = rt;
-    uv_unref((uv_handle_t *)note); /* the note keeps nothing alive */
-    uv_timer_start(note, note_cb, NOTE_MS, 0);
+  note_timer *note = NULL;
+  if (isatty(2) && (note = calloc(1, sizeof *note)) && uv_timer_init(&rt->main->loop, &note->timer) == 0) {
+    note->rt = rt;
+    uv_unref((uv_handle_t *)&note->timer); /* the note keeps nothing alive */
+    uv_timer_start(&note->timer, note_cb, NOTE_MS, 0);
   } else {
     free(note);
     note = NULL;
@@ -92,5 +180,5 @@ void px_leftover_drain(px_runtime *rt) {
    * closes. */
   if (!atomic_load(&rt->exit_requested) && px_runtime_cancel_daemons(rt) > 0)
     px_vm_drive(rt->main, PX_DRIVE_UNTIL, check, &cancelled);
-  if (note) uv_close((uv_handle_t *)note, note_close_cb);
+  if (note) uv_close((uv_handle_t *)&note->timer, note_close_cb);
 }

@@ -110,6 +110,28 @@ int px_vm_renew(px_vm **vm) {
   return err;
 }
 
+/* Under ThreadSanitizer: libuv (Debian's, not instrumented) closes the
+ * loop's epoll and eventfd descriptors with a raw syscall(SYS_close) that
+ * TSan never sees, so when this thread's VM ends before the runtime does
+ * (a pool's VM) and another thread gets the same number back, TSan takes
+ * that thread's close for a race with this one's old epoll_wait.  Tell it
+ * of the close, on this thread, as its own close interceptor would. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PX_TSAN 1
+#endif
+#endif
+#ifdef PX_TSAN
+#include <sanitizer/linux_syscall_hooks.h>
+static void tsan_loop_closing(uv_loop_t *loop) {
+  int fds[] = {uv_backend_fd(loop), loop->async_io_watcher.fd, loop->async_wfd};
+  for (size_t i = 0; i < sizeof fds / sizeof *fds; i++)
+    if (fds[i] > 2) __sanitizer_syscall_pre_close(fds[i]);
+}
+#else
+static void tsan_loop_closing(uv_loop_t *loop) { (void)loop; }
+#endif
+
 static void close_walk(uv_handle_t *h, void *arg) {
   (void)arg;
   if (!uv_is_closing(h)) uv_close(h, NULL);
@@ -135,6 +157,7 @@ void px_vm_free(px_vm *vm) {
   /* Handles of modules were closed by their __gc; close what is left. */
   uv_walk(&vm->loop, close_walk, NULL);
   uv_run(&vm->loop, UV_RUN_DEFAULT);
+  tsan_loop_closing(&vm->loop);
   uv_loop_close(&vm->loop);
   pthread_mutex_destroy(&vm->inbox_lock);
   free(vm);
