@@ -88,6 +88,27 @@ describe("make asan", function()
   end)
 end)
 
+-- The same leak in a process that has started MPI (OpenMPI's libraries
+-- and components loaded, MPI_Init's own leaks made).
+local mpi_built = pcall(require, "parx.c.mpi")
+local mpi_leak = [[
+  local mpi = require "parx.mpi"
+  assert(mpi.size() == 1 and mpi.bcast("b") == "b")
+]] .. leak
+
+describe("make asan", function()
+  it("reports a leak by parx code in a process that uses MPI, and none of OpenMPI's (lsan.supp's OpenMPI lines)", function()
+    if not needs("address") then return end
+    if not mpi_built then pending("parx was built without MPI") return end
+    -- The stacks reported, not the table of suppressions used after them.
+    local out = child_reports(mpi_leak):gsub("Suppressions used:.*", "")
+    assert.matches("parx_channel_new", out)
+    assert.not_matches("libmpi", out)
+    assert.not_matches("libopen%-pal", out)
+    assert.not_matches("unknown module", out)
+  end)
+end)
+
 describe("make tsan", function()
   it("reports a race in parx code that LuaJIT called (tsan.supp hides no LuaJIT caller)", function()
     if not needs("thread") then return end
