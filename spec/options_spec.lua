@@ -123,6 +123,16 @@ describe("an unknown option", function()
     assert.truthy(err:find("parx.spawn: option 'daemon' must be a boolean", 1, true), err)
   end)
 
+  it("process.exec rejects stdout and stderr, which only process.spawn reads", function()
+    for _, name in ipairs({"stdout", "stderr"}) do
+      local err = raises_at_caller(function() parx.process.exec("true", {}, {[name] = "inherit"}) end)
+      assert.truthy(err:find("process.exec: unknown option '" .. name .. "' (known: cwd, env, stdin, timeout)", 1, true),
+        err)
+    end
+    local p = parx.process.spawn("true", {}, {stdout = "ignore", stderr = "ignore"})
+    assert.equal(0, p:wait())
+  end)
+
   it("mpi.map, mpi.imap and mpi.imap_unordered reject one too", function()
     local PARX = os.getenv("PARX_BIN") or "build/parx"
     local p = io.popen(PARX .. [[ -e '

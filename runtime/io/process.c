@@ -345,7 +345,9 @@ static int push_spawn_error(lua_State *L, int rc, const char *cmd, const char *c
   return n;
 }
 
-static const char *const process_options[] = {"cwd", "env", "stderr", "stdin", "stdout", "timeout", NULL};
+/* exec captures stdout and stderr itself: only spawn reads those two. */
+static const char *const exec_options[] = {"cwd", "env", "stdin", "timeout", NULL};
+static const char *const spawn_options[] = {"cwd", "env", "stderr", "stdin", "stdout", "timeout", NULL};
 
 /* Spawn cmd with args (table or nil) and opts (table or nil).  Returns the
  * proc, or NULL with an error pushed (nil, msg, code: 3 values). */
@@ -360,7 +362,8 @@ static proc *start(lua_State *L, int capture, const char **stdin_data, size_t *s
   if (!lua_isnoneornil(L, 3)) {
     luaL_checktype(L, 3, LUA_TTABLE);
     opts = 3;
-    px_check_options(L, 3, capture ? "process.exec" : "process.spawn", process_options);
+    if (capture) px_check_options(L, 3, "process.exec", exec_options);
+    else px_check_options(L, 3, "process.spawn", spawn_options);
   }
   lua_settop(L, 3);
 
