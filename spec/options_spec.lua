@@ -178,6 +178,13 @@ describe("misuse is raised at the caller's line", function()
     {"http.request with a bad field", function() parx.http.request({url = 5}) end, "bad field 'url'"},
     {"process.exec with a bad option value", function() parx.process.exec("true", {}, {cwd = 1}) end,
      "bad option 'cwd'"},
+    {"fs.lines with no path", function() parx.fs.lines(nil) end, "bad argument #1 to 'lines'"},
+    {"fs.exists with no path", function() parx.fs.exists(5) end, "bad argument #1 to 'exists'"},
+    {"process.spawn with no command", function() parx.process.spawn(nil) end, "bad argument #1 to 'spawn'"},
+    {"process.spawn with bad args", function() parx.process.spawn("true", "x") end, "bad argument #2 to 'spawn'"},
+    {"gpu.randn with opts that are not a table", function() gpu.randn("float32", {2}, 5) end,
+     "bad argument #3 to 'gpu.randn'"},
+    {"parx.timeout with no function", function() parx.timeout(1, nil) end, "bad argument #2 to 'parx.timeout'"},
     {"gpu.matmul with mismatched dtypes", function() gpu.matmul(A, parx.array.from("float64", {{1}})) end,
      "dtype mismatch"},
   }

@@ -103,6 +103,9 @@ function fs.mkdir(path, opts)
 end
 
 function fs.exists(path)
+  if type(path) ~= "string" then
+    raise("bad argument #1 to 'exists' (string expected, got " .. type(path) .. ")")
+  end
   return C.stat(path) ~= nil
 end
 
@@ -142,8 +145,11 @@ function fs.remove(path, opts)
 end
 
 -- The iterator of fs.chunks; `name` is the function the caller called, and
--- errors are raised at the caller's line (level 3: through that function).
+-- errors are raised at the caller's line (parx.opts).
 local function chunk_iterator(path, size, name)
+  if type(path) ~= "string" then
+    raise(("bad argument #1 to '%s' (string expected, got %s)"):format(name, type(path)))
+  end
   size = size or 65536
   if type(size) ~= "number" or size < 1 then
     raise(("bad argument #2 to '%s' (positive number expected)"):format(name))

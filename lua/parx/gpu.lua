@@ -46,8 +46,8 @@ gpu.sum = raising(C.sum, "sum")
 local RANDN_OPTS = options.known{"host", "seed"}
 function gpu.randn(dtype, shape, opts)
   local o = {dist = "normal"}
-  if opts then
-    options.check("gpu.randn", opts, RANDN_OPTS)
+  if opts ~= nil then
+    options.check_table("gpu.randn", 3, opts, RANDN_OPTS)
     for k, v in pairs(opts) do o[k] = v end
   end
   o.dist = "normal"

@@ -88,13 +88,19 @@ end
 -- would raise it inside the wrapper.
 local getmetatable = debug.getmetatable -- parx's own hide behind __metatable
 local select = select
-function M.check_fn(fname, ...)
-  local argn, fn = 1, ...
-  if type(fn) == "table" and getmetatable(fn) == nil then argn, fn = 2, select(2, ...) end
+
+-- check_callable(fname, argn, fn): fn is a function or has __call.
+function M.check_callable(fname, argn, fn)
   if type(fn) == "function" then return end
   local mt = getmetatable(fn)
   if type(mt) == "table" and rawget(mt, "__call") ~= nil then return end
   M.error(("bad argument #%d to '%s' (function expected, got %s)"):format(argn, fname, type(fn)))
+end
+
+function M.check_fn(fname, ...)
+  local argn, fn = 1, ...
+  if type(fn) == "table" and getmetatable(fn) == nil then argn, fn = 2, select(2, ...) end
+  M.check_callable(fname, argn, fn)
 end
 
 return M

@@ -208,6 +208,7 @@ end
 -- while it waits, fn is cancelled too.
 function M.timeout(seconds, fn, ...)
   check_timeout(seconds, "parx.timeout")
+  options.check_callable("parx.timeout", 2, fn)
   local t = c.async(fn, ...)
   local ok, k = pcall(wait_any, {t}, seconds)
   if not ok then

@@ -352,15 +352,22 @@ static const char *const spawn_options[] = {"cwd", "env", "stderr", "stdin", "st
 /* Spawn cmd with args (table or nil) and opts (table or nil).  Returns the
  * proc, or NULL with an error pushed (nil, msg, code: 3 values). */
 static proc *start(lua_State *L, int capture, const char **stdin_data, size_t *stdin_len) {
-  const char *cmd = luaL_checkstring(L, 1);
+  const char *fname = capture ? "exec" : "spawn";
+  /* Raised at the user's line: process.spawn reaches here through
+   * lua/parx/process.lua. */
+  if (lua_type(L, 1) != LUA_TSTRING && lua_type(L, 1) != LUA_TNUMBER)
+    px_error_user(L, "bad argument #1 to '%s' (string expected, got %s)", fname, luaL_typename(L, 1));
+  const char *cmd = lua_tostring(L, 1);
   check_cstring(L, 1, "bad argument #1 (the command contains a NUL byte)");
   int args = 0, opts = 0;
   if (!lua_isnoneornil(L, 2)) {
-    luaL_checktype(L, 2, LUA_TTABLE);
+    if (!lua_istable(L, 2))
+      px_error_user(L, "bad argument #2 to '%s' (table expected, got %s)", fname, luaL_typename(L, 2));
     args = 2;
   }
   if (!lua_isnoneornil(L, 3)) {
-    luaL_checktype(L, 3, LUA_TTABLE);
+    if (!lua_istable(L, 3))
+      px_error_user(L, "bad argument #3 to '%s' (table expected, got %s)", fname, luaL_typename(L, 3));
     opts = 3;
     if (capture) px_check_options(L, 3, "process.exec", exec_options);
     else px_check_options(L, 3, "process.spawn", spawn_options);
