@@ -158,6 +158,8 @@ describe("misuse is raised at the caller's line", function()
   local t = parx.async(noop)
   local ended -- a scope whose function has returned
   parx.scope(function(s) ended = s end)
+  local closed = parx.channel()
+  closed:close()
 
   local LOCATED = {
     {"parx.gather(1, 2)", function() parx.gather(1, 2) end, "task expected"},
@@ -185,6 +187,10 @@ describe("misuse is raised at the caller's line", function()
     {"gpu.randn with opts that are not a table", function() gpu.randn("float32", {2}, 5) end,
      "bad argument #3 to 'gpu.randn'"},
     {"parx.timeout with no function", function() parx.timeout(1, nil) end, "bad argument #2 to 'parx.timeout'"},
+    {"a send on a closed channel", function() closed:send(1) end, "send on closed channel"},
+    {"a condition's wait without its mutex", function() parx.condition():wait(0) end, "does not hold"},
+    {"a condition's wait_for with no predicate", function() parx.condition():wait_for(nil) end,
+     "bad argument #1 to 'wait_for'"},
     {"gpu.matmul with mismatched dtypes", function() gpu.matmul(A, parx.array.from("float64", {{1}})) end,
      "dtype mismatch"},
   }

@@ -13,6 +13,7 @@
 --   local ev = parx.event();       ev:set(); ev:wait(1) --> true
 --   local c = parx.condition();    c:with(function() c:wait() end); c:notify()
 local C = require "parx.c.sync"
+local check_callable = require("parx.opts").check_callable -- raises at the user's line
 
 local pcall, error, pairs = pcall, error, pairs
 
@@ -54,6 +55,7 @@ end
 -- c:wait_for(pred[, timeout]) -> pred's last result: waits until pred()
 -- is true (checked first, then after each notify), or the timeout passed.
 function cond.wait_for(self, pred, timeout)
+  check_callable("wait_for", 1, pred)
   local result = pred()
   if result then return result end
   local deadline = timeout and now() + timeout

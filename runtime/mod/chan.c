@@ -16,7 +16,7 @@
 #include "chan.h"
 
 static int raise_status(lua_State *L, int r) {
-  if (r == -1) return luaL_error(L, "send on closed channel");
+  if (r == -1) return px_error_user(L, "send on closed channel"); /* at the user's line, not chan.lua's */
   return px_oom(L, "channel");
 }
 

@@ -91,7 +91,7 @@ static px_sync *check_cond_owned(lua_State *L, const char *what) {
   int mine = m->owner == px_sync_owner(L);
   pthread_mutex_unlock(&m->lock);
   if (!mine)
-    luaL_error(L, "%s on a condition whose mutex this task does not hold (lock it first, "
+    px_error_user(L, "%s on a condition whose mutex this task does not hold (lock it first, "
                   "or use c:with(fn))", what);
   return c;
 }
