@@ -191,6 +191,9 @@ describe("misuse is raised at the caller's line", function()
     {"a condition's wait without its mutex", function() parx.condition():wait(0) end, "does not hold"},
     {"a condition's wait_for with no predicate", function() parx.condition():wait_for(nil) end,
      "bad argument #1 to 'wait_for'"},
+    {"parx.timer with a negative delay", function() parx.timer(-1, noop) end, "bad argument #1 to 'timer'"},
+    {"parx.signal with an unknown signal", function() parx.signal("SIGFOO", noop) end,
+     "bad argument #1 to 'signal' (unknown signal 'SIGFOO')"},
     {"gpu.matmul with mismatched dtypes", function() gpu.matmul(A, parx.array.from("float64", {{1}})) end,
      "dtype mismatch"},
   }

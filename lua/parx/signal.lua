@@ -29,11 +29,16 @@ end
 local d = dispatch(C, take)
 entries = d.entries
 
+local raise = require("parx.opts").error
 local M = {}
 
 function M.signal(name, handler)
   dispatch.check_callable(handler, "signal")
-  local s, id, signame = C.new(name)
+  -- A bad name raises in C.new: raise it at the user's line instead of here.
+  local ok, s, id, signame = pcall(C.new, name)
+  if not ok then
+    raise((tostring(s):gsub("^[^:]*parx/signal%.lua:%d+: ", ""):gsub("to '[^']*'", "to 'signal'", 1)))
+  end
   if s == nil then return nil, id, signame end
   d.add(id, s, {handler, n = 1, signame})
   return s

@@ -64,6 +64,9 @@ end
 local M = {}
 
 function M.timer(delay, fn, ...)
+  if type(delay) ~= "number" or not (delay >= 0) then
+    raise("bad argument #1 to 'timer' (delay must be a number of seconds >= 0)")
+  end
   return start("timer", delay, nil, fn, ...)
 end
 
