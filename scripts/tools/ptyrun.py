@@ -44,11 +44,15 @@ def main():
     out = bytearray()
     status = None
 
-    def pump(until_prompt, quiet=None):
+    def pump(until_prompt, quiet=None, after_newline=False):
         nonlocal status
         deadline = time.time() + (quiet * 10 if quiet else timeout)
         last = time.time()
         mark = len(out)
+        # After a line was sent, its echo may itself end in "> " ("P> ",
+        # "n > 0") while it arrives: the prompt counts only after the echo
+        # of its newline.
+        begin = None if after_newline else mark
         while time.time() < deadline:
             r, _, _ = select.select([fd], [], [], 0.05)
             if r:
@@ -60,7 +64,11 @@ def main():
                     return True
                 out.extend(data)
                 last = time.time()
-                if until_prompt and PROMPT.search(bytes(out[mark:])):
+                if begin is None:
+                    nl = out.find(b"\n", mark)
+                    if nl >= 0:
+                        begin = nl + 1
+                if until_prompt and begin is not None and PROMPT.search(bytes(out[begin:])):
                     return True
             else:
                 if quiet and time.time() - last > quiet:
@@ -98,7 +106,7 @@ def main():
         # A partial line shows no new prompt: wait for its echo to settle.
         partial = not g.endswith(b"\n") and len(g) > 1 or g in (b"\x1b", b"\t") or nowait
         nowait = False
-        ok = pump(not partial, 0.3 if partial else None)
+        ok = pump(not partial, 0.3 if partial else None, g.endswith(b"\n"))
     # Wait for the program to end (it should, after the last keys).
     deadline = time.time() + timeout
     while status is None and time.time() < deadline:
