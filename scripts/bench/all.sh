@@ -1,7 +1,7 @@
 #!/bin/sh
 # all.sh -- `make bench`: every table of README's "Benchmarks" in one run.
 #
-#   scripts/bench/all.sh [build-dir]        (ROUNDS=3, BENCH="pool chan ...")
+#   scripts/bench/all.sh [build-dir]        (ROUNDS=3, MPI_ROUNDS=2, BENCH="pool chan ...")
 #
 # Each round runs every workload once, parx and its peers one after the
 # other, and the order flips every round (parx first, then the peers first)
@@ -181,11 +181,13 @@ matmul_peers() {
   done; done
 }
 
-# MPI: scripts/bench/mpi.sh prints its own "impl key value unit" rows.
+# MPI: scripts/bench/mpi.sh prints its own "impl key value unit" rows and
+# interleaves its own rounds, once (about 3.5 minutes a round on 2 cores):
+# MPI_ROUNDS (default 2) of them keep the whole run near 10 minutes.
 mpi_parx() {
   [ "$round" = 1 ] || return 0
   if have mpiexec; then
-    ROUNDS=$rounds sh "$here/mpi.sh" "$build" 2>> "$log" |
+    ROUNDS=${MPI_ROUNDS:-2} sh "$here/mpi.sh" "$build" 2>> "$log" |
       awk -v r="$round" 'NF == 4 && $3 ~ /^[0-9.e+-]+$/ {print r, $1, "mpi." $2, $3, $4}' >> "$raw"
   else
     note "mpiexec not found: MPI benchmarks skipped"
