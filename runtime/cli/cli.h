@@ -64,8 +64,8 @@ typedef struct px_editline {
   __typeof__(rl_attempted_completion_over) *attempted_completion_over;
   __typeof__(rl_completion_append_character) *completion_append_character;
 } px_editline;
-/* libedit, opened the first time; NULL with the reason in err when it
- * cannot be. */
+/* libedit, opened (once per process: the REPL's); NULL with the reason in
+ * err when it cannot be. */
 const px_editline *px_editline_open(char *err, size_t errlen);
 
 /* exit.c: catch SIGINT, SIGTERM and SIGHUP (those at their default) so

@@ -13,13 +13,7 @@
 #include "cli.h"
 
 const px_editline *px_editline_open(char *err, size_t errlen) {
-  static px_editline ed;
-  static int tried, ok;
-  if (tried) {
-    if (!ok) snprintf(err, errlen, "libedit.so.2 was not found");
-    return ok ? &ed : NULL;
-  }
-  tried = 1;
+  static px_editline ed; /* the REPL opens it once per process */
   void *h = dlopen("libedit.so.2", RTLD_NOW | RTLD_LOCAL);
   if (!h) {
     snprintf(err, errlen, "%s", dlerror());
@@ -35,6 +29,5 @@ const px_editline *px_editline_open(char *err, size_t errlen) {
     dlclose(h);
     return NULL;
   }
-  ok = 1;
   return &ed;
 }
