@@ -482,4 +482,26 @@ describe("parx command line exits", function()
     assert.truthy(out:find("^false\t[^\n]*EMFILE: too many open files"), out)
     assert.truthy(out:find("\nstarted later\n", 1, true), out)
   end)
+
+  it("workers that find descriptors for only some of them start those, and the runtime goes on", function()
+    local script = [[
+      local files = {}
+      while true do
+        local f = io.open("/dev/null")
+        if not f then break end
+        files[#files + 1] = f
+      end
+      for i = 1, 5 do table.remove(files):close() end -- room for one worker's loop
+      print(parx.spawn(function() return "ran" end):join(), parx.pool.size())
+      for _, f in ipairs(files) do f:close() end
+      print(parx.pool.map(function(x) return x * 2 end, {1, 2, 3})[3])
+    ]]
+    local code, out, err = run("--workers 3 -e " .. q(script), { ulimit = 64, timeout = 20 })
+    assert.are.equal(0, code, err)
+    local ran, size = out:match("^(%a+)\t(%d+)\n")
+    assert.are.equal("ran", ran, out)
+    size = tonumber(size)
+    assert.truthy(size >= 1 and size < 3, out)
+    assert.truthy(out:find("\n6\n", 1, true), out)
+  end)
 end)

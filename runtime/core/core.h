@@ -185,6 +185,12 @@ struct px_runtime {
 
 /* ---- vm.c (px_vm_post, px_vm_poke: wake.c) ---- */
 int px_vm_new(px_runtime *rt, int id, px_vm **out); /* 0 or UV_E* */
+/* px_vm_new in two halves: make (loop, inbox, recorder) on any thread,
+ * then setup (the lua_State) on the thread that drives the VM; discard
+ * undoes either on the VM's owner, taking no runtime lock. */
+int px_vm_make(px_runtime *rt, int id, px_vm **out); /* 0 or UV_E* */
+int px_vm_setup(px_vm *vm);                          /* 0 or UV_E* */
+void px_vm_discard(px_vm *vm);
 void px_vm_free(px_vm *vm);
 void px_vm_set_thread(px_vm *vm); /* wake.c: vm is driven by this thread now */
 void px_vm_post(px_vm *vm, px_wait *w);   /* any thread */

@@ -24,6 +24,7 @@
 const char px_park_marker = 0;
 
 static void async_cb(uv_async_t *h) { (void)h; }
+static void tsan_loop_closing(uv_loop_t *loop);
 
 /* Build VM `id` on the calling thread.  Returns 0 with *out set, or a
  * negative error code (UV_EMFILE when no file descriptor is left for the
@@ -42,8 +43,14 @@ static int open_libs(lua_State *L) {
   return 0;
 }
 
-/* trace: the flight recorder to adopt (px_vm_renew), or NULL for a new one. */
-static int vm_new(px_runtime *rt, int id, px_trace *trace, px_vm **out) {
+/* A VM is made in two halves.  px_vm_make, on the calling thread: the
+ * loop, its wake-up handle, the inbox and the flight recorder, what other
+ * threads reach and what runs out of descriptors.  px_vm_setup, on the
+ * thread that will drive it: the lua_State, with the libraries and parx
+ * loaded, the costly half (about 0.5 ms), which the workers build in
+ * parallel (runtime.c).  trace: the recorder to adopt (px_vm_renew), or
+ * NULL for a new one. */
+static int vm_make(px_runtime *rt, int id, px_trace *trace, px_vm **out) {
   *out = NULL;
   px_vm *vm = calloc(1, sizeof *vm);
   if (!vm) return UV_ENOMEM;
@@ -80,21 +87,50 @@ static int vm_new(px_runtime *rt, int id, px_trace *trace, px_vm **out) {
   atomic_fetch_add(&rt->pending, 1); /* a new VM is busy until it idles */
   vm->trace = trace;
   err = trace ? 0 : px_trace_vm_start(vm);
-  if (err == 0) err = px_state_setup(vm, open_libs);
   if (err != 0) {
-    uv_close((uv_handle_t *)&vm->async, NULL);
-    uv_run(&vm->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&vm->loop);
-    atomic_fetch_sub(&rt->pending, 1);
-    px_trace_vm_discard(vm); /* the caller may hold rt->lock */
-    pthread_mutex_destroy(&vm->inbox_lock);
-    free(vm->life);
-    free(vm);
+    px_vm_discard(vm);
     return err;
   }
-  px_vm_bind_fast(vm->L, vm); /* out of memory: px_vm_of stays on the slow path */
   *out = vm;
   return 0;
+}
+
+int px_vm_make(px_runtime *rt, int id, px_vm **out) { return vm_make(rt, id, NULL, out); }
+
+int px_vm_setup(px_vm *vm) {
+  px_vm_set_thread(vm);
+  int err = px_state_setup(vm, open_libs);
+  if (err == 0) px_vm_bind_fast(vm->L, vm); /* out of memory: px_vm_of stays on the slow path */
+  return err;
+}
+
+/* Undo px_vm_make (and px_vm_setup) of a VM that never ran: on the thread
+ * that owns it, taking no runtime lock (the starting thread may hold
+ * rt->lock). */
+void px_vm_discard(px_vm *vm) {
+  if (vm->L) {
+    px_vm_unbind_fast(vm->L);
+    lua_close(vm->L);
+    vm->L = NULL;
+  }
+  px_paths_free(vm);
+  uv_close((uv_handle_t *)&vm->async, NULL);
+  uv_run(&vm->loop, UV_RUN_DEFAULT);
+  tsan_loop_closing(&vm->loop);
+  uv_loop_close(&vm->loop);
+  atomic_fetch_sub(&vm->rt->pending, 1);
+  px_trace_vm_discard(vm);
+  pthread_mutex_destroy(&vm->inbox_lock);
+  free(vm->life);
+  free(vm);
+}
+
+static int vm_new(px_runtime *rt, int id, px_trace *trace, px_vm **out) {
+  px_vm *vm;
+  int err = vm_make(rt, id, trace, &vm);
+  if (err == 0 && (err = px_vm_setup(vm)) != 0) px_vm_discard(vm);
+  *out = err == 0 ? vm : NULL;
+  return err;
 }
 
 int px_vm_new(px_runtime *rt, int id, px_vm **out) { return vm_new(rt, id, NULL, out); }

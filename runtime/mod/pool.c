@@ -61,8 +61,7 @@ static px_shared_type job_type = {.name = JOB_MT, .free = job_free};
 static void job_free(px_shared *s) {
   pool_job *job = (pool_job *)s;
   px_msg_free(&job->fn);
-  px_pool_buffer_put(job->in_nums, job->buffer_cap);
-  px_pool_buffer_put(job->out_nums, job->buffer_cap);
+  px_pool_buffer_put(job->in_nums, job->buffer_cap); /* out_nums is the same buffer */
   for (long i = 0; i < job->nchunks; i++) {
     px_msg_free(&job->chunks[i].in);
     px_msg_free(&job->chunks[i].out);
@@ -202,14 +201,13 @@ static int l_new(lua_State *L) {
   if (mode == MODE_MAP && lua_isnumber(L, 4)) {
     lua_Number nitems = lua_tonumber(L, 4);
     if (nitems >= 1 && nitems < 1e10) {
-      size_t cap_in = 0, cap_out = 0;
-      job->in_nums = px_pool_buffer_get((size_t)nitems, &cap_in);
-      job->out_nums = px_pool_buffer_get((size_t)nitems, &cap_out);
-      /* Both are at least nitems; the smaller capacity is what is known
-       * to be safe to hand back for either. */
-      job->buffer_cap = cap_in < cap_out ? cap_in : cap_out;
+      /* One buffer both ways: a runner reads item i before it writes
+       * result i (pool_loops.lua), and each slot is one chunk's, so the
+       * results overwrite their own items.  Half the memory to fault in
+       * on a first call, and to stream through on every call. */
+      job->in_nums = job->out_nums = px_pool_buffer_get((size_t)nitems, &job->buffer_cap);
       job->nitems = (long)nitems;
-      if (!job->in_nums || !job->out_nums) return px_oom(L, "pool job");
+      if (!job->in_nums) return px_oom(L, "pool job");
     }
   }
   if (mode == MODE_FOR) {
@@ -363,16 +361,14 @@ static int l_close(lua_State *L) {
   pool_job *job = check_owner(L, 1);
   pthread_mutex_lock(&job->lock);
   int all = job->ndone == job->nchunks && !job->failed;
-  double *in = NULL, *out = NULL;
+  double *lane = NULL;
   if (all) {
-    in = job->in_nums;
-    out = job->out_nums;
+    lane = job->in_nums;
     job->in_nums = job->out_nums = NULL;
     job->stopped = 1;
   }
   pthread_mutex_unlock(&job->lock);
-  px_pool_buffer_put(in, job->buffer_cap);
-  px_pool_buffer_put(out, job->buffer_cap);
+  px_pool_buffer_put(lane, job->buffer_cap);
   return 0;
 }
 

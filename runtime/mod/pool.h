@@ -46,14 +46,16 @@ struct pool_job {
   long nchunks;
   chunk *chunks;
   int64_t first, last, per; /* MODE_FOR ranges */
-  /* The numeric lane (MODE_MAP): one double per item, each way.  The
-   * caller writes a chunk's numbers straight into in_nums and a runner its
-   * numeric results into out_nums, both from JIT-compiled FFI loops in
-   * pool.lua; no marshalling, no table per chunk.  A chunk holding anything
-   * else goes through its messages.  Each chunk's slice is written by one
-   * side before the publish or finish (under lock) that hands it over. */
+  /* The numeric lane (MODE_MAP): one double per item.  The caller writes
+   * a chunk's numbers straight into in_nums and a runner its numeric
+   * results into out_nums, both from JIT-compiled FFI loops in pool.lua;
+   * no marshalling, no table per chunk.  A chunk holding anything else
+   * goes through its messages.  The two are one buffer: a runner reads
+   * item i before it writes result i, in its own chunk's slice only.
+   * Each chunk's slice is written by one side before the publish or
+   * finish (under lock) that hands it over. */
   double *in_nums, *out_nums;
-  size_t buffer_cap; /* doubles in each */
+  size_t buffer_cap; /* doubles in it */
   long nitems;     /* items the lane was made for (put checks against it) */
 
   /* lock guards everything below and every chunk's state, in and out. */
