@@ -41,6 +41,9 @@ describe("parx.signal", function()
     assert.has_error(function() parx.signal("nosuch", function() end) end)
     assert.has_error(function() parx.signal("kill", function() end) end)
     assert.has_error(function() parx.signal("int") end)
+    for _, n in ipairs({5.5, 0, 65, -1, 0 / 0, 1 / 0, 2 ^ 40}) do
+      assert.has_error(function() parx.signal(n, function() end) end, nil, tostring(n))
+    end
   end)
 
   it("does not keep a script running", function()

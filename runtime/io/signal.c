@@ -46,8 +46,9 @@ const char *px_signal_name(int signum) {
 int px_signal_check(lua_State *L, int idx, int dflt) {
   if (lua_isnoneornil(L, idx) && dflt) return dflt;
   if (lua_type(L, idx) == LUA_TNUMBER) {
-    lua_Integer n = lua_tointeger(L, idx);
-    luaL_argcheck(L, n > 0 && n < 65, idx, "invalid signal number");
+    /* 5.5 is no signal: checked as a number before any conversion. */
+    lua_Number n = lua_tonumber(L, idx);
+    luaL_argcheck(L, n >= 1 && n <= 64 && n == (int)n, idx, "invalid signal number");
     return (int)n;
   }
   const char *s = luaL_checkstring(L, idx);
