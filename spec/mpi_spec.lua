@@ -83,6 +83,39 @@ describe("parx.mpi on 3 ranks (mpiexec -n 3)", function()
 
   job_specs(function() return mpirun(3, "spec/mpi/job.lua", 120) end)
 
+  it("allreduce of numbers and of arrays MPI can reduce is MPI's own (no message through rank 0); float16 still goes through rank 0", function()
+    local json = require "dkjson"
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. q(dir)))
+    local flags = "--oversubscribe" .. (root and " --allow-run-as-root" or "")
+    local status, out, err = sh(("OMPI_MCA_plm_rsh_agent=false mpiexec %s -n 3 %s --trace %s spec/mpi/allreduce.lua"):format(
+      flags, q(PARX), q(dir .. "/ar.json")), 90)
+    assert(status ~= 124, "the job hung:\n" .. out .. err)
+    assert.equal(0, status, err)
+    assert.equal("sum 6 6 100000 float64\nmax 2 0 7 int32\nprod 1.875\nhalf 3 3 float16\n", out)
+    local doc = json.decode((assert(slurp(dir .. "/ar.rank1.json"), "no trace of rank 1: " .. err)))
+    os.execute("rm -rf " .. q(dir))
+    local mark
+    for _, e in ipairs(doc.traceEvents) do
+      if e.ph == "i" and e.name == "generic" then mark = e.ts end
+    end
+    assert(mark, "no mark in rank 1's trace")
+    local before, after = {}, {}
+    for _, e in ipairs(doc.traceEvents) do
+      if e.cat == "wait.mpi" then
+        local t = e.ts < mark and before or after
+        t[e.name] = (t[e.name] or 0) + 1
+      end
+    end
+    -- each call: one allreduce of what the ranks pass, one of the values
+    assert.equal(6, before["mpi allreduce"], json.encode(before))
+    assert.is_nil(before["mpi recv"], json.encode(before))
+    assert.is_nil(before["mpi send"], json.encode(before))
+    assert.equal(1, after["mpi allreduce"], json.encode(after))
+    assert.truthy(after["mpi recv"], json.encode(after))
+  end)
+
   it("a rank that ends right after a send still delivers it", function()
     local status, out, err = mpirun(2, "spec/mpi/exit.lua", 60)
     assert(status ~= 124, "the job hung:\n" .. out .. err)

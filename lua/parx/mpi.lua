@@ -9,10 +9,11 @@
 --   local squares = mpi.map(function(i) return i * i end, list)   -- on rank 0
 --
 -- Every wait parks the calling task, never its thread.  Point-to-point
--- messages and barriers are MPI's; the collectives are built here on
--- messages of a communicator of their own (a tree for bcast, the root's
--- loop for gather, scatter and reduce), so they carry any Lua value and
--- reduce with any Lua function.  As in MPI, every rank calls the
+-- messages and barriers are MPI's, and so is allreduce of numbers and of
+-- arrays with a named op (mt.allreduce); the other collectives are built
+-- here on messages of a communicator of their own (a tree for bcast, the
+-- root's loop for gather, scatter and reduce), so they carry any Lua value
+-- and reduce with any Lua function.  As in MPI, every rank calls the
 -- collectives of a communicator in the same order.
 local options = require "parx.opts" -- option checks, misuse raised at the user's line
 local raise = options.error
@@ -250,9 +251,42 @@ function mt.reduce(self, v, op, root)
   return acc
 end
 
--- comm:allreduce(v, op) -> the reduction on every rank.
+-- What MPI's own allreduce takes: a number, or an array of a dtype MPI
+-- has, with sum, prod, min or max.  As codes every rank compares: kind (0
+-- none, 1 a number, 2 an array), op and dtype, element count.
+local MPI_OPS = {sum = 1, prod = 2, min = 3, max = 4}
+local MPI_DTYPES = {int8 = 1, int16 = 2, int32 = 3, int64 = 4, uint8 = 5, uint16 = 6,
+                    uint32 = 7, uint64 = 8, float32 = 9, float64 = 10}
+
+local function mpi_codes(v, op)
+  local o = type(op) == "string" and MPI_OPS[op]
+  if o then
+    if type(v) == "number" then return 1, o, 1 end
+    if is_array(v) then
+      local d, n = MPI_DTYPES[v:dtype()], #v
+      if d and n < 2 ^ 31 then return 2, o * 16 + d, n end
+    end
+  end
+  return 0, 0, 0
+end
+
+-- comm:allreduce(v, op) -> the reduction on every rank.  Every rank first
+-- says what it passes (an allreduce of four integers): when all pass
+-- numbers, or arrays of one dtype and size, with the same named op, MPI
+-- reduces them (OpenMPI's algorithms, O(log size) steps, no copy through
+-- rank 0; a sum of floats may then differ in its last bits from the rank
+-- order of reduce); anything else goes the way of reduce and bcast.
 function mt.allreduce(self, v, op)
   op = check_op(op, 2)
+  local kind, code, n = mpi_codes(v, op)
+  local same, err = self:_agree(kind, code, n, 0)
+  if same == nil then raise(err) end
+  if same and kind ~= 0 then
+    local what, x = self:_allreduce(v, op)
+    if what == nil then raise(x) end
+    if what == "number" then return x end
+    return value_of(what, x, 2)
+  end
   return self:bcast(self:reduce(v, op, 0), 0)
 end
 

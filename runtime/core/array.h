@@ -45,6 +45,9 @@ px_array *px_array_new(int dtype, int ndim, const int64_t *shape);
  * element is written before anyone reads it (a received message, a copy, a
  * download, gpu.rand); parx.array() stays zero-filled, as documented. */
 px_array *px_array_new_uninit(int dtype, int ndim, const int64_t *shape);
+/* Ask for huge pages for a fresh buffer of len bytes (from 4 MB): both
+ * constructors do for an array's data. */
+void px_advise_huge(void *p, size_t len);
 
 /* Push the Lua face of a (takes over one reference).  Loads parx.array in
  * L's VM if needed; may raise (out of memory), releasing the reference

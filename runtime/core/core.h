@@ -139,6 +139,8 @@ struct px_runtime {
   px_job *jobs_head, *jobs_tail;
   long njobs;
   atomic_uint next_worker;
+  atomic_int nspinning;       /* threads in spin_poll now (vm.c) */
+  int spin_cap;               /* at most this many at once */
 
   /* Quiescence: busy VMs plus posts and jobs not yet taken (vm.c). */
   atomic_long pending;

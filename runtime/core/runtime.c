@@ -338,6 +338,10 @@ px_runtime *px_runtime_new(int workers, int deadlock_check, const char *trace_pa
   rt->nworkers = workers;
   rt->last_vm_id = workers; /* pools' own VMs are numbered after the workers */
   rt->deadlock_check = deadlock_check;
+  /* Go's scheduler lets at most half its processors spin for work; so
+   * does parx, and at least two (a main VM and one worker, ping-ponging),
+   * so that spinning never takes a core a thread with work needs. */
+  rt->spin_cap = cpu_count() / 2 > 2 ? cpu_count() / 2 : 2;
   rt->modules = modules;
   rt->preload_publish = px_preload_publish;
   rt->preload_sync = px_preload_sync;

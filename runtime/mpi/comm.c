@@ -23,7 +23,8 @@
  *     good (measured: 32 us per small round trip with a 1 ms window, 400 us
  *     with 50 us);
  *   - while a payload is moving (pieces posted on `data`: the transport
- *     needs calls to push its fragments, and over TCP every fragment does)
+ *     needs calls to push its fragments, and over TCP every fragment does;
+ *     or an allreduce, whose every step waits for a call)
  *     keeps polling, yielding the core between calls, for up to
  *     MOVING_SPIN_US without progress;
  *   - then sleeps between polls for 1/BACKOFF_RATIO of the time it has been
@@ -266,6 +267,21 @@ static void post(px_mpi_op *op) {
     op->next = probing;
     probing = op;
     return;
+  case PX_MPI_ALLREDUCE: {
+    MPI_Request r;
+    int rc = PX_MPI_OWN(M->Iallreduce(op->in, op->out, op->count, op->type, op->mop,
+                                      op->comm->coll, &r));
+    if (rc == MPI_SUCCESS && add_req(op, r) < 0) rc = MPI_ERR_NO_MEM;
+    if (rc != MPI_SUCCESS) {
+      set_error(op, rc);
+      break;
+    }
+    /* A non-blocking collective moves one step per MPI call: poll it as a
+     * moving payload, not as a quiet wait. */
+    op->moving = 1;
+    moving++;
+    break;
+  }
   case PX_MPI_BARRIER: {
     MPI_Request r;
     int rc = PX_MPI_OWN(M->Ibarrier(op->comm->coll, &r));
@@ -305,22 +321,6 @@ static void post(px_mpi_op *op) {
   }
   }
   if (op->nreq == 0) finish(op);
-}
-
-/* A fresh buffer of len bytes that a receive is about to fill: a page
- * fault costs tens of microseconds on some virtual machines (64 MB of fresh
- * 4 KB pages took 400 ms on the machine of docs/mpi.md's figures, 35 ms in
- * 2 MB pages), so ask for huge pages when it is large. */
-static void advise_huge(void *p, size_t len) {
-#ifdef MADV_HUGEPAGE
-  if (!p || len < ((size_t)4 << 20)) return;
-  uintptr_t lo = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
-  uintptr_t hi = ((uintptr_t)p + len) & ~(uintptr_t)4095;
-  if (hi > lo) madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
-#else
-  (void)p;
-  (void)len;
-#endif
 }
 
 /* An envelope arrived for receive op: check it, then post its payload
@@ -377,8 +377,7 @@ static void got_envelope(px_mpi_op *op) {
                (unsigned long long)env.paylen);
     }
     op->rarray = a ? &a->hdr : NULL;
-    dst = a ? a->data : NULL;
-    advise_huge(dst, env.paylen);
+    dst = a ? a->data : NULL; /* in huge pages when large (array.c) */
   } else {
     op->rpay = malloc(env.paylen ? env.paylen : 1);
     if (!op->rpay) {
@@ -387,7 +386,7 @@ static void got_envelope(px_mpi_op *op) {
                (unsigned long long)env.paylen);
     }
     dst = op->rpay;
-    advise_huge(dst, env.paylen);
+    px_advise_huge(dst, env.paylen);
   }
   op->paylen = env.paylen;
   op->stage = 2;

@@ -38,6 +38,20 @@ static void load(void) {
   ok &= (lib.world = dlsym(h, "ompi_mpi_comm_world")) != NULL;
   ok &= (lib.byte = dlsym(h, "ompi_mpi_byte")) != NULL;
   ok &= (lib.errors_return = dlsym(h, "ompi_mpi_errors_return")) != NULL;
+  /* The handles of MPI's allreduce: mpi.h's MPI_INT8_T .. MPI_DOUBLE and
+   * MPI_SUM .. MPI_MAX are these globals' addresses. */
+  static const char *const types[PX_NDTYPES] = {
+    [PX_INT8] = "ompi_mpi_int8_t",   [PX_INT16] = "ompi_mpi_int16_t",
+    [PX_INT32] = "ompi_mpi_int32_t", [PX_INT64] = "ompi_mpi_int64_t",
+    [PX_UINT8] = "ompi_mpi_uint8_t", [PX_UINT16] = "ompi_mpi_uint16_t",
+    [PX_UINT32] = "ompi_mpi_uint32_t", [PX_UINT64] = "ompi_mpi_uint64_t",
+    [PX_FLOAT32] = "ompi_mpi_float", [PX_FLOAT64] = "ompi_mpi_double"};
+  for (int i = 0; i < PX_NDTYPES; i++)
+    if (types[i]) ok &= (lib.dtype[i] = dlsym(h, types[i])) != NULL;
+  lib.int64 = lib.dtype[PX_INT64];
+  static const char *const ops[4] = {"ompi_mpi_op_sum", "ompi_mpi_op_prod", "ompi_mpi_op_min",
+                                     "ompi_mpi_op_max"};
+  for (int i = 0; i < 4; i++) ok &= (lib.op[i] = dlsym(h, ops[i])) != NULL;
   if (!ok) load_error = LIBMPI " lacks a function parx needs (not OpenMPI 4?)";
 }
 

@@ -22,6 +22,8 @@
 #ifdef PX_MPI_INTERNAL
 #include <mpi.h>
 
+#include "../core/array.h"
+
 /* OpenMPI keeps, past MPI_Finalize, memory it allocated for its own life
  * (its components, its reduction ops' tables, communicator internals
  * and its transports' endpoints), from plugins it has dlclosed by exit
@@ -77,6 +79,9 @@
   XX(Testsome, (int n, MPI_Request *reqs, int *outcount, int *indices,       \
                 MPI_Status *statuses))                                       \
   XX(Ibarrier, (MPI_Comm comm, MPI_Request *req))                            \
+  XX(Iallreduce, (const void *sendbuf, void *recvbuf, int count,             \
+                  MPI_Datatype type, MPI_Op op, MPI_Comm comm,               \
+                  MPI_Request *req))                                         \
   XX(Get_count, (const MPI_Status *status, MPI_Datatype type, int *count))   \
   XX(Error_string, (int code, char *msg, int *len))                          \
   XX(Comm_get_attr, (MPI_Comm comm, int key, void *value, int *flag))
@@ -88,6 +93,12 @@ typedef struct px_mpi_lib {
   MPI_Comm world;
   MPI_Datatype byte;
   MPI_Errhandler errors_return;
+  /* For MPI's own allreduce: the datatype of each px_dtype (NULL for
+   * float16 and bfloat16, which MPI 3 lacks), MPI_INT64_T, and the ops
+   * sum, prod, min and max (in PX_OP_ order). */
+  MPI_Datatype dtype[PX_NDTYPES];
+  MPI_Datatype int64;
+  MPI_Op op[4];
 } px_mpi_lib;
 
 /* Open libmpi once; NULL with a message in *err when it cannot be. */
@@ -113,7 +124,7 @@ typedef struct px_mpi_comm {
 extern px_shared_type px_mpi_comm_type;
 
 enum { PX_MPI_SEND = 1, PX_MPI_RECV, PX_MPI_PROBE, PX_MPI_BARRIER,
-       PX_MPI_SPLIT, PX_MPI_FREE };
+       PX_MPI_SPLIT, PX_MPI_FREE, PX_MPI_ALLREDUCE };
 
 /* The envelope: the one message every send makes on `user` (or `coll`).
  * Small payloads follow it in the same message; larger ones travel on
@@ -161,6 +172,14 @@ struct px_mpi_op {
   px_shared *rarray;  /* the received array, when kind is PX_MPI_ARRAY */
   int source, rtag;
   px_mpi_comm *newcomm; /* split's result (a reference) */
+  /* allreduce: count elements of `type` from `in` reduced into `out` by
+   * `mop` (an array's data, or `scalar` below) */
+  const void *in;
+  void *out;
+  int count;
+  MPI_Datatype type;
+  MPI_Op mop;
+  int64_t scalar[16];     /* a number in and out, or agree()'s codes in and out */
   /* posted MPI requests */
   int nreq, ndone;
   int stage;          /* recv: 0 probing, 1 envelope, 2 payload */
