@@ -271,22 +271,18 @@ local function mpi_codes(v, op)
 end
 
 -- comm:allreduce(v, op) -> the reduction on every rank.  Every rank first
--- says what it passes (an allreduce of four integers): when all pass
+-- says what it passes (an allreduce of four integers, in the same call to
+-- the MPI thread as the values'): when all pass
 -- numbers, or arrays of one dtype and size, with the same named op, MPI
 -- reduces them (OpenMPI's algorithms, O(log size) steps, no copy through
 -- rank 0; a sum of floats may then differ in its last bits from the rank
 -- order of reduce); anything else goes the way of reduce and bcast.
 function mt.allreduce(self, v, op)
   op = check_op(op, 2)
-  local kind, code, n = mpi_codes(v, op)
-  local same, err = self:_agree(kind, code, n, 0)
-  if same == nil then raise(err) end
-  if same and kind ~= 0 then
-    local what, x = self:_allreduce(v, op)
-    if what == nil then raise(x) end
-    if what == "number" then return x end
-    return value_of(what, x, 2)
-  end
+  local what, x = self:_allreduce(v, op, mpi_codes(v, op))
+  if what == nil then raise(x) end
+  if what == "number" then return x end
+  if what then return value_of(what, x, 2) end
   return self:bcast(self:reduce(v, op, 0), 0)
 end
 

@@ -255,6 +255,25 @@ static void post_send(px_mpi_op *op) {
   if (rc != MPI_SUCCESS) set_error(op, rc);
 }
 
+static void post_allreduce(px_mpi_op *op, const void *in, void *out, int count, MPI_Datatype type,
+                           MPI_Op mop) {
+  MPI_Request r;
+  int rc = PX_MPI_OWN(M->Iallreduce(in, out, count, type, mop, op->comm->coll, &r));
+  if (rc == MPI_SUCCESS && add_req(op, r) < 0) rc = MPI_ERR_NO_MEM;
+  if (rc != MPI_SUCCESS) set_error(op, rc);
+}
+
+/* The ranks' codes are in: each x went as x and -x reduced by min, so they
+ * agree on every rank exactly when min(x) == -min(-x).  Then the values,
+ * when this rank has some to reduce (count > 0: every rank has, then). */
+static void allreduce_values(px_mpi_op *op) {
+  op->agreed = 1;
+  for (int i = 0; i < 4; i++) op->agreed &= op->scalar[8 + 2 * i] == -op->scalar[8 + 2 * i + 1];
+  op->stage = 1;
+  if (op->agreed && op->count > 0) post_allreduce(op, op->in, op->out, op->count, op->type, op->mop);
+  if (op->nreq == op->ndone) finish(op);
+}
+
 static void post(px_mpi_op *op) {
   outstanding++;
   if (op->detached) ndetached++;
@@ -267,21 +286,14 @@ static void post(px_mpi_op *op) {
     op->next = probing;
     probing = op;
     return;
-  case PX_MPI_ALLREDUCE: {
-    MPI_Request r;
-    int rc = PX_MPI_OWN(M->Iallreduce(op->in, op->out, op->count, op->type, op->mop,
-                                      op->comm->coll, &r));
-    if (rc == MPI_SUCCESS && add_req(op, r) < 0) rc = MPI_ERR_NO_MEM;
-    if (rc != MPI_SUCCESS) {
-      set_error(op, rc);
-      break;
-    }
-    /* A non-blocking collective moves one step per MPI call: poll it as a
-     * moving payload, not as a quiet wait. */
+  case PX_MPI_ALLREDUCE:
+    /* First what every rank passes (allreduce_values follows when all
+     * agree).  A non-blocking collective moves one step per MPI call:
+     * polled as a moving payload, not as a quiet wait. */
     op->moving = 1;
     moving++;
+    post_allreduce(op, op->scalar, op->scalar + 8, 8, M->int64, M->op[PX_OP_MIN]);
     break;
-  }
   case PX_MPI_BARRIER: {
     MPI_Request r;
     int rc = PX_MPI_OWN(M->Ibarrier(op->comm->coll, &r));
@@ -416,6 +428,10 @@ static void got_envelope(px_mpi_op *op) {
 static void completed(px_mpi_op *op) {
   if (op->kind == PX_MPI_RECV && op->stage == 1 && !op->err) {
     got_envelope(op);
+    return;
+  }
+  if (op->kind == PX_MPI_ALLREDUCE && op->stage == 0 && !op->err) {
+    allreduce_values(op);
     return;
   }
   finish(op);

@@ -344,62 +344,25 @@ static int l_split(lua_State *L) {
 }
 
 /* ------------------------------------------------------------------------
- * MPI's own allreduce, for the values it can reduce (mpi.lua decides, after
- * every rank said what it passes):
- *   agree(comm, a, b, c, d) -> whether every rank passed the same four
- *     integers (|x| < 2^53) | nil, message
- *   allreduce(comm, v, op) -> "number", x | "array", box | nil, message:
- *     v a number (as a double) or an array of a dtype MPI has; op sum,
- *     prod, min or max.
+ * allreduce(comm, v, op, kind, code, n) -> "number", x | "array", box
+ *                                          | false | nil, message
+ * MPI's own allreduce, for the values it can reduce.  Every rank first
+ * says what it passes (kind, code, n: mpi.lua's mpi_codes; kind 0 when v
+ * is not one MPI reduces): when all agree on a kind other than 0, MPI
+ * reduces v, a number (as a double) or an array of a dtype MPI has, by op
+ * (sum, prod, min or max); otherwise false, and mpi.lua takes the way of
+ * reduce and bcast.  One op, so one hand-off each way with the thread.
  * ---------------------------------------------------------------------- */
 static const char *const mpi_op_names[] = {"sum", "prod", "min", "max", NULL};
-
-static const px_mpi_lib *lib_of(lua_State *L) {
-  const char *err = NULL;
-  const px_mpi_lib *lib = px_mpi_lib_load(&err);
-  if (!lib) luaL_error(L, "parx.mpi: %s", err);
-  return lib;
-}
-
-/* Each code x travels as x and -x, reduced by min: the codes agree on
- * every rank exactly when min(x) == -min(-x). */
-static int deliver_agree(lua_State *co, px_wait *w) {
-  px_mpi_op *op = (px_mpi_op *)w;
-  if (op->err) return deliver_error(co, op);
-  int same = 1;
-  for (int i = 0; i < 4; i++) same &= op->scalar[8 + 2 * i] == -op->scalar[8 + 2 * i + 1];
-  px_mpi_op_free(op);
-  lua_pushboolean(co, same);
-  return 1;
-}
-
-static int l_agree(lua_State *L) {
-  px_mpi_comm *c = check_comm(L, 1);
-  const px_mpi_lib *lib = lib_of(L);
-  int64_t codes[4];
-  for (int i = 0; i < 4; i++) {
-    lua_Number x = luaL_checknumber(L, i + 2);
-    if (!(x > -9007199254740992.0 && x < 9007199254740992.0) || x != (int64_t)x)
-      return luaL_argerror(L, i + 2, "an integer below 2^53 expected");
-    codes[i] = (int64_t)x;
-  }
-  px_check_can_park(L);
-  px_mpi_op *op = op_new(L, c, PX_MPI_ALLREDUCE, "mpi allreduce");
-  for (int i = 0; i < 4; i++) {
-    op->scalar[2 * i] = codes[i];
-    op->scalar[2 * i + 1] = -codes[i];
-  }
-  op->in = op->scalar;
-  op->out = op->scalar + 8;
-  op->count = 8;
-  op->type = lib->int64;
-  op->mop = lib->op[PX_OP_MIN];
-  return park(L, op, deliver_agree);
-}
 
 static int deliver_allreduce(lua_State *co, px_wait *w) {
   px_mpi_op *op = (px_mpi_op *)w;
   if (op->err) return deliver_error(co, op);
+  if (!op->agreed || op->count == 0) {
+    px_mpi_op_free(op);
+    lua_pushboolean(co, 0);
+    return 1;
+  }
   if (op->rarray) {
     lua_pushliteral(co, "array");
     box *b = lua_newuserdata(co, sizeof *b);
@@ -412,8 +375,7 @@ static int deliver_allreduce(lua_State *co, px_wait *w) {
     lua_setmetatable(co, -2);
     return 2;
   }
-  double x;
-  memcpy(&x, &op->scalar[1], sizeof x);
+  double x = op->num[1];
   px_mpi_op_free(op);
   lua_pushliteral(co, "number");
   lua_pushnumber(co, x);
@@ -422,32 +384,49 @@ static int deliver_allreduce(lua_State *co, px_wait *w) {
 
 static int l_allreduce(lua_State *L) {
   px_mpi_comm *c = check_comm(L, 1);
-  px_array *a = px_array_test(L, 2);
-  if (!a) luaL_checktype(L, 2, LUA_TNUMBER);
-  int which = luaL_checkoption(L, 3, NULL, mpi_op_names);
-  const px_mpi_lib *lib = lib_of(L);
-  if (a && (!lib->dtype[a->dtype] || a->n > 0x7fffffff))
-    return luaL_argerror(L, 2, "an array MPI cannot reduce (float16, bfloat16, or 2^31 elements)");
+  int64_t codes[4] = {0, 0, 0, 0};
+  for (int i = 0; i < 3; i++) {
+    lua_Number x = luaL_checknumber(L, i + 4);
+    if (!(x > -9007199254740992.0 && x < 9007199254740992.0) || x != (int64_t)x)
+      return luaL_argerror(L, i + 4, "an integer below 2^53 expected");
+    codes[i] = (int64_t)x;
+  }
+  const char *err = NULL;
+  const px_mpi_lib *lib = px_mpi_lib_load(&err);
+  if (!lib) return luaL_error(L, "parx.mpi: %s", err);
+  px_array *a = NULL;
+  int which = 0;
+  if (codes[0] != 0) {
+    a = px_array_test(L, 2);
+    if (!a) luaL_checktype(L, 2, LUA_TNUMBER);
+    which = luaL_checkoption(L, 3, NULL, mpi_op_names);
+    if (a && (!lib->dtype[a->dtype] || a->n > 0x7fffffff))
+      return luaL_argerror(L, 2, "an array MPI cannot reduce (float16, bfloat16, or 2^31 elements)");
+  }
   px_check_can_park(L);
   px_array *out = a ? px_array_new_uninit(a->dtype, a->ndim, a->shape) : NULL;
   if (a && !out) return px_oom(L, "mpi allreduce");
   px_mpi_op *op = op_new(L, c, PX_MPI_ALLREDUCE, "mpi allreduce");
-  op->mop = lib->op[which];
+  for (int i = 0; i < 4; i++) {
+    op->scalar[2 * i] = codes[i];
+    op->scalar[2 * i + 1] = -codes[i];
+  }
+  if (codes[0] != 0) {
+    op->mop = lib->op[which];
+    op->count = 1;
+    op->type = lib->dtype[PX_FLOAT64];
+    op->in = &op->num[0];
+    op->out = &op->num[1];
+    op->num[0] = a ? 0 : lua_tonumber(L, 2);
+  }
   if (a) {
     px_shared_retain(&a->hdr);
-    op->hold = &a->hdr;      /* both arrays live until MPI is done with them */
+    op->hold = &a->hdr; /* both arrays live until MPI is done with them */
     op->rarray = &out->hdr;
     op->in = a->data;
     op->out = out->data;
     op->count = (int)a->n;
     op->type = lib->dtype[a->dtype];
-  } else {
-    double x = lua_tonumber(L, 2);
-    memcpy(&op->scalar[0], &x, sizeof x);
-    op->in = &op->scalar[0];
-    op->out = &op->scalar[1];
-    op->count = 1;
-    op->type = lib->dtype[PX_FLOAT64];
   }
   return park(L, op, deliver_allreduce);
 }
@@ -509,7 +488,7 @@ static int l_world(lua_State *L) {
 static const luaL_Reg comm_methods[] = {
     {"rank", l_rank},       {"size", l_size},       {"_send", l_send},
     {"_send_raw", l_send_raw}, {"_recv", l_recv},   {"_recv_into", l_recv_into},
-    {"_probe", l_probe},    {"_agree", l_agree},    {"_allreduce", l_allreduce},
+    {"_probe", l_probe},    {"_allreduce", l_allreduce},
     {"_barrier", l_barrier}, {"_split", l_split},   {"_next_tag", l_next_tag},
     {NULL, NULL}};
 

@@ -172,14 +172,18 @@ struct px_mpi_op {
   px_shared *rarray;  /* the received array, when kind is PX_MPI_ARRAY */
   int source, rtag;
   px_mpi_comm *newcomm; /* split's result (a reference) */
-  /* allreduce: count elements of `type` from `in` reduced into `out` by
-   * `mop` (an array's data, or `scalar` below) */
+  /* allreduce: first the four codes in scalar[0..7] (each as x and -x)
+   * reduced by min into scalar[8..15]; when every rank's agree, count
+   * elements of `type` from `in` reduced into `out` by `mop` (an array's
+   * data, or `num`); count 0: the codes only */
+  int64_t scalar[16];
+  int agreed;
   const void *in;
   void *out;
   int count;
   MPI_Datatype type;
   MPI_Op mop;
-  int64_t scalar[16];     /* a number in and out, or agree()'s codes in and out */
+  double num[2];
   /* posted MPI requests */
   int nreq, ndone;
   int stage;          /* recv: 0 probing, 1 envelope, 2 payload */
