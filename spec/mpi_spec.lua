@@ -83,7 +83,7 @@ describe("parx.mpi on 3 ranks (mpiexec -n 3)", function()
 
   job_specs(function() return mpirun(3, "spec/mpi/job.lua", 120) end)
 
-  it("allreduce of numbers and of arrays MPI can reduce is MPI's own (no message through rank 0); float16 still goes through rank 0", function()
+  it("allreduce of numbers and of arrays MPI can reduce is MPI's own (no message through rank 0), into opts.out or in place; float16 still goes through rank 0", function()
     local json = require "dkjson"
     local dir = os.tmpname()
     os.remove(dir)
@@ -93,7 +93,9 @@ describe("parx.mpi on 3 ranks (mpiexec -n 3)", function()
       flags, q(PARX), q(dir .. "/ar.json")), 90)
     assert(status ~= 124, "the job hung:\n" .. out .. err)
     assert.equal(0, status, err)
-    assert.equal("sum 6 6 100000 float64\nmax 2 0 7 int32\nprod 1.875\nhalf 3 3 float16\n", out)
+    assert.equal("out true 1 1 1\ninplace true 3 30\nhout true\n"
+      .. "spec/mpi/allreduce.lua:22: allreduce: opts.out must be an array of v's dtype and size (v an array)\n"
+      .. "sum 6 6 100000 float64\nmax 2 0 7 int32\nprod 1.875\nhalf 3 3 float16\n", out)
     local doc = json.decode((assert(slurp(dir .. "/ar.rank1.json"), "no trace of rank 1: " .. err)))
     os.execute("rm -rf " .. q(dir))
     local mark
@@ -109,7 +111,7 @@ describe("parx.mpi on 3 ranks (mpiexec -n 3)", function()
       end
     end
     -- each call one wait: what the ranks pass, then the values, in one
-    assert.equal(3, before["mpi allreduce"], json.encode(before))
+    assert.equal(5, before["mpi allreduce"], json.encode(before))
     assert.is_nil(before["mpi recv"], json.encode(before))
     assert.is_nil(before["mpi send"], json.encode(before))
     assert.equal(1, after["mpi allreduce"], json.encode(after))

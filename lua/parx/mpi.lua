@@ -22,6 +22,7 @@ local array = require "parx.array" -- received arrays are pushed as arrays
 local task = require "parx.task"
 
 local bit = require "bit"
+local ffi = require "ffi"
 local band, lshift, rshift = bit.band, bit.lshift, bit.rshift
 local error, type, tostring, pairs, ipairs = error, type, tostring, pairs, ipairs
 local ceil, max, min = math.ceil, math.max, math.min
@@ -277,13 +278,31 @@ end
 -- reduces them (OpenMPI's algorithms, O(log size) steps, no copy through
 -- rank 0; a sum of floats may then differ in its last bits from the rank
 -- order of reduce); anything else goes the way of reduce and bcast.
-function mt.allreduce(self, v, op)
+-- opts.out: an array of v's dtype and size that receives the result (and
+-- is returned), as mpi4py's Allreduce(sendbuf, recvbuf): no new array per
+-- call; it may be v itself (MPI_IN_PLACE).
+local allreduce_opts = options.known{"out"}
+
+function mt.allreduce(self, v, op, opts)
   op = check_op(op, 2)
-  local what, x = self:_allreduce(v, op, mpi_codes(v, op))
+  local out
+  if opts ~= nil then
+    if type(opts) ~= "table" then raise("bad argument #3 to 'allreduce' (table expected)") end
+    options.check("allreduce", opts, allreduce_opts)
+    out = opts.out
+    if out ~= nil and not (is_array(out) and is_array(v) and out:dtype() == v:dtype() and #out == #v) then
+      raise("allreduce: opts.out must be an array of v's dtype and size (v an array)")
+    end
+  end
+  local kind, code, n = mpi_codes(v, op)
+  local what, x = self:_allreduce(v, op, kind, code, n, out)
   if what == nil then raise(x) end
   if what == "number" then return x end
-  if what then return value_of(what, x, 2) end
-  return self:bcast(self:reduce(v, op, 0), 0)
+  local r
+  if what then r = value_of(what, x, 2) else r = self:bcast(self:reduce(v, op, 0), 0) end
+  if out == nil then return r end
+  if r ~= out then ffi.copy(out.data, r.data, #r * r:itemsize()) end
+  return out
 end
 
 -- ---- map over ranks ----------------------------------------------------

@@ -344,14 +344,15 @@ static int l_split(lua_State *L) {
 }
 
 /* ------------------------------------------------------------------------
- * allreduce(comm, v, op, kind, code, n) -> "number", x | "array", box
- *                                          | false | nil, message
+ * allreduce(comm, v, op, kind, code, n[, out]) -> "number", x
+ *                                 | "array", box | false | nil, message
  * MPI's own allreduce, for the values it can reduce.  Every rank first
  * says what it passes (kind, code, n: mpi.lua's mpi_codes; kind 0 when v
  * is not one MPI reduces): when all agree on a kind other than 0, MPI
  * reduces v, a number (as a double) or an array of a dtype MPI has, by op
- * (sum, prod, min or max); otherwise false, and mpi.lua takes the way of
- * reduce and bcast.  One op, so one hand-off each way with the thread.
+ * (sum, prod, min or max), into out when given (out may be v: in place);
+ * otherwise false, and mpi.lua takes the way of reduce and bcast.  One op,
+ * so one hand-off each way with the thread.
  * ---------------------------------------------------------------------- */
 static const char *const mpi_op_names[] = {"sum", "prod", "min", "max", NULL};
 
@@ -403,9 +404,15 @@ static int l_allreduce(lua_State *L) {
     if (a && (!lib->dtype[a->dtype] || a->n > 0x7fffffff))
       return luaL_argerror(L, 2, "an array MPI cannot reduce (float16, bfloat16, or 2^31 elements)");
   }
+  /* out: the caller's array for the result (mpi.lua checked its dtype and
+   * size), or a new one. */
+  px_array *out = a && !lua_isnoneornil(L, 7) ? px_array_check(L, 7) : NULL;
+  if (out && (out->dtype != a->dtype || out->n != a->n))
+    return luaL_argerror(L, 7, "out must have the array's dtype and size");
   px_check_can_park(L);
-  px_array *out = a ? px_array_new_uninit(a->dtype, a->ndim, a->shape) : NULL;
-  if (a && !out) return px_oom(L, "mpi allreduce");
+  if (out) px_shared_retain(&out->hdr);
+  else if (a && !(out = px_array_new_uninit(a->dtype, a->ndim, a->shape)))
+    return px_oom(L, "mpi allreduce");
   px_mpi_op *op = op_new(L, c, PX_MPI_ALLREDUCE, "mpi allreduce");
   for (int i = 0; i < 4; i++) {
     op->scalar[2 * i] = codes[i];
@@ -423,7 +430,7 @@ static int l_allreduce(lua_State *L) {
     px_shared_retain(&a->hdr);
     op->hold = &a->hdr; /* both arrays live until MPI is done with them */
     op->rarray = &out->hdr;
-    op->in = a->data;
+    op->in = out == a ? MPI_IN_PLACE : a->data;
     op->out = out->data;
     op->count = (int)a->n;
     op->type = lib->dtype[a->dtype];

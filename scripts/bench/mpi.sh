@@ -11,6 +11,8 @@
 #     per round trip); and parx's recv making a new array per message;
 #   - a small Lua table {1, 2, 3, "four"} ping-pong vs C with a 32-byte
 #     buffer (latency per round trip);
+#   - allreduce (sum) of 1M float64 (8 MB) and of a number vs C's
+#     MPI_Allreduce (mpi_allreduce.c);
 #   - mpi.map of N items of 1 ms and 10 us: 2 ranks x 1 worker vs
 #     MPIPoolExecutor.map with 2 worker processes (mpiexec -n 3: its master
 #     does not compute), chunksize N/64 (PEER_N items: mpi4py is slow
@@ -42,6 +44,7 @@ results="$out/mpi_results.txt"
 command -v mpicc >/dev/null && command -v mpiexec >/dev/null || {
   echo "mpi.sh: needs mpicc and mpiexec (make deps)" >&2; exit 1; }
 mpicc -O2 -o "$out/mpi_pingpong" "$here/mpi_pingpong.c"
+mpicc -O2 -o "$out/mpi_allreduce" "$here/mpi_allreduce.c"
 
 flags="--oversubscribe"
 [ "$(id -u)" = 0 ] && flags="$flags --allow-run-as-root"
@@ -64,6 +67,8 @@ while [ "$i" -le "$rounds" ]; do
   done
   run 2 "$out/mpi_pingpong" 32 20000
   run 2 "$parx" "$here/mpi_bench.lua" table 20000
+  run 2 "$out/mpi_allreduce" 1048576 10
+  run 2 "$parx" "$here/mpi_bench.lua" allreduce 1048576 10
   for ms in 1 0.01; do
     n=$map_n
     [ "$ms" = 1 ] || n=$((map_n * 2))

@@ -2,6 +2,7 @@
 --
 --   mpiexec -n 2 parx mpi_bench.lua pingpong BYTES ROUNDS   array ping-pong (recv_into)
 --   mpiexec -n 2 parx mpi_bench.lua pingpong-alloc BYTES ROUNDS  (recv: a new array each)
+--   mpiexec -n 2 parx mpi_bench.lua allreduce N ROUNDS     allreduce of N float64, of a number
 --   mpiexec -n 2 parx mpi_bench.lua table ROUNDS            small-table ping-pong
 --   mpiexec -n R parx --workers 1 mpi_bench.lua map N MS [CHUNK]  mpi.map of N busy items
 --   mpiexec -n 2 parx mpi_bench.lua idle SECONDS            CPU of a rank waiting
@@ -40,6 +41,22 @@ if mode == "pingpong" or mode == "pingpong-alloc" then
   a:fill(1)
   local t = pingpong(a, rounds, mode == "pingpong" and function(v) return (mpi.recv_into(v, peer, 1)) end)
   if rank == 0 then print(("parx%s %d %.9f"):format(mode == "pingpong" and "" or "-alloc", bytes, t)) end
+elseif mode == "allreduce" then
+  -- allreduce (sum) of N float64 into one result array (opts.out: C's
+  -- recvbuf), and of a number, as mpi_allreduce.c
+  local n, rounds = tonumber(arg[2]), tonumber(arg[3])
+  local a, out = parx.array("float64", {n}), parx.array("float64", {n})
+  a:fill(rank + 1)
+  mpi.allreduce(a, "sum", {out = out}) -- warm-up
+  mpi.barrier()
+  local t0 = parx.now()
+  for _ = 1, rounds do mpi.allreduce(a, "sum", {out = out}) end
+  local ta = (parx.now() - t0) / rounds
+  mpi.barrier()
+  t0 = parx.now()
+  for _ = 1, 10 * rounds do mpi.allreduce(rank, "sum") end
+  local ts = (parx.now() - t0) / (10 * rounds)
+  if rank == 0 then print(("parx allreduce %d %.9f\nparx allreduce 1 %.9f"):format(n, ta, ts)) end
 elseif mode == "table" then
   local t = pingpong({1, 2, 3, "four"}, tonumber(arg[2]))
   if rank == 0 then print(("parx table %.9f"):format(t)) end

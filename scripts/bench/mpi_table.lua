@@ -13,6 +13,8 @@ for line in io.lines(path) do
     machine = line:sub(10)
   elseif (w[1] == "c" or w[1] == "parx" or w[1] == "parx-alloc") and tonumber(w[2]) then
     add(w[1] .. " " .. w[2], tonumber(w[3]))
+  elseif w[2] == "allreduce" then
+    add(w[1] .. " allreduce " .. w[3], tonumber(w[4]))
   elseif w[2] == "table" then
     add(w[1] .. " table", tonumber(w[3]))
   elseif w[1] == "parx" and w[2] == "map" then
@@ -68,6 +70,16 @@ local p, plo, phi = stats("parx table", us)
 if c and p then
   row("small table ping-pong (µs per round trip)", fmt("%.1f", c, clo, chi), fmt("%.1f", p, plo, phi),
     ("%.2fx C's latency"):format(p / c))
+end
+for _, n in ipairs({1048576, 1}) do
+  local unit, scale = n > 1 and "ms" or "µs", n > 1 and 1e3 or 1e6
+  local f = function(t) return t * scale end
+  local c1, clo1, chi1 = stats("c allreduce " .. n, f)
+  local p1, plo1, phi1 = stats("parx allreduce " .. n, f)
+  if c1 and p1 then
+    row(("allreduce (sum) of %s, 2 ranks (%s per call)"):format(n > 1 and "1M float64 (8 MB)" or "a number", unit),
+      fmt("%.2f", c1, clo1, chi1), fmt("%.2f", p1, plo1, phi1), ("%.2fx C's time"):format(p1 / c1))
+  end
 end
 for key in pairs(runs) do
   local n, ms = key:match("^parx map (%d+) (%S+) 2 $")
