@@ -219,18 +219,20 @@ do
   section("CPU matmul", "`gpu.matmul` on host arrays without a GPU (OpenBLAS on the thread pool, the task parked, the workers idle) against `cblas_?gemm` called from C, each in a process of its own with the same environment; seconds per product.", rows)
 end
 
--- MPI: whatever scripts/bench/mpi.sh measured, parx against each peer.
+-- MPI: scripts/bench/mpi.sh's own table (arg[2]), which interleaves its
+-- own rounds (all.sh runs it once, MPI_ROUNDS rounds), when the group ran.
 do
-  local rows, seen = {}, {}
-  for id in pairs(vals) do
-    local impl, key = id:match("^(%S+) (mpi%.%S+)$")
-    if impl and impl ~= "parx" and vals["parx " .. key] and not seen[id] then
-      seen[id] = true
-      rows[#rows + 1] = {key:sub(5):gsub("_", " "), key, impl, impl}
-    end
+  local f = arg[2] and io.open(arg[2])
+  local text = f and f:read("*a") or ""
+  if f then f:close() end
+  if text:find("| benchmark |", 1, true) then
+    put("#### MPI")
+    put("")
+    put("`scripts/bench/mpi.sh`: ranks on this machine, the same `mpiexec` flags for every side, its own interleaved rounds.")
+    put("")
+    put((text:gsub("\n+$", "")))
+    put("")
   end
-  table.sort(rows, function(a, b) return a[2] .. a[3] < b[2] .. b[3] end)
-  section("MPI", "Two ranks on this machine (`mpiexec -n 2`), the same flags for every side.", rows)
 end
 
 io.write(table.concat(out, "\n"), "\n")
