@@ -464,14 +464,18 @@ describe("parx command line exits", function()
     assert.truthy(err:find("parx: cannot start the runtime: Too many open files", 1, true), err)
   end)
 
-  it("a spawn with no file descriptors left fails with EMFILE instead of hanging", function()
-    local script = [[
+  -- A script's first lines: every descriptor the process may open is open.
+  local exhaust_fds = [[
       local files = {}
       while true do
         local f = io.open("/dev/null")
         if not f then break end
         files[#files + 1] = f
       end
+  ]]
+
+  it("a spawn with no file descriptors left fails with EMFILE instead of hanging", function()
+    local script = exhaust_fds .. [[
       local ok, err = pcall(parx.spawn, function() return 1 end)
       print(ok, err)
       for _, f in ipairs(files) do f:close() end
@@ -484,13 +488,7 @@ describe("parx command line exits", function()
   end)
 
   it("workers that find descriptors for only some of them start those, and the runtime goes on", function()
-    local script = [[
-      local files = {}
-      while true do
-        local f = io.open("/dev/null")
-        if not f then break end
-        files[#files + 1] = f
-      end
+    local script = exhaust_fds .. [[
       for i = 1, 5 do table.remove(files):close() end -- room for one worker's loop
       print(parx.spawn(function() return "ran" end):join(), parx.pool.size())
       for _, f in ipairs(files) do f:close() end

@@ -265,8 +265,11 @@ static int loop_busy(px_vm *vm) {
 
 static int spin_poll(px_vm *vm, int worker) {
   px_runtime *rt = vm->rt;
-  if (atomic_fetch_add(&rt->nspinning, 1) >= rt->spin_cap) {
-    atomic_fetch_sub(&rt->nspinning, 1);
+  /* Relaxed: a count, not a hand-over (it orders nothing, and as a
+   * seq_cst read-modify-write every VM shares it would order each VM's
+   * accesses after the others' for ThreadSanitizer, hiding real races). */
+  if (atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_relaxed) >= rt->spin_cap) {
+    atomic_fetch_sub_explicit(&rt->nspinning, 1, memory_order_relaxed);
     return 0;
   }
   int r = 0;
@@ -282,7 +285,7 @@ static int spin_poll(px_vm *vm, int worker) {
     if (r) break;
     sched_yield();
   } while (uv_hrtime() < until);
-  atomic_fetch_sub(&rt->nspinning, 1);
+  atomic_fetch_sub_explicit(&rt->nspinning, 1, memory_order_relaxed);
   return r;
 }
 
