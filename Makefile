@@ -376,7 +376,8 @@ KERNEL_SRC := $(sort $(wildcard kernels/*.cu))
 KERNEL_OBJ := $(KERNEL_SRC:%.cu=$(BUILD)/obj/%.o)
 KERNEL_DEPS := $(wildcard kernels/*.h kernels/*.cuh) runtime/gpu/pxcuda.h runtime/gpu/numeric.h
 GPU_SELFTEST_OBJ := $(BUILD)/obj/kernels/selftest.o $(BUILD)/obj/runtime/gpu/cpu_ops.o \
-  $(BUILD)/obj/runtime/gpu/cpu_blas.o $(BUILD)/obj/runtime/platform/blas.o
+  $(BUILD)/obj/runtime/gpu/cpu_blas.o $(BUILD)/obj/runtime/platform/blas.o \
+  $(BUILD)/obj/runtime/platform/dl.o
 
 .PHONY: gpu gpu-check gpu-selftest bench-gpu install-gpu
 ifneq ($(NVCC),)

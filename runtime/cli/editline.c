@@ -8,26 +8,16 @@
  * readline-compatible names (the types come from libedit's own header).
  */
 #include <dlfcn.h>
-#include <stdio.h>
 
+#include "../platform/dl.h"
 #include "cli.h"
 
 const px_editline *px_editline_open(char *err, size_t errlen) {
   static px_editline ed; /* the REPL opens it once per process */
-  void *h = dlopen("libedit.so.2", RTLD_NOW | RTLD_LOCAL);
-  if (!h) {
-    snprintf(err, errlen, "%s", dlerror());
-    return NULL;
-  }
-  const char *missing = NULL;
-#define SYM(field, name)                                                       \
-  if (!missing && !(*(void **)&ed.field = dlsym(h, name))) missing = name;
-  PX_EDITLINE_SYMS(SYM)
+  static const px_dl_sym syms[] = {
+#define SYM(field, name) {name, (void **)&ed.field},
+      PX_EDITLINE_SYMS(SYM)
 #undef SYM
-  if (missing) {
-    snprintf(err, errlen, "libedit.so.2 has no %s", missing);
-    dlclose(h);
-    return NULL;
-  }
-  return &ed;
+      {NULL, NULL}};
+  return px_dl_open("libedit.so.2", RTLD_LOCAL, syms, err, errlen) ? &ed : NULL;
 }

@@ -15,7 +15,9 @@
 #define PX_MPI_INTERNAL 1
 #include <dlfcn.h>
 #include <pthread.h>
+#include <string.h>
 
+#include "../platform/dl.h"
 #include "mpi.h"
 
 /* OpenMPI 4.x's soname (Debian's libopenmpi3 ships libmpi.so.40). */
@@ -26,33 +28,37 @@ static const char *load_error;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void load(void) {
-  void *h = dlopen(LIBMPI, RTLD_NOW | RTLD_GLOBAL);
-  if (!h) {
-    load_error = "cannot load " LIBMPI " (OpenMPI 4): install openmpi-bin and libopenmpi3";
-    return;
-  }
-  int ok = 1;
-#define XX(name, params) ok &= (*(void **)&lib.name = dlsym(h, "MPI_" #name)) != NULL;
-  PX_MPI_FUNCS(XX)
+  /* mpi.h's MPI_COMM_WORLD, MPI_BYTE, MPI_ERRORS_RETURN, MPI_INT8_T ..
+   * MPI_DOUBLE and MPI_SUM .. MPI_MAX are these globals' addresses. */
+  static const px_dl_sym syms[] = {
+#define XX(name, params) {"MPI_" #name, (void **)&lib.name},
+      PX_MPI_FUNCS(XX)
 #undef XX
-  ok &= (lib.world = dlsym(h, "ompi_mpi_comm_world")) != NULL;
-  ok &= (lib.byte = dlsym(h, "ompi_mpi_byte")) != NULL;
-  ok &= (lib.errors_return = dlsym(h, "ompi_mpi_errors_return")) != NULL;
-  /* The handles of MPI's allreduce: mpi.h's MPI_INT8_T .. MPI_DOUBLE and
-   * MPI_SUM .. MPI_MAX are these globals' addresses. */
-  static const char *const types[PX_NDTYPES] = {
-    [PX_INT8] = "ompi_mpi_int8_t",   [PX_INT16] = "ompi_mpi_int16_t",
-    [PX_INT32] = "ompi_mpi_int32_t", [PX_INT64] = "ompi_mpi_int64_t",
-    [PX_UINT8] = "ompi_mpi_uint8_t", [PX_UINT16] = "ompi_mpi_uint16_t",
-    [PX_UINT32] = "ompi_mpi_uint32_t", [PX_UINT64] = "ompi_mpi_uint64_t",
-    [PX_FLOAT32] = "ompi_mpi_float", [PX_FLOAT64] = "ompi_mpi_double"};
-  for (int i = 0; i < PX_NDTYPES; i++)
-    if (types[i]) ok &= (lib.dtype[i] = dlsym(h, types[i])) != NULL;
+      {"ompi_mpi_comm_world", (void **)&lib.world},
+      {"ompi_mpi_byte", (void **)&lib.byte},
+      {"ompi_mpi_errors_return", (void **)&lib.errors_return},
+      {"ompi_mpi_int8_t", (void **)&lib.dtype[PX_INT8]},
+      {"ompi_mpi_int16_t", (void **)&lib.dtype[PX_INT16]},
+      {"ompi_mpi_int32_t", (void **)&lib.dtype[PX_INT32]},
+      {"ompi_mpi_int64_t", (void **)&lib.dtype[PX_INT64]},
+      {"ompi_mpi_uint8_t", (void **)&lib.dtype[PX_UINT8]},
+      {"ompi_mpi_uint16_t", (void **)&lib.dtype[PX_UINT16]},
+      {"ompi_mpi_uint32_t", (void **)&lib.dtype[PX_UINT32]},
+      {"ompi_mpi_uint64_t", (void **)&lib.dtype[PX_UINT64]},
+      {"ompi_mpi_float", (void **)&lib.dtype[PX_FLOAT32]},
+      {"ompi_mpi_double", (void **)&lib.dtype[PX_FLOAT64]},
+      {"ompi_mpi_op_sum", (void **)&lib.op[PX_OP_SUM]},
+      {"ompi_mpi_op_prod", (void **)&lib.op[PX_OP_PROD]},
+      {"ompi_mpi_op_min", (void **)&lib.op[PX_OP_MIN]},
+      {"ompi_mpi_op_max", (void **)&lib.op[PX_OP_MAX]},
+      {NULL, NULL}};
+  char err[256];
+  void *h = px_dl_open(LIBMPI, RTLD_GLOBAL, syms, err, sizeof err);
+  if (!h && strstr(err, " has no "))
+    load_error = LIBMPI " lacks a function parx needs (not OpenMPI 4?)";
+  else if (!h)
+    load_error = "cannot load " LIBMPI " (OpenMPI 4): install openmpi-bin and libopenmpi3";
   lib.int64 = lib.dtype[PX_INT64];
-  static const char *const ops[4] = {"ompi_mpi_op_sum", "ompi_mpi_op_prod", "ompi_mpi_op_min",
-                                     "ompi_mpi_op_max"};
-  for (int i = 0; i < 4; i++) ok &= (lib.op[i] = dlsym(h, ops[i])) != NULL;
-  if (!ok) load_error = LIBMPI " lacks a function parx needs (not OpenMPI 4?)";
 }
 
 const px_mpi_lib *px_mpi_lib_load(const char **err) {

@@ -8,6 +8,7 @@
  * results slowly, after one warning on stderr.
  */
 #include "blas.h"
+#include "dl.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -25,15 +26,13 @@ static struct {
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void load(void) {
-  void *h = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
-  if (h) {
-    *(void **)&lib.sgemm = dlsym(h, "cblas_sgemm");
-    *(void **)&lib.dgemm = dlsym(h, "cblas_dgemm");
-    *(void **)&lib.threads = dlsym(h, "openblas_get_num_threads");
-  }
-  if (!lib.sgemm || !lib.dgemm)
-    fprintf(stderr, "parx: libopenblas.so.0 not found (%s); CPU matmul uses a slow fallback\n",
-            h ? "symbols missing" : dlerror());
+  static const px_dl_sym syms[] = {{"cblas_sgemm", (void **)&lib.sgemm},
+                                   {"cblas_dgemm", (void **)&lib.dgemm},
+                                   {"openblas_get_num_threads", (void **)&lib.threads},
+                                   {NULL, NULL}};
+  char err[256];
+  if (!px_dl_open("libopenblas.so.0", RTLD_LOCAL, syms, err, sizeof err))
+    fprintf(stderr, "parx: libopenblas.so.0 not found (%s); CPU matmul uses a slow fallback\n", err);
 }
 
 /* Row-major C = alpha * op(A) op(B) + beta * C, the unoptimised way. */

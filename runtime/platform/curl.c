@@ -14,6 +14,7 @@
  * forward_setopt, for both setopt functions).
  */
 #include "curl.h"
+#include "dl.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -54,16 +55,16 @@ static struct {
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void load(void) {
-  void *h = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
-  if (!h) return;
-  int ok = 1;
-#define XX(ret, name, params, args, fail) ok &= (*(void **)&lib.name = dlsym(h, #name)) != NULL;
-  CURL_FUNCS(XX)
+  static const px_dl_sym syms[] = {
+#define XX(ret, name, params, args, fail) {#name, (void **)&lib.name},
+      CURL_FUNCS(XX)
 #undef XX
-  ok &= (*(void **)&lib.easy_setopt = dlsym(h, "curl_easy_setopt")) != NULL;
-  ok &= (*(void **)&lib.easy_getinfo = dlsym(h, "curl_easy_getinfo")) != NULL;
-  ok &= (*(void **)&lib.multi_setopt = dlsym(h, "curl_multi_setopt")) != NULL;
-  lib.ok = ok;
+      {"curl_easy_setopt", (void **)&lib.easy_setopt},
+      {"curl_easy_getinfo", (void **)&lib.easy_getinfo},
+      {"curl_multi_setopt", (void **)&lib.multi_setopt},
+      {NULL, NULL}};
+  char err[256];
+  lib.ok = px_dl_open("libcurl.so.4", RTLD_LOCAL, syms, err, sizeof err) != NULL;
 }
 
 static int loaded(void) {
