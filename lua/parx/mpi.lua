@@ -272,7 +272,7 @@ local function mpi_codes(v, op)
 end
 
 -- comm:allreduce(v, op) -> the reduction on every rank.  Every rank first
--- says what it passes (an allreduce of four integers, in the same call to
+-- says what it passes (an allreduce of three integers, in the same call to
 -- the MPI thread as the values'): when all pass
 -- numbers, or arrays of one dtype and size, with the same named op, MPI
 -- reduces them (OpenMPI's algorithms, O(log size) steps, no copy through

@@ -315,7 +315,6 @@ int px_preload_put(lua_State *L, px_vm *vm, const char *name, int fn);
 /* ---- trace.c ---- */
 int px_trace_vm_start(px_vm *vm);     /* 0 or UV_ENOMEM */
 void px_trace_vm_end(px_vm *vm);
-void px_trace_vm_discard(px_vm *vm); /* a VM that never ran; no lock taken */
 
 /* ---- enter.c (px_pcall, px_cpcall, px_vm_of: px.h) ---- */
 void px_vm_bind(lua_State *L, px_vm *vm); /* px_vm_of(L) finds vm from now on */

@@ -210,13 +210,6 @@ static void adopt(px_group *g, int slot, px_vm *vm) {
   vm->source = &source;
 }
 
-/* A VM that never ran: uncounted and freed. */
-static void discard(px_vm *vm) {
-  px_vm_count_out(vm);
-  px_trace_vm_discard(vm);
-  px_vm_free(vm);
-}
-
 static void *slot_main(void *arg) {
   px_vm *vm = arg;
   px_group *g = vm->group;
@@ -243,7 +236,7 @@ static void *slot_main(void *arg) {
     if (px_vm_renew(&vm) != 0) break;
     adopt(g, slot, vm);
     if (px_runtime_vm_join(vm)) {
-      discard(vm);
+      px_vm_discard(vm);
       break;
     }
     set_slot(g, slot, vm);
@@ -263,7 +256,7 @@ static int start_slot(px_group *g, int i) {
   if (err) return err;
   adopt(g, i, vm);
   if (px_runtime_vm_join(vm)) {
-    discard(vm);
+    px_vm_discard(vm);
     return UV_ECANCELED;
   }
   atomic_fetch_add(&g->refs, 1); /* the thread's */
@@ -289,7 +282,7 @@ static int start_slot(px_group *g, int i) {
     rt->group_threads--;
     pthread_mutex_unlock(&rt->lock);
     px_runtime_vm_leave(vm);
-    discard(vm);
+    px_vm_discard(vm);
   }
   return err;
 }

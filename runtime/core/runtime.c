@@ -342,7 +342,8 @@ px_runtime *px_runtime_new(int workers, int deadlock_check, const char *trace_pa
   /* Go's scheduler lets at most half its processors spin for work; so
    * does parx, and at least two (a main VM and one worker, ping-ponging),
    * so that spinning never takes a core a thread with work needs. */
-  rt->spin_cap = cpu_count() / 2 > 2 ? cpu_count() / 2 : 2;
+  int half = cpu_count() / 2;
+  rt->spin_cap = half > 2 ? half : 2;
   rt->modules = modules;
   rt->preload_publish = px_preload_publish;
   rt->preload_sync = px_preload_sync;

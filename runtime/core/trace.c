@@ -516,4 +516,3 @@ void px_trace_vm_end(px_vm *vm) {
   if (px_trace_self == vm->trace) px_trace_self = NULL;
 }
 
-void px_trace_vm_discard(px_vm *vm) { px_trace_vm_end(vm); }

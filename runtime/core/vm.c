@@ -106,23 +106,12 @@ int px_vm_setup(px_vm *vm) {
 
 /* Undo px_vm_make (and px_vm_setup) of a VM that never ran: on the thread
  * that owns it, taking no runtime lock (the starting thread may hold
- * rt->lock). */
+ * rt->lock).  It was counted busy (rt->pending) from its making; the VM
+ * that made it is busy too, so the count does not fall to 0 here and no
+ * one need be woken to judge (the main VM may not exist yet). */
 void px_vm_discard(px_vm *vm) {
-  if (vm->L) {
-    px_vm_unbind_fast(vm->L);
-    lua_close(vm->L);
-    vm->L = NULL;
-  }
-  px_paths_free(vm);
-  uv_close((uv_handle_t *)&vm->async, NULL);
-  uv_run(&vm->loop, UV_RUN_DEFAULT);
-  tsan_loop_closing(&vm->loop);
-  uv_loop_close(&vm->loop);
   atomic_fetch_sub(&vm->rt->pending, 1);
-  px_trace_vm_discard(vm);
-  pthread_mutex_destroy(&vm->inbox_lock);
-  free(vm->life);
-  free(vm);
+  px_vm_free(vm);
 }
 
 static int vm_new(px_runtime *rt, int id, px_trace *trace, px_vm **out) {

@@ -268,7 +268,7 @@ static void post_allreduce(px_mpi_op *op, const void *in, void *out, int count, 
  * when this rank has some to reduce (count > 0: every rank has, then). */
 static void allreduce_values(px_mpi_op *op) {
   op->agreed = 1;
-  for (int i = 0; i < 4; i++) op->agreed &= op->scalar[8 + 2 * i] == -op->scalar[8 + 2 * i + 1];
+  for (int i = 0; i < 3; i++) op->agreed &= op->codes[6 + 2 * i] == -op->codes[6 + 2 * i + 1];
   op->stage = 1;
   if (op->agreed && op->count > 0) post_allreduce(op, op->in, op->out, op->count, op->type, op->mop);
   if (op->nreq == op->ndone) finish(op);
@@ -292,7 +292,7 @@ static void post(px_mpi_op *op) {
      * polled as a moving payload, not as a quiet wait. */
     op->moving = 1;
     moving++;
-    post_allreduce(op, op->scalar, op->scalar + 8, 8, M->int64, M->op[PX_OP_MIN]);
+    post_allreduce(op, op->codes, op->codes + 6, 6, M->dtype[PX_INT64], M->op[PX_OP_MIN]);
     break;
   case PX_MPI_BARRIER: {
     MPI_Request r;

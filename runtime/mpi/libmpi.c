@@ -58,7 +58,6 @@ static void load(void) {
     load_error = LIBMPI " lacks a function parx needs (not OpenMPI 4?)";
   else if (!h)
     load_error = "cannot load " LIBMPI " (OpenMPI 4): install openmpi-bin and libopenmpi3";
-  lib.int64 = lib.dtype[PX_INT64];
 }
 
 const px_mpi_lib *px_mpi_lib_load(const char **err) {

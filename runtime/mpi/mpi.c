@@ -214,12 +214,10 @@ static int l_send_raw(lua_State *L) {
  *                                | nil, message
  * kind "value": payload is a box for decode(); "array": the array.
  * ---------------------------------------------------------------------- */
-static int deliver_recv(lua_State *co, px_wait *w) {
-  px_mpi_op *op = (px_mpi_op *)w;
-  if (op->err) return deliver_error(co, op);
-  int source = op->source, tag = op->rtag;
-  /* The array's Lua face is made by Lua code, which cannot run on co
-   * here: the Lua side unboxes it (decode). */
+/* Push "array" or "value" and a box taking op's received array or bytes;
+ * op is freed.  The array's Lua face is made by Lua code, which cannot run
+ * on co here: the Lua side unboxes it (decode). */
+static void push_box(lua_State *co, px_mpi_op *op) {
   if (op->rarray) lua_pushliteral(co, "array");
   else lua_pushliteral(co, "value");
   box *b = lua_newuserdata(co, sizeof *b);
@@ -231,6 +229,13 @@ static int deliver_recv(lua_State *co, px_wait *w) {
   px_mpi_op_free(op);
   luaL_getmetatable(co, BOX_META);
   lua_setmetatable(co, -2);
+}
+
+static int deliver_recv(lua_State *co, px_wait *w) {
+  px_mpi_op *op = (px_mpi_op *)w;
+  if (op->err) return deliver_error(co, op);
+  int source = op->source, tag = op->rtag;
+  push_box(co, op);
   lua_pushinteger(co, source);
   lua_pushinteger(co, tag);
   return 4;
@@ -354,7 +359,9 @@ static int l_split(lua_State *L) {
  * otherwise false, and mpi.lua takes the way of reduce and bcast.  One op,
  * so one hand-off each way with the thread.
  * ---------------------------------------------------------------------- */
-static const char *const mpi_op_names[] = {"sum", "prod", "min", "max", NULL};
+/* reduce_into's and allreduce's op names, in PX_OP_ order (MPI's own
+ * allreduce takes the first four). */
+static const char *const op_names[] = {"sum", "prod", "min", "max", "land", "lor", NULL};
 
 static int deliver_allreduce(lua_State *co, px_wait *w) {
   px_mpi_op *op = (px_mpi_op *)w;
@@ -365,15 +372,7 @@ static int deliver_allreduce(lua_State *co, px_wait *w) {
     return 1;
   }
   if (op->rarray) {
-    lua_pushliteral(co, "array");
-    box *b = lua_newuserdata(co, sizeof *b);
-    b->data = NULL;
-    b->len = 0;
-    b->array = (px_array *)op->rarray;
-    op->rarray = NULL;
-    px_mpi_op_free(op);
-    luaL_getmetatable(co, BOX_META);
-    lua_setmetatable(co, -2);
+    push_box(co, op);
     return 2;
   }
   double x = op->num[1];
@@ -385,7 +384,7 @@ static int deliver_allreduce(lua_State *co, px_wait *w) {
 
 static int l_allreduce(lua_State *L) {
   px_mpi_comm *c = check_comm(L, 1);
-  int64_t codes[4] = {0, 0, 0, 0};
+  int64_t codes[3];
   for (int i = 0; i < 3; i++) {
     lua_Number x = luaL_checknumber(L, i + 4);
     if (!(x > -9007199254740992.0 && x < 9007199254740992.0) || x != (int64_t)x)
@@ -400,7 +399,8 @@ static int l_allreduce(lua_State *L) {
   if (codes[0] != 0) {
     a = px_array_test(L, 2);
     if (!a) luaL_checktype(L, 2, LUA_TNUMBER);
-    which = luaL_checkoption(L, 3, NULL, mpi_op_names);
+    which = luaL_checkoption(L, 3, NULL, op_names);
+    if (which > PX_OP_MAX) return luaL_argerror(L, 3, "MPI reduces by sum, prod, min or max");
     if (a && (!lib->dtype[a->dtype] || a->n > 0x7fffffff))
       return luaL_argerror(L, 2, "an array MPI cannot reduce (float16, bfloat16, or 2^31 elements)");
   }
@@ -414,9 +414,9 @@ static int l_allreduce(lua_State *L) {
   else if (a && !(out = px_array_new_uninit(a->dtype, a->ndim, a->shape)))
     return px_oom(L, "mpi allreduce");
   px_mpi_op *op = op_new(L, c, PX_MPI_ALLREDUCE, "mpi allreduce");
-  for (int i = 0; i < 4; i++) {
-    op->scalar[2 * i] = codes[i];
-    op->scalar[2 * i + 1] = -codes[i];
+  for (int i = 0; i < 3; i++) {
+    op->codes[2 * i] = codes[i];
+    op->codes[2 * i + 1] = -codes[i];
   }
   if (codes[0] != 0) {
     op->mop = lib->op[which];
@@ -460,7 +460,6 @@ static int l_next_tag(lua_State *L) {
   return 1;
 }
 
-static const char *const op_names[] = {"sum", "prod", "min", "max", "land", "lor", NULL};
 
 /* reduce_into(acc, x, op): acc[i] = acc[i] op x[i]. */
 static int l_reduce_into(lua_State *L) {

@@ -94,10 +94,9 @@ typedef struct px_mpi_lib {
   MPI_Datatype byte;
   MPI_Errhandler errors_return;
   /* For MPI's own allreduce: the datatype of each px_dtype (NULL for
-   * float16 and bfloat16, which MPI 3 lacks), MPI_INT64_T, and the ops
-   * sum, prod, min and max (in PX_OP_ order). */
+   * float16 and bfloat16, which MPI 3 lacks) and the ops sum, prod, min
+   * and max (in PX_OP_ order). */
   MPI_Datatype dtype[PX_NDTYPES];
-  MPI_Datatype int64;
   MPI_Op op[4];
 } px_mpi_lib;
 
@@ -172,11 +171,11 @@ struct px_mpi_op {
   px_shared *rarray;  /* the received array, when kind is PX_MPI_ARRAY */
   int source, rtag;
   px_mpi_comm *newcomm; /* split's result (a reference) */
-  /* allreduce: first the four codes in scalar[0..7] (each as x and -x)
-   * reduced by min into scalar[8..15]; when every rank's agree, count
+  /* allreduce: first the three codes in codes[0..5] (each as x and -x)
+   * reduced by min into codes[6..11]; when every rank's agree, count
    * elements of `type` from `in` reduced into `out` by `mop` (an array's
    * data, or `num`); count 0: the codes only */
-  int64_t scalar[16];
+  int64_t codes[12];
   int agreed;
   const void *in;
   void *out;
