@@ -37,10 +37,10 @@ local root = select(2, sh("id -u", 10)) == "0\n"
 
 -- mpiexec on this machine: more ranks than cores (--oversubscribe), as
 -- root only with --allow-run-as-root, and no ssh (every rank is local).
-local function mpirun(n, script, limit)
+local function mpirun(n, script, limit, env)
   local flags = "--oversubscribe" .. (root and " --allow-run-as-root" or "")
-  return sh(("OMPI_MCA_plm_rsh_agent=false mpiexec %s -n %d %s %s"):format(
-    flags, n, q(PARX), q(script)), limit)
+  return sh(("%sOMPI_MCA_plm_rsh_agent=false mpiexec %s -n %d %s %s"):format(
+    env or "", flags, n, q(PARX), q(script)), limit)
 end
 
 -- The checks spec/mpi/job.lua makes on every rank.
@@ -57,12 +57,22 @@ local checks = {
   "two ranks that both send a 32 KB value before receiving do not deadlock",
 }
 
+-- The last n lines of s.
+local function tail(s, n)
+  local lines = {}
+  for l in s:gmatch("[^\n]+") do lines[#lines + 1] = l end
+  return table.concat(lines, "\n", math.max(1, #lines - n + 1))
+end
+
+-- The job runs with MPI_DEBUG=1: each rank writes "RANK CHECK" to stderr
+-- as it starts a check, so a hang says where every rank was.
 local function job_specs(run)
   local status, out, err
   for _, name in ipairs(checks) do
     it(name, function()
       if not status then status, out, err = run() end
-      assert(status ~= 124, "the job hung:\n" .. out .. err)
+      assert(status ~= 124, "the job hung; the end of its stderr:\n" .. tail(err, 12)
+        .. "\nand of its stdout:\n" .. tail(out, 3))
       local fail = out:match("FAIL " .. name:gsub("%p", "%%%0") .. "[^\n]*")
       assert(not fail, fail)
       assert(out:find("ok " .. name, 1, true),
@@ -81,7 +91,7 @@ describe("parx.mpi on 3 ranks (mpiexec -n 3)", function()
     return
   end
 
-  job_specs(function() return mpirun(3, "spec/mpi/job.lua", 120) end)
+  job_specs(function() return mpirun(3, "spec/mpi/job.lua", 120, "MPI_DEBUG=1 ") end)
 
   it("allreduce of numbers and of arrays MPI can reduce is MPI's own (no message through rank 0), into opts.out or in place; float16 still goes through rank 0", function()
     local json = require "dkjson"
@@ -161,7 +171,7 @@ describe("parx.mpi on a simulated cluster of 3 hosts (scripts/tools/netns-cluste
   end
   -- every message over TCP between namespaces (btl tcp,self)
   job_specs(function()
-    return sh(("scripts/tools/netns-cluster -k 3 -t 150 -- -n 3 %s spec/mpi/job.lua"):format(q(PARX)), 180)
+    return sh(("MPI_DEBUG=1 scripts/tools/netns-cluster -k 3 -t 150 -- -n 3 -x MPI_DEBUG %s spec/mpi/job.lua"):format(q(PARX)), 180)
   end)
 end)
 

@@ -272,3 +272,6 @@ check("split gives communicators with the same methods", function()
   end
   assert(mpi.world:split(-1) == nil)
 end)
+
+-- What is left is MPI_Finalize, at exit: a hang there says so.
+if os.getenv("MPI_DEBUG") then io.stderr:write(r, " finalizing\n") end
