@@ -9,8 +9,9 @@ local PARX = os.getenv("PARX_BIN") or "build/parx"
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 -- sh(cmd, limit) -> exit status, stdout, stderr (status 124: timed out;
--- `timeout` sends SIGTERM to the whole process group first, so mpiexec
--- takes its ranks down with it, and SIGKILL 5 s later).  The output goes
+-- scripts/tools/deadline then writes the stacks of the job's parx
+-- processes to stderr, and sends SIGTERM to the command and what it
+-- started, so mpiexec takes its ranks down with it, and SIGKILL 5 s later).  The output goes
 -- through files, not pipes: a process that outlives the guard (a rank
 -- orphaned on another "host") cannot keep the spec waiting for an end of
 -- file, and exec's own timeout is the last line of defence.
@@ -24,7 +25,7 @@ end
 
 local function sh(cmd, limit)
   local out, err = os.tmpname(), os.tmpname()
-  local r, why = parx.process.exec("sh", {"-c", ("timeout -k 5 %d sh -c %s </dev/null >%s 2>%s"):format(
+  local r, why = parx.process.exec("sh", {"-c", ("scripts/tools/deadline %d sh -c %s </dev/null >%s 2>%s"):format(
     limit, q(cmd), q(out), q(err))}, {timeout = limit + 30})
   local o, e = slurp(out), slurp(err)
   if not r then return 124, o, e .. "\n(" .. tostring(why) .. ")" end
@@ -65,13 +66,14 @@ local function tail(s, n)
 end
 
 -- The job runs with MPI_DEBUG=1: each rank writes "RANK CHECK" to stderr
--- as it starts a check, so a hang says where every rank was.
+-- as it starts a check, so a hang says where every rank was (and the
+-- stacks that deadline or netns-cluster print, where each thread was).
 local function job_specs(run)
   local status, out, err
   for _, name in ipairs(checks) do
     it(name, function()
       if not status then status, out, err = run() end
-      assert(status ~= 124, "the job hung; the end of its stderr:\n" .. tail(err, 12)
+      assert(status ~= 124, "the job hung; the end of its stderr:\n" .. tail(err, 40)
         .. "\nand of its stdout:\n" .. tail(out, 3))
       local fail = out:match("FAIL " .. name:gsub("%p", "%%%0") .. "[^\n]*")
       assert(not fail, fail)

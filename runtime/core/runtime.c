@@ -299,6 +299,15 @@ int px_runtime_start_workers(px_runtime *rt) {
           if (i == 0) err = errs[0];
           break;
         }
+      /* Published before the workers go: a running worker reads
+       * rt->workers (px_job_wake). */
+      if (keep > 0) {
+        rt->workers = workers;
+        rt->threads = threads;
+        rt->nworkers = keep;
+        atomic_store(&rt->workers_started, 1);
+        err = 0;
+      }
       g->keep = keep;
       g->decided = 1;
       pthread_cond_broadcast(&g->cond);
@@ -306,13 +315,7 @@ int px_runtime_start_workers(px_runtime *rt) {
       for (int i = keep; i < n; i++) pthread_join(threads[i], NULL);
       gate_release(g);
     }
-    if (keep > 0) {
-      rt->workers = workers;
-      rt->threads = threads;
-      rt->nworkers = keep;
-      atomic_store(&rt->workers_started, 1);
-      err = 0;
-    } else {
+    if (keep == 0) {
       free(workers);
       free(threads);
     }
