@@ -582,7 +582,7 @@ static void wait_for_work(long sleep_us) {
       pthread_cond_wait(&S.work, &S.mu);
     } else {
       struct timespec ts;
-      clock_gettime(CLOCK_REALTIME, &ts); /* the condition's clock */
+      clock_gettime(CLOCK_MONOTONIC, &ts); /* the condition's clock (px_mpi_start) */
       ts.tv_nsec += sleep_us * 1000;
       if (ts.tv_nsec >= 1000000000L) {
         ts.tv_sec++;
@@ -702,6 +702,17 @@ int px_mpi_start(const char **err) {
   pthread_mutex_lock(&S.mu);
   if (S.state == ST_NONE) {
     S.state = ST_STARTING;
+    /* The thread's timed waits count on the monotonic clock: a step of
+     * the wall clock (NTP on a fresh machine) must not stretch a 1 ms
+     * sleep into minutes.  Nobody waits on it yet. */
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) == 0) {
+      if (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0) {
+        pthread_cond_destroy(&S.work);
+        pthread_cond_init(&S.work, &ca);
+      }
+      pthread_condattr_destroy(&ca);
+    }
     /* The thread takes no signals: they belong to the VMs' loops and the
      * command line (its threads, OpenMPI's included, inherit this mask). */
     sigset_t all, old;
