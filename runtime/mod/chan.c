@@ -43,11 +43,12 @@ static int park_op(lua_State *L, px_chan *ch, int kind, px_slot *v) {
   int r = e->is_send ? px_chan_send_locked(ch, &e->val, &wake)
                      : px_chan_recv_locked(ch, &sel->got, &wake);
   if (r == 0) {
-    px_chan_enqueue_locked(ch, e);
+    px_chan_enqueue_locked(ch, e, &wake); /* may fire sel itself */
     sel->queued = 1;
     int spin = px_chan_should_spin(ch, sel->w.vm);
     if (spin) atomic_store_explicit(&sel->spin, 1, memory_order_relaxed);
     px_chan_unlock(ch);
+    px_chan_wake_all(wake);
     if (spin && px_sel_spin(ch, sel)) {
       int n = px_sel_outcome(L, sel);
       px_sel_finish(sel);
@@ -121,7 +122,7 @@ static int l_close(lua_State *L) {
 static px_chan *snapshot(lua_State *L, size_t *count, int *closed) {
   px_chan *ch = px_chan_check(L, 1);
   px_chan_lock(ch);
-  *count = ch->count;
+  *count = px_chan_len_locked(ch);
   *closed = ch->closed;
   px_chan_unlock(ch);
   return ch;

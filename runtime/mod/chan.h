@@ -40,11 +40,32 @@ typedef struct px_waitq {
   px_entry *first, *last;
 } px_waitq;
 
+/* A cell of the lock-free buffer (chan_queue.c): free for the push at
+ * position p while seq == 2p, holding that push's value for the pop at p
+ * once seq == 2p + 1. */
+typedef struct px_vcell {
+  atomic_uint_fast64_t seq;
+  atomic_uchar plain;   /* px_slot_is_plain(&v), read before a pop claims it */
+  px_slot v;
+} px_vcell;
+
+/* A value put back in front of the lock-free buffer (chan_queue.c). */
+typedef struct px_front {
+  px_slot v;
+  uint64_t n;           /* its number for trace flows, 0 if none */
+} px_front;
+
+/* Bounded channels up to this capacity buffer in cells that a send and a
+ * receive use without the lock (chan_queue.c: "the lock-free buffer");
+ * larger ones, and unbounded ones, in a ring under the lock that grows. */
+#define PX_CHAN_VQ_MAX 4096
+
 typedef struct px_chan {
   px_shared hdr;        /* first: shared-object header */
-  atomic_int lock;      /* px_chan_lock; guards everything below */
+  atomic_int lock;      /* px_chan_lock; guards everything below but the atomics */
   atomic_int lock_sleepers; /* threads asleep (or about to be) on lock */
   long cap;             /* -1 unbounded, 0 rendezvous, else bounded */
+  int vq;               /* 1: the buffer is `cells`, else `ring` */
   px_slot *ring;
   size_t ringsize, head, count;
   int closed;
@@ -53,7 +74,18 @@ typedef struct px_chan {
   atomic_uint spin_probe;
   atomic_ulong spins;     /* parks that spun first (a debug counter) */
   int64_t trace_id;       /* traces: its number; values in and out, for */
-  uint64_t nsent, nrecv;  /* send -> recv flows (trace.h) */
+  uint64_t nsent, nrecv;  /* send -> recv flows (trace.h; the ring's) */
+  /* The lock-free buffer (vq): read-mostly first (written when a party
+   * parks or leaves, or a value is put back), then each end's position on
+   * a line of its own. */
+  _Alignas(64) _Atomic(px_vcell *) cells; /* cap cells, from the first push */
+  atomic_int nrecv_parked; /* receivers linked in recvq */
+  atomic_int nsend_parked; /* senders linked in sendq */
+  atomic_int nfront;       /* values in front (a pop without the lock declines) */
+  px_front *front;         /* the stack of them, the head last; under the lock */
+  size_t frontcap;
+  _Alignas(64) atomic_uint_fast64_t enq; /* the next push's position | VQ_* flags */
+  _Alignas(64) atomic_uint_fast64_t deq; /* the next pop's position */
 } px_chan;
 
 extern px_shared_type px_chan_type;
@@ -94,6 +126,8 @@ static inline void px_chan_unlock(px_chan *ch) {
 }
 
 px_chan *px_chan_new(long cap); /* NULL when out of memory */
+/* Values buffered now (ch->lock held). */
+size_t px_chan_len_locked(px_chan *ch);
 /* Channels alive in the process (specs check that they are freed). */
 long px_chan_live(void);
 /* 1 if this call closed ch, 0 if it was closed already.  Any thread. */
@@ -159,7 +193,10 @@ int px_chan_recv_locked(px_chan *ch, px_slot *out, px_sel **wake);
  * the next value is another. */
 enum { PX_CHAN_SEND, PX_CHAN_RECV, PX_CHAN_RECV_PLAIN };
 int px_chan_try(px_chan *ch, int op, px_slot *v);
-void px_chan_enqueue_locked(px_chan *ch, px_entry *e);
+/* Park e in its queue.  On a channel with the lock-free buffer this also
+ * settles: a value pushed meanwhile goes to e (or to whoever is ahead):
+ * wake what it fired once the lock is released. */
+void px_chan_enqueue_locked(px_chan *ch, px_entry *e, px_sel **wake);
 void px_chan_unlink_locked(px_chan *ch, px_entry *e);
 void px_chan_wake_all(px_sel *list);
 /* px_chan_wake_all for what an operation on ch by the calling thread fired;

@@ -29,7 +29,7 @@ int parx_channel_close(parx_channel *ch) { return px_chan_close(CH(ch)); }
 
 long parx_channel_len(parx_channel *ch) {
   px_chan_lock(CH(ch));
-  long n = (long)CH(ch)->count;
+  long n = (long)px_chan_len_locked(CH(ch));
   px_chan_unlock(CH(ch));
   return n;
 }
@@ -72,8 +72,9 @@ static int host_op(px_chan *ch, int is_send, px_slot *v, px_slot *got, int block
     e->val = *v;
     v->tag = SLOT_NIL;
   }
-  px_chan_enqueue_locked(ch, e);
+  px_chan_enqueue_locked(ch, e, &wake); /* may fire sel itself */
   px_chan_unlock(ch);
+  px_chan_wake_all(wake);
 
   pthread_mutex_lock(&lock);
   while (!sel->host_done) pthread_cond_wait(&cond, &lock);

@@ -147,9 +147,270 @@ static void ring_pop(px_chan *ch, px_slot *out) {
   strengthen_self(ch, out);
 }
 
+/* ---- the lock-free buffer -------------------------------------------------
+ *
+ * A bounded channel of capacity 1..PX_CHAN_VQ_MAX buffers in `cap` cells,
+ * Vyukov's bounded multi-producer multi-consumer queue: a push claims the
+ * position p = `enq` with a compare-and-swap when the cell there is free
+ * for it (seq == 2p), writes the value and publishes it (seq = 2p + 1); a
+ * pop claims `deq` when the cell holds that position's value and frees it
+ * for the push cap positions on (seq = 2(p + cap)).  (Vyukov's p, p + 1
+ * and p + cap cannot tell a full cell from a free one when cap is 1.)  A send that finds room and a receive
+ * that finds a value complete without the lock, and the two ends of a busy
+ * channel touch only their own position and the cells they use: under the
+ * lock every operation moved the lock's cache line between the two CPUs and
+ * the consumer was starved into sleeping on it (1e6 numbers through a
+ * channel of 1024 between two workers on the 2-core VM: 4-7 M messages a
+ * second with the lock; the queue alone in C moves 40-48 M).
+ *
+ * The lock still guards the parked parties, close and the values put back
+ * in front (unreceive), and the locked path uses the same cells.  What
+ * keeps a value from sitting in the buffer while a receiver sleeps, or a
+ * free cell while a sender sleeps, is Dekker's pattern: each side writes
+ * its word with a seq_cst read-modify-write, then reads the other's with a
+ * seq_cst load, so one of the two sees the other (no fence: one after each
+ * push waited for the cell's cache line to reach the other CPU, every
+ * message).  The words are the positions, which a claim moves before the
+ * cell is written or freed, so a claimed cell counts as done for the
+ * parker, which waits the moment it takes to copy a value (crossbeam's
+ * channels do the same):
+ *   - a receiver parks only after counting itself in nrecv_parked and
+ *     looking at the buffer again under the lock (settle); a push without
+ *     the lock claims its cell and, once it has written it, settles under
+ *     the lock when nrecv_parked is not 0;
+ *   - a sender parks only after counting itself in nsend_parked and
+ *     setting VQ_SENDERS in enq, which turns away every push without the
+ *     lock while a sender waits (the parked go first, in order), and
+ *     looking again; a pop without the lock claims its cell and, once it
+ *     has copied the value out, settles when nsend_parked is not 0;
+ *   - close sets VQ_CLOSED in enq under the lock: a push that claimed its
+ *     cell before is a send before the close, and settles when it is done;
+ *     any later one fails its compare-and-swap, takes the locked path, and
+ *     raises.  A closed channel's receivers are told so only once the
+ *     buffer is drained, pushes still being written included.
+ * A value put back in front (px_chan_unreceive, or settle's when the
+ * receiver it popped for went away) makes pops without the lock decline
+ * until the locked path has taken it: it is the head.
+ */
+#define VQ_CLOSED ((uint64_t)1 << 63)
+#define VQ_SENDERS ((uint64_t)1 << 62)
+#define VQ_POS (VQ_SENDERS - 1)
+
+static px_vcell *vq_cells(px_chan *ch) {
+  return atomic_load_explicit(&ch->cells, memory_order_acquire);
+}
+
+/* The cells, made on the first push (ch->lock held): 0, or -1 when out
+ * of memory.  A channel that never buffers costs none. */
+static int vq_alloc(px_chan *ch) {
+  if (atomic_load_explicit(&ch->cells, memory_order_relaxed)) return 0;
+  px_vcell *c = malloc((size_t)ch->cap * sizeof *c);
+  if (!c) return -1;
+  for (long i = 0; i < ch->cap; i++) {
+    atomic_init(&c[i].seq, 2 * (uint64_t)i);
+    atomic_init(&c[i].plain, 0);
+    c[i].v.tag = SLOT_NIL;
+  }
+  atomic_store_explicit(&ch->cells, c, memory_order_release);
+  return 0;
+}
+
+/* Push *v, consumed when pushed.  locked: the caller holds ch->lock and may
+ * push while senders are parked (settle moves theirs in).  1 pushed (*n:
+ * its number, for trace flows), 0 full, closed, turned away, or no cells
+ * yet (the locked path tells which). */
+static int vq_push(px_chan *ch, px_slot *v, int locked, uint64_t *n) {
+  px_vcell *cells = vq_cells(ch);
+  if (!cells) return 0;
+  uint64_t size = (uint64_t)ch->cap;
+  uint64_t e = atomic_load_explicit(&ch->enq, memory_order_relaxed);
+  for (;;) {
+    if ((e & VQ_CLOSED) || (!locked && (e & VQ_SENDERS))) return 0;
+    uint64_t pos = e & VQ_POS;
+    px_vcell *c = &cells[pos % size];
+    uint64_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+    int64_t d = (int64_t)(seq - 2 * pos);
+    if (d == 0) {
+      /* (the flags ride along: e + 1 only moves the position; seq_cst:
+       * Dekker's pattern, see above) */
+      if (atomic_compare_exchange_weak_explicit(&ch->enq, &e, e + 1, memory_order_seq_cst,
+                                                memory_order_relaxed)) {
+        c->v = *v;
+        v->tag = SLOT_NIL;
+        weaken_self(ch, &c->v);
+        atomic_store_explicit(&c->plain, (unsigned char)px_slot_is_plain(&c->v),
+                              memory_order_relaxed);
+        atomic_store_explicit(&c->seq, 2 * pos + 1, memory_order_release);
+        *n = pos + 1;
+        return 1;
+      }
+    } else if (d < 0) {
+      return 0; /* the cell still holds the value of cap pushes ago: full */
+    } else {
+      e = atomic_load_explicit(&ch->enq, memory_order_relaxed);
+    }
+  }
+}
+
+enum { VQ_EMPTY, VQ_GOT, VQ_WRITING, VQ_NOT_PLAIN };
+
+/* Pop into *out (*n: its number).  VQ_GOT, VQ_EMPTY, VQ_WRITING (a push
+ * claimed the next cell and is writing it), or VQ_NOT_PLAIN (plain_only,
+ * and the next value is not a plain scalar: left there). */
+static int vq_pop(px_chan *ch, px_slot *out, int plain_only, uint64_t *n) {
+  px_vcell *cells = vq_cells(ch);
+  if (!cells) return VQ_EMPTY;
+  uint64_t size = (uint64_t)ch->cap;
+  uint64_t pos = atomic_load_explicit(&ch->deq, memory_order_relaxed);
+  for (;;) {
+    px_vcell *c = &cells[pos % size];
+    uint64_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+    int64_t d = (int64_t)(seq - (2 * pos + 1));
+    if (d == 0) {
+      if (plain_only && !atomic_load_explicit(&c->plain, memory_order_relaxed)) return VQ_NOT_PLAIN;
+      if (atomic_compare_exchange_weak_explicit(&ch->deq, &pos, pos + 1, memory_order_seq_cst,
+                                                memory_order_relaxed)) {
+        *out = c->v;
+        atomic_store_explicit(&c->seq, 2 * (pos + size), memory_order_release);
+        strengthen_self(ch, out); /* the popper holds a reference to ch */
+        *n = pos + 1;
+        return VQ_GOT;
+      }
+    } else if (d < 0) {
+      uint64_t e = atomic_load_explicit(&ch->enq, memory_order_seq_cst) & VQ_POS;
+      return e == pos ? VQ_EMPTY : VQ_WRITING;
+    } else {
+      pos = atomic_load_explicit(&ch->deq, memory_order_relaxed);
+    }
+  }
+}
+
+/* Whether fewer than cap values are claimed and not popped: then the next
+ * push's cell is free, or will be once the pop that claimed it has copied
+ * its value out (vq_push_locked waits for that). */
+static int vq_has_room(px_chan *ch) {
+  uint64_t e = atomic_load_explicit(&ch->enq, memory_order_seq_cst) & VQ_POS;
+  uint64_t d = atomic_load_explicit(&ch->deq, memory_order_seq_cst);
+  return e - d < (uint64_t)ch->cap;
+}
+
+/* Push under the lock: 1 pushed, 0 no room.  A cell whose pop has claimed
+ * it but is still copying its value out counts as room: this waits. */
+static int vq_push_locked(px_chan *ch, px_slot *v, uint64_t *n) {
+  for (unsigned spins = 1;; spins++) {
+    if (vq_push(ch, v, 1, n)) return 1;
+    if (!vq_has_room(ch)) return 0;
+    px_cpu_relax();
+    if ((spins & 63) == 0) sched_yield();
+  }
+}
+
+/* Put v back at the head (ch->lock held); the value is lost when out of
+ * memory (as the ring's ring_push_front). */
+static void front_push(px_chan *ch, px_slot *v, uint64_t n) {
+  int nf = atomic_load_explicit(&ch->nfront, memory_order_relaxed);
+  if ((size_t)nf == ch->frontcap) {
+    size_t cap = ch->frontcap ? ch->frontcap * 2 : 4;
+    px_front *f = realloc(ch->front, cap * sizeof *f);
+    if (!f) {
+      px_slot_free(v);
+      return;
+    }
+    ch->front = f;
+    ch->frontcap = cap;
+  }
+  weaken_self(ch, v);
+  ch->front[nf] = (px_front){*v, n};
+  v->tag = SLOT_NIL;
+  atomic_store_explicit(&ch->nfront, nf + 1, memory_order_release);
+}
+
+/* The head value, from the front first (ch->lock held): vq_pop's results. */
+static int pop_any(px_chan *ch, px_slot *out, int plain_only, uint64_t *n) {
+  int nf = atomic_load_explicit(&ch->nfront, memory_order_relaxed);
+  if (nf == 0) return vq_pop(ch, out, plain_only, n);
+  px_front *f = &ch->front[nf - 1];
+  if (plain_only && !px_slot_is_plain(&f->v)) return VQ_NOT_PLAIN;
+  *out = f->v;
+  *n = f->n;
+  strengthen_self(ch, out);
+  atomic_store_explicit(&ch->nfront, nf - 1, memory_order_release);
+  return VQ_GOT;
+}
+
+/* The n-th value out of ch went to a receiver parked on VM `to` (a flow
+ * from its send, recorded when it was pushed). */
+static void trace_handed(px_chan *ch, uint64_t n, px_vm *to) {
+  px_trace *tr = px_trace_self;
+  if (PX_RECORDER_OFF || !tr) return;
+  px_stat_add(&tr->stats.chan_ops, 1);
+  if (tr->logging && to && n && px_trace_flow_kept(n)) px_trace_flow(PX_EV_FLOW_IN, ch->trace_id, n, to);
+}
+
 /* ---- wait queues ---------------------------------------------------------- */
 
-void px_chan_enqueue_locked(px_chan *ch, px_entry *e) {
+static px_entry *claim_first(px_chan *ch, px_waitq *q, int plain_only);
+static void fired(px_entry *e, int ok, px_sel **wake);
+static void senders_gone(px_chan *ch);
+
+/* Move values to parked parties while both are there (ch->lock held, a
+ * channel with the lock-free buffer): buffered values, the front first, to
+ * parked receivers; parked senders' values into free cells, in order; a
+ * closed channel's receivers are told so once it is drained.  Returns
+ * whether a value moved. */
+static int settle(px_chan *ch, px_sel **wake) {
+  int moved = 0;
+  for (;;) {
+    int step = 0;
+    while (ch->recvq.first) {
+      px_slot v;
+      uint64_t n = 0;
+      int r = pop_any(ch, &v, 0, &n);
+      for (unsigned spins = 1; r == VQ_WRITING; spins++) {
+        /* A push claimed the cell and is writing it: the value is there
+         * (its pusher may have looked for parked receivers before this
+         * one was counted), in a moment. */
+        px_cpu_relax();
+        if ((spins & 63) == 0) sched_yield();
+        r = pop_any(ch, &v, 0, &n);
+      }
+      if (r != VQ_GOT) {
+        px_entry *e;
+        if (ch->closed)
+          while ((e = claim_first(ch, &ch->recvq, 0))) fired(e, 0, wake);
+        break;
+      }
+      px_entry *e = claim_first(ch, &ch->recvq, 0);
+      if (!e) { /* every one parked went away meanwhile */
+        front_push(ch, &v, n);
+        break;
+      }
+      e->sel->got = v;
+      fired(e, 1, wake);
+      trace_handed(ch, n, e->sel->w.vm);
+      step = 1;
+    }
+    while (ch->sendq.first && !ch->closed && vq_cells(ch) && vq_has_room(ch)) {
+      px_entry *e = claim_first(ch, &ch->sendq, 0);
+      if (!e) break;
+      /* Only the lock's holder pushes while VQ_SENDERS is set: the room
+       * seen is still there. */
+      uint64_t n = 0;
+      int r = vq_push_locked(ch, &e->val, &n);
+      assert(r == 1);
+      (void)r;
+      fired(e, 1, wake);
+      px_trace_chan_sent(ch->trace_id, n);
+      step = 1;
+    }
+    if (!step) break;
+    moved = 1;
+  }
+  senders_gone(ch);
+  return moved;
+}
+
+void px_chan_enqueue_locked(px_chan *ch, px_entry *e, px_sel **wake) {
   px_waitq *q = e->is_send ? &ch->sendq : &ch->recvq;
   e->next = NULL;
   e->prev = q->last;
@@ -157,9 +418,21 @@ void px_chan_enqueue_locked(px_chan *ch, px_entry *e) {
   else q->first = e;
   q->last = e;
   e->linked = 1;
+  if (!ch->vq) return;
+  /* Counted (a seq_cst read-modify-write: the fence of Dekker's pattern),
+   * then a second look at the buffer. */
+  if (e->is_send) {
+    atomic_fetch_add(&ch->nsend_parked, 1);
+    atomic_fetch_or(&ch->enq, VQ_SENDERS);
+  } else {
+    atomic_fetch_add(&ch->nrecv_parked, 1);
+  }
+  settle(ch, wake);
 }
 
-void px_chan_unlink_locked(px_chan *ch, px_entry *e) {
+/* Unlink e; VQ_SENDERS stays as it is (settle clears it when it is done:
+ * while it moves senders' values in, it must be the only one pushing). */
+static void unlink_entry(px_chan *ch, px_entry *e) {
   px_waitq *q = e->is_send ? &ch->sendq : &ch->recvq;
   if (e->prev) e->prev->next = e->next;
   else q->first = e->next;
@@ -167,6 +440,28 @@ void px_chan_unlink_locked(px_chan *ch, px_entry *e) {
   else q->last = e->prev;
   e->prev = e->next = NULL;
   e->linked = 0;
+  if (!ch->vq) return;
+  atomic_fetch_sub_explicit(e->is_send ? &ch->nsend_parked : &ch->nrecv_parked, 1,
+                            memory_order_relaxed);
+}
+
+/* No sender parked any more: pushes without the lock may go again. */
+static void senders_gone(px_chan *ch) {
+  if (ch->vq && !ch->sendq.first &&
+      (atomic_load_explicit(&ch->enq, memory_order_relaxed) & VQ_SENDERS))
+    atomic_fetch_and(&ch->enq, ~VQ_SENDERS);
+}
+
+void px_chan_unlink_locked(px_chan *ch, px_entry *e) {
+  unlink_entry(ch, e);
+  if (e->is_send) senders_gone(ch);
+}
+
+size_t px_chan_len_locked(px_chan *ch) {
+  if (!ch->vq) return ch->count;
+  uint64_t e = atomic_load_explicit(&ch->enq, memory_order_relaxed) & VQ_POS;
+  uint64_t d = atomic_load_explicit(&ch->deq, memory_order_relaxed);
+  return (size_t)(e - d) + (size_t)atomic_load_explicit(&ch->nfront, memory_order_relaxed);
 }
 
 /* The first parked party of q that can still fire, unlinked and claimed;
@@ -177,7 +472,7 @@ static px_entry *claim_first(px_chan *ch, px_waitq *q, int plain_only) {
   px_entry *e;
   while ((e = q->first)) {
     if (plain_only && !px_slot_is_plain(&e->val)) return NULL;
-    px_chan_unlink_locked(ch, e);
+    unlink_entry(ch, e);
     if (px_sel_claim(e->sel)) return e;
   }
   return NULL;
@@ -191,8 +486,41 @@ static void fired(px_entry *e, int ok, px_sel **wake) {
   *wake = sel;
 }
 
+/* The locked path on the lock-free buffer: the parked senders' values go
+ * first, then v; then whatever a parked receiver can take. */
+static int vq_send_locked(px_chan *ch, px_slot *v, px_sel **wake) {
+  if (vq_alloc(ch) != 0) return -2;
+  settle(ch, wake);
+  uint64_t n = 0;
+  if (ch->sendq.first || !vq_push_locked(ch, v, &n)) return 0;
+  px_trace_chan_sent(ch->trace_id, n);
+  settle(ch, wake);
+  return 1;
+}
+
+static int vq_recv_locked(px_chan *ch, px_slot *out, px_sel **wake, int plain_only) {
+  for (unsigned spins = 1;; spins++) {
+    uint64_t n = 0;
+    int r = pop_any(ch, out, plain_only, &n);
+    if (r == VQ_GOT) {
+      px_trace_chan_received(ch->trace_id, n);
+      settle(ch, wake); /* a parked sender's value into the freed cell */
+      return 1;
+    }
+    if (r == VQ_NOT_PLAIN) return 0;
+    if (r == VQ_WRITING) { /* a push between its claim and its publish */
+      px_cpu_relax();
+      if ((spins & 63) == 0) sched_yield();
+      continue;
+    }
+    if (ch->sendq.first && settle(ch, wake)) continue;
+    return ch->closed ? -1 : 0;
+  }
+}
+
 int px_chan_send_locked(px_chan *ch, px_slot *v, px_sel **wake) {
   if (ch->closed) return -1;
+  if (ch->vq) return vq_send_locked(ch, v, wake);
   px_entry *e = claim_first(ch, &ch->recvq, 0);
   if (e) {
     e->sel->got = *v;
@@ -210,6 +538,7 @@ int px_chan_send_locked(px_chan *ch, px_slot *v, px_sel **wake) {
 }
 
 static int recv_locked(px_chan *ch, px_slot *out, px_sel **wake, int plain_only) {
+  if (ch->vq) return vq_recv_locked(ch, out, wake, plain_only);
   if (ch->count) {
     if (plain_only && !px_slot_is_plain(&ch->ring[ch->head])) return 0;
     ring_pop(ch, out);
@@ -238,7 +567,39 @@ int px_chan_recv_locked(px_chan *ch, px_slot *out, px_sel **wake) {
   return recv_locked(ch, out, wake, 0);
 }
 
+/* Settle under the lock: a push or pop without it found a party parked. */
+static void kick(px_chan *ch) {
+  px_sel *wake = NULL;
+  px_chan_lock(ch);
+  settle(ch, &wake);
+  px_chan_unlock(ch);
+  px_chan_wake_from(ch, wake);
+}
+
+/* The operation without the lock, on the lock-free buffer: 1 done, 0 not
+ * (full, empty, closed, a value put back in front, ...: the locked path
+ * decides). */
+static int vq_try(px_chan *ch, int op, px_slot *v) {
+  uint64_t n;
+  /* The claim's compare-and-swap and this load are seq_cst, as the
+   * parker's count and its look at the positions: one of the two sees the
+   * other (no fence: a full one here waited for the cell's cache line to
+   * reach the other CPU, every message). */
+  if (op == PX_CHAN_SEND) {
+    if (!vq_push(ch, v, 0, &n)) return 0;
+    px_trace_chan_sent(ch->trace_id, n);
+    if (atomic_load_explicit(&ch->nrecv_parked, memory_order_seq_cst)) kick(ch);
+    return 1;
+  }
+  if (atomic_load_explicit(&ch->nfront, memory_order_acquire)) return 0;
+  if (vq_pop(ch, v, op == PX_CHAN_RECV_PLAIN, &n) != VQ_GOT) return 0;
+  px_trace_chan_received(ch->trace_id, n);
+  if (atomic_load_explicit(&ch->nsend_parked, memory_order_seq_cst)) kick(ch);
+  return 1;
+}
+
 int px_chan_try(px_chan *ch, int op, px_slot *v) {
+  if (ch->vq && vq_try(ch, op, v)) return 1;
   px_sel *wake = NULL;
   px_chan_lock(ch);
   int r = op == PX_CHAN_SEND ? px_chan_send_locked(ch, v, &wake)
@@ -258,6 +619,8 @@ void px_chan_unreceive(px_chan *ch, px_slot *v) {
     e->sel->got = *v;
     v->tag = SLOT_NIL;
     fired(e, 1, &wake);
+  } else if (ch->vq) {
+    front_push(ch, v, 0);
   } else if (ring_push_front(ch, v) != 0) {
     px_slot_free(v); /* out of memory: the value is lost */
   }
@@ -302,23 +665,38 @@ long px_chan_live(void) { return atomic_load_explicit(&live_channels, memory_ord
 
 /* The last counted reference went: free what is buffered, except the
  * uncounted references its messages hold to ch itself (see weaken_self). */
+static void free_buffered(px_shared *obj, px_slot v) {
+  if (v.tag == SLOT_MSG && v.weak_self) {
+    px_msg *m = v.u.msg;
+    int kept = 0, dropped = 0;
+    for (int i = 0; i < m->nrefs; i++) {
+      if (m->refs[i] == obj && dropped < v.weak_self) dropped++;
+      else m->refs[kept++] = m->refs[i];
+    }
+    m->nrefs = kept;
+  }
+  px_slot_free(&v);
+}
+
 static void chan_free(px_shared *obj) {
   px_chan *ch = (px_chan *)obj;
   while (ch->count) {
     px_slot v = ch->ring[ch->head];
     if (++ch->head == ch->ringsize) ch->head = 0;
     ch->count--;
-    if (v.tag == SLOT_MSG && v.weak_self) {
-      px_msg *m = v.u.msg;
-      int kept = 0, dropped = 0;
-      for (int i = 0; i < m->nrefs; i++) {
-        if (m->refs[i] == obj && dropped < v.weak_self) dropped++;
-        else m->refs[kept++] = m->refs[i];
-      }
-      m->nrefs = kept;
-    }
-    px_slot_free(&v);
+    free_buffered(obj, v);
   }
+  int nf = atomic_load_explicit(&ch->nfront, memory_order_relaxed);
+  while (nf > 0) free_buffered(obj, ch->front[--nf].v);
+  px_vcell *cells = atomic_load_explicit(&ch->cells, memory_order_relaxed);
+  if (cells) {
+    /* No one else is left: every claimed cell is written. */
+    uint64_t e = atomic_load_explicit(&ch->enq, memory_order_relaxed) & VQ_POS;
+    for (uint64_t p = atomic_load_explicit(&ch->deq, memory_order_relaxed); p < e; p++)
+      free_buffered(obj, cells[p % (uint64_t)ch->cap].v);
+  }
+  free(cells);
+  free(ch->front);
   free(ch->ring);
   free(ch);
   atomic_fetch_sub_explicit(&live_channels, 1, memory_order_relaxed);
@@ -328,12 +706,21 @@ px_shared_type px_chan_type = {"parx.channel", chan_free, px_chan_push, 0};
 
 px_chan *px_chan_new(long cap) {
   px_shared_register(&px_chan_type);
-  px_chan *ch = calloc(1, sizeof *ch);
+  /* Aligned: the two ends' positions have cache lines of their own. */
+  px_chan *ch = aligned_alloc(64, (sizeof *ch + 63) / 64 * 64);
   if (!ch) return NULL;
+  memset(ch, 0, sizeof *ch);
   px_shared_init(&ch->hdr, &px_chan_type);
   atomic_init(&ch->lock, 0);
   atomic_init(&ch->lock_sleepers, 0);
   ch->cap = cap;
+  ch->vq = cap >= 1 && cap <= PX_CHAN_VQ_MAX;
+  atomic_init(&ch->cells, NULL);
+  atomic_init(&ch->nrecv_parked, 0);
+  atomic_init(&ch->nsend_parked, 0);
+  atomic_init(&ch->nfront, 0);
+  atomic_init(&ch->enq, 0);
+  atomic_init(&ch->deq, 0);
   ch->trace_id = px_trace_new_id();
   atomic_init(&ch->spin_credit, 4);
   atomic_init(&ch->spin_probe, 0);
@@ -368,8 +755,16 @@ int px_chan_close(px_chan *ch) {
   }
   ch->closed = 1;
   px_entry *e;
-  while ((e = claim_first(ch, &ch->recvq, 0))) fired(e, 0, &wake);
-  while ((e = claim_first(ch, &ch->sendq, 0))) fired(e, 0, &wake);
+  if (ch->vq) {
+    /* Pushes without the lock end here; receivers are told once the
+     * buffer is drained (settle), pushes still being written included. */
+    atomic_fetch_or(&ch->enq, VQ_CLOSED);
+    while ((e = claim_first(ch, &ch->sendq, 0))) fired(e, 0, &wake);
+    settle(ch, &wake);
+  } else {
+    while ((e = claim_first(ch, &ch->recvq, 0))) fired(e, 0, &wake);
+    while ((e = claim_first(ch, &ch->sendq, 0))) fired(e, 0, &wake);
+  }
   px_chan_unlock(ch);
   px_chan_wake_all(wake);
   return 1;

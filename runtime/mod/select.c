@@ -257,7 +257,7 @@ int px_chan_select(lua_State *L) {
     lock_all(&ls);
     fired = poll_cases(sel, &wake);
     if (fired == -1) {
-      for (int i = 0; i < n; i++) px_chan_enqueue_locked(sel->cases[i].ch, &sel->cases[i]);
+      for (int i = 0; i < n; i++) px_chan_enqueue_locked(sel->cases[i].ch, &sel->cases[i], &wake);
       sel->queued = 1;
       /* Spin before parking, as send and recv do (chan_wait.c); the first
        * case's channel keeps the credit. */
