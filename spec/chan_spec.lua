@@ -384,6 +384,160 @@ describe("parx.channel", function()
   end)
 end)
 
+-- Channels of capacity 1..4096 buffer in a lock-free queue (chan_queue.c):
+-- sends and receives that need no party parked take no lock, and the
+-- locked path (parked parties, close, tables) shares the cells.
+describe("the lock-free buffer", function()
+  -- P producers send p * 1e6 + i for i = 1..per; C consumers check that
+  -- each producer's values reach them in increasing order (a FIFO channel
+  -- seen by one consumer), and all of them exactly once.  Every `table`-th
+  -- value goes as a table (the locked path) among the numbers.
+  local function ordered(cap, P, C, per, table_every)
+    local ch = channel(cap)
+    local producers, consumers = {}, {}
+    for p = 1, P do
+      producers[p] = parx.spawn(function(ch, p, per, every)
+        for i = 1, per do
+          local v = p * 1e6 + i
+          if every and i % every == 0 then ch:send({v}) else ch:send(v) end
+        end
+      end, ch, p, per, table_every)
+    end
+    for c = 1, C do
+      consumers[c] = parx.spawn(function(ch)
+        local last, n, sum = {}, 0, 0
+        for v in ch:iter() do
+          if type(v) == "table" then v = v[1] end
+          local p, i = math.floor(v / 1e6), v % 1e6
+          if i <= (last[p] or 0) then error(("producer %d: %d after %d"):format(p, i, last[p])) end
+          last[p] = i
+          n, sum = n + 1, sum + v
+        end
+        return n, sum
+      end, ch)
+    end
+    for _, t in ipairs(producers) do t:join() end
+    ch:close()
+    local n, sum = 0, 0
+    for _, t in ipairs(consumers) do
+      local a, b = t:join()
+      n, sum = n + a, sum + b
+    end
+    local want = 0
+    for p = 1, P do want = want + p * 1e6 * per + per * (per + 1) / 2 end
+    assert.equal(P * per, n)
+    assert.equal(want, sum)
+  end
+
+  it("keeps each producer's order, exactly once, at capacities 1, 2, 3 and 1024", function()
+    ordered(1, 3, 3, 4000)
+    ordered(2, 3, 2, 4000)
+    ordered(3, 2, 3, 4000)
+    ordered(1024, 4, 4, 20000)
+  end)
+
+  it("keeps order when tables (the locked path) go among numbers", function()
+    ordered(2, 3, 3, 3000, 7)
+    ordered(64, 2, 2, 10000, 3)
+  end)
+
+  it("never holds more than its capacity", function()
+    local ch = channel(3)
+    local p = parx.spawn(function(ch) for i = 1, 20000 do ch:send(i) end ch:close() end, ch)
+    local most, n = 0, 0
+    while true do
+      local len = #ch
+      if len > most then most = len end
+      local v, ok = ch:try_recv()
+      if ok then n = n + 1 elseif ch:closed() and #ch == 0 then break end
+    end
+    p:join()
+    for _ = 1, 10 do assert.is_false(select(2, ch:try_recv())) end
+    assert.equal(20000, n)
+    assert.is_true(most <= 3, "held " .. most)
+  end)
+
+  it("wakes receivers that park again and again (bursts with pauses between)", function()
+    local ch = channel(4)
+    local consumers = {}
+    for c = 1, 3 do
+      consumers[c] = parx.spawn(function(ch)
+        local n = 0
+        for _ in ch:iter() do n = n + 1 end
+        return n
+      end, ch)
+    end
+    for burst = 1, 60 do
+      for i = 1, burst % 7 + 1 do ch:send(i) end
+      parx.sleep(0.0005)
+    end
+    ch:close()
+    local n, want = 0, 0
+    for burst = 1, 60 do want = want + burst % 7 + 1 end
+    for _, t in ipairs(consumers) do n = n + t:join() end
+    assert.equal(want, n)
+  end)
+
+  it("a close that races with sends: every send that did not raise is received once", function()
+    for _ = 1, 5 do
+      local ch = channel(8)
+      local producers = {}
+      for p = 1, 3 do
+        producers[p] = parx.spawn(function(ch, p)
+          local sent = 0
+          for i = 1, 100000 do
+            if not pcall(ch.send, ch, p) then break end
+            sent = sent + p
+          end
+          return sent
+        end, ch, p)
+      end
+      local consumer = parx.spawn(function(ch)
+        local got = 0
+        for v in ch:iter() do got = got + v end
+        return got
+      end, ch)
+      parx.sleep(0.002)
+      ch:close()
+      local sent = 0
+      for _, t in ipairs(producers) do sent = sent + t:join() end
+      assert.equal(sent, consumer:join())
+    end
+  end)
+
+  it("a select over two full channels sends once either drains, and only there", function()
+    local a, b = channel(1), channel(1)
+    a:send("a0")
+    b:send("b0")
+    local t = parx.spawn(function(a, b) return parx.select({{a, "send", "a1"}, {b, "send", "b1"}}) end, a, b)
+    parx.sleep(0.01)
+    assert.same({"b0", true}, {b:recv()})
+    assert.equal(2, t:join())
+    assert.same({"b1", true}, {b:recv()})
+    assert.equal(1, #a)
+    assert.same({"a0", true}, {a:recv()})
+    assert.is_false(select(2, a:try_recv()))
+  end)
+
+  it("a value put back by a cancelled receiver is received first", function()
+    local ch = channel(4)
+    local t = parx.async(function() return ch:recv() end)
+    parx.sleep(0.01)
+    ch:send("first")
+    t:cancel()
+    pcall(t.join, t)
+    ch:send("second")
+    local got = {}
+    for _ = 1, 2 do
+      local v, ok = ch:try_recv()
+      if ok then got[#got + 1] = v end
+    end
+    -- the receiver either took "first" before its cancel (then gave it
+    -- back, to the head) or never got it: the order is the same
+    assert.same({"first", "second"}, got)
+  end)
+end)
+
 -- parx.h's host access: spec/chan_host.c, built against libparx.so.
 describe("the FFI fast path of send and recv", function()
   -- The first operation on a proxy goes through the C functions; the ones
