@@ -519,6 +519,32 @@ describe("the lock-free buffer", function()
     assert.is_false(select(2, a:try_recv()))
   end)
 
+  it("takes no buffer memory until a value is buffered, then its whole buffer (48 bytes a value)", function()
+    -- in a fresh process: this one's freed heap would be reused unseen
+    local code = [[
+      local function rss()
+        local f = assert(io.open("/proc/self/statm"))
+        local _, pages = f:read("*n", "*n")
+        f:close()
+        return pages * 4096
+      end
+      collectgarbage()
+      local before = rss()
+      local chans = {}
+      for i = 1, 100 do chans[i] = parx.channel(4096) end
+      local made = rss()
+      for i = 1, 100 do chans[i]:send(i) end
+      print(made - before, rss() - made)]]
+    local r = assert(parx.process.exec(os.getenv("PARX_BIN") or "build/parx", {"-e", code}))
+    local made, used = r.stdout:match("^(%d+)\t(%d+)")
+    made, used = tonumber(made), tonumber(used)
+    assert(made, r.stdout .. r.stderr)
+    assert.is_true(made < 4e6, ("100 new channels took %d bytes"):format(made))
+    local want = 100 * 4096 * 48
+    assert.is_true(used > 0.9 * want and used < 1.5 * want,
+      ("100 first sends took %d bytes, not about %d"):format(used, want))
+  end)
+
   it("a value put back by a cancelled receiver is received first", function()
     local ch = channel(4)
     local t = parx.async(function() return ch:recv() end)

@@ -192,6 +192,9 @@ static void ring_pop(px_chan *ch, px_slot *out) {
  * receiver it popped for went away) makes pops without the lock decline
  * until the locked path has taken it: it is the head.
  */
+/* docs/channels.md: "48 bytes a value" */
+_Static_assert(sizeof(px_vcell) == 48, "a cell is 48 bytes");
+
 #define VQ_CLOSED ((uint64_t)1 << 63)
 #define VQ_SENDERS ((uint64_t)1 << 62)
 #define VQ_POS (VQ_SENDERS - 1)
