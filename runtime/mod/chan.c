@@ -81,7 +81,10 @@ static int send_op(lua_State *L, int park) {
     px_slot_free(&v);
     return raise_status(L, r);
   }
-  if (r == 0 && park) return park_op(L, ch, SEL_SEND, &v);
+  if (r == 0 && park) {
+    if (px_chan_prespin(ch, PX_CHAN_SEND, &v, px_vm_of(L))) return 0;
+    return park_op(L, ch, SEL_SEND, &v);
+  }
   if (r == 0) px_slot_free(&v);
   if (park) return 0;
   lua_pushboolean(L, r == 1);
@@ -94,6 +97,7 @@ static int recv_op(lua_State *L, int park) {
   px_chan *ch = px_chan_check(L, 1);
   px_slot v;
   int r = px_chan_try(ch, PX_CHAN_RECV, &v);
+  if (r == 0 && park && px_chan_prespin(ch, PX_CHAN_RECV, &v, px_vm_of(L))) r = 1;
   if (r == 1) {
     if (px_slot_decode(L, &v) != 0) return lua_error(L);
     lua_pushboolean(L, 1);

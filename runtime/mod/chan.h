@@ -193,6 +193,13 @@ int px_chan_recv_locked(px_chan *ch, px_slot *out, px_sel **wake);
  * the next value is another. */
 enum { PX_CHAN_SEND, PX_CHAN_RECV, PX_CHAN_RECV_PLAIN };
 int px_chan_try(px_chan *ch, int op, px_slot *v);
+/* The same on the lock-free buffer only, never taking the lock: 1 done,
+ * 0 not (and always 0 on a channel without that buffer). */
+int px_chan_try_unlocked(px_chan *ch, int op, px_slot *v);
+/* Before a send or receive on vm parks: retry px_chan_try_unlocked for a
+ * moment while the counterpart may be running on another CPU (chan_wait.c).
+ * 1: done. */
+int px_chan_prespin(px_chan *ch, int op, px_slot *v, px_vm *vm);
 /* Park e in its queue.  On a channel with the lock-free buffer this also
  * settles: a value pushed meanwhile goes to e (or to whoever is ahead):
  * wake what it fired once the lock is released. */

@@ -601,6 +601,8 @@ static int vq_try(px_chan *ch, int op, px_slot *v) {
   return 1;
 }
 
+int px_chan_try_unlocked(px_chan *ch, int op, px_slot *v) { return ch->vq && vq_try(ch, op, v); }
+
 int px_chan_try(px_chan *ch, int op, px_slot *v) {
   if (ch->vq && vq_try(ch, op, v)) return 1;
   px_sel *wake = NULL;
