@@ -24,9 +24,9 @@ typedef struct px_chan_fast_value {
   char str[%d];
 } px_chan_fast_value;
 typedef struct px_chan_fast_api {
-  int (*send_number)(void *proxy, double d);
-  int (*send_string)(void *proxy, const char *s, size_t len);
-  int (*recv)(void *proxy, px_chan_fast_value *out);
+  int (*send_number)(void *proxy, double d, int retry);
+  int (*send_string)(void *proxy, const char *s, size_t len, int retry);
+  int (*recv)(void *proxy, px_chan_fast_value *out, int retry);
 } px_chan_fast_api;
 ]], INLINE))
 end
@@ -39,23 +39,25 @@ local valid = setmetatable({}, {__mode = "k"})
 M.valid = valid
 
 -- Send a number or a short string on a known channel: true when done.
-local function try_send(self, v)
+-- retry: 1 to retry a full lock-free buffer a few times first (send and
+-- recv: the C path would park next), 0 not (select's pass: its other cases).
+local function try_send(self, v, retry)
   local tv = type(v)
   if tv == "number" then
-    return send_number(self, v) == 1
+    return send_number(self, v, retry) == 1
   elseif tv == "string" and #v < INLINE then
-    return send_string(self, v, #v) == 1
+    return send_string(self, v, #v, retry) == 1
   end
   return false
 end
 
 function M.send(self, v)
-  return valid[self] ~= nil and try_send(self, v)
+  return valid[self] ~= nil and try_send(self, v, 1)
 end
 
 -- Receive a plain scalar from a known channel: v, true, or nothing.
-local function try_recv(self)
-  local kind = recv(self, got)
+local function try_recv(self, retry)
+  local kind = recv(self, got, retry)
   if kind == 1 then return got.num, true end
   if kind == 2 then return ffi_string(got.str, got.len), true end
   if kind == 3 then return false, true end
@@ -64,7 +66,7 @@ local function try_recv(self)
 end
 
 function M.recv(self)
-  if valid[self] then return try_recv(self) end
+  if valid[self] then return try_recv(self, 1) end
 end
 
 -- The fast pass of parx.select: when every case checks out (a known
@@ -97,9 +99,9 @@ function M.select(cases)
     local c = rawget(cases, i)
     local ch = rawget(c, 1)
     if rawget(c, 2) == "recv" then
-      local v, ok = try_recv(ch)
+      local v, ok = try_recv(ch, 0)
       if ok then return i, v, true end
-    elseif try_send(ch, rawget(c, 3)) then
+    elseif try_send(ch, rawget(c, 3), 0) then
       return i
     end
   end

@@ -49,6 +49,14 @@ typedef struct px_vcell {
   px_slot v;
 } px_vcell;
 
+/* A party spinning at a rendezvous channel's exchange (chan_queue.c). */
+typedef struct px_xwait {
+  atomic_int state;     /* 0 waiting, 1 the value moved, 2 the channel closed */
+  px_slot v;            /* a sender's value, or the one handed to a receiver */
+  px_vm *vm;            /* the spinner's, for trace flows */
+  uint64_t n;           /* the flow's number, set by a receiver that took it */
+} px_xwait;
+
 /* A value put back in front of the lock-free buffer (chan_queue.c). */
 typedef struct px_front {
   px_slot v;
@@ -74,7 +82,11 @@ typedef struct px_chan {
   atomic_uint spin_probe;
   atomic_ulong spins;     /* parks that spun first (a debug counter) */
   int64_t trace_id;       /* traces: its number; values in and out, for */
-  uint64_t nsent, nrecv;  /* send -> recv flows (trace.h; the ring's) */
+  atomic_uint_fast64_t nsent, nrecv; /* send -> recv flows (trace.h): the
+                          ring's, and a rendezvous's numbers */
+  /* A rendezvous channel's exchange (chan_queue.c): a sender, or a
+   * receiver, spinning for its counterpart before it parks. */
+  _Atomic(struct px_xwait *) xsend, xrecv;
   /* The lock-free buffer (vq): read-mostly first (written when a party
    * parks or leaves, or a value is put back), then each end's position on
    * a line of its own. */
@@ -193,9 +205,15 @@ int px_chan_recv_locked(px_chan *ch, px_slot *out, px_sel **wake);
  * the next value is another. */
 enum { PX_CHAN_SEND, PX_CHAN_RECV, PX_CHAN_RECV_PLAIN };
 int px_chan_try(px_chan *ch, int op, px_slot *v);
-/* The same on the lock-free buffer only, never taking the lock: 1 done,
- * 0 not (and always 0 on a channel without that buffer). */
+/* px_chan_try for the FFI path: a full (or empty) lock-free buffer is
+ * retried a few times first (chan_queue.c). */
+int px_chan_try_fast(px_chan *ch, int op, px_slot *v);
+/* The same on the lock-free buffer or a rendezvous's exchange only, never
+ * taking the lock: 1 done, 0 not (always 0 on other channels). */
 int px_chan_try_unlocked(px_chan *ch, int op, px_slot *v);
+/* A rendezvous channel: wait at its exchange for a counterpart, spinning
+ * for up to limit_ns (1: done; 0: not, v untouched: park). */
+int px_chan_exchange_wait(px_chan *ch, int op, px_slot *v, px_vm *vm, uint64_t limit_ns);
 /* Before a send or receive on vm parks: retry px_chan_try_unlocked for a
  * moment while the counterpart may be running on another CPU (chan_wait.c).
  * 1: done. */

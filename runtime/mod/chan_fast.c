@@ -30,41 +30,44 @@ typedef struct px_chan_fast_value {
 } px_chan_fast_value;
 
 typedef struct px_chan_fast_api_t {
-  int (*send_number)(void *proxy, double d);
-  int (*send_string)(void *proxy, const char *s, size_t len);
-  int (*recv)(void *proxy, px_chan_fast_value *out);
+  int (*send_number)(void *proxy, double d, int retry);
+  int (*send_string)(void *proxy, const char *s, size_t len, int retry);
+  int (*recv)(void *proxy, px_chan_fast_value *out, int retry);
 } px_chan_fast_api_t;
 
-/* Send v if that completes now: 1, else 0 (nothing changed). */
-static int fast_send(void *proxy, px_slot *v) {
+/* Send v if that completes now (retry: or after a few retries of a full
+ * lock-free buffer, px_chan_try_fast; select's pass does not): 1, else 0
+ * (nothing changed). */
+static int fast_send(void *proxy, px_slot *v, int retry) {
   px_chan *ch = *(px_chan **)proxy;
   /* A declined scalar slot owns nothing: no free. */
-  return ch && px_chan_try(ch, PX_CHAN_SEND, v) == 1;
+  return ch && (retry ? px_chan_try_fast(ch, PX_CHAN_SEND, v) : px_chan_try(ch, PX_CHAN_SEND, v)) == 1;
 }
 
-static int send_number(void *proxy, double d) {
+static int send_number(void *proxy, double d, int retry) {
   px_slot v;
   v.tag = SLOT_SCALAR;
   v.len = (uint8_t)px_scalar_put_number((uint8_t *)v.str, d);
-  return fast_send(proxy, &v);
+  return fast_send(proxy, &v, retry);
 }
 
-static int send_string(void *proxy, const char *s, size_t len) {
+static int send_string(void *proxy, const char *s, size_t len, int retry) {
   if (len >= SLOT_INLINE) return 0; /* a tag byte and the bytes must fit */
   px_slot v;
   v.tag = SLOT_SCALAR;
   v.len = (uint8_t)px_scalar_put_string((uint8_t *)v.str, s, len);
-  return fast_send(proxy, &v);
+  return fast_send(proxy, &v, retry);
 }
 
 /* Receive a plain scalar if one is there now.  Returns 0 (nothing taken),
  * 1 a number in out->num, 2 a string in out->str (out->len bytes), 3 false,
  * 4 true, 5 nil. */
-static int fast_recv(void *proxy, px_chan_fast_value *out) {
+static int fast_recv(void *proxy, px_chan_fast_value *out, int retry) {
   px_chan *ch = *(px_chan **)proxy;
   if (!ch) return 0;
   px_slot v;
-  if (px_chan_try(ch, PX_CHAN_RECV_PLAIN, &v) != 1) return 0;
+  if ((retry ? px_chan_try_fast(ch, PX_CHAN_RECV_PLAIN, &v) : px_chan_try(ch, PX_CHAN_RECV_PLAIN, &v)) != 1)
+    return 0;
   px_scalar s;
   px_scalar_read((const uint8_t *)v.str, v.len, &s);
   switch (s.type) {
