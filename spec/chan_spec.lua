@@ -564,6 +564,44 @@ describe("the lock-free buffer", function()
   end)
 end)
 
+-- Rendezvous channels: a sender or receiver first waits a few microseconds
+-- at the channel's exchange (chan_queue.c) before it parks.
+describe("the rendezvous exchange", function()
+  it("a close while a receiver or a sender waits there: nil, false and a raise, never a hang", function()
+    for round = 1, 200 do
+      local ch = channel(0)
+      local recv = round % 2 == 0
+      local t = parx.spawn(function(ch, recv)
+        if recv then return ch:recv() end
+        return pcall(ch.send, ch, "lost")
+      end, ch, recv)
+      local spin = (round * 37) % 3000
+      for _ = 1, spin do end -- the close lands before, during or after its wait
+      ch:close()
+      local a, b = t:join()
+      if recv then
+        assert.same({nil, false}, {a, b})
+      else
+        assert.is_false(a)
+        assert.truthy(tostring(b):find("send on closed channel", 1, true))
+      end
+    end
+  end)
+
+  it("many senders and receivers meet there: every value exactly once", function()
+    mpmc(0, 3, 3, 5000)
+  end)
+
+  it("the main VM receives each value a worker's sender waited there with", function()
+    local ch = channel(0)
+    local t = parx.spawn(function(ch) for i = 1, 50 do ch:send(i) end ch:close() end, ch)
+    local sum = 0
+    for v in ch:iter() do sum = sum + v end
+    t:join()
+    assert.equal(50 * 51 / 2, sum)
+  end)
+end)
+
 -- parx.h's host access: spec/chan_host.c, built against libparx.so.
 describe("the FFI fast path of send and recv", function()
   -- The first operation on a proxy goes through the C functions; the ones
