@@ -178,7 +178,7 @@ describe("parx.channel", function()
 
     it("a producer and a consumer on one VM never spin before parking (the other one is ready)", function()
       local spins = require("parx.c.chan").spins
-      for _, cap in ipairs({0, 1}) do
+      for _, cap in ipairs({0, 1, 1024, 5000}) do
         local ch = channel(cap)
         assert.equal(2001000, sum_on_one_vm(ch, 2000))
         assert.equal(0, spins(ch), "capacity " .. cap)

@@ -80,7 +80,7 @@ typedef struct px_chan {
   px_waitq recvq, sendq;
   atomic_int spin_credit; /* adaptive spinning before parking (chan_wait.c) */
   atomic_uint spin_probe;
-  atomic_ulong spins;     /* parks that spun first (a debug counter) */
+  atomic_ulong spins;     /* parks and prespins that spun (a debug counter) */
   int64_t trace_id;       /* traces: its number; values in and out, for */
   atomic_uint_fast64_t nsent, nrecv; /* send -> recv flows (trace.h): the
                           ring's, and a rendezvous's numbers */

@@ -213,6 +213,7 @@ static uint64_t now_ns(void) {
 
 int px_chan_prespin(px_chan *ch, int op, px_slot *v, px_vm *vm) {
   if ((!ch->vq && ch->cap != 0) || ncpus() < 2 || px_vm_has_work(vm)) return 0;
+  atomic_fetch_add_explicit(&ch->spins, 1, memory_order_relaxed); /* counted as a park's spin */
   if (ch->cap == 0) return px_chan_exchange_wait(ch, op, v, vm, PRESPIN_NS);
   uint64_t start = now_ns();
   for (unsigned i = 1;; i++) {
