@@ -441,6 +441,19 @@ describe("the lock-free buffer", function()
     ordered(64, 2, 2, 10000, 3)
   end)
 
+  it("unbounded: keeps each producer's order through the cells and what overflows them", function()
+    -- producers far ahead of one consumer: most values overflow the 1024 cells
+    ordered(nil, 3, 1, 20000)
+    ordered(nil, 2, 3, 20000, 5)
+    local ch = channel()
+    for i = 1, 5000 do ch:send(i) end
+    assert.equal(5000, #ch)
+    ch:close()
+    local n = 0
+    for v in ch:iter() do n = n + 1; assert.equal(n, v) end
+    assert.equal(5000, n)
+  end)
+
   it("never holds more than its capacity", function()
     local ch = channel(3)
     local p = parx.spawn(function(ch) for i = 1, 20000 do ch:send(i) end ch:close() end, ch)

@@ -244,7 +244,10 @@ void px_trace_spawn(lua_State *L, long seq);
 #else
 #define PX_RECORDER_OFF 0
 #endif
-static inline int px_trace_flow_kept(uint64_t n) { return n <= PX_TRACE_FLOWS || n % PX_TRACE_FLOWS == 0; }
+/* (n 0: a value without a number, no flow) */
+static inline int px_trace_flow_kept(uint64_t n) {
+  return n && (n <= PX_TRACE_FLOWS || n % PX_TRACE_FLOWS == 0);
+}
 int64_t px_trace_new_id(void); /* a channel's number */
 void px_trace_flow(int kind, int64_t id, uint64_t n, px_vm *to);
 static inline void px_trace_chan_sent(int64_t id, uint64_t n) {

@@ -65,15 +65,20 @@ typedef struct px_front {
 
 /* Bounded channels up to this capacity buffer in cells that a send and a
  * receive use without the lock (chan_queue.c: "the lock-free buffer");
- * larger ones, and unbounded ones, in a ring under the lock that grows. */
+ * larger ones in a ring under the lock that grows. */
 #define PX_CHAN_VQ_MAX 4096
+/* An unbounded channel buffers in this many such cells, and what does not
+ * fit in a ring under the lock after them. */
+#define PX_CHAN_VQ_UNBOUNDED 1024
 
 typedef struct px_chan {
   px_shared hdr;        /* first: shared-object header */
   atomic_int lock;      /* px_chan_lock; guards everything below but the atomics */
   atomic_int lock_sleepers; /* threads asleep (or about to be) on lock */
   long cap;             /* -1 unbounded, 0 rendezvous, else bounded */
-  int vq;               /* 1: the buffer is `cells`, else `ring` */
+  int vq;               /* 1: the buffer is `cells` (and `ring` an unbounded
+                           one's overflow), else `ring` */
+  long ncells;          /* the cells: cap, or PX_CHAN_VQ_UNBOUNDED */
   px_slot *ring;
   size_t ringsize, head, count;
   int closed;

@@ -207,9 +207,9 @@ static px_vcell *vq_cells(px_chan *ch) {
  * of memory.  A channel that never buffers costs none. */
 static int vq_alloc(px_chan *ch) {
   if (atomic_load_explicit(&ch->cells, memory_order_relaxed)) return 0;
-  px_vcell *c = malloc((size_t)ch->cap * sizeof *c);
+  px_vcell *c = malloc((size_t)ch->ncells * sizeof *c);
   if (!c) return -1;
-  for (long i = 0; i < ch->cap; i++) {
+  for (long i = 0; i < ch->ncells; i++) {
     atomic_init(&c[i].seq, 2 * (uint64_t)i);
     atomic_init(&c[i].plain, 0);
     c[i].v.tag = SLOT_NIL;
@@ -225,7 +225,7 @@ static int vq_alloc(px_chan *ch) {
 static int vq_push(px_chan *ch, px_slot *v, int locked, uint64_t *n) {
   px_vcell *cells = vq_cells(ch);
   if (!cells) return 0;
-  uint64_t size = (uint64_t)ch->cap;
+  uint64_t size = (uint64_t)ch->ncells;
   uint64_t e = atomic_load_explicit(&ch->enq, memory_order_relaxed);
   for (;;) {
     if ((e & VQ_CLOSED) || (!locked && (e & VQ_SENDERS))) return 0;
@@ -263,7 +263,7 @@ enum { VQ_EMPTY, VQ_GOT, VQ_WRITING, VQ_NOT_PLAIN };
 static int vq_pop(px_chan *ch, px_slot *out, int plain_only, uint64_t *n) {
   px_vcell *cells = vq_cells(ch);
   if (!cells) return VQ_EMPTY;
-  uint64_t size = (uint64_t)ch->cap;
+  uint64_t size = (uint64_t)ch->ncells;
   uint64_t pos = atomic_load_explicit(&ch->deq, memory_order_relaxed);
   for (;;) {
     px_vcell *c = &cells[pos % size];
@@ -294,7 +294,7 @@ static int vq_pop(px_chan *ch, px_slot *out, int plain_only, uint64_t *n) {
 static int vq_has_room(px_chan *ch) {
   uint64_t e = atomic_load_explicit(&ch->enq, memory_order_seq_cst) & VQ_POS;
   uint64_t d = atomic_load_explicit(&ch->deq, memory_order_seq_cst);
-  return e - d < (uint64_t)ch->cap;
+  return e - d < (uint64_t)ch->ncells;
 }
 
 /* Push under the lock: 1 pushed, 0 no room.  A cell whose pop has claimed
@@ -328,10 +328,36 @@ static void front_push(px_chan *ch, px_slot *v, uint64_t n) {
   atomic_store_explicit(&ch->nfront, nf + 1, memory_order_release);
 }
 
-/* The head value, from the front first (ch->lock held): vq_pop's results. */
+/* An unbounded channel's overflow (ch->lock held): values sent while its
+ * cells were full wait in the ring, after them, and pushes without the
+ * lock are turned away (VQ_SENDERS) until the ring is empty again, so
+ * order is kept.  A pop that finds the cells empty takes the locked path,
+ * which takes the ring's head and moves as much of the rest into the cells
+ * as fits (settle): the consumer pops those without the lock again.  (A
+ * pop that freed a cell does not settle each time, as for a parked sender:
+ * then a producer that outran its consumer made every receive take the
+ * lock, 1.4-1.9 M messages a second.) */
+static int overflow_push(px_chan *ch, px_slot *v) {
+  if (ring_push(ch, v) != 0) return -2;
+  if (ch->count == 1) atomic_fetch_or(&ch->enq, VQ_SENDERS);
+  return 1;
+}
+
+static void overflow_pop(px_chan *ch, px_slot *out) { ring_pop(ch, out); }
+
+/* The head value (ch->lock held): from the front, the cells, then the
+ * overflow (an unbounded channel's: newer than every cell's); vq_pop's
+ * results, *n 0 for the overflow's (no flow number). */
 static int pop_any(px_chan *ch, px_slot *out, int plain_only, uint64_t *n) {
   int nf = atomic_load_explicit(&ch->nfront, memory_order_relaxed);
-  if (nf == 0) return vq_pop(ch, out, plain_only, n);
+  if (nf == 0) {
+    int r = vq_pop(ch, out, plain_only, n);
+    if (r != VQ_EMPTY || ch->count == 0) return r;
+    if (plain_only && !px_slot_is_plain(&ch->ring[ch->head])) return VQ_NOT_PLAIN;
+    overflow_pop(ch, out);
+    *n = 0;
+    return VQ_GOT;
+  }
   px_front *f = &ch->front[nf - 1];
   if (plain_only && !px_slot_is_plain(&f->v)) return VQ_NOT_PLAIN;
   *out = f->v;
@@ -393,6 +419,18 @@ static int settle(px_chan *ch, px_sel **wake) {
       trace_handed(ch, n, e->sel->w.vm);
       step = 1;
     }
+    /* The overflow's head into free cells (an unbounded channel's; once
+     * closed it drains from the ring itself: pop_any). */
+    while (ch->count && !ch->closed && vq_has_room(ch)) {
+      px_slot v;
+      uint64_t n = 0;
+      overflow_pop(ch, &v);
+      int r = vq_push_locked(ch, &v, &n); /* only the lock's holder pushes: room */
+      assert(r == 1);
+      (void)r;
+      px_trace_chan_sent(ch->trace_id, n);
+      step = 1;
+    }
     while (ch->sendq.first && !ch->closed && vq_cells(ch) && vq_has_room(ch)) {
       px_entry *e = claim_first(ch, &ch->sendq, 0);
       if (!e) break;
@@ -450,7 +488,7 @@ static void unlink_entry(px_chan *ch, px_entry *e) {
 
 /* No sender parked any more: pushes without the lock may go again. */
 static void senders_gone(px_chan *ch) {
-  if (ch->vq && !ch->sendq.first &&
+  if (ch->vq && !ch->sendq.first && ch->count == 0 &&
       (atomic_load_explicit(&ch->enq, memory_order_relaxed) & VQ_SENDERS))
     atomic_fetch_and(&ch->enq, ~VQ_SENDERS);
 }
@@ -464,7 +502,8 @@ size_t px_chan_len_locked(px_chan *ch) {
   if (!ch->vq) return ch->count;
   uint64_t e = atomic_load_explicit(&ch->enq, memory_order_relaxed) & VQ_POS;
   uint64_t d = atomic_load_explicit(&ch->deq, memory_order_relaxed);
-  return (size_t)(e - d) + (size_t)atomic_load_explicit(&ch->nfront, memory_order_relaxed);
+  return (size_t)(e - d) + (size_t)atomic_load_explicit(&ch->nfront, memory_order_relaxed) +
+         ch->count;
 }
 
 /* The first parked party of q that can still fire, unlinked and claimed;
@@ -592,7 +631,16 @@ static int vq_send_locked(px_chan *ch, px_slot *v, px_sel **wake) {
   if (vq_alloc(ch) != 0) return -2;
   settle(ch, wake);
   uint64_t n = 0;
-  if (ch->sendq.first || !vq_push_locked(ch, v, &n)) return 0;
+  if (ch->sendq.first || ch->count || !vq_push_locked(ch, v, &n)) {
+    if (ch->cap >= 0) return 0;
+    /* unbounded: after the cells and what overflowed before */
+    int r = overflow_push(ch, v);
+    if (r == 1) {
+      px_trace_chan_sent(ch->trace_id, 0);
+      settle(ch, wake);
+    }
+    return r;
+  }
   px_trace_chan_sent(ch->trace_id, n);
   settle(ch, wake);
   return 1;
@@ -825,7 +873,7 @@ static void chan_free(px_shared *obj) {
     /* No one else is left: every claimed cell is written. */
     uint64_t e = atomic_load_explicit(&ch->enq, memory_order_relaxed) & VQ_POS;
     for (uint64_t p = atomic_load_explicit(&ch->deq, memory_order_relaxed); p < e; p++)
-      free_buffered(obj, cells[p % (uint64_t)ch->cap].v);
+      free_buffered(obj, cells[p % (uint64_t)ch->ncells].v);
   }
   free(cells);
   free(ch->front);
@@ -846,7 +894,8 @@ px_chan *px_chan_new(long cap) {
   atomic_init(&ch->lock, 0);
   atomic_init(&ch->lock_sleepers, 0);
   ch->cap = cap;
-  ch->vq = cap >= 1 && cap <= PX_CHAN_VQ_MAX;
+  ch->vq = cap < 0 || (cap >= 1 && cap <= PX_CHAN_VQ_MAX);
+  ch->ncells = cap < 0 ? PX_CHAN_VQ_UNBOUNDED : cap;
   atomic_init(&ch->cells, NULL);
   atomic_init(&ch->nrecv_parked, 0);
   atomic_init(&ch->nsend_parked, 0);
