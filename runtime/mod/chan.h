@@ -243,6 +243,8 @@ int px_sel_outcome(lua_State *L, px_sel *sel);
  * sel->spin was set to 1 with the entries queued.  1: sel fired meanwhile
  * and no wake will come; 0: park. */
 int px_chan_should_spin(px_chan *ch, px_vm *vm);
+/* The CPUs online, read once (chan_wait.c). */
+int px_chan_ncpus(void);
 int px_sel_spin(px_chan *ch, px_sel *sel);
 
 /* Park L's task on sel, whose entries the caller enqueued after calling

@@ -761,15 +761,10 @@ int px_chan_try_unlocked(px_chan *ch, int op, px_slot *v) {
 #define FAST_RETRIES 32
 
 int px_chan_try_fast(px_chan *ch, int op, px_slot *v) {
-  static int ncpu;
-  if (!ncpu) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    ncpu = n > 0 ? (int)n : 1;
-  }
   if (ch->vq) {
     for (int i = 0; i < FAST_RETRIES; i++) {
       if (vq_try(ch, op, v)) return 1;
-      if (ncpu < 2) break;
+      if (px_chan_ncpus() < 2) break;
       px_cpu_relax();
     }
   }

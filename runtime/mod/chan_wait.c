@@ -170,7 +170,7 @@ int px_sel_park(lua_State *L, px_sel *sel) { return px_park(L, &sel->w); }
  * every 32nd park spun SPIN_NS for nothing (1.5 us a message). */
 #define SPIN_NS 50000
 
-static int ncpus(void) {
+int px_chan_ncpus(void) {
   static atomic_int n;
   int v = atomic_load_explicit(&n, memory_order_relaxed);
   if (!v) {
@@ -184,7 +184,7 @@ static int ncpus(void) {
 int px_chan_should_spin(px_chan *ch, px_vm *vm) {
   /* The counterpart may be a task of this very VM, and so may whatever
    * else is ready: none of them can run while this one spins. */
-  if (ncpus() < 2 || px_vm_has_work(vm)) return 0;
+  if (px_chan_ncpus() < 2 || px_vm_has_work(vm)) return 0;
   if (atomic_load_explicit(&ch->spin_credit, memory_order_relaxed) <= 0 &&
       (atomic_fetch_add_explicit(&ch->spin_probe, 1, memory_order_relaxed) & 31) != 0)
     return 0;
@@ -212,7 +212,7 @@ static uint64_t now_ns(void) {
 #define PRESPIN_NS 2000
 
 int px_chan_prespin(px_chan *ch, int op, px_slot *v, px_vm *vm) {
-  if ((!ch->vq && ch->cap != 0) || ncpus() < 2 || px_vm_has_work(vm)) return 0;
+  if ((!ch->vq && ch->cap != 0) || px_chan_ncpus() < 2 || px_vm_has_work(vm)) return 0;
   atomic_fetch_add_explicit(&ch->spins, 1, memory_order_relaxed); /* counted as a park's spin */
   if (ch->cap == 0) return px_chan_exchange_wait(ch, op, v, vm, PRESPIN_NS);
   uint64_t start = now_ns();
