@@ -54,7 +54,6 @@ typedef struct px_xwait {
   atomic_int state;     /* 0 waiting, 1 the value moved, 2 the channel closed */
   px_slot v;            /* a sender's value, or the one handed to a receiver */
   px_vm *vm;            /* the spinner's, for trace flows */
-  uint64_t n;           /* the flow's number, set by a receiver that took it */
 } px_xwait;
 
 /* A value put back in front of the lock-free buffer (chan_queue.c). */
@@ -243,7 +242,7 @@ int px_sel_outcome(lua_State *L, px_sel *sel);
  * sel->spin was set to 1 with the entries queued.  1: sel fired meanwhile
  * and no wake will come; 0: park. */
 int px_chan_should_spin(px_chan *ch, px_vm *vm);
-/* The CPUs online, read once (chan_wait.c). */
+/* The CPUs online, read once (chan_queue.c). */
 int px_chan_ncpus(void);
 int px_sel_spin(px_chan *ch, px_sel *sel);
 

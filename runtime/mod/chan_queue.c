@@ -572,9 +572,13 @@ static int xq_take(px_chan *ch, int op, px_slot *v) {
     if (n) px_trace_chan_handoff(ch->trace_id, n, n, to);
   } else {
     *v = w->v;
-    w->n = n;
     atomic_store_explicit(&w->state, 1, memory_order_release);
-    if (n) px_trace_chan_received(ch->trace_id, n);
+    /* Both ends here, now: the sender's own thread may record later than
+     * this receive (a flow must not end before it starts). */
+    if (n) {
+      px_trace_chan_sent(ch->trace_id, n);
+      px_trace_chan_received(ch->trace_id, n);
+    }
   }
   return 1;
 }
@@ -586,7 +590,6 @@ int px_chan_exchange_wait(px_chan *ch, int op, px_slot *v, px_vm *vm, uint64_t l
   px_xwait w;
   atomic_init(&w.state, 0);
   w.vm = vm;
-  w.n = 0;
   if (op == PX_CHAN_SEND) w.v = *v; /* a copy: v keeps its value until it is taken */
   else w.v.tag = SLOT_NIL;
   px_xwait *expected = NULL;
@@ -615,14 +618,9 @@ int px_chan_exchange_wait(px_chan *ch, int op, px_slot *v, px_vm *vm, uint64_t l
   int state;
   while ((state = atomic_load_explicit(&w.state, memory_order_acquire)) == 0) px_cpu_relax();
   if (state == 2) return 0; /* closed: the locked path says so */
-  if (op == PX_CHAN_SEND) {
-    v->tag = SLOT_NIL; /* the receiver has it */
-    /* the receiver that took it recorded the flow's end; this is its start */
-    if (w.n) px_trace_chan_sent(ch->trace_id, w.n);
-  } else {
-    *v = w.v; /* the sender that took this one recorded both ends */
-  }
-  return 1;
+  if (op == PX_CHAN_SEND) v->tag = SLOT_NIL; /* the receiver has it */
+  else *v = w.v;
+  return 1; /* (whoever took this party recorded the flow) */
 }
 
 /* The locked path on the lock-free buffer: the parked senders' values go
@@ -749,6 +747,17 @@ static int vq_try(px_chan *ch, int op, px_slot *v) {
 int px_chan_try_unlocked(px_chan *ch, int op, px_slot *v) {
   if (ch->vq) return vq_try(ch, op, v);
   return ch->cap == 0 && op != PX_CHAN_RECV_PLAIN && xq_take(ch, op, v);
+}
+
+int px_chan_ncpus(void) {
+  static atomic_int n;
+  int v = atomic_load_explicit(&n, memory_order_relaxed);
+  if (!v) {
+    long c = sysconf(_SC_NPROCESSORS_ONLN);
+    v = c > 0 ? (int)c : 1;
+    atomic_store_explicit(&n, v, memory_order_relaxed);
+  }
+  return v;
 }
 
 /* The FFI path's px_chan_try (chan_fast.c): a full (or empty) lock-free

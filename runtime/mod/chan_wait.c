@@ -170,17 +170,6 @@ int px_sel_park(lua_State *L, px_sel *sel) { return px_park(L, &sel->w); }
  * every 32nd park spun SPIN_NS for nothing (1.5 us a message). */
 #define SPIN_NS 50000
 
-int px_chan_ncpus(void) {
-  static atomic_int n;
-  int v = atomic_load_explicit(&n, memory_order_relaxed);
-  if (!v) {
-    long c = sysconf(_SC_NPROCESSORS_ONLN);
-    v = c > 0 ? (int)c : 1;
-    atomic_store_explicit(&n, v, memory_order_relaxed);
-  }
-  return v;
-}
-
 int px_chan_should_spin(px_chan *ch, px_vm *vm) {
   /* The counterpart may be a task of this very VM, and so may whatever
    * else is ready: none of them can run while this one spins. */
