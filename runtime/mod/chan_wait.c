@@ -215,7 +215,7 @@ int px_chan_prespin(px_chan *ch, int op, px_slot *v, px_vm *vm) {
   }
   /* One that spun in vain is counted with the parks that did: not every
    * one, which put a read-modify-write of a line both ends share on every
-   * rendezvous (ping-pong 0.4-0.7 us -> 1.7). */
+   * rendezvous. */
   if (!done) atomic_fetch_add_explicit(&ch->spins, 1, memory_order_relaxed);
   return done;
 }
