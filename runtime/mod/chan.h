@@ -215,9 +215,17 @@ int px_chan_try_fast(px_chan *ch, int op, px_slot *v);
 /* The same on the lock-free buffer or a rendezvous's exchange only, never
  * taking the lock: 1 done, 0 not (always 0 on other channels). */
 int px_chan_try_unlocked(px_chan *ch, int op, px_slot *v);
-/* A rendezvous channel: wait at its exchange for a counterpart, spinning
- * for up to limit_ns (1: done; 0: not, v untouched: park). */
+/* A rendezvous channel's exchange (chan_exchange.c).  wait: wait there for
+ * a counterpart, spinning for up to limit_ns (1: done; 0: not, v
+ * untouched: park).  take: take the party waiting on the other side (1:
+ * done).  close: tell the parties there (ch->lock held). */
 int px_chan_exchange_wait(px_chan *ch, int op, px_slot *v, px_vm *vm, uint64_t limit_ns);
+int px_chan_exchange_take(px_chan *ch, int op, px_slot *v);
+void px_chan_exchange_close(px_chan *ch);
+/* The next number of a channel's trace flows. */
+static inline uint64_t px_chan_next_n(atomic_uint_fast64_t *c) {
+  return atomic_fetch_add_explicit(c, 1, memory_order_relaxed) + 1;
+}
 /* Before a send or receive on vm parks: retry px_chan_try_unlocked for a
  * moment while the counterpart may be running on another CPU (chan_wait.c).
  * 1: done. */
