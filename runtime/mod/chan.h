@@ -1,14 +1,17 @@
 /*
  * chan.h -- channels, shared by chan_queue.c (the channel and its queues),
+ * chan_buffer.c (its buffers), chan_exchange.c (a rendezvous's exchange),
  * chan_wait.c (parked operations), chan.c (the Lua face), slot.c (values
  * in flight), select.c (parx.select) and chan_host.c (parx.h's host
  * access).
  *
- * A channel is a px_shared object: a mutex, a ring buffer of slots and two
+ * A channel is a px_shared object: a lock, a buffer of slots and two
  * queues of parked parties (receivers, senders).  Every operation, from a
- * task of any VM or from a host thread, is the same three steps under the
- * channel's lock: match a parked counterpart (direct hand-off, as in Go),
- * else use the buffer, else park.
+ * task of any VM or from a host thread, is the same three steps: match a
+ * parked counterpart (direct hand-off, as in Go), else use the buffer, else
+ * park.  A send that finds room in a lock-free buffer, a receive that
+ * finds a value there, and a meeting at a rendezvous's exchange, need no
+ * lock; the rest happens under the channel's lock.
  *
  * A parked operation is a px_sel ("select record", Go's sudog group): one
  * px_wait for the scheduler plus one px_entry per case, each entry linked
@@ -40,7 +43,7 @@ typedef struct px_waitq {
   px_entry *first, *last;
 } px_waitq;
 
-/* A cell of the lock-free buffer (chan_queue.c): free for the push at
+/* A cell of the lock-free buffer (chan_buffer.c): free for the push at
  * position p while seq == 2p, holding that push's value for the pop at p
  * once seq == 2p + 1. */
 typedef struct px_vcell {
@@ -49,21 +52,21 @@ typedef struct px_vcell {
   px_slot v;
 } px_vcell;
 
-/* A party spinning at a rendezvous channel's exchange (chan_queue.c). */
+/* A party spinning at a rendezvous channel's exchange (chan_exchange.c). */
 typedef struct px_xwait {
   atomic_int state;     /* 0 waiting, 1 the value moved, 2 the channel closed */
   px_slot v;            /* a sender's value, or the one handed to a receiver */
   px_vm *vm;            /* the spinner's, for trace flows */
 } px_xwait;
 
-/* A value put back in front of the lock-free buffer (chan_queue.c). */
+/* A value put back in front of the lock-free buffer (chan_buffer.c). */
 typedef struct px_front {
   px_slot v;
   uint64_t n;           /* its number for trace flows, 0 if none */
 } px_front;
 
 /* Bounded channels up to this capacity buffer in cells that a send and a
- * receive use without the lock (chan_queue.c: "the lock-free buffer");
+ * receive use without the lock (chan_buffer.c: "the lock-free buffer");
  * larger ones in a ring under the lock that grows. */
 #define PX_CHAN_VQ_MAX 4096
 /* An unbounded channel buffers in this many such cells, and what does not
@@ -88,7 +91,7 @@ typedef struct px_chan {
   int64_t trace_id;       /* traces: its number; values in and out, for */
   atomic_uint_fast64_t nsent, nrecv; /* send -> recv flows (trace.h): the
                           ring's, and a rendezvous's numbers */
-  /* A rendezvous channel's exchange (chan_queue.c): a sender, or a
+  /* A rendezvous channel's exchange (chan_exchange.c): a sender, or a
    * receiver, spinning for its counterpart before it parks. */
   _Atomic(struct px_xwait *) xsend, xrecv;
   /* The lock-free buffer (vq): read-mostly first (written when a party

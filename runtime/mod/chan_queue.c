@@ -1,19 +1,21 @@
 /*
- * chan_queue.c -- a channel: its ring buffer and the queues of parked
- * parties, the operations under its lock, creation, close and free.  The
- * parked records themselves are chan_wait.c's, the Lua face chan.c's.
+ * chan_queue.c -- a channel: the queues of parked parties, the operations
+ * under its lock, the ones without it, creation, close and free.  Its
+ * buffers are chan_buffer.c's, a rendezvous's exchange chan_exchange.c's,
+ * the parked records chan_wait.c's, the Lua face chan.c's.
  *
- * See chan.h for the design.  The invariants, all under ch->lock:
+ * See chan.h for the design.  The invariants, under ch->lock:
  *   - receivers wait only while the buffer is empty and the channel open;
  *   - senders wait only while the buffer is full (always, for capacity 0);
  *   - an entry in a queue may be stale (its sel fired through another case);
  *     whoever pops it drops it.
- * So a receive first takes from the buffer and then refills it from the
- * first parked sender (keeping FIFO order), and a send hands its value
- * straight to the first parked receiver (Go's direct hand-off): a busy
- * consumer that never empties the buffer is never woken, and one wake-up of
- * a parked consumer is followed by a whole buffer's worth of receives that
- * need no wake-up.
+ * (For the lock-free buffer "only while" holds once the operation that
+ * raced the park has settled: chan_buffer.c.)  So a receive first takes
+ * from the buffer and then refills it from the first parked sender
+ * (keeping FIFO order), and a send hands its value to the first parked
+ * receiver (Go's direct hand-off): a busy consumer that never empties the
+ * buffer is never woken, and one wake-up of a parked consumer is followed
+ * by a whole buffer's worth of receives that need no wake-up.
  */
 #include <assert.h>
 #include <math.h>
@@ -25,7 +27,7 @@
 #include <linux/futex.h>
 #include <sys/syscall.h>
 
-#include "chan.h"
+#include "chan_buffer.h"
 #include "sync.h"
 
 /* ---- the lock's slow path (chan.h says why it spins, then sleeps) --------- */
@@ -60,313 +62,6 @@ void px_chan_unlock_wake(px_chan *ch) {
   syscall(SYS_futex, (int *)&ch->lock, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
-/* ---- the ring buffer ------------------------------------------------------ */
-
-/* Grow to hold at least one more slot.  Bounded channels grow lazily up to
- * their capacity, so parx.channel(1e6) costs nothing until it fills. */
-static int ring_grow(px_chan *ch) {
-  size_t size = ch->ringsize ? ch->ringsize * 2 : 16;
-  if (ch->cap > 0 && size > (size_t)ch->cap && (size_t)ch->cap > ch->count)
-    size = (size_t)ch->cap;
-  px_slot *ring = malloc(size * sizeof *ring);
-  if (!ring) return -1;
-  for (size_t i = 0; i < ch->count; i++)
-    ring[i] = ch->ring[(ch->head + i) % ch->ringsize];
-  free(ch->ring);
-  ch->ring = ring;
-  ch->ringsize = size;
-  ch->head = 0;
-  return 0;
-}
-
-/* A buffered message that holds its own channel.
- *
- * `c:send(c)` on a buffered channel leaves a message in c's buffer that
- * holds a reference to c: counted like any other, it would keep c alive
- * after every proxy is gone, and c, its buffer and everything in it would
- * never be freed (a reference cycle; 200,000 such channels were 350 MB).
- * So while a message sits in its channel's buffer, its references to that
- * channel are not counted: ring_push gives them back (never the last one:
- * whoever pushes holds a reference of its own) and ring_pop takes them
- * again before anyone can unmarshal the message.  When the last counted
- * reference goes, chan_free frees the buffer without releasing them.
- * Longer cycles (a in b's buffer, b in a's) are still not collected: the
- * README says so.  A message holds at most one reference per proxy it
- * met, so more than 255 to one channel is a pathological case; those
- * beyond 255 stay counted (the channel then leaks, as before). */
-static void weaken_self(px_chan *ch, px_slot *v) {
-  if (v->tag != SLOT_MSG) return; /* (weak_self shares a byte with len) */
-  v->weak_self = 0;
-  px_msg *m = v->u.msg;
-  int n = 0;
-  for (int i = 0; i < m->nrefs && n < 255; i++)
-    if (m->refs[i] == &ch->hdr) n++;
-  if (n) {
-    long before = atomic_fetch_sub_explicit(&ch->hdr.refs, n, memory_order_relaxed);
-    assert(before > n); /* the pusher's own reference remains */
-    (void)before;
-  }
-  v->weak_self = (uint8_t)n;
-}
-
-static void strengthen_self(px_chan *ch, px_slot *v) {
-  if (v->tag != SLOT_MSG) return;
-  if (v->weak_self)
-    atomic_fetch_add_explicit(&ch->hdr.refs, v->weak_self, memory_order_relaxed);
-  v->weak_self = 0;
-}
-
-static int ring_push(px_chan *ch, px_slot *v) {
-  if (ch->count == ch->ringsize && ring_grow(ch) != 0) return -1;
-  size_t tail = ch->head + ch->count;
-  if (tail >= ch->ringsize) tail -= ch->ringsize;
-  weaken_self(ch, v);
-  ch->ring[tail] = *v;
-  ch->count++;
-  v->tag = SLOT_NIL;
-  return 0;
-}
-
-/* Put a value back at the head (a receiver was cancelled after the value
- * was handed to it); may exceed the capacity by one. */
-static int ring_push_front(px_chan *ch, px_slot *v) {
-  if (ch->count == ch->ringsize && ring_grow(ch) != 0) return -1;
-  ch->head = ch->head ? ch->head - 1 : ch->ringsize - 1;
-  weaken_self(ch, v);
-  ch->ring[ch->head] = *v;
-  ch->count++;
-  v->tag = SLOT_NIL;
-  return 0;
-}
-
-/* The popper holds a reference to ch, so the ones given back are safe. */
-static void ring_pop(px_chan *ch, px_slot *out) {
-  *out = ch->ring[ch->head];
-  if (++ch->head == ch->ringsize) ch->head = 0;
-  ch->count--;
-  strengthen_self(ch, out);
-}
-
-/* ---- the lock-free buffer -------------------------------------------------
- *
- * A bounded channel of capacity 1..PX_CHAN_VQ_MAX buffers in `cap` cells,
- * Vyukov's bounded multi-producer multi-consumer queue: a push claims the
- * position p = `enq` with a compare-and-swap when the cell there is free
- * for it (seq == 2p), writes the value and publishes it (seq = 2p + 1); a
- * pop claims `deq` when the cell holds that position's value and frees it
- * for the push cap positions on (seq = 2(p + cap)).  (Vyukov's p, p + 1
- * and p + cap cannot tell a full cell from a free one when cap is 1.)  A send that finds room and a receive
- * that finds a value complete without the lock, and the two ends of a busy
- * channel touch only their own position and the cells they use: under the
- * lock every operation moved the lock's cache line between the two CPUs and
- * the consumer was starved into sleeping on it (1e6 numbers through a
- * channel of 1024 between two workers on the 2-core VM: 4-7 M messages a
- * second with the lock; the queue alone in C moves 40-48 M).
- *
- * The lock still guards the parked parties, close and the values put back
- * in front (unreceive), and the locked path uses the same cells.  What
- * keeps a value from sitting in the buffer while a receiver sleeps, or a
- * free cell while a sender sleeps, is Dekker's pattern: each side writes
- * its word with a seq_cst read-modify-write, then reads the other's with a
- * seq_cst load, so one of the two sees the other (no fence: one after each
- * push waited for the cell's cache line to reach the other CPU, every
- * message).  The words are the positions, which a claim moves before the
- * cell is written or freed, so a claimed cell counts as done for the
- * parker, which waits the moment it takes to copy a value (crossbeam's
- * channels do the same):
- *   - a receiver parks only after counting itself in nrecv_parked and
- *     looking at the buffer again under the lock (settle); a push without
- *     the lock claims its cell and, once it has written it, settles under
- *     the lock when nrecv_parked is not 0;
- *   - a sender parks only after counting itself in nsend_parked and
- *     setting VQ_SENDERS in enq, which turns away every push without the
- *     lock while a sender waits (the parked go first, in order), and
- *     looking again; a pop without the lock claims its cell and, once it
- *     has copied the value out, settles when nsend_parked is not 0;
- *   - close sets VQ_CLOSED in enq under the lock: a push that claimed its
- *     cell before is a send before the close, and settles when it is done;
- *     any later one fails its compare-and-swap, takes the locked path, and
- *     raises.  A closed channel's receivers are told so only once the
- *     buffer is drained, pushes still being written included.
- * A value put back in front (px_chan_unreceive, or settle's when the
- * receiver it popped for went away) makes pops without the lock decline
- * until the locked path has taken it: it is the head.
- */
-/* docs/channels.md: "48 bytes a value" */
-_Static_assert(sizeof(px_vcell) == 48, "a cell is 48 bytes");
-
-#define VQ_CLOSED ((uint64_t)1 << 63)
-#define VQ_SENDERS ((uint64_t)1 << 62)
-#define VQ_POS (VQ_SENDERS - 1)
-
-static px_vcell *vq_cells(px_chan *ch) {
-  return atomic_load_explicit(&ch->cells, memory_order_acquire);
-}
-
-/* The cells, made on the first push (ch->lock held): 0, or -1 when out
- * of memory.  A channel that never buffers costs none. */
-static int vq_alloc(px_chan *ch) {
-  if (atomic_load_explicit(&ch->cells, memory_order_relaxed)) return 0;
-  px_vcell *c = malloc((size_t)ch->ncells * sizeof *c);
-  if (!c) return -1;
-  for (long i = 0; i < ch->ncells; i++) {
-    atomic_init(&c[i].seq, 2 * (uint64_t)i);
-    atomic_init(&c[i].plain, 0);
-    c[i].v.tag = SLOT_NIL;
-  }
-  atomic_store_explicit(&ch->cells, c, memory_order_release);
-  return 0;
-}
-
-/* Push *v, consumed when pushed.  locked: the caller holds ch->lock and may
- * push while senders are parked (settle moves theirs in).  1 pushed (*n:
- * its number, for trace flows), 0 full, closed, turned away, or no cells
- * yet (the locked path tells which). */
-static int vq_push(px_chan *ch, px_slot *v, int locked, uint64_t *n) {
-  px_vcell *cells = vq_cells(ch);
-  if (!cells) return 0;
-  uint64_t size = (uint64_t)ch->ncells;
-  uint64_t e = atomic_load_explicit(&ch->enq, memory_order_relaxed);
-  for (;;) {
-    if ((e & VQ_CLOSED) || (!locked && (e & VQ_SENDERS))) return 0;
-    uint64_t pos = e & VQ_POS;
-    px_vcell *c = &cells[pos % size];
-    uint64_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
-    int64_t d = (int64_t)(seq - 2 * pos);
-    if (d == 0) {
-      /* (the flags ride along: e + 1 only moves the position; seq_cst:
-       * Dekker's pattern, see above) */
-      if (atomic_compare_exchange_weak_explicit(&ch->enq, &e, e + 1, memory_order_seq_cst,
-                                                memory_order_relaxed)) {
-        c->v = *v;
-        v->tag = SLOT_NIL;
-        weaken_self(ch, &c->v);
-        atomic_store_explicit(&c->plain, (unsigned char)px_slot_is_plain(&c->v),
-                              memory_order_relaxed);
-        atomic_store_explicit(&c->seq, 2 * pos + 1, memory_order_release);
-        *n = pos + 1;
-        return 1;
-      }
-    } else if (d < 0) {
-      return 0; /* the cell still holds the value of cap pushes ago: full */
-    } else {
-      e = atomic_load_explicit(&ch->enq, memory_order_relaxed);
-    }
-  }
-}
-
-enum { VQ_EMPTY, VQ_GOT, VQ_WRITING, VQ_NOT_PLAIN };
-
-/* Pop into *out (*n: its number).  VQ_GOT, VQ_EMPTY, VQ_WRITING (a push
- * claimed the next cell and is writing it), or VQ_NOT_PLAIN (plain_only,
- * and the next value is not a plain scalar: left there). */
-static int vq_pop(px_chan *ch, px_slot *out, int plain_only, uint64_t *n) {
-  px_vcell *cells = vq_cells(ch);
-  if (!cells) return VQ_EMPTY;
-  uint64_t size = (uint64_t)ch->ncells;
-  uint64_t pos = atomic_load_explicit(&ch->deq, memory_order_relaxed);
-  for (;;) {
-    px_vcell *c = &cells[pos % size];
-    uint64_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
-    int64_t d = (int64_t)(seq - (2 * pos + 1));
-    if (d == 0) {
-      if (plain_only && !atomic_load_explicit(&c->plain, memory_order_relaxed)) return VQ_NOT_PLAIN;
-      if (atomic_compare_exchange_weak_explicit(&ch->deq, &pos, pos + 1, memory_order_seq_cst,
-                                                memory_order_relaxed)) {
-        *out = c->v;
-        atomic_store_explicit(&c->seq, 2 * (pos + size), memory_order_release);
-        strengthen_self(ch, out); /* the popper holds a reference to ch */
-        *n = pos + 1;
-        return VQ_GOT;
-      }
-    } else if (d < 0) {
-      uint64_t e = atomic_load_explicit(&ch->enq, memory_order_seq_cst) & VQ_POS;
-      return e == pos ? VQ_EMPTY : VQ_WRITING;
-    } else {
-      pos = atomic_load_explicit(&ch->deq, memory_order_relaxed);
-    }
-  }
-}
-
-/* Whether fewer than cap values are claimed and not popped: then the next
- * push's cell is free, or will be once the pop that claimed it has copied
- * its value out (vq_push_locked waits for that). */
-static int vq_has_room(px_chan *ch) {
-  uint64_t e = atomic_load_explicit(&ch->enq, memory_order_seq_cst) & VQ_POS;
-  uint64_t d = atomic_load_explicit(&ch->deq, memory_order_seq_cst);
-  return e - d < (uint64_t)ch->ncells;
-}
-
-/* Push under the lock: 1 pushed, 0 no room.  A cell whose pop has claimed
- * it but is still copying its value out counts as room: this waits. */
-static int vq_push_locked(px_chan *ch, px_slot *v, uint64_t *n) {
-  for (unsigned spins = 1;; spins++) {
-    if (vq_push(ch, v, 1, n)) return 1;
-    if (!vq_has_room(ch)) return 0;
-    px_cpu_relax();
-    if ((spins & 63) == 0) sched_yield();
-  }
-}
-
-/* Put v back at the head (ch->lock held); the value is lost when out of
- * memory (as the ring's ring_push_front). */
-static void front_push(px_chan *ch, px_slot *v, uint64_t n) {
-  int nf = atomic_load_explicit(&ch->nfront, memory_order_relaxed);
-  if ((size_t)nf == ch->frontcap) {
-    size_t cap = ch->frontcap ? ch->frontcap * 2 : 4;
-    px_front *f = realloc(ch->front, cap * sizeof *f);
-    if (!f) {
-      px_slot_free(v);
-      return;
-    }
-    ch->front = f;
-    ch->frontcap = cap;
-  }
-  weaken_self(ch, v);
-  ch->front[nf] = (px_front){*v, n};
-  v->tag = SLOT_NIL;
-  atomic_store_explicit(&ch->nfront, nf + 1, memory_order_release);
-}
-
-/* An unbounded channel's overflow (ch->lock held): values sent while its
- * cells were full wait in the ring, after them, and pushes without the
- * lock are turned away (VQ_SENDERS) until the ring is empty again, so
- * order is kept.  A pop that finds the cells empty takes the locked path,
- * which takes the ring's head and moves as much of the rest into the cells
- * as fits (settle): the consumer pops those without the lock again.  (A
- * pop that freed a cell does not settle each time, as for a parked sender:
- * then a producer that outran its consumer made every receive take the
- * lock, 1.4-1.9 M messages a second.) */
-static int overflow_push(px_chan *ch, px_slot *v) {
-  if (ring_push(ch, v) != 0) return -2;
-  if (ch->count == 1) atomic_fetch_or(&ch->enq, VQ_SENDERS);
-  return 1;
-}
-
-static void overflow_pop(px_chan *ch, px_slot *out) { ring_pop(ch, out); }
-
-/* The head value (ch->lock held): from the front, the cells, then the
- * overflow (an unbounded channel's: newer than every cell's); vq_pop's
- * results, *n 0 for the overflow's (no flow number). */
-static int pop_any(px_chan *ch, px_slot *out, int plain_only, uint64_t *n) {
-  int nf = atomic_load_explicit(&ch->nfront, memory_order_relaxed);
-  if (nf == 0) {
-    int r = vq_pop(ch, out, plain_only, n);
-    if (r != VQ_EMPTY || ch->count == 0) return r;
-    if (plain_only && !px_slot_is_plain(&ch->ring[ch->head])) return VQ_NOT_PLAIN;
-    overflow_pop(ch, out);
-    *n = 0;
-    return VQ_GOT;
-  }
-  px_front *f = &ch->front[nf - 1];
-  if (plain_only && !px_slot_is_plain(&f->v)) return VQ_NOT_PLAIN;
-  *out = f->v;
-  *n = f->n;
-  strengthen_self(ch, out);
-  atomic_store_explicit(&ch->nfront, nf - 1, memory_order_release);
-  return VQ_GOT;
-}
-
 /* The n-th value out of ch went to a receiver parked on VM `to` (a flow
  * from its send, recorded when it was pushed). */
 static void trace_handed(px_chan *ch, uint64_t n, px_vm *to) {
@@ -394,14 +89,14 @@ static int settle(px_chan *ch, px_sel **wake) {
     while (ch->recvq.first) {
       px_slot v;
       uint64_t n = 0;
-      int r = pop_any(ch, &v, 0, &n);
+      int r = px_pop_any(ch, &v, 0, &n);
       for (unsigned spins = 1; r == VQ_WRITING; spins++) {
         /* A push claimed the cell and is writing it: the value is there
          * (its pusher may have looked for parked receivers before this
          * one was counted), in a moment. */
         px_cpu_relax();
         if ((spins & 63) == 0) sched_yield();
-        r = pop_any(ch, &v, 0, &n);
+        r = px_pop_any(ch, &v, 0, &n);
       }
       if (r != VQ_GOT) {
         px_entry *e;
@@ -411,7 +106,7 @@ static int settle(px_chan *ch, px_sel **wake) {
       }
       px_entry *e = claim_first(ch, &ch->recvq, 0);
       if (!e) { /* every one parked went away meanwhile */
-        front_push(ch, &v, n);
+        px_front_push(ch, &v, n);
         break;
       }
       e->sel->got = v;
@@ -420,24 +115,24 @@ static int settle(px_chan *ch, px_sel **wake) {
       step = 1;
     }
     /* The overflow's head into free cells (an unbounded channel's; once
-     * closed it drains from the ring itself: pop_any). */
-    while (ch->count && !ch->closed && vq_has_room(ch)) {
+     * closed it drains from the ring itself: px_pop_any). */
+    while (ch->count && !ch->closed && px_vq_has_room(ch)) {
       px_slot v;
       uint64_t n = 0;
-      overflow_pop(ch, &v);
-      int r = vq_push_locked(ch, &v, &n); /* only the lock's holder pushes: room */
+      px_overflow_pop(ch, &v);
+      int r = px_vq_push_locked(ch, &v, &n); /* only the lock's holder pushes: room */
       assert(r == 1);
       (void)r;
       px_trace_chan_sent(ch->trace_id, n);
       step = 1;
     }
-    while (ch->sendq.first && !ch->closed && vq_cells(ch) && vq_has_room(ch)) {
+    while (ch->sendq.first && !ch->closed && px_vq_cells(ch) && px_vq_has_room(ch)) {
       px_entry *e = claim_first(ch, &ch->sendq, 0);
       if (!e) break;
       /* Only the lock's holder pushes while VQ_SENDERS is set: the room
        * seen is still there. */
       uint64_t n = 0;
-      int r = vq_push_locked(ch, &e->val, &n);
+      int r = px_vq_push_locked(ch, &e->val, &n);
       assert(r == 1);
       (void)r;
       fired(e, 1, wake);
@@ -531,13 +226,13 @@ static void fired(px_entry *e, int ok, px_sel **wake) {
 /* The locked path on the lock-free buffer: the parked senders' values go
  * first, then v; then whatever a parked receiver can take. */
 static int vq_send_locked(px_chan *ch, px_slot *v, px_sel **wake) {
-  if (vq_alloc(ch) != 0) return -2;
+  if (px_vq_alloc(ch) != 0) return -2;
   settle(ch, wake);
   uint64_t n = 0;
-  if (ch->sendq.first || ch->count || !vq_push_locked(ch, v, &n)) {
+  if (ch->sendq.first || ch->count || !px_vq_push_locked(ch, v, &n)) {
     if (ch->cap >= 0) return 0;
     /* unbounded: after the cells and what overflowed before */
-    int r = overflow_push(ch, v);
+    int r = px_overflow_push(ch, v);
     if (r == 1) {
       px_trace_chan_sent(ch->trace_id, 0);
       settle(ch, wake);
@@ -552,7 +247,7 @@ static int vq_send_locked(px_chan *ch, px_slot *v, px_sel **wake) {
 static int vq_recv_locked(px_chan *ch, px_slot *out, px_sel **wake, int plain_only) {
   for (unsigned spins = 1;; spins++) {
     uint64_t n = 0;
-    int r = pop_any(ch, out, plain_only, &n);
+    int r = px_pop_any(ch, out, plain_only, &n);
     if (r == VQ_GOT) {
       px_trace_chan_received(ch->trace_id, n);
       settle(ch, wake); /* a parked sender's value into the freed cell */
@@ -581,7 +276,7 @@ int px_chan_send_locked(px_chan *ch, px_slot *v, px_sel **wake) {
     return 1;
   }
   if (ch->cap < 0 || ch->count < (size_t)ch->cap) {
-    if (ring_push(ch, v) != 0) return -2;
+    if (px_ring_push(ch, v) != 0) return -2;
     px_trace_chan_sent(ch->trace_id, px_chan_next_n(&ch->nsent));
     return 1;
   }
@@ -592,11 +287,11 @@ static int recv_locked(px_chan *ch, px_slot *out, px_sel **wake, int plain_only)
   if (ch->vq) return vq_recv_locked(ch, out, wake, plain_only);
   if (ch->count) {
     if (plain_only && !px_slot_is_plain(&ch->ring[ch->head])) return 0;
-    ring_pop(ch, out);
+    px_ring_pop(ch, out);
     px_trace_chan_received(ch->trace_id, px_chan_next_n(&ch->nrecv));
     px_entry *e = claim_first(ch, &ch->sendq, 0);
     if (e) {
-      ring_push(ch, &e->val); /* cannot fail: a slot was just freed */
+      px_ring_push(ch, &e->val); /* cannot fail: a slot was just freed */
       fired(e, 1, wake);
       px_chan_next_n(&ch->nsent);
     }
@@ -637,13 +332,13 @@ static int vq_try(px_chan *ch, int op, px_slot *v) {
    * other (no fence: a full one here waited for the cell's cache line to
    * reach the other CPU, every message). */
   if (op == PX_CHAN_SEND) {
-    if (!vq_push(ch, v, 0, &n)) return 0;
+    if (!px_vq_push(ch, v, 0, &n)) return 0;
     px_trace_chan_sent(ch->trace_id, n);
     if (atomic_load_explicit(&ch->nrecv_parked, memory_order_seq_cst)) kick(ch);
     return 1;
   }
   if (atomic_load_explicit(&ch->nfront, memory_order_acquire)) return 0;
-  if (vq_pop(ch, v, op == PX_CHAN_RECV_PLAIN, &n) != VQ_GOT) return 0;
+  if (px_vq_pop(ch, v, op == PX_CHAN_RECV_PLAIN, &n) != VQ_GOT) return 0;
   px_trace_chan_received(ch->trace_id, n);
   if (atomic_load_explicit(&ch->nsend_parked, memory_order_seq_cst)) kick(ch);
   return 1;
@@ -709,8 +404,8 @@ void px_chan_unreceive(px_chan *ch, px_slot *v) {
     v->tag = SLOT_NIL;
     fired(e, 1, &wake);
   } else if (ch->vq) {
-    front_push(ch, v, 0);
-  } else if (ring_push_front(ch, v) != 0) {
+    px_front_push(ch, v, 0);
+  } else if (px_ring_push_front(ch, v) != 0) {
     px_slot_free(v); /* out of memory: the value is lost */
   }
   px_chan_unlock(ch);
@@ -753,7 +448,7 @@ static atomic_long live_channels;
 long px_chan_live(void) { return atomic_load_explicit(&live_channels, memory_order_relaxed); }
 
 /* The last counted reference went: free what is buffered, except the
- * uncounted references its messages hold to ch itself (see weaken_self). */
+ * uncounted references its messages hold to ch itself (see px_weaken_self). */
 static void free_buffered(px_shared *obj, px_slot v) {
   if (v.tag == SLOT_MSG && v.weak_self) {
     px_msg *m = v.u.msg;

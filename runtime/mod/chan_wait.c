@@ -188,7 +188,7 @@ static uint64_t now_ns(void) {
 }
 
 /* Before parking, a send on a rendezvous channel (or a receive) waits at
- * its exchange for up to PRESPIN_NS (chan_queue.c), and a send on a full
+ * its exchange for up to PRESPIN_NS (chan_exchange.c), and a send on a full
  * channel with the lock-free buffer (or a receive on an empty one) retries
  * without the lock for as long:
  * with the counterpart running on another CPU a cell is freed (or filled)
