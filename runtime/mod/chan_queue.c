@@ -346,6 +346,7 @@ static int vq_try(px_chan *ch, int op, px_slot *v) {
 
 int px_chan_try_unlocked(px_chan *ch, int op, px_slot *v) {
   if (ch->vq) return vq_try(ch, op, v);
+  /* (a plain receive, the FFI's, cannot take a value it does not know) */
   return ch->cap == 0 && op != PX_CHAN_RECV_PLAIN && px_chan_exchange_take(ch, op, v);
 }
 
@@ -381,9 +382,7 @@ int px_chan_try_fast(px_chan *ch, int op, px_slot *v) {
 }
 
 int px_chan_try(px_chan *ch, int op, px_slot *v) {
-  if (ch->vq && vq_try(ch, op, v)) return 1;
-  /* (a plain receive, the FFI's, cannot take a value it does not know) */
-  if (ch->cap == 0 && op != PX_CHAN_RECV_PLAIN && px_chan_exchange_take(ch, op, v)) return 1;
+  if (px_chan_try_unlocked(ch, op, v)) return 1;
   px_sel *wake = NULL;
   px_chan_lock(ch);
   int r = op == PX_CHAN_SEND ? px_chan_send_locked(ch, v, &wake)
