@@ -532,7 +532,7 @@ describe("the lock-free buffer", function()
     assert.is_false(select(2, a:try_recv()))
   end)
 
-  it("takes no buffer memory until a value is buffered, then its whole buffer (48 bytes a value)", function()
+  it("takes no buffer memory until a value is buffered, then its whole buffer (48 bytes a value; 1024 cells when unbounded)", function()
     if os.getenv("PARX_SANITIZER") then
       -- a sanitizer's allocator and shadow memory are in the count
       pending("resident memory is not the program's own under " .. os.getenv("PARX_SANITIZER"))
@@ -552,15 +552,24 @@ describe("the lock-free buffer", function()
       for i = 1, 100 do chans[i] = parx.channel(4096) end
       local made = rss()
       for i = 1, 100 do chans[i]:send(i) end
-      print(made - before, rss() - made)]]
+      local used = rss()
+      local unbounded = {}
+      for i = 1, 100 do unbounded[i] = parx.channel() end
+      local made2 = rss()
+      for i = 1, 100 do unbounded[i]:send(i) end
+      print(made - before, used - made, rss() - made2)]]
     local r = assert(parx.process.exec(os.getenv("PARX_BIN") or "build/parx", {"-e", code}))
-    local made, used = r.stdout:match("^(%d+)\t(%d+)")
-    made, used = tonumber(made), tonumber(used)
+    local made, used, unb = r.stdout:match("^(%d+)\t(%d+)\t(%d+)")
+    made, used, unb = tonumber(made), tonumber(used), tonumber(unb)
     assert(made, r.stdout .. r.stderr)
     assert.is_true(made < 4e6, ("100 new channels took %d bytes"):format(made))
     local want = 100 * 4096 * 48
     assert.is_true(used > 0.9 * want and used < 1.5 * want,
       ("100 first sends took %d bytes, not about %d"):format(used, want))
+    -- an unbounded channel: 1024 cells
+    want = 100 * 1024 * 48
+    assert.is_true(unb > 0.9 * want and unb < 1.5 * want,
+      ("100 first sends on unbounded channels took %d bytes, not about %d"):format(unb, want))
   end)
 
   it("a value put back by a cancelled receiver is received first", function()
